@@ -1,0 +1,27 @@
+//! The pure core of the Cercle ledger: amounts, identifiers, operations, signature rules,
+//! the state machine and its invariants, entries and their hash chain.
+//!
+//! Architecture invariant: nothing here reads a clock, storage, the network or a random
+//! source, and nothing depends on an async runtime or on protobuf. Time and the previous
+//! state come in as arguments; outcomes come out as values. The node, the tests and an
+//! auditor's replay all run this same code.
+
+pub mod amount;
+pub mod codec;
+pub mod entry;
+pub mod genesis;
+pub mod ids;
+pub mod ledger;
+pub mod op;
+pub mod reject;
+pub mod sign;
+pub mod state;
+
+pub use amount::{AmountError, format_minor, format_with_currency, parse_major};
+pub use entry::{BalanceAfter, Entry, Envelope};
+pub use genesis::Genesis;
+pub use ids::{AccountId, LedgerId, OperationId, PublicKey};
+pub use ledger::{Head, Ledger, ReplayError, Replayer, verify_envelope};
+pub use op::{OpKind, Operation, RegisterAccount, SetLimits, Transfer};
+pub use reject::{RejectCode, Rejection};
+pub use state::{Account, AccountStatus, Context, Effects, State};

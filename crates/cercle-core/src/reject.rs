@@ -1,0 +1,247 @@
+//! Rejections: why the ledger refused an operation, as stable numbered values.
+//!
+//! Codes are stable and never renumbered; new reasons take new numbers. When several
+//! reasons apply, the state machine reports the one checked first; the order of checks is
+//! the order of the codes within each group (shape, time, identity, authority, accounts,
+//! amounts, limits).
+
+use crate::amount::format_with_currency;
+use crate::ids::AccountId;
+
+/// The stable code of a rejection reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u16)]
+pub enum RejectCode {
+    Malformed = 1,
+    BadSignature = 2,
+    Expired = 3,
+    ValidityTooLong = 4,
+    OperationIdConflict = 5,
+    BodyTooLarge = 6,
+    NotAdministrator = 10,
+    NotAccountKey = 11,
+    UnknownAccount = 20,
+    AccountExists = 21,
+    AccountFrozen = 22,
+    AlreadyFrozen = 23,
+    NotFrozen = 24,
+    InvalidText = 30,
+    InvalidKeys = 31,
+    InvalidLimit = 32,
+    NothingToChange = 33,
+    InvalidAmount = 40,
+    SelfTransfer = 41,
+    BalanceOverflow = 42,
+    CreditLimitExceeded = 50,
+    MaxBalanceExceeded = 51,
+}
+
+impl RejectCode {
+    /// The code's stable name, as it appears in gRPC error details.
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectCode::Malformed => "MALFORMED",
+            RejectCode::BadSignature => "BAD_SIGNATURE",
+            RejectCode::Expired => "EXPIRED",
+            RejectCode::ValidityTooLong => "VALIDITY_TOO_LONG",
+            RejectCode::OperationIdConflict => "OPERATION_ID_CONFLICT",
+            RejectCode::BodyTooLarge => "BODY_TOO_LARGE",
+            RejectCode::NotAdministrator => "NOT_ADMINISTRATOR",
+            RejectCode::NotAccountKey => "NOT_ACCOUNT_KEY",
+            RejectCode::UnknownAccount => "UNKNOWN_ACCOUNT",
+            RejectCode::AccountExists => "ACCOUNT_EXISTS",
+            RejectCode::AccountFrozen => "ACCOUNT_FROZEN",
+            RejectCode::AlreadyFrozen => "ALREADY_FROZEN",
+            RejectCode::NotFrozen => "NOT_FROZEN",
+            RejectCode::InvalidText => "INVALID_TEXT",
+            RejectCode::InvalidKeys => "INVALID_KEYS",
+            RejectCode::InvalidLimit => "INVALID_LIMIT",
+            RejectCode::NothingToChange => "NOTHING_TO_CHANGE",
+            RejectCode::InvalidAmount => "INVALID_AMOUNT",
+            RejectCode::SelfTransfer => "SELF_TRANSFER",
+            RejectCode::BalanceOverflow => "BALANCE_OVERFLOW",
+            RejectCode::CreditLimitExceeded => "CREDIT_LIMIT_EXCEEDED",
+            RejectCode::MaxBalanceExceeded => "MAX_BALANCE_EXCEEDED",
+        }
+    }
+}
+
+/// A rejected operation, with the numbers that explain it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    Malformed {
+        detail: String,
+    },
+    BadSignature {
+        detail: String,
+    },
+    Expired {
+        valid_until_ms: u64,
+        now_ms: u64,
+    },
+    ValidityTooLong {
+        valid_until_ms: u64,
+        now_ms: u64,
+    },
+    OperationIdConflict {
+        operation_id: String,
+    },
+    BodyTooLarge {
+        bytes: usize,
+    },
+    NotAdministrator,
+    NotAccountKey {
+        account: AccountId,
+    },
+    UnknownAccount {
+        account: AccountId,
+    },
+    AccountExists {
+        account: AccountId,
+    },
+    AccountFrozen {
+        account: AccountId,
+    },
+    AlreadyFrozen {
+        account: AccountId,
+    },
+    NotFrozen {
+        account: AccountId,
+    },
+    InvalidText {
+        field: &'static str,
+        detail: String,
+    },
+    InvalidKeys {
+        detail: String,
+    },
+    InvalidLimit {
+        detail: String,
+    },
+    NothingToChange,
+    InvalidAmount {
+        amount_minor: i64,
+    },
+    SelfTransfer,
+    BalanceOverflow {
+        account: AccountId,
+    },
+    CreditLimitExceeded {
+        account: AccountId,
+        balance_after_minor: i64,
+        credit_limit_minor: i64,
+    },
+    MaxBalanceExceeded {
+        account: AccountId,
+        balance_after_minor: i64,
+        max_balance_minor: i64,
+    },
+}
+
+impl Rejection {
+    pub fn code(&self) -> RejectCode {
+        match self {
+            Rejection::Malformed { .. } => RejectCode::Malformed,
+            Rejection::BadSignature { .. } => RejectCode::BadSignature,
+            Rejection::Expired { .. } => RejectCode::Expired,
+            Rejection::ValidityTooLong { .. } => RejectCode::ValidityTooLong,
+            Rejection::OperationIdConflict { .. } => RejectCode::OperationIdConflict,
+            Rejection::BodyTooLarge { .. } => RejectCode::BodyTooLarge,
+            Rejection::NotAdministrator => RejectCode::NotAdministrator,
+            Rejection::NotAccountKey { .. } => RejectCode::NotAccountKey,
+            Rejection::UnknownAccount { .. } => RejectCode::UnknownAccount,
+            Rejection::AccountExists { .. } => RejectCode::AccountExists,
+            Rejection::AccountFrozen { .. } => RejectCode::AccountFrozen,
+            Rejection::AlreadyFrozen { .. } => RejectCode::AlreadyFrozen,
+            Rejection::NotFrozen { .. } => RejectCode::NotFrozen,
+            Rejection::InvalidText { .. } => RejectCode::InvalidText,
+            Rejection::InvalidKeys { .. } => RejectCode::InvalidKeys,
+            Rejection::InvalidLimit { .. } => RejectCode::InvalidLimit,
+            Rejection::NothingToChange => RejectCode::NothingToChange,
+            Rejection::InvalidAmount { .. } => RejectCode::InvalidAmount,
+            Rejection::SelfTransfer => RejectCode::SelfTransfer,
+            Rejection::BalanceOverflow { .. } => RejectCode::BalanceOverflow,
+            Rejection::CreditLimitExceeded { .. } => RejectCode::CreditLimitExceeded,
+            Rejection::MaxBalanceExceeded { .. } => RejectCode::MaxBalanceExceeded,
+        }
+    }
+
+    /// A one-line explanation naming the numbers, amounts in `currency` with `exponent`
+    /// decimals: "credit limit exceeded: balance would be -1,250.00 CHW, limit is -1,000.00 CHW".
+    pub fn message(&self, currency: &str, exponent: u8) -> String {
+        let money = |minor: i64| format_with_currency(minor, exponent, currency);
+        match self {
+            Rejection::Malformed { detail } => format!("malformed operation: {detail}"),
+            Rejection::BadSignature { detail } => format!("bad signature: {detail}"),
+            Rejection::Expired {
+                valid_until_ms,
+                now_ms,
+            } => format!(
+                "operation expired: valid until {valid_until_ms} ms, node time is {now_ms} ms"
+            ),
+            Rejection::ValidityTooLong {
+                valid_until_ms,
+                now_ms,
+            } => format!(
+                "validity too long: valid until {valid_until_ms} ms is more than {} days after node time {now_ms} ms",
+                crate::op::VALIDITY_MS_MAX / 86_400_000
+            ),
+            Rejection::OperationIdConflict { operation_id } => {
+                format!("operation id {operation_id} was already used for a different operation")
+            }
+            Rejection::BodyTooLarge { bytes } => format!(
+                "operation body is {bytes} bytes, the maximum is {}",
+                crate::op::BODY_BYTES_MAX
+            ),
+            Rejection::NotAdministrator => {
+                "not an administrator: this operation must be signed by an administrator key".into()
+            }
+            Rejection::NotAccountKey { account } => {
+                format!("the signing key is not allowed to sign for account '{account}'")
+            }
+            Rejection::UnknownAccount { account } => format!("unknown account '{account}'"),
+            Rejection::AccountExists { account } => format!("account '{account}' already exists"),
+            Rejection::AccountFrozen { account } => format!("account '{account}' is frozen"),
+            Rejection::AlreadyFrozen { account } => {
+                format!("account '{account}' is already frozen")
+            }
+            Rejection::NotFrozen { account } => format!("account '{account}' is not frozen"),
+            Rejection::InvalidText { field, detail } => format!("invalid {field}: {detail}"),
+            Rejection::InvalidKeys { detail } => format!("invalid keys: {detail}"),
+            Rejection::InvalidLimit { detail } => format!("invalid limit: {detail}"),
+            Rejection::NothingToChange => {
+                "nothing to change: give a new credit limit or maximum balance".into()
+            }
+            Rejection::InvalidAmount { amount_minor } => format!(
+                "invalid amount: {} (an amount must be positive)",
+                money(*amount_minor)
+            ),
+            Rejection::SelfTransfer => "an account cannot pay itself".into(),
+            Rejection::BalanceOverflow { account } => {
+                format!("amount out of range: the balance of '{account}' would overflow")
+            }
+            Rejection::CreditLimitExceeded {
+                account,
+                balance_after_minor,
+                credit_limit_minor,
+            } => {
+                format!(
+                    "credit limit exceeded: balance would be {}, limit is {} (account '{account}')",
+                    money(*balance_after_minor),
+                    money(credit_limit_minor.saturating_neg())
+                )
+            }
+            Rejection::MaxBalanceExceeded {
+                account,
+                balance_after_minor,
+                max_balance_minor,
+            } => {
+                format!(
+                    "maximum balance exceeded: balance would be {}, maximum is {} (account '{account}')",
+                    money(*balance_after_minor),
+                    money(*max_balance_minor)
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Signature rules: what is signed, and how a signature is checked.
+//!
+//! Every message starts with a fixed domain tag and the ledger id, so a signature made
+//! for one purpose or one ledger is worthless for another. Verification is strict
+//! (`verify_strict`): non-canonical signatures and small-order keys are refused.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use crate::ids::{LedgerId, PublicKey};
+
+/// Domain tag of an operation signature.
+pub const OP_TAG: &[u8] = b"cercle/op/v1";
+/// Domain tag of a read-authentication signature.
+pub const READ_TAG: &[u8] = b"cercle/read/v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the public key is not a valid ed25519 point")]
+    InvalidKey,
+    #[error("the public key has small order and cannot sign")]
+    WeakKey,
+    #[error("the signature does not verify")]
+    BadSignature,
+}
+
+/// The bytes an operation signature covers: `OP_TAG || ledger_id || body`.
+pub fn op_message(ledger_id: &LedgerId, body: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(OP_TAG.len() + 16 + body.len());
+    msg.extend_from_slice(OP_TAG);
+    msg.extend_from_slice(&ledger_id.0);
+    msg.extend_from_slice(body);
+    msg
+}
+
+/// The bytes a read-authentication signature covers. `method` is the gRPC method name
+/// (e.g. `GetAccount`), `subject` what is read (an account handle). Lengths prefix the
+/// variable parts so no two different requests share a message.
+pub fn read_auth_message(
+    ledger_id: &LedgerId,
+    method: &str,
+    timestamp_ms: u64,
+    subject: &str,
+) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(READ_TAG.len() + 16 + 8 + method.len() + subject.len() + 8);
+    msg.extend_from_slice(READ_TAG);
+    msg.extend_from_slice(&ledger_id.0);
+    msg.extend_from_slice(&(method.len() as u32).to_be_bytes());
+    msg.extend_from_slice(method.as_bytes());
+    msg.extend_from_slice(&timestamp_ms.to_be_bytes());
+    msg.extend_from_slice(&(subject.len() as u32).to_be_bytes());
+    msg.extend_from_slice(subject.as_bytes());
+    msg
+}
+
+/// Checks that a key may be registered: a valid point, not of small order.
+pub fn check_public_key(key: &PublicKey) -> Result<(), SignatureError> {
+    let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::InvalidKey)?;
+    if vk.is_weak() {
+        return Err(SignatureError::WeakKey);
+    }
+    Ok(())
+}
+
+/// Strict ed25519 verification of `signature` by `key` over `message`.
+pub fn verify(key: &PublicKey, message: &[u8], signature: &[u8; 64]) -> Result<(), SignatureError> {
+    let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::InvalidKey)?;
+    if vk.is_weak() {
+        return Err(SignatureError::WeakKey);
+    }
+    let sig = Signature::from_bytes(signature);
+    vk.verify_strict(message, &sig)
+        .map_err(|_| SignatureError::BadSignature)
+}
+
+/// A signing key held by a client (wallet, node). Generating one needs randomness, which
+/// the caller provides as a 32-byte seed: the core never reads a random source itself.
+#[derive(Clone)]
+pub struct Keypair {
+    signing: SigningKey,
+}
+
+impl Keypair {
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Keypair {
+            signing: SigningKey::from_bytes(seed),
+        }
+    }
+
+    pub fn seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.signing.verifying_key().to_bytes())
+    }
+
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
+    }
+
+    /// Signs an operation body for `ledger_id`.
+    pub fn sign_op(&self, ledger_id: &LedgerId, body: &[u8]) -> [u8; 64] {
+        self.sign(&op_message(ledger_id, body))
+    }
+}
+
+impl std::fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        write!(f, "Keypair({})", self.public_key())
+    }
+}
+
+/// First line of a key file.
+pub const KEY_FILE_HEADER: &str = "cercle-ed25519-secret-key-v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("not a Cercle key file: the first line must be '{KEY_FILE_HEADER}'")]
+    Header,
+    #[error("the key file's second line must be 64 hex digits (the 32-byte secret seed)")]
+    Seed,
+}
+
+/// The text of a key file: a header line, then the secret seed in hex.
+pub fn encode_key_file(keypair: &Keypair) -> String {
+    format!(
+        "{KEY_FILE_HEADER}\n{}\n# public key: {}\n",
+        hex::encode(keypair.seed()),
+        keypair.public_key()
+    )
+}
+
+pub fn decode_key_file(text: &str) -> Result<Keypair, KeyFileError> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    if lines.next() != Some(KEY_FILE_HEADER) {
+        return Err(KeyFileError::Header);
+    }
+    let seed_hex = lines.next().ok_or(KeyFileError::Seed)?;
+    let seed: [u8; 32] = hex::decode(seed_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(KeyFileError::Seed)?;
+    Ok(Keypair::from_seed(&seed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keypair(n: u8) -> Keypair {
+        Keypair::from_seed(&[n; 32])
+    }
+
+    #[test]
+    fn signature_binds_to_ledger_and_body() {
+        let kp = keypair(1);
+        let ledger_a = LedgerId([1; 16]);
+        let ledger_b = LedgerId([2; 16]);
+        let body = b"pay 10 to bakery".to_vec();
+        let sig = kp.sign_op(&ledger_a, &body);
+        let check = |ledger: &LedgerId, body: &[u8], sig: &[u8; 64]| {
+            verify(&kp.public_key(), &op_message(ledger, body), sig)
+        };
+        assert_eq!(check(&ledger_a, &body, &sig), Ok(()));
+        assert_eq!(
+            check(&ledger_b, &body, &sig),
+            Err(SignatureError::BadSignature)
+        );
+        for i in 0..body.len() {
+            let mut flipped = body.clone();
+            flipped[i] ^= 1;
+            assert_eq!(
+                check(&ledger_a, &flipped, &sig),
+                Err(SignatureError::BadSignature)
+            );
+        }
+        for i in 0..64 {
+            let mut flipped = sig;
+            flipped[i] ^= 0x10;
+            assert!(
+                check(&ledger_a, &body, &flipped).is_err(),
+                "flipped signature byte {i}"
+            );
+        }
+        // Another key does not verify.
+        let other = keypair(2).public_key();
+        assert_eq!(
+            verify(&other, &op_message(&ledger_a, &body), &sig),
+            Err(SignatureError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn small_order_keys_are_refused() {
+        // The identity point (y = 1) has small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let key = PublicKey(identity);
+        assert_eq!(check_public_key(&key), Err(SignatureError::WeakKey));
+        assert_eq!(verify(&key, b"m", &[0; 64]), Err(SignatureError::WeakKey));
+        assert_eq!(check_public_key(&keypair(3).public_key()), Ok(()));
+    }
+
+    #[test]
+    fn non_canonical_s_is_refused() {
+        let kp = keypair(4);
+        let msg = b"hello";
+        let mut sig = kp.sign(msg);
+        // Adding the group order L to s gives a non-canonical encoding of the same scalar.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let sum = u16::from(sig[32 + i]) + u16::from(L[i]) + carry;
+            sig[32 + i] = sum as u8;
+            carry = sum >> 8;
+        }
+        assert!(verify(&kp.public_key(), msg, &sig).is_err());
+    }
+
+    #[test]
+    fn read_auth_messages_differ_by_every_field() {
+        let l = LedgerId([7; 16]);
+        let base = read_auth_message(&l, "GetAccount", 5, "abc");
+        assert_ne!(
+            base,
+            read_auth_message(&LedgerId([8; 16]), "GetAccount", 5, "abc")
+        );
+        assert_ne!(base, read_auth_message(&l, "ListEntries", 5, "abc"));
+        assert_ne!(base, read_auth_message(&l, "GetAccount", 6, "abc"));
+        assert_ne!(base, read_auth_message(&l, "GetAccount", 5, "abd"));
+    }
+
+    #[test]
+    fn key_file_round_trips() {
+        let kp = keypair(9);
+        let text = encode_key_file(&kp);
+        let back = decode_key_file(&text).unwrap();
+        assert_eq!(back.public_key(), kp.public_key());
+        assert_eq!(decode_key_file("nope\n").unwrap_err(), KeyFileError::Header);
+        assert_eq!(
+            decode_key_file(&format!("{KEY_FILE_HEADER}\nzz\n")).unwrap_err(),
+            KeyFileError::Seed
+        );
+    }
+}

@@ -1,0 +1,520 @@
+//! The state machine: accounts and balances, and the one function that changes them.
+//!
+//! `State::apply` takes the entry context (sequence, the node's timestamp), the verified
+//! signer and a decoded operation, and either changes the state and returns the outcome,
+//! or returns a rejection and leaves the state exactly as it was. It reads no clock,
+//! storage or randomness, so the node, the tests and an auditor's replay agree.
+//!
+//! Order of checks (the first failing one is reported): time window; authority (an
+//! administrator for administrative operations); the values of the operation itself
+//! (texts, keys, limits, amount, self-transfer); the accounts it names; whether the
+//! signer may act for the account; account status; arithmetic; limits.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::entry::BalanceAfter;
+use crate::genesis::Genesis;
+use crate::ids::{AccountId, PublicKey};
+use crate::op::{
+    DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OpKind,
+    Operation, REASON_CHARS_MAX, RegisterAccount, SetLimits, Transfer, VALIDITY_MS_MAX,
+};
+use crate::reject::Rejection;
+
+const ACCOUNT_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    Active,
+    Frozen,
+}
+
+impl AccountStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Frozen => "frozen",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub display_name: String,
+    pub keys: Vec<PublicKey>,
+    pub balance_minor: i64,
+    /// The balance may not go below `-credit_limit_minor` through a payment. Never negative.
+    pub credit_limit_minor: i64,
+    /// The balance may not go above this through a payment received.
+    pub max_balance_minor: Option<i64>,
+    pub status: AccountStatus,
+    pub registered_at_sequence: u64,
+    /// The last entry that touched this account.
+    pub last_sequence: u64,
+}
+
+impl Account {
+    /// The account's canonical, versioned encoding: persisted by the store and hashed
+    /// into the state digest.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(ACCOUNT_VERSION)
+            .str(self.id.as_str())
+            .str(&self.display_name)
+            .u8(match self.status {
+                AccountStatus::Active => 0,
+                AccountStatus::Frozen => 1,
+            })
+            .i64(self.balance_minor)
+            .i64(self.credit_limit_minor)
+            .opt_i64(self.max_balance_minor)
+            .u8(self.keys.len() as u8);
+        for k in &self.keys {
+            w.fixed(&k.0);
+        }
+        w.u64(self.registered_at_sequence).u64(self.last_sequence);
+        w.buf
+    }
+
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let version = r.u8("account version")?;
+        if version != ACCOUNT_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let id =
+            AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
+        let display_name = r.string("display name")?;
+        let status = match r.u8("status")? {
+            0 => AccountStatus::Active,
+            1 => AccountStatus::Frozen,
+            _ => return Err(DecodeError::Invalid("status")),
+        };
+        let balance_minor = r.i64("balance")?;
+        let credit_limit_minor = r.i64("credit limit")?;
+        let max_balance_minor = r.opt_i64("max balance")?;
+        let n = usize::from(r.u8("key count")?);
+        if n > KEYS_PER_ACCOUNT_MAX {
+            return Err(DecodeError::Invalid("key count"));
+        }
+        let keys = (0..n)
+            .map(|_| Ok(PublicKey(r.array("key")?)))
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        let registered_at_sequence = r.u64("registered at")?;
+        let last_sequence = r.u64("last sequence")?;
+        r.finish()?;
+        Ok(Account {
+            id,
+            display_name,
+            keys,
+            balance_minor,
+            credit_limit_minor,
+            max_balance_minor,
+            status,
+            registered_at_sequence,
+            last_sequence,
+        })
+    }
+}
+
+/// Where an operation lands in the log: decided by the node, recorded in the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    pub sequence: u64,
+    pub timestamp_ms: u64,
+}
+
+/// What an accepted operation did: every balance it changed, after the change (in the
+/// order of `OpKind::accounts`), and every account it touched.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Effects {
+    pub balances_after: Vec<BalanceAfter>,
+    pub touched: Vec<AccountId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantViolation {
+    #[error("balances sum to {0}, not zero")]
+    NonZeroSum(i128),
+    #[error("account '{account}' has credit limit {limit}, which is negative")]
+    NegativeLimit { account: AccountId, limit: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    admin_keys: Vec<PublicKey>,
+    accounts: BTreeMap<AccountId, Account>,
+}
+
+impl State {
+    /// The empty state of a new ledger.
+    pub fn new(genesis: &Genesis) -> Self {
+        State {
+            admin_keys: genesis.admin_keys.clone(),
+            accounts: BTreeMap::new(),
+        }
+    }
+
+    /// A state from accounts read back from storage.
+    pub fn from_accounts(genesis: &Genesis, accounts: impl IntoIterator<Item = Account>) -> Self {
+        let accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
+        State {
+            admin_keys: genesis.admin_keys.clone(),
+            accounts,
+        }
+    }
+
+    pub fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_admin(&self, key: &PublicKey) -> bool {
+        self.admin_keys.contains(key)
+    }
+
+    /// SHA-256 over every account's canonical encoding in handle order. Two states are
+    /// equal exactly when their digests are (barring a hash collision).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"cercle/state/v1");
+        h.update((self.accounts.len() as u64).to_be_bytes());
+        for account in self.accounts.values() {
+            let bytes = account.encode();
+            h.update((bytes.len() as u32).to_be_bytes());
+            h.update(&bytes);
+        }
+        h.finalize().into()
+    }
+
+    /// The ledger's invariants: balances sum to exactly zero; limits are never negative.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let mut sum: i128 = 0;
+        for a in self.accounts.values() {
+            sum += i128::from(a.balance_minor);
+            if a.credit_limit_minor < 0 {
+                return Err(InvariantViolation::NegativeLimit {
+                    account: a.id.clone(),
+                    limit: a.credit_limit_minor,
+                });
+            }
+        }
+        if sum != 0 {
+            return Err(InvariantViolation::NonZeroSum(sum));
+        }
+        Ok(())
+    }
+
+    /// Applies one verified operation. On rejection the state is unchanged.
+    pub fn apply(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        op: &Operation,
+    ) -> Result<Effects, Rejection> {
+        if ctx.timestamp_ms > op.valid_until_ms {
+            return Err(Rejection::Expired {
+                valid_until_ms: op.valid_until_ms,
+                now_ms: ctx.timestamp_ms,
+            });
+        }
+        if op.valid_until_ms - ctx.timestamp_ms > VALIDITY_MS_MAX {
+            return Err(Rejection::ValidityTooLong {
+                valid_until_ms: op.valid_until_ms,
+                now_ms: ctx.timestamp_ms,
+            });
+        }
+        if op.kind.is_administrative() && !self.is_admin(signer) {
+            return Err(Rejection::NotAdministrator);
+        }
+        let effects = match &op.kind {
+            OpKind::RegisterAccount(r) => self.register(ctx, r)?,
+            OpKind::SetLimits(s) => self.set_limits(ctx, s)?,
+            OpKind::FreezeAccount { account, reason } => {
+                check_reason(reason, true)?;
+                let a = self.existing(account)?;
+                if a.status == AccountStatus::Frozen {
+                    return Err(Rejection::AlreadyFrozen {
+                        account: account.clone(),
+                    });
+                }
+                self.touch(ctx, account, |a| a.status = AccountStatus::Frozen)
+            }
+            OpKind::UnfreezeAccount { account, reason } => {
+                check_reason(reason, false)?;
+                let a = self.existing(account)?;
+                if a.status != AccountStatus::Frozen {
+                    return Err(Rejection::NotFrozen {
+                        account: account.clone(),
+                    });
+                }
+                self.touch(ctx, account, |a| a.status = AccountStatus::Active)
+            }
+            OpKind::RotateKeys { account, keys } => {
+                check_keys(keys)?;
+                let a = self.existing(account)?;
+                if !self.is_admin(signer) && !a.keys.contains(signer) {
+                    return Err(Rejection::NotAccountKey {
+                        account: account.clone(),
+                    });
+                }
+                let keys = keys.clone();
+                self.touch(ctx, account, |a| a.keys = keys)
+            }
+            OpKind::Transfer(t) => self.transfer(ctx, signer, t)?,
+        };
+        #[cfg(debug_assertions)]
+        if let Err(violation) = self.check_invariants() {
+            panic!(
+                "invariant violated after entry {}: {violation}",
+                ctx.sequence
+            );
+        }
+        Ok(effects)
+    }
+
+    fn existing(&self, id: &AccountId) -> Result<&Account, Rejection> {
+        self.accounts
+            .get(id)
+            .ok_or_else(|| Rejection::UnknownAccount {
+                account: id.clone(),
+            })
+    }
+
+    /// Changes one account that is known to exist and records that the entry touched it.
+    fn touch(
+        &mut self,
+        ctx: &Context,
+        id: &AccountId,
+        change: impl FnOnce(&mut Account),
+    ) -> Effects {
+        if let Some(a) = self.accounts.get_mut(id) {
+            change(a);
+            a.last_sequence = ctx.sequence;
+        }
+        Effects {
+            balances_after: Vec::new(),
+            touched: vec![id.clone()],
+        }
+    }
+
+    fn register(&mut self, ctx: &Context, r: &RegisterAccount) -> Result<Effects, Rejection> {
+        check_text("display name", &r.display_name, DISPLAY_NAME_CHARS_MAX)?;
+        check_keys(&r.keys)?;
+        check_limits(Some(r.credit_limit_minor), r.max_balance_minor.map(Some))?;
+        if self.accounts.contains_key(&r.account) {
+            return Err(Rejection::AccountExists {
+                account: r.account.clone(),
+            });
+        }
+        self.accounts.insert(
+            r.account.clone(),
+            Account {
+                id: r.account.clone(),
+                display_name: r.display_name.clone(),
+                keys: r.keys.clone(),
+                balance_minor: 0,
+                credit_limit_minor: r.credit_limit_minor,
+                max_balance_minor: r.max_balance_minor,
+                status: AccountStatus::Active,
+                registered_at_sequence: ctx.sequence,
+                last_sequence: ctx.sequence,
+            },
+        );
+        Ok(Effects {
+            balances_after: vec![BalanceAfter {
+                account: r.account.clone(),
+                balance_minor: 0,
+            }],
+            touched: vec![r.account.clone()],
+        })
+    }
+
+    fn set_limits(&mut self, ctx: &Context, s: &SetLimits) -> Result<Effects, Rejection> {
+        check_reason(&s.reason, true)?;
+        if s.credit_limit_minor.is_none() && s.max_balance_minor.is_none() {
+            return Err(Rejection::NothingToChange);
+        }
+        check_limits(s.credit_limit_minor, s.max_balance_minor)?;
+        self.existing(&s.account)?;
+        Ok(self.touch(ctx, &s.account, |a| {
+            if let Some(limit) = s.credit_limit_minor {
+                a.credit_limit_minor = limit;
+            }
+            if let Some(max) = s.max_balance_minor {
+                a.max_balance_minor = max;
+            }
+        }))
+    }
+
+    fn transfer(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        t: &Transfer,
+    ) -> Result<Effects, Rejection> {
+        check_text("memo", &t.memo, MEMO_CHARS_MAX)?;
+        if let Some(invoice) = &t.invoice_ref {
+            check_text("invoice reference", invoice, INVOICE_REF_CHARS_MAX)?;
+        }
+        if t.amount_minor <= 0 {
+            return Err(Rejection::InvalidAmount {
+                amount_minor: t.amount_minor,
+            });
+        }
+        if t.payer == t.payee {
+            return Err(Rejection::SelfTransfer);
+        }
+        let payer = self.existing(&t.payer)?;
+        if !payer.keys.contains(signer) {
+            return Err(Rejection::NotAccountKey {
+                account: t.payer.clone(),
+            });
+        }
+        let payee = self.existing(&t.payee)?;
+        for a in [payer, payee] {
+            if a.status == AccountStatus::Frozen {
+                return Err(Rejection::AccountFrozen {
+                    account: a.id.clone(),
+                });
+            }
+        }
+        let payer_after = payer
+            .balance_minor
+            .checked_sub(t.amount_minor)
+            .ok_or_else(|| Rejection::BalanceOverflow {
+                account: t.payer.clone(),
+            })?;
+        let payee_after = payee
+            .balance_minor
+            .checked_add(t.amount_minor)
+            .ok_or_else(|| Rejection::BalanceOverflow {
+                account: t.payee.clone(),
+            })?;
+        // `credit_limit_minor >= 0` always holds, so its negation cannot overflow.
+        if payer_after < -payer.credit_limit_minor {
+            return Err(Rejection::CreditLimitExceeded {
+                account: t.payer.clone(),
+                balance_after_minor: payer_after,
+                credit_limit_minor: payer.credit_limit_minor,
+            });
+        }
+        if let Some(max) = payee.max_balance_minor
+            && payee_after > max
+        {
+            return Err(Rejection::MaxBalanceExceeded {
+                account: t.payee.clone(),
+                balance_after_minor: payee_after,
+                max_balance_minor: max,
+            });
+        }
+        // Every check passed: now, and only now, change the state.
+        for (id, after) in [(&t.payer, payer_after), (&t.payee, payee_after)] {
+            if let Some(a) = self.accounts.get_mut(id) {
+                a.balance_minor = after;
+                a.last_sequence = ctx.sequence;
+            }
+        }
+        debug_assert!(
+            self.accounts
+                .get(&t.payer)
+                .is_some_and(|a| a.balance_minor >= -a.credit_limit_minor)
+        );
+        Ok(Effects {
+            balances_after: vec![
+                BalanceAfter {
+                    account: t.payer.clone(),
+                    balance_minor: payer_after,
+                },
+                BalanceAfter {
+                    account: t.payee.clone(),
+                    balance_minor: payee_after,
+                },
+            ],
+            touched: vec![t.payer.clone(), t.payee.clone()],
+        })
+    }
+}
+
+fn check_text(field: &'static str, text: &str, max_chars: usize) -> Result<(), Rejection> {
+    let chars = text.chars().count();
+    if chars > max_chars {
+        return Err(Rejection::InvalidText {
+            field,
+            detail: format!("{chars} characters, the maximum is {max_chars}"),
+        });
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Rejection::InvalidText {
+            field,
+            detail: "control characters are not allowed".into(),
+        });
+    }
+    Ok(())
+}
+
+fn check_reason(reason: &str, required: bool) -> Result<(), Rejection> {
+    if required && reason.trim().is_empty() {
+        return Err(Rejection::InvalidText {
+            field: "reason",
+            detail: "a reason is required".into(),
+        });
+    }
+    check_text("reason", reason, REASON_CHARS_MAX)
+}
+
+fn check_keys(keys: &[PublicKey]) -> Result<(), Rejection> {
+    if keys.is_empty() {
+        return Err(Rejection::InvalidKeys {
+            detail: "at least one public key is required".into(),
+        });
+    }
+    if keys.len() > KEYS_PER_ACCOUNT_MAX {
+        return Err(Rejection::InvalidKeys {
+            detail: format!("{} keys, the maximum is {KEYS_PER_ACCOUNT_MAX}", keys.len()),
+        });
+    }
+    for (i, k) in keys.iter().enumerate() {
+        if keys[..i].contains(k) {
+            return Err(Rejection::InvalidKeys {
+                detail: format!("key {k} is listed twice"),
+            });
+        }
+        crate::sign::check_public_key(k).map_err(|e| Rejection::InvalidKeys {
+            detail: format!("key {k}: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+fn check_limits(
+    credit_limit: Option<i64>,
+    max_balance: Option<Option<i64>>,
+) -> Result<(), Rejection> {
+    if let Some(limit) = credit_limit
+        && limit < 0
+    {
+        return Err(Rejection::InvalidLimit {
+            detail: format!("credit limit must be zero or positive, got {limit} minor units"),
+        });
+    }
+    if let Some(Some(max)) = max_balance
+        && max < 0
+    {
+        return Err(Rejection::InvalidLimit {
+            detail: format!("maximum balance must be zero or positive, got {max} minor units"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! Wire types generated from `proto/cercle/v1/ledger.proto`, and the validation boundary
+//! between them and the core's domain types.
+//!
+//! API boundary: wire types never leak past this crate and the node's handlers; callers
+//! import this crate as `pb`. Conversions into domain types are `TryFrom` and treat a
+//! missing field as an error, never as a default.
+
+mod generated {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("cercle.v1");
+}
+pub use generated::*;
+
+use cercle_core as core;
+use core::{AccountId, OperationId, PublicKey, Rejection as Reject};
+use prost::Message;
+
+/// The encoded file descriptor set of `proto/`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cercle_descriptor");
+
+fn malformed(detail: impl Into<String>) -> Reject {
+    Reject::Malformed {
+        detail: detail.into(),
+    }
+}
+
+fn account(text: &str) -> Result<AccountId, Reject> {
+    AccountId::parse(text).map_err(|e| malformed(e.to_string()))
+}
+
+fn public_key(bytes: &[u8], what: &str) -> Result<PublicKey, Reject> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| malformed(format!("{what} must be 32 bytes, got {}", bytes.len())))?;
+    Ok(PublicKey(arr))
+}
+
+/// Bound on repeated key fields before they are even looked at: the core's rule is
+/// stricter, this one only stops a huge list from being copied.
+const WIRE_KEYS_MAX: usize = 64;
+
+fn public_keys(list: &[Vec<u8>]) -> Result<Vec<PublicKey>, Reject> {
+    if list.len() > WIRE_KEYS_MAX {
+        return Err(Reject::InvalidKeys {
+            detail: format!("{} keys is far too many", list.len()),
+        });
+    }
+    list.iter().map(|k| public_key(k, "a public key")).collect()
+}
+
+/// Decodes and checks the shape of an operation body (the bytes inside an envelope).
+pub fn decode_operation(body: &[u8]) -> Result<core::Operation, Reject> {
+    if body.len() > core::op::BODY_BYTES_MAX {
+        return Err(Reject::BodyTooLarge { bytes: body.len() });
+    }
+    let pb_body = OperationBody::decode(body).map_err(|e| {
+        malformed(format!(
+            "the operation body is not a valid OperationBody: {e}"
+        ))
+    })?;
+    core::Operation::try_from(pb_body)
+}
+
+/// Encodes an operation into the body bytes a client signs.
+pub fn encode_operation(op: &core::Operation) -> Vec<u8> {
+    OperationBody::from(op).encode_to_vec()
+}
+
+impl TryFrom<OperationBody> for core::Operation {
+    type Error = Reject;
+
+    fn try_from(b: OperationBody) -> Result<Self, Reject> {
+        let id: [u8; 16] = b.operation_id.as_slice().try_into().map_err(|_| {
+            malformed(format!(
+                "operation_id must be 16 bytes, got {}",
+                b.operation_id.len()
+            ))
+        })?;
+        use operation_body::Kind;
+        let kind = match b
+            .kind
+            .ok_or_else(|| malformed("the operation has no kind"))?
+        {
+            Kind::RegisterAccount(r) => core::OpKind::RegisterAccount(core::RegisterAccount {
+                account: account(&r.account)?,
+                display_name: r.display_name,
+                keys: public_keys(&r.public_keys)?,
+                credit_limit_minor: r.credit_limit_minor,
+                max_balance_minor: r.max_balance_minor,
+            }),
+            Kind::SetLimits(s) => core::OpKind::SetLimits(core::SetLimits {
+                account: account(&s.account)?,
+                credit_limit_minor: s.credit_limit_minor,
+                max_balance_minor: s.max_balance.map(|m| m.max_balance_minor),
+                reason: s.reason,
+            }),
+            Kind::FreezeAccount(f) => core::OpKind::FreezeAccount {
+                account: account(&f.account)?,
+                reason: f.reason,
+            },
+            Kind::UnfreezeAccount(u) => core::OpKind::UnfreezeAccount {
+                account: account(&u.account)?,
+                reason: u.reason,
+            },
+            Kind::RotateKeys(r) => core::OpKind::RotateKeys {
+                account: account(&r.account)?,
+                keys: public_keys(&r.public_keys)?,
+            },
+            Kind::Transfer(t) => core::OpKind::Transfer(core::Transfer {
+                payer: account(&t.payer)?,
+                payee: account(&t.payee)?,
+                amount_minor: t.amount_minor,
+                memo: t.memo,
+                invoice_ref: t.invoice_ref,
+            }),
+        };
+        Ok(core::Operation {
+            id: OperationId(id),
+            valid_until_ms: b.valid_until_ms,
+            kind,
+        })
+    }
+}
+
+impl From<&core::Operation> for OperationBody {
+    fn from(op: &core::Operation) -> Self {
+        use operation_body::Kind;
+        let keys = |ks: &[PublicKey]| ks.iter().map(|k| k.0.to_vec()).collect();
+        let kind = match &op.kind {
+            core::OpKind::RegisterAccount(r) => Kind::RegisterAccount(RegisterAccount {
+                account: r.account.to_string(),
+                display_name: r.display_name.clone(),
+                public_keys: keys(&r.keys),
+                credit_limit_minor: r.credit_limit_minor,
+                max_balance_minor: r.max_balance_minor,
+            }),
+            core::OpKind::SetLimits(s) => Kind::SetLimits(SetLimits {
+                account: s.account.to_string(),
+                credit_limit_minor: s.credit_limit_minor,
+                max_balance: s.max_balance_minor.map(|m| MaxBalance {
+                    max_balance_minor: m,
+                }),
+                reason: s.reason.clone(),
+            }),
+            core::OpKind::FreezeAccount { account, reason } => Kind::FreezeAccount(FreezeAccount {
+                account: account.to_string(),
+                reason: reason.clone(),
+            }),
+            core::OpKind::UnfreezeAccount { account, reason } => {
+                Kind::UnfreezeAccount(UnfreezeAccount {
+                    account: account.to_string(),
+                    reason: reason.clone(),
+                })
+            }
+            core::OpKind::RotateKeys { account, keys: ks } => Kind::RotateKeys(RotateKeys {
+                account: account.to_string(),
+                public_keys: keys(ks),
+            }),
+            core::OpKind::Transfer(t) => Kind::Transfer(Transfer {
+                payer: t.payer.to_string(),
+                payee: t.payee.to_string(),
+                amount_minor: t.amount_minor,
+                memo: t.memo.clone(),
+                invoice_ref: t.invoice_ref.clone(),
+            }),
+        };
+        OperationBody {
+            operation_id: op.id.0.to_vec(),
+            valid_until_ms: op.valid_until_ms,
+            kind: Some(kind),
+        }
+    }
+}
+
+impl TryFrom<Envelope> for core::Envelope {
+    type Error = Reject;
+
+    fn try_from(e: Envelope) -> Result<Self, Reject> {
+        if e.body.len() > core::op::BODY_BYTES_MAX {
+            return Err(Reject::BodyTooLarge {
+                bytes: e.body.len(),
+            });
+        }
+        let signer = public_key(&e.signer, "the envelope's signer")?;
+        let signature: [u8; 64] = e.signature.as_slice().try_into().map_err(|_| {
+            malformed(format!(
+                "the envelope's signature must be 64 bytes, got {}",
+                e.signature.len()
+            ))
+        })?;
+        Ok(core::Envelope {
+            body: e.body,
+            signer,
+            signature,
+        })
+    }
+}
+
+impl From<&core::Envelope> for Envelope {
+    fn from(e: &core::Envelope) -> Self {
+        Envelope {
+            body: e.body.clone(),
+            signer: e.signer.0.to_vec(),
+            signature: e.signature.to_vec(),
+        }
+    }
+}
+
+impl From<&core::BalanceAfter> for BalanceAfter {
+    fn from(b: &core::BalanceAfter) -> Self {
+        BalanceAfter {
+            account: b.account.to_string(),
+            balance_minor: b.balance_minor,
+        }
+    }
+}
+
+impl From<&core::Entry> for Entry {
+    fn from(e: &core::Entry) -> Self {
+        Entry {
+            sequence: e.sequence,
+            timestamp_ms: e.timestamp_ms,
+            prev_hash: e.prev_hash.to_vec(),
+            envelope: Some((&e.envelope).into()),
+            balances_after: e.balances_after.iter().map(Into::into).collect(),
+            entry_hash: e.hash().to_vec(),
+        }
+    }
+}
+
+impl TryFrom<Entry> for core::Entry {
+    type Error = Reject;
+
+    /// Rebuilds a core entry from the wire and checks that it hashes to the hash the
+    /// node sent: a client never trusts `entry_hash` without recomputing it.
+    fn try_from(e: Entry) -> Result<Self, Reject> {
+        let prev_hash: [u8; 32] = e
+            .prev_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| malformed("prev_hash must be 32 bytes"))?;
+        let envelope = e
+            .envelope
+            .ok_or_else(|| malformed("the entry has no envelope"))?
+            .try_into()?;
+        let balances_after = e
+            .balances_after
+            .into_iter()
+            .map(|b| {
+                Ok(core::BalanceAfter {
+                    account: account(&b.account)?,
+                    balance_minor: b.balance_minor,
+                })
+            })
+            .collect::<Result<Vec<_>, Reject>>()?;
+        let entry = core::Entry {
+            sequence: e.sequence,
+            timestamp_ms: e.timestamp_ms,
+            prev_hash,
+            envelope,
+            balances_after,
+        };
+        if entry.hash().as_slice() != e.entry_hash.as_slice() {
+            return Err(malformed(format!(
+                "entry {} does not hash to its entry_hash",
+                e.sequence
+            )));
+        }
+        Ok(entry)
+    }
+}
+
+impl From<&core::Account> for Account {
+    fn from(a: &core::Account) -> Self {
+        Account {
+            account: a.id.to_string(),
+            display_name: a.display_name.clone(),
+            balance_minor: a.balance_minor,
+            credit_limit_minor: a.credit_limit_minor,
+            max_balance_minor: a.max_balance_minor,
+            status: match a.status {
+                core::AccountStatus::Active => AccountStatus::Active,
+                core::AccountStatus::Frozen => AccountStatus::Frozen,
+            } as i32,
+            public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
+            registered_at_sequence: a.registered_at_sequence,
+            last_sequence: a.last_sequence,
+        }
+    }
+}
+
+impl From<&core::Genesis> for LedgerInfo {
+    fn from(g: &core::Genesis) -> Self {
+        LedgerInfo {
+            ledger_id: g.ledger_id.0.to_vec(),
+            currency: g.currency.clone(),
+            exponent: u32::from(g.exponent),
+            admin_keys: g.admin_keys.iter().map(|k| k.0.to_vec()).collect(),
+            auditor_keys: g.auditor_keys.iter().map(|k| k.0.to_vec()).collect(),
+            node_key: g.node_key.0.to_vec(),
+            log_size: 0,
+        }
+    }
+}
+
+impl TryFrom<LedgerInfo> for core::Genesis {
+    type Error = Reject;
+
+    fn try_from(i: LedgerInfo) -> Result<Self, Reject> {
+        let ledger_id: [u8; 16] = i
+            .ledger_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| malformed("ledger_id must be 16 bytes"))?;
+        let exponent = u8::try_from(i.exponent).map_err(|_| malformed("exponent out of range"))?;
+        let genesis = core::Genesis {
+            ledger_id: core::LedgerId(ledger_id),
+            currency: i.currency,
+            exponent,
+            admin_keys: public_keys(&i.admin_keys)?,
+            auditor_keys: public_keys(&i.auditor_keys)?,
+            node_key: public_key(&i.node_key, "node_key")?,
+        };
+        genesis.validate().map_err(|e| malformed(e.to_string()))?;
+        Ok(genesis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer_op() -> core::Operation {
+        core::Operation {
+            id: OperationId([7; 16]),
+            valid_until_ms: 99,
+            kind: core::OpKind::Transfer(core::Transfer {
+                payer: AccountId::parse("aaa").unwrap(),
+                payee: AccountId::parse("bbb").unwrap(),
+                amount_minor: 5,
+                memo: "m".into(),
+                invoice_ref: Some("INV-1".into()),
+            }),
+        }
+    }
+
+    #[test]
+    fn operations_round_trip() {
+        let op = transfer_op();
+        assert_eq!(decode_operation(&encode_operation(&op)), Ok(op));
+        let limits = core::Operation {
+            id: OperationId([1; 16]),
+            valid_until_ms: 5,
+            kind: core::OpKind::SetLimits(core::SetLimits {
+                account: AccountId::parse("aaa").unwrap(),
+                credit_limit_minor: None,
+                max_balance_minor: Some(None),
+                reason: "r".into(),
+            }),
+        };
+        assert_eq!(decode_operation(&encode_operation(&limits)), Ok(limits));
+    }
+
+    #[test]
+    fn malformed_bodies_are_rejected_with_a_reason() {
+        let check = |body: &[u8], needle: &str| {
+            let err = decode_operation(body).unwrap_err();
+            assert!(
+                err.message("CHW", 2).contains(needle),
+                "{err:?} lacks {needle:?}"
+            );
+        };
+        check(&[0xff, 0xff, 0xff], "not a valid OperationBody");
+        let mut no_kind = OperationBody::from(&transfer_op());
+        no_kind.kind = None;
+        check(&no_kind.encode_to_vec(), "has no kind");
+        let mut short_id = OperationBody::from(&transfer_op());
+        short_id.operation_id = vec![1, 2];
+        check(&short_id.encode_to_vec(), "operation_id must be 16 bytes");
+        let mut bad_handle = OperationBody::from(&transfer_op());
+        if let Some(operation_body::Kind::Transfer(t)) = &mut bad_handle.kind {
+            t.payee = "Bad Handle".into();
+        }
+        check(&bad_handle.encode_to_vec(), "invalid account handle");
+        check(&vec![0u8; core::op::BODY_BYTES_MAX + 1], "maximum is");
+    }
+}

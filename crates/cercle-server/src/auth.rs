@@ -1,0 +1,84 @@
+//! Read authentication: who is asking, proven by a signature in the request metadata.
+//!
+//! A read carries `x-cercle-pubkey`, `x-cercle-timestamp` (ms since the Unix epoch) and
+//! `x-cercle-signature` over `cercle_core::sign::read_auth_message`. The timestamp must
+//! be within `READ_AUTH_SKEW_MS` of the node's clock, which bounds how long a captured
+//! header set can be replayed (and only for the same method and subject).
+
+use cercle_core::{Genesis, PublicKey, sign};
+use tonic::metadata::MetadataMap;
+
+use crate::error::ServiceError;
+
+pub const PUBKEY_HEADER: &str = "x-cercle-pubkey";
+pub const TIMESTAMP_HEADER: &str = "x-cercle-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-cercle-signature";
+/// How far a read's timestamp may be from the node's clock: 5 minutes.
+pub const READ_AUTH_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// Who a verified caller is, as far as reading goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// An administrator or auditor: may read everything.
+    Governance(PublicKey),
+    /// Any other key: may read the accounts that list it.
+    Key(PublicKey),
+}
+
+fn header<'a>(metadata: &'a MetadataMap, name: &str) -> Result<Option<&'a str>, ServiceError> {
+    match metadata.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ServiceError::Unauthenticated(format!("header {name} is not ASCII"))),
+    }
+}
+
+/// Checks the read signature for `method` on `subject` at node time `now_ms`.
+pub fn authenticate(
+    genesis: &Genesis,
+    metadata: &MetadataMap,
+    method: &str,
+    subject: &str,
+    now_ms: u64,
+) -> Result<Caller, ServiceError> {
+    let Some(pubkey) = header(metadata, PUBKEY_HEADER)? else {
+        return Err(ServiceError::Unauthenticated(format!(
+            "this read needs the caller's key: sign it and send {PUBKEY_HEADER}, {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}"
+        )));
+    };
+    let key = PublicKey::from_hex(pubkey).map_err(ServiceError::Unauthenticated)?;
+    let timestamp_ms: u64 = header(metadata, TIMESTAMP_HEADER)?
+        .ok_or_else(|| ServiceError::Unauthenticated(format!("missing {TIMESTAMP_HEADER}")))?
+        .parse()
+        .map_err(|_| {
+            ServiceError::Unauthenticated(format!("{TIMESTAMP_HEADER} is not an integer"))
+        })?;
+    if timestamp_ms.abs_diff(now_ms) > READ_AUTH_SKEW_MS {
+        return Err(ServiceError::Unauthenticated(format!(
+            "{TIMESTAMP_HEADER} {timestamp_ms} is more than {} s from the node's clock ({now_ms}); check the caller's clock",
+            READ_AUTH_SKEW_MS / 1000
+        )));
+    }
+    let signature: [u8; 64] = header(metadata, SIGNATURE_HEADER)?
+        .ok_or_else(|| ServiceError::Unauthenticated(format!("missing {SIGNATURE_HEADER}")))
+        .and_then(|s| {
+            hex::decode(s)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    ServiceError::Unauthenticated(format!(
+                        "{SIGNATURE_HEADER} must be 128 hex digits"
+                    ))
+                })
+        })?;
+    let message = sign::read_auth_message(&genesis.ledger_id, method, timestamp_ms, subject);
+    sign::verify(&key, &message, &signature)
+        .map_err(|e| ServiceError::Unauthenticated(format!("read signature rejected: {e}")))?;
+    if genesis.is_admin(&key) || genesis.is_auditor(&key) {
+        Ok(Caller::Governance(key))
+    } else {
+        Ok(Caller::Key(key))
+    }
+}

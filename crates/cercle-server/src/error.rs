@@ -1,0 +1,95 @@
+//! The service's error codes, mapped to gRPC status in one exhaustive match.
+
+use cercle_core::{RejectCode, Rejection};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The domain of the `google.rpc.ErrorInfo` attached to every rejection.
+pub const ERROR_DOMAIN: &str = "cercle.v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The ledger refused the operation; the message names the numbers.
+    #[error("{message}")]
+    Rejected {
+        rejection: Rejection,
+        message: String,
+    },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A bounded queue is full: the caller should retry later.
+    #[error("{0}")]
+    Busy(String),
+    /// Details go to the log, never to the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn rejected(rejection: Rejection, currency: &str, exponent: u8) -> Self {
+        let message = rejection.message(currency, exponent);
+        ServiceError::Rejected { rejection, message }
+    }
+}
+
+fn rejection_code(code: RejectCode) -> Code {
+    match code {
+        RejectCode::Malformed
+        | RejectCode::BodyTooLarge
+        | RejectCode::ValidityTooLong
+        | RejectCode::InvalidText
+        | RejectCode::InvalidKeys
+        | RejectCode::InvalidLimit
+        | RejectCode::NothingToChange
+        | RejectCode::InvalidAmount
+        | RejectCode::SelfTransfer => Code::InvalidArgument,
+        RejectCode::BadSignature => Code::Unauthenticated,
+        RejectCode::NotAdministrator | RejectCode::NotAccountKey => Code::PermissionDenied,
+        RejectCode::UnknownAccount => Code::NotFound,
+        RejectCode::OperationIdConflict | RejectCode::AccountExists => Code::AlreadyExists,
+        RejectCode::Expired
+        | RejectCode::AccountFrozen
+        | RejectCode::AlreadyFrozen
+        | RejectCode::NotFrozen
+        | RejectCode::CreditLimitExceeded
+        | RejectCode::MaxBalanceExceeded => Code::FailedPrecondition,
+        RejectCode::BalanceOverflow => Code::OutOfRange,
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Status {
+        match e {
+            ServiceError::Rejected { rejection, message } => {
+                let code = rejection.code();
+                let details = ErrorDetails::with_error_info(
+                    code.name(),
+                    ERROR_DOMAIN,
+                    [("code".to_string(), (code as u16).to_string())],
+                );
+                Status::with_error_details(rejection_code(code), message, details)
+            }
+            ServiceError::Unauthenticated(m) => Status::unauthenticated(m),
+            ServiceError::PermissionDenied(m) => Status::permission_denied(m),
+            ServiceError::NotFound(m) => Status::not_found(m),
+            ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
+            ServiceError::Busy(m) => Status::resource_exhausted(m),
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                Status::internal("internal error; the node's log has the details")
+            }
+        }
+    }
+}
+
+impl From<cercle_store::StoreError> for ServiceError {
+    fn from(e: cercle_store::StoreError) -> Self {
+        ServiceError::Internal(e.to_string())
+    }
+}

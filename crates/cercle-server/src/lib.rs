@@ -1,0 +1,233 @@
+//! The Cercle node as a library: the data directory, the gRPC service, the writer.
+//!
+//! API boundary: the `cercle-node` binary parses arguments and calls `init_data_dir` and
+//! `serve`; everything a test needs to start a real node in-process is here too.
+//! Wire types stay inside the handlers (`service`).
+
+pub mod auth;
+pub mod error;
+pub mod service;
+pub mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
+use cercle_core::{Genesis, LedgerId, PublicKey};
+use cercle_proto as pb;
+use cercle_store::{OpenOutcome, Store};
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+/// Largest gRPC message the node decodes: 64 KiB is ample for one envelope (bodies are at
+/// most 4 KiB); anything larger is refused before it is parsed.
+pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// Largest gRPC message the node sends (a full page of entries fits).
+pub const RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Most concurrent requests on one connection.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 256;
+
+/// The node's clock: ms since the Unix epoch. The only place the node reads the time.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] cercle_store::StoreError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The files of a data directory.
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+    pub fn ledger(&self) -> PathBuf {
+        self.root.join("ledger")
+    }
+    pub fn node_key(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
+    pub fn admin_key(&self) -> PathBuf {
+        self.root.join("admin.key")
+    }
+    pub fn is_initialised(&self) -> bool {
+        Store::exists(&self.ledger())
+    }
+}
+
+pub struct InitOptions {
+    pub currency: String,
+    pub exponent: u8,
+    pub admin_keys: Vec<PublicKey>,
+    pub auditor_keys: Vec<PublicKey>,
+}
+
+pub struct InitReport {
+    pub genesis: Genesis,
+    /// Set when no administrator key was given and one was created here.
+    pub created_admin_key: Option<PathBuf>,
+}
+
+fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+/// Writes a key file readable by its owner only; refuses to overwrite.
+pub fn write_key_file(path: &Path, keypair: &Keypair) -> Result<(), NodeError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io_err(path))?;
+    file.write_all(encode_key_file(keypair).as_bytes())
+        .map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+/// Creates a new ledger in `dir`: a random ledger id, a node key, and an administrator
+/// key in `dir/admin.key` when none is given.
+pub fn init_data_dir(dir: &DataDir, options: InitOptions) -> Result<InitReport, NodeError> {
+    if dir.is_initialised() {
+        return Err(NodeError::Invalid(format!(
+            "{} already holds a ledger",
+            dir.root.display()
+        )));
+    }
+    std::fs::create_dir_all(&dir.root).map_err(io_err(&dir.root))?;
+    let mut admin_keys = options.admin_keys;
+    let mut created_admin_key = None;
+    if admin_keys.is_empty() {
+        let admin = Keypair::from_seed(&random_seed());
+        write_key_file(&dir.admin_key(), &admin)?;
+        admin_keys.push(admin.public_key());
+        created_admin_key = Some(dir.admin_key());
+    }
+    let node = Keypair::from_seed(&random_seed());
+    let mut ledger_id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut ledger_id);
+    let genesis = Genesis {
+        ledger_id: LedgerId(ledger_id),
+        currency: options.currency,
+        exponent: options.exponent,
+        admin_keys,
+        auditor_keys: options.auditor_keys,
+        node_key: node.public_key(),
+    };
+    genesis
+        .validate()
+        .map_err(|e| NodeError::Invalid(e.to_string()))?;
+    write_key_file(&dir.node_key(), &node)?;
+    Store::create(&dir.ledger(), &genesis)?;
+    Ok(InitReport {
+        genesis,
+        created_admin_key,
+    })
+}
+
+/// Opens the data directory, checks the state against the log, starts the writer and
+/// serves gRPC on `listener` until `shutdown` completes.
+pub async fn serve(
+    dir: &DataDir,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
+    let node_key_path = dir.node_key();
+    let node_key_text = std::fs::read_to_string(&node_key_path).map_err(io_err(&node_key_path))?;
+    let node_key = decode_key_file(&node_key_text)
+        .map_err(|e| NodeError::Invalid(format!("{}: {e}", node_key_path.display())))?;
+    let store = Arc::new(Store::open(&dir.ledger())?);
+    let started = std::time::Instant::now();
+    let (ledger, outcome) = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.open_ledger())
+            .await
+            .map_err(|e| NodeError::Invalid(e.to_string()))??
+    };
+    let genesis = Arc::new(ledger.genesis().clone());
+    if genesis.node_key != node_key.public_key() {
+        return Err(NodeError::Invalid(format!(
+            "{} does not hold the node key named in this ledger's genesis",
+            node_key_path.display()
+        )));
+    }
+    match outcome {
+        OpenOutcome::Verified => tracing::info!(
+            entries = ledger.head().size,
+            accounts = ledger.state().account_count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state verified against the log"
+        ),
+        OpenOutcome::Rebuilt => tracing::warn!(
+            entries = ledger.head().size,
+            accounts = ledger.state().account_count(),
+            "state rebuilt from the log"
+        ),
+    }
+    let (writer, writer_thread) =
+        writer::spawn_writer(store.clone(), ledger, now_ms).map_err(io_err(&dir.root))?;
+    let service = service::LedgerService::new(genesis.clone(), store, writer);
+    let ledger_server = pb::ledger_server::LedgerServer::new(service)
+        .max_decoding_message_size(REQUEST_BYTES_MAX)
+        .max_encoding_message_size(RESPONSE_BYTES_MAX);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Invalid(format!("reflection: {e}")))?;
+    let addr: SocketAddr = listener.local_addr().map_err(io_err(&dir.root))?;
+    tracing::info!(%addr, ledger_id = %genesis.ledger_id, currency = %genesis.currency, "serving");
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
+        .timeout(Duration::from_secs(30))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ledger_server)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await?;
+    // The server dropped the service, hence the last writer handle: the writer finishes
+    // the group in hand and stops.
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}

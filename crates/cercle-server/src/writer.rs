@@ -1,0 +1,236 @@
+//! The single writer: applies operations in order, persists them in groups, replies.
+//!
+//! Handlers verify signatures and decode bodies before anything reaches this queue, so
+//! the writer does only what must be serial: the duplicate check, the state machine, the
+//! storage batch. It runs on its own OS thread because sled's calls block.
+//!
+//! Group commit: the writer takes every request waiting (up to `WRITE_BATCH_MAX`),
+//! executes them one after the other, writes all accepted entries in one storage batch,
+//! and only then replies. A reply is never sent for an entry that is not persisted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cercle_core::{Entry, Envelope, Genesis, Ledger, Operation, OperationId, Rejection};
+use cercle_store::{Accepted, Store};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ServiceError;
+
+/// Most operations waiting for the writer. Past this, `Submit` answers RESOURCE_EXHAUSTED.
+pub const WRITE_QUEUE_MAX: usize = 4096;
+/// Most operations the writer applies and persists as one group.
+pub const WRITE_BATCH_MAX: usize = 512;
+
+/// What the submitter learns about an accepted operation.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub entry: Entry,
+    pub operation_id: OperationId,
+    /// The operation had been accepted before; this is its original entry.
+    pub duplicate: bool,
+}
+
+struct WriteRequest {
+    envelope: Envelope,
+    op: Operation,
+    reply: oneshot::Sender<Result<Receipt, ServiceError>>,
+}
+
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<WriteRequest>,
+}
+
+impl WriterHandle {
+    /// Queues a verified, decoded operation and waits for its outcome. Fails at once with
+    /// `Busy` when the queue is full.
+    pub async fn submit(&self, envelope: Envelope, op: Operation) -> Result<Receipt, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(WriteRequest { envelope, op, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ServiceError::Busy(format!(
+                "the node is busy: {WRITE_QUEUE_MAX} operations are waiting to be written; retry shortly"
+            )),
+            mpsc::error::TrySendError::Closed(_) => ServiceError::Internal("the writer has stopped".into()),
+        })?;
+        rx.await
+            .map_err(|_| ServiceError::Internal("the writer dropped a request".into()))?
+    }
+}
+
+/// Starts the writer thread over `ledger` (already loaded and checked from `store`).
+/// `clock` gives the node's time in ms since the Unix epoch. The thread ends when every
+/// `WriterHandle` is dropped.
+pub fn spawn_writer(
+    store: Arc<Store>,
+    ledger: Ledger,
+    clock: fn() -> u64,
+) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
+    let thread = std::thread::Builder::new()
+        .name("cercle-writer".into())
+        .spawn(move || {
+            Writer {
+                store,
+                ledger,
+                clock,
+            }
+            .run(rx)
+        })?;
+    Ok((WriterHandle { tx }, thread))
+}
+
+struct Writer {
+    store: Arc<Store>,
+    ledger: Ledger,
+    clock: fn() -> u64,
+}
+
+enum Outcome {
+    Done(Box<Result<Receipt, ServiceError>>),
+    /// Accepted in this group, at `index` of the group's accepted list.
+    Pending {
+        index: usize,
+        duplicate: bool,
+    },
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
+        let mut group = Vec::with_capacity(WRITE_BATCH_MAX);
+        while let Some(first) = rx.blocking_recv() {
+            group.push(first);
+            while group.len() < WRITE_BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            if !self.write_group(&mut group) {
+                tracing::error!("the writer cannot continue; stopping");
+                break;
+            }
+        }
+        tracing::info!("writer stopped");
+    }
+
+    fn rejected(&self, rejection: Rejection) -> ServiceError {
+        let g: &Genesis = self.ledger.genesis();
+        ServiceError::rejected(rejection, &g.currency, g.exponent)
+    }
+
+    /// Executes and persists one group. Returns false if the writer must stop.
+    fn write_group(&mut self, group: &mut Vec<WriteRequest>) -> bool {
+        let now_ms = (self.clock)();
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut in_group: HashMap<OperationId, usize> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for req in group.iter() {
+            outcomes.push(self.execute_one(now_ms, req, &mut accepted, &mut in_group));
+        }
+        let mut keep_going = true;
+        let committed = if accepted.is_empty() {
+            Ok(())
+        } else {
+            self.store.commit(&accepted, self.ledger.head())
+        };
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "could not persist a group of {} entries", accepted.len());
+            // The in-memory ledger ran ahead of storage: reload it from storage.
+            match self.store.open_ledger() {
+                Ok((ledger, _)) => self.ledger = ledger,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not reload the ledger from storage");
+                    keep_going = false;
+                }
+            }
+        }
+        for (req, outcome) in group.drain(..).zip(outcomes) {
+            let result = match outcome {
+                Outcome::Done(r) => *r,
+                Outcome::Pending { index, duplicate } => match &committed {
+                    Ok(()) => Ok(Receipt {
+                        entry: accepted[index].entry.clone(),
+                        operation_id: accepted[index].operation_id,
+                        duplicate,
+                    }),
+                    Err(e) => Err(ServiceError::Internal(format!("storage: {e}"))),
+                },
+            };
+            // The submitter may have gone away; its operation stands regardless.
+            let _ = req.reply.send(result);
+        }
+        keep_going
+    }
+
+    fn execute_one(
+        &mut self,
+        now_ms: u64,
+        req: &WriteRequest,
+        accepted: &mut Vec<Accepted>,
+        in_group: &mut HashMap<OperationId, usize>,
+    ) -> Outcome {
+        let id = req.op.id;
+        let body_hash = req.envelope.body_hash();
+        // A retry must find its original, whether accepted in this group or earlier.
+        if let Some(&index) = in_group.get(&id) {
+            return if accepted[index].entry.envelope.body_hash() == body_hash {
+                Outcome::Pending {
+                    index,
+                    duplicate: true,
+                }
+            } else {
+                Outcome::Done(Box::new(Err(self.rejected(
+                    Rejection::OperationIdConflict {
+                        operation_id: id.to_string(),
+                    },
+                ))))
+            };
+        }
+        match self.store.operation(&id) {
+            Err(e) => return Outcome::Done(Box::new(Err(e.into()))),
+            Ok(Some(record)) if record.body_hash == body_hash => {
+                return Outcome::Done(Box::new(match self.store.entry(record.sequence) {
+                    Ok(Some(entry)) => Ok(Receipt {
+                        entry,
+                        operation_id: id,
+                        duplicate: true,
+                    }),
+                    Ok(None) => Err(ServiceError::Internal(format!(
+                        "operation {id} points at missing entry {}",
+                        record.sequence
+                    ))),
+                    Err(e) => Err(e.into()),
+                }));
+            }
+            Ok(Some(_)) => {
+                return Outcome::Done(Box::new(Err(self.rejected(
+                    Rejection::OperationIdConflict {
+                        operation_id: id.to_string(),
+                    },
+                ))));
+            }
+            Ok(None) => {}
+        }
+        match self.ledger.execute(now_ms, req.envelope.clone(), &req.op) {
+            Err(rejection) => Outcome::Done(Box::new(Err(self.rejected(rejection)))),
+            Ok((entry, effects)) => {
+                let accounts = effects
+                    .touched
+                    .iter()
+                    .filter_map(|a| self.ledger.state().account(a).cloned())
+                    .collect();
+                accepted.push(Accepted {
+                    entry,
+                    operation_id: id,
+                    accounts,
+                });
+                in_group.insert(id, accepted.len() - 1);
+                Outcome::Pending {
+                    index: accepted.len() - 1,
+                    duplicate: false,
+                }
+            }
+        }
+    }
+}

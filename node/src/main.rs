@@ -1,0 +1,172 @@
+//! `cercle-node`: initialise a data directory and run the ledger's gRPC node.
+//!
+//! With no arguments it runs on `./cercle-data`, initialising it on first start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use cercle_core::PublicKey;
+use cercle_server::{DataDir, InitOptions, init_data_dir};
+use clap::{Parser, Subcommand};
+
+const DEFAULT_DATA_DIR: &str = "cercle-data";
+const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+#[derive(Parser)]
+#[command(
+    name = "cercle-node",
+    version,
+    about = "Run a Cercle mutual-credit ledger node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new ledger in a data directory
+    Init {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        genesis: GenesisArgs,
+    },
+    /// Serve the ledger in a data directory over gRPC
+    Run {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Address to listen on (port 0 picks a free port)
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Rebuild the state (balances, indexes) from the log
+    Rebuild {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct GenesisArgs {
+    /// Currency code, 3 to 12 characters A-Z and 0-9
+    #[arg(long, value_name = "CODE", default_value = "CHW")]
+    currency: String,
+    /// Digits after the decimal point
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    exponent: u8,
+    /// An administrator's public key in hex (repeatable); without one, a key is created in DIR/admin.key
+    #[arg(long = "admin-pubkey", value_name = "HEX", value_parser = parse_key)]
+    admin_keys: Vec<PublicKey>,
+    /// An auditor's public key in hex (repeatable)
+    #[arg(long = "auditor-pubkey", value_name = "HEX", value_parser = parse_key)]
+    auditor_keys: Vec<PublicKey>,
+}
+
+fn parse_key(text: &str) -> Result<PublicKey, String> {
+    let key = PublicKey::from_hex(text)?;
+    cercle_core::sign::check_public_key(&key).map_err(|e| format!("{text}: {e}"))?;
+    Ok(key)
+}
+
+fn init(dir: &DataDir, genesis: GenesisArgs) -> Result<()> {
+    let report = init_data_dir(
+        dir,
+        InitOptions {
+            currency: genesis.currency,
+            exponent: genesis.exponent,
+            admin_keys: genesis.admin_keys,
+            auditor_keys: genesis.auditor_keys,
+        },
+    )
+    .with_context(|| format!("cannot initialise {}", dir.root.display()))?;
+    let g = &report.genesis;
+    println!(
+        "initialised ledger {} in {}",
+        g.ledger_id,
+        dir.root.display()
+    );
+    println!("currency {} with {} decimals", g.currency, g.exponent);
+    if let Some(path) = report.created_admin_key {
+        println!(
+            "created an administrator key in {} (public key {}); keep it safe, it governs the ledger",
+            path.display(),
+            g.admin_keys[0]
+        );
+    }
+    Ok(())
+}
+
+async fn run(dir: &DataDir, listen: SocketAddr) -> Result<()> {
+    anyhow::ensure!(
+        dir.is_initialised(),
+        "{} holds no ledger; create one with `cercle-node init --data-dir {}`",
+        dir.root.display(),
+        dir.root.display()
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    println!("listening on {addr}");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    cercle_server::serve(dir, listener, shutdown).await?;
+    Ok(())
+}
+
+fn rebuild(dir: &DataDir) -> Result<()> {
+    let store = cercle_store::Store::open(&dir.ledger())?;
+    let genesis = store.genesis()?;
+    let started = std::time::Instant::now();
+    let ledger = store
+        .replay(&genesis, true)
+        .context("the log does not verify")?;
+    store.write_state(&ledger)?;
+    println!(
+        "rebuilt the state from {} log entries ({} accounts) in {:.1} s",
+        ledger.head().size,
+        ledger.state().account_count(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Init { data_dir, genesis }) => init(&DataDir::new(data_dir), genesis),
+        Some(Command::Run { data_dir, listen }) => run(&DataDir::new(data_dir), listen).await,
+        Some(Command::Rebuild { data_dir }) => {
+            let dir = DataDir::new(data_dir);
+            tokio::task::spawn_blocking(move || rebuild(&dir)).await?
+        }
+        None => {
+            let dir = DataDir::new(DEFAULT_DATA_DIR);
+            if !dir.is_initialised() {
+                init(
+                    &dir,
+                    GenesisArgs {
+                        currency: "CHW".into(),
+                        exponent: 2,
+                        admin_keys: Vec::new(),
+                        auditor_keys: Vec::new(),
+                    },
+                )?;
+            }
+            let listen = DEFAULT_LISTEN.parse()?;
+            run(&dir, listen).await
+        }
+    }
+}

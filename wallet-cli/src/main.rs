@@ -1,0 +1,2 @@
+//! The wallet CLI (work in progress).
+fn main() {}
