@@ -14,11 +14,7 @@ const DEFAULT_DATA_DIR: &str = "cercle-data";
 const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 
 #[derive(Parser)]
-#[command(
-    name = "cercle-node",
-    version,
-    about = "Run a Cercle mutual-credit ledger node"
-)]
+#[command(name = "cercle-node", version, about = "Run a Cercle mutual-credit ledger node")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -82,11 +78,7 @@ fn init(dir: &DataDir, genesis: GenesisArgs) -> Result<()> {
     )
     .with_context(|| format!("cannot initialise {}", dir.root.display()))?;
     let g = &report.genesis;
-    println!(
-        "initialised ledger {} in {}",
-        g.ledger_id,
-        dir.root.display()
-    );
+    println!("initialised ledger {} in {}", g.ledger_id, dir.root.display());
     println!("currency {} with {} decimals", g.currency, g.exponent);
     if let Some(path) = report.created_admin_key {
         println!(
@@ -105,9 +97,8 @@ async fn run(dir: &DataDir, listen: SocketAddr) -> Result<()> {
         dir.root.display(),
         dir.root.display()
     );
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
     let shutdown = async {
@@ -122,9 +113,7 @@ fn rebuild(dir: &DataDir) -> Result<()> {
     let store = cercle_store::Store::open(&dir.ledger())?;
     let genesis = store.genesis()?;
     let started = std::time::Instant::now();
-    let ledger = store
-        .replay(&genesis, true)
-        .context("the log does not verify")?;
+    let ledger = store.replay(&genesis, true).context("the log does not verify")?;
     store.write_state(&ledger)?;
     println!(
         "rebuilt the state from {} log entries ({} accounts) in {:.1} s",

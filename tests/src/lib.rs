@@ -1,1 +1,262 @@
-//! Helpers for the end-to-end tests live in tests/tests/common.
+//! Harness for the end-to-end tests: starts the real `cercle-node` binary on a free
+//! loopback port, runs the real `cercle` binary against it, and talks raw gRPC to it.
+//!
+//! The binaries are found next to the test executable (`target/<profile>/`). `cargo test
+//! --workspace` builds them, because `node/` and `wallet-cli/` have integration tests of
+//! their own; when they are missing this harness builds them with cargo.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use cercle_core::sign::{Keypair, decode_key_file};
+use cercle_core::{Genesis, Operation};
+use cercle_proto as pb;
+
+/// How long a node may take to start listening before a test gives up.
+pub const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The directory holding the workspace's binaries for this test's profile.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// The path of a workspace binary, built on demand if it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "cercle-node", "-p", "cercle-wallet"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of the binaries failed");
+    }
+    assert!(path.exists(), "{} is missing; run `cargo test --workspace`", path.display());
+    path
+}
+
+/// A running `cercle-node`.
+pub struct Node {
+    child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+}
+
+impl Node {
+    /// Initialises `data_dir` (with the given extra `init` arguments) and starts the node.
+    pub fn init_and_start(data_dir: &Path, init_args: &[&str]) -> Node {
+        let out = Command::new(binary("cercle-node"))
+            .args(["init", "--data-dir"])
+            .arg(data_dir)
+            .args(init_args)
+            .output()
+            .expect("run cercle-node init");
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        Node::start(data_dir)
+    }
+
+    /// Starts the node on an existing data directory, on a free loopback port, and waits
+    /// (polling, with a deadline) until it prints the address it listens on.
+    pub fn start(data_dir: &Path) -> Node {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("node.log"))
+            .expect("open node log");
+        let mut child = Command::new(binary("cercle-node"))
+            .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cercle-node");
+        let stdout = child.stdout.take().expect("node stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(START_DEADLINE) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default();
+                panic!("the node did not start listening in time; its log:\n{log}");
+            }
+        };
+        Node { child: Some(child), addr, data_dir: data_dir.to_path_buf() }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the node with SIGINT (a clean shutdown) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the node with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// True while the node process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub async fn client(&self) -> pb::ledger_client::LedgerClient<tonic::transport::Channel> {
+        pb::ledger_client::LedgerClient::connect(self.url()).await.expect("connect to the node")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The result of one CLI run.
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn failed(self) -> Self {
+        assert_ne!(self.code, 0, "expected failure\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(!self.stderr.contains("panicked"), "the CLI panicked: {}", self.stderr);
+        self
+    }
+}
+
+/// Runs `cercle` against `node_url` with `key` (if any) and `args`.
+pub fn cercle(node_url: &str, key: Option<&Path>, args: &[&str]) -> CliOutput {
+    let mut cmd = Command::new(binary("cercle"));
+    cmd.arg("--node").arg(node_url);
+    if let Some(key) = key {
+        cmd.arg("--key").arg(key);
+    }
+    cmd.args(args).env_remove("CERCLE_KEY").env_remove("CERCLE_NODE");
+    let Output { status, stdout, stderr } = cmd.output().expect("run cercle");
+    CliOutput {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+pub fn read_key(path: &Path) -> Keypair {
+    decode_key_file(&std::fs::read_to_string(path).expect("read key file")).expect("key file")
+}
+
+/// Signs `op` with `key` for the ledger of `genesis` into a wire envelope.
+pub fn envelope(genesis: &Genesis, key: &Keypair, op: &Operation) -> pb::Envelope {
+    let body = cercle_proto::encode_operation(op);
+    let signature = key.sign_op(&genesis.ledger_id, &body);
+    pb::Envelope { body, signer: key.public_key().0.to_vec(), signature: signature.to_vec() }
+}
+
+/// The node's time source, for building `valid_until_ms`.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The stable reason code in a rejection's `google.rpc.ErrorInfo`, if any.
+pub fn reject_code(status: &tonic::Status) -> Option<u16> {
+    use tonic_types::StatusExt;
+    status.get_error_details().error_info().and_then(|i| i.metadata.get("code")).and_then(|c| c.parse().ok())
+}
+
+/// A gRPC codec that sends and receives raw bytes, to put malformed messages on the wire.
+#[derive(Default, Clone)]
+pub struct RawCodec;
+
+pub struct RawEncoder;
+pub struct RawDecoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        let mut out = vec![0u8; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+/// Sends `bytes` as the request message of `method` (e.g. `/cercle.v1.Ledger/Submit`).
+pub async fn raw_call(url: &str, method: &'static str, bytes: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(url.to_string())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+    grpc.unary(tonic::Request::new(bytes), path, RawCodec).await.map(tonic::Response::into_inner)
+}
+
+/// Reads the ledger's genesis from the node.
+pub async fn genesis(node: &Node) -> Genesis {
+    let info = node.client().await.get_ledger_info(pb::GetLedgerInfoRequest {}).await.expect("ledger info");
+    Genesis::try_from(info.into_inner()).expect("valid genesis")
+}

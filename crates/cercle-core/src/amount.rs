@@ -13,11 +13,7 @@ pub enum AmountError {
     #[error("'{0}' is not a decimal amount (expected digits, e.g. 125.50)")]
     NotDecimal(String),
     #[error("'{text}' has {given} decimals but the currency has {exponent}")]
-    TooManyDecimals {
-        text: String,
-        given: usize,
-        exponent: u8,
-    },
+    TooManyDecimals { text: String, given: usize, exponent: u8 },
     #[error("'{0}' has a sign, but amounts here are written without one")]
     Signed(String),
     #[error("'{0}' is out of range")]
@@ -71,16 +67,10 @@ pub fn parse_major(text: &str, exponent: u8) -> Result<i64, AmountError> {
         return Err(not_decimal());
     }
     if frac.len() > usize::from(exponent) {
-        return Err(AmountError::TooManyDecimals {
-            text: text.to_string(),
-            given: frac.len(),
-            exponent,
-        });
+        return Err(AmountError::TooManyDecimals { text: text.to_string(), given: frac.len(), exponent });
     }
     let out_of_range = || AmountError::OutOfRange(text.to_string());
-    let scale = 10i64
-        .checked_pow(u32::from(exponent))
-        .ok_or_else(out_of_range)?;
+    let scale = 10i64.checked_pow(u32::from(exponent)).ok_or_else(out_of_range)?;
     // Parse digit by digit with checked arithmetic: no intermediate type can overflow.
     let mut major: i64 = 0;
     for d in int_digits.bytes() {
@@ -94,10 +84,7 @@ pub fn parse_major(text: &str, exponent: u8) -> Result<i64, AmountError> {
         let d = frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
         minor_frac = minor_frac * 10 + d;
     }
-    major
-        .checked_mul(scale)
-        .and_then(|m| m.checked_add(minor_frac))
-        .ok_or_else(out_of_range)
+    major.checked_mul(scale).and_then(|m| m.checked_add(minor_frac)).ok_or_else(out_of_range)
 }
 
 /// Formats minor units as a major-unit decimal with thousands separators:
@@ -159,35 +146,13 @@ mod tests {
     #[test]
     fn refuses_bad_amounts() {
         check_parse("", 2, Err("amount is empty"));
-        check_parse(
-            "1.234",
-            2,
-            Err("'1.234' has 3 decimals but the currency has 2"),
-        );
+        check_parse("1.234", 2, Err("'1.234' has 3 decimals but the currency has 2"));
         check_parse("1.5", 0, Err("'1.5' has 1 decimals but the currency has 0"));
-        check_parse(
-            "-5",
-            2,
-            Err("'-5' has a sign, but amounts here are written without one"),
-        );
-        check_parse(
-            "+5",
-            2,
-            Err("'+5' has a sign, but amounts here are written without one"),
-        );
-        check_parse(
-            "92233720368547758.08",
-            2,
-            Err("'92233720368547758.08' is out of range"),
-        );
-        check_parse(
-            "99999999999999999999999",
-            2,
-            Err("'99999999999999999999999' is out of range"),
-        );
-        for bad in [
-            "abc", "1.", ".5", "1..2", "1,", ",1", "1,,000", "1e5", "0x10", "1 000", "١٢",
-        ] {
+        check_parse("-5", 2, Err("'-5' has a sign, but amounts here are written without one"));
+        check_parse("+5", 2, Err("'+5' has a sign, but amounts here are written without one"));
+        check_parse("92233720368547758.08", 2, Err("'92233720368547758.08' is out of range"));
+        check_parse("99999999999999999999999", 2, Err("'99999999999999999999999' is out of range"));
+        for bad in ["abc", "1.", ".5", "1..2", "1,", ",1", "1,,000", "1e5", "0x10", "1 000", "١٢"] {
             assert!(
                 matches!(parse_major(bad, 2), Err(AmountError::NotDecimal(_))),
                 "{bad:?} should be refused"

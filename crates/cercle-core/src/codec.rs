@@ -114,10 +114,6 @@ impl<'a> Reader<'a> {
         }
     }
     pub fn finish(self) -> Result<(), DecodeError> {
-        if self.data.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Trailing(self.data.len()))
-        }
+        if self.data.is_empty() { Ok(()) } else { Err(DecodeError::Trailing(self.data.len())) }
     }
 }

@@ -80,24 +80,17 @@ impl Entry {
         let n = r.u16("balance count")?;
         let mut balances_after = Vec::with_capacity(usize::from(n.min(16)));
         for _ in 0..n {
-            let account = AccountId::parse(&r.string("account")?)
-                .map_err(|_| DecodeError::Invalid("account"))?;
+            let account =
+                AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
             let balance_minor = r.i64("balance")?;
-            balances_after.push(BalanceAfter {
-                account,
-                balance_minor,
-            });
+            balances_after.push(BalanceAfter { account, balance_minor });
         }
         r.finish()?;
         Ok(Entry {
             sequence,
             timestamp_ms,
             prev_hash,
-            envelope: Envelope {
-                body,
-                signer,
-                signature,
-            },
+            envelope: Envelope { body, signer, signature },
             balances_after,
         })
     }
@@ -118,20 +111,10 @@ mod tests {
             sequence: 42,
             timestamp_ms: 1_700_000_000_000,
             prev_hash: [3; 32],
-            envelope: Envelope {
-                body: vec![1, 2, 3],
-                signer: PublicKey([4; 32]),
-                signature: [5; 64],
-            },
+            envelope: Envelope { body: vec![1, 2, 3], signer: PublicKey([4; 32]), signature: [5; 64] },
             balances_after: vec![
-                BalanceAfter {
-                    account: AccountId::parse("abc").unwrap(),
-                    balance_minor: -7,
-                },
-                BalanceAfter {
-                    account: AccountId::parse("xyz").unwrap(),
-                    balance_minor: 7,
-                },
+                BalanceAfter { account: AccountId::parse("abc").unwrap(), balance_minor: -7 },
+                BalanceAfter { account: AccountId::parse("xyz").unwrap(), balance_minor: 7 },
             ],
         };
         let bytes = entry.encode();

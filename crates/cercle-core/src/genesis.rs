@@ -40,11 +40,7 @@ pub enum GenesisError {
 impl Genesis {
     pub fn validate(&self) -> Result<(), GenesisError> {
         let c = &self.currency;
-        if !(3..=12).contains(&c.len())
-            || !c
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        {
+        if !(3..=12).contains(&c.len()) || !c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
             return Err(GenesisError::Currency(c.clone()));
         }
         if self.exponent > EXPONENT_MAX {
@@ -53,10 +49,7 @@ impl Genesis {
         if self.admin_keys.is_empty() {
             return Err(GenesisError::NoAdmin);
         }
-        for (what, keys) in [
-            ("administrator", &self.admin_keys),
-            ("auditor", &self.auditor_keys),
-        ] {
+        for (what, keys) in [("administrator", &self.admin_keys), ("auditor", &self.auditor_keys)] {
             if keys.len() > GOVERNANCE_KEYS_MAX {
                 return Err(GenesisError::TooManyKeys(what));
             }
@@ -79,10 +72,7 @@ impl Genesis {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(GENESIS_VERSION)
-            .fixed(&self.ledger_id.0)
-            .str(&self.currency)
-            .u8(self.exponent);
+        w.u8(GENESIS_VERSION).fixed(&self.ledger_id.0).str(&self.currency).u8(self.exponent);
         for keys in [&self.admin_keys, &self.auditor_keys] {
             w.u16(keys.len() as u16);
             for k in keys.iter() {
@@ -113,14 +103,7 @@ impl Genesis {
         let auditor_keys = read_keys(&mut r)?;
         let node_key = PublicKey(r.array("node key")?);
         r.finish()?;
-        Ok(Genesis {
-            ledger_id,
-            currency,
-            exponent,
-            admin_keys,
-            auditor_keys,
-            node_key,
-        })
+        Ok(Genesis { ledger_id, currency, exponent, admin_keys, auditor_keys, node_key })
     }
 
     /// The hash the first entry chains to, so the log is bound to its genesis.

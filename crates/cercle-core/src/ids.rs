@@ -21,9 +21,7 @@ impl AccountId {
         let bytes = text.as_bytes();
         let valid = (HANDLE_LEN_MIN..=HANDLE_LEN_MAX).contains(&bytes.len())
             && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-            && bytes[1..]
-                .iter()
-                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && bytes[1..].iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if valid {
             Ok(AccountId(text.to_string()))
         } else {
@@ -72,13 +70,10 @@ pub struct PublicKey(pub [u8; 32]);
 
 impl PublicKey {
     pub fn from_hex(text: &str) -> Result<Self, String> {
-        let bytes = hex::decode(text.trim())
-            .map_err(|e| format!("public key '{}' is not hex: {e}", text.trim()))?;
+        let bytes =
+            hex::decode(text.trim()).map_err(|e| format!("public key '{}' is not hex: {e}", text.trim()))?;
         let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-            format!(
-                "a public key is 32 bytes (64 hex digits), got {} bytes",
-                b.len()
-            )
+            format!("a public key is 32 bytes (64 hex digits), got {} bytes", b.len())
         })?;
         Ok(PublicKey(arr))
     }
@@ -100,8 +95,7 @@ mod tests {
 
     #[test]
     fn handles() {
-        let check =
-            |text: &str, ok: bool| assert_eq!(AccountId::parse(text).is_ok(), ok, "{text:?}");
+        let check = |text: &str, ok: bool| assert_eq!(AccountId::parse(text).is_ok(), ok, "{text:?}");
         check("boulangerie-martin", true);
         check("abc", true);
         check("0ab", true);
@@ -120,11 +114,7 @@ mod tests {
     #[test]
     fn public_key_hex() {
         assert!(PublicKey::from_hex(&"ab".repeat(32)).is_ok());
-        assert!(
-            PublicKey::from_hex(&"ab".repeat(31))
-                .unwrap_err()
-                .contains("32 bytes")
-        );
+        assert!(PublicKey::from_hex(&"ab".repeat(31)).unwrap_err().contains("32 bytes"));
         assert!(PublicKey::from_hex("zz").unwrap_err().contains("not hex"));
     }
 }

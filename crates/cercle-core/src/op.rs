@@ -32,18 +32,9 @@ pub struct Operation {
 pub enum OpKind {
     RegisterAccount(RegisterAccount),
     SetLimits(SetLimits),
-    FreezeAccount {
-        account: AccountId,
-        reason: String,
-    },
-    UnfreezeAccount {
-        account: AccountId,
-        reason: String,
-    },
-    RotateKeys {
-        account: AccountId,
-        keys: Vec<PublicKey>,
-    },
+    FreezeAccount { account: AccountId, reason: String },
+    UnfreezeAccount { account: AccountId, reason: String },
+    RotateKeys { account: AccountId, keys: Vec<PublicKey> },
     Transfer(Transfer),
 }
 

@@ -69,73 +69,28 @@ impl RejectCode {
 /// A rejected operation, with the numbers that explain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
-    Malformed {
-        detail: String,
-    },
-    BadSignature {
-        detail: String,
-    },
-    Expired {
-        valid_until_ms: u64,
-        now_ms: u64,
-    },
-    ValidityTooLong {
-        valid_until_ms: u64,
-        now_ms: u64,
-    },
-    OperationIdConflict {
-        operation_id: String,
-    },
-    BodyTooLarge {
-        bytes: usize,
-    },
+    Malformed { detail: String },
+    BadSignature { detail: String },
+    Expired { valid_until_ms: u64, now_ms: u64 },
+    ValidityTooLong { valid_until_ms: u64, now_ms: u64 },
+    OperationIdConflict { operation_id: String },
+    BodyTooLarge { bytes: usize },
     NotAdministrator,
-    NotAccountKey {
-        account: AccountId,
-    },
-    UnknownAccount {
-        account: AccountId,
-    },
-    AccountExists {
-        account: AccountId,
-    },
-    AccountFrozen {
-        account: AccountId,
-    },
-    AlreadyFrozen {
-        account: AccountId,
-    },
-    NotFrozen {
-        account: AccountId,
-    },
-    InvalidText {
-        field: &'static str,
-        detail: String,
-    },
-    InvalidKeys {
-        detail: String,
-    },
-    InvalidLimit {
-        detail: String,
-    },
+    NotAccountKey { account: AccountId },
+    UnknownAccount { account: AccountId },
+    AccountExists { account: AccountId },
+    AccountFrozen { account: AccountId },
+    AlreadyFrozen { account: AccountId },
+    NotFrozen { account: AccountId },
+    InvalidText { field: &'static str, detail: String },
+    InvalidKeys { detail: String },
+    InvalidLimit { detail: String },
     NothingToChange,
-    InvalidAmount {
-        amount_minor: i64,
-    },
+    InvalidAmount { amount_minor: i64 },
     SelfTransfer,
-    BalanceOverflow {
-        account: AccountId,
-    },
-    CreditLimitExceeded {
-        account: AccountId,
-        balance_after_minor: i64,
-        credit_limit_minor: i64,
-    },
-    MaxBalanceExceeded {
-        account: AccountId,
-        balance_after_minor: i64,
-        max_balance_minor: i64,
-    },
+    BalanceOverflow { account: AccountId },
+    CreditLimitExceeded { account: AccountId, balance_after_minor: i64, credit_limit_minor: i64 },
+    MaxBalanceExceeded { account: AccountId, balance_after_minor: i64, max_balance_minor: i64 },
 }
 
 impl Rejection {
@@ -173,26 +128,19 @@ impl Rejection {
         match self {
             Rejection::Malformed { detail } => format!("malformed operation: {detail}"),
             Rejection::BadSignature { detail } => format!("bad signature: {detail}"),
-            Rejection::Expired {
-                valid_until_ms,
-                now_ms,
-            } => format!(
-                "operation expired: valid until {valid_until_ms} ms, node time is {now_ms} ms"
-            ),
-            Rejection::ValidityTooLong {
-                valid_until_ms,
-                now_ms,
-            } => format!(
+            Rejection::Expired { valid_until_ms, now_ms } => {
+                format!("operation expired: valid until {valid_until_ms} ms, node time is {now_ms} ms")
+            }
+            Rejection::ValidityTooLong { valid_until_ms, now_ms } => format!(
                 "validity too long: valid until {valid_until_ms} ms is more than {} days after node time {now_ms} ms",
                 crate::op::VALIDITY_MS_MAX / 86_400_000
             ),
             Rejection::OperationIdConflict { operation_id } => {
                 format!("operation id {operation_id} was already used for a different operation")
             }
-            Rejection::BodyTooLarge { bytes } => format!(
-                "operation body is {bytes} bytes, the maximum is {}",
-                crate::op::BODY_BYTES_MAX
-            ),
+            Rejection::BodyTooLarge { bytes } => {
+                format!("operation body is {bytes} bytes, the maximum is {}", crate::op::BODY_BYTES_MAX)
+            }
             Rejection::NotAdministrator => {
                 "not an administrator: this operation must be signed by an administrator key".into()
             }
@@ -212,30 +160,21 @@ impl Rejection {
             Rejection::NothingToChange => {
                 "nothing to change: give a new credit limit or maximum balance".into()
             }
-            Rejection::InvalidAmount { amount_minor } => format!(
-                "invalid amount: {} (an amount must be positive)",
-                money(*amount_minor)
-            ),
+            Rejection::InvalidAmount { amount_minor } => {
+                format!("invalid amount: {} (an amount must be positive)", money(*amount_minor))
+            }
             Rejection::SelfTransfer => "an account cannot pay itself".into(),
             Rejection::BalanceOverflow { account } => {
                 format!("amount out of range: the balance of '{account}' would overflow")
             }
-            Rejection::CreditLimitExceeded {
-                account,
-                balance_after_minor,
-                credit_limit_minor,
-            } => {
+            Rejection::CreditLimitExceeded { account, balance_after_minor, credit_limit_minor } => {
                 format!(
                     "credit limit exceeded: balance would be {}, limit is {} (account '{account}')",
                     money(*balance_after_minor),
                     money(credit_limit_minor.saturating_neg())
                 )
             }
-            Rejection::MaxBalanceExceeded {
-                account,
-                balance_after_minor,
-                max_balance_minor,
-            } => {
+            Rejection::MaxBalanceExceeded { account, balance_after_minor, max_balance_minor } => {
                 format!(
                     "maximum balance exceeded: balance would be {}, maximum is {} (account '{account}')",
                     money(*balance_after_minor),

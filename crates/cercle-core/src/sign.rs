@@ -35,12 +35,7 @@ pub fn op_message(ledger_id: &LedgerId, body: &[u8]) -> Vec<u8> {
 /// The bytes a read-authentication signature covers. `method` is the gRPC method name
 /// (e.g. `GetAccount`), `subject` what is read (an account handle). Lengths prefix the
 /// variable parts so no two different requests share a message.
-pub fn read_auth_message(
-    ledger_id: &LedgerId,
-    method: &str,
-    timestamp_ms: u64,
-    subject: &str,
-) -> Vec<u8> {
+pub fn read_auth_message(ledger_id: &LedgerId, method: &str, timestamp_ms: u64, subject: &str) -> Vec<u8> {
     let mut msg = Vec::with_capacity(READ_TAG.len() + 16 + 8 + method.len() + subject.len() + 8);
     msg.extend_from_slice(READ_TAG);
     msg.extend_from_slice(&ledger_id.0);
@@ -68,8 +63,7 @@ pub fn verify(key: &PublicKey, message: &[u8], signature: &[u8; 64]) -> Result<(
         return Err(SignatureError::WeakKey);
     }
     let sig = Signature::from_bytes(signature);
-    vk.verify_strict(message, &sig)
-        .map_err(|_| SignatureError::BadSignature)
+    vk.verify_strict(message, &sig).map_err(|_| SignatureError::BadSignature)
 }
 
 /// A signing key held by a client (wallet, node). Generating one needs randomness, which
@@ -81,9 +75,7 @@ pub struct Keypair {
 
 impl Keypair {
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Keypair {
-            signing: SigningKey::from_bytes(seed),
-        }
+        Keypair { signing: SigningKey::from_bytes(seed) }
     }
 
     pub fn seed(&self) -> [u8; 32] {
@@ -124,11 +116,7 @@ pub enum KeyFileError {
 
 /// The text of a key file: a header line, then the secret seed in hex.
 pub fn encode_key_file(keypair: &Keypair) -> String {
-    format!(
-        "{KEY_FILE_HEADER}\n{}\n# public key: {}\n",
-        hex::encode(keypair.seed()),
-        keypair.public_key()
-    )
+    format!("{KEY_FILE_HEADER}\n{}\n# public key: {}\n", hex::encode(keypair.seed()), keypair.public_key())
 }
 
 pub fn decode_key_file(text: &str) -> Result<Keypair, KeyFileError> {
@@ -137,10 +125,8 @@ pub fn decode_key_file(text: &str) -> Result<Keypair, KeyFileError> {
         return Err(KeyFileError::Header);
     }
     let seed_hex = lines.next().ok_or(KeyFileError::Seed)?;
-    let seed: [u8; 32] = hex::decode(seed_hex)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or(KeyFileError::Seed)?;
+    let seed: [u8; 32] =
+        hex::decode(seed_hex).ok().and_then(|b| b.try_into().ok()).ok_or(KeyFileError::Seed)?;
     Ok(Keypair::from_seed(&seed))
 }
 
@@ -163,32 +149,20 @@ mod tests {
             verify(&kp.public_key(), &op_message(ledger, body), sig)
         };
         assert_eq!(check(&ledger_a, &body, &sig), Ok(()));
-        assert_eq!(
-            check(&ledger_b, &body, &sig),
-            Err(SignatureError::BadSignature)
-        );
+        assert_eq!(check(&ledger_b, &body, &sig), Err(SignatureError::BadSignature));
         for i in 0..body.len() {
             let mut flipped = body.clone();
             flipped[i] ^= 1;
-            assert_eq!(
-                check(&ledger_a, &flipped, &sig),
-                Err(SignatureError::BadSignature)
-            );
+            assert_eq!(check(&ledger_a, &flipped, &sig), Err(SignatureError::BadSignature));
         }
         for i in 0..64 {
             let mut flipped = sig;
             flipped[i] ^= 0x10;
-            assert!(
-                check(&ledger_a, &body, &flipped).is_err(),
-                "flipped signature byte {i}"
-            );
+            assert!(check(&ledger_a, &body, &flipped).is_err(), "flipped signature byte {i}");
         }
         // Another key does not verify.
         let other = keypair(2).public_key();
-        assert_eq!(
-            verify(&other, &op_message(&ledger_a, &body), &sig),
-            Err(SignatureError::BadSignature)
-        );
+        assert_eq!(verify(&other, &op_message(&ledger_a, &body), &sig), Err(SignatureError::BadSignature));
     }
 
     #[test]
@@ -209,8 +183,8 @@ mod tests {
         let mut sig = kp.sign(msg);
         // Adding the group order L to s gives a non-canonical encoding of the same scalar.
         const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
-            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut carry = 0u16;
         for i in 0..32 {
@@ -225,10 +199,7 @@ mod tests {
     fn read_auth_messages_differ_by_every_field() {
         let l = LedgerId([7; 16]);
         let base = read_auth_message(&l, "GetAccount", 5, "abc");
-        assert_ne!(
-            base,
-            read_auth_message(&LedgerId([8; 16]), "GetAccount", 5, "abc")
-        );
+        assert_ne!(base, read_auth_message(&LedgerId([8; 16]), "GetAccount", 5, "abc"));
         assert_ne!(base, read_auth_message(&l, "ListEntries", 5, "abc"));
         assert_ne!(base, read_auth_message(&l, "GetAccount", 6, "abc"));
         assert_ne!(base, read_auth_message(&l, "GetAccount", 5, "abd"));
@@ -241,9 +212,6 @@ mod tests {
         let back = decode_key_file(&text).unwrap();
         assert_eq!(back.public_key(), kp.public_key());
         assert_eq!(decode_key_file("nope\n").unwrap_err(), KeyFileError::Header);
-        assert_eq!(
-            decode_key_file(&format!("{KEY_FILE_HEADER}\nzz\n")).unwrap_err(),
-            KeyFileError::Seed
-        );
+        assert_eq!(decode_key_file(&format!("{KEY_FILE_HEADER}\nzz\n")).unwrap_err(), KeyFileError::Seed);
     }
 }

@@ -19,8 +19,8 @@ use crate::entry::BalanceAfter;
 use crate::genesis::Genesis;
 use crate::ids::{AccountId, PublicKey};
 use crate::op::{
-    DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OpKind,
-    Operation, REASON_CHARS_MAX, RegisterAccount, SetLimits, Transfer, VALIDITY_MS_MAX,
+    DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OpKind, Operation,
+    REASON_CHARS_MAX, RegisterAccount, SetLimits, Transfer, VALIDITY_MS_MAX,
 };
 use crate::reject::Rejection;
 
@@ -86,8 +86,7 @@ impl Account {
         if version != ACCOUNT_VERSION {
             return Err(DecodeError::Version(version));
         }
-        let id =
-            AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
+        let id = AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
         let display_name = r.string("display name")?;
         let status = match r.u8("status")? {
             0 => AccountStatus::Active,
@@ -101,9 +100,7 @@ impl Account {
         if n > KEYS_PER_ACCOUNT_MAX {
             return Err(DecodeError::Invalid("key count"));
         }
-        let keys = (0..n)
-            .map(|_| Ok(PublicKey(r.array("key")?)))
-            .collect::<Result<Vec<_>, DecodeError>>()?;
+        let keys = (0..n).map(|_| Ok(PublicKey(r.array("key")?))).collect::<Result<Vec<_>, DecodeError>>()?;
         let registered_at_sequence = r.u64("registered at")?;
         let last_sequence = r.u64("last sequence")?;
         r.finish()?;
@@ -153,19 +150,13 @@ pub struct State {
 impl State {
     /// The empty state of a new ledger.
     pub fn new(genesis: &Genesis) -> Self {
-        State {
-            admin_keys: genesis.admin_keys.clone(),
-            accounts: BTreeMap::new(),
-        }
+        State { admin_keys: genesis.admin_keys.clone(), accounts: BTreeMap::new() }
     }
 
     /// A state from accounts read back from storage.
     pub fn from_accounts(genesis: &Genesis, accounts: impl IntoIterator<Item = Account>) -> Self {
         let accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
-        State {
-            admin_keys: genesis.admin_keys.clone(),
-            accounts,
-        }
+        State { admin_keys: genesis.admin_keys.clone(), accounts }
     }
 
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
@@ -217,17 +208,9 @@ impl State {
     }
 
     /// Applies one verified operation. On rejection the state is unchanged.
-    pub fn apply(
-        &mut self,
-        ctx: &Context,
-        signer: &PublicKey,
-        op: &Operation,
-    ) -> Result<Effects, Rejection> {
+    pub fn apply(&mut self, ctx: &Context, signer: &PublicKey, op: &Operation) -> Result<Effects, Rejection> {
         if ctx.timestamp_ms > op.valid_until_ms {
-            return Err(Rejection::Expired {
-                valid_until_ms: op.valid_until_ms,
-                now_ms: ctx.timestamp_ms,
-            });
+            return Err(Rejection::Expired { valid_until_ms: op.valid_until_ms, now_ms: ctx.timestamp_ms });
         }
         if op.valid_until_ms - ctx.timestamp_ms > VALIDITY_MS_MAX {
             return Err(Rejection::ValidityTooLong {
@@ -238,36 +221,28 @@ impl State {
         if op.kind.is_administrative() && !self.is_admin(signer) {
             return Err(Rejection::NotAdministrator);
         }
+        check_values(&op.kind)?;
         let effects = match &op.kind {
             OpKind::RegisterAccount(r) => self.register(ctx, r)?,
             OpKind::SetLimits(s) => self.set_limits(ctx, s)?,
-            OpKind::FreezeAccount { account, reason } => {
-                check_reason(reason, true)?;
+            OpKind::FreezeAccount { account, .. } => {
                 let a = self.existing(account)?;
                 if a.status == AccountStatus::Frozen {
-                    return Err(Rejection::AlreadyFrozen {
-                        account: account.clone(),
-                    });
+                    return Err(Rejection::AlreadyFrozen { account: account.clone() });
                 }
                 self.touch(ctx, account, |a| a.status = AccountStatus::Frozen)
             }
-            OpKind::UnfreezeAccount { account, reason } => {
-                check_reason(reason, false)?;
+            OpKind::UnfreezeAccount { account, .. } => {
                 let a = self.existing(account)?;
                 if a.status != AccountStatus::Frozen {
-                    return Err(Rejection::NotFrozen {
-                        account: account.clone(),
-                    });
+                    return Err(Rejection::NotFrozen { account: account.clone() });
                 }
                 self.touch(ctx, account, |a| a.status = AccountStatus::Active)
             }
             OpKind::RotateKeys { account, keys } => {
-                check_keys(keys)?;
                 let a = self.existing(account)?;
                 if !self.is_admin(signer) && !a.keys.contains(signer) {
-                    return Err(Rejection::NotAccountKey {
-                        account: account.clone(),
-                    });
+                    return Err(Rejection::NotAccountKey { account: account.clone() });
                 }
                 let keys = keys.clone();
                 self.touch(ctx, account, |a| a.keys = keys)
@@ -276,47 +251,27 @@ impl State {
         };
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
-            panic!(
-                "invariant violated after entry {}: {violation}",
-                ctx.sequence
-            );
+            panic!("invariant violated after entry {}: {violation}", ctx.sequence);
         }
         Ok(effects)
     }
 
     fn existing(&self, id: &AccountId) -> Result<&Account, Rejection> {
-        self.accounts
-            .get(id)
-            .ok_or_else(|| Rejection::UnknownAccount {
-                account: id.clone(),
-            })
+        self.accounts.get(id).ok_or_else(|| Rejection::UnknownAccount { account: id.clone() })
     }
 
     /// Changes one account that is known to exist and records that the entry touched it.
-    fn touch(
-        &mut self,
-        ctx: &Context,
-        id: &AccountId,
-        change: impl FnOnce(&mut Account),
-    ) -> Effects {
+    fn touch(&mut self, ctx: &Context, id: &AccountId, change: impl FnOnce(&mut Account)) -> Effects {
         if let Some(a) = self.accounts.get_mut(id) {
             change(a);
             a.last_sequence = ctx.sequence;
         }
-        Effects {
-            balances_after: Vec::new(),
-            touched: vec![id.clone()],
-        }
+        Effects { balances_after: Vec::new(), touched: vec![id.clone()] }
     }
 
     fn register(&mut self, ctx: &Context, r: &RegisterAccount) -> Result<Effects, Rejection> {
-        check_text("display name", &r.display_name, DISPLAY_NAME_CHARS_MAX)?;
-        check_keys(&r.keys)?;
-        check_limits(Some(r.credit_limit_minor), r.max_balance_minor.map(Some))?;
         if self.accounts.contains_key(&r.account) {
-            return Err(Rejection::AccountExists {
-                account: r.account.clone(),
-            });
+            return Err(Rejection::AccountExists { account: r.account.clone() });
         }
         self.accounts.insert(
             r.account.clone(),
@@ -333,20 +288,12 @@ impl State {
             },
         );
         Ok(Effects {
-            balances_after: vec![BalanceAfter {
-                account: r.account.clone(),
-                balance_minor: 0,
-            }],
+            balances_after: vec![BalanceAfter { account: r.account.clone(), balance_minor: 0 }],
             touched: vec![r.account.clone()],
         })
     }
 
     fn set_limits(&mut self, ctx: &Context, s: &SetLimits) -> Result<Effects, Rejection> {
-        check_reason(&s.reason, true)?;
-        if s.credit_limit_minor.is_none() && s.max_balance_minor.is_none() {
-            return Err(Rejection::NothingToChange);
-        }
-        check_limits(s.credit_limit_minor, s.max_balance_minor)?;
         self.existing(&s.account)?;
         Ok(self.touch(ctx, &s.account, |a| {
             if let Some(limit) = s.credit_limit_minor {
@@ -358,50 +305,25 @@ impl State {
         }))
     }
 
-    fn transfer(
-        &mut self,
-        ctx: &Context,
-        signer: &PublicKey,
-        t: &Transfer,
-    ) -> Result<Effects, Rejection> {
-        check_text("memo", &t.memo, MEMO_CHARS_MAX)?;
-        if let Some(invoice) = &t.invoice_ref {
-            check_text("invoice reference", invoice, INVOICE_REF_CHARS_MAX)?;
-        }
-        if t.amount_minor <= 0 {
-            return Err(Rejection::InvalidAmount {
-                amount_minor: t.amount_minor,
-            });
-        }
-        if t.payer == t.payee {
-            return Err(Rejection::SelfTransfer);
-        }
+    fn transfer(&mut self, ctx: &Context, signer: &PublicKey, t: &Transfer) -> Result<Effects, Rejection> {
         let payer = self.existing(&t.payer)?;
         if !payer.keys.contains(signer) {
-            return Err(Rejection::NotAccountKey {
-                account: t.payer.clone(),
-            });
+            return Err(Rejection::NotAccountKey { account: t.payer.clone() });
         }
         let payee = self.existing(&t.payee)?;
         for a in [payer, payee] {
             if a.status == AccountStatus::Frozen {
-                return Err(Rejection::AccountFrozen {
-                    account: a.id.clone(),
-                });
+                return Err(Rejection::AccountFrozen { account: a.id.clone() });
             }
         }
         let payer_after = payer
             .balance_minor
             .checked_sub(t.amount_minor)
-            .ok_or_else(|| Rejection::BalanceOverflow {
-                account: t.payer.clone(),
-            })?;
+            .ok_or_else(|| Rejection::BalanceOverflow { account: t.payer.clone() })?;
         let payee_after = payee
             .balance_minor
             .checked_add(t.amount_minor)
-            .ok_or_else(|| Rejection::BalanceOverflow {
-                account: t.payee.clone(),
-            })?;
+            .ok_or_else(|| Rejection::BalanceOverflow { account: t.payee.clone() })?;
         // `credit_limit_minor >= 0` always holds, so its negation cannot overflow.
         if payer_after < -payer.credit_limit_minor {
             return Err(Rejection::CreditLimitExceeded {
@@ -426,24 +348,50 @@ impl State {
                 a.last_sequence = ctx.sequence;
             }
         }
-        debug_assert!(
-            self.accounts
-                .get(&t.payer)
-                .is_some_and(|a| a.balance_minor >= -a.credit_limit_minor)
-        );
+        debug_assert!(self.accounts.get(&t.payer).is_some_and(|a| a.balance_minor >= -a.credit_limit_minor));
         Ok(Effects {
             balances_after: vec![
-                BalanceAfter {
-                    account: t.payer.clone(),
-                    balance_minor: payer_after,
-                },
-                BalanceAfter {
-                    account: t.payee.clone(),
-                    balance_minor: payee_after,
-                },
+                BalanceAfter { account: t.payer.clone(), balance_minor: payer_after },
+                BalanceAfter { account: t.payee.clone(), balance_minor: payee_after },
             ],
             touched: vec![t.payer.clone(), t.payee.clone()],
         })
+    }
+}
+
+/// The checks that depend only on the operation's own values, not on the state: texts,
+/// keys, limits, amounts. `State::apply` runs them after the authority check; a client may
+/// run them before signing, to refuse early what the node would refuse.
+pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
+    match kind {
+        OpKind::RegisterAccount(r) => {
+            check_text("display name", &r.display_name, DISPLAY_NAME_CHARS_MAX)?;
+            check_keys(&r.keys)?;
+            check_limits(Some(r.credit_limit_minor), r.max_balance_minor.map(Some))
+        }
+        OpKind::SetLimits(s) => {
+            check_reason(&s.reason, true)?;
+            if s.credit_limit_minor.is_none() && s.max_balance_minor.is_none() {
+                return Err(Rejection::NothingToChange);
+            }
+            check_limits(s.credit_limit_minor, s.max_balance_minor)
+        }
+        OpKind::FreezeAccount { reason, .. } => check_reason(reason, true),
+        OpKind::UnfreezeAccount { reason, .. } => check_reason(reason, false),
+        OpKind::RotateKeys { keys, .. } => check_keys(keys),
+        OpKind::Transfer(t) => {
+            check_text("memo", &t.memo, MEMO_CHARS_MAX)?;
+            if let Some(invoice) = &t.invoice_ref {
+                check_text("invoice reference", invoice, INVOICE_REF_CHARS_MAX)?;
+            }
+            if t.amount_minor <= 0 {
+                return Err(Rejection::InvalidAmount { amount_minor: t.amount_minor });
+            }
+            if t.payer == t.payee {
+                return Err(Rejection::SelfTransfer);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -456,29 +404,21 @@ fn check_text(field: &'static str, text: &str, max_chars: usize) -> Result<(), R
         });
     }
     if text.chars().any(char::is_control) {
-        return Err(Rejection::InvalidText {
-            field,
-            detail: "control characters are not allowed".into(),
-        });
+        return Err(Rejection::InvalidText { field, detail: "control characters are not allowed".into() });
     }
     Ok(())
 }
 
 fn check_reason(reason: &str, required: bool) -> Result<(), Rejection> {
     if required && reason.trim().is_empty() {
-        return Err(Rejection::InvalidText {
-            field: "reason",
-            detail: "a reason is required".into(),
-        });
+        return Err(Rejection::InvalidText { field: "reason", detail: "a reason is required".into() });
     }
     check_text("reason", reason, REASON_CHARS_MAX)
 }
 
 fn check_keys(keys: &[PublicKey]) -> Result<(), Rejection> {
     if keys.is_empty() {
-        return Err(Rejection::InvalidKeys {
-            detail: "at least one public key is required".into(),
-        });
+        return Err(Rejection::InvalidKeys { detail: "at least one public key is required".into() });
     }
     if keys.len() > KEYS_PER_ACCOUNT_MAX {
         return Err(Rejection::InvalidKeys {
@@ -487,21 +427,15 @@ fn check_keys(keys: &[PublicKey]) -> Result<(), Rejection> {
     }
     for (i, k) in keys.iter().enumerate() {
         if keys[..i].contains(k) {
-            return Err(Rejection::InvalidKeys {
-                detail: format!("key {k} is listed twice"),
-            });
+            return Err(Rejection::InvalidKeys { detail: format!("key {k} is listed twice") });
         }
-        crate::sign::check_public_key(k).map_err(|e| Rejection::InvalidKeys {
-            detail: format!("key {k}: {e}"),
-        })?;
+        crate::sign::check_public_key(k)
+            .map_err(|e| Rejection::InvalidKeys { detail: format!("key {k}: {e}") })?;
     }
     Ok(())
 }
 
-fn check_limits(
-    credit_limit: Option<i64>,
-    max_balance: Option<Option<i64>>,
-) -> Result<(), Rejection> {
+fn check_limits(credit_limit: Option<i64>, max_balance: Option<Option<i64>>) -> Result<(), Rejection> {
     if let Some(limit) = credit_limit
         && limit < 0
     {

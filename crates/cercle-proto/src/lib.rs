@@ -15,13 +15,26 @@ use cercle_core as core;
 use core::{AccountId, OperationId, PublicKey, Rejection as Reject};
 use prost::Message;
 
+/// Request metadata of an authenticated read (see the header comment of `ledger.proto`).
+pub mod read_auth {
+    /// Hex of the caller's ed25519 public key.
+    pub const PUBKEY_HEADER: &str = "x-cercle-pubkey";
+    /// The caller's clock, ms since the Unix epoch.
+    pub const TIMESTAMP_HEADER: &str = "x-cercle-timestamp";
+    /// Hex of the signature over `cercle_core::sign::read_auth_message`.
+    pub const SIGNATURE_HEADER: &str = "x-cercle-signature";
+}
+
+/// Entries per `ListEntries` page when the caller does not say.
+pub const PAGE_SIZE_DEFAULT: u32 = 100;
+/// Most entries per `ListEntries` page.
+pub const PAGE_SIZE_MAX: u32 = 1000;
+
 /// The encoded file descriptor set of `proto/`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cercle_descriptor");
 
 fn malformed(detail: impl Into<String>) -> Reject {
-    Reject::Malformed {
-        detail: detail.into(),
-    }
+    Reject::Malformed { detail: detail.into() }
 }
 
 fn account(text: &str) -> Result<AccountId, Reject> {
@@ -29,9 +42,8 @@ fn account(text: &str) -> Result<AccountId, Reject> {
 }
 
 fn public_key(bytes: &[u8], what: &str) -> Result<PublicKey, Reject> {
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| malformed(format!("{what} must be 32 bytes, got {}", bytes.len())))?;
+    let arr: [u8; 32] =
+        bytes.try_into().map_err(|_| malformed(format!("{what} must be 32 bytes, got {}", bytes.len())))?;
     Ok(PublicKey(arr))
 }
 
@@ -41,9 +53,7 @@ const WIRE_KEYS_MAX: usize = 64;
 
 fn public_keys(list: &[Vec<u8>]) -> Result<Vec<PublicKey>, Reject> {
     if list.len() > WIRE_KEYS_MAX {
-        return Err(Reject::InvalidKeys {
-            detail: format!("{} keys is far too many", list.len()),
-        });
+        return Err(Reject::InvalidKeys { detail: format!("{} keys is far too many", list.len()) });
     }
     list.iter().map(|k| public_key(k, "a public key")).collect()
 }
@@ -53,11 +63,8 @@ pub fn decode_operation(body: &[u8]) -> Result<core::Operation, Reject> {
     if body.len() > core::op::BODY_BYTES_MAX {
         return Err(Reject::BodyTooLarge { bytes: body.len() });
     }
-    let pb_body = OperationBody::decode(body).map_err(|e| {
-        malformed(format!(
-            "the operation body is not a valid OperationBody: {e}"
-        ))
-    })?;
+    let pb_body = OperationBody::decode(body)
+        .map_err(|e| malformed(format!("the operation body is not a valid OperationBody: {e}")))?;
     core::Operation::try_from(pb_body)
 }
 
@@ -70,17 +77,12 @@ impl TryFrom<OperationBody> for core::Operation {
     type Error = Reject;
 
     fn try_from(b: OperationBody) -> Result<Self, Reject> {
-        let id: [u8; 16] = b.operation_id.as_slice().try_into().map_err(|_| {
-            malformed(format!(
-                "operation_id must be 16 bytes, got {}",
-                b.operation_id.len()
-            ))
-        })?;
+        let id: [u8; 16] =
+            b.operation_id.as_slice().try_into().map_err(|_| {
+                malformed(format!("operation_id must be 16 bytes, got {}", b.operation_id.len()))
+            })?;
         use operation_body::Kind;
-        let kind = match b
-            .kind
-            .ok_or_else(|| malformed("the operation has no kind"))?
-        {
+        let kind = match b.kind.ok_or_else(|| malformed("the operation has no kind"))? {
             Kind::RegisterAccount(r) => core::OpKind::RegisterAccount(core::RegisterAccount {
                 account: account(&r.account)?,
                 display_name: r.display_name,
@@ -94,18 +96,15 @@ impl TryFrom<OperationBody> for core::Operation {
                 max_balance_minor: s.max_balance.map(|m| m.max_balance_minor),
                 reason: s.reason,
             }),
-            Kind::FreezeAccount(f) => core::OpKind::FreezeAccount {
-                account: account(&f.account)?,
-                reason: f.reason,
-            },
-            Kind::UnfreezeAccount(u) => core::OpKind::UnfreezeAccount {
-                account: account(&u.account)?,
-                reason: u.reason,
-            },
-            Kind::RotateKeys(r) => core::OpKind::RotateKeys {
-                account: account(&r.account)?,
-                keys: public_keys(&r.public_keys)?,
-            },
+            Kind::FreezeAccount(f) => {
+                core::OpKind::FreezeAccount { account: account(&f.account)?, reason: f.reason }
+            }
+            Kind::UnfreezeAccount(u) => {
+                core::OpKind::UnfreezeAccount { account: account(&u.account)?, reason: u.reason }
+            }
+            Kind::RotateKeys(r) => {
+                core::OpKind::RotateKeys { account: account(&r.account)?, keys: public_keys(&r.public_keys)? }
+            }
             Kind::Transfer(t) => core::OpKind::Transfer(core::Transfer {
                 payer: account(&t.payer)?,
                 payee: account(&t.payee)?,
@@ -114,11 +113,7 @@ impl TryFrom<OperationBody> for core::Operation {
                 invoice_ref: t.invoice_ref,
             }),
         };
-        Ok(core::Operation {
-            id: OperationId(id),
-            valid_until_ms: b.valid_until_ms,
-            kind,
-        })
+        Ok(core::Operation { id: OperationId(id), valid_until_ms: b.valid_until_ms, kind })
     }
 }
 
@@ -137,25 +132,19 @@ impl From<&core::Operation> for OperationBody {
             core::OpKind::SetLimits(s) => Kind::SetLimits(SetLimits {
                 account: s.account.to_string(),
                 credit_limit_minor: s.credit_limit_minor,
-                max_balance: s.max_balance_minor.map(|m| MaxBalance {
-                    max_balance_minor: m,
-                }),
+                max_balance: s.max_balance_minor.map(|m| MaxBalance { max_balance_minor: m }),
                 reason: s.reason.clone(),
             }),
-            core::OpKind::FreezeAccount { account, reason } => Kind::FreezeAccount(FreezeAccount {
+            core::OpKind::FreezeAccount { account, reason } => {
+                Kind::FreezeAccount(FreezeAccount { account: account.to_string(), reason: reason.clone() })
+            }
+            core::OpKind::UnfreezeAccount { account, reason } => Kind::UnfreezeAccount(UnfreezeAccount {
                 account: account.to_string(),
                 reason: reason.clone(),
             }),
-            core::OpKind::UnfreezeAccount { account, reason } => {
-                Kind::UnfreezeAccount(UnfreezeAccount {
-                    account: account.to_string(),
-                    reason: reason.clone(),
-                })
+            core::OpKind::RotateKeys { account, keys: ks } => {
+                Kind::RotateKeys(RotateKeys { account: account.to_string(), public_keys: keys(ks) })
             }
-            core::OpKind::RotateKeys { account, keys: ks } => Kind::RotateKeys(RotateKeys {
-                account: account.to_string(),
-                public_keys: keys(ks),
-            }),
             core::OpKind::Transfer(t) => Kind::Transfer(Transfer {
                 payer: t.payer.to_string(),
                 payee: t.payee.to_string(),
@@ -164,11 +153,7 @@ impl From<&core::Operation> for OperationBody {
                 invoice_ref: t.invoice_ref.clone(),
             }),
         };
-        OperationBody {
-            operation_id: op.id.0.to_vec(),
-            valid_until_ms: op.valid_until_ms,
-            kind: Some(kind),
-        }
+        OperationBody { operation_id: op.id.0.to_vec(), valid_until_ms: op.valid_until_ms, kind: Some(kind) }
     }
 }
 
@@ -177,41 +162,25 @@ impl TryFrom<Envelope> for core::Envelope {
 
     fn try_from(e: Envelope) -> Result<Self, Reject> {
         if e.body.len() > core::op::BODY_BYTES_MAX {
-            return Err(Reject::BodyTooLarge {
-                bytes: e.body.len(),
-            });
+            return Err(Reject::BodyTooLarge { bytes: e.body.len() });
         }
         let signer = public_key(&e.signer, "the envelope's signer")?;
         let signature: [u8; 64] = e.signature.as_slice().try_into().map_err(|_| {
-            malformed(format!(
-                "the envelope's signature must be 64 bytes, got {}",
-                e.signature.len()
-            ))
+            malformed(format!("the envelope's signature must be 64 bytes, got {}", e.signature.len()))
         })?;
-        Ok(core::Envelope {
-            body: e.body,
-            signer,
-            signature,
-        })
+        Ok(core::Envelope { body: e.body, signer, signature })
     }
 }
 
 impl From<&core::Envelope> for Envelope {
     fn from(e: &core::Envelope) -> Self {
-        Envelope {
-            body: e.body.clone(),
-            signer: e.signer.0.to_vec(),
-            signature: e.signature.to_vec(),
-        }
+        Envelope { body: e.body.clone(), signer: e.signer.0.to_vec(), signature: e.signature.to_vec() }
     }
 }
 
 impl From<&core::BalanceAfter> for BalanceAfter {
     fn from(b: &core::BalanceAfter) -> Self {
-        BalanceAfter {
-            account: b.account.to_string(),
-            balance_minor: b.balance_minor,
-        }
+        BalanceAfter { account: b.account.to_string(), balance_minor: b.balance_minor }
     }
 }
 
@@ -234,24 +203,13 @@ impl TryFrom<Entry> for core::Entry {
     /// Rebuilds a core entry from the wire and checks that it hashes to the hash the
     /// node sent: a client never trusts `entry_hash` without recomputing it.
     fn try_from(e: Entry) -> Result<Self, Reject> {
-        let prev_hash: [u8; 32] = e
-            .prev_hash
-            .as_slice()
-            .try_into()
-            .map_err(|_| malformed("prev_hash must be 32 bytes"))?;
-        let envelope = e
-            .envelope
-            .ok_or_else(|| malformed("the entry has no envelope"))?
-            .try_into()?;
+        let prev_hash: [u8; 32] =
+            e.prev_hash.as_slice().try_into().map_err(|_| malformed("prev_hash must be 32 bytes"))?;
+        let envelope = e.envelope.ok_or_else(|| malformed("the entry has no envelope"))?.try_into()?;
         let balances_after = e
             .balances_after
             .into_iter()
-            .map(|b| {
-                Ok(core::BalanceAfter {
-                    account: account(&b.account)?,
-                    balance_minor: b.balance_minor,
-                })
-            })
+            .map(|b| Ok(core::BalanceAfter { account: account(&b.account)?, balance_minor: b.balance_minor }))
             .collect::<Result<Vec<_>, Reject>>()?;
         let entry = core::Entry {
             sequence: e.sequence,
@@ -261,10 +219,7 @@ impl TryFrom<Entry> for core::Entry {
             balances_after,
         };
         if entry.hash().as_slice() != e.entry_hash.as_slice() {
-            return Err(malformed(format!(
-                "entry {} does not hash to its entry_hash",
-                e.sequence
-            )));
+            return Err(malformed(format!("entry {} does not hash to its entry_hash", e.sequence)));
         }
         Ok(entry)
     }
@@ -307,11 +262,8 @@ impl TryFrom<LedgerInfo> for core::Genesis {
     type Error = Reject;
 
     fn try_from(i: LedgerInfo) -> Result<Self, Reject> {
-        let ledger_id: [u8; 16] = i
-            .ledger_id
-            .as_slice()
-            .try_into()
-            .map_err(|_| malformed("ledger_id must be 16 bytes"))?;
+        let ledger_id: [u8; 16] =
+            i.ledger_id.as_slice().try_into().map_err(|_| malformed("ledger_id must be 16 bytes"))?;
         let exponent = u8::try_from(i.exponent).map_err(|_| malformed("exponent out of range"))?;
         let genesis = core::Genesis {
             ledger_id: core::LedgerId(ledger_id),
@@ -365,10 +317,7 @@ mod tests {
     fn malformed_bodies_are_rejected_with_a_reason() {
         let check = |body: &[u8], needle: &str| {
             let err = decode_operation(body).unwrap_err();
-            assert!(
-                err.message("CHW", 2).contains(needle),
-                "{err:?} lacks {needle:?}"
-            );
+            assert!(err.message("CHW", 2).contains(needle), "{err:?} lacks {needle:?}");
         };
         check(&[0xff, 0xff, 0xff], "not a valid OperationBody");
         let mut no_kind = OperationBody::from(&transfer_op());

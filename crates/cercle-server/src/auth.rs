@@ -10,9 +10,7 @@ use tonic::metadata::MetadataMap;
 
 use crate::error::ServiceError;
 
-pub const PUBKEY_HEADER: &str = "x-cercle-pubkey";
-pub const TIMESTAMP_HEADER: &str = "x-cercle-timestamp";
-pub const SIGNATURE_HEADER: &str = "x-cercle-signature";
+pub use cercle_proto::read_auth::{PUBKEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 /// How far a read's timestamp may be from the node's clock: 5 minutes.
 pub const READ_AUTH_SKEW_MS: u64 = 5 * 60 * 1000;
 
@@ -52,9 +50,7 @@ pub fn authenticate(
     let timestamp_ms: u64 = header(metadata, TIMESTAMP_HEADER)?
         .ok_or_else(|| ServiceError::Unauthenticated(format!("missing {TIMESTAMP_HEADER}")))?
         .parse()
-        .map_err(|_| {
-            ServiceError::Unauthenticated(format!("{TIMESTAMP_HEADER} is not an integer"))
-        })?;
+        .map_err(|_| ServiceError::Unauthenticated(format!("{TIMESTAMP_HEADER} is not an integer")))?;
     if timestamp_ms.abs_diff(now_ms) > READ_AUTH_SKEW_MS {
         return Err(ServiceError::Unauthenticated(format!(
             "{TIMESTAMP_HEADER} {timestamp_ms} is more than {} s from the node's clock ({now_ms}); check the caller's clock",
@@ -64,14 +60,9 @@ pub fn authenticate(
     let signature: [u8; 64] = header(metadata, SIGNATURE_HEADER)?
         .ok_or_else(|| ServiceError::Unauthenticated(format!("missing {SIGNATURE_HEADER}")))
         .and_then(|s| {
-            hex::decode(s)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| {
-                    ServiceError::Unauthenticated(format!(
-                        "{SIGNATURE_HEADER} must be 128 hex digits"
-                    ))
-                })
+            hex::decode(s).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                ServiceError::Unauthenticated(format!("{SIGNATURE_HEADER} must be 128 hex digits"))
+            })
         })?;
     let message = sign::read_auth_message(&genesis.ledger_id, method, timestamp_ms, subject);
     sign::verify(&key, &message, &signature)

@@ -11,10 +11,7 @@ pub const ERROR_DOMAIN: &str = "cercle.v1";
 pub enum ServiceError {
     /// The ledger refused the operation; the message names the numbers.
     #[error("{message}")]
-    Rejected {
-        rejection: Rejection,
-        message: String,
-    },
+    Rejected { rejection: Rejection, message: String },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]

@@ -43,10 +43,7 @@ pub enum NodeError {
     #[error(transparent)]
     Store(#[from] cercle_store::StoreError),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
     #[error("gRPC server: {0}")]
@@ -54,10 +51,7 @@ pub enum NodeError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
-    move |source| NodeError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| NodeError::Io { path: path.to_path_buf(), source }
 }
 
 /// The files of a data directory.
@@ -113,8 +107,7 @@ pub fn write_key_file(path: &Path, keypair: &Keypair) -> Result<(), NodeError> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(io_err(path))?;
-    file.write_all(encode_key_file(keypair).as_bytes())
-        .map_err(io_err(path))?;
+    file.write_all(encode_key_file(keypair).as_bytes()).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))
 }
 
@@ -122,20 +115,18 @@ pub fn write_key_file(path: &Path, keypair: &Keypair) -> Result<(), NodeError> {
 /// key in `dir/admin.key` when none is given.
 pub fn init_data_dir(dir: &DataDir, options: InitOptions) -> Result<InitReport, NodeError> {
     if dir.is_initialised() {
-        return Err(NodeError::Invalid(format!(
-            "{} already holds a ledger",
-            dir.root.display()
-        )));
+        return Err(NodeError::Invalid(format!("{} already holds a ledger", dir.root.display())));
     }
-    std::fs::create_dir_all(&dir.root).map_err(io_err(&dir.root))?;
+    // Decide everything and validate it before writing anything, so a refused init
+    // leaves no stray files behind.
     let mut admin_keys = options.admin_keys;
-    let mut created_admin_key = None;
-    if admin_keys.is_empty() {
+    let created_admin = if admin_keys.is_empty() {
         let admin = Keypair::from_seed(&random_seed());
-        write_key_file(&dir.admin_key(), &admin)?;
         admin_keys.push(admin.public_key());
-        created_admin_key = Some(dir.admin_key());
-    }
+        Some(admin)
+    } else {
+        None
+    };
     let node = Keypair::from_seed(&random_seed());
     let mut ledger_id = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut ledger_id);
@@ -147,24 +138,30 @@ pub fn init_data_dir(dir: &DataDir, options: InitOptions) -> Result<InitReport, 
         auditor_keys: options.auditor_keys,
         node_key: node.public_key(),
     };
-    genesis
-        .validate()
-        .map_err(|e| NodeError::Invalid(e.to_string()))?;
+    genesis.validate().map_err(|e| NodeError::Invalid(e.to_string()))?;
+    std::fs::create_dir_all(&dir.root).map_err(io_err(&dir.root))?;
+    let mut created_admin_key = None;
+    if let Some(admin) = created_admin {
+        write_key_file(&dir.admin_key(), &admin)?;
+        created_admin_key = Some(dir.admin_key());
+    }
     write_key_file(&dir.node_key(), &node)?;
     Store::create(&dir.ledger(), &genesis)?;
-    Ok(InitReport {
-        genesis,
-        created_admin_key,
-    })
+    Ok(InitReport { genesis, created_admin_key })
 }
 
-/// Opens the data directory, checks the state against the log, starts the writer and
-/// serves gRPC on `listener` until `shutdown` completes.
-pub async fn serve(
-    dir: &DataDir,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), NodeError> {
+/// A node opened on a data directory: its service (handlers over the writer) and the
+/// writer's thread. Dropping every clone of `service` stops the writer; join the thread
+/// to wait for it.
+pub struct OpenNode {
+    pub genesis: Arc<Genesis>,
+    pub service: service::LedgerService,
+    pub writer_thread: std::thread::JoinHandle<()>,
+}
+
+/// Opens the data directory, checks the state against the log (rebuilding the state if
+/// they disagree) and starts the writer.
+pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
     let node_key_path = dir.node_key();
     let node_key_text = std::fs::read_to_string(&node_key_path).map_err(io_err(&node_key_path))?;
     let node_key = decode_key_file(&node_key_text)
@@ -200,13 +197,21 @@ pub async fn serve(
     let (writer, writer_thread) =
         writer::spawn_writer(store.clone(), ledger, now_ms).map_err(io_err(&dir.root))?;
     let service = service::LedgerService::new(genesis.clone(), store, writer);
+    Ok(OpenNode { genesis, service, writer_thread })
+}
+
+/// Opens the data directory and serves gRPC on `listener` until `shutdown` completes.
+pub async fn serve(
+    dir: &DataDir,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
+    let OpenNode { genesis, service, writer_thread } = open_node(dir).await?;
     let ledger_server = pb::ledger_server::LedgerServer::new(service)
         .max_decoding_message_size(REQUEST_BYTES_MAX)
         .max_encoding_message_size(RESPONSE_BYTES_MAX);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
-        .await;
+    health_reporter.set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -220,10 +225,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ledger_server)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await?;
     // The server dropped the service, hence the last writer handle: the writer finishes
     // the group in hand and stops.

@@ -13,10 +13,7 @@ use crate::error::ServiceError;
 use crate::now_ms;
 use crate::writer::{Receipt, WriterHandle};
 
-/// Entries per `ListEntries` page when the caller does not say.
-pub const PAGE_SIZE_DEFAULT: u32 = 100;
-/// Most entries per `ListEntries` page.
-pub const PAGE_SIZE_MAX: u32 = 1000;
+use cercle_proto::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 
 #[derive(Clone)]
 pub struct LedgerService {
@@ -27,11 +24,7 @@ pub struct LedgerService {
 
 impl LedgerService {
     pub fn new(genesis: Arc<Genesis>, store: Arc<Store>, writer: WriterHandle) -> Self {
-        LedgerService {
-            genesis,
-            store,
-            writer,
-        }
+        LedgerService { genesis, store, writer }
     }
 
     fn reject(&self, rejection: core::Rejection) -> ServiceError {
@@ -46,8 +39,7 @@ impl LedgerService {
         account: &str,
     ) -> Result<AccountId, ServiceError> {
         let caller = authenticate(&self.genesis, metadata, method, account, now_ms())?;
-        let id =
-            AccountId::parse(account).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+        let id = AccountId::parse(account).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
         match caller {
             Caller::Governance(_) => Ok(id),
             Caller::Key(key) => match self.store.account(&id)? {
@@ -60,12 +52,9 @@ impl LedgerService {
         }
     }
 
-    async fn submit_envelope(
-        &self,
-        envelope: Option<pb::Envelope>,
-    ) -> Result<Receipt, ServiceError> {
-        let envelope = envelope
-            .ok_or_else(|| ServiceError::InvalidArgument("the request has no envelope".into()))?;
+    async fn submit_envelope(&self, envelope: Option<pb::Envelope>) -> Result<Receipt, ServiceError> {
+        let envelope =
+            envelope.ok_or_else(|| ServiceError::InvalidArgument("the request has no envelope".into()))?;
         let envelope = core::Envelope::try_from(envelope).map_err(|r| self.reject(r))?;
         // Strict verification first, then decoding: nothing unsigned is even parsed.
         verify_envelope(&self.genesis, &envelope).map_err(|r| self.reject(r))?;
@@ -108,9 +97,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         match self.submit_envelope(request.into_inner().envelope).await {
-            Ok(receipt) => Ok(Response::new(pb::SubmitResponse {
-                receipt: Some(receipt_to_pb(&receipt)),
-            })),
+            Ok(receipt) => Ok(Response::new(pb::SubmitResponse { receipt: Some(receipt_to_pb(&receipt)) })),
             Err(e) => {
                 tracing::info!(error = %e, "operation not accepted");
                 Err(e.into())
@@ -122,8 +109,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
-        let id =
-            self.authorize_read(request.metadata(), "GetAccount", &request.get_ref().account)?;
+        let id = self.authorize_read(request.metadata(), "GetAccount", &request.get_ref().account)?;
         let account = self
             .store
             .account(&id)
@@ -140,11 +126,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        let id = self.authorize_read(
-            request.metadata(),
-            "ListEntries",
-            &request.get_ref().account,
-        )?;
+        let id = self.authorize_read(request.metadata(), "ListEntries", &request.get_ref().account)?;
         let req = request.into_inner();
         let page_size = match req.page_size {
             0 => PAGE_SIZE_DEFAULT,
@@ -156,12 +138,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             }
             n => n,
         };
-        if self
-            .store
-            .account(&id)
-            .map_err(ServiceError::from)?
-            .is_none()
-        {
+        if self.store.account(&id).map_err(ServiceError::from)?.is_none() {
             return Err(ServiceError::NotFound(format!("unknown account '{id}'")).into());
         }
         let store = self.store.clone();
@@ -171,11 +148,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 .await
                 .map_err(|e| ServiceError::Internal(e.to_string()))?
                 .map_err(ServiceError::from)?;
-        let next_after_sequence = if more {
-            entries.last().map(|e| e.sequence)
-        } else {
-            None
-        };
+        let next_after_sequence = if more { entries.last().map(|e| e.sequence) } else { None };
         Ok(Response::new(pb::ListEntriesResponse {
             entries: entries.iter().map(Into::into).collect(),
             next_after_sequence,

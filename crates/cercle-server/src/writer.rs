@@ -53,8 +53,7 @@ impl WriterHandle {
             )),
             mpsc::error::TrySendError::Closed(_) => ServiceError::Internal("the writer has stopped".into()),
         })?;
-        rx.await
-            .map_err(|_| ServiceError::Internal("the writer dropped a request".into()))?
+        rx.await.map_err(|_| ServiceError::Internal("the writer dropped a request".into()))?
     }
 }
 
@@ -69,14 +68,7 @@ pub fn spawn_writer(
     let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
     let thread = std::thread::Builder::new()
         .name("cercle-writer".into())
-        .spawn(move || {
-            Writer {
-                store,
-                ledger,
-                clock,
-            }
-            .run(rx)
-        })?;
+        .spawn(move || Writer { store, ledger, clock }.run(rx))?;
     Ok((WriterHandle { tx }, thread))
 }
 
@@ -129,11 +121,8 @@ impl Writer {
             outcomes.push(self.execute_one(now_ms, req, &mut accepted, &mut in_group));
         }
         let mut keep_going = true;
-        let committed = if accepted.is_empty() {
-            Ok(())
-        } else {
-            self.store.commit(&accepted, self.ledger.head())
-        };
+        let committed =
+            if accepted.is_empty() { Ok(()) } else { self.store.commit(&accepted, self.ledger.head()) };
         if let Err(e) = &committed {
             tracing::error!(error = %e, "could not persist a group of {} entries", accepted.len());
             // The in-memory ledger ran ahead of storage: reload it from storage.
@@ -175,27 +164,18 @@ impl Writer {
         // A retry must find its original, whether accepted in this group or earlier.
         if let Some(&index) = in_group.get(&id) {
             return if accepted[index].entry.envelope.body_hash() == body_hash {
-                Outcome::Pending {
-                    index,
-                    duplicate: true,
-                }
+                Outcome::Pending { index, duplicate: true }
             } else {
-                Outcome::Done(Box::new(Err(self.rejected(
-                    Rejection::OperationIdConflict {
-                        operation_id: id.to_string(),
-                    },
-                ))))
+                Outcome::Done(Box::new(Err(
+                    self.rejected(Rejection::OperationIdConflict { operation_id: id.to_string() })
+                )))
             };
         }
         match self.store.operation(&id) {
             Err(e) => return Outcome::Done(Box::new(Err(e.into()))),
             Ok(Some(record)) if record.body_hash == body_hash => {
                 return Outcome::Done(Box::new(match self.store.entry(record.sequence) {
-                    Ok(Some(entry)) => Ok(Receipt {
-                        entry,
-                        operation_id: id,
-                        duplicate: true,
-                    }),
+                    Ok(Some(entry)) => Ok(Receipt { entry, operation_id: id, duplicate: true }),
                     Ok(None) => Err(ServiceError::Internal(format!(
                         "operation {id} points at missing entry {}",
                         record.sequence
@@ -204,32 +184,20 @@ impl Writer {
                 }));
             }
             Ok(Some(_)) => {
-                return Outcome::Done(Box::new(Err(self.rejected(
-                    Rejection::OperationIdConflict {
-                        operation_id: id.to_string(),
-                    },
-                ))));
+                return Outcome::Done(Box::new(Err(
+                    self.rejected(Rejection::OperationIdConflict { operation_id: id.to_string() })
+                )));
             }
             Ok(None) => {}
         }
         match self.ledger.execute(now_ms, req.envelope.clone(), &req.op) {
             Err(rejection) => Outcome::Done(Box::new(Err(self.rejected(rejection)))),
             Ok((entry, effects)) => {
-                let accounts = effects
-                    .touched
-                    .iter()
-                    .filter_map(|a| self.ledger.state().account(a).cloned())
-                    .collect();
-                accepted.push(Accepted {
-                    entry,
-                    operation_id: id,
-                    accounts,
-                });
+                let accounts =
+                    effects.touched.iter().filter_map(|a| self.ledger.state().account(a).cloned()).collect();
+                accepted.push(Accepted { entry, operation_id: id, accounts });
                 in_group.insert(id, accepted.len() - 1);
-                Outcome::Pending {
-                    index: accepted.len() - 1,
-                    duplicate: false,
-                }
+                Outcome::Pending { index: accepted.len() - 1, duplicate: false }
             }
         }
     }

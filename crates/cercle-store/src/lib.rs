@@ -52,10 +52,7 @@ pub enum StoreError {
 }
 
 fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: reason.to_string(),
-    }
+    StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: reason.to_string() }
 }
 
 /// What the store remembers about an accepted operation id.
@@ -139,11 +136,7 @@ fn decode_head(v: &[u8]) -> Result<Head, StoreError> {
     let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or([0; 8]));
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&v[9..41]);
-    Ok(Head {
-        size: u64_at(1),
-        hash,
-        timestamp_ms: u64_at(41),
-    })
+    Ok(Head { size: u64_at(1), hash, timestamp_ms: u64_at(41) })
 }
 
 fn encode_operation_record(r: &OperationRecord) -> Vec<u8> {
@@ -161,10 +154,7 @@ fn decode_operation_record(key: &[u8], v: &[u8]) -> Result<OperationRecord, Stor
     let mut body_hash = [0u8; 32];
     body_hash.copy_from_slice(&v[1..33]);
     let sequence = u64::from_be_bytes(v[33..41].try_into().unwrap_or([0; 8]));
-    Ok(OperationRecord {
-        body_hash,
-        sequence,
-    })
+    Ok(OperationRecord { body_hash, sequence })
 }
 
 impl Store {
@@ -200,18 +190,12 @@ impl Store {
     }
 
     pub fn genesis(&self) -> Result<Genesis, StoreError> {
-        let v = self
-            .db
-            .get(GENESIS_KEY)?
-            .ok_or_else(|| corrupt(GENESIS_KEY, "missing"))?;
+        let v = self.db.get(GENESIS_KEY)?.ok_or_else(|| corrupt(GENESIS_KEY, "missing"))?;
         Genesis::decode(&v).map_err(|e| corrupt(GENESIS_KEY, e))
     }
 
     pub fn head(&self) -> Result<Head, StoreError> {
-        let v = self
-            .db
-            .get(HEAD_KEY)?
-            .ok_or_else(|| corrupt(HEAD_KEY, "missing"))?;
+        let v = self.db.get(HEAD_KEY)?.ok_or_else(|| corrupt(HEAD_KEY, "missing"))?;
         decode_head(&v)
     }
 
@@ -242,8 +226,7 @@ impl Store {
         for item in self.db.scan_prefix([LOG_PREFIX]) {
             let (key, value) = item?;
             let entry = Entry::decode(&value).map_err(|e| corrupt(&key, e))?;
-            let op =
-                cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
+            let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
             replayer.replay(&entry, op.as_ref().map_err(Clone::clone))?;
         }
         Ok(replayer.into_ledger())
@@ -267,10 +250,7 @@ impl Store {
             let entry = Entry::decode(&value).map_err(|e| corrupt(&key, e))?;
             let op = cercle_proto::decode_operation(&entry.envelope.body)
                 .map_err(|r| corrupt(&key, r.message("", 0)))?;
-            let record = OperationRecord {
-                body_hash: entry.envelope.body_hash(),
-                sequence: entry.sequence,
-            };
+            let record = OperationRecord { body_hash: entry.envelope.body_hash(), sequence: entry.sequence };
             batch.insert(&operation_key(&op.id), encode_operation_record(&record));
             for account in op.kind.accounts() {
                 batch.insert(history_key(account, entry.sequence), &[]);
@@ -289,14 +269,8 @@ impl Store {
         for a in accepted {
             let seq = a.entry.sequence;
             batch.insert(&log_key(seq), a.entry.encode());
-            let record = OperationRecord {
-                body_hash: a.entry.envelope.body_hash(),
-                sequence: seq,
-            };
-            batch.insert(
-                &operation_key(&a.operation_id),
-                encode_operation_record(&record),
-            );
+            let record = OperationRecord { body_hash: a.entry.envelope.body_hash(), sequence: seq };
+            batch.insert(&operation_key(&a.operation_id), encode_operation_record(&record));
             for account in &a.accounts {
                 batch.insert(account_key(&account.id), account.encode());
                 batch.insert(history_key(&account.id, seq), &[]);
@@ -361,13 +335,10 @@ impl Store {
             if entries.len() == limit {
                 return Ok((entries, true));
             }
-            let seq_bytes: [u8; 8] = key[prefix.len()..]
-                .try_into()
-                .map_err(|_| corrupt(&key, "bad history key"))?;
+            let seq_bytes: [u8; 8] =
+                key[prefix.len()..].try_into().map_err(|_| corrupt(&key, "bad history key"))?;
             let seq = u64::from_be_bytes(seq_bytes);
-            let entry = self
-                .entry(seq)?
-                .ok_or_else(|| corrupt(&key, "history names a missing entry"))?;
+            let entry = self.entry(seq)?.ok_or_else(|| corrupt(&key, "history names a missing entry"))?;
             entries.push(entry);
         }
         Ok((entries, false))
@@ -375,16 +346,121 @@ impl Store {
 
     /// Damages the stored state on purpose (tests of the start-up check only).
     #[doc(hidden)]
-    pub fn corrupt_state_for_tests(
-        &self,
-        id: &AccountId,
-        balance_minor: i64,
-    ) -> Result<(), StoreError> {
+    pub fn corrupt_state_for_tests(&self, id: &AccountId, balance_minor: i64) -> Result<(), StoreError> {
         if let Some(mut account) = self.account(id)? {
             account.balance_minor = balance_minor;
             self.db.insert(account_key(id), account.encode())?;
             self.db.flush()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cercle_core::sign::Keypair;
+    use cercle_core::{Envelope, LedgerId, OpKind, Operation, RegisterAccount, Transfer};
+
+    fn genesis(admin: &Keypair) -> Genesis {
+        Genesis {
+            ledger_id: LedgerId([4; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![admin.public_key()],
+            auditor_keys: vec![],
+            node_key: Keypair::from_seed(&[8; 32]).public_key(),
+        }
+    }
+
+    /// Runs `ops` through a ledger and commits each accepted one as its own group.
+    fn write(store: &Store, ledger: &mut Ledger, ops: &[(Keypair, Operation)]) {
+        for (key, op) in ops {
+            let body = cercle_proto::encode_operation(op);
+            let envelope = Envelope {
+                signature: key.sign_op(&ledger.genesis().ledger_id, &body),
+                body,
+                signer: key.public_key(),
+            };
+            let (entry, effects) = ledger.execute(1_000, envelope, op).unwrap();
+            let accounts =
+                effects.touched.iter().map(|a| ledger.state().account(a).unwrap().clone()).collect();
+            store.commit(&[Accepted { entry, operation_id: op.id, accounts }], ledger.head()).unwrap();
+        }
+    }
+
+    fn ops(admin: &Keypair, firm: &Keypair) -> Vec<(Keypair, Operation)> {
+        let register = |n: u8, name: &str| Operation {
+            id: OperationId([n; 16]),
+            valid_until_ms: 5_000,
+            kind: OpKind::RegisterAccount(RegisterAccount {
+                account: AccountId::parse(name).unwrap(),
+                display_name: name.into(),
+                keys: vec![firm.public_key()],
+                credit_limit_minor: 10_000,
+                max_balance_minor: None,
+            }),
+        };
+        let pay = Operation {
+            id: OperationId([3; 16]),
+            valid_until_ms: 5_000,
+            kind: OpKind::Transfer(Transfer {
+                payer: AccountId::parse("payer").unwrap(),
+                payee: AccountId::parse("payee").unwrap(),
+                amount_minor: 2_500,
+                memo: "m".into(),
+                invoice_ref: None,
+            }),
+        };
+        vec![
+            (admin.clone(), register(1, "payer")),
+            (admin.clone(), register(2, "payee")),
+            (firm.clone(), pay),
+        ]
+    }
+
+    #[test]
+    fn state_survives_reopen_and_is_rebuilt_when_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = Keypair::from_seed(&[1; 32]);
+        let firm = Keypair::from_seed(&[2; 32]);
+        let g = genesis(&admin);
+        let payer = AccountId::parse("payer").unwrap();
+        let digest = {
+            let store = Store::create(dir.path(), &g).unwrap();
+            let mut ledger = Ledger::new(g.clone());
+            write(&store, &mut ledger, &ops(&admin, &firm));
+            assert_eq!(store.account(&payer).unwrap().unwrap().balance_minor, -2_500);
+            let (history, more) = store.history(&payer, 0, 10).unwrap();
+            assert_eq!((history.len(), more), (2, false));
+            let (page, more) = store.history(&payer, 0, 1).unwrap();
+            assert_eq!((page[0].sequence, more), (1, true));
+            assert_eq!(store.operation(&OperationId([3; 16])).unwrap().unwrap().sequence, 3);
+            ledger.state().digest()
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let (ledger, outcome) = store.open_ledger().unwrap();
+            assert_eq!(outcome, OpenOutcome::Verified);
+            assert_eq!(ledger.state().digest(), digest);
+            store.corrupt_state_for_tests(&payer, 777).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let (ledger, outcome) = store.open_ledger().unwrap();
+        assert_eq!(outcome, OpenOutcome::Rebuilt);
+        assert_eq!(ledger.state().digest(), digest);
+        assert_eq!(store.account(&payer).unwrap().unwrap().balance_minor, -2_500);
+        assert_eq!(store.open_ledger().unwrap().1, OpenOutcome::Verified);
+    }
+
+    #[test]
+    fn opening_an_empty_directory_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("holds no ledger"), "{err}");
+        let admin = Keypair::from_seed(&[1; 32]);
+        drop(Store::create(dir.path(), &genesis(&admin)).unwrap());
+        let err = Store::create(dir.path(), &genesis(&admin)).err().unwrap();
+        assert!(err.to_string().contains("already holds a ledger"), "{err}");
     }
 }

@@ -1,0 +1,102 @@
+//! Amounts typed by people, validated before anything is signed or sent.
+//!
+//! The currency's exponent comes from the node, so validation happens in two steps:
+//! [`precheck`] refuses what no currency accepts (a sign, letters, zero where a payment
+//! is meant) before connecting, and [`parse`] applies the ledger's exponent and range
+//! once the genesis is known.
+
+use anyhow::bail;
+use cercle_core::amount::EXPONENT_MAX;
+use cercle_core::{AmountError, parse_major};
+
+/// What an amount may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sign {
+    /// A payment: strictly positive.
+    Positive,
+    /// A limit: zero is meaningful.
+    NonNegative,
+}
+
+/// Refuses amounts that are wrong whatever the currency. `what` names the argument
+/// ("amount", "credit limit").
+pub fn precheck(text: &str, what: &str, sign: Sign) -> anyhow::Result<()> {
+    match parse_major(text, EXPONENT_MAX) {
+        Ok(minor) => check_sign(text, what, sign, minor),
+        // Whether it fits depends on the exponent: `parse` decides.
+        Err(AmountError::OutOfRange(_)) => Ok(()),
+        Err(AmountError::TooManyDecimals { text, given, .. }) => {
+            bail!("invalid {what}: '{text}' has {given} decimals, more than any currency has")
+        }
+        Err(e) => bail!("invalid {what}: {e}"),
+    }
+}
+
+/// Parses an amount in major units into minor units of a currency with `exponent`
+/// decimals.
+pub fn parse(text: &str, what: &str, sign: Sign, exponent: u8) -> anyhow::Result<i64> {
+    match parse_major(text, exponent) {
+        Ok(minor) => {
+            check_sign(text, what, sign, minor)?;
+            Ok(minor)
+        }
+        Err(e) => bail!("invalid {what}: {e}"),
+    }
+}
+
+fn check_sign(text: &str, what: &str, sign: Sign, minor: i64) -> anyhow::Result<()> {
+    if sign == Sign::Positive && minor == 0 {
+        bail!("invalid {what}: '{}' is zero; it must be positive", text.trim());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs both steps at `exponent` and returns the minor units or the error message.
+    fn check(text: &str, sign: Sign, exponent: u8, expected: Result<i64, &str>) {
+        let got = precheck(text, "amount", sign)
+            .and_then(|()| parse(text, "amount", sign, exponent))
+            .map_err(|e| e.to_string());
+        assert_eq!(got, expected.map_err(str::to_string), "{text:?}");
+    }
+
+    #[test]
+    fn validates_amounts() {
+        use Sign::*;
+        check("125.50", Positive, 2, Ok(12_550));
+        check("1,000", NonNegative, 2, Ok(100_000));
+        check("0", NonNegative, 2, Ok(0));
+        check("0", Positive, 2, Err("invalid amount: '0' is zero; it must be positive"));
+        check("0.00", Positive, 2, Err("invalid amount: '0.00' is zero; it must be positive"));
+        check("1.234", Positive, 2, Err("invalid amount: '1.234' has 3 decimals but the currency has 2"));
+        check(
+            "-5",
+            Positive,
+            2,
+            Err("invalid amount: '-5' has a sign, but amounts here are written without one"),
+        );
+        check(
+            "1.0000000001",
+            Positive,
+            2,
+            Err("invalid amount: '1.0000000001' has 10 decimals, more than any currency has"),
+        );
+        check(
+            "abc",
+            Positive,
+            2,
+            Err("invalid amount: 'abc' is not a decimal amount (expected digits, e.g. 125.50)"),
+        );
+        check(
+            "99999999999999999999",
+            Positive,
+            2,
+            Err("invalid amount: '99999999999999999999' is out of range"),
+        );
+        // Out of range at 9 decimals, but fine at 2.
+        check("92233720368547758", Positive, 2, Ok(9_223_372_036_854_775_800));
+    }
+}

@@ -1,0 +1,233 @@
+//! The connection to a node: connecting, the ledger's genesis, read authentication, and
+//! turning a gRPC status into one clear line.
+//!
+//! Every command that talks to a node starts with [`Node::connect`], which also fetches
+//! the genesis: its ledger id is what signatures bind to, its exponent is what amounts
+//! are validated against.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use cercle_core::sign::{Keypair, read_auth_message};
+use cercle_core::{AccountId, Genesis};
+use cercle_proto as pb;
+use pb::ledger_client::LedgerClient;
+use tonic::Code;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic_types::StatusExt;
+
+use crate::output::one_line;
+
+/// How long to wait for the node to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest response accepted. A full page of history (1000 entries with bodies of up to
+/// 4 KiB) is about 5 MiB; the default of 4 MiB would refuse it.
+const RESPONSE_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// The domain of the `google.rpc.ErrorInfo` the node attaches to rejections.
+const ERROR_DOMAIN: &str = "cercle.v1";
+
+use pb::read_auth::{PUBKEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+/// A connected node and the ledger it serves.
+pub struct Node {
+    url: String,
+    client: LedgerClient<Channel>,
+    pub genesis: Genesis,
+}
+
+impl Node {
+    /// Connects to `url` and fetches the ledger's genesis.
+    pub async fn connect(url: &str) -> anyhow::Result<Node> {
+        if url.starts_with("https://") {
+            bail!(
+                "cannot reach the node at {url}: this build of cercle speaks plain HTTP/2 only (use an http:// URL, e.g. through a local TLS tunnel)"
+            );
+        }
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| anyhow!("invalid node URL '{url}': {e} (expected e.g. {})", crate::DEFAULT_NODE))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|e| unreachable(url, &error_chain(&e)))?;
+        let mut client = LedgerClient::new(channel).max_decoding_message_size(RESPONSE_BYTES_MAX);
+        let info = client
+            .get_ledger_info(pb::GetLedgerInfoRequest {})
+            .await
+            .map_err(|s| status_error(url, &s))?
+            .into_inner();
+        let genesis = Genesis::try_from(info)
+            .map_err(|r| anyhow!("the node at {url} describes an invalid ledger: {}", r.message("", 0)))?;
+        Ok(Node { url: url.to_string(), client, genesis })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Submits one envelope. The status of a failure is returned as is, so that callers
+    /// can tell a rejection (see [`Rejected::from_status`]) from a transport problem.
+    pub async fn submit(&mut self, envelope: pb::Envelope) -> Result<pb::Receipt, tonic::Status> {
+        let response = self.client.submit(pb::SubmitRequest { envelope: Some(envelope) }).await?.into_inner();
+        response
+            .receipt
+            .ok_or_else(|| tonic::Status::internal("the node accepted the operation but sent no receipt"))
+    }
+
+    pub async fn get_account(
+        &mut self,
+        key: &Keypair,
+        account: &AccountId,
+    ) -> anyhow::Result<pb::GetAccountResponse> {
+        let request = self.authenticated(
+            key,
+            "GetAccount",
+            account,
+            pb::GetAccountRequest { account: account.to_string() },
+        )?;
+        let response = self.client.get_account(request).await;
+        Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
+    pub async fn list_entries(
+        &mut self,
+        key: &Keypair,
+        account: &AccountId,
+        after_sequence: u64,
+        page_size: u32,
+    ) -> anyhow::Result<pb::ListEntriesResponse> {
+        let request = self.authenticated(
+            key,
+            "ListEntries",
+            account,
+            pb::ListEntriesRequest { account: account.to_string(), after_sequence, page_size },
+        )?;
+        let response = self.client.list_entries(request).await;
+        Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
+    /// Wraps a read request with the caller's signature over (ledger, method, now,
+    /// account), as the node's read authentication expects.
+    fn authenticated<T>(
+        &self,
+        key: &Keypair,
+        method: &str,
+        account: &AccountId,
+        message: T,
+    ) -> anyhow::Result<tonic::Request<T>> {
+        let timestamp_ms = now_ms()?;
+        let signed = read_auth_message(&self.genesis.ledger_id, method, timestamp_ms, account.as_str());
+        let signature = key.sign(&signed);
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        for (name, value) in [
+            (PUBKEY_HEADER, key.public_key().to_hex()),
+            (TIMESTAMP_HEADER, timestamp_ms.to_string()),
+            (SIGNATURE_HEADER, hex::encode(signature)),
+        ] {
+            // Hex and decimal digits are always valid ASCII metadata.
+            let value: AsciiMetadataValue =
+                value.parse().with_context(|| format!("cannot put {name} in the request"))?;
+            metadata.insert(name, value);
+        }
+        Ok(request)
+    }
+}
+
+/// The caller's clock, in ms since the Unix epoch.
+pub fn now_ms() -> anyhow::Result<u64> {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    u64::try_from(since_epoch.as_millis()).context("the system clock is out of range")
+}
+
+/// An operation the ledger refused, as the node explained it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The stable reason name, e.g. `CREDIT_LIMIT_EXCEEDED`.
+    pub reason: String,
+    /// The stable reason number, e.g. 50.
+    pub code: Option<u16>,
+    /// The one-line explanation with the numbers.
+    pub message: String,
+}
+
+impl Rejected {
+    /// The rejection a status carries, if it is one (it has a `cercle.v1` ErrorInfo).
+    pub fn from_status(status: &tonic::Status) -> Option<Rejected> {
+        let details = status.get_error_details();
+        let info = details.error_info()?;
+        if info.domain != ERROR_DOMAIN {
+            return None;
+        }
+        Some(Rejected {
+            reason: one_line(&info.reason),
+            code: info.metadata.get("code").and_then(|c| c.parse().ok()),
+            message: one_line(status.message()),
+        })
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code {
+            Some(code) => write!(f, "rejected ({}, code {code}): {}", self.reason, self.message),
+            None => write!(f, "rejected ({}): {}", self.reason, self.message),
+        }
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// True when the status means the node could not be reached (rather than that it
+/// answered no).
+pub fn is_unreachable(status: &tonic::Status) -> bool {
+    status.code() == Code::Unavailable && Rejected::from_status(status).is_none()
+}
+
+/// One clear line for a failed call to the node at `url`.
+pub fn status_error(url: &str, status: &tonic::Status) -> anyhow::Error {
+    if let Some(rejected) = Rejected::from_status(status) {
+        return rejected.into();
+    }
+    let message = one_line(status.message());
+    match status.code() {
+        Code::Unavailable => unreachable(url, &message),
+        Code::DeadlineExceeded => anyhow!("the node at {url} did not answer in time ({message})"),
+        Code::Unauthenticated => anyhow!(
+            "the node did not accept the request's authentication: {message} (check --key / CERCLE_KEY and the system clock)"
+        ),
+        Code::PermissionDenied => anyhow!("permission denied: {message}"),
+        Code::NotFound => anyhow!("not found: {message}"),
+        Code::ResourceExhausted => anyhow!("the node is busy: {message} (try again shortly)"),
+        code => anyhow!("the node answered {code:?}: {message}"),
+    }
+}
+
+fn unreachable(url: &str, detail: &str) -> anyhow::Error {
+    anyhow!(
+        "cannot reach the node at {url}: {detail} (is the node running? set the address with --node URL or CERCLE_NODE)"
+    )
+}
+
+/// An error and its sources on one line: tonic's transport error alone only says
+/// "transport error".
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    // Bounded: error chains are short, but a cyclic one must not loop forever.
+    for _ in 0..8 {
+        let Some(cause) = source else { break };
+        let part = cause.to_string();
+        // Layers often repeat their cause's words ("tcp connect error: tcp connect error").
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+        source = cause.source();
+    }
+    one_line(&parts.join(": "))
+}

@@ -1,0 +1,35 @@
+//! `cercle admin ...`: administrative operations, signed with an administrator's key
+//! (`rotate-keys` may also be signed by the account itself).
+
+mod freeze;
+mod register;
+mod rotate_keys;
+mod set_limits;
+
+use clap::Subcommand;
+
+use crate::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register a new account with its keys and limits
+    Register(register::Args),
+    /// Change an account's credit limit or maximum balance
+    SetLimits(set_limits::Args),
+    /// Freeze an account: it can neither pay nor be paid
+    Freeze(freeze::FreezeArgs),
+    /// Unfreeze a frozen account
+    Unfreeze(freeze::UnfreezeArgs),
+    /// Replace the keys allowed to sign for an account
+    RotateKeys(rotate_keys::Args),
+}
+
+pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Register(args) => register::run(global, args).await,
+        Command::SetLimits(args) => set_limits::run(global, args).await,
+        Command::Freeze(args) => freeze::run_freeze(global, args).await,
+        Command::Unfreeze(args) => freeze::run_unfreeze(global, args).await,
+        Command::RotateKeys(args) => rotate_keys::run(global, args).await,
+    }
+}

@@ -1,0 +1,68 @@
+//! `cercle balance`: an account's balance, limits and status, read with the caller's key.
+
+use anyhow::{anyhow, bail};
+use cercle_core::AccountId;
+use cercle_proto as pb;
+use serde_json::json;
+
+use crate::client::Node;
+use crate::output::{self, money, one_line};
+use crate::signed::parse_account;
+use crate::{Global, keys};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The account to show (yours, or any if your key is an administrator's or auditor's)
+    #[arg(value_name = "ACCOUNT", value_parser = parse_account)]
+    account: AccountId,
+}
+
+fn status_name(status: i32) -> String {
+    match pb::AccountStatus::try_from(status) {
+        Ok(pb::AccountStatus::Active) => "active".into(),
+        Ok(pb::AccountStatus::Frozen) => "frozen".into(),
+        _ => format!("unknown ({status})"),
+    }
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let key = keys::load(global.key.as_deref())?;
+    let mut node = Node::connect(&global.node).await?;
+    let response = node.get_account(&key, &args.account).await?;
+    let account = response.account.ok_or_else(|| anyhow!("the node's answer holds no account"))?;
+    if account.account != args.account.as_str() {
+        bail!(
+            "asked for account '{}', the node answered with '{}'",
+            args.account,
+            one_line(&account.account)
+        );
+    }
+    let genesis = &node.genesis;
+    let status = status_name(account.status);
+    if global.json {
+        let public_keys: Vec<String> = account.public_keys.iter().map(hex::encode).collect();
+        return output::emit_json(&json!({
+            "account": account.account,
+            "display_name": account.display_name,
+            "balance_minor": account.balance_minor,
+            "credit_limit_minor": account.credit_limit_minor,
+            "max_balance_minor": account.max_balance_minor,
+            "status": status,
+            "currency": genesis.currency,
+            "exponent": genesis.exponent,
+            "public_keys": public_keys,
+            "registered_at_sequence": account.registered_at_sequence,
+            "last_sequence": account.last_sequence,
+        }));
+    }
+    let max_balance = account.max_balance_minor.map_or_else(|| "none".to_string(), |m| money(genesis, m));
+    let rows = [
+        ("account", format!("{} ({})", account.account, one_line(&account.display_name))),
+        ("balance", money(genesis, account.balance_minor)),
+        ("credit limit", money(genesis, account.credit_limit_minor)),
+        ("max balance", max_balance),
+        ("status", status),
+    ];
+    let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<13}{value}")).collect();
+    output::emit(&text.join("\n"))
+}

@@ -1,0 +1,396 @@
+//! `cercle history`: an account's entries, oldest first, as seen from that account.
+//!
+//! The wallet does not take the node's word for the entries: each one must hash to the
+//! hash the node sent, carry a valid signature for this ledger, and concern the account.
+
+use anyhow::{anyhow, bail};
+use cercle_core::{AccountId, Entry, Genesis, OpKind, Operation, format_minor, verify_envelope};
+use cercle_proto as pb;
+use serde_json::json;
+
+use crate::client::Node;
+use crate::output::{self, money, one_line, rfc3339};
+use crate::signed::parse_account;
+use crate::{Global, keys};
+
+/// Most entries one `history` run fetches.
+pub const HISTORY_ENTRIES_MAX: u32 = 100_000;
+use cercle_proto::PAGE_SIZE_MAX;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The account to show (yours, or any if your key is an administrator's or auditor's)
+    #[arg(value_name = "ACCOUNT", value_parser = parse_account)]
+    account: AccountId,
+    /// Show at most the first N entries (at most 100000)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = HISTORY_ENTRIES_MAX,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(HISTORY_ENTRIES_MAX))
+    )]
+    limit: u32,
+}
+
+/// One entry from the account's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Row {
+    sequence: u64,
+    timestamp_ms: u64,
+    kind: &'static str,
+    /// The other account of a transfer.
+    counterparty: Option<String>,
+    /// Negative when the account paid, positive when it received; transfers only.
+    amount_minor: Option<i64>,
+    balance_after_minor: Option<i64>,
+    /// A transfer's memo, or an administrative operation's reason.
+    memo: Option<String>,
+    invoice_ref: Option<String>,
+    entry_hash: [u8; 32],
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+fn row(account: &AccountId, entry: &Entry, op: &Operation) -> Row {
+    let mut row = Row {
+        sequence: entry.sequence,
+        timestamp_ms: entry.timestamp_ms,
+        kind: op.kind.name(),
+        counterparty: None,
+        amount_minor: None,
+        balance_after_minor: entry
+            .balances_after
+            .iter()
+            .find(|b| &b.account == account)
+            .map(|b| b.balance_minor),
+        memo: None,
+        invoice_ref: None,
+        entry_hash: entry.hash(),
+    };
+    match &op.kind {
+        OpKind::Transfer(t) => {
+            // An accepted amount is positive, so its negation cannot overflow.
+            if &t.payer == account {
+                row.counterparty = Some(t.payee.to_string());
+                row.amount_minor = Some(t.amount_minor.saturating_neg());
+            } else if &t.payee == account {
+                row.counterparty = Some(t.payer.to_string());
+                row.amount_minor = Some(t.amount_minor);
+            }
+            row.memo = non_empty(&t.memo);
+            row.invoice_ref.clone_from(&t.invoice_ref);
+        }
+        OpKind::SetLimits(s) => row.memo = non_empty(&s.reason),
+        OpKind::FreezeAccount { reason, .. } | OpKind::UnfreezeAccount { reason, .. } => {
+            row.memo = non_empty(reason);
+        }
+        OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
+    }
+    row
+}
+
+fn row_json(row: &Row) -> serde_json::Value {
+    json!({
+        "sequence": row.sequence,
+        "timestamp": rfc3339(row.timestamp_ms),
+        "timestamp_ms": row.timestamp_ms,
+        "kind": row.kind,
+        "counterparty": row.counterparty,
+        "amount_minor": row.amount_minor,
+        "balance_after_minor": row.balance_after_minor,
+        "memo": row.memo,
+        "invoice_ref": row.invoice_ref,
+        "entry_hash": hex::encode(row.entry_hash),
+    })
+}
+
+/// What an administrative operation did, for people (the JSON form keeps minor units).
+fn describe(genesis: &Genesis, op: &Operation) -> String {
+    match &op.kind {
+        OpKind::RegisterAccount(r) => {
+            let mut text = format!(
+                "registered as \"{}\", credit limit {}",
+                one_line(&r.display_name),
+                money(genesis, r.credit_limit_minor)
+            );
+            if let Some(max) = r.max_balance_minor {
+                text.push_str(&format!(", max balance {}", money(genesis, max)));
+            }
+            text
+        }
+        OpKind::SetLimits(s) => {
+            let mut changes = Vec::new();
+            if let Some(limit) = s.credit_limit_minor {
+                changes.push(format!("credit limit {}", money(genesis, limit)));
+            }
+            match s.max_balance_minor {
+                Some(Some(max)) => changes.push(format!("max balance {}", money(genesis, max))),
+                Some(None) => changes.push("no max balance".to_string()),
+                None => {}
+            }
+            format!("{}: {}", changes.join(", "), one_line(&s.reason))
+        }
+        OpKind::RotateKeys { keys, .. } => format!("{} key(s) now sign for the account", keys.len()),
+        OpKind::FreezeAccount { reason, .. } | OpKind::UnfreezeAccount { reason, .. } => one_line(reason),
+        OpKind::Transfer(t) => {
+            let mut text = one_line(&t.memo);
+            if let Some(invoice) = &t.invoice_ref {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(&format!("[invoice {}]", one_line(invoice)));
+            }
+            text
+        }
+    }
+}
+
+/// Aligned lines for people: one per entry, under a header.
+fn table(genesis: &Genesis, rows: &[(Row, Operation)]) -> String {
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|(row, op)| {
+            let amount = row.amount_minor.map_or_else(String::new, |a| {
+                let sign = if a > 0 { "+" } else { "" };
+                format!("{sign}{} {}", format_minor(a, genesis.exponent), genesis.currency)
+            });
+            let counterparty = match (&row.counterparty, row.amount_minor) {
+                (Some(other), Some(a)) if a < 0 => format!("to {other}"),
+                (Some(other), _) => format!("from {other}"),
+                (None, _) => String::new(),
+            };
+            let balance = row.balance_after_minor.map_or_else(String::new, |b| money(genesis, b));
+            [
+                row.sequence.to_string(),
+                rfc3339(row.timestamp_ms),
+                row.kind.to_string(),
+                amount,
+                counterparty,
+                balance,
+                describe(genesis, op),
+            ]
+        })
+        .collect();
+    let header = ["entry", "time (UTC)", "kind", "amount", "with", "balance after", "memo"];
+    let mut widths = header.map(|h| h.chars().count());
+    for line in &cells {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    // Numbers align right, words left; the last column is not padded.
+    let right = [true, false, false, true, false, true, false];
+    let render = |cells: &[String]| {
+        let mut parts = Vec::with_capacity(cells.len());
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            let part = if i + 1 == cells.len() {
+                cell.clone()
+            } else if right[i] {
+                format!("{}{cell}", " ".repeat(pad))
+            } else {
+                format!("{cell}{}", " ".repeat(pad))
+            };
+            parts.push(part);
+        }
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut lines = vec![render(&header.map(String::from))];
+    lines.extend(cells.iter().map(|c| render(c)));
+    lines.join("\n")
+}
+
+/// Checks one entry from the node and decodes its operation.
+fn verified(genesis: &Genesis, account: &AccountId, entry: pb::Entry) -> anyhow::Result<(Entry, Operation)> {
+    let sequence = entry.sequence;
+    let invalid = |detail: String| anyhow!("the node sent an invalid entry {sequence}: {detail}");
+    let message = |r: cercle_core::Rejection| r.message(&genesis.currency, genesis.exponent);
+    let entry = Entry::try_from(entry).map_err(|r| invalid(message(r)))?;
+    verify_envelope(genesis, &entry.envelope).map_err(|r| invalid(message(r)))?;
+    let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| invalid(message(r)))?;
+    if !op.kind.accounts().contains(&account) {
+        return Err(invalid(format!("it does not concern account '{account}'")));
+    }
+    Ok((entry, op))
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let key = keys::load(global.key.as_deref())?;
+    let mut node = Node::connect(&global.node).await?;
+    let limit = args.limit as usize;
+    let mut rows: Vec<(Row, Operation)> = Vec::new();
+    let mut after_sequence = 0u64;
+    let mut has_more = true;
+    while has_more && rows.len() < limit {
+        let page_size = PAGE_SIZE_MAX.min(args.limit - rows.len() as u32);
+        let page = node.list_entries(&key, &args.account, after_sequence, page_size).await?;
+        if page.entries.len() > page_size as usize {
+            bail!("the node sent {} entries for a page of {page_size}", page.entries.len());
+        }
+        if page.entries.is_empty() && page.next_after_sequence.is_some() {
+            bail!("the node sent an empty page that is not the last one");
+        }
+        for entry in page.entries {
+            if entry.sequence <= after_sequence {
+                bail!(
+                    "the node sent entry {} after entry {after_sequence}: a history is in order",
+                    entry.sequence
+                );
+            }
+            let (entry, op) = verified(&node.genesis, &args.account, entry)?;
+            after_sequence = entry.sequence;
+            rows.push((row(&args.account, &entry, &op), op));
+        }
+        has_more = page.next_after_sequence.is_some();
+        if let Some(next) = page.next_after_sequence {
+            // Every page moves forward, so the loop ends.
+            if next < after_sequence {
+                bail!("the node's next page starts before entry {after_sequence}");
+            }
+            after_sequence = next;
+        }
+    }
+    if has_more {
+        eprintln!(
+            "note: showing the first {} entries; there are more (raise --limit, at most {HISTORY_ENTRIES_MAX})",
+            rows.len()
+        );
+    }
+    if global.json {
+        let list: Vec<serde_json::Value> = rows.iter().map(|(row, _)| row_json(row)).collect();
+        output::emit_json(&serde_json::Value::Array(list))
+    } else if rows.is_empty() {
+        output::emit(&format!("no entries for account '{}'", args.account))
+    } else {
+        output::emit(&table(&node.genesis, &rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cercle_core::{BalanceAfter, Envelope, OperationId, SetLimits, Transfer};
+
+    use super::*;
+
+    fn id(handle: &str) -> AccountId {
+        AccountId::parse(handle).unwrap()
+    }
+
+    fn transfer(payer: &str, payee: &str, amount_minor: i64, memo: &str) -> OpKind {
+        OpKind::Transfer(Transfer {
+            payer: id(payer),
+            payee: id(payee),
+            amount_minor,
+            memo: memo.into(),
+            invoice_ref: None,
+        })
+    }
+
+    /// Computes the row of `kind` (with `balances` after it) for `account` and compares
+    /// the fields named in `expected` with the row's JSON.
+    fn check(account: &str, kind: OpKind, balances: &[(&str, i64)], expected: serde_json::Value) {
+        let entry = Entry {
+            sequence: 7,
+            timestamp_ms: 1_795_341_600_000,
+            prev_hash: [1; 32],
+            envelope: Envelope {
+                body: vec![1, 2, 3],
+                signer: cercle_core::PublicKey([2; 32]),
+                signature: [3; 64],
+            },
+            balances_after: balances
+                .iter()
+                .map(|(a, b)| BalanceAfter { account: id(a), balance_minor: *b })
+                .collect(),
+        };
+        let op = Operation { id: OperationId([4; 16]), valid_until_ms: 1, kind };
+        let got = row_json(&row(&id(account), &entry, &op));
+        let expected = expected.as_object().unwrap();
+        for (field, value) in expected {
+            assert_eq!(&got[field], value, "{field} of {got}");
+        }
+    }
+
+    #[test]
+    fn rows_are_seen_from_the_account() {
+        let paid = transfer("alice", "bob", 12_550, "flour, week 47");
+        let balances = [("alice", -12_550), ("bob", 12_550)];
+        check(
+            "alice",
+            paid.clone(),
+            &balances,
+            json!({
+                "sequence": 7,
+                "timestamp": "2026-11-22T10:00:00Z",
+                "timestamp_ms": 1_795_341_600_000u64,
+                "kind": "transfer",
+                "counterparty": "bob",
+                "amount_minor": -12_550,
+                "balance_after_minor": -12_550,
+                "memo": "flour, week 47",
+                "invoice_ref": null,
+            }),
+        );
+        check(
+            "bob",
+            paid,
+            &balances,
+            json!({"counterparty": "alice", "amount_minor": 12_550, "balance_after_minor": 12_550}),
+        );
+        // No memo is null, not "".
+        check(
+            "bob",
+            transfer("alice", "bob", 1, ""),
+            &[],
+            json!({"memo": null, "balance_after_minor": null}),
+        );
+        let with_invoice = OpKind::Transfer(Transfer {
+            payer: id("alice"),
+            payee: id("bob"),
+            amount_minor: 5,
+            memo: String::new(),
+            invoice_ref: Some("INV-17".into()),
+        });
+        check("alice", with_invoice, &[], json!({"invoice_ref": "INV-17", "amount_minor": -5}));
+    }
+
+    #[test]
+    fn administrative_rows_carry_their_reason() {
+        let limits = OpKind::SetLimits(SetLimits {
+            account: id("alice"),
+            credit_limit_minor: Some(200_000),
+            max_balance_minor: None,
+            reason: "annual review".into(),
+        });
+        check(
+            "alice",
+            limits,
+            &[],
+            json!({
+                "kind": "set_limits",
+                "counterparty": null,
+                "amount_minor": null,
+                "memo": "annual review",
+            }),
+        );
+        let freeze = OpKind::FreezeAccount { account: id("bob"), reason: "dispute over invoice 17".into() };
+        check("bob", freeze, &[], json!({"kind": "freeze_account", "memo": "dispute over invoice 17"}));
+        let unfreeze = OpKind::UnfreezeAccount { account: id("bob"), reason: String::new() };
+        check("bob", unfreeze, &[], json!({"kind": "unfreeze_account", "memo": null}));
+        let register = OpKind::RegisterAccount(cercle_core::RegisterAccount {
+            account: id("carol"),
+            display_name: "Carol".into(),
+            keys: vec![],
+            credit_limit_minor: 0,
+            max_balance_minor: None,
+        });
+        check(
+            "carol",
+            register,
+            &[("carol", 0)],
+            json!({"kind": "register_account", "balance_after_minor": 0, "memo": null}),
+        );
+    }
+}

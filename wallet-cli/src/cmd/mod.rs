@@ -1,0 +1,44 @@
+//! The subcommands, one file each, and the dispatch from parsed arguments to them.
+
+mod admin;
+mod balance;
+mod history;
+mod keygen;
+mod pay;
+mod pubkey;
+mod submit;
+
+use clap::Subcommand;
+
+use crate::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a new signing key and print its public key
+    Keygen(keygen::Args),
+    /// Print the public key of the key given with --key
+    Pubkey,
+    /// Sign administrative operations: register accounts, set limits, freeze, rotate keys
+    #[command(subcommand)]
+    Admin(admin::Command),
+    /// Pay another account
+    Pay(pay::Args),
+    /// Submit the signed envelopes of a file written with --save, in order
+    Submit(submit::Args),
+    /// Show an account's balance, limits and status
+    Balance(balance::Args),
+    /// Show an account's history, oldest first
+    History(history::Args),
+}
+
+pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Keygen(args) => keygen::run(global, args),
+        Command::Pubkey => pubkey::run(global),
+        Command::Admin(command) => admin::run(global, command).await,
+        Command::Pay(args) => pay::run(global, args).await,
+        Command::Submit(args) => submit::run(global, args).await,
+        Command::Balance(args) => balance::run(global, args).await,
+        Command::History(args) => history::run(global, args).await,
+    }
+}

@@ -1,0 +1,180 @@
+//! Envelope files: signed operations saved as JSON lines, to be submitted (again) later.
+//!
+//! One envelope per line: `{"body":"hex","signer":"hex","signature":"hex"}`. Saving
+//! appends and syncs before the envelope is sent, so an operation whose fate is unknown
+//! (a timeout, a crash) can always be retried with the very same bytes; the node answers
+//! a retry with the original receipt.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
+use cercle_core::op::BODY_BYTES_MAX;
+use cercle_proto as pb;
+use serde::{Deserialize, Serialize};
+
+/// Most envelopes one file may hold.
+pub const ENVELOPES_PER_FILE_MAX: usize = 100_000;
+/// Longest line of an envelope file, in bytes. A maximal envelope is about 8.5 KiB.
+pub const LINE_BYTES_MAX: usize = 64 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Line {
+    body: String,
+    signer: String,
+    signature: String,
+}
+
+/// The JSON line of an envelope, without the newline.
+pub fn to_line(envelope: &pb::Envelope) -> String {
+    let line = Line {
+        body: hex::encode(&envelope.body),
+        signer: hex::encode(&envelope.signer),
+        signature: hex::encode(&envelope.signature),
+    };
+    // Serialising three strings cannot fail; fall back to nothing rather than panic.
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// Parses one line into an envelope, checking the field sizes.
+pub fn parse_line(text: &str) -> Result<pb::Envelope, String> {
+    let line: Line = serde_json::from_str(text).map_err(|e| format!("not an envelope in JSON: {e}"))?;
+    let field =
+        |name: &str, hex_text: &str| hex::decode(hex_text).map_err(|e| format!("\"{name}\" is not hex: {e}"));
+    let body = field("body", &line.body)?;
+    let signer = field("signer", &line.signer)?;
+    let signature = field("signature", &line.signature)?;
+    if body.is_empty() || body.len() > BODY_BYTES_MAX {
+        return Err(format!(
+            "\"body\" is {} bytes; an operation body is 1 to {BODY_BYTES_MAX} bytes",
+            body.len()
+        ));
+    }
+    if signer.len() != 32 {
+        return Err(format!(
+            "\"signer\" is {} bytes; a public key is 32 bytes (64 hex digits)",
+            signer.len()
+        ));
+    }
+    if signature.len() != 64 {
+        return Err(format!(
+            "\"signature\" is {} bytes; a signature is 64 bytes (128 hex digits)",
+            signature.len()
+        ));
+    }
+    Ok(pb::Envelope { body, signer, signature })
+}
+
+/// Appends an envelope to `path` (created if missing) and syncs it to disk.
+pub fn append(path: &Path, envelope: &pb::Envelope) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {} to save the envelope", path.display()))?;
+    let mut line = to_line(envelope);
+    line.push('\n');
+    // One write of the whole line: O_APPEND keeps concurrent savers from interleaving.
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("cannot save the envelope to {}", path.display()))
+}
+
+/// Reads every envelope of a file, with its line number. Blank lines are skipped; any
+/// other line that is not an envelope is an error naming it, and nothing is returned.
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<(usize, pb::Envelope)>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open envelope file {}", path.display()))?;
+    read(BufReader::new(file), &path.display().to_string())
+}
+
+fn read(mut reader: impl BufRead, name: &str) -> anyhow::Result<Vec<(usize, pb::Envelope)>> {
+    let mut envelopes = Vec::new();
+    let mut buf = Vec::new();
+    for line_number in 1.. {
+        buf.clear();
+        let read = reader
+            .by_ref()
+            .take(LINE_BYTES_MAX as u64 + 2)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("cannot read {name} at line {line_number}"))?;
+        if read == 0 {
+            break;
+        }
+        let content = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.len() > LINE_BYTES_MAX {
+            bail!("{name} line {line_number}: longer than {LINE_BYTES_MAX} bytes, not an envelope");
+        }
+        let text =
+            std::str::from_utf8(content).map_err(|_| anyhow!("{name} line {line_number}: not UTF-8 text"))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        if envelopes.len() == ENVELOPES_PER_FILE_MAX {
+            bail!(
+                "{name} has more than {ENVELOPES_PER_FILE_MAX} envelopes (line {line_number}); split it into several files"
+            );
+        }
+        let envelope = parse_line(text).map_err(|e| anyhow!("{name} line {line_number}: {e}"))?;
+        envelopes.push((line_number, envelope));
+    }
+    if envelopes.is_empty() {
+        bail!("{name} holds no envelopes");
+    }
+    Ok(envelopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(n: u8) -> pb::Envelope {
+        pb::Envelope { body: vec![n; 10], signer: vec![n; 32], signature: vec![n; 64] }
+    }
+
+    /// Reads `text` as a file and returns the line numbers read, or the error.
+    fn check(text: &str, expected: Result<Vec<usize>, &str>) {
+        let got = read(text.as_bytes(), "f.jsonl")
+            .map(|list| list.into_iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .map_err(|e| e.to_string());
+        match (got, expected) {
+            (Ok(got), Ok(expected)) => assert_eq!(got, expected, "{text:?}"),
+            (Err(got), Err(needle)) => assert!(got.contains(needle), "{got:?} lacks {needle:?}"),
+            (got, expected) => panic!("{text:?}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_envelope_files() {
+        let a = to_line(&envelope(1));
+        let b = to_line(&envelope(2));
+        check(&format!("{a}\n{b}\n"), Ok(vec![1, 2]));
+        check(&format!("{a}\r\n\n  \n{b}"), Ok(vec![1, 4]));
+        check("", Err("holds no envelopes"));
+        check(&format!("{a}\nnot json\n"), Err("f.jsonl line 2: not an envelope in JSON"));
+        let bad_hex = a.replacen("\"body\":\"", "\"body\":\"zz", 1);
+        check(&format!("{a}\n{a}\n{bad_hex}\n"), Err("line 3: \"body\" is not hex"));
+        let short_signer = to_line(&pb::Envelope { signer: vec![1; 31], ..envelope(1) });
+        check(&short_signer, Err("line 1: \"signer\" is 31 bytes"));
+        let long_line = format!("{}\n", "x".repeat(LINE_BYTES_MAX + 1));
+        check(&long_line, Err("line 1: longer than 65536 bytes"));
+        let huge_body = to_line(&pb::Envelope { body: vec![0; BODY_BYTES_MAX + 1], ..envelope(1) });
+        check(&huge_body, Err("\"body\" is 4097 bytes"));
+    }
+
+    #[test]
+    fn envelopes_round_trip_through_lines() {
+        let e = envelope(7);
+        assert_eq!(parse_line(&to_line(&e)), Ok(e));
+    }
+
+    #[test]
+    fn a_file_holds_at_most_the_bound() {
+        let line = to_line(&envelope(1));
+        let full = format!("{line}\n").repeat(ENVELOPES_PER_FILE_MAX);
+        assert_eq!(read(full.as_bytes(), "f").map(|l| l.len()).ok(), Some(ENVELOPES_PER_FILE_MAX));
+        let over = format!("{full}{line}\n");
+        check(&over, Err("more than 100000 envelopes (line 100001)"));
+    }
+}

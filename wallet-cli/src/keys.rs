@@ -1,0 +1,77 @@
+//! Key files: creating a new one safely and loading the one given with `--key`.
+//!
+//! The format is `cercle_core::sign`'s; this module only adds the file handling: a new
+//! key is written with mode 0600 and never over an existing file, and a missing key is
+//! explained with the way to get one.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
+use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
+use rand::RngCore;
+
+/// A key file is three short lines; anything bigger is not one.
+const KEY_FILE_BYTES_MAX: u64 = 4096;
+
+/// Generates a key from the operating system's random source.
+pub fn generate() -> anyhow::Result<Keypair> {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut seed)
+        .context("cannot read the operating system's random source")?;
+    Ok(Keypair::from_seed(&seed))
+}
+
+/// Writes `keypair` to a new file at `path`, readable by its owner only. Refuses to
+/// replace an existing file: overwriting a key can lose an account.
+pub fn write_new(path: &Path, keypair: &Keypair) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow!(
+                "{} already exists; refusing to overwrite a key (choose another --out path, or move the old file away yourself)",
+                path.display()
+            )
+        } else {
+            anyhow!("cannot create key file {}: {e}", path.display())
+        }
+    })?;
+    file.write_all(encode_key_file(keypair).as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write key file {}", path.display()))
+}
+
+/// Loads the signing key named by `--key` / `CERCLE_KEY`.
+pub fn load(path: Option<&Path>) -> anyhow::Result<Keypair> {
+    let Some(path) = path else {
+        bail!(
+            "this command needs your key: pass --key FILE or set CERCLE_KEY (create a key with `cercle keygen --out FILE`)"
+        );
+    };
+    let file = std::fs::File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow!(
+                "key file {} does not exist (create one with `cercle keygen --out {}`)",
+                path.display(),
+                path.display()
+            )
+        } else {
+            anyhow!("cannot read key file {}: {e}", path.display())
+        }
+    })?;
+    let mut text = String::new();
+    file.take(KEY_FILE_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    if text.len() as u64 > KEY_FILE_BYTES_MAX {
+        bail!("{} is larger than {KEY_FILE_BYTES_MAX} bytes: not a Cercle key file", path.display());
+    }
+    decode_key_file(&text).with_context(|| format!("cannot use key file {}", path.display()))
+}

@@ -1,0 +1,175 @@
+//! Printing: timestamps, receipts, and the one place that writes to stdout.
+//!
+//! Human output is for reading; `--json` output is one JSON document (or one per line for
+//! `submit`) with amounts in minor units, so scripts never parse formatted money.
+//! Text that comes from the ledger (memos, names, the node's messages) is written by
+//! other people: control characters are escaped before it reaches a terminal.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use cercle_core::{Genesis, format_with_currency};
+use cercle_proto as pb;
+use serde_json::json;
+
+/// Writes `text` and a newline to stdout. A closed pipe comes back as an error that
+/// `main` recognises with [`is_broken_pipe`].
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Prints a JSON value on one line.
+pub fn emit_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    emit(&value.to_string())
+}
+
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Makes untrusted text safe to print on one terminal line: line breaks become spaces
+/// and other control characters are escaped, so a memo cannot move the cursor or fake
+/// another line of output.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Formats milliseconds since the Unix epoch as an RFC 3339 UTC timestamp to the second,
+/// e.g. `2026-11-22T10:00:00Z`.
+pub fn rfc3339(timestamp_ms: u64) -> String {
+    let seconds = timestamp_ms / 1000;
+    // u64::MAX / 86_400_000 days fits an i64 comfortably.
+    let days = (seconds / 86_400) as i64;
+    let second_of_day = seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day number counted from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`), for days >= 0.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097); // [0, 146096]
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // [0, 399]
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // [0, 365]
+    let mp = (5 * day_of_year + 2) / 153; // [0, 11], March-based month
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Money as people read it: `-1,250.00 CHW`.
+pub fn money(genesis: &Genesis, minor: i64) -> String {
+    format_with_currency(minor, genesis.exponent, &genesis.currency)
+}
+
+/// The short form of a hash for human output.
+fn short_hash(hash: &[u8]) -> String {
+    let full = hex::encode(hash);
+    match full.get(..16) {
+        Some(prefix) if full.len() > 16 => format!("{prefix}…"),
+        _ => full,
+    }
+}
+
+/// A receipt as JSON, amounts in minor units.
+pub fn receipt_json(receipt: &pb::Receipt) -> serde_json::Value {
+    let balances: Vec<serde_json::Value> = receipt
+        .balances_after
+        .iter()
+        .map(|b| json!({"account": b.account, "balance_minor": b.balance_minor}))
+        .collect();
+    json!({
+        "sequence": receipt.sequence,
+        "entry_hash": hex::encode(&receipt.entry_hash),
+        "timestamp_ms": receipt.timestamp_ms,
+        "timestamp": rfc3339(receipt.timestamp_ms),
+        "duplicate": receipt.duplicate,
+        "operation_id": hex::encode(&receipt.operation_id),
+        "balances_after": balances,
+    })
+}
+
+/// A receipt for people: `accepted: entry 7 at 2026-11-22T10:00:00Z, hash ab12…;
+/// balance of a: -125.50 CHW`.
+pub fn receipt_line(genesis: &Genesis, receipt: &pb::Receipt) -> String {
+    let mut line = format!(
+        "{}: entry {} at {}, hash {}",
+        if receipt.duplicate { "already accepted earlier (duplicate)" } else { "accepted" },
+        receipt.sequence,
+        rfc3339(receipt.timestamp_ms),
+        short_hash(&receipt.entry_hash)
+    );
+    for (i, b) in receipt.balances_after.iter().enumerate() {
+        line.push_str(if i == 0 { "; " } else { ", " });
+        let _ = write!(line, "balance of {}: {}", one_line(&b.account), money(genesis, b.balance_minor));
+    }
+    line
+}
+
+/// Prints a receipt in the chosen form.
+pub fn receipt(json: bool, genesis: &Genesis, receipt: &pb::Receipt) -> anyhow::Result<()> {
+    if json { emit_json(&receipt_json(receipt)) } else { emit(&receipt_line(genesis, receipt)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(timestamp_ms: u64, expected: &str) {
+        assert_eq!(rfc3339(timestamp_ms), expected, "{timestamp_ms} ms");
+    }
+
+    #[test]
+    fn formats_timestamps() {
+        check(0, "1970-01-01T00:00:00Z");
+        check(999, "1970-01-01T00:00:00Z");
+        check(1_000, "1970-01-01T00:00:01Z");
+        check(86_399_999, "1970-01-01T23:59:59Z");
+        check(86_400_000, "1970-01-02T00:00:00Z");
+        // Leap days, century rules and month ends.
+        check(951_782_400_000, "2000-02-29T00:00:00Z");
+        check(951_868_800_000, "2000-03-01T00:00:00Z");
+        check(4_107_456_000_000, "2100-02-28T00:00:00Z");
+        check(4_107_542_400_000, "2100-03-01T00:00:00Z");
+        check(1_709_164_800_000, "2024-02-29T00:00:00Z");
+        check(1_704_067_199_000, "2023-12-31T23:59:59Z");
+        check(1_704_067_200_000, "2024-01-01T00:00:00Z");
+        check(1_795_341_600_000, "2026-11-22T10:00:00Z");
+        check(1_700_000_000_123, "2023-11-14T22:13:20Z");
+        // The largest input does not overflow.
+        check(u64::MAX, "584556019-04-03T14:25:51Z");
+    }
+
+    #[test]
+    fn escapes_control_characters() {
+        let check = |text: &str, expected: &str| assert_eq!(one_line(text), expected);
+        check("flour, week 47", "flour, week 47");
+        check("a\nb\r\tc", "a b  c");
+        check("\u{1b}[31mred", "\\u{1b}[31mred");
+        check("café", "café");
+    }
+}

@@ -1,0 +1,128 @@
+//! Signed operations: the options every signing command shares, and the one path from an
+//! operation to a receipt (build, sign, save, submit, print).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use cercle_core::op::{BODY_BYTES_MAX, VALIDITY_MS_MAX};
+use cercle_core::sign::Keypair;
+use cercle_core::{AccountId, OpKind, Operation, OperationId, PublicKey};
+use cercle_proto as pb;
+use rand::RngCore;
+use serde_json::json;
+
+use crate::Global;
+use crate::client::{Node, Rejected, now_ms, status_error};
+use crate::{envelopes, output};
+
+/// Longest validity a signer may ask for, in seconds: the ledger's own bound.
+const VALID_FOR_SECONDS_MAX: u64 = VALIDITY_MS_MAX / 1000;
+
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    /// Use this operation id (32 hex digits) instead of a random one, e.g. to retry
+    #[arg(long, value_name = "HEX", value_parser = parse_operation_id)]
+    pub op_id: Option<OperationId>,
+    /// Keep the operation valid for this many seconds (at most 31 days)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..=VALID_FOR_SECONDS_MAX)
+    )]
+    pub valid_for: u64,
+    /// Append the signed envelope to FILE (JSON lines) before submitting it
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Only sign and save the envelope (needs --save); submit nothing
+    #[arg(long, requires = "save")]
+    pub no_submit: bool,
+}
+
+fn parse_operation_id(text: &str) -> Result<OperationId, String> {
+    let bytes = hex::decode(text).map_err(|e| format!("not hex: {e}"))?;
+    let id: [u8; 16] = bytes.try_into().map_err(|b: Vec<u8>| {
+        format!("an operation id is 16 bytes (32 hex digits), got {} bytes", b.len())
+    })?;
+    Ok(OperationId(id))
+}
+
+/// Clap parser for an account handle argument.
+pub fn parse_account(text: &str) -> Result<AccountId, String> {
+    AccountId::parse(text).map_err(|e| e.to_string())
+}
+
+/// Clap parser for a public key argument.
+pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
+    PublicKey::from_hex(text)
+}
+
+fn random_operation_id() -> anyhow::Result<OperationId> {
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng.try_fill_bytes(&mut id).context("cannot read the operating system's random source")?;
+    Ok(OperationId(id))
+}
+
+/// Signs `kind` with `key` for the node's ledger, saves the envelope if asked, submits it
+/// unless asked not to, and prints the receipt. A rejection is an error naming the reason.
+pub async fn sign_and_submit(
+    global: &Global,
+    args: &SignArgs,
+    key: &Keypair,
+    node: &mut Node,
+    kind: OpKind,
+) -> anyhow::Result<()> {
+    // Refuse early, before signing, what the ledger would refuse for the values alone.
+    cercle_core::state::check_values(&kind)
+        .map_err(|r| anyhow!("{}", r.message(&node.genesis.currency, node.genesis.exponent)))?;
+    let id = match args.op_id {
+        Some(id) => id,
+        None => random_operation_id()?,
+    };
+    let valid_until_ms =
+        now_ms()?.checked_add(args.valid_for.saturating_mul(1000)).context("--valid-for is out of range")?;
+    let op = Operation { id, valid_until_ms, kind };
+    let body = cercle_proto::encode_operation(&op);
+    if body.len() > BODY_BYTES_MAX {
+        bail!(
+            "the operation is {} bytes once encoded, the maximum is {BODY_BYTES_MAX}: shorten the texts or give fewer keys",
+            body.len()
+        );
+    }
+    let signature = key.sign_op(&node.genesis.ledger_id, &body);
+    let envelope = pb::Envelope { body, signer: key.public_key().0.to_vec(), signature: signature.to_vec() };
+    if let Some(path) = &args.save {
+        envelopes::append(path, &envelope)?;
+    }
+    if args.no_submit {
+        let path = args.save.as_deref().map(|p| p.display().to_string());
+        return if global.json {
+            output::emit_json(&json!({
+                "operation_id": id.to_string(),
+                "valid_until_ms": valid_until_ms,
+                "saved_to": path,
+                "submitted": false,
+            }))
+        } else {
+            output::emit(&format!(
+                "signed operation {id}, saved to {}; not submitted (send it with `cercle submit --file FILE`)",
+                path.unwrap_or_default()
+            ))
+        };
+    }
+    let line = envelopes::to_line(&envelope);
+    match node.submit(envelope).await {
+        Ok(receipt) => output::receipt(global.json, &node.genesis, &receipt),
+        Err(status) => {
+            let error = status_error(node.url(), &status);
+            if Rejected::from_status(&status).is_some() || args.save.is_some() {
+                return Err(error);
+            }
+            // The node may have accepted the operation before the failure: only the very
+            // same envelope can be retried safely, so hand it to the user.
+            Err(anyhow!(
+                "{error:#}; the operation may or may not have been accepted: to retry it safely, put this line in a file and run `cercle submit --file FILE`: {line}"
+            ))
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The real `cercle` binary, run without a node: key files, argument validation and the
+//! errors a user sees. End-to-end runs against a node live in the workspace's `tests/`.
+
+use std::path::Path;
+use std::process::Command;
+
+/// A node URL where nothing listens: connecting is refused at once.
+const NOWHERE: &str = "http://127.0.0.1:1";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn cercle(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_cercle"))
+        .args(args)
+        .env_remove("CERCLE_KEY")
+        .env_remove("CERCLE_NODE")
+        .output()
+        .expect("run cercle");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "cercle panicked: {}", run.stderr);
+    run
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts a failure with exit code `code` whose stderr is one `error: ...` line
+    /// (for code 1) containing every needle.
+    #[track_caller]
+    fn fails(self, code: i32, needles: &[&str]) -> Run {
+        assert_eq!(self.code, code, "expected exit {code}\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        if code == 1 {
+            assert!(self.stderr.starts_with("error: "), "stderr: {}", self.stderr);
+            assert_eq!(self.stderr.trim_end().lines().count(), 1, "one line: {}", self.stderr);
+        }
+        for needle in needles {
+            assert!(self.stderr.contains(needle), "stderr lacks {needle:?}: {}", self.stderr);
+        }
+        self
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+fn keygen(dir: &Path, name: &str) -> (String, String) {
+    let key = dir.join(name);
+    let out = cercle(&["keygen", "--out", path(&key)]).ok();
+    let public_key = out.stdout.split_whitespace().last().expect("public key").to_string();
+    (path(&key).to_string(), public_key)
+}
+
+#[test]
+fn keygen_writes_a_private_file_and_never_overwrites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public_key) = keygen(dir.path(), "alice.key");
+    assert_eq!(public_key.len(), 64);
+    assert!(public_key.bytes().all(|b| b.is_ascii_hexdigit()), "{public_key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+    let before = std::fs::read_to_string(&key).unwrap();
+    cercle(&["keygen", "--out", &key]).fails(1, &["already exists", "refusing to overwrite"]);
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), before, "the key is untouched");
+
+    // Two keys are different keys.
+    let (_, other) = keygen(dir.path(), "bob.key");
+    assert_ne!(other, public_key);
+}
+
+#[test]
+fn pubkey_prints_the_key_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public_key) = keygen(dir.path(), "alice.key");
+    let out = cercle(&["--key", &key, "pubkey"]).ok();
+    assert_eq!(out.stdout.trim(), public_key);
+    let out = cercle(&["pubkey", "--key", &key, "--json"]).ok();
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["public_key"], public_key.as_str());
+
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_cercle")).arg("pubkey").env("CERCLE_KEY", &key).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), public_key, "CERCLE_KEY works");
+
+    let json_keygen = cercle(&["--json", "keygen", "--out", path(&dir.path().join("c.key"))]).ok();
+    let json: serde_json::Value = serde_json::from_str(&json_keygen.stdout).unwrap();
+    assert_eq!(json["public_key"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn a_missing_or_broken_key_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--node", NOWHERE, "pay", "--from", "alice", "bob", "10"][..],
+        &["--node", NOWHERE, "balance", "alice"],
+        &["--node", NOWHERE, "admin", "freeze", "bob", "--reason", "dispute"],
+        &["pubkey"],
+    ] {
+        cercle(args).fails(1, &["needs your key", "--key", "CERCLE_KEY", "cercle keygen"]);
+    }
+    let missing = dir.path().join("nope.key");
+    cercle(&["--key", path(&missing), "pubkey"]).fails(1, &["does not exist", "cercle keygen --out"]);
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "hello\n").unwrap();
+    cercle(&["--key", path(&garbage), "pubkey"]).fails(1, &["not a Cercle key file"]);
+}
+
+#[test]
+fn bad_amounts_fail_cleanly_and_send_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "alice.key");
+    let pay =
+        |amount: &str| cercle(&["--node", NOWHERE, "--key", &key, "pay", "--from", "alice", "bob", amount]);
+    // Wrong whatever the currency: refused before connecting.
+    pay("-5").fails(1, &["invalid amount", "has a sign"]);
+    pay("0").fails(1, &["invalid amount", "'0' is zero"]);
+    pay("abc").fails(1, &["invalid amount", "not a decimal amount"]);
+    pay("1.0000000001").fails(1, &["more than any currency has"]);
+    // Whether 1.234 has too many decimals depends on the ledger's currency, which comes
+    // from the node: with no node, the error says so.
+    pay("1.234").fails(1, &["cannot reach the node at http://127.0.0.1:1", "--node"]);
+    let register = |limit: &str| {
+        cercle(&[
+            "--node",
+            NOWHERE,
+            "--key",
+            &key,
+            "admin",
+            "register",
+            "carol",
+            "--pubkey",
+            &"ab".repeat(32),
+            "--credit-limit",
+            limit,
+        ])
+    };
+    register("-1").fails(1, &["invalid credit limit", "has a sign"]);
+    cercle(&[
+        "--node",
+        NOWHERE,
+        "--key",
+        &key,
+        "admin",
+        "set-limits",
+        "carol",
+        "--max-balance",
+        "-3",
+        "--reason",
+        "r",
+    ])
+    .fails(1, &["invalid maximum balance"]);
+}
+
+#[test]
+fn arguments_are_checked_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "alice.key");
+    let base = ["--node", NOWHERE, "--key", key.as_str()];
+    let with = |args: &[&str]| cercle(&[&base[..], args].concat());
+    with(&["pay", "--from", "alice", "alice", "10"]).fails(1, &["cannot pay itself"]);
+    with(&["admin", "set-limits", "alice", "--reason", "r"]).fails(1, &["nothing to change"]);
+    // Usage errors keep clap's exit code 2.
+    with(&["pay", "--from", "Alice!", "bob", "10"]).fails(2, &["invalid account handle"]);
+    with(&["pay", "--from", "alice", "bob", "10", "--op-id", "xyz"]).fails(2, &["--op-id"]);
+    with(&["pay", "--from", "alice", "bob", "10", "--op-id", "abcd"]).fails(2, &["16 bytes"]);
+    with(&["pay", "--from", "alice", "bob", "10", "--no-submit"]).fails(2, &["--save"]);
+    with(&["pay", "--from", "alice", "bob", "10", "--valid-for", "0"]).fails(2, &["--valid-for"]);
+    with(&["admin", "register", "carol", "--pubkey", "1234"]).fails(2, &["32 bytes"]);
+    with(&["admin", "register", "carol"]).fails(2, &["--pubkey"]);
+    with(&["admin", "freeze", "carol"]).fails(2, &["--reason"]);
+    with(&["history", "alice", "--limit", "100001"]).fails(2, &["--limit"]);
+}
+
+#[test]
+fn an_unreachable_node_is_reported_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(dir.path(), "alice.key");
+    for command in
+        [&["balance", "alice"][..], &["history", "alice"], &["pay", "--from", "alice", "bob", "10"]]
+    {
+        cercle(&[&["--node", NOWHERE, "--key", key.as_str()][..], command].concat())
+            .fails(1, &["cannot reach the node at http://127.0.0.1:1", "CERCLE_NODE"]);
+    }
+    cercle(&["--node", "not a url", "--key", &key, "balance", "alice"]).fails(1, &["invalid node URL"]);
+}
+
+#[test]
+fn submit_names_the_malformed_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ops.jsonl");
+    let good =
+        format!(r#"{{"body":"0a0b","signer":"{}","signature":"{}"}}"#, "11".repeat(32), "22".repeat(64));
+    let check = |text: &str, needles: &[&str]| {
+        std::fs::write(&file, text).unwrap();
+        // The file is checked before connecting: the node's absence is never reached.
+        let out = cercle(&["--node", NOWHERE, "submit", "--file", path(&file)]).fails(1, needles);
+        assert!(!out.stderr.contains("cannot reach"), "{}", out.stderr);
+    };
+    check(&format!("{good}\n{good}\n{{not json\n"), &["line 3", "not an envelope in JSON"]);
+    check(&format!("{good}\n\n{}\n", good.replace("0a0b", "0g")), &["line 3", "\"body\" is not hex"]);
+    check(&good.replace(&"22".repeat(64), "22"), &["line 1", "\"signature\" is 1 bytes"]);
+    check("\n\n", &["holds no envelopes"]);
+    cercle(&["submit", "--file", path(&dir.path().join("missing.jsonl"))])
+        .fails(1, &["cannot open envelope file"]);
+
+    // A well-formed file gets as far as the node.
+    std::fs::write(&file, format!("{good}\n")).unwrap();
+    cercle(&["--node", NOWHERE, "submit", "--file", path(&file)]).fails(1, &["cannot reach the node"]);
+}
+
+#[test]
+fn help_lines_are_imperative_without_a_final_period() {
+    let out = cercle(&["--help"]).ok();
+    for command in ["keygen", "pubkey", "admin", "pay", "submit", "balance", "history"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(command))
+            .unwrap_or_else(|| panic!("no help line for {command}: {}", out.stdout));
+        assert!(!line.trim_end().ends_with('.'), "{line}");
+    }
+}
