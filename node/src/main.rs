@@ -110,13 +110,18 @@ async fn run(dir: &DataDir, listen: SocketAddr) -> Result<()> {
 }
 
 fn rebuild(dir: &DataDir) -> Result<()> {
-    let store = cercle_store::Store::open(&dir.ledger())?;
-    let genesis = store.genesis()?;
     let started = std::time::Instant::now();
-    let ledger = store.replay(&genesis, true).context("the log does not verify")?;
-    store.write_state(&ledger)?;
+    let (_, ledger, report) = cercle_store::Store::rebuild(&dir.ledger())
+        .with_context(|| format!("cannot rebuild the state in {}", dir.root.display()))?;
+    if report.recovery.cut_bytes > 0 {
+        println!(
+            "cut a torn tail of {} bytes off the log ({})",
+            report.recovery.cut_bytes,
+            report.recovery.cut_reason.unwrap_or_default()
+        );
+    }
     println!(
-        "rebuilt the state from {} log entries ({} accounts) in {:.1} s",
+        "rebuilt the state from {} log entries ({} accounts, every signature checked) in {:.1} s",
         ledger.head().size,
         ledger.state().account_count(),
         started.elapsed().as_secs_f64()

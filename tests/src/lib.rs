@@ -1,9 +1,8 @@
 //! Harness for the end-to-end tests: starts the real `cercle-node` binary on a free
 //! loopback port, runs the real `cercle` binary against it, and talks raw gRPC to it.
 //!
-//! The binaries are found next to the test executable (`target/<profile>/`). `cargo test
-//! --workspace` builds them, because `node/` and `wallet-cli/` have integration tests of
-//! their own; when they are missing this harness builds them with cargo.
+//! The binaries are found next to the test executable (`target/<profile>/`); the harness
+//! runs `cargo build` for them once per test process, so they are never stale.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,18 +24,23 @@ pub fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
-/// The path of a workspace binary, built on demand if it is missing.
+/// The path of a workspace binary. The first call in a test process runs `cargo build`
+/// for both binaries (a no-op when they are up to date), so a test never runs a stale
+/// binary, even under `cargo test -p cercle-e2e`.
 pub fn binary(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    if !path.exists() {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    let dir = bin_dir();
+    BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "cercle-node", "-p", "cercle-wallet"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "cercle-node", "-p", "cercle-wallet"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("run cargo build");
         assert!(status.success(), "cargo build of the binaries failed");
-    }
+    });
+    let path = dir.join(name);
     assert!(path.exists(), "{} is missing; run `cargo test --workspace`", path.display());
     path
 }

@@ -125,7 +125,7 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
     // An oversized message is refused before it is parsed.
     let huge = pb::SubmitRequest {
         envelope: Some(pb::Envelope {
-            body: vec![7; 200 * 1024],
+            body: vec![7; 6 * 1024 * 1024],
             signer: vec![0; 32],
             signature: vec![0; 64],
         }),

@@ -77,6 +77,23 @@ impl Node {
             .ok_or_else(|| tonic::Status::internal("the node accepted the operation but sent no receipt"))
     }
 
+    /// Submits up to `SUBMIT_BATCH_MAX` envelopes in one request: one result each, in order.
+    pub async fn submit_batch(
+        &mut self,
+        envelopes: Vec<pb::Envelope>,
+    ) -> Result<Vec<pb::SubmitResult>, tonic::Status> {
+        let expected = envelopes.len();
+        let results =
+            self.client.submit_batch(pb::SubmitBatchRequest { envelopes }).await?.into_inner().results;
+        if results.len() != expected {
+            return Err(tonic::Status::internal(format!(
+                "the node answered {} results for {expected} envelopes",
+                results.len()
+            )));
+        }
+        Ok(results)
+    }
+
     pub async fn get_account(
         &mut self,
         key: &Keypair,
@@ -182,12 +199,6 @@ impl fmt::Display for Rejected {
 }
 
 impl std::error::Error for Rejected {}
-
-/// True when the status means the node could not be reached (rather than that it
-/// answered no).
-pub fn is_unreachable(status: &tonic::Status) -> bool {
-    status.code() == Code::Unavailable && Rejected::from_status(status).is_none()
-}
 
 /// One clear line for a failed call to the node at `url`.
 pub fn status_error(url: &str, status: &tonic::Status) -> anyhow::Error {

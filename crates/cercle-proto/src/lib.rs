@@ -30,6 +30,9 @@ pub const PAGE_SIZE_DEFAULT: u32 = 100;
 /// Most entries per `ListEntries` page.
 pub const PAGE_SIZE_MAX: u32 = 1000;
 
+/// Most envelopes in one `SubmitBatch` request.
+pub const SUBMIT_BATCH_MAX: usize = 1000;
+
 /// The encoded file descriptor set of `proto/`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cercle_descriptor");
 

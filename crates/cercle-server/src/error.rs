@@ -35,6 +35,29 @@ impl ServiceError {
     }
 }
 
+impl ServiceError {
+    /// The outcome of one envelope of a batch, as a wire rejection. Errors that are not
+    /// the ledger's decision carry code 0 and say whether a retry makes sense.
+    pub fn into_pb_rejection(self) -> cercle_proto::Rejection {
+        let (code, reason, message) = match self {
+            ServiceError::Rejected { rejection, message } => {
+                let code = rejection.code();
+                (code as u32, code.name().to_string(), message)
+            }
+            ServiceError::Busy(m) => (0, "BUSY".into(), m),
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (0, "INTERNAL".into(), "internal error; the node's log has the details".into())
+            }
+            ServiceError::Unauthenticated(m)
+            | ServiceError::PermissionDenied(m)
+            | ServiceError::NotFound(m)
+            | ServiceError::InvalidArgument(m) => (RejectCode::Malformed as u32, "MALFORMED".into(), m),
+        };
+        cercle_proto::Rejection { code, reason, message }
+    }
+}
+
 fn rejection_code(code: RejectCode) -> Code {
     match code {
         RejectCode::Malformed

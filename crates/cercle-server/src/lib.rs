@@ -18,13 +18,13 @@ use std::time::Duration;
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
 use cercle_core::{Genesis, LedgerId, PublicKey};
 use cercle_proto as pb;
-use cercle_store::{OpenOutcome, Store};
+use cercle_store::{OpenOptions, OpenOutcome, Store};
 use rand::RngCore;
 use tokio::net::TcpListener;
 
-/// Largest gRPC message the node decodes: 64 KiB is ample for one envelope (bodies are at
-/// most 4 KiB); anything larger is refused before it is parsed.
-pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// Largest gRPC message the node decodes: a full `SubmitBatch` (1,000 envelopes with
+/// bodies of at most 4 KiB) fits; anything larger is refused before it is parsed.
+pub const REQUEST_BYTES_MAX: usize = 5 * 1024 * 1024;
 /// Largest gRPC message the node sends (a full page of entries fits).
 pub const RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most concurrent requests on one connection.
@@ -157,6 +157,9 @@ pub struct OpenNode {
     pub genesis: Arc<Genesis>,
     pub service: service::LedgerService,
     pub writer_thread: std::thread::JoinHandle<()>,
+    /// Fires when the writer stops (every handle dropped, or a storage failure).
+    pub writer_stopped: tokio::sync::oneshot::Receiver<()>,
+    pub store: Arc<Store>,
 }
 
 /// Opens the data directory, checks the state against the log (rebuilding the state if
@@ -166,14 +169,13 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
     let node_key_text = std::fs::read_to_string(&node_key_path).map_err(io_err(&node_key_path))?;
     let node_key = decode_key_file(&node_key_text)
         .map_err(|e| NodeError::Invalid(format!("{}: {e}", node_key_path.display())))?;
-    let store = Arc::new(Store::open(&dir.ledger())?);
     let started = std::time::Instant::now();
-    let (ledger, outcome) = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.open_ledger())
+    let ledger_dir = dir.ledger();
+    let (store, ledger, report) =
+        tokio::task::spawn_blocking(move || Store::open(&ledger_dir, OpenOptions::default()))
             .await
-            .map_err(|e| NodeError::Invalid(e.to_string()))??
-    };
+            .map_err(|e| NodeError::Invalid(e.to_string()))??;
+    let store = Arc::new(store);
     let genesis = Arc::new(ledger.genesis().clone());
     if genesis.node_key != node_key.public_key() {
         return Err(NodeError::Invalid(format!(
@@ -181,23 +183,30 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
             node_key_path.display()
         )));
     }
-    match outcome {
-        OpenOutcome::Verified => tracing::info!(
-            entries = ledger.head().size,
-            accounts = ledger.state().account_count(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "state verified against the log"
-        ),
-        OpenOutcome::Rebuilt => tracing::warn!(
-            entries = ledger.head().size,
-            accounts = ledger.state().account_count(),
-            "state rebuilt from the log"
-        ),
+    let (entries, accounts) = (ledger.head().size, ledger.state().account_count());
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match report.outcome {
+        OpenOutcome::Verified => {
+            tracing::info!(entries, accounts, elapsed_ms, "state verified against the log")
+        }
+        OpenOutcome::RolledForward(n) => {
+            tracing::warn!(
+                entries,
+                accounts,
+                elapsed_ms,
+                rolled_forward = n,
+                "state rolled forward from the log"
+            )
+        }
+        OpenOutcome::Rebuilt => {
+            tracing::warn!(entries, accounts, elapsed_ms, "state rebuilt from the log")
+        }
     }
+    let (stopped_tx, writer_stopped) = tokio::sync::oneshot::channel();
     let (writer, writer_thread) =
-        writer::spawn_writer(store.clone(), ledger, now_ms).map_err(io_err(&dir.root))?;
-    let service = service::LedgerService::new(genesis.clone(), store, writer);
-    Ok(OpenNode { genesis, service, writer_thread })
+        writer::spawn_writer(store.clone(), ledger, now_ms, stopped_tx).map_err(io_err(&dir.root))?;
+    let service = service::LedgerService::new(genesis.clone(), store.clone(), writer);
+    Ok(OpenNode { genesis, service, writer_thread, writer_stopped, store })
 }
 
 /// Opens the data directory and serves gRPC on `listener` until `shutdown` completes.
@@ -206,7 +215,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
-    let OpenNode { genesis, service, writer_thread } = open_node(dir).await?;
+    let OpenNode { genesis, service, writer_thread, writer_stopped, store } = open_node(dir).await?;
     let ledger_server = pb::ledger_server::LedgerServer::new(service)
         .max_decoding_message_size(REQUEST_BYTES_MAX)
         .max_encoding_message_size(RESPONSE_BYTES_MAX);
@@ -225,11 +234,21 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ledger_server)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+            tokio::select! {
+                () = shutdown => {}
+                _ = writer_stopped => {
+                    tracing::error!("the writer stopped; shutting down (the next start recovers from the log)");
+                }
+            }
+        })
         .await?;
     // The server dropped the service, hence the last writer handle: the writer finishes
     // the group in hand and stops.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    if let Err(e) = store.close() {
+        tracing::warn!(error = %e, "could not flush the state on shutdown (it will be checked on start)");
+    }
     tracing::info!("stopped");
     Ok(())
 }

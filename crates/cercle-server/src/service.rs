@@ -13,7 +13,7 @@ use crate::error::ServiceError;
 use crate::now_ms;
 use crate::writer::{Receipt, WriterHandle};
 
-use cercle_proto::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
+use cercle_proto::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, SUBMIT_BATCH_MAX};
 
 #[derive(Clone)]
 pub struct LedgerService {
@@ -52,22 +52,83 @@ impl LedgerService {
         }
     }
 
+    /// Converts, verifies (strictly) and decodes one envelope: everything that can happen
+    /// before the writer, in that order, so nothing unsigned is even parsed.
+    fn check_envelope(
+        &self,
+        envelope: pb::Envelope,
+    ) -> Result<(core::Envelope, core::Operation), ServiceError> {
+        let envelope = core::Envelope::try_from(envelope).map_err(|r| self.reject(r))?;
+        verify_envelope(&self.genesis, &envelope).map_err(|r| self.reject(r))?;
+        let op = cercle_proto::decode_operation(&envelope.body).map_err(|r| self.reject(r))?;
+        Ok((envelope, op))
+    }
+
     async fn submit_envelope(&self, envelope: Option<pb::Envelope>) -> Result<Receipt, ServiceError> {
         let envelope =
             envelope.ok_or_else(|| ServiceError::InvalidArgument("the request has no envelope".into()))?;
-        let envelope = core::Envelope::try_from(envelope).map_err(|r| self.reject(r))?;
-        // Strict verification first, then decoding: nothing unsigned is even parsed.
-        verify_envelope(&self.genesis, &envelope).map_err(|r| self.reject(r))?;
-        let op = cercle_proto::decode_operation(&envelope.body).map_err(|r| self.reject(r))?;
+        let (envelope, op) = self.check_envelope(envelope)?;
         let receipt = self.writer.submit(envelope, op).await?;
-        tracing::info!(
-            sequence = receipt.entry.sequence,
-            operation_id = %receipt.operation_id,
-            duplicate = receipt.duplicate,
-            "operation accepted"
-        );
+        log_receipt(&receipt);
         Ok(receipt)
     }
+
+    /// Checks a batch's envelopes in parallel on the blocking pool (signature verification
+    /// is the expensive part), then hands the valid ones to the writer together.
+    async fn submit_many(&self, envelopes: Vec<pb::Envelope>) -> Vec<Result<Receipt, ServiceError>> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let chunk_len = envelopes.len().div_ceil(workers).max(1);
+        let mut chunks = Vec::new();
+        let mut rest = envelopes;
+        while !rest.is_empty() {
+            let tail = rest.split_off(chunk_len.min(rest.len()));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let this = self.clone();
+            chunks.push(tokio::task::spawn_blocking(move || {
+                chunk.into_iter().map(|e| this.check_envelope(e)).collect::<Vec<_>>()
+            }));
+        }
+        let mut checked = Vec::new();
+        for chunk in chunks {
+            match chunk.await {
+                Ok(results) => checked.extend(results),
+                Err(e) => {
+                    return vec![Err(ServiceError::Internal(format!("verification task failed: {e}")))];
+                }
+            }
+        }
+        let mut results: Vec<Option<Result<Receipt, ServiceError>>> = Vec::with_capacity(checked.len());
+        let mut valid = Vec::new();
+        for (i, c) in checked.into_iter().enumerate() {
+            match c {
+                Ok(ok) => {
+                    valid.push((i, ok));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let (indexes, items): (Vec<usize>, Vec<_>) = valid.into_iter().unzip();
+        for (i, outcome) in indexes.into_iter().zip(self.writer.submit_many(items).await) {
+            if let Ok(receipt) = &outcome {
+                log_receipt(receipt);
+            }
+            results[i] = Some(outcome);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ServiceError::Internal("an envelope got no result".into()))))
+            .collect()
+    }
+}
+
+fn log_receipt(receipt: &Receipt) {
+    tracing::debug!(
+        sequence = receipt.entry.sequence,
+        operation_id = %receipt.operation_id,
+        duplicate = receipt.duplicate,
+        "operation accepted"
+    );
 }
 
 pub fn receipt_to_pb(r: &Receipt) -> pb::Receipt {
@@ -103,6 +164,32 @@ impl pb::ledger_server::Ledger for LedgerService {
                 Err(e.into())
             }
         }
+    }
+
+    async fn submit_batch(
+        &self,
+        request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let envelopes = request.into_inner().envelopes;
+        if envelopes.len() > SUBMIT_BATCH_MAX {
+            return Err(ServiceError::InvalidArgument(format!(
+                "a batch holds at most {SUBMIT_BATCH_MAX} envelopes, this one has {}",
+                envelopes.len()
+            ))
+            .into());
+        }
+        let results = self
+            .submit_many(envelopes)
+            .await
+            .into_iter()
+            .map(|r| pb::SubmitResult {
+                outcome: Some(match r {
+                    Ok(receipt) => pb::submit_result::Outcome::Receipt(receipt_to_pb(&receipt)),
+                    Err(e) => pb::submit_result::Outcome::Rejection(e.into_pb_rejection()),
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::SubmitBatchResponse { results }))
     }
 
     async fn get_account(

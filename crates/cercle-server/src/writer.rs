@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cercle_core::{Entry, Envelope, Genesis, Ledger, Operation, OperationId, Rejection};
-use cercle_store::{Accepted, Store};
+use cercle_core::{Entry, Envelope, Genesis, Head, Ledger, Operation, OperationId, Rejection};
+use cercle_store::{Accepted, CommitError, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ServiceError;
@@ -57,18 +57,57 @@ impl WriterHandle {
     }
 }
 
+impl WriterHandle {
+    /// Queues many operations at once and waits for all their outcomes, in order. When
+    /// the queue fills up, the operations that did not fit are answered `Busy`.
+    pub async fn submit_many(&self, items: Vec<(Envelope, Operation)>) -> Vec<Result<Receipt, ServiceError>> {
+        let mut waiting = Vec::with_capacity(items.len());
+        let mut full = false;
+        for (envelope, op) in items {
+            if full {
+                waiting.push(None);
+                continue;
+            }
+            let (reply, rx) = oneshot::channel();
+            match self.tx.try_send(WriteRequest { envelope, op, reply }) {
+                Ok(()) => waiting.push(Some(rx)),
+                Err(_) => {
+                    full = true;
+                    waiting.push(None);
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            results.push(match rx {
+                None => Err(ServiceError::Busy(format!(
+                    "the node is busy: {WRITE_QUEUE_MAX} operations are waiting to be written; retry shortly"
+                ))),
+                Some(rx) => rx
+                    .await
+                    .unwrap_or_else(|_| Err(ServiceError::Internal("the writer dropped a request".into()))),
+            });
+        }
+        results
+    }
+}
+
 /// Starts the writer thread over `ledger` (already loaded and checked from `store`).
 /// `clock` gives the node's time in ms since the Unix epoch. The thread ends when every
-/// `WriterHandle` is dropped.
+/// `WriterHandle` is dropped, or when storage fails in a way it cannot recover from; it
+/// then sends on `stopped`, so the node can stop serving.
 pub fn spawn_writer(
     store: Arc<Store>,
     ledger: Ledger,
     clock: fn() -> u64,
+    stopped: oneshot::Sender<()>,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
-    let thread = std::thread::Builder::new()
-        .name("cercle-writer".into())
-        .spawn(move || Writer { store, ledger, clock }.run(rx))?;
+    let thread = std::thread::Builder::new().name("cercle-writer".into()).spawn(move || {
+        let previous_head = *ledger.head();
+        Writer { store, ledger, clock, previous_head }.run(rx);
+        let _ = stopped.send(());
+    })?;
     Ok((WriterHandle { tx }, thread))
 }
 
@@ -76,6 +115,8 @@ struct Writer {
     store: Arc<Store>,
     ledger: Ledger,
     clock: fn() -> u64,
+    /// The head before the group in hand: where a failed group must leave the ledger.
+    previous_head: Head,
 }
 
 enum Outcome {
@@ -114,6 +155,7 @@ impl Writer {
     /// Executes and persists one group. Returns false if the writer must stop.
     fn write_group(&mut self, group: &mut Vec<WriteRequest>) -> bool {
         let now_ms = (self.clock)();
+        self.previous_head = *self.ledger.head();
         let mut accepted: Vec<Accepted> = Vec::new();
         let mut in_group: HashMap<OperationId, usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(group.len());
@@ -123,15 +165,25 @@ impl Writer {
         let mut keep_going = true;
         let committed =
             if accepted.is_empty() { Ok(()) } else { self.store.commit(&accepted, self.ledger.head()) };
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "could not persist a group of {} entries", accepted.len());
-            // The in-memory ledger ran ahead of storage: reload it from storage.
-            match self.store.open_ledger() {
-                Ok((ledger, _)) => self.ledger = ledger,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not reload the ledger from storage");
-                    keep_going = false;
+        match &committed {
+            Ok(()) => {}
+            Err(CommitError::NotWritten(e)) => {
+                tracing::error!(error = %e, entries = accepted.len(), "could not write a group to the log");
+                // Nothing of the group is durable, but the in-memory ledger ran ahead:
+                // take it back to the log's head by replaying the log.
+                match self.store.replay_log() {
+                    Ok(ledger) if ledger.head() == &self.previous_head => self.ledger = ledger,
+                    Ok(_) | Err(_) => {
+                        tracing::error!("could not take the ledger back to the log's head");
+                        keep_going = false;
+                    }
                 }
+            }
+            Err(CommitError::NotIndexed(e)) => {
+                // The group is durable but the state is behind: stop, and let the next
+                // start roll the state forward from the log.
+                tracing::error!(error = %e, "the state could not be updated after a durable write");
+                keep_going = false;
             }
         }
         for (req, outcome) in group.drain(..).zip(outcomes) {
@@ -143,6 +195,7 @@ impl Writer {
                         operation_id: accepted[index].operation_id,
                         duplicate,
                     }),
+                    // Durable but unconfirmed: the client retries, and the retry finds it.
                     Err(e) => Err(ServiceError::Internal(format!("storage: {e}"))),
                 },
             };
@@ -171,17 +224,13 @@ impl Writer {
                 )))
             };
         }
-        match self.store.operation(&id) {
+        match self.store.operation(&id).and_then(|seq| match seq {
+            Some(seq) => self.store.entry(seq),
+            None => Ok(None),
+        }) {
             Err(e) => return Outcome::Done(Box::new(Err(e.into()))),
-            Ok(Some(record)) if record.body_hash == body_hash => {
-                return Outcome::Done(Box::new(match self.store.entry(record.sequence) {
-                    Ok(Some(entry)) => Ok(Receipt { entry, operation_id: id, duplicate: true }),
-                    Ok(None) => Err(ServiceError::Internal(format!(
-                        "operation {id} points at missing entry {}",
-                        record.sequence
-                    ))),
-                    Err(e) => Err(e.into()),
-                }));
+            Ok(Some(entry)) if entry.envelope.body_hash() == body_hash => {
+                return Outcome::Done(Box::new(Ok(Receipt { entry, operation_id: id, duplicate: true })));
             }
             Ok(Some(_)) => {
                 return Outcome::Done(Box::new(Err(

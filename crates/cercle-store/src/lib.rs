@@ -1,35 +1,45 @@
-//! The storage adapter: persists in sled what the core decided, and reads it back.
+//! The storage adapter: persists what the core decided, durably, and reads it back.
 //!
-//! Layout: one sled tree, keys prefixed by kind, integers big-endian so key order is
-//! numeric order, every value starting with a version byte (inside the core's codec):
+//! A ledger directory holds three things:
 //!
-//! | key                              | value                                  |
-//! |----------------------------------|----------------------------------------|
-//! | `m/genesis`                      | `Genesis::encode`                      |
-//! | `m/head`                         | version, size u64, hash, timestamp u64 |
-//! | `l` sequence                     | `Entry::encode`                        |
-//! | `a` handle                       | `Account::encode`                      |
-//! | `o` operation id                 | version, body hash, sequence u64       |
-//! | `h` handle `0x00` sequence       | empty (the account's history index)    |
+//! - `genesis.bin`: the genesis, written once at creation and synced.
+//! - `entries.log`: the log of entries, append-only and checksummed (`log` module). It is
+//!   the source of truth, and the only file the node waits on: each group of entries is
+//!   written with one `write` and one `fdatasync` before any of them is acknowledged.
+//! - `state/`: a sled database holding what is derived from the log: accounts, the
+//!   operation-id index, each account's history index, the position of every entry in the
+//!   log, and the head it has applied. sled is never synced on the write path (its
+//!   `flush` is only `sync_file_range` on Linux); it can always be rolled forward or
+//!   rebuilt from the log.
 //!
-//! Crash contract (today): `Store::commit` writes a group of entries, the accounts they
-//! changed, their operation ids, history index rows and the new head in one sled batch,
-//! which sled makes all-or-nothing after recovery. It then calls `sled::Db::flush`, which
-//! on Linux issues `sync_file_range`, not `fsync`: an acknowledged group survives a crash
-//! of the node process, but a power cut or kernel crash may lose the most recent groups,
-//! and sled 0.34 has reported corruption after hard kills. See ARCHITECTURE.md.
+//! sled keys, integers big-endian so key order is numeric order:
 //!
-//! On open the state is checked against the log: the log is replayed from genesis and the
-//! replayed state digest and head must equal the stored ones. If they differ, the state is
-//! rebuilt from the log, which is the source of truth.
+//! | key                          | value                                   |
+//! |------------------------------|-----------------------------------------|
+//! | `m/head`                     | version, size u64, hash, timestamp u64  |
+//! | `l` sequence                 | version, log offset u64, length u32     |
+//! | `a` handle                   | `Account::encode`                       |
+//! | `o` operation id             | version, sequence u64                   |
+//! | `h` handle `0x00` sequence   | empty (the account's history index)     |
+//!
+//! Crash contract. After a crash or power cut at any moment, on the next open:
+//! - every group whose `fdatasync` completed (so every acknowledged operation) is in the
+//!   log, exactly once, and its effects are in the state;
+//! - a group whose write was interrupted is either entirely present (the sync happened but
+//!   the acknowledgement did not get out) or cut away as a torn tail;
+//! - the state is the replay of the log: if sled lags behind it is rolled forward, if it
+//!   disagrees or cannot be opened it is rebuilt from the log.
 
-use std::path::Path;
+pub mod log;
+
+use std::path::{Path, PathBuf};
 
 use cercle_core::{
     Account, AccountId, Entry, Genesis, Head, Ledger, OperationId, ReplayError, Replayer, State,
 };
 
-const GENESIS_KEY: &[u8] = b"m/genesis";
+use crate::log::{LogFile, RecordPos, sync_dir};
+
 const HEAD_KEY: &[u8] = b"m/head";
 const LOG_PREFIX: u8 = b'l';
 const ACCOUNT_PREFIX: u8 = b'a';
@@ -37,10 +47,16 @@ const OPERATION_PREFIX: u8 = b'o';
 const HISTORY_PREFIX: u8 = b'h';
 const RECORD_VERSION: u8 = 1;
 
+const GENESIS_FILE: &str = "genesis.bin";
+const LOG_FILE: &str = "entries.log";
+const STATE_DIR: &str = "state";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage error: {0}")]
+    #[error("state database error: {0}")]
     Sled(#[from] sled::Error),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
     #[error("the data directory {0} already holds a ledger")]
     AlreadyInitialised(String),
     #[error("the data directory {0} holds no ledger: run `cercle-node init` first")]
@@ -55,13 +71,6 @@ fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
     StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: reason.to_string() }
 }
 
-/// What the store remembers about an accepted operation id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OperationRecord {
-    pub body_hash: [u8; 32],
-    pub sequence: u64,
-}
-
 /// One accepted operation, ready to persist.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -71,16 +80,48 @@ pub struct Accepted {
     pub accounts: Vec<Account>,
 }
 
-/// How `Store::open_ledger` found the data.
+/// Why a group could not be committed, and what that means for it.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Nothing of the group is durable: it may be reported as failed.
+    #[error("the group was not written: {0}")]
+    NotWritten(StoreError),
+    /// The group is durable in the log but the state could not be updated. The state is
+    /// now behind the log; the node must stop and roll forward on the next start.
+    #[error("the group is in the log but the state could not be updated: {0}")]
+    NotIndexed(StoreError),
+}
+
+/// How `Store::open` found the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenOutcome {
     /// The stored state equals the replayed log.
     Verified,
-    /// They differed (or the state was missing): the state was rebuilt from the log.
+    /// The state was behind the log by this many entries and was rolled forward.
+    RolledForward(u64),
+    /// The state disagreed with the log, or was missing or unreadable: rebuilt from it.
     Rebuilt,
 }
 
+/// Options of `Store::open`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    /// Check every entry's signature again while replaying (an audit, and `rebuild`).
+    /// Without it the replay trusts the signatures checked when the entries were written.
+    pub verify_signatures: bool,
+}
+
+/// What `Store::open` did, for the start-up log line.
+#[derive(Debug, Clone)]
+pub struct OpenReport {
+    pub outcome: OpenOutcome,
+    pub recovery: log::Recovery,
+}
+
 pub struct Store {
+    dir: PathBuf,
+    genesis: Genesis,
+    log: LogFile,
     db: sled::Db,
 }
 
@@ -133,128 +174,227 @@ fn decode_head(v: &[u8]) -> Result<Head, StoreError> {
     if v.len() != 49 || v[0] != RECORD_VERSION {
         return Err(corrupt(HEAD_KEY, "bad length or version"));
     }
-    let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or([0; 8]));
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&v[1..9]);
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&v[9..41]);
-    Ok(Head { size: u64_at(1), hash, timestamp_ms: u64_at(41) })
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&v[41..49]);
+    Ok(Head { size: u64::from_be_bytes(size), hash, timestamp_ms: u64::from_be_bytes(ts) })
 }
 
-fn encode_operation_record(r: &OperationRecord) -> Vec<u8> {
-    let mut v = Vec::with_capacity(41);
-    v.push(RECORD_VERSION);
-    v.extend_from_slice(&r.body_hash);
-    v.extend_from_slice(&r.sequence.to_be_bytes());
+fn encode_pos(pos: RecordPos) -> [u8; 13] {
+    let mut v = [0u8; 13];
+    v[0] = RECORD_VERSION;
+    v[1..9].copy_from_slice(&pos.offset.to_be_bytes());
+    v[9..13].copy_from_slice(&pos.len.to_be_bytes());
     v
 }
 
-fn decode_operation_record(key: &[u8], v: &[u8]) -> Result<OperationRecord, StoreError> {
-    if v.len() != 41 || v[0] != RECORD_VERSION {
+fn decode_pos(key: &[u8], v: &[u8]) -> Result<RecordPos, StoreError> {
+    if v.len() != 13 || v[0] != RECORD_VERSION {
+        return Err(corrupt(key, "bad log position"));
+    }
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&v[1..9]);
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&v[9..13]);
+    Ok(RecordPos { offset: u64::from_be_bytes(offset), len: u32::from_be_bytes(len) })
+}
+
+fn encode_sequence(sequence: u64) -> [u8; 9] {
+    let mut v = [0u8; 9];
+    v[0] = RECORD_VERSION;
+    v[1..].copy_from_slice(&sequence.to_be_bytes());
+    v
+}
+
+fn decode_sequence(key: &[u8], v: &[u8]) -> Result<u64, StoreError> {
+    if v.len() != 9 || v[0] != RECORD_VERSION {
         return Err(corrupt(key, "bad operation record"));
     }
-    let mut body_hash = [0u8; 32];
-    body_hash.copy_from_slice(&v[1..33]);
-    let sequence = u64::from_be_bytes(v[33..41].try_into().unwrap_or([0; 8]));
-    Ok(OperationRecord { body_hash, sequence })
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&v[1..]);
+    Ok(u64::from_be_bytes(seq))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::Io { path: path.display().to_string(), source: e }
+}
+
+/// Adds an entry's derived rows (position, operation id, history) to `batch`.
+fn index_entry(batch: &mut sled::Batch, entry: &Entry, operation_id: &OperationId, pos: RecordPos) {
+    batch.insert(&log_key(entry.sequence), &encode_pos(pos));
+    batch.insert(&operation_key(operation_id), &encode_sequence(entry.sequence));
+}
+
+fn index_history(batch: &mut sled::Batch, account: &AccountId, sequence: u64) {
+    batch.insert(history_key(account, sequence), &[]);
 }
 
 impl Store {
-    /// Creates a new ledger in `dir` with `genesis`. Fails if one is already there.
-    pub fn create(dir: &Path, genesis: &Genesis) -> Result<Store, StoreError> {
-        let db = sled::open(dir)?;
-        if db.contains_key(GENESIS_KEY)? {
-            return Err(StoreError::AlreadyInitialised(dir.display().to_string()));
-        }
-        let mut batch = sled::Batch::default();
-        batch.insert(GENESIS_KEY, genesis.encode());
-        batch.insert(HEAD_KEY, encode_head(&Head::empty(genesis)));
-        db.apply_batch(batch)?;
-        db.flush()?;
-        Ok(Store { db })
-    }
-
-    /// Opens the ledger in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        if !dir.join("conf").exists() {
-            return Err(StoreError::NotInitialised(dir.display().to_string()));
-        }
-        let db = sled::open(dir)?;
-        if !db.contains_key(GENESIS_KEY)? {
-            return Err(StoreError::NotInitialised(dir.display().to_string()));
-        }
-        Ok(Store { db })
-    }
-
     /// True when `dir` holds a Cercle ledger.
     pub fn exists(dir: &Path) -> bool {
-        dir.join("conf").exists()
+        dir.join(GENESIS_FILE).exists()
     }
 
-    pub fn genesis(&self) -> Result<Genesis, StoreError> {
-        let v = self.db.get(GENESIS_KEY)?.ok_or_else(|| corrupt(GENESIS_KEY, "missing"))?;
-        Genesis::decode(&v).map_err(|e| corrupt(GENESIS_KEY, e))
-    }
-
-    pub fn head(&self) -> Result<Head, StoreError> {
-        let v = self.db.get(HEAD_KEY)?.ok_or_else(|| corrupt(HEAD_KEY, "missing"))?;
-        decode_head(&v)
-    }
-
-    /// Loads the ledger and checks the stored state against a replay of the log. When
-    /// they disagree, the state is rebuilt from the log (the log is the truth).
-    pub fn open_ledger(&self) -> Result<(Ledger, OpenOutcome), StoreError> {
-        let genesis = self.genesis()?;
-        let replayed = self.replay(&genesis, false)?;
-        let stored_head = self.head()?;
-        let stored_state = State::from_accounts(&genesis, self.accounts()?);
-        if stored_head == *replayed.head() && stored_state.digest() == replayed.state().digest() {
-            return Ok((replayed, OpenOutcome::Verified));
+    /// Creates a new ledger in `dir` with `genesis`: the genesis file and an empty log,
+    /// both synced, then an empty state.
+    pub fn create(dir: &Path, genesis: &Genesis) -> Result<(), StoreError> {
+        if Store::exists(dir) {
+            return Err(StoreError::AlreadyInitialised(dir.display().to_string()));
         }
-        tracing::warn!(
-            stored_size = stored_head.size,
-            log_size = replayed.head().size,
-            "stored state disagrees with the log; rebuilding the state from the log"
-        );
-        self.write_state(&replayed)?;
-        Ok((replayed, OpenOutcome::Rebuilt))
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        LogFile::create(&dir.join(LOG_FILE), genesis)?;
+        // The genesis file is written last, through a rename: its presence is what makes
+        // the directory a ledger, so a crash during creation leaves no half ledger.
+        let tmp = dir.join("genesis.bin.tmp");
+        std::fs::write(&tmp, genesis.encode()).map_err(io(&tmp))?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, dir.join(GENESIS_FILE)).map_err(io(dir))?;
+        sync_dir(dir)?;
+        Ok(())
     }
 
-    /// Replays the whole log from genesis. `verify_signatures` checks every signature
-    /// again (an audit); without it only the chain, the decoding and the outcomes are
-    /// checked, which is what start-up needs.
-    pub fn replay(&self, genesis: &Genesis, verify_signatures: bool) -> Result<Ledger, StoreError> {
-        let mut replayer = Replayer::new(genesis.clone(), verify_signatures);
-        for item in self.db.scan_prefix([LOG_PREFIX]) {
-            let (key, value) = item?;
-            let entry = Entry::decode(&value).map_err(|e| corrupt(&key, e))?;
+    /// Opens the ledger in `dir`: recovers the log (cutting a torn tail), replays it, and
+    /// brings the state in line with it (verified, rolled forward, or rebuilt).
+    pub fn open(dir: &Path, options: OpenOptions) -> Result<(Store, Ledger, OpenReport), StoreError> {
+        if !Store::exists(dir) {
+            return Err(StoreError::NotInitialised(dir.display().to_string()));
+        }
+        let genesis_path = dir.join(GENESIS_FILE);
+        let bytes = std::fs::read(&genesis_path).map_err(io(&genesis_path))?;
+        let genesis = Genesis::decode(&bytes).map_err(|e| corrupt(GENESIS_FILE.as_bytes(), e))?;
+        let db = open_state(&dir.join(STATE_DIR))?;
+        // No head yet: a new (or freshly cleared) state, which is the empty prefix of any
+        // log. An unreadable head: unknown, so the state is rebuilt.
+        let state_head = match db.get(HEAD_KEY) {
+            Ok(Some(v)) => decode_head(&v).ok(),
+            Ok(None) => Some(Head::empty(&genesis)),
+            Err(_) => None,
+        };
+        let state_size = state_head.map_or(0, |h| h.size);
+
+        // One pass over the log: check each record, replay it, and keep the positions of
+        // the entries the state has not applied yet (to roll it forward).
+        let mut replayer = Replayer::new(genesis.clone(), options.verify_signatures);
+        let mut hash_at_state_size = (state_size == 0).then(|| genesis.hash());
+        let mut missing: Vec<(RecordPos, OperationId)> = Vec::new();
+        let (log, recovery) = LogFile::open(&dir.join(LOG_FILE), &genesis, |entry, pos| {
             let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
-            replayer.replay(&entry, op.as_ref().map_err(Clone::clone))?;
+            replayer.replay(entry, op.as_ref().map_err(Clone::clone))?;
+            if entry.sequence == state_size {
+                hash_at_state_size = Some(entry.hash());
+            }
+            if entry.sequence > state_size
+                && let Ok(op) = &op
+            {
+                missing.push((pos, op.id));
+            }
+            Ok(())
+        })?;
+        let ledger = replayer.into_ledger();
+        let store = Store { dir: dir.to_path_buf(), genesis, log, db };
+
+        let state_is_prefix = state_head.is_some_and(|h| h.size <= ledger.head().size)
+            && hash_at_state_size.is_some()
+            && state_head.map(|h| h.hash) == hash_at_state_size;
+        let outcome = if state_is_prefix && state_size < ledger.head().size {
+            store.roll_forward(&ledger, &missing)?;
+            OpenOutcome::RolledForward(ledger.head().size - state_size)
+        } else if state_is_prefix {
+            OpenOutcome::Verified
+        } else {
+            tracing::warn!(
+                state_size,
+                log_size = ledger.head().size,
+                "the state does not match the log; rebuilding it from the log"
+            );
+            store.rebuild_state(&ledger)?;
+            OpenOutcome::Rebuilt
+        };
+        let stored = State::from_accounts(&store.genesis, store.accounts()?);
+        if stored.digest() != ledger.state().digest() || store.head()? != *ledger.head() {
+            if outcome == OpenOutcome::Rebuilt {
+                return Err(corrupt(b"state", "the rebuilt state does not match the log"));
+            }
+            tracing::warn!("the state's accounts do not match the log; rebuilding the state from the log");
+            store.rebuild_state(&ledger)?;
+            let report = OpenReport { outcome: OpenOutcome::Rebuilt, recovery };
+            return Ok((store, ledger, report));
         }
+        Ok((store, ledger, OpenReport { outcome, recovery }))
+    }
+
+    /// Deletes the state and rebuilds it from the log, checking every signature again.
+    pub fn rebuild(dir: &Path) -> Result<(Store, Ledger, OpenReport), StoreError> {
+        if !Store::exists(dir) {
+            return Err(StoreError::NotInitialised(dir.display().to_string()));
+        }
+        let state = dir.join(STATE_DIR);
+        if state.exists() {
+            std::fs::remove_dir_all(&state).map_err(io(&state))?;
+        }
+        let (store, ledger, mut report) = Store::open(dir, OpenOptions { verify_signatures: true })?;
+        report.outcome = OpenOutcome::Rebuilt;
+        Ok((store, ledger, report))
+    }
+
+    /// Replays the log file alone (not the state) into a ledger: where the ledger stands
+    /// after the last durable group.
+    pub fn replay_log(&self) -> Result<Ledger, StoreError> {
+        let mut replayer = Replayer::new(self.genesis.clone(), false);
+        LogFile::open(&self.dir.join(LOG_FILE), &self.genesis, |entry, _| {
+            let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
+            replayer.replay(entry, op.as_ref().map_err(Clone::clone))?;
+            Ok(())
+        })?;
         Ok(replayer.into_ledger())
     }
 
-    /// Replaces the derived state (accounts, operation ids, histories, head) by the one
-    /// of `ledger`, rebuilt from the log. The log and genesis are left untouched.
-    pub fn write_state(&self, ledger: &Ledger) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for prefix in [ACCOUNT_PREFIX, OPERATION_PREFIX, HISTORY_PREFIX] {
-            for item in self.db.scan_prefix([prefix]) {
-                let (key, _) = item?;
-                batch.remove(key);
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The head the state has applied (equal to the log's head while the node runs).
+    pub fn head(&self) -> Result<Head, StoreError> {
+        match self.db.get(HEAD_KEY)? {
+            Some(v) => decode_head(&v),
+            None => Ok(Head::empty(&self.genesis)),
+        }
+    }
+
+    /// Applies the entries the state missed, then stores every account and the head.
+    fn roll_forward(&self, ledger: &Ledger, missing: &[(RecordPos, OperationId)]) -> Result<(), StoreError> {
+        tracing::info!(entries = missing.len(), "rolling the state forward from the log");
+        for chunk in missing.chunks(4096) {
+            let mut batch = sled::Batch::default();
+            for (pos, id) in chunk {
+                let entry = self.log.read(*pos)?;
+                index_entry(&mut batch, &entry, id, *pos);
+                if let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) {
+                    for account in op.kind.accounts() {
+                        index_history(&mut batch, account, entry.sequence);
+                    }
+                }
             }
+            self.db.apply_batch(batch)?;
+        }
+        self.write_accounts_and_head(ledger)
+    }
+
+    fn write_accounts_and_head(&self, ledger: &Ledger) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for item in self.db.scan_prefix([ACCOUNT_PREFIX]) {
+            let (key, _) = item?;
+            batch.remove(key);
         }
         for account in ledger.state().accounts() {
             batch.insert(account_key(&account.id), account.encode());
-        }
-        for item in self.db.scan_prefix([LOG_PREFIX]) {
-            let (key, value) = item?;
-            let entry = Entry::decode(&value).map_err(|e| corrupt(&key, e))?;
-            let op = cercle_proto::decode_operation(&entry.envelope.body)
-                .map_err(|r| corrupt(&key, r.message("", 0)))?;
-            let record = OperationRecord { body_hash: entry.envelope.body_hash(), sequence: entry.sequence };
-            batch.insert(&operation_key(&op.id), encode_operation_record(&record));
-            for account in op.kind.accounts() {
-                batch.insert(history_key(account, entry.sequence), &[]);
-            }
         }
         batch.insert(HEAD_KEY, encode_head(ledger.head()));
         self.db.apply_batch(batch)?;
@@ -262,31 +402,45 @@ impl Store {
         Ok(())
     }
 
-    /// Persists a group of accepted operations and the new head in one atomic batch,
-    /// then flushes (see the crash contract in the module docs).
-    pub fn commit(&self, accepted: &[Accepted], head: &Head) -> Result<(), StoreError> {
+    /// Replaces everything in the state by what the log says.
+    fn rebuild_state(&self, ledger: &Ledger) -> Result<(), StoreError> {
+        self.db.clear()?;
+        let mut all = Vec::new();
+        let genesis = self.genesis.clone();
+        // A second pass over the log for the positions; the first one already checked it.
+        let (_, _) = LogFile::open(&self.dir.join(LOG_FILE), &genesis, |entry, pos| {
+            if let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) {
+                all.push((pos, op.id));
+            }
+            Ok(())
+        })?;
+        self.roll_forward(ledger, &all)
+    }
+
+    /// Persists a group of accepted operations: first the log (one write, one
+    /// `fdatasync`), then the derived state in one sled batch (not synced: it can be
+    /// rebuilt from the log). When this returns `Ok`, the group is durable.
+    pub fn commit(&self, accepted: &[Accepted], head: &Head) -> Result<(), CommitError> {
+        let encoded: Vec<Vec<u8>> = accepted.iter().map(|a| a.entry.encode()).collect();
+        let positions = self.log.append_group(&encoded).map_err(CommitError::NotWritten)?;
         let mut batch = sled::Batch::default();
-        for a in accepted {
-            let seq = a.entry.sequence;
-            batch.insert(&log_key(seq), a.entry.encode());
-            let record = OperationRecord { body_hash: a.entry.envelope.body_hash(), sequence: seq };
-            batch.insert(&operation_key(&a.operation_id), encode_operation_record(&record));
+        for (a, pos) in accepted.iter().zip(positions) {
+            index_entry(&mut batch, &a.entry, &a.operation_id, pos);
             for account in &a.accounts {
                 batch.insert(account_key(&account.id), account.encode());
-                batch.insert(history_key(&account.id, seq), &[]);
+                index_history(&mut batch, &account.id, a.entry.sequence);
             }
         }
         batch.insert(HEAD_KEY, encode_head(head));
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
+        self.db.apply_batch(batch).map_err(|e| CommitError::NotIndexed(e.into()))
     }
 
-    pub fn operation(&self, id: &OperationId) -> Result<Option<OperationRecord>, StoreError> {
+    /// The sequence of the entry that accepted operation `id`, if any.
+    pub fn operation(&self, id: &OperationId) -> Result<Option<u64>, StoreError> {
         let key = operation_key(id);
         match self.db.get(key)? {
             None => Ok(None),
-            Some(v) => decode_operation_record(&key, &v).map(Some),
+            Some(v) => decode_sequence(&key, &v).map(Some),
         }
     }
 
@@ -294,7 +448,7 @@ impl Store {
         let key = log_key(sequence);
         match self.db.get(key)? {
             None => Ok(None),
-            Some(v) => Entry::decode(&v).map(Some).map_err(|e| corrupt(&key, e)),
+            Some(v) => self.log.read(decode_pos(&key, &v)?).map(Some),
         }
     }
 
@@ -344,6 +498,17 @@ impl Store {
         Ok((entries, false))
     }
 
+    /// Bytes used on disk by the log and the state.
+    pub fn size_on_disk(&self) -> Result<(u64, u64), StoreError> {
+        Ok((self.log.len_bytes(), self.db.size_on_disk()?))
+    }
+
+    /// Flushes the state (a clean shutdown makes the next start a plain verification).
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Damages the stored state on purpose (tests of the start-up check only).
     #[doc(hidden)]
     pub fn corrupt_state_for_tests(&self, id: &AccountId, balance_minor: i64) -> Result<(), StoreError> {
@@ -353,6 +518,29 @@ impl Store {
             self.db.flush()?;
         }
         Ok(())
+    }
+}
+
+/// Opens the sled state. A state sled cannot open (say, damaged by a power cut) is moved
+/// aside, with a warning, and a fresh one is created: it will be rebuilt from the log.
+fn open_state(path: &Path) -> Result<sled::Db, StoreError> {
+    match sled::Config::new().path(path).open() {
+        Ok(db) => Ok(db),
+        Err(e) => {
+            let mut aside = path.with_extension("broken");
+            let mut n = 1;
+            while aside.exists() {
+                aside = path.with_extension(format!("broken.{n}"));
+                n += 1;
+            }
+            tracing::warn!(
+                error = %e,
+                moved_to = %aside.display(),
+                "the state database cannot be opened; moving it aside and rebuilding it from the log"
+            );
+            std::fs::rename(path, &aside).map_err(io(path))?;
+            Ok(sled::Config::new().path(path).open()?)
+        }
     }
 }
 
@@ -419,6 +607,11 @@ mod tests {
         ]
     }
 
+    fn open(dir: &Path) -> (Store, Ledger, OpenOutcome) {
+        let (store, ledger, report) = Store::open(dir, OpenOptions::default()).unwrap();
+        (store, ledger, report.outcome)
+    }
+
     #[test]
     fn state_survives_reopen_and_is_rebuilt_when_damaged() {
         let dir = tempfile::tempdir().unwrap();
@@ -426,40 +619,128 @@ mod tests {
         let firm = Keypair::from_seed(&[2; 32]);
         let g = genesis(&admin);
         let payer = AccountId::parse("payer").unwrap();
+        Store::create(dir.path(), &g).unwrap();
         let digest = {
-            let store = Store::create(dir.path(), &g).unwrap();
-            let mut ledger = Ledger::new(g.clone());
+            let (store, mut ledger, outcome) = open(dir.path());
+            assert_eq!(outcome, OpenOutcome::Verified);
             write(&store, &mut ledger, &ops(&admin, &firm));
             assert_eq!(store.account(&payer).unwrap().unwrap().balance_minor, -2_500);
             let (history, more) = store.history(&payer, 0, 10).unwrap();
             assert_eq!((history.len(), more), (2, false));
             let (page, more) = store.history(&payer, 0, 1).unwrap();
             assert_eq!((page[0].sequence, more), (1, true));
-            assert_eq!(store.operation(&OperationId([3; 16])).unwrap().unwrap().sequence, 3);
+            assert_eq!(store.operation(&OperationId([3; 16])).unwrap(), Some(3));
+            assert_eq!(store.entry(3).unwrap().unwrap().sequence, 3);
             ledger.state().digest()
         };
         {
-            let store = Store::open(dir.path()).unwrap();
-            let (ledger, outcome) = store.open_ledger().unwrap();
+            let (store, ledger, outcome) = open(dir.path());
             assert_eq!(outcome, OpenOutcome::Verified);
             assert_eq!(ledger.state().digest(), digest);
             store.corrupt_state_for_tests(&payer, 777).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
-        let (ledger, outcome) = store.open_ledger().unwrap();
+        let (store, ledger, outcome) = open(dir.path());
         assert_eq!(outcome, OpenOutcome::Rebuilt);
         assert_eq!(ledger.state().digest(), digest);
         assert_eq!(store.account(&payer).unwrap().unwrap().balance_minor, -2_500);
-        assert_eq!(store.open_ledger().unwrap().1, OpenOutcome::Verified);
+        drop(store);
+        // A deleted state is rebuilt, every signature checked again.
+        let (store, ledger, report) = Store::rebuild(dir.path()).unwrap();
+        assert_eq!(report.outcome, OpenOutcome::Rebuilt);
+        assert_eq!(ledger.state().digest(), digest);
+        assert_eq!(store.history(&payer, 0, 10).unwrap().0.len(), 2);
+        drop(store);
+        assert_eq!(open(dir.path()).2, OpenOutcome::Verified);
+    }
+
+    #[test]
+    fn a_state_behind_the_log_is_rolled_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = Keypair::from_seed(&[1; 32]);
+        let firm = Keypair::from_seed(&[2; 32]);
+        let g = genesis(&admin);
+        Store::create(dir.path(), &g).unwrap();
+        let all = ops(&admin, &firm);
+        {
+            let (store, mut ledger, _) = open(dir.path());
+            write(&store, &mut ledger, &all[..2]);
+            store.close().unwrap();
+        }
+        // Keep a copy of the state as it is after two entries, write the third, then put
+        // the old state back: the state now lags the log by one entry.
+        let state = dir.path().join(STATE_DIR);
+        let saved = dir.path().join("saved-state");
+        copy_dir(&state, &saved);
+        let digest = {
+            let (store, mut ledger, _) = open(dir.path());
+            write(&store, &mut ledger, &all[2..]);
+            ledger.state().digest()
+        };
+        std::fs::remove_dir_all(&state).unwrap();
+        copy_dir(&saved, &state);
+        let (store, ledger, outcome) = open(dir.path());
+        assert_eq!(outcome, OpenOutcome::RolledForward(1));
+        assert_eq!(ledger.state().digest(), digest);
+        assert_eq!(store.operation(&OperationId([3; 16])).unwrap(), Some(3));
+        assert_eq!(store.history(&AccountId::parse("payee").unwrap(), 0, 10).unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_back_to_the_last_complete_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = Keypair::from_seed(&[1; 32]);
+        let firm = Keypair::from_seed(&[2; 32]);
+        let g = genesis(&admin);
+        Store::create(dir.path(), &g).unwrap();
+        {
+            let (store, mut ledger, _) = open(dir.path());
+            write(&store, &mut ledger, &ops(&admin, &firm));
+        }
+        let log_path = dir.path().join(LOG_FILE);
+        let full = std::fs::read(&log_path).unwrap();
+        // Every possible torn length of the last record: back to two entries.
+        let last_start = {
+            let (store, _, _) = open(dir.path());
+            let v = store.db.get(log_key(3)).unwrap().unwrap();
+            decode_pos(b"l", &v).unwrap().offset as usize
+        };
+        for cut in [last_start + 1, last_start + 8, full.len() - 1] {
+            std::fs::write(&log_path, &full[..cut]).unwrap();
+            let (_, ledger, report) = Store::open(dir.path(), OpenOptions::default()).unwrap();
+            assert_eq!(ledger.head().size, 2, "cut at {cut}");
+            assert_eq!(report.recovery.cut_bytes, (cut - last_start) as u64);
+            assert!(report.recovery.cut_reason.is_some());
+            assert_eq!(std::fs::metadata(&log_path).unwrap().len(), last_start as u64);
+        }
+        // A flipped byte in the last record: its checksum catches it.
+        let mut damaged = full.clone();
+        damaged[full.len() - 3] ^= 0x40;
+        std::fs::write(&log_path, &damaged).unwrap();
+        let (_, ledger, report) = Store::open(dir.path(), OpenOptions::default()).unwrap();
+        assert_eq!(ledger.head().size, 2);
+        assert!(report.recovery.cut_reason.unwrap().contains("checksum"));
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
     }
 
     #[test]
     fn opening_an_empty_directory_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Store::open(dir.path()).err().unwrap();
+        let err = Store::open(dir.path(), OpenOptions::default()).err().unwrap();
         assert!(err.to_string().contains("holds no ledger"), "{err}");
         let admin = Keypair::from_seed(&[1; 32]);
-        drop(Store::create(dir.path(), &genesis(&admin)).unwrap());
+        Store::create(dir.path(), &genesis(&admin)).unwrap();
         let err = Store::create(dir.path(), &genesis(&admin)).err().unwrap();
         assert!(err.to_string().contains("already holds a ledger"), "{err}");
     }

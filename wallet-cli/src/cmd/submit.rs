@@ -1,4 +1,5 @@
-//! `cercle submit`: send the envelopes of a file written with `--save`, in order.
+//! `cercle submit`: send the envelopes of a file written with `--save`, in order, up to
+//! 1,000 per `SubmitBatch` request (a payment run exported from accounting, say).
 //!
 //! The whole file is read and checked before the first envelope is sent, so a malformed
 //! line stops everything with its line number. Resubmitting an accepted envelope is
@@ -6,10 +7,13 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::bail;
+use cercle_proto as pb;
 use serde_json::json;
 
-use crate::client::{Node, Rejected, is_unreachable, status_error};
+use crate::client::{Node, Rejected, status_error};
 use crate::{Global, envelopes, output};
 
 #[derive(Debug, clap::Args)]
@@ -19,53 +23,119 @@ pub struct Args {
     file: PathBuf,
 }
 
+/// How many times envelopes the node was too busy to take are sent again.
+const BUSY_RETRIES_MAX: u32 = 8;
+/// First pause before such a retry; it doubles each time.
+const BUSY_BACKOFF_FIRST: Duration = Duration::from_millis(50);
+
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let list = envelopes::read_file(&args.file)?;
     let total = list.len();
     let mut node = Node::connect(&global.node).await?;
     let mut failed = 0usize;
-    for (index, (line, envelope)) in list.into_iter().enumerate() {
-        let status = match node.submit(envelope).await {
-            Ok(receipt) => {
-                if global.json {
-                    let mut value = output::receipt_json(&receipt);
-                    value["line"] = json!(line);
-                    output::emit_json(&value)?;
-                } else {
-                    let text = output::receipt_line(&node.genesis, &receipt);
-                    output::emit(&format!("line {line}: {text}"))?;
-                }
-                continue;
-            }
-            Err(status) => status,
-        };
-        if is_unreachable(&status) {
-            bail!(
-                "line {line}: {:#}; {} envelope(s) from line {line} on were not submitted",
+    let mut sent = 0usize;
+    for chunk in list.chunks(pb::SUBMIT_BATCH_MAX) {
+        let results = submit_chunk(&mut node, chunk).await.map_err(|status| {
+            let first = chunk.first().map_or(0, |(line, _)| *line);
+            anyhow::anyhow!(
+                "line {first}: {:#}; {} envelope(s) from line {first} on were not confirmed (resubmitting the file is safe)",
                 status_error(node.url(), &status),
-                total - index
-            );
-        }
-        failed += 1;
-        let error = status_error(node.url(), &status);
-        if global.json {
-            let value = match Rejected::from_status(&status) {
-                Some(r) => json!({
-                    "line": line,
-                    "rejected": true,
-                    "reason": r.reason,
-                    "code": r.code,
-                    "message": r.message,
-                }),
-                None => json!({"line": line, "rejected": false, "error": format!("{error:#}")}),
-            };
-            output::emit_json(&value)?;
-        } else {
-            output::emit(&format!("line {line}: {error:#}"))?;
+                total - sent
+            )
+        })?;
+        sent += chunk.len();
+        for ((line, _), result) in chunk.iter().zip(results) {
+            match result {
+                Ok(receipt) => {
+                    if global.json {
+                        let mut value = output::receipt_json(&receipt);
+                        value["line"] = json!(line);
+                        output::emit_json(&value)?;
+                    } else {
+                        let text = output::receipt_line(&node.genesis, &receipt);
+                        output::emit(&format!("line {line}: {text}"))?;
+                    }
+                }
+                Err(r) => {
+                    failed += 1;
+                    if global.json {
+                        output::emit_json(&json!({
+                            "line": line,
+                            "rejected": true,
+                            "reason": r.reason,
+                            "code": r.code,
+                            "message": r.message,
+                        }))?;
+                    } else {
+                        output::emit(&format!("line {line}: {r}"))?;
+                    }
+                }
+            }
         }
     }
     if failed > 0 {
         bail!("{failed} of {total} envelope(s) failed");
     }
     Ok(())
+}
+
+/// Submits one chunk with `SubmitBatch`, sending again (after a pause that doubles) the
+/// envelopes the node was too busy to take, a bounded number of times.
+async fn submit_chunk(
+    node: &mut Node,
+    chunk: &[(usize, pb::Envelope)],
+) -> Result<Vec<Result<pb::Receipt, Rejected>>, tonic::Status> {
+    let mut results: Vec<Option<Result<pb::Receipt, Rejected>>> = vec![None; chunk.len()];
+    let mut pending: Vec<usize> = (0..chunk.len()).collect();
+    let mut pause = BUSY_BACKOFF_FIRST;
+    for attempt in 0..=BUSY_RETRIES_MAX {
+        let envelopes = pending.iter().map(|&i| chunk[i].1.clone()).collect();
+        let answers = match node.submit_batch(envelopes).await {
+            Ok(answers) => answers,
+            Err(status) if status.code() == tonic::Code::ResourceExhausted && attempt < BUSY_RETRIES_MAX => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                continue;
+            }
+            Err(status) => return Err(status),
+        };
+        let mut busy = Vec::new();
+        for (&i, answer) in pending.iter().zip(answers) {
+            match answer.outcome {
+                Some(pb::submit_result::Outcome::Receipt(receipt)) => results[i] = Some(Ok(receipt)),
+                Some(pb::submit_result::Outcome::Rejection(r)) if r.code == 0 && r.reason == "BUSY" => {
+                    busy.push(i)
+                }
+                Some(pb::submit_result::Outcome::Rejection(r)) => {
+                    let code = u16::try_from(r.code).ok().filter(|c| *c != 0);
+                    results[i] = Some(Err(Rejected { reason: r.reason, code, message: r.message }));
+                }
+                None => {
+                    results[i] = Some(Err(Rejected {
+                        reason: "INTERNAL".into(),
+                        code: None,
+                        message: "the node sent an empty result".into(),
+                    }))
+                }
+            }
+        }
+        if busy.is_empty() {
+            break;
+        }
+        pending = busy;
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(Rejected {
+                    reason: "BUSY".into(),
+                    code: None,
+                    message: "the node stayed too busy to take this envelope; submit the file again".into(),
+                })
+            })
+        })
+        .collect())
 }
