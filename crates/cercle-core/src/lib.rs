@@ -12,6 +12,7 @@ pub mod entry;
 pub mod genesis;
 pub mod ids;
 pub mod ledger;
+pub mod merkle;
 pub mod op;
 pub mod reject;
 pub mod sign;
