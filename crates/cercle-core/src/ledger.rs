@@ -112,6 +112,8 @@ pub enum ReplayError {
     RejectedOnReplay { sequence: u64, reason: String },
     #[error("entry {sequence}: the recorded outcome differs from the replayed one")]
     OutcomeMismatch { sequence: u64 },
+    #[error("entry {sequence}: invariant broken: {reason}")]
+    InvariantBroken { sequence: u64, reason: String },
 }
 
 /// Re-executes a log from genesis, checking every entry against what it recorded.
@@ -119,13 +121,16 @@ pub struct Replayer {
     ledger: Ledger,
     verify_signatures: bool,
     seen_ids: HashSet<OperationId>,
+    /// Sum of all balances, kept up to date from each entry's touched accounts, so the
+    /// zero-sum invariant is checked after every entry in O(1).
+    balance_sum: i128,
 }
 
 impl Replayer {
     /// `verify_signatures: false` trusts signatures that were verified when written (the
     /// node's own start-up check); an auditor always passes `true`.
     pub fn new(genesis: Genesis, verify_signatures: bool) -> Self {
-        Replayer { ledger: Ledger::new(genesis), verify_signatures, seen_ids: HashSet::new() }
+        Replayer { ledger: Ledger::new(genesis), verify_signatures, seen_ids: HashSet::new(), balance_sum: 0 }
     }
 
     pub fn ledger(&self) -> &Ledger {

@@ -7,6 +7,7 @@
 //! auditor's replay all run this same code.
 
 pub mod amount;
+pub mod checkpoint;
 pub mod codec;
 pub mod entry;
 pub mod genesis;

@@ -205,7 +205,7 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
     let (stopped_tx, writer_stopped) = tokio::sync::oneshot::channel();
     let (writer, writer_thread) =
         writer::spawn_writer(store.clone(), ledger, now_ms, stopped_tx).map_err(io_err(&dir.root))?;
-    let service = service::LedgerService::new(genesis.clone(), store.clone(), writer);
+    let service = service::LedgerService::new(genesis.clone(), store.clone(), writer, Arc::new(node_key));
     Ok(OpenNode { genesis, service, writer_thread, writer_stopped, store })
 }
 

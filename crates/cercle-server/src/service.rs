@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use cercle_core::checkpoint::TreeHead;
+use cercle_core::sign::Keypair;
 use cercle_core::{self as core, AccountId, Genesis, verify_envelope};
 use cercle_proto as pb;
+use cercle_store::ProofRequestError;
 use cercle_store::Store;
 use tonic::{Request, Response, Status};
 
@@ -15,16 +18,56 @@ use crate::writer::{Receipt, WriterHandle};
 
 use cercle_proto::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, SUBMIT_BATCH_MAX};
 
+/// Entries buffered between the store and a `StreamEntries` client.
+pub const STREAM_BUFFER_ENTRIES: usize = 256;
+
 #[derive(Clone)]
 pub struct LedgerService {
     genesis: Arc<Genesis>,
     store: Arc<Store>,
     writer: WriterHandle,
+    /// Signs tree heads.
+    node_key: Arc<Keypair>,
 }
 
 impl LedgerService {
-    pub fn new(genesis: Arc<Genesis>, store: Arc<Store>, writer: WriterHandle) -> Self {
-        LedgerService { genesis, store, writer }
+    pub fn new(
+        genesis: Arc<Genesis>,
+        store: Arc<Store>,
+        writer: WriterHandle,
+        node_key: Arc<Keypair>,
+    ) -> Self {
+        LedgerService { genesis, store, writer, node_key }
+    }
+
+    /// Authenticates a read that only administrators and auditors may make.
+    fn authorize_governance(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        method: &str,
+        subject: &str,
+    ) -> Result<(), ServiceError> {
+        match authenticate(&self.genesis, metadata, method, subject, now_ms())? {
+            Caller::Governance(_) => Ok(()),
+            Caller::Key(key) => Err(ServiceError::PermissionDenied(format!(
+                "key {key} may not call {method}: administrators and auditors only"
+            ))),
+        }
+    }
+
+    /// May `caller` see entry `entry`? Governance sees all; a firm, the entries of its accounts.
+    fn may_see_entry(&self, caller: &Caller, entry: &core::Entry) -> Result<bool, ServiceError> {
+        let key = match caller {
+            Caller::Governance(_) => return Ok(true),
+            Caller::Key(key) => key,
+        };
+        let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) else { return Ok(false) };
+        for id in op.kind.accounts() {
+            if self.store.account(id)?.is_some_and(|a| a.keys.contains(key)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn reject(&self, rejection: core::Rejection) -> ServiceError {
@@ -142,8 +185,123 @@ pub fn receipt_to_pb(r: &Receipt) -> pb::Receipt {
     }
 }
 
+fn proof_error(e: ProofRequestError) -> ServiceError {
+    match e {
+        ProofRequestError::Invalid(m) => ServiceError::InvalidArgument(m.to_string()),
+        ProofRequestError::BeyondLog { .. } => ServiceError::InvalidArgument(e.to_string()),
+        ProofRequestError::Store(s) => s.into(),
+    }
+}
+
+fn hashes(list: Vec<[u8; 32]>) -> Vec<Vec<u8>> {
+    list.into_iter().map(|h| h.to_vec()).collect()
+}
+
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
+    type StreamEntriesStream = tokio_stream::wrappers::ReceiverStream<Result<pb::Entry, Status>>;
+
+    async fn get_tree_head(
+        &self,
+        _request: Request<pb::GetTreeHeadRequest>,
+    ) -> Result<Response<pb::SignedTreeHead>, Status> {
+        let (tree_size, root_hash) = self.store.tree();
+        let head =
+            TreeHead { ledger_id: self.genesis.ledger_id, tree_size, root_hash, timestamp_ms: now_ms() };
+        let signature = head.sign(&self.node_key);
+        Ok(Response::new(pb::SignedTreeHead {
+            ledger_id: head.ledger_id.0.to_vec(),
+            tree_size,
+            root_hash: root_hash.to_vec(),
+            timestamp_ms: head.timestamp_ms,
+            signature: signature.to_vec(),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let req = request.get_ref();
+        let caller = authenticate(
+            &self.genesis,
+            request.metadata(),
+            "GetInclusionProof",
+            &req.sequence.to_string(),
+            now_ms(),
+        )?;
+        let tree_size = if req.tree_size == 0 { self.store.tree().0 } else { req.tree_size };
+        if req.sequence == 0 || req.sequence > tree_size {
+            return Err(ServiceError::InvalidArgument(format!(
+                "entry {} is not in a tree of {tree_size} entries",
+                req.sequence
+            ))
+            .into());
+        }
+        let entry = self
+            .store
+            .entry(req.sequence)
+            .map_err(ServiceError::from)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no entry {}", req.sequence)))?;
+        if !self.may_see_entry(&caller, &entry)? {
+            return Err(ServiceError::PermissionDenied(format!(
+                "entry {} does not concern an account of this key",
+                req.sequence
+            ))
+            .into());
+        }
+        let proof = self.store.inclusion_proof(req.sequence, tree_size).map_err(proof_error)?;
+        Ok(Response::new(pb::InclusionProof {
+            sequence: req.sequence,
+            tree_size,
+            hashes: hashes(proof),
+            entry: Some((&entry).into()),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let req = request.get_ref();
+        let subject = format!("{}-{}", req.old_size, req.new_size);
+        authenticate(&self.genesis, request.metadata(), "GetConsistencyProof", &subject, now_ms())?;
+        let new_size = if req.new_size == 0 { self.store.tree().0 } else { req.new_size };
+        let proof = self.store.consistency_proof(req.old_size, new_size).map_err(proof_error)?;
+        Ok(Response::new(pb::ConsistencyProof { old_size: req.old_size, new_size, hashes: hashes(proof) }))
+    }
+
+    async fn stream_entries(
+        &self,
+        request: Request<pb::StreamEntriesRequest>,
+    ) -> Result<Response<Self::StreamEntriesStream>, Status> {
+        let from = request.get_ref().from_sequence.max(1);
+        self.authorize_governance(
+            request.metadata(),
+            "StreamEntries",
+            &request.get_ref().from_sequence.to_string(),
+        )?;
+        let end = self.store.tree().0;
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_ENTRIES);
+        let store = self.store.clone();
+        // Reads block (sled, the log file): a blocking task feeds the bounded channel, and
+        // stops as soon as the client goes away.
+        tokio::task::spawn_blocking(move || {
+            for seq in from..=end {
+                let item = match store.entry(seq) {
+                    Ok(Some(entry)) => Ok(pb::Entry::from(&entry)),
+                    Ok(None) => Err(Status::from(ServiceError::Internal(format!("entry {seq} is missing")))),
+                    Err(e) => Err(Status::from(ServiceError::from(e))),
+                };
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
     async fn get_ledger_info(
         &self,
         _request: Request<pb::GetLedgerInfoRequest>,

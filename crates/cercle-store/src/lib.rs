@@ -17,10 +17,11 @@
 //! | key                          | value                                   |
 //! |------------------------------|-----------------------------------------|
 //! | `m/head`                     | version, size u64, hash, timestamp u64  |
-//! | `l` sequence                 | version, log offset u64, length u32     |
+//! | `l` sequence                 | version, log offset u64, length u32, leaf hash |
 //! | `a` handle                   | `Account::encode`                       |
 //! | `o` operation id             | version, sequence u64                   |
 //! | `h` handle `0x00` sequence   | empty (the account's history index)     |
+//! | `t` level u8, index u64      | hash of a complete Merkle subtree (level >= 1) |
 //!
 //! Crash contract. After a crash or power cut at any moment, on the next open:
 //! - every group whose `fdatasync` completed (so every acknowledged operation) is in the
@@ -34,6 +35,9 @@ pub mod log;
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Mutex;
+
+use cercle_core::merkle::{self, Frontier, Hash, HashSource};
 use cercle_core::{
     Account, AccountId, Entry, Genesis, Head, Ledger, OperationId, ReplayError, Replayer, State,
 };
@@ -45,6 +49,7 @@ const LOG_PREFIX: u8 = b'l';
 const ACCOUNT_PREFIX: u8 = b'a';
 const OPERATION_PREFIX: u8 = b'o';
 const HISTORY_PREFIX: u8 = b'h';
+const SUBTREE_PREFIX: u8 = b't';
 const RECORD_VERSION: u8 = 1;
 
 const GENESIS_FILE: &str = "genesis.bin";
@@ -123,6 +128,8 @@ pub struct Store {
     genesis: Genesis,
     log: LogFile,
     db: sled::Db,
+    /// The right edge of the Merkle tree over the entries the state has applied.
+    frontier: Mutex<Frontier>,
 }
 
 fn log_key(sequence: u64) -> [u8; 9] {
@@ -183,23 +190,35 @@ fn decode_head(v: &[u8]) -> Result<Head, StoreError> {
     Ok(Head { size: u64::from_be_bytes(size), hash, timestamp_ms: u64::from_be_bytes(ts) })
 }
 
-fn encode_pos(pos: RecordPos) -> [u8; 13] {
-    let mut v = [0u8; 13];
+/// An entry's position in the log and its Merkle leaf hash (level 0 of the tree).
+fn encode_pos(pos: RecordPos, leaf: &Hash) -> [u8; 45] {
+    let mut v = [0u8; 45];
     v[0] = RECORD_VERSION;
     v[1..9].copy_from_slice(&pos.offset.to_be_bytes());
     v[9..13].copy_from_slice(&pos.len.to_be_bytes());
+    v[13..45].copy_from_slice(leaf);
     v
 }
 
-fn decode_pos(key: &[u8], v: &[u8]) -> Result<RecordPos, StoreError> {
-    if v.len() != 13 || v[0] != RECORD_VERSION {
+fn decode_pos(key: &[u8], v: &[u8]) -> Result<(RecordPos, Hash), StoreError> {
+    if v.len() != 45 || v[0] != RECORD_VERSION {
         return Err(corrupt(key, "bad log position"));
     }
     let mut offset = [0u8; 8];
     offset.copy_from_slice(&v[1..9]);
     let mut len = [0u8; 4];
     len.copy_from_slice(&v[9..13]);
-    Ok(RecordPos { offset: u64::from_be_bytes(offset), len: u32::from_be_bytes(len) })
+    let mut leaf = [0u8; 32];
+    leaf.copy_from_slice(&v[13..45]);
+    Ok((RecordPos { offset: u64::from_be_bytes(offset), len: u32::from_be_bytes(len) }, leaf))
+}
+
+fn subtree_key(level: u32, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = SUBTREE_PREFIX;
+    k[1] = level as u8;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
 }
 
 fn encode_sequence(sequence: u64) -> [u8; 9] {
@@ -222,10 +241,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::Io { path: path.display().to_string(), source: e }
 }
 
-/// Adds an entry's derived rows (position, operation id, history) to `batch`.
-fn index_entry(batch: &mut sled::Batch, entry: &Entry, operation_id: &OperationId, pos: RecordPos) {
-    batch.insert(&log_key(entry.sequence), &encode_pos(pos));
-    batch.insert(&operation_key(operation_id), &encode_sequence(entry.sequence));
+/// Adds an entry's derived rows (position and leaf hash, operation id, the Merkle subtrees
+/// it completes) to `batch`, and advances `frontier`.
+fn index_entry(
+    batch: &mut sled::Batch,
+    frontier: &mut Frontier,
+    entry_bytes: &[u8],
+    sequence: u64,
+    operation_id: &OperationId,
+    pos: RecordPos,
+) -> Result<(), StoreError> {
+    let leaf = merkle::leaf_hash(entry_bytes);
+    batch.insert(&log_key(sequence), encode_pos(pos, &leaf).as_slice());
+    batch.insert(&operation_key(operation_id), &encode_sequence(sequence));
+    let completed = frontier.push(leaf).map_err(|e| corrupt(b"tree", e))?;
+    for subtree in completed {
+        // Level 0 lives in the position record.
+        if subtree.level > 0 {
+            batch.insert(&subtree_key(subtree.level, subtree.index), &subtree.hash);
+        }
+    }
+    Ok(())
 }
 
 fn index_history(batch: &mut sled::Batch, account: &AccountId, sequence: u64) {
@@ -294,13 +330,13 @@ impl Store {
             Ok(())
         })?;
         let ledger = replayer.into_ledger();
-        let store = Store { dir: dir.to_path_buf(), genesis, log, db };
+        let store = Store { dir: dir.to_path_buf(), genesis, log, db, frontier: Mutex::new(Frontier::new()) };
 
         let state_is_prefix = state_head.is_some_and(|h| h.size <= ledger.head().size)
             && hash_at_state_size.is_some()
             && state_head.map(|h| h.hash) == hash_at_state_size;
         let outcome = if state_is_prefix && state_size < ledger.head().size {
-            store.roll_forward(&ledger, &missing)?;
+            store.roll_forward(&ledger, state_size, &missing)?;
             OpenOutcome::RolledForward(ledger.head().size - state_size)
         } else if state_is_prefix {
             OpenOutcome::Verified
@@ -320,10 +356,18 @@ impl Store {
             }
             tracing::warn!("the state's accounts do not match the log; rebuilding the state from the log");
             store.rebuild_state(&ledger)?;
+            store.load_frontier(ledger.head().size)?;
             let report = OpenReport { outcome: OpenOutcome::Rebuilt, recovery };
             return Ok((store, ledger, report));
         }
+        store.load_frontier(ledger.head().size)?;
         Ok((store, ledger, OpenReport { outcome, recovery }))
+    }
+
+    fn load_frontier(&self, size: u64) -> Result<(), StoreError> {
+        let frontier = Frontier::from_source(size, self)?;
+        *self.frontier.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = frontier;
+        Ok(())
     }
 
     /// Deletes the state and rebuilds it from the log, checking every signature again.
@@ -368,14 +412,21 @@ impl Store {
         }
     }
 
-    /// Applies the entries the state missed, then stores every account and the head.
-    fn roll_forward(&self, ledger: &Ledger, missing: &[(RecordPos, OperationId)]) -> Result<(), StoreError> {
+    /// Applies the entries the state missed (from `start_size` on), then stores every
+    /// account and the head.
+    fn roll_forward(
+        &self,
+        ledger: &Ledger,
+        start_size: u64,
+        missing: &[(RecordPos, OperationId)],
+    ) -> Result<(), StoreError> {
         tracing::info!(entries = missing.len(), "rolling the state forward from the log");
+        let mut frontier = Frontier::from_source(start_size, self)?;
         for chunk in missing.chunks(4096) {
             let mut batch = sled::Batch::default();
             for (pos, id) in chunk {
                 let entry = self.log.read(*pos)?;
-                index_entry(&mut batch, &entry, id, *pos);
+                index_entry(&mut batch, &mut frontier, &entry.encode(), entry.sequence, id, *pos)?;
                 if let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) {
                     for account in op.kind.accounts() {
                         index_history(&mut batch, account, entry.sequence);
@@ -414,7 +465,7 @@ impl Store {
             }
             Ok(())
         })?;
-        self.roll_forward(ledger, &all)
+        self.roll_forward(ledger, 0, &all)
     }
 
     /// Persists a group of accepted operations: first the log (one write, one
@@ -423,16 +474,55 @@ impl Store {
     pub fn commit(&self, accepted: &[Accepted], head: &Head) -> Result<(), CommitError> {
         let encoded: Vec<Vec<u8>> = accepted.iter().map(|a| a.entry.encode()).collect();
         let positions = self.log.append_group(&encoded).map_err(CommitError::NotWritten)?;
+        let mut frontier_guard = self.frontier.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut frontier = frontier_guard.clone();
         let mut batch = sled::Batch::default();
-        for (a, pos) in accepted.iter().zip(positions) {
-            index_entry(&mut batch, &a.entry, &a.operation_id, pos);
+        for ((a, pos), bytes) in accepted.iter().zip(positions).zip(&encoded) {
+            index_entry(&mut batch, &mut frontier, bytes, a.entry.sequence, &a.operation_id, pos)
+                .map_err(CommitError::NotIndexed)?;
             for account in &a.accounts {
                 batch.insert(account_key(&account.id), account.encode());
                 index_history(&mut batch, &account.id, a.entry.sequence);
             }
         }
         batch.insert(HEAD_KEY, encode_head(head));
-        self.db.apply_batch(batch).map_err(|e| CommitError::NotIndexed(e.into()))
+        self.db.apply_batch(batch).map_err(|e| CommitError::NotIndexed(e.into()))?;
+        *frontier_guard = frontier;
+        Ok(())
+    }
+
+    /// The size and Merkle root of the log as the state has applied it.
+    pub fn tree(&self) -> (u64, Hash) {
+        let frontier = self.frontier.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (frontier.size(), frontier.root())
+    }
+
+    /// The Merkle root of the first `size` entries (at most the current size).
+    pub fn root_of_size(&self, size: u64) -> Result<Hash, StoreError> {
+        merkle::root_of_size(size, self)
+    }
+
+    /// The inclusion proof of entry `sequence` in the tree of `tree_size` entries.
+    pub fn inclusion_proof(&self, sequence: u64, tree_size: u64) -> Result<Vec<Hash>, ProofRequestError> {
+        let index = sequence.checked_sub(1).ok_or(ProofRequestError::Invalid(
+            merkle::MerkleError::IndexOutOfRange { index: 0, size: tree_size },
+        ))?;
+        self.check_size(tree_size)?;
+        merkle::inclusion_proof(index, tree_size, self).map_err(ProofRequestError::from)
+    }
+
+    /// The consistency proof between the trees of `old_size` and `new_size` entries.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, ProofRequestError> {
+        self.check_size(new_size)?;
+        merkle::consistency_proof(old_size, new_size, self).map_err(ProofRequestError::from)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), ProofRequestError> {
+        let current = self.tree().0;
+        if size > current {
+            return Err(ProofRequestError::BeyondLog { size, current });
+        }
+        Ok(())
     }
 
     /// The sequence of the entry that accepted operation `id`, if any.
@@ -448,7 +538,7 @@ impl Store {
         let key = log_key(sequence);
         match self.db.get(key)? {
             None => Ok(None),
-            Some(v) => self.log.read(decode_pos(&key, &v)?).map(Some),
+            Some(v) => self.log.read(decode_pos(&key, &v)?.0).map(Some),
         }
     }
 
@@ -518,6 +608,43 @@ impl Store {
             self.db.flush()?;
         }
         Ok(())
+    }
+}
+
+/// Why a proof could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofRequestError {
+    #[error("{0}")]
+    Invalid(merkle::MerkleError),
+    #[error("tree size {size} is beyond the log, which has {current} entries")]
+    BeyondLog { size: u64, current: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<merkle::ProofError<StoreError>> for ProofRequestError {
+    fn from(e: merkle::ProofError<StoreError>) -> Self {
+        match e {
+            merkle::ProofError::Invalid(m) => ProofRequestError::Invalid(m),
+            merkle::ProofError::Source(s) => ProofRequestError::Store(s),
+        }
+    }
+}
+
+/// The stored Merkle tree: leaf hashes live in the position records, complete subtrees of
+/// level 1 and up under `t`.
+impl HashSource for Store {
+    type Error = StoreError;
+
+    fn subtree_hash(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        if level == 0 {
+            let key = log_key(index + 1);
+            let v = self.db.get(key)?.ok_or_else(|| corrupt(&key, "missing leaf"))?;
+            return Ok(decode_pos(&key, &v)?.1);
+        }
+        let key = subtree_key(level, index);
+        let v = self.db.get(key)?.ok_or_else(|| corrupt(&key, "missing Merkle subtree"))?;
+        v.as_ref().try_into().map_err(|_| corrupt(&key, "bad subtree hash"))
     }
 }
 
@@ -702,7 +829,7 @@ mod tests {
         let last_start = {
             let (store, _, _) = open(dir.path());
             let v = store.db.get(log_key(3)).unwrap().unwrap();
-            decode_pos(b"l", &v).unwrap().offset as usize
+            decode_pos(b"l", &v).unwrap().0.offset as usize
         };
         for cut in [last_start + 1, last_start + 8, full.len() - 1] {
             std::fs::write(&log_path, &full[..cut]).unwrap();
