@@ -167,6 +167,11 @@ impl Replayer {
         if !self.seen_ids.insert(op.id) {
             return Err(ReplayError::DuplicateOperationId { sequence, operation_id: op.id });
         }
+        let touched = op.kind.accounts();
+        let balance = |state: &crate::state::State, id: &crate::ids::AccountId| {
+            state.account(id).map_or(0, |a| i128::from(a.balance_minor))
+        };
+        let before: i128 = touched.iter().map(|id| balance(self.ledger.state(), id)).sum();
         let (currency, exponent) = (self.ledger.genesis.currency.clone(), self.ledger.genesis.exponent);
         let (replayed, _) =
             self.ledger.execute(entry.timestamp_ms, entry.envelope.clone(), op).map_err(|r| {
@@ -174,6 +179,25 @@ impl Replayer {
             })?;
         if replayed != *entry {
             return Err(ReplayError::OutcomeMismatch { sequence });
+        }
+        let after: i128 = touched.iter().map(|id| balance(self.ledger.state(), id)).sum();
+        self.balance_sum += after - before;
+        let broken = |reason: String| Err(ReplayError::InvariantBroken { sequence, reason });
+        if self.balance_sum != 0 {
+            return broken(format!("balances sum to {}, not zero", self.balance_sum));
+        }
+        if let crate::op::OpKind::Transfer(t) = &op.kind {
+            let state = self.ledger.state();
+            if let Some(payer) = state.account(&t.payer)
+                && payer.balance_minor < -payer.credit_limit_minor
+            {
+                return broken(format!("'{}' went below its credit limit", t.payer));
+            }
+            if let Some(payee) = state.account(&t.payee)
+                && payee.max_balance_minor.is_some_and(|max| payee.balance_minor > max)
+            {
+                return broken(format!("'{}' went above its maximum balance", t.payee));
+            }
         }
         Ok(())
     }
