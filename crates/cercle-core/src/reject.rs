@@ -1,9 +1,10 @@
 //! Rejections: why the ledger refused an operation, as stable numbered values.
 //!
-//! Codes are stable and never renumbered; new reasons take new numbers. When several
-//! reasons apply, the state machine reports the one checked first; the order of checks is
-//! the order of the codes within each group (shape, time, identity, authority, accounts,
-//! amounts, limits).
+//! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
+//! by kind (1-9 the envelope and its time, 10-19 authority, 20-29 accounts, 30-39 values,
+//! 40-49 amounts, 50-59 limits), which is not the order of the checks: when several reasons
+//! apply, the one checked first is reported, in the order `state.rs` documents (after the
+//! node's own checks of size, signature, decoding and operation id).
 
 use crate::amount::format_with_currency;
 use crate::ids::AccountId;

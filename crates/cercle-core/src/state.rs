@@ -5,10 +5,15 @@
 //! or returns a rejection and leaves the state exactly as it was. It reads no clock,
 //! storage or randomness, so the node, the tests and an auditor's replay agree.
 //!
-//! Order of checks (the first failing one is reported): time window; authority (an
-//! administrator for administrative operations); the values of the operation itself
-//! (texts, keys, limits, amount, self-transfer); the accounts it names; whether the
-//! signer may act for the account; account status; arithmetic; limits.
+//! Order of checks (the first failing one is reported): time window (expired, then too
+//! long); authority (an administrator for administrative operations); the values of the
+//! operation itself (`check_values`: texts, keys, limits, amount, self-transfer); then, per
+//! kind, the accounts it names and whether the signer may act for them (for a transfer:
+//! the payer exists, the signer holds one of its keys, the payee exists); account status;
+//! arithmetic; limits.
+//!
+//! Key rotation is allowed on a frozen account: a dispute is exactly when a lost or stolen
+//! key must be replaced, and the freeze still stops payments.
 
 use std::collections::BTreeMap;
 

@@ -42,8 +42,9 @@
 //! At most [`PENDING_BYTES_MAX`] bytes of pages are held; a write that would hold more fails
 //! with `ENOSPC` rather than quietly become durable. Hard links, extended attributes, `mknod` of
 //! anything but a regular file, `RENAME_EXCHANGE` and `fallocate` modes other than plain and
-//! `KEEP_SIZE` are refused. The daemon serves one request at a time. Nothing else may write the
-//! backing directory while it is mounted.
+//! `KEEP_SIZE` are refused. Times are the backing file's: a pending write does not move `mtime`.
+//! The daemon serves one request at a time. Nothing else may write the backing directory while
+//! it is mounted.
 
 mod fs;
 mod overlay;
@@ -112,10 +113,10 @@ impl Mount {
     fn wait_until_live(&self, dev_before: u64) -> io::Result<()> {
         let deadline = Instant::now() + MOUNT_TIMEOUT;
         loop {
-            if let Ok(metadata) = std::fs::metadata(&self.mountpoint) {
-                if metadata.dev() != dev_before {
-                    return Ok(());
-                }
+            if let Ok(metadata) = std::fs::metadata(&self.mountpoint)
+                && metadata.dev() != dev_before
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(io::Error::new(
@@ -175,16 +176,15 @@ impl Drop for Mount {
     }
 }
 
-/// Whether a FUSE filesystem can be mounted here: `Ok` after a real trial mount, or why not.
+/// Whether a FUSE filesystem can be mounted here: `Ok` after a real trial mount (a few
+/// milliseconds), or why not.
 pub fn available() -> Result<(), String> {
     const DEV_FUSE: &str = "/dev/fuse";
-    const HINT: &str = "mounting FUSE needs /dev/fuse and either root with CAP_SYS_ADMIN \
-        or the setuid helper fusermount3 (Debian package fuse3)";
+    const HINT: &str = "mounting FUSE needs /dev/fuse, and either root with CAP_SYS_ADMIN or, \
+        for another user, read-write access to /dev/fuse and the setuid helper fusermount3 \
+        (Debian package fuse3)";
     if !Path::new(DEV_FUSE).exists() {
         return Err(format!("{DEV_FUSE} does not exist (fuse kernel module not loaded?); {HINT}"));
-    }
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(DEV_FUSE) {
-        return Err(format!("cannot open {DEV_FUSE}: {e}; {HINT}"));
     }
     let trial = || -> io::Result<()> {
         let dir = tempfile::tempdir()?;

@@ -55,6 +55,7 @@ const RECORD_VERSION: u8 = 1;
 const GENESIS_FILE: &str = "genesis.bin";
 const LOG_FILE: &str = "entries.log";
 const STATE_DIR: &str = "state";
+const LOCK_FILE: &str = "LOCK";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -66,6 +67,8 @@ pub enum StoreError {
     AlreadyInitialised(String),
     #[error("the data directory {0} holds no ledger: run `cercle-node init` first")]
     NotInitialised(String),
+    #[error("the ledger in {0} is in use by another process (a running node?)")]
+    InUse(String),
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("the log does not replay: {0}")]
@@ -128,6 +131,8 @@ pub struct Store {
     genesis: Genesis,
     log: LogFile,
     db: sled::Db,
+    /// The directory's exclusive lock, released when the store is dropped.
+    _lock: std::fs::File,
     /// The right edge of the Merkle tree over the entries the state has applied.
     frontier: Mutex<Frontier>,
 }
@@ -298,6 +303,7 @@ impl Store {
         if !Store::exists(dir) {
             return Err(StoreError::NotInitialised(dir.display().to_string()));
         }
+        let lock = lock_dir(dir)?;
         let genesis_path = dir.join(GENESIS_FILE);
         let bytes = std::fs::read(&genesis_path).map_err(io(&genesis_path))?;
         let genesis = Genesis::decode(&bytes).map_err(|e| corrupt(GENESIS_FILE.as_bytes(), e))?;
@@ -330,7 +336,14 @@ impl Store {
             Ok(())
         })?;
         let ledger = replayer.into_ledger();
-        let store = Store { dir: dir.to_path_buf(), genesis, log, db, frontier: Mutex::new(Frontier::new()) };
+        let store = Store {
+            dir: dir.to_path_buf(),
+            genesis,
+            log,
+            db,
+            _lock: lock,
+            frontier: Mutex::new(Frontier::new()),
+        };
 
         let state_is_prefix = state_head.is_some_and(|h| h.size <= ledger.head().size)
             && hash_at_state_size.is_some()
@@ -376,8 +389,11 @@ impl Store {
             return Err(StoreError::NotInitialised(dir.display().to_string()));
         }
         let state = dir.join(STATE_DIR);
-        if state.exists() {
-            std::fs::remove_dir_all(&state).map_err(io(&state))?;
+        {
+            let _lock = lock_dir(dir)?;
+            if state.exists() {
+                std::fs::remove_dir_all(&state).map_err(io(&state))?;
+            }
         }
         let (store, ledger, mut report) = Store::open(dir, OpenOptions { verify_signatures: true })?;
         report.outcome = OpenOutcome::Rebuilt;
@@ -648,25 +664,69 @@ impl HashSource for Store {
     }
 }
 
-/// Opens the sled state. A state sled cannot open (say, damaged by a power cut) is moved
+/// Opens the sled state. A state that sled finds corrupt (say, after a power cut) is moved
 /// aside, with a warning, and a fresh one is created: it will be rebuilt from the log.
+/// Any other failure (an I/O error, a lock still held) is returned as is: the directory is
+/// locked by `Store::open` before this runs, so nothing else can be using the state, and
+/// moving a state aside on a transient error would only throw work away.
 fn open_state(path: &Path) -> Result<sled::Db, StoreError> {
-    match sled::Config::new().path(path).open() {
-        Ok(db) => Ok(db),
-        Err(e) => {
-            let mut aside = path.with_extension("broken");
-            let mut n = 1;
-            while aside.exists() {
-                aside = path.with_extension(format!("broken.{n}"));
-                n += 1;
+    let deadline = std::time::Instant::now() + STATE_LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return Ok(db),
+            // sled 0.34 may release its file lock a moment after its last handle is
+            // dropped in this process (spacejam/sled#1234): wait for it, within a bound.
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Io { path: path.display().to_string(), source: e });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            tracing::warn!(
-                error = %e,
-                moved_to = %aside.display(),
-                "the state database cannot be opened; moving it aside and rebuilding it from the log"
-            );
-            std::fs::rename(path, &aside).map_err(io(path))?;
-            Ok(sled::Config::new().path(path).open()?)
+            Err(
+                e @ (sled::Error::Corruption { .. }
+                | sled::Error::Unsupported(_)
+                | sled::Error::ReportableBug(_)),
+            ) => {
+                let mut aside = path.with_extension("broken");
+                let mut n = 1;
+                while aside.exists() {
+                    aside = path.with_extension(format!("broken.{n}"));
+                    n += 1;
+                }
+                tracing::warn!(
+                    error = %e,
+                    moved_to = %aside.display(),
+                    "the state database is corrupt; moving it aside and rebuilding it from the log"
+                );
+                std::fs::rename(path, &aside).map_err(io(path))?;
+                return Ok(sled::Config::new().path(path).open()?);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// How long `open_state` waits for sled's own lock to be released.
+const STATE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes the exclusive lock of a ledger directory, held for the store's lifetime: a second
+/// node (or `rebuild`) on a directory in use is refused with a clear error instead of
+/// writing beside the first one.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Io { path: path.display().to_string(), source: e })
         }
     }
 }
@@ -859,6 +919,21 @@ mod tests {
                 std::fs::copy(e.path(), target).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn a_directory_in_use_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = Keypair::from_seed(&[1; 32]);
+        Store::create(dir.path(), &genesis(&admin)).unwrap();
+        let (first, _, _) = open(dir.path());
+        let err = Store::open(dir.path(), OpenOptions::default()).err().unwrap();
+        assert!(err.to_string().contains("in use by another process"), "{err}");
+        let err = Store::rebuild(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("in use"), "{err}");
+        assert!(!dir.path().join("state.broken").exists());
+        drop(first);
+        assert_eq!(open(dir.path()).2, OpenOutcome::Verified);
     }
 
     #[test]

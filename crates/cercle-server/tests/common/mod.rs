@@ -1,0 +1,248 @@
+//! A real node in-process for tests: the handlers, the writer thread and the sled store,
+//! driven through the generated service trait without a network, with the ability to stop
+//! it, look at its store, and start it again on the same data directory.
+
+use std::path::{Path, PathBuf};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use cercle_core::sign::{Keypair, read_auth_message};
+use cercle_core::{Genesis, Ledger, LedgerId, Operation, RejectCode};
+use cercle_proto as pb;
+use cercle_proto::ledger_server::Ledger as _;
+use cercle_server::auth::{PUBKEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use cercle_server::error::ERROR_DOMAIN;
+use cercle_server::service::LedgerService;
+use cercle_server::{DataDir, InitOptions, OpenNode, init_data_dir, now_ms, open_node};
+use cercle_store::{OpenOptions, OpenReport, Store};
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+/// How long `retry_while_locked` waits for sled to let go of a directory.
+const LOCK_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// A test key: the same seed always gives the same key.
+pub fn keypair(seed: u8) -> Keypair {
+    Keypair::from_seed(&[seed; 32])
+}
+
+/// An envelope for `body`, signed by `signer` for `ledger_id`.
+pub fn sign_body(ledger_id: &LedgerId, signer: &Keypair, body: Vec<u8>) -> pb::Envelope {
+    let signature = signer.sign_op(ledger_id, &body).to_vec();
+    pb::Envelope { body, signer: signer.public_key().0.to_vec(), signature }
+}
+
+/// An envelope for `op`, encoded as a wallet encodes it and signed by `signer`.
+pub fn sign_op(ledger_id: &LedgerId, signer: &Keypair, op: &Operation) -> pb::Envelope {
+    sign_body(ledger_id, signer, cercle_proto::encode_operation(op))
+}
+
+/// The stable rejection a status carries in its `google.rpc.ErrorInfo`, as
+/// (reason name, code number), or `None` when it carries none.
+pub fn rejection_of(status: &Status) -> Option<(String, String)> {
+    let details = status.get_error_details();
+    let info = details.error_info()?;
+    if info.domain != ERROR_DOMAIN {
+        return None;
+    }
+    Some((info.reason.clone(), info.metadata.get("code")?.clone()))
+}
+
+/// What `rejection_of` gives for `code`.
+pub fn expected_rejection(code: RejectCode) -> Option<(String, String)> {
+    Some((code.name().to_string(), (code as u16).to_string()))
+}
+
+/// Runs `open` again while it fails because sled still holds the directory's lock.
+///
+/// sled 0.34 may release its file lock a moment after the last handle on a database is
+/// dropped (spacejam/sled#1234), so opening a directory again in the same process, right
+/// after `init_data_dir` or after a node stopped, can fail for a few milliseconds.
+fn retry_while_locked<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = Instant::now() + LOCK_WAIT_MAX;
+    loop {
+        match open() {
+            Err(e) if e.to_string().contains("could not acquire lock") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// A temporary directory for a node's data, in memory when the system has `/dev/shm` and
+/// `TMPDIR` does not say otherwise.
+///
+/// These tests check what the node decides, not what survives a power cut: on a disk,
+/// the log's `fdatasync` on every accepted group would make them several times slower.
+fn temp_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if std::env::var_os("TMPDIR").is_none()
+        && shm.is_dir()
+        && let Ok(dir) = tempfile::tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+/// A node on a temporary data directory. Reads are signed with the administrator's key.
+pub struct TestNode {
+    runtime: tokio::runtime::Runtime,
+    root: PathBuf,
+    pub genesis: Genesis,
+    reader: Keypair,
+    node: Option<OpenNode>,
+    // Last, so the directory is removed after the node and its store are gone.
+    _dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// Initialises a ledger (currency CHW, two decimals) governed by `admin`, and starts it.
+    pub fn start_new(admin: &Keypair) -> TestNode {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+        let dir = temp_dir();
+        let root = dir.path().join("data");
+        let report = init_data_dir(
+            &DataDir::new(&root),
+            InitOptions {
+                currency: "CHW".into(),
+                exponent: 2,
+                admin_keys: vec![admin.public_key()],
+                auditor_keys: vec![],
+            },
+        )
+        .expect("init_data_dir");
+        let mut node =
+            TestNode { runtime, root, genesis: report.genesis, reader: admin.clone(), node: None, _dir: dir };
+        node.start();
+        node
+    }
+
+    fn service(&self) -> &LedgerService {
+        &self.node.as_ref().expect("the node must be running for this call").service
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.node.is_none(), "the node is already running");
+        let node = retry_while_locked(|| self.runtime.block_on(open_node(&DataDir::new(&self.root))))
+            .expect("open_node");
+        assert_eq!(*node.genesis, self.genesis, "the genesis changed on restart");
+        self.node = Some(node);
+    }
+
+    /// Stops the node: drops the service, hence the writer's queue, and waits for the
+    /// writer thread, which holds the last handle on the store.
+    pub fn stop(&mut self) {
+        if let Some(OpenNode { service, writer_thread, .. }) = self.node.take() {
+            drop(service);
+            writer_thread.join().expect("the writer thread panicked");
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start();
+    }
+
+    /// Opens the store of the stopped node as an auditor would: the log is replayed from
+    /// genesis with every signature checked again. (sled allows one handle per directory.)
+    pub fn open_store(&self) -> (Store, Ledger, OpenReport) {
+        assert!(self.node.is_none(), "stop the node before opening its store");
+        let options = OpenOptions { verify_signatures: true };
+        retry_while_locked(|| Store::open(&DataDir::new(&self.root).ledger(), options)).expect("Store::open")
+    }
+
+    pub fn submit(&self, envelope: pb::Envelope) -> Result<pb::Receipt, Status> {
+        self.submit_all(vec![envelope]).pop().expect("one result per envelope")
+    }
+
+    /// Submits every envelope before waiting for any answer, so they reach the writer's
+    /// queue in this order and the writer may take several as one group. The outcome must
+    /// not depend on how the writer groups them.
+    pub fn submit_all(&self, envelopes: Vec<pb::Envelope>) -> Vec<Result<pb::Receipt, Status>> {
+        let service = self.service();
+        let mut calls: Vec<_> = envelopes
+            .into_iter()
+            .map(|envelope| service.submit(Request::new(pb::SubmitRequest { envelope: Some(envelope) })))
+            .collect();
+        // The first poll verifies, decodes and queues the operation (the handler does not
+        // wait before reaching the writer's queue); `block_on` then waits for the reply.
+        let mut cx = Context::from_waker(Waker::noop());
+        let first_polls: Vec<_> = calls
+            .iter_mut()
+            .map(|call| match call.as_mut().poll(&mut cx) {
+                Poll::Ready(result) => Some(result),
+                Poll::Pending => None,
+            })
+            .collect();
+        calls
+            .into_iter()
+            .zip(first_polls)
+            .map(|(call, ready)| ready.unwrap_or_else(|| self.runtime.block_on(call)))
+            .map(|result| {
+                result.map(|response| {
+                    response.into_inner().receipt.expect("an accepted submission carries a receipt")
+                })
+            })
+            .collect()
+    }
+
+    /// Submits the envelopes in one `SubmitBatch` request: each gets its own outcome, a
+    /// receipt or a rejection given as (reason name, code number).
+    pub fn submit_batch(&self, envelopes: Vec<pb::Envelope>) -> Vec<Result<pb::Receipt, (String, String)>> {
+        let response = self
+            .runtime
+            .block_on(self.service().submit_batch(Request::new(pb::SubmitBatchRequest { envelopes })))
+            .expect("SubmitBatch answers");
+        response
+            .into_inner()
+            .results
+            .into_iter()
+            .map(|result| match result.outcome.expect("every result has an outcome") {
+                pb::submit_result::Outcome::Receipt(receipt) => Ok(receipt),
+                pb::submit_result::Outcome::Rejection(r) => Err((r.reason, r.code.to_string())),
+            })
+            .collect()
+    }
+
+    /// The account as `GetAccount` returns it, or `None` when the node says NOT_FOUND.
+    pub fn account(&self, handle: &str) -> Option<pb::Account> {
+        let timestamp_ms = now_ms();
+        let message = read_auth_message(&self.genesis.ledger_id, "GetAccount", timestamp_ms, handle);
+        let signature = self.reader.sign(&message);
+        let mut request = Request::new(pb::GetAccountRequest { account: handle.to_string() });
+        let metadata = request.metadata_mut();
+        let ascii = |text: String| MetadataValue::try_from(text).expect("an ASCII header");
+        metadata.insert(PUBKEY_HEADER, ascii(self.reader.public_key().to_hex()));
+        metadata.insert(TIMESTAMP_HEADER, ascii(timestamp_ms.to_string()));
+        metadata.insert(SIGNATURE_HEADER, ascii(hex::encode(signature)));
+        match self.runtime.block_on(self.service().get_account(request)) {
+            Ok(response) => Some(response.into_inner().account.expect("GetAccount answers with an account")),
+            Err(status) if status.code() == Code::NotFound => None,
+            Err(status) => panic!("GetAccount {handle}: {status:?}"),
+        }
+    }
+
+    /// How many entries the log holds, as `GetLedgerInfo` says.
+    pub fn log_size(&self) -> u64 {
+        self.runtime
+            .block_on(self.service().get_ledger_info(Request::new(pb::GetLedgerInfoRequest {})))
+            .expect("GetLedgerInfo")
+            .into_inner()
+            .log_size
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // Stop the writer and close the store before the directory goes; never panic
+        // here, a failing test may already be unwinding.
+        if let Some(OpenNode { service, writer_thread, .. }) = self.node.take() {
+            drop(service);
+            let _ = writer_thread.join();
+        }
+    }
+}
