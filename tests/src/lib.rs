@@ -4,6 +4,8 @@
 //! The binaries are found next to the test executable (`target/<profile>/`); the harness
 //! runs `cargo build` for them once per test process, so they are never stale.
 
+pub mod load;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -68,11 +70,13 @@ impl Node {
     /// Starts the node on an existing data directory, on a free loopback port, and waits
     /// (polling, with a deadline) until it prints the address it listens on.
     pub fn start(data_dir: &Path) -> Node {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.join("node.log"))
-            .expect("open node log");
+        Node::start_with_log(data_dir, &data_dir.join("node.log"))
+    }
+
+    /// Starts the node with its log (stderr) appended to `log_path`.
+    pub fn start_with_log(data_dir: &Path, log_path: &Path) -> Node {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("open node log");
         let mut child = Command::new(binary("cercle-node"))
             .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -94,7 +98,7 @@ impl Node {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                let log = std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(log_path).unwrap_or_default();
                 panic!("the node did not start listening in time; its log:\n{log}");
             }
         };
