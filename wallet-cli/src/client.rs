@@ -126,6 +126,23 @@ impl Node {
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
 
+    pub async fn get_statement(
+        &mut self,
+        key: &Keypair,
+        account: &AccountId,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> anyhow::Result<pb::Statement> {
+        let request = self.authenticated(
+            key,
+            "GetStatement",
+            account,
+            pb::GetStatementRequest { account: account.to_string(), from_ms, to_ms },
+        )?;
+        let response = self.client.get_statement(request).await;
+        Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
     /// Wraps a read request with the caller's signature over (ledger, method, now,
     /// account), as the node's read authentication expects.
     fn authenticated<T>(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cercle_core::checkpoint::TreeHead;
+use cercle_core::checkpoint::{Statement, TreeHead};
 use cercle_core::sign::Keypair;
 use cercle_core::{self as core, AccountId, Genesis, verify_envelope};
 use cercle_proto as pb;
@@ -17,6 +17,9 @@ use crate::now_ms;
 use crate::writer::{Receipt, WriterHandle};
 
 use cercle_proto::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, SUBMIT_BATCH_MAX};
+
+/// Most entries of one account a statement is computed from.
+pub const STATEMENT_HISTORY_MAX: usize = 1_000_000;
 
 /// Entries buffered between the store and a `StreamEntries` client.
 pub const STREAM_BUFFER_ENTRIES: usize = 256;
@@ -52,6 +55,37 @@ impl LedgerService {
             Caller::Key(key) => Err(ServiceError::PermissionDenied(format!(
                 "key {key} may not call {method}: administrators and auditors only"
             ))),
+        }
+    }
+
+    /// Every entry of `id` up to `tree_size`, with its decoded operation, within a bound.
+    fn account_history(
+        &self,
+        id: &AccountId,
+        tree_size: u64,
+    ) -> Result<Vec<(core::Entry, core::Operation)>, ServiceError> {
+        let mut history = Vec::new();
+        let mut after = 0;
+        loop {
+            let (page, more) = self.store.history(id, after, PAGE_SIZE_MAX as usize)?;
+            for entry in page {
+                if entry.sequence > tree_size {
+                    return Ok(history);
+                }
+                after = entry.sequence;
+                let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| {
+                    ServiceError::Internal(format!("entry {}: {}", entry.sequence, r.message("", 0)))
+                })?;
+                history.push((entry, op));
+                if history.len() > STATEMENT_HISTORY_MAX {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "the account has more than {STATEMENT_HISTORY_MAX} entries; statements of such accounts are not supported yet"
+                    )));
+                }
+            }
+            if !more {
+                return Ok(history);
+            }
         }
     }
 
@@ -193,6 +227,16 @@ fn proof_error(e: ProofRequestError) -> ServiceError {
     }
 }
 
+fn signed_tree_head(head: &TreeHead, node_key: &Keypair) -> pb::SignedTreeHead {
+    pb::SignedTreeHead {
+        ledger_id: head.ledger_id.0.to_vec(),
+        tree_size: head.tree_size,
+        root_hash: head.root_hash.to_vec(),
+        timestamp_ms: head.timestamp_ms,
+        signature: head.sign(node_key).to_vec(),
+    }
+}
+
 fn hashes(list: Vec<[u8; 32]>) -> Vec<Vec<u8>> {
     list.into_iter().map(|h| h.to_vec()).collect()
 }
@@ -269,6 +313,58 @@ impl pb::ledger_server::Ledger for LedgerService {
         let new_size = if req.new_size == 0 { self.store.tree().0 } else { req.new_size };
         let proof = self.store.consistency_proof(req.old_size, new_size).map_err(proof_error)?;
         Ok(Response::new(pb::ConsistencyProof { old_size: req.old_size, new_size, hashes: hashes(proof) }))
+    }
+
+    async fn get_statement(
+        &self,
+        request: Request<pb::GetStatementRequest>,
+    ) -> Result<Response<pb::Statement>, Status> {
+        let id = self.authorize_read(request.metadata(), "GetStatement", &request.get_ref().account)?;
+        let req = request.into_inner();
+        let to_ms = if req.to_ms == 0 { u64::MAX } else { req.to_ms };
+        if req.from_ms > to_ms {
+            return Err(ServiceError::InvalidArgument(format!(
+                "the period starts ({}) after it ends ({to_ms})",
+                req.from_ms
+            ))
+            .into());
+        }
+        let (tree_size, root_hash) = self.store.tree();
+        let head =
+            TreeHead { ledger_id: self.genesis.ledger_id, tree_size, root_hash, timestamp_ms: now_ms() };
+        let this = self.clone();
+        let (statement, entries) = tokio::task::spawn_blocking(move || {
+            let history = this.account_history(&id, tree_size)?;
+            let statement = Statement::compute(
+                this.genesis.ledger_id,
+                &id,
+                &history,
+                req.from_ms,
+                to_ms,
+                tree_size,
+                root_hash,
+            )
+            .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+            let mut entries = Vec::with_capacity(statement.sequences.len());
+            for (entry, _) in history.iter().filter(|(e, _)| statement.sequences.contains(&e.sequence)) {
+                let proof = this.store.inclusion_proof(entry.sequence, tree_size).map_err(proof_error)?;
+                entries.push(pb::InclusionProof {
+                    sequence: entry.sequence,
+                    tree_size,
+                    hashes: hashes(proof),
+                    entry: Some(entry.into()),
+                });
+            }
+            Ok::<_, ServiceError>((statement, entries))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        Ok(Response::new(pb::Statement {
+            statement: statement.encode(),
+            signature: statement.sign(&self.node_key).to_vec(),
+            tree_head: Some(signed_tree_head(&head, &self.node_key)),
+            entries,
+        }))
     }
 
     async fn stream_entries(

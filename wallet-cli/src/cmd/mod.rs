@@ -6,6 +6,7 @@ mod history;
 mod keygen;
 mod pay;
 mod pubkey;
+mod statement;
 mod submit;
 
 use clap::Subcommand;
@@ -29,6 +30,8 @@ pub enum Command {
     Balance(balance::Args),
     /// Show an account's history, oldest first
     History(history::Args),
+    /// Get a signed statement of an account over a period, or verify one offline
+    Statement(statement::Args),
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
@@ -40,5 +43,6 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Submit(args) => submit::run(global, args).await,
         Command::Balance(args) => balance::run(global, args).await,
         Command::History(args) => history::run(global, args).await,
+        Command::Statement(args) => statement::run(global, args).await,
     }
 }

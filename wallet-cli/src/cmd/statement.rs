@@ -1,0 +1,341 @@
+//! `cercle statement`: a signed statement of an account over a period, for a bank or the
+//! tax office, and its offline verification.
+//!
+//! The file is JSON: the node's signed statement (balances, turnover, limits at a tree
+//! head), the signed tree head, and every entry of the period with its inclusion proof.
+//! `cercle statement verify FILE` checks all of it against the node's public key, with no
+//! node: the signatures, each entry's own signature and Merkle inclusion, and that the
+//! entries give the turnover and closing balance the statement claims.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use cercle_core::checkpoint::{Statement, TreeHead};
+use cercle_core::{AccountId, Entry, LedgerId, PublicKey, format_with_currency, merkle, sign};
+use serde_json::{Value, json};
+
+use crate::client::Node;
+use crate::output;
+use crate::signed::parse_account;
+use crate::{Global, keys};
+
+/// Format tag of the statement file.
+const FORMAT: &str = "cercle-statement-v1";
+/// Largest statement file `verify` reads.
+const FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Args {
+    #[command(subcommand)]
+    verify: Option<Verify>,
+    /// The account (yours, or any if your key is an administrator's or auditor's)
+    #[arg(value_name = "ACCOUNT", value_parser = parse_account, required = true)]
+    account: Option<AccountId>,
+    /// First day of the period, YYYY-MM-DD (UTC); default: the beginning
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    from: Option<u64>,
+    /// Last day of the period, YYYY-MM-DD (UTC), included; default: now
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    to: Option<u64>,
+    /// Write the statement to FILE (refuses to overwrite)
+    #[arg(long, value_name = "FILE", required = true)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Verify {
+    /// Check a statement file offline against the node's public key
+    Verify {
+        /// The statement file
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The node's public key, as the association publishes it (hex)
+        #[arg(long, value_name = "HEX", value_parser = crate::signed::parse_public_key)]
+        node_key: Option<PublicKey>,
+    },
+}
+
+/// Milliseconds since the Unix epoch at 00:00 UTC of a `YYYY-MM-DD` day.
+fn parse_day(text: &str) -> Result<u64, String> {
+    let bad = || format!("'{text}' is not a date of the form YYYY-MM-DD");
+    let mut parts = text.splitn(3, '-');
+    let (y, m, d) = (parts.next(), parts.next(), parts.next());
+    let (Some(y), Some(m), Some(d)) = (y, m, d) else { return Err(bad()) };
+    let (y, m, d): (i64, u32, u32) =
+        (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+    let days_in_month = [
+        31,
+        if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d == 0 || d > days_in_month[(m - 1) as usize]
+    {
+        return Err(bad());
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(days as u64 * 86_400_000)
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    if let Some(Verify::Verify { file, node_key }) = args.verify {
+        return verify(global, &file, node_key);
+    }
+    let (Some(account), Some(out)) = (args.account, args.out) else {
+        bail!("give an ACCOUNT and --out FILE, or use `cercle statement verify FILE`");
+    };
+    let from_ms = args.from.unwrap_or(0);
+    let to_ms = match args.to {
+        Some(day) => day + 86_400_000 - 1,
+        None => 0,
+    };
+    ensure!(to_ms == 0 || from_ms <= to_ms, "--from is after --to");
+    let key = keys::load(global.key.as_deref())?;
+    let mut node = Node::connect(&global.node).await?;
+    let reply = node.get_statement(&key, &account, from_ms, to_ms).await?;
+    let head = reply.tree_head.ok_or_else(|| anyhow!("the node sent no tree head"))?;
+    let entries: Vec<Value> = reply
+        .entries
+        .into_iter()
+        .map(|p| {
+            let entry =
+                Entry::try_from(p.entry.ok_or_else(|| anyhow!("an entry of the statement is missing"))?)
+                    .map_err(|r| anyhow!("the node sent a bad entry: {}", r.message("", 0)))?;
+            Ok(json!({
+                "sequence": entry.sequence,
+                "entry": hex::encode(entry.encode()),
+                "proof": p.hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+            }))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let g = &node.genesis;
+    let document = json!({
+        "format": FORMAT,
+        "ledger_id": g.ledger_id.to_string(),
+        "node_key": g.node_key.to_hex(),
+        "currency": g.currency,
+        "exponent": g.exponent,
+        "statement": hex::encode(&reply.statement),
+        "signature": hex::encode(&reply.signature),
+        "tree_head": {
+            "tree_size": head.tree_size,
+            "root_hash": hex::encode(&head.root_hash),
+            "timestamp_ms": head.timestamp_ms,
+            "signature": hex::encode(&head.signature),
+        },
+        "entries": entries,
+    });
+    // Check what the node sent before handing it to anyone.
+    let checked = check(&document, Some(&g.node_key)).context("the node's statement does not verify")?;
+    let text = serde_json::to_string_pretty(&document)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&out)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .with_context(|| format!("cannot write {} (it must not exist yet)", out.display()))?;
+    report(global, &checked, Some(&out))
+}
+
+/// What a verified statement says, for printing.
+struct Checked {
+    statement: Statement,
+    currency: String,
+    exponent: u8,
+    tree_head: TreeHead,
+    node_key: PublicKey,
+}
+
+fn hex_field<const N: usize>(value: &Value, name: &str) -> anyhow::Result<[u8; N]> {
+    let text = value[name].as_str().ok_or_else(|| anyhow!("'{name}' is missing"))?;
+    hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow!("'{name}' must be {N} bytes of hex"))
+}
+
+fn hex_bytes(value: &Value, name: &str) -> anyhow::Result<Vec<u8>> {
+    let text = value[name].as_str().ok_or_else(|| anyhow!("'{name}' is missing"))?;
+    hex::decode(text).map_err(|e| anyhow!("'{name}' is not hex: {e}"))
+}
+
+/// Checks a statement document; `trusted_key` is the node key to check it against.
+fn check(doc: &Value, trusted_key: Option<&PublicKey>) -> anyhow::Result<Checked> {
+    ensure!(doc["format"] == FORMAT, "not a Cercle statement (format is not {FORMAT})");
+    let file_key = PublicKey(hex_field::<32>(doc, "node_key")?);
+    let node_key = *trusted_key.unwrap_or(&file_key);
+    ensure!(node_key == file_key, "the statement names node key {file_key}, not the expected {node_key}");
+    let ledger_id = LedgerId(hex_field::<16>(doc, "ledger_id")?);
+    let statement =
+        Statement::decode(&hex_bytes(doc, "statement")?).map_err(|e| anyhow!("bad statement: {e}"))?;
+    ensure!(statement.ledger_id == ledger_id, "the statement is for another ledger");
+    statement
+        .verify(&node_key, &hex_field::<64>(doc, "signature")?)
+        .map_err(|e| anyhow!("the node's signature on the statement is invalid: {e}"))?;
+    let th = &doc["tree_head"];
+    let tree_head = TreeHead {
+        ledger_id,
+        tree_size: th["tree_size"].as_u64().ok_or_else(|| anyhow!("tree_head.tree_size is missing"))?,
+        root_hash: hex_field::<32>(th, "root_hash")?,
+        timestamp_ms: th["timestamp_ms"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("tree_head.timestamp_ms is missing"))?,
+    };
+    tree_head
+        .verify(&node_key, &hex_field::<64>(th, "signature")?)
+        .map_err(|e| anyhow!("the node's signature on the tree head is invalid: {e}"))?;
+    ensure!(
+        tree_head.tree_size == statement.tree_size && tree_head.root_hash == statement.root_hash,
+        "the statement is not computed at the tree head it comes with"
+    );
+    let list = doc["entries"].as_array().ok_or_else(|| anyhow!("'entries' is missing"))?;
+    let mut entries = Vec::with_capacity(list.len());
+    for item in list {
+        let bytes = hex_bytes(item, "entry")?;
+        let entry = Entry::decode(&bytes).map_err(|e| anyhow!("an entry does not decode: {e}"))?;
+        let seq = entry.sequence;
+        let proof = item["proof"]
+            .as_array()
+            .ok_or_else(|| anyhow!("entry {seq}: 'proof' is missing"))?
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .and_then(|t| hex::decode(t).ok())
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| anyhow!("entry {seq}: a proof hash is not 32 bytes of hex"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        ensure!(seq >= 1, "entry sequence 0 does not exist");
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(&bytes),
+            seq - 1,
+            tree_head.tree_size,
+            &proof,
+            &tree_head.root_hash,
+        )
+        .map_err(|e| anyhow!("entry {seq} is not in the log at the tree head: {e}"))?;
+        sign::verify(
+            &entry.envelope.signer,
+            &sign::op_message(&ledger_id, &entry.envelope.body),
+            &entry.envelope.signature,
+        )
+        .map_err(|e| anyhow!("entry {seq}: its signature does not verify: {e}"))?;
+        let op = cercle_proto::decode_operation(&entry.envelope.body)
+            .map_err(|r| anyhow!("entry {seq}: {}", r.message("", 0)))?;
+        entries.push((entry, op));
+    }
+    statement.check_period(&entries).map_err(|e| anyhow!("the entries contradict the statement: {e}"))?;
+    let currency = doc["currency"].as_str().unwrap_or("").to_string();
+    let exponent = doc["exponent"].as_u64().and_then(|e| u8::try_from(e).ok()).unwrap_or(2);
+    Ok(Checked { statement, currency, exponent, tree_head, node_key })
+}
+
+fn verify(global: &Global, file: &Path, node_key: Option<PublicKey>) -> anyhow::Result<()> {
+    let size = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
+    ensure!(size <= FILE_BYTES_MAX, "{} is {size} bytes, more than a statement can be", file.display());
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let doc: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let checked = check(&doc, node_key.as_ref()).context("STATEMENT INVALID")?;
+    if node_key.is_none() && !global.json {
+        eprintln!(
+            "note: checked against the node key written in the file ({}); pass --node-key to check it against the key the association publishes",
+            checked.node_key
+        );
+    }
+    report(global, &checked, None)
+}
+
+fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Result<()> {
+    let s = &c.statement;
+    let money = |minor: i64| format_with_currency(minor, c.exponent, &c.currency);
+    let turnover = |minor: u128| match i64::try_from(minor) {
+        Ok(m) => money(m),
+        Err(_) => format!("{minor} minor units"),
+    };
+    if global.json {
+        return output::emit_json(&json!({
+            "valid": true,
+            "account": s.account.as_str(),
+            "from_ms": s.from_ms,
+            "to_ms": s.to_ms,
+            "tree_size": s.tree_size,
+            "root_hash": hex::encode(s.root_hash),
+            "opening_balance_minor": s.opening_balance_minor,
+            "closing_balance_minor": s.closing_balance_minor,
+            "turnover_in_minor": s.turnover_in_minor.to_string(),
+            "turnover_out_minor": s.turnover_out_minor.to_string(),
+            "credit_limit_minor": s.credit_limit_minor,
+            "max_balance_minor": s.max_balance_minor,
+            "frozen": s.frozen,
+            "entries": s.sequences.len(),
+            "node_key": c.node_key.to_hex(),
+            "written_to": written.map(|p| p.display().to_string()),
+        }));
+    }
+    let to = if s.to_ms == u64::MAX { "now".to_string() } else { output::rfc3339(s.to_ms) };
+    let lines = [
+        format!("statement of '{}' from {} to {to}: VALID", s.account, output::rfc3339(s.from_ms)),
+        format!("  opening balance   {}", money(s.opening_balance_minor)),
+        format!("  received          {}", turnover(s.turnover_in_minor)),
+        format!("  paid              {}", turnover(s.turnover_out_minor)),
+        format!("  closing balance   {}", money(s.closing_balance_minor)),
+        format!(
+            "  credit limit      {}; maximum balance {}; {}",
+            money(-s.credit_limit_minor),
+            s.max_balance_minor.map_or("none".into(), money),
+            if s.frozen { "frozen" } else { "active" }
+        ),
+        format!(
+            "  {} entries, each proven in the log of {} entries (root {}) signed by node key {}",
+            s.sequences.len(),
+            c.tree_head.tree_size,
+            hex::encode(c.tree_head.root_hash),
+            c.node_key
+        ),
+    ];
+    for line in lines {
+        output::emit(&line)?;
+    }
+    if let Some(path) = written {
+        output::emit(&format!("written to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days() {
+        let check = |text: &str, expected: Result<u64, ()>| {
+            assert_eq!(parse_day(text).map_err(|_| ()), expected, "{text}");
+        };
+        check("1970-01-01", Ok(0));
+        check("1970-01-02", Ok(86_400_000));
+        check("2000-03-01", Ok(951_868_800_000));
+        check("2026-11-22", Ok(1_795_305_600_000));
+        check("2024-02-29", Ok(1_709_164_800_000));
+        check("2023-02-29", Err(()));
+        check("2026-13-01", Err(()));
+        check("26-11-22x", Err(()));
+        check("yesterday", Err(()));
+    }
+}
