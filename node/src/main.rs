@@ -80,6 +80,7 @@ fn init(dir: &DataDir, genesis: GenesisArgs) -> Result<()> {
     let g = &report.genesis;
     println!("initialised ledger {} in {}", g.ledger_id, dir.root.display());
     println!("currency {} with {} decimals", g.currency, g.exponent);
+    println!("node key {} (publish it: statements and tree heads are signed with it)", g.node_key);
     if let Some(path) = report.created_admin_key {
         println!(
             "created an administrator key in {} (public key {}); keep it safe, it governs the ledger",
