@@ -100,13 +100,13 @@ async fn run(dir: &DataDir, listen: SocketAddr) -> Result<()> {
     );
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    println!("listening on {addr}");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     };
-    cercle_server::serve(dir, listener, shutdown).await?;
+    // Printed once the ledger is open and checked: the line means "ready".
+    let ready = |addr: std::net::SocketAddr| println!("listening on {addr}");
+    cercle_server::serve(dir, listener, ready, shutdown).await?;
     Ok(())
 }
 

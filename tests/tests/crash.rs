@@ -34,7 +34,7 @@ async fn acknowledged_operations_survive_sigkill() {
     for round in 0..rounds {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
-                let seed = rng.next();
+                let seed = rng.next_u64();
                 tokio::spawn(client_loop(node.url(), g.clone(), firm.clone(), c, round, seed, acked.clone()))
             })
             .collect();

@@ -52,7 +52,7 @@ async fn acknowledged_operations_survive_power_cuts() {
     for cut in 0..cuts {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
-                let seed = rng.next();
+                let seed = rng.next_u64();
                 tokio::spawn(client_loop(
                     node.url(),
                     g.clone(),

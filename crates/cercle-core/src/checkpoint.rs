@@ -168,10 +168,10 @@ impl Statement {
                     }
                 }
             }
-            if let Some(b) = entry.balances_after.iter().find(|b| &b.account == account) {
-                if entry.timestamp_ms <= to_ms {
-                    balance = b.balance_minor;
-                }
+            if let Some(b) = entry.balances_after.iter().find(|b| &b.account == account)
+                && entry.timestamp_ms <= to_ms
+            {
+                balance = b.balance_minor;
             }
         }
         if !registered {

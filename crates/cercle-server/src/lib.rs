@@ -210,9 +210,12 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
 }
 
 /// Opens the data directory and serves gRPC on `listener` until `shutdown` completes.
+/// `ready` is called with the address once the ledger is open and checked, just before
+/// the first request is served.
 pub async fn serve(
     dir: &DataDir,
     listener: TcpListener,
+    ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
     let OpenNode { genesis, service, writer_thread, writer_stopped, store } = open_node(dir).await?;
@@ -228,6 +231,7 @@ pub async fn serve(
         .map_err(|e| NodeError::Invalid(format!("reflection: {e}")))?;
     let addr: SocketAddr = listener.local_addr().map_err(io_err(&dir.root))?;
     tracing::info!(%addr, ledger_id = %genesis.ledger_id, currency = %genesis.currency, "serving");
+    ready(addr);
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
         .timeout(Duration::from_secs(30))

@@ -672,7 +672,7 @@ impl HashSource for Store {
 fn open_state(path: &Path) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + STATE_LOCK_WAIT;
     loop {
-        match sled::Config::new().path(path).open() {
+        match sled::Config::new().path(path).cache_capacity(STATE_CACHE_BYTES).open() {
             Ok(db) => return Ok(db),
             // sled 0.34 may release its file lock a moment after its last handle is
             // dropped in this process (spacejam/sled#1234): wait for it, within a bound.
@@ -701,12 +701,16 @@ fn open_state(path: &Path) -> Result<sled::Db, StoreError> {
                     "the state database is corrupt; moving it aside and rebuilding it from the log"
                 );
                 std::fs::rename(path, &aside).map_err(io(path))?;
-                return Ok(sled::Config::new().path(path).open()?);
+                return Ok(sled::Config::new().path(path).cache_capacity(STATE_CACHE_BYTES).open()?);
             }
             Err(e) => return Err(e.into()),
         }
     }
 }
+
+/// sled's page cache. sled's default (1 GiB) made the node's memory grow with the log;
+/// the state's hot part (accounts, recent indexes) fits in far less.
+const STATE_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// How long `open_state` waits for sled's own lock to be released.
 const STATE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

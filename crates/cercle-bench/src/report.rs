@@ -1,0 +1,379 @@
+//! The printed result: one table of throughput and latency, the ceiling and the ratios,
+//! the node's memory, disk and restart figures, and the targets marked met or missed.
+
+use std::time::Duration;
+
+use crate::ceiling::Ceiling;
+use crate::cpu::PhaseCpu;
+use crate::load::PhaseResult;
+use crate::postgres::Settings;
+
+pub struct PostgresReport {
+    pub settings: Settings,
+    pub uniform: PhaseResult,
+    pub hot: PhaseResult,
+}
+
+/// Bytes the node's data directory takes for a log of `entries`.
+pub struct Disk {
+    pub entries: u64,
+    pub apparent_bytes: u64,
+    pub allocated_bytes: u64,
+}
+
+impl Disk {
+    pub fn per_entry(&self) -> f64 {
+        self.allocated_bytes as f64 / self.entries.max(1) as f64
+    }
+}
+
+pub struct Restart {
+    pub entries: u64,
+    pub stop: Duration,
+    pub listening: Duration,
+    pub answering: Duration,
+    pub peak_memory_bytes: u64,
+}
+
+pub struct Report {
+    pub clients: usize,
+    pub batch: usize,
+    pub batch_clients: usize,
+    pub hot_percent: u32,
+    pub unary: PhaseResult,
+    pub batched: PhaseResult,
+    pub hot: PhaseResult,
+    pub ceiling: Ceiling,
+    pub postgres: Option<PostgresReport>,
+    pub peak_memory_phases_bytes: u64,
+    pub peak_memory_fill_bytes: u64,
+    pub disk_phases: Disk,
+    pub disk_restart: Disk,
+    /// The transfers added to reach the restart size, if any were needed.
+    pub fill: Option<PhaseResult>,
+    pub restart: Restart,
+    pub cores: usize,
+    /// CPU use during each phase.
+    pub cpu: Vec<PhaseCpu>,
+    /// Where the node's bytes are at restart, largest first.
+    pub disk_components: Vec<(String, u64)>,
+}
+
+/// Column width of the phase names.
+const NAME_WIDTH: usize = 54;
+/// Parts of the data directory to name.
+const DISK_PARTS_SHOWN: usize = 6;
+/// Node threads to name per phase.
+const THREADS_SHOWN: usize = 4;
+/// Cores used by other processes during a phase above which the report warns.
+const REST_CORES_WARN: f64 = 0.25;
+
+/// Target: the node's batch throughput as a share of the verification ceiling.
+const TARGET_CEILING_SHARE: f64 = 0.5;
+/// Target: unary throughput and its p99.
+const TARGET_UNARY_PER_SEC: f64 = 10_000.0;
+const TARGET_UNARY_P99_US: u64 = 25_000;
+/// Target: how many times PostgreSQL's throughput.
+const TARGET_POSTGRES_FACTOR: f64 = 5.0;
+/// Target: bytes on disk per transfer.
+const TARGET_BYTES_PER_TRANSFER: f64 = 512.0;
+
+impl Report {
+    pub fn print(&self) {
+        let rows_title = format!(
+            "{:<NAME_WIDTH$} {:>11} {:>8} {:>8} {:>9} {:>7} {:>10} {:>8} {:>7}",
+            "", "transfers/s", "p50 ms", "p99 ms", "p99.9 ms", "wall s", "accepted", "rejected", "busy"
+        );
+        println!();
+        println!("{rows_title}");
+        println!("{}", "-".repeat(rows_title.len()));
+        let c = self.clients;
+        row(&format!("(a)  Submit, {c} clients"), &self.unary);
+        row(
+            &format!(
+                "(b)  SubmitBatch of {}, {} clients (latency per batch)",
+                self.batch, self.batch_clients
+            ),
+            &self.batched,
+        );
+        row(&format!("(c)  Submit, {c} clients, {}% touch one hot account", self.hot_percent), &self.hot);
+        if let Some(pg) = &self.postgres {
+            row(&format!("(e1) PostgreSQL, {c} connections, as (a)"), &pg.uniform);
+            row(&format!("(e2) PostgreSQL, {c} connections, as (c)"), &pg.hot);
+        } else {
+            println!("(e)  PostgreSQL: skipped (--skip-postgres)");
+        }
+        if let Some(fill) = &self.fill {
+            row(&format!("     fill to {} entries (signing included)", group(self.restart.entries)), fill);
+        }
+        println!();
+        let d = &self.ceiling;
+        println!(
+            "(d)  ceiling: strict ed25519 verification (verify_strict), {} threads, no I/O: {} verifications/s",
+            d.threads,
+            group_f(d.per_sec())
+        );
+        let ceiling_cpu = self.cpu.iter().find(|c| c.phase == "(d)").and_then(|c| c.bench.as_ref());
+        if let Some(usage) = ceiling_cpu.filter(|u| !u.total.is_zero()) {
+            let per_core = d.verifications as f64 / usage.total.as_secs_f64();
+            println!(
+                "     from its CPU time: {} verifications/s per core, so {} verifications/s on {} idle cores \
+                 (what (d) would be if nothing else ran)",
+                group_f(per_core),
+                group_f(per_core * self.cores as f64),
+                self.cores
+            );
+        }
+        if d.failures > 0 {
+            println!("     WARNING: {} signatures did not verify", group(d.failures));
+        }
+        println!(
+            "     (b) is {:.1}% of (d); (a) is {:.1}% of (d)",
+            100.0 * self.batched.per_sec() / d.per_sec(),
+            100.0 * self.unary.per_sec() / d.per_sec()
+        );
+        if let Some(pg) = &self.postgres {
+            let (e1, e2) = (pg.uniform.per_sec(), pg.hot.per_sec());
+            println!(
+                "     vs PostgreSQL: (a)/(e1) = {:.2}x, (b)/(e1) = {:.2}x, (c)/(e2) = {:.2}x",
+                self.unary.per_sec() / e1,
+                self.batched.per_sec() / e1,
+                self.hot.per_sec() / e2
+            );
+            let s = &pg.settings;
+            println!(
+                "     PostgreSQL {}: fsync = {}, synchronous_commit = {}, wal_sync_method = {}, \
+                 shared_buffers = {}; one transaction per transfer",
+                s.version, s.fsync, s.synchronous_commit, s.wal_sync_method, s.shared_buffers
+            );
+            println!("     note: the PostgreSQL path verifies no signatures, which favours PostgreSQL");
+        }
+        println!();
+        println!(
+            "node peak memory (VmHWM): {} after (a)-(c), {} after the fill, {} after restarting",
+            bytes(self.peak_memory_phases_bytes),
+            bytes(self.peak_memory_fill_bytes),
+            bytes(self.restart.peak_memory_bytes)
+        );
+        for (when, disk) in [("after (a)-(c)", &self.disk_phases), ("at restart", &self.disk_restart)] {
+            println!(
+                "node data on disk {when}: {} allocated ({} apparent) for {} entries = {:.0} bytes/entry",
+                bytes(disk.allocated_bytes),
+                bytes(disk.apparent_bytes),
+                group(disk.entries),
+                disk.per_entry()
+            );
+        }
+        let total: u64 = self.disk_components.iter().map(|(_, b)| b).sum();
+        let parts: Vec<String> = self
+            .disk_components
+            .iter()
+            .take(DISK_PARTS_SHOWN)
+            .map(|(name, b)| {
+                format!("{name} {} ({:.0}%)", bytes(*b), 100.0 * *b as f64 / total.max(1) as f64)
+            })
+            .collect();
+        println!("     where it is: {}", parts.join(", "));
+        let r = &self.restart;
+        println!(
+            "restart on a log of {} entries: stopped (SIGINT) in {}; printed `listening on` after {}, \
+             answered GetLedgerInfo after {}",
+            group(r.entries),
+            secs(r.stop),
+            secs(r.listening),
+            secs(r.answering)
+        );
+        self.print_cpu();
+        println!();
+        println!("targets:");
+        let ceiling_share = self.batched.per_sec() / d.per_sec();
+        target(
+            ceiling_share >= TARGET_CEILING_SHARE,
+            &format!("(b) >= 50% of (d): {:.1}%", 100.0 * ceiling_share),
+        );
+        let p99 = self.unary.latency_us.value_at_quantile(0.99);
+        target(
+            self.unary.per_sec() >= TARGET_UNARY_PER_SEC && p99 <= TARGET_UNARY_P99_US,
+            &format!(
+                "(a) >= 10,000 transfers/s with p99 <= 25 ms: {} transfers/s, p99 {} ms",
+                group_f(self.unary.per_sec()),
+                ms(p99)
+            ),
+        );
+        match &self.postgres {
+            Some(pg) => {
+                let e1 = pg.uniform.per_sec();
+                let (fa, fb) = (self.unary.per_sec() / e1, self.batched.per_sec() / e1);
+                target(
+                    fa >= TARGET_POSTGRES_FACTOR && fb >= TARGET_POSTGRES_FACTOR,
+                    &format!("(a) and (b) >= 5x PostgreSQL: {fa:.2}x and {fb:.2}x"),
+                );
+            }
+            None => println!("  [not measured] (a) and (b) >= 5x PostgreSQL"),
+        }
+        let per_entry = self.disk_restart.per_entry();
+        target(
+            per_entry <= TARGET_BYTES_PER_TRANSFER,
+            &format!(
+                "<= 512 bytes on disk per transfer: {per_entry:.0} bytes/entry at {} entries",
+                group(self.disk_restart.entries)
+            ),
+        );
+        let rejected = [&self.unary, &self.batched, &self.hot].iter().map(|p| p.rejected).sum::<u64>()
+            + self.fill.as_ref().map_or(0, |f| f.rejected);
+        if rejected > 0 {
+            println!();
+            println!("WARNING: the node refused {rejected} transfers; every transfer should be accepted.");
+        }
+        let phases = [("(a)", &self.unary), ("(b)", &self.batched), ("(c)", &self.hot)];
+        for (name, p) in phases.into_iter().chain(self.fill.iter().map(|f| ("fill", f))) {
+            if let Some(why) = &p.first_rejection {
+                println!("  {name}: first refusal: {why}");
+            }
+            if p.duplicates > 0 || p.internal_retries > 0 {
+                println!(
+                    "  {name}: {} duplicate receipts, {} retries after INTERNAL",
+                    p.duplicates, p.internal_retries
+                );
+            }
+        }
+        if let Some(pg) = &self.postgres {
+            for (name, p) in [("(e1)", &pg.uniform), ("(e2)", &pg.hot)] {
+                if let Some(why) = &p.first_rejection {
+                    println!("  {name}: {} refused; first: {why}", group(p.rejected));
+                }
+                if p.internal_retries > 0 {
+                    println!(
+                        "  {name}: {} retries after deadlock or serialization failure",
+                        p.internal_retries
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Report {
+    fn print_cpu(&self) {
+        println!();
+        println!(
+            "resources during each phase: CPU in cores busy (CPU time / wall time; the machine has {}), \
+             'rest' is every other process; bytes the server sent to storage per transfer:",
+            self.cores
+        );
+        let mut busy_rest = Vec::new();
+        for c in &self.cpu {
+            let wall = c.wall.as_secs_f64().max(1e-9);
+            let cores = |d: Duration| d.as_secs_f64() / wall;
+            let per_transfer = |x: f64| x / c.transfers.max(1) as f64;
+            let mut line = format!("  {:<5}", c.phase);
+            let server_total = c.server.as_ref().map_or(Duration::ZERO, |(_, u)| u.total);
+            let bench_total = c.bench.as_ref().map_or(Duration::ZERO, |b| b.total);
+            if let Some(busy) = c.machine_busy {
+                let rest = busy.saturating_sub(server_total + bench_total);
+                line += &format!(" machine {:.2} = bench {:.2}", cores(busy), cores(bench_total));
+                if let Some((name, _)) = &c.server {
+                    line += &format!(" + {name} {:.2}", cores(server_total));
+                }
+                line += &format!(" + rest {:.2}", cores(rest));
+                if cores(rest) > REST_CORES_WARN {
+                    busy_rest.push(c.phase.as_str());
+                }
+            }
+            if let Some((name, usage)) = &c.server {
+                line += &format!(
+                    " | {name} CPU {:.0} us/transfer",
+                    per_transfer(usage.total.as_secs_f64() * 1e6)
+                );
+                if let Some(written) = usage.written_bytes {
+                    line += &format!(", wrote {:.0} bytes/transfer", per_transfer(written as f64));
+                }
+                if *name == "node" {
+                    let threads: Vec<String> = usage
+                        .by_name
+                        .iter()
+                        .take(THREADS_SHOWN)
+                        .map(|(thread, t)| format!("{thread} {:.2}", cores(*t)))
+                        .collect();
+                    line += &format!(" | node threads: {}", threads.join(", "));
+                }
+            }
+            println!("{line}");
+        }
+        if !busy_rest.is_empty() {
+            println!(
+                "  WARNING: other processes kept the CPU busy during {}: those numbers are pessimistic",
+                busy_rest.join(", ")
+            );
+        }
+    }
+}
+
+fn row(name: &str, p: &PhaseResult) {
+    let h = &p.latency_us;
+    println!(
+        "{:<NAME_WIDTH$} {:>11} {:>8} {:>8} {:>9} {:>7.1} {:>10} {:>8} {:>7}",
+        name,
+        group_f(p.per_sec()),
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        p.wall.as_secs_f64(),
+        group(p.accepted),
+        group(p.rejected),
+        group(p.busy_retries)
+    );
+}
+
+fn target(met: bool, text: &str) {
+    println!("  [{}] {text}", if met { "met" } else { "missed" });
+}
+
+/// Microseconds as milliseconds with two decimals.
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+pub fn bytes(n: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if n as f64 >= 1024.0 * MIB {
+        format!("{:.2} GiB", n as f64 / (1024.0 * MIB))
+    } else {
+        format!("{:.1} MiB", n as f64 / MIB)
+    }
+}
+
+/// An integer with thousands separators: 1,234,567.
+pub fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn group_f(x: f64) -> String {
+    group(x.round().max(0.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        let check = |n: u64, expected: &str| assert_eq!(group(n), expected);
+        check(0, "0");
+        check(999, "999");
+        check(1_000, "1,000");
+        check(1_234_567, "1,234,567");
+    }
+}
