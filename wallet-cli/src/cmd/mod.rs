@@ -1,13 +1,16 @@
 //! The subcommands, one file each, and the dispatch from parsed arguments to them.
 
 mod admin;
+mod audit;
 mod balance;
 mod history;
 mod keygen;
 mod pay;
+mod proof;
 mod pubkey;
 mod statement;
 mod submit;
+mod verifiable;
 
 use clap::Subcommand;
 
@@ -30,6 +33,12 @@ pub enum Command {
     Balance(balance::Args),
     /// Show an account's history, oldest first
     History(history::Args),
+    /// Audit the whole log: replay and verify it, or export it (auditors and administrators)
+    #[command(subcommand)]
+    Audit(audit::Command),
+    /// Prove your entries are in the node's signed log and that history was never rewritten
+    #[command(subcommand)]
+    Proof(proof::Command),
     /// Get a signed statement of an account over a period, or verify one offline
     Statement(statement::Args),
 }
@@ -43,6 +52,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Submit(args) => submit::run(global, args).await,
         Command::Balance(args) => balance::run(global, args).await,
         Command::History(args) => history::run(global, args).await,
+        Command::Audit(command) => audit::run(global, command).await,
+        Command::Proof(command) => proof::run(global, command).await,
         Command::Statement(args) => statement::run(global, args).await,
     }
 }

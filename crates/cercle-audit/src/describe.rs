@@ -1,0 +1,79 @@
+//! What an entry did, in the words the CSV and journal exports share.
+
+use std::fmt::Write as _;
+
+use cercle_core::{AccountId, Genesis, OpKind, Operation, format_with_currency};
+
+/// One entry, described. Texts come from the signers: callers make them safe for their
+/// format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described<'a> {
+    pub kind: &'static str,
+    /// The account an administrative operation or a key rotation is about.
+    pub account: Option<&'a AccountId>,
+    /// A transfer's payer, payee and amount.
+    pub transfer: Option<(&'a AccountId, &'a AccountId, i64)>,
+    /// A transfer's memo, or an administrative operation's reason.
+    pub memo: &'a str,
+    pub invoice_ref: Option<&'a str>,
+    /// What an administrative operation set, e.g. `credit limit 1,000.00 CHW`.
+    pub details: String,
+}
+
+pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
+    let money = |minor: i64| format_with_currency(minor, genesis.exponent, &genesis.currency);
+    let mut d = Described {
+        kind: op.kind.name(),
+        account: None,
+        transfer: None,
+        memo: "",
+        invoice_ref: None,
+        details: String::new(),
+    };
+    match &op.kind {
+        OpKind::RegisterAccount(r) => {
+            d.account = Some(&r.account);
+            let _ = write!(
+                d.details,
+                "name \"{}\", credit limit {}, max balance {}, {} key(s)",
+                r.display_name,
+                money(r.credit_limit_minor),
+                r.max_balance_minor.map_or_else(|| "none".to_string(), money),
+                r.keys.len()
+            );
+        }
+        OpKind::SetLimits(s) => {
+            d.account = Some(&s.account);
+            d.memo = &s.reason;
+            let mut changes = Vec::new();
+            if let Some(limit) = s.credit_limit_minor {
+                changes.push(format!("credit limit {}", money(limit)));
+            }
+            match s.max_balance_minor {
+                Some(Some(max)) => changes.push(format!("max balance {}", money(max))),
+                Some(None) => changes.push("max balance none".to_string()),
+                None => {}
+            }
+            d.details = changes.join(", ");
+        }
+        OpKind::FreezeAccount { account, reason } | OpKind::UnfreezeAccount { account, reason } => {
+            d.account = Some(account);
+            d.memo = reason;
+        }
+        OpKind::RotateKeys { account, keys } => {
+            d.account = Some(account);
+            d.details = format!("{} key(s)", keys.len());
+        }
+        OpKind::Transfer(t) => {
+            d.transfer = Some((&t.payer, &t.payee, t.amount_minor));
+            d.memo = &t.memo;
+            d.invoice_ref = t.invoice_ref.as_deref();
+        }
+    }
+    d
+}
+
+/// Untrusted text on one line: control characters (line breaks included) become spaces.
+pub fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}

@@ -1,0 +1,167 @@
+//! The hledger export: a plain-text accounting journal that `hledger -f FILE balance`
+//! reads, showing every account's balance as the ledger has it, and a total of zero.
+//!
+//! - A preamble names the ledger, and a `commodity` directive (`commodity 1,000.00 CHW`)
+//!   fixes the currency's decimals, so amounts parse exactly.
+//! - Each registration declares the account (`account alice-bakery  ; Alice's Bakery`),
+//!   so `hledger --strict` accepts the journal too.
+//! - Each transfer is a transaction dated by the node's clock (UTC), with the sequence as
+//!   its code, "payer to payee | memo" as its description, and two postings. Each posting
+//!   carries a balance assertion (`= -125.50 CHW`) with the balance the ledger recorded
+//!   after the entry, so hledger checks the ledger's arithmetic independently.
+//! - Administrative operations (registrations, limits, freezes, key rotations) move no
+//!   money: they are comment lines with their time, sequence, account and reason.
+//! - Memos are firms' text: control characters become spaces and `;` (hledger's comment
+//!   mark) becomes `,`, so a memo cannot add postings, directives or tags.
+
+use std::io::Write;
+
+use cercle_core::{AccountId, Entry, Genesis, OpKind, Operation, format_minor};
+
+use crate::describe::{describe, one_line};
+use crate::{LogWriter, SignedTreeHead, rfc3339, utc_date};
+
+/// Writes the journal.
+pub struct Writer<W: Write> {
+    out: W,
+    genesis: Genesis,
+    commodity: String,
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the preamble and the commodity directive.
+    pub fn new(mut out: W, genesis: &Genesis) -> std::io::Result<Self> {
+        let commodity = commodity_symbol(&genesis.currency);
+        writeln!(
+            out,
+            "; Cercle ledger {}: currency {}, {} decimals; genesis hash {}",
+            genesis.ledger_id,
+            genesis.currency,
+            genesis.exponent,
+            hex::encode(genesis.hash())
+        )?;
+        writeln!(
+            out,
+            "; Written by `cercle audit export --format hledger`: one transaction per transfer, with the"
+        )?;
+        writeln!(
+            out,
+            "; balances the ledger recorded as assertions; administrative operations as comments."
+        )?;
+        writeln!(out)?;
+        writeln!(out, "commodity {} {commodity}", commodity_sample(genesis.exponent))?;
+        writeln!(out)?;
+        Ok(Writer { out, genesis: genesis.clone(), commodity })
+    }
+
+    fn amount(&self, minor: i64) -> String {
+        format!("{} {}", format_minor(minor, self.genesis.exponent), self.commodity)
+    }
+}
+
+impl<W: Write> LogWriter for Writer<W> {
+    fn entry(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
+        let d = describe(&self.genesis, op);
+        let Some((payer, payee, amount_minor)) = d.transfer else {
+            let mut line = format!("; {} entry {} {}", rfc3339(entry.timestamp_ms), entry.sequence, d.kind);
+            if let Some(account) = d.account {
+                line.push_str(&format!(" {account}"));
+            }
+            for part in [d.details.as_str(), d.memo] {
+                if !part.is_empty() {
+                    line.push_str(&format!(": {}", one_line(part)));
+                }
+            }
+            writeln!(self.out, "{line}")?;
+            if let OpKind::RegisterAccount(r) = &op.kind {
+                writeln!(self.out, "account {}  ; {}", r.account, one_line(&r.display_name))?;
+            }
+            return Ok(());
+        };
+        let mut description = format!("{payer} to {payee}");
+        if !d.memo.is_empty() {
+            description.push_str(&format!(" | {}", safe(d.memo)));
+        }
+        writeln!(self.out, "{} * ({}) {description}", utc_date(entry.timestamp_ms), entry.sequence)?;
+        let mut comment =
+            format!("    ; time: {}, entry: {}", rfc3339(entry.timestamp_ms), hex::encode(entry.hash()));
+        if let Some(invoice) = d.invoice_ref {
+            comment.push_str(&format!(", invoice: {}", safe(invoice)));
+        }
+        writeln!(self.out, "{comment}")?;
+        // An accepted amount is positive, so its negation cannot overflow.
+        for (account, minor) in [(payee, amount_minor), (payer, amount_minor.saturating_neg())] {
+            let mut posting = format!("    {:<32}  {:>20}", account.as_str(), self.amount(minor));
+            if let Some(after) = balance_after(entry, account) {
+                posting.push_str(&format!(" = {}", self.amount(after)));
+            }
+            writeln!(self.out, "{posting}")?;
+        }
+        writeln!(self.out)
+    }
+
+    fn finish(&mut self, tree_head: &SignedTreeHead) -> std::io::Result<()> {
+        let head = &tree_head.head;
+        writeln!(
+            self.out,
+            "; end of the log: {} entries, Merkle root {}, signed by the node at {}",
+            head.tree_size,
+            hex::encode(head.root_hash),
+            rfc3339(head.timestamp_ms)
+        )?;
+        self.out.flush()
+    }
+}
+
+fn balance_after(entry: &Entry, account: &AccountId) -> Option<i64> {
+    entry.balances_after.iter().find(|b| &b.account == account).map(|b| b.balance_minor)
+}
+
+/// A firm's text made safe for a transaction's first line or a comment.
+fn safe(text: &str) -> String {
+    one_line(text).replace(';', ",")
+}
+
+/// The currency as an hledger commodity symbol: quoted when it holds digits.
+fn commodity_symbol(currency: &str) -> String {
+    if currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+        currency.to_string()
+    } else {
+        format!("\"{currency}\"")
+    }
+}
+
+/// The amount in a `commodity` directive that fixes the format: `1,000.00`, and `1,000.`
+/// without decimals (hledger needs the decimal mark to tell `,` is a digit group mark).
+fn commodity_sample(exponent: u8) -> String {
+    let sample =
+        format_minor(1000 * 10i64.pow(u32::from(exponent.min(cercle_core::amount::EXPONENT_MAX))), exponent);
+    if exponent == 0 { format!("{sample}.") } else { sample }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commodities_fix_the_decimals() {
+        let check = |currency: &str, exponent: u8, expected: &str| {
+            assert_eq!(
+                format!("commodity {} {}", commodity_sample(exponent), commodity_symbol(currency)),
+                expected
+            );
+        };
+        check("CHW", 2, "commodity 1,000.00 CHW");
+        check("SRD", 0, "commodity 1,000. SRD");
+        check("EUR2", 3, "commodity 1,000.000 \"EUR2\"");
+        check("WIR", 9, "commodity 1,000.000000000 WIR");
+    }
+
+    #[test]
+    fn memos_cannot_escape_their_line() {
+        let check = |memo: &str, expected: &str| assert_eq!(safe(memo), expected, "{memo:?}");
+        check("flour, week 47", "flour, week 47");
+        check("x\n    bob  -5 CHW", "x     bob  -5 CHW");
+        check("x ; tag:value", "x , tag:value");
+    }
+}

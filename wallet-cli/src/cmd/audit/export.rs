@@ -1,0 +1,167 @@
+//! `cercle audit export`: the node's log, up to its current signed tree head, to a file:
+//! `jsonl` (complete, for `cercle audit verify --log`), `csv` (spreadsheets) or `hledger`
+//! (an accounting journal). Needs an auditor's or administrator's key: the node streams
+//! the whole log to them only.
+//!
+//! The export checks what it writes hangs together (each entry hashes to its hash,
+//! chains to the one before, and the whole matches the node's signed tree head), so a
+//! broken stream never yields a plausible file; signatures and balances are for
+//! `cercle audit verify`. The file is written beside FILE and moved into place only when
+//! complete.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use cercle_audit::{Format, LogWriter, SignedTreeHead};
+use cercle_core::merkle::{Frontier, leaf_hash};
+use cercle_core::sign::Keypair;
+use cercle_core::{Entry, Genesis};
+use serde_json::json;
+
+use crate::client::status_error;
+use crate::cmd::verifiable::{ProgressLine, Verifiable, thousands};
+use crate::output::{self, rfc3339};
+use crate::{Global, keys};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    /// The complete log (genesis, entries, signed tree head), for `cercle audit verify --log`
+    Jsonl,
+    /// One row per entry, for spreadsheets
+    Csv,
+    /// A journal for hledger: one transaction per transfer
+    Hledger,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Hledger => Format::Hledger,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Write the export to this file
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Write the export in this format
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: FormatArg,
+    /// Replace FILE if it exists
+    #[arg(long)]
+    force: bool,
+}
+
+/// Where the export is written until it is complete.
+fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let key = keys::load(global.key.as_deref())?;
+    if args.out.exists() && !args.force {
+        bail!(
+            "{} already exists; choose another --out path, or pass --force to replace it",
+            args.out.display()
+        );
+    }
+    let mut node = Verifiable::connect(&global.node).await?;
+    let genesis = node.genesis.clone();
+    let tree_head = node.tree_head().await?;
+    tree_head.verify(&genesis).map_err(|e| anyhow!("the node's tree head does not check out: {e}"))?;
+    let format = Format::from(args.format);
+    let partial = partial_path(&args.out);
+    let file =
+        std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    let mut out = BufWriter::new(file);
+    let written = write_export(&mut node, &key, &genesis, &tree_head, format, &mut out).await;
+    let finished = written.and_then(|()| {
+        let file =
+            out.into_inner().map_err(|e| anyhow!("cannot write {}: {}", partial.display(), e.error()))?;
+        file.sync_all().with_context(|| format!("cannot write {}", partial.display()))?;
+        std::fs::rename(&partial, &args.out)
+            .with_context(|| format!("cannot move {} to {}", partial.display(), args.out.display()))
+    });
+    if let Err(e) = finished {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    let head = &tree_head.head;
+    if global.json {
+        return output::emit_json(&json!({
+            "out": args.out.display().to_string(),
+            "format": format.name(),
+            "entries": head.tree_size,
+            "tree_size": head.tree_size,
+            "root_hash": hex::encode(head.root_hash),
+            "tree_head_timestamp": rfc3339(head.timestamp_ms),
+            "genesis_hash": hex::encode(genesis.hash()),
+        }));
+    }
+    output::emit(&format!(
+        "exported {} entries ({}) to {}: the log up to the node's tree head signed at {}, Merkle root {}",
+        thousands(head.tree_size),
+        format.name(),
+        args.out.display(),
+        rfc3339(head.timestamp_ms),
+        hex::encode(head.root_hash)
+    ))
+}
+
+async fn write_export(
+    node: &mut Verifiable,
+    key: &Keypair,
+    genesis: &Genesis,
+    tree_head: &SignedTreeHead,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let tree_size = tree_head.head.tree_size;
+    let io = |e: std::io::Error| anyhow!("cannot write the export: {e}");
+    let mut writer: Box<dyn LogWriter + '_> = cercle_audit::writer(format, out, genesis).map_err(io)?;
+    let mut stream = node.stream_entries(key, 1).await?;
+    let mut frontier = Frontier::new();
+    let mut previous = genesis.hash();
+    let mut progress = ProgressLine::new();
+    for expected in 1..=tree_size {
+        let entry = stream.message().await.map_err(|s| status_error(node.url(), &s))?.ok_or_else(|| {
+            anyhow!(
+                "the node's stream ended after {} entries, but its tree head commits to {tree_size}",
+                expected - 1
+            )
+        })?;
+        let sequence = entry.sequence;
+        let invalid = |detail: String| anyhow!("the node sent an invalid entry {sequence}: {detail}");
+        let entry = Entry::try_from(entry).map_err(|r| invalid(r.message("", 0)))?;
+        if sequence != expected {
+            bail!("the node sent entry {sequence} where entry {expected} belongs");
+        }
+        if entry.prev_hash != previous {
+            bail!("entry {sequence} does not chain to the entry before it");
+        }
+        let op = cercle_proto::decode_operation(&entry.envelope.body)
+            .map_err(|r| invalid(r.message(&genesis.currency, genesis.exponent)))?;
+        writer.entry(&entry, &op).map_err(io)?;
+        frontier.push(leaf_hash(&entry.encode())).map_err(|e| anyhow!("{e}"))?;
+        previous = entry.hash();
+        if expected % 1024 == 0 {
+            progress.show("exporting", expected, tree_size);
+        }
+    }
+    progress.clear();
+    if frontier.root() != tree_head.head.root_hash {
+        bail!(
+            "the entries the node sent do not match its signed tree head (root {}, expected {})",
+            hex::encode(frontier.root()),
+            hex::encode(tree_head.head.root_hash)
+        );
+    }
+    writer.finish(tree_head).map_err(io)
+}
