@@ -9,8 +9,11 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use cercle_audit::SignedTreeHead;
+use cercle_core::checkpoint::TreeHead;
+use cercle_core::merkle::Hash;
 use cercle_core::sign::{Keypair, read_auth_message};
-use cercle_core::{AccountId, Genesis};
+use cercle_core::{AccountId, Genesis, LedgerId};
 use cercle_proto as pb;
 use pb::ledger_client::LedgerClient;
 use tonic::Code;
@@ -102,7 +105,7 @@ impl Node {
         let request = self.authenticated(
             key,
             "GetAccount",
-            account,
+            account.as_str(),
             pb::GetAccountRequest { account: account.to_string() },
         )?;
         let response = self.client.get_account(request).await;
@@ -119,7 +122,7 @@ impl Node {
         let request = self.authenticated(
             key,
             "ListEntries",
-            account,
+            account.as_str(),
             pb::ListEntriesRequest { account: account.to_string(), after_sequence, page_size },
         )?;
         let response = self.client.list_entries(request).await;
@@ -136,24 +139,111 @@ impl Node {
         let request = self.authenticated(
             key,
             "GetStatement",
-            account,
+            account.as_str(),
             pb::GetStatementRequest { account: account.to_string(), from_ms, to_ms },
         )?;
         let response = self.client.get_statement(request).await;
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
 
+    /// The node's current tree head, as sent: the caller checks its signature.
+    pub async fn tree_head(&mut self) -> anyhow::Result<SignedTreeHead> {
+        let t = self
+            .client
+            .get_tree_head(pb::GetTreeHeadRequest {})
+            .await
+            .map_err(|s| status_error(&self.url, &s))?
+            .into_inner();
+        let malformed = |field: &str| anyhow!("the node sent a malformed tree head ({field})");
+        Ok(SignedTreeHead {
+            head: TreeHead {
+                ledger_id: LedgerId(t.ledger_id.as_slice().try_into().map_err(|_| malformed("ledger_id"))?),
+                tree_size: t.tree_size,
+                root_hash: t.root_hash.as_slice().try_into().map_err(|_| malformed("root_hash"))?,
+                timestamp_ms: t.timestamp_ms,
+            },
+            signature: t.signature.as_slice().try_into().map_err(|_| malformed("signature"))?,
+        })
+    }
+
+    /// The inclusion proof of entry `sequence` in the tree of `tree_size` entries, and
+    /// the entry as the node sent it.
+    pub async fn inclusion_proof(
+        &mut self,
+        key: &Keypair,
+        sequence: u64,
+        tree_size: u64,
+    ) -> anyhow::Result<(Vec<Hash>, Option<pb::Entry>)> {
+        let request = self.authenticated(
+            key,
+            "GetInclusionProof",
+            &sequence.to_string(),
+            pb::GetInclusionProofRequest { sequence, tree_size },
+        )?;
+        let proof = self.client.get_inclusion_proof(request).await;
+        let proof = proof.map_err(|s| status_error(&self.url, &s))?.into_inner();
+        if proof.sequence != sequence || proof.tree_size != tree_size {
+            bail!(
+                "asked for the proof of entry {sequence} in a tree of {tree_size}, the node answered for entry {} in a tree of {}",
+                proof.sequence,
+                proof.tree_size
+            );
+        }
+        Ok((hashes(proof.hashes)?, proof.entry))
+    }
+
+    /// The consistency proof from the tree of `old_size` entries to that of `new_size`.
+    pub async fn consistency_proof(
+        &mut self,
+        key: &Keypair,
+        old_size: u64,
+        new_size: u64,
+    ) -> anyhow::Result<Vec<Hash>> {
+        let request = self.authenticated(
+            key,
+            "GetConsistencyProof",
+            &format!("{old_size}-{new_size}"),
+            pb::GetConsistencyProofRequest { old_size, new_size },
+        )?;
+        let proof = self.client.get_consistency_proof(request).await;
+        let proof = proof.map_err(|s| status_error(&self.url, &s))?.into_inner();
+        if proof.old_size != old_size || proof.new_size != new_size {
+            bail!(
+                "asked for a consistency proof from {old_size} to {new_size} entries, the node answered from {} to {}",
+                proof.old_size,
+                proof.new_size
+            );
+        }
+        hashes(proof.hashes)
+    }
+
+    /// The log from entry `from_sequence` on (administrators and auditors only).
+    pub async fn stream_entries(
+        &mut self,
+        key: &Keypair,
+        from_sequence: u64,
+    ) -> anyhow::Result<tonic::Streaming<pb::Entry>> {
+        let request = self.authenticated(
+            key,
+            "StreamEntries",
+            &from_sequence.to_string(),
+            pb::StreamEntriesRequest { from_sequence },
+        )?;
+        let stream = self.client.stream_entries(request).await;
+        Ok(stream.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
     /// Wraps a read request with the caller's signature over (ledger, method, now,
-    /// account), as the node's read authentication expects.
+    /// subject), as the node's read authentication expects.
     fn authenticated<T>(
         &self,
         key: &Keypair,
         method: &str,
-        account: &AccountId,
+        subject: &str,
         message: T,
     ) -> anyhow::Result<tonic::Request<T>> {
         let timestamp_ms = now_ms()?;
-        let signed = read_auth_message(&self.genesis.ledger_id, method, timestamp_ms, account.as_str());
+        let signed = read_auth_message(&self.genesis.ledger_id, method, timestamp_ms, subject);
         let signature = key.sign(&signed);
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
@@ -258,4 +348,18 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     one_line(&parts.join(": "))
+}
+
+/// Most hashes a proof may hold (RFC 9162 proofs of u64 sizes hold at most 65).
+const PROOF_HASHES_MAX: usize = 66;
+
+fn hashes(list: Vec<Vec<u8>>) -> anyhow::Result<Vec<Hash>> {
+    if list.len() > PROOF_HASHES_MAX {
+        bail!("the node sent a proof of {} hashes, more than any proof holds", list.len());
+    }
+    list.into_iter()
+        .map(|h| {
+            h.as_slice().try_into().map_err(|_| anyhow!("the node sent a proof hash of {} bytes", h.len()))
+        })
+        .collect()
 }

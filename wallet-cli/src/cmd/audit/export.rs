@@ -19,8 +19,9 @@ use cercle_core::sign::Keypair;
 use cercle_core::{Entry, Genesis};
 use serde_json::json;
 
+use crate::client::Node;
 use crate::client::status_error;
-use crate::cmd::verifiable::{ProgressLine, Verifiable, thousands};
+use crate::cmd::verifiable::{ProgressLine, thousands};
 use crate::output::{self, rfc3339};
 use crate::{Global, keys};
 
@@ -72,7 +73,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    let mut node = Verifiable::connect(&global.node).await?;
+    let mut node = Node::connect(&global.node).await?;
     let genesis = node.genesis.clone();
     let tree_head = node.tree_head().await?;
     tree_head.verify(&genesis).map_err(|e| anyhow!("the node's tree head does not check out: {e}"))?;
@@ -116,7 +117,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 }
 
 async fn write_export(
-    node: &mut Verifiable,
+    node: &mut Node,
     key: &Keypair,
     genesis: &Genesis,
     tree_head: &SignedTreeHead,

@@ -12,7 +12,8 @@ use cercle_audit::{AuditFailure, Options, SignedTreeHead, SourceError, Verdict, 
 use cercle_core::{Entry, Genesis};
 use serde_json::json;
 
-use crate::cmd::verifiable::{ProgressLine, Verifiable, thousands};
+use crate::client::Node;
+use crate::cmd::verifiable::{ProgressLine, thousands};
 use crate::output::{self, rfc3339};
 use crate::{Global, keys};
 
@@ -117,7 +118,7 @@ fn verify_file(path: &Path, args: &Args, mut options: Options) -> anyhow::Result
 
 async fn verify_node(global: &Global, args: &Args, options: Options) -> anyhow::Result<Outcome> {
     let key = keys::load(global.key.as_deref())?;
-    let mut node = Verifiable::connect(&global.node).await?;
+    let mut node = Node::connect(&global.node).await?;
     let genesis = node.genesis.clone();
     check_genesis(&genesis, args.genesis_hash)?;
     // The tree head first: the entries streamed after it include every entry it commits to.

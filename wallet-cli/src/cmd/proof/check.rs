@@ -26,7 +26,8 @@ use cercle_core::{AccountId, Entry, LedgerId, verify_envelope};
 use cercle_proto::PAGE_SIZE_MAX;
 use serde_json::json;
 
-use crate::cmd::verifiable::{ProgressLine, Verifiable, entries};
+use crate::client::Node;
+use crate::cmd::verifiable::{ProgressLine, entries};
 use crate::output::{self, rfc3339};
 use crate::signed::parse_account;
 use crate::{Global, keys};
@@ -125,7 +126,7 @@ fn describe(t: &SignedTreeHead) -> String {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
-    let mut node = Verifiable::connect(&global.node).await?;
+    let mut node = Node::connect(&global.node).await?;
     let genesis = node.genesis.clone();
     let state_path = match &args.state {
         Some(path) => path.clone(),
@@ -230,7 +231,7 @@ struct Inclusion {
 }
 
 async fn check_inclusion(
-    node: &mut Verifiable,
+    node: &mut Node,
     key: &cercle_core::sign::Keypair,
     args: &Args,
     current: &SignedTreeHead,
