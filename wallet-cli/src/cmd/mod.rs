@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod balance;
+mod clearing;
 mod history;
 mod keygen;
 mod pay;
@@ -41,6 +42,9 @@ pub enum Command {
     Proof(proof::Command),
     /// Get a signed statement of an account over a period, or verify one offline
     Statement(statement::Args),
+    /// Compute the optimal set-off of an invoice network from a file, without a node
+    #[command(subcommand)]
+    Clearing(clearing::Command),
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
@@ -55,5 +59,6 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Audit(command) => audit::run(global, command).await,
         Command::Proof(command) => proof::run(global, command).await,
         Command::Statement(args) => statement::run(global, args).await,
+        Command::Clearing(command) => clearing::run(global, command),
     }
 }
