@@ -107,6 +107,7 @@ pub async fn client_loop(
                     amount_minor: 1 + rng.below(10_000) as i64,
                     memo: format!("round {round}"),
                     invoice_ref: None,
+                    invoice: None,
                 }),
             });
         }

@@ -69,6 +69,7 @@ async fn populate(node: &Node, g: &Genesis, admin: &Keypair) -> usize {
             amount_minor: 1 + (x >> 16) as i64 % 50_000,
             memo: if i % 7 == 0 { format!("flour, \"week\" {i}") } else { format!("delivery {i}") },
             invoice_ref: (i % 3 == 0).then(|| format!("INV-{i}")),
+            invoice: None,
         });
         signed.push((next(kind), &firms[payer].1));
     }

@@ -44,6 +44,7 @@ fn transfer(n: u64, payer: &str, payee: &str, amount_minor: i64) -> Operation {
             amount_minor,
             memo: String::new(),
             invoice_ref: None,
+            invoice: None,
         }),
     }
 }

@@ -13,7 +13,7 @@ use cercle_audit::SignedTreeHead;
 use cercle_core::checkpoint::TreeHead;
 use cercle_core::merkle::Hash;
 use cercle_core::sign::{Keypair, read_auth_message};
-use cercle_core::{AccountId, Genesis, LedgerId};
+use cercle_core::{AccountId, Genesis, InvoiceId, LedgerId};
 use cercle_proto as pb;
 use pb::ledger_client::LedgerClient;
 use tonic::Code;
@@ -27,9 +27,9 @@ use crate::output::one_line;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest response accepted. A full page of history (1000 entries with bodies of up to
-/// 4 KiB) is about 5 MiB; the default of 4 MiB would refuse it.
-const RESPONSE_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Largest response accepted: the node's own bound on what it sends (a page of history
+/// may hold one clearing entry of up to 32 MiB). The default of 4 MiB would refuse it.
+const RESPONSE_BYTES_MAX: usize = 40 * 1024 * 1024;
 
 /// The domain of the `google.rpc.ErrorInfo` the node attaches to rejections.
 const ERROR_DOMAIN: &str = "cercle.v1";
@@ -126,6 +126,43 @@ impl Node {
             pb::ListEntriesRequest { account: account.to_string(), after_sequence, page_size },
         )?;
         let response = self.client.list_entries(request).await;
+        Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
+    pub async fn get_invoice(&mut self, key: &Keypair, id: &InvoiceId) -> anyhow::Result<pb::Invoice> {
+        let request = self.authenticated(
+            key,
+            "GetInvoice",
+            &id.to_string(),
+            pb::GetInvoiceRequest { invoice_id: id.0.to_vec() },
+        )?;
+        let response = self.client.get_invoice(request).await;
+        Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
+    /// One page of invoices: of `account`, or every invoice when `account` is `None`.
+    pub async fn list_invoices(
+        &mut self,
+        key: &Keypair,
+        account: Option<&AccountId>,
+        request: pb::ListInvoicesRequest,
+    ) -> anyhow::Result<pb::ListInvoicesResponse> {
+        let subject = account.map_or(String::new(), ToString::to_string);
+        let request = pb::ListInvoicesRequest { account: subject.clone(), ..request };
+        let request = self.authenticated(key, "ListInvoices", &subject, request)?;
+        let response = self.client.list_invoices(request).await;
+        Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
+    pub async fn plan_clearing(
+        &mut self,
+        key: &Keypair,
+        with_credit: bool,
+    ) -> anyhow::Result<pb::ClearingSummary> {
+        let subject = if with_credit { "with-credit" } else { "set-off" };
+        let request =
+            self.authenticated(key, "PlanClearing", subject, pb::PlanClearingRequest { with_credit })?;
+        let response = self.client.plan_clearing(request).await;
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
 

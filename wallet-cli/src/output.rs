@@ -66,6 +66,37 @@ pub fn rfc3339(timestamp_ms: u64) -> String {
     )
 }
 
+/// The day number (days since 1970-01-01) of a `YYYY-MM-DD` date from 1970 to 9999.
+pub fn parse_date(text: &str) -> Result<u32, String> {
+    let bad = || format!("'{text}' is not a date of the form YYYY-MM-DD");
+    let mut parts = text.splitn(3, '-');
+    let (y, m, d) = (parts.next(), parts.next(), parts.next());
+    let (Some(y), Some(m), Some(d)) = (y, m, d) else { return Err(bad()) };
+    let (y, m, d): (i64, u32, u32) =
+        (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d == 0 || d > days_in_month[(m - 1) as usize]
+    {
+        return Err(bad());
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    // 1970..=9999 keeps this within 0..2_933_000.
+    Ok((era * 146_097 + doe - 719_468) as u32)
+}
+
+/// A day number as `YYYY-MM-DD`.
+pub fn date(day: u32) -> String {
+    let (year, month, day) = civil_from_days(i64::from(day));
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 /// The proleptic Gregorian date of a day number counted from 1970-01-01 (Howard
 /// Hinnant's `civil_from_days`), for days >= 0.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -162,6 +193,21 @@ mod tests {
         check(1_700_000_000_123, "2023-11-14T22:13:20Z");
         // The largest input does not overflow.
         check(u64::MAX, "584556019-04-03T14:25:51Z");
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        let check = |text: &str, day: u32| {
+            assert_eq!(parse_date(text), Ok(day), "{text}");
+            assert_eq!(date(day), text);
+        };
+        check("1970-01-01", 0);
+        check("2000-02-29", 11_016);
+        check("2026-11-22", 20_779);
+        check("9999-12-31", 2_932_896);
+        for bad in ["2026-02-29", "2026-13-01", "1969-12-31", "2026-1", "x", "2026-11-22-1", ""] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -72,6 +72,21 @@ pub async fn sign_and_submit(
     node: &mut Node,
     kind: OpKind,
 ) -> anyhow::Result<()> {
+    match sign_and_submit_quietly(global, args, key, node, kind).await? {
+        Some(receipt) => output::receipt(global.json, &node.genesis, &receipt),
+        None => Ok(()),
+    }
+}
+
+/// `sign_and_submit` that hands the receipt back instead of printing it (`None` when the
+/// operation was only saved, which is reported here).
+pub async fn sign_and_submit_quietly(
+    global: &Global,
+    args: &SignArgs,
+    key: &Keypair,
+    node: &mut Node,
+    kind: OpKind,
+) -> anyhow::Result<Option<pb::Receipt>> {
     // Refuse early, before signing, what the ledger would refuse for the values alone.
     cercle_core::state::check_values(&kind)
         .map_err(|r| anyhow!("{}", r.message(&node.genesis.currency, node.genesis.exponent)))?;
@@ -96,23 +111,24 @@ pub async fn sign_and_submit(
     }
     if args.no_submit {
         let path = args.save.as_deref().map(|p| p.display().to_string());
-        return if global.json {
+        if global.json {
             output::emit_json(&json!({
                 "operation_id": id.to_string(),
                 "valid_until_ms": valid_until_ms,
                 "saved_to": path,
                 "submitted": false,
-            }))
+            }))?;
         } else {
             output::emit(&format!(
                 "signed operation {id}, saved to {}; not submitted (send it with `cercle submit --file FILE`)",
                 path.unwrap_or_default()
-            ))
-        };
+            ))?;
+        }
+        return Ok(None);
     }
     let line = envelopes::to_line(&envelope);
     match node.submit(envelope).await {
-        Ok(receipt) => output::receipt(global.json, &node.genesis, &receipt),
+        Ok(receipt) => Ok(Some(receipt)),
         Err(status) => {
             let error = status_error(node.url(), &status);
             if Rejected::from_status(&status).is_some() || args.save.is_some() {

@@ -13,6 +13,8 @@ pub struct Described<'a> {
     pub account: Option<&'a AccountId>,
     /// A transfer's payer, payee and amount.
     pub transfer: Option<(&'a AccountId, &'a AccountId, i64)>,
+    /// An invoice operation's payee and payer.
+    pub invoice: Option<(&'a AccountId, &'a AccountId)>,
     /// A transfer's memo, or an administrative operation's reason.
     pub memo: &'a str,
     pub invoice_ref: Option<&'a str>,
@@ -26,6 +28,7 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
         kind: op.kind.name(),
         account: None,
         transfer: None,
+        invoice: None,
         memo: "",
         invoice_ref: None,
         details: String::new(),
@@ -68,6 +71,45 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
             d.transfer = Some((&t.payer, &t.payee, t.amount_minor));
             d.memo = &t.memo;
             d.invoice_ref = t.invoice_ref.as_deref();
+            if let Some(invoice) = &t.invoice {
+                d.details = format!("pays invoice {invoice}");
+            }
+        }
+        OpKind::IssueInvoice(i) => {
+            d.invoice = Some((&i.payee, &i.payer));
+            d.invoice_ref = Some(&i.reference);
+            let _ = write!(
+                d.details,
+                "invoice {} from {} to {}: {}, {}% payable in {}",
+                i.invoice,
+                i.payee,
+                i.payer,
+                money(i.amount_minor),
+                i.local_share_percent,
+                genesis.currency
+            );
+            if let Some(day) = i.due_day {
+                let _ = write!(d.details, ", due {}", crate::utc_date(u64::from(day) * 86_400_000));
+            }
+            if i.excluded_from_clearing {
+                d.details.push_str(", excluded from clearing");
+            }
+        }
+        OpKind::AcceptInvoice(p) | OpKind::SetInvoiceClearing { invoice: p, .. } => {
+            d.invoice = Some((&p.payee, &p.payer));
+            d.details = format!("invoice {} from {} to {}", p.invoice, p.payee, p.payer);
+            if let OpKind::SetInvoiceClearing { excluded, .. } = &op.kind {
+                d.details.push_str(if *excluded { ": excluded from clearing" } else { ": back in clearing" });
+            }
+        }
+        OpKind::RejectInvoice { invoice: p, reason } | OpKind::CancelInvoice { invoice: p, reason } => {
+            d.invoice = Some((&p.payee, &p.payer));
+            d.memo = reason;
+            d.details = format!("invoice {} from {} to {}", p.invoice, p.payee, p.payer);
+        }
+        OpKind::RunClearing(r) => {
+            d.memo = &r.reason;
+            d.details = if r.with_credit { "set-off, then mutual credit".into() } else { "set-off".into() };
         }
     }
     d

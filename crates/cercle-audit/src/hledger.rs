@@ -9,8 +9,10 @@
 //!   its code, "payer to payee | memo" as its description, and two postings. Each posting
 //!   carries a balance assertion (`= -125.50 CHW`) with the balance the ledger recorded
 //!   after the entry, so hledger checks the ledger's arithmetic independently.
-//! - Administrative operations (registrations, limits, freezes, key rotations) move no
-//!   money: they are comment lines with their time, sequence, account and reason.
+//! - Administrative operations (registrations, limits, freezes, key rotations) and invoice
+//!   operations move no money: they are comment lines with their time, sequence, account
+//!   and reason. A clearing run's set-off moves no money either; its payments through
+//!   mutual credit (if any) are one transaction with a posting per firm, which sums to zero.
 //! - Memos are firms' text: control characters become spaces and `;` (hledger's comment
 //!   mark) becomes `,`, so a memo cannot add postings, directives or tags.
 
@@ -62,6 +64,9 @@ impl<W: Write> Writer<W> {
 impl<W: Write> LogWriter for Writer<W> {
     fn entry(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
         let d = describe(&self.genesis, op);
+        if entry.clearing.is_some() && !entry.balances_after.is_empty() {
+            return self.clearing_payments(entry, &d.details);
+        }
         let Some((payer, payee, amount_minor)) = d.transfer else {
             let mut line = format!("; {} entry {} {}", rfc3339(entry.timestamp_ms), entry.sequence, d.kind);
             if let Some(account) = d.account {
@@ -110,6 +115,39 @@ impl<W: Write> LogWriter for Writer<W> {
             rfc3339(head.timestamp_ms)
         )?;
         self.out.flush()
+    }
+}
+
+impl<W: Write> Writer<W> {
+    /// A clearing run's payments through mutual credit: one posting per firm, the change of
+    /// its balance, with the balance recorded after the run as assertion.
+    fn clearing_payments(&mut self, entry: &Entry, details: &str) -> std::io::Result<()> {
+        let Some(record) = &entry.clearing else { return Ok(()) };
+        writeln!(
+            self.out,
+            "{} * ({}) clearing run | {}",
+            utc_date(entry.timestamp_ms),
+            entry.sequence,
+            details
+        )?;
+        writeln!(
+            self.out,
+            "    ; time: {}, entry: {}",
+            rfc3339(entry.timestamp_ms),
+            hex::encode(entry.hash())
+        )?;
+        for firm in record.firms.iter().filter(|f| f.payment_minor != 0) {
+            let mut posting = format!(
+                "    {:<32}  {:>20}",
+                firm.account.as_str(),
+                self.amount(firm.payment_minor.saturating_neg())
+            );
+            if let Some(after) = balance_after(entry, &firm.account) {
+                posting.push_str(&format!(" = {}", self.amount(after)));
+            }
+            writeln!(self.out, "{posting}")?;
+        }
+        writeln!(self.out)
     }
 }
 

@@ -30,6 +30,9 @@
 //!
 //! These are the fields of the canonical entry (`cercle_core::Entry::encode`); the body is
 //! the operation exactly as signed, and `entry_hash` is SHA-256 of the canonical encoding.
+//! A clearing run's entry has one more field, `"clearing":"<hex>"`: its
+//! `cercle_core::clearing::ClearingRecord` in canonical encoding (cleared amounts per
+//! invoice, payments and potentials per firm), which the replay checks.
 //!
 //! Last line, the node's signed tree head over exactly those N entries:
 //!
@@ -64,9 +67,11 @@ use crate::{LogWriter, SignedTreeHead, SourceError};
 pub const FORMAT: &str = "cercle-log/v1";
 /// Entry `n` is on line `n + LINE_OFFSET`: the genesis is line 1.
 pub const LINE_OFFSET: u64 = 1;
-/// The longest line accepted. An entry holds at most a 4 KiB body (8 KiB of hex) and a
-/// few balances; a genesis at most 33 keys.
-pub const LINE_BYTES_MAX: usize = 64 * 1024;
+/// The longest line accepted: a clearing run's entry of up to 32 MiB, in hex. Other
+/// entries hold at most a 4 KiB body (8 KiB of hex) and a few balances.
+pub const LINE_BYTES_MAX: usize = 72 * 1024 * 1024;
+/// The longest last line (the tree head) looked for at the end of the file.
+const TREE_HEAD_LINE_BYTES_MAX: usize = 64 * 1024;
 /// How much of the file is read at a time.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
 
@@ -127,6 +132,8 @@ struct EntryLine<'a> {
     body: Cow<'a, str>,
     #[serde(borrow)]
     balances_after: Vec<BalanceLine<'a>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    clearing: Option<Cow<'a, str>>,
     #[serde(borrow)]
     entry_hash: Cow<'a, str>,
 }
@@ -243,6 +250,11 @@ pub fn entry_line(entry: &Entry) -> String {
                 balance_minor: b.balance_minor,
             })
             .collect(),
+        clearing: entry.clearing.as_ref().map(|record| {
+            let mut w = cercle_core::codec::Writer::default();
+            record.encode_into(&mut w);
+            hex(&w.buf)
+        }),
         entry_hash: hex(&entry.hash()),
     };
     to_line(&line)
@@ -311,6 +323,17 @@ pub fn parse_entry(line: &[u8]) -> Result<Entry, String> {
             signature: unhex(&e.signature, "signature")?,
         },
         balances_after,
+        clearing: match &e.clearing {
+            None => None,
+            Some(text) => {
+                let bytes = unhex_vec(text, "clearing")?;
+                let mut r = cercle_core::codec::Reader::new(&bytes);
+                let record = cercle_core::ClearingRecord::decode_from(&mut r)
+                    .map_err(|err| format!("the clearing record of entry {}: {err}", e.sequence))?;
+                r.finish().map_err(|err| format!("the clearing record of entry {}: {err}", e.sequence))?;
+                Some(record)
+            }
+        },
     };
     if unhex::<32>(&e.entry_hash, "entry_hash")? != entry.hash() {
         return Err(format!("entry_hash does not match the content of entry {}", e.sequence));
@@ -397,7 +420,7 @@ pub fn from_reader<R: Read + Seek>(mut input: R) -> Result<Log<BufReader<R>>, So
     let io = |e: std::io::Error| SourceError::new(None, format!("cannot read the log: {e}"));
     let len = input.seek(SeekFrom::End(0)).map_err(io)?;
     // The last line, read backwards from the end: the tree head.
-    let tail_len = len.min(LINE_BYTES_MAX as u64 + 1);
+    let tail_len = len.min(TREE_HEAD_LINE_BYTES_MAX as u64 + 1);
     input.seek(SeekFrom::Start(len - tail_len)).map_err(io)?;
     let mut tail = Vec::with_capacity(tail_len as usize);
     (&mut input).take(tail_len).read_to_end(&mut tail).map_err(io)?;

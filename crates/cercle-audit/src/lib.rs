@@ -21,7 +21,7 @@
 //! [`LogWriter`] ([`writer`] picks one by [`Format`]).
 
 pub mod csv;
-mod describe;
+pub mod describe;
 pub mod hledger;
 pub mod jsonl;
 pub mod synth;

@@ -190,6 +190,7 @@ pub fn synth_log(entries: usize, seed: u64) -> SynthLog {
                         amount_minor: 1 + rng.below(10_000) as i64,
                         memo: format!("delivery {op_count}"),
                         invoice_ref: (rng.below(4) == 0).then(|| format!("INV-{op_count}")),
+                        invoice: None,
                     };
                     (OpKind::Transfer(transfer), &firms[payer].1)
                 }

@@ -94,6 +94,7 @@ fn forged_transfer(log: &SynthLog, after: usize) -> Entry {
             amount_minor: 1,
             memo: "forged".into(),
             invoice_ref: None,
+            invoice: None,
         }),
     };
     let ts = ledger.head().timestamp_ms;
@@ -272,6 +273,7 @@ fn a_log_the_node_itself_signed_is_still_replayed() {
             account: cercle_core::AccountId::parse("self-made").unwrap(),
             balance_minor: 0,
         }],
+        clearing: None,
     });
     let head = sign_log(&log.genesis, &log.node, &entries);
     check(&rewritten(&log, &entries, &head), Named::Line(n + 2), "not an administrator");

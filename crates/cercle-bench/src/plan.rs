@@ -134,6 +134,7 @@ impl Accounts {
                 amount_minor: t.amount_minor,
                 memo: t.memo.clone(),
                 invoice_ref: None,
+                invoice: None,
             }),
         };
         Signed::new(&payer.key, ledger_id, &op)

@@ -4,8 +4,10 @@
 //! (`merkle`, RFC 9162) and the node's time. The node signs it with its key (named in the
 //! genesis); anyone holding two tree heads can ask for a consistency proof between them.
 
+use crate::entry::Entry;
 use crate::ids::{AccountId, LedgerId, PublicKey};
 use crate::merkle::Hash;
+use crate::op::Operation;
 use crate::sign::{self, Keypair, SignatureError};
 
 /// Domain tag of a tree-head signature.
@@ -159,14 +161,9 @@ impl Statement {
                     return Err(StatementError::TooManyEntries);
                 }
                 sequences.push(entry.sequence);
-                if let OpKind::Transfer(t) = &op.kind {
-                    let amount = t.amount_minor.unsigned_abs() as u128;
-                    if &t.payee == account {
-                        turnover_in += amount;
-                    } else if &t.payer == account {
-                        turnover_out += amount;
-                    }
-                }
+                let (inflow, outflow) = flows(entry, op, account);
+                turnover_in += inflow;
+                turnover_out += outflow;
             }
             if let Some(b) = entry.balances_after.iter().find(|b| &b.account == account)
                 && entry.timestamp_ms <= to_ms
@@ -202,7 +199,6 @@ impl Statement {
         &self,
         entries: &[(crate::entry::Entry, crate::op::Operation)],
     ) -> Result<(), String> {
-        use crate::op::OpKind;
         let listed: Vec<u64> = entries.iter().map(|(e, _)| e.sequence).collect();
         if listed != self.sequences {
             return Err("the entries supplied are not the ones the statement lists".into());
@@ -213,17 +209,12 @@ impl Statement {
             if !(self.from_ms..=self.to_ms).contains(&entry.timestamp_ms) {
                 return Err(format!("entry {} is outside the period", entry.sequence));
             }
-            if !op.kind.accounts().contains(&&self.account) {
+            if !entry.accounts(op).contains(&&self.account) {
                 return Err(format!("entry {} does not concern '{}'", entry.sequence, self.account));
             }
-            if let OpKind::Transfer(t) = &op.kind {
-                let amount = t.amount_minor.unsigned_abs() as u128;
-                if t.payee == self.account {
-                    inflow += amount;
-                } else {
-                    outflow += amount;
-                }
-            }
+            let (entry_in, entry_out) = flows(entry, op, &self.account);
+            inflow += entry_in;
+            outflow += entry_out;
             if let Some(b) = entry.balances_after.iter().find(|b| b.account == self.account) {
                 closing = b.balance_minor;
             }
@@ -330,5 +321,24 @@ impl Statement {
 
     pub fn verify(&self, node_key: &PublicKey, signature: &[u8; 64]) -> Result<(), SignatureError> {
         sign::verify(node_key, &self.message(), signature)
+    }
+}
+
+/// What an entry paid to and from `account`: a transfer's amount, or a clearing run's
+/// payment through mutual credit.
+fn flows(entry: &Entry, op: &Operation, account: &AccountId) -> (u128, u128) {
+    if let crate::op::OpKind::Transfer(t) = &op.kind {
+        let amount = t.amount_minor.unsigned_abs() as u128;
+        if &t.payee == account {
+            return (amount, 0);
+        } else if &t.payer == account {
+            return (0, amount);
+        }
+    }
+    let payment = entry.clearing.iter().flat_map(|c| &c.firms).find(|f| &f.account == account);
+    match payment.map(|f| f.payment_minor) {
+        Some(p) if p > 0 => (0, p.unsigned_abs() as u128),
+        Some(p) if p < 0 => (p.unsigned_abs() as u128, 0),
+        _ => (0, 0),
     }
 }

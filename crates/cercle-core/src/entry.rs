@@ -3,13 +3,19 @@
 //! The canonical encoding is what is hashed (the hash chain, later the Merkle tree) and
 //! persisted. Integers are big-endian; the envelope is kept verbatim so anyone can check
 //! its signature again.
+//!
+//! Two versions: 1 for every entry without a clearing record, 2 (a u32 balance count and
+//! the record) for clearing runs, whose outcome can change many balances.
 
 use sha2::{Digest, Sha256};
 
+use crate::clearing::ClearingRecord;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::ids::{AccountId, PublicKey};
+use crate::op::Operation;
 
 const ENTRY_VERSION: u8 = 1;
+const ENTRY_VERSION_CLEARING: u8 = 2;
 
 /// A signed operation as it travels and as it is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,21 +52,31 @@ pub struct Entry {
     pub envelope: Envelope,
     /// The outcome: every balance the operation changed.
     pub balances_after: Vec<BalanceAfter>,
+    /// For a clearing run: what it cleared, and the certificate that it is optimal.
+    pub clearing: Option<ClearingRecord>,
 }
 
 impl Entry {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(ENTRY_VERSION)
+        let version = if self.clearing.is_some() { ENTRY_VERSION_CLEARING } else { ENTRY_VERSION };
+        w.u8(version)
             .u64(self.sequence)
             .u64(self.timestamp_ms)
             .fixed(&self.prev_hash)
             .fixed(&self.envelope.signer.0)
             .fixed(&self.envelope.signature)
-            .bytes(&self.envelope.body)
-            .u16(self.balances_after.len() as u16);
+            .bytes(&self.envelope.body);
+        if version == ENTRY_VERSION {
+            w.u16(self.balances_after.len() as u16);
+        } else {
+            w.u32(self.balances_after.len() as u32);
+        }
         for b in &self.balances_after {
             w.str(b.account.as_str()).i64(b.balance_minor);
+        }
+        if let Some(record) = &self.clearing {
+            record.encode_into(&mut w);
         }
         w.buf
     }
@@ -68,7 +84,7 @@ impl Entry {
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(data);
         let version = r.u8("entry version")?;
-        if version != ENTRY_VERSION {
+        if version != ENTRY_VERSION && version != ENTRY_VERSION_CLEARING {
             return Err(DecodeError::Version(version));
         }
         let sequence = r.u64("sequence")?;
@@ -77,14 +93,23 @@ impl Entry {
         let signer = PublicKey(r.array("signer")?);
         let signature = r.array("signature")?;
         let body = r.bytes("body")?.to_vec();
-        let n = r.u16("balance count")?;
-        let mut balances_after = Vec::with_capacity(usize::from(n.min(16)));
+        let n = if version == ENTRY_VERSION {
+            u32::from(r.u16("balance count")?)
+        } else {
+            r.u32("balance count")?
+        };
+        if n as usize > crate::clearing::CLEARING_FIRMS_MAX {
+            return Err(DecodeError::Invalid("balance count"));
+        }
+        let mut balances_after = Vec::with_capacity(n.min(16) as usize);
         for _ in 0..n {
             let account =
                 AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
             let balance_minor = r.i64("balance")?;
             balances_after.push(BalanceAfter { account, balance_minor });
         }
+        let clearing =
+            if version == ENTRY_VERSION_CLEARING { Some(ClearingRecord::decode_from(&mut r)?) } else { None };
         r.finish()?;
         Ok(Entry {
             sequence,
@@ -92,7 +117,18 @@ impl Entry {
             prev_hash,
             envelope: Envelope { body, signer, signature },
             balances_after,
+            clearing,
         })
+    }
+
+    /// Every account this entry concerns, given its decoded operation: those the operation
+    /// names, and for a clearing run the firms it changed. Histories index on these.
+    pub fn accounts<'a>(&'a self, op: &'a Operation) -> Vec<&'a AccountId> {
+        let mut accounts = op.kind.accounts();
+        if let Some(record) = &self.clearing {
+            accounts.extend(record.changed_accounts());
+        }
+        accounts
     }
 
     /// SHA-256 of the canonical encoding: the next entry's `prev_hash`.
@@ -116,6 +152,7 @@ mod tests {
                 BalanceAfter { account: AccountId::parse("abc").unwrap(), balance_minor: -7 },
                 BalanceAfter { account: AccountId::parse("xyz").unwrap(), balance_minor: 7 },
             ],
+            clearing: None,
         };
         let bytes = entry.encode();
         assert_eq!(Entry::decode(&bytes), Ok(entry.clone()));

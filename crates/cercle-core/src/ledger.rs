@@ -10,7 +10,7 @@ use crate::ids::OperationId;
 use crate::op::{BODY_BYTES_MAX, Operation};
 use crate::reject::Rejection;
 use crate::sign;
-use crate::state::{Context, Effects, State};
+use crate::state::{ClearingInput, Context, Effects, State};
 
 /// The end of the log: how many entries, the last hash, the last timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,21 +72,36 @@ impl Ledger {
     /// `timestamp_ms` (raised to the last entry's time if the clock went back, so
     /// timestamps never decrease). Returns the new entry, already chained; the state and
     /// head advance only when the operation is accepted.
+    ///
+    /// A clearing run is computed here (see `clearing::propose`) and recorded in the entry.
     pub fn execute(
         &mut self,
         timestamp_ms: u64,
         envelope: Envelope,
         op: &Operation,
     ) -> Result<(Entry, Effects), Rejection> {
+        self.execute_with(timestamp_ms, envelope, op, ClearingInput::Propose)
+    }
+
+    /// `execute` with the clearing record taken from `clearing` rather than computed: a
+    /// replay passes what the entry recorded, which is checked, not trusted.
+    pub fn execute_with(
+        &mut self,
+        timestamp_ms: u64,
+        envelope: Envelope,
+        op: &Operation,
+        clearing: ClearingInput<'_>,
+    ) -> Result<(Entry, Effects), Rejection> {
         let ctx =
             Context { sequence: self.head.size + 1, timestamp_ms: timestamp_ms.max(self.head.timestamp_ms) };
-        let effects = self.state.apply(&ctx, &envelope.signer, op)?;
+        let effects = self.state.apply(&ctx, &envelope.signer, op, clearing)?;
         let entry = Entry {
             sequence: ctx.sequence,
             timestamp_ms: ctx.timestamp_ms,
             prev_hash: self.head.hash,
             envelope,
             balances_after: effects.balances_after.clone(),
+            clearing: effects.clearing.as_ref().map(|(record, _)| record.clone()),
         };
         self.head = Head { size: ctx.sequence, hash: entry.hash(), timestamp_ms: ctx.timestamp_ms };
         Ok((entry, effects))
@@ -167,37 +182,46 @@ impl Replayer {
         if !self.seen_ids.insert(op.id) {
             return Err(ReplayError::DuplicateOperationId { sequence, operation_id: op.id });
         }
-        let touched = op.kind.accounts();
+        // Every balance an entry changes is in its `balances_after` (which must equal the
+        // replayed outcome), so the zero sum is kept up to date from those accounts alone.
         let balance = |state: &crate::state::State, id: &crate::ids::AccountId| {
             state.account(id).map_or(0, |a| i128::from(a.balance_minor))
         };
-        let before: i128 = touched.iter().map(|id| balance(self.ledger.state(), id)).sum();
+        let before: Vec<i128> =
+            entry.balances_after.iter().map(|b| balance(self.ledger.state(), &b.account)).collect();
         let (currency, exponent) = (self.ledger.genesis.currency.clone(), self.ledger.genesis.exponent);
-        let (replayed, _) =
-            self.ledger.execute(entry.timestamp_ms, entry.envelope.clone(), op).map_err(|r| {
-                ReplayError::RejectedOnReplay { sequence, reason: r.message(&currency, exponent) }
+        let (replayed, _) = self
+            .ledger
+            .execute_with(
+                entry.timestamp_ms,
+                entry.envelope.clone(),
+                op,
+                ClearingInput::Recorded(entry.clearing.as_ref()),
+            )
+            .map_err(|r| ReplayError::RejectedOnReplay {
+                sequence,
+                reason: r.message(&currency, exponent),
             })?;
         if replayed != *entry {
             return Err(ReplayError::OutcomeMismatch { sequence });
         }
-        let after: i128 = touched.iter().map(|id| balance(self.ledger.state(), id)).sum();
-        self.balance_sum += after - before;
         let broken = |reason: String| Err(ReplayError::InvariantBroken { sequence, reason });
+        let state = self.ledger.state();
+        for (b, before) in entry.balances_after.iter().zip(before) {
+            let after = balance(state, &b.account);
+            self.balance_sum += after - before;
+            // A limit binds the payments that move a balance, so check the accounts moved.
+            if let Some(a) = state.account(&b.account) {
+                if after < before && a.balance_minor < -a.credit_limit_minor {
+                    return broken(format!("'{}' went below its credit limit", a.id));
+                }
+                if after > before && a.max_balance_minor.is_some_and(|max| a.balance_minor > max) {
+                    return broken(format!("'{}' went above its maximum balance", a.id));
+                }
+            }
+        }
         if self.balance_sum != 0 {
             return broken(format!("balances sum to {}, not zero", self.balance_sum));
-        }
-        if let crate::op::OpKind::Transfer(t) = &op.kind {
-            let state = self.ledger.state();
-            if let Some(payer) = state.account(&t.payer)
-                && payer.balance_minor < -payer.credit_limit_minor
-            {
-                return broken(format!("'{}' went below its credit limit", t.payer));
-            }
-            if let Some(payee) = state.account(&t.payee)
-                && payee.max_balance_minor.is_some_and(|max| payee.balance_minor > max)
-            {
-                return broken(format!("'{}' went above its maximum balance", t.payee));
-            }
         }
         Ok(())
     }
@@ -252,6 +276,7 @@ mod tests {
                 amount_minor,
                 memo: String::new(),
                 invoice_ref: None,
+                invoice: None,
             }),
         };
         vec![register(1, "aaa"), register(2, "bbb"), pay(3, 300), pay(4, 200)]

@@ -8,10 +8,12 @@
 
 pub mod amount;
 pub mod checkpoint;
+pub mod clearing;
 pub mod codec;
 pub mod entry;
 pub mod genesis;
 pub mod ids;
+pub mod invoice;
 pub mod ledger;
 pub mod merkle;
 pub mod op;
@@ -20,10 +22,14 @@ pub mod sign;
 pub mod state;
 
 pub use amount::{AmountError, format_minor, format_with_currency, parse_major};
+pub use clearing::{ClearingRecord, ClearingSummary};
 pub use entry::{BalanceAfter, Entry, Envelope};
 pub use genesis::Genesis;
 pub use ids::{AccountId, LedgerId, OperationId, PublicKey};
+pub use invoice::{Invoice, InvoiceId, InvoiceState};
 pub use ledger::{Head, Ledger, ReplayError, Replayer, verify_envelope};
-pub use op::{OpKind, Operation, RegisterAccount, SetLimits, Transfer};
+pub use op::{
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, Transfer,
+};
 pub use reject::{RejectCode, Rejection};
-pub use state::{Account, AccountStatus, Context, Effects, State};
+pub use state::{Account, AccountStatus, ClearingInput, Context, Effects, State};

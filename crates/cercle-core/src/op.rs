@@ -5,6 +5,7 @@
 //! (positive amounts, memo length, key counts) are the state machine's, in `state`.
 
 use crate::ids::{AccountId, OperationId, PublicKey};
+use crate::invoice::InvoiceId;
 
 /// Longest memo on a transfer, in characters.
 pub const MEMO_CHARS_MAX: usize = 140;
@@ -18,6 +19,9 @@ pub const INVOICE_REF_CHARS_MAX: usize = 64;
 pub const KEYS_PER_ACCOUNT_MAX: usize = 8;
 /// Longest validity window an operation may ask for: 31 days.
 pub const VALIDITY_MS_MAX: u64 = 31 * 24 * 60 * 60 * 1000;
+/// Largest invoice, in minor units (100 billion units with two decimals). With at most
+/// `clearing::CLEARING_OBLIGATIONS_MAX` obligations in a run, every sum of a run fits i64.
+pub const INVOICE_AMOUNT_MAX_MINOR: i64 = 10_000_000_000_000;
 /// Largest encoded operation body the ledger accepts, in bytes.
 pub const BODY_BYTES_MAX: usize = 4096;
 
@@ -32,10 +36,68 @@ pub struct Operation {
 pub enum OpKind {
     RegisterAccount(RegisterAccount),
     SetLimits(SetLimits),
-    FreezeAccount { account: AccountId, reason: String },
-    UnfreezeAccount { account: AccountId, reason: String },
-    RotateKeys { account: AccountId, keys: Vec<PublicKey> },
+    FreezeAccount {
+        account: AccountId,
+        reason: String,
+    },
+    UnfreezeAccount {
+        account: AccountId,
+        reason: String,
+    },
+    RotateKeys {
+        account: AccountId,
+        keys: Vec<PublicKey>,
+    },
     Transfer(Transfer),
+    IssueInvoice(IssueInvoice),
+    AcceptInvoice(InvoiceParties),
+    RejectInvoice {
+        invoice: InvoiceParties,
+        reason: String,
+    },
+    CancelInvoice {
+        invoice: InvoiceParties,
+        reason: String,
+    },
+    /// Leave an open invoice out of clearing runs (`excluded`), or put it back.
+    SetInvoiceClearing {
+        invoice: InvoiceParties,
+        excluded: bool,
+    },
+    /// Clear all eligible obligations optimally. The node computes the result; the entry
+    /// records it with its certificate (`clearing::ClearingRecord`).
+    RunClearing(RunClearing),
+}
+
+/// A new invoice, signed by the payee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueInvoice {
+    pub invoice: InvoiceId,
+    pub payee: AccountId,
+    pub payer: AccountId,
+    pub amount_minor: i64,
+    /// 1 to 100.
+    pub local_share_percent: u8,
+    /// Days since 1970-01-01.
+    pub due_day: Option<u32>,
+    pub reference: String,
+    pub excluded_from_clearing: bool,
+}
+
+/// An existing invoice, named with both its firms: the signer sees who is involved, and
+/// the log says which accounts an entry concerns without the state at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceParties {
+    pub invoice: InvoiceId,
+    pub payee: AccountId,
+    pub payer: AccountId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunClearing {
+    /// Also settle, through the firms' unused credit, what set-off leaves.
+    pub with_credit: bool,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +125,8 @@ pub struct Transfer {
     pub amount_minor: i64,
     pub memo: String,
     pub invoice_ref: Option<String>,
+    /// The invoice this payment settles, in part or in full.
+    pub invoice: Option<InvoiceId>,
 }
 
 impl OpKind {
@@ -75,10 +139,17 @@ impl OpKind {
             OpKind::UnfreezeAccount { .. } => "unfreeze_account",
             OpKind::RotateKeys { .. } => "rotate_keys",
             OpKind::Transfer(_) => "transfer",
+            OpKind::IssueInvoice(_) => "issue_invoice",
+            OpKind::AcceptInvoice(_) => "accept_invoice",
+            OpKind::RejectInvoice { .. } => "reject_invoice",
+            OpKind::CancelInvoice { .. } => "cancel_invoice",
+            OpKind::SetInvoiceClearing { .. } => "set_invoice_clearing",
+            OpKind::RunClearing(_) => "run_clearing",
         }
     }
 
-    /// Every account the operation touches, in a fixed order. Histories index on these.
+    /// Every account the operation names, in a fixed order. Histories index on these (and
+    /// for a clearing run, on the firms its entry records: see `Entry::accounts`).
     pub fn accounts(&self) -> Vec<&AccountId> {
         match self {
             OpKind::RegisterAccount(r) => vec![&r.account],
@@ -87,6 +158,12 @@ impl OpKind {
             | OpKind::UnfreezeAccount { account, .. }
             | OpKind::RotateKeys { account, .. } => vec![account],
             OpKind::Transfer(t) => vec![&t.payer, &t.payee],
+            OpKind::IssueInvoice(i) => vec![&i.payer, &i.payee],
+            OpKind::AcceptInvoice(i)
+            | OpKind::RejectInvoice { invoice: i, .. }
+            | OpKind::CancelInvoice { invoice: i, .. }
+            | OpKind::SetInvoiceClearing { invoice: i, .. } => vec![&i.payer, &i.payee],
+            OpKind::RunClearing(_) => vec![],
         }
     }
 
@@ -98,6 +175,7 @@ impl OpKind {
                 | OpKind::SetLimits(_)
                 | OpKind::FreezeAccount { .. }
                 | OpKind::UnfreezeAccount { .. }
+                | OpKind::RunClearing(_)
         )
     }
 }

@@ -2,12 +2,13 @@
 //!
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
 //! by kind (1-9 the envelope and its time, 10-19 authority, 20-29 accounts, 30-39 values,
-//! 40-49 amounts, 50-59 limits), which is not the order of the checks: when several reasons
+//! 40-49 amounts, 50-59 limits, 60-69 clearing; invoices take 25-29 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
 use crate::amount::format_with_currency;
 use crate::ids::AccountId;
+use crate::invoice::{InvoiceId, InvoiceState};
 
 /// The stable code of a rejection reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,15 +27,25 @@ pub enum RejectCode {
     AccountFrozen = 22,
     AlreadyFrozen = 23,
     NotFrozen = 24,
+    UnknownInvoice = 25,
+    InvoiceExists = 26,
+    InvoiceStateConflict = 27,
+    InvoicePartiesMismatch = 28,
     InvalidText = 30,
     InvalidKeys = 31,
     InvalidLimit = 32,
     NothingToChange = 33,
+    InvalidInvoice = 34,
     InvalidAmount = 40,
     SelfTransfer = 41,
     BalanceOverflow = 42,
+    InvoiceOverpaid = 43,
     CreditLimitExceeded = 50,
     MaxBalanceExceeded = 51,
+    TooManyOpenInvoices = 52,
+    NothingToClear = 60,
+    ClearingInvalid = 61,
+    TooManyObligations = 62,
 }
 
 impl RejectCode {
@@ -54,15 +65,25 @@ impl RejectCode {
             RejectCode::AccountFrozen => "ACCOUNT_FROZEN",
             RejectCode::AlreadyFrozen => "ALREADY_FROZEN",
             RejectCode::NotFrozen => "NOT_FROZEN",
+            RejectCode::UnknownInvoice => "UNKNOWN_INVOICE",
+            RejectCode::InvoiceExists => "INVOICE_EXISTS",
+            RejectCode::InvoiceStateConflict => "INVOICE_STATE_CONFLICT",
+            RejectCode::InvoicePartiesMismatch => "INVOICE_PARTIES_MISMATCH",
             RejectCode::InvalidText => "INVALID_TEXT",
             RejectCode::InvalidKeys => "INVALID_KEYS",
             RejectCode::InvalidLimit => "INVALID_LIMIT",
             RejectCode::NothingToChange => "NOTHING_TO_CHANGE",
+            RejectCode::InvalidInvoice => "INVALID_INVOICE",
             RejectCode::InvalidAmount => "INVALID_AMOUNT",
             RejectCode::SelfTransfer => "SELF_TRANSFER",
             RejectCode::BalanceOverflow => "BALANCE_OVERFLOW",
+            RejectCode::InvoiceOverpaid => "INVOICE_OVERPAID",
             RejectCode::CreditLimitExceeded => "CREDIT_LIMIT_EXCEEDED",
             RejectCode::MaxBalanceExceeded => "MAX_BALANCE_EXCEEDED",
+            RejectCode::TooManyOpenInvoices => "TOO_MANY_OPEN_INVOICES",
+            RejectCode::NothingToClear => "NOTHING_TO_CLEAR",
+            RejectCode::ClearingInvalid => "CLEARING_INVALID",
+            RejectCode::TooManyObligations => "TOO_MANY_OBLIGATIONS",
         }
     }
 }
@@ -70,28 +91,110 @@ impl RejectCode {
 /// A rejected operation, with the numbers that explain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
-    Malformed { detail: String },
-    BadSignature { detail: String },
-    Expired { valid_until_ms: u64, now_ms: u64 },
-    ValidityTooLong { valid_until_ms: u64, now_ms: u64 },
-    OperationIdConflict { operation_id: String },
-    BodyTooLarge { bytes: usize },
+    Malformed {
+        detail: String,
+    },
+    BadSignature {
+        detail: String,
+    },
+    Expired {
+        valid_until_ms: u64,
+        now_ms: u64,
+    },
+    ValidityTooLong {
+        valid_until_ms: u64,
+        now_ms: u64,
+    },
+    OperationIdConflict {
+        operation_id: String,
+    },
+    BodyTooLarge {
+        bytes: usize,
+    },
     NotAdministrator,
-    NotAccountKey { account: AccountId },
-    UnknownAccount { account: AccountId },
-    AccountExists { account: AccountId },
-    AccountFrozen { account: AccountId },
-    AlreadyFrozen { account: AccountId },
-    NotFrozen { account: AccountId },
-    InvalidText { field: &'static str, detail: String },
-    InvalidKeys { detail: String },
-    InvalidLimit { detail: String },
+    NotAccountKey {
+        account: AccountId,
+    },
+    UnknownAccount {
+        account: AccountId,
+    },
+    AccountExists {
+        account: AccountId,
+    },
+    AccountFrozen {
+        account: AccountId,
+    },
+    AlreadyFrozen {
+        account: AccountId,
+    },
+    NotFrozen {
+        account: AccountId,
+    },
+    UnknownInvoice {
+        invoice: InvoiceId,
+    },
+    InvoiceExists {
+        invoice: InvoiceId,
+    },
+    /// `action` ("accepted", "paid"...) is not possible in the invoice's `state`.
+    InvoiceStateConflict {
+        invoice: InvoiceId,
+        state: InvoiceState,
+        action: &'static str,
+    },
+    InvoicePartiesMismatch {
+        invoice: InvoiceId,
+        detail: String,
+    },
+    InvalidText {
+        field: &'static str,
+        detail: String,
+    },
+    InvalidKeys {
+        detail: String,
+    },
+    InvalidLimit {
+        detail: String,
+    },
     NothingToChange,
-    InvalidAmount { amount_minor: i64 },
+    InvalidInvoice {
+        detail: String,
+    },
+    InvalidAmount {
+        amount_minor: i64,
+    },
     SelfTransfer,
-    BalanceOverflow { account: AccountId },
-    CreditLimitExceeded { account: AccountId, balance_after_minor: i64, credit_limit_minor: i64 },
-    MaxBalanceExceeded { account: AccountId, balance_after_minor: i64, max_balance_minor: i64 },
+    BalanceOverflow {
+        account: AccountId,
+    },
+    InvoiceOverpaid {
+        invoice: InvoiceId,
+        amount_minor: i64,
+        open_minor: i64,
+    },
+    CreditLimitExceeded {
+        account: AccountId,
+        balance_after_minor: i64,
+        credit_limit_minor: i64,
+    },
+    MaxBalanceExceeded {
+        account: AccountId,
+        balance_after_minor: i64,
+        max_balance_minor: i64,
+    },
+    TooManyOpenInvoices {
+        max: usize,
+    },
+    NothingToClear {
+        obligations: usize,
+    },
+    ClearingInvalid {
+        detail: String,
+    },
+    TooManyObligations {
+        count: usize,
+        max: usize,
+    },
 }
 
 impl Rejection {
@@ -110,15 +213,25 @@ impl Rejection {
             Rejection::AccountFrozen { .. } => RejectCode::AccountFrozen,
             Rejection::AlreadyFrozen { .. } => RejectCode::AlreadyFrozen,
             Rejection::NotFrozen { .. } => RejectCode::NotFrozen,
+            Rejection::UnknownInvoice { .. } => RejectCode::UnknownInvoice,
+            Rejection::InvoiceExists { .. } => RejectCode::InvoiceExists,
+            Rejection::InvoiceStateConflict { .. } => RejectCode::InvoiceStateConflict,
+            Rejection::InvoicePartiesMismatch { .. } => RejectCode::InvoicePartiesMismatch,
             Rejection::InvalidText { .. } => RejectCode::InvalidText,
             Rejection::InvalidKeys { .. } => RejectCode::InvalidKeys,
             Rejection::InvalidLimit { .. } => RejectCode::InvalidLimit,
             Rejection::NothingToChange => RejectCode::NothingToChange,
+            Rejection::InvalidInvoice { .. } => RejectCode::InvalidInvoice,
             Rejection::InvalidAmount { .. } => RejectCode::InvalidAmount,
             Rejection::SelfTransfer => RejectCode::SelfTransfer,
             Rejection::BalanceOverflow { .. } => RejectCode::BalanceOverflow,
+            Rejection::InvoiceOverpaid { .. } => RejectCode::InvoiceOverpaid,
             Rejection::CreditLimitExceeded { .. } => RejectCode::CreditLimitExceeded,
             Rejection::MaxBalanceExceeded { .. } => RejectCode::MaxBalanceExceeded,
+            Rejection::TooManyOpenInvoices { .. } => RejectCode::TooManyOpenInvoices,
+            Rejection::NothingToClear { .. } => RejectCode::NothingToClear,
+            Rejection::ClearingInvalid { .. } => RejectCode::ClearingInvalid,
+            Rejection::TooManyObligations { .. } => RejectCode::TooManyObligations,
         }
     }
 
@@ -155,8 +268,15 @@ impl Rejection {
                 format!("account '{account}' is already frozen")
             }
             Rejection::NotFrozen { account } => format!("account '{account}' is not frozen"),
+            Rejection::UnknownInvoice { invoice } => format!("unknown invoice {invoice}"),
+            Rejection::InvoiceExists { invoice } => format!("invoice {invoice} already exists"),
+            Rejection::InvoiceStateConflict { invoice, state, action } => {
+                format!("invoice {invoice} is {}: it cannot be {action}", state.name().replace('_', " "))
+            }
+            Rejection::InvoicePartiesMismatch { invoice, detail } => format!("invoice {invoice}: {detail}"),
             Rejection::InvalidText { field, detail } => format!("invalid {field}: {detail}"),
             Rejection::InvalidKeys { detail } => format!("invalid keys: {detail}"),
+            Rejection::InvalidInvoice { detail } => format!("invalid invoice: {detail}"),
             Rejection::InvalidLimit { detail } => format!("invalid limit: {detail}"),
             Rejection::NothingToChange => {
                 "nothing to change: give a new credit limit or maximum balance".into()
@@ -168,6 +288,21 @@ impl Rejection {
             Rejection::BalanceOverflow { account } => {
                 format!("amount out of range: the balance of '{account}' would overflow")
             }
+            Rejection::InvoiceOverpaid { invoice, amount_minor, open_minor } => format!(
+                "payment of {} exceeds what remains open on invoice {invoice}: {}",
+                money(*amount_minor),
+                money(*open_minor)
+            ),
+            Rejection::TooManyOpenInvoices { max } => {
+                format!("the ledger holds {max} open invoices, the maximum; settle or cancel some first")
+            }
+            Rejection::NothingToClear { obligations } => format!(
+                "nothing to clear: no cycle of obligations (and no usable credit) among the {obligations} eligible obligations"
+            ),
+            Rejection::ClearingInvalid { detail } => format!("invalid clearing: {detail}"),
+            Rejection::TooManyObligations { count, max } => format!(
+                "{count} obligations are eligible for clearing, the maximum for one run is {max}; exclude some invoices from clearing"
+            ),
             Rejection::CreditLimitExceeded { account, balance_after_minor, credit_limit_minor } => {
                 format!(
                     "credit limit exceeded: balance would be {}, limit is {} (account '{account}')",

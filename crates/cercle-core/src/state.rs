@@ -19,15 +19,21 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::clearing::{self, ClearingRecord, ClearingSummary};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::BalanceAfter;
 use crate::genesis::Genesis;
 use crate::ids::{AccountId, PublicKey};
+use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
-    DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OpKind, Operation,
-    REASON_CHARS_MAX, RegisterAccount, SetLimits, Transfer, VALIDITY_MS_MAX,
+    DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, InvoiceParties, IssueInvoice, KEYS_PER_ACCOUNT_MAX,
+    MEMO_CHARS_MAX, OpKind, Operation, REASON_CHARS_MAX, RegisterAccount, RunClearing, SetLimits, Transfer,
+    VALIDITY_MS_MAX,
 };
 use crate::reject::Rejection;
+
+/// The most open invoices (issued, accepted or partly settled) the ledger holds at once.
+pub const OPEN_INVOICES_MAX: usize = 2_000_000;
 
 const ACCOUNT_VERSION: u8 = 1;
 
@@ -131,11 +137,23 @@ pub struct Context {
 }
 
 /// What an accepted operation did: every balance it changed, after the change (in the
-/// order of `OpKind::accounts`), and every account it touched.
+/// order of `OpKind::accounts`), every account and invoice it touched, and for a clearing
+/// run its record (which goes into the entry) and summary.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Effects {
     pub balances_after: Vec<BalanceAfter>,
     pub touched: Vec<AccountId>,
+    pub invoices: Vec<InvoiceId>,
+    pub clearing: Option<(ClearingRecord, ClearingSummary)>,
+}
+
+/// Where a clearing run's outcome comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum ClearingInput<'a> {
+    /// The node computes it (and checks it like any record).
+    Propose,
+    /// A replay: the record written in the entry, if any.
+    Recorded(Option<&'a ClearingRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,18 +168,35 @@ pub enum InvariantViolation {
 pub struct State {
     admin_keys: Vec<PublicKey>,
     accounts: BTreeMap<AccountId, Account>,
+    invoices: BTreeMap<InvoiceId, Invoice>,
+    open_invoices: usize,
 }
 
 impl State {
     /// The empty state of a new ledger.
     pub fn new(genesis: &Genesis) -> Self {
-        State { admin_keys: genesis.admin_keys.clone(), accounts: BTreeMap::new() }
+        State::from_parts(genesis, [], [])
     }
 
-    /// A state from accounts read back from storage.
-    pub fn from_accounts(genesis: &Genesis, accounts: impl IntoIterator<Item = Account>) -> Self {
+    /// A state from accounts and invoices read back from storage.
+    pub fn from_parts(
+        genesis: &Genesis,
+        accounts: impl IntoIterator<Item = Account>,
+        invoices: impl IntoIterator<Item = Invoice>,
+    ) -> Self {
         let accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
-        State { admin_keys: genesis.admin_keys.clone(), accounts }
+        let invoices: BTreeMap<InvoiceId, Invoice> = invoices.into_iter().map(|i| (i.id, i)).collect();
+        let open_invoices = invoices.values().filter(|i| i.state.is_open()).count();
+        State { admin_keys: genesis.admin_keys.clone(), accounts, invoices, open_invoices }
+    }
+
+    pub fn invoice(&self, id: &InvoiceId) -> Option<&Invoice> {
+        self.invoices.get(id)
+    }
+
+    /// Every invoice, in id order.
+    pub fn invoices(&self) -> impl Iterator<Item = &Invoice> {
+        self.invoices.values()
     }
 
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
@@ -191,6 +226,16 @@ impl State {
             h.update((bytes.len() as u32).to_be_bytes());
             h.update(&bytes);
         }
+        // Invoices came later: a ledger without any keeps the digest it always had.
+        if !self.invoices.is_empty() {
+            h.update(b"invoices");
+            h.update((self.invoices.len() as u64).to_be_bytes());
+            for invoice in self.invoices.values() {
+                let bytes = invoice.encode();
+                h.update((bytes.len() as u32).to_be_bytes());
+                h.update(&bytes);
+            }
+        }
         h.finalize().into()
     }
 
@@ -213,7 +258,20 @@ impl State {
     }
 
     /// Applies one verified operation. On rejection the state is unchanged.
-    pub fn apply(&mut self, ctx: &Context, signer: &PublicKey, op: &Operation) -> Result<Effects, Rejection> {
+    pub fn apply(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        op: &Operation,
+        clearing: ClearingInput<'_>,
+    ) -> Result<Effects, Rejection> {
+        if let (ClearingInput::Recorded(Some(_)), false) =
+            (clearing, matches!(op.kind, OpKind::RunClearing(_)))
+        {
+            return Err(Rejection::ClearingInvalid {
+                detail: "only a clearing run carries a clearing record".into(),
+            });
+        }
         if ctx.timestamp_ms > op.valid_until_ms {
             return Err(Rejection::Expired { valid_until_ms: op.valid_until_ms, now_ms: ctx.timestamp_ms });
         }
@@ -253,12 +311,221 @@ impl State {
                 self.touch(ctx, account, |a| a.keys = keys)
             }
             OpKind::Transfer(t) => self.transfer(ctx, signer, t)?,
+            OpKind::IssueInvoice(i) => self.issue_invoice(ctx, signer, i)?,
+            OpKind::AcceptInvoice(p) => {
+                self.invoice_action(ctx, signer, p, Signer::Payer, "accepted", |i| {
+                    (i.state == InvoiceState::Issued).then_some(())?;
+                    i.state = InvoiceState::Accepted;
+                    Some(())
+                })?
+            }
+            OpKind::RejectInvoice { invoice, reason } => {
+                self.invoice_action(ctx, signer, invoice, Signer::Payer, "rejected", |i| {
+                    (i.state == InvoiceState::Issued).then_some(())?;
+                    i.state = InvoiceState::Rejected;
+                    i.reason = reason.clone();
+                    Some(())
+                })?
+            }
+            OpKind::CancelInvoice { invoice, reason } => {
+                self.invoice_action(ctx, signer, invoice, Signer::Payee, "cancelled", |i| {
+                    let untouched = i.paid_minor == 0 && i.cleared_minor == 0;
+                    (matches!(i.state, InvoiceState::Issued | InvoiceState::Accepted) && untouched)
+                        .then_some(())?;
+                    i.state = InvoiceState::Cancelled;
+                    i.reason = reason.clone();
+                    Some(())
+                })?
+            }
+            OpKind::SetInvoiceClearing { invoice, excluded } => {
+                let current = self.invoices.get(&invoice.invoice).map(|i| i.excluded_from_clearing);
+                if current == Some(*excluded) {
+                    return Err(Rejection::NothingToChange);
+                }
+                self.invoice_action(ctx, signer, invoice, Signer::Either, "changed", |i| {
+                    i.state.is_open().then_some(())?;
+                    i.excluded_from_clearing = *excluded;
+                    Some(())
+                })?
+            }
+            OpKind::RunClearing(run) => self.run_clearing(ctx, run, clearing)?,
         };
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
             panic!("invariant violated after entry {}: {violation}", ctx.sequence);
         }
         Ok(effects)
+    }
+
+    fn existing_invoice(&self, id: &InvoiceId) -> Result<&Invoice, Rejection> {
+        self.invoices.get(id).ok_or(Rejection::UnknownInvoice { invoice: *id })
+    }
+
+    fn issue_invoice(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        i: &IssueInvoice,
+    ) -> Result<Effects, Rejection> {
+        let payee = self.existing(&i.payee)?;
+        if !payee.keys.contains(signer) {
+            return Err(Rejection::NotAccountKey { account: i.payee.clone() });
+        }
+        let payer = self.existing(&i.payer)?;
+        for a in [payee, payer] {
+            if a.status == AccountStatus::Frozen {
+                return Err(Rejection::AccountFrozen { account: a.id.clone() });
+            }
+        }
+        if self.invoices.contains_key(&i.invoice) {
+            return Err(Rejection::InvoiceExists { invoice: i.invoice });
+        }
+        if self.open_invoices >= OPEN_INVOICES_MAX {
+            return Err(Rejection::TooManyOpenInvoices { max: OPEN_INVOICES_MAX });
+        }
+        self.invoices.insert(
+            i.invoice,
+            Invoice {
+                id: i.invoice,
+                payee: i.payee.clone(),
+                payer: i.payer.clone(),
+                amount_minor: i.amount_minor,
+                local_share_percent: i.local_share_percent,
+                due_day: i.due_day,
+                reference: i.reference.clone(),
+                state: InvoiceState::Issued,
+                paid_minor: 0,
+                cleared_minor: 0,
+                excluded_from_clearing: i.excluded_from_clearing,
+                reason: String::new(),
+                issued_at_sequence: ctx.sequence,
+                last_sequence: ctx.sequence,
+            },
+        );
+        self.open_invoices += 1;
+        Ok(Effects {
+            touched: vec![i.payer.clone(), i.payee.clone()],
+            invoices: vec![i.invoice],
+            ..Effects::default()
+        })
+    }
+
+    /// A change to one invoice by one of its firms: checks the parties named by the
+    /// operation, the signer's key, then lets `change` decide (returning `None` when the
+    /// invoice's state does not allow `action`).
+    fn invoice_action(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        parties: &InvoiceParties,
+        who: Signer,
+        action: &'static str,
+        change: impl FnOnce(&mut Invoice) -> Option<()>,
+    ) -> Result<Effects, Rejection> {
+        let invoice = self.existing_invoice(&parties.invoice)?;
+        if invoice.payer != parties.payer || invoice.payee != parties.payee {
+            return Err(Rejection::InvoicePartiesMismatch {
+                invoice: parties.invoice,
+                detail: format!(
+                    "it is from '{}' to '{}', not from '{}' to '{}'",
+                    invoice.payee, invoice.payer, parties.payee, parties.payer
+                ),
+            });
+        }
+        let holds = |id: &AccountId| self.accounts.get(id).is_some_and(|a| a.keys.contains(signer));
+        let allowed = match who {
+            Signer::Payer => holds(&invoice.payer),
+            Signer::Payee => holds(&invoice.payee),
+            Signer::Either => holds(&invoice.payer) || holds(&invoice.payee),
+        };
+        if !allowed {
+            let account = if who == Signer::Payee { invoice.payee.clone() } else { invoice.payer.clone() };
+            return Err(Rejection::NotAccountKey { account });
+        }
+        // Accepting binds the payer: not while either firm is frozen.
+        if action == "accepted" {
+            for id in [&invoice.payer, &invoice.payee] {
+                if self.accounts.get(id).is_some_and(|a| a.status == AccountStatus::Frozen) {
+                    return Err(Rejection::AccountFrozen { account: id.clone() });
+                }
+            }
+        }
+        let mut changed = invoice.clone();
+        let was_open = changed.state.is_open();
+        if change(&mut changed).is_none() {
+            return Err(Rejection::InvoiceStateConflict {
+                invoice: changed.id,
+                state: invoice.state,
+                action,
+            });
+        }
+        changed.last_sequence = ctx.sequence;
+        if was_open && !changed.state.is_open() {
+            self.open_invoices -= 1;
+        }
+        let touched = vec![changed.payer.clone(), changed.payee.clone()];
+        self.invoices.insert(changed.id, changed);
+        Ok(Effects { touched, invoices: vec![parties.invoice], ..Effects::default() })
+    }
+
+    /// Records a payment of `amount_minor` on `invoice` (already checked to be open and
+    /// between the payment's two accounts).
+    fn pay_invoice(&mut self, ctx: &Context, id: &InvoiceId, amount_minor: i64) {
+        if let Some(i) = self.invoices.get_mut(id) {
+            i.paid_minor += amount_minor;
+            i.state = if i.open_minor() == 0 { InvoiceState::Settled } else { InvoiceState::PartlySettled };
+            i.last_sequence = ctx.sequence;
+            if i.state == InvoiceState::Settled {
+                self.open_invoices -= 1;
+            }
+        }
+    }
+
+    fn run_clearing(
+        &mut self,
+        ctx: &Context,
+        run: &RunClearing,
+        input: ClearingInput<'_>,
+    ) -> Result<Effects, Rejection> {
+        let record = match input {
+            ClearingInput::Propose => clearing::propose(self, run.with_credit)?.0,
+            ClearingInput::Recorded(Some(record)) => record.clone(),
+            ClearingInput::Recorded(None) => {
+                return Err(Rejection::ClearingInvalid {
+                    detail: "the entry carries no clearing record".into(),
+                });
+            }
+        };
+        let summary = clearing::check(self, run.with_credit, &record)?;
+        // Checked: every amount is within what is open, every payment within the firm's
+        // credit and maximum balance. Now, and only now, change the state.
+        for c in &record.invoices {
+            if let Some(i) = self.invoices.get_mut(&c.invoice) {
+                i.cleared_minor += c.setoff_minor;
+                i.paid_minor += c.credit_minor;
+                i.state =
+                    if i.open_minor() == 0 { InvoiceState::Settled } else { InvoiceState::PartlySettled };
+                i.last_sequence = ctx.sequence;
+                if i.state == InvoiceState::Settled {
+                    self.open_invoices -= 1;
+                }
+            }
+        }
+        let mut balances_after = Vec::new();
+        let mut touched = Vec::new();
+        for f in record.firms.iter().filter(|f| f.changed) {
+            touched.push(f.account.clone());
+            if let Some(a) = self.accounts.get_mut(&f.account) {
+                a.last_sequence = ctx.sequence;
+                if f.payment_minor != 0 {
+                    a.balance_minor -= f.payment_minor;
+                    balances_after
+                        .push(BalanceAfter { account: a.id.clone(), balance_minor: a.balance_minor });
+                }
+            }
+        }
+        let invoices = record.invoices.iter().map(|c| c.invoice).collect();
+        Ok(Effects { balances_after, touched, invoices, clearing: Some((record, summary)) })
     }
 
     fn existing(&self, id: &AccountId) -> Result<&Account, Rejection> {
@@ -271,7 +538,7 @@ impl State {
             change(a);
             a.last_sequence = ctx.sequence;
         }
-        Effects { balances_after: Vec::new(), touched: vec![id.clone()] }
+        Effects { touched: vec![id.clone()], ..Effects::default() }
     }
 
     fn register(&mut self, ctx: &Context, r: &RegisterAccount) -> Result<Effects, Rejection> {
@@ -295,6 +562,7 @@ impl State {
         Ok(Effects {
             balances_after: vec![BalanceAfter { account: r.account.clone(), balance_minor: 0 }],
             touched: vec![r.account.clone()],
+            ..Effects::default()
         })
     }
 
@@ -346,7 +614,37 @@ impl State {
                 max_balance_minor: max,
             });
         }
-        // Every check passed: now, and only now, change the state.
+        if let Some(id) = &t.invoice {
+            let invoice = self.existing_invoice(id)?;
+            if invoice.payer != t.payer || invoice.payee != t.payee {
+                return Err(Rejection::InvoicePartiesMismatch {
+                    invoice: *id,
+                    detail: format!(
+                        "it is owed by '{}' to '{}', not by '{}' to '{}'",
+                        invoice.payer, invoice.payee, t.payer, t.payee
+                    ),
+                });
+            }
+            if !invoice.state.is_open() {
+                return Err(Rejection::InvoiceStateConflict {
+                    invoice: *id,
+                    state: invoice.state,
+                    action: "paid",
+                });
+            }
+            if t.amount_minor > invoice.open_minor() {
+                return Err(Rejection::InvoiceOverpaid {
+                    invoice: *id,
+                    amount_minor: t.amount_minor,
+                    open_minor: invoice.open_minor(),
+                });
+            }
+        }
+        // Every check passed: now, and only now, change the state. Paying an issued
+        // invoice accepts it: the payer's signature on the payment says as much.
+        if let Some(id) = &t.invoice {
+            self.pay_invoice(ctx, id, t.amount_minor);
+        }
         for (id, after) in [(&t.payer, payer_after), (&t.payee, payee_after)] {
             if let Some(a) = self.accounts.get_mut(id) {
                 a.balance_minor = after;
@@ -360,8 +658,18 @@ impl State {
                 BalanceAfter { account: t.payee.clone(), balance_minor: payee_after },
             ],
             touched: vec![t.payer.clone(), t.payee.clone()],
+            invoices: t.invoice.into_iter().collect(),
+            clearing: None,
         })
     }
+}
+
+/// Which firm of an invoice may sign an action on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signer {
+    Payer,
+    Payee,
+    Either,
 }
 
 /// The checks that depend only on the operation's own values, not on the state: texts,
@@ -397,6 +705,42 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
             }
             Ok(())
         }
+        OpKind::IssueInvoice(i) => {
+            check_text("invoice reference", &i.reference, INVOICE_REF_CHARS_MAX)?;
+            if i.amount_minor <= 0 {
+                return Err(Rejection::InvalidAmount { amount_minor: i.amount_minor });
+            }
+            if i.amount_minor > crate::op::INVOICE_AMOUNT_MAX_MINOR {
+                return Err(Rejection::InvalidInvoice {
+                    detail: format!(
+                        "amount is {} minor units, the maximum is {}",
+                        i.amount_minor,
+                        crate::op::INVOICE_AMOUNT_MAX_MINOR
+                    ),
+                });
+            }
+            if !(1..=100).contains(&i.local_share_percent) {
+                return Err(Rejection::InvalidInvoice {
+                    detail: format!("local share is {}%, it must be 1 to 100", i.local_share_percent),
+                });
+            }
+            if crate::invoice::local_part(i.amount_minor, i.local_share_percent) == 0 {
+                return Err(Rejection::InvalidInvoice {
+                    detail: format!(
+                        "{}% of {} minor units rounds down to nothing payable in the ledger",
+                        i.local_share_percent, i.amount_minor
+                    ),
+                });
+            }
+            if i.payer == i.payee {
+                return Err(Rejection::InvalidInvoice { detail: "a firm cannot invoice itself".into() });
+            }
+            Ok(())
+        }
+        OpKind::AcceptInvoice(_) | OpKind::SetInvoiceClearing { .. } => Ok(()),
+        OpKind::RejectInvoice { reason, .. } => check_reason(reason, true),
+        OpKind::CancelInvoice { reason, .. } => check_reason(reason, false),
+        OpKind::RunClearing(run) => check_reason(&run.reason, false),
     }
 }
 

@@ -44,6 +44,30 @@ fn account(text: &str) -> Result<AccountId, Reject> {
     AccountId::parse(text).map_err(|e| malformed(e.to_string()))
 }
 
+pub fn invoice_id(bytes: &[u8]) -> Result<core::InvoiceId, Reject> {
+    let arr: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| malformed(format!("invoice_id must be 16 bytes, got {}", bytes.len())))?;
+    Ok(core::InvoiceId(arr))
+}
+
+fn parties(p: Option<InvoiceParties>) -> Result<core::InvoiceParties, Reject> {
+    let p = p.ok_or_else(|| malformed("the operation does not name its invoice"))?;
+    Ok(core::InvoiceParties {
+        invoice: invoice_id(&p.invoice_id)?,
+        payee: account(&p.payee)?,
+        payer: account(&p.payer)?,
+    })
+}
+
+fn parties_to_wire(p: &core::InvoiceParties) -> Option<InvoiceParties> {
+    Some(InvoiceParties {
+        invoice_id: p.invoice.0.to_vec(),
+        payee: p.payee.to_string(),
+        payer: p.payer.to_string(),
+    })
+}
+
 fn public_key(bytes: &[u8], what: &str) -> Result<PublicKey, Reject> {
     let arr: [u8; 32] =
         bytes.try_into().map_err(|_| malformed(format!("{what} must be 32 bytes, got {}", bytes.len())))?;
@@ -114,7 +138,35 @@ impl TryFrom<OperationBody> for core::Operation {
                 amount_minor: t.amount_minor,
                 memo: t.memo,
                 invoice_ref: t.invoice_ref,
+                invoice: t.invoice_id.as_deref().map(invoice_id).transpose()?,
             }),
+            Kind::IssueInvoice(i) => core::OpKind::IssueInvoice(core::IssueInvoice {
+                invoice: invoice_id(&i.invoice_id)?,
+                payee: account(&i.payee)?,
+                payer: account(&i.payer)?,
+                amount_minor: i.amount_minor,
+                local_share_percent: u8::try_from(i.local_share_percent).map_err(|_| {
+                    Reject::InvalidInvoice {
+                        detail: format!("local share is {}%, it must be 1 to 100", i.local_share_percent),
+                    }
+                })?,
+                due_day: i.due_day,
+                reference: i.reference,
+                excluded_from_clearing: i.excluded_from_clearing,
+            }),
+            Kind::AcceptInvoice(a) => core::OpKind::AcceptInvoice(parties(a.invoice)?),
+            Kind::RejectInvoice(r) => {
+                core::OpKind::RejectInvoice { invoice: parties(r.invoice)?, reason: r.reason }
+            }
+            Kind::CancelInvoice(c) => {
+                core::OpKind::CancelInvoice { invoice: parties(c.invoice)?, reason: c.reason }
+            }
+            Kind::SetInvoiceClearing(c) => {
+                core::OpKind::SetInvoiceClearing { invoice: parties(c.invoice)?, excluded: c.excluded }
+            }
+            Kind::RunClearing(r) => {
+                core::OpKind::RunClearing(core::RunClearing { with_credit: r.with_credit, reason: r.reason })
+            }
         };
         Ok(core::Operation { id: OperationId(id), valid_until_ms: b.valid_until_ms, kind })
     }
@@ -154,7 +206,38 @@ impl From<&core::Operation> for OperationBody {
                 amount_minor: t.amount_minor,
                 memo: t.memo.clone(),
                 invoice_ref: t.invoice_ref.clone(),
+                invoice_id: t.invoice.map(|i| i.0.to_vec()),
             }),
+            core::OpKind::IssueInvoice(i) => Kind::IssueInvoice(IssueInvoice {
+                invoice_id: i.invoice.0.to_vec(),
+                payee: i.payee.to_string(),
+                payer: i.payer.to_string(),
+                amount_minor: i.amount_minor,
+                local_share_percent: u32::from(i.local_share_percent),
+                due_day: i.due_day,
+                reference: i.reference.clone(),
+                excluded_from_clearing: i.excluded_from_clearing,
+            }),
+            core::OpKind::AcceptInvoice(p) => {
+                Kind::AcceptInvoice(AcceptInvoice { invoice: parties_to_wire(p) })
+            }
+            core::OpKind::RejectInvoice { invoice, reason } => Kind::RejectInvoice(RejectInvoice {
+                invoice: parties_to_wire(invoice),
+                reason: reason.clone(),
+            }),
+            core::OpKind::CancelInvoice { invoice, reason } => Kind::CancelInvoice(CancelInvoice {
+                invoice: parties_to_wire(invoice),
+                reason: reason.clone(),
+            }),
+            core::OpKind::SetInvoiceClearing { invoice, excluded } => {
+                Kind::SetInvoiceClearing(SetInvoiceClearing {
+                    invoice: parties_to_wire(invoice),
+                    excluded: *excluded,
+                })
+            }
+            core::OpKind::RunClearing(r) => {
+                Kind::RunClearing(RunClearing { with_credit: r.with_credit, reason: r.reason.clone() })
+            }
         };
         OperationBody { operation_id: op.id.0.to_vec(), valid_until_ms: op.valid_until_ms, kind: Some(kind) }
     }
@@ -196,6 +279,11 @@ impl From<&core::Entry> for Entry {
             envelope: Some((&e.envelope).into()),
             balances_after: e.balances_after.iter().map(Into::into).collect(),
             entry_hash: e.hash().to_vec(),
+            clearing: e.clearing.as_ref().map(|record| {
+                let mut w = core::codec::Writer::default();
+                record.encode_into(&mut w);
+                w.buf
+            }),
         }
     }
 }
@@ -214,12 +302,23 @@ impl TryFrom<Entry> for core::Entry {
             .into_iter()
             .map(|b| Ok(core::BalanceAfter { account: account(&b.account)?, balance_minor: b.balance_minor }))
             .collect::<Result<Vec<_>, Reject>>()?;
+        let clearing = match e.clearing {
+            None => None,
+            Some(bytes) => {
+                let mut r = core::codec::Reader::new(&bytes);
+                let record = core::ClearingRecord::decode_from(&mut r)
+                    .map_err(|err| malformed(format!("the entry's clearing record: {err}")))?;
+                r.finish().map_err(|err| malformed(format!("the entry's clearing record: {err}")))?;
+                Some(record)
+            }
+        };
         let entry = core::Entry {
             sequence: e.sequence,
             timestamp_ms: e.timestamp_ms,
             prev_hash,
             envelope,
             balances_after,
+            clearing,
         };
         if entry.hash().as_slice() != e.entry_hash.as_slice() {
             return Err(malformed(format!("entry {} does not hash to its entry_hash", e.sequence)));
@@ -243,6 +342,85 @@ impl From<&core::Account> for Account {
             public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
             registered_at_sequence: a.registered_at_sequence,
             last_sequence: a.last_sequence,
+        }
+    }
+}
+
+impl From<&core::Invoice> for Invoice {
+    fn from(i: &core::Invoice) -> Self {
+        Invoice {
+            invoice_id: i.id.0.to_vec(),
+            payee: i.payee.to_string(),
+            payer: i.payer.to_string(),
+            amount_minor: i.amount_minor,
+            local_share_percent: u32::from(i.local_share_percent),
+            due_day: i.due_day,
+            reference: i.reference.clone(),
+            state: match i.state {
+                core::InvoiceState::Issued => InvoiceState::Issued,
+                core::InvoiceState::Accepted => InvoiceState::Accepted,
+                core::InvoiceState::PartlySettled => InvoiceState::PartlySettled,
+                core::InvoiceState::Settled => InvoiceState::Settled,
+                core::InvoiceState::Rejected => InvoiceState::Rejected,
+                core::InvoiceState::Cancelled => InvoiceState::Cancelled,
+            } as i32,
+            paid_minor: i.paid_minor,
+            cleared_minor: i.cleared_minor,
+            excluded_from_clearing: i.excluded_from_clearing,
+            reason: i.reason.clone(),
+            issued_at_sequence: i.issued_at_sequence,
+            last_sequence: i.last_sequence,
+            local_minor: i.local_minor(),
+            open_minor: i.open_minor(),
+        }
+    }
+}
+
+impl InvoiceState {
+    /// The core's name of the state ("partly_settled"), as the CLI prints it.
+    pub fn core_name(self) -> &'static str {
+        match self {
+            InvoiceState::Unspecified => "unspecified",
+            InvoiceState::Issued => core::InvoiceState::Issued.name(),
+            InvoiceState::Accepted => core::InvoiceState::Accepted.name(),
+            InvoiceState::PartlySettled => core::InvoiceState::PartlySettled.name(),
+            InvoiceState::Settled => core::InvoiceState::Settled.name(),
+            InvoiceState::Rejected => core::InvoiceState::Rejected.name(),
+            InvoiceState::Cancelled => core::InvoiceState::Cancelled.name(),
+        }
+    }
+}
+
+/// Clearing amounts are sums over bounded invoices and fit i64 (see
+/// `cercle_core::op::INVOICE_AMOUNT_MAX_MINOR`); saturate rather than wrap if not.
+fn wire_i64(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
+impl From<&core::ClearingSummary> for ClearingSummary {
+    fn from(s: &core::ClearingSummary) -> Self {
+        ClearingSummary {
+            with_credit: s.with_credit,
+            obligations: s.obligations,
+            firms: s.firms,
+            total_debt_minor: wire_i64(s.total_debt_minor),
+            net_internal_debt_minor: wire_i64(s.net_internal_debt_minor),
+            setoff_minor: wire_i64(s.setoff_minor),
+            credit_minor: wire_i64(s.credit_minor),
+            payments_minor: wire_i64(s.payments_minor),
+            net_internal_debt_after_minor: wire_i64(s.net_internal_debt_after_minor),
+            firms_changed: s
+                .per_firm
+                .iter()
+                .map(|f| FirmClearing {
+                    account: f.account.to_string(),
+                    owes_minor: wire_i64(f.owes_minor),
+                    owes_cleared_minor: wire_i64(f.owes_cleared_minor),
+                    owed_minor: wire_i64(f.owed_minor),
+                    owed_cleared_minor: wire_i64(f.owed_cleared_minor),
+                    payment_minor: f.payment_minor,
+                })
+                .collect(),
         }
     }
 }
@@ -295,6 +473,7 @@ mod tests {
                 amount_minor: 5,
                 memo: "m".into(),
                 invoice_ref: Some("INV-1".into()),
+                invoice: Some(core::InvoiceId([3; 16])),
             }),
         }
     }
@@ -314,6 +493,32 @@ mod tests {
             }),
         };
         assert_eq!(decode_operation(&encode_operation(&limits)), Ok(limits));
+        let parties = core::InvoiceParties {
+            invoice: core::InvoiceId([4; 16]),
+            payee: AccountId::parse("aaa").unwrap(),
+            payer: AccountId::parse("bbb").unwrap(),
+        };
+        let kinds = [
+            core::OpKind::IssueInvoice(core::IssueInvoice {
+                invoice: core::InvoiceId([4; 16]),
+                payee: AccountId::parse("aaa").unwrap(),
+                payer: AccountId::parse("bbb").unwrap(),
+                amount_minor: 10_000,
+                local_share_percent: 40,
+                due_day: Some(20_500),
+                reference: "F-1".into(),
+                excluded_from_clearing: true,
+            }),
+            core::OpKind::AcceptInvoice(parties.clone()),
+            core::OpKind::RejectInvoice { invoice: parties.clone(), reason: "wrong".into() },
+            core::OpKind::CancelInvoice { invoice: parties.clone(), reason: String::new() },
+            core::OpKind::SetInvoiceClearing { invoice: parties, excluded: false },
+            core::OpKind::RunClearing(core::RunClearing { with_credit: true, reason: "monthly".into() }),
+        ];
+        for kind in kinds {
+            let op = core::Operation { id: OperationId([2; 16]), valid_until_ms: 5, kind };
+            assert_eq!(decode_operation(&encode_operation(&op)), Ok(op));
+        }
     }
 
     #[test]

@@ -68,17 +68,26 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvalidLimit
         | RejectCode::NothingToChange
         | RejectCode::InvalidAmount
+        | RejectCode::InvalidInvoice
+        | RejectCode::InvoicePartiesMismatch
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
         RejectCode::NotAdministrator | RejectCode::NotAccountKey => Code::PermissionDenied,
-        RejectCode::UnknownAccount => Code::NotFound,
-        RejectCode::OperationIdConflict | RejectCode::AccountExists => Code::AlreadyExists,
+        RejectCode::UnknownAccount | RejectCode::UnknownInvoice => Code::NotFound,
+        RejectCode::OperationIdConflict | RejectCode::AccountExists | RejectCode::InvoiceExists => {
+            Code::AlreadyExists
+        }
+        RejectCode::TooManyOpenInvoices | RejectCode::TooManyObligations => Code::ResourceExhausted,
         RejectCode::Expired
         | RejectCode::AccountFrozen
         | RejectCode::AlreadyFrozen
         | RejectCode::NotFrozen
         | RejectCode::CreditLimitExceeded
-        | RejectCode::MaxBalanceExceeded => Code::FailedPrecondition,
+        | RejectCode::MaxBalanceExceeded
+        | RejectCode::InvoiceStateConflict
+        | RejectCode::InvoiceOverpaid
+        | RejectCode::NothingToClear
+        | RejectCode::ClearingInvalid => Code::FailedPrecondition,
         RejectCode::BalanceOverflow => Code::OutOfRange,
     }
 }

@@ -25,8 +25,9 @@ use tokio::net::TcpListener;
 /// Largest gRPC message the node decodes: a full `SubmitBatch` (1,000 envelopes with
 /// bodies of at most 4 KiB) fits; anything larger is refused before it is parsed.
 pub const REQUEST_BYTES_MAX: usize = 5 * 1024 * 1024;
-/// Largest gRPC message the node sends (a full page of entries fits).
-pub const RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Largest gRPC message the node sends: a page of entries (cut at `cercle_store::PAGE_BYTES_MAX`
+/// after at most one clearing entry of up to 32 MiB) fits.
+pub const RESPONSE_BYTES_MAX: usize = 40 * 1024 * 1024;
 /// Most concurrent requests on one connection.
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 256;
 

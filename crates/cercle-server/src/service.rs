@@ -96,7 +96,7 @@ impl LedgerService {
             Caller::Key(key) => key,
         };
         let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) else { return Ok(false) };
-        for id in op.kind.accounts() {
+        for id in entry.accounts(&op) {
             if self.store.account(id)?.is_some_and(|a| a.keys.contains(key)) {
                 return Ok(true);
             }
@@ -216,6 +216,18 @@ pub fn receipt_to_pb(r: &Receipt) -> pb::Receipt {
         operation_id: r.operation_id.0.to_vec(),
         balances_after: r.entry.balances_after.iter().map(Into::into).collect(),
         duplicate: r.duplicate,
+        clearing: r.clearing.as_ref().map(Into::into),
+    }
+}
+
+/// A page size from a request: 0 means the default; past the maximum is an error.
+fn page_size(requested: u32) -> Result<usize, ServiceError> {
+    match requested {
+        0 => Ok(PAGE_SIZE_DEFAULT as usize),
+        n if n > PAGE_SIZE_MAX => Err(ServiceError::InvalidArgument(format!(
+            "page_size {n} is too large; the maximum is {PAGE_SIZE_MAX}"
+        ))),
+        n => Ok(n as usize),
     }
 }
 
@@ -469,30 +481,110 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
         let id = self.authorize_read(request.metadata(), "ListEntries", &request.get_ref().account)?;
         let req = request.into_inner();
-        let page_size = match req.page_size {
-            0 => PAGE_SIZE_DEFAULT,
-            n if n > PAGE_SIZE_MAX => {
-                return Err(ServiceError::InvalidArgument(format!(
-                    "page_size {n} is too large; the maximum is {PAGE_SIZE_MAX}"
-                ))
-                .into());
-            }
-            n => n,
-        };
+        let page_size = page_size(req.page_size)?;
         if self.store.account(&id).map_err(ServiceError::from)?.is_none() {
             return Err(ServiceError::NotFound(format!("unknown account '{id}'")).into());
         }
         let store = self.store.clone();
         let after = req.after_sequence;
-        let (entries, more) =
-            tokio::task::spawn_blocking(move || store.history(&id, after, page_size as usize))
-                .await
-                .map_err(|e| ServiceError::Internal(e.to_string()))?
-                .map_err(ServiceError::from)?;
+        let (entries, more) = tokio::task::spawn_blocking(move || store.history(&id, after, page_size))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .map_err(ServiceError::from)?;
         let next_after_sequence = if more { entries.last().map(|e| e.sequence) } else { None };
         Ok(Response::new(pb::ListEntriesResponse {
             entries: entries.iter().map(Into::into).collect(),
             next_after_sequence,
         }))
+    }
+
+    async fn get_invoice(
+        &self,
+        request: Request<pb::GetInvoiceRequest>,
+    ) -> Result<Response<pb::Invoice>, Status> {
+        let raw = &request.get_ref().invoice_id;
+        let subject = hex::encode(raw);
+        let caller = authenticate(&self.genesis, request.metadata(), "GetInvoice", &subject, now_ms())?;
+        let id = pb::invoice_id(raw).map_err(|r| ServiceError::InvalidArgument(r.message("", 0)))?;
+        let invoice = self.store.invoice(&id).map_err(ServiceError::from)?;
+        let visible = match (&invoice, &caller) {
+            (Some(_), Caller::Governance(_)) => true,
+            (Some(i), Caller::Key(key)) => {
+                let holds = |a: &AccountId| -> Result<bool, ServiceError> {
+                    Ok(self.store.account(a)?.is_some_and(|a| a.keys.contains(key)))
+                };
+                holds(&i.payer)? || holds(&i.payee)?
+            }
+            (None, _) => false,
+        };
+        match invoice {
+            Some(i) if visible => Ok(Response::new((&i).into())),
+            // An invoice of other firms is not the caller's business, nor is whether it exists.
+            Some(_) => Err(ServiceError::PermissionDenied(format!(
+                "invoice {id} is not an invoice of an account of this key"
+            ))
+            .into()),
+            None => Err(ServiceError::NotFound(format!("unknown invoice {id}")).into()),
+        }
+    }
+
+    async fn list_invoices(
+        &self,
+        request: Request<pb::ListInvoicesRequest>,
+    ) -> Result<Response<pb::ListInvoicesResponse>, Status> {
+        let account = request.get_ref().account.clone();
+        let account = if account.is_empty() {
+            self.authorize_governance(request.metadata(), "ListInvoices", "")?;
+            None
+        } else {
+            Some(self.authorize_read(request.metadata(), "ListInvoices", &account)?)
+        };
+        let req = request.into_inner();
+        let limit = page_size(req.page_size)?;
+        let after_id = match req.after_invoice_id.as_slice() {
+            [] => None,
+            raw => Some(pb::invoice_id(raw).map_err(|r| ServiceError::InvalidArgument(r.message("", 0)))?),
+        };
+        let store = self.store.clone();
+        let (invoices, more) = tokio::task::spawn_blocking(move || match &account {
+            Some(id) => store.account_invoices(id, req.after_sequence, limit, req.open_only),
+            None => store.invoices_page(after_id, limit, req.open_only),
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(ServiceError::from)?;
+        let by_account = !req.account.is_empty();
+        let last = invoices.last();
+        Ok(Response::new(pb::ListInvoicesResponse {
+            next_after_sequence: last.filter(|_| more && by_account).map(|i| i.issued_at_sequence),
+            next_after_invoice_id: last.filter(|_| more && !by_account).map(|i| i.id.0.to_vec()),
+            invoices: invoices.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn plan_clearing(
+        &self,
+        request: Request<pb::PlanClearingRequest>,
+    ) -> Result<Response<pb::ClearingSummary>, Status> {
+        let with_credit = request.get_ref().with_credit;
+        let subject = if with_credit { "with-credit" } else { "set-off" };
+        self.authorize_governance(request.metadata(), "PlanClearing", subject)?;
+        let (store, genesis, currency_genesis) =
+            (self.store.clone(), self.genesis.clone(), self.genesis.clone());
+        // The plan is computed on the state as stored, without stopping writes: a run
+        // computes again on the state it applies to.
+        let summary = tokio::task::spawn_blocking(move || {
+            let state = core::State::from_parts(&genesis, store.accounts()?, store.invoices(Some(true))?);
+            Ok::<_, ServiceError>(core::clearing::propose(&state, with_credit).map(|(_, summary)| summary))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        match summary {
+            Ok(summary) => Ok(Response::new((&summary).into())),
+            Err(rejection) => {
+                Err(ServiceError::rejected(rejection, &currency_genesis.currency, currency_genesis.exponent)
+                    .into())
+            }
+        }
     }
 }

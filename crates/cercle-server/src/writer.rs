@@ -7,11 +7,17 @@
 //! Group commit: the writer takes every request waiting (up to `WRITE_BATCH_MAX`),
 //! executes them one after the other, writes all accepted entries in one storage batch,
 //! and only then replies. A reply is never sent for an entry that is not persisted.
+//!
+//! A clearing run is computed here, on the state it applies to, so writes wait while the
+//! solver runs (about a second for 300,000 obligations). Its entry can be megabytes, so
+//! it is written in a group of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cercle_core::{Entry, Envelope, Genesis, Head, Ledger, Operation, OperationId, Rejection};
+use cercle_core::{
+    ClearingSummary, Entry, Envelope, Genesis, Head, Ledger, OpKind, Operation, OperationId, Rejection,
+};
 use cercle_store::{Accepted, CommitError, Store};
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +35,8 @@ pub struct Receipt {
     pub operation_id: OperationId,
     /// The operation had been accepted before; this is its original entry.
     pub duplicate: bool,
+    /// What a clearing run did (not on a duplicate's receipt).
+    pub clearing: Option<ClearingSummary>,
 }
 
 struct WriteRequest {
@@ -131,10 +139,18 @@ enum Outcome {
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
         let mut group = Vec::with_capacity(WRITE_BATCH_MAX);
-        while let Some(first) = rx.blocking_recv() {
+        let mut held: Option<WriteRequest> = None;
+        let is_clearing = |r: &WriteRequest| matches!(r.op.kind, OpKind::RunClearing(_));
+        while let Some(first) = held.take().or_else(|| rx.blocking_recv()) {
+            let alone = is_clearing(&first);
             group.push(first);
-            while group.len() < WRITE_BATCH_MAX {
+            while !alone && group.len() < WRITE_BATCH_MAX {
                 match rx.try_recv() {
+                    // A clearing run starts the next group.
+                    Ok(next) if is_clearing(&next) => {
+                        held = Some(next);
+                        break;
+                    }
                     Ok(next) => group.push(next),
                     Err(_) => break,
                 }
@@ -159,8 +175,9 @@ impl Writer {
         let mut accepted: Vec<Accepted> = Vec::new();
         let mut in_group: HashMap<OperationId, usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(group.len());
+        let mut summaries: HashMap<usize, ClearingSummary> = HashMap::new();
         for req in group.iter() {
-            outcomes.push(self.execute_one(now_ms, req, &mut accepted, &mut in_group));
+            outcomes.push(self.execute_one(now_ms, req, &mut accepted, &mut in_group, &mut summaries));
         }
         let mut keep_going = true;
         let committed =
@@ -194,6 +211,7 @@ impl Writer {
                         entry: accepted[index].entry.clone(),
                         operation_id: accepted[index].operation_id,
                         duplicate,
+                        clearing: if duplicate { None } else { summaries.remove(&index) },
                     }),
                     // Durable but unconfirmed: the client retries, and the retry finds it.
                     Err(e) => Err(ServiceError::Internal(format!("storage: {e}"))),
@@ -211,6 +229,7 @@ impl Writer {
         req: &WriteRequest,
         accepted: &mut Vec<Accepted>,
         in_group: &mut HashMap<OperationId, usize>,
+        summaries: &mut HashMap<usize, ClearingSummary>,
     ) -> Outcome {
         let id = req.op.id;
         let body_hash = req.envelope.body_hash();
@@ -230,7 +249,12 @@ impl Writer {
         }) {
             Err(e) => return Outcome::Done(Box::new(Err(e.into()))),
             Ok(Some(entry)) if entry.envelope.body_hash() == body_hash => {
-                return Outcome::Done(Box::new(Ok(Receipt { entry, operation_id: id, duplicate: true })));
+                return Outcome::Done(Box::new(Ok(Receipt {
+                    entry,
+                    operation_id: id,
+                    duplicate: true,
+                    clearing: None,
+                })));
             }
             Ok(Some(_)) => {
                 return Outcome::Done(Box::new(Err(
@@ -242,9 +266,13 @@ impl Writer {
         match self.ledger.execute(now_ms, req.envelope.clone(), &req.op) {
             Err(rejection) => Outcome::Done(Box::new(Err(self.rejected(rejection)))),
             Ok((entry, effects)) => {
-                let accounts =
-                    effects.touched.iter().filter_map(|a| self.ledger.state().account(a).cloned()).collect();
-                accepted.push(Accepted { entry, operation_id: id, accounts });
+                let state = self.ledger.state();
+                let accounts = effects.touched.iter().filter_map(|a| state.account(a).cloned()).collect();
+                let invoices = effects.invoices.iter().filter_map(|i| state.invoice(i).cloned()).collect();
+                if let Some((_, summary)) = effects.clearing {
+                    summaries.insert(accepted.len(), summary);
+                }
+                accepted.push(Accepted { entry, operation_id: id, accounts, invoices });
                 in_group.insert(id, accepted.len() - 1);
                 Outcome::Pending { index: accepted.len() - 1, duplicate: false }
             }

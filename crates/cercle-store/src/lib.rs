@@ -22,6 +22,8 @@
 //! | `o` operation id             | version, sequence u64                   |
 //! | `h` handle `0x00` sequence   | empty (the account's history index)     |
 //! | `t` level u8, index u64      | hash of a complete Merkle subtree (level >= 1) |
+//! | `i` invoice id               | `Invoice::encode`                       |
+//! | `n` handle `0x00` sequence   | invoice id (each firm's invoices, by issue) |
 //!
 //! Crash contract. After a crash or power cut at any moment, on the next open:
 //! - every group whose `fdatasync` completed (so every acknowledged operation) is in the
@@ -39,7 +41,8 @@ use std::sync::Mutex;
 
 use cercle_core::merkle::{self, Frontier, Hash, HashSource};
 use cercle_core::{
-    Account, AccountId, Entry, Genesis, Head, Ledger, OperationId, ReplayError, Replayer, State,
+    Account, AccountId, Entry, Genesis, Head, Invoice, InvoiceId, Ledger, OperationId, ReplayError, Replayer,
+    State,
 };
 
 use crate::log::{LogFile, RecordPos, sync_dir};
@@ -50,6 +53,12 @@ const ACCOUNT_PREFIX: u8 = b'a';
 const OPERATION_PREFIX: u8 = b'o';
 const HISTORY_PREFIX: u8 = b'h';
 const SUBTREE_PREFIX: u8 = b't';
+const INVOICE_PREFIX: u8 = b'i';
+const INVOICE_INDEX_PREFIX: u8 = b'n';
+
+/// A page of history stops after the entry that takes it past this many bytes: clearing
+/// entries can be megabytes, and a page must fit a response.
+pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 const RECORD_VERSION: u8 = 1;
 
 const GENESIS_FILE: &str = "genesis.bin";
@@ -86,6 +95,8 @@ pub struct Accepted {
     pub operation_id: OperationId,
     /// The new state of every account the operation touched.
     pub accounts: Vec<Account>,
+    /// The new state of every invoice the operation touched.
+    pub invoices: Vec<Invoice>,
 }
 
 /// Why a group could not be committed, and what that means for it.
@@ -171,6 +182,35 @@ fn history_key(id: &AccountId, sequence: u64) -> Vec<u8> {
     let mut k = history_prefix(id);
     k.extend_from_slice(&sequence.to_be_bytes());
     k
+}
+
+fn invoice_key(id: &InvoiceId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = INVOICE_PREFIX;
+    k[1..].copy_from_slice(&id.0);
+    k
+}
+
+fn invoice_index_prefix(account: &AccountId) -> Vec<u8> {
+    let mut k = history_prefix(account);
+    k[0] = INVOICE_INDEX_PREFIX;
+    k
+}
+
+fn invoice_index_key(account: &AccountId, sequence: u64) -> Vec<u8> {
+    let mut k = invoice_index_prefix(account);
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
+/// Stores an invoice, and when it is new (issued by this entry) indexes it under both firms.
+fn put_invoice(batch: &mut sled::Batch, invoice: &Invoice, sequence: u64) {
+    batch.insert(&invoice_key(&invoice.id), invoice.encode());
+    if invoice.issued_at_sequence == sequence {
+        for firm in [&invoice.payer, &invoice.payee] {
+            batch.insert(invoice_index_key(firm, invoice.issued_at_sequence), &invoice.id.0);
+        }
+    }
 }
 
 fn encode_head(head: &Head) -> Vec<u8> {
@@ -362,7 +402,7 @@ impl Store {
             store.rebuild_state(&ledger)?;
             OpenOutcome::Rebuilt
         };
-        let stored = State::from_accounts(&store.genesis, store.accounts()?);
+        let stored = State::from_parts(&store.genesis, store.accounts()?, store.invoices(None)?);
         if stored.digest() != ledger.state().digest() || store.head()? != *ledger.head() {
             if outcome == OpenOutcome::Rebuilt {
                 return Err(corrupt(b"state", "the rebuilt state does not match the log"));
@@ -444,7 +484,7 @@ impl Store {
                 let entry = self.log.read(*pos)?;
                 index_entry(&mut batch, &mut frontier, &entry.encode(), entry.sequence, id, *pos)?;
                 if let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) {
-                    for account in op.kind.accounts() {
+                    for account in entry.accounts(&op) {
                         index_history(&mut batch, account, entry.sequence);
                     }
                 }
@@ -456,12 +496,17 @@ impl Store {
 
     fn write_accounts_and_head(&self, ledger: &Ledger) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for item in self.db.scan_prefix([ACCOUNT_PREFIX]) {
-            let (key, _) = item?;
-            batch.remove(key);
+        for prefix in [ACCOUNT_PREFIX, INVOICE_PREFIX, INVOICE_INDEX_PREFIX] {
+            for item in self.db.scan_prefix([prefix]) {
+                let (key, _) = item?;
+                batch.remove(key);
+            }
         }
         for account in ledger.state().accounts() {
             batch.insert(account_key(&account.id), account.encode());
+        }
+        for invoice in ledger.state().invoices() {
+            put_invoice(&mut batch, invoice, invoice.issued_at_sequence);
         }
         batch.insert(HEAD_KEY, encode_head(ledger.head()));
         self.db.apply_batch(batch)?;
@@ -499,6 +544,9 @@ impl Store {
             for account in &a.accounts {
                 batch.insert(account_key(&account.id), account.encode());
                 index_history(&mut batch, &account.id, a.entry.sequence);
+            }
+            for invoice in &a.invoices {
+                put_invoice(&mut batch, invoice, a.entry.sequence);
             }
         }
         batch.insert(HEAD_KEY, encode_head(head));
@@ -576,8 +624,94 @@ impl Store {
             .collect()
     }
 
+    pub fn invoice(&self, id: &InvoiceId) -> Result<Option<Invoice>, StoreError> {
+        let key = invoice_key(id);
+        match self.db.get(key)? {
+            None => Ok(None),
+            Some(v) => Invoice::decode(&v).map(Some).map_err(|e| corrupt(&key, e)),
+        }
+    }
+
+    /// Every stored invoice in id order, or only the open ones (`Some(true)`).
+    pub fn invoices(&self, open_only: Option<bool>) -> Result<Vec<Invoice>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix([INVOICE_PREFIX]) {
+            let (key, value) = item?;
+            let invoice = Invoice::decode(&value).map_err(|e| corrupt(&key, e))?;
+            if open_only != Some(true) || invoice.state.is_open() {
+                out.push(invoice);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` invoices after `after` (in id order), and whether more may follow.
+    pub fn invoices_page(
+        &self,
+        after: Option<InvoiceId>,
+        limit: usize,
+        open_only: bool,
+    ) -> Result<(Vec<Invoice>, bool), StoreError> {
+        let start = match after {
+            Some(id) => {
+                let mut k = invoice_key(&id).to_vec();
+                k.push(0);
+                k
+            }
+            None => vec![INVOICE_PREFIX],
+        };
+        let mut out = Vec::new();
+        for item in self.db.range(start..) {
+            let (key, value) = item?;
+            if key.first() != Some(&INVOICE_PREFIX) {
+                break;
+            }
+            let invoice = Invoice::decode(&value).map_err(|e| corrupt(&key, e))?;
+            if open_only && !invoice.state.is_open() {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(invoice);
+        }
+        Ok((out, false))
+    }
+
+    /// Up to `limit` invoices of `account` (issued or received) issued after
+    /// `after_sequence`, oldest first, and whether more may follow.
+    pub fn account_invoices(
+        &self,
+        account: &AccountId,
+        after_sequence: u64,
+        limit: usize,
+        open_only: bool,
+    ) -> Result<(Vec<Invoice>, bool), StoreError> {
+        let prefix = invoice_index_prefix(account);
+        let start = invoice_index_key(account, after_sequence.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.db.range(start..) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let id: [u8; 16] = value.as_ref().try_into().map_err(|_| corrupt(&key, "bad invoice index"))?;
+            let invoice = self
+                .invoice(&InvoiceId(id))?
+                .ok_or_else(|| corrupt(&key, "index names a missing invoice"))?;
+            if open_only && !invoice.state.is_open() {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(invoice);
+        }
+        Ok((out, false))
+    }
+
     /// Up to `limit` entries touching `id` with a sequence above `after_sequence`, oldest
-    /// first, and whether more follow.
+    /// first, and whether more follow. A page also stops after `PAGE_BYTES_MAX` bytes.
     pub fn history(
         &self,
         id: &AccountId,
@@ -587,18 +721,20 @@ impl Store {
         let prefix = history_prefix(id);
         let start = history_key(id, after_sequence.saturating_add(1));
         let mut entries = Vec::new();
+        let mut bytes = 0usize;
         for item in self.db.range(start..) {
             let (key, _) = item?;
             if !key.starts_with(&prefix) {
                 break;
             }
-            if entries.len() == limit {
+            if entries.len() == limit || bytes > PAGE_BYTES_MAX {
                 return Ok((entries, true));
             }
             let seq_bytes: [u8; 8] =
                 key[prefix.len()..].try_into().map_err(|_| corrupt(&key, "bad history key"))?;
             let seq = u64::from_be_bytes(seq_bytes);
             let entry = self.entry(seq)?.ok_or_else(|| corrupt(&key, "history names a missing entry"))?;
+            bytes += entry.clearing.as_ref().map_or(256, |c| 64 * (c.firms.len() + c.invoices.len()));
             entries.push(entry);
         }
         Ok((entries, false))
@@ -764,7 +900,11 @@ mod tests {
             let (entry, effects) = ledger.execute(1_000, envelope, op).unwrap();
             let accounts =
                 effects.touched.iter().map(|a| ledger.state().account(a).unwrap().clone()).collect();
-            store.commit(&[Accepted { entry, operation_id: op.id, accounts }], ledger.head()).unwrap();
+            let invoices =
+                effects.invoices.iter().map(|i| ledger.state().invoice(i).unwrap().clone()).collect();
+            store
+                .commit(&[Accepted { entry, operation_id: op.id, accounts, invoices }], ledger.head())
+                .unwrap();
         }
     }
 
@@ -789,6 +929,7 @@ mod tests {
                 amount_minor: 2_500,
                 memo: "m".into(),
                 invoice_ref: None,
+                invoice: None,
             }),
         };
         vec![

@@ -27,12 +27,15 @@ const MAGIC: &[u8; 8] = b"CERCLOG1";
 pub const HEADER_BYTES: u64 = 8 + 32;
 /// Bytes of a record's header: length and CRC.
 const RECORD_HEADER_BYTES: usize = 8;
-/// Largest encoded entry: a 4 KiB body plus the fixed fields and a few balances.
-pub const ENTRY_BYTES_MAX: usize = 8 * 1024;
-/// Longest tail that recovery cuts off on its own: more than one group can hold
-/// (`WRITE_BATCH_MAX` entries of at most `ENTRY_BYTES_MAX`), so anything longer is damage
-/// to acknowledged entries, not a torn write.
-pub const TORN_TAIL_BYTES_MAX: u64 = 8 * 1024 * 1024;
+/// Largest encoded entry. An operation's entry is a 4 KiB body plus the fixed fields and a
+/// few balances (under 8 KiB); a clearing run's entry also holds its record, 25 bytes per
+/// cleared invoice and about 60 per firm (`CLEARING_OBLIGATIONS_MAX`, `CLEARING_FIRMS_MAX`).
+pub const ENTRY_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Longest tail that recovery cuts off on its own: more than one group can hold (the
+/// writer puts a clearing run in a group of its own, and other groups are at most
+/// `WRITE_BATCH_MAX` entries under 8 KiB), so anything longer is damage to acknowledged
+/// entries, not a torn write.
+pub const TORN_TAIL_BYTES_MAX: u64 = 40 * 1024 * 1024;
 
 /// Where a record lives in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -87,6 +87,19 @@ fn row(account: &AccountId, entry: &Entry, op: &Operation) -> Row {
             row.memo = non_empty(reason);
         }
         OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
+        OpKind::IssueInvoice(cercle_core::IssueInvoice { payee, payer, .. })
+        | OpKind::AcceptInvoice(cercle_core::InvoiceParties { payee, payer, .. })
+        | OpKind::RejectInvoice { invoice: cercle_core::InvoiceParties { payee, payer, .. }, .. }
+        | OpKind::CancelInvoice { invoice: cercle_core::InvoiceParties { payee, payer, .. }, .. }
+        | OpKind::SetInvoiceClearing { invoice: cercle_core::InvoiceParties { payee, payer, .. }, .. } => {
+            let other = if payee == account { payer } else { payee };
+            row.counterparty = Some(other.to_string());
+        }
+        OpKind::RunClearing(_) => {
+            let payment = entry.clearing.iter().flat_map(|c| &c.firms).find(|f| &f.account == account);
+            row.amount_minor =
+                payment.filter(|f| f.payment_minor != 0).map(|f| f.payment_minor.saturating_neg());
+        }
     }
     row
 }
@@ -136,11 +149,25 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         OpKind::FreezeAccount { reason, .. } | OpKind::UnfreezeAccount { reason, .. } => one_line(reason),
         OpKind::Transfer(t) => {
             let mut text = one_line(&t.memo);
-            if let Some(invoice) = &t.invoice_ref {
+            let invoice = t.invoice.map(|i| i.to_string()).or_else(|| t.invoice_ref.clone());
+            if let Some(invoice) = invoice {
                 if !text.is_empty() {
                     text.push(' ');
                 }
-                text.push_str(&format!("[invoice {}]", one_line(invoice)));
+                text.push_str(&format!("[invoice {}]", one_line(&invoice)));
+            }
+            text
+        }
+        OpKind::IssueInvoice(_)
+        | OpKind::AcceptInvoice(_)
+        | OpKind::RejectInvoice { .. }
+        | OpKind::CancelInvoice { .. }
+        | OpKind::SetInvoiceClearing { .. }
+        | OpKind::RunClearing(_) => {
+            let d = cercle_audit::describe::describe(genesis, op);
+            let mut text = one_line(&d.details);
+            if !d.memo.is_empty() {
+                text.push_str(&format!(": {}", one_line(d.memo)));
             }
             text
         }
@@ -210,7 +237,7 @@ fn verified(genesis: &Genesis, account: &AccountId, entry: pb::Entry) -> anyhow:
     let entry = Entry::try_from(entry).map_err(|r| invalid(message(r)))?;
     verify_envelope(genesis, &entry.envelope).map_err(|r| invalid(message(r)))?;
     let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| invalid(message(r)))?;
-    if !op.kind.accounts().contains(&account) {
+    if !entry.accounts(&op).contains(&account) {
         return Err(invalid(format!("it does not concern account '{account}'")));
     }
     Ok((entry, op))
@@ -285,6 +312,7 @@ mod tests {
             amount_minor,
             memo: memo.into(),
             invoice_ref: None,
+            invoice: None,
         })
     }
 
@@ -304,6 +332,7 @@ mod tests {
                 .iter()
                 .map(|(a, b)| BalanceAfter { account: id(a), balance_minor: *b })
                 .collect(),
+            clearing: None,
         };
         let op = Operation { id: OperationId([4; 16]), valid_until_ms: 1, kind };
         let got = row_json(&row(&id(account), &entry, &op));
@@ -352,6 +381,7 @@ mod tests {
             amount_minor: 5,
             memo: String::new(),
             invoice_ref: Some("INV-17".into()),
+            invoice: None,
         });
         check("alice", with_invoice, &[], json!({"invoice_ref": "INV-17", "amount_minor": -5}));
     }

@@ -5,6 +5,7 @@ mod audit;
 mod balance;
 mod clearing;
 mod history;
+mod invoice;
 mod keygen;
 mod pay;
 mod proof;
@@ -28,6 +29,9 @@ pub enum Command {
     Admin(admin::Command),
     /// Pay another account
     Pay(pay::Args),
+    /// Issue, accept, reject, cancel, pay and list invoices
+    #[command(subcommand)]
+    Invoice(invoice::Command),
     /// Submit the signed envelopes of a file written with --save, in order
     Submit(submit::Args),
     /// Show an account's balance, limits and status
@@ -53,6 +57,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Pubkey => pubkey::run(global),
         Command::Admin(command) => admin::run(global, command).await,
         Command::Pay(args) => pay::run(global, args).await,
+        Command::Invoice(command) => invoice::run(global, command).await,
         Command::Submit(args) => submit::run(global, args).await,
         Command::Balance(args) => balance::run(global, args).await,
         Command::History(args) => history::run(global, args).await,

@@ -43,6 +43,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         amount_minor,
         memo: args.memo,
         invoice_ref: args.invoice,
+        invoice: None,
     });
     signed::sign_and_submit(global, &args.sign, &key, &mut node, kind).await
 }

@@ -58,39 +58,7 @@ enum Verify {
 
 /// Milliseconds since the Unix epoch at 00:00 UTC of a `YYYY-MM-DD` day.
 fn parse_day(text: &str) -> Result<u64, String> {
-    let bad = || format!("'{text}' is not a date of the form YYYY-MM-DD");
-    let mut parts = text.splitn(3, '-');
-    let (y, m, d) = (parts.next(), parts.next(), parts.next());
-    let (Some(y), Some(m), Some(d)) = (y, m, d) else { return Err(bad()) };
-    let (y, m, d): (i64, u32, u32) =
-        (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
-    let days_in_month = [
-        31,
-        if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d == 0 || d > days_in_month[(m - 1) as usize]
-    {
-        return Err(bad());
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(days as u64 * 86_400_000)
+    crate::output::parse_date(text).map(|day| u64::from(day) * 86_400_000)
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! `cercle admin ...`: administrative operations, signed with an administrator's key
 //! (`rotate-keys` may also be signed by the account itself).
 
+mod clearing;
 mod freeze;
 mod register;
 mod rotate_keys;
@@ -22,6 +23,8 @@ pub enum Command {
     Unfreeze(freeze::UnfreezeArgs),
     /// Replace the keys allowed to sign for an account
     RotateKeys(rotate_keys::Args),
+    /// Clear all eligible obligations optimally (set-off, optionally with credit), or --dry-run
+    Clearing(clearing::Args),
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
@@ -31,5 +34,6 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Freeze(args) => freeze::run_freeze(global, args).await,
         Command::Unfreeze(args) => freeze::run_unfreeze(global, args).await,
         Command::RotateKeys(args) => rotate_keys::run(global, args).await,
+        Command::Clearing(args) => clearing::run(global, args).await,
     }
 }

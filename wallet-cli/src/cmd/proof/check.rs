@@ -272,7 +272,7 @@ async fn check_inclusion(
             verify_envelope(&genesis, &entry.envelope).map_err(|r| invalid(r.message("", 0)))?;
             let op = cercle_proto::decode_operation(&entry.envelope.body)
                 .map_err(|r| invalid(r.message("", 0)))?;
-            if !op.kind.accounts().contains(&&args.account) {
+            if !entry.accounts(&op).contains(&&args.account) {
                 return Err(invalid("it does not concern the account".into()));
             }
             if sequence > tree_size {

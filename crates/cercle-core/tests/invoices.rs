@@ -1,0 +1,384 @@
+//! Invoices and clearing runs through the pure core: the life of an invoice, the refusals
+//! that name their numbers, clearing with and without credit, and replays that refuse a
+//! tampered clearing record.
+
+use cercle_core::clearing::ClearingRecord;
+use cercle_core::sign::Keypair;
+use cercle_core::{
+    AccountId, Entry, Envelope, Genesis, InvoiceId, InvoiceParties, InvoiceState, IssueInvoice, Ledger,
+    LedgerId, OpKind, Operation, OperationId, RegisterAccount, RejectCode, Rejection, Replayer, RunClearing,
+    Transfer,
+};
+
+const FIRMS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
+
+struct World {
+    genesis: Genesis,
+    keys: Vec<Keypair>,
+    ledger: Ledger,
+    entries: Vec<Entry>,
+    ops: Vec<Operation>,
+    next_id: u64,
+}
+
+fn id(name: &str) -> AccountId {
+    AccountId::parse(name).unwrap()
+}
+
+fn invoice_id(n: u8) -> InvoiceId {
+    InvoiceId([n; 16])
+}
+
+impl World {
+    /// Four firms, each with a credit limit of `limit_minor`.
+    fn new(limit_minor: i64) -> World {
+        let admin = Keypair::from_seed(&[1; 32]);
+        let genesis = Genesis {
+            ledger_id: LedgerId([9; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![admin.public_key()],
+            auditor_keys: vec![],
+            node_key: Keypair::from_seed(&[3; 32]).public_key(),
+        };
+        let keys: Vec<Keypair> = (0..FIRMS.len()).map(|i| Keypair::from_seed(&[10 + i as u8; 32])).collect();
+        let ledger = Ledger::new(genesis.clone());
+        let mut world = World { genesis, keys, ledger, entries: Vec::new(), ops: Vec::new(), next_id: 1 };
+        for (i, name) in FIRMS.iter().enumerate() {
+            let kind = OpKind::RegisterAccount(RegisterAccount {
+                account: id(name),
+                display_name: name.to_string(),
+                keys: vec![world.keys[i].public_key()],
+                credit_limit_minor: limit_minor,
+                max_balance_minor: None,
+            });
+            world.admin_op(kind).unwrap();
+        }
+        world
+    }
+
+    fn key_of(&self, firm: &str) -> &Keypair {
+        &self.keys[FIRMS.iter().position(|f| *f == firm).unwrap()]
+    }
+
+    fn run(&mut self, signer: &Keypair, kind: OpKind) -> Result<Entry, Rejection> {
+        self.next_id += 1;
+        let op = Operation { id: OperationId([self.next_id as u8; 16]), valid_until_ms: 100_000, kind };
+        // The core does not know the wire encoding: the body is a stand-in, signed.
+        let mut body = op.id.0.to_vec();
+        body.extend_from_slice(&self.next_id.to_be_bytes());
+        let envelope = Envelope {
+            signature: signer.sign_op(&self.genesis.ledger_id, &body),
+            body,
+            signer: signer.public_key(),
+        };
+        let (entry, _) = self.ledger.execute(1_000 + self.next_id, envelope, &op)?;
+        self.entries.push(entry.clone());
+        self.ops.push(op);
+        Ok(entry)
+    }
+
+    fn admin_op(&mut self, kind: OpKind) -> Result<Entry, Rejection> {
+        let admin = Keypair::from_seed(&[1; 32]);
+        self.run(&admin, kind)
+    }
+
+    fn as_firm(&mut self, firm: &str, kind: OpKind) -> Result<Entry, Rejection> {
+        let key = Keypair::from_seed(&self.key_of(firm).seed());
+        self.run(&key, kind)
+    }
+
+    /// `payee` invoices `payer` for `amount_minor` (all of it local), and `payer` accepts.
+    fn obligation(&mut self, n: u8, payee: &str, payer: &str, amount_minor: i64, due_day: Option<u32>) {
+        self.issue(n, payee, payer, amount_minor, 100, due_day).unwrap();
+        self.as_firm(payer, OpKind::AcceptInvoice(parties(n, payee, payer))).unwrap();
+    }
+
+    fn issue(
+        &mut self,
+        n: u8,
+        payee: &str,
+        payer: &str,
+        amount_minor: i64,
+        local_share_percent: u8,
+        due_day: Option<u32>,
+    ) -> Result<Entry, Rejection> {
+        self.as_firm(
+            payee,
+            OpKind::IssueInvoice(IssueInvoice {
+                invoice: invoice_id(n),
+                payee: id(payee),
+                payer: id(payer),
+                amount_minor,
+                local_share_percent,
+                due_day,
+                reference: format!("F-{n}"),
+                excluded_from_clearing: false,
+            }),
+        )
+    }
+
+    fn open(&self, n: u8) -> i64 {
+        self.ledger.state().invoice(&invoice_id(n)).unwrap().open_minor()
+    }
+
+    fn state_of(&self, n: u8) -> InvoiceState {
+        self.ledger.state().invoice(&invoice_id(n)).unwrap().state
+    }
+
+    fn balance(&self, firm: &str) -> i64 {
+        self.ledger.state().account(&id(firm)).unwrap().balance_minor
+    }
+
+    fn clear(&mut self, with_credit: bool) -> Result<Entry, Rejection> {
+        self.admin_op(OpKind::RunClearing(RunClearing { with_credit, reason: "monthly".into() }))
+    }
+
+    /// Replays the whole log, as an auditor does, with the last entry's record replaced.
+    fn replay_with_last_record(&self, record: Option<ClearingRecord>) -> Result<(), String> {
+        let mut replayer = Replayer::new(self.genesis.clone(), true);
+        let last = self.entries.len() - 1;
+        for (i, (entry, op)) in self.entries.iter().zip(&self.ops).enumerate() {
+            let mut entry = entry.clone();
+            if i == last {
+                entry.clearing.clone_from(&record);
+            }
+            replayer.replay(&entry, Ok(op)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn parties(n: u8, payee: &str, payer: &str) -> InvoiceParties {
+    InvoiceParties { invoice: invoice_id(n), payee: id(payee), payer: id(payer) }
+}
+
+fn pay(n: u8, payer: &str, payee: &str, amount_minor: i64) -> OpKind {
+    OpKind::Transfer(Transfer {
+        payer: id(payer),
+        payee: id(payee),
+        amount_minor,
+        memo: String::new(),
+        invoice_ref: None,
+        invoice: Some(invoice_id(n)),
+    })
+}
+
+#[track_caller]
+fn rejected(result: Result<Entry, Rejection>, code: RejectCode, needle: &str) {
+    let rejection = result.expect_err("the operation should be refused");
+    let message = rejection.message("CHW", 2);
+    assert_eq!(rejection.code(), code, "{message}");
+    assert!(message.contains(needle), "{message:?} does not mention {needle:?}");
+}
+
+#[test]
+fn an_invoice_lives_from_issue_to_settlement() {
+    let mut w = World::new(100_000);
+    w.issue(1, "alpha", "beta", 10_001, 30, Some(20_800)).unwrap();
+    let invoice = w.ledger.state().invoice(&invoice_id(1)).unwrap().clone();
+    assert_eq!(
+        (invoice.local_minor(), invoice.national_minor(), invoice.open_minor()),
+        (3_000, 7_001, 3_000)
+    );
+    assert_eq!(invoice.state, InvoiceState::Issued);
+
+    // Only the payer accepts, only the payee cancels, and the parties must match.
+    rejected(
+        w.as_firm("alpha", OpKind::AcceptInvoice(parties(1, "alpha", "beta"))),
+        RejectCode::NotAccountKey,
+        "beta",
+    );
+    rejected(
+        w.as_firm("beta", OpKind::AcceptInvoice(parties(1, "alpha", "gamma"))),
+        RejectCode::InvoicePartiesMismatch,
+        "not from 'alpha' to 'gamma'",
+    );
+    rejected(
+        w.as_firm("beta", OpKind::AcceptInvoice(parties(9, "alpha", "beta"))),
+        RejectCode::UnknownInvoice,
+        "unknown invoice",
+    );
+    rejected(w.issue(1, "alpha", "beta", 5, 100, None), RejectCode::InvoiceExists, "already exists");
+    w.as_firm("beta", OpKind::AcceptInvoice(parties(1, "alpha", "beta"))).unwrap();
+    assert_eq!(w.state_of(1), InvoiceState::Accepted);
+    rejected(
+        w.as_firm("beta", OpKind::AcceptInvoice(parties(1, "alpha", "beta"))),
+        RejectCode::InvoiceStateConflict,
+        "is accepted: it cannot be accepted",
+    );
+
+    // Payments: in part, never more than is open, only from the payer to the payee.
+    w.as_firm("beta", pay(1, "beta", "alpha", 1_000)).unwrap();
+    assert_eq!((w.state_of(1), w.open(1)), (InvoiceState::PartlySettled, 2_000));
+    rejected(
+        w.as_firm("beta", pay(1, "beta", "alpha", 2_001)),
+        RejectCode::InvoiceOverpaid,
+        "exceeds what remains open",
+    );
+    rejected(
+        w.as_firm("gamma", pay(1, "gamma", "alpha", 1)),
+        RejectCode::InvoicePartiesMismatch,
+        "owed by 'beta'",
+    );
+    rejected(
+        w.as_firm(
+            "alpha",
+            OpKind::CancelInvoice { invoice: parties(1, "alpha", "beta"), reason: String::new() },
+        ),
+        RejectCode::InvoiceStateConflict,
+        "partly settled: it cannot be cancelled",
+    );
+    w.as_firm("beta", pay(1, "beta", "alpha", 2_000)).unwrap();
+    assert_eq!((w.state_of(1), w.open(1)), (InvoiceState::Settled, 0));
+    assert_eq!((w.balance("beta"), w.balance("alpha")), (-3_000, 3_000));
+    rejected(w.as_firm("beta", pay(1, "beta", "alpha", 1)), RejectCode::InvoiceStateConflict, "is settled");
+
+    // Rejection needs a reason; cancellation of an untouched invoice works.
+    w.issue(2, "alpha", "beta", 500, 100, None).unwrap();
+    rejected(
+        w.as_firm("beta", OpKind::RejectInvoice { invoice: parties(2, "alpha", "beta"), reason: " ".into() }),
+        RejectCode::InvalidText,
+        "a reason is required",
+    );
+    w.as_firm(
+        "beta",
+        OpKind::RejectInvoice { invoice: parties(2, "alpha", "beta"), reason: "not ordered".into() },
+    )
+    .unwrap();
+    assert_eq!(w.state_of(2), InvoiceState::Rejected);
+    w.issue(3, "alpha", "beta", 500, 100, None).unwrap();
+    w.as_firm("alpha", OpKind::CancelInvoice { invoice: parties(3, "alpha", "beta"), reason: "typo".into() })
+        .unwrap();
+    assert_eq!((w.state_of(3), w.open(3)), (InvoiceState::Cancelled, 0));
+
+    // Bad values are refused before the state is looked at.
+    rejected(w.issue(4, "alpha", "beta", 0, 100, None), RejectCode::InvalidAmount, "must be positive");
+    rejected(w.issue(4, "alpha", "beta", 1_000, 0, None), RejectCode::InvalidInvoice, "1 to 100");
+    rejected(w.issue(4, "alpha", "beta", 1, 50, None), RejectCode::InvalidInvoice, "rounds down to nothing");
+    rejected(
+        w.issue(4, "alpha", "alpha", 1_000, 100, None),
+        RejectCode::InvalidInvoice,
+        "cannot invoice itself",
+    );
+    rejected(
+        w.issue(4, "alpha", "beta", 10_000_000_000_001, 100, None),
+        RejectCode::InvalidInvoice,
+        "the maximum is",
+    );
+    rejected(w.issue(4, "alpha", "zeta", 1_000, 100, None), RejectCode::UnknownAccount, "zeta");
+
+    // The whole history replays, invoices included.
+    w.replay_with_last_record(None).unwrap();
+}
+
+#[test]
+fn clearing_cancels_the_cycle_and_moves_no_money() {
+    let mut w = World::new(0);
+    // beta owes alpha 100, gamma owes beta 70, alpha owes gamma 50: a cycle of 50.
+    w.obligation(1, "alpha", "beta", 10_000, None);
+    w.obligation(2, "beta", "gamma", 7_000, None);
+    w.obligation(3, "gamma", "alpha", 5_000, None);
+    // An excluded invoice and an invoice that is only issued are not obligations of a run.
+    w.obligation(4, "beta", "alpha", 9_000, None);
+    w.as_firm("alpha", OpKind::SetInvoiceClearing { invoice: parties(4, "beta", "alpha"), excluded: true })
+        .unwrap();
+    w.issue(5, "alpha", "gamma", 3_000, 100, None).unwrap();
+    let balances: Vec<i64> = FIRMS.iter().map(|f| w.balance(f)).collect();
+
+    let entry = w.clear(false).unwrap();
+    let record = entry.clearing.clone().expect("the entry records the run");
+    assert_eq!((w.open(1), w.open(2), w.open(3)), (5_000, 2_000, 0));
+    assert_eq!((w.state_of(1), w.state_of(3)), (InvoiceState::PartlySettled, InvoiceState::Settled));
+    assert_eq!((w.open(4), w.open(5)), (9_000, 3_000), "excluded and unaccepted invoices are untouched");
+    assert_eq!(FIRMS.iter().map(|f| w.balance(f)).collect::<Vec<_>>(), balances, "set-off moves no money");
+    assert!(entry.balances_after.is_empty());
+    let cleared: i64 = record.invoices.iter().map(|c| c.setoff_minor).sum();
+    assert_eq!(cleared, 15_000);
+    w.replay_with_last_record(Some(record.clone())).unwrap();
+
+    // A second run finds nothing left to clear.
+    rejected(w.clear(false), RejectCode::NothingToClear, "nothing to clear");
+    // Only an administrator runs clearing.
+    rejected(
+        w.as_firm("alpha", OpKind::RunClearing(RunClearing { with_credit: false, reason: String::new() })),
+        RejectCode::NotAdministrator,
+        "administrator",
+    );
+}
+
+#[test]
+fn a_tampered_clearing_record_is_refused_on_replay() {
+    let mut w = World::new(0);
+    w.obligation(1, "alpha", "beta", 10_000, None);
+    w.obligation(2, "beta", "gamma", 7_000, None);
+    w.obligation(3, "gamma", "alpha", 5_000, None);
+    let record = w.clear(false).unwrap().clearing.unwrap();
+    w.replay_with_last_record(Some(record.clone())).unwrap();
+    let check = |change: &dyn Fn(&mut ClearingRecord), needle: &str| {
+        let mut bad = record.clone();
+        change(&mut bad);
+        let err = w.replay_with_last_record(Some(bad)).unwrap_err();
+        assert!(err.contains(needle), "{err:?} does not mention {needle:?}");
+    };
+    // Feasible but not optimal: 10 less around the whole cycle.
+    check(&|r| r.invoices.iter_mut().for_each(|c| c.setoff_minor -= 1_000), "set-off");
+    // Infeasible: one obligation cleared more than the others (net positions change).
+    check(&|r| r.invoices[0].setoff_minor -= 1, "set-off");
+    // A potential changed: the certificate no longer proves optimality.
+    check(&|r| r.firms[0].setoff_potential += 5, "set-off");
+    // An invoice that is not an obligation, and a missing record.
+    check(&|r| r.invoices[0].invoice = invoice_id(77), "not an eligible obligation");
+    check(&|r| r.firms[1].changed = false, "wrong firms");
+    let err = w.replay_with_last_record(None).unwrap_err();
+    assert!(err.contains("no clearing record"), "{err}");
+}
+
+#[test]
+fn clearing_allocates_a_pair_oldest_due_first() {
+    let mut w = World::new(0);
+    w.obligation(1, "alpha", "beta", 4_000, None);
+    w.obligation(2, "alpha", "beta", 4_000, Some(20_000));
+    w.obligation(3, "alpha", "beta", 4_000, Some(19_000));
+    w.obligation(4, "beta", "alpha", 6_000, None);
+    w.clear(false).unwrap();
+    // 6,000 of beta's 12,000 to alpha is cleared: the invoice due first, then the next.
+    assert_eq!((w.open(3), w.open(2), w.open(1), w.open(4)), (0, 2_000, 4_000, 0));
+}
+
+#[test]
+fn clearing_with_credit_settles_a_chain_within_the_limits() {
+    let mut w = World::new(3_000);
+    // alpha owes beta 50, beta owes gamma 50: no cycle, set-off clears nothing.
+    w.obligation(1, "beta", "alpha", 5_000, None);
+    w.obligation(2, "gamma", "beta", 5_000, None);
+    rejected(w.clear(false), RejectCode::NothingToClear, "2 eligible obligations");
+    // With credit: alpha pays what its limit allows (30) into the circuit, which settles 30
+    // of each obligation along the chain; beta pays the 20 it still owes gamma; gamma
+    // receives 50. Alpha's last 20 stay open: its credit is used up.
+    let entry = w.clear(true).unwrap();
+    assert_eq!((w.open(1), w.open(2)), (2_000, 0));
+    assert_eq!((w.balance("alpha"), w.balance("beta"), w.balance("gamma")), (-3_000, -2_000, 5_000));
+    assert_eq!(entry.balances_after.len(), 3);
+    let record = entry.clearing.clone().unwrap();
+    assert_eq!(record.invoices.iter().map(|c| c.credit_minor).sum::<i64>(), 8_000);
+    w.replay_with_last_record(Some(record.clone())).unwrap();
+    // A payment beyond alpha's credit limit is refused on replay.
+    let mut bad = record;
+    for f in &mut bad.firms {
+        f.payment_minor *= 2;
+    }
+    assert!(w.replay_with_last_record(Some(bad)).is_err());
+}
+
+#[test]
+fn frozen_firms_are_left_out_of_clearing() {
+    let mut w = World::new(0);
+    w.obligation(1, "alpha", "beta", 1_000, None);
+    w.obligation(2, "beta", "alpha", 1_000, None);
+    w.admin_op(OpKind::FreezeAccount { account: id("beta"), reason: "dispute".into() }).unwrap();
+    rejected(w.clear(false), RejectCode::NothingToClear, "0 eligible obligations");
+    w.admin_op(OpKind::UnfreezeAccount { account: id("beta"), reason: String::new() }).unwrap();
+    w.clear(false).unwrap();
+    assert_eq!((w.open(1), w.open(2)), (0, 0));
+}

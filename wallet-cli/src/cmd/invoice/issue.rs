@@ -1,0 +1,72 @@
+//! `cercle invoice issue`: a new invoice, signed by the payee.
+
+use anyhow::{Context, bail};
+use cercle_core::{AccountId, InvoiceId, IssueInvoice, OpKind};
+use rand::RngCore;
+use serde_json::json;
+
+use crate::amounts::{self, Sign};
+use crate::client::Node;
+use crate::signed::{self, SignArgs, parse_account};
+use crate::{Global, keys, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The payee issuing the invoice (the key must be one of its keys)
+    #[arg(long, value_name = "PAYEE", value_parser = parse_account)]
+    from: AccountId,
+    /// The payer the invoice is addressed to
+    #[arg(long, value_name = "PAYER", value_parser = parse_account)]
+    to: AccountId,
+    /// The whole invoice in major units, e.g. 1250.00
+    #[arg(value_name = "AMOUNT", allow_hyphen_values = true)]
+    amount: String,
+    /// Due date, YYYY-MM-DD
+    #[arg(long, value_name = "DATE", value_parser = crate::output::parse_date)]
+    due: Option<u32>,
+    /// The firm's own reference, e.g. its invoice number
+    #[arg(long, value_name = "TEXT", default_value = "", hide_default_value = true)]
+    reference: String,
+    /// The share payable in the ledger's currency, in percent; the rest is paid in national currency
+    #[arg(long, value_name = "PERCENT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    local_share: u8,
+    /// Leave the invoice out of clearing runs
+    #[arg(long)]
+    exclude_from_clearing: bool,
+    #[command(flatten)]
+    sign: SignArgs,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let key = keys::load(global.key.as_deref())?;
+    if args.from == args.to {
+        bail!("a firm cannot invoice itself ('{}' is both --from and --to)", args.to);
+    }
+    amounts::precheck(&args.amount, "amount", Sign::Positive)?;
+    let mut node = Node::connect(&global.node).await?;
+    let amount_minor = amounts::parse(&args.amount, "amount", Sign::Positive, node.genesis.exponent)?;
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng.try_fill_bytes(&mut id).context("cannot read the operating system's random source")?;
+    let invoice = InvoiceId(id);
+    let kind = OpKind::IssueInvoice(IssueInvoice {
+        invoice,
+        payee: args.from,
+        payer: args.to,
+        amount_minor,
+        local_share_percent: args.local_share,
+        due_day: args.due,
+        reference: args.reference,
+        excluded_from_clearing: args.exclude_from_clearing,
+    });
+    let Some(receipt) = signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?
+    else {
+        return Ok(());
+    };
+    if global.json {
+        let mut value = output::receipt_json(&receipt);
+        value["invoice_id"] = json!(invoice.to_string());
+        output::emit_json(&value)
+    } else {
+        output::emit(&format!("invoice {invoice} issued; {}", output::receipt_line(&node.genesis, &receipt)))
+    }
+}
