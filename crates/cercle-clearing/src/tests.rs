@@ -102,11 +102,11 @@ fn altered_results_are_refused() {
         let err = check_setoff(n, &pairs, &bad).unwrap_err().to_string();
         assert!(err.contains(needle), "{err:?} lacks {needle:?}");
     };
-    check(&|b| b.cleared.iter_mut().for_each(|c| *c -= 1), "not optimal");
-    check(&|b| b.cleared[0] -= 1, "cleared on what it is owed");
-    check(&|b| b.cleared.iter_mut().for_each(|c| *c += 60), "outside");
-    check(&|b| b.potential[0] += 3, "not optimal");
-    check(&|b| b.potential.pop().map_or((), |_| ()), "potentials");
+    check(&|b| b.cleared.iter_mut().for_each(|c| *c -= 1), "reduced cost");
+    check(&|b| b.cleared[0] -= 1, "flow in minus flow out");
+    check(&|b| b.cleared.iter_mut().for_each(|c| *c += 60), "exceeds the capacity");
+    check(&|b| b.potential[0] += 3, "reduced cost");
+    check(&|b| b.potential.pop().map_or((), |_| ()), "the potential has 2 entries");
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn large_amounts_do_not_overflow() {
 #[test]
 fn bad_input_is_named() {
     let err = solve_setoff(2, &[Pair { debtor: 0, creditor: 5, amount: 1 }]).unwrap_err();
-    assert_eq!(err, SolveError::BadFirm { index: 0, firm: 5, firm_count: 2 });
+    assert_eq!(err, SolveError::FirmOutOfRange { pair: 0, firm: 5, firm_count: 2 });
     assert!(solve_setoff(2, &[Pair { debtor: 0, creditor: 1, amount: -1 }]).is_err());
     assert_eq!(solve_setoff(0, &[]).unwrap(), SetOff { cleared: vec![], potential: vec![] });
 }
