@@ -128,6 +128,16 @@ fn invoices_are_cleared_around_a_loop_and_the_audit_passes() {
     assert_mentions(&out, "is not a date");
     assert_eq!(open_minor(&url, &a, &ab), 9_000);
 
+    // Without --json, `issue` prints the id alone on stdout (for `ID=$(cercle invoice issue …)`)
+    // and the receipt on stderr; the payee may cancel it while it is only issued.
+    let out = cercle(&url, Some(&a.key), &["invoice", "issue", "--from", a.name, "--to", b.name, "5"]).ok();
+    let id = out.stdout.trim_end_matches('\n');
+    assert!(id.len() == 32 && id.bytes().all(|c| c.is_ascii_hexdigit()), "stdout {:?}", out.stdout);
+    assert!(out.stderr.contains("invoice issued; accepted: entry"), "{}", out.stderr);
+    assert_eq!(show(&url, &a, id)["state"], "issued");
+    cercle(&url, Some(&a.key), &["invoice", "cancel", id]).ok();
+    assert_eq!(show(&url, &a, id)["state"], "cancelled");
+
     // A firm may not plan clearing; the administrator's dry run changes nothing.
     cercle(&url, Some(&a.key), &["admin", "clearing", "--dry-run"]).failed();
     let plan = cercle(&url, admin, &["--json", "admin", "clearing", "--dry-run"]).ok().json();

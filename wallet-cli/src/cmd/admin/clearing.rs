@@ -92,8 +92,8 @@ fn print(
         if s.total_debt_minor > 0 { part as f64 * 100.0 / s.total_debt_minor as f64 } else { 0.0 }
     };
     let mut text = format!(
-        "{} ({}) over {} obligations among {} firms\n  total debt:               {}\n  net internal debt:        {}\n  cleared by set-off:       {} ({:.1}% of the debt)",
-        if receipt.is_some() { "clearing run" } else { "clearing plan (dry run, nothing changed)" },
+        "{}, {}, over {} obligations among {} firms\n  total debt:               {}\n  net internal debt:        {}\n  cleared by set-off:       {} ({:.1}% of the debt)",
+        if receipt.is_some() { "clearing run" } else { "clearing plan (dry run: nothing changed)" },
         if s.with_credit { "set-off, then mutual credit" } else { "set-off only" },
         s.obligations,
         s.firms,

@@ -67,6 +67,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         value["invoice_id"] = json!(invoice.to_string());
         output::emit_json(&value)
     } else {
-        output::emit(&format!("invoice {invoice} issued; {}", output::receipt_line(&node.genesis, &receipt)))
+        // The id alone on stdout, so `ID=$(cercle invoice issue …)` captures it; what the node
+        // said goes to stderr, where a terminal still shows it.
+        eprintln!("invoice issued; {}", output::receipt_line(&node.genesis, &receipt));
+        output::emit(&invoice.to_string())
     }
 }
