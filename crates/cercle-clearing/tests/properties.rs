@@ -348,3 +348,75 @@ fn mutations_are_rejected_on_a_generated_network() {
     moved.potential[arcs[i].tail as usize] += 2 * i64::from(firms);
     assert!(check_circulation(firms, &arcs, &moved).is_err());
 }
+
+/// Medium networks of shapes the small ones cannot have: costs up to the bound, capacities up to
+/// 2^100, long cycles with chords (several scaling phases, the certificate budget running out),
+/// and generated invoice networks. The solver must answer on all of them with a certificate,
+/// and its certificate is a proof of optimality (the check is tested against the reference
+/// above), so an `Err` or a panic here is a solver bug.
+mod medium {
+    use cercle_clearing::circulation::{Arc, COST_ABS_MAX, check_circulation, min_cost_circulation};
+    use cercle_clearing::generate::{Spec, invoices};
+    use cercle_clearing::{aggregate, check_setoff, solve_setoff};
+    use proptest::prelude::*;
+
+    fn solves_certified(n: u32, arcs: &[Arc]) -> Result<(), TestCaseError> {
+        let c = min_cost_circulation(n, arcs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        check_circulation(n, arcs, &c).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(min_cost_circulation(n, arcs).unwrap(), c, "deterministic");
+        Ok(())
+    }
+
+    fn dense() -> impl Strategy<Value = (u32, Vec<Arc>)> {
+        (2u32..=60).prop_flat_map(|n| {
+            let arc = (
+                0..n,
+                0..n,
+                prop_oneof![0i128..=1_000, Just(1i128 << 100), 0i128..=(1i128 << 100)],
+                -COST_ABS_MAX..=COST_ABS_MAX,
+            )
+                .prop_map(|(tail, head, capacity, cost)| Arc { tail, head, capacity, cost });
+            (Just(n), prop::collection::vec(arc, 0..=600))
+        })
+    }
+
+    /// A cycle of `len` nodes with cost -1 per arc and chords of random length and cost, some
+    /// going backwards: large diameter, long negative cycles.
+    fn cycle_with_chords() -> impl Strategy<Value = (u32, Vec<Arc>)> {
+        (3u32..=3_000, prop::collection::vec((any::<u32>(), any::<u32>(), 1i128..=1_000, -3i64..=3), 0..=200))
+            .prop_map(|(len, chords)| {
+                let mut arcs: Vec<Arc> = (0..len)
+                    .map(|v| Arc { tail: v, head: (v + 1) % len, capacity: 1_000, cost: -1 })
+                    .collect();
+                arcs.extend(chords.into_iter().map(|(t, h, capacity, cost)| Arc {
+                    tail: t % len,
+                    head: h % len,
+                    capacity,
+                    cost,
+                }));
+                (len, arcs)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn dense_networks_with_extreme_costs_and_capacities((n, arcs) in dense()) {
+            solves_certified(n, &arcs)?;
+        }
+
+        #[test]
+        fn long_cycles_with_chords((n, arcs) in cycle_with_chords()) {
+            solves_certified(n, &arcs)?;
+        }
+
+        #[test]
+        fn generated_invoice_networks(seed in any::<u64>(), firms in 2u32..=2_000, per_firm in 1u32..=8) {
+            let obligations = invoices(&Spec { firms, obligations: firms * per_firm, seed });
+            let pairs = aggregate(obligations.iter().copied());
+            let s = solve_setoff(firms, &pairs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            check_setoff(firms, &pairs, &s).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+    }
+}
