@@ -338,8 +338,10 @@ impl State {
                 })?
             }
             OpKind::SetInvoiceClearing { invoice, excluded } => {
-                let current = self.invoices.get(&invoice.invoice).map(|i| i.excluded_from_clearing);
-                if current == Some(*excluded) {
+                // Only a party learns that nothing would change: the flag is not public.
+                if self.authorized_invoice(signer, invoice, Signer::Either)?.excluded_from_clearing
+                    == *excluded
+                {
                     return Err(Rejection::NothingToChange);
                 }
                 self.invoice_action(ctx, signer, invoice, Signer::Either, "changed", |i| {
@@ -355,6 +357,15 @@ impl State {
             panic!("invariant violated after entry {}: {violation}", ctx.sequence);
         }
         Ok(effects)
+    }
+
+    /// Marks the accounts as touched by entry `sequence` (`Account::last_sequence`).
+    fn mark_touched(&mut self, ids: &[&AccountId], sequence: u64) {
+        for id in ids {
+            if let Some(a) = self.accounts.get_mut(*id) {
+                a.last_sequence = sequence;
+            }
+        }
     }
 
     fn existing_invoice(&self, id: &InvoiceId) -> Result<&Invoice, Rejection> {
@@ -403,6 +414,7 @@ impl State {
             },
         );
         self.open_invoices += 1;
+        self.mark_touched(&[&i.payer, &i.payee], ctx.sequence);
         Ok(Effects {
             touched: vec![i.payer.clone(), i.payee.clone()],
             invoices: vec![i.invoice],
@@ -410,18 +422,14 @@ impl State {
         })
     }
 
-    /// A change to one invoice by one of its firms: checks the parties named by the
-    /// operation, the signer's key, then lets `change` decide (returning `None` when the
-    /// invoice's state does not allow `action`).
-    fn invoice_action(
-        &mut self,
-        ctx: &Context,
+    /// The invoice `parties` names, once the named firms match it and `signer` holds a key of
+    /// the firm `who` says may act on it.
+    fn authorized_invoice(
+        &self,
         signer: &PublicKey,
         parties: &InvoiceParties,
         who: Signer,
-        action: &'static str,
-        change: impl FnOnce(&mut Invoice) -> Option<()>,
-    ) -> Result<Effects, Rejection> {
+    ) -> Result<&Invoice, Rejection> {
         let invoice = self.existing_invoice(&parties.invoice)?;
         if invoice.payer != parties.payer || invoice.payee != parties.payee {
             return Err(Rejection::InvoicePartiesMismatch {
@@ -442,6 +450,22 @@ impl State {
             let account = if who == Signer::Payee { invoice.payee.clone() } else { invoice.payer.clone() };
             return Err(Rejection::NotAccountKey { account });
         }
+        Ok(invoice)
+    }
+
+    /// A change to one invoice by one of its firms: checks the parties named by the
+    /// operation, the signer's key, then lets `change` decide (returning `None` when the
+    /// invoice's state does not allow `action`).
+    fn invoice_action(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        parties: &InvoiceParties,
+        who: Signer,
+        action: &'static str,
+        change: impl FnOnce(&mut Invoice) -> Option<()>,
+    ) -> Result<Effects, Rejection> {
+        let invoice = self.authorized_invoice(signer, parties, who)?;
         // Accepting binds the payer: not while either firm is frozen.
         if action == "accepted" {
             for id in [&invoice.payer, &invoice.payee] {
@@ -464,6 +488,7 @@ impl State {
             self.open_invoices -= 1;
         }
         let touched = vec![changed.payer.clone(), changed.payee.clone()];
+        self.mark_touched(&[&changed.payer, &changed.payee], ctx.sequence);
         self.invoices.insert(changed.id, changed);
         Ok(Effects { touched, invoices: vec![parties.invoice], ..Effects::default() })
     }

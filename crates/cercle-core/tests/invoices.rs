@@ -283,6 +283,25 @@ fn clearing_cancels_the_cycle_and_moves_no_money() {
     w.obligation(4, "beta", "alpha", 9_000, None);
     w.as_firm("alpha", OpKind::SetInvoiceClearing { invoice: parties(4, "beta", "alpha"), excluded: true })
         .unwrap();
+    // The flag is not public: a firm that is not a party is refused for that, whether or not
+    // the change would change anything, and so are wrongly named parties.
+    for excluded in [true, false] {
+        let set = |invoice| OpKind::SetInvoiceClearing { invoice, excluded };
+        rejected(w.as_firm("gamma", set(parties(4, "beta", "alpha"))), RejectCode::NotAccountKey, "alpha");
+        rejected(
+            w.as_firm("alpha", set(parties(4, "gamma", "alpha"))),
+            RejectCode::InvoicePartiesMismatch,
+            "not from 'gamma'",
+        );
+    }
+    rejected(
+        w.as_firm(
+            "beta",
+            OpKind::SetInvoiceClearing { invoice: parties(4, "beta", "alpha"), excluded: true },
+        ),
+        RejectCode::NothingToChange,
+        "",
+    );
     w.issue(5, "alpha", "gamma", 3_000, 100, None).unwrap();
     let balances: Vec<i64> = FIRMS.iter().map(|f| w.balance(f)).collect();
 

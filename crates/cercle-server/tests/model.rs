@@ -2,35 +2,50 @@
 //! with restarts, run against the real node (handlers, writer, sled store) and against a
 //! small reference model, with the ledger's invariants checked after every step.
 //!
-//! The model (`Model`) is a `BTreeMap` of accounts with the rules written out again, on
-//! purpose without calling the core's state machine: where the two disagree on whether
-//! an operation is accepted, on its rejection code, or on any field of any account, the
-//! test fails. The model checks rejection reasons in the order documented in
-//! `cercle_core::state` (time, authority, values, accounts, signer, status, arithmetic,
-//! limits), preceded by what the handlers and the writer check first (body size, envelope
-//! shape, signature, body decoding, operation id). One detail follows the code rather than
-//! those docs: a transfer checks that the signer holds a key of the payer before it looks
-//! the payee up.
+//! The model (`Model`) is a `BTreeMap` of accounts and one of invoices with the rules
+//! written out again, on purpose without calling the core's state machine or its clearing
+//! code: where the two disagree on whether an operation is accepted, on its rejection code,
+//! or on any field of any account or invoice, the test fails. The model checks rejection
+//! reasons in the order documented in `cercle_core::state` (time, authority, values,
+//! accounts, signer, status, arithmetic, limits), preceded by what the handlers and the
+//! writer check first (body size, envelope shape, signature, body decoding, operation id).
+//! One detail follows the code rather than those docs: a transfer checks that the signer
+//! holds a key of the payer before it looks the payee up. (`SetInvoiceClearing` asking for
+//! the exclusion an invoice already has is NOTHING_TO_CHANGE only after the invoice's
+//! parties and the signer are checked: the flag is not public.)
 //!
 //! After every step the node's accounts (read through `GetAccount`) must equal the
 //! model's, balances must sum to exactly zero and the log must hold exactly the accepted
 //! operations; every accepted transfer must leave the payer at or above minus its credit
 //! limit and the payee at or below its maximum, as they stood at that moment. At every
 //! restart and at the end, the stopped node's store must replay from genesis to the
-//! model's state digest and head, and the restarted node must serve the same accounts.
+//! model's state digest and head, its accounts and invoices must be the model's, and the
+//! restarted node must serve the same accounts.
+//!
+//! A clearing run's allocation is the node's choice among optimal ones, so the model cannot
+//! predict it; it predicts whether the run is accepted, and computes the most that can be
+//! cleared with an exhaustive reference of its own (`reference_min_cost`). After an
+//! accepted run the node is stopped and its store read: every invoice's new cleared and
+//! paid amounts, every balance and the entry's clearing record are checked against the
+//! model's rules (within what is open, set-off optimal and leaving every net position
+//! unchanged, each pair's amount allocated oldest due first, then oldest issued, then by
+//! id, payments within each firm's headroom and equal to what credit cleared for it,
+//! credit optimal on what set-off left), and only then adopted by the model. The node is
+//! started again and the test goes on.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use cercle_core::op::{
-    BODY_BYTES_MAX, DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX,
-    REASON_CHARS_MAX, VALIDITY_MS_MAX,
+    BODY_BYTES_MAX, DISPLAY_NAME_CHARS_MAX, INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX,
+    KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, REASON_CHARS_MAX, VALIDITY_MS_MAX,
 };
 use cercle_core::sign::{Keypair, SignatureError, check_public_key};
 use cercle_core::{
-    Account, AccountId, AccountStatus, Genesis, Head, LedgerId, OpKind, Operation, OperationId, PublicKey,
-    RegisterAccount, RejectCode, SetLimits, State, Transfer,
+    Account, AccountId, AccountStatus, ClearingRecord, Genesis, Head, Invoice, InvoiceId, InvoiceParties,
+    InvoiceState, IssueInvoice, LedgerId, OpKind, Operation, OperationId, PublicKey, RegisterAccount,
+    RejectCode, RunClearing, SetLimits, State, Transfer,
 };
 use cercle_proto as pb;
 use cercle_server::now_ms;
@@ -182,27 +197,114 @@ enum OpSpec {
         payee: usize,
     },
     Malformed(Malformed),
+    /// A new invoice; `invoice: Id::Reuse` names an existing one.
+    IssueInvoice {
+        invoice: Id,
+        firms: IssueFirms,
+        amount: i64,
+        local_share_percent: u8,
+        due_day: Option<u32>,
+        reference: Text,
+        excluded: bool,
+    },
+    /// Accept, reject, cancel or change the clearing exclusion of an invoice.
+    OnInvoice {
+        target: InvoiceTarget,
+        action: InvoiceAction,
+    },
+    /// A transfer naming an invoice, from the payer the operation names to its payee.
+    PayInvoice {
+        target: InvoiceTarget,
+        amount: PayAmount,
+        memo: Text,
+    },
+    RunClearing {
+        with_credit: bool,
+        reason: Text,
+    },
 }
 
-impl OpSpec {
-    /// The account whose owner signs when the signer is `Signer::Owner`.
-    fn primary(&self) -> usize {
-        match self {
-            OpSpec::Register { account, .. }
-            | OpSpec::SetLimits { account, .. }
-            | OpSpec::Freeze { account, .. }
-            | OpSpec::Unfreeze { account, .. }
-            | OpSpec::RotateKeys { account, .. } => *account,
-            OpSpec::Transfer { payer, .. } | OpSpec::Oversized { payer, .. } => *payer,
-            OpSpec::Malformed(_) => 0,
-        }
-    }
+/// The payee and the payer of a new invoice.
+#[derive(Debug, Clone, Copy)]
+enum IssueFirms {
+    /// Two distinct registered accounts (when there are two).
+    Registered { payee: Index, payer: Index },
+    /// Any two handles, registered or not.
+    Named { payee: usize, payer: usize },
+}
+
+/// Which invoice an operation on an invoice names. Resolved against the model when the
+/// envelope is built, so that most operations name an invoice that exists.
+#[derive(Debug, Clone, Copy)]
+enum InvoicePick {
+    /// An invoice the operation suits (an issued one to accept, an open one to pay...),
+    /// else any invoice, else one that does not exist.
+    Suited(Index),
+    /// Any invoice, whatever its state.
+    Any(Index),
+    /// The invoice the last `IssueInvoice` built named, whether it was accepted or not.
+    LastIssued,
+    /// An id no invoice has.
+    Unknown,
+}
+
+/// Which firms the operation names for its invoice.
+#[derive(Debug, Clone, Copy)]
+enum Parties {
+    /// The invoice's own.
+    Right,
+    Swapped,
+    /// This account as the payer, the payee unchanged.
+    OtherPayer(usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InvoiceTarget {
+    pick: InvoicePick,
+    parties: Parties,
+    /// The firms named when the invoice does not exist.
+    payee: usize,
+    payer: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum InvoiceAction {
+    Accept,
+    Reject {
+        reason: Text,
+    },
+    Cancel {
+        reason: Text,
+    },
+    /// Ask for the opposite of the invoice's exclusion from clearing (`toggle`), or for the
+    /// one it has; signed for the payee or for the payer.
+    SetClearing {
+        toggle: bool,
+        by_payee: bool,
+    },
+}
+
+/// What a payment naming an invoice pays, given what is open on it when it is built.
+#[derive(Debug, Clone, Copy)]
+enum PayAmount {
+    /// All that is open (1 if nothing is).
+    Open,
+    /// Part of it: 1 to open - 1.
+    Part(Index),
+    /// One more than is open.
+    OverOpen,
+    Fixed(i64),
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Signer {
-    /// A key of the operation's primary account (firm key 0 if it has none we hold).
+    /// A key of the account that should sign: the account of an administrative operation,
+    /// the payer of a transfer, the payee issuing or cancelling an invoice, the payer
+    /// accepting, rejecting or paying one (firm key 0 if it has none we hold).
     Owner,
+    /// A key of the other firm the operation names: the payee of a transfer, the other
+    /// party of an invoice (firm key 1 if it has none we hold).
+    Counterparty,
     Admin,
     Firm(usize),
 }
@@ -354,6 +456,130 @@ fn malformed() -> BoxedStrategy<Malformed> {
     .boxed()
 }
 
+/// An offset from one account to another: mostly a different one.
+fn other_offset() -> BoxedStrategy<usize> {
+    prop_oneof![12 => 1..HANDLES.len(), 1 => Just(0)].boxed()
+}
+
+/// Invoice amounts: small ones, whose clearing the exhaustive reference solves quickly,
+/// and the refused ones at the edges.
+fn invoice_amount() -> BoxedStrategy<i64> {
+    prop_oneof![
+        24 => 1..=3_000i64,
+        1 => Just(0i64),
+        1 => i64::MIN..0,
+        1 => Just(INVOICE_AMOUNT_MAX_MINOR + 1),
+        1 => Just(i64::MAX),
+    ]
+    .boxed()
+}
+
+fn local_share_percent() -> BoxedStrategy<u8> {
+    prop_oneof![
+        16 => Just(100u8),
+        4 => 1..=100u8,
+        1 => Just(0u8),
+        1 => 101..=u8::MAX,
+    ]
+    .boxed()
+}
+
+/// Few distinct days, so that a pair's invoices often share one and the clearing order
+/// falls back to the order of issue.
+fn due_day() -> BoxedStrategy<Option<u32>> {
+    prop_oneof![2 => Just(None), 3 => (20_000u32..=20_002).prop_map(Some)].boxed()
+}
+
+fn invoice_target() -> BoxedStrategy<InvoiceTarget> {
+    let pick = prop_oneof![
+        16 => any::<Index>().prop_map(InvoicePick::Suited),
+        3 => any::<Index>().prop_map(InvoicePick::Any),
+        1 => Just(InvoicePick::Unknown),
+    ];
+    let parties = prop_oneof![
+        18 => Just(Parties::Right),
+        1 => Just(Parties::Swapped),
+        1 => account_index().prop_map(Parties::OtherPayer),
+    ];
+    (pick, parties, account_index(), other_offset())
+        .prop_map(|(pick, parties, payee, offset)| InvoiceTarget {
+            pick,
+            parties,
+            payee,
+            payer: (payee + offset) % HANDLES.len(),
+        })
+        .boxed()
+}
+
+fn pay_amount() -> BoxedStrategy<PayAmount> {
+    prop_oneof![
+        4 => Just(PayAmount::Open),
+        4 => any::<Index>().prop_map(PayAmount::Part),
+        1 => Just(PayAmount::OverOpen),
+        1 => amount().prop_map(PayAmount::Fixed),
+    ]
+    .boxed()
+}
+
+fn issue_firms() -> BoxedStrategy<IssueFirms> {
+    prop_oneof![
+        9 => (any::<Index>(), any::<Index>()).prop_map(|(payee, payer)| IssueFirms::Registered { payee, payer }),
+        1 => (account_index(), other_offset()).prop_map(|(payee, offset)| IssueFirms::Named {
+            payee,
+            payer: (payee + offset) % HANDLES.len(),
+        }),
+    ]
+    .boxed()
+}
+
+fn issue_invoice() -> BoxedStrategy<OpSpec> {
+    (
+        id(),
+        issue_firms(),
+        invoice_amount(),
+        local_share_percent(),
+        due_day(),
+        text(),
+        proptest::bool::weighted(0.1),
+    )
+        .prop_map(|(invoice, firms, amount, local_share_percent, due_day, reference, excluded)| {
+            OpSpec::IssueInvoice { invoice, firms, amount, local_share_percent, due_day, reference, excluded }
+        })
+        .boxed()
+}
+
+fn run_clearing() -> BoxedStrategy<OpSpec> {
+    (any::<bool>(), text())
+        .prop_map(|(with_credit, reason)| OpSpec::RunClearing { with_credit, reason })
+        .boxed()
+}
+
+/// Operations on invoices (clearing runs aside).
+fn invoice_op() -> BoxedStrategy<OpSpec> {
+    let on_invoice = |action: BoxedStrategy<InvoiceAction>| {
+        (invoice_target(), action).prop_map(|(target, action)| OpSpec::OnInvoice { target, action }).boxed()
+    };
+    let accept = on_invoice(Just(InvoiceAction::Accept).boxed());
+    let reject = on_invoice(text().prop_map(|reason| InvoiceAction::Reject { reason }).boxed());
+    let cancel = on_invoice(text().prop_map(|reason| InvoiceAction::Cancel { reason }).boxed());
+    let set_clearing = on_invoice(
+        (proptest::bool::weighted(0.85), any::<bool>())
+            .prop_map(|(toggle, by_payee)| InvoiceAction::SetClearing { toggle, by_payee })
+            .boxed(),
+    );
+    let pay = (invoice_target(), pay_amount(), text())
+        .prop_map(|(target, amount, memo)| OpSpec::PayInvoice { target, amount, memo });
+    prop_oneof![
+        2 => issue_invoice(),
+        2 => accept,
+        1 => reject,
+        2 => cancel,
+        1 => set_clearing,
+        4 => pay.boxed(),
+    ]
+    .boxed()
+}
+
 fn op_spec() -> BoxedStrategy<OpSpec> {
     let register = (account_index(), text(), keys(), credit_limit(), max_balance()).prop_map(
         |(account, name, keys, credit_limit, max_balance)| OpSpec::Register {
@@ -381,19 +607,19 @@ fn op_spec() -> BoxedStrategy<OpSpec> {
         (account_index(), text()).prop_map(|(account, reason)| OpSpec::Unfreeze { account, reason });
     let rotate = (account_index(), keys()).prop_map(|(account, keys)| OpSpec::RotateKeys { account, keys });
     // The payee is mostly another account than the payer.
-    let payee_offset = prop_oneof![12 => 1..HANDLES.len(), 1 => Just(0)];
-    let transfer = (account_index(), payee_offset, amount(), text(), proptest::option::weighted(0.2, text()))
-        .prop_map(|(payer, offset, amount, memo, invoice)| OpSpec::Transfer {
-            payer,
-            payee: (payer + offset) % HANDLES.len(),
-            amount,
-            memo,
-            invoice,
-        });
+    let transfer =
+        (account_index(), other_offset(), amount(), text(), proptest::option::weighted(0.2, text()))
+            .prop_map(|(payer, offset, amount, memo, invoice)| OpSpec::Transfer {
+                payer,
+                payee: (payer + offset) % HANDLES.len(),
+                amount,
+                memo,
+                invoice,
+            });
     let oversized =
         (account_index(), account_index()).prop_map(|(payer, payee)| OpSpec::Oversized { payer, payee });
     // Boxed arms keep the value tree small: unboxed, it overflows a test thread's stack.
-    prop_oneof![
+    let account_op = prop_oneof![
         14 => transfer.boxed(),
         2 => register.boxed(),
         3 => set_limits.boxed(),
@@ -402,6 +628,14 @@ fn op_spec() -> BoxedStrategy<OpSpec> {
         1 => rotate.boxed(),
         1 => malformed().prop_map(OpSpec::Malformed).boxed(),
         1 => oversized.boxed(),
+    ];
+    // With the steps that issue and accept invoices (`obligations`) and the clearing run
+    // that may end a case, invoice operations are about two in five of all, and a case
+    // tries one or two clearing runs.
+    prop_oneof![
+        28 => account_op.boxed(),
+        6 => invoice_op(),
+        2 => run_clearing(),
     ]
     .boxed()
 }
@@ -440,18 +674,24 @@ fn submission() -> BoxedStrategy<Submission> {
     (op_spec(), 0..10u8, 0..FIRM_SEEDS.len(), sig(), id(), validity())
         .prop_map(|(op, who, firm, sig, id, validity)| {
             // Mostly the right signer: the administrator for administrative operations, an
-            // account key for the others.
+            // account key for the others; for an invoice, sometimes the other firm's.
             let administrative = matches!(
                 op,
                 OpSpec::Register { .. }
                     | OpSpec::SetLimits { .. }
                     | OpSpec::Freeze { .. }
                     | OpSpec::Unfreeze { .. }
+                    | OpSpec::RunClearing { .. }
+            );
+            let on_invoice = matches!(
+                op,
+                OpSpec::IssueInvoice { .. } | OpSpec::OnInvoice { .. } | OpSpec::PayInvoice { .. }
             );
             let signer = match (who, administrative) {
                 (0, _) => Signer::Firm(firm),
                 (1, true) => Signer::Owner,
                 (1, false) => Signer::Admin,
+                (2, false) if on_invoice => Signer::Counterparty,
                 (_, true) => Signer::Admin,
                 (_, false) => Signer::Owner,
             };
@@ -505,20 +745,86 @@ fn action() -> BoxedStrategy<Action> {
     .boxed()
 }
 
+/// One to three invoices, each issued by its payee and mostly accepted by its payer (else
+/// rejected, or cancelled by the payee), sent together: most of the obligations that
+/// clearing runs find come from these. Their values are valid, their signatures good (the
+/// other steps try the rest); what may still refuse them is the state: a frozen firm, a
+/// firm with another firm's keys.
+fn obligations() -> BoxedStrategy<Step> {
+    let answer = prop_oneof![
+        17 => Just(InvoiceAction::Accept),
+        2 => Just(InvoiceAction::Reject { reason: Text::Normal }),
+        1 => Just(InvoiceAction::Cancel { reason: Text::Normal }),
+    ]
+    .prop_map(|action| OpSpec::OnInvoice {
+        target: InvoiceTarget { pick: InvoicePick::LastIssued, parties: Parties::Right, payee: 0, payer: 1 },
+        action,
+    });
+    let submit = |op: OpSpec| {
+        Action::Submit(Submission {
+            op,
+            signer: Signer::Owner,
+            sig: Sig::Good,
+            id: Id::Fresh,
+            validity: Validity::Valid,
+        })
+    };
+    let issue = (
+        (any::<Index>(), any::<Index>()).prop_map(|(payee, payer)| IssueFirms::Registered { payee, payer }),
+        1..=3_000i64,
+        prop_oneof![3 => Just(100u8), 1 => 50..=100u8],
+        due_day(),
+        proptest::bool::weighted(0.1),
+    )
+        .prop_map(|(firms, amount, local_share_percent, due_day, excluded)| OpSpec::IssueInvoice {
+            invoice: Id::Fresh,
+            firms,
+            amount,
+            local_share_percent,
+            due_day,
+            reference: Text::Normal,
+            excluded,
+        });
+    let pair = (issue, answer).prop_map(move |(issue, answer)| [submit(issue), submit(answer)]);
+    let via = prop_oneof![Just(Via::Submit), Just(Via::Batch)];
+    (proptest::collection::vec(pair, 1..=3), via)
+        .prop_map(|(pairs, via)| Step::Submit(pairs.into_iter().flatten().collect(), via))
+        .boxed()
+}
+
 fn step() -> BoxedStrategy<Step> {
     prop_oneof![
         16 => action().prop_map(|a| Step::Submit(vec![a], Via::Submit)),
         1 => proptest::collection::vec(action(), 2..=4).prop_map(|a| Step::Submit(a, Via::Submit)),
         1 => proptest::collection::vec(action(), 1..=4).prop_map(|a| Step::Submit(a, Via::Batch)),
+        2 => obligations(),
         3 => Just(Step::Restart),
     ]
     .boxed()
 }
 
+/// A well-formed clearing run by the administrator, which most cases end with: by then
+/// they have the most obligations.
+fn last_clearing() -> BoxedStrategy<Option<Step>> {
+    let run = any::<bool>().prop_map(|with_credit| {
+        let op = OpSpec::RunClearing { with_credit, reason: Text::Normal };
+        let run = Submission {
+            op,
+            signer: Signer::Admin,
+            sig: Sig::Good,
+            id: Id::Fresh,
+            validity: Validity::Valid,
+        };
+        Step::Submit(vec![Action::Submit(run)], Via::Submit)
+    });
+    proptest::option::weighted(0.6, run).boxed()
+}
+
 fn steps() -> BoxedStrategy<Vec<Step>> {
-    (setup(), proptest::collection::vec(step(), 1..=36))
-        .prop_map(|(mut setup, rest)| {
+    (setup(), proptest::collection::vec(step(), 1..=36), last_clearing())
+        .prop_map(|(mut setup, rest, last)| {
             setup.extend(rest);
+            setup.extend(last);
             setup
         })
         .boxed()
@@ -539,6 +845,94 @@ struct ModelAccount {
     last_sequence: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ModelInvoice {
+    payee: String,
+    payer: String,
+    amount: i64,
+    local_share_percent: u8,
+    due_day: Option<u32>,
+    reference: String,
+    state: InvoiceState,
+    paid: i64,
+    cleared: i64,
+    excluded: bool,
+    reason: String,
+    issued_at: u64,
+    last_sequence: u64,
+}
+
+/// The part of `amount` payable in the ledger at `percent` (at most 100), rounded down.
+fn local_part(amount: i64, percent: u8) -> i64 {
+    i64::try_from(i128::from(amount) * i128::from(percent) / 100).expect("at most the amount")
+}
+
+impl ModelInvoice {
+    fn is_open(&self) -> bool {
+        matches!(self.state, InvoiceState::Issued | InvoiceState::Accepted | InvoiceState::PartlySettled)
+    }
+
+    /// What remains to be paid or cleared: nothing once the invoice is final.
+    fn open(&self) -> i64 {
+        if self.is_open() {
+            local_part(self.amount, self.local_share_percent) - self.paid - self.cleared
+        } else {
+            0
+        }
+    }
+
+    /// Records `paid` and `cleared` more at entry `sequence`: partly settled, or settled
+    /// when nothing remains open.
+    fn settle(&mut self, paid: i64, cleared: i64, sequence: u64) {
+        self.paid += paid;
+        self.cleared += cleared;
+        self.state = if self.open() == 0 { InvoiceState::Settled } else { InvoiceState::PartlySettled };
+        self.last_sequence = sequence;
+    }
+}
+
+/// An eligible obligation of a clearing run, as it stood before the run.
+#[derive(Debug, Clone)]
+struct Obligation {
+    id: InvoiceId,
+    payer: String,
+    payee: String,
+    open: i64,
+}
+
+/// How much a firm may pay into the circuit (down to its credit limit) and receive from it
+/// (up to its maximum balance, or `i64::MAX`).
+#[derive(Debug, Clone, Copy)]
+struct Headroom {
+    pay_max: i128,
+    receive_max: i128,
+}
+
+/// A clearing run the model expects the node to accept, with what it knew before it.
+#[derive(Debug)]
+struct PendingClearing {
+    id: OperationId,
+    sequence: u64,
+    with_credit: bool,
+    /// Grouped by (payer, payee), each group oldest due first, then oldest issued, then by id.
+    obligations: Vec<Obligation>,
+    /// The firms of the obligations, in handle order.
+    firms: BTreeMap<String, Headroom>,
+    /// The most pure set-off can clear, by the reference.
+    setoff_optimum: i128,
+}
+
+/// Amounts per ordered pair of firms (debtor, creditor), firms numbered in handle order.
+type Pairs = BTreeMap<(usize, usize), i128>;
+
+/// What one pair of firms had open before a run, and what the run cleared of it.
+#[derive(Debug, Clone, Copy, Default)]
+struct PairRun {
+    open: i128,
+    setoff: i128,
+    credit: i128,
+}
+
 /// An accepted operation: its body, where it landed, and (once the node answered) the
 /// receipt every retry must get again.
 struct AcceptedOp {
@@ -557,10 +951,29 @@ enum Expected {
         /// For a transfer: the payer's floor and the payee's maximum when it was applied.
         limits: Option<(i64, Option<i64>)>,
     },
+    /// An accepted clearing run: what it clears is checked once the node has applied it.
+    Clearing(Box<PendingClearing>),
     Duplicate {
         id: OperationId,
     },
     Rejected(RejectCode),
+}
+
+/// What the model's state machine decided for an accepted operation.
+enum Applied {
+    /// The balances it changed, after the change; for a transfer, the payer's floor and the
+    /// payee's maximum when it was applied.
+    Entry(Vec<(String, i64)>, Option<(i64, Option<i64>)>),
+    /// A clearing run that passed the checks before the solver's.
+    Clearing { with_credit: bool },
+}
+
+/// Which firm of an invoice may sign an operation on it.
+#[derive(Debug, Clone, Copy)]
+enum InvoiceSigner {
+    Payer,
+    Payee,
+    Either,
 }
 
 /// What the node answered: a receipt, or the rejection's (reason name, code number) if it
@@ -584,6 +997,7 @@ struct Model {
     /// Keys that are valid, non-weak curve points.
     valid_keys: Vec<PublicKey>,
     accounts: BTreeMap<String, ModelAccount>,
+    invoices: BTreeMap<InvoiceId, ModelInvoice>,
     ops: BTreeMap<OperationId, AcceptedOp>,
     head: Head,
 }
@@ -602,6 +1016,7 @@ impl Model {
             admin: keys.admin.public_key(),
             valid_keys: std::iter::once(&keys.admin).chain(&keys.firms).map(Keypair::public_key).collect(),
             accounts: BTreeMap::new(),
+            invoices: BTreeMap::new(),
             ops: BTreeMap::new(),
             head: Head::empty(genesis),
         }
@@ -654,28 +1069,27 @@ impl Model {
         }
         let signer = PublicKey(b.envelope.signer.as_slice().try_into().expect("shape checked"));
         let sequence = self.head.size + 1;
-        let (balances_after, limits) = self.apply(&signer, &op.kind, sequence)?;
+        let expected = match self.apply(&signer, &op.kind, sequence)? {
+            Applied::Entry(balances_after, limits) => Expected::New {
+                id: op.id,
+                sequence,
+                balances_after: balances_after
+                    .into_iter()
+                    .map(|(account, balance_minor)| pb::BalanceAfter { account, balance_minor })
+                    .collect(),
+                limits,
+            },
+            Applied::Clearing { with_credit } => {
+                Expected::Clearing(Box::new(self.plan_clearing(op.id, sequence, with_credit)?))
+            }
+        };
         self.ops.insert(op.id, AcceptedOp { body: b.envelope.body.clone(), sequence, receipt: None });
         // The rest of the head comes with the receipt.
         self.head.size = sequence;
-        Ok(Expected::New {
-            id: op.id,
-            sequence,
-            balances_after: balances_after
-                .into_iter()
-                .map(|(account, balance_minor)| pb::BalanceAfter { account, balance_minor })
-                .collect(),
-            limits,
-        })
+        Ok(expected)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn apply(
-        &mut self,
-        signer: &PublicKey,
-        kind: &OpKind,
-        sequence: u64,
-    ) -> Result<(Vec<(String, i64)>, Option<(i64, Option<i64>)>), RejectCode> {
+    fn apply(&mut self, signer: &PublicKey, kind: &OpKind, sequence: u64) -> Result<Applied, RejectCode> {
         let is_admin = *signer == self.admin;
         let administrative = matches!(
             kind,
@@ -683,19 +1097,12 @@ impl Model {
                 | OpKind::SetLimits(_)
                 | OpKind::FreezeAccount { .. }
                 | OpKind::UnfreezeAccount { .. }
+                | OpKind::RunClearing(_)
         );
         if administrative && !is_admin {
             return Err(RejectCode::NotAdministrator);
         }
         match kind {
-            // Invoices and clearing have their own tests (cercle-core's `invoice_tests`, the
-            // clearing e2e test); this model covers accounts and transfers.
-            OpKind::IssueInvoice(_)
-            | OpKind::AcceptInvoice(_)
-            | OpKind::RejectInvoice { .. }
-            | OpKind::CancelInvoice { .. }
-            | OpKind::SetInvoiceClearing { .. }
-            | OpKind::RunClearing(_) => panic!("the model generates no invoice operations"),
             OpKind::RegisterAccount(r) => {
                 if !text_ok(&r.display_name, DISPLAY_NAME_CHARS_MAX) {
                     return Err(RejectCode::InvalidText);
@@ -722,7 +1129,7 @@ impl Model {
                         last_sequence: sequence,
                     },
                 );
-                Ok((vec![(r.account.to_string(), 0)], None))
+                Ok(Applied::Entry(vec![(r.account.to_string(), 0)], None))
             }
             OpKind::SetLimits(s) => {
                 if !reason_ok(&s.reason, true) {
@@ -744,7 +1151,7 @@ impl Model {
                 if let Some(max) = s.max_balance_minor {
                     a.max_balance = max;
                 }
-                Ok((vec![], None))
+                Ok(Applied::Entry(vec![], None))
             }
             OpKind::FreezeAccount { account, reason } => {
                 if !reason_ok(reason, true) {
@@ -754,7 +1161,7 @@ impl Model {
                     return Err(RejectCode::AlreadyFrozen);
                 }
                 self.touch(account, sequence).frozen = true;
-                Ok((vec![], None))
+                Ok(Applied::Entry(vec![], None))
             }
             OpKind::UnfreezeAccount { account, reason } => {
                 if !reason_ok(reason, false) {
@@ -764,7 +1171,7 @@ impl Model {
                     return Err(RejectCode::NotFrozen);
                 }
                 self.touch(account, sequence).frozen = false;
-                Ok((vec![], None))
+                Ok(Applied::Entry(vec![], None))
             }
             OpKind::RotateKeys { account, keys } => {
                 if !self.keys_ok(keys) {
@@ -775,7 +1182,7 @@ impl Model {
                     return Err(RejectCode::NotAccountKey);
                 }
                 self.touch(account, sequence).keys = keys.clone();
-                Ok((vec![], None))
+                Ok(Applied::Entry(vec![], None))
             }
             OpKind::Transfer(t) => {
                 if !text_ok(&t.memo, MEMO_CHARS_MAX)
@@ -810,11 +1217,28 @@ impl Model {
                 if payee.max_balance.is_some_and(|max| payee_after > i128::from(max)) {
                     return Err(RejectCode::MaxBalanceExceeded);
                 }
+                // The invoice a payment names is checked after the limits.
+                if let Some(id) = &t.invoice {
+                    let invoice = self.invoices.get(id).ok_or(RejectCode::UnknownInvoice)?;
+                    if invoice.payer != t.payer.as_str() || invoice.payee != t.payee.as_str() {
+                        return Err(RejectCode::InvoicePartiesMismatch);
+                    }
+                    if !invoice.is_open() {
+                        return Err(RejectCode::InvoiceStateConflict);
+                    }
+                    if t.amount_minor > invoice.open() {
+                        return Err(RejectCode::InvoiceOverpaid);
+                    }
+                }
                 let limits = (-payer.credit_limit, payee.max_balance);
                 self.touch(&t.payer, sequence).balance = payer_after;
                 self.touch(&t.payee, sequence).balance = payee_after;
+                // Paying an issued invoice accepts it: the payer signed the payment.
+                if let Some(id) = &t.invoice {
+                    self.invoices.get_mut(id).expect("checked above").settle(t.amount_minor, 0, sequence);
+                }
                 let narrow = |b: i128| i64::try_from(b).expect("checked in range");
-                Ok((
+                Ok(Applied::Entry(
                     vec![
                         (t.payer.to_string(), narrow(payer_after)),
                         (t.payee.to_string(), narrow(payee_after)),
@@ -822,7 +1246,207 @@ impl Model {
                     Some(limits),
                 ))
             }
+            // Invoice operations change no balance; they touch both firms (`last_sequence`), as
+            // a clearing run touches the firms whose invoices it changes.
+            OpKind::IssueInvoice(i) => {
+                if !text_ok(&i.reference, INVOICE_REF_CHARS_MAX) {
+                    return Err(RejectCode::InvalidText);
+                }
+                if i.amount_minor <= 0 {
+                    return Err(RejectCode::InvalidAmount);
+                }
+                if i.amount_minor > INVOICE_AMOUNT_MAX_MINOR
+                    || !(1..=100).contains(&i.local_share_percent)
+                    || local_part(i.amount_minor, i.local_share_percent) == 0
+                    || i.payer == i.payee
+                {
+                    return Err(RejectCode::InvalidInvoice);
+                }
+                let payee = self.account(&i.payee)?;
+                if !payee.keys.contains(signer) {
+                    return Err(RejectCode::NotAccountKey);
+                }
+                let payer = self.account(&i.payer)?;
+                if payee.frozen || payer.frozen {
+                    return Err(RejectCode::AccountFrozen);
+                }
+                if self.invoices.contains_key(&i.invoice) {
+                    return Err(RejectCode::InvoiceExists);
+                }
+                self.invoices.insert(
+                    i.invoice,
+                    ModelInvoice {
+                        payee: i.payee.to_string(),
+                        payer: i.payer.to_string(),
+                        amount: i.amount_minor,
+                        local_share_percent: i.local_share_percent,
+                        due_day: i.due_day,
+                        reference: i.reference.clone(),
+                        state: InvoiceState::Issued,
+                        paid: 0,
+                        cleared: 0,
+                        excluded: i.excluded_from_clearing,
+                        reason: String::new(),
+                        issued_at: sequence,
+                        last_sequence: sequence,
+                    },
+                );
+                self.touch(&i.payee, sequence);
+                self.touch(&i.payer, sequence);
+                Ok(Applied::Entry(vec![], None))
+            }
+            OpKind::AcceptInvoice(p) => {
+                let invoice = self.invoice_for(p, signer, InvoiceSigner::Payer)?;
+                // Accepting binds the payer: not while either firm is frozen.
+                let frozen = |h: &str| self.accounts.get(h).is_some_and(|a| a.frozen);
+                if frozen(&invoice.payer) || frozen(&invoice.payee) {
+                    return Err(RejectCode::AccountFrozen);
+                }
+                if invoice.state != InvoiceState::Issued {
+                    return Err(RejectCode::InvoiceStateConflict);
+                }
+                self.change_invoice(&p.invoice, sequence, |i| i.state = InvoiceState::Accepted);
+                Ok(Applied::Entry(vec![], None))
+            }
+            OpKind::RejectInvoice { invoice: p, reason } => {
+                if !reason_ok(reason, true) {
+                    return Err(RejectCode::InvalidText);
+                }
+                if self.invoice_for(p, signer, InvoiceSigner::Payer)?.state != InvoiceState::Issued {
+                    return Err(RejectCode::InvoiceStateConflict);
+                }
+                self.change_invoice(&p.invoice, sequence, |i| {
+                    i.state = InvoiceState::Rejected;
+                    i.reason.clone_from(reason);
+                });
+                Ok(Applied::Entry(vec![], None))
+            }
+            OpKind::CancelInvoice { invoice: p, reason } => {
+                if !reason_ok(reason, false) {
+                    return Err(RejectCode::InvalidText);
+                }
+                let invoice = self.invoice_for(p, signer, InvoiceSigner::Payee)?;
+                let untouched = invoice.paid == 0 && invoice.cleared == 0;
+                if !(matches!(invoice.state, InvoiceState::Issued | InvoiceState::Accepted) && untouched) {
+                    return Err(RejectCode::InvoiceStateConflict);
+                }
+                self.change_invoice(&p.invoice, sequence, |i| {
+                    i.state = InvoiceState::Cancelled;
+                    i.reason.clone_from(reason);
+                });
+                Ok(Applied::Entry(vec![], None))
+            }
+            OpKind::SetInvoiceClearing { invoice: p, excluded } => {
+                let invoice = self.invoice_for(p, signer, InvoiceSigner::Either)?;
+                if invoice.excluded == *excluded {
+                    return Err(RejectCode::NothingToChange);
+                }
+                if !invoice.is_open() {
+                    return Err(RejectCode::InvoiceStateConflict);
+                }
+                self.change_invoice(&p.invoice, sequence, |i| i.excluded = *excluded);
+                Ok(Applied::Entry(vec![], None))
+            }
+            OpKind::RunClearing(run) => {
+                if !reason_ok(&run.reason, false) {
+                    return Err(RejectCode::InvalidText);
+                }
+                Ok(Applied::Clearing { with_credit: run.with_credit })
+            }
         }
+    }
+
+    /// The invoice an operation names, once the checks every operation on an existing
+    /// invoice makes have passed: it exists, the operation names its two firms, and the
+    /// signer holds a key of a firm that may act.
+    fn invoice_for(
+        &self,
+        p: &InvoiceParties,
+        signer: &PublicKey,
+        who: InvoiceSigner,
+    ) -> Result<&ModelInvoice, RejectCode> {
+        let invoice = self.invoices.get(&p.invoice).ok_or(RejectCode::UnknownInvoice)?;
+        if invoice.payer != p.payer.as_str() || invoice.payee != p.payee.as_str() {
+            return Err(RejectCode::InvoicePartiesMismatch);
+        }
+        let holds = |h: &str| self.accounts.get(h).is_some_and(|a| a.keys.contains(signer));
+        let allowed = match who {
+            InvoiceSigner::Payer => holds(&invoice.payer),
+            InvoiceSigner::Payee => holds(&invoice.payee),
+            InvoiceSigner::Either => holds(&invoice.payer) || holds(&invoice.payee),
+        };
+        if !allowed {
+            return Err(RejectCode::NotAccountKey);
+        }
+        Ok(invoice)
+    }
+
+    /// Changes the invoice `id`, known to exist, at entry `sequence`.
+    fn change_invoice(&mut self, id: &InvoiceId, sequence: u64, change: impl FnOnce(&mut ModelInvoice)) {
+        let invoice = self.invoices.get_mut(id).expect("the caller checked the invoice exists");
+        change(invoice);
+        invoice.last_sequence = sequence;
+        for handle in [invoice.payer.clone(), invoice.payee.clone()] {
+            self.accounts.get_mut(&handle).expect("an invoice's firms exist").last_sequence = sequence;
+        }
+    }
+
+    /// What a firm may pay into the circuit and receive from it now.
+    fn headroom(&self, handle: &str) -> Headroom {
+        let a = &self.accounts[handle];
+        let ceiling = i128::from(a.max_balance.unwrap_or(i64::MAX));
+        Headroom {
+            pay_max: (a.balance + i128::from(a.credit_limit)).max(0),
+            receive_max: (ceiling - a.balance).max(0),
+        }
+    }
+
+    /// Decides whether a clearing run at entry `sequence` clears anything, and if it does,
+    /// what the model knows before the node applies it. The run's obligations are the open
+    /// amounts of the accepted or partly settled invoices not excluded from clearing
+    /// between two active firms.
+    fn plan_clearing(
+        &self,
+        id: OperationId,
+        sequence: u64,
+        with_credit: bool,
+    ) -> Result<PendingClearing, RejectCode> {
+        let active = |h: &str| self.accounts.get(h).is_some_and(|a| !a.frozen);
+        let mut eligible: Vec<(&InvoiceId, &ModelInvoice)> = self
+            .invoices
+            .iter()
+            .filter(|(_, i)| {
+                matches!(i.state, InvoiceState::Accepted | InvoiceState::PartlySettled)
+                    && !i.excluded
+                    && i.open() > 0
+                    && active(&i.payer)
+                    && active(&i.payee)
+            })
+            .collect();
+        eligible.sort_by_key(|(id, i)| {
+            (i.payer.clone(), i.payee.clone(), i.due_day.unwrap_or(u32::MAX), i.issued_at, **id)
+        });
+        let obligations: Vec<Obligation> = eligible
+            .into_iter()
+            .map(|(id, i)| Obligation {
+                id: *id,
+                payer: i.payer.clone(),
+                payee: i.payee.clone(),
+                open: i.open(),
+            })
+            .collect();
+        let firms: BTreeMap<String, Headroom> = obligations
+            .iter()
+            .flat_map(|o| [&o.payer, &o.payee])
+            .map(|h| (h.clone(), self.headroom(h)))
+            .collect();
+        let pairs = open_pairs(&firms, &obligations);
+        let setoff_optimum = setoff_optimum(firms.len(), &pairs);
+        let headroom: Vec<Headroom> = firms.values().copied().collect();
+        if setoff_optimum == 0 && !(with_credit && credit_optimum(&pairs, &headroom) > 0) {
+            return Err(RejectCode::NothingToClear);
+        }
+        Ok(PendingClearing { id, sequence, with_credit, obligations, firms, setoff_optimum })
     }
 
     /// The account `id`, known to exist, marked as touched by entry `sequence`.
@@ -850,6 +1474,444 @@ impl Model {
     fn core_accounts(&self) -> Vec<Account> {
         self.accounts.keys().filter_map(|h| self.core_account(h)).collect()
     }
+
+    /// Every invoice, in id order.
+    fn core_invoices(&self) -> Vec<Invoice> {
+        self.invoices.iter().map(|(id, i)| core_invoice(id, i)).collect()
+    }
+
+    /// Checks the clearing run `run` as the node applied it (its store's `accounts` and
+    /// `invoices` after the run, the run's `record` and `receipt`) against the model's rules
+    /// and its reference optima; if every check passes, takes the node's allocation into
+    /// the model.
+    fn adopt_clearing(
+        &mut self,
+        run: &PendingClearing,
+        receipt: &pb::Receipt,
+        record: &ClearingRecord,
+        accounts: &[Account],
+        invoices: &[Invoice],
+    ) -> Result<(), TestCaseError> {
+        let step = format!(
+            "clearing run {} at entry {}",
+            if run.with_credit { "with credit" } else { "without credit" },
+            run.sequence
+        );
+        let fail = |what: String| TestCaseError::fail(format!("{step}: {what}"));
+        let wire = |amount: i128| i64::try_from(amount).map_err(|_| fail(format!("{amount} is beyond i64")));
+
+        // What each invoice gained: cleared by set-off, paid through credit.
+        let node_invoices: BTreeMap<InvoiceId, &Invoice> = invoices.iter().map(|i| (i.id, i)).collect();
+        prop_assert_eq!(node_invoices.len(), self.invoices.len(), "{}: the node's invoices", step);
+        let open: BTreeMap<InvoiceId, i64> = run.obligations.iter().map(|o| (o.id, o.open)).collect();
+        let mut cleared: BTreeMap<InvoiceId, (i64, i64)> = BTreeMap::new();
+        for (id, mine) in &self.invoices {
+            let theirs = *node_invoices.get(id).ok_or_else(|| fail(format!("invoice {id} is gone")))?;
+            let mut expected = mine.clone();
+            if let Some(&open) = open.get(id) {
+                let setoff = i128::from(theirs.cleared_minor) - i128::from(mine.cleared);
+                let credit = i128::from(theirs.paid_minor) - i128::from(mine.paid);
+                prop_assert!(
+                    setoff >= 0 && credit >= 0 && setoff + credit <= i128::from(open),
+                    "{}: invoice {} had {} open, the run cleared {} by set-off and {} through credit",
+                    step,
+                    id,
+                    open,
+                    setoff,
+                    credit
+                );
+                prop_assert!(
+                    run.with_credit || credit == 0,
+                    "{}: invoice {} paid {} without credit",
+                    step,
+                    id,
+                    credit
+                );
+                if setoff + credit > 0 {
+                    let (setoff, credit) = (wire(setoff)?, wire(credit)?);
+                    expected.settle(credit, setoff, run.sequence);
+                    cleared.insert(*id, (setoff, credit));
+                }
+            }
+            // Nothing else of the invoice changes, and nothing of an invoice outside the run.
+            prop_assert_eq!(theirs, &core_invoice(id, &expected), "{}: invoice {}", step, id);
+        }
+        let recorded: Vec<(InvoiceId, i64, i64)> =
+            record.invoices.iter().map(|c| (c.invoice, c.setoff_minor, c.credit_minor)).collect();
+        let applied: Vec<(InvoiceId, i64, i64)> = cleared.iter().map(|(id, &(s, c))| (*id, s, c)).collect();
+        prop_assert_eq!(recorded, applied, "{}: the entry's record and the invoices disagree", step);
+        prop_assert_eq!(record.with_credit, run.with_credit, "{}: the record's credit option", step);
+        let recorded_firms: Vec<&str> = record.firms.iter().map(|f| f.account.as_str()).collect();
+        let firms: Vec<&str> = run.firms.keys().map(String::as_str).collect();
+        prop_assert_eq!(&recorded_firms, &firms, "{}: the record's firms", step);
+
+        // Per pair of firms: within each, the amount cleared is allocated to its invoices
+        // oldest due first, then oldest issued, then by id, set-off first, then credit on
+        // what set-off left of each.
+        let n = run.firms.len();
+        let mut pairs: BTreeMap<(usize, usize), PairRun> = BTreeMap::new();
+        let pair_of = |o: &Obligation| (firm_index(&run.firms, &o.payer), firm_index(&run.firms, &o.payee));
+        for o in &run.obligations {
+            let (s, c) = cleared.get(&o.id).copied().unwrap_or_default();
+            let p = pairs.entry(pair_of(o)).or_default();
+            p.open += i128::from(o.open);
+            p.setoff += i128::from(s);
+            p.credit += i128::from(c);
+        }
+        for (&(debtor, creditor), totals) in &pairs {
+            let (mut setoff_left, mut credit_left) = (totals.setoff, totals.credit);
+            for o in run.obligations.iter().filter(|o| pair_of(o) == (debtor, creditor)) {
+                let open = i128::from(o.open);
+                let setoff = setoff_left.min(open);
+                let credit = credit_left.min(open - setoff);
+                setoff_left -= setoff;
+                credit_left -= credit;
+                let (s, c) = cleared.get(&o.id).copied().unwrap_or_default();
+                prop_assert_eq!(
+                    (i128::from(s), i128::from(c)),
+                    (setoff, credit),
+                    "{}: invoice {} from '{}' to '{}' is not allocated in order (the pair clears {} by set-off and {} through credit)",
+                    step,
+                    o.id,
+                    o.payer,
+                    o.payee,
+                    totals.setoff,
+                    totals.credit
+                );
+            }
+        }
+
+        // Stage 1: as much as the reference clears, and every net position unchanged.
+        let setoff_total: i128 = pairs.values().map(|p| p.setoff).sum();
+        prop_assert_eq!(
+            setoff_total,
+            run.setoff_optimum,
+            "{}: set-off cleared {}, the reference optimum is {}",
+            step,
+            setoff_total,
+            run.setoff_optimum
+        );
+        let mut net_change = vec![0i128; n];
+        let mut credit_owed_less_claimed = vec![0i128; n];
+        for (&(debtor, creditor), p) in &pairs {
+            net_change[debtor] += p.setoff;
+            net_change[creditor] -= p.setoff;
+            credit_owed_less_claimed[debtor] += p.credit;
+            credit_owed_less_claimed[creditor] -= p.credit;
+        }
+        prop_assert!(
+            net_change.iter().all(|&c| c == 0),
+            "{}: set-off changed the net positions of {:?} by {:?}",
+            step,
+            firms,
+            net_change
+        );
+
+        // Balances: only payments into and out of the circuit move them, each firm's equal
+        // to what credit cleared of its debts less of its claims, within its headroom.
+        let node_accounts: BTreeMap<&str, &Account> = accounts.iter().map(|a| (a.id.as_str(), a)).collect();
+        prop_assert_eq!(node_accounts.len(), self.accounts.len(), "{}: the node's accounts", step);
+        let mut payments: BTreeMap<String, i128> = BTreeMap::new();
+        for (handle, mine) in &self.accounts {
+            let theirs =
+                *node_accounts.get(handle.as_str()).ok_or_else(|| fail(format!("'{handle}' is gone")))?;
+            let after = i128::from(theirs.balance_minor);
+            let payment = mine.balance - after;
+            let Some(f) = run.firms.keys().position(|h| h == handle) else {
+                prop_assert_eq!(payment, 0, "{}: '{}' is not a firm of the run but paid", step, handle);
+                continue;
+            };
+            prop_assert_eq!(
+                payment,
+                credit_owed_less_claimed[f],
+                "{}: '{}' paid {} into the circuit, but credit cleared {} more of its debts than of its claims",
+                step,
+                handle,
+                payment,
+                credit_owed_less_claimed[f]
+            );
+            let room = run.firms[handle];
+            prop_assert!(
+                payment <= room.pay_max && -payment <= room.receive_max,
+                "{}: '{}' paid {} with room to pay {} and to receive {}",
+                step,
+                handle,
+                payment,
+                room.pay_max,
+                room.receive_max
+            );
+            prop_assert!(
+                payment <= 0 || after >= -i128::from(mine.credit_limit),
+                "{}: '{}' paid {} down to {}, below minus its credit limit {}",
+                step,
+                handle,
+                payment,
+                after,
+                mine.credit_limit
+            );
+            prop_assert!(
+                payment >= 0 || mine.max_balance.is_none_or(|m| after <= i128::from(m)),
+                "{}: '{}' received {} up to {}, above its maximum {:?}",
+                step,
+                handle,
+                -payment,
+                after,
+                mine.max_balance
+            );
+            prop_assert_eq!(
+                i128::from(record.firms[f].payment_minor),
+                payment,
+                "{}: the record's payment of '{}'",
+                step,
+                handle
+            );
+            if payment != 0 {
+                payments.insert(handle.clone(), payment);
+            }
+        }
+        prop_assert!(
+            run.with_credit || payments.is_empty(),
+            "{}: pure set-off moved money: {:?}",
+            step,
+            payments
+        );
+        prop_assert_eq!(
+            payments.values().sum::<i128>(),
+            0,
+            "{}: the payments {:?} do not sum to zero",
+            step,
+            payments
+        );
+
+        // Stage 2: as much as the reference clears through credit on what set-off left.
+        let credit_total: i128 = pairs.values().map(|p| p.credit).sum();
+        if run.with_credit {
+            let left: Pairs = pairs.iter().map(|(&k, p)| (k, p.open - p.setoff)).collect();
+            let headroom: Vec<Headroom> = run.firms.values().copied().collect();
+            let optimum = credit_optimum(&left, &headroom);
+            prop_assert_eq!(
+                credit_total,
+                optimum,
+                "{}: credit cleared {} of what set-off left, the reference optimum is {}",
+                step,
+                credit_total,
+                optimum
+            );
+        }
+
+        // The firms the run changed, the receipt's balances and summary.
+        let mut changed = vec![false; n];
+        for (&(debtor, creditor), p) in &pairs {
+            if p.setoff + p.credit > 0 {
+                changed[debtor] = true;
+                changed[creditor] = true;
+            }
+        }
+        let recorded_changed: Vec<bool> = record.firms.iter().map(|f| f.changed).collect();
+        prop_assert_eq!(&recorded_changed, &changed, "{}: the firms the record marks as changed", step);
+        let balances_after: Vec<pb::BalanceAfter> = run
+            .firms
+            .keys()
+            .filter(|h| payments.contains_key(*h))
+            .map(|h| pb::BalanceAfter {
+                account: h.clone(),
+                balance_minor: node_accounts[h.as_str()].balance_minor,
+            })
+            .collect();
+        prop_assert_eq!(&receipt.balances_after, &balances_after, "{}: the receipt's balances", step);
+        let (mut owes, mut owed, mut owes_cleared, mut owed_cleared) =
+            (vec![0i128; n], vec![0i128; n], vec![0i128; n], vec![0i128; n]);
+        for (&(debtor, creditor), p) in &pairs {
+            owes[debtor] += p.open;
+            owed[creditor] += p.open;
+            owes_cleared[debtor] += p.setoff + p.credit;
+            owed_cleared[creditor] += p.setoff + p.credit;
+        }
+        let positive_sum = |v: &mut dyn Iterator<Item = i128>| v.map(|x| x.max(0)).sum::<i128>();
+        let mut firms_changed = Vec::new();
+        for (f, handle) in run.firms.keys().enumerate().filter(|(f, _)| changed[*f]) {
+            firms_changed.push(pb::FirmClearing {
+                account: handle.clone(),
+                owes_minor: wire(owes[f])?,
+                owes_cleared_minor: wire(owes_cleared[f])?,
+                owed_minor: wire(owed[f])?,
+                owed_cleared_minor: wire(owed_cleared[f])?,
+                payment_minor: wire(payments.get(handle).copied().unwrap_or(0))?,
+            });
+        }
+        let summary = pb::ClearingSummary {
+            with_credit: run.with_credit,
+            obligations: run.obligations.len() as u64,
+            firms: n as u64,
+            total_debt_minor: wire(pairs.values().map(|p| p.open).sum())?,
+            net_internal_debt_minor: wire(positive_sum(&mut (0..n).map(|f| owed[f] - owes[f])))?,
+            setoff_minor: wire(setoff_total)?,
+            credit_minor: wire(credit_total)?,
+            payments_minor: wire(positive_sum(&mut payments.values().copied()))?,
+            net_internal_debt_after_minor: wire(positive_sum(
+                &mut (0..n).map(|f| (owed[f] - owed_cleared[f]) - (owes[f] - owes_cleared[f])),
+            ))?,
+            firms_changed,
+        };
+        prop_assert_eq!(receipt.clearing.as_ref(), Some(&summary), "{}: the receipt's summary", step);
+
+        // Every check passed: the node's allocation becomes the model's.
+        for (id, &(setoff, credit)) in &cleared {
+            self.invoices.get_mut(id).expect("an invoice of the model").settle(credit, setoff, run.sequence);
+        }
+        for (f, handle) in run.firms.keys().enumerate() {
+            let a = self.accounts.get_mut(handle).expect("an account of the model");
+            a.balance -= payments.get(handle).copied().unwrap_or(0);
+            if changed[f] {
+                a.last_sequence = run.sequence;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn core_invoice(id: &InvoiceId, i: &ModelInvoice) -> Invoice {
+    let handle = |h: &str| AccountId::parse(h).expect("a valid handle");
+    Invoice {
+        id: *id,
+        payee: handle(&i.payee),
+        payer: handle(&i.payer),
+        amount_minor: i.amount,
+        local_share_percent: i.local_share_percent,
+        due_day: i.due_day,
+        reference: i.reference.clone(),
+        state: i.state,
+        paid_minor: i.paid,
+        cleared_minor: i.cleared,
+        excluded_from_clearing: i.excluded,
+        reason: i.reason.clone(),
+        issued_at_sequence: i.issued_at,
+        last_sequence: i.last_sequence,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The clearing reference
+
+/// The position of `handle` among the firms of a run (handle order).
+fn firm_index(firms: &BTreeMap<String, Headroom>, handle: &str) -> usize {
+    firms.keys().position(|f| f == handle).expect("a firm of the run")
+}
+
+/// The open amounts of `obligations` per pair of firms, numbered as in `firms`.
+fn open_pairs(firms: &BTreeMap<String, Headroom>, obligations: &[Obligation]) -> Pairs {
+    let mut pairs = Pairs::new();
+    for o in obligations {
+        *pairs.entry((firm_index(firms, &o.payer), firm_index(firms, &o.payee))).or_default() +=
+            i128::from(o.open);
+    }
+    pairs
+}
+
+/// An arc of a circulation network: up to `capacity` units from `tail` to `head`, at
+/// `cost` per unit.
+struct Arc {
+    tail: usize,
+    head: usize,
+    capacity: i128,
+    cost: i128,
+}
+
+/// The minimum cost of a circulation, by cycle cancelling (as cercle-clearing's property
+/// tests compute it, sharing no code with the solver): start from the zero circulation,
+/// find any negative-cost cycle in the residual network by Bellman-Ford, push its
+/// bottleneck around it, repeat until there is none. Obviously exact (a circulation with no
+/// negative residual cycle is optimal); the time grows with the amounts, which is why the
+/// generated invoices are small.
+fn reference_min_cost(node_count: usize, arcs: &[Arc]) -> i128 {
+    let mut flow = vec![0i128; arcs.len()];
+    loop {
+        // Residual arcs: (from, to, cost, arc, forward).
+        let mut residual = Vec::new();
+        for (i, a) in arcs.iter().enumerate() {
+            if flow[i] < a.capacity {
+                residual.push((a.tail, a.head, a.cost, i, true));
+            }
+            if flow[i] > 0 {
+                residual.push((a.head, a.tail, -a.cost, i, false));
+            }
+        }
+        // Bellman-Ford from a virtual source at distance 0 to every node; a relaxation in
+        // round n means a negative cycle, found by walking predecessors n times and then
+        // around.
+        let mut dist = vec![0i128; node_count];
+        let mut pred: Vec<Option<usize>> = vec![None; node_count];
+        let mut last_relaxed = None;
+        for _ in 0..node_count {
+            last_relaxed = None;
+            for (k, &(from, to, cost, _, _)) in residual.iter().enumerate() {
+                if dist[from] + cost < dist[to] {
+                    dist[to] = dist[from] + cost;
+                    pred[to] = Some(k);
+                    last_relaxed = Some(to);
+                }
+            }
+        }
+        let Some(mut v) = last_relaxed else {
+            return arcs.iter().zip(&flow).map(|(a, f)| a.cost * f).sum();
+        };
+        for _ in 0..node_count {
+            v = residual[pred[v].expect("a relaxed node has a predecessor")].0;
+        }
+        let mut cycle = Vec::new();
+        let mut u = v;
+        loop {
+            let k = pred[u].expect("a node of the cycle has a predecessor");
+            cycle.push(k);
+            u = residual[k].0;
+            if u == v {
+                break;
+            }
+        }
+        let bottleneck = cycle
+            .iter()
+            .map(|&k| {
+                let (_, _, _, i, forward) = residual[k];
+                if forward { arcs[i].capacity - flow[i] } else { flow[i] }
+            })
+            .min()
+            .expect("a cycle has arcs");
+        for &k in &cycle {
+            let (_, _, _, i, forward) = residual[k];
+            flow[i] += if forward { bottleneck } else { -bottleneck };
+        }
+    }
+}
+
+/// The obligation arcs: debtor to creditor, as much as is open, at -1 per unit cleared.
+fn pair_arcs(pairs: &Pairs) -> Vec<Arc> {
+    pairs
+        .iter()
+        .map(|(&(debtor, creditor), &amount)| Arc {
+            tail: debtor,
+            head: creditor,
+            capacity: amount,
+            cost: -1,
+        })
+        .collect()
+}
+
+/// The most that pure set-off can clear of `pairs` among `firm_count` firms.
+fn setoff_optimum(firm_count: usize, pairs: &Pairs) -> i128 {
+    -reference_min_cost(firm_count, &pair_arcs(pairs))
+}
+
+/// The most that clearing through credit can clear of `pairs`: the obligation arcs and a
+/// circuit node joined to every firm by an arc to the firm (it pays into the circuit, up to
+/// its room to pay) and one from it (it receives, up to its room to receive).
+fn credit_optimum(pairs: &Pairs, headroom: &[Headroom]) -> i128 {
+    let circuit = headroom.len();
+    let mut arcs = pair_arcs(pairs);
+    for (f, h) in headroom.iter().enumerate() {
+        arcs.push(Arc { tail: circuit, head: f, capacity: h.pay_max, cost: 0 });
+        arcs.push(Arc { tail: f, head: circuit, capacity: h.receive_max, cost: 0 });
+    }
+    -reference_min_cost(circuit + 1, &arcs)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -862,6 +1924,9 @@ struct Run {
     /// Every envelope built so far, for retries and reused ids.
     history: Vec<Built>,
     next_id: u64,
+    next_invoice: u64,
+    /// The invoice the last `IssueInvoice` built named.
+    last_issued: Option<InvoiceParties>,
 }
 
 impl Run {
@@ -869,7 +1934,7 @@ impl Run {
         let keys = Keys::new();
         let node = TestNode::start_new(&keys.admin);
         let model = Model::new(&keys, &node.genesis);
-        Run { keys, node, model, history: Vec::new(), next_id: 0 }
+        Run { keys, node, model, history: Vec::new(), next_id: 0, next_invoice: 0, last_issued: None }
     }
 
     fn fresh_id(&mut self) -> OperationId {
@@ -877,6 +1942,59 @@ impl Run {
         let mut id = [0u8; 16];
         id[8..].copy_from_slice(&self.next_id.to_be_bytes());
         OperationId(id)
+    }
+
+    /// An invoice id never used before.
+    fn fresh_invoice_id(&mut self) -> InvoiceId {
+        self.next_invoice += 1;
+        let mut id = [0xc0; 16];
+        id[8..].copy_from_slice(&self.next_invoice.to_be_bytes());
+        InvoiceId(id)
+    }
+
+    /// The invoice `target` names, with the firms the operation names for it, and the
+    /// invoice as the model has it now (if it exists). `suits` says which invoices
+    /// `InvoicePick::Suited` prefers; `unused` is an id no invoice has.
+    fn resolve(
+        &self,
+        target: &InvoiceTarget,
+        suits: impl Fn(&ModelInvoice) -> bool,
+        unused: InvoiceId,
+    ) -> (InvoiceParties, Option<ModelInvoice>) {
+        let invoices = &self.model.invoices;
+        let pick = |ix: &Index, ids: Vec<&InvoiceId>| (!ids.is_empty()).then(|| *ids[ix.index(ids.len())]);
+        let id = match &target.pick {
+            InvoicePick::Suited(ix) => {
+                pick(ix, invoices.iter().filter(|(_, i)| suits(i)).map(|(id, _)| id).collect())
+                    .or_else(|| pick(ix, invoices.keys().collect()))
+            }
+            InvoicePick::Any(ix) => pick(ix, invoices.keys().collect()),
+            InvoicePick::LastIssued => self.last_issued.as_ref().map(|p| p.invoice),
+            InvoicePick::Unknown => None,
+        };
+        let handle = |h: &str| AccountId::parse(h).expect("a valid handle");
+        match id.and_then(|id| invoices.get(&id).map(|i| (id, i))) {
+            Some((id, invoice)) => {
+                let (payee, payer) = match target.parties {
+                    Parties::Right => (handle(&invoice.payee), handle(&invoice.payer)),
+                    Parties::Swapped => (handle(&invoice.payer), handle(&invoice.payee)),
+                    Parties::OtherPayer(k) => (handle(&invoice.payee), handle(HANDLES[k])),
+                };
+                (InvoiceParties { invoice: id, payee, payer }, Some(invoice.clone()))
+            }
+            // The last issue was refused: name what it named.
+            None if matches!(target.pick, InvoicePick::LastIssued) && self.last_issued.is_some() => {
+                (self.last_issued.clone().expect("checked"), None)
+            }
+            None => {
+                let parties = InvoiceParties {
+                    invoice: unused,
+                    payee: handle(HANDLES[target.payee]),
+                    payer: handle(HANDLES[target.payer]),
+                };
+                (parties, None)
+            }
+        }
     }
 
     fn build(&mut self, s: &Submission) -> Built {
@@ -894,54 +2012,185 @@ impl Run {
             Validity::Expired => now - MINUTE_MS,
             Validity::TooLong => now + VALIDITY_MS_MAX + HOUR_MS,
         };
+        let unused_invoice = self.fresh_invoice_id();
         let handle = |i: usize| AccountId::parse(HANDLES[i]).expect("a valid handle");
         let keys = |choices: &[KeyChoice]| choices.iter().map(|&c| self.keys.public(c)).collect();
-        let kind = match &s.op {
-            OpSpec::Register { account, name, keys: choices, credit_limit, max_balance } => {
+        // The operation, and the accounts whose keys `Signer::Owner` and
+        // `Signer::Counterparty` sign with.
+        let (kind, owner, counterparty) = match &s.op {
+            OpSpec::Register { account, name, keys: choices, credit_limit, max_balance } => (
                 Some(OpKind::RegisterAccount(RegisterAccount {
                     account: handle(*account),
                     display_name: name.resolve(DISPLAY_NAME_CHARS_MAX),
                     keys: keys(choices),
                     credit_limit_minor: *credit_limit,
                     max_balance_minor: *max_balance,
-                }))
-            }
-            OpSpec::SetLimits { account, credit_limit, max_balance, reason } => {
+                })),
+                Some(handle(*account)),
+                None,
+            ),
+            OpSpec::SetLimits { account, credit_limit, max_balance, reason } => (
                 Some(OpKind::SetLimits(SetLimits {
                     account: handle(*account),
                     credit_limit_minor: *credit_limit,
                     max_balance_minor: *max_balance,
                     reason: reason.resolve(REASON_CHARS_MAX),
-                }))
+                })),
+                Some(handle(*account)),
+                None,
+            ),
+            OpSpec::Freeze { account, reason } => (
+                Some(OpKind::FreezeAccount {
+                    account: handle(*account),
+                    reason: reason.resolve(REASON_CHARS_MAX),
+                }),
+                Some(handle(*account)),
+                None,
+            ),
+            OpSpec::Unfreeze { account, reason } => (
+                Some(OpKind::UnfreezeAccount {
+                    account: handle(*account),
+                    reason: reason.resolve(REASON_CHARS_MAX),
+                }),
+                Some(handle(*account)),
+                None,
+            ),
+            OpSpec::RotateKeys { account, keys: choices } => (
+                Some(OpKind::RotateKeys { account: handle(*account), keys: keys(choices) }),
+                Some(handle(*account)),
+                None,
+            ),
+            OpSpec::Transfer { payer, payee, amount, memo, invoice } => (
+                Some(OpKind::Transfer(Transfer {
+                    payer: handle(*payer),
+                    payee: handle(*payee),
+                    amount_minor: *amount,
+                    memo: memo.resolve(MEMO_CHARS_MAX),
+                    invoice_ref: invoice.map(|t| t.resolve(INVOICE_REF_CHARS_MAX)),
+                    invoice: None,
+                })),
+                Some(handle(*payer)),
+                Some(handle(*payee)),
+            ),
+            OpSpec::Oversized { payer, payee } => (
+                Some(OpKind::Transfer(Transfer {
+                    payer: handle(*payer),
+                    payee: handle(*payee),
+                    amount_minor: 1,
+                    memo: "m".repeat(BODY_BYTES_MAX),
+                    invoice_ref: None,
+                    invoice: None,
+                })),
+                Some(handle(*payer)),
+                Some(handle(*payee)),
+            ),
+            OpSpec::Malformed(_) => (None, Some(handle(0)), None),
+            OpSpec::IssueInvoice {
+                invoice,
+                firms,
+                amount,
+                local_share_percent,
+                due_day,
+                reference,
+                excluded,
+            } => {
+                let existing: Vec<InvoiceId> = self.model.invoices.keys().copied().collect();
+                let id = match invoice {
+                    Id::Reuse(ix) if !existing.is_empty() => existing[ix.index(existing.len())],
+                    Id::Fresh | Id::Reuse(_) => unused_invoice,
+                };
+                let registered: Vec<&String> = self.model.accounts.keys().collect();
+                let (payee, payer) = match *firms {
+                    IssueFirms::Registered { payee, payer } if registered.len() >= 2 => {
+                        let n = registered.len();
+                        let k = payee.index(n);
+                        let parse = |h: &String| AccountId::parse(h).expect("a valid handle");
+                        (parse(registered[k]), parse(registered[(k + 1 + payer.index(n - 1)) % n]))
+                    }
+                    IssueFirms::Registered { payee, payer } => {
+                        let k = payee.index(HANDLES.len());
+                        (handle(k), handle((k + 1 + payer.index(HANDLES.len() - 1)) % HANDLES.len()))
+                    }
+                    IssueFirms::Named { payee, payer } => (handle(payee), handle(payer)),
+                };
+                self.last_issued =
+                    Some(InvoiceParties { invoice: id, payee: payee.clone(), payer: payer.clone() });
+                (
+                    Some(OpKind::IssueInvoice(IssueInvoice {
+                        invoice: id,
+                        payee: payee.clone(),
+                        payer: payer.clone(),
+                        amount_minor: *amount,
+                        local_share_percent: *local_share_percent,
+                        due_day: *due_day,
+                        reference: reference.resolve(INVOICE_REF_CHARS_MAX),
+                        excluded_from_clearing: *excluded,
+                    })),
+                    Some(payee),
+                    Some(payer),
+                )
             }
-            OpSpec::Freeze { account, reason } => Some(OpKind::FreezeAccount {
-                account: handle(*account),
-                reason: reason.resolve(REASON_CHARS_MAX),
-            }),
-            OpSpec::Unfreeze { account, reason } => Some(OpKind::UnfreezeAccount {
-                account: handle(*account),
-                reason: reason.resolve(REASON_CHARS_MAX),
-            }),
-            OpSpec::RotateKeys { account, keys: choices } => {
-                Some(OpKind::RotateKeys { account: handle(*account), keys: keys(choices) })
+            OpSpec::OnInvoice { target, action } => {
+                let suits = |i: &ModelInvoice| match action {
+                    InvoiceAction::Accept | InvoiceAction::Reject { .. } => i.state == InvoiceState::Issued,
+                    // Partly settled invoices too, which cannot be cancelled.
+                    InvoiceAction::Cancel { .. } | InvoiceAction::SetClearing { .. } => i.is_open(),
+                };
+                let (parties, current) = self.resolve(target, suits, unused_invoice);
+                let (payee, payer) = (parties.payee.clone(), parties.payer.clone());
+                let (kind, payee_signs) = match action {
+                    InvoiceAction::Accept => (OpKind::AcceptInvoice(parties), false),
+                    InvoiceAction::Reject { reason } => (
+                        OpKind::RejectInvoice { invoice: parties, reason: reason.resolve(REASON_CHARS_MAX) },
+                        false,
+                    ),
+                    InvoiceAction::Cancel { reason } => (
+                        OpKind::CancelInvoice { invoice: parties, reason: reason.resolve(REASON_CHARS_MAX) },
+                        true,
+                    ),
+                    InvoiceAction::SetClearing { toggle, by_payee } => {
+                        let excluded = current.map_or(*toggle, |i| i.excluded != *toggle);
+                        (OpKind::SetInvoiceClearing { invoice: parties, excluded }, *by_payee)
+                    }
+                };
+                let (owner, counterparty) = if payee_signs { (payee, payer) } else { (payer, payee) };
+                (Some(kind), Some(owner), Some(counterparty))
             }
-            OpSpec::Transfer { payer, payee, amount, memo, invoice } => Some(OpKind::Transfer(Transfer {
-                payer: handle(*payer),
-                payee: handle(*payee),
-                amount_minor: *amount,
-                memo: memo.resolve(MEMO_CHARS_MAX),
-                invoice_ref: invoice.map(|t| t.resolve(INVOICE_REF_CHARS_MAX)),
-                invoice: None,
-            })),
-            OpSpec::Oversized { payer, payee } => Some(OpKind::Transfer(Transfer {
-                payer: handle(*payer),
-                payee: handle(*payee),
-                amount_minor: 1,
-                memo: "m".repeat(BODY_BYTES_MAX),
-                invoice_ref: None,
-                invoice: None,
-            })),
-            OpSpec::Malformed(_) => None,
+            OpSpec::PayInvoice { target, amount, memo } => {
+                let (parties, current) = self.resolve(target, ModelInvoice::is_open, unused_invoice);
+                let open = current.as_ref().map_or(0, ModelInvoice::open);
+                let amount_minor = match amount {
+                    PayAmount::Open => open.max(1),
+                    PayAmount::Part(ix) if open > 1 => {
+                        let part = ix.index(usize::try_from(open - 1).expect("a small open amount"));
+                        1 + i64::try_from(part).expect("below the open amount")
+                    }
+                    PayAmount::Part(_) => 1,
+                    PayAmount::OverOpen => open + 1,
+                    PayAmount::Fixed(amount) => *amount,
+                };
+                let (payer, payee) = (parties.payer, parties.payee);
+                (
+                    Some(OpKind::Transfer(Transfer {
+                        payer: payer.clone(),
+                        payee: payee.clone(),
+                        amount_minor,
+                        memo: memo.resolve(MEMO_CHARS_MAX),
+                        invoice_ref: None,
+                        invoice: Some(parties.invoice),
+                    })),
+                    Some(payer),
+                    Some(payee),
+                )
+            }
+            OpSpec::RunClearing { with_credit, reason } => (
+                Some(OpKind::RunClearing(RunClearing {
+                    with_credit: *with_credit,
+                    reason: reason.resolve(REASON_CHARS_MAX),
+                })),
+                None,
+                None,
+            ),
         };
         let op = kind.map(|kind| Operation { id, valid_until_ms, kind });
         let body = match (&op, &s.op) {
@@ -949,13 +2198,15 @@ impl Run {
             (None, OpSpec::Malformed(m)) => malformed_body(*m, id, valid_until_ms),
             (None, _) => unreachable!("only malformed specs have no operation"),
         };
-        let owner = self
-            .model
-            .accounts
-            .get(HANDLES[s.op.primary()])
-            .and_then(|a| a.keys.iter().find_map(|k| self.keys.signing(k)));
+        // A key of `account` that we hold, if it has one.
+        let key_of = |account: Option<AccountId>| {
+            account
+                .and_then(|a| self.model.accounts.get(a.as_str()))
+                .and_then(|a| a.keys.iter().find_map(|k| self.keys.signing(k)))
+        };
         let signer = match s.signer {
-            Signer::Owner => owner.unwrap_or(&self.keys.firms[0]),
+            Signer::Owner => key_of(owner).unwrap_or(&self.keys.firms[0]),
+            Signer::Counterparty => key_of(counterparty).unwrap_or(&self.keys.firms[1]),
             Signer::Admin => &self.keys.admin,
             Signer::Firm(i) => &self.keys.firms[i],
         };
@@ -1001,10 +2252,10 @@ impl Run {
         for step in steps {
             match step {
                 Step::Submit(actions, via) => self.submit(actions, *via)?,
-                Step::Restart => self.restart()?,
+                Step::Restart => self.restart(None)?,
             }
         }
-        self.check_store()
+        self.check_store(None)
     }
 
     fn submit(&mut self, actions: &[Action], via: Via) -> Result<(), TestCaseError> {
@@ -1020,27 +2271,68 @@ impl Run {
             self.history.push(b.clone());
             built.push(b);
         }
-        let expected: Vec<Expected> = built.iter().map(|b| self.model.submit(b)).collect();
-        let envelopes = built.iter().map(|b| b.envelope.clone()).collect();
-        let real: Vec<Real> = match via {
-            Via::Submit => self
-                .node
-                .submit_all(envelopes)
-                .into_iter()
-                .map(|r| r.map_err(|status| (rejection_of(&status), format!("{status:?}"))))
-                .collect(),
-            Via::Batch => self
-                .node
-                .submit_batch(envelopes)
-                .into_iter()
-                .map(|r| r.map_err(|rejection| (Some(rejection.clone()), format!("{rejection:?}"))))
-                .collect(),
-        };
-        prop_assert_eq!(real.len(), expected.len(), "one outcome per envelope");
-        for (expected, real) in expected.into_iter().zip(real) {
-            self.check_outcome(expected, real)?;
+        // The model decides the envelopes in order. What an accepted clearing run clears is
+        // the node's choice among optimal allocations, which the model learns from the node
+        // before it decides anything after it: such a run ends a round of envelopes sent
+        // together (the writer gives a clearing run a group of its own in any case).
+        let mut rest = built.as_slice();
+        while !rest.is_empty() {
+            let mut expected = Vec::new();
+            for b in rest {
+                let e = self.model.submit(b);
+                let ends_round = matches!(e, Expected::Clearing(_));
+                expected.push(e);
+                if ends_round {
+                    break;
+                }
+            }
+            let (round, later) = rest.split_at(expected.len());
+            rest = later;
+            let envelopes = round.iter().map(|b| b.envelope.clone()).collect();
+            let real: Vec<Real> = match via {
+                Via::Submit => self
+                    .node
+                    .submit_all(envelopes)
+                    .into_iter()
+                    .map(|r| r.map_err(|status| (rejection_of(&status), format!("{status:?}"))))
+                    .collect(),
+                Via::Batch => self
+                    .node
+                    .submit_batch(envelopes)
+                    .into_iter()
+                    .map(|r| r.map_err(|rejection| (Some(rejection.clone()), format!("{rejection:?}"))))
+                    .collect(),
+            };
+            prop_assert_eq!(real.len(), expected.len(), "one outcome per envelope");
+            for (expected, real) in expected.into_iter().zip(real) {
+                self.check_outcome(expected, real)?;
+            }
         }
         self.check_node()
+    }
+
+    /// Takes an accepted operation's receipt: the head moves to its entry, and every retry
+    /// must get it again.
+    fn take_receipt(
+        &mut self,
+        id: OperationId,
+        sequence: u64,
+        receipt: &pb::Receipt,
+    ) -> Result<(), TestCaseError> {
+        prop_assert!(!receipt.duplicate);
+        prop_assert_eq!(receipt.sequence, sequence);
+        prop_assert_eq!(&receipt.operation_id, &id.0.to_vec());
+        prop_assert!(receipt.timestamp_ms >= self.model.head.timestamp_ms);
+        let hash: [u8; 32] = receipt
+            .entry_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| TestCaseError::fail("the entry hash is not 32 bytes"))?;
+        self.model.head = Head { size: sequence, hash, timestamp_ms: receipt.timestamp_ms };
+        if let Some(op) = self.model.ops.get_mut(&id) {
+            op.receipt = Some(receipt.clone());
+        }
+        Ok(())
     }
 
     fn check_outcome(&mut self, expected: Expected, real: Real) -> Result<(), TestCaseError> {
@@ -1049,11 +2341,8 @@ impl Run {
                 prop_assert_eq!(rejection, expected_rejection(code), "{}", description);
             }
             (Expected::New { id, sequence, balances_after, limits }, Ok(receipt)) => {
-                prop_assert!(!receipt.duplicate);
-                prop_assert_eq!(receipt.sequence, sequence);
-                prop_assert_eq!(&receipt.operation_id, &id.0.to_vec());
                 prop_assert_eq!(&receipt.balances_after, &balances_after);
-                prop_assert!(receipt.timestamp_ms >= self.model.head.timestamp_ms);
+                prop_assert_eq!(&receipt.clearing, &None, "only a clearing run's receipt has a summary");
                 if let Some((floor, max)) = limits {
                     // The transfer's accounts were within their limits when it was applied.
                     let payer = receipt.balances_after[0].balance_minor;
@@ -1061,15 +2350,13 @@ impl Run {
                     prop_assert!(payer >= floor, "{} is below {}", payer, floor);
                     prop_assert!(max.is_none_or(|m| payee <= m), "{} above {:?}", payee, max);
                 }
-                let hash: [u8; 32] = receipt
-                    .entry_hash
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| TestCaseError::fail("the entry hash is not 32 bytes"))?;
-                self.model.head = Head { size: sequence, hash, timestamp_ms: receipt.timestamp_ms };
-                if let Some(op) = self.model.ops.get_mut(&id) {
-                    op.receipt = Some(receipt);
-                }
+                self.take_receipt(id, sequence, &receipt)?;
+            }
+            (Expected::Clearing(run), Ok(receipt)) => {
+                self.take_receipt(run.id, run.sequence, &receipt)?;
+                // What the run cleared of each invoice is read from the node's store, so the
+                // node restarts here; the run is checked and adopted on the way.
+                self.restart(Some((&run, &receipt)))?;
             }
             (Expected::Duplicate { id }, Ok(receipt)) => {
                 let original = self
@@ -1079,7 +2366,11 @@ impl Run {
                     .and_then(|op| op.receipt.clone())
                     .ok_or_else(|| TestCaseError::fail("a retry of an unanswered operation"))?;
                 prop_assert!(receipt.duplicate, "a retry must be flagged as one");
-                prop_assert_eq!(pb::Receipt { duplicate: false, ..receipt }, original);
+                // A retry of a clearing run gets its receipt without the run's summary.
+                prop_assert_eq!(
+                    pb::Receipt { duplicate: false, ..receipt },
+                    pb::Receipt { clearing: None, ..original }
+                );
             }
             (expected, real) => {
                 prop_assert!(false, "the model expected {:?}, the node answered {:?}", expected, real);
@@ -1105,14 +2396,35 @@ impl Run {
 
     /// Stops the node and checks its store: opened as an auditor opens it, the log replays
     /// from genesis (signatures included) to the model's state digest and head, the state
-    /// kept beside the log agrees with it, and the stored accounts, head and operation ids
-    /// are the model's.
-    fn check_store(&mut self) -> Result<(), TestCaseError> {
+    /// kept beside the log agrees with it, and the stored accounts, invoices, head and
+    /// operation ids are the model's. With `clearing`, the run that the last entry records
+    /// is first checked against the model and adopted by it.
+    fn check_store(
+        &mut self,
+        clearing: Option<(&PendingClearing, &pb::Receipt)>,
+    ) -> Result<(), TestCaseError> {
         self.node.stop();
         let (store, replayed, report) = self.node.open_store();
+        if let Some((run, receipt)) = clearing {
+            let entry = store.entry(run.sequence).expect("entry").ok_or_else(|| {
+                TestCaseError::fail(format!("no entry {} for the clearing run", run.sequence))
+            })?;
+            let record = entry
+                .clearing
+                .as_ref()
+                .ok_or_else(|| TestCaseError::fail(format!("entry {} records no clearing", run.sequence)))?;
+            let accounts = store.accounts().expect("accounts");
+            let invoices = store.invoices(None).expect("invoices");
+            self.model.adopt_clearing(run, receipt, record, &accounts, &invoices)?;
+        }
         let genesis = &self.node.genesis;
         let expected_accounts = self.model.core_accounts();
-        let expected_digest = State::from_parts(genesis, expected_accounts.clone(), []).digest();
+        let expected_invoices = self.model.core_invoices();
+        let expected_digest =
+            State::from_parts(genesis, expected_accounts.clone(), expected_invoices.clone()).digest();
+        // The invoices first, whose differences the digest would not show.
+        let replayed_invoices: Vec<Invoice> = replayed.state().invoices().cloned().collect();
+        prop_assert_eq!(&replayed_invoices, &expected_invoices, "the invoices replayed from the log");
         prop_assert_eq!(replayed.state().digest(), expected_digest);
         prop_assert_eq!(*replayed.head(), self.model.head);
         // The state beside the log may lag behind it (it is rolled forward), never differ.
@@ -1120,20 +2432,25 @@ impl Run {
         prop_assert_eq!(store.head().expect("head"), self.model.head);
         let stored = store.accounts().expect("accounts");
         prop_assert_eq!(&stored, &expected_accounts);
-        prop_assert_eq!(State::from_parts(genesis, stored, []).digest(), expected_digest);
+        let stored_invoices = store.invoices(None).expect("invoices");
+        prop_assert_eq!(&stored_invoices, &expected_invoices, "the stored invoices");
+        prop_assert_eq!(State::from_parts(genesis, stored, stored_invoices).digest(), expected_digest);
         for (id, op) in &self.model.ops {
             prop_assert_eq!(store.operation(id).expect("operation id index"), Some(op.sequence));
         }
         let log_only = store.replay_log().map_err(|e| TestCaseError::fail(format!("replay_log: {e}")))?;
         prop_assert_eq!(log_only.state().digest(), expected_digest);
+        let log_only_invoices: Vec<Invoice> = log_only.state().invoices().cloned().collect();
+        prop_assert_eq!(&log_only_invoices, &expected_invoices, "the invoices replayed from the log alone");
         prop_assert_eq!(*log_only.head(), self.model.head);
         Ok(())
     }
 
-    /// Restarts the node: what it serves after must equal what it served before.
-    fn restart(&mut self) -> Result<(), TestCaseError> {
+    /// Restarts the node: what it serves after must equal what it served before. With
+    /// `clearing`, see `check_store`.
+    fn restart(&mut self, clearing: Option<(&PendingClearing, &pb::Receipt)>) -> Result<(), TestCaseError> {
         let before: Vec<_> = HANDLES.iter().map(|h| self.node.account(h)).collect();
-        self.check_store()?;
+        self.check_store(clearing)?;
         self.node.start();
         let after: Vec<_> = HANDLES.iter().map(|h| self.node.account(h)).collect();
         prop_assert_eq!(before, after);
