@@ -139,6 +139,11 @@ impl Sample {
     }
 }
 
+/// CPU time process `pid` has used so far (user plus system, exited threads included).
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    Some(sample_process(&pid.to_string())?.total)
+}
+
 /// CPU time the whole machine spent busy (not idle, not waiting for I/O) so far.
 pub fn machine_busy() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;

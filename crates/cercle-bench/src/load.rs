@@ -77,6 +77,24 @@ impl PhaseResult {
         let _ = self.latency_us.add(&other.latency_us);
     }
 
+    /// Counts one envelope's final outcome.
+    fn count(&mut self, outcome: Result<bool, String>) {
+        match outcome {
+            Ok(duplicate) => {
+                self.accepted += 1;
+                self.duplicates += u64::from(duplicate);
+            }
+            Err(why) => self.reject(1, why),
+        }
+    }
+
+    /// Counts one envelope sent with `Submit` (its latency is recorded apart).
+    pub fn add(&mut self, sent: Sent) {
+        self.busy_retries += sent.busy_retries;
+        self.internal_retries += sent.internal_retries;
+        self.count(sent.outcome);
+    }
+
     fn reject(&mut self, count: u64, why: String) {
         self.rejected += count;
         self.first_rejection.get_or_insert(why);
@@ -134,46 +152,59 @@ pub async fn unary(url: &str, work: Arc<Vec<Signed>>, clients: usize) -> anyhow:
 
 async fn submit_one(client: &mut LedgerClient<Channel>, item: &Signed, result: &mut PhaseResult) {
     let started = Instant::now();
+    result.add(send_one(client, item).await);
+    result.record(started);
+}
+
+/// What became of one envelope sent with `Submit`.
+pub struct Sent {
+    /// Accepted (true: answered as a duplicate), or refused for good and why.
+    pub outcome: Result<bool, String>,
+    pub busy_retries: u64,
+    pub internal_retries: u64,
+}
+
+/// Sends one envelope with `Submit` until the node decides it, retrying after BUSY (and,
+/// a few times, after INTERNAL) with a backoff.
+pub async fn send_one(client: &mut LedgerClient<Channel>, item: &Signed) -> Sent {
     let mut backoff = BACKOFF_START;
-    let mut internal = 0;
+    let mut sent = Sent { outcome: Ok(false), busy_retries: 0, internal_retries: 0 };
     loop {
         let request = pb::SubmitRequest { envelope: Some(item.envelope.clone()) };
         match client.submit(request).await {
             Ok(response) => {
-                match response.into_inner().receipt {
-                    Some(receipt) => check_receipt(&receipt, item, result),
-                    None => result.reject(1, "a Submit response without a receipt".into()),
-                }
-                break;
+                sent.outcome = match response.into_inner().receipt {
+                    Some(receipt) => receipt_outcome(&receipt, item),
+                    None => Err("a Submit response without a receipt".into()),
+                };
+                return sent;
             }
             Err(status) if status.code() == tonic::Code::ResourceExhausted => {
-                result.busy_retries += 1;
+                sent.busy_retries += 1;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
-            Err(status) if status.code() == tonic::Code::Internal && internal < INTERNAL_RETRIES_MAX => {
-                internal += 1;
-                result.internal_retries += 1;
+            Err(status)
+                if status.code() == tonic::Code::Internal
+                    && sent.internal_retries < u64::from(INTERNAL_RETRIES_MAX) =>
+            {
+                sent.internal_retries += 1;
                 tokio::time::sleep(backoff).await;
             }
             Err(status) => {
-                result.reject(1, format!("{:?}: {}", status.code(), status.message()));
-                break;
+                sent.outcome = Err(format!("{:?}: {}", status.code(), status.message()));
+                return sent;
             }
         }
     }
-    result.record(started);
 }
 
-fn check_receipt(receipt: &pb::Receipt, item: &Signed, result: &mut PhaseResult) {
+/// Whether `receipt` is the receipt of `item`, and whether it was a duplicate.
+fn receipt_outcome(receipt: &pb::Receipt, item: &Signed) -> Result<bool, String> {
     if receipt.operation_id != item.operation_id {
-        result.reject(1, "a receipt for another operation id".into());
-        return;
+        return Err("a receipt for another operation id".into());
     }
-    result.accepted += 1;
-    if receipt.duplicate {
-        result.duplicates += 1;
-    }
+    Ok(receipt.duplicate)
 }
 
 /// Sends `work` in `SubmitBatch` requests of `batch` envelopes from `clients` concurrent
@@ -252,7 +283,7 @@ pub async fn submit_batch(client: &mut LedgerClient<Channel>, items: &[Signed], 
         for (item, outcome) in pending.into_iter().zip(results) {
             use pb::submit_result::Outcome;
             match outcome.outcome {
-                Some(Outcome::Receipt(receipt)) => check_receipt(&receipt, item, result),
+                Some(Outcome::Receipt(receipt)) => result.count(receipt_outcome(&receipt, item)),
                 Some(Outcome::Rejection(r)) if r.code == 0 && r.reason == "BUSY" => {
                     result.busy_retries += 1;
                     again.push(item);

@@ -4,10 +4,13 @@
 //! and runs, each with transfers signed before the clock starts: (a) unary `Submit` from
 //! many clients, (b) `SubmitBatch`, (c) a mix where one account takes part in 10% of the
 //! transfers; then (d) the machine's ceiling, strict ed25519 verification on every core;
-//! then fills the log to `--restart-entries` and times a restart; and (e) runs the same
-//! transfers on PostgreSQL. It is a program that prints numbers, not a test.
+//! then fills the log to `--restart-entries` and times a restart; (f) on the restarted
+//! node, issues and accepts an invoice network, then times clearing plans and runs (while
+//! transfers keep arriving), a restart and an auditor's replay (`clearing`); and (e) runs
+//! the same transfers on PostgreSQL. It is a program that prints numbers, not a test.
 
 mod ceiling;
+mod clearing;
 mod cpu;
 mod load;
 mod machine;
@@ -62,6 +65,12 @@ struct Cli {
     /// Skip the PostgreSQL comparison
     #[arg(long)]
     skip_postgres: bool,
+    /// Invoices to issue, accept and clear in (f) [default: 100000; --quick: 5000]
+    #[arg(long, value_name = "N")]
+    clearing_invoices: Option<usize>,
+    /// Skip the clearing scenario (f)
+    #[arg(long)]
+    skip_clearing: bool,
     /// Use small numbers, for a smoke run
     #[arg(long)]
     quick: bool,
@@ -96,9 +105,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let accounts_count = cli.accounts.unwrap_or(if cli.quick { 1_000 } else { 10_000 });
     let transfers = cli.transfers.unwrap_or(if cli.quick { 5_000 } else { 100_000 });
     let restart_entries = cli.restart_entries.unwrap_or(if cli.quick { 50_000 } else { 1_000_000 });
+    let clearing_invoices = cli.clearing_invoices.unwrap_or(if cli.quick { 5_000 } else { 100_000 });
     let (clients, batch, batch_clients) = (cli.clients, cli.batch, cli.batch_clients);
     anyhow::ensure!(accounts_count >= 2, "--accounts must be at least 2");
     anyhow::ensure!(transfers >= 1, "--transfers must be at least 1");
+    anyhow::ensure!(clearing_invoices >= 1, "--clearing-invoices must be at least 1");
     anyhow::ensure!(clients >= 1 && batch_clients >= 1, "--clients and --batch-clients must be at least 1");
     anyhow::ensure!(
         (1..=pb::SUBMIT_BATCH_MAX).contains(&batch),
@@ -246,7 +257,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         answering,
         peak_memory_bytes: node.peak_memory_bytes()?,
     };
-    node.stop().await?;
+    let clearing = if cli.skip_clearing {
+        node.stop().await?;
+        None
+    } else {
+        let setup = clearing::Setup {
+            bin: &bin,
+            data_dir: &data_dir,
+            log: &log,
+            accounts: &accounts,
+            admin: &admin,
+            genesis: &genesis,
+            invoices: clearing_invoices,
+            seed: cli.seed,
+            batch,
+            batch_clients,
+        };
+        let (node, report) = clearing::measure(node, &setup, &mut cpu_rows).await?;
+        node.stop().await?;
+        Some(report)
+    };
 
     let postgres = if cli.skip_postgres {
         None
@@ -281,6 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         hot,
         ceiling,
         postgres,
+        clearing,
         peak_memory_phases_bytes,
         peak_memory_fill_bytes,
         disk_phases,

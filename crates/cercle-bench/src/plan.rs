@@ -107,19 +107,7 @@ impl Accounts {
     /// Signs `specs`, each by its payer, on every core.
     pub fn sign(&self, specs: &[TransferSpec], ledger_id: &LedgerId) -> Vec<Signed> {
         let valid_until_ms = now_ms() + VALIDITY_MS;
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let chunk_len = specs.len().div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            let workers: Vec<_> = specs
-                .chunks(chunk_len)
-                .map(|chunk| {
-                    s.spawn(move || {
-                        chunk.iter().map(|t| self.sign_one(t, ledger_id, valid_until_ms)).collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers.into_iter().flat_map(|w| w.join().expect("a signing thread panicked")).collect()
-        })
+        par_map(specs, |t| self.sign_one(t, ledger_id, valid_until_ms))
     }
 
     /// Signs one transfer by its payer.
@@ -141,8 +129,22 @@ impl Accounts {
     }
 }
 
+/// `f` applied to every item, in order, on every core: how the bench signs before a phase.
+pub fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk_len = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = items
+            .chunks(chunk_len)
+            .map(|chunk| s.spawn(move || chunk.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a worker thread panicked")).collect()
+    })
+}
+
 /// Handles are generated here and always valid.
-fn handle(text: &str) -> AccountId {
+pub fn handle(text: &str) -> AccountId {
     AccountId::parse(text).expect("the bench generates valid handles")
 }
 
@@ -182,7 +184,7 @@ pub struct Signed {
 }
 
 impl Signed {
-    fn new(key: &Keypair, ledger_id: &LedgerId, op: &Operation) -> Signed {
+    pub fn new(key: &Keypair, ledger_id: &LedgerId, op: &Operation) -> Signed {
         let body = cercle_proto::encode_operation(op);
         let signature = key.sign_op(ledger_id, &body);
         Signed {

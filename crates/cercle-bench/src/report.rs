@@ -1,9 +1,13 @@
 //! The printed result: one table of throughput and latency, the ceiling and the ratios,
-//! the node's memory, disk and restart figures, and the targets marked met or missed.
+//! the clearing scenario's measurements, the node's memory, disk and restart figures, and
+//! the targets marked met or missed.
 
 use std::time::Duration;
 
+use cercle_core::format_minor;
+
 use crate::ceiling::Ceiling;
+use crate::clearing::{ClearingReport, LOAD_CLIENTS, LOAD_PER_SEC, Restarted, Run, stage};
 use crate::cpu::PhaseCpu;
 use crate::load::PhaseResult;
 use crate::postgres::Settings;
@@ -45,6 +49,8 @@ pub struct Report {
     pub hot: PhaseResult,
     pub ceiling: Ceiling,
     pub postgres: Option<PostgresReport>,
+    /// The clearing scenario (f), unless skipped.
+    pub clearing: Option<ClearingReport>,
     pub peak_memory_phases_bytes: u64,
     pub peak_memory_fill_bytes: u64,
     pub disk_phases: Disk,
@@ -106,6 +112,11 @@ impl Report {
         if let Some(fill) = &self.fill {
             row(&format!("     fill to {} entries (signing included)", group(self.restart.entries)), fill);
         }
+        if let Some(f) = &self.clearing {
+            let b = format!("SubmitBatch of {}, {} clients", self.batch, self.batch_clients);
+            row(&format!("(f1) IssueInvoice, {b}"), &f.issue);
+            row(&format!("(f2) AcceptInvoice, {b}"), &f.accept);
+        }
         println!();
         let d = &self.ceiling;
         println!(
@@ -147,6 +158,14 @@ impl Report {
                 s.version, s.fsync, s.synchronous_commit, s.wal_sync_method, s.shared_buffers
             );
             println!("     note: the PostgreSQL path verifies no signatures, which favours PostgreSQL");
+        }
+        println!();
+        match &self.clearing {
+            Some(f) => print_clearing(f),
+            None => {
+                println!();
+                println!("(f)  clearing: skipped (--skip-clearing)");
+            }
         }
         println!();
         println!(
@@ -219,14 +238,26 @@ impl Report {
                 group(self.disk_restart.entries)
             ),
         );
+        let clearing_phases: Vec<(&str, &PhaseResult)> = self
+            .clearing
+            .iter()
+            .flat_map(|f| {
+                [("(f1)", &f.issue), ("(f2)", &f.accept)]
+                    .into_iter()
+                    .chain(f.runs.iter().map(|r| ("(f) transfers during a run", &r.load.all)))
+            })
+            .collect();
         let rejected = [&self.unary, &self.batched, &self.hot].iter().map(|p| p.rejected).sum::<u64>()
-            + self.fill.as_ref().map_or(0, |f| f.rejected);
+            + self.fill.as_ref().map_or(0, |f| f.rejected)
+            + clearing_phases.iter().map(|(_, p)| p.rejected).sum::<u64>();
         if rejected > 0 {
             println!();
-            println!("WARNING: the node refused {rejected} transfers; every transfer should be accepted.");
+            println!("WARNING: the node refused {rejected} operations; every operation should be accepted.");
         }
         let phases = [("(a)", &self.unary), ("(b)", &self.batched), ("(c)", &self.hot)];
-        for (name, p) in phases.into_iter().chain(self.fill.iter().map(|f| ("fill", f))) {
+        for (name, p) in
+            phases.into_iter().chain(self.fill.iter().map(|f| ("fill", f))).chain(clearing_phases)
+        {
             if let Some(why) = &p.first_rejection {
                 println!("  {name}: first refusal: {why}");
             }
@@ -309,6 +340,242 @@ impl Report {
     }
 }
 
+/// Column width of the clearing measurements' names.
+const CLEARING_NAME_WIDTH: usize = 46;
+
+/// Section (f): one line per measurement, `name  value`.
+fn print_clearing(f: &ClearingReport) {
+    let line = |name: &str, value: String| println!("     {name:<CLEARING_NAME_WIDTH$} {value}");
+    let n = &f.network;
+    let money = |minor: i128| money(minor, f.exponent, &f.currency);
+    println!();
+    println!(
+        "(f)  clearing on the restarted node: {} invoices between {} of the {} firms (cercle_clearing::generate: \
+         scale-free, value-chain tiers),",
+        group(n.invoices as u64),
+        group(n.firms as u64),
+        group(n.firms_registered as u64),
+    );
+    println!(
+        "     {} payable in the ledger's currency, the largest invoice {}; issued and accepted in rows (f1) and (f2) \
+         above (operations/s), then:",
+        money(n.local_minor),
+        money(i128::from(n.largest_minor)),
+    );
+    print_restart(&line, "restart before the runs", &f.restart_before, None);
+    for p in &f.plans {
+        let name = format!("PlanClearing, {} (dry run)", stage(p.with_credit));
+        match &p.outcome {
+            Ok((s, bytes)) => line(
+                &name,
+                format!(
+                    "{}, response {} bytes: {} obligations, {} firms; would clear {} by set-off + {} through credit \
+                     of {} open ({:.1}%), changing {} firms",
+                    secs3(p.wall),
+                    group(*bytes as u64),
+                    group(s.obligations),
+                    group(s.firms),
+                    money(i128::from(s.setoff_minor)),
+                    money(i128::from(s.credit_minor)),
+                    money(i128::from(s.total_debt_minor)),
+                    percent(
+                        i128::from(s.setoff_minor) + i128::from(s.credit_minor),
+                        i128::from(s.total_debt_minor)
+                    ),
+                    group(s.firms_changed.len() as u64),
+                ),
+            ),
+            Err(why) => line(&name, format!("FAILED after {}: {why}", secs3(p.wall))),
+        }
+    }
+    for r in &f.runs {
+        print_run(&line, &money, r);
+    }
+    print_restart(&line, "restart after the runs", &f.restart_after, Some(&f.restart_before));
+    let name = "replay in the bench, as the node's start";
+    match &f.replay {
+        Ok(r) => {
+            let clearing: Vec<String> = r
+                .clearing
+                .iter()
+                .map(|(sequence, took)| {
+                    format!("entry {} {} ms", group(*sequence), ms(took.as_micros() as u64))
+                })
+                .collect();
+            line(
+                name,
+                format!(
+                    "{} entries streamed and replayed (core Replayer, signatures trusted) in {}; \
+                     the clearing entries' replays (record and certificate checks): {}",
+                    group(r.entries),
+                    secs(r.wall),
+                    clearing.join(", ")
+                ),
+            );
+        }
+        Err(why) => line(name, format!("FAILED: {why}")),
+    }
+    let peak = format!(
+        "{} (VmHWM since the restart before the runs, its replay included)",
+        bytes(f.peak_memory_bytes)
+    );
+    line("node peak memory during the plans and runs", peak);
+    match &f.audit {
+        Ok(a) => line(
+            "audit: StreamEntries + cercle_audit::verify",
+            format!(
+                "{} entries in {} = {} entries/s on {} threads (what `cercle audit verify` does against a node)",
+                group(a.entries),
+                secs(a.wall),
+                group_f(a.entries as f64 / a.wall.as_secs_f64().max(1e-9)),
+                a.threads
+            ),
+        ),
+        Err(why) => line("audit: StreamEntries + cercle_audit::verify", format!("FAILED: {why}")),
+    }
+}
+
+fn print_run(line: &impl Fn(&str, String), money: &impl Fn(i128) -> String, r: &Run) {
+    let name = format!("RunClearing, {}: submit to receipt", stage(r.with_credit));
+    let mut value = secs3(r.latency);
+    if r.undecided > 0 {
+        value += &format!(
+            " ({} undecided answers before the receipt, the first: {})",
+            r.undecided,
+            r.first_undecided.as_deref().unwrap_or("")
+        );
+    }
+    match &r.outcome {
+        Err(why) => line(&name, format!("{value}; REFUSED: {why}")),
+        Ok(done) => {
+            let duplicate = if done.duplicate { ", a duplicate's receipt (no summary)" } else { "" };
+            line(
+                &name,
+                format!(
+                    "{value}, receipt {} bytes, entry {}{duplicate}",
+                    group(done.receipt_bytes as u64),
+                    group(done.sequence)
+                ),
+            );
+            let c = &r.cpu;
+            let cpu_secs = |d: Option<Duration>| d.map_or_else(|| "?".into(), secs3);
+            line(
+                "  the node meanwhile",
+                format!(
+                    "writer thread {} CPU, whole node {} CPU in {}; wrote {} to storage",
+                    cpu_secs(c.writer),
+                    cpu_secs(c.node),
+                    secs3(c.wall),
+                    c.written_bytes.map_or_else(|| "?".into(), bytes)
+                ),
+            );
+            match &done.entry {
+                Ok(e) => {
+                    line(
+                        "  its entry in entries.log",
+                        format!(
+                            "{} bytes ({}), of which the clearing record {} bytes; read back with GetInclusionProof \
+                             in {} ({} bytes)",
+                            group(e.log_record_bytes as u64),
+                            bytes(e.log_record_bytes as u64),
+                            group(e.record_bytes as u64),
+                            secs3(e.read_wall),
+                            group(e.response_bytes as u64)
+                        ),
+                    );
+                    line(
+                        "  cleared (from the entry)",
+                        format!(
+                            "{} invoices touched, {} of its {} firms changed; set-off {}, through credit {}",
+                            group(e.invoices as u64),
+                            group(e.firms_changed as u64),
+                            group(e.firms as u64),
+                            money(e.setoff_minor),
+                            money(e.credit_minor)
+                        ),
+                    );
+                }
+                Err(why) => line("  its entry in entries.log", format!("not read back: {why}")),
+            }
+            if let Some(s) = &done.summary {
+                line(
+                    "  the receipt's summary",
+                    format!(
+                        "{} obligations of {} firms, {} open; set-off {}, through credit {}, paid into the circuit {}; \
+                         net internal debt {} -> {}",
+                        group(s.obligations),
+                        group(s.firms),
+                        money(i128::from(s.total_debt_minor)),
+                        money(i128::from(s.setoff_minor)),
+                        money(i128::from(s.credit_minor)),
+                        money(i128::from(s.payments_minor)),
+                        money(i128::from(s.net_internal_debt_minor)),
+                        money(i128::from(s.net_internal_debt_after_minor))
+                    ),
+                );
+            }
+        }
+    }
+    let l = &r.load;
+    let during = &l.during_us;
+    let (before, all) = (&l.before_us, &l.all);
+    let mut value = format!(
+        "open loop, latency from when each was due: {} due while it ran: worst {} ms, p50 {} ms; worst of all {} ms; before it p50 {} ms, p99 {} ms; \
+         {} accepted, {} refused, {} busy retries",
+        group(during.len()),
+        ms(during.max()),
+        ms(during.value_at_quantile(0.5)),
+        ms(all.latency_us.max()),
+        ms(before.value_at_quantile(0.5)),
+        ms(before.value_at_quantile(0.99)),
+        group(all.accepted),
+        group(all.rejected),
+        group(all.busy_retries)
+    );
+    if l.ran_out {
+        value += "; WARNING: the signed transfers ran out before the run ended";
+    }
+    line(&format!("  transfers meanwhile ({LOAD_PER_SEC}/s, {LOAD_CLIENTS} clients)"), value);
+}
+
+fn print_restart(line: &impl Fn(&str, String), name: &str, r: &Restarted, before: Option<&Restarted>) {
+    let mut value = format!(
+        "answered GetLedgerInfo after {} (`listening on` after {}; stopped in {})",
+        secs(r.answering),
+        secs(r.listening),
+        secs(r.stop)
+    );
+    if let Some(b) = before {
+        value += &format!(
+            ", {:+.2} s for {} more entries",
+            r.answering.as_secs_f64() - b.answering.as_secs_f64(),
+            group(r.entries.saturating_sub(b.entries))
+        );
+    }
+    if let Some(cpu) = r.node_cpu {
+        value += &format!("; node CPU {}", secs(cpu));
+    }
+    if let Some(rest) = r.rest_cores {
+        value += &format!(", other processes {rest:.2} cores");
+    }
+    if let Some(said) = &r.node_said {
+        value += &format!("; the node: \"{said}\"");
+    }
+    line(&format!("{name}, {} entries", group(r.entries)), value);
+}
+
+/// Minor units in the ledger's currency: "1,250.00 CHW".
+fn money(minor: i128, exponent: u8, currency: &str) -> String {
+    match i64::try_from(minor) {
+        Ok(m) => format!("{} {currency}", format_minor(m, exponent)),
+        Err(_) => format!("{minor} minor units of {currency}"),
+    }
+}
+
+fn percent(part: i128, whole: i128) -> f64 {
+    if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 }
+}
+
 fn row(name: &str, p: &PhaseResult) {
     let h = &p.latency_us;
     println!(
@@ -336,6 +603,10 @@ fn ms(us: u64) -> String {
 
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
+}
+
+fn secs3(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
 }
 
 pub fn bytes(n: u64) -> String {
