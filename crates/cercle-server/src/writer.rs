@@ -8,9 +8,11 @@
 //! executes them one after the other, writes all accepted entries in one storage batch,
 //! and only then replies. A reply is never sent for an entry that is not persisted.
 //!
-//! A clearing run is computed here, on the state it applies to, so writes wait while the
-//! solver runs (about a second for 300,000 obligations). Its entry can be megabytes, so
-//! it is written in a group of its own.
+//! A clearing run is computed here, on the state it applies to, so writes wait while it
+//! runs: the solver, the check of its certificate, and writing every changed invoice to
+//! sled (the benchmark's section (f) measures 1.2 s at 100,000 invoices, 4.6 s at 300,000,
+//! 9.3 s at 500,000; sled's per-key cost and building the problem twice dominate, not the
+//! solver). Its entry can be megabytes, so it is written in a group of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
