@@ -343,7 +343,26 @@ fn invalid(detail: impl Into<String>) -> Rejection {
 /// Computes the optimal clearing of `state`'s obligations: what the node records when an
 /// administrator runs one. Deterministic.
 pub fn propose(state: &State, with_credit: bool) -> Result<(ClearingRecord, ClearingSummary), Rejection> {
+    propose_on(&Problem::build(state)?, state, with_credit)
+}
+
+/// [`propose`], then [`check`] on the same problem (built once): what the node's writer runs,
+/// so a record it writes has passed the check a replay will run. Returns the check's summary.
+pub fn propose_checked(
+    state: &State,
+    with_credit: bool,
+) -> Result<(ClearingRecord, ClearingSummary), Rejection> {
     let problem = Problem::build(state)?;
+    let (record, _) = propose_on(&problem, state, with_credit)?;
+    let summary = check_on(&problem, state, with_credit, &record)?;
+    Ok((record, summary))
+}
+
+fn propose_on(
+    problem: &Problem<'_>,
+    state: &State,
+    with_credit: bool,
+) -> Result<(ClearingRecord, ClearingSummary), Rejection> {
     let n = problem.firm_count();
     let stage1 = solver::solve_setoff(n, &problem.pairs).map_err(|e| invalid(e.to_string()))?;
     let (credit, payment, credit_potential) = if with_credit {
@@ -356,7 +375,7 @@ pub fn propose(state: &State, with_credit: bool) -> Result<(ClearingRecord, Clea
     };
     let invoices = problem.allocate(&stage1.cleared, &credit)?;
     let mut changed = vec![false; n as usize];
-    mark_changed(&problem, &stage1.cleared, &credit, &payment, &mut changed);
+    mark_changed(problem, &stage1.cleared, &credit, &payment, &mut changed);
     let firms = problem
         .firms
         .iter()
@@ -410,7 +429,15 @@ pub fn check(
     with_credit: bool,
     record: &ClearingRecord,
 ) -> Result<ClearingSummary, Rejection> {
-    let problem = Problem::build(state)?;
+    check_on(&Problem::build(state)?, state, with_credit, record)
+}
+
+fn check_on(
+    problem: &Problem<'_>,
+    state: &State,
+    with_credit: bool,
+    record: &ClearingRecord,
+) -> Result<ClearingSummary, Rejection> {
     if record.with_credit != with_credit {
         return Err(invalid("the record's credit option differs from the operation's"));
     }
@@ -474,7 +501,7 @@ pub fn check(
         return Err(invalid("a run without credit records amounts settled through credit"));
     }
     let mut changed = vec![false; n as usize];
-    mark_changed(&problem, &setoff, &credit, &payment, &mut changed);
+    mark_changed(problem, &setoff, &credit, &payment, &mut changed);
     if record.firms.iter().zip(&changed).any(|(f, c)| f.changed != *c) {
         return Err(invalid("the record marks the wrong firms as changed"));
     }

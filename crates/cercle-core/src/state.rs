@@ -512,16 +512,18 @@ impl State {
         run: &RunClearing,
         input: ClearingInput<'_>,
     ) -> Result<Effects, Rejection> {
-        let record = match input {
-            ClearingInput::Propose => clearing::propose(self, run.with_credit)?.0,
-            ClearingInput::Recorded(Some(record)) => record.clone(),
+        // Proposed or recorded, the record passes the same check before anything changes.
+        let (record, summary) = match input {
+            ClearingInput::Propose => clearing::propose_checked(self, run.with_credit)?,
+            ClearingInput::Recorded(Some(record)) => {
+                (record.clone(), clearing::check(self, run.with_credit, record)?)
+            }
             ClearingInput::Recorded(None) => {
                 return Err(Rejection::ClearingInvalid {
                     detail: "the entry carries no clearing record".into(),
                 });
             }
         };
-        let summary = clearing::check(self, run.with_credit, &record)?;
         // Checked: every amount is within what is open, every payment within the firm's
         // credit and maximum balance. Now, and only now, change the state.
         for c in &record.invoices {
