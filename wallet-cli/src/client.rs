@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use cercle_audit::SignedTreeHead;
-use cercle_core::checkpoint::TreeHead;
 use cercle_core::merkle::Hash;
 use cercle_core::sign::{Keypair, read_auth_message};
-use cercle_core::{AccountId, Genesis, InvoiceId, LedgerId};
+use cercle_core::{AccountId, Genesis, InvoiceId};
 use cercle_proto as pb;
 use pb::ledger_client::LedgerClient;
 use tonic::Code;
@@ -191,16 +190,7 @@ impl Node {
             .await
             .map_err(|s| status_error(&self.url, &s))?
             .into_inner();
-        let malformed = |field: &str| anyhow!("the node sent a malformed tree head ({field})");
-        Ok(SignedTreeHead {
-            head: TreeHead {
-                ledger_id: LedgerId(t.ledger_id.as_slice().try_into().map_err(|_| malformed("ledger_id"))?),
-                tree_size: t.tree_size,
-                root_hash: t.root_hash.as_slice().try_into().map_err(|_| malformed("root_hash"))?,
-                timestamp_ms: t.timestamp_ms,
-            },
-            signature: t.signature.as_slice().try_into().map_err(|_| malformed("signature"))?,
-        })
+        Ok(SignedTreeHead::try_from(&t)?)
     }
 
     /// The inclusion proof of entry `sequence` in the tree of `tree_size` entries, and

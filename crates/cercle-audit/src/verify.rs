@@ -40,6 +40,32 @@ pub struct SignedTreeHead {
     pub signature: [u8; 64],
 }
 
+/// A tree head as the node sent it (`GetTreeHead`) whose fields do not have their sizes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the node sent a malformed tree head ({field})")]
+pub struct MalformedTreeHead {
+    pub field: &'static str,
+}
+
+impl TryFrom<&cercle_proto::SignedTreeHead> for SignedTreeHead {
+    type Error = MalformedTreeHead;
+
+    fn try_from(t: &cercle_proto::SignedTreeHead) -> Result<Self, Self::Error> {
+        let malformed = |field| MalformedTreeHead { field };
+        Ok(SignedTreeHead {
+            head: TreeHead {
+                ledger_id: cercle_core::LedgerId(
+                    t.ledger_id.as_slice().try_into().map_err(|_| malformed("ledger_id"))?,
+                ),
+                tree_size: t.tree_size,
+                root_hash: t.root_hash.as_slice().try_into().map_err(|_| malformed("root_hash"))?,
+                timestamp_ms: t.timestamp_ms,
+            },
+            signature: t.signature.as_slice().try_into().map_err(|_| malformed("signature"))?,
+        })
+    }
+}
+
 impl SignedTreeHead {
     /// Checks that the tree head is for `genesis`'s ledger and signed by its node key.
     pub fn verify(&self, genesis: &Genesis) -> Result<(), TreeHeadProblem> {

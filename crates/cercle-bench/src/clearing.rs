@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use cercle_audit::{SignedTreeHead, SourceError};
-use cercle_core::checkpoint::TreeHead;
 use cercle_core::op::INVOICE_AMOUNT_MAX_MINOR;
 use cercle_core::sign::{Keypair, read_auth_message};
 use cercle_core::{
@@ -756,16 +755,7 @@ async fn entries(
 ) -> anyhow::Result<(SignedTreeHead, impl Future<Output = ()>, EntryReceiver)> {
     let mut client = load::connect(url).await?;
     let t = client.get_tree_head(pb::GetTreeHeadRequest {}).await?.into_inner();
-    let malformed = |field: &str| anyhow!("the node sent a malformed tree head ({field})");
-    let tree_head = SignedTreeHead {
-        head: TreeHead {
-            ledger_id: LedgerId(t.ledger_id.as_slice().try_into().map_err(|_| malformed("ledger_id"))?),
-            tree_size: t.tree_size,
-            root_hash: t.root_hash.as_slice().try_into().map_err(|_| malformed("root_hash"))?,
-            timestamp_ms: t.timestamp_ms,
-        },
-        signature: t.signature.as_slice().try_into().map_err(|_| malformed("signature"))?,
-    };
+    let tree_head = SignedTreeHead::try_from(&t)?;
     let request =
         authenticated(admin, ledger_id, "StreamEntries", "1", pb::StreamEntriesRequest { from_sequence: 1 })?;
     let mut stream = client.stream_entries(request).await.map_err(|s| anyhow!(status_text(&s)))?.into_inner();
