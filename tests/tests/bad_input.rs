@@ -101,9 +101,12 @@ async fn fixture() -> Fixture {
     let big = Keypair::from_seed(&[43; 32]);
     fx.submit_op(&fx.admin, &register(1, "firm-a", &fx.firm, 100_000)).await.unwrap();
     fx.submit_op(&fx.admin, &register(2, "firm-b", &fx.firm, 0)).await.unwrap();
-    fx.submit_op(&fx.admin, &register(3, "whale", &big, i64::MAX)).await.unwrap();
+    fx.submit_op(&fx.admin, &register(3, "whale", &big, AMOUNT_MAX)).await.unwrap();
     fx
 }
+
+/// Largest transfer and credit limit, in minor units (`op::AMOUNT_MAX_MINOR`), written out.
+const AMOUNT_MAX: i64 = 10_000_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
@@ -158,11 +161,16 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
     let env = envelope(&g, &fx.firm, &transfer(14, "firm-a", "firm-b", -500));
     fx.expect_refused(env, Code::InvalidArgument, Some(40), "-5.00 CHW").await;
 
-    // Overflowing amount: the whale may go to -i64::MAX, then no balance can take more.
+    // Amounts and limits are bounded, so no balance can overflow: an amount past the bound
+    // gets the same answer whoever the payee is, existing or not (issue #10).
+    let env = envelope(&g, &fx.firm, &transfer(16, "firm-a", "firm-b", i64::MAX));
+    fx.expect_refused(env, Code::InvalidArgument, Some(40), "an amount must be positive").await;
+    let env = envelope(&g, &fx.firm, &transfer(16, "firm-a", "nobody", i64::MAX));
+    fx.expect_refused(env, Code::InvalidArgument, Some(40), "an amount must be positive").await;
+    let env = envelope(&g, &fx.admin, &register(16, "giant", &fx.firm, AMOUNT_MAX + 1));
+    fx.expect_refused(env, Code::InvalidArgument, Some(32), "between 0 and 10000000000000").await;
     let whale = Keypair::from_seed(&[43; 32]);
-    fx.submit_op(&whale, &transfer(15, "whale", "firm-b", i64::MAX)).await.unwrap();
-    let env = envelope(&g, &fx.firm, &transfer(16, "firm-a", "firm-b", 1));
-    fx.expect_refused(env, Code::OutOfRange, Some(42), "would overflow").await;
+    fx.submit_op(&whale, &transfer(15, "whale", "firm-b", AMOUNT_MAX)).await.unwrap();
 
     // A frozen account.
     let freeze = Operation {
@@ -178,7 +186,7 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
     let env = envelope(&g, &fx.firm, &transfer(15, "firm-b", "whale", 1));
     fx.expect_refused(env, Code::AlreadyExists, Some(5), "already used for a different operation").await;
     // The same envelope again is the original receipt, not a second payment.
-    let original = fx.submit_op(&whale, &transfer(15, "whale", "firm-b", i64::MAX)).await;
+    let original = fx.submit_op(&whale, &transfer(15, "whale", "firm-b", AMOUNT_MAX)).await;
     // (valid_until differs, so this is a different body: refused as a conflict.)
     assert_eq!(reject_code(&original.unwrap_err()), Some(5));
 
@@ -235,7 +243,7 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
         pb::GetAccountRequest { account: "firm-b".into() },
     );
     let account = client.get_account(req).await.unwrap().into_inner().account.unwrap();
-    assert_eq!(account.balance_minor, i64::MAX);
+    assert_eq!(account.balance_minor, AMOUNT_MAX);
 
     // An oversized page.
     let page = pb::ListEntriesRequest { account: "firm-a".into(), after_sequence: 0, page_size: 5000 };
@@ -248,7 +256,7 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
     // operations made it.
     assert!(fx.node.is_running());
     let receipt = fx.submit_op(&fx.firm, &transfer(21, "firm-b", "whale", 1)).await;
-    // firm-b has no credit and has i64::MAX: it may pay.
+    // firm-b has no credit and has AMOUNT_MAX: it may pay.
     let receipt = receipt.expect("the node keeps serving");
     assert_eq!(receipt.sequence, 6);
     assert_eq!(fx.log_size().await, 6);

@@ -111,7 +111,10 @@ fn walkthrough() {
 
     // Exceeding the credit limit is refused with the numbers, and changes nothing.
     let out = cercle(&url, Some(&alice.key), &["pay", "--from", alice.name, bob.name, "900"]).failed();
-    assert_mentions(&out, "credit limit exceeded: balance would be -1,025.50 CHW, limit is -1,000.00 CHW");
+    assert_mentions(
+        &out,
+        "credit limit exceeded: balance would be -1,025.50 CHW; a credit limit of 1,000.00 CHW allows down to -1,000.00 CHW",
+    );
     assert_eq!(balance_minor(&url, &alice), -12_550);
     assert_eq!(balance_minor(&url, &bob), 12_550);
 
@@ -170,7 +173,12 @@ fn walkthrough() {
 
     // The maximum balance holds: Carol (21.00) may not go above 2,000.00.
     let out = cercle(&url, Some(&alice.key), &["pay", "--from", alice.name, carol.name, "1999"]).failed();
-    assert_mentions(&out, "maximum balance exceeded: balance would be 2,020.00 CHW, maximum is 2,000.00 CHW");
+    assert_mentions(
+        &out,
+        "maximum balance exceeded: the payment would take 'carol-market' above its maximum balance",
+    );
+    // Carol's balance and maximum are hers: the payer learns neither (issue #10).
+    assert!(!out.stderr.contains("2,0") && !out.stdout.contains("2,0"), "{}", out.stderr);
     cercle(&url, Some(&alice.key), &["pay", "--from", alice.name, bob.name, "900"]).ok();
     assert_eq!(balance_minor(&url, &alice), -102_550);
 

@@ -25,7 +25,7 @@ pub fn precheck(text: &str, what: &str, sign: Sign) -> anyhow::Result<()> {
         Ok(minor) => check_sign(text, what, sign, minor),
         // Whether it fits depends on the exponent: `parse` decides.
         Err(AmountError::OutOfRange(_)) => Ok(()),
-        Err(AmountError::TooManyDecimals { text, given, .. }) => {
+        Err(AmountError::TooManyDecimals { text, given, thousands: None, .. }) => {
             bail!("invalid {what}: '{text}' has {given} decimals, more than any currency has")
         }
         Err(e) => bail!("invalid {what}: {e}"),
@@ -67,7 +67,17 @@ mod tests {
     fn validates_amounts() {
         use Sign::*;
         check("125.50", Positive, 2, Ok(12_550));
-        check("1,000", NonNegative, 2, Ok(100_000));
+        check("1,000.00", NonNegative, 2, Ok(100_000));
+        check("1'000", NonNegative, 2, Ok(100_000));
+        // A decimal comma is never guessed: 10,00 once signed 1,000.00.
+        check(
+            "10,00",
+            Positive,
+            2,
+            Err(
+                "invalid amount: '10,00' is ambiguous: it could mean 10.00 or 1000; write 10.00 or 1000 (a point for decimals; for thousands no separator, or groups of three before a point)",
+            ),
+        );
         check("0", NonNegative, 2, Ok(0));
         check("0", Positive, 2, Err("invalid amount: '0' is zero; it must be positive"));
         check("0.00", Positive, 2, Err("invalid amount: '0.00' is zero; it must be positive"));

@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::amount::EXPONENT_MAX;
+use crate::amount::{AMBIGUOUS_EXPONENT, EXPONENT_MAX};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::ids::{LedgerId, PublicKey};
 
@@ -29,6 +29,10 @@ pub enum GenesisError {
     Currency(String),
     #[error("invalid exponent {0}: at most {EXPONENT_MAX}")]
     Exponent(u8),
+    #[error(
+        "invalid exponent {AMBIGUOUS_EXPONENT}: with three decimals 1.250 reads both as 1.25 and as 1250; use 2 or 4"
+    )]
+    AmbiguousExponent,
     #[error("a ledger needs at least one administrator key")]
     NoAdmin,
     #[error("too many {0} keys: at most {GOVERNANCE_KEYS_MAX}")]
@@ -45,6 +49,9 @@ impl Genesis {
         }
         if self.exponent > EXPONENT_MAX {
             return Err(GenesisError::Exponent(self.exponent));
+        }
+        if self.exponent == AMBIGUOUS_EXPONENT {
+            return Err(GenesisError::AmbiguousExponent);
         }
         if self.admin_keys.is_empty() {
             return Err(GenesisError::NoAdmin);

@@ -20,6 +20,7 @@ pub mod op;
 pub mod reject;
 pub mod sign;
 pub mod state;
+pub mod time;
 
 pub use amount::{AmountError, format_minor, format_with_currency, parse_major};
 pub use clearing::{ClearingRecord, ClearingSummary};

@@ -22,6 +22,11 @@ pub const VALIDITY_MS_MAX: u64 = 31 * 24 * 60 * 60 * 1000;
 /// Largest invoice, in minor units (100 billion units with two decimals). With at most
 /// `clearing::CLEARING_OBLIGATIONS_MAX` obligations in a run, every sum of a run fits i64.
 pub const INVOICE_AMOUNT_MAX_MINOR: i64 = 10_000_000_000_000;
+/// Largest transfer, credit limit and maximum balance, in minor units: the same bound as
+/// an invoice. With at most `state::ACCOUNTS_MAX` accounts no balance can then overflow,
+/// whatever is paid: every negative balance is above `-LIMIT_MAX_MINOR`, and the positive
+/// ones sum to the negative ones.
+pub const AMOUNT_MAX_MINOR: i64 = INVOICE_AMOUNT_MAX_MINOR;
 /// Largest encoded operation body the ledger accepts, in bytes.
 pub const BODY_BYTES_MAX: usize = 4096;
 

@@ -2,13 +2,14 @@
 //!
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
 //! by kind (1-9 the envelope and its time, 10-19 authority, 20-29 accounts, 30-39 values,
-//! 40-49 amounts, 50-59 limits, 60-69 clearing; invoices take 25-29 among the accounts), which is not the order of the checks: when several reasons
+//! 40-49 amounts, 50-59 limits and bounds, 60-69 clearing; invoices take 25-29 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
 use crate::amount::format_with_currency;
 use crate::ids::AccountId;
 use crate::invoice::{InvoiceId, InvoiceState};
+use crate::time::rfc3339_ms;
 
 /// The stable code of a rejection reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -46,6 +47,7 @@ pub enum RejectCode {
     NothingToClear = 60,
     ClearingInvalid = 61,
     TooManyObligations = 62,
+    TooManyAccounts = 53,
 }
 
 impl RejectCode {
@@ -84,6 +86,7 @@ impl RejectCode {
             RejectCode::NothingToClear => "NOTHING_TO_CLEAR",
             RejectCode::ClearingInvalid => "CLEARING_INVALID",
             RejectCode::TooManyObligations => "TOO_MANY_OBLIGATIONS",
+            RejectCode::TooManyAccounts => "TOO_MANY_ACCOUNTS",
         }
     }
 }
@@ -177,10 +180,13 @@ pub enum Rejection {
         balance_after_minor: i64,
         credit_limit_minor: i64,
     },
+    /// The payee may not receive this much. Its balance and maximum are its own: the
+    /// payer learns neither.
     MaxBalanceExceeded {
         account: AccountId,
-        balance_after_minor: i64,
-        max_balance_minor: i64,
+    },
+    TooManyAccounts {
+        max: usize,
     },
     TooManyOpenInvoices {
         max: usize,
@@ -232,6 +238,7 @@ impl Rejection {
             Rejection::NothingToClear { .. } => RejectCode::NothingToClear,
             Rejection::ClearingInvalid { .. } => RejectCode::ClearingInvalid,
             Rejection::TooManyObligations { .. } => RejectCode::TooManyObligations,
+            Rejection::TooManyAccounts { .. } => RejectCode::TooManyAccounts,
         }
     }
 
@@ -242,12 +249,16 @@ impl Rejection {
         match self {
             Rejection::Malformed { detail } => format!("malformed operation: {detail}"),
             Rejection::BadSignature { detail } => format!("bad signature: {detail}"),
-            Rejection::Expired { valid_until_ms, now_ms } => {
-                format!("operation expired: valid until {valid_until_ms} ms, node time is {now_ms} ms")
-            }
+            Rejection::Expired { valid_until_ms, now_ms } => format!(
+                "operation expired: valid until {}, node time is {}",
+                rfc3339_ms(*valid_until_ms),
+                rfc3339_ms(*now_ms)
+            ),
             Rejection::ValidityTooLong { valid_until_ms, now_ms } => format!(
-                "validity too long: valid until {valid_until_ms} ms is more than {} days after node time {now_ms} ms",
-                crate::op::VALIDITY_MS_MAX / 86_400_000
+                "validity too long: valid until {} is more than {} days after node time {}",
+                rfc3339_ms(*valid_until_ms),
+                crate::op::VALIDITY_MS_MAX / 86_400_000,
+                rfc3339_ms(*now_ms)
             ),
             Rejection::OperationIdConflict { operation_id } => {
                 format!("operation id {operation_id} was already used for a different operation")
@@ -282,7 +293,11 @@ impl Rejection {
                 "nothing to change: give a new credit limit or maximum balance".into()
             }
             Rejection::InvalidAmount { amount_minor } => {
-                format!("invalid amount: {} (an amount must be positive)", money(*amount_minor))
+                format!(
+                    "invalid amount: {} (an amount must be positive and at most {})",
+                    money(*amount_minor),
+                    money(crate::op::AMOUNT_MAX_MINOR)
+                )
             }
             Rejection::SelfTransfer => "an account cannot pay itself".into(),
             Rejection::BalanceOverflow { account } => {
@@ -305,17 +320,17 @@ impl Rejection {
             ),
             Rejection::CreditLimitExceeded { account, balance_after_minor, credit_limit_minor } => {
                 format!(
-                    "credit limit exceeded: balance would be {}, limit is {} (account '{account}')",
+                    "credit limit exceeded: balance would be {}; a credit limit of {} allows down to {} (account '{account}')",
                     money(*balance_after_minor),
+                    money(*credit_limit_minor),
                     money(credit_limit_minor.saturating_neg())
                 )
             }
-            Rejection::MaxBalanceExceeded { account, balance_after_minor, max_balance_minor } => {
-                format!(
-                    "maximum balance exceeded: balance would be {}, maximum is {} (account '{account}')",
-                    money(*balance_after_minor),
-                    money(*max_balance_minor)
-                )
+            Rejection::MaxBalanceExceeded { account } => format!(
+                "maximum balance exceeded: the payment would take '{account}' above its maximum balance"
+            ),
+            Rejection::TooManyAccounts { max } => {
+                format!("the ledger holds {max} accounts, the maximum")
             }
         }
     }

@@ -19,6 +19,8 @@ pub enum SignatureError {
     InvalidKey,
     #[error("the public key has small order and cannot sign")]
     WeakKey,
+    #[error("the public key is not in canonical encoding (its y coordinate is not reduced)")]
+    NonCanonicalKey,
     #[error("the signature does not verify")]
     BadSignature,
 }
@@ -52,6 +54,12 @@ pub fn check_public_key(key: &PublicKey) -> Result<(), SignatureError> {
     let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::InvalidKey)?;
     if vk.is_weak() {
         return Err(SignatureError::WeakKey);
+    }
+    // A point has one canonical encoding; decompression also accepts y >= p and the sign
+    // bit of x = 0 set, which name the same point under other bytes. Registering those
+    // would let one key appear as several.
+    if vk.to_edwards().compress().to_bytes() != key.0 {
+        return Err(SignatureError::NonCanonicalKey);
     }
     Ok(())
 }
@@ -174,6 +182,24 @@ mod tests {
         assert_eq!(check_public_key(&key), Err(SignatureError::WeakKey));
         assert_eq!(verify(&key, b"m", &[0; 64]), Err(SignatureError::WeakKey));
         assert_eq!(check_public_key(&keypair(3).public_key()), Ok(()));
+    }
+
+    #[test]
+    fn non_canonical_key_encodings_are_refused() {
+        // y + p for y < 19 still fits 255 bits: the same point as y, under other bytes.
+        let mut found = 0;
+        for y in 0u8..19 {
+            let mut bytes = [0xffu8; 32];
+            bytes[0] = 0xed + y;
+            bytes[31] = 0x7f;
+            let Ok(vk) = VerifyingKey::from_bytes(&bytes) else { continue };
+            if vk.is_weak() {
+                continue;
+            }
+            assert_eq!(check_public_key(&PublicKey(bytes)), Err(SignatureError::NonCanonicalKey), "y = {y}");
+            found += 1;
+        }
+        assert!(found > 0, "no non-canonical encoding of a strong point was tried");
     }
 
     #[test]

@@ -26,14 +26,18 @@ use crate::genesis::Genesis;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
-    DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, InvoiceParties, IssueInvoice, KEYS_PER_ACCOUNT_MAX,
-    MEMO_CHARS_MAX, OpKind, Operation, REASON_CHARS_MAX, RegisterAccount, RunClearing, SetLimits, Transfer,
-    VALIDITY_MS_MAX,
+    AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, InvoiceParties, IssueInvoice,
+    KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OpKind, Operation, REASON_CHARS_MAX, RegisterAccount, RunClearing,
+    SetLimits, Transfer, VALIDITY_MS_MAX,
 };
 use crate::reject::Rejection;
 
 /// The most open invoices (issued, accepted or partly settled) the ledger holds at once.
 pub const OPEN_INVOICES_MAX: usize = 2_000_000;
+/// The most accounts a ledger holds. With every amount and limit at most
+/// `op::AMOUNT_MAX_MINOR`, no balance can overflow an i64 (500,000 × 10^13 < 2^63).
+pub const ACCOUNTS_MAX: usize = 500_000;
+const _: () = assert!((ACCOUNTS_MAX as i128) * (crate::op::AMOUNT_MAX_MINOR as i128) < i64::MAX as i128);
 
 const ACCOUNT_VERSION: u8 = 1;
 
@@ -167,6 +171,7 @@ pub enum InvariantViolation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     admin_keys: Vec<PublicKey>,
+    auditor_keys: Vec<PublicKey>,
     accounts: BTreeMap<AccountId, Account>,
     invoices: BTreeMap<InvoiceId, Invoice>,
     open_invoices: usize,
@@ -187,7 +192,13 @@ impl State {
         let accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
         let invoices: BTreeMap<InvoiceId, Invoice> = invoices.into_iter().map(|i| (i.id, i)).collect();
         let open_invoices = invoices.values().filter(|i| i.state.is_open()).count();
-        State { admin_keys: genesis.admin_keys.clone(), accounts, invoices, open_invoices }
+        State {
+            admin_keys: genesis.admin_keys.clone(),
+            auditor_keys: genesis.auditor_keys.clone(),
+            accounts,
+            invoices,
+            open_invoices,
+        }
     }
 
     pub fn invoice(&self, id: &InvoiceId) -> Option<&Invoice> {
@@ -213,6 +224,22 @@ impl State {
 
     pub fn is_admin(&self, key: &PublicKey) -> bool {
         self.admin_keys.contains(key)
+    }
+
+    /// Administrators and auditors read every account.
+    pub fn is_governance(&self, key: &PublicKey) -> bool {
+        self.admin_keys.contains(key) || self.auditor_keys.contains(key)
+    }
+
+    /// May `key` read `account` (its balance, limits, history)? Administrators and auditors
+    /// read every account; any other key the accounts that list it.
+    pub fn may_read(&self, key: &PublicKey, account: &AccountId) -> bool {
+        self.is_governance(key) || self.accounts.get(account).is_some_and(|a| a.keys.contains(key))
+    }
+
+    /// The balances among `balances` that `key` may read: what a receipt shows its signer.
+    pub fn readable_balances(&self, key: &PublicKey, balances: &[BalanceAfter]) -> Vec<BalanceAfter> {
+        balances.iter().filter(|b| self.may_read(key, &b.account)).cloned().collect()
     }
 
     /// SHA-256 over every account's canonical encoding in handle order. Two states are
@@ -372,6 +399,18 @@ impl State {
         self.invoices.get(id).ok_or(Rejection::UnknownInvoice { invoice: *id })
     }
 
+    /// The invoice `id`, if `signer` holds a key of one of its two firms. To anyone else an
+    /// invoice does not exist: its firms, amount and state are theirs alone.
+    fn visible_invoice(&self, signer: &PublicKey, id: &InvoiceId) -> Result<&Invoice, Rejection> {
+        let invoice = self.existing_invoice(id)?;
+        let holds = |a: &AccountId| self.accounts.get(a).is_some_and(|a| a.keys.contains(signer));
+        if holds(&invoice.payer) || holds(&invoice.payee) {
+            Ok(invoice)
+        } else {
+            Err(Rejection::UnknownInvoice { invoice: *id })
+        }
+    }
+
     fn issue_invoice(
         &mut self,
         ctx: &Context,
@@ -430,7 +469,7 @@ impl State {
         parties: &InvoiceParties,
         who: Signer,
     ) -> Result<&Invoice, Rejection> {
-        let invoice = self.existing_invoice(&parties.invoice)?;
+        let invoice = self.visible_invoice(signer, &parties.invoice)?;
         if invoice.payer != parties.payer || invoice.payee != parties.payee {
             return Err(Rejection::InvoicePartiesMismatch {
                 invoice: parties.invoice,
@@ -572,6 +611,9 @@ impl State {
         if self.accounts.contains_key(&r.account) {
             return Err(Rejection::AccountExists { account: r.account.clone() });
         }
+        if self.accounts.len() >= ACCOUNTS_MAX {
+            return Err(Rejection::TooManyAccounts { max: ACCOUNTS_MAX });
+        }
         self.accounts.insert(
             r.account.clone(),
             Account {
@@ -635,14 +677,11 @@ impl State {
         if let Some(max) = payee.max_balance_minor
             && payee_after > max
         {
-            return Err(Rejection::MaxBalanceExceeded {
-                account: t.payee.clone(),
-                balance_after_minor: payee_after,
-                max_balance_minor: max,
-            });
+            // The payer learns that the payee cannot receive this much, never its balance.
+            return Err(Rejection::MaxBalanceExceeded { account: t.payee.clone() });
         }
         if let Some(id) = &t.invoice {
-            let invoice = self.existing_invoice(id)?;
+            let invoice = self.visible_invoice(signer, id)?;
             if invoice.payer != t.payer || invoice.payee != t.payee {
                 return Err(Rejection::InvoicePartiesMismatch {
                     invoice: *id,
@@ -724,7 +763,7 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
             if let Some(invoice) = &t.invoice_ref {
                 check_text("invoice reference", invoice, INVOICE_REF_CHARS_MAX)?;
             }
-            if t.amount_minor <= 0 {
+            if t.amount_minor <= 0 || t.amount_minor > AMOUNT_MAX_MINOR {
                 return Err(Rejection::InvalidAmount { amount_minor: t.amount_minor });
             }
             if t.payer == t.payee {
@@ -782,7 +821,21 @@ fn check_text(field: &'static str, text: &str, max_chars: usize) -> Result<(), R
     if text.chars().any(char::is_control) {
         return Err(Rejection::InvalidText { field, detail: "control characters are not allowed".into() });
     }
+    if let Some(c) = text.chars().find(|c| is_bidi_control(*c)) {
+        // U+202E and its kin reorder what a terminal or a browser shows: "pay 100" could
+        // display as "pay 001". Refused rather than displayed.
+        return Err(Rejection::InvalidText {
+            field,
+            detail: format!("the bidirectional control character U+{:04X} is not allowed", u32::from(c)),
+        });
+    }
     Ok(())
+}
+
+/// Unicode's explicit bidirectional formatting characters (UAX #9): embeddings,
+/// overrides, isolates and the implicit marks.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 fn check_reason(reason: &str, required: bool) -> Result<(), Rejection> {
@@ -813,17 +866,21 @@ fn check_keys(keys: &[PublicKey]) -> Result<(), Rejection> {
 
 fn check_limits(credit_limit: Option<i64>, max_balance: Option<Option<i64>>) -> Result<(), Rejection> {
     if let Some(limit) = credit_limit
-        && limit < 0
+        && !(0..=AMOUNT_MAX_MINOR).contains(&limit)
     {
         return Err(Rejection::InvalidLimit {
-            detail: format!("credit limit must be zero or positive, got {limit} minor units"),
+            detail: format!(
+                "credit limit must be between 0 and {AMOUNT_MAX_MINOR} minor units, got {limit} minor units"
+            ),
         });
     }
     if let Some(Some(max)) = max_balance
-        && max < 0
+        && !(0..=AMOUNT_MAX_MINOR).contains(&max)
     {
         return Err(Rejection::InvalidLimit {
-            detail: format!("maximum balance must be zero or positive, got {max} minor units"),
+            detail: format!(
+                "maximum balance must be between 0 and {AMOUNT_MAX_MINOR} minor units, got {max} minor units"
+            ),
         });
     }
     Ok(())

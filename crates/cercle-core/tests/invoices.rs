@@ -216,8 +216,11 @@ fn an_invoice_lives_from_issue_to_settlement() {
         RejectCode::InvoiceOverpaid,
         "exceeds what remains open",
     );
+    // To a firm that is not a party the invoice does not exist (issue #10: its parties
+    // were readable by anyone who knew its id); a party learns what is wrong.
+    rejected(w.as_firm("gamma", pay(1, "gamma", "alpha", 1)), RejectCode::UnknownInvoice, "unknown invoice");
     rejected(
-        w.as_firm("gamma", pay(1, "gamma", "alpha", 1)),
+        w.as_firm("beta", pay(1, "beta", "gamma", 1)),
         RejectCode::InvoicePartiesMismatch,
         "owed by 'beta'",
     );
@@ -283,11 +286,11 @@ fn clearing_cancels_the_cycle_and_moves_no_money() {
     w.obligation(4, "beta", "alpha", 9_000, None);
     w.as_firm("alpha", OpKind::SetInvoiceClearing { invoice: parties(4, "beta", "alpha"), excluded: true })
         .unwrap();
-    // The flag is not public: a firm that is not a party is refused for that, whether or not
-    // the change would change anything, and so are wrongly named parties.
+    // The flag is not public: to a firm that is not a party the invoice does not exist,
+    // whether or not the change would change anything; wrongly named parties are refused.
     for excluded in [true, false] {
         let set = |invoice| OpKind::SetInvoiceClearing { invoice, excluded };
-        rejected(w.as_firm("gamma", set(parties(4, "beta", "alpha"))), RejectCode::NotAccountKey, "alpha");
+        rejected(w.as_firm("gamma", set(parties(4, "beta", "alpha"))), RejectCode::UnknownInvoice, "unknown");
         rejected(
             w.as_firm("alpha", set(parties(4, "gamma", "alpha"))),
             RejectCode::InvoicePartiesMismatch,

@@ -77,7 +77,9 @@ fn rejection_code(code: RejectCode) -> Code {
         RejectCode::OperationIdConflict | RejectCode::AccountExists | RejectCode::InvoiceExists => {
             Code::AlreadyExists
         }
-        RejectCode::TooManyOpenInvoices | RejectCode::TooManyObligations => Code::ResourceExhausted,
+        RejectCode::TooManyOpenInvoices | RejectCode::TooManyObligations | RejectCode::TooManyAccounts => {
+            Code::ResourceExhausted
+        }
         RejectCode::Expired
         | RejectCode::AccountFrozen
         | RejectCode::AlreadyFrozen

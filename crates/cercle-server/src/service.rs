@@ -141,18 +141,19 @@ impl LedgerService {
         Ok((envelope, op))
     }
 
-    async fn submit_envelope(&self, envelope: Option<pb::Envelope>) -> Result<Receipt, ServiceError> {
+    async fn submit_envelope(&self, envelope: Option<pb::Envelope>) -> Result<pb::Receipt, ServiceError> {
         let envelope =
             envelope.ok_or_else(|| ServiceError::InvalidArgument("the request has no envelope".into()))?;
         let (envelope, op) = self.check_envelope(envelope)?;
         let receipt = self.writer.submit(envelope, op).await?;
         log_receipt(&receipt);
-        Ok(receipt)
+        Ok(receipt_to_pb(&receipt))
     }
 
     /// Checks a batch's envelopes in parallel on the blocking pool (signature verification
-    /// is the expensive part), then hands the valid ones to the writer together.
-    async fn submit_many(&self, envelopes: Vec<pb::Envelope>) -> Vec<Result<Receipt, ServiceError>> {
+    /// is the expensive part), then hands the valid ones to the writer together. Each
+    /// receipt shows what its envelope's signer may read.
+    async fn submit_many(&self, envelopes: Vec<pb::Envelope>) -> Vec<Result<pb::Receipt, ServiceError>> {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let chunk_len = envelopes.len().div_ceil(workers).max(1);
         let mut chunks = Vec::new();
@@ -174,7 +175,7 @@ impl LedgerService {
                 }
             }
         }
-        let mut results: Vec<Option<Result<Receipt, ServiceError>>> = Vec::with_capacity(checked.len());
+        let mut results: Vec<Option<Result<pb::Receipt, ServiceError>>> = Vec::with_capacity(checked.len());
         let mut valid = Vec::new();
         for (i, c) in checked.into_iter().enumerate() {
             match c {
@@ -187,10 +188,10 @@ impl LedgerService {
         }
         let (indexes, items): (Vec<usize>, Vec<_>) = valid.into_iter().unzip();
         for (i, outcome) in indexes.into_iter().zip(self.writer.submit_many(items).await) {
-            if let Ok(receipt) = &outcome {
-                log_receipt(receipt);
-            }
-            results[i] = Some(outcome);
+            results[i] = Some(outcome.map(|receipt| {
+                log_receipt(&receipt);
+                receipt_to_pb(&receipt)
+            }));
         }
         results
             .into_iter()
@@ -208,13 +209,15 @@ fn log_receipt(receipt: &Receipt) {
     );
 }
 
+/// A receipt as the key that submitted it sees it: the balances of the accounts it may
+/// read, and no others (a payer never learns the payee's balance).
 pub fn receipt_to_pb(r: &Receipt) -> pb::Receipt {
     pb::Receipt {
         sequence: r.entry.sequence,
         timestamp_ms: r.entry.timestamp_ms,
         entry_hash: r.entry.hash().to_vec(),
         operation_id: r.operation_id.0.to_vec(),
-        balances_after: r.entry.balances_after.iter().map(Into::into).collect(),
+        balances_after: r.balances_shown.iter().map(Into::into).collect(),
         duplicate: r.duplicate,
         clearing: r.clearing.as_ref().map(Into::into),
     }
@@ -424,7 +427,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         match self.submit_envelope(request.into_inner().envelope).await {
-            Ok(receipt) => Ok(Response::new(pb::SubmitResponse { receipt: Some(receipt_to_pb(&receipt)) })),
+            Ok(receipt) => Ok(Response::new(pb::SubmitResponse { receipt: Some(receipt) })),
             Err(e) => {
                 tracing::info!(error = %e, "operation not accepted");
                 Err(e.into())
@@ -450,7 +453,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             .into_iter()
             .map(|r| pb::SubmitResult {
                 outcome: Some(match r {
-                    Ok(receipt) => pb::submit_result::Outcome::Receipt(receipt_to_pb(&receipt)),
+                    Ok(receipt) => pb::submit_result::Outcome::Receipt(receipt),
                     Err(e) => pb::submit_result::Outcome::Rejection(e.into_pb_rejection()),
                 }),
             })
@@ -519,12 +522,9 @@ impl pb::ledger_server::Ledger for LedgerService {
         };
         match invoice {
             Some(i) if visible => Ok(Response::new((&i).into())),
-            // An invoice of other firms is not the caller's business, nor is whether it exists.
-            Some(_) => Err(ServiceError::PermissionDenied(format!(
-                "invoice {id} is not an invoice of an account of this key"
-            ))
-            .into()),
-            None => Err(ServiceError::NotFound(format!("unknown invoice {id}")).into()),
+            // An invoice of other firms is not the caller's business, nor is whether it
+            // exists: the answer is the same as for an id nobody used.
+            _ => Err(ServiceError::NotFound(format!("unknown invoice {id}")).into()),
         }
     }
 

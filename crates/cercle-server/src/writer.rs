@@ -40,6 +40,9 @@ pub struct Receipt {
     pub duplicate: bool,
     /// What a clearing run did (not on a duplicate's receipt).
     pub clearing: Option<ClearingSummary>,
+    /// The entry's balances that the submitting key may read, as the ledger stood right
+    /// after the entry (or now, for a duplicate): all a receipt shows of balances.
+    pub balances_shown: Vec<cercle_core::BalanceAfter>,
 }
 
 struct WriteRequest {
@@ -103,6 +106,13 @@ impl WriterHandle {
     }
 }
 
+/// Is `retry` the operation `original` accepted? The same body signed by the same key: an
+/// operation id is global, and another key re-signing a firm's saved body is a conflict,
+/// not a retry (it would otherwise get that firm's receipt).
+fn same_operation(original: &Envelope, retry: &Envelope, retry_body_hash: &[u8; 32]) -> bool {
+    original.signer == retry.signer && original.body_hash() == *retry_body_hash
+}
+
 /// Starts the writer thread over `ledger` (already loaded and checked from `store`).
 /// `clock` gives the node's time in ms since the Unix epoch. The thread ends when every
 /// `WriterHandle` is dropped, or when storage fails in a way it cannot recover from; it
@@ -136,6 +146,8 @@ enum Outcome {
     Pending {
         index: usize,
         duplicate: bool,
+        /// The balances its signer may read, decided when it was executed.
+        shown: Vec<cercle_core::BalanceAfter>,
     },
 }
 
@@ -209,12 +221,13 @@ impl Writer {
         for (req, outcome) in group.drain(..).zip(outcomes) {
             let result = match outcome {
                 Outcome::Done(r) => *r,
-                Outcome::Pending { index, duplicate } => match &committed {
+                Outcome::Pending { index, duplicate, shown } => match &committed {
                     Ok(()) => Ok(Receipt {
                         entry: accepted[index].entry.clone(),
                         operation_id: accepted[index].operation_id,
                         duplicate,
                         clearing: if duplicate { None } else { summaries.remove(&index) },
+                        balances_shown: shown,
                     }),
                     // Durable but unconfirmed: the client retries, and the retry finds it.
                     Err(e) => Err(ServiceError::Internal(format!("storage: {e}"))),
@@ -224,6 +237,11 @@ impl Writer {
             let _ = req.reply.send(result);
         }
         keep_going
+    }
+
+    /// The balances of `entry` that the signer of `req` may read now.
+    fn shown(&self, req: &WriteRequest, entry: &Entry) -> Vec<cercle_core::BalanceAfter> {
+        self.ledger.state().readable_balances(&req.envelope.signer, &entry.balances_after)
     }
 
     fn execute_one(
@@ -238,8 +256,9 @@ impl Writer {
         let body_hash = req.envelope.body_hash();
         // A retry must find its original, whether accepted in this group or earlier.
         if let Some(&index) = in_group.get(&id) {
-            return if accepted[index].entry.envelope.body_hash() == body_hash {
-                Outcome::Pending { index, duplicate: true }
+            return if same_operation(&accepted[index].entry.envelope, &req.envelope, &body_hash) {
+                let shown = self.shown(req, &accepted[index].entry);
+                Outcome::Pending { index, duplicate: true, shown }
             } else {
                 Outcome::Done(Box::new(Err(
                     self.rejected(Rejection::OperationIdConflict { operation_id: id.to_string() })
@@ -251,12 +270,14 @@ impl Writer {
             None => Ok(None),
         }) {
             Err(e) => return Outcome::Done(Box::new(Err(e.into()))),
-            Ok(Some(entry)) if entry.envelope.body_hash() == body_hash => {
+            Ok(Some(entry)) if same_operation(&entry.envelope, &req.envelope, &body_hash) => {
+                let balances_shown = self.shown(req, &entry);
                 return Outcome::Done(Box::new(Ok(Receipt {
                     entry,
                     operation_id: id,
                     duplicate: true,
                     clearing: None,
+                    balances_shown,
                 })));
             }
             Ok(Some(_)) => {
@@ -275,9 +296,10 @@ impl Writer {
                 if let Some((_, summary)) = effects.clearing {
                     summaries.insert(accepted.len(), summary);
                 }
+                let shown = self.shown(req, &entry);
                 accepted.push(Accepted { entry, operation_id: id, accounts, invoices });
                 in_group.insert(id, accepted.len() - 1);
-                Outcome::Pending { index: accepted.len() - 1, duplicate: false }
+                Outcome::Pending { index: accepted.len() - 1, duplicate: false, shown }
             }
         }
     }

@@ -65,6 +65,8 @@ const FIRM_SEEDS: [u8; 4] = [11, 12, 13, 14];
 const CASES_DEFAULT: u32 = 1000;
 /// Validity windows far from the edges, so the real clock cannot change the outcome.
 const HOUR_MS: u64 = 60 * 60 * 1000;
+/// Largest transfer, credit limit and maximum balance (`op::AMOUNT_MAX_MINOR`), written out.
+const AMOUNT_MAX: i64 = 10_000_000_000_000;
 const MINUTE_MS: u64 = 60 * 1000;
 
 // ---------------------------------------------------------------------------------------
@@ -124,6 +126,8 @@ enum Text {
     AtMax,
     OverMax,
     Control,
+    /// A right-to-left override, which could make "001" display as "100".
+    Bidi,
 }
 
 impl Text {
@@ -135,6 +139,7 @@ impl Text {
             Text::AtMax => "é".repeat(max_chars),
             Text::OverMax => "é".repeat(max_chars + 1),
             Text::Control => "ligne\nsuivante".into(),
+            Text::Bidi => "facture \u{202E}001".into(),
         }
     }
 }
@@ -383,8 +388,9 @@ fn credit_limit() -> BoxedStrategy<i64> {
     prop_oneof![
         4 => 0..=2_000i64,
         1 => Just(0i64),
+        1 => Just(AMOUNT_MAX),
+        1 => (AMOUNT_MAX - 1_000)..=(AMOUNT_MAX + 1),
         1 => Just(i64::MAX),
-        1 => (i64::MAX - 1_000)..=i64::MAX,
         1 => -1_000..0i64,
         1 => Just(i64::MIN),
     ]
@@ -395,6 +401,8 @@ fn max_balance() -> BoxedStrategy<Option<i64>> {
     prop_oneof![
         4 => Just(None),
         2 => (0..=3_000i64).prop_map(Some),
+        1 => Just(Some(AMOUNT_MAX)),
+        1 => Just(Some(AMOUNT_MAX + 1)),
         1 => Just(Some(i64::MAX)),
         1 => (i64::MIN..0).prop_map(Some),
     ]
@@ -407,7 +415,8 @@ fn amount() -> BoxedStrategy<i64> {
         2 => 500..=5_000i64,
         1 => Just(0i64),
         1 => i64::MIN..0,
-        2 => (i64::MAX - 3)..=i64::MAX,
+        2 => (AMOUNT_MAX - 3)..=(AMOUNT_MAX + 1),
+        1 => (i64::MAX - 3)..=i64::MAX,
         1 => Just(i64::MAX / 2 + 1),
     ]
     .boxed()
@@ -421,6 +430,7 @@ fn text() -> BoxedStrategy<Text> {
         1 => Just(Text::AtMax),
         1 => Just(Text::OverMax),
         1 => Just(Text::Control),
+        1 => Just(Text::Bidi),
     ]
     .boxed()
 }
@@ -705,8 +715,8 @@ fn submission() -> BoxedStrategy<Submission> {
 fn setup() -> BoxedStrategy<Vec<Step>> {
     let limit = prop_oneof![
         4 => 0..=2_000i64,
-        1 => Just(i64::MAX),
-        1 => (i64::MAX - 1_000)..=i64::MAX,
+        1 => Just(AMOUNT_MAX),
+        1 => (AMOUNT_MAX - 1_000)..=AMOUNT_MAX,
     ];
     let max = prop_oneof![
         3 => Just(None),
@@ -937,8 +947,11 @@ struct PairRun {
 /// receipt every retry must get again.
 struct AcceptedOp {
     body: Vec<u8>,
+    signer: PublicKey,
     sequence: u64,
     receipt: Option<pb::Receipt>,
+    /// Every balance the entry changed; a receipt shows those its signer may read.
+    balances_after: Vec<pb::BalanceAfter>,
 }
 
 /// What the model says the node must answer.
@@ -947,7 +960,10 @@ enum Expected {
     New {
         id: OperationId,
         sequence: u64,
+        /// Every balance the entry changed.
         balances_after: Vec<pb::BalanceAfter>,
+        /// Those the signer may read: what its receipt shows.
+        shown: Vec<pb::BalanceAfter>,
         /// For a transfer: the payer's floor and the payee's maximum when it was applied.
         limits: Option<(i64, Option<i64>)>,
     },
@@ -955,6 +971,8 @@ enum Expected {
     Clearing(Box<PendingClearing>),
     Duplicate {
         id: OperationId,
+        /// The original balances its signer may read now.
+        shown: Vec<pb::BalanceAfter>,
     },
     Rejected(RejectCode),
 }
@@ -1003,7 +1021,8 @@ struct Model {
 }
 
 fn text_ok(text: &str, max_chars: usize) -> bool {
-    text.chars().count() <= max_chars && !text.chars().any(char::is_control)
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+    text.chars().count() <= max_chars && !text.chars().any(|c| c.is_control() || bidi(c))
 }
 
 fn reason_ok(reason: &str, required: bool) -> bool {
@@ -1020,6 +1039,18 @@ impl Model {
             ops: BTreeMap::new(),
             head: Head::empty(genesis),
         }
+    }
+
+    /// The balances among `balances` that `key` may read: every one for the administrator,
+    /// otherwise those of the accounts that list the key.
+    fn readable(&self, key: &PublicKey, balances: &[pb::BalanceAfter]) -> Vec<pb::BalanceAfter> {
+        balances
+            .iter()
+            .filter(|b| {
+                *key == self.admin || self.accounts.get(&b.account).is_some_and(|a| a.keys.contains(key))
+            })
+            .cloned()
+            .collect()
     }
 
     fn keys_ok(&self, keys: &[PublicKey]) -> bool {
@@ -1054,9 +1085,12 @@ impl Model {
         }
         let op = b.op.as_ref().ok_or(RejectCode::Malformed)?;
         // The writer: an id already accepted is a retry or a conflict, whatever else holds.
+        // A retry is the same body signed by the same key; another key re-signing it is a
+        // conflict, and never gets the original's receipt.
         if let Some(accepted) = self.ops.get(&op.id) {
-            return if accepted.body == b.envelope.body {
-                Ok(Expected::Duplicate { id: op.id })
+            return if accepted.body == b.envelope.body && accepted.signer.0 == b.envelope.signer.as_slice() {
+                let shown = self.readable(&accepted.signer, &accepted.balances_after);
+                Ok(Expected::Duplicate { id: op.id, shown })
             } else {
                 Err(RejectCode::OperationIdConflict)
             };
@@ -1069,21 +1103,30 @@ impl Model {
         }
         let signer = PublicKey(b.envelope.signer.as_slice().try_into().expect("shape checked"));
         let sequence = self.head.size + 1;
+        let mut all_balances = Vec::new();
         let expected = match self.apply(&signer, &op.kind, sequence)? {
-            Applied::Entry(balances_after, limits) => Expected::New {
-                id: op.id,
-                sequence,
-                balances_after: balances_after
+            Applied::Entry(balances_after, limits) => {
+                all_balances = balances_after
                     .into_iter()
                     .map(|(account, balance_minor)| pb::BalanceAfter { account, balance_minor })
-                    .collect(),
-                limits,
-            },
+                    .collect();
+                let shown = self.readable(&signer, &all_balances);
+                Expected::New { id: op.id, sequence, balances_after: all_balances.clone(), shown, limits }
+            }
             Applied::Clearing { with_credit } => {
                 Expected::Clearing(Box::new(self.plan_clearing(op.id, sequence, with_credit)?))
             }
         };
-        self.ops.insert(op.id, AcceptedOp { body: b.envelope.body.clone(), sequence, receipt: None });
+        self.ops.insert(
+            op.id,
+            AcceptedOp {
+                body: b.envelope.body.clone(),
+                signer,
+                sequence,
+                receipt: None,
+                balances_after: all_balances,
+            },
+        );
         // The rest of the head comes with the receipt.
         self.head.size = sequence;
         Ok(expected)
@@ -1110,7 +1153,8 @@ impl Model {
                 if !self.keys_ok(&r.keys) {
                     return Err(RejectCode::InvalidKeys);
                 }
-                if r.credit_limit_minor < 0 || r.max_balance_minor.is_some_and(|m| m < 0) {
+                let limit_ok = |l: i64| (0..=AMOUNT_MAX).contains(&l);
+                if !limit_ok(r.credit_limit_minor) || r.max_balance_minor.is_some_and(|m| !limit_ok(m)) {
                     return Err(RejectCode::InvalidLimit);
                 }
                 if self.accounts.contains_key(r.account.as_str()) {
@@ -1138,8 +1182,9 @@ impl Model {
                 if s.credit_limit_minor.is_none() && s.max_balance_minor.is_none() {
                     return Err(RejectCode::NothingToChange);
                 }
-                if s.credit_limit_minor.is_some_and(|l| l < 0)
-                    || s.max_balance_minor.flatten().is_some_and(|m| m < 0)
+                let limit_ok = |l: i64| (0..=AMOUNT_MAX).contains(&l);
+                if s.credit_limit_minor.is_some_and(|l| !limit_ok(l))
+                    || s.max_balance_minor.flatten().is_some_and(|m| !limit_ok(m))
                 {
                     return Err(RejectCode::InvalidLimit);
                 }
@@ -1190,7 +1235,7 @@ impl Model {
                 {
                     return Err(RejectCode::InvalidText);
                 }
-                if t.amount_minor <= 0 {
+                if t.amount_minor <= 0 || t.amount_minor > AMOUNT_MAX {
                     return Err(RejectCode::InvalidAmount);
                 }
                 if t.payer == t.payee {
@@ -1219,7 +1264,7 @@ impl Model {
                 }
                 // The invoice a payment names is checked after the limits.
                 if let Some(id) = &t.invoice {
-                    let invoice = self.invoices.get(id).ok_or(RejectCode::UnknownInvoice)?;
+                    let invoice = self.visible_invoice(id, signer)?;
                     if invoice.payer != t.payer.as_str() || invoice.payee != t.payee.as_str() {
                         return Err(RejectCode::InvoicePartiesMismatch);
                     }
@@ -1365,7 +1410,7 @@ impl Model {
         signer: &PublicKey,
         who: InvoiceSigner,
     ) -> Result<&ModelInvoice, RejectCode> {
-        let invoice = self.invoices.get(&p.invoice).ok_or(RejectCode::UnknownInvoice)?;
+        let invoice = self.visible_invoice(&p.invoice, signer)?;
         if invoice.payer != p.payer.as_str() || invoice.payee != p.payee.as_str() {
             return Err(RejectCode::InvoicePartiesMismatch);
         }
@@ -1379,6 +1424,17 @@ impl Model {
             return Err(RejectCode::NotAccountKey);
         }
         Ok(invoice)
+    }
+
+    /// The invoice `id` as `signer` sees it: it exists only for a key of one of its firms.
+    fn visible_invoice(&self, id: &InvoiceId, signer: &PublicKey) -> Result<&ModelInvoice, RejectCode> {
+        let invoice = self.invoices.get(id).ok_or(RejectCode::UnknownInvoice)?;
+        let holds = |h: &str| self.accounts.get(h).is_some_and(|a| a.keys.contains(signer));
+        if holds(&invoice.payer) || holds(&invoice.payee) {
+            Ok(invoice)
+        } else {
+            Err(RejectCode::UnknownInvoice)
+        }
     }
 
     /// Changes the invoice `id`, known to exist, at entry `sequence`.
@@ -2340,13 +2396,13 @@ impl Run {
             (Expected::Rejected(code), Err((rejection, description))) => {
                 prop_assert_eq!(rejection, expected_rejection(code), "{}", description);
             }
-            (Expected::New { id, sequence, balances_after, limits }, Ok(receipt)) => {
-                prop_assert_eq!(&receipt.balances_after, &balances_after);
+            (Expected::New { id, sequence, balances_after, shown, limits }, Ok(receipt)) => {
+                prop_assert_eq!(&receipt.balances_after, &shown, "a receipt shows what its signer may read");
                 prop_assert_eq!(&receipt.clearing, &None, "only a clearing run's receipt has a summary");
                 if let Some((floor, max)) = limits {
                     // The transfer's accounts were within their limits when it was applied.
-                    let payer = receipt.balances_after[0].balance_minor;
-                    let payee = receipt.balances_after[1].balance_minor;
+                    let payer = balances_after[0].balance_minor;
+                    let payee = balances_after[1].balance_minor;
                     prop_assert!(payer >= floor, "{} is below {}", payer, floor);
                     prop_assert!(max.is_none_or(|m| payee <= m), "{} above {:?}", payee, max);
                 }
@@ -2354,11 +2410,16 @@ impl Run {
             }
             (Expected::Clearing(run), Ok(receipt)) => {
                 self.take_receipt(run.id, run.sequence, &receipt)?;
+                // Only an administrator runs clearing, and it reads every balance: the
+                // receipt's balances are the run's, which a retry must show again.
+                if let Some(op) = self.model.ops.get_mut(&run.id) {
+                    op.balances_after = receipt.balances_after.clone();
+                }
                 // What the run cleared of each invoice is read from the node's store, so the
                 // node restarts here; the run is checked and adopted on the way.
                 self.restart(Some((&run, &receipt)))?;
             }
-            (Expected::Duplicate { id }, Ok(receipt)) => {
+            (Expected::Duplicate { id, shown }, Ok(receipt)) => {
                 let original = self
                     .model
                     .ops
@@ -2369,7 +2430,7 @@ impl Run {
                 // A retry of a clearing run gets its receipt without the run's summary.
                 prop_assert_eq!(
                     pb::Receipt { duplicate: false, ..receipt },
-                    pb::Receipt { clearing: None, ..original }
+                    pb::Receipt { clearing: None, balances_after: shown, ..original }
                 );
             }
             (expected, real) => {
@@ -2590,6 +2651,34 @@ fn reusing_an_operation_id_for_another_operation_is_refused() {
 }
 
 #[test]
+fn a_receipt_shows_only_the_balances_its_signer_may_read() {
+    let (node, alpha, _) = two_accounts();
+    let ledger_id = node.genesis.ledger_id;
+    // Issue #10: a payment of 0.01 told the payer the payee's balance.
+    let receipt =
+        node.submit(sign_op(&ledger_id, &alpha, &transfer_op(3, "alpha", "bravo", 1))).expect("paid");
+    assert_eq!(receipt.balances_after, [pb::BalanceAfter { account: "alpha".into(), balance_minor: -1 }]);
+    // The administrator's own acts show everything.
+    let admin = keypair(ADMIN_SEED);
+    let receipt = node.submit(sign_op(&ledger_id, &admin, &register_op(4, "carol", &alpha, 0))).expect("ok");
+    assert_eq!(receipt.balances_after, [pb::BalanceAfter { account: "carol".into(), balance_minor: 0 }]);
+    // A firm holding keys of both accounts sees both.
+    let receipt =
+        node.submit(sign_op(&ledger_id, &alpha, &transfer_op(5, "alpha", "carol", 2))).expect("paid");
+    assert_eq!(receipt.balances_after.len(), 2);
+}
+
+#[test]
+fn another_key_resigning_a_saved_body_gets_a_conflict_not_the_receipt() {
+    let (node, alpha, bravo) = two_accounts();
+    let ledger_id = node.genesis.ledger_id;
+    let body = cercle_proto::encode_operation(&transfer_op(3, "alpha", "bravo", 100));
+    node.submit(sign_body(&ledger_id, &alpha, body.clone())).expect("accepted");
+    // Issue #11: bravo, holding alpha's saved body, signed it and got alpha's receipt.
+    assert_rejected(node.submit(sign_body(&ledger_id, &bravo, body)), RejectCode::OperationIdConflict);
+}
+
+#[test]
 fn a_retry_after_a_restart_gets_the_original_receipt() {
     let (mut node, alpha, _) = two_accounts();
     let ledger_id = node.genesis.ledger_id;
@@ -2634,7 +2723,9 @@ fn a_payment_may_reach_the_credit_limit_but_not_pass_it() {
         .expect_err("past the limit");
     assert_eq!(rejection_of(&status), expected_rejection(RejectCode::CreditLimitExceeded));
     assert!(
-        status.message().contains("balance would be -1,000.01 CHW, limit is -1,000.00 CHW"),
+        status.message().contains(
+            "balance would be -1,000.01 CHW; a credit limit of 1,000.00 CHW allows down to -1,000.00 CHW"
+        ),
         "{}",
         status.message()
     );
