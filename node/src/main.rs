@@ -42,6 +42,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
+    /// Keep only the good part of a corrupt log, when no backup can restore it
+    Recover {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Accept that every entry from the first damaged one on is lost for good
+        #[arg(long)]
+        accept_loss: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -130,6 +138,28 @@ fn rebuild(dir: &DataDir) -> Result<()> {
     Ok(())
 }
 
+fn recover(dir: &DataDir, accept_loss: bool) -> Result<()> {
+    anyhow::ensure!(
+        accept_loss,
+        "recovering a corrupt log loses every entry from the damage on: restore the data directory from a backup if you can; otherwise run again with --accept-loss"
+    );
+    let report = cercle_store::Store::accept_loss(&dir.ledger(), cercle_server::now_ms())
+        .with_context(|| format!("cannot recover the log in {}", dir.root.display()))?;
+    let lost = report.claimed_entries - report.kept_entries;
+    println!(
+        "kept the first {} entries; {} committed entries are lost (from entry {} on); the damaged log is kept in {}",
+        report.kept_entries,
+        lost,
+        report.kept_entries + 1,
+        report.damaged_file
+    );
+    println!(
+        "the loss is recorded in {}; the next start rebuilds the state. Firms' `cercle proof check` will report the rewritten history: tell them.",
+        dir.ledger().join("LOSSES.jsonl").display()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -146,6 +176,10 @@ async fn main() -> Result<()> {
         Some(Command::Rebuild { data_dir }) => {
             let dir = DataDir::new(data_dir);
             tokio::task::spawn_blocking(move || rebuild(&dir)).await?
+        }
+        Some(Command::Recover { data_dir, accept_loss }) => {
+            let dir = DataDir::new(data_dir);
+            tokio::task::spawn_blocking(move || recover(&dir, accept_loss)).await?
         }
         None => {
             let dir = DataDir::new(DEFAULT_DATA_DIR);

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cercle_core::checkpoint::TreeHead;
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
 use cercle_core::{Genesis, LedgerId, PublicKey};
 use cercle_proto as pb;
@@ -161,6 +162,49 @@ pub struct OpenNode {
     /// Fires when the writer stops (every handle dropped, or a storage failure).
     pub writer_stopped: tokio::sync::oneshot::Receiver<()>,
     pub store: Arc<Store>,
+    /// Signs tree heads, and the witness of the log's size.
+    pub node_key: Arc<Keypair>,
+}
+
+/// How often the node persists its signed tree head, the witness that lets a later start
+/// tell a log that lost committed entries from one whose last write was torn.
+pub const WITNESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Signs the tree head of what is durable now and persists it, if the log grew since
+/// `last` (the size last written). Returns the size written.
+pub fn persist_witness(store: &Store, node_key: &Keypair, last: u64) -> Result<u64, NodeError> {
+    let (tree_size, root_hash) = store.tree();
+    if tree_size <= last {
+        return Ok(last);
+    }
+    let head =
+        TreeHead { ledger_id: store.genesis().ledger_id, tree_size, root_hash, timestamp_ms: now_ms() };
+    store.write_tree_head(&head, &head.sign(node_key))?;
+    Ok(tree_size)
+}
+
+/// Persists the witness every `WITNESS_INTERVAL` until `stop` fires, then once more.
+async fn witness_loop(
+    store: Arc<Store>,
+    node_key: Arc<Keypair>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = store.last_tree_head().map_or(0, |h| h.tree_size);
+    loop {
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(WITNESS_INTERVAL) => false,
+            _ = stop.changed() => true,
+        };
+        let (s, k) = (store.clone(), node_key.clone());
+        match tokio::task::spawn_blocking(move || persist_witness(&s, &k, last)).await {
+            Ok(Ok(size)) => last = size,
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not persist the signed tree head"),
+            Err(e) => tracing::warn!(error = %e, "the tree-head task failed"),
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Opens the data directory, checks the state against the log (rebuilding the state if
@@ -206,8 +250,9 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
     let (stopped_tx, writer_stopped) = tokio::sync::oneshot::channel();
     let (writer, writer_thread) =
         writer::spawn_writer(store.clone(), ledger, now_ms, stopped_tx).map_err(io_err(&dir.root))?;
-    let service = service::LedgerService::new(genesis.clone(), store.clone(), writer, Arc::new(node_key));
-    Ok(OpenNode { genesis, service, writer_thread, writer_stopped, store })
+    let node_key = Arc::new(node_key);
+    let service = service::LedgerService::new(genesis.clone(), store.clone(), writer, node_key.clone());
+    Ok(OpenNode { genesis, service, writer_thread, writer_stopped, store, node_key })
 }
 
 /// Opens the data directory and serves gRPC on `listener` until `shutdown` completes.
@@ -219,7 +264,10 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
-    let OpenNode { genesis, service, writer_thread, writer_stopped, store } = open_node(dir).await?;
+    let OpenNode { genesis, service, writer_thread, writer_stopped, store, node_key } =
+        open_node(dir).await?;
+    let (stop_witness, witness_stop) = tokio::sync::watch::channel(false);
+    let witness = tokio::spawn(witness_loop(store.clone(), node_key, witness_stop));
     let ledger_server = pb::ledger_server::LedgerServer::new(service)
         .max_decoding_message_size(REQUEST_BYTES_MAX)
         .max_encoding_message_size(RESPONSE_BYTES_MAX);
@@ -251,6 +299,9 @@ pub async fn serve(
     // The server dropped the service, hence the last writer handle: the writer finishes
     // the group in hand and stops.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    // The last witness covers everything the writer made durable.
+    let _ = stop_witness.send(true);
+    let _ = witness.await;
     if let Err(e) = store.close() {
         tracing::warn!(error = %e, "could not flush the state on shutdown (it will be checked on start)");
     }

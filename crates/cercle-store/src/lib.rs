@@ -39,13 +39,14 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Mutex;
 
+use cercle_core::checkpoint::TreeHead;
 use cercle_core::merkle::{self, Frontier, Hash, HashSource};
 use cercle_core::{
     Account, AccountId, Entry, Genesis, Head, Invoice, InvoiceId, Ledger, OperationId, ReplayError, Replayer,
     State,
 };
 
-use crate::log::{LogFile, RecordPos, sync_dir};
+use crate::log::{LogFile, RecordPos, Witness, WitnessCheck, sync_dir};
 
 const HEAD_KEY: &[u8] = b"m/head";
 const LOG_PREFIX: u8 = b'l';
@@ -60,8 +61,16 @@ const INVOICE_INDEX_PREFIX: u8 = b'n';
 /// entries can be megabytes, and a page must fit a response.
 pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 const RECORD_VERSION: u8 = 1;
+const HEAD_VERSION: u8 = 2;
+const HEAD_BYTES: usize = 1 + 8 + 32 + 8 + 4;
 
 const GENESIS_FILE: &str = "genesis.bin";
+/// The node's last signed tree head: a witness of how far the log reached.
+const TREE_HEAD_FILE: &str = "tree-head";
+const TREE_HEAD_MAGIC: &[u8; 8] = b"CERCLTH1";
+/// Every loss an operator accepted, one JSON object a line.
+const LOSSES_FILE: &str = "LOSSES.jsonl";
+const TREE_HEAD_BYTES: usize = 8 + 8 + 32 + 8 + 64;
 const LOG_FILE: &str = "entries.log";
 const STATE_DIR: &str = "state";
 const LOCK_FILE: &str = "LOCK";
@@ -82,6 +91,15 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("the log does not replay: {0}")]
     Replay(#[from] ReplayError),
+    /// The log lost or changed entries that were committed. Nothing was changed.
+    #[error(
+        "the log {path} is corrupt at entry {} (byte {}): {}; {}. Nothing was changed. To recover, restore the data directory from a backup, or accept the loss of entry {} and every later one with `cercle-node recover --accept-loss` (it keeps the damaged file and records the loss)",
+        damage.sequence, damage.offset, damage.reason, damage.why_not_torn, damage.sequence
+    )]
+    LogCorrupt { path: String, damage: log::Damage },
+    /// A bound of the storage format would be broken.
+    #[error("{0}")]
+    Bound(String),
 }
 
 fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
@@ -214,17 +232,25 @@ fn put_invoice(batch: &mut sled::Batch, invoice: &Invoice, sequence: u64) {
 }
 
 fn encode_head(head: &Head) -> Vec<u8> {
-    let mut v = Vec::with_capacity(49);
-    v.push(RECORD_VERSION);
+    let mut v = Vec::with_capacity(HEAD_BYTES);
+    v.push(HEAD_VERSION);
     v.extend_from_slice(&head.size.to_be_bytes());
     v.extend_from_slice(&head.hash);
     v.extend_from_slice(&head.timestamp_ms.to_be_bytes());
+    let crc = crc32fast::hash(&v);
+    v.extend_from_slice(&crc.to_be_bytes());
     v
 }
 
+/// The head record is checksummed: it is a witness of the log's size, so a damaged one
+/// must not pass for a true one.
 fn decode_head(v: &[u8]) -> Result<Head, StoreError> {
-    if v.len() != 49 || v[0] != RECORD_VERSION {
+    if v.len() != HEAD_BYTES || v[0] != HEAD_VERSION {
         return Err(corrupt(HEAD_KEY, "bad length or version"));
+    }
+    let (body, crc) = v.split_at(HEAD_BYTES - 4);
+    if crc32fast::hash(body).to_be_bytes() != crc {
+        return Err(corrupt(HEAD_KEY, "checksum mismatch"));
     }
     let mut size = [0u8; 8];
     size.copy_from_slice(&v[1..9]);
@@ -313,7 +339,181 @@ fn index_history(batch: &mut sled::Batch, account: &AccountId, sequence: u64) {
     batch.insert(history_key(account, sequence), &[]);
 }
 
+/// What `Store::accept_loss` did.
+#[derive(Debug, Clone)]
+pub struct LossReport {
+    /// Entries the log holds now.
+    pub kept_entries: u64,
+    /// Entries the log or a witness said had been committed: the difference is lost.
+    pub claimed_entries: u64,
+    /// What was wrong after the kept entries (`None`: the log was only short).
+    pub damage: Option<String>,
+    /// Where the damaged log was kept.
+    pub damaged_file: String,
+}
+
+/// What one pass over the log gave: the open log, the replayed ledger, and the entries
+/// the state has not applied yet.
+struct Replayed {
+    log: LogFile,
+    recovery: log::Recovery,
+    ledger: Ledger,
+    missing: Vec<(RecordPos, OperationId)>,
+}
+
+/// One pass over the log: check each record against the chain and the witnesses, replay
+/// it, and keep the positions of the entries after `state_size` (to roll the state forward).
+fn replay_log(
+    dir: &Path,
+    genesis: &Genesis,
+    options: OpenOptions,
+    state_size: u64,
+    witnesses: &[Witness],
+) -> Result<Replayed, StoreError> {
+    let mut replayer = Replayer::new(genesis.clone(), options.verify_signatures);
+    let mut missing: Vec<(RecordPos, OperationId)> = Vec::new();
+    let (log, recovery) = LogFile::open(&dir.join(LOG_FILE), genesis, witnesses, |entry, pos| {
+        let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
+        replayer.replay(entry, op.as_ref().map_err(Clone::clone))?;
+        if entry.sequence > state_size
+            && let Ok(op) = &op
+        {
+            missing.push((pos, op.id));
+        }
+        Ok(())
+    })?;
+    Ok(Replayed { log, recovery, ledger: replayer.into_ledger(), missing })
+}
+
+/// The node's last signed tree head, as a witness, if the file is there and its signature
+/// holds. A damaged file is reported and left out: the other witnesses still hold.
+fn read_tree_head(dir: &Path, genesis: &Genesis) -> Option<Witness> {
+    let path = dir.join(TREE_HEAD_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the last signed tree head");
+            return None;
+        }
+    };
+    match decode_tree_head(&bytes, genesis) {
+        Ok((head, _)) => Some(Witness {
+            source: format!("the node's last signed tree head ({})", path.display()),
+            size: head.tree_size,
+            check: WitnessCheck::Root(head.root_hash),
+        }),
+        Err(reason) => {
+            tracing::warn!(path = %path.display(), %reason, "the last signed tree head is damaged; ignoring it");
+            None
+        }
+    }
+}
+
+fn decode_tree_head(bytes: &[u8], genesis: &Genesis) -> Result<(TreeHead, [u8; 64]), String> {
+    if bytes.len() != TREE_HEAD_BYTES || &bytes[..8] != TREE_HEAD_MAGIC {
+        return Err("not a tree-head file of this version".into());
+    }
+    let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+    let mut root_hash = [0u8; 32];
+    root_hash.copy_from_slice(&bytes[16..48]);
+    let mut signature = [0u8; 64];
+    signature.copy_from_slice(&bytes[56..120]);
+    let head =
+        TreeHead { ledger_id: genesis.ledger_id, tree_size: u64_at(8), root_hash, timestamp_ms: u64_at(48) };
+    head.verify(&genesis.node_key, &signature).map_err(|e| format!("its signature: {e}"))?;
+    Ok((head, signature))
+}
+
 impl Store {
+    /// Persists the node's signed tree head (`tree-head`, written to a temporary file,
+    /// synced, renamed, and the directory synced): the witness that the log held at least
+    /// `head.tree_size` entries with this root. Call it only for a size whose entries are
+    /// durable.
+    pub fn write_tree_head(&self, head: &TreeHead, signature: &[u8; 64]) -> Result<(), StoreError> {
+        head.verify(&self.genesis.node_key, signature)
+            .map_err(|e| StoreError::Bound(format!("a tree head not signed by the node key: {e}")))?;
+        let mut bytes = Vec::with_capacity(TREE_HEAD_BYTES);
+        bytes.extend_from_slice(TREE_HEAD_MAGIC);
+        bytes.extend_from_slice(&head.tree_size.to_be_bytes());
+        bytes.extend_from_slice(&head.root_hash);
+        bytes.extend_from_slice(&head.timestamp_ms.to_be_bytes());
+        bytes.extend_from_slice(signature);
+        let tmp = self.dir.join("tree-head.tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        std::io::Write::write_all(&mut file, &bytes).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, self.dir.join(TREE_HEAD_FILE)).map_err(io(&self.dir))?;
+        sync_dir(&self.dir)
+    }
+
+    /// The tree head last written by `write_tree_head`, if any.
+    pub fn last_tree_head(&self) -> Option<TreeHead> {
+        let bytes = std::fs::read(self.dir.join(TREE_HEAD_FILE)).ok()?;
+        decode_tree_head(&bytes, &self.genesis).ok().map(|(h, _)| h)
+    }
+
+    /// Accepts the loss of a corrupt log's damaged part, explicitly: keeps its good prefix
+    /// as the log, keeps the damaged file beside it (`entries.log.damaged-<ms>`), sets the
+    /// witnesses that claimed more aside (the state and the last tree head, renamed, not
+    /// deleted), and appends what was lost to `LOSSES.jsonl`. The next start rebuilds the
+    /// state from what is left. `now_ms` names the files and dates the record.
+    pub fn accept_loss(dir: &Path, now_ms: u64) -> Result<LossReport, StoreError> {
+        if !Store::exists(dir) {
+            return Err(StoreError::NotInitialised(dir.display().to_string()));
+        }
+        let _lock = lock_dir(dir)?;
+        let genesis_path = dir.join(GENESIS_FILE);
+        let bytes = std::fs::read(&genesis_path).map_err(io(&genesis_path))?;
+        let genesis = Genesis::decode(&bytes).map_err(|e| corrupt(GENESIS_FILE.as_bytes(), e))?;
+        let log_path = dir.join(LOG_FILE);
+        let (kept, end, damage) = LogFile::good_prefix(&log_path, &genesis)?;
+        let claimed = read_tree_head(dir, &genesis).map_or(0, |w| w.size);
+        let claimed = match open_state(&dir.join(STATE_DIR)) {
+            Ok(db) => read_state_head(&db, &genesis).map_or(claimed, |h| h.size.max(claimed)),
+            Err(_) => claimed,
+        };
+        // The good prefix becomes the log, through a new file: the damaged one is kept whole.
+        let damaged = dir.join(format!("{LOG_FILE}.damaged-{now_ms}"));
+        let fresh = dir.join(format!("{LOG_FILE}.new"));
+        {
+            let mut from = std::fs::File::open(&log_path).map_err(io(&log_path))?;
+            let mut to = std::fs::File::create(&fresh).map_err(io(&fresh))?;
+            std::io::copy(&mut std::io::Read::take(&mut from, end), &mut to).map_err(io(&fresh))?;
+            to.sync_all().map_err(io(&fresh))?;
+        }
+        std::fs::rename(&log_path, &damaged).map_err(io(&log_path))?;
+        std::fs::rename(&fresh, &log_path).map_err(io(&fresh))?;
+        for name in [TREE_HEAD_FILE, STATE_DIR] {
+            let from = dir.join(name);
+            if from.exists() {
+                let to = dir.join(format!("{name}.before-loss-{now_ms}"));
+                std::fs::rename(&from, &to).map_err(io(&from))?;
+            }
+        }
+        let report = LossReport {
+            kept_entries: kept,
+            claimed_entries: claimed.max(kept),
+            damage,
+            damaged_file: damaged.display().to_string(),
+        };
+        let line = format!(
+            "{{\"time_ms\":{now_ms},\"kept_entries\":{},\"claimed_entries\":{},\"first_lost_sequence\":{},\"damaged_file\":{:?},\"reason\":{:?}}}\n",
+            report.kept_entries,
+            report.claimed_entries,
+            kept + 1,
+            report.damaged_file,
+            report.damage.as_deref().unwrap_or("the log is shorter than what was committed"),
+        );
+        let losses = dir.join(LOSSES_FILE);
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&losses).map_err(io(&losses))?;
+        std::io::Write::write_all(&mut file, line.as_bytes()).map_err(io(&losses))?;
+        file.sync_all().map_err(io(&losses))?;
+        sync_dir(dir)?;
+        Ok(report)
+    }
+
     /// True when `dir` holds a Cercle ledger.
     pub fn exists(dir: &Path) -> bool {
         dir.join(GENESIS_FILE).exists()
@@ -337,8 +537,10 @@ impl Store {
         Ok(())
     }
 
-    /// Opens the ledger in `dir`: recovers the log (cutting a torn tail), replays it, and
-    /// brings the state in line with it (verified, rolled forward, or rebuilt).
+    /// Opens the ledger in `dir`: recovers the log (cutting a torn tail, refusing
+    /// corruption without touching anything), replays it, and brings the state in line with
+    /// it (verified, rolled forward, or rebuilt). A state that cannot be opened or read, or
+    /// that disagrees with the log, is rebuilt: never a reason not to start.
     pub fn open(dir: &Path, options: OpenOptions) -> Result<(Store, Ledger, OpenReport), StoreError> {
         if !Store::exists(dir) {
             return Err(StoreError::NotInitialised(dir.display().to_string()));
@@ -347,74 +549,100 @@ impl Store {
         let genesis_path = dir.join(GENESIS_FILE);
         let bytes = std::fs::read(&genesis_path).map_err(io(&genesis_path))?;
         let genesis = Genesis::decode(&bytes).map_err(|e| corrupt(GENESIS_FILE.as_bytes(), e))?;
-        let db = open_state(&dir.join(STATE_DIR))?;
-        // No head yet: a new (or freshly cleared) state, which is the empty prefix of any
-        // log. An unreadable head: unknown, so the state is rebuilt.
-        let state_head = match db.get(HEAD_KEY) {
-            Ok(Some(v)) => decode_head(&v).ok(),
-            Ok(None) => Some(Head::empty(&genesis)),
+        let state_path = dir.join(STATE_DIR);
+        // The state is opened before the log is read (its head is a witness), but it is
+        // not moved aside, whatever its condition, until the log is known to be sound.
+        let opened = open_state(&state_path);
+        let state_head = match &opened {
+            Ok(db) => read_state_head(db, &genesis),
             Err(_) => None,
         };
-        let state_size = state_head.map_or(0, |h| h.size);
-
-        // One pass over the log: check each record, replay it, and keep the positions of
-        // the entries the state has not applied yet (to roll it forward).
-        let mut replayer = Replayer::new(genesis.clone(), options.verify_signatures);
-        let mut hash_at_state_size = (state_size == 0).then(|| genesis.hash());
-        let mut missing: Vec<(RecordPos, OperationId)> = Vec::new();
-        let (log, recovery) = LogFile::open(&dir.join(LOG_FILE), &genesis, |entry, pos| {
-            let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
-            replayer.replay(entry, op.as_ref().map_err(Clone::clone))?;
-            if entry.sequence == state_size {
-                hash_at_state_size = Some(entry.hash());
-            }
-            if entry.sequence > state_size
-                && let Ok(op) = &op
-            {
-                missing.push((pos, op.id));
-            }
-            Ok(())
-        })?;
-        let ledger = replayer.into_ledger();
+        let mut witnesses: Vec<Witness> = read_tree_head(dir, &genesis).into_iter().collect();
+        if let Some(h) = state_head.filter(|h| h.size > 0) {
+            witnesses.push(Witness {
+                source: format!("the state database ({})", state_path.display()),
+                size: h.size,
+                check: WitnessCheck::EntryHash(h.hash),
+            });
+        }
+        let replayed = replay_log(dir, &genesis, options, state_head.map_or(0, |h| h.size), &witnesses)?;
+        let db = match opened {
+            Ok(db) => db,
+            Err(reason) => fresh_state(&state_path, &reason)?,
+        };
         let store = Store {
             dir: dir.to_path_buf(),
             genesis,
-            log,
+            log: replayed.log,
             db,
             _lock: lock,
             frontier: Mutex::new(Frontier::new()),
         };
-
-        let state_is_prefix = state_head.is_some_and(|h| h.size <= ledger.head().size)
-            && hash_at_state_size.is_some()
-            && state_head.map(|h| h.hash) == hash_at_state_size;
-        let outcome = if state_is_prefix && state_size < ledger.head().size {
-            store.roll_forward(&ledger, state_size, &missing)?;
-            OpenOutcome::RolledForward(ledger.head().size - state_size)
-        } else if state_is_prefix {
-            OpenOutcome::Verified
-        } else {
-            tracing::warn!(
-                state_size,
-                log_size = ledger.head().size,
-                "the state does not match the log; rebuilding it from the log"
-            );
-            store.rebuild_state(&ledger)?;
-            OpenOutcome::Rebuilt
+        let ledger = replayed.ledger;
+        let outcome = match state_head {
+            Some(h) if h.size == ledger.head().size => OpenOutcome::Verified,
+            Some(h) if h.size < ledger.head().size => OpenOutcome::RolledForward(ledger.head().size - h.size),
+            _ => OpenOutcome::Rebuilt,
         };
-        let stored = State::from_parts(&store.genesis, store.accounts()?, store.invoices(None)?);
-        if stored.digest() != ledger.state().digest() || store.head()? != *ledger.head() {
-            if outcome == OpenOutcome::Rebuilt {
-                return Err(corrupt(b"state", "the rebuilt state does not match the log"));
+        let store = store.reconcile(&ledger, outcome, &replayed.missing)?;
+        let outcome = store.1;
+        let store = store.0;
+        Ok((store, ledger, OpenReport { outcome, recovery: replayed.recovery }))
+    }
+
+    /// Brings the state to the replayed `ledger`: rolls it forward or rebuilds it, then
+    /// checks everything it derived. Any failure of the state (an error, or a panic inside
+    /// sled) means a rebuild from scratch, once; a rebuilt state that still disagrees is an
+    /// error.
+    fn reconcile(
+        mut self,
+        ledger: &Ledger,
+        planned: OpenOutcome,
+        missing: &[(RecordPos, OperationId)],
+    ) -> Result<(Store, OpenOutcome), StoreError> {
+        let attempt = |store: &Store, outcome: OpenOutcome| -> Result<(), String> {
+            let run = || -> Result<(), StoreError> {
+                match outcome {
+                    OpenOutcome::Verified => {}
+                    OpenOutcome::RolledForward(n) => {
+                        let start = ledger.head().size - n;
+                        store.roll_forward(ledger, start, &missing[missing.len() - n as usize..])?
+                    }
+                    OpenOutcome::Rebuilt => store.rebuild_state(ledger)?,
+                }
+                store.check_derived(ledger)?;
+                store.load_frontier(ledger.head().size)
+            };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the state database panicked while it was read".into()),
             }
-            tracing::warn!("the state's accounts do not match the log; rebuilding the state from the log");
-            store.rebuild_state(&ledger)?;
-            store.load_frontier(ledger.head().size)?;
-            let report = OpenReport { outcome: OpenOutcome::Rebuilt, recovery };
-            return Ok((store, ledger, report));
+        };
+        let Err(reason) = attempt(&self, planned) else { return Ok((self, planned)) };
+        if planned == OpenOutcome::Rebuilt {
+            return Err(corrupt(b"state", format!("the rebuilt state does not match the log: {reason}")));
         }
-        store.load_frontier(ledger.head().size)?;
-        Ok((store, ledger, OpenReport { outcome, recovery }))
+        tracing::warn!(%reason, "the state does not match the log; rebuilding it from the log");
+        let path = self.dir.join(STATE_DIR);
+        self.db = fresh_state_replacing(self.db, &path, &reason)?;
+        attempt(&self, OpenOutcome::Rebuilt).map_err(|reason| {
+            corrupt(b"state", format!("the rebuilt state does not match the log: {reason}"))
+        })?;
+        Ok((self, OpenOutcome::Rebuilt))
+    }
+
+    /// Checks what the state derived against the replayed ledger: every account, every
+    /// invoice, the head.
+    fn check_derived(&self, ledger: &Ledger) -> Result<(), StoreError> {
+        let stored = State::from_parts(&self.genesis, self.accounts()?, self.invoices(None)?);
+        if stored.digest() != ledger.state().digest() {
+            return Err(corrupt(b"state", "its accounts or invoices differ from the log's"));
+        }
+        if self.head()? != *ledger.head() {
+            return Err(corrupt(HEAD_KEY, "its head differs from the log's"));
+        }
+        Ok(())
     }
 
     fn load_frontier(&self, size: u64) -> Result<(), StoreError> {
@@ -444,7 +672,7 @@ impl Store {
     /// after the last durable group.
     pub fn replay_log(&self) -> Result<Ledger, StoreError> {
         let mut replayer = Replayer::new(self.genesis.clone(), false);
-        LogFile::open(&self.dir.join(LOG_FILE), &self.genesis, |entry, _| {
+        LogFile::open(&self.dir.join(LOG_FILE), &self.genesis, &[], |entry, _| {
             let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
             replayer.replay(entry, op.as_ref().map_err(Clone::clone))?;
             Ok(())
@@ -520,7 +748,7 @@ impl Store {
         let mut all = Vec::new();
         let genesis = self.genesis.clone();
         // A second pass over the log for the positions; the first one already checked it.
-        let (_, _) = LogFile::open(&self.dir.join(LOG_FILE), &genesis, |entry, pos| {
+        let (_, _) = LogFile::open(&self.dir.join(LOG_FILE), &genesis, &[], |entry, pos| {
             if let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) {
                 all.push((pos, op.id));
             }
@@ -800,47 +1028,64 @@ impl HashSource for Store {
     }
 }
 
-/// Opens the sled state. A state that sled finds corrupt (say, after a power cut) is moved
-/// aside, with a warning, and a fresh one is created: it will be rebuilt from the log.
-/// Any other failure (an I/O error, a lock still held) is returned as is: the directory is
-/// locked by `Store::open` before this runs, so nothing else can be using the state, and
-/// moving a state aside on a transient error would only throw work away.
-fn open_state(path: &Path) -> Result<sled::Db, StoreError> {
+/// Opens the sled state, or says why it cannot: sled's own errors and its panics (a
+/// damaged database can make sled 0.34 panic while it recovers) alike. A lock still held
+/// is waited for, within a bound: the directory is locked by `Store::open` before this
+/// runs, so nothing else can be using the state.
+fn open_state(path: &Path) -> Result<sled::Db, String> {
     let deadline = std::time::Instant::now() + STATE_LOCK_WAIT;
     loop {
-        match sled::Config::new().path(path).cache_capacity(STATE_CACHE_BYTES).open() {
-            Ok(db) => return Ok(db),
+        let open = || sled::Config::new().path(path).cache_capacity(STATE_CACHE_BYTES).open();
+        match std::panic::catch_unwind(open) {
+            Ok(Ok(db)) => return Ok(db),
             // sled 0.34 may release its file lock a moment after its last handle is
             // dropped in this process (spacejam/sled#1234): wait for it, within a bound.
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
+            Ok(Err(sled::Error::Io(e)))
+                if (e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock"))
+                    && std::time::Instant::now() < deadline =>
             {
-                if std::time::Instant::now() >= deadline {
-                    return Err(StoreError::Io { path: path.display().to_string(), source: e });
-                }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(
-                e @ (sled::Error::Corruption { .. }
-                | sled::Error::Unsupported(_)
-                | sled::Error::ReportableBug(_)),
-            ) => {
-                let mut aside = path.with_extension("broken");
-                let mut n = 1;
-                while aside.exists() {
-                    aside = path.with_extension(format!("broken.{n}"));
-                    n += 1;
-                }
-                tracing::warn!(
-                    error = %e,
-                    moved_to = %aside.display(),
-                    "the state database is corrupt; moving it aside and rebuilding it from the log"
-                );
-                std::fs::rename(path, &aside).map_err(io(path))?;
-                return Ok(sled::Config::new().path(path).cache_capacity(STATE_CACHE_BYTES).open()?);
-            }
-            Err(e) => return Err(e.into()),
+            Ok(Err(e)) => return Err(format!("sled cannot open it: {e}")),
+            Err(_) => return Err("sled panicked while opening it".into()),
         }
+    }
+}
+
+/// Moves the state at `path` aside (it is derived: never deleted, in case a person wants
+/// to look at it) and opens a fresh one, to be rebuilt from the log.
+fn fresh_state(path: &Path, reason: &str) -> Result<sled::Db, StoreError> {
+    if path.exists() {
+        let mut aside = path.with_extension("broken");
+        let mut n = 1;
+        while aside.exists() {
+            aside = path.with_extension(format!("broken.{n}"));
+            n += 1;
+        }
+        tracing::warn!(
+            %reason,
+            moved_to = %aside.display(),
+            "the state database cannot be used; moving it aside and rebuilding it from the log"
+        );
+        std::fs::rename(path, &aside).map_err(io(path))?;
+    }
+    open_state(path).map_err(|reason| corrupt(b"state", reason))
+}
+
+/// `fresh_state` for a state that is open: closes it first.
+fn fresh_state_replacing(db: sled::Db, path: &Path, reason: &str) -> Result<sled::Db, StoreError> {
+    drop(db);
+    fresh_state(path, reason)
+}
+
+/// The head the state has applied: `Head::empty` for a new state, `None` when it cannot
+/// be read or fails its checksum (then the state is not a witness and will be rebuilt).
+fn read_state_head(db: &sled::Db, genesis: &Genesis) -> Option<Head> {
+    let read = || db.get(HEAD_KEY);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(Ok(None)) => Some(Head::empty(genesis)),
+        Ok(Ok(Some(v))) => decode_head(&v).ok(),
+        Ok(Err(_)) | Err(_) => None,
     }
 }
 
@@ -1017,40 +1262,119 @@ mod tests {
         assert_eq!(store.history(&AccountId::parse("payee").unwrap(), 0, 10).unwrap().0.len(), 2);
     }
 
-    #[test]
-    fn a_torn_tail_is_cut_back_to_the_last_complete_entry() {
+    /// Runs `ops` through a ledger and commits them as one group.
+    fn write_group(store: &Store, ledger: &mut Ledger, ops: &[(Keypair, Operation)]) {
+        let mut accepted = Vec::new();
+        for (key, op) in ops {
+            let body = cercle_proto::encode_operation(op);
+            let envelope = Envelope {
+                signature: key.sign_op(&ledger.genesis().ledger_id, &body),
+                body,
+                signer: key.public_key(),
+            };
+            let (entry, effects) = ledger.execute(1_000, envelope, op).unwrap();
+            let accounts =
+                effects.touched.iter().map(|a| ledger.state().account(a).unwrap().clone()).collect();
+            accepted.push(Accepted { entry, operation_id: op.id, accounts, invoices: vec![] });
+        }
+        store.commit(&accepted, ledger.head()).unwrap();
+    }
+
+    fn pay(n: u8, firm: &Keypair) -> (Keypair, Operation) {
+        let mut op = ops(&Keypair::from_seed(&[1; 32]), firm).pop().unwrap().1;
+        op.id = OperationId([n; 16]);
+        (firm.clone(), op)
+    }
+
+    /// A ledger of two registrations, each its own group, with a copy of the state as it
+    /// was then; then `groups` written after it. Returns the directory, the saved state,
+    /// and the log's bytes.
+    fn ledger_with(groups: &[&[u8]]) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let admin = Keypair::from_seed(&[1; 32]);
         let firm = Keypair::from_seed(&[2; 32]);
-        let g = genesis(&admin);
-        Store::create(dir.path(), &g).unwrap();
-        {
-            let (store, mut ledger, _) = open(dir.path());
-            write(&store, &mut ledger, &ops(&admin, &firm));
+        Store::create(dir.path(), &genesis(&admin)).unwrap();
+        let all = ops(&admin, &firm);
+        let (store, mut ledger, _) = open(dir.path());
+        write(&store, &mut ledger, &all[..2]);
+        store.close().unwrap();
+        let saved = dir.path().join("saved-state");
+        copy_dir(&dir.path().join(STATE_DIR), &saved);
+        for group in groups {
+            let payments: Vec<_> = group.iter().map(|n| pay(*n, &firm)).collect();
+            write_group(&store, &mut ledger, &payments);
         }
-        let log_path = dir.path().join(LOG_FILE);
-        let full = std::fs::read(&log_path).unwrap();
+        drop(store);
+        let log = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+        (dir, saved, log)
+    }
+
+    /// Puts `log` and the saved state (two entries applied) in place: the state of a crash
+    /// before any later group was acknowledged.
+    fn crash_with(dir: &Path, saved: &Path, log: &[u8]) {
+        std::fs::remove_dir_all(dir.join(STATE_DIR)).unwrap();
+        copy_dir(saved, &dir.join(STATE_DIR));
+        std::fs::write(dir.join(LOG_FILE), log).unwrap();
+    }
+
+    /// Where each record of `log` starts.
+    fn record_starts(log: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut at = log::HEADER_BYTES as usize;
+        while at < log.len() {
+            out.push(at);
+            at += log::RECORD_HEADER_BYTES + u32::from_be_bytes(log[at..at + 4].try_into().unwrap()) as usize;
+        }
+        out
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_back_to_the_last_complete_entry() {
+        let (dir, saved, full) = ledger_with(&[&[3]]);
+        let last_start = record_starts(&full)[2];
         // Every possible torn length of the last record: back to two entries.
-        let last_start = {
-            let (store, _, _) = open(dir.path());
-            let v = store.db.get(log_key(3)).unwrap().unwrap();
-            decode_pos(b"l", &v).unwrap().0.offset as usize
-        };
         for cut in [last_start + 1, last_start + 8, full.len() - 1] {
-            std::fs::write(&log_path, &full[..cut]).unwrap();
+            crash_with(dir.path(), &saved, &full[..cut]);
             let (_, ledger, report) = Store::open(dir.path(), OpenOptions::default()).unwrap();
             assert_eq!(ledger.head().size, 2, "cut at {cut}");
             assert_eq!(report.recovery.cut_bytes, (cut - last_start) as u64);
             assert!(report.recovery.cut_reason.is_some());
-            assert_eq!(std::fs::metadata(&log_path).unwrap().len(), last_start as u64);
+            assert_eq!(std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(), last_start as u64);
         }
         // A flipped byte in the last record: its checksum catches it.
         let mut damaged = full.clone();
         damaged[full.len() - 3] ^= 0x40;
-        std::fs::write(&log_path, &damaged).unwrap();
+        crash_with(dir.path(), &saved, &damaged);
         let (_, ledger, report) = Store::open(dir.path(), OpenOptions::default()).unwrap();
         assert_eq!(ledger.head().size, 2);
         assert!(report.recovery.cut_reason.unwrap().contains("checksum"));
+    }
+
+    #[test]
+    fn a_hole_in_the_last_group_is_torn_but_damage_before_a_later_group_is_corruption() {
+        // One group of three entries (3, 4, 5): its pages may reach the disk out of order,
+        // so a damaged entry 4 followed by a good entry 5 of the same group is torn.
+        let (dir, saved, full) = ledger_with(&[&[3, 4, 5]]);
+        let starts = record_starts(&full);
+        let mut damaged = full.clone();
+        damaged[starts[3] + 20] ^= 0x01;
+        crash_with(dir.path(), &saved, &damaged);
+        let (_, ledger, report) = Store::open(dir.path(), OpenOptions::default()).unwrap();
+        assert_eq!(ledger.head().size, 3);
+        assert_eq!(report.recovery.cut_bytes, (full.len() - starts[3]) as u64);
+        // Groups (3), (4): entry 4 was written after entry 3's group was synced, so damage
+        // to entry 3 is corruption, whatever the state says.
+        let (dir, saved, full) = ledger_with(&[&[3], &[4]]);
+        let starts = record_starts(&full);
+        let mut damaged = full.clone();
+        damaged[starts[2] + 20] ^= 0x01;
+        crash_with(dir.path(), &saved, &damaged);
+        let log_before = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+        let err = Store::open(dir.path(), OpenOptions::default()).err().unwrap();
+        let message = err.to_string();
+        assert!(message.contains(&format!("corrupt at entry 3 (byte {})", starts[2])), "{message}");
+        assert!(message.contains("a good record of a later group (entry 4"), "{message}");
+        assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).unwrap(), log_before, "nothing changed");
     }
 
     fn copy_dir(from: &Path, to: &Path) {

@@ -1,16 +1,27 @@
 //! The log file: the append-only, checksummed sequence of entries that is the ledger's
 //! source of truth.
 //!
-//! Format: an 8-byte magic `CERCLOG1`, the 32-byte genesis hash, then records
-//! `len: u32 BE | crc32: u32 BE | payload`, where the payload is `Entry::encode` and the
-//! CRC (IEEE) covers the payload. A group of records is written with one `write` and made
-//! durable with one `fdatasync` before anyone is told it was accepted.
+//! Format: an 8-byte magic `CERCLOG2`, the 32-byte genesis hash, then records
+//! `len: u32 BE | index: u16 BE | crc32: u32 BE | payload`, where the payload is
+//! `Entry::encode`, `index` is the record's place in the group it was written with (0 for
+//! the group's first entry) and the CRC (IEEE) covers `len`, `index` and the payload. A
+//! group of records is written with one `write` and made durable with one `fdatasync`
+//! before anyone is told it was accepted, and the next group is written only after that.
 //!
-//! Recovery (`LogFile::open`): records are read and checked (length bound, CRC, decoding,
-//! sequence and hash chain) from the start. The first bad record ends the log: what follows
-//! it is a torn or corrupt tail, which can only hold entries that were never acknowledged,
-//! and it is cut off with a warning. A tail longer than `TORN_TAIL_BYTES_MAX` cannot come
-//! from one interrupted group, so it is not cut: opening fails and a person decides.
+//! Recovery (`LogFile::open`) reads every record from the start and checks it (length
+//! bound, CRC, decoding, sequence and hash chain), computing the Merkle root on the way.
+//! What it finds is one of three things:
+//! - a clean log: every byte is a good record;
+//! - a torn tail: damage that can only be the last group's interrupted write. It lies in
+//!   the last `TORN_TAIL_BYTES_MAX` bytes, no record of a later group follows it (a record's
+//!   `index` says where its group began: pages of the one group in flight may reach the
+//!   disk out of order, but a later group is written only after the earlier one was
+//!   synced), and the entries before it are at least what every durable witness says was
+//!   committed. It held only unacknowledged entries and is cut off, with a warning;
+//! - corruption: anything else. Damage followed by a record of a later group, a log shorter
+//!   than a witness (the node's last signed tree head, the derived state's head), or a log
+//!   whose first entries do not hash to what a witness recorded. Opening fails, naming the
+//!   first bad entry and its byte offset, and nothing is changed: a person decides.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -18,32 +29,54 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use cercle_core::merkle::{self, Frontier, Hash};
 use cercle_core::{Entry, Genesis};
 
 use crate::StoreError;
 
-const MAGIC: &[u8; 8] = b"CERCLOG1";
+const MAGIC: &[u8; 8] = b"CERCLOG2";
 /// Bytes before the first record: magic and genesis hash.
 pub const HEADER_BYTES: u64 = 8 + 32;
-/// Bytes of a record's header: length and CRC.
-const RECORD_HEADER_BYTES: usize = 8;
+/// Bytes of a record's header: length, index in its group, CRC.
+pub const RECORD_HEADER_BYTES: usize = 10;
 /// Largest encoded entry. An operation's entry is a 4 KiB body plus the fixed fields and a
 /// few balances (under 8 KiB); a clearing run's entry also holds its record, 32 bytes per
 /// cleared invoice and 29 plus the handle per firm, and 12 plus the handle per changed
 /// balance: at most about 26.5 MB at `CLEARING_OBLIGATIONS_MAX` and `CLEARING_FIRMS_MAX`
 /// with 32-character handles (measured by the benchmark: 8.4 MiB for 261,369 invoices).
 pub const ENTRY_BYTES_MAX: usize = 32 * 1024 * 1024;
-/// Longest tail that recovery cuts off on its own: more than one group can hold (the
-/// writer puts a clearing run in a group of its own, and other groups are at most
-/// `WRITE_BATCH_MAX` entries under 8 KiB), so anything longer is damage to acknowledged
-/// entries, not a torn write.
-pub const TORN_TAIL_BYTES_MAX: u64 = 40 * 1024 * 1024;
+/// Most records in one group (a record's `index` is below it).
+pub const GROUP_RECORDS_MAX: usize = 1024;
+/// Longest tail that recovery may cut on its own: one group, which is at most one entry of
+/// `ENTRY_BYTES_MAX` (a clearing run is written alone) or `GROUP_RECORDS_MAX` records of
+/// ordinary entries (under 8 KiB each). Damage further from the end is corruption.
+pub const TORN_TAIL_BYTES_MAX: u64 = (ENTRY_BYTES_MAX + RECORD_HEADER_BYTES) as u64;
+const _: () = assert!(TORN_TAIL_BYTES_MAX >= (GROUP_RECORDS_MAX * (8 * 1024 + RECORD_HEADER_BYTES)) as u64);
 
 /// Where a record lives in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordPos {
     pub offset: u64,
     pub len: u32,
+}
+
+/// A durable record, outside the log, of how far the log reached: the log may not be
+/// shorter, and its first `size` entries must be the ones it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witness {
+    /// Where the record comes from, for messages: "the signed tree head in tree-head".
+    pub source: String,
+    pub size: u64,
+    pub check: WitnessCheck,
+}
+
+/// What a witness says the first `size` entries are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitnessCheck {
+    /// The Merkle root of the first `size` entries (a signed tree head).
+    Root(Hash),
+    /// The hash of entry `size` (`Entry::hash`), which chains to every earlier one.
+    EntryHash(Hash),
 }
 
 /// What recovery found.
@@ -55,6 +88,19 @@ pub struct Recovery {
     pub cut_bytes: u64,
     /// Why the tail was cut, when it was.
     pub cut_reason: Option<String>,
+}
+
+/// The first damaged record of a log, and why the log is corrupt rather than torn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The sequence the first bad entry should have had.
+    pub sequence: u64,
+    /// Its byte offset in the file.
+    pub offset: u64,
+    /// What is wrong with it.
+    pub reason: String,
+    /// Why this cannot be a torn write.
+    pub why_not_torn: String,
 }
 
 pub struct LogFile {
@@ -80,10 +126,81 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-fn encode_record(entry_bytes: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(entry_bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32fast::hash(entry_bytes).to_be_bytes());
+fn record_crc(len: u32, index: u16, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len.to_be_bytes());
+    h.update(&index.to_be_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn encode_record(entry_bytes: &[u8], index: u16, out: &mut Vec<u8>) {
+    let len = entry_bytes.len() as u32;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&index.to_be_bytes());
+    out.extend_from_slice(&record_crc(len, index, entry_bytes).to_be_bytes());
     out.extend_from_slice(entry_bytes);
+}
+
+/// A record header, read.
+#[derive(Debug, Clone, Copy)]
+struct RecordHeader {
+    len: u32,
+    index: u16,
+    crc: u32,
+}
+
+impl RecordHeader {
+    fn parse(b: &[u8; RECORD_HEADER_BYTES]) -> Self {
+        RecordHeader {
+            len: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            index: u16::from_be_bytes([b[4], b[5]]),
+            crc: u32::from_be_bytes([b[6], b[7], b[8], b[9]]),
+        }
+    }
+
+    fn plausible(&self) -> bool {
+        self.len != 0 && self.len as usize <= ENTRY_BYTES_MAX && usize::from(self.index) < GROUP_RECORDS_MAX
+    }
+}
+
+/// Reading the log from the start: the chain so far, and the witnesses still to check.
+struct Scan<'a> {
+    entries: u64,
+    prev_hash: Hash,
+    frontier: Frontier,
+    witnesses: &'a [Witness],
+    /// Which witness failed, if one did (its index and what it found).
+    witness_failed: Option<(usize, String)>,
+}
+
+impl Scan<'_> {
+    /// Takes a good entry, then checks every witness whose size it reaches.
+    fn push(&mut self, entry_bytes: &[u8], hash: Hash) -> Result<(), StoreError> {
+        self.frontier
+            .push(merkle::leaf_hash(entry_bytes))
+            .map_err(|e| StoreError::Corrupt { key: "log".into(), reason: format!("Merkle tree: {e}") })?;
+        self.prev_hash = hash;
+        self.entries += 1;
+        for (i, w) in self.witnesses.iter().enumerate() {
+            if w.size != self.entries || self.witness_failed.is_some() {
+                continue;
+            }
+            let matches = match w.check {
+                WitnessCheck::Root(root) => self.frontier.root() == root,
+                WitnessCheck::EntryHash(h) => hash == h,
+            };
+            if !matches {
+                self.witness_failed = Some((i, format!("the first {} entries differ from them", w.size)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The largest size a witness vouches for.
+    fn committed(&self) -> Option<&Witness> {
+        self.witnesses.iter().max_by_key(|w| w.size)
+    }
 }
 
 impl LogFile {
@@ -101,90 +218,54 @@ impl LogFile {
         Ok(())
     }
 
-    /// Opens the log, checks every record, and cuts a torn tail. Calls `visit` with each
-    /// good entry and its position, in order, so the caller can replay while reading.
+    /// Opens the log, checks every record against the chain and `witnesses`, and cuts a
+    /// torn tail; corruption is an error that changes nothing. Calls `visit` with each good
+    /// entry and its position, in order, so the caller can replay while reading.
     pub fn open(
         path: &Path,
         genesis: &Genesis,
+        witnesses: &[Witness],
         mut visit: impl FnMut(&Entry, RecordPos) -> Result<(), StoreError>,
     ) -> Result<(LogFile, Recovery), StoreError> {
         let file = OpenOptions::new().read(true).open(path).map_err(io(path))?;
         let file_len = file.metadata().map_err(io(path))?.len();
         let mut reader = BufReader::with_capacity(1 << 20, &file);
-        let mut header = [0u8; HEADER_BYTES as usize];
-        reader.read_exact(&mut header).map_err(|_| StoreError::Corrupt {
-            key: path.display().to_string(),
-            reason: "the log file has no complete header".into(),
-        })?;
-        if &header[..8] != MAGIC {
-            return Err(StoreError::Corrupt {
-                key: path.display().to_string(),
-                reason: "not a Cercle log file (bad magic)".into(),
-            });
-        }
-        if header[8..] != genesis.hash() {
-            return Err(StoreError::Corrupt {
-                key: path.display().to_string(),
-                reason: "the log belongs to another genesis".into(),
-            });
-        }
+        check_header(path, genesis, &mut reader)?;
+        let mut scan = Scan {
+            entries: 0,
+            prev_hash: genesis.hash(),
+            frontier: Frontier::new(),
+            witnesses,
+            witness_failed: None,
+        };
         let mut offset = HEADER_BYTES;
-        let mut entries = 0u64;
-        let mut prev_hash = genesis.hash();
         let mut payload = Vec::new();
-        let cut_reason = loop {
+        let bad = loop {
             if offset == file_len {
                 break None;
             }
-            let mut head = [0u8; RECORD_HEADER_BYTES];
-            if reader.read_exact(&mut head).is_err() {
-                break Some(format!("incomplete record header at byte {offset}"));
+            match read_record(&mut reader, &mut payload, offset, &scan) {
+                Ok((entry, hash)) => {
+                    let len = payload.len() as u32;
+                    visit(&entry, RecordPos { offset, len })?;
+                    scan.push(&payload, hash)?;
+                    offset += RECORD_HEADER_BYTES as u64 + u64::from(len);
+                }
+                Err(reason) => break Some(reason),
             }
-            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-            let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-            if len as usize > ENTRY_BYTES_MAX || len == 0 {
-                break Some(format!("record at byte {offset} claims {len} bytes"));
-            }
-            payload.resize(len as usize, 0);
-            if reader.read_exact(&mut payload).is_err() {
-                break Some(format!("incomplete record at byte {offset}"));
-            }
-            if crc32fast::hash(&payload) != crc {
-                break Some(format!("checksum mismatch in the record at byte {offset}"));
-            }
-            let entry = match Entry::decode(&payload) {
-                Ok(e) => e,
-                Err(e) => break Some(format!("record at byte {offset} does not decode: {e}")),
-            };
-            if entry.sequence != entries + 1 || entry.prev_hash != prev_hash {
-                break Some(format!(
-                    "record at byte {offset} is entry {} but entry {} chained to the previous was expected",
-                    entry.sequence,
-                    entries + 1
-                ));
-            }
-            visit(&entry, RecordPos { offset, len })?;
-            prev_hash = entry.hash();
-            entries += 1;
-            offset += RECORD_HEADER_BYTES as u64 + u64::from(len);
         };
         drop(reader);
+        if let Some(damage) = classify(&file, file_len, offset, bad.as_deref(), &scan)? {
+            return Err(StoreError::LogCorrupt { path: path.display().to_string(), damage });
+        }
         let cut_bytes = file_len - offset;
-        if let Some(reason) = &cut_reason {
-            if cut_bytes > TORN_TAIL_BYTES_MAX {
-                return Err(StoreError::Corrupt {
-                    key: path.display().to_string(),
-                    reason: format!(
-                        "{reason}, followed by {cut_bytes} bytes: too much to be a torn write, so it is not cut automatically"
-                    ),
-                });
-            }
+        if let Some(reason) = &bad {
             tracing::warn!(
                 path = %path.display(),
-                entries,
+                entries = scan.entries,
                 cut_bytes,
                 %reason,
-                "the log ends in a torn or corrupt tail (unacknowledged writes): cutting it back to the last complete entry"
+                "the log ends in a torn write of its last group (never acknowledged): cutting it back to the last complete entry"
             );
         }
         let append = OpenOptions::new().write(true).open(path).map_err(io(path))?;
@@ -197,20 +278,62 @@ impl LogFile {
             file,
             append: Mutex::new(Appender { file: append, end: offset }),
         };
-        Ok((log, Recovery { entries, cut_bytes, cut_reason }))
+        Ok((log, Recovery { entries: scan.entries, cut_bytes, cut_reason: bad }))
+    }
+
+    /// Reads the log from the start and returns how far its good records go: the number of
+    /// entries, the byte offset where they end, and what is wrong after them (`None` when
+    /// the whole file is good). Changes nothing: the first step of accepting a loss.
+    pub fn good_prefix(path: &Path, genesis: &Genesis) -> Result<(u64, u64, Option<String>), StoreError> {
+        let file = OpenOptions::new().read(true).open(path).map_err(io(path))?;
+        let file_len = file.metadata().map_err(io(path))?.len();
+        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        check_header(path, genesis, &mut reader)?;
+        let mut scan = Scan {
+            entries: 0,
+            prev_hash: genesis.hash(),
+            frontier: Frontier::new(),
+            witnesses: &[],
+            witness_failed: None,
+        };
+        let mut offset = HEADER_BYTES;
+        let mut payload = Vec::new();
+        while offset < file_len {
+            match read_record(&mut reader, &mut payload, offset, &scan) {
+                Ok((_, hash)) => {
+                    scan.push(&payload, hash)?;
+                    offset += (RECORD_HEADER_BYTES + payload.len()) as u64;
+                }
+                Err(reason) => return Ok((scan.entries, offset, Some(reason))),
+            }
+        }
+        Ok((scan.entries, offset, None))
     }
 
     /// Appends a group of entries with one write and one `fdatasync`. On error the file is
     /// cut back to where it was, so a failed group leaves no partial record behind.
     pub fn append_group(&self, entries: &[Vec<u8>]) -> Result<Vec<RecordPos>, StoreError> {
+        if entries.len() > GROUP_RECORDS_MAX {
+            return Err(StoreError::Bound(format!(
+                "a group of {} entries; at most {GROUP_RECORDS_MAX} are written together",
+                entries.len()
+            )));
+        }
+        if let Some(e) = entries.iter().find(|e| e.is_empty() || e.len() > ENTRY_BYTES_MAX) {
+            return Err(StoreError::Bound(format!(
+                "an entry of {} bytes; an entry is 1 to {ENTRY_BYTES_MAX} bytes",
+                e.len()
+            )));
+        }
         let mut guard = self.append.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let appender = &mut *guard;
         let mut buf = Vec::with_capacity(entries.iter().map(|e| e.len() + RECORD_HEADER_BYTES).sum());
         let mut positions = Vec::with_capacity(entries.len());
         let mut offset = appender.end;
-        for e in entries {
+        for (index, e) in entries.iter().enumerate() {
             positions.push(RecordPos { offset, len: e.len() as u32 });
-            encode_record(e, &mut buf);
+            // `index < GROUP_RECORDS_MAX <= u16::MAX`, checked above.
+            encode_record(e, index as u16, &mut buf);
             offset += (RECORD_HEADER_BYTES + e.len()) as u64;
         }
         let written = appender
@@ -232,22 +355,165 @@ impl LogFile {
     pub fn read(&self, pos: RecordPos) -> Result<Entry, StoreError> {
         let mut buf = vec![0u8; RECORD_HEADER_BYTES + pos.len as usize];
         self.file.read_exact_at(&mut buf, pos.offset).map_err(io(&self.path))?;
-        let crc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        let mut head = [0u8; RECORD_HEADER_BYTES];
+        head.copy_from_slice(&buf[..RECORD_HEADER_BYTES]);
+        let header = RecordHeader::parse(&head);
         let payload = &buf[RECORD_HEADER_BYTES..];
-        if crc32fast::hash(payload) != crc {
-            return Err(StoreError::Corrupt {
-                key: format!("{} at byte {}", self.path.display(), pos.offset),
-                reason: "checksum mismatch".into(),
-            });
-        }
-        Entry::decode(payload).map_err(|e| StoreError::Corrupt {
+        let corrupt = |reason: String| StoreError::Corrupt {
             key: format!("{} at byte {}", self.path.display(), pos.offset),
-            reason: e.to_string(),
-        })
+            reason,
+        };
+        if header.len != pos.len || record_crc(header.len, header.index, payload) != header.crc {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        Entry::decode(payload).map_err(|e| corrupt(e.to_string()))
     }
 
     /// Size of the log file in bytes.
     pub fn len_bytes(&self) -> u64 {
         self.append.lock().unwrap_or_else(std::sync::PoisonError::into_inner).end
+    }
+}
+
+fn check_header(path: &Path, genesis: &Genesis, reader: &mut impl Read) -> Result<(), StoreError> {
+    let corrupt =
+        |reason: &str| StoreError::Corrupt { key: path.display().to_string(), reason: reason.into() };
+    let mut header = [0u8; HEADER_BYTES as usize];
+    reader.read_exact(&mut header).map_err(|_| corrupt("the log file has no complete header"))?;
+    if &header[..8] != MAGIC {
+        return Err(corrupt("not a Cercle log file of this version (bad magic)"));
+    }
+    if header[8..] != genesis.hash() {
+        return Err(corrupt("the log belongs to another genesis"));
+    }
+    Ok(())
+}
+
+/// Reads the record at `offset` into `payload` and checks it continues the chain. Returns
+/// the entry and its hash, or what is wrong with it.
+fn read_record(
+    reader: &mut impl Read,
+    payload: &mut Vec<u8>,
+    offset: u64,
+    scan: &Scan<'_>,
+) -> Result<(Entry, Hash), String> {
+    let mut head = [0u8; RECORD_HEADER_BYTES];
+    reader.read_exact(&mut head).map_err(|_| format!("incomplete record header at byte {offset}"))?;
+    let header = RecordHeader::parse(&head);
+    if !header.plausible() {
+        return Err(format!("the record at byte {offset} has an impossible header (length {})", header.len));
+    }
+    payload.resize(header.len as usize, 0);
+    reader.read_exact(payload).map_err(|_| format!("incomplete record at byte {offset}"))?;
+    if record_crc(header.len, header.index, payload) != header.crc {
+        return Err(format!("checksum mismatch in the record at byte {offset}"));
+    }
+    let entry =
+        Entry::decode(payload).map_err(|e| format!("the record at byte {offset} does not decode: {e}"))?;
+    if entry.sequence != scan.entries + 1 || entry.prev_hash != scan.prev_hash {
+        return Err(format!(
+            "the record at byte {offset} is entry {}, not entry {} chained to the one before",
+            entry.sequence,
+            scan.entries + 1
+        ));
+    }
+    let hash = entry.hash();
+    Ok((entry, hash))
+}
+
+/// Decides whether what the scan found is corruption (returned) or at most a torn tail.
+/// `end` is where the good records end, `bad` what is wrong there (`None`: nothing).
+fn classify(
+    file: &File,
+    file_len: u64,
+    end: u64,
+    bad: Option<&str>,
+    scan: &Scan<'_>,
+) -> Result<Option<Damage>, StoreError> {
+    let sequence = scan.entries + 1;
+    let damage = |why_not_torn: String| Damage {
+        sequence,
+        offset: end,
+        reason: bad.unwrap_or("the log ends here").to_string(),
+        why_not_torn,
+    };
+    if let Some((i, found)) = &scan.witness_failed {
+        let w = &scan.witnesses[*i];
+        return Ok(Some(Damage {
+            sequence: 1,
+            offset: HEADER_BYTES,
+            reason: format!("{} records {} entries, and {found}", w.source, w.size),
+            why_not_torn: "entries that were committed have been replaced: the log was rewritten".into(),
+        }));
+    }
+    if let Some(w) = scan.committed().filter(|w| w.size > scan.entries) {
+        return Ok(Some(damage(format!(
+            "{} records {} committed entries, and the log holds only {}: acknowledged entries are missing (a truncated log, or an older copy)",
+            w.source, w.size, scan.entries
+        ))));
+    }
+    if bad.is_none() {
+        return Ok(None);
+    }
+    let tail = file_len - end;
+    if tail > TORN_TAIL_BYTES_MAX {
+        return Ok(Some(damage(format!(
+            "{tail} bytes follow it, more than one group can hold ({TORN_TAIL_BYTES_MAX})"
+        ))));
+    }
+    let mut rest = vec![0u8; tail as usize];
+    file.read_exact_at(&mut rest, end).map_err(|e| StoreError::Io { path: "log".into(), source: e })?;
+    if let Some((at, later)) = later_group_record(&rest, sequence) {
+        return Ok(Some(damage(format!(
+            "a good record of a later group (entry {later}, at byte {}) follows it, so its own group had been made durable",
+            end + at as u64
+        ))));
+    }
+    Ok(None)
+}
+
+/// Searches `rest` (the bytes after the first bad record, which should have been entry
+/// `sequence`) for a good record of a group that began after that entry: it proves the
+/// damaged group had been synced. Returns its offset in `rest` and its sequence.
+fn later_group_record(rest: &[u8], sequence: u64) -> Option<(usize, u64)> {
+    for at in 0..rest.len().saturating_sub(RECORD_HEADER_BYTES) {
+        let mut head = [0u8; RECORD_HEADER_BYTES];
+        head.copy_from_slice(&rest[at..at + RECORD_HEADER_BYTES]);
+        let header = RecordHeader::parse(&head);
+        if !header.plausible() {
+            continue;
+        }
+        let start = at + RECORD_HEADER_BYTES;
+        let Some(payload) = rest.get(start..start + header.len as usize) else { continue };
+        // The payload starts with a version byte and the entry's sequence: cheap filters
+        // before the checksum.
+        let Some(seq_bytes) = payload.get(1..9) else { continue };
+        let entry_sequence = u64::from_be_bytes(seq_bytes.try_into().unwrap_or([0; 8]));
+        if entry_sequence < sequence || record_crc(header.len, header.index, payload) != header.crc {
+            continue;
+        }
+        if entry_sequence - u64::from(header.index) > sequence {
+            return Some((at, entry_sequence));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_round_trips_and_its_checksum_covers_the_header() {
+        let mut buf = Vec::new();
+        encode_record(b"payload", 3, &mut buf);
+        assert_eq!(buf.len(), RECORD_HEADER_BYTES + 7);
+        let mut head = [0u8; RECORD_HEADER_BYTES];
+        head.copy_from_slice(&buf[..RECORD_HEADER_BYTES]);
+        let h = RecordHeader::parse(&head);
+        assert_eq!((h.len, h.index), (7, 3));
+        assert_eq!(record_crc(h.len, h.index, b"payload"), h.crc);
+        // Another index (a flipped bit in the header) no longer matches the checksum.
+        assert_ne!(record_crc(h.len, 2, b"payload"), h.crc);
     }
 }

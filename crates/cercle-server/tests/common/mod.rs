@@ -1,6 +1,9 @@
 //! A real node in-process for tests: the handlers, the writer thread and the sled store,
 //! driven through the generated service trait without a network, with the ability to stop
 //! it, look at its store, and start it again on the same data directory.
+//!
+//! Each test binary uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::task::{Context, Poll, Waker};
@@ -126,19 +129,37 @@ impl TestNode {
     }
 
     pub fn start(&mut self) {
+        self.try_start().expect("open_node");
+    }
+
+    /// Starts the node, or says why it refuses to.
+    pub fn try_start(&mut self) -> Result<(), cercle_server::NodeError> {
         assert!(self.node.is_none(), "the node is already running");
-        let node = retry_while_locked(|| self.runtime.block_on(open_node(&DataDir::new(&self.root))))
-            .expect("open_node");
+        let node = retry_while_locked(|| self.runtime.block_on(open_node(&DataDir::new(&self.root))))?;
         assert_eq!(*node.genesis, self.genesis, "the genesis changed on restart");
         self.node = Some(node);
+        Ok(())
+    }
+
+    /// The data directory (`DIR`, holding `ledger/`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Persists the node's signed tree head now, as the running node does every second.
+    pub fn persist_witness(&self) {
+        let node = self.node.as_ref().expect("the node must be running");
+        cercle_server::persist_witness(&node.store, &node.node_key, 0).expect("the witness is written");
     }
 
     /// Stops the node: drops the service, hence the writer's queue, and waits for the
     /// writer thread, which holds the last handle on the store.
     pub fn stop(&mut self) {
-        if let Some(OpenNode { service, writer_thread, .. }) = self.node.take() {
+        if let Some(OpenNode { service, writer_thread, store, .. }) = self.node.take() {
             drop(service);
             writer_thread.join().expect("the writer thread panicked");
+            // As `serve` does on shutdown: the next start is then a plain verification.
+            store.close().expect("the state is flushed");
         }
     }
 
