@@ -102,8 +102,11 @@ fn bad_files_are_refused_with_the_line_and_the_problem() {
         let input = tmp.path().join("bad.csv");
         std::fs::write(&input, content).unwrap();
         let run = solve(&input, &["--json"]).failed();
+        assert_eq!(run.code, 2, "a bad file is bad input");
         assert!(run.stderr.contains(expected), "{content:?}: {:?} lacks {expected:?}", run.stderr);
-        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        // With --json, stdout holds the error object and nothing else.
+        let error = run.json();
+        assert_eq!((error["ok"].as_bool(), error["error"]["kind"].as_str()), (Some(false), Some("usage")));
     };
     check(
         "debtor,creditor,amount\na,b,10\na,b\n",

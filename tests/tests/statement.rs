@@ -49,16 +49,18 @@ async fn a_statement_verifies_offline_and_tampering_is_caught() {
     assert_eq!(verified["account"], "alice");
     assert_eq!(verified["opening_balance_minor"], 0);
     assert_eq!(verified["closing_balance_minor"], -6_525);
-    assert_eq!(verified["turnover_in_minor"], "4000");
-    assert_eq!(verified["turnover_out_minor"], "10525");
+    assert_eq!(verified["turnover_in_minor"], 4_000);
+    assert_eq!(verified["turnover_out_minor"], 10_525);
     assert_eq!(verified["credit_limit_minor"], 50_000);
-    assert_eq!(verified["entries"], 4);
+    assert_eq!(verified["entry_count"], 4);
 
     // Against another key, it fails.
     let other = "1".repeat(64);
     let key_check =
         cercle("http://127.0.0.1:1", None, &["statement", "verify", file_s, "--node-key", &other]);
-    assert!(key_check.failed().stderr.contains("STATEMENT INVALID"));
+    let key_check = key_check.failed();
+    assert_eq!(key_check.code, 5, "an invalid statement is a failed audit");
+    assert!(key_check.stderr.contains("STATEMENT INVALID"));
 
     // Any alteration is caught.
     let original: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();

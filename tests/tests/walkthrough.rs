@@ -176,7 +176,8 @@ fn walkthrough() {
 
     // History, from the firm's side.
     let history = cercle(&url, Some(&alice.key), &["--json", "history", alice.name]).ok().json();
-    let rows = history.as_array().expect("history is an array");
+    assert_eq!(history["ok"], true);
+    let rows = history["entries"].as_array().expect("history has an entries list");
     let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["register_account", "transfer", "set_limits", "transfer"]);
     assert_eq!(rows[1]["amount_minor"], -12_550);
@@ -185,7 +186,7 @@ fn walkthrough() {
     assert_eq!(rows[1]["memo"], "flour, week 47");
     assert_eq!(rows[3]["balance_after_minor"], -102_550);
     let bob_history = cercle(&url, Some(&bob.key), &["--json", "history", bob.name]).ok().json();
-    let first_payment = &bob_history.as_array().unwrap()[1];
+    let first_payment = &bob_history["entries"][1];
     assert_eq!(first_payment["amount_minor"], 12_550);
     assert_eq!(first_payment["counterparty"], "alice-bakery");
     // The administrator reads everything.

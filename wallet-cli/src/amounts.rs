@@ -5,7 +5,6 @@
 //! is meant) before connecting, and [`parse`] applies the ledger's exponent and range
 //! once the genesis is known.
 
-use anyhow::bail;
 use cercle_core::amount::EXPONENT_MAX;
 use cercle_core::{AmountError, parse_major};
 
@@ -26,9 +25,9 @@ pub fn precheck(text: &str, what: &str, sign: Sign) -> anyhow::Result<()> {
         // Whether it fits depends on the exponent: `parse` decides.
         Err(AmountError::OutOfRange(_)) => Ok(()),
         Err(AmountError::TooManyDecimals { text, given, .. }) => {
-            bail!("invalid {what}: '{text}' has {given} decimals, more than any currency has")
+            crate::usage_bail!("invalid {what}: '{text}' has {given} decimals, more than any currency has")
         }
-        Err(e) => bail!("invalid {what}: {e}"),
+        Err(e) => crate::usage_bail!("invalid {what}: {e}"),
     }
 }
 
@@ -40,13 +39,13 @@ pub fn parse(text: &str, what: &str, sign: Sign, exponent: u8) -> anyhow::Result
             check_sign(text, what, sign, minor)?;
             Ok(minor)
         }
-        Err(e) => bail!("invalid {what}: {e}"),
+        Err(e) => crate::usage_bail!("invalid {what}: {e}"),
     }
 }
 
 fn check_sign(text: &str, what: &str, sign: Sign, minor: i64) -> anyhow::Result<()> {
     if sign == Sign::Positive && minor == 0 {
-        bail!("invalid {what}: '{}' is zero; it must be positive", text.trim());
+        crate::usage_bail!("invalid {what}: '{}' is zero; it must be positive", text.trim());
     }
     Ok(())
 }

@@ -7,9 +7,11 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
 use rand::RngCore;
+
+use crate::failure::usage;
 
 /// A key file is three short lines; anything bigger is not one.
 const KEY_FILE_BYTES_MAX: u64 = 4096;
@@ -35,10 +37,10 @@ pub fn write_new(path: &Path, keypair: &Keypair) -> anyhow::Result<()> {
     }
     let mut file = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow!(
+            usage(format!(
                 "{} already exists; refusing to overwrite a key (choose another --out path, or move the old file away yourself)",
                 path.display()
-            )
+            ))
         } else {
             anyhow!("cannot create key file {}: {e}", path.display())
         }
@@ -51,27 +53,30 @@ pub fn write_new(path: &Path, keypair: &Keypair) -> anyhow::Result<()> {
 /// Loads the signing key named by `--key` / `CERCLE_KEY`.
 pub fn load(path: Option<&Path>) -> anyhow::Result<Keypair> {
     let Some(path) = path else {
-        bail!(
-            "this command needs your key: pass --key FILE or set CERCLE_KEY (create a key with `cercle keygen --out FILE`)"
-        );
+        return Err(usage(
+            "this command needs your key: pass --key FILE or set CERCLE_KEY (create a key with `cercle keygen --out FILE`)",
+        ));
     };
     let file = std::fs::File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            anyhow!(
+            usage(format!(
                 "key file {} does not exist (create one with `cercle keygen --out {}`)",
                 path.display(),
                 path.display()
-            )
+            ))
         } else {
-            anyhow!("cannot read key file {}: {e}", path.display())
+            usage(format!("cannot read key file {}: {e}", path.display()))
         }
     })?;
     let mut text = String::new();
     file.take(KEY_FILE_BYTES_MAX + 1)
         .read_to_string(&mut text)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
+        .map_err(|e| usage(format!("cannot read key file {}: {e}", path.display())))?;
     if text.len() as u64 > KEY_FILE_BYTES_MAX {
-        bail!("{} is larger than {KEY_FILE_BYTES_MAX} bytes: not a Cercle key file", path.display());
+        crate::usage_bail!(
+            "{} is larger than {KEY_FILE_BYTES_MAX} bytes: not a Cercle key file",
+            path.display()
+        );
     }
-    decode_key_file(&text).with_context(|| format!("cannot use key file {}", path.display()))
+    decode_key_file(&text).map_err(|e| usage(format!("cannot use key file {}: {e}", path.display())))
 }

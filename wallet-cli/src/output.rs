@@ -1,7 +1,8 @@
 //! Printing: timestamps, receipts, and the one place that writes to stdout.
 //!
-//! Human output is for reading; `--json` output is one JSON document (or one per line for
-//! `submit`) with amounts in minor units, so scripts never parse formatted money.
+//! Human output is for reading; `--json` output is one JSON object (or one per line for
+//! `submit`) with amounts in minor units, so scripts never parse formatted money: on
+//! success `{"ok": true, ...}` ([`emit_ok`]); failures are printed by `main`.
 //! Text that comes from the ledger (memos, names, the node's messages) is written by
 //! other people: control characters are escaped before it reaches a terminal.
 
@@ -22,9 +23,25 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a JSON value on one line.
-pub fn emit_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    emit(&value.to_string())
+/// Prints a command's result as the JSON success object: `value`'s fields and `"ok": true`,
+/// on one line.
+pub fn emit_ok(value: serde_json::Value) -> anyhow::Result<()> {
+    emit(&ok(value).to_string())
+}
+
+/// `value` (an object) with `"ok": true` added.
+pub fn ok(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        object.insert("ok".into(), serde_json::Value::Bool(true));
+    }
+    value
+}
+
+/// An amount in minor units for JSON: a number, unless it does not fit in an i64 (sums
+/// only: `clearing solve`'s totals, a statement's turnover), then a string of digits, so
+/// no script ever reads a rounded amount.
+pub fn amount_json(minor: i128) -> serde_json::Value {
+    i64::try_from(minor).map_or_else(|_| json!(minor.to_string()), |m| json!(m))
 }
 
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -163,7 +180,7 @@ pub fn receipt_line(genesis: &Genesis, receipt: &pb::Receipt) -> String {
 
 /// Prints a receipt in the chosen form.
 pub fn receipt(json: bool, genesis: &Genesis, receipt: &pb::Receipt) -> anyhow::Result<()> {
-    if json { emit_json(&receipt_json(receipt)) } else { emit(&receipt_line(genesis, receipt)) }
+    if json { emit_ok(receipt_json(receipt)) } else { emit(&receipt_line(genesis, receipt)) }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::Context;
 use cercle_core::op::{BODY_BYTES_MAX, VALIDITY_MS_MAX};
 use cercle_core::sign::Keypair;
 use cercle_core::{AccountId, OpKind, Operation, OperationId, PublicKey};
@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::Global;
 use crate::client::{Node, Rejected, now_ms, status_error};
+use crate::failure::{Failure, classify, usage};
 use crate::{envelopes, output};
 
 /// Longest validity a signer may ask for, in seconds: the ledger's own bound.
@@ -89,7 +90,7 @@ pub async fn sign_and_submit_quietly(
 ) -> anyhow::Result<Option<pb::Receipt>> {
     // Refuse early, before signing, what the ledger would refuse for the values alone.
     cercle_core::state::check_values(&kind)
-        .map_err(|r| anyhow!("{}", r.message(&node.genesis.currency, node.genesis.exponent)))?;
+        .map_err(|r| usage(r.message(&node.genesis.currency, node.genesis.exponent)))?;
     let id = match args.op_id {
         Some(id) => id,
         None => random_operation_id()?,
@@ -99,7 +100,7 @@ pub async fn sign_and_submit_quietly(
     let op = Operation { id, valid_until_ms, kind };
     let body = cercle_proto::encode_operation(&op);
     if body.len() > BODY_BYTES_MAX {
-        bail!(
+        crate::usage_bail!(
             "the operation is {} bytes once encoded, the maximum is {BODY_BYTES_MAX}: shorten the texts or give fewer keys",
             body.len()
         );
@@ -112,7 +113,7 @@ pub async fn sign_and_submit_quietly(
     if args.no_submit {
         let path = args.save.as_deref().map(|p| p.display().to_string());
         if global.json {
-            output::emit_json(&json!({
+            output::emit_ok(json!({
                 "operation_id": id.to_string(),
                 "valid_until_ms": valid_until_ms,
                 "saved_to": path,
@@ -136,9 +137,15 @@ pub async fn sign_and_submit_quietly(
             }
             // The node may have accepted the operation before the failure: only the very
             // same envelope can be retried safely, so hand it to the user.
-            Err(anyhow!(
-                "{error:#}; the operation may or may not have been accepted: to retry it safely, put this line in a file and run `cercle submit --file FILE`: {line}"
-            ))
+            let kind = classify(&error).kind;
+            Err(Failure::new(
+                kind,
+                format!(
+                    "{error:#}; the operation may or may not have been accepted: to retry it safely, put this line in a file and run `cercle submit --file FILE`: {line}"
+                ),
+            )
+            .with("envelope", line)
+            .into())
         }
     }
 }

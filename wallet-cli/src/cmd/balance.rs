@@ -41,7 +41,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let status = status_name(account.status);
     if global.json {
         let public_keys: Vec<String> = account.public_keys.iter().map(hex::encode).collect();
-        return output::emit_json(&json!({
+        return output::emit_ok(json!({
             "account": account.account,
             "display_name": account.display_name,
             "balance_minor": account.balance_minor,

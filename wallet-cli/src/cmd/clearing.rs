@@ -14,13 +14,14 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use cercle_clearing::csv::{self, CsvError, Invoices};
 use cercle_clearing::{Clearing, Report};
 use serde_json::{Value, json};
 
 use crate::Global;
-use crate::output;
+use crate::failure::usage;
+use crate::output::{self, amount_json};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -45,9 +46,11 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<()> {
 }
 
 fn solve(global: &Global, args: &SolveArgs) -> anyhow::Result<()> {
+    // Every problem with the input file is bad input.
     let invoices = csv::read(&args.input).map_err(|e| match e {
-        CsvError::Line { .. } => anyhow!("{}: {e}", args.input.display()),
-        e => anyhow!(e),
+        CsvError::Line { .. } => usage(format!("{}: {e}", args.input.display())),
+        CsvError::Io { ref source, .. } => usage(format!("{e}: {source}")),
+        e => usage(e),
     })?;
     let firm_count = u32::try_from(invoices.firms.len()).context("too many firms")?;
     let start = Instant::now();
@@ -58,7 +61,7 @@ fn solve(global: &Global, args: &SolveArgs) -> anyhow::Result<()> {
         write_out(out, &invoices, &clearing)?;
     }
     if global.json {
-        output::emit_json(&report_json(&report, clearing.pairs.len(), args.out.as_deref()))
+        output::emit_ok(report_json(&report, clearing.pairs.len(), args.out.as_deref()))
     } else {
         output::emit(&report_text(&report, args.out.as_deref()))
     }
@@ -74,11 +77,6 @@ fn write_out(path: &Path, invoices: &Invoices, clearing: &Clearing) -> anyhow::R
     csv::write_cleared(&mut out, invoices, &clearing.cleared)
         .and_then(|()| out.flush())
         .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// An amount for JSON: a number when it fits in an i64, else a string of digits.
-fn amount_json(minor: i128) -> Value {
-    i64::try_from(minor).map_or_else(|_| json!(minor.to_string()), |m| json!(m))
 }
 
 fn report_json(report: &Report, pairs: usize, out: Option<&Path>) -> Value {

@@ -287,7 +287,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     if global.json {
         let list: Vec<serde_json::Value> = rows.iter().map(|(row, _)| row_json(row)).collect();
-        output::emit_json(&serde_json::Value::Array(list))
+        output::emit_ok(json!({"account": args.account.as_str(), "entries": list, "more": has_more}))
     } else if rows.is_empty() {
         output::emit(&format!("no entries for account '{}'", args.account))
     } else {

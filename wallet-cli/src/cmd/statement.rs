@@ -9,12 +9,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, anyhow, ensure};
 use cercle_core::checkpoint::{Statement, TreeHead};
 use cercle_core::{AccountId, Entry, LedgerId, PublicKey, format_with_currency, merkle, sign};
 use serde_json::{Value, json};
 
 use crate::client::Node;
+use crate::failure::{Kind, fail, usage};
 use crate::output;
 use crate::signed::parse_account;
 use crate::{Global, keys};
@@ -66,14 +67,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         return verify(global, &file, node_key);
     }
     let (Some(account), Some(out)) = (args.account, args.out) else {
-        bail!("give an ACCOUNT and --out FILE, or use `cercle statement verify FILE`");
+        crate::usage_bail!("give an ACCOUNT and --out FILE, or use `cercle statement verify FILE`");
     };
     let from_ms = args.from.unwrap_or(0);
     let to_ms = match args.to {
         Some(day) => day + 86_400_000 - 1,
         None => 0,
     };
-    ensure!(to_ms == 0 || from_ms <= to_ms, "--from is after --to");
+    if to_ms != 0 && from_ms > to_ms {
+        crate::usage_bail!("--from is after --to");
+    }
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
     let reply = node.get_statement(&key, &account, from_ms, to_ms).await?;
@@ -215,12 +218,17 @@ fn check(doc: &Value, trusted_key: Option<&PublicKey>) -> anyhow::Result<Checked
 }
 
 fn verify(global: &Global, file: &Path, node_key: Option<PublicKey>) -> anyhow::Result<()> {
-    let size = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
-    ensure!(size <= FILE_BYTES_MAX, "{} is {size} bytes, more than a statement can be", file.display());
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let cannot_read = |e: std::io::Error| usage(format!("cannot read {}: {e}", file.display()));
+    let size = std::fs::metadata(file).map_err(cannot_read)?.len();
+    if size > FILE_BYTES_MAX {
+        crate::usage_bail!("{} is {size} bytes, more than a statement can be", file.display());
+    }
+    let text = std::fs::read_to_string(file).map_err(cannot_read)?;
+    // From here on, anything wrong is wrong with the statement: it is invalid.
+    let invalid = |e: anyhow::Error| fail(Kind::AuditFailed, format!("STATEMENT INVALID: {e:#}"));
     let doc: Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
-    let checked = check(&doc, node_key.as_ref()).context("STATEMENT INVALID")?;
+        serde_json::from_str(&text).map_err(|e| invalid(anyhow!("{} is not JSON: {e}", file.display())))?;
+    let checked = check(&doc, node_key.as_ref()).map_err(invalid)?;
     if node_key.is_none() && !global.json {
         eprintln!(
             "note: checked against the node key written in the file ({}); pass --node-key to check it against the key the association publishes",
@@ -228,6 +236,12 @@ fn verify(global: &Global, file: &Path, node_key: Option<PublicKey>) -> anyhow::
         );
     }
     report(global, &checked, None)
+}
+
+/// A turnover for JSON: a number, or digits in the (theoretical) case it exceeds an i64.
+fn turnover_json(minor: u128) -> Value {
+    // A statement sums at most 10,000 amounts of an i64 each: far inside an i128.
+    output::amount_json(i128::try_from(minor).unwrap_or(i128::MAX))
 }
 
 fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Result<()> {
@@ -238,7 +252,7 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
         Err(_) => format!("{minor} minor units"),
     };
     if global.json {
-        return output::emit_json(&json!({
+        return output::emit_ok(json!({
             "valid": true,
             "account": s.account.as_str(),
             "from_ms": s.from_ms,
@@ -247,12 +261,13 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
             "root_hash": hex::encode(s.root_hash),
             "opening_balance_minor": s.opening_balance_minor,
             "closing_balance_minor": s.closing_balance_minor,
-            "turnover_in_minor": s.turnover_in_minor.to_string(),
-            "turnover_out_minor": s.turnover_out_minor.to_string(),
+            "turnover_in_minor": turnover_json(s.turnover_in_minor),
+            "turnover_out_minor": turnover_json(s.turnover_out_minor),
             "credit_limit_minor": s.credit_limit_minor,
             "max_balance_minor": s.max_balance_minor,
             "frozen": s.frozen,
-            "entries": s.sequences.len(),
+            "entry_count": s.sequences.len(),
+            "tree_head_timestamp_ms": c.tree_head.timestamp_ms,
             "node_key": c.node_key.to_hex(),
             "written_to": written.map(|p| p.display().to_string()),
         }));

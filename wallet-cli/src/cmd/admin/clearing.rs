@@ -70,7 +70,7 @@ fn print(
                 })
             })
             .collect();
-        return output::emit_json(&json!({
+        return output::emit_ok(json!({
             "dry_run": receipt.is_none(),
             "with_credit": s.with_credit,
             "obligations": s.obligations,

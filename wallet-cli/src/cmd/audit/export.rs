@@ -68,7 +68,7 @@ fn partial_path(out: &Path) -> PathBuf {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     if args.out.exists() && !args.force {
-        bail!(
+        crate::usage_bail!(
             "{} already exists; choose another --out path, or pass --force to replace it",
             args.out.display()
         );
@@ -96,10 +96,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     let head = &tree_head.head;
     if global.json {
-        return output::emit_json(&json!({
+        return output::emit_ok(json!({
             "out": args.out.display().to_string(),
             "format": format.name(),
-            "entries": head.tree_size,
+            "entry_count": head.tree_size,
             "tree_size": head.tree_size,
             "root_hash": hex::encode(head.root_hash),
             "tree_head_timestamp": rfc3339(head.timestamp_ms),

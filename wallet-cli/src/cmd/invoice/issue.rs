@@ -1,6 +1,6 @@
 //! `cercle invoice issue`: a new invoice, signed by the payee.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cercle_core::{AccountId, InvoiceId, IssueInvoice, OpKind};
 use rand::RngCore;
 use serde_json::json;
@@ -40,7 +40,7 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     if args.from == args.to {
-        bail!("a firm cannot invoice itself ('{}' is both --from and --to)", args.to);
+        crate::usage_bail!("a firm cannot invoice itself ('{}' is both --from and --to)", args.to);
     }
     amounts::precheck(&args.amount, "amount", Sign::Positive)?;
     let mut node = Node::connect(&global.node).await?;
@@ -65,7 +65,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if global.json {
         let mut value = output::receipt_json(&receipt);
         value["invoice_id"] = json!(invoice.to_string());
-        output::emit_json(&value)
+        output::emit_ok(value)
     } else {
         // The id alone on stdout, so `ID=$(cercle invoice issue …)` captures it; what the node
         // said goes to stderr, where a terminal still shows it.

@@ -28,6 +28,7 @@ use serde_json::json;
 
 use crate::client::Node;
 use crate::cmd::verifiable::{ProgressLine, entries};
+use crate::failure::{Kind, fail, usage};
 use crate::output::{self, rfc3339};
 use crate::signed::parse_account;
 use crate::{Global, keys};
@@ -76,24 +77,24 @@ fn load_state(path: &Path) -> anyhow::Result<Option<SignedTreeHead>> {
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("cannot read the state file {}: {e}", path.display()),
+        Err(e) => crate::usage_bail!("cannot read the state file {}: {e}", path.display()),
     };
     let mut text = Vec::new();
     file.take(STATE_BYTES_MAX + 1)
         .read_to_end(&mut text)
-        .with_context(|| format!("cannot read the state file {}", path.display()))?;
+        .map_err(|e| usage(format!("cannot read the state file {}: {e}", path.display())))?;
     if text.len() as u64 > STATE_BYTES_MAX {
-        bail!(
+        crate::usage_bail!(
             "the state file {} is larger than {STATE_BYTES_MAX} bytes: not a saved tree head",
             path.display()
         );
     }
     let line = text.strip_suffix(b"\n").unwrap_or(&text);
     let saved = jsonl::parse_tree_head(line).map_err(|e| {
-        anyhow!(
+        usage(format!(
             "the state file {} does not hold a saved tree head: {e} (move it away to start afresh)",
             path.display()
-        )
+        ))
     })?;
     Ok(Some(saved))
 }
@@ -144,28 +145,39 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     // 1. The node's tree head, signed by the node key of the genesis.
     let current = node.tree_head().await?;
     current.verify(&genesis).map_err(|e| {
-        anyhow!("NODE MISBEHAVING: its tree head {} does not check out: {e}", describe(&current))
+        fail(
+            Kind::AuditFailed,
+            format!("NODE MISBEHAVING: its tree head {} does not check out: {e}", describe(&current)),
+        )
     })?;
 
     // 2. It extends the tree head seen last time.
     if let Some(old) = &saved {
         match old.verify(&genesis) {
             Ok(()) => {}
-            Err(TreeHeadProblem::OtherLedger { tree_head, genesis }) => bail!(
+            Err(TreeHeadProblem::OtherLedger { tree_head, genesis }) => crate::usage_bail!(
                 "the state file {} holds a tree head of ledger {tree_head}, not of this node's ledger {genesis} (use another --state)",
                 state_path.display()
             ),
-            Err(e) => bail!(
-                "HISTORY REWRITTEN, or the state file was altered: the tree head kept in {} does not verify with the node key this node's genesis names ({e})",
-                state_path.display()
-            ),
+            Err(e) => {
+                return Err(fail(
+                    Kind::HistoryRewritten,
+                    format!(
+                        "HISTORY REWRITTEN, or the state file was altered: the tree head kept in {} does not verify with the node key this node's genesis names ({e})",
+                        state_path.display()
+                    ),
+                ));
+            }
         }
         let rewritten = |reason: String| {
-            anyhow!(
-                "HISTORY REWRITTEN: the node's tree head of {} is not an extension of the one it signed before, of {}, kept in {}: {reason}. Keep that file: it holds the node's own signature on the earlier tree head",
-                describe(&current),
-                describe(old),
-                state_path.display()
+            fail(
+                Kind::HistoryRewritten,
+                format!(
+                    "HISTORY REWRITTEN: the node's tree head of {} is not an extension of the one it signed before, of {}, kept in {}: {reason}. Keep that file: it holds the node's own signature on the earlier tree head",
+                    describe(&current),
+                    describe(old),
+                    state_path.display()
+                ),
             )
         };
         let (o, n) = (&old.head, &current.head);
@@ -187,9 +199,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     save_state(&state_path, &current)?;
     let head = &current.head;
     if global.json {
-        return output::emit_json(&json!({
-            "ok": true,
+        return output::emit_ok(json!({
             "account": args.account.to_string(),
+            "node_key": genesis.node_key.to_hex(),
+            "previous_root_hash": saved.as_ref().map(|s| hex::encode(s.head.root_hash)),
+            "previous_tree_head_timestamp": saved.as_ref().map(|s| rfc3339(s.head.timestamp_ms)),
             "tree_size": head.tree_size,
             "root_hash": hex::encode(head.root_hash),
             "tree_head_timestamp": rfc3339(head.timestamp_ms),
@@ -282,11 +296,14 @@ async fn check_inclusion(
             }
             let (proof, proved_entry) = node.inclusion_proof(key, sequence, tree_size).await?;
             let not_in_log = |reason: String| {
-                anyhow!(
-                    "ENTRY NOT IN THE LOG: entry {sequence} of '{}' (hash {}), as the node lists it, is not in the log of {} the node signed: {reason}",
-                    args.account,
-                    hex::encode(entry.hash()),
-                    entries(tree_size)
+                fail(
+                    Kind::HistoryRewritten,
+                    format!(
+                        "ENTRY NOT IN THE LOG: entry {sequence} of '{}' (hash {}), as the node lists it, is not in the log of {} the node signed: {reason}",
+                        args.account,
+                        hex::encode(entry.hash()),
+                        entries(tree_size)
+                    ),
                 )
             };
             if let Some(proved) = proved_entry
