@@ -171,6 +171,19 @@ fn invoices_are_cleared_around_a_loop_and_the_audit_passes() {
     assert_eq!(open, vec![ab.as_str()]);
     let history = cercle(&url, Some(&a.key), &["history", a.name]).ok();
     assert_mentions(&history, "run_clearing");
+    // An invoice alpha issued to beta goes *to* beta, from alpha's side.
+    let issued_to_b = history.stdout.lines().find(|l| l.contains("issue_invoice") && l.contains(b.name));
+    assert!(issued_to_b.is_some_and(|l| l.contains(&format!("to {}", b.name))), "{}", history.stdout);
+    let history = cercle(&url, Some(&a.key), &["--json", "history", a.name]).ok().json();
+    let entries = history["entries"].as_array().unwrap();
+    let run = entries.iter().find(|e| e["kind"] == "run_clearing").expect("the run");
+    assert_eq!(run["reason"], "December");
+    let paid = entries.iter().find(|e| e["kind"] == "transfer").expect("the invoice payment");
+    assert_eq!(
+        (paid["invoice_ref"].as_str(), paid["invoice_id"].as_str()),
+        (Some(ab.as_str()), Some(ab.as_str()))
+    );
+    assert_eq!((paid["direction"].as_str(), paid["amount_minor"].as_i64()), (Some("from"), Some(1_000)));
 
     // The auditor replays everything, the clearing certificate included; also after a restart.
     cercle(&url, admin, &["audit", "verify"]).ok();

@@ -185,6 +185,8 @@ fn walkthrough() {
     assert_eq!(rows[1]["balance_after_minor"], -12_550);
     assert_eq!(rows[1]["memo"], "flour, week 47");
     assert_eq!(rows[3]["balance_after_minor"], -102_550);
+    assert_eq!(rows[2]["reason"], "annual review");
+    assert_eq!(rows[2]["limits"], serde_json::json!({"credit_limit_minor": 300_000}));
     let bob_history = cercle(&url, Some(&bob.key), &["--json", "history", bob.name]).ok().json();
     let first_payment = &bob_history["entries"][1];
     assert_eq!(first_payment["amount_minor"], 12_550);

@@ -32,19 +32,44 @@ pub struct Args {
     limit: u32,
 }
 
+/// Which way an entry goes, from the account's side: a payment or an invoice goes *to*
+/// the counterparty when the account pays or issues it, and comes *from* it otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    To,
+    From,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::To => "to",
+            Direction::From => "from",
+        }
+    }
+}
+
 /// One entry from the account's side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
     sequence: u64,
     timestamp_ms: u64,
     kind: &'static str,
-    /// The other account of a transfer.
-    counterparty: Option<String>,
-    /// Negative when the account paid, positive when it received; transfers only.
+    /// The other account of a transfer or an invoice, and which way it goes.
+    counterparty: Option<(Direction, String)>,
+    /// Negative when the account paid, positive when it received: transfers, and a clearing
+    /// run's payment through mutual credit.
     amount_minor: Option<i64>,
     balance_after_minor: Option<i64>,
-    /// A transfer's memo, or an administrative operation's reason.
+    /// A transfer's memo.
     memo: Option<String>,
+    /// Why an administrative act, an invoice's rejection or cancellation, or a clearing run
+    /// was made.
+    reason: Option<String>,
+    /// The invoice the entry is about or pays.
+    invoice_id: Option<String>,
+    /// The invoice a payment settles (the invoice's id when paid with `invoice pay`, the
+    /// free reference of `pay --invoice`), or an issued invoice's own reference.
     invoice_ref: Option<String>,
     entry_hash: [u8; 32],
 }
@@ -66,57 +91,131 @@ fn row(account: &AccountId, entry: &Entry, op: &Operation) -> Row {
             .find(|b| &b.account == account)
             .map(|b| b.balance_minor),
         memo: None,
+        reason: None,
+        invoice_id: None,
         invoice_ref: None,
         entry_hash: entry.hash(),
     };
+    // Money and invoices both go from the payee's side to the payer's or back: the payer
+    // pays *to* the payee, the payee issues *to* the payer.
+    let side = |payer: &AccountId, payee: &AccountId, outgoing_for_payer: bool| {
+        if payer == account {
+            let direction = if outgoing_for_payer { Direction::To } else { Direction::From };
+            Some((direction, payee.to_string()))
+        } else if payee == account {
+            let direction = if outgoing_for_payer { Direction::From } else { Direction::To };
+            Some((direction, payer.to_string()))
+        } else {
+            None
+        }
+    };
     match &op.kind {
         OpKind::Transfer(t) => {
+            row.counterparty = side(&t.payer, &t.payee, true);
             // An accepted amount is positive, so its negation cannot overflow.
             if &t.payer == account {
-                row.counterparty = Some(t.payee.to_string());
                 row.amount_minor = Some(t.amount_minor.saturating_neg());
             } else if &t.payee == account {
-                row.counterparty = Some(t.payer.to_string());
                 row.amount_minor = Some(t.amount_minor);
             }
             row.memo = non_empty(&t.memo);
-            row.invoice_ref.clone_from(&t.invoice_ref);
+            row.invoice_id = t.invoice.map(|i| i.to_string());
+            row.invoice_ref = row.invoice_id.clone().or_else(|| t.invoice_ref.clone());
         }
-        OpKind::SetLimits(s) => row.memo = non_empty(&s.reason),
+        OpKind::SetLimits(s) => row.reason = non_empty(&s.reason),
         OpKind::FreezeAccount { reason, .. } | OpKind::UnfreezeAccount { reason, .. } => {
-            row.memo = non_empty(reason);
+            row.reason = non_empty(reason);
         }
         OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
-        OpKind::IssueInvoice(cercle_core::IssueInvoice { payee, payer, .. })
-        | OpKind::AcceptInvoice(cercle_core::InvoiceParties { payee, payer, .. })
-        | OpKind::RejectInvoice { invoice: cercle_core::InvoiceParties { payee, payer, .. }, .. }
-        | OpKind::CancelInvoice { invoice: cercle_core::InvoiceParties { payee, payer, .. }, .. }
-        | OpKind::SetInvoiceClearing { invoice: cercle_core::InvoiceParties { payee, payer, .. }, .. } => {
-            let other = if payee == account { payer } else { payee };
-            row.counterparty = Some(other.to_string());
+        OpKind::IssueInvoice(i) => {
+            row.counterparty = side(&i.payer, &i.payee, false);
+            row.invoice_id = Some(i.invoice.to_string());
+            row.invoice_ref = non_empty(&i.reference);
         }
-        OpKind::RunClearing(_) => {
+        OpKind::AcceptInvoice(p)
+        | OpKind::RejectInvoice { invoice: p, .. }
+        | OpKind::CancelInvoice { invoice: p, .. }
+        | OpKind::SetInvoiceClearing { invoice: p, .. } => {
+            row.counterparty = side(&p.payer, &p.payee, false);
+            row.invoice_id = Some(p.invoice.to_string());
+            if let OpKind::RejectInvoice { reason, .. } | OpKind::CancelInvoice { reason, .. } = &op.kind {
+                row.reason = non_empty(reason);
+            }
+        }
+        OpKind::RunClearing(r) => {
             let payment = entry.clearing.iter().flat_map(|c| &c.firms).find(|f| &f.account == account);
             row.amount_minor =
                 payment.filter(|f| f.payment_minor != 0).map(|f| f.payment_minor.saturating_neg());
+            row.reason = non_empty(&r.reason);
         }
     }
     row
 }
 
-fn row_json(row: &Row) -> serde_json::Value {
-    json!({
+/// A row as JSON: the fields every entry has, and what the operation set (the limits of a
+/// registration or a limit change, the keys of a rotation, the invoice's terms, how a
+/// clearing run cleared), in minor units.
+fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
+    let mut value = json!({
         "sequence": row.sequence,
         "timestamp": rfc3339(row.timestamp_ms),
         "timestamp_ms": row.timestamp_ms,
         "kind": row.kind,
-        "counterparty": row.counterparty,
+        "counterparty": row.counterparty.as_ref().map(|(_, other)| other),
+        "direction": row.counterparty.as_ref().map(|(direction, _)| direction.name()),
         "amount_minor": row.amount_minor,
         "balance_after_minor": row.balance_after_minor,
         "memo": row.memo,
+        "reason": row.reason,
+        "invoice_id": row.invoice_id,
         "invoice_ref": row.invoice_ref,
         "entry_hash": hex::encode(row.entry_hash),
-    })
+    });
+    let keys = |keys: &[cercle_core::PublicKey]| keys.iter().map(|k| k.to_hex()).collect::<Vec<_>>();
+    match &op.kind {
+        OpKind::RegisterAccount(r) => {
+            value["display_name"] = json!(r.display_name);
+            value["limits"] =
+                json!({"credit_limit_minor": r.credit_limit_minor, "max_balance_minor": r.max_balance_minor});
+            value["public_keys"] = json!(keys(&r.keys));
+        }
+        OpKind::SetLimits(s) => {
+            // Only what changed: an absent field kept its value; a null maximum was removed.
+            let mut limits = serde_json::Map::new();
+            if let Some(limit) = s.credit_limit_minor {
+                limits.insert("credit_limit_minor".into(), json!(limit));
+            }
+            if let Some(max) = s.max_balance_minor {
+                limits.insert("max_balance_minor".into(), json!(max));
+            }
+            value["limits"] = serde_json::Value::Object(limits);
+        }
+        OpKind::RotateKeys { keys: new, .. } => value["public_keys"] = json!(keys(new)),
+        OpKind::IssueInvoice(i) => {
+            value["invoice"] = json!({
+                "invoice_id": i.invoice.to_string(),
+                "payee": i.payee.as_str(),
+                "payer": i.payer.as_str(),
+                "amount_minor": i.amount_minor,
+                "local_share_percent": i.local_share_percent,
+                "due_date": i.due_day.map(output::date),
+                "reference": i.reference,
+                "excluded_from_clearing": i.excluded_from_clearing,
+            });
+        }
+        OpKind::AcceptInvoice(p)
+        | OpKind::RejectInvoice { invoice: p, .. }
+        | OpKind::CancelInvoice { invoice: p, .. }
+        | OpKind::SetInvoiceClearing { invoice: p, .. } => {
+            value["invoice"] = json!({"invoice_id": p.invoice.to_string(), "payee": p.payee.as_str(), "payer": p.payer.as_str()});
+            if let OpKind::SetInvoiceClearing { excluded, .. } = &op.kind {
+                value["invoice"]["excluded_from_clearing"] = json!(excluded);
+            }
+        }
+        OpKind::RunClearing(r) => value["with_credit"] = json!(r.with_credit),
+        OpKind::FreezeAccount { .. } | OpKind::UnfreezeAccount { .. } | OpKind::Transfer(_) => {}
+    }
+    value
 }
 
 /// What an administrative operation did, for people (the JSON form keeps minor units).
@@ -183,11 +282,10 @@ fn table(genesis: &Genesis, rows: &[(Row, Operation)]) -> String {
                 let sign = if a > 0 { "+" } else { "" };
                 format!("{sign}{} {}", format_minor(a, genesis.exponent), genesis.currency)
             });
-            let counterparty = match (&row.counterparty, row.amount_minor) {
-                (Some(other), Some(a)) if a < 0 => format!("to {other}"),
-                (Some(other), _) => format!("from {other}"),
-                (None, _) => String::new(),
-            };
+            let counterparty = row
+                .counterparty
+                .as_ref()
+                .map_or_else(String::new, |(direction, other)| format!("{} {other}", direction.name()));
             let balance = row.balance_after_minor.map_or_else(String::new, |b| money(genesis, b));
             [
                 row.sequence.to_string(),
@@ -286,7 +384,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         );
     }
     if global.json {
-        let list: Vec<serde_json::Value> = rows.iter().map(|(row, _)| row_json(row)).collect();
+        let list: Vec<serde_json::Value> = rows.iter().map(|(row, op)| row_json(row, op)).collect();
         output::emit_ok(json!({"account": args.account.as_str(), "entries": list, "more": has_more}))
     } else if rows.is_empty() {
         output::emit(&format!("no entries for account '{}'", args.account))
@@ -297,7 +395,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use cercle_core::{BalanceAfter, Envelope, OperationId, SetLimits, Transfer};
+    use cercle_core::{
+        BalanceAfter, Envelope, InvoiceId, InvoiceParties, IssueInvoice, OperationId, SetLimits, Transfer,
+    };
 
     use super::*;
 
@@ -316,10 +416,8 @@ mod tests {
         })
     }
 
-    /// Computes the row of `kind` (with `balances` after it) for `account` and compares
-    /// the fields named in `expected` with the row's JSON.
-    fn check(account: &str, kind: OpKind, balances: &[(&str, i64)], expected: serde_json::Value) {
-        let entry = Entry {
+    fn entry(balances: &[(&str, i64)]) -> Entry {
+        Entry {
             sequence: 7,
             timestamp_ms: 1_795_341_600_000,
             prev_hash: [1; 32],
@@ -333,13 +431,41 @@ mod tests {
                 .map(|(a, b)| BalanceAfter { account: id(a), balance_minor: *b })
                 .collect(),
             clearing: None,
-        };
-        let op = Operation { id: OperationId([4; 16]), valid_until_ms: 1, kind };
-        let got = row_json(&row(&id(account), &entry, &op));
+        }
+    }
+
+    fn operation(kind: OpKind) -> Operation {
+        Operation { id: OperationId([4; 16]), valid_until_ms: 1, kind }
+    }
+
+    /// Computes the row of `kind` (with `balances` after it) for `account` and compares
+    /// the fields named in `expected` with the row's JSON.
+    fn check(account: &str, kind: OpKind, balances: &[(&str, i64)], expected: serde_json::Value) {
+        let op = operation(kind);
+        let got = row_json(&row(&id(account), &entry(balances), &op), &op);
         let expected = expected.as_object().unwrap();
         for (field, value) in expected {
             assert_eq!(&got[field], value, "{field} of {got}");
         }
+    }
+
+    /// The "with" cell of the text table for `account`.
+    fn with_column(account: &str, kind: OpKind) -> String {
+        let genesis = Genesis {
+            ledger_id: cercle_core::LedgerId([0; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![],
+            auditor_keys: vec![],
+            node_key: cercle_core::PublicKey([0; 32]),
+        };
+        let op = operation(kind);
+        let text = table(&genesis, &[(row(&id(account), &entry(&[]), &op), op)]);
+        let header = text.lines().next().unwrap();
+        let line = text.lines().nth(1).unwrap();
+        let start = header.find("with").unwrap();
+        let end = header.find("balance after").unwrap();
+        line.chars().skip(start).take(end - start).collect::<String>().trim().to_string()
     }
 
     #[test]
@@ -356,17 +482,20 @@ mod tests {
                 "timestamp_ms": 1_795_341_600_000u64,
                 "kind": "transfer",
                 "counterparty": "bob",
+                "direction": "to",
                 "amount_minor": -12_550,
                 "balance_after_minor": -12_550,
                 "memo": "flour, week 47",
+                "reason": null,
                 "invoice_ref": null,
+                "invoice_id": null,
             }),
         );
         check(
             "bob",
             paid,
             &balances,
-            json!({"counterparty": "alice", "amount_minor": 12_550, "balance_after_minor": 12_550}),
+            json!({"counterparty": "alice", "direction": "from", "amount_minor": 12_550, "balance_after_minor": 12_550}),
         );
         // No memo is null, not "".
         check(
@@ -384,13 +513,77 @@ mod tests {
             invoice: None,
         });
         check("alice", with_invoice, &[], json!({"invoice_ref": "INV-17", "amount_minor": -5}));
+        // A payment of a registered invoice names it, as the text does.
+        let invoice = InvoiceId([0xab; 16]);
+        let pays_invoice = OpKind::Transfer(Transfer {
+            payer: id("alice"),
+            payee: id("bob"),
+            amount_minor: 5,
+            memo: "invoice F-1".into(),
+            invoice_ref: None,
+            invoice: Some(invoice),
+        });
+        check(
+            "bob",
+            pays_invoice,
+            &[],
+            json!({"invoice_ref": invoice.to_string(), "invoice_id": invoice.to_string(), "memo": "invoice F-1"}),
+        );
     }
 
     #[test]
-    fn administrative_rows_carry_their_reason() {
+    fn an_invoice_goes_to_the_payer_and_comes_from_the_payee() {
+        let issued = OpKind::IssueInvoice(IssueInvoice {
+            invoice: InvoiceId([1; 16]),
+            payee: id("alice"),
+            payer: id("carol-market"),
+            amount_minor: 40_000,
+            local_share_percent: 80,
+            due_day: Some(20_818),
+            reference: "F-2026-117".into(),
+            excluded_from_clearing: false,
+        });
+        assert_eq!(with_column("alice", issued.clone()), "to carol-market");
+        assert_eq!(with_column("carol-market", issued.clone()), "from alice");
+        check(
+            "alice",
+            issued,
+            &[],
+            json!({
+                "counterparty": "carol-market",
+                "direction": "to",
+                "amount_minor": null,
+                "invoice_id": InvoiceId([1; 16]).to_string(),
+                "invoice_ref": "F-2026-117",
+                "invoice": {
+                    "invoice_id": InvoiceId([1; 16]).to_string(),
+                    "payee": "alice",
+                    "payer": "carol-market",
+                    "amount_minor": 40_000,
+                    "local_share_percent": 80,
+                    "due_date": "2026-12-31",
+                    "reference": "F-2026-117",
+                    "excluded_from_clearing": false,
+                },
+            }),
+        );
+        let parties =
+            InvoiceParties { invoice: InvoiceId([1; 16]), payee: id("alice"), payer: id("carol-market") };
+        let accepted = OpKind::AcceptInvoice(parties.clone());
+        assert_eq!(with_column("carol-market", accepted.clone()), "from alice");
+        assert_eq!(with_column("alice", accepted), "to carol-market");
+        let rejected = OpKind::RejectInvoice { invoice: parties, reason: "not ordered".into() };
+        check("carol-market", rejected, &[], json!({"direction": "from", "reason": "not ordered"}));
+        // Money goes the other way: the payer pays to the payee.
+        assert_eq!(with_column("carol-market", transfer("carol-market", "alice", 5, "")), "to alice");
+        assert_eq!(with_column("alice", transfer("carol-market", "alice", 5, "")), "from carol-market");
+    }
+
+    #[test]
+    fn administrative_rows_carry_their_reason_and_values() {
         let limits = OpKind::SetLimits(SetLimits {
             account: id("alice"),
-            credit_limit_minor: Some(200_000),
+            credit_limit_minor: Some(300_000),
             max_balance_minor: None,
             reason: "annual review".into(),
         });
@@ -402,25 +595,47 @@ mod tests {
                 "kind": "set_limits",
                 "counterparty": null,
                 "amount_minor": null,
-                "memo": "annual review",
+                "memo": null,
+                "reason": "annual review",
+                "limits": {"credit_limit_minor": 300_000},
             }),
         );
+        let no_max = OpKind::SetLimits(SetLimits {
+            account: id("alice"),
+            credit_limit_minor: None,
+            max_balance_minor: Some(None),
+            reason: "no cap".into(),
+        });
+        check("alice", no_max, &[], json!({"limits": {"max_balance_minor": null}}));
         let freeze = OpKind::FreezeAccount { account: id("bob"), reason: "dispute over invoice 17".into() };
-        check("bob", freeze, &[], json!({"kind": "freeze_account", "memo": "dispute over invoice 17"}));
+        check("bob", freeze, &[], json!({"kind": "freeze_account", "reason": "dispute over invoice 17"}));
         let unfreeze = OpKind::UnfreezeAccount { account: id("bob"), reason: String::new() };
-        check("bob", unfreeze, &[], json!({"kind": "unfreeze_account", "memo": null}));
+        check("bob", unfreeze, &[], json!({"kind": "unfreeze_account", "reason": null}));
         let register = OpKind::RegisterAccount(cercle_core::RegisterAccount {
             account: id("carol"),
             display_name: "Carol".into(),
             keys: vec![],
             credit_limit_minor: 0,
-            max_balance_minor: None,
+            max_balance_minor: Some(200_000),
         });
         check(
             "carol",
             register,
             &[("carol", 0)],
-            json!({"kind": "register_account", "balance_after_minor": 0, "memo": null}),
+            json!({
+                "kind": "register_account",
+                "balance_after_minor": 0,
+                "display_name": "Carol",
+                "limits": {"credit_limit_minor": 0, "max_balance_minor": 200_000},
+            }),
+        );
+        let clearing =
+            OpKind::RunClearing(cercle_core::RunClearing { with_credit: true, reason: "December".into() });
+        check(
+            "carol",
+            clearing,
+            &[],
+            json!({"kind": "run_clearing", "reason": "December", "with_credit": true}),
         );
     }
 }
