@@ -82,6 +82,10 @@ fn totals_beyond_i64_are_exact_strings() {
     assert_eq!(v["cleared_minor"], json!((2 * max).to_string()));
     assert_eq!(v["net_internal_debt_minor"], json!(max));
     assert_eq!(v["remaining_debt_minor"], json!(max));
+    // Two thirds cleared: rounded half up, as every command formats a share.
+    assert_eq!(v["cleared_basis_points"], json!(6_667));
+    let text = solve(&input, &[]).ok().stdout;
+    assert!(text.contains("(66.67% of the total debt)"), "{text}");
 }
 
 #[test]

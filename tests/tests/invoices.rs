@@ -147,7 +147,11 @@ fn invoices_are_cleared_around_a_loop_and_the_audit_passes() {
     assert_eq!(plan["total_debt_minor"], 9_000 + 7_000 + 5_000);
     assert_eq!(plan["setoff_minor"], 3 * 5_000);
     assert_eq!(plan["cleared_minor"], 3 * 5_000);
+    assert_eq!(plan["setoff_basis_points"], 7_143);
     assert_eq!(open_minor(&url, &c, &ca), 3_000, "a dry run changes nothing");
+    // 15,000 of 21,000: the same format as `cercle clearing solve`, rounded half up.
+    let text = cercle(&url, admin, &["admin", "clearing", "--dry-run"]).ok().stdout;
+    assert!(text.contains("(71.43% of the debt)"), "{text}");
 
     // The run: every obligation of the loop goes down by 50, balances do not move.
     let run = cercle(&url, admin, &["--json", "admin", "clearing", "--reason", "December"]).ok().json();

@@ -44,6 +44,23 @@ pub fn amount_json(minor: i128) -> serde_json::Value {
     i64::try_from(minor).map_or_else(|_| json!(minor.to_string()), |m| json!(m))
 }
 
+/// `part / whole` as a percentage rounded half up to two decimals, `66.67%`; `0.00%` when
+/// there is no whole. The one format every command uses.
+pub fn percent(part: i128, whole: i128) -> String {
+    let bp = basis_points(part, whole);
+    format!("{}.{:02}%", bp / 100, bp % 100)
+}
+
+/// `part / whole` in hundredths of a percent, rounded half up; 0 when `whole <= 0`.
+/// Callers pass amounts below 2^100, so the products stay far inside i128.
+pub fn basis_points(part: i128, whole: i128) -> i128 {
+    if whole <= 0 {
+        return 0;
+    }
+    // Round half up: floor((2 * part * 10_000 + whole) / (2 * whole)).
+    (2 * part * 10_000 + whole).div_euclid(2 * whole)
+}
+
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
@@ -225,6 +242,29 @@ mod tests {
         for bad in ["2026-02-29", "2026-13-01", "1969-12-31", "2026-1", "x", "2026-11-22-1", ""] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn percentages_round_half_up() {
+        let check = |part: i128, whole: i128, expected: &str| {
+            assert_eq!(percent(part, whole), expected, "{part}/{whole}");
+        };
+        check(2, 3, "66.67%");
+        check(1, 3, "33.33%");
+        check(150, 270, "55.56%");
+        check(1, 8, "12.50%");
+        // Exactly half a hundredth rounds up.
+        check(1, 80_000, "0.00%");
+        check(1, 20_000, "0.01%");
+        check(1, 40_000, "0.00%");
+        check(3, 40_000, "0.01%");
+        check(0, 0, "0.00%");
+        check(5, 0, "0.00%");
+        check(7, 7, "100.00%");
+        let big = i128::from(i64::MAX) * 3;
+        check(2 * i128::from(i64::MAX), big, "66.67%");
+        assert_eq!(basis_points(1, 3), 3_333);
+        assert_eq!(basis_points(2, 3), 6_667);
     }
 
     #[test]

@@ -88,19 +88,18 @@ fn report_json(report: &Report, pairs: usize, out: Option<&Path>) -> Value {
         "net_internal_debt_minor": amount_json(report.net_internal_debt_minor),
         "cleared_minor": amount_json(report.cleared_minor),
         "remaining_debt_minor": amount_json(report.remaining_debt_minor),
-        "cleared_basis_points": basis_points(report.cleared_minor, report.total_debt_minor),
+        "cleared_basis_points": output::basis_points(report.cleared_minor, report.total_debt_minor),
         "seconds": report.seconds,
         "out": out.map(|p| p.display().to_string()),
     })
 }
 
 fn report_text(report: &Report, out: Option<&Path>) -> String {
-    let bp = basis_points(report.cleared_minor, report.total_debt_minor);
     let mut text = format!(
         "{} obligations between {} firms (amounts in minor units)\n\
          total debt:        {:>24}\n\
          net internal debt: {:>24}\n\
-         cleared:           {:>24}  ({}.{:02}% of the total debt)\n\
+         cleared:           {:>24}  ({} of the total debt)\n\
          remaining debt:    {:>24}\n\
          solved in {:.3} s",
         report.obligations,
@@ -108,8 +107,7 @@ fn report_text(report: &Report, out: Option<&Path>) -> String {
         thousands(report.total_debt_minor),
         thousands(report.net_internal_debt_minor),
         thousands(report.cleared_minor),
-        bp / 100,
-        bp % 100,
+        output::percent(report.cleared_minor, report.total_debt_minor),
         thousands(report.remaining_debt_minor),
         report.seconds,
     );
@@ -117,12 +115,6 @@ fn report_text(report: &Report, out: Option<&Path>) -> String {
         text.push_str(&format!("\ncleared amounts per obligation written to {}", out.display()));
     }
     text
-}
-
-/// `part / whole` in hundredths of a percent, rounded down; 0 when there is no debt.
-fn basis_points(part: i128, whole: i128) -> i128 {
-    // Both are below 2^100, so the product stays far inside i128.
-    if whole > 0 { part * 10_000 / whole } else { 0 }
 }
 
 /// `1234567` as `1,234,567`.
@@ -156,7 +148,5 @@ mod tests {
         assert_eq!(amount_json(5), json!(5));
         assert_eq!(amount_json(i128::from(i64::MAX)), json!(i64::MAX));
         assert_eq!(amount_json(i128::from(i64::MAX) + 1), json!("9223372036854775808"));
-        assert_eq!(basis_points(150, 270), 5_555);
-        assert_eq!(basis_points(0, 0), 0);
     }
 }
