@@ -175,7 +175,7 @@ pub fn cercle(node_url: &str, key: Option<&Path>, args: &[&str]) -> CliOutput {
     if let Some(key) = key {
         cmd.arg("--key").arg(key);
     }
-    cmd.args(args).env_remove("CERCLE_KEY").env_remove("CERCLE_NODE");
+    cmd.args(args).env_remove("CERCLE_KEY").env_remove("CERCLE_NODE").env_remove("CERCLE_NODE_KEY");
     let Output { status, stdout, stderr } = cmd.output().expect("run cercle");
     CliOutput {
         code: status.code().unwrap_or(-1),

@@ -1,7 +1,9 @@
 //! Signed statements: a firm gets one from the node and anyone checks it offline against
 //! the node's public key; any alteration of the file is caught.
 
-use cercle_e2e::{Node, cercle, genesis};
+use std::process::Command;
+
+use cercle_e2e::{Node, binary, cercle, genesis};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,6 +55,33 @@ async fn a_statement_verifies_offline_and_tampering_is_caught() {
     assert_eq!(verified["turnover_out_minor"], 10_525);
     assert_eq!(verified["credit_limit_minor"], 50_000);
     assert_eq!(verified["entry_count"], 4);
+
+    // Without the key the association publishes, nothing is VALID: the key written in the
+    // file proves nothing by itself (exit 2, bad usage).
+    let unpinned = cercle("http://127.0.0.1:1", None, &["statement", "verify", file_s]).failed();
+    assert_eq!(unpinned.code, 2);
+    assert!(unpinned.stderr.contains("node key was not given"), "{}", unpinned.stderr);
+    assert!(!unpinned.stdout.contains("VALID"), "{}", unpinned.stdout);
+    let unpinned = cercle("http://127.0.0.1:1", None, &["--json", "statement", "verify", file_s]).failed();
+    assert_eq!(unpinned.json()["error"]["kind"], "usage");
+    // The key as the association publishes it, in a file with comments.
+    let published = tmp.path().join("node-key.txt");
+    std::fs::write(&published, format!("# Cercle node key of our association\n\n{node_key}\n")).unwrap();
+    let out = cercle(
+        "http://127.0.0.1:1",
+        None,
+        &["statement", "verify", file_s, "--node-key-file", published.to_str().unwrap()],
+    )
+    .ok();
+    assert!(out.stdout.contains("VALID"), "{}", out.stdout);
+    // Or in the environment.
+    let out = Command::new(binary("cercle"))
+        .args(["--node", "http://127.0.0.1:1", "statement", "verify", file_s])
+        .env("CERCLE_NODE_KEY", &node_key)
+        .env_remove("CERCLE_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Against another key, it fails.
     let other = "1".repeat(64);

@@ -46,15 +46,69 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Verify {
-    /// Check a statement file offline against the node's public key
-    Verify {
-        /// The statement file
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
-        /// The node's public key, as the association publishes it (hex)
-        #[arg(long, value_name = "HEX", value_parser = crate::signed::parse_public_key)]
-        node_key: Option<PublicKey>,
-    },
+    /// Check a statement file offline against the node key the association publishes
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The statement file
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The node's public key as the association publishes it, in hex (or set CERCLE_NODE_KEY)
+    #[arg(long, value_name = "HEX", value_parser = crate::signed::parse_public_key)]
+    node_key: Option<PublicKey>,
+    /// Read the node's public key from FILE, as the association publishes it: the hex key,
+    /// with optional `#` comment lines
+    #[arg(long, value_name = "FILE", conflicts_with = "node_key")]
+    node_key_file: Option<PathBuf>,
+}
+
+/// The environment variable that pins the node key when no option does.
+const NODE_KEY_ENV: &str = "CERCLE_NODE_KEY";
+/// A published node key file is a key and a few comment lines.
+const NODE_KEY_FILE_BYTES_MAX: u64 = 16 * 1024;
+
+/// The node key to check a statement against: `--node-key`, else `--node-key-file`, else
+/// `CERCLE_NODE_KEY`. The key written in the statement itself proves nothing: whoever
+/// forged the statement would have written their own.
+fn pinned_node_key(args: &VerifyArgs) -> anyhow::Result<PublicKey> {
+    if let Some(key) = args.node_key {
+        return Ok(key);
+    }
+    if let Some(path) = &args.node_key_file {
+        let cannot_read =
+            |e: std::io::Error| usage(format!("cannot read the node key file {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(cannot_read)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, NODE_KEY_FILE_BYTES_MAX + 1), &mut text)
+            .map_err(cannot_read)?;
+        if text.len() as u64 > NODE_KEY_FILE_BYTES_MAX {
+            crate::usage_bail!(
+                "{} is larger than {NODE_KEY_FILE_BYTES_MAX} bytes: not a node key file",
+                path.display()
+            );
+        }
+        return parse_node_key_file(&text).map_err(|e| usage(format!("{}: {e}", path.display())));
+    }
+    if let Some(text) = std::env::var_os(NODE_KEY_ENV) {
+        let text = text.to_str().ok_or_else(|| usage(format!("{NODE_KEY_ENV} is not text")))?;
+        return PublicKey::from_hex(text.trim()).map_err(|e| usage(format!("{NODE_KEY_ENV}: {e}")));
+    }
+    Err(usage(
+        "the node key was not given, so the statement cannot be verified: pass the key the association publishes with --node-key HEX or --node-key-file FILE, or set CERCLE_NODE_KEY",
+    ))
+}
+
+/// The key in a published node key file: one line of hex; empty lines and lines starting
+/// with `#` are ignored.
+fn parse_node_key_file(text: &str) -> Result<PublicKey, String> {
+    let mut keys = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let key = keys.next().ok_or("the file holds no key (only comments or nothing)")?;
+    if keys.next().is_some() {
+        return Err("the file holds more than one line that is not a comment; expected one key in hex".into());
+    }
+    PublicKey::from_hex(key)
 }
 
 /// Milliseconds since the Unix epoch at 00:00 UTC of a `YYYY-MM-DD` day.
@@ -63,8 +117,8 @@ fn parse_day(text: &str) -> Result<u64, String> {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    if let Some(Verify::Verify { file, node_key }) = args.verify {
-        return verify(global, &file, node_key);
+    if let Some(Verify::Verify(args)) = args.verify {
+        return verify(global, &args);
     }
     let (Some(account), Some(out)) = (args.account, args.out) else {
         crate::usage_bail!("give an ACCOUNT and --out FILE, or use `cercle statement verify FILE`");
@@ -113,7 +167,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         "entries": entries,
     });
     // Check what the node sent before handing it to anyone.
-    let checked = check(&document, Some(&g.node_key)).context("the node's statement does not verify")?;
+    let checked = check(&document, &g.node_key).context("the node's statement does not verify")?;
     let text = serde_json::to_string_pretty(&document)?;
     std::fs::OpenOptions::new()
         .write(true)
@@ -146,11 +200,11 @@ fn hex_bytes(value: &Value, name: &str) -> anyhow::Result<Vec<u8>> {
     hex::decode(text).map_err(|e| anyhow!("'{name}' is not hex: {e}"))
 }
 
-/// Checks a statement document; `trusted_key` is the node key to check it against.
-fn check(doc: &Value, trusted_key: Option<&PublicKey>) -> anyhow::Result<Checked> {
+/// Checks a statement document against `node_key`, the node key the checker trusts.
+fn check(doc: &Value, node_key: &PublicKey) -> anyhow::Result<Checked> {
     ensure!(doc["format"] == FORMAT, "not a Cercle statement (format is not {FORMAT})");
     let file_key = PublicKey(hex_field::<32>(doc, "node_key")?);
-    let node_key = *trusted_key.unwrap_or(&file_key);
+    let node_key = *node_key;
     ensure!(node_key == file_key, "the statement names node key {file_key}, not the expected {node_key}");
     let ledger_id = LedgerId(hex_field::<16>(doc, "ledger_id")?);
     let statement =
@@ -217,7 +271,9 @@ fn check(doc: &Value, trusted_key: Option<&PublicKey>) -> anyhow::Result<Checked
     Ok(Checked { statement, currency, exponent, tree_head, node_key })
 }
 
-fn verify(global: &Global, file: &Path, node_key: Option<PublicKey>) -> anyhow::Result<()> {
+fn verify(global: &Global, args: &VerifyArgs) -> anyhow::Result<()> {
+    let file = args.file.as_path();
+    let node_key = pinned_node_key(args)?;
     let cannot_read = |e: std::io::Error| usage(format!("cannot read {}: {e}", file.display()));
     let size = std::fs::metadata(file).map_err(cannot_read)?.len();
     if size > FILE_BYTES_MAX {
@@ -228,13 +284,7 @@ fn verify(global: &Global, file: &Path, node_key: Option<PublicKey>) -> anyhow::
     let invalid = |e: anyhow::Error| fail(Kind::AuditFailed, format!("STATEMENT INVALID: {e:#}"));
     let doc: Value =
         serde_json::from_str(&text).map_err(|e| invalid(anyhow!("{} is not JSON: {e}", file.display())))?;
-    let checked = check(&doc, node_key.as_ref()).map_err(invalid)?;
-    if node_key.is_none() && !global.json {
-        eprintln!(
-            "note: checked against the node key written in the file ({}); pass --node-key to check it against the key the association publishes",
-            checked.node_key
-        );
-    }
+    let checked = check(&doc, &node_key).map_err(invalid)?;
     report(global, &checked, None)
 }
 
@@ -305,6 +355,25 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_key_files_hold_one_key_and_comments() {
+        let key = "ab".repeat(32);
+        let check = |text: &str, expected: Result<&str, &str>| {
+            let got = parse_node_key_file(text).map(|k| k.to_hex());
+            match expected {
+                Ok(hex) => assert_eq!(got.as_deref(), Ok(hex), "{text:?}"),
+                Err(needle) => assert!(got.as_ref().is_err_and(|e| e.contains(needle)), "{text:?}: {got:?}"),
+            }
+        };
+        check(&key, Ok(&key));
+        check(&format!("# Cercle association, node key\n# published 2026-11-30\n\n  {key}  \n"), Ok(&key));
+        check(&format!("{key}\r\n"), Ok(&key));
+        check("# nothing\n", Err("holds no key"));
+        check("", Err("holds no key"));
+        check(&format!("{key}\n{key}\n"), Err("more than one line"));
+        check("node key: abc", Err("hex"));
+    }
 
     #[test]
     fn days() {
