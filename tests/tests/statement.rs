@@ -32,6 +32,46 @@ async fn a_statement_verifies_offline_and_tampering_is_caught() {
     let file = tmp.path().join("alice-statement.json");
     let file_s = file.to_str().unwrap();
     cercle(&url, Some(&alice), &["statement", "alice", "--out", file_s]).ok();
+    // A period that ends after the node cut the statement: provisional, and signed so.
+    let running = tmp.path().join("running.json");
+    let out = cercle(
+        &url,
+        Some(&alice),
+        &[
+            "statement",
+            "alice",
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2099-12-31",
+            "--out",
+            running.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(out.stdout.contains("VALID (provisional: period not ended when cut at 20"), "{}", out.stdout);
+    // A period that has ended: final.
+    let yesterday = cercle_audit::utc_date(cercle_e2e::now_ms() - 86_400_000);
+    let ended = tmp.path().join("ended.json");
+    let out = cercle(
+        &url,
+        Some(&alice),
+        &[
+            "--json",
+            "statement",
+            "alice",
+            "--from",
+            "2020-01-01",
+            "--to",
+            &yesterday,
+            "--out",
+            ended.to_str().unwrap(),
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!((out["provisional"].as_bool(), out["verdict"].as_str()), (Some(false), Some("VALID (final)")));
+    assert_eq!(out["closing_balance_minor"], 0, "nothing happened before today");
     // Another firm may not get Alice's statement.
     let out =
         cercle(&url, Some(&bob), &["statement", "alice", "--out", tmp.path().join("x").to_str().unwrap()]);
@@ -48,6 +88,18 @@ async fn a_statement_verifies_offline_and_tampering_is_caught() {
     .ok()
     .json();
     assert_eq!(verified["valid"], true);
+    // No --to: up to the end of time, so never over.
+    assert_eq!(verified["provisional"], true);
+    assert!(verified["cut_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{verified}");
+    let running = cercle(
+        "http://127.0.0.1:1",
+        None,
+        &["--json", "statement", "verify", running.to_str().unwrap(), "--node-key", &node_key],
+    )
+    .ok()
+    .json();
+    assert_eq!(running["provisional"], true);
+    assert_eq!(running["closing_balance_minor"], -6_525);
     assert_eq!(verified["account"], "alice");
     assert_eq!(verified["opening_balance_minor"], 0);
     assert_eq!(verified["closing_balance_minor"], -6_525);

@@ -6,6 +6,11 @@
 //! `cercle statement verify FILE` checks all of it against the node's public key, with no
 //! node: the signatures, each entry's own signature and Merkle inclusion, and that the
 //! entries give the turnover and closing balance the statement claims.
+//!
+//! A statement is cut at the node's time (its tree head's). If the period ends after that,
+//! it is *provisional*: its closing balance is the balance so far. The flag and the cut
+//! time are part of what the node signs, and `verify` prints the one or the other:
+//! `VALID (provisional: ...)` or `VALID (final)`.
 
 use std::path::{Path, PathBuf};
 
@@ -225,10 +230,7 @@ fn check(doc: &Value, node_key: &PublicKey) -> anyhow::Result<Checked> {
     tree_head
         .verify(&node_key, &hex_field::<64>(th, "signature")?)
         .map_err(|e| anyhow!("the node's signature on the tree head is invalid: {e}"))?;
-    ensure!(
-        tree_head.tree_size == statement.tree_size && tree_head.root_hash == statement.root_hash,
-        "the statement is not computed at the tree head it comes with"
-    );
+    statement.check_tree_head(&tree_head).map_err(|e| anyhow!("{e}"))?;
     let list = doc["entries"].as_array().ok_or_else(|| anyhow!("'entries' is missing"))?;
     let mut entries = Vec::with_capacity(list.len());
     for item in list {
@@ -301,9 +303,18 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
         Ok(m) => money(m),
         Err(_) => format!("{minor} minor units"),
     };
+    let verdict = if s.provisional {
+        format!("VALID (provisional: period not ended when cut at {})", output::rfc3339(s.cut_at_ms))
+    } else {
+        "VALID (final)".to_string()
+    };
     if global.json {
         return output::emit_ok(json!({
             "valid": true,
+            "provisional": s.provisional,
+            "verdict": verdict,
+            "cut_at_ms": s.cut_at_ms,
+            "cut_at": output::rfc3339(s.cut_at_ms),
             "account": s.account.as_str(),
             "from_ms": s.from_ms,
             "to_ms": s.to_ms,
@@ -324,7 +335,7 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
     }
     let to = if s.to_ms == u64::MAX { "now".to_string() } else { output::rfc3339(s.to_ms) };
     let lines = [
-        format!("statement of '{}' from {} to {to}: VALID", s.account, output::rfc3339(s.from_ms)),
+        format!("statement of '{}' from {} to {to}: {verdict}", s.account, output::rfc3339(s.from_ms)),
         format!("  opening balance   {}", money(s.opening_balance_minor)),
         format!("  received          {}", turnover(s.turnover_in_minor)),
         format!("  paid              {}", turnover(s.turnover_out_minor)),
