@@ -50,6 +50,8 @@ async fn a_statement_verifies_offline_and_tampering_is_caught() {
     )
     .ok();
     assert!(out.stdout.contains("VALID (provisional: period not ended when cut at 20"), "{}", out.stdout);
+    // The credit limit is a positive amount; the floor it sets is said as such.
+    assert!(out.stdout.contains("credit limit      500.00 CHW (floor -500.00 CHW)"), "{}", out.stdout);
     // A period that has ended: final.
     let yesterday = cercle_audit::utc_date(cercle_e2e::now_ms() - 86_400_000);
     let ended = tmp.path().join("ended.json");

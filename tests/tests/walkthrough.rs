@@ -98,6 +98,9 @@ fn walkthrough() {
     assert_eq!(b["max_balance_minor"], serde_json::Value::Null);
     assert_eq!(b["status"], "active");
     assert_eq!(balance(&url, &carol)["max_balance_minor"], 200_000);
+    assert_eq!(b["floor_minor"], -100_000);
+    let text = cercle(&url, Some(&alice.key), &["balance", alice.name]).ok().stdout;
+    assert!(text.contains("credit limit 1,000.00 CHW (floor -1,000.00 CHW)"), "{text}");
 
     // Alice pays Bob: her balance goes below zero, his goes up by the same amount.
     cercle(

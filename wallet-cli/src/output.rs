@@ -151,6 +151,14 @@ pub fn money(genesis: &Genesis, minor: i64) -> String {
     format_with_currency(minor, genesis.exponent, &genesis.currency)
 }
 
+/// A credit limit as the wallet always writes it: a positive amount, then the floor it
+/// puts under the balance, `1,000.00 CHW (floor -1,000.00 CHW)`. `money` formats minor
+/// units in the ledger's currency.
+pub fn credit_limit(limit_minor: i64, money: impl Fn(i64) -> String) -> String {
+    // A limit is never negative, so its negation cannot overflow; saturate all the same.
+    format!("{} (floor {})", money(limit_minor), money(limit_minor.saturating_neg()))
+}
+
 /// The short form of a hash for human output.
 fn short_hash(hash: &[u8]) -> String {
     let full = hex::encode(hash);
@@ -265,6 +273,13 @@ mod tests {
         check(2 * i128::from(i64::MAX), big, "66.67%");
         assert_eq!(basis_points(1, 3), 3_333);
         assert_eq!(basis_points(2, 3), 6_667);
+    }
+
+    #[test]
+    fn a_credit_limit_is_positive_and_its_floor_negative() {
+        let money = |minor: i64| cercle_core::format_with_currency(minor, 2, "CHW");
+        assert_eq!(credit_limit(300_000, money), "3,000.00 CHW (floor -3,000.00 CHW)");
+        assert_eq!(credit_limit(0, money), "0.00 CHW (floor 0.00 CHW)");
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             "display_name": account.display_name,
             "balance_minor": account.balance_minor,
             "credit_limit_minor": account.credit_limit_minor,
+            "floor_minor": account.credit_limit_minor.saturating_neg(),
             "max_balance_minor": account.max_balance_minor,
             "status": status,
             "currency": genesis.currency,
@@ -59,7 +60,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let rows = [
         ("account", format!("{} ({})", account.account, one_line(&account.display_name))),
         ("balance", money(genesis, account.balance_minor)),
-        ("credit limit", money(genesis, account.credit_limit_minor)),
+        ("credit limit", output::credit_limit(account.credit_limit_minor, |m| money(genesis, m))),
         ("max balance", max_balance),
         ("status", status),
     ];

@@ -325,6 +325,7 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
             "turnover_in_minor": turnover_json(s.turnover_in_minor),
             "turnover_out_minor": turnover_json(s.turnover_out_minor),
             "credit_limit_minor": s.credit_limit_minor,
+            "floor_minor": s.credit_limit_minor.saturating_neg(),
             "max_balance_minor": s.max_balance_minor,
             "frozen": s.frozen,
             "entry_count": s.sequences.len(),
@@ -342,7 +343,7 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
         format!("  closing balance   {}", money(s.closing_balance_minor)),
         format!(
             "  credit limit      {}; maximum balance {}; {}",
-            money(-s.credit_limit_minor),
+            output::credit_limit(s.credit_limit_minor, money),
             s.max_balance_minor.map_or("none".into(), money),
             if s.frozen { "frozen" } else { "active" }
         ),
