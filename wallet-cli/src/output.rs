@@ -4,7 +4,8 @@
 //! `submit`) with amounts in minor units, so scripts never parse formatted money: on
 //! success `{"ok": true, ...}` ([`emit_ok`]); failures are printed by `main`.
 //! Text that comes from the ledger (memos, names, the node's messages) is written by
-//! other people: control characters are escaped before it reaches a terminal.
+//! other people: control characters and Unicode bidirectional controls are escaped before
+//! it reaches a terminal.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -67,15 +68,23 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Makes untrusted text safe to print on one terminal line: line breaks become spaces
-/// and other control characters are escaped, so a memo cannot move the cursor or fake
-/// another line of output.
+/// Unicode's bidirectional formatting characters (embeddings, overrides, isolates, marks):
+/// printed as they are, they reorder what a terminal shows, so that a memo could make
+/// `-1000` read as `0001-` or hide the end of a line.
+const BIDI_CONTROLS: [char; 12] = [
+    '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}',
+    '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+];
+
+/// Makes untrusted text safe to print on one terminal line: line breaks become spaces,
+/// other control characters and bidirectional controls are escaped, so a memo cannot move
+/// the cursor, reorder the line or fake another line of output.
 pub fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '\n' | '\r' | '\t' => out.push(' '),
-            c if c.is_control() => {
+            c if c.is_control() || BIDI_CONTROLS.contains(&c) => {
                 let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
             }
             c => out.push(c),
@@ -289,5 +298,12 @@ mod tests {
         check("a\nb\r\tc", "a b  c");
         check("\u{1b}[31mred", "\\u{1b}[31mred");
         check("café", "café");
+        // Every bidirectional control is escaped, and nothing else of the script.
+        check("pay \u{202E}0001-", "pay \\u{202e}0001-");
+        for c in BIDI_CONTROLS {
+            assert_eq!(one_line(&c.to_string()), format!("\\u{{{:x}}}", u32::from(c)));
+        }
+        check("שלום", "שלום");
+        check("مرحبا", "مرحبا");
     }
 }

@@ -58,7 +58,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     let max_balance = account.max_balance_minor.map_or_else(|| "none".to_string(), |m| money(genesis, m));
     let rows = [
-        ("account", format!("{} ({})", account.account, one_line(&account.display_name))),
+        ("account", format!("{} ({})", one_line(&account.account), one_line(&account.display_name))),
         ("balance", money(genesis, account.balance_minor)),
         ("credit limit", output::credit_limit(account.credit_limit_minor, |m| money(genesis, m))),
         ("max balance", max_balance),

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::client::{Node, Rejected, status_error};
 use crate::failure::{self, Failure, Kind, classify};
+use crate::output::one_line;
 use crate::{Global, envelopes, output};
 
 #[derive(Debug, clap::Args)]
@@ -125,7 +126,8 @@ async fn submit_chunk(
                 }
                 Some(pb::submit_result::Outcome::Rejection(r)) => {
                     let code = u16::try_from(r.code).ok().filter(|c| *c != 0);
-                    results[i] = Some(Err(Rejected { reason: r.reason, code, message: r.message }));
+                    let (reason, message) = (one_line(&r.reason), one_line(&r.message));
+                    results[i] = Some(Err(Rejected { reason, code, message }));
                 }
                 None => {
                     results[i] = Some(Err(Rejected {
