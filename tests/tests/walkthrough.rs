@@ -221,4 +221,6 @@ fn walkthrough() {
     assert_eq!(before, after);
     let log = std::fs::read_to_string(data.join("node.log")).unwrap();
     assert!(log.contains("state verified against the log"), "start-up check ran:\n{log}");
+    // The log is a file, not a terminal: no colour escape codes in it.
+    assert!(!log.contains('\u{1b}'), "escape codes in the node's log:\n{log}");
 }
