@@ -29,6 +29,15 @@ async fn a_statement_verifies_offline_and_tampering_is_caught() {
     cercle(&url, Some(&bob), &["pay", "--from", "bobby", "alice", "40"]).ok();
     cercle(&url, Some(&alice), &["pay", "--from", "alice", "bobby", "5"]).ok();
 
+    // Anyone can ask the node for the key to pin, with no key of their own.
+    let info = cercle(&url, None, &["--json", "info"]).ok().json();
+    assert_eq!(info["node_key"], node_key.as_str());
+    assert_eq!((info["currency"].as_str(), info["exponent"].as_u64()), (Some("CHW"), Some(2)));
+    assert_eq!(info["log_size"], 5, "two registrations and three payments");
+    assert_eq!(info["admin_keys"].as_array().map(Vec::len), Some(1));
+    let text = cercle(&url, None, &["info"]).ok().stdout;
+    assert!(text.contains(&format!("node key      {node_key}")), "{text}");
+
     let file = tmp.path().join("alice-statement.json");
     let file_s = file.to_str().unwrap();
     cercle(&url, Some(&alice), &["statement", "alice", "--out", file_s]).ok();

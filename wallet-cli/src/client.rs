@@ -41,6 +41,8 @@ pub struct Node {
     url: String,
     client: LedgerClient<Channel>,
     pub genesis: Genesis,
+    /// The number of entries in the log when the node was asked for its genesis.
+    pub log_size: u64,
 }
 
 impl Node {
@@ -64,9 +66,10 @@ impl Node {
             .await
             .map_err(|s| status_error(url, &s))?
             .into_inner();
+        let log_size = info.log_size;
         let genesis = Genesis::try_from(info)
             .map_err(|r| anyhow!("the node at {url} describes an invalid ledger: {}", r.message("", 0)))?;
-        Ok(Node { url: url.to_string(), client, genesis })
+        Ok(Node { url: url.to_string(), client, genesis, log_size })
     }
 
     pub fn url(&self) -> &str {

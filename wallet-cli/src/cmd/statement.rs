@@ -101,7 +101,7 @@ fn pinned_node_key(args: &VerifyArgs) -> anyhow::Result<PublicKey> {
         return PublicKey::from_hex(text.trim()).map_err(|e| usage(format!("{NODE_KEY_ENV}: {e}")));
     }
     Err(usage(
-        "the node key was not given, so the statement cannot be verified: pass the key the association publishes with --node-key HEX or --node-key-file FILE, or set CERCLE_NODE_KEY",
+        "the node key was not given, so the statement cannot be verified: pass the key the association publishes with --node-key HEX or --node-key-file FILE, or set CERCLE_NODE_KEY (`cercle info` shows a node's key)",
     ))
 }
 
