@@ -233,4 +233,27 @@ fn clearing_with_credit_settles_a_chain_within_the_limits() {
     );
     assert_eq!((open_minor(&url, &a, &ab), open_minor(&url, &b, &bc)), (50_000, 0));
     cercle(&url, admin, &["audit", "verify"]).ok();
+
+    // The CSV export lets each firm reconcile the run: its balance change, and what was
+    // cleared of each invoice, by set-off and through credit.
+    let csv = tmp.path().join("log.csv");
+    cercle(&url, admin, &["audit", "export", "--format", "csv", "--out", csv.to_str().unwrap()]).ok();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let column = |name: &str| rows[0].iter().position(|c| *c == name).unwrap();
+    let (kind, account, amount) = (column("kind"), column("account"), column("amount"));
+    let firms: Vec<(&str, &str)> =
+        rows.iter().filter(|r| r[kind] == "clearing_firm").map(|r| (r[account], r[amount])).collect();
+    assert_eq!(firms, [(a.name, "-1000.00"), (b.name, "-500.00"), (c.name, "1500.00")], "{text}");
+    let (invoice, setoff, credit) = (column("invoice_id"), column("setoff"), column("credit"));
+    let mut invoices: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .filter(|r| r[kind] == "clearing_invoice")
+        .map(|r| (r[invoice], r[amount], r[setoff], r[credit]))
+        .collect();
+    invoices.sort();
+    let mut expected =
+        [(ab.as_str(), "1000.00", "0.00", "1000.00"), (bc.as_str(), "1500.00", "0.00", "1500.00")];
+    expected.sort();
+    assert_eq!(invoices, expected, "{text}");
 }
