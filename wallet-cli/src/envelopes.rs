@@ -68,13 +68,10 @@ pub fn parse_line(text: &str) -> Result<pb::Envelope, String> {
     Ok(pb::Envelope { body, signer, signature })
 }
 
-/// Appends an envelope to `path` (created if missing) and syncs it to disk.
+/// Appends an envelope to `path` (created if missing, never through a symbolic link) and
+/// syncs it to disk.
 pub fn append(path: &Path, envelope: &pb::Envelope) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {} to save the envelope", path.display()))?;
+    let mut file = crate::files::open_append(path)?;
     let mut line = to_line(envelope);
     line.push('\n');
     // One write of the whole line: O_APPEND keeps concurrent savers from interleaving.

@@ -4,10 +4,10 @@
 //! key is written with mode 0600 and never over an existing file, and a missing key is
 //! explained with the way to get one.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
 use rand::RngCore;
 
@@ -26,28 +26,14 @@ pub fn generate() -> anyhow::Result<Keypair> {
 }
 
 /// Writes `keypair` to a new file at `path`, readable by its owner only. Refuses to
-/// replace an existing file: overwriting a key can lose an account.
+/// replace an existing file (or link): overwriting a key can lose an account.
 pub fn write_new(path: &Path, keypair: &Keypair) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            usage(format!(
-                "{} already exists; refusing to overwrite a key (choose another --out path, or move the old file away yourself)",
-                path.display()
-            ))
-        } else {
-            anyhow!("cannot create key file {}: {e}", path.display())
-        }
-    })?;
-    file.write_all(encode_key_file(keypair).as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write key file {}", path.display()))
+    crate::files::write(
+        path,
+        encode_key_file(keypair).as_bytes(),
+        false,
+        "refusing to overwrite a key (choose another --out path, or move the old file away yourself)",
+    )
 }
 
 /// Loads the signing key named by `--key` / `CERCLE_KEY`.

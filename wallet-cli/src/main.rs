@@ -12,6 +12,7 @@ mod client;
 mod cmd;
 mod envelopes;
 mod failure;
+mod files;
 mod keys;
 mod output;
 mod signed;

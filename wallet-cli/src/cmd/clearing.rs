@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::Global;
 use crate::failure::usage;
+use crate::files;
 use crate::output::{self, amount_json};
 
 #[derive(Debug, clap::Subcommand)]
@@ -46,6 +47,10 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<()> {
 }
 
 fn solve(global: &Global, args: &SolveArgs) -> anyhow::Result<()> {
+    // Refused before the work, not after it.
+    if let Some(out) = &args.out {
+        files::check_target(out, false, OUT_EXISTS)?;
+    }
     // Every problem with the input file is bad input.
     let invoices = csv::read(&args.input).map_err(|e| match e {
         CsvError::Line { .. } => usage(format!("{}: {e}", args.input.display())),
@@ -67,16 +72,17 @@ fn solve(global: &Global, args: &SolveArgs) -> anyhow::Result<()> {
     }
 }
 
+/// What to do when `--out` exists.
+const OUT_EXISTS: &str = "choose another --out path (the file is never overwritten)";
+
 fn write_out(path: &Path, invoices: &Invoices, clearing: &Clearing) -> anyhow::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("cannot write {} (it must not exist yet)", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
+    let mut file = files::NewFile::create(path, false, OUT_EXISTS)?;
+    let mut out = std::io::BufWriter::new(file.file());
     csv::write_cleared(&mut out, invoices, &clearing.cleared)
         .and_then(|()| out.flush())
-        .with_context(|| format!("cannot write {}", path.display()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    drop(out);
+    file.commit()
 }
 
 fn report_json(report: &Report, pairs: usize, out: Option<&Path>) -> Value {

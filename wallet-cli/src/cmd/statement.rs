@@ -44,10 +44,16 @@ pub struct Args {
     /// Last day of the period, YYYY-MM-DD (UTC), included; default: now
     #[arg(long, value_name = "DATE", value_parser = parse_day)]
     to: Option<u64>,
-    /// Write the statement to FILE (refuses to overwrite)
+    /// Write the statement to FILE (refuses to overwrite it without --force)
     #[arg(long, value_name = "FILE", required = true)]
     out: Option<PathBuf>,
+    /// Replace FILE if it exists
+    #[arg(long)]
+    force: bool,
 }
+
+/// What to do when `--out` exists.
+const OUT_EXISTS: &str = "choose another --out path, or pass --force to replace it";
 
 #[derive(Debug, clap::Subcommand)]
 enum Verify {
@@ -136,6 +142,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if to_ms != 0 && from_ms > to_ms {
         crate::usage_bail!("--from is after --to");
     }
+    // Refused before asking the node, not after.
+    crate::files::check_target(&out, args.force, OUT_EXISTS)?;
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
     let reply = node.get_statement(&key, &account, from_ms, to_ms).await?;
@@ -174,12 +182,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     // Check what the node sent before handing it to anyone.
     let checked = check(&document, &g.node_key).context("the node's statement does not verify")?;
     let text = serde_json::to_string_pretty(&document)?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&out)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-        .with_context(|| format!("cannot write {} (it must not exist yet)", out.display()))?;
+    crate::files::write(&out, text.as_bytes(), args.force, OUT_EXISTS)?;
     report(global, &checked, Some(&out))
 }
 

@@ -6,11 +6,11 @@
 //! The export checks what it writes hangs together (each entry hashes to its hash,
 //! chains to the one before, and the whole matches the node's signed tree head), so a
 //! broken stream never yields a plausible file; signatures and balances are for
-//! `cercle audit verify`. The file is written beside FILE and moved into place only when
-//! complete.
+//! `cercle audit verify`. The file is written to a new temporary file beside FILE and
+//! moved into place only when complete (see `files`: a link is never written through).
 
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use cercle_audit::{Format, LogWriter, SignedTreeHead};
@@ -23,7 +23,7 @@ use crate::client::Node;
 use crate::client::status_error;
 use crate::cmd::verifiable::{ProgressLine, thousands};
 use crate::output::{self, rfc3339};
-use crate::{Global, keys};
+use crate::{Global, files, keys};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum FormatArg {
@@ -58,42 +58,24 @@ pub struct Args {
     force: bool,
 }
 
-/// Where the export is written until it is complete.
-fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
-    out.with_file_name(name)
-}
+/// What to do when `--out` exists.
+const OUT_EXISTS: &str = "choose another --out path, or pass --force to replace it";
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
-    if args.out.exists() && !args.force {
-        crate::usage_bail!(
-            "{} already exists; choose another --out path, or pass --force to replace it",
-            args.out.display()
-        );
-    }
+    files::check_target(&args.out, args.force, OUT_EXISTS)?;
     let mut node = Node::connect(&global.node).await?;
     let genesis = node.genesis.clone();
     let tree_head = node.tree_head().await?;
     tree_head.verify(&genesis).map_err(|e| anyhow!("the node's tree head does not check out: {e}"))?;
     let format = Format::from(args.format);
-    let partial = partial_path(&args.out);
-    let file =
-        std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-    let mut out = BufWriter::new(file);
-    let written = write_export(&mut node, &key, &genesis, &tree_head, format, &mut out).await;
-    let finished = written.and_then(|()| {
-        let file =
-            out.into_inner().map_err(|e| anyhow!("cannot write {}: {}", partial.display(), e.error()))?;
-        file.sync_all().with_context(|| format!("cannot write {}", partial.display()))?;
-        std::fs::rename(&partial, &args.out)
-            .with_context(|| format!("cannot move {} to {}", partial.display(), args.out.display()))
-    });
-    if let Err(e) = finished {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
+    // Dropped on an error, the temporary file is removed.
+    let mut file = files::NewFile::create(&args.out, args.force, OUT_EXISTS)?;
+    let mut out = BufWriter::new(file.file());
+    write_export(&mut node, &key, &genesis, &tree_head, format, &mut out).await?;
+    out.flush().with_context(|| format!("cannot write {}", args.out.display()))?;
+    drop(out);
+    file.commit()?;
     let head = &tree_head.head;
     if global.json {
         return output::emit_ok(json!({

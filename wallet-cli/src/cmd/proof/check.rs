@@ -16,7 +16,7 @@
 //! `$XDG_STATE_HOME/cercle/<ledger-id>.json`, or `~/.local/state/cercle/<ledger-id>.json`.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
@@ -99,21 +99,15 @@ fn load_state(path: &Path) -> anyhow::Result<Option<SignedTreeHead>> {
     Ok(Some(saved))
 }
 
-/// Replaces the state file with `tree_head`, atomically.
+/// Replaces the state file with `tree_head`, atomically, through a new file (a link at
+/// `path` is replaced, never followed).
 fn save_state(path: &Path, tree_head: &SignedTreeHead) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
-    let partial = path.with_file_name(name);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&partial)?;
-        file.write_all(format!("{}\n", jsonl::tree_head_line(tree_head)).as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&partial, path)
-    };
-    write().with_context(|| format!("cannot save the tree head to {}", path.display()))
+    let line = format!("{}\n", jsonl::tree_head_line(tree_head));
+    crate::files::write(path, line.as_bytes(), true, "")
+        .with_context(|| format!("cannot save the tree head to {}", path.display()))
 }
 
 fn describe(t: &SignedTreeHead) -> String {
