@@ -281,3 +281,57 @@ fn with_json_every_failure_is_one_error_object_on_stdout() {
     let v = json(&cercle(&["--json", "--key", &key, "pubkey"]).ok());
     assert_eq!(v["ok"], true);
 }
+
+#[cfg(unix)]
+#[test]
+fn key_files_are_checked_before_they_are_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public_key) = keygen(dir.path(), "alice.key");
+    let text = std::fs::read_to_string(&key).unwrap();
+
+    // One changed hex digit of the secret: the public key line no longer matches.
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let digit = if lines[1].starts_with('0') { "1" } else { "0" };
+    lines[1].replace_range(0..1, digit);
+    let damaged = dir.path().join("damaged.key");
+    std::fs::write(&damaged, lines.join("\n") + "\n").unwrap();
+    std::fs::set_permissions(&damaged, std::fs::Permissions::from_mode(0o600)).unwrap();
+    cercle(&["--key", path(&damaged), "pubkey"]).fails(2, &["damaged", &public_key]);
+
+    // A key others may read works, with a warning.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = cercle(&["--key", &key, "pubkey"]).ok();
+    assert_eq!(run.stdout.trim(), public_key);
+    assert!(run.stderr.contains("warning") && run.stderr.contains("chmod 600"), "{}", run.stderr);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(cercle(&["--key", &key, "pubkey"]).ok().stderr, "", "no warning at 0600");
+
+    // A directory, or a FIFO nobody writes to, is refused at once rather than read.
+    cercle(&["--key", path(dir.path()), "pubkey"]).fails(2, &["not a regular file"]);
+    let fifo = dir.path().join("fifo.key");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+    assert!(made.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cercle"))
+        .args(["--key", path(&fifo), "pubkey"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Poll with a deadline: a wallet that blocks on the FIFO is killed and the test fails.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cercle blocked reading a FIFO given as --key");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+}
