@@ -86,17 +86,17 @@ fn invoices_are_cleared_around_a_loop_and_the_audit_passes() {
     let c = firm(&url, tmp.path(), &admin_key, "gamma-farm");
 
     // A loop: b owes a 100, c owes b 70, a owes c 50; two invoices on one pair.
-    let ab = obligation(&url, &a, &b, "100", "2026-12-01");
-    let bc = obligation(&url, &b, &c, "70", "2026-12-15");
-    let ca = obligation(&url, &c, &a, "30", "2026-12-31");
-    let ca_early = obligation(&url, &c, &a, "20", "2026-12-10");
+    let ab = obligation(&url, &a, &b, "100", "2099-12-01");
+    let bc = obligation(&url, &b, &c, "70", "2099-12-15");
+    let ca = obligation(&url, &c, &a, "30", "2099-12-31");
+    let ca_early = obligation(&url, &c, &a, "20", "2099-12-10");
     let invoice = show(&url, &a, &ab);
     assert_eq!(invoice["state"], "accepted");
     assert_eq!(
         (invoice["amount_minor"].as_i64(), invoice["open_minor"].as_i64()),
         (Some(10_000), Some(10_000))
     );
-    assert_eq!(invoice["due_date"], "2026-12-01");
+    assert_eq!(invoice["due_date"], "2099-12-01");
 
     // b pays 10 of what it owes a: the invoice is partly settled, money moves.
     cercle(&url, Some(&b.key), &["invoice", "pay", &ab, "10"]).ok();
@@ -126,6 +126,15 @@ fn invoices_are_cleared_around_a_loop_and_the_audit_passes() {
     )
     .failed();
     assert_mentions(&out, "is not a date");
+    // A due date in the past is a typo unless said otherwise.
+    let past = ["invoice", "issue", "--from", a.name, "--to", b.name, "5", "--due", "2020-01-31"];
+    let out = cercle(&url, Some(&a.key), &past).failed();
+    assert_eq!(out.code, 2);
+    assert_mentions(&out, "the due date 2020-01-31 is in the past");
+    let out = cercle(&url, Some(&a.key), &[&past[..], &["--allow-past-due"]].concat()).ok();
+    let late = out.stdout.trim().to_string();
+    assert_eq!(show(&url, &a, &late)["due_date"], "2020-01-31");
+    cercle(&url, Some(&a.key), &["invoice", "cancel", &late]).ok();
     assert_eq!(open_minor(&url, &a, &ab), 9_000);
 
     // Without --json, `issue` prints the id alone on stdout (for `ID=$(cercle invoice issue …)`)
@@ -214,8 +223,8 @@ fn clearing_with_credit_settles_a_chain_within_the_limits() {
     let b = firm(&url, tmp.path(), &admin_key, "beta-mill");
     let c = firm(&url, tmp.path(), &admin_key, "gamma-farm");
     // a owes b 1,500, b owes c 1,500: no loop, so set-off alone clears nothing.
-    let ab = obligation(&url, &b, &a, "1500", "2026-12-01");
-    let bc = obligation(&url, &c, &b, "1500", "2026-12-01");
+    let ab = obligation(&url, &b, &a, "1500", "2099-12-01");
+    let bc = obligation(&url, &c, &b, "1500", "2099-12-01");
     let plan = cercle(&url, admin, &["--json", "admin", "clearing", "--dry-run"]).ok().json();
     assert_eq!(plan["cleared_minor"], 0);
     let out = cercle(&url, admin, &["admin", "clearing"]).failed();

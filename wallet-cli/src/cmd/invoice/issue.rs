@@ -10,6 +10,8 @@ use crate::client::Node;
 use crate::signed::{self, SignArgs, parse_account};
 use crate::{Global, keys, output};
 
+const DAY_MS: u64 = 86_400_000;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The payee issuing the invoice (the key must be one of its keys)
@@ -21,9 +23,12 @@ pub struct Args {
     /// The whole invoice in major units, e.g. 1250.00
     #[arg(value_name = "AMOUNT", allow_hyphen_values = true)]
     amount: String,
-    /// Due date, YYYY-MM-DD
+    /// Due date, YYYY-MM-DD (UTC); today or later, unless --allow-past-due
     #[arg(long, value_name = "DATE", value_parser = crate::output::parse_date)]
     due: Option<u32>,
+    /// Accept a due date in the past (e.g. to record an invoice issued earlier)
+    #[arg(long, requires = "due")]
+    allow_past_due: bool,
     /// The firm's own reference, e.g. its invoice number
     #[arg(long, value_name = "TEXT", default_value = "", hide_default_value = true)]
     reference: String,
@@ -43,6 +48,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         crate::usage_bail!("a firm cannot invoice itself ('{}' is both --from and --to)", args.to);
     }
     amounts::precheck(&args.amount, "amount", Sign::Positive)?;
+    if let Some(due) = args.due {
+        // A due date already past is almost always a typo (2025 for 2026).
+        let today = crate::client::now_ms()? / DAY_MS;
+        if u64::from(due) < today && !args.allow_past_due {
+            crate::usage_bail!(
+                "the due date {} is in the past (today is {} UTC); pass --allow-past-due if that is meant",
+                output::date(due),
+                output::date(u32::try_from(today).unwrap_or(u32::MAX))
+            );
+        }
+    }
     let mut node = Node::connect(&global.node).await?;
     let amount_minor = amounts::parse(&args.amount, "amount", Sign::Positive, node.genesis.exponent)?;
     let mut id = [0u8; 16];
