@@ -134,6 +134,58 @@ pub fn parse_date(text: &str) -> Result<u32, String> {
     Ok((era * 146_097 + doe - 719_468) as u32)
 }
 
+const DAY_MS: u64 = 86_400_000;
+
+/// A span of whole days, UTC, both ends included, as `--from DATE --to DATE` give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// Day numbers (days since 1970-01-01); `None` is unbounded.
+    pub from: Option<u32>,
+    pub to: Option<u32>,
+}
+
+impl Period {
+    /// The period of `--from` and `--to`, refused (naming both) when it ends before it starts.
+    pub fn new(from: Option<u32>, to: Option<u32>) -> anyhow::Result<Period> {
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            crate::usage_bail!("--from {} is after --to {}: the period is empty", date(from), date(to));
+        }
+        Ok(Period { from, to })
+    }
+
+    /// The first millisecond of the period.
+    pub fn start_ms(&self) -> u64 {
+        self.from.map_or(0, |day| u64::from(day) * DAY_MS)
+    }
+
+    /// The last millisecond of the period (the whole `--to` day).
+    pub fn end_ms(&self) -> u64 {
+        self.to.map_or(u64::MAX, |day| (u64::from(day) + 1) * DAY_MS - 1)
+    }
+
+    pub fn is_bounded(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+
+    /// Whether the entry time `timestamp_ms` is before, in or after the period.
+    pub fn place(&self, timestamp_ms: u64) -> std::cmp::Ordering {
+        if timestamp_ms < self.start_ms() {
+            std::cmp::Ordering::Less
+        } else if timestamp_ms > self.end_ms() {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    }
+
+    /// The period for JSON: `{"from": "YYYY-MM-DD" | null, "to": ...}`.
+    pub fn json(&self) -> serde_json::Value {
+        json!({"from": self.from.map(date), "to": self.to.map(date)})
+    }
+}
+
 /// A day number as `YYYY-MM-DD`.
 pub fn date(day: u32) -> String {
     let (year, month, day) = civil_from_days(i64::from(day));
@@ -244,6 +296,22 @@ mod tests {
         check(1_700_000_000_123, "2023-11-14T22:13:20Z");
         // The largest input does not overflow.
         check(u64::MAX, "584556019-04-03T14:25:51Z");
+    }
+
+    #[test]
+    fn periods_are_whole_days_and_never_empty() {
+        let day = |text: &str| parse_date(text).unwrap();
+        let p = Period::new(Some(day("2026-11-22")), Some(day("2026-11-22"))).unwrap();
+        use std::cmp::Ordering::*;
+        assert_eq!(p.place(1_795_305_600_000 - 1), Less);
+        assert_eq!(p.place(1_795_305_600_000), Equal);
+        assert_eq!(p.place(1_795_305_600_000 + DAY_MS - 1), Equal);
+        assert_eq!(p.place(1_795_305_600_000 + DAY_MS), Greater);
+        let open = Period::new(None, None).unwrap();
+        assert!(!open.is_bounded());
+        assert_eq!((open.place(0), open.place(u64::MAX)), (Equal, Equal));
+        let err = Period::new(Some(day("2026-12-01")), Some(day("2026-11-01"))).unwrap_err();
+        assert_eq!(err.to_string(), "--from 2026-12-01 is after --to 2026-11-01: the period is empty");
     }
 
     #[test]

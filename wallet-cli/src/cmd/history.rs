@@ -1,7 +1,16 @@
 //! `cercle history`: an account's entries, oldest first, as seen from that account.
 //!
-//! The wallet does not take the node's word for the entries: each one must hash to the
-//! hash the node sent, carry a valid signature for this ledger, and concern the account.
+//! `--limit N` shows the latest N entries (of the period, with `--from`/`--to`): the wallet
+//! pages through the account's history from the start (the node lists forward only),
+//! keeping the last N in a ring, and stops at the first entry after the period. Memory is
+//! bounded by N; the time by the account's entries up to the period's end.
+//!
+//! The wallet does not take the node's word for the entries it shows: each one must hash
+//! to the hash the node sent, carry a valid signature for this ledger, and concern the
+//! account.
+
+use std::cmp::Ordering;
+use std::collections::VecDeque;
 
 use anyhow::{anyhow, bail};
 use cercle_core::{AccountId, Entry, Genesis, OpKind, Operation, format_minor, verify_envelope};
@@ -9,11 +18,11 @@ use cercle_proto as pb;
 use serde_json::json;
 
 use crate::client::Node;
-use crate::output::{self, money, one_line, rfc3339};
+use crate::output::{self, Period, money, one_line, rfc3339};
 use crate::signed::parse_account;
 use crate::{Global, keys};
 
-/// Most entries one `history` run fetches.
+/// Most entries one `history` run shows.
 pub const HISTORY_ENTRIES_MAX: u32 = 100_000;
 use cercle_proto::PAGE_SIZE_MAX;
 
@@ -22,7 +31,7 @@ pub struct Args {
     /// The account to show (yours, or any if your key is an administrator's or auditor's)
     #[arg(value_name = "ACCOUNT", value_parser = parse_account)]
     account: AccountId,
-    /// Show at most the first N entries (at most 100000)
+    /// Show only the latest N entries (at most 100000), still oldest first
     #[arg(
         long,
         value_name = "N",
@@ -30,6 +39,12 @@ pub struct Args {
         value_parser = clap::value_parser!(u32).range(1..=i64::from(HISTORY_ENTRIES_MAX))
     )]
     limit: u32,
+    /// Only entries from this day on, YYYY-MM-DD (UTC)
+    #[arg(long, value_name = "DATE", value_parser = output::parse_date)]
+    from: Option<u32>,
+    /// Only entries up to this day, included, YYYY-MM-DD (UTC)
+    #[arg(long, value_name = "DATE", value_parser = output::parse_date)]
+    to: Option<u32>,
 }
 
 /// Which way an entry goes, from the account's side: a payment or an invoice goes *to*
@@ -342,17 +357,55 @@ fn verified(genesis: &Genesis, account: &AccountId, entry: pb::Entry) -> anyhow:
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let period = Period::new(args.from, args.to)?;
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
-    let limit = args.limit as usize;
-    let mut rows: Vec<(Row, Operation)> = Vec::new();
+    let (latest, earlier) = latest_entries(&mut node, &key, &args.account, period, args.limit).await?;
+    let mut rows: Vec<(Row, Operation)> = Vec::with_capacity(latest.len());
+    for entry in latest {
+        let (entry, op) = verified(&node.genesis, &args.account, entry)?;
+        rows.push((row(&args.account, &entry, &op), op));
+    }
+    if earlier {
+        eprintln!(
+            "note: showing the latest {} entries; there are earlier ones (raise --limit, at most {HISTORY_ENTRIES_MAX}, or choose a period with --from and --to)",
+            rows.len()
+        );
+    }
+    if global.json {
+        let list: Vec<serde_json::Value> = rows.iter().map(|(row, op)| row_json(row, op)).collect();
+        output::emit_ok(json!({
+            "account": args.account.as_str(),
+            "period": period.json(),
+            "limit": args.limit,
+            "earlier_entries_omitted": earlier,
+            "entries": list,
+        }))
+    } else if rows.is_empty() {
+        let within = if period.is_bounded() { " in that period" } else { "" };
+        output::emit(&format!("no entries for account '{}'{within}", args.account))
+    } else {
+        output::emit(&table(&node.genesis, &rows))
+    }
+}
+
+/// The latest `limit` entries of `account` in `period`, oldest first, as the node sent
+/// them, and whether earlier entries of the period were left out.
+async fn latest_entries(
+    node: &mut Node,
+    key: &cercle_core::sign::Keypair,
+    account: &AccountId,
+    period: Period,
+    limit: u32,
+) -> anyhow::Result<(VecDeque<pb::Entry>, bool)> {
+    let limit = limit as usize;
+    let mut latest: VecDeque<pb::Entry> = VecDeque::with_capacity(limit.min(PAGE_SIZE_MAX as usize));
+    let mut earlier = false;
     let mut after_sequence = 0u64;
-    let mut has_more = true;
-    while has_more && rows.len() < limit {
-        let page_size = PAGE_SIZE_MAX.min(args.limit - rows.len() as u32);
-        let page = node.list_entries(&key, &args.account, after_sequence, page_size).await?;
-        if page.entries.len() > page_size as usize {
-            bail!("the node sent {} entries for a page of {page_size}", page.entries.len());
+    loop {
+        let page = node.list_entries(key, account, after_sequence, PAGE_SIZE_MAX).await?;
+        if page.entries.len() > PAGE_SIZE_MAX as usize {
+            bail!("the node sent {} entries for a page of {PAGE_SIZE_MAX}", page.entries.len());
         }
         if page.entries.is_empty() && page.next_after_sequence.is_some() {
             bail!("the node sent an empty page that is not the last one");
@@ -364,32 +417,26 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                     entry.sequence
                 );
             }
-            let (entry, op) = verified(&node.genesis, &args.account, entry)?;
             after_sequence = entry.sequence;
-            rows.push((row(&args.account, &entry, &op), op));
-        }
-        has_more = page.next_after_sequence.is_some();
-        if let Some(next) = page.next_after_sequence {
-            // Every page moves forward, so the loop ends.
-            if next < after_sequence {
-                bail!("the node's next page starts before entry {after_sequence}");
+            match period.place(entry.timestamp_ms) {
+                Ordering::Less => {}
+                Ordering::Equal => {
+                    if latest.len() == limit {
+                        latest.pop_front();
+                        earlier = true;
+                    }
+                    latest.push_back(entry);
+                }
+                // Entries come in time order: the period is over.
+                Ordering::Greater => return Ok((latest, earlier)),
             }
-            after_sequence = next;
         }
-    }
-    if has_more {
-        eprintln!(
-            "note: showing the first {} entries; there are more (raise --limit, at most {HISTORY_ENTRIES_MAX})",
-            rows.len()
-        );
-    }
-    if global.json {
-        let list: Vec<serde_json::Value> = rows.iter().map(|(row, op)| row_json(row, op)).collect();
-        output::emit_ok(json!({"account": args.account.as_str(), "entries": list, "more": has_more}))
-    } else if rows.is_empty() {
-        output::emit(&format!("no entries for account '{}'", args.account))
-    } else {
-        output::emit(&table(&node.genesis, &rows))
+        match page.next_after_sequence {
+            // Every page moves forward, so the loop ends.
+            Some(next) if next >= after_sequence => after_sequence = next,
+            Some(_) => bail!("the node's next page starts before entry {after_sequence}"),
+            None => return Ok((latest, earlier)),
+        }
     }
 }
 
