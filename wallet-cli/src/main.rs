@@ -13,6 +13,7 @@ mod cmd;
 mod envelopes;
 mod failure;
 mod files;
+mod journal;
 mod keys;
 mod output;
 mod signed;

@@ -34,7 +34,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         return print(global, &node, &summary, None);
     }
     let kind = OpKind::RunClearing(RunClearing { with_credit: args.with_credit, reason: args.reason });
-    let Some(receipt) = signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?
+    let Some(receipt) =
+        signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?.receipt
     else {
         return Ok(());
     };

@@ -74,8 +74,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         reference: args.reference,
         excluded_from_clearing: args.exclude_from_clearing,
     });
-    let Some(receipt) = signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?
-    else {
+    let submitted = signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?;
+    // A retry with --op-id submits the invoice signed the first time, with its id.
+    let invoice = match &submitted.op.kind {
+        OpKind::IssueInvoice(issued) => issued.invoice,
+        _ => invoice,
+    };
+    let Some(receipt) = submitted.receipt else {
         return Ok(());
     };
     if global.json {

@@ -65,11 +65,7 @@ fn default_state_path(
     home: Option<OsString>,
     ledger: &LedgerId,
 ) -> Option<PathBuf> {
-    let base = match xdg_state_home.map(PathBuf::from).filter(|p| p.is_absolute()) {
-        Some(dir) => dir,
-        None => PathBuf::from(home.filter(|h| !h.is_empty())?).join(".local").join("state"),
-    };
-    Some(base.join("cercle").join(format!("{ledger}.json")))
+    crate::journal::state_dir(xdg_state_home, home).map(|dir| dir.join(format!("{ledger}.json")))
 }
 
 /// The tree head kept in `path`, if there is one.
