@@ -143,6 +143,7 @@ impl Journal {
                 kept.push((written, path));
             }
         }
+        let ops_max = ops_max.max(1);
         if kept.len() >= ops_max {
             kept.sort();
             for (_, path) in &kept[..=kept.len() - ops_max] {
