@@ -1,7 +1,12 @@
 //! `cercle-node`: initialise a data directory and run the ledger's gRPC node.
 //!
 //! With no arguments it runs on `./cercle-data`, initialising it on first start.
+//!
+//! What it prints on stdout is for people and scripts alike (`cercle-node init | head -1`),
+//! so a closed stdout is never fatal: once a write fails, the rest goes to stderr. The
+//! notice of a created administrator key goes to stderr in any case.
 
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -74,7 +79,28 @@ fn parse_key(text: &str) -> Result<PublicKey, String> {
     Ok(key)
 }
 
-fn init(dir: &DataDir, genesis: GenesisArgs) -> Result<()> {
+/// Writes lines to stdout, and to stderr once stdout is closed (a reader that stopped, as
+/// `head` does): the node never panics on a broken pipe, and no line is lost.
+#[derive(Default)]
+struct Printer {
+    stdout_closed: bool,
+}
+
+impl Printer {
+    fn line(&mut self, text: &str) {
+        if !self.stdout_closed {
+            let mut stdout = std::io::stdout().lock();
+            if writeln!(stdout, "{text}").and_then(|()| stdout.flush()).is_ok() {
+                return;
+            }
+            self.stdout_closed = true;
+        }
+        // Nothing is left to tell if stderr is closed too.
+        let _ = writeln!(std::io::stderr(), "{text}");
+    }
+}
+
+fn init(dir: &DataDir, genesis: GenesisArgs, out: &mut Printer) -> Result<()> {
     let report = init_data_dir(
         dir,
         InitOptions {
@@ -86,20 +112,22 @@ fn init(dir: &DataDir, genesis: GenesisArgs) -> Result<()> {
     )
     .with_context(|| format!("cannot initialise {}", dir.root.display()))?;
     let g = &report.genesis;
-    println!("initialised ledger {} in {}", g.ledger_id, dir.root.display());
-    println!("currency {} with {} decimals", g.currency, g.exponent);
-    println!("node key {} (publish it: statements and tree heads are signed with it)", g.node_key);
-    if let Some(path) = report.created_admin_key {
-        println!(
+    if let Some(path) = &report.created_admin_key {
+        // On stderr, which a pipe on stdout does not swallow.
+        let _ = writeln!(
+            std::io::stderr(),
             "created an administrator key in {} (public key {}); keep it safe, it governs the ledger",
             path.display(),
-            g.admin_keys[0]
+            g.admin_keys.first().map(ToString::to_string).unwrap_or_default()
         );
     }
+    out.line(&format!("initialised ledger {} in {}", g.ledger_id, dir.root.display()));
+    out.line(&format!("currency {} with {} decimals", g.currency, g.exponent));
+    out.line(&format!("node key {} (publish it: statements and tree heads are signed with it)", g.node_key));
     Ok(())
 }
 
-async fn run(dir: &DataDir, listen: SocketAddr) -> Result<()> {
+async fn run(dir: &DataDir, listen: SocketAddr, out: &mut Printer) -> Result<()> {
     anyhow::ensure!(
         dir.is_initialised(),
         "{} holds no ledger; create one with `cercle-node init --data-dir {}`",
@@ -113,28 +141,28 @@ async fn run(dir: &DataDir, listen: SocketAddr) -> Result<()> {
         tracing::info!("shutting down");
     };
     // Printed once the ledger is open and checked: the line means "ready".
-    let ready = |addr: std::net::SocketAddr| println!("listening on {addr}");
+    let ready = |addr: std::net::SocketAddr| out.line(&format!("listening on {addr}"));
     cercle_server::serve(dir, listener, ready, shutdown).await?;
     Ok(())
 }
 
-fn rebuild(dir: &DataDir) -> Result<()> {
+fn rebuild(dir: &DataDir, out: &mut Printer) -> Result<()> {
     let started = std::time::Instant::now();
     let (_, ledger, report) = cercle_store::Store::rebuild(&dir.ledger())
         .with_context(|| format!("cannot rebuild the state in {}", dir.root.display()))?;
     if report.recovery.cut_bytes > 0 {
-        println!(
+        out.line(&format!(
             "cut a torn tail of {} bytes off the log ({})",
             report.recovery.cut_bytes,
             report.recovery.cut_reason.unwrap_or_default()
-        );
+        ));
     }
-    println!(
+    out.line(&format!(
         "rebuilt the state from {} log entries ({} accounts, every signature checked) in {:.1} s",
         ledger.head().size,
         ledger.state().account_count(),
         started.elapsed().as_secs_f64()
-    );
+    ));
     Ok(())
 }
 
@@ -168,14 +196,17 @@ async fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour escapes only for a person at a terminal, never into a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
+    let mut out = Printer::default();
     match cli.command {
-        Some(Command::Init { data_dir, genesis }) => init(&DataDir::new(data_dir), genesis),
-        Some(Command::Run { data_dir, listen }) => run(&DataDir::new(data_dir), listen).await,
+        Some(Command::Init { data_dir, genesis }) => init(&DataDir::new(data_dir), genesis, &mut out),
+        Some(Command::Run { data_dir, listen }) => run(&DataDir::new(data_dir), listen, &mut out).await,
         Some(Command::Rebuild { data_dir }) => {
             let dir = DataDir::new(data_dir);
-            tokio::task::spawn_blocking(move || rebuild(&dir)).await?
+            tokio::task::spawn_blocking(move || rebuild(&dir, &mut out)).await?
         }
         Some(Command::Recover { data_dir, accept_loss }) => {
             let dir = DataDir::new(data_dir);
@@ -192,10 +223,11 @@ async fn main() -> Result<()> {
                         admin_keys: Vec::new(),
                         auditor_keys: Vec::new(),
                     },
+                    &mut out,
                 )?;
             }
             let listen = DEFAULT_LISTEN.parse()?;
-            run(&dir, listen).await
+            run(&dir, listen, &mut out).await
         }
     }
 }

@@ -57,3 +57,24 @@ fn init_refuses_bad_genesis_values() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("32 bytes"));
 }
+
+#[test]
+fn init_into_a_closed_pipe_does_not_panic_and_keeps_every_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    // A pipe whose reader is gone, as after `cercle-node init ... | head -1` has read its line.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_cercle-node"))
+        .args(["init", "--data-dir", dir.to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .expect("run cercle-node");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // The administrator key's notice and what stdout could not take are on stderr.
+    assert!(err.contains("created an administrator key in"), "{err}");
+    assert!(err.contains("initialised ledger") && err.contains("node key"), "{err}");
+    assert!(dir.join("ledger").exists() && dir.join("admin.key").exists());
+}

@@ -168,14 +168,25 @@ impl CliOutput {
     }
 }
 
-/// Runs `cercle` against `node_url` with `key` (if any) and `args`.
+/// Runs `cercle` against `node_url` with `key` (if any) and `args`. Its state directory
+/// (the tree heads `proof check` keeps, the `--op-id` journal) is under the target
+/// directory, never the user's own.
 pub fn cercle(node_url: &str, key: Option<&Path>, args: &[&str]) -> CliOutput {
+    cercle_with_state(node_url, key, &bin_dir().join("e2e-state"), args)
+}
+
+/// `cercle` with `XDG_STATE_HOME` set to `state`.
+pub fn cercle_with_state(node_url: &str, key: Option<&Path>, state: &Path, args: &[&str]) -> CliOutput {
     let mut cmd = Command::new(binary("cercle"));
     cmd.arg("--node").arg(node_url);
     if let Some(key) = key {
         cmd.arg("--key").arg(key);
     }
-    cmd.args(args).env_remove("CERCLE_KEY").env_remove("CERCLE_NODE");
+    cmd.args(args)
+        .env_remove("CERCLE_KEY")
+        .env_remove("CERCLE_NODE")
+        .env_remove("CERCLE_NODE_KEY")
+        .env("XDG_STATE_HOME", state);
     let Output { status, stdout, stderr } = cmd.output().expect("run cercle");
     CliOutput {
         code: status.code().unwrap_or(-1),

@@ -103,7 +103,7 @@ fn cli_fails(url: &str, dir: &Path, name: &str, bytes: &[u8], needles: &[&str]) 
     let file = dir.join(name);
     std::fs::write(&file, bytes).unwrap();
     let out = cercle(url, None, &["audit", "verify", "--log", path(&file)]).failed();
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 5, "a failed audit exits 5");
     assert!(out.stderr.starts_with("error: AUDIT FAILED: "), "{}", out.stderr);
     for needle in needles {
         assert!(out.stderr.contains(needle), "{name}: {needle:?} not in {}", out.stderr);
@@ -140,7 +140,7 @@ async fn an_exported_log_verifies_and_any_tampering_is_named() {
     let file = tmp.path().join("log.jsonl");
     let out =
         cercle(&url, auditor, &["--json", "audit", "export", "--out", path(&file), "--format", "jsonl"]).ok();
-    assert_eq!(out.json()["entries"], entries);
+    assert_eq!(out.json()["entry_count"], entries);
     let firm_key = tmp.path().join("firm.key");
     std::fs::write(&firm_key, cercle_core::sign::encode_key_file(&firm(0).1)).unwrap();
     let other = tmp.path().join("other.jsonl");

@@ -67,7 +67,11 @@ fn a_known_network_clears_its_optimum() {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
     let again = solve(&input, &["--out", out.to_str().unwrap()]).failed();
-    assert!(again.stderr.contains("must not exist yet"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already exists") && again.stderr.contains("never overwritten"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
@@ -82,6 +86,10 @@ fn totals_beyond_i64_are_exact_strings() {
     assert_eq!(v["cleared_minor"], json!((2 * max).to_string()));
     assert_eq!(v["net_internal_debt_minor"], json!(max));
     assert_eq!(v["remaining_debt_minor"], json!(max));
+    // Two thirds cleared: rounded half up, as every command formats a share.
+    assert_eq!(v["cleared_basis_points"], json!(6_667));
+    let text = solve(&input, &[]).ok().stdout;
+    assert!(text.contains("(66.67% of the total debt)"), "{text}");
 }
 
 #[test]
@@ -102,8 +110,11 @@ fn bad_files_are_refused_with_the_line_and_the_problem() {
         let input = tmp.path().join("bad.csv");
         std::fs::write(&input, content).unwrap();
         let run = solve(&input, &["--json"]).failed();
+        assert_eq!(run.code, 2, "a bad file is bad input");
         assert!(run.stderr.contains(expected), "{content:?}: {:?} lacks {expected:?}", run.stderr);
-        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        // With --json, stdout holds the error object and nothing else.
+        let error = run.json();
+        assert_eq!((error["ok"].as_bool(), error["error"]["kind"].as_str()), (Some(false), Some("usage")));
     };
     check(
         "debtor,creditor,amount\na,b,10\na,b\n",

@@ -74,8 +74,14 @@ fn a_rewritten_history_is_caught_by_proof_check() {
 
     // Against B, same size, another root: rewritten. The state file keeps A's tree head.
     let out = check(&url_b).failed();
+    assert_eq!(out.code, 6, "history rewritten exits 6");
     assert!(out.stderr.contains("HISTORY REWRITTEN"), "{}", out.stderr);
     assert!(out.stderr.contains("different roots"), "{}", out.stderr);
+    let error = out.json();
+    assert_eq!(
+        (error["ok"].as_bool(), error["error"]["kind"].as_str()),
+        (Some(false), Some("history_rewritten"))
+    );
     assert_eq!(std::fs::read(&state).unwrap(), saved, "the state file is not advanced");
 
     // B grows past A's size: its log still does not extend A's.

@@ -1,7 +1,9 @@
 //! Signed statements: a firm gets one from the node and anyone checks it offline against
 //! the node's public key; any alteration of the file is caught.
 
-use cercle_e2e::{Node, cercle, genesis};
+use std::process::Command;
+
+use cercle_e2e::{Node, binary, cercle, genesis};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,9 +29,60 @@ async fn a_statement_verifies_offline_and_tampering_is_caught() {
     cercle(&url, Some(&bob), &["pay", "--from", "bobby", "alice", "40"]).ok();
     cercle(&url, Some(&alice), &["pay", "--from", "alice", "bobby", "5"]).ok();
 
+    // Anyone can ask the node for the key to pin, with no key of their own.
+    let info = cercle(&url, None, &["--json", "info"]).ok().json();
+    assert_eq!(info["node_key"], node_key.as_str());
+    assert_eq!((info["currency"].as_str(), info["exponent"].as_u64()), (Some("CHW"), Some(2)));
+    assert_eq!(info["log_size"], 5, "two registrations and three payments");
+    assert_eq!(info["admin_keys"].as_array().map(Vec::len), Some(1));
+    let text = cercle(&url, None, &["info"]).ok().stdout;
+    assert!(text.contains(&format!("node key      {node_key}")), "{text}");
+
     let file = tmp.path().join("alice-statement.json");
     let file_s = file.to_str().unwrap();
     cercle(&url, Some(&alice), &["statement", "alice", "--out", file_s]).ok();
+    // A period that ends after the node cut the statement: provisional, and signed so.
+    let running = tmp.path().join("running.json");
+    let out = cercle(
+        &url,
+        Some(&alice),
+        &[
+            "statement",
+            "alice",
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2099-12-31",
+            "--out",
+            running.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(out.stdout.contains("VALID (provisional: period not ended when cut at 20"), "{}", out.stdout);
+    // The credit limit is a positive amount; the floor it sets is said as such.
+    assert!(out.stdout.contains("credit limit      500.00 CHW (floor -500.00 CHW)"), "{}", out.stdout);
+    // A period that has ended: final.
+    let yesterday = cercle_audit::utc_date(cercle_e2e::now_ms() - 86_400_000);
+    let ended = tmp.path().join("ended.json");
+    let out = cercle(
+        &url,
+        Some(&alice),
+        &[
+            "--json",
+            "statement",
+            "alice",
+            "--from",
+            "2020-01-01",
+            "--to",
+            &yesterday,
+            "--out",
+            ended.to_str().unwrap(),
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!((out["provisional"].as_bool(), out["verdict"].as_str()), (Some(false), Some("VALID (final)")));
+    assert_eq!(out["closing_balance_minor"], 0, "nothing happened before today");
     // Another firm may not get Alice's statement.
     let out =
         cercle(&url, Some(&bob), &["statement", "alice", "--out", tmp.path().join("x").to_str().unwrap()]);
@@ -46,19 +99,60 @@ async fn a_statement_verifies_offline_and_tampering_is_caught() {
     .ok()
     .json();
     assert_eq!(verified["valid"], true);
+    // No --to: up to the end of time, so never over.
+    assert_eq!(verified["provisional"], true);
+    assert!(verified["cut_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{verified}");
+    let running = cercle(
+        "http://127.0.0.1:1",
+        None,
+        &["--json", "statement", "verify", running.to_str().unwrap(), "--node-key", &node_key],
+    )
+    .ok()
+    .json();
+    assert_eq!(running["provisional"], true);
+    assert_eq!(running["closing_balance_minor"], -6_525);
     assert_eq!(verified["account"], "alice");
     assert_eq!(verified["opening_balance_minor"], 0);
     assert_eq!(verified["closing_balance_minor"], -6_525);
-    assert_eq!(verified["turnover_in_minor"], "4000");
-    assert_eq!(verified["turnover_out_minor"], "10525");
+    assert_eq!(verified["turnover_in_minor"], 4_000);
+    assert_eq!(verified["turnover_out_minor"], 10_525);
     assert_eq!(verified["credit_limit_minor"], 50_000);
-    assert_eq!(verified["entries"], 4);
+    assert_eq!(verified["entry_count"], 4);
+
+    // Without the key the association publishes, nothing is VALID: the key written in the
+    // file proves nothing by itself (exit 2, bad usage).
+    let unpinned = cercle("http://127.0.0.1:1", None, &["statement", "verify", file_s]).failed();
+    assert_eq!(unpinned.code, 2);
+    assert!(unpinned.stderr.contains("node key was not given"), "{}", unpinned.stderr);
+    assert!(!unpinned.stdout.contains("VALID"), "{}", unpinned.stdout);
+    let unpinned = cercle("http://127.0.0.1:1", None, &["--json", "statement", "verify", file_s]).failed();
+    assert_eq!(unpinned.json()["error"]["kind"], "usage");
+    // The key as the association publishes it, in a file with comments.
+    let published = tmp.path().join("node-key.txt");
+    std::fs::write(&published, format!("# Cercle node key of our association\n\n{node_key}\n")).unwrap();
+    let out = cercle(
+        "http://127.0.0.1:1",
+        None,
+        &["statement", "verify", file_s, "--node-key-file", published.to_str().unwrap()],
+    )
+    .ok();
+    assert!(out.stdout.contains("VALID"), "{}", out.stdout);
+    // Or in the environment.
+    let out = Command::new(binary("cercle"))
+        .args(["--node", "http://127.0.0.1:1", "statement", "verify", file_s])
+        .env("CERCLE_NODE_KEY", &node_key)
+        .env_remove("CERCLE_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Against another key, it fails.
     let other = "1".repeat(64);
     let key_check =
         cercle("http://127.0.0.1:1", None, &["statement", "verify", file_s, "--node-key", &other]);
-    assert!(key_check.failed().stderr.contains("STATEMENT INVALID"));
+    let key_check = key_check.failed();
+    assert_eq!(key_check.code, 5, "an invalid statement is a failed audit");
+    assert!(key_check.stderr.contains("STATEMENT INVALID"));
 
     // Any alteration is caught.
     let original: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();

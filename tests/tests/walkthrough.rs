@@ -98,6 +98,9 @@ fn walkthrough() {
     assert_eq!(b["max_balance_minor"], serde_json::Value::Null);
     assert_eq!(b["status"], "active");
     assert_eq!(balance(&url, &carol)["max_balance_minor"], 200_000);
+    assert_eq!(b["floor_minor"], -100_000);
+    let text = cercle(&url, Some(&alice.key), &["balance", alice.name]).ok().stdout;
+    assert!(text.contains("credit limit 1,000.00 CHW (floor -1,000.00 CHW)"), "{text}");
 
     // Alice pays Bob: her balance goes below zero, his goes up by the same amount.
     cercle(
@@ -184,7 +187,8 @@ fn walkthrough() {
 
     // History, from the firm's side.
     let history = cercle(&url, Some(&alice.key), &["--json", "history", alice.name]).ok().json();
-    let rows = history.as_array().expect("history is an array");
+    assert_eq!(history["ok"], true);
+    let rows = history["entries"].as_array().expect("history has an entries list");
     let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["register_account", "transfer", "set_limits", "transfer"]);
     assert_eq!(rows[1]["amount_minor"], -12_550);
@@ -192,12 +196,52 @@ fn walkthrough() {
     assert_eq!(rows[1]["balance_after_minor"], -12_550);
     assert_eq!(rows[1]["memo"], "flour, week 47");
     assert_eq!(rows[3]["balance_after_minor"], -102_550);
+    assert_eq!(rows[2]["reason"], "annual review");
+    assert_eq!(rows[2]["limits"], serde_json::json!({"credit_limit_minor": 300_000}));
     let bob_history = cercle(&url, Some(&bob.key), &["--json", "history", bob.name]).ok().json();
-    let first_payment = &bob_history.as_array().unwrap()[1];
+    let first_payment = &bob_history["entries"][1];
     assert_eq!(first_payment["amount_minor"], 12_550);
     assert_eq!(first_payment["counterparty"], "alice-bakery");
     // The administrator reads everything.
     cercle(&url, admin, &["--json", "history", bob.name]).ok();
+
+    // --limit N is the latest N entries, still oldest first.
+    let latest =
+        cercle(&url, Some(&alice.key), &["--json", "history", alice.name, "--limit", "2"]).ok().json();
+    let kinds: Vec<&str> =
+        latest["entries"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["set_limits", "transfer"]);
+    assert_eq!(latest["earlier_entries_omitted"], true);
+    assert_eq!(latest["entries"][1]["balance_after_minor"], -102_550);
+    // --from and --to pick whole days (UTC).
+    let day = |offset_days: i64| {
+        cercle_audit::utc_date(cercle_e2e::now_ms().saturating_add_signed(offset_days * 86_400_000))
+    };
+    let (yesterday, tomorrow, later) = (day(-1), day(1), day(2));
+    let history = |from: &str, to: &str| {
+        cercle(&url, Some(&alice.key), &["--json", "history", alice.name, "--from", from, "--to", to])
+    };
+    assert_eq!(history(&yesterday, &tomorrow).ok().json()["entries"].as_array().unwrap().len(), 4);
+    assert_eq!(history(&later, &later).ok().json()["entries"], serde_json::json!([]));
+    let out = history("2026-12-01", "2026-11-01").failed();
+    assert_eq!(out.code, 2);
+    assert_mentions(&out, "--from 2026-12-01 is after --to 2026-11-01");
+    // The same for exports; a journal of a period opens with the balances before it.
+    let export = |format: &str, name: &str, from: &str| {
+        let file = tmp.path().join(name);
+        let args = ["audit", "export", "--format", format, "--out", file.to_str().unwrap(), "--from", from];
+        (cercle(&url, admin, &args), file)
+    };
+    let (out, csv) = export("csv", "later.csv", &later);
+    out.ok();
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 1, "only the header");
+    let (out, journal) = export("hledger", "later.journal", &later);
+    out.ok();
+    let journal = std::fs::read_to_string(&journal).unwrap();
+    assert!(journal.contains("opening balances"), "{journal}");
+    assert!(journal.contains("alice-bakery") && journal.contains("-1,025.50 CHW"), "{journal}");
+    let (out, _) = export("jsonl", "later.jsonl", &later);
+    assert_mentions(&out.failed(), "--from and --to apply to csv and hledger");
 
     // Key rotation by the firm itself: the old key stops working.
     let alice2 = keygen(&url, tmp.path(), "alice-bakery-2");
@@ -223,4 +267,6 @@ fn walkthrough() {
     assert_eq!(before, after);
     let log = std::fs::read_to_string(data.join("node.log")).unwrap();
     assert!(log.contains("state verified against the log"), "start-up check ran:\n{log}");
+    // The log is a file, not a terminal: no colour escape codes in it.
+    assert!(!log.contains('\u{1b}'), "escape codes in the node's log:\n{log}");
 }

@@ -5,7 +5,6 @@
 //! is meant) before connecting, and [`parse`] applies the ledger's exponent and range
 //! once the genesis is known.
 
-use anyhow::bail;
 use cercle_core::amount::EXPONENT_MAX;
 use cercle_core::{AmountError, parse_major};
 
@@ -23,12 +22,15 @@ pub enum Sign {
 pub fn precheck(text: &str, what: &str, sign: Sign) -> anyhow::Result<()> {
     match parse_major(text, EXPONENT_MAX) {
         Ok(minor) => check_sign(text, what, sign, minor),
-        // Whether it fits depends on the exponent: `parse` decides.
+        // Whether it fits depends on the exponent: `parse` decides. So does `1.250`, a
+        // decimal point or a thousands point: how to say so depends on the decimals the
+        // currency has. A lone comma (`10,00`) is refused whatever the currency.
         Err(AmountError::OutOfRange(_)) => Ok(()),
+        Err(AmountError::Ambiguous { .. }) if !text.contains(',') => Ok(()),
         Err(AmountError::TooManyDecimals { text, given, thousands: None, .. }) => {
-            bail!("invalid {what}: '{text}' has {given} decimals, more than any currency has")
+            crate::usage_bail!("invalid {what}: '{text}' has {given} decimals, more than any currency has")
         }
-        Err(e) => bail!("invalid {what}: {e}"),
+        Err(e) => crate::usage_bail!("invalid {what}: {e}"),
     }
 }
 
@@ -40,13 +42,13 @@ pub fn parse(text: &str, what: &str, sign: Sign, exponent: u8) -> anyhow::Result
             check_sign(text, what, sign, minor)?;
             Ok(minor)
         }
-        Err(e) => bail!("invalid {what}: {e}"),
+        Err(e) => crate::usage_bail!("invalid {what}: {e}"),
     }
 }
 
 fn check_sign(text: &str, what: &str, sign: Sign, minor: i64) -> anyhow::Result<()> {
     if sign == Sign::Positive && minor == 0 {
-        bail!("invalid {what}: '{}' is zero; it must be positive", text.trim());
+        crate::usage_bail!("invalid {what}: '{}' is zero; it must be positive", text.trim());
     }
     Ok(())
 }
@@ -81,7 +83,14 @@ mod tests {
         check("0", NonNegative, 2, Ok(0));
         check("0", Positive, 2, Err("invalid amount: '0' is zero; it must be positive"));
         check("0.00", Positive, 2, Err("invalid amount: '0.00' is zero; it must be positive"));
-        check("1.234", Positive, 2, Err("invalid amount: '1.234' has 3 decimals but the currency has 2"));
+        check(
+            "1.234",
+            Positive,
+            2,
+            Err(
+                "invalid amount: '1.234' has 3 decimals but the currency has 2; if the point separates thousands, write 1234",
+            ),
+        );
         check(
             "-5",
             Positive,

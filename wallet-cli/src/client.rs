@@ -20,6 +20,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
 
+use crate::failure::{Kind, fail, usage};
 use crate::output::one_line;
 
 /// How long to wait for the node to accept a connection.
@@ -40,18 +41,22 @@ pub struct Node {
     url: String,
     client: LedgerClient<Channel>,
     pub genesis: Genesis,
+    /// The number of entries in the log when the node was asked for its genesis.
+    pub log_size: u64,
 }
 
 impl Node {
     /// Connects to `url` and fetches the ledger's genesis.
     pub async fn connect(url: &str) -> anyhow::Result<Node> {
         if url.starts_with("https://") {
-            bail!(
+            return Err(usage(format!(
                 "cannot reach the node at {url}: this build of cercle speaks plain HTTP/2 only (use an http:// URL, e.g. through a local TLS tunnel)"
-            );
+            )));
         }
         let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| anyhow!("invalid node URL '{url}': {e} (expected e.g. {})", crate::DEFAULT_NODE))?
+            .map_err(|e| {
+                usage(format!("invalid node URL '{url}': {e} (expected e.g. {})", crate::DEFAULT_NODE))
+            })?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT);
         let channel = endpoint.connect().await.map_err(|e| unreachable(url, &error_chain(&e)))?;
@@ -61,9 +66,10 @@ impl Node {
             .await
             .map_err(|s| status_error(url, &s))?
             .into_inner();
+        let log_size = info.log_size;
         let genesis = Genesis::try_from(info)
             .map_err(|r| anyhow!("the node at {url} describes an invalid ledger: {}", r.message("", 0)))?;
-        Ok(Node { url: url.to_string(), client, genesis })
+        Ok(Node { url: url.to_string(), client, genesis, log_size })
     }
 
     pub fn url(&self) -> &str {
@@ -334,7 +340,7 @@ impl fmt::Display for Rejected {
 
 impl std::error::Error for Rejected {}
 
-/// One clear line for a failed call to the node at `url`.
+/// One clear line for a failed call to the node at `url`, of the kind its status says.
 pub fn status_error(url: &str, status: &tonic::Status) -> anyhow::Error {
     if let Some(rejected) = Rejected::from_status(status) {
         return rejected.into();
@@ -342,20 +348,35 @@ pub fn status_error(url: &str, status: &tonic::Status) -> anyhow::Error {
     let message = one_line(status.message());
     match status.code() {
         Code::Unavailable => unreachable(url, &message),
-        Code::DeadlineExceeded => anyhow!("the node at {url} did not answer in time ({message})"),
-        Code::Unauthenticated => anyhow!(
-            "the node did not accept the request's authentication: {message} (check --key / CERCLE_KEY and the system clock)"
+        Code::DeadlineExceeded => timed_out(url, &message),
+        // tonic reports the client's own request timeout as CANCELLED.
+        Code::Cancelled if message.contains("Timeout expired") => timed_out(url, &message),
+        Code::Unauthenticated => fail(
+            Kind::Denied,
+            format!(
+                "the node did not accept the request's authentication: {message} (check --key / CERCLE_KEY and the system clock)"
+            ),
         ),
-        Code::PermissionDenied => anyhow!("permission denied: {message}"),
-        Code::NotFound => anyhow!("not found: {message}"),
-        Code::ResourceExhausted => anyhow!("the node is busy: {message} (try again shortly)"),
+        Code::PermissionDenied => fail(Kind::Denied, format!("permission denied: {message}")),
+        Code::NotFound => fail(Kind::NotFound, format!("not found: {message}")),
+        Code::ResourceExhausted => {
+            fail(Kind::Busy, format!("the node is busy: {message} (try again shortly)"))
+        }
+        Code::InvalidArgument => usage(format!("the node refused the request: {message}")),
         code => anyhow!("the node answered {code:?}: {message}"),
     }
 }
 
+fn timed_out(url: &str, detail: &str) -> anyhow::Error {
+    fail(Kind::Unreachable, format!("the node at {url} did not answer in time ({detail})"))
+}
+
 fn unreachable(url: &str, detail: &str) -> anyhow::Error {
-    anyhow!(
-        "cannot reach the node at {url}: {detail} (is the node running? set the address with --node URL or CERCLE_NODE)"
+    fail(
+        Kind::Unreachable,
+        format!(
+            "cannot reach the node at {url}: {detail} (is the node running? set the address with --node URL or CERCLE_NODE)"
+        ),
     )
 }
 

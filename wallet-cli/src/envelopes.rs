@@ -8,10 +8,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::Context;
 use cercle_core::op::BODY_BYTES_MAX;
 use cercle_proto as pb;
 use serde::{Deserialize, Serialize};
+
+use crate::failure::usage;
+use crate::usage_bail;
 
 /// Most envelopes one file may hold.
 pub const ENVELOPES_PER_FILE_MAX: usize = 100_000;
@@ -65,13 +68,10 @@ pub fn parse_line(text: &str) -> Result<pb::Envelope, String> {
     Ok(pb::Envelope { body, signer, signature })
 }
 
-/// Appends an envelope to `path` (created if missing) and syncs it to disk.
+/// Appends an envelope to `path` (created if missing, never through a symbolic link) and
+/// syncs it to disk.
 pub fn append(path: &Path, envelope: &pb::Envelope) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {} to save the envelope", path.display()))?;
+    let mut file = crate::files::open_append(path)?;
     let mut line = to_line(envelope);
     line.push('\n');
     // One write of the whole line: O_APPEND keeps concurrent savers from interleaving.
@@ -83,8 +83,8 @@ pub fn append(path: &Path, envelope: &pb::Envelope) -> anyhow::Result<()> {
 /// Reads every envelope of a file, with its line number. Blank lines are skipped; any
 /// other line that is not an envelope is an error naming it, and nothing is returned.
 pub fn read_file(path: &Path) -> anyhow::Result<Vec<(usize, pb::Envelope)>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open envelope file {}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| usage(format!("cannot open envelope file {}: {e}", path.display())))?;
     read(BufReader::new(file), &path.display().to_string())
 }
 
@@ -97,30 +97,30 @@ fn read(mut reader: impl BufRead, name: &str) -> anyhow::Result<Vec<(usize, pb::
             .by_ref()
             .take(LINE_BYTES_MAX as u64 + 2)
             .read_until(b'\n', &mut buf)
-            .with_context(|| format!("cannot read {name} at line {line_number}"))?;
+            .map_err(|e| usage(format!("cannot read {name} at line {line_number}: {e}")))?;
         if read == 0 {
             break;
         }
         let content = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let content = content.strip_suffix(b"\r").unwrap_or(content);
         if content.len() > LINE_BYTES_MAX {
-            bail!("{name} line {line_number}: longer than {LINE_BYTES_MAX} bytes, not an envelope");
+            usage_bail!("{name} line {line_number}: longer than {LINE_BYTES_MAX} bytes, not an envelope");
         }
-        let text =
-            std::str::from_utf8(content).map_err(|_| anyhow!("{name} line {line_number}: not UTF-8 text"))?;
+        let text = std::str::from_utf8(content)
+            .map_err(|_| usage(format!("{name} line {line_number}: not UTF-8 text")))?;
         if text.trim().is_empty() {
             continue;
         }
         if envelopes.len() == ENVELOPES_PER_FILE_MAX {
-            bail!(
+            usage_bail!(
                 "{name} has more than {ENVELOPES_PER_FILE_MAX} envelopes (line {line_number}); split it into several files"
             );
         }
-        let envelope = parse_line(text).map_err(|e| anyhow!("{name} line {line_number}: {e}"))?;
+        let envelope = parse_line(text).map_err(|e| usage(format!("{name} line {line_number}: {e}")))?;
         envelopes.push((line_number, envelope));
     }
     if envelopes.is_empty() {
-        bail!("{name} holds no envelopes");
+        usage_bail!("{name} holds no envelopes");
     }
     Ok(envelopes)
 }

@@ -1,9 +1,11 @@
 //! Printing: timestamps, receipts, and the one place that writes to stdout.
 //!
-//! Human output is for reading; `--json` output is one JSON document (or one per line for
-//! `submit`) with amounts in minor units, so scripts never parse formatted money.
+//! Human output is for reading; `--json` output is one JSON object (or one per line for
+//! `submit`) with amounts in minor units, so scripts never parse formatted money: on
+//! success `{"ok": true, ...}` ([`emit_ok`]); failures are printed by `main`.
 //! Text that comes from the ledger (memos, names, the node's messages) is written by
-//! other people: control characters are escaped before it reaches a terminal.
+//! other people: control characters and Unicode bidirectional controls are escaped before
+//! it reaches a terminal.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -22,9 +24,42 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a JSON value on one line.
-pub fn emit_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    emit(&value.to_string())
+/// Prints a command's result as the JSON success object: `value`'s fields and `"ok": true`,
+/// on one line.
+pub fn emit_ok(value: serde_json::Value) -> anyhow::Result<()> {
+    emit(&ok(value).to_string())
+}
+
+/// `value` (an object) with `"ok": true` added.
+pub fn ok(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        object.insert("ok".into(), serde_json::Value::Bool(true));
+    }
+    value
+}
+
+/// An amount in minor units for JSON: a number, unless it does not fit in an i64 (sums
+/// only: `clearing solve`'s totals, a statement's turnover), then a string of digits, so
+/// no script ever reads a rounded amount.
+pub fn amount_json(minor: i128) -> serde_json::Value {
+    i64::try_from(minor).map_or_else(|_| json!(minor.to_string()), |m| json!(m))
+}
+
+/// `part / whole` as a percentage rounded half up to two decimals, `66.67%`; `0.00%` when
+/// there is no whole. The one format every command uses.
+pub fn percent(part: i128, whole: i128) -> String {
+    let bp = basis_points(part, whole);
+    format!("{}.{:02}%", bp / 100, bp % 100)
+}
+
+/// `part / whole` in hundredths of a percent, rounded half up; 0 when `whole <= 0`.
+/// Callers pass amounts below 2^100, so the products stay far inside i128.
+pub fn basis_points(part: i128, whole: i128) -> i128 {
+    if whole <= 0 {
+        return 0;
+    }
+    // Round half up: floor((2 * part * 10_000 + whole) / (2 * whole)).
+    (2 * part * 10_000 + whole).div_euclid(2 * whole)
 }
 
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -33,15 +68,23 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Makes untrusted text safe to print on one terminal line: line breaks become spaces
-/// and other control characters are escaped, so a memo cannot move the cursor or fake
-/// another line of output.
+/// Unicode's bidirectional formatting characters (embeddings, overrides, isolates, marks):
+/// printed as they are, they reorder what a terminal shows, so that a memo could make
+/// `-1000` read as `0001-` or hide the end of a line.
+const BIDI_CONTROLS: [char; 12] = [
+    '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}',
+    '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+];
+
+/// Makes untrusted text safe to print on one terminal line: line breaks become spaces,
+/// other control characters and bidirectional controls are escaped, so a memo cannot move
+/// the cursor, reorder the line or fake another line of output.
 pub fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '\n' | '\r' | '\t' => out.push(' '),
-            c if c.is_control() => {
+            c if c.is_control() || BIDI_CONTROLS.contains(&c) => {
                 let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
             }
             c => out.push(c),
@@ -91,6 +134,58 @@ pub fn parse_date(text: &str) -> Result<u32, String> {
     Ok((era * 146_097 + doe - 719_468) as u32)
 }
 
+const DAY_MS: u64 = 86_400_000;
+
+/// A span of whole days, UTC, both ends included, as `--from DATE --to DATE` give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// Day numbers (days since 1970-01-01); `None` is unbounded.
+    pub from: Option<u32>,
+    pub to: Option<u32>,
+}
+
+impl Period {
+    /// The period of `--from` and `--to`, refused (naming both) when it ends before it starts.
+    pub fn new(from: Option<u32>, to: Option<u32>) -> anyhow::Result<Period> {
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            crate::usage_bail!("--from {} is after --to {}: the period is empty", date(from), date(to));
+        }
+        Ok(Period { from, to })
+    }
+
+    /// The first millisecond of the period.
+    pub fn start_ms(&self) -> u64 {
+        self.from.map_or(0, |day| u64::from(day) * DAY_MS)
+    }
+
+    /// The last millisecond of the period (the whole `--to` day).
+    pub fn end_ms(&self) -> u64 {
+        self.to.map_or(u64::MAX, |day| (u64::from(day) + 1) * DAY_MS - 1)
+    }
+
+    pub fn is_bounded(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+
+    /// Whether the entry time `timestamp_ms` is before, in or after the period.
+    pub fn place(&self, timestamp_ms: u64) -> std::cmp::Ordering {
+        if timestamp_ms < self.start_ms() {
+            std::cmp::Ordering::Less
+        } else if timestamp_ms > self.end_ms() {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    }
+
+    /// The period for JSON: `{"from": "YYYY-MM-DD" | null, "to": ...}`.
+    pub fn json(&self) -> serde_json::Value {
+        json!({"from": self.from.map(date), "to": self.to.map(date)})
+    }
+}
+
 /// A day number as `YYYY-MM-DD`.
 pub fn date(day: u32) -> String {
     let (year, month, day) = civil_from_days(i64::from(day));
@@ -115,6 +210,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Money as people read it: `-1,250.00 CHW`.
 pub fn money(genesis: &Genesis, minor: i64) -> String {
     format_with_currency(minor, genesis.exponent, &genesis.currency)
+}
+
+/// A credit limit as the wallet always writes it: a positive amount, then the floor it
+/// puts under the balance, `1,000.00 CHW (floor -1,000.00 CHW)`. `money` formats minor
+/// units in the ledger's currency.
+pub fn credit_limit(limit_minor: i64, money: impl Fn(i64) -> String) -> String {
+    // A limit is never negative, so its negation cannot overflow; saturate all the same.
+    format!("{} (floor {})", money(limit_minor), money(limit_minor.saturating_neg()))
 }
 
 /// The short form of a hash for human output.
@@ -163,7 +266,7 @@ pub fn receipt_line(genesis: &Genesis, receipt: &pb::Receipt) -> String {
 
 /// Prints a receipt in the chosen form.
 pub fn receipt(json: bool, genesis: &Genesis, receipt: &pb::Receipt) -> anyhow::Result<()> {
-    if json { emit_json(&receipt_json(receipt)) } else { emit(&receipt_line(genesis, receipt)) }
+    if json { emit_ok(receipt_json(receipt)) } else { emit(&receipt_line(genesis, receipt)) }
 }
 
 #[cfg(test)]
@@ -196,6 +299,22 @@ mod tests {
     }
 
     #[test]
+    fn periods_are_whole_days_and_never_empty() {
+        let day = |text: &str| parse_date(text).unwrap();
+        let p = Period::new(Some(day("2026-11-22")), Some(day("2026-11-22"))).unwrap();
+        use std::cmp::Ordering::*;
+        assert_eq!(p.place(1_795_305_600_000 - 1), Less);
+        assert_eq!(p.place(1_795_305_600_000), Equal);
+        assert_eq!(p.place(1_795_305_600_000 + DAY_MS - 1), Equal);
+        assert_eq!(p.place(1_795_305_600_000 + DAY_MS), Greater);
+        let open = Period::new(None, None).unwrap();
+        assert!(!open.is_bounded());
+        assert_eq!((open.place(0), open.place(u64::MAX)), (Equal, Equal));
+        let err = Period::new(Some(day("2026-12-01")), Some(day("2026-11-01"))).unwrap_err();
+        assert_eq!(err.to_string(), "--from 2026-12-01 is after --to 2026-11-01: the period is empty");
+    }
+
+    #[test]
     fn dates_round_trip() {
         let check = |text: &str, day: u32| {
             assert_eq!(parse_date(text), Ok(day), "{text}");
@@ -211,11 +330,48 @@ mod tests {
     }
 
     #[test]
+    fn percentages_round_half_up() {
+        let check = |part: i128, whole: i128, expected: &str| {
+            assert_eq!(percent(part, whole), expected, "{part}/{whole}");
+        };
+        check(2, 3, "66.67%");
+        check(1, 3, "33.33%");
+        check(150, 270, "55.56%");
+        check(1, 8, "12.50%");
+        // Exactly half a hundredth rounds up.
+        check(1, 80_000, "0.00%");
+        check(1, 20_000, "0.01%");
+        check(1, 40_000, "0.00%");
+        check(3, 40_000, "0.01%");
+        check(0, 0, "0.00%");
+        check(5, 0, "0.00%");
+        check(7, 7, "100.00%");
+        let big = i128::from(i64::MAX) * 3;
+        check(2 * i128::from(i64::MAX), big, "66.67%");
+        assert_eq!(basis_points(1, 3), 3_333);
+        assert_eq!(basis_points(2, 3), 6_667);
+    }
+
+    #[test]
+    fn a_credit_limit_is_positive_and_its_floor_negative() {
+        let money = |minor: i64| cercle_core::format_with_currency(minor, 2, "CHW");
+        assert_eq!(credit_limit(300_000, money), "3,000.00 CHW (floor -3,000.00 CHW)");
+        assert_eq!(credit_limit(0, money), "0.00 CHW (floor 0.00 CHW)");
+    }
+
+    #[test]
     fn escapes_control_characters() {
         let check = |text: &str, expected: &str| assert_eq!(one_line(text), expected);
         check("flour, week 47", "flour, week 47");
         check("a\nb\r\tc", "a b  c");
         check("\u{1b}[31mred", "\\u{1b}[31mred");
         check("café", "café");
+        // Every bidirectional control is escaped, and nothing else of the script.
+        check("pay \u{202E}0001-", "pay \\u{202e}0001-");
+        for c in BIDI_CONTROLS {
+            assert_eq!(one_line(&c.to_string()), format!("\\u{{{:x}}}", u32::from(c)));
+        }
+        check("שלום", "שלום");
+        check("مرحبا", "مرحبا");
     }
 }

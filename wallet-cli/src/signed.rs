@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::Context;
 use cercle_core::op::{BODY_BYTES_MAX, VALIDITY_MS_MAX};
 use cercle_core::sign::Keypair;
 use cercle_core::{AccountId, OpKind, Operation, OperationId, PublicKey};
@@ -13,6 +13,8 @@ use serde_json::json;
 
 use crate::Global;
 use crate::client::{Node, Rejected, now_ms, status_error};
+use crate::failure::{Failure, classify, usage};
+use crate::journal::{self, Journal};
 use crate::{envelopes, output};
 
 /// Longest validity a signer may ask for, in seconds: the ledger's own bound.
@@ -20,7 +22,8 @@ const VALID_FOR_SECONDS_MAX: u64 = VALIDITY_MS_MAX / 1000;
 
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
-    /// Use this operation id (32 hex digits) instead of a random one, e.g. to retry
+    /// Use this operation id (32 hex digits) instead of a random one: the same command
+    /// run again with the same id retries the operation signed the first time
     #[arg(long, value_name = "HEX", value_parser = parse_operation_id)]
     pub op_id: Option<OperationId>,
     /// Keep the operation valid for this many seconds (at most 31 days)
@@ -72,24 +75,139 @@ pub async fn sign_and_submit(
     node: &mut Node,
     kind: OpKind,
 ) -> anyhow::Result<()> {
-    match sign_and_submit_quietly(global, args, key, node, kind).await? {
+    match sign_and_submit_quietly(global, args, key, node, kind).await?.receipt {
         Some(receipt) => output::receipt(global.json, &node.genesis, &receipt),
         None => Ok(()),
     }
 }
 
-/// `sign_and_submit` that hands the receipt back instead of printing it (`None` when the
-/// operation was only saved, which is reported here).
+/// What `sign_and_submit_quietly` did.
+pub struct Submitted {
+    /// The node's receipt; `None` when the operation was only saved (reported already).
+    pub receipt: Option<pb::Receipt>,
+    /// The operation as signed: on a retry with `--op-id`, the one signed the first time.
+    pub op: Operation,
+}
+
+/// `sign_and_submit` that hands the receipt back instead of printing it.
+///
+/// With `--op-id`, the signed envelope is kept in the operation journal before it is sent;
+/// the same command run again with the same id resubmits that very envelope (a retry the
+/// node answers with the original receipt), and a different operation with that id is
+/// refused here, before anything is sent.
 pub async fn sign_and_submit_quietly(
     global: &Global,
     args: &SignArgs,
     key: &Keypair,
     node: &mut Node,
     kind: OpKind,
-) -> anyhow::Result<Option<pb::Receipt>> {
+) -> anyhow::Result<Submitted> {
     // Refuse early, before signing, what the ledger would refuse for the values alone.
     cercle_core::state::check_values(&kind)
-        .map_err(|r| anyhow!("{}", r.message(&node.genesis.currency, node.genesis.exponent)))?;
+        .map_err(|r| usage(r.message(&node.genesis.currency, node.genesis.exponent)))?;
+    let journal = match args.op_id {
+        Some(_) => {
+            let journal = Journal::of_ledger(&node.genesis.ledger_id);
+            if journal.is_none() {
+                eprintln!(
+                    "note: neither XDG_STATE_HOME nor HOME is set: this operation is not kept, and running the command again with --op-id will not be taken for a retry"
+                );
+            }
+            journal
+        }
+        None => None,
+    };
+    let saved = match (&journal, args.op_id) {
+        (Some(journal), Some(id)) => journal.load(&id)?,
+        _ => None,
+    };
+    let (op, envelope) = match saved {
+        Some(saved) => {
+            if !journal::same_operation(&saved.op.kind, &kind) {
+                crate::usage_bail!(
+                    "operation id {} was already used by this wallet for another operation (a {} kept in {}): use another --op-id, or repeat the very same command to retry that one",
+                    saved.op.id,
+                    saved.op.kind.name(),
+                    saved.path.display()
+                );
+            }
+            let now = now_ms()?;
+            eprintln!(
+                "retrying operation {} as signed the first time (kept in {}){}",
+                saved.op.id,
+                saved.path.display(),
+                if saved.op.valid_until_ms < now {
+                    "; its validity window has closed: if it was never accepted, the node will refuse it, so use another --op-id"
+                } else {
+                    ""
+                }
+            );
+            (saved.op, saved.envelope)
+        }
+        None => {
+            let (op, envelope) = sign(args, key, node, kind)?;
+            if let Some(journal) = &journal {
+                journal.save(&op, &envelope)?;
+            }
+            (op, envelope)
+        }
+    };
+    if let Some(path) = &args.save {
+        envelopes::append(path, &envelope)?;
+    }
+    if args.no_submit {
+        let path = args.save.as_deref().map(|p| p.display().to_string());
+        if global.json {
+            output::emit_ok(json!({
+                "operation_id": op.id.to_string(),
+                "valid_until_ms": op.valid_until_ms,
+                "saved_to": path,
+                "submitted": false,
+            }))?;
+        } else {
+            output::emit(&format!(
+                "signed operation {}, saved to {}; not submitted (send it with `cercle submit --file FILE`)",
+                op.id,
+                path.unwrap_or_default()
+            ))?;
+        }
+        return Ok(Submitted { receipt: None, op });
+    }
+    let line = envelopes::to_line(&envelope);
+    match node.submit(envelope).await {
+        Ok(receipt) => Ok(Submitted { receipt: Some(receipt), op }),
+        Err(status) => {
+            let error = status_error(node.url(), &status);
+            if Rejected::from_status(&status).is_some() || args.save.is_some() {
+                return Err(error);
+            }
+            // The node may have accepted the operation before the failure: only the very
+            // same envelope can be retried safely, so say how.
+            let retry = if journal.is_some() {
+                "run the same command again, with the same --op-id".to_string()
+            } else {
+                format!("put this line in a file and run `cercle submit --file FILE`: {line}")
+            };
+            let kind = classify(&error).kind;
+            Err(Failure::new(
+                kind,
+                format!(
+                    "{error:#}; the operation may or may not have been accepted: to retry it safely, {retry}"
+                ),
+            )
+            .with("envelope", line)
+            .into())
+        }
+    }
+}
+
+/// Builds and signs a new operation of `kind`.
+fn sign(
+    args: &SignArgs,
+    key: &Keypair,
+    node: &Node,
+    kind: OpKind,
+) -> anyhow::Result<(Operation, pb::Envelope)> {
     let id = match args.op_id {
         Some(id) => id,
         None => random_operation_id()?,
@@ -99,46 +217,12 @@ pub async fn sign_and_submit_quietly(
     let op = Operation { id, valid_until_ms, kind };
     let body = cercle_proto::encode_operation(&op);
     if body.len() > BODY_BYTES_MAX {
-        bail!(
+        crate::usage_bail!(
             "the operation is {} bytes once encoded, the maximum is {BODY_BYTES_MAX}: shorten the texts or give fewer keys",
             body.len()
         );
     }
     let signature = key.sign_op(&node.genesis.ledger_id, &body);
     let envelope = pb::Envelope { body, signer: key.public_key().0.to_vec(), signature: signature.to_vec() };
-    if let Some(path) = &args.save {
-        envelopes::append(path, &envelope)?;
-    }
-    if args.no_submit {
-        let path = args.save.as_deref().map(|p| p.display().to_string());
-        if global.json {
-            output::emit_json(&json!({
-                "operation_id": id.to_string(),
-                "valid_until_ms": valid_until_ms,
-                "saved_to": path,
-                "submitted": false,
-            }))?;
-        } else {
-            output::emit(&format!(
-                "signed operation {id}, saved to {}; not submitted (send it with `cercle submit --file FILE`)",
-                path.unwrap_or_default()
-            ))?;
-        }
-        return Ok(None);
-    }
-    let line = envelopes::to_line(&envelope);
-    match node.submit(envelope).await {
-        Ok(receipt) => Ok(Some(receipt)),
-        Err(status) => {
-            let error = status_error(node.url(), &status);
-            if Rejected::from_status(&status).is_some() || args.save.is_some() {
-                return Err(error);
-            }
-            // The node may have accepted the operation before the failure: only the very
-            // same envelope can be retried safely, so hand it to the user.
-            Err(anyhow!(
-                "{error:#}; the operation may or may not have been accepted: to retry it safely, put this line in a file and run `cercle submit --file FILE`: {line}"
-            ))
-        }
-    }
+    Ok((op, envelope))
 }

@@ -66,8 +66,15 @@ fn verify_gives_a_verdict_on_a_log_file() {
     for needle in ["verdict         OK", "entries checked 500", "ceiling", "% of the ceiling"] {
         assert!(run.stdout.contains(needle), "{needle:?} not in {}", run.stdout);
     }
+    // With --json, the measurement is part of the one object printed.
+    let run = cercle(&["--json", "audit", "verify", "--log", path(&file), "--bench", "--threads", "1"]);
+    check(&run, 0, &[]);
+    let verdict: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!((verdict["ok"].as_bool(), verdict["verdict"].as_str()), (Some(true), Some("ok")));
+    assert!(verdict["bench"]["ceiling_per_sec"].as_u64().is_some(), "{verdict}");
 
-    // A tampered log: exit 1, the first bad line named, and the verdict in JSON too.
+    // A tampered log: exit 5 (audit failed), the first bad line named, and the error object
+    // on stdout names the line too.
     let mut lines: Vec<String> = std::fs::read_to_string(&file).unwrap().lines().map(String::from).collect();
     lines.swap(100, 101);
     let swapped = dir.path().join("swapped.jsonl");
@@ -75,33 +82,37 @@ fn verify_gives_a_verdict_on_a_log_file() {
     let run = cercle(&["--json", "audit", "verify", "--log", path(&swapped)]);
     check(
         &run,
-        1,
+        5,
         &["error: AUDIT FAILED: entry #100 of the log (line 101): entry 101: expected sequence 100"],
     );
     let verdict: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!((verdict["verdict"].as_str(), verdict["line"].as_u64()), (Some("failed"), Some(101)));
+    assert_eq!(verdict["ok"], false);
+    assert_eq!(verdict["error"]["kind"], "audit_failed");
+    assert_eq!(verdict["error"]["line"], 101);
+    assert!(verdict["error"]["message"].as_str().unwrap().contains("expected sequence 100"), "{verdict}");
 }
 
 #[test]
 fn unreadable_logs_are_explained() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.jsonl");
-    check(&cercle(&["audit", "verify", "--log", path(&missing)]), 1, &["cannot open", "missing.jsonl"]);
+    // A wrong path is bad input (2); a file that is not a log fails the audit (5).
+    check(&cercle(&["audit", "verify", "--log", path(&missing)]), 2, &["cannot open", "missing.jsonl"]);
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
-    check(&cercle(&["audit", "verify", "--log", path(&empty)]), 1, &["does not end with a complete line"]);
+    check(&cercle(&["audit", "verify", "--log", path(&empty)]), 5, &["does not end with a complete line"]);
     let junk = dir.path().join("junk.jsonl");
     std::fs::write(&junk, "hello\nworld\n").unwrap();
     check(
         &cercle(&["audit", "verify", "--log", path(&junk)]),
-        1,
+        5,
         &["junk.jsonl line 1", "not a genesis line"],
     );
     let log = synth_log(3, 1);
     let genesis_only = dir.path().join("genesis.jsonl");
     let text = String::from_utf8(log.jsonl()).unwrap();
     std::fs::write(&genesis_only, format!("{}\n", text.lines().next().unwrap())).unwrap();
-    check(&cercle(&["audit", "verify", "--log", path(&genesis_only)]), 1, &["no tree-head line"]);
+    check(&cercle(&["audit", "verify", "--log", path(&genesis_only)]), 5, &["no tree-head line"]);
     // --bench measures against a file only.
     check(&cercle(&["audit", "verify", "--bench"]), 2, &["--log"]);
 }
@@ -115,13 +126,13 @@ fn commands_that_read_the_node_need_a_key_and_a_node() {
         vec!["audit", "export", "--out", path(&out), "--format", "jsonl"],
         vec!["proof", "check", "alice"],
     ] {
-        check(&cercle(&args), 1, &["needs your key"]);
+        check(&cercle(&args), 2, &["needs your key"]);
     }
     let key = dir.path().join("k.key");
     check(&cercle(&["keygen", "--out", path(&key)]), 0, &[]);
     check(
         &cercle(&["--node", NOWHERE, "--key", path(&key), "proof", "check", "alice"]),
-        1,
+        4,
         &["cannot reach the node"],
     );
     check(

@@ -2,7 +2,18 @@
 //!
 //! RFC 4180: a header row, then one row per entry in log order, CRLF line ends, fields
 //! quoted (with doubled quotes) when they hold a comma, a quote, a line break or
-//! leading or trailing spaces. The columns:
+//! leading or trailing spaces. A clearing run's entry row is followed by rows of its own,
+//! with the entry's sequence, time and hash, so that each firm can reconcile the run:
+//!
+//! - `clearing_firm`, one per firm the run changed: `account` and, in `amount`, the change of
+//!   its balance (the payment through mutual credit, negative when the firm paid; 0 when the
+//!   run only cleared its invoices). These amounts sum to zero, and are the postings of the
+//!   hledger export.
+//! - `clearing_invoice`, one per invoice the run reduced: `invoice_id`, in `amount` all that
+//!   was cleared of it, split into `setoff` and `credit`. The invoice's firms are on its
+//!   `issue_invoice` row (`payee`, `payer`), found by its id.
+//!
+//! The columns:
 //!
 //! | column         | content                                                              |
 //! |----------------|----------------------------------------------------------------------|
@@ -10,10 +21,13 @@
 //! | `timestamp`    | the node's time, RFC 3339 UTC to the second                          |
 //! | `timestamp_ms` | the same, in milliseconds since the Unix epoch                        |
 //! | `kind`         | `transfer`, `register_account`, `set_limits`, `freeze_account`, ...   |
-//! | `account`      | the account an administrative operation or key rotation is about      |
-//! | `payer`        | a transfer's payer                                                    |
-//! | `payee`        | a transfer's payee                                                    |
-//! | `amount`       | a transfer's amount in major units, `.` as decimal mark, no grouping |
+//! |                | and `clearing_firm`, `clearing_invoice` after a clearing run          |
+//! | `account`      | the account an administrative operation or key rotation is about, or |
+//! |                | the firm of a `clearing_firm` row                                     |
+//! | `payer`        | a transfer's or an invoice's payer                                    |
+//! | `payee`        | a transfer's or an invoice's payee                                    |
+//! | `amount`       | a transfer's amount in major units, `.` as decimal mark, no grouping; |
+//! |                | a firm's balance change or an invoice's cleared amount in a run       |
 //! | `currency`     | the currency code                                                     |
 //! | `memo`         | a transfer's memo, or an administrative operation's reason           |
 //! | `invoice_ref`  | a transfer's invoice reference                                        |
@@ -21,6 +35,9 @@
 //! | `signer`       | the signer's public key, hex                                         |
 //! | `operation_id` | the client-chosen operation id, hex                                  |
 //! | `entry_hash`   | SHA-256 of the canonical entry, hex                                  |
+//! | `invoice_id`   | the invoice an operation is about, a payment pays or a run reduced   |
+//! | `setoff`       | what a run cancelled of an invoice by set-off, in major units        |
+//! | `credit`       | what a run settled of an invoice through mutual credit               |
 //!
 //! Memos and the like are written by firms. A text field that a spreadsheet would take
 //! for a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) is
@@ -28,13 +45,14 @@
 
 use std::io::Write;
 
-use cercle_core::{Entry, Genesis, Operation, format_minor};
+use cercle_core::{Entry, Genesis, OpKind, Operation, format_minor};
 
 use crate::describe::describe;
 use crate::{LogWriter, SignedTreeHead, rfc3339};
 
-/// The header row.
-pub const COLUMNS: [&str; 15] = [
+/// The header row. Columns are only ever added at the end, so that a spreadsheet that
+/// reads them by position keeps working.
+pub const COLUMNS: [&str; 18] = [
     "sequence",
     "timestamp",
     "timestamp_ms",
@@ -50,6 +68,9 @@ pub const COLUMNS: [&str; 15] = [
     "signer",
     "operation_id",
     "entry_hash",
+    "invoice_id",
+    "setoff",
+    "credit",
 ];
 
 /// Writes the CSV export.
@@ -70,30 +91,66 @@ impl<W: Write> LogWriter for Writer<W> {
     fn entry(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
         let g = &self.genesis;
         let d = describe(g, op);
-        let (payer, payee, amount) = match d.transfer {
-            Some((payer, payee, amount)) => {
+        let (payer, payee, amount) = match (d.transfer, d.invoice) {
+            (Some((payer, payee, amount)), _) => {
                 (payer.to_string(), payee.to_string(), plain_major(amount, g.exponent))
             }
-            None => Default::default(),
+            (None, Some((payee, payer))) => (payer.to_string(), payee.to_string(), String::new()),
+            (None, None) => Default::default(),
         };
-        let row = [
-            entry.sequence.to_string(),
-            rfc3339(entry.timestamp_ms),
-            entry.timestamp_ms.to_string(),
-            d.kind.to_string(),
-            d.account.map(ToString::to_string).unwrap_or_default(),
+        let invoice_id = match &op.kind {
+            OpKind::Transfer(t) => t.invoice.map(|i| i.to_string()),
+            OpKind::IssueInvoice(i) => Some(i.invoice.to_string()),
+            OpKind::AcceptInvoice(p)
+            | OpKind::RejectInvoice { invoice: p, .. }
+            | OpKind::CancelInvoice { invoice: p, .. }
+            | OpKind::SetInvoiceClearing { invoice: p, .. } => Some(p.invoice.to_string()),
+            _ => None,
+        };
+        let row = Row {
+            kind: d.kind,
+            account: d.account.map(ToString::to_string).unwrap_or_default(),
             payer,
             payee,
             amount,
-            g.currency.clone(),
-            text(d.memo),
-            text(d.invoice_ref.unwrap_or_default()),
-            text(&d.details),
-            entry.envelope.signer.to_hex(),
-            op.id.to_string(),
-            hex::encode(entry.hash()),
-        ];
-        write_row(&mut self.out, row.into_iter())
+            memo: text(d.memo),
+            invoice_ref: text(d.invoice_ref.unwrap_or_default()),
+            details: text(&d.details),
+            invoice_id: invoice_id.unwrap_or_default(),
+            ..Row::default()
+        };
+        self.row(entry, op, row)?;
+        let Some(record) = &entry.clearing else { return Ok(()) };
+        let exponent = self.genesis.exponent;
+        let money = |minor: i64| plain_major(minor, exponent);
+        let mut rows = Vec::with_capacity(record.firms.len() + record.invoices.len());
+        for firm in record.firms.iter().filter(|f| f.changed || f.payment_minor != 0) {
+            // The payment is what the firm paid in: its balance went down by it.
+            let change = firm.payment_minor.saturating_neg();
+            rows.push(Row {
+                kind: "clearing_firm",
+                account: firm.account.to_string(),
+                amount: money(change),
+                details: "balance change by the clearing run".into(),
+                ..Row::default()
+            });
+        }
+        for cleared in &record.invoices {
+            let total = cleared.setoff_minor.saturating_add(cleared.credit_minor);
+            rows.push(Row {
+                kind: "clearing_invoice",
+                amount: money(total),
+                details: "cleared of the invoice by the clearing run".into(),
+                invoice_id: cleared.invoice.to_string(),
+                setoff: money(cleared.setoff_minor),
+                credit: money(cleared.credit_minor),
+                ..Row::default()
+            });
+        }
+        for row in rows {
+            self.row(entry, op, row)?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self, _tree_head: &SignedTreeHead) -> std::io::Result<()> {
@@ -101,9 +158,52 @@ impl<W: Write> LogWriter for Writer<W> {
     }
 }
 
+/// The columns that differ from row to row; the entry's own columns are filled in by
+/// `Writer::row`.
+#[derive(Default)]
+struct Row {
+    kind: &'static str,
+    account: String,
+    payer: String,
+    payee: String,
+    amount: String,
+    memo: String,
+    invoice_ref: String,
+    details: String,
+    invoice_id: String,
+    setoff: String,
+    credit: String,
+}
+
+impl<W: Write> Writer<W> {
+    fn row(&mut self, entry: &Entry, op: &Operation, row: Row) -> std::io::Result<()> {
+        let fields = [
+            entry.sequence.to_string(),
+            rfc3339(entry.timestamp_ms),
+            entry.timestamp_ms.to_string(),
+            row.kind.to_string(),
+            row.account,
+            row.payer,
+            row.payee,
+            row.amount,
+            self.genesis.currency.clone(),
+            row.memo,
+            row.invoice_ref,
+            row.details,
+            entry.envelope.signer.to_hex(),
+            op.id.to_string(),
+            hex::encode(entry.hash()),
+            row.invoice_id,
+            row.setoff,
+            row.credit,
+        ];
+        write_row(&mut self.out, fields.into_iter())
+    }
+}
+
 /// An amount in major units as spreadsheets parse it: `-1250.00`.
 fn plain_major(minor: i64, exponent: u8) -> String {
-    format_minor(minor, exponent).replace(',', "")
+    format_minor(minor, exponent).replace([',', '\''], "")
 }
 
 /// A text field that no spreadsheet will evaluate as a formula.
@@ -142,6 +242,102 @@ mod tests {
         check("-1+1", "'-1+1");
         check("@SUM(A1)", "'@SUM(A1)");
         check("café", "café");
+    }
+
+    #[test]
+    fn a_clearing_run_has_a_row_per_firm_and_per_invoice() {
+        use cercle_core::clearing::{ClearedInvoice, ClearingFirm, ClearingRecord};
+        use cercle_core::{
+            AccountId, BalanceAfter, Envelope, InvoiceId, LedgerId, OperationId, PublicKey, RunClearing,
+        };
+        let id = |h: &str| AccountId::parse(h).unwrap();
+        let genesis = Genesis {
+            ledger_id: LedgerId([1; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![],
+            auditor_keys: vec![],
+            node_key: PublicKey([2; 32]),
+        };
+        let firm = |account: &str, payment_minor: i64, changed: bool| ClearingFirm {
+            account: id(account),
+            setoff_potential: 0,
+            credit_potential: 0,
+            payment_minor,
+            changed,
+        };
+        let record = ClearingRecord {
+            with_credit: true,
+            // alpha paid 1,000.00 through its credit, beta passed it on, gamma received it.
+            firms: vec![
+                firm("alpha", 100_000, true),
+                firm("beta", 0, true),
+                firm("gamma", -100_000, true),
+                firm("idle", 0, false),
+            ],
+            circuit_potential: 0,
+            invoices: vec![
+                ClearedInvoice { invoice: InvoiceId([3; 16]), setoff_minor: 5_000, credit_minor: 100_000 },
+                ClearedInvoice { invoice: InvoiceId([4; 16]), setoff_minor: 0, credit_minor: 100_000 },
+            ],
+        };
+        let entry = Entry {
+            sequence: 9,
+            timestamp_ms: 1_795_341_600_000,
+            prev_hash: [0; 32],
+            envelope: Envelope { body: vec![1], signer: PublicKey([5; 32]), signature: [6; 64] },
+            balances_after: vec![
+                BalanceAfter { account: id("alpha"), balance_minor: -100_000 },
+                BalanceAfter { account: id("gamma"), balance_minor: 100_000 },
+            ],
+            clearing: Some(record),
+        };
+        let op = Operation {
+            id: OperationId([7; 16]),
+            valid_until_ms: 0,
+            kind: OpKind::RunClearing(RunClearing { with_credit: true, reason: "December".into() }),
+        };
+        let mut out = Vec::new();
+        let mut writer = Writer::new(&mut out, &genesis).unwrap();
+        writer.entry(&entry, &op).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        // Fields of a line; a quoted field may hold commas.
+        let split = |line: &str| {
+            let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+            for c in line.chars() {
+                match c {
+                    '"' => quoted = !quoted,
+                    ',' if !quoted => fields.push(std::mem::take(&mut field)),
+                    c => field.push(c),
+                }
+            }
+            fields.push(field);
+            fields
+        };
+        let rows: Vec<Vec<String>> = text.lines().map(split).collect();
+        let column = |name: &str| COLUMNS.iter().position(|c| *c == name).unwrap();
+        let cells = |row: &Vec<String>, names: &[&str]| {
+            names.iter().map(|n| row[column(n)].to_string()).collect::<Vec<_>>()
+        };
+        assert!(rows.iter().all(|r| r.len() == COLUMNS.len()), "{text}");
+        let got: Vec<Vec<String>> = rows[1..]
+            .iter()
+            .map(|r| cells(r, &["sequence", "kind", "account", "amount", "invoice_id", "setoff", "credit"]))
+            .collect();
+        let i3 = InvoiceId([3; 16]).to_string();
+        let i4 = InvoiceId([4; 16]).to_string();
+        let expected: Vec<Vec<String>> = [
+            ["9", "run_clearing", "", "", "", "", ""],
+            ["9", "clearing_firm", "alpha", "-1000.00", "", "", ""],
+            ["9", "clearing_firm", "beta", "0.00", "", "", ""],
+            ["9", "clearing_firm", "gamma", "1000.00", "", "", ""],
+            ["9", "clearing_invoice", "", "1050.00", &i3, "50.00", "1000.00"],
+            ["9", "clearing_invoice", "", "1000.00", &i4, "0.00", "1000.00"],
+        ]
+        .iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+        assert_eq!(got, expected, "{text}");
     }
 
     #[test]

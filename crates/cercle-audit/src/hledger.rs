@@ -15,7 +15,11 @@
 //!   mutual credit (if any) are one transaction with a posting per firm, which sums to zero.
 //! - Memos are firms' text: control characters become spaces and `;` (hledger's comment
 //!   mark) becomes `,`, so a memo cannot add postings, directives or tags.
+//! - An export of a period (`--from`) starts with the balances the earlier entries left, as
+//!   one "opening balances" transaction (with assertions, summing to zero), preceded by the
+//!   declarations of the accounts registered before it.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use cercle_core::{AccountId, Entry, Genesis, OpKind, Operation, format_minor};
@@ -28,6 +32,21 @@ pub struct Writer<W: Write> {
     out: W,
     genesis: Genesis,
     commodity: String,
+    /// What the entries before the exported period left, until it is written.
+    before: Option<Before>,
+}
+
+/// The entries before an exported period, summed up: the accounts they registered and the
+/// balances they left.
+#[derive(Default)]
+struct Before {
+    /// `account NAME  ; display name` lines, in registration order.
+    declarations: Vec<String>,
+    balances: BTreeMap<AccountId, i64>,
+    /// The first and last skipped entries, and the last one's time.
+    first: u64,
+    last: u64,
+    last_ms: u64,
 }
 
 impl<W: Write> Writer<W> {
@@ -53,16 +72,60 @@ impl<W: Write> Writer<W> {
         writeln!(out)?;
         writeln!(out, "commodity {} {commodity}", commodity_sample(genesis.exponent))?;
         writeln!(out)?;
-        Ok(Writer { out, genesis: genesis.clone(), commodity })
+        Ok(Writer { out, genesis: genesis.clone(), commodity, before: None })
+    }
+
+    /// Writes what the skipped entries left: the account declarations, and one transaction
+    /// that opens every nonzero balance, dated at the last skipped entry.
+    fn opening(&mut self) -> std::io::Result<()> {
+        let Some(before) = self.before.take() else { return Ok(()) };
+        writeln!(
+            self.out,
+            "; entries {} to {} are before the exported period: the accounts they registered and the balances they left",
+            before.first, before.last
+        )?;
+        for line in &before.declarations {
+            writeln!(self.out, "{line}")?;
+        }
+        let open: Vec<(&AccountId, i64)> =
+            before.balances.iter().filter(|(_, b)| **b != 0).map(|(a, b)| (a, *b)).collect();
+        if !open.is_empty() {
+            writeln!(
+                self.out,
+                "{} * ({}) opening balances | as left by entry {}",
+                utc_date(before.last_ms),
+                before.last,
+                before.last
+            )?;
+            for (account, balance) in open {
+                let amount = self.amount(balance);
+                writeln!(self.out, "    {:<32}  {:>20} = {amount}", account.as_str(), amount)?;
+            }
+        }
+        writeln!(self.out)
     }
 
     fn amount(&self, minor: i64) -> String {
-        format!("{} {}", format_minor(minor, self.genesis.exponent), self.commodity)
+        format!("{} {}", hledger_number(minor, self.genesis.exponent), self.commodity)
     }
 }
 
 impl<W: Write> LogWriter for Writer<W> {
+    fn skip(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
+        let before = self.before.get_or_insert_with(|| Before { first: entry.sequence, ..Before::default() });
+        before.last = entry.sequence;
+        before.last_ms = entry.timestamp_ms;
+        for b in &entry.balances_after {
+            before.balances.insert(b.account.clone(), b.balance_minor);
+        }
+        if let OpKind::RegisterAccount(r) = &op.kind {
+            before.declarations.push(format!("account {}  ; {}", r.account, one_line(&r.display_name)));
+        }
+        Ok(())
+    }
+
     fn entry(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
+        self.opening()?;
         let d = describe(&self.genesis, op);
         if entry.clearing.is_some() && !entry.balances_after.is_empty() {
             return self.clearing_payments(entry, &d.details);
@@ -106,6 +169,7 @@ impl<W: Write> LogWriter for Writer<W> {
     }
 
     fn finish(&mut self, tree_head: &SignedTreeHead) -> std::io::Result<()> {
+        self.opening()?;
         let head = &tree_head.head;
         writeln!(
             self.out,
@@ -155,6 +219,13 @@ fn balance_after(entry: &Entry, account: &AccountId) -> Option<i64> {
     entry.balances_after.iter().find(|b| &b.account == account).map(|b| b.balance_minor)
 }
 
+/// An amount as the journal writes it: digits grouped by a comma, as the `commodity`
+/// directive declares (the ledger's own display groups a currency without decimals with an
+/// apostrophe, which hledger would not read as a digit group mark).
+fn hledger_number(minor: i64, exponent: u8) -> String {
+    format_minor(minor, exponent).replace('\'', ",")
+}
+
 /// A firm's text made safe for a transaction's first line or a comment.
 fn safe(text: &str) -> String {
     one_line(text).replace(';', ",")
@@ -172,8 +243,10 @@ fn commodity_symbol(currency: &str) -> String {
 /// The amount in a `commodity` directive that fixes the format: `1,000.00`, and `1,000.`
 /// without decimals (hledger needs the decimal mark to tell `,` is a digit group mark).
 fn commodity_sample(exponent: u8) -> String {
-    let sample =
-        format_minor(1000 * 10i64.pow(u32::from(exponent.min(cercle_core::amount::EXPONENT_MAX))), exponent);
+    let sample = hledger_number(
+        1000 * 10i64.pow(u32::from(exponent.min(cercle_core::amount::EXPONENT_MAX))),
+        exponent,
+    );
     if exponent == 0 { format!("{sample}.") } else { sample }
 }
 
@@ -193,6 +266,74 @@ mod tests {
         check("SRD", 0, "commodity 1,000. SRD");
         check("EUR2", 3, "commodity 1,000.000 \"EUR2\"");
         check("WIR", 9, "commodity 1,000.000000000 WIR");
+    }
+
+    #[test]
+    fn a_period_opens_with_the_balances_the_earlier_entries_left() {
+        use cercle_core::{
+            BalanceAfter, Envelope, LedgerId, OperationId, PublicKey, RegisterAccount, Transfer,
+        };
+        let id = |h: &str| AccountId::parse(h).unwrap();
+        let genesis = Genesis {
+            ledger_id: LedgerId([1; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![],
+            auditor_keys: vec![],
+            node_key: PublicKey([2; 32]),
+        };
+        let entry = |sequence: u64, balances: &[(&str, i64)]| Entry {
+            sequence,
+            timestamp_ms: 1_795_341_600_000 + sequence * 86_400_000,
+            prev_hash: [0; 32],
+            envelope: Envelope { body: vec![1], signer: PublicKey([5; 32]), signature: [6; 64] },
+            balances_after: balances
+                .iter()
+                .map(|(a, b)| BalanceAfter { account: id(a), balance_minor: *b })
+                .collect(),
+            clearing: None,
+        };
+        let op = |kind: OpKind| Operation { id: OperationId([7; 16]), valid_until_ms: 0, kind };
+        let register = |name: &str| {
+            op(OpKind::RegisterAccount(RegisterAccount {
+                account: id(name),
+                display_name: format!("{name}; inc"),
+                keys: vec![],
+                credit_limit_minor: 100_000,
+                max_balance_minor: None,
+            }))
+        };
+        let pay = |amount_minor: i64| {
+            op(OpKind::Transfer(Transfer {
+                payer: id("alice"),
+                payee: id("bobby"),
+                amount_minor,
+                memo: String::new(),
+                invoice_ref: None,
+                invoice: None,
+            }))
+        };
+        let mut out = Vec::new();
+        let mut writer = Writer::new(&mut out, &genesis).unwrap();
+        writer.skip(&entry(1, &[("alice", 0)]), &register("alice")).unwrap();
+        writer.skip(&entry(2, &[("bobby", 0)]), &register("bobby")).unwrap();
+        writer.skip(&entry(3, &[("alice", -12_550), ("bobby", 12_550)]), &pay(12_550)).unwrap();
+        writer.entry(&entry(4, &[("alice", -12_650), ("bobby", 12_650)]), &pay(100)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let body: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("; entries")).collect();
+        let expected = [
+            "; entries 1 to 3 are before the exported period: the accounts they registered and the balances they left",
+            "account alice  ; alice; inc",
+            "account bobby  ; bobby; inc",
+            "2026-11-25 * (3) opening balances | as left by entry 3",
+            "    alice                                      -125.50 CHW = -125.50 CHW",
+            "    bobby                                       125.50 CHW = 125.50 CHW",
+            "",
+            "2026-11-26 * (4) alice to bobby",
+        ];
+        assert_eq!(body[..expected.len()], expected, "{text}");
+        // The balances asserted after the period's entries follow from the opening.
+        assert!(text.contains("-1.00 CHW = -126.50 CHW"), "{text}");
     }
 
     #[test]

@@ -71,7 +71,9 @@ mod tests {
 pub const STATEMENT_TAG: &[u8] = b"cercle/statement/v1";
 /// Most entries a statement lists; a longer period must be split.
 pub const STATEMENT_ENTRIES_MAX: usize = 10_000;
-const STATEMENT_VERSION: u8 = 1;
+/// Version 2 added the cut time and the provisional flag; version 1 is not read (it cannot
+/// say whether its closing balance was final).
+const STATEMENT_VERSION: u8 = 2;
 
 /// An account's standing over a period, as the node attests it at a tree head: what a firm
 /// hands to a bank or the tax office.
@@ -82,6 +84,12 @@ pub struct Statement {
     /// The period, ms since the Unix epoch, inclusive.
     pub from_ms: u64,
     pub to_ms: u64,
+    /// The node's time when it cut the statement: its tree head's time.
+    pub cut_at_ms: u64,
+    /// The period had not ended when the statement was cut (`to_ms > cut_at_ms`): the
+    /// closing balance and the turnover are those so far, and may still change. Signed, so
+    /// that a provisional statement cannot be passed off as a final one.
+    pub provisional: bool,
     /// The tree head the statement is computed at.
     pub tree_size: u64,
     pub root_hash: Hash,
@@ -109,21 +117,26 @@ pub enum StatementError {
     Foreign(u64),
 }
 
+/// Whether a statement of a period ending at `to_ms`, cut at `cut_at_ms`, is provisional:
+/// the one rule, used to compute a statement and to check one.
+pub fn is_provisional(to_ms: u64, cut_at_ms: u64) -> bool {
+    to_ms > cut_at_ms
+}
+
 impl Statement {
     /// Computes the statement of `account` from its whole history up to the tree head
     /// (`history`: each entry with its decoded operation, in sequence order). The same
     /// function checks a statement offline, from the period's entries alone, for the
-    /// parts those entries determine (see `check_period`).
-    #[allow(clippy::too_many_arguments)]
+    /// parts those entries determine (see `check_period`). `head` is the tree head the
+    /// statement is cut at: its time is the cut time.
     pub fn compute(
-        ledger_id: LedgerId,
         account: &AccountId,
         history: &[(crate::entry::Entry, crate::op::Operation)],
         from_ms: u64,
         to_ms: u64,
-        tree_size: u64,
-        root_hash: Hash,
+        head: &TreeHead,
     ) -> Result<Statement, StatementError> {
+        let TreeHead { ledger_id, tree_size, root_hash, timestamp_ms: cut_at_ms } = *head;
         use crate::op::OpKind;
         let mut balance: i64 = 0;
         let mut opening = None;
@@ -179,6 +192,8 @@ impl Statement {
             account: account.clone(),
             from_ms,
             to_ms,
+            cut_at_ms,
+            provisional: is_provisional(to_ms, cut_at_ms),
             tree_size,
             root_hash,
             opening_balance_minor: opening.unwrap_or(balance),
@@ -190,6 +205,31 @@ impl Statement {
             frozen,
             sequences,
         })
+    }
+
+    /// Checks that the statement is cut at `head` (same ledger, size, root and time) and
+    /// says provisional exactly when its period ends after that time.
+    pub fn check_tree_head(&self, head: &TreeHead) -> Result<(), String> {
+        if head.ledger_id != self.ledger_id {
+            return Err("the statement and its tree head are of different ledgers".into());
+        }
+        if head.tree_size != self.tree_size || head.root_hash != self.root_hash {
+            return Err("the statement is not computed at the tree head it comes with".into());
+        }
+        if head.timestamp_ms != self.cut_at_ms {
+            return Err(format!(
+                "the statement says it was cut at {} ms, its tree head is of {} ms",
+                self.cut_at_ms, head.timestamp_ms
+            ));
+        }
+        if self.provisional != is_provisional(self.to_ms, self.cut_at_ms) {
+            return Err(if self.provisional {
+                "the statement says provisional, but its period ended before it was cut".into()
+            } else {
+                "the statement says final, but its period had not ended when it was cut".into()
+            });
+        }
+        Ok(())
     }
 
     /// Checks what the period's own entries determine: they are exactly the listed
@@ -245,6 +285,8 @@ impl Statement {
             .str(self.account.as_str())
             .u64(self.from_ms)
             .u64(self.to_ms)
+            .u64(self.cut_at_ms)
+            .u8(u8::from(self.provisional))
             .u64(self.tree_size)
             .fixed(&self.root_hash)
             .i64(self.opening_balance_minor)
@@ -272,6 +314,12 @@ impl Statement {
         let account = AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
         let from_ms = r.u64("from")?;
         let to_ms = r.u64("to")?;
+        let cut_at_ms = r.u64("cut time")?;
+        let provisional = match r.u8("provisional")? {
+            0 => false,
+            1 => true,
+            _ => return Err(DecodeError::Invalid("provisional")),
+        };
         let tree_size = r.u64("tree size")?;
         let root_hash = r.array("root")?;
         let opening_balance_minor = r.i64("opening balance")?;
@@ -296,6 +344,8 @@ impl Statement {
             account,
             from_ms,
             to_ms,
+            cut_at_ms,
+            provisional,
             tree_size,
             root_hash,
             opening_balance_minor,
@@ -340,5 +390,119 @@ fn flows(entry: &Entry, op: &Operation, account: &AccountId) -> (u128, u128) {
         Some(p) if p > 0 => (0, p.unsigned_abs() as u128),
         Some(p) if p < 0 => (p.unsigned_abs() as u128, 0),
         _ => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod statement_tests {
+    use super::*;
+    use crate::entry::{BalanceAfter, Envelope};
+    use crate::ids::OperationId;
+    use crate::op::{OpKind, RegisterAccount, Transfer};
+
+    const DAY_MS: u64 = 86_400_000;
+
+    fn id(handle: &str) -> AccountId {
+        AccountId::parse(handle).unwrap()
+    }
+
+    /// Alice registered on day 0 and paid Bob 10.00 on day 1.
+    fn history() -> Vec<(Entry, Operation)> {
+        let entry = |sequence: u64, timestamp_ms: u64, balances: Vec<BalanceAfter>| Entry {
+            sequence,
+            timestamp_ms,
+            prev_hash: [0; 32],
+            envelope: Envelope { body: vec![sequence as u8], signer: PublicKey([1; 32]), signature: [2; 64] },
+            balances_after: balances,
+            clearing: None,
+        };
+        let op = |kind: OpKind| Operation { id: OperationId([3; 16]), valid_until_ms: u64::MAX, kind };
+        let register = OpKind::RegisterAccount(RegisterAccount {
+            account: id("alice"),
+            display_name: "Alice".into(),
+            keys: vec![],
+            credit_limit_minor: 100_000,
+            max_balance_minor: None,
+        });
+        let pay = OpKind::Transfer(Transfer {
+            payer: id("alice"),
+            payee: id("bob"),
+            amount_minor: 1_000,
+            memo: String::new(),
+            invoice_ref: None,
+            invoice: None,
+        });
+        let after = |a: &str, b: i64| BalanceAfter { account: id(a), balance_minor: b };
+        vec![
+            (entry(1, 10, vec![after("alice", 0)]), op(register)),
+            (entry(2, DAY_MS + 10, vec![after("alice", -1_000), after("bob", 1_000)]), op(pay)),
+        ]
+    }
+
+    fn head(cut_at_ms: u64) -> TreeHead {
+        TreeHead { ledger_id: LedgerId([9; 16]), tree_size: 2, root_hash: [4; 32], timestamp_ms: cut_at_ms }
+    }
+
+    /// Computes the statement of days `from_day..=to_day` cut at `cut_at_ms` and checks
+    /// whether it is provisional, and that it round-trips and checks out.
+    fn check(from_day: u64, to_day: u64, cut_at_ms: u64, provisional: bool) -> Statement {
+        let history = history();
+        let (from_ms, to_ms) = (from_day * DAY_MS, to_day * DAY_MS + DAY_MS - 1);
+        let s = Statement::compute(&id("alice"), &history, from_ms, to_ms, &head(cut_at_ms)).unwrap();
+        assert_eq!(
+            (s.cut_at_ms, s.provisional),
+            (cut_at_ms, provisional),
+            "{from_day}..={to_day} cut at {cut_at_ms}"
+        );
+        assert_eq!(Statement::decode(&s.encode()).as_ref(), Ok(&s));
+        assert_eq!(s.check_tree_head(&head(cut_at_ms)), Ok(()));
+        let period: Vec<_> =
+            history.iter().filter(|(e, _)| s.sequences.contains(&e.sequence)).cloned().collect();
+        assert_eq!(s.check_period(&period), Ok(()));
+        s
+    }
+
+    #[test]
+    fn a_statement_is_provisional_while_its_period_runs() {
+        // The period ends after the cut: provisional, with the balance so far.
+        let running = check(0, 30, 2 * DAY_MS, true);
+        assert_eq!(running.closing_balance_minor, -1_000);
+        // Cut after the period ended: final.
+        let ended = check(0, 1, 2 * DAY_MS, false);
+        assert_eq!(ended.closing_balance_minor, -1_000);
+        // Cut at the very last millisecond of the period: it has ended.
+        check(0, 1, 2 * DAY_MS - 1, false);
+        check(0, 1, 2 * DAY_MS - 2, true);
+    }
+
+    #[test]
+    fn the_flag_and_the_cut_time_are_signed_and_checked() {
+        let key = Keypair::from_seed(&[7; 32]);
+        let s = check(0, 30, 2 * DAY_MS, true);
+        let signature = s.sign(&key);
+        assert_eq!(s.verify(&key.public_key(), &signature), Ok(()));
+        let passed_off_as_final = Statement { provisional: false, ..s.clone() };
+        assert!(passed_off_as_final.verify(&key.public_key(), &signature).is_err());
+        assert!(passed_off_as_final.check_tree_head(&head(2 * DAY_MS)).unwrap_err().contains("says final"));
+        let backdated = Statement { cut_at_ms: 40 * DAY_MS, ..s.clone() };
+        assert!(backdated.verify(&key.public_key(), &signature).is_err());
+        assert!(backdated.check_tree_head(&head(2 * DAY_MS)).unwrap_err().contains("cut at"));
+        let final_one = check(0, 1, 2 * DAY_MS, false);
+        let claims_provisional = Statement { provisional: true, ..final_one };
+        assert!(
+            claims_provisional.check_tree_head(&head(2 * DAY_MS)).unwrap_err().contains("says provisional")
+        );
+    }
+
+    #[test]
+    fn version_1_statements_are_not_read() {
+        let mut bytes = check(0, 30, 2 * DAY_MS, true).encode();
+        bytes[0] = 1;
+        assert_eq!(Statement::decode(&bytes), Err(crate::codec::DecodeError::Version(1)));
+        let mut bytes = check(0, 30, 2 * DAY_MS, true).encode();
+        // The provisional flag sits after the version, the ledger id, the account and three times.
+        let flag = 1 + 16 + 4 + "alice".len() + 3 * 8;
+        bytes[flag] = 2;
+        assert_eq!(Statement::decode(&bytes), Err(crate::codec::DecodeError::Invalid("provisional")));
     }
 }

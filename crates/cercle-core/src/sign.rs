@@ -113,6 +113,8 @@ impl std::fmt::Debug for Keypair {
 
 /// First line of a key file.
 pub const KEY_FILE_HEADER: &str = "cercle-ed25519-secret-key-v1";
+/// The start of a key file's line that states its public key.
+pub const KEY_FILE_PUBLIC_KEY: &str = "# public key:";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyFileError {
@@ -120,13 +122,28 @@ pub enum KeyFileError {
     Header,
     #[error("the key file's second line must be 64 hex digits (the 32-byte secret seed)")]
     Seed,
+    #[error("the key file's '{KEY_FILE_PUBLIC_KEY}' line is not a public key in hex")]
+    PublicKeyLine,
+    #[error(
+        "the key file is damaged: its public key line says {stated}, but its secret is the key of {derived} (restore the file from a backup)"
+    )]
+    PublicKeyMismatch { stated: PublicKey, derived: PublicKey },
+    #[error("the key file has an unexpected line after the secret; only '#' comment lines may follow it")]
+    ExtraLine,
 }
 
-/// The text of a key file: a header line, then the secret seed in hex.
+/// The text of a key file: a header line, the secret seed in hex, and the public key as a
+/// comment, which `decode_key_file` checks against the seed.
 pub fn encode_key_file(keypair: &Keypair) -> String {
-    format!("{KEY_FILE_HEADER}\n{}\n# public key: {}\n", hex::encode(keypair.seed()), keypair.public_key())
+    format!(
+        "{KEY_FILE_HEADER}\n{}\n{KEY_FILE_PUBLIC_KEY} {}\n",
+        hex::encode(keypair.seed()),
+        keypair.public_key()
+    )
 }
 
+/// Reads a key file. The public key line is optional, but when present it must be the
+/// key of the seed: a changed digit in either is a damaged file, not another key.
 pub fn decode_key_file(text: &str) -> Result<Keypair, KeyFileError> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     if lines.next() != Some(KEY_FILE_HEADER) {
@@ -135,7 +152,19 @@ pub fn decode_key_file(text: &str) -> Result<Keypair, KeyFileError> {
     let seed_hex = lines.next().ok_or(KeyFileError::Seed)?;
     let seed: [u8; 32] =
         hex::decode(seed_hex).ok().and_then(|b| b.try_into().ok()).ok_or(KeyFileError::Seed)?;
-    Ok(Keypair::from_seed(&seed))
+    let keypair = Keypair::from_seed(&seed);
+    for line in lines {
+        if let Some(stated) = line.strip_prefix(KEY_FILE_PUBLIC_KEY) {
+            let stated = PublicKey::from_hex(stated).map_err(|_| KeyFileError::PublicKeyLine)?;
+            let derived = keypair.public_key();
+            if stated != derived {
+                return Err(KeyFileError::PublicKeyMismatch { stated, derived });
+            }
+        } else if !line.starts_with('#') {
+            return Err(KeyFileError::ExtraLine);
+        }
+    }
+    Ok(keypair)
 }
 
 #[cfg(test)]
@@ -239,5 +268,52 @@ mod tests {
         assert_eq!(back.public_key(), kp.public_key());
         assert_eq!(decode_key_file("nope\n").unwrap_err(), KeyFileError::Header);
         assert_eq!(decode_key_file(&format!("{KEY_FILE_HEADER}\nzz\n")).unwrap_err(), KeyFileError::Seed);
+    }
+
+    #[test]
+    fn a_key_file_whose_public_key_line_disagrees_is_refused() {
+        let kp = keypair(9);
+        let seed = hex::encode(kp.seed());
+        let public = kp.public_key().to_hex();
+        let check = |text: String, expected: Result<(), KeyFileError>| {
+            assert_eq!(
+                decode_key_file(&text).map(|k| assert_eq!(k.public_key(), kp.public_key())),
+                expected,
+                "{text}"
+            );
+        };
+        // One changed hex digit in the seed, or in the public key line: refused.
+        let flip = |hex: &str| {
+            let (first, rest) = hex.split_at(1);
+            format!("{}{rest}", if first == "0" { "1" } else { "0" })
+        };
+        let changed_seed = flip(&seed);
+        let derived =
+            Keypair::from_seed(&hex::decode(&changed_seed).unwrap().try_into().unwrap()).public_key();
+        check(
+            format!("{KEY_FILE_HEADER}\n{changed_seed}\n{KEY_FILE_PUBLIC_KEY} {public}\n"),
+            Err(KeyFileError::PublicKeyMismatch { stated: kp.public_key(), derived }),
+        );
+        let changed_public = flip(&public);
+        check(
+            format!("{KEY_FILE_HEADER}\n{seed}\n{KEY_FILE_PUBLIC_KEY} {changed_public}\n"),
+            Err(KeyFileError::PublicKeyMismatch {
+                stated: PublicKey::from_hex(&changed_public).unwrap(),
+                derived: kp.public_key(),
+            }),
+        );
+        check(
+            format!("{KEY_FILE_HEADER}\n{seed}\n{KEY_FILE_PUBLIC_KEY} xyz\n"),
+            Err(KeyFileError::PublicKeyLine),
+        );
+        // No public key line, or comments: accepted. Anything else after the seed: refused.
+        check(format!("{KEY_FILE_HEADER}\n{seed}\n"), Ok(()));
+        check(
+            format!(
+                "{KEY_FILE_HEADER}\n{seed}\n# made on the shop's laptop\n{KEY_FILE_PUBLIC_KEY} {public}\n"
+            ),
+            Ok(()),
+        );
+        check(format!("{KEY_FILE_HEADER}\n{seed}\n{seed}\n"), Err(KeyFileError::ExtraLine));
     }
 }

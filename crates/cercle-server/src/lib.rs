@@ -273,11 +273,17 @@ pub async fn serve(
         .max_encoding_message_size(RESPONSE_BYTES_MAX);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| NodeError::Invalid(format!("reflection: {e}")))?;
+    // Server reflection in both versions: v1, and v1alpha, which many tools still ask for
+    // (grpcurl before 1.8.8, Postman, older grpc_cli).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_error =
+        |e: tonic_reflection::server::Error| NodeError::Invalid(format!("reflection: {e}"));
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let addr: SocketAddr = listener.local_addr().map_err(io_err(&dir.root))?;
     tracing::info!(%addr, ledger_id = %genesis.ledger_id, currency = %genesis.currency, "serving");
     ready(addr);
@@ -285,7 +291,8 @@ pub async fn serve(
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
         .timeout(Duration::from_secs(30))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(ledger_server)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
             tokio::select! {

@@ -345,21 +345,15 @@ impl pb::ledger_server::Ledger for LedgerService {
             .into());
         }
         let (tree_size, root_hash) = self.store.tree();
+        // The node's time now is the tree head's and the statement's cut time: a period
+        // that ends after it gives a provisional statement.
         let head =
             TreeHead { ledger_id: self.genesis.ledger_id, tree_size, root_hash, timestamp_ms: now_ms() };
         let this = self.clone();
         let (statement, entries) = tokio::task::spawn_blocking(move || {
             let history = this.account_history(&id, tree_size)?;
-            let statement = Statement::compute(
-                this.genesis.ledger_id,
-                &id,
-                &history,
-                req.from_ms,
-                to_ms,
-                tree_size,
-                root_hash,
-            )
-            .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+            let statement = Statement::compute(&id, &history, req.from_ms, to_ms, &head)
+                .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
             let mut entries = Vec::with_capacity(statement.sequences.len());
             for (entry, _) in history.iter().filter(|(e, _)| statement.sequences.contains(&e.sequence)) {
                 let proof = this.store.inclusion_proof(entry.sequence, tree_size).map_err(proof_error)?;

@@ -41,11 +41,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let status = status_name(account.status);
     if global.json {
         let public_keys: Vec<String> = account.public_keys.iter().map(hex::encode).collect();
-        return output::emit_json(&json!({
+        return output::emit_ok(json!({
             "account": account.account,
             "display_name": account.display_name,
             "balance_minor": account.balance_minor,
             "credit_limit_minor": account.credit_limit_minor,
+            "floor_minor": account.credit_limit_minor.saturating_neg(),
             "max_balance_minor": account.max_balance_minor,
             "status": status,
             "currency": genesis.currency,
@@ -57,9 +58,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     let max_balance = account.max_balance_minor.map_or_else(|| "none".to_string(), |m| money(genesis, m));
     let rows = [
-        ("account", format!("{} ({})", account.account, one_line(&account.display_name))),
+        ("account", format!("{} ({})", one_line(&account.account), one_line(&account.display_name))),
         ("balance", money(genesis, account.balance_minor)),
-        ("credit limit", money(genesis, account.credit_limit_minor)),
+        ("credit limit", output::credit_limit(account.credit_limit_minor, |m| money(genesis, m))),
         ("max balance", max_balance),
         ("status", status),
     ];

@@ -14,13 +14,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use cercle_clearing::csv::{self, CsvError, Invoices};
 use cercle_clearing::{Clearing, Report};
 use serde_json::{Value, json};
 
 use crate::Global;
-use crate::output;
+use crate::failure::usage;
+use crate::files;
+use crate::output::{self, amount_json};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -45,9 +47,15 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<()> {
 }
 
 fn solve(global: &Global, args: &SolveArgs) -> anyhow::Result<()> {
+    // Refused before the work, not after it.
+    if let Some(out) = &args.out {
+        files::check_target(out, false, OUT_EXISTS)?;
+    }
+    // Every problem with the input file is bad input.
     let invoices = csv::read(&args.input).map_err(|e| match e {
-        CsvError::Line { .. } => anyhow!("{}: {e}", args.input.display()),
-        e => anyhow!(e),
+        CsvError::Line { .. } => usage(format!("{}: {e}", args.input.display())),
+        CsvError::Io { ref source, .. } => usage(format!("{e}: {source}")),
+        e => usage(e),
     })?;
     let firm_count = u32::try_from(invoices.firms.len()).context("too many firms")?;
     let start = Instant::now();
@@ -58,27 +66,23 @@ fn solve(global: &Global, args: &SolveArgs) -> anyhow::Result<()> {
         write_out(out, &invoices, &clearing)?;
     }
     if global.json {
-        output::emit_json(&report_json(&report, clearing.pairs.len(), args.out.as_deref()))
+        output::emit_ok(report_json(&report, clearing.pairs.len(), args.out.as_deref()))
     } else {
         output::emit(&report_text(&report, args.out.as_deref()))
     }
 }
 
+/// What to do when `--out` exists.
+const OUT_EXISTS: &str = "choose another --out path (the file is never overwritten)";
+
 fn write_out(path: &Path, invoices: &Invoices, clearing: &Clearing) -> anyhow::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("cannot write {} (it must not exist yet)", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
+    let mut file = files::NewFile::create(path, false, OUT_EXISTS)?;
+    let mut out = std::io::BufWriter::new(file.file());
     csv::write_cleared(&mut out, invoices, &clearing.cleared)
         .and_then(|()| out.flush())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// An amount for JSON: a number when it fits in an i64, else a string of digits.
-fn amount_json(minor: i128) -> Value {
-    i64::try_from(minor).map_or_else(|_| json!(minor.to_string()), |m| json!(m))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    drop(out);
+    file.commit()
 }
 
 fn report_json(report: &Report, pairs: usize, out: Option<&Path>) -> Value {
@@ -90,19 +94,18 @@ fn report_json(report: &Report, pairs: usize, out: Option<&Path>) -> Value {
         "net_internal_debt_minor": amount_json(report.net_internal_debt_minor),
         "cleared_minor": amount_json(report.cleared_minor),
         "remaining_debt_minor": amount_json(report.remaining_debt_minor),
-        "cleared_basis_points": basis_points(report.cleared_minor, report.total_debt_minor),
+        "cleared_basis_points": output::basis_points(report.cleared_minor, report.total_debt_minor),
         "seconds": report.seconds,
         "out": out.map(|p| p.display().to_string()),
     })
 }
 
 fn report_text(report: &Report, out: Option<&Path>) -> String {
-    let bp = basis_points(report.cleared_minor, report.total_debt_minor);
     let mut text = format!(
         "{} obligations between {} firms (amounts in minor units)\n\
          total debt:        {:>24}\n\
          net internal debt: {:>24}\n\
-         cleared:           {:>24}  ({}.{:02}% of the total debt)\n\
+         cleared:           {:>24}  ({} of the total debt)\n\
          remaining debt:    {:>24}\n\
          solved in {:.3} s",
         report.obligations,
@@ -110,8 +113,7 @@ fn report_text(report: &Report, out: Option<&Path>) -> String {
         thousands(report.total_debt_minor),
         thousands(report.net_internal_debt_minor),
         thousands(report.cleared_minor),
-        bp / 100,
-        bp % 100,
+        output::percent(report.cleared_minor, report.total_debt_minor),
         thousands(report.remaining_debt_minor),
         report.seconds,
     );
@@ -119,12 +121,6 @@ fn report_text(report: &Report, out: Option<&Path>) -> String {
         text.push_str(&format!("\ncleared amounts per obligation written to {}", out.display()));
     }
     text
-}
-
-/// `part / whole` in hundredths of a percent, rounded down; 0 when there is no debt.
-fn basis_points(part: i128, whole: i128) -> i128 {
-    // Both are below 2^100, so the product stays far inside i128.
-    if whole > 0 { part * 10_000 / whole } else { 0 }
 }
 
 /// `1234567` as `1,234,567`.
@@ -158,7 +154,5 @@ mod tests {
         assert_eq!(amount_json(5), json!(5));
         assert_eq!(amount_json(i128::from(i64::MAX)), json!(i64::MAX));
         assert_eq!(amount_json(i128::from(i64::MAX) + 1), json!("9223372036854775808"));
-        assert_eq!(basis_points(150, 270), 5_555);
-        assert_eq!(basis_points(0, 0), 0);
     }
 }

@@ -1,7 +1,16 @@
 //! `cercle history`: an account's entries, oldest first, as seen from that account.
 //!
-//! The wallet does not take the node's word for the entries: each one must hash to the
-//! hash the node sent, carry a valid signature for this ledger, and concern the account.
+//! `--limit N` shows the latest N entries (of the period, with `--from`/`--to`): the wallet
+//! pages through the account's history from the start (the node lists forward only),
+//! keeping the last N in a ring, and stops at the first entry after the period. Memory is
+//! bounded by N; the time by the account's entries up to the period's end.
+//!
+//! The wallet does not take the node's word for the entries it shows: each one must hash
+//! to the hash the node sent, carry a valid signature for this ledger, and concern the
+//! account.
+
+use std::cmp::Ordering;
+use std::collections::VecDeque;
 
 use anyhow::{anyhow, bail};
 use cercle_core::{AccountId, Entry, Genesis, OpKind, Operation, format_minor, verify_envelope};
@@ -9,11 +18,11 @@ use cercle_proto as pb;
 use serde_json::json;
 
 use crate::client::Node;
-use crate::output::{self, money, one_line, rfc3339};
+use crate::output::{self, Period, money, one_line, rfc3339};
 use crate::signed::parse_account;
 use crate::{Global, keys};
 
-/// Most entries one `history` run fetches.
+/// Most entries one `history` run shows.
 pub const HISTORY_ENTRIES_MAX: u32 = 100_000;
 use cercle_proto::PAGE_SIZE_MAX;
 
@@ -22,7 +31,7 @@ pub struct Args {
     /// The account to show (yours, or any if your key is an administrator's or auditor's)
     #[arg(value_name = "ACCOUNT", value_parser = parse_account)]
     account: AccountId,
-    /// Show at most the first N entries (at most 100000)
+    /// Show only the latest N entries (at most 100000), still oldest first
     #[arg(
         long,
         value_name = "N",
@@ -30,6 +39,29 @@ pub struct Args {
         value_parser = clap::value_parser!(u32).range(1..=i64::from(HISTORY_ENTRIES_MAX))
     )]
     limit: u32,
+    /// Only entries from this day on, YYYY-MM-DD (UTC)
+    #[arg(long, value_name = "DATE", value_parser = output::parse_date)]
+    from: Option<u32>,
+    /// Only entries up to this day, included, YYYY-MM-DD (UTC)
+    #[arg(long, value_name = "DATE", value_parser = output::parse_date)]
+    to: Option<u32>,
+}
+
+/// Which way an entry goes, from the account's side: a payment or an invoice goes *to*
+/// the counterparty when the account pays or issues it, and comes *from* it otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    To,
+    From,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::To => "to",
+            Direction::From => "from",
+        }
+    }
 }
 
 /// One entry from the account's side.
@@ -38,13 +70,21 @@ struct Row {
     sequence: u64,
     timestamp_ms: u64,
     kind: &'static str,
-    /// The other account of a transfer.
-    counterparty: Option<String>,
-    /// Negative when the account paid, positive when it received; transfers only.
+    /// The other account of a transfer or an invoice, and which way it goes.
+    counterparty: Option<(Direction, String)>,
+    /// Negative when the account paid, positive when it received: transfers, and a clearing
+    /// run's payment through mutual credit.
     amount_minor: Option<i64>,
     balance_after_minor: Option<i64>,
-    /// A transfer's memo, or an administrative operation's reason.
+    /// A transfer's memo.
     memo: Option<String>,
+    /// Why an administrative act, an invoice's rejection or cancellation, or a clearing run
+    /// was made.
+    reason: Option<String>,
+    /// The invoice the entry is about or pays.
+    invoice_id: Option<String>,
+    /// The invoice a payment settles (the invoice's id when paid with `invoice pay`, the
+    /// free reference of `pay --invoice`), or an issued invoice's own reference.
     invoice_ref: Option<String>,
     entry_hash: [u8; 32],
 }
@@ -66,57 +106,131 @@ fn row(account: &AccountId, entry: &Entry, op: &Operation) -> Row {
             .find(|b| &b.account == account)
             .map(|b| b.balance_minor),
         memo: None,
+        reason: None,
+        invoice_id: None,
         invoice_ref: None,
         entry_hash: entry.hash(),
     };
+    // Money and invoices both go from the payee's side to the payer's or back: the payer
+    // pays *to* the payee, the payee issues *to* the payer.
+    let side = |payer: &AccountId, payee: &AccountId, outgoing_for_payer: bool| {
+        if payer == account {
+            let direction = if outgoing_for_payer { Direction::To } else { Direction::From };
+            Some((direction, payee.to_string()))
+        } else if payee == account {
+            let direction = if outgoing_for_payer { Direction::From } else { Direction::To };
+            Some((direction, payer.to_string()))
+        } else {
+            None
+        }
+    };
     match &op.kind {
         OpKind::Transfer(t) => {
+            row.counterparty = side(&t.payer, &t.payee, true);
             // An accepted amount is positive, so its negation cannot overflow.
             if &t.payer == account {
-                row.counterparty = Some(t.payee.to_string());
                 row.amount_minor = Some(t.amount_minor.saturating_neg());
             } else if &t.payee == account {
-                row.counterparty = Some(t.payer.to_string());
                 row.amount_minor = Some(t.amount_minor);
             }
             row.memo = non_empty(&t.memo);
-            row.invoice_ref.clone_from(&t.invoice_ref);
+            row.invoice_id = t.invoice.map(|i| i.to_string());
+            row.invoice_ref = row.invoice_id.clone().or_else(|| t.invoice_ref.clone());
         }
-        OpKind::SetLimits(s) => row.memo = non_empty(&s.reason),
+        OpKind::SetLimits(s) => row.reason = non_empty(&s.reason),
         OpKind::FreezeAccount { reason, .. } | OpKind::UnfreezeAccount { reason, .. } => {
-            row.memo = non_empty(reason);
+            row.reason = non_empty(reason);
         }
         OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
-        OpKind::IssueInvoice(cercle_core::IssueInvoice { payee, payer, .. })
-        | OpKind::AcceptInvoice(cercle_core::InvoiceParties { payee, payer, .. })
-        | OpKind::RejectInvoice { invoice: cercle_core::InvoiceParties { payee, payer, .. }, .. }
-        | OpKind::CancelInvoice { invoice: cercle_core::InvoiceParties { payee, payer, .. }, .. }
-        | OpKind::SetInvoiceClearing { invoice: cercle_core::InvoiceParties { payee, payer, .. }, .. } => {
-            let other = if payee == account { payer } else { payee };
-            row.counterparty = Some(other.to_string());
+        OpKind::IssueInvoice(i) => {
+            row.counterparty = side(&i.payer, &i.payee, false);
+            row.invoice_id = Some(i.invoice.to_string());
+            row.invoice_ref = non_empty(&i.reference);
         }
-        OpKind::RunClearing(_) => {
+        OpKind::AcceptInvoice(p)
+        | OpKind::RejectInvoice { invoice: p, .. }
+        | OpKind::CancelInvoice { invoice: p, .. }
+        | OpKind::SetInvoiceClearing { invoice: p, .. } => {
+            row.counterparty = side(&p.payer, &p.payee, false);
+            row.invoice_id = Some(p.invoice.to_string());
+            if let OpKind::RejectInvoice { reason, .. } | OpKind::CancelInvoice { reason, .. } = &op.kind {
+                row.reason = non_empty(reason);
+            }
+        }
+        OpKind::RunClearing(r) => {
             let payment = entry.clearing.iter().flat_map(|c| &c.firms).find(|f| &f.account == account);
             row.amount_minor =
                 payment.filter(|f| f.payment_minor != 0).map(|f| f.payment_minor.saturating_neg());
+            row.reason = non_empty(&r.reason);
         }
     }
     row
 }
 
-fn row_json(row: &Row) -> serde_json::Value {
-    json!({
+/// A row as JSON: the fields every entry has, and what the operation set (the limits of a
+/// registration or a limit change, the keys of a rotation, the invoice's terms, how a
+/// clearing run cleared), in minor units.
+fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
+    let mut value = json!({
         "sequence": row.sequence,
         "timestamp": rfc3339(row.timestamp_ms),
         "timestamp_ms": row.timestamp_ms,
         "kind": row.kind,
-        "counterparty": row.counterparty,
+        "counterparty": row.counterparty.as_ref().map(|(_, other)| other),
+        "direction": row.counterparty.as_ref().map(|(direction, _)| direction.name()),
         "amount_minor": row.amount_minor,
         "balance_after_minor": row.balance_after_minor,
         "memo": row.memo,
+        "reason": row.reason,
+        "invoice_id": row.invoice_id,
         "invoice_ref": row.invoice_ref,
         "entry_hash": hex::encode(row.entry_hash),
-    })
+    });
+    let keys = |keys: &[cercle_core::PublicKey]| keys.iter().map(|k| k.to_hex()).collect::<Vec<_>>();
+    match &op.kind {
+        OpKind::RegisterAccount(r) => {
+            value["display_name"] = json!(r.display_name);
+            value["limits"] =
+                json!({"credit_limit_minor": r.credit_limit_minor, "max_balance_minor": r.max_balance_minor});
+            value["public_keys"] = json!(keys(&r.keys));
+        }
+        OpKind::SetLimits(s) => {
+            // Only what changed: an absent field kept its value; a null maximum was removed.
+            let mut limits = serde_json::Map::new();
+            if let Some(limit) = s.credit_limit_minor {
+                limits.insert("credit_limit_minor".into(), json!(limit));
+            }
+            if let Some(max) = s.max_balance_minor {
+                limits.insert("max_balance_minor".into(), json!(max));
+            }
+            value["limits"] = serde_json::Value::Object(limits);
+        }
+        OpKind::RotateKeys { keys: new, .. } => value["public_keys"] = json!(keys(new)),
+        OpKind::IssueInvoice(i) => {
+            value["invoice"] = json!({
+                "invoice_id": i.invoice.to_string(),
+                "payee": i.payee.as_str(),
+                "payer": i.payer.as_str(),
+                "amount_minor": i.amount_minor,
+                "local_share_percent": i.local_share_percent,
+                "due_date": i.due_day.map(output::date),
+                "reference": i.reference,
+                "excluded_from_clearing": i.excluded_from_clearing,
+            });
+        }
+        OpKind::AcceptInvoice(p)
+        | OpKind::RejectInvoice { invoice: p, .. }
+        | OpKind::CancelInvoice { invoice: p, .. }
+        | OpKind::SetInvoiceClearing { invoice: p, .. } => {
+            value["invoice"] = json!({"invoice_id": p.invoice.to_string(), "payee": p.payee.as_str(), "payer": p.payer.as_str()});
+            if let OpKind::SetInvoiceClearing { excluded, .. } = &op.kind {
+                value["invoice"]["excluded_from_clearing"] = json!(excluded);
+            }
+        }
+        OpKind::RunClearing(r) => value["with_credit"] = json!(r.with_credit),
+        OpKind::FreezeAccount { .. } | OpKind::UnfreezeAccount { .. } | OpKind::Transfer(_) => {}
+    }
+    value
 }
 
 /// What an administrative operation did, for people (the JSON form keeps minor units).
@@ -183,11 +297,10 @@ fn table(genesis: &Genesis, rows: &[(Row, Operation)]) -> String {
                 let sign = if a > 0 { "+" } else { "" };
                 format!("{sign}{} {}", format_minor(a, genesis.exponent), genesis.currency)
             });
-            let counterparty = match (&row.counterparty, row.amount_minor) {
-                (Some(other), Some(a)) if a < 0 => format!("to {other}"),
-                (Some(other), _) => format!("from {other}"),
-                (None, _) => String::new(),
-            };
+            let counterparty = row
+                .counterparty
+                .as_ref()
+                .map_or_else(String::new, |(direction, other)| format!("{} {other}", direction.name()));
             let balance = row.balance_after_minor.map_or_else(String::new, |b| money(genesis, b));
             [
                 row.sequence.to_string(),
@@ -244,17 +357,55 @@ fn verified(genesis: &Genesis, account: &AccountId, entry: pb::Entry) -> anyhow:
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let period = Period::new(args.from, args.to)?;
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
-    let limit = args.limit as usize;
-    let mut rows: Vec<(Row, Operation)> = Vec::new();
+    let (latest, earlier) = latest_entries(&mut node, &key, &args.account, period, args.limit).await?;
+    let mut rows: Vec<(Row, Operation)> = Vec::with_capacity(latest.len());
+    for entry in latest {
+        let (entry, op) = verified(&node.genesis, &args.account, entry)?;
+        rows.push((row(&args.account, &entry, &op), op));
+    }
+    if earlier {
+        eprintln!(
+            "note: showing the latest {} entries; there are earlier ones (raise --limit, at most {HISTORY_ENTRIES_MAX}, or choose a period with --from and --to)",
+            rows.len()
+        );
+    }
+    if global.json {
+        let list: Vec<serde_json::Value> = rows.iter().map(|(row, op)| row_json(row, op)).collect();
+        output::emit_ok(json!({
+            "account": args.account.as_str(),
+            "period": period.json(),
+            "limit": args.limit,
+            "earlier_entries_omitted": earlier,
+            "entries": list,
+        }))
+    } else if rows.is_empty() {
+        let within = if period.is_bounded() { " in that period" } else { "" };
+        output::emit(&format!("no entries for account '{}'{within}", args.account))
+    } else {
+        output::emit(&table(&node.genesis, &rows))
+    }
+}
+
+/// The latest `limit` entries of `account` in `period`, oldest first, as the node sent
+/// them, and whether earlier entries of the period were left out.
+async fn latest_entries(
+    node: &mut Node,
+    key: &cercle_core::sign::Keypair,
+    account: &AccountId,
+    period: Period,
+    limit: u32,
+) -> anyhow::Result<(VecDeque<pb::Entry>, bool)> {
+    let limit = limit as usize;
+    let mut latest: VecDeque<pb::Entry> = VecDeque::with_capacity(limit.min(PAGE_SIZE_MAX as usize));
+    let mut earlier = false;
     let mut after_sequence = 0u64;
-    let mut has_more = true;
-    while has_more && rows.len() < limit {
-        let page_size = PAGE_SIZE_MAX.min(args.limit - rows.len() as u32);
-        let page = node.list_entries(&key, &args.account, after_sequence, page_size).await?;
-        if page.entries.len() > page_size as usize {
-            bail!("the node sent {} entries for a page of {page_size}", page.entries.len());
+    loop {
+        let page = node.list_entries(key, account, after_sequence, PAGE_SIZE_MAX).await?;
+        if page.entries.len() > PAGE_SIZE_MAX as usize {
+            bail!("the node sent {} entries for a page of {PAGE_SIZE_MAX}", page.entries.len());
         }
         if page.entries.is_empty() && page.next_after_sequence.is_some() {
             bail!("the node sent an empty page that is not the last one");
@@ -266,38 +417,34 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                     entry.sequence
                 );
             }
-            let (entry, op) = verified(&node.genesis, &args.account, entry)?;
             after_sequence = entry.sequence;
-            rows.push((row(&args.account, &entry, &op), op));
-        }
-        has_more = page.next_after_sequence.is_some();
-        if let Some(next) = page.next_after_sequence {
-            // Every page moves forward, so the loop ends.
-            if next < after_sequence {
-                bail!("the node's next page starts before entry {after_sequence}");
+            match period.place(entry.timestamp_ms) {
+                Ordering::Less => {}
+                Ordering::Equal => {
+                    if latest.len() == limit {
+                        latest.pop_front();
+                        earlier = true;
+                    }
+                    latest.push_back(entry);
+                }
+                // Entries come in time order: the period is over.
+                Ordering::Greater => return Ok((latest, earlier)),
             }
-            after_sequence = next;
         }
-    }
-    if has_more {
-        eprintln!(
-            "note: showing the first {} entries; there are more (raise --limit, at most {HISTORY_ENTRIES_MAX})",
-            rows.len()
-        );
-    }
-    if global.json {
-        let list: Vec<serde_json::Value> = rows.iter().map(|(row, _)| row_json(row)).collect();
-        output::emit_json(&serde_json::Value::Array(list))
-    } else if rows.is_empty() {
-        output::emit(&format!("no entries for account '{}'", args.account))
-    } else {
-        output::emit(&table(&node.genesis, &rows))
+        match page.next_after_sequence {
+            // Every page moves forward, so the loop ends.
+            Some(next) if next >= after_sequence => after_sequence = next,
+            Some(_) => bail!("the node's next page starts before entry {after_sequence}"),
+            None => return Ok((latest, earlier)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use cercle_core::{BalanceAfter, Envelope, OperationId, SetLimits, Transfer};
+    use cercle_core::{
+        BalanceAfter, Envelope, InvoiceId, InvoiceParties, IssueInvoice, OperationId, SetLimits, Transfer,
+    };
 
     use super::*;
 
@@ -316,10 +463,8 @@ mod tests {
         })
     }
 
-    /// Computes the row of `kind` (with `balances` after it) for `account` and compares
-    /// the fields named in `expected` with the row's JSON.
-    fn check(account: &str, kind: OpKind, balances: &[(&str, i64)], expected: serde_json::Value) {
-        let entry = Entry {
+    fn entry(balances: &[(&str, i64)]) -> Entry {
+        Entry {
             sequence: 7,
             timestamp_ms: 1_795_341_600_000,
             prev_hash: [1; 32],
@@ -333,13 +478,41 @@ mod tests {
                 .map(|(a, b)| BalanceAfter { account: id(a), balance_minor: *b })
                 .collect(),
             clearing: None,
-        };
-        let op = Operation { id: OperationId([4; 16]), valid_until_ms: 1, kind };
-        let got = row_json(&row(&id(account), &entry, &op));
+        }
+    }
+
+    fn operation(kind: OpKind) -> Operation {
+        Operation { id: OperationId([4; 16]), valid_until_ms: 1, kind }
+    }
+
+    /// Computes the row of `kind` (with `balances` after it) for `account` and compares
+    /// the fields named in `expected` with the row's JSON.
+    fn check(account: &str, kind: OpKind, balances: &[(&str, i64)], expected: serde_json::Value) {
+        let op = operation(kind);
+        let got = row_json(&row(&id(account), &entry(balances), &op), &op);
         let expected = expected.as_object().unwrap();
         for (field, value) in expected {
             assert_eq!(&got[field], value, "{field} of {got}");
         }
+    }
+
+    /// The "with" cell of the text table for `account`.
+    fn with_column(account: &str, kind: OpKind) -> String {
+        let genesis = Genesis {
+            ledger_id: cercle_core::LedgerId([0; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![],
+            auditor_keys: vec![],
+            node_key: cercle_core::PublicKey([0; 32]),
+        };
+        let op = operation(kind);
+        let text = table(&genesis, &[(row(&id(account), &entry(&[]), &op), op)]);
+        let header = text.lines().next().unwrap();
+        let line = text.lines().nth(1).unwrap();
+        let start = header.find("with").unwrap();
+        let end = header.find("balance after").unwrap();
+        line.chars().skip(start).take(end - start).collect::<String>().trim().to_string()
     }
 
     #[test]
@@ -356,17 +529,20 @@ mod tests {
                 "timestamp_ms": 1_795_341_600_000u64,
                 "kind": "transfer",
                 "counterparty": "bob",
+                "direction": "to",
                 "amount_minor": -12_550,
                 "balance_after_minor": -12_550,
                 "memo": "flour, week 47",
+                "reason": null,
                 "invoice_ref": null,
+                "invoice_id": null,
             }),
         );
         check(
             "bob",
             paid,
             &balances,
-            json!({"counterparty": "alice", "amount_minor": 12_550, "balance_after_minor": 12_550}),
+            json!({"counterparty": "alice", "direction": "from", "amount_minor": 12_550, "balance_after_minor": 12_550}),
         );
         // No memo is null, not "".
         check(
@@ -384,13 +560,77 @@ mod tests {
             invoice: None,
         });
         check("alice", with_invoice, &[], json!({"invoice_ref": "INV-17", "amount_minor": -5}));
+        // A payment of a registered invoice names it, as the text does.
+        let invoice = InvoiceId([0xab; 16]);
+        let pays_invoice = OpKind::Transfer(Transfer {
+            payer: id("alice"),
+            payee: id("bob"),
+            amount_minor: 5,
+            memo: "invoice F-1".into(),
+            invoice_ref: None,
+            invoice: Some(invoice),
+        });
+        check(
+            "bob",
+            pays_invoice,
+            &[],
+            json!({"invoice_ref": invoice.to_string(), "invoice_id": invoice.to_string(), "memo": "invoice F-1"}),
+        );
     }
 
     #[test]
-    fn administrative_rows_carry_their_reason() {
+    fn an_invoice_goes_to_the_payer_and_comes_from_the_payee() {
+        let issued = OpKind::IssueInvoice(IssueInvoice {
+            invoice: InvoiceId([1; 16]),
+            payee: id("alice"),
+            payer: id("carol-market"),
+            amount_minor: 40_000,
+            local_share_percent: 80,
+            due_day: Some(20_818),
+            reference: "F-2026-117".into(),
+            excluded_from_clearing: false,
+        });
+        assert_eq!(with_column("alice", issued.clone()), "to carol-market");
+        assert_eq!(with_column("carol-market", issued.clone()), "from alice");
+        check(
+            "alice",
+            issued,
+            &[],
+            json!({
+                "counterparty": "carol-market",
+                "direction": "to",
+                "amount_minor": null,
+                "invoice_id": InvoiceId([1; 16]).to_string(),
+                "invoice_ref": "F-2026-117",
+                "invoice": {
+                    "invoice_id": InvoiceId([1; 16]).to_string(),
+                    "payee": "alice",
+                    "payer": "carol-market",
+                    "amount_minor": 40_000,
+                    "local_share_percent": 80,
+                    "due_date": "2026-12-31",
+                    "reference": "F-2026-117",
+                    "excluded_from_clearing": false,
+                },
+            }),
+        );
+        let parties =
+            InvoiceParties { invoice: InvoiceId([1; 16]), payee: id("alice"), payer: id("carol-market") };
+        let accepted = OpKind::AcceptInvoice(parties.clone());
+        assert_eq!(with_column("carol-market", accepted.clone()), "from alice");
+        assert_eq!(with_column("alice", accepted), "to carol-market");
+        let rejected = OpKind::RejectInvoice { invoice: parties, reason: "not ordered".into() };
+        check("carol-market", rejected, &[], json!({"direction": "from", "reason": "not ordered"}));
+        // Money goes the other way: the payer pays to the payee.
+        assert_eq!(with_column("carol-market", transfer("carol-market", "alice", 5, "")), "to alice");
+        assert_eq!(with_column("alice", transfer("carol-market", "alice", 5, "")), "from carol-market");
+    }
+
+    #[test]
+    fn administrative_rows_carry_their_reason_and_values() {
         let limits = OpKind::SetLimits(SetLimits {
             account: id("alice"),
-            credit_limit_minor: Some(200_000),
+            credit_limit_minor: Some(300_000),
             max_balance_minor: None,
             reason: "annual review".into(),
         });
@@ -402,25 +642,47 @@ mod tests {
                 "kind": "set_limits",
                 "counterparty": null,
                 "amount_minor": null,
-                "memo": "annual review",
+                "memo": null,
+                "reason": "annual review",
+                "limits": {"credit_limit_minor": 300_000},
             }),
         );
+        let no_max = OpKind::SetLimits(SetLimits {
+            account: id("alice"),
+            credit_limit_minor: None,
+            max_balance_minor: Some(None),
+            reason: "no cap".into(),
+        });
+        check("alice", no_max, &[], json!({"limits": {"max_balance_minor": null}}));
         let freeze = OpKind::FreezeAccount { account: id("bob"), reason: "dispute over invoice 17".into() };
-        check("bob", freeze, &[], json!({"kind": "freeze_account", "memo": "dispute over invoice 17"}));
+        check("bob", freeze, &[], json!({"kind": "freeze_account", "reason": "dispute over invoice 17"}));
         let unfreeze = OpKind::UnfreezeAccount { account: id("bob"), reason: String::new() };
-        check("bob", unfreeze, &[], json!({"kind": "unfreeze_account", "memo": null}));
+        check("bob", unfreeze, &[], json!({"kind": "unfreeze_account", "reason": null}));
         let register = OpKind::RegisterAccount(cercle_core::RegisterAccount {
             account: id("carol"),
             display_name: "Carol".into(),
             keys: vec![],
             credit_limit_minor: 0,
-            max_balance_minor: None,
+            max_balance_minor: Some(200_000),
         });
         check(
             "carol",
             register,
             &[("carol", 0)],
-            json!({"kind": "register_account", "balance_after_minor": 0, "memo": null}),
+            json!({
+                "kind": "register_account",
+                "balance_after_minor": 0,
+                "display_name": "Carol",
+                "limits": {"credit_limit_minor": 0, "max_balance_minor": 200_000},
+            }),
+        );
+        let clearing =
+            OpKind::RunClearing(cercle_core::RunClearing { with_credit: true, reason: "December".into() });
+        check(
+            "carol",
+            clearing,
+            &[],
+            json!({"kind": "run_clearing", "reason": "December", "with_credit": true}),
         );
     }
 }

@@ -18,7 +18,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     keys::write_new(&args.out, &keypair)?;
     let public_key = keypair.public_key().to_hex();
     if global.json {
-        output::emit_json(&json!({ "public_key": public_key }))
+        output::emit_ok(json!({ "public_key": public_key, "out": args.out.display().to_string() }))
     } else {
         // The public key comes last, alone, so scripts can take the last word.
         output::emit(&format!(

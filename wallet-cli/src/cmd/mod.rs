@@ -5,6 +5,7 @@ mod audit;
 mod balance;
 mod clearing;
 mod history;
+mod info;
 mod invoice;
 mod keygen;
 mod pay;
@@ -24,6 +25,8 @@ pub enum Command {
     Keygen(keygen::Args),
     /// Print the public key of the key given with --key
     Pubkey,
+    /// Show the node's ledger: its id, currency, node key (to pin), administrators, log size
+    Info,
     /// Sign administrative operations: register accounts, set limits, freeze, rotate keys
     #[command(subcommand)]
     Admin(admin::Command),
@@ -55,6 +58,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Keygen(args) => keygen::run(global, args),
         Command::Pubkey => pubkey::run(global),
+        Command::Info => info::run(global).await,
         Command::Admin(command) => admin::run(global, command).await,
         Command::Pay(args) => pay::run(global, args).await,
         Command::Invoice(command) => invoice::run(global, command).await,

@@ -1,6 +1,5 @@
 //! `cercle pay`: a transfer from one account (signed with its key) to another.
 
-use anyhow::bail;
 use cercle_core::{AccountId, OpKind, Transfer};
 
 use crate::amounts::{self, Sign};
@@ -32,7 +31,7 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     if args.from == args.to {
-        bail!("an account cannot pay itself ('{}' is both --from and TO)", args.to);
+        crate::usage_bail!("an account cannot pay itself ('{}' is both --from and TO)", args.to);
     }
     amounts::precheck(&args.amount, "amount", Sign::Positive)?;
     let mut node = Node::connect(&global.node).await?;

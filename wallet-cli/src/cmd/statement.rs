@@ -6,15 +6,21 @@
 //! `cercle statement verify FILE` checks all of it against the node's public key, with no
 //! node: the signatures, each entry's own signature and Merkle inclusion, and that the
 //! entries give the turnover and closing balance the statement claims.
+//!
+//! A statement is cut at the node's time (its tree head's). If the period ends after that,
+//! it is *provisional*: its closing balance is the balance so far. The flag and the cut
+//! time are part of what the node signs, and `verify` prints the one or the other:
+//! `VALID (provisional: ...)` or `VALID (final)`.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, anyhow, ensure};
 use cercle_core::checkpoint::{Statement, TreeHead};
 use cercle_core::{AccountId, Entry, LedgerId, PublicKey, format_with_currency, merkle, sign};
 use serde_json::{Value, json};
 
 use crate::client::Node;
+use crate::failure::{Kind, fail, usage};
 use crate::output;
 use crate::signed::parse_account;
 use crate::{Global, keys};
@@ -38,22 +44,82 @@ pub struct Args {
     /// Last day of the period, YYYY-MM-DD (UTC), included; default: now
     #[arg(long, value_name = "DATE", value_parser = parse_day)]
     to: Option<u64>,
-    /// Write the statement to FILE (refuses to overwrite)
+    /// Write the statement to FILE (refuses to overwrite it without --force)
     #[arg(long, value_name = "FILE", required = true)]
     out: Option<PathBuf>,
+    /// Replace FILE if it exists
+    #[arg(long)]
+    force: bool,
 }
+
+/// What to do when `--out` exists.
+const OUT_EXISTS: &str = "choose another --out path, or pass --force to replace it";
 
 #[derive(Debug, clap::Subcommand)]
 enum Verify {
-    /// Check a statement file offline against the node's public key
-    Verify {
-        /// The statement file
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
-        /// The node's public key, as the association publishes it (hex)
-        #[arg(long, value_name = "HEX", value_parser = crate::signed::parse_public_key)]
-        node_key: Option<PublicKey>,
-    },
+    /// Check a statement file offline against the node key the association publishes
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The statement file
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The node's public key as the association publishes it, in hex (or set CERCLE_NODE_KEY)
+    #[arg(long, value_name = "HEX", value_parser = crate::signed::parse_public_key)]
+    node_key: Option<PublicKey>,
+    /// Read the node's public key from FILE, as the association publishes it: the hex key,
+    /// with optional `#` comment lines
+    #[arg(long, value_name = "FILE", conflicts_with = "node_key")]
+    node_key_file: Option<PathBuf>,
+}
+
+/// The environment variable that pins the node key when no option does.
+const NODE_KEY_ENV: &str = "CERCLE_NODE_KEY";
+/// A published node key file is a key and a few comment lines.
+const NODE_KEY_FILE_BYTES_MAX: u64 = 16 * 1024;
+
+/// The node key to check a statement against: `--node-key`, else `--node-key-file`, else
+/// `CERCLE_NODE_KEY`. The key written in the statement itself proves nothing: whoever
+/// forged the statement would have written their own.
+fn pinned_node_key(args: &VerifyArgs) -> anyhow::Result<PublicKey> {
+    if let Some(key) = args.node_key {
+        return Ok(key);
+    }
+    if let Some(path) = &args.node_key_file {
+        let cannot_read =
+            |e: std::io::Error| usage(format!("cannot read the node key file {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(cannot_read)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, NODE_KEY_FILE_BYTES_MAX + 1), &mut text)
+            .map_err(cannot_read)?;
+        if text.len() as u64 > NODE_KEY_FILE_BYTES_MAX {
+            crate::usage_bail!(
+                "{} is larger than {NODE_KEY_FILE_BYTES_MAX} bytes: not a node key file",
+                path.display()
+            );
+        }
+        return parse_node_key_file(&text).map_err(|e| usage(format!("{}: {e}", path.display())));
+    }
+    if let Some(text) = std::env::var_os(NODE_KEY_ENV) {
+        let text = text.to_str().ok_or_else(|| usage(format!("{NODE_KEY_ENV} is not text")))?;
+        return PublicKey::from_hex(text.trim()).map_err(|e| usage(format!("{NODE_KEY_ENV}: {e}")));
+    }
+    Err(usage(
+        "the node key was not given, so the statement cannot be verified: pass the key the association publishes with --node-key HEX or --node-key-file FILE, or set CERCLE_NODE_KEY (`cercle info` shows a node's key)",
+    ))
+}
+
+/// The key in a published node key file: one line of hex; empty lines and lines starting
+/// with `#` are ignored.
+fn parse_node_key_file(text: &str) -> Result<PublicKey, String> {
+    let mut keys = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let key = keys.next().ok_or("the file holds no key (only comments or nothing)")?;
+    if keys.next().is_some() {
+        return Err("the file holds more than one line that is not a comment; expected one key in hex".into());
+    }
+    PublicKey::from_hex(key)
 }
 
 /// Milliseconds since the Unix epoch at 00:00 UTC of a `YYYY-MM-DD` day.
@@ -62,18 +128,22 @@ fn parse_day(text: &str) -> Result<u64, String> {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    if let Some(Verify::Verify { file, node_key }) = args.verify {
-        return verify(global, &file, node_key);
+    if let Some(Verify::Verify(args)) = args.verify {
+        return verify(global, &args);
     }
     let (Some(account), Some(out)) = (args.account, args.out) else {
-        bail!("give an ACCOUNT and --out FILE, or use `cercle statement verify FILE`");
+        crate::usage_bail!("give an ACCOUNT and --out FILE, or use `cercle statement verify FILE`");
     };
     let from_ms = args.from.unwrap_or(0);
     let to_ms = match args.to {
         Some(day) => day + 86_400_000 - 1,
         None => 0,
     };
-    ensure!(to_ms == 0 || from_ms <= to_ms, "--from is after --to");
+    if to_ms != 0 && from_ms > to_ms {
+        crate::usage_bail!("--from is after --to");
+    }
+    // Refused before asking the node, not after.
+    crate::files::check_target(&out, args.force, OUT_EXISTS)?;
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
     let reply = node.get_statement(&key, &account, from_ms, to_ms).await?;
@@ -110,14 +180,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         "entries": entries,
     });
     // Check what the node sent before handing it to anyone.
-    let checked = check(&document, Some(&g.node_key)).context("the node's statement does not verify")?;
+    let checked = check(&document, &g.node_key).context("the node's statement does not verify")?;
     let text = serde_json::to_string_pretty(&document)?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&out)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-        .with_context(|| format!("cannot write {} (it must not exist yet)", out.display()))?;
+    crate::files::write(&out, text.as_bytes(), args.force, OUT_EXISTS)?;
     report(global, &checked, Some(&out))
 }
 
@@ -143,11 +208,11 @@ fn hex_bytes(value: &Value, name: &str) -> anyhow::Result<Vec<u8>> {
     hex::decode(text).map_err(|e| anyhow!("'{name}' is not hex: {e}"))
 }
 
-/// Checks a statement document; `trusted_key` is the node key to check it against.
-fn check(doc: &Value, trusted_key: Option<&PublicKey>) -> anyhow::Result<Checked> {
+/// Checks a statement document against `node_key`, the node key the checker trusts.
+fn check(doc: &Value, node_key: &PublicKey) -> anyhow::Result<Checked> {
     ensure!(doc["format"] == FORMAT, "not a Cercle statement (format is not {FORMAT})");
     let file_key = PublicKey(hex_field::<32>(doc, "node_key")?);
-    let node_key = *trusted_key.unwrap_or(&file_key);
+    let node_key = *node_key;
     ensure!(node_key == file_key, "the statement names node key {file_key}, not the expected {node_key}");
     let ledger_id = LedgerId(hex_field::<16>(doc, "ledger_id")?);
     let statement =
@@ -168,10 +233,7 @@ fn check(doc: &Value, trusted_key: Option<&PublicKey>) -> anyhow::Result<Checked
     tree_head
         .verify(&node_key, &hex_field::<64>(th, "signature")?)
         .map_err(|e| anyhow!("the node's signature on the tree head is invalid: {e}"))?;
-    ensure!(
-        tree_head.tree_size == statement.tree_size && tree_head.root_hash == statement.root_hash,
-        "the statement is not computed at the tree head it comes with"
-    );
+    statement.check_tree_head(&tree_head).map_err(|e| anyhow!("{e}"))?;
     let list = doc["entries"].as_array().ok_or_else(|| anyhow!("'entries' is missing"))?;
     let mut entries = Vec::with_capacity(list.len());
     for item in list {
@@ -214,20 +276,27 @@ fn check(doc: &Value, trusted_key: Option<&PublicKey>) -> anyhow::Result<Checked
     Ok(Checked { statement, currency, exponent, tree_head, node_key })
 }
 
-fn verify(global: &Global, file: &Path, node_key: Option<PublicKey>) -> anyhow::Result<()> {
-    let size = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
-    ensure!(size <= FILE_BYTES_MAX, "{} is {size} bytes, more than a statement can be", file.display());
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let doc: Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
-    let checked = check(&doc, node_key.as_ref()).context("STATEMENT INVALID")?;
-    if node_key.is_none() && !global.json {
-        eprintln!(
-            "note: checked against the node key written in the file ({}); pass --node-key to check it against the key the association publishes",
-            checked.node_key
-        );
+fn verify(global: &Global, args: &VerifyArgs) -> anyhow::Result<()> {
+    let file = args.file.as_path();
+    let node_key = pinned_node_key(args)?;
+    let cannot_read = |e: std::io::Error| usage(format!("cannot read {}: {e}", file.display()));
+    let size = std::fs::metadata(file).map_err(cannot_read)?.len();
+    if size > FILE_BYTES_MAX {
+        crate::usage_bail!("{} is {size} bytes, more than a statement can be", file.display());
     }
+    let text = std::fs::read_to_string(file).map_err(cannot_read)?;
+    // From here on, anything wrong is wrong with the statement: it is invalid.
+    let invalid = |e: anyhow::Error| fail(Kind::AuditFailed, format!("STATEMENT INVALID: {e:#}"));
+    let doc: Value =
+        serde_json::from_str(&text).map_err(|e| invalid(anyhow!("{} is not JSON: {e}", file.display())))?;
+    let checked = check(&doc, &node_key).map_err(invalid)?;
     report(global, &checked, None)
+}
+
+/// A turnover for JSON: a number, or digits in the (theoretical) case it exceeds an i64.
+fn turnover_json(minor: u128) -> Value {
+    // A statement sums at most 10,000 amounts of an i64 each: far inside an i128.
+    output::amount_json(i128::try_from(minor).unwrap_or(i128::MAX))
 }
 
 fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Result<()> {
@@ -237,9 +306,18 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
         Ok(m) => money(m),
         Err(_) => format!("{minor} minor units"),
     };
+    let verdict = if s.provisional {
+        format!("VALID (provisional: period not ended when cut at {})", output::rfc3339(s.cut_at_ms))
+    } else {
+        "VALID (final)".to_string()
+    };
     if global.json {
-        return output::emit_json(&json!({
+        return output::emit_ok(json!({
             "valid": true,
+            "provisional": s.provisional,
+            "verdict": verdict,
+            "cut_at_ms": s.cut_at_ms,
+            "cut_at": output::rfc3339(s.cut_at_ms),
             "account": s.account.as_str(),
             "from_ms": s.from_ms,
             "to_ms": s.to_ms,
@@ -247,26 +325,28 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
             "root_hash": hex::encode(s.root_hash),
             "opening_balance_minor": s.opening_balance_minor,
             "closing_balance_minor": s.closing_balance_minor,
-            "turnover_in_minor": s.turnover_in_minor.to_string(),
-            "turnover_out_minor": s.turnover_out_minor.to_string(),
+            "turnover_in_minor": turnover_json(s.turnover_in_minor),
+            "turnover_out_minor": turnover_json(s.turnover_out_minor),
             "credit_limit_minor": s.credit_limit_minor,
+            "floor_minor": s.credit_limit_minor.saturating_neg(),
             "max_balance_minor": s.max_balance_minor,
             "frozen": s.frozen,
-            "entries": s.sequences.len(),
+            "entry_count": s.sequences.len(),
+            "tree_head_timestamp_ms": c.tree_head.timestamp_ms,
             "node_key": c.node_key.to_hex(),
             "written_to": written.map(|p| p.display().to_string()),
         }));
     }
     let to = if s.to_ms == u64::MAX { "now".to_string() } else { output::rfc3339(s.to_ms) };
     let lines = [
-        format!("statement of '{}' from {} to {to}: VALID", s.account, output::rfc3339(s.from_ms)),
+        format!("statement of '{}' from {} to {to}: {verdict}", s.account, output::rfc3339(s.from_ms)),
         format!("  opening balance   {}", money(s.opening_balance_minor)),
         format!("  received          {}", turnover(s.turnover_in_minor)),
         format!("  paid              {}", turnover(s.turnover_out_minor)),
         format!("  closing balance   {}", money(s.closing_balance_minor)),
         format!(
             "  credit limit      {}; maximum balance {}; {}",
-            money(-s.credit_limit_minor),
+            output::credit_limit(s.credit_limit_minor, money),
             s.max_balance_minor.map_or("none".into(), money),
             if s.frozen { "frozen" } else { "active" }
         ),
@@ -290,6 +370,25 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_key_files_hold_one_key_and_comments() {
+        let key = "ab".repeat(32);
+        let check = |text: &str, expected: Result<&str, &str>| {
+            let got = parse_node_key_file(text).map(|k| k.to_hex());
+            match expected {
+                Ok(hex) => assert_eq!(got.as_deref(), Ok(hex), "{text:?}"),
+                Err(needle) => assert!(got.as_ref().is_err_and(|e| e.contains(needle)), "{text:?}: {got:?}"),
+            }
+        };
+        check(&key, Ok(&key));
+        check(&format!("# Cercle association, node key\n# published 2026-11-30\n\n  {key}  \n"), Ok(&key));
+        check(&format!("{key}\r\n"), Ok(&key));
+        check("# nothing\n", Err("holds no key"));
+        check("", Err("holds no key"));
+        check(&format!("{key}\n{key}\n"), Err("more than one line"));
+        check("node key: abc", Err("hex"));
+    }
 
     #[test]
     fn days() {

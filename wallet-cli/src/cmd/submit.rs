@@ -9,11 +9,12 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use anyhow::bail;
 use cercle_proto as pb;
 use serde_json::json;
 
 use crate::client::{Node, Rejected, status_error};
+use crate::failure::{self, Failure, Kind, classify};
+use crate::output::one_line;
 use crate::{Global, envelopes, output};
 
 #[derive(Debug, clap::Args)]
@@ -32,16 +33,23 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let list = envelopes::read_file(&args.file)?;
     let total = list.len();
     let mut node = Node::connect(&global.node).await?;
+    // The kind of the first failure decides the exit code.
+    let mut first_failure: Option<Kind> = None;
     let mut failed = 0usize;
     let mut sent = 0usize;
     for chunk in list.chunks(pb::SUBMIT_BATCH_MAX) {
         let results = submit_chunk(&mut node, chunk).await.map_err(|status| {
             let first = chunk.first().map_or(0, |(line, _)| *line);
-            anyhow::anyhow!(
-                "line {first}: {:#}; {} envelope(s) from line {first} on were not confirmed (resubmitting the file is safe)",
-                status_error(node.url(), &status),
-                total - sent
+            let error = status_error(node.url(), &status);
+            let kind = classify(&error).kind;
+            Failure::new(
+                kind,
+                format!(
+                    "line {first}: {error:#}; {} envelope(s) from line {first} on were not confirmed (resubmitting the file is safe)",
+                    total - sent
+                ),
             )
+            .with("line", first)
         })?;
         sent += chunk.len();
         for ((line, _), result) in chunk.iter().zip(results) {
@@ -50,7 +58,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                     if global.json {
                         let mut value = output::receipt_json(&receipt);
                         value["line"] = json!(line);
-                        output::emit_json(&value)?;
+                        output::emit_ok(value)?;
                     } else {
                         let text = output::receipt_line(&node.genesis, &receipt);
                         output::emit(&format!("line {line}: {text}"))?;
@@ -58,14 +66,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 }
                 Err(r) => {
                     failed += 1;
+                    let kind = rejection_kind(&r);
+                    first_failure.get_or_insert(kind);
                     if global.json {
-                        output::emit_json(&json!({
-                            "line": line,
-                            "rejected": true,
-                            "reason": r.reason,
-                            "code": r.code,
-                            "message": r.message,
-                        }))?;
+                        let ledger = (kind == Kind::Rejected).then_some(&r);
+                        let error = failure::error_json(kind, ledger, &r.message, &Default::default());
+                        output::emit(&json!({"ok": false, "line": line, "error": error}).to_string())?;
                     } else {
                         output::emit(&format!("line {line}: {r}"))?;
                     }
@@ -73,10 +79,22 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    if failed > 0 {
-        bail!("{failed} of {total} envelope(s) failed");
+    if let Some(kind) = first_failure {
+        let mut failure = Failure::new(kind, format!("{failed} of {total} envelope(s) failed"));
+        // Each envelope's outcome is already on stdout, one JSON object per line.
+        failure.reported = global.json;
+        return Err(failure.into());
     }
     Ok(())
+}
+
+/// A ledger rejection has a reason number; `BUSY` is the node's load, not the ledger's verdict.
+fn rejection_kind(r: &Rejected) -> Kind {
+    match (r.code, r.reason.as_str()) {
+        (Some(_), _) => Kind::Rejected,
+        (None, "BUSY") => Kind::Busy,
+        (None, _) => Kind::Other,
+    }
 }
 
 /// Submits one chunk with `SubmitBatch`, sending again (after a pause that doubles) the
@@ -108,7 +126,8 @@ async fn submit_chunk(
                 }
                 Some(pb::submit_result::Outcome::Rejection(r)) => {
                     let code = u16::try_from(r.code).ok().filter(|c| *c != 0);
-                    results[i] = Some(Err(Rejected { reason: r.reason, code, message: r.message }));
+                    let (reason, message) = (one_line(&r.reason), one_line(&r.message));
+                    results[i] = Some(Err(Rejected { reason, code, message }));
                 }
                 None => {
                     results[i] = Some(Err(Rejected {

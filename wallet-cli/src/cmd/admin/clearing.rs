@@ -34,7 +34,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         return print(global, &node, &summary, None);
     }
     let kind = OpKind::RunClearing(RunClearing { with_credit: args.with_credit, reason: args.reason });
-    let Some(receipt) = signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?
+    let Some(receipt) =
+        signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?.receipt
     else {
         return Ok(());
     };
@@ -70,7 +71,7 @@ fn print(
                 })
             })
             .collect();
-        return output::emit_json(&json!({
+        return output::emit_ok(json!({
             "dry_run": receipt.is_none(),
             "with_credit": s.with_credit,
             "obligations": s.obligations,
@@ -80,6 +81,9 @@ fn print(
             "setoff_minor": s.setoff_minor,
             "credit_minor": s.credit_minor,
             "cleared_minor": cleared,
+            "setoff_basis_points": output::basis_points(s.setoff_minor.into(), s.total_debt_minor.into()),
+            "credit_basis_points": output::basis_points(s.credit_minor.into(), s.total_debt_minor.into()),
+            "cleared_basis_points": output::basis_points(cleared.into(), s.total_debt_minor.into()),
             "remaining_debt_minor": remaining,
             "payments_minor": s.payments_minor,
             "net_internal_debt_after_minor": s.net_internal_debt_after_minor,
@@ -88,11 +92,9 @@ fn print(
         }));
     }
     let g = &node.genesis;
-    let percent = |part: i64| {
-        if s.total_debt_minor > 0 { part as f64 * 100.0 / s.total_debt_minor as f64 } else { 0.0 }
-    };
+    let percent = |part: i64| output::percent(part.into(), s.total_debt_minor.into());
     let mut text = format!(
-        "{}, {}, over {} obligations among {} firms\n  total debt:               {}\n  net internal debt:        {}\n  cleared by set-off:       {} ({:.1}% of the debt)",
+        "{}, {}, over {} obligations among {} firms\n  total debt:               {}\n  net internal debt:        {}\n  cleared by set-off:       {} ({} of the debt)",
         if receipt.is_some() { "clearing run" } else { "clearing plan (dry run: nothing changed)" },
         if s.with_credit { "set-off, then mutual credit" } else { "set-off only" },
         s.obligations,
@@ -104,7 +106,7 @@ fn print(
     );
     if s.with_credit {
         text.push_str(&format!(
-            "\n  settled through credit:   {} ({:.1}%), with payments of {}",
+            "\n  settled through credit:   {} ({}), with payments of {}",
             money(g, s.credit_minor),
             percent(s.credit_minor),
             money(g, s.payments_minor)

@@ -1,7 +1,6 @@
 //! `cercle admin set-limits`: change an account's credit limit or maximum balance, with
 //! a reason that stays in the ledger.
 
-use anyhow::bail;
 use cercle_core::{AccountId, OpKind, SetLimits};
 
 use crate::amounts::{self, Sign};
@@ -33,7 +32,9 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     if args.credit_limit.is_none() && args.max_balance.is_none() {
-        bail!("nothing to change: give --credit-limit AMOUNT, --max-balance AMOUNT, or --max-balance none");
+        crate::usage_bail!(
+            "nothing to change: give --credit-limit AMOUNT, --max-balance AMOUNT, or --max-balance none"
+        );
     }
     if let Some(limit) = &args.credit_limit {
         amounts::precheck(limit, "credit limit", Sign::NonNegative)?;

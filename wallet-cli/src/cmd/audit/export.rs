@@ -6,11 +6,12 @@
 //! The export checks what it writes hangs together (each entry hashes to its hash,
 //! chains to the one before, and the whole matches the node's signed tree head), so a
 //! broken stream never yields a plausible file; signatures and balances are for
-//! `cercle audit verify`. The file is written beside FILE and moved into place only when
-//! complete.
+//! `cercle audit verify`. The file is written to a new temporary file beside FILE and
+//! moved into place only when complete (see `files`: a link is never written through).
 
+use std::cmp::Ordering;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use cercle_audit::{Format, LogWriter, SignedTreeHead};
@@ -22,8 +23,8 @@ use serde_json::json;
 use crate::client::Node;
 use crate::client::status_error;
 use crate::cmd::verifiable::{ProgressLine, thousands};
-use crate::output::{self, rfc3339};
-use crate::{Global, keys};
+use crate::output::{self, Period, rfc3339};
+use crate::{Global, files, keys};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum FormatArg {
@@ -56,59 +57,62 @@ pub struct Args {
     /// Replace FILE if it exists
     #[arg(long)]
     force: bool,
+    /// Only entries from this day on, YYYY-MM-DD (UTC; csv and hledger: a jsonl export is the whole log)
+    #[arg(long, value_name = "DATE", value_parser = output::parse_date)]
+    from: Option<u32>,
+    /// Only entries up to this day, included, YYYY-MM-DD (UTC; csv and hledger)
+    #[arg(long, value_name = "DATE", value_parser = output::parse_date)]
+    to: Option<u32>,
 }
 
-/// Where the export is written until it is complete.
-fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
-    out.with_file_name(name)
-}
+/// What to do when `--out` exists.
+const OUT_EXISTS: &str = "choose another --out path, or pass --force to replace it";
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    let key = keys::load(global.key.as_deref())?;
-    if args.out.exists() && !args.force {
-        bail!(
-            "{} already exists; choose another --out path, or pass --force to replace it",
-            args.out.display()
+    let period = Period::new(args.from, args.to)?;
+    let format = Format::from(args.format);
+    if period.is_bounded() && format == Format::Jsonl {
+        crate::usage_bail!(
+            "a jsonl export is the whole log, for `cercle audit verify --log`: --from and --to apply to csv and hledger"
         );
     }
+    let key = keys::load(global.key.as_deref())?;
+    files::check_target(&args.out, args.force, OUT_EXISTS)?;
     let mut node = Node::connect(&global.node).await?;
     let genesis = node.genesis.clone();
     let tree_head = node.tree_head().await?;
     tree_head.verify(&genesis).map_err(|e| anyhow!("the node's tree head does not check out: {e}"))?;
-    let format = Format::from(args.format);
-    let partial = partial_path(&args.out);
-    let file =
-        std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-    let mut out = BufWriter::new(file);
-    let written = write_export(&mut node, &key, &genesis, &tree_head, format, &mut out).await;
-    let finished = written.and_then(|()| {
-        let file =
-            out.into_inner().map_err(|e| anyhow!("cannot write {}: {}", partial.display(), e.error()))?;
-        file.sync_all().with_context(|| format!("cannot write {}", partial.display()))?;
-        std::fs::rename(&partial, &args.out)
-            .with_context(|| format!("cannot move {} to {}", partial.display(), args.out.display()))
-    });
-    if let Err(e) = finished {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
+    // Dropped on an error, the temporary file is removed.
+    let mut file = files::NewFile::create(&args.out, args.force, OUT_EXISTS)?;
+    let mut out = BufWriter::new(file.file());
+    let written = write_export(&mut node, &key, &genesis, &tree_head, format, period, &mut out).await?;
+    out.flush().with_context(|| format!("cannot write {}", args.out.display()))?;
+    drop(out);
+    file.commit()?;
     let head = &tree_head.head;
     if global.json {
-        return output::emit_json(&json!({
+        return output::emit_ok(json!({
             "out": args.out.display().to_string(),
             "format": format.name(),
-            "entries": head.tree_size,
+            "entry_count": written,
+            "period": period.json(),
             "tree_size": head.tree_size,
             "root_hash": hex::encode(head.root_hash),
             "tree_head_timestamp": rfc3339(head.timestamp_ms),
             "genesis_hash": hex::encode(genesis.hash()),
         }));
     }
+    let of_period = match (period.from, period.to) {
+        (None, None) => String::new(),
+        (from, to) => format!(
+            ", from {} to {}",
+            from.map_or("the start".into(), output::date),
+            to.map_or("the end".into(), output::date)
+        ),
+    };
     output::emit(&format!(
-        "exported {} entries ({}) to {}: the log up to the node's tree head signed at {}, Merkle root {}",
-        thousands(head.tree_size),
+        "exported {} entries ({}{of_period}) to {}: the log up to the node's tree head signed at {}, Merkle root {}",
+        thousands(written),
         format.name(),
         args.out.display(),
         rfc3339(head.timestamp_ms),
@@ -116,14 +120,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     ))
 }
 
+/// Streams the log up to `tree_head`, checks it hangs together, and writes the entries of
+/// `period` (every entry is checked, the period's are written); returns how many it wrote.
+#[allow(clippy::too_many_arguments)]
 async fn write_export(
     node: &mut Node,
     key: &Keypair,
     genesis: &Genesis,
     tree_head: &SignedTreeHead,
     format: Format,
+    period: Period,
     out: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
+    let mut written = 0u64;
     let tree_size = tree_head.head.tree_size;
     let io = |e: std::io::Error| anyhow!("cannot write the export: {e}");
     let mut writer: Box<dyn LogWriter + '_> = cercle_audit::writer(format, out, genesis).map_err(io)?;
@@ -149,7 +158,14 @@ async fn write_export(
         }
         let op = cercle_proto::decode_operation(&entry.envelope.body)
             .map_err(|r| invalid(r.message(&genesis.currency, genesis.exponent)))?;
-        writer.entry(&entry, &op).map_err(io)?;
+        match period.place(entry.timestamp_ms) {
+            Ordering::Less => writer.skip(&entry, &op).map_err(io)?,
+            Ordering::Equal => {
+                writer.entry(&entry, &op).map_err(io)?;
+                written += 1;
+            }
+            Ordering::Greater => {}
+        }
         frontier.push(leaf_hash(&entry.encode())).map_err(|e| anyhow!("{e}"))?;
         previous = entry.hash();
         if expected % 1024 == 0 {
@@ -164,5 +180,6 @@ async fn write_export(
             hex::encode(tree_head.head.root_hash)
         );
     }
-    writer.finish(tree_head).map_err(io)
+    writer.finish(tree_head).map_err(io)?;
+    Ok(written)
 }

@@ -7,13 +7,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
-use cercle_audit::{AuditFailure, Options, SignedTreeHead, SourceError, Verdict, jsonl, signature_ceiling};
+use anyhow::Context;
+use cercle_audit::{
+    AuditFailure, Ceiling, Options, SignedTreeHead, SourceError, Verdict, jsonl, signature_ceiling,
+};
 use cercle_core::{Entry, Genesis};
 use serde_json::json;
 
 use crate::client::Node;
 use crate::cmd::verifiable::{ProgressLine, thousands};
+use crate::failure::{Failure, Kind, classify, fail, usage};
 use crate::output::{self, rfc3339};
 use crate::{Global, keys};
 
@@ -57,26 +60,22 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let verdict = match result {
         Ok(verdict) => verdict,
         Err(failure) => {
-            if global.json {
-                let at = failure.position();
-                output::emit_json(&json!({
-                    "verdict": "failed",
-                    "source": source,
-                    "position": at.map(|p| p.index),
-                    "line": at.and_then(|p| p.line),
-                    "reason": failure.to_string(),
-                }))?;
-            }
-            bail!("AUDIT FAILED: {}", output::one_line(&failure.to_string()));
+            let at = failure.position();
+            return Err(Failure::new(
+                Kind::AuditFailed,
+                format!("AUDIT FAILED: {}", output::one_line(&failure.to_string())),
+            )
+            .with("source", source)
+            .with("position", at.map(|p| p.index))
+            .with("line", at.and_then(|p| p.line))
+            .into());
         }
     };
-    print_verdict(global.json, &genesis, &source, &verdict)?;
-    if args.bench
-        && let Some(path) = &args.log
-    {
-        bench(global.json, path, &verdict)?;
-    }
-    Ok(())
+    let bench = match (&args.bench, &args.log) {
+        (true, Some(path)) => Some(bench(path, &verdict)?),
+        _ => None,
+    };
+    print_verdict(global.json, &genesis, &source, &verdict, bench.as_ref())
 }
 
 type Outcome = (Genesis, String, Result<Verdict, AuditFailure>);
@@ -85,25 +84,32 @@ fn check_genesis(genesis: &Genesis, expected: Option<[u8; 32]>) -> anyhow::Resul
     if let Some(expected) = expected
         && genesis.hash() != expected
     {
-        bail!(
-            "AUDIT FAILED: the genesis hashes to {}, not to the expected {}: this is another ledger, or its genesis was changed",
-            hex::encode(genesis.hash()),
-            hex::encode(expected)
-        );
+        return Err(fail(
+            Kind::AuditFailed,
+            format!(
+                "AUDIT FAILED: the genesis hashes to {}, not to the expected {}: this is another ledger, or its genesis was changed",
+                hex::encode(genesis.hash()),
+                hex::encode(expected)
+            ),
+        ));
     }
     Ok(())
 }
 
+/// A log file that is not a well-formed log: the audit fails on it.
 fn source_error(path: &Path, e: SourceError) -> anyhow::Error {
-    match e.line {
+    let message = match e.line {
         Some(line) => {
-            anyhow!("AUDIT FAILED: {} line {line}: {}", path.display(), output::one_line(&e.message))
+            format!("AUDIT FAILED: {} line {line}: {}", path.display(), output::one_line(&e.message))
         }
-        None => anyhow!("AUDIT FAILED: {}: {}", path.display(), output::one_line(&e.message)),
-    }
+        None => format!("AUDIT FAILED: {}: {}", path.display(), output::one_line(&e.message)),
+    };
+    Failure::new(Kind::AuditFailed, message).with("line", e.line).into()
 }
 
 fn verify_file(path: &Path, args: &Args, mut options: Options) -> anyhow::Result<Outcome> {
+    // A file that cannot be opened is a wrong path, not a failed audit.
+    std::fs::File::open(path).map_err(|e| usage(format!("cannot open {}: {e}", path.display())))?;
     let log = jsonl::read(path).map_err(|e| source_error(path, e))?;
     check_genesis(&log.genesis, args.genesis_hash)?;
     options.line_offset = Some(jsonl::LINE_OFFSET);
@@ -143,16 +149,21 @@ async fn verify_node(global: &Global, args: &Args, options: Options) -> anyhow::
                     })
                 }
                 Ok(None) => break,
-                Err(status) => Err(SourceError::new(
-                    None,
-                    format!("the entry stream broke: {:#}", crate::client::status_error(&url, &status)),
-                )),
+                Err(status) => {
+                    // The network failed, not the audit: that is reported instead of a
+                    // verdict on a log cut short.
+                    let error = crate::client::status_error(&url, &status);
+                    let kind = classify(&error).kind;
+                    let _ = tx.send(Err(SourceError::new(None, "the entry stream broke"))).await;
+                    return Some(Failure::new(kind, format!("the entry stream broke: {error:#}")));
+                }
             };
             let stop = item.is_err();
             if tx.send(item).await.is_err() || stop {
                 break;
             }
         }
+        None
     };
     let checker = {
         let genesis = genesis.clone();
@@ -166,7 +177,10 @@ async fn verify_node(global: &Global, args: &Args, options: Options) -> anyhow::
             result
         })
     };
-    let ((), result) = tokio::join!(pump, checker);
+    let (broken, result) = tokio::join!(pump, checker);
+    if let Some(broken) = broken {
+        return Err(broken.into());
+    }
     let result = result.context("the verifying task failed")?;
     Ok((genesis, global.node.clone(), result))
 }
@@ -181,10 +195,16 @@ fn tree_head_json(signed: &SignedTreeHead) -> serde_json::Value {
     })
 }
 
-fn print_verdict(json: bool, genesis: &Genesis, source: &str, v: &Verdict) -> anyhow::Result<()> {
+fn print_verdict(
+    json: bool,
+    genesis: &Genesis,
+    source: &str,
+    v: &Verdict,
+    bench: Option<&Bench>,
+) -> anyhow::Result<()> {
     let head = v.ledger.head();
     if json {
-        return output::emit_json(&json!({
+        return output::emit_ok(json!({
             "verdict": "ok",
             "source": source,
             "ledger_id": genesis.ledger_id.to_string(),
@@ -199,6 +219,7 @@ fn print_verdict(json: bool, genesis: &Genesis, source: &str, v: &Verdict) -> an
             "threads": v.threads,
             "elapsed_ms": v.elapsed.as_millis() as u64,
             "entries_per_sec": v.entries_per_sec().round() as u64,
+            "bench": bench.map(Bench::json),
         }));
     }
     let tree_head = match &v.tree_head {
@@ -230,37 +251,54 @@ fn print_verdict(json: bool, genesis: &Genesis, source: &str, v: &Verdict) -> an
             ),
         ),
     ];
-    let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<16}{value}")).collect();
+    let mut text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<16}{value}")).collect();
+    if let Some(b) = bench {
+        text.push(b.text());
+    }
     output::emit(&text.join("\n"))
 }
 
-/// Measures the signature ceiling on the log's first entries and compares.
-fn bench(json: bool, path: &Path, verdict: &Verdict) -> anyhow::Result<()> {
+/// This machine's signature-verification ceiling, next to the speed of the verification.
+struct Bench {
+    ceiling: Ceiling,
+    verify_per_sec: f64,
+}
+
+impl Bench {
+    fn ratio(&self) -> f64 {
+        self.verify_per_sec / self.ceiling.per_sec().max(1e-9)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "ceiling_verifications": self.ceiling.verifications,
+            "ceiling_failures": self.ceiling.failures,
+            "ceiling_per_sec": self.ceiling.per_sec().round() as u64,
+            "verify_entries_per_sec": self.verify_per_sec.round() as u64,
+            "ratio": (self.ratio() * 1000.0).round() / 1000.0,
+            "threads": self.ceiling.threads,
+        })
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{:<16}{} signatures/s ({} strict verifications on {} threads, in memory, nothing else)\n{:<16}{} entries/s = {:.0}% of the ceiling",
+            "ceiling",
+            thousands(self.ceiling.per_sec().round() as u64),
+            thousands(self.ceiling.verifications),
+            self.ceiling.threads,
+            "verify",
+            thousands(self.verify_per_sec.round() as u64),
+            self.ratio() * 100.0
+        )
+    }
+}
+
+/// Measures the signature ceiling on the log's first entries.
+fn bench(path: &Path, verdict: &Verdict) -> anyhow::Result<Bench> {
     let log = jsonl::read(path).map_err(|e| source_error(path, e))?;
     let sample: Vec<Entry> =
         log.entries.take(BENCH_ENTRIES_MAX).collect::<Result<_, _>>().map_err(|e| source_error(path, e))?;
     let ceiling = signature_ceiling(&log.genesis, &sample, verdict.threads);
-    let ratio = verdict.entries_per_sec() / ceiling.per_sec().max(1e-9);
-    if json {
-        return output::emit_json(&json!({
-            "bench": {
-                "ceiling_verifications": ceiling.verifications,
-                "ceiling_failures": ceiling.failures,
-                "ceiling_per_sec": ceiling.per_sec().round() as u64,
-                "verify_entries_per_sec": verdict.entries_per_sec().round() as u64,
-                "ratio": (ratio * 1000.0).round() / 1000.0,
-                "threads": ceiling.threads,
-            }
-        }));
-    }
-    output::emit(&format!(
-        "{:<16}{} signatures/s ({} strict verifications on {} threads, in memory, nothing else)\n{:<16}{} entries/s = {:.0}% of the ceiling",
-        "ceiling",
-        thousands(ceiling.per_sec().round() as u64),
-        thousands(ceiling.verifications),
-        ceiling.threads,
-        "verify",
-        thousands(verdict.entries_per_sec().round() as u64),
-        ratio * 100.0
-    ))
+    Ok(Bench { ceiling, verify_per_sec: verdict.entries_per_sec() })
 }

@@ -1,6 +1,6 @@
 //! `cercle invoice issue`: a new invoice, signed by the payee.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cercle_core::{AccountId, InvoiceId, IssueInvoice, OpKind};
 use rand::RngCore;
 use serde_json::json;
@@ -9,6 +9,8 @@ use crate::amounts::{self, Sign};
 use crate::client::Node;
 use crate::signed::{self, SignArgs, parse_account};
 use crate::{Global, keys, output};
+
+const DAY_MS: u64 = 86_400_000;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,9 +23,12 @@ pub struct Args {
     /// The whole invoice in major units, e.g. 1250.00
     #[arg(value_name = "AMOUNT", allow_hyphen_values = true)]
     amount: String,
-    /// Due date, YYYY-MM-DD
+    /// Due date, YYYY-MM-DD (UTC); today or later, unless --allow-past-due
     #[arg(long, value_name = "DATE", value_parser = crate::output::parse_date)]
     due: Option<u32>,
+    /// Accept a due date in the past (e.g. to record an invoice issued earlier)
+    #[arg(long, requires = "due")]
+    allow_past_due: bool,
     /// The firm's own reference, e.g. its invoice number
     #[arg(long, value_name = "TEXT", default_value = "", hide_default_value = true)]
     reference: String,
@@ -40,9 +45,20 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     if args.from == args.to {
-        bail!("a firm cannot invoice itself ('{}' is both --from and --to)", args.to);
+        crate::usage_bail!("a firm cannot invoice itself ('{}' is both --from and --to)", args.to);
     }
     amounts::precheck(&args.amount, "amount", Sign::Positive)?;
+    if let Some(due) = args.due {
+        // A due date already past is almost always a typo (2025 for 2026).
+        let today = crate::client::now_ms()? / DAY_MS;
+        if u64::from(due) < today && !args.allow_past_due {
+            crate::usage_bail!(
+                "the due date {} is in the past (today is {} UTC); pass --allow-past-due if that is meant",
+                output::date(due),
+                output::date(u32::try_from(today).unwrap_or(u32::MAX))
+            );
+        }
+    }
     let mut node = Node::connect(&global.node).await?;
     let amount_minor = amounts::parse(&args.amount, "amount", Sign::Positive, node.genesis.exponent)?;
     let mut id = [0u8; 16];
@@ -58,14 +74,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         reference: args.reference,
         excluded_from_clearing: args.exclude_from_clearing,
     });
-    let Some(receipt) = signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?
-    else {
+    let submitted = signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?;
+    // A retry with --op-id submits the invoice signed the first time, with its id.
+    let invoice = match &submitted.op.kind {
+        OpKind::IssueInvoice(issued) => issued.invoice,
+        _ => invoice,
+    };
+    let Some(receipt) = submitted.receipt else {
         return Ok(());
     };
     if global.json {
         let mut value = output::receipt_json(&receipt);
         value["invoice_id"] = json!(invoice.to_string());
-        output::emit_json(&value)
+        output::emit_ok(value)
     } else {
         // The id alone on stdout, so `ID=$(cercle invoice issue …)` captures it; what the node
         // said goes to stderr, where a terminal still shows it.

@@ -1,6 +1,5 @@
 //! `cercle invoice pay`: a transfer from the payer to the payee that names the invoice.
 
-use anyhow::bail;
 use cercle_core::{InvoiceId, OpKind, Transfer};
 
 use super::{parse_invoice_id, parties};
@@ -34,7 +33,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let amount_minor = match &args.amount {
         Some(text) => amounts::parse(text, "amount", Sign::Positive, node.genesis.exponent)?,
         None if invoice.open_minor > 0 => invoice.open_minor,
-        None => bail!("invoice {} has nothing open to pay", args.invoice),
+        None => crate::usage_bail!("invoice {} has nothing open to pay", args.invoice),
     };
     let memo = args.memo.unwrap_or_else(|| match invoice.reference.as_str() {
         "" => format!("invoice {}", args.invoice),

@@ -39,7 +39,7 @@ pub async fn show(global: &Global, args: ShowArgs) -> anyhow::Result<()> {
     let mut node = Node::connect(&global.node).await?;
     let invoice = node.get_invoice(&key, &args.invoice).await?;
     if global.json {
-        return output::emit_json(&invoice_json(&invoice));
+        return output::emit_ok(invoice_json(&invoice));
     }
     let g = &node.genesis;
     let state = invoice.state().core_name().replace('_', " ");
@@ -102,7 +102,11 @@ pub async fn list(global: &Global, args: ListArgs) -> anyhow::Result<()> {
         }
     }
     if global.json {
-        output::emit_json(&json!({ "invoices": all }))
+        output::emit_ok(json!({
+            "account": args.account.as_ref().map(AccountId::as_str),
+            "open_only": args.open,
+            "invoices": all,
+        }))
     } else if printed == 0 {
         output::emit("no invoices")
     } else {

@@ -16,7 +16,7 @@
 //! `$XDG_STATE_HOME/cercle/<ledger-id>.json`, or `~/.local/state/cercle/<ledger-id>.json`.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
@@ -28,6 +28,7 @@ use serde_json::json;
 
 use crate::client::Node;
 use crate::cmd::verifiable::{ProgressLine, entries};
+use crate::failure::{Kind, fail, usage};
 use crate::output::{self, rfc3339};
 use crate::signed::parse_account;
 use crate::{Global, keys};
@@ -64,11 +65,7 @@ fn default_state_path(
     home: Option<OsString>,
     ledger: &LedgerId,
 ) -> Option<PathBuf> {
-    let base = match xdg_state_home.map(PathBuf::from).filter(|p| p.is_absolute()) {
-        Some(dir) => dir,
-        None => PathBuf::from(home.filter(|h| !h.is_empty())?).join(".local").join("state"),
-    };
-    Some(base.join("cercle").join(format!("{ledger}.json")))
+    crate::journal::state_dir(xdg_state_home, home).map(|dir| dir.join(format!("{ledger}.json")))
 }
 
 /// The tree head kept in `path`, if there is one.
@@ -76,43 +73,37 @@ fn load_state(path: &Path) -> anyhow::Result<Option<SignedTreeHead>> {
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("cannot read the state file {}: {e}", path.display()),
+        Err(e) => crate::usage_bail!("cannot read the state file {}: {e}", path.display()),
     };
     let mut text = Vec::new();
     file.take(STATE_BYTES_MAX + 1)
         .read_to_end(&mut text)
-        .with_context(|| format!("cannot read the state file {}", path.display()))?;
+        .map_err(|e| usage(format!("cannot read the state file {}: {e}", path.display())))?;
     if text.len() as u64 > STATE_BYTES_MAX {
-        bail!(
+        crate::usage_bail!(
             "the state file {} is larger than {STATE_BYTES_MAX} bytes: not a saved tree head",
             path.display()
         );
     }
     let line = text.strip_suffix(b"\n").unwrap_or(&text);
     let saved = jsonl::parse_tree_head(line).map_err(|e| {
-        anyhow!(
+        usage(format!(
             "the state file {} does not hold a saved tree head: {e} (move it away to start afresh)",
             path.display()
-        )
+        ))
     })?;
     Ok(Some(saved))
 }
 
-/// Replaces the state file with `tree_head`, atomically.
+/// Replaces the state file with `tree_head`, atomically, through a new file (a link at
+/// `path` is replaced, never followed).
 fn save_state(path: &Path, tree_head: &SignedTreeHead) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
-    let partial = path.with_file_name(name);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&partial)?;
-        file.write_all(format!("{}\n", jsonl::tree_head_line(tree_head)).as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&partial, path)
-    };
-    write().with_context(|| format!("cannot save the tree head to {}", path.display()))
+    let line = format!("{}\n", jsonl::tree_head_line(tree_head));
+    crate::files::write(path, line.as_bytes(), true, "")
+        .with_context(|| format!("cannot save the tree head to {}", path.display()))
 }
 
 fn describe(t: &SignedTreeHead) -> String {
@@ -144,28 +135,39 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     // 1. The node's tree head, signed by the node key of the genesis.
     let current = node.tree_head().await?;
     current.verify(&genesis).map_err(|e| {
-        anyhow!("NODE MISBEHAVING: its tree head {} does not check out: {e}", describe(&current))
+        fail(
+            Kind::AuditFailed,
+            format!("NODE MISBEHAVING: its tree head {} does not check out: {e}", describe(&current)),
+        )
     })?;
 
     // 2. It extends the tree head seen last time.
     if let Some(old) = &saved {
         match old.verify(&genesis) {
             Ok(()) => {}
-            Err(TreeHeadProblem::OtherLedger { tree_head, genesis }) => bail!(
+            Err(TreeHeadProblem::OtherLedger { tree_head, genesis }) => crate::usage_bail!(
                 "the state file {} holds a tree head of ledger {tree_head}, not of this node's ledger {genesis} (use another --state)",
                 state_path.display()
             ),
-            Err(e) => bail!(
-                "HISTORY REWRITTEN, or the state file was altered: the tree head kept in {} does not verify with the node key this node's genesis names ({e})",
-                state_path.display()
-            ),
+            Err(e) => {
+                return Err(fail(
+                    Kind::HistoryRewritten,
+                    format!(
+                        "HISTORY REWRITTEN, or the state file was altered: the tree head kept in {} does not verify with the node key this node's genesis names ({e})",
+                        state_path.display()
+                    ),
+                ));
+            }
         }
         let rewritten = |reason: String| {
-            anyhow!(
-                "HISTORY REWRITTEN: the node's tree head of {} is not an extension of the one it signed before, of {}, kept in {}: {reason}. Keep that file: it holds the node's own signature on the earlier tree head",
-                describe(&current),
-                describe(old),
-                state_path.display()
+            fail(
+                Kind::HistoryRewritten,
+                format!(
+                    "HISTORY REWRITTEN: the node's tree head of {} is not an extension of the one it signed before, of {}, kept in {}: {reason}. Keep that file: it holds the node's own signature on the earlier tree head",
+                    describe(&current),
+                    describe(old),
+                    state_path.display()
+                ),
             )
         };
         let (o, n) = (&old.head, &current.head);
@@ -187,9 +189,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     save_state(&state_path, &current)?;
     let head = &current.head;
     if global.json {
-        return output::emit_json(&json!({
-            "ok": true,
+        return output::emit_ok(json!({
             "account": args.account.to_string(),
+            "node_key": genesis.node_key.to_hex(),
+            "previous_root_hash": saved.as_ref().map(|s| hex::encode(s.head.root_hash)),
+            "previous_tree_head_timestamp": saved.as_ref().map(|s| rfc3339(s.head.timestamp_ms)),
             "tree_size": head.tree_size,
             "root_hash": hex::encode(head.root_hash),
             "tree_head_timestamp": rfc3339(head.timestamp_ms),
@@ -282,11 +286,14 @@ async fn check_inclusion(
             }
             let (proof, proved_entry) = node.inclusion_proof(key, sequence, tree_size).await?;
             let not_in_log = |reason: String| {
-                anyhow!(
-                    "ENTRY NOT IN THE LOG: entry {sequence} of '{}' (hash {}), as the node lists it, is not in the log of {} the node signed: {reason}",
-                    args.account,
-                    hex::encode(entry.hash()),
-                    entries(tree_size)
+                fail(
+                    Kind::HistoryRewritten,
+                    format!(
+                        "ENTRY NOT IN THE LOG: entry {sequence} of '{}' (hash {}), as the node lists it, is not in the log of {} the node signed: {reason}",
+                        args.account,
+                        hex::encode(entry.hash()),
+                        entries(tree_size)
+                    ),
                 )
             };
             if let Some(proved) = proved_entry

@@ -1,0 +1,45 @@
+//! `cercle info`: what the node says of its ledger, with no key needed: its id, currency,
+//! the node key (which a firm or a bank pins to verify statements and tree heads), the
+//! administrators' and auditors' keys, and the size of the log.
+//!
+//! The node key printed here is the node's own word: pin it once, from a source you trust
+//! (the association publishes it), and compare it with what `info` says afterwards.
+
+use cercle_core::PublicKey;
+use serde_json::json;
+
+use crate::client::Node;
+use crate::cmd::verifiable::entries;
+use crate::{Global, output};
+
+pub async fn run(global: &Global) -> anyhow::Result<()> {
+    let node = Node::connect(&global.node).await?;
+    let g = &node.genesis;
+    let hex = |keys: &[PublicKey]| keys.iter().map(PublicKey::to_hex).collect::<Vec<_>>();
+    if global.json {
+        return output::emit_ok(json!({
+            "node": node.url(),
+            "ledger_id": g.ledger_id.to_string(),
+            "genesis_hash": hex::encode(g.hash()),
+            "currency": g.currency,
+            "exponent": g.exponent,
+            "node_key": g.node_key.to_hex(),
+            "admin_keys": hex(&g.admin_keys),
+            "auditor_keys": hex(&g.auditor_keys),
+            "log_size": node.log_size,
+        }));
+    }
+    let list = |keys: &[PublicKey]| if keys.is_empty() { "none".to_string() } else { hex(keys).join(", ") };
+    let rows = [
+        ("node", node.url().to_string()),
+        ("ledger", g.ledger_id.to_string()),
+        ("genesis hash", hex::encode(g.hash())),
+        ("currency", format!("{} ({} decimals)", output::one_line(&g.currency), g.exponent)),
+        ("node key", format!("{} (pin it: statement verify --node-key)", g.node_key)),
+        ("admin keys", list(&g.admin_keys)),
+        ("auditor keys", list(&g.auditor_keys)),
+        ("log", entries(node.log_size)),
+    ];
+    let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<14}{value}")).collect();
+    output::emit(&text.join("\n"))
+}
