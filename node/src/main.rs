@@ -148,25 +148,28 @@ async fn run(dir: &DataDir, listen: SocketAddr, out: &mut Printer) -> Result<()>
 
 fn rebuild(dir: &DataDir, out: &mut Printer) -> Result<()> {
     let started = std::time::Instant::now();
-    let (_, ledger, report) = cercle_store::Store::rebuild(&dir.ledger())
+    let options = cercle_server::recovery::RecoverOptions { verify_signatures: true, rebuild: true };
+    let recovered = cercle_server::recovery::recover(&dir.ledger(), options)
         .with_context(|| format!("cannot rebuild the state in {}", dir.root.display()))?;
-    if report.recovery.cut_bytes > 0 {
+    let open = &recovered.report.open;
+    if open.recovery.cut_bytes > 0 {
         out.line(&format!(
             "cut a torn tail of {} bytes off the log ({})",
-            report.recovery.cut_bytes,
-            report.recovery.cut_reason.unwrap_or_default()
+            open.recovery.cut_bytes,
+            open.recovery.cut_reason.clone().unwrap_or_default()
         ));
     }
+    let (entries, accounts) = (recovered.ledger.head().size, recovered.ledger.state().account_count());
+    cercle_server::checkpointer::write_now(&recovered.store, recovered.pending)
+        .with_context(|| format!("cannot write the rebuilt state in {}", dir.root.display()))?;
     out.line(&format!(
-        "rebuilt the state from {} log entries ({} accounts, every signature checked) in {:.1} s",
-        ledger.head().size,
-        ledger.state().account_count(),
+        "rebuilt the state from {entries} log entries ({accounts} accounts, every signature checked) in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
     Ok(())
 }
 
-fn recover(dir: &DataDir, accept_loss: bool) -> Result<()> {
+fn recover(dir: &DataDir, accept_loss: bool, out: &mut Printer) -> Result<()> {
     anyhow::ensure!(
         accept_loss,
         "recovering a corrupt log loses every entry from the damage on: restore the data directory from a backup if you can; otherwise run again with --accept-loss"
@@ -174,17 +177,17 @@ fn recover(dir: &DataDir, accept_loss: bool) -> Result<()> {
     let report = cercle_store::Store::accept_loss(&dir.ledger(), cercle_server::now_ms())
         .with_context(|| format!("cannot recover the log in {}", dir.root.display()))?;
     let lost = report.claimed_entries - report.kept_entries;
-    println!(
+    out.line(&format!(
         "kept the first {} entries; {} committed entries are lost (from entry {} on); the damaged log is kept in {}",
         report.kept_entries,
         lost,
         report.kept_entries + 1,
         report.damaged_file
-    );
-    println!(
+    ));
+    out.line(&format!(
         "the loss is recorded in {}; the next start rebuilds the state. Firms' `cercle proof check` will report the rewritten history: tell them.",
         dir.ledger().join("LOSSES.jsonl").display()
-    );
+    ));
     Ok(())
 }
 
@@ -210,7 +213,7 @@ async fn main() -> Result<()> {
         }
         Some(Command::Recover { data_dir, accept_loss }) => {
             let dir = DataDir::new(data_dir);
-            tokio::task::spawn_blocking(move || recover(&dir, accept_loss)).await?
+            tokio::task::spawn_blocking(move || recover(&dir, accept_loss, &mut out)).await?
         }
         None => {
             let dir = DataDir::new(DEFAULT_DATA_DIR);

@@ -201,9 +201,14 @@ pub fn read_key(path: &Path) -> Keypair {
 
 /// Signs `op` with `key` for the ledger of `genesis` into a wire envelope.
 pub fn envelope(genesis: &Genesis, key: &Keypair, op: &Operation) -> pb::Envelope {
-    let body = cercle_proto::encode_operation(op);
+    let body = cercle_core::body::encode(op);
     let signature = key.sign_op(&genesis.ledger_id, &body);
-    pb::Envelope { body, signer: key.public_key().0.to_vec(), signature: signature.to_vec() }
+    pb::Envelope {
+        body,
+        signer: key.public_key().0.to_vec(),
+        signature: signature.to_vec(),
+        cosignatures: vec![],
+    }
 }
 
 /// The node's time source, for building `valid_until_ms`.

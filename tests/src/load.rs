@@ -154,8 +154,12 @@ pub async fn read_everything(
         accounts.push(client.get_account(req).await.unwrap().into_inner().account.unwrap());
         let mut after = 0;
         loop {
-            let page =
-                pb::ListEntriesRequest { account: name.clone(), after_sequence: after, page_size: 1000 };
+            let page = pb::ListEntriesRequest {
+                account: name.clone(),
+                after_sequence: after,
+                page_size: 1000,
+                ..Default::default()
+            };
             let req = signed(g, admin, "ListEntries", &name, page);
             let resp = client.list_entries(req).await.unwrap().into_inner();
             for e in resp.entries {
@@ -193,8 +197,8 @@ pub async fn check(node: &Node, g: &Genesis, admin: &Keypair, acked: &HashMap<Op
     assert_eq!(entries.keys().copied().collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>());
     let mut seen: HashMap<OperationId, u64> = HashMap::new();
     for (seq, e) in &entries {
-        let entry = cercle_core::Entry::try_from(e.clone()).expect("entry hashes to its entry_hash");
-        let op = cercle_proto::decode_operation(&entry.envelope.body).expect("body decodes");
+        let view = cercle_core::EntryView::try_from(e.clone()).expect("entry hashes to its entry_hash");
+        let op = cercle_core::body::decode(&view.entry.envelope.body).expect("body decodes");
         assert!(seen.insert(op.id, *seq).is_none(), "operation {} appears twice", op.id);
     }
     for (id, seq) in acked {

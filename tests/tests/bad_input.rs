@@ -123,7 +123,12 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
     // A well-formed envelope whose signed body is not an operation.
     let body = vec![0xff; 10];
     let sig = fx.admin.sign_op(&g.ledger_id, &body);
-    let env = pb::Envelope { body, signer: fx.admin.public_key().0.to_vec(), signature: sig.to_vec() };
+    let env = pb::Envelope {
+        body,
+        signer: fx.admin.public_key().0.to_vec(),
+        signature: sig.to_vec(),
+        cosignatures: vec![],
+    };
     fx.expect_refused(env, Code::InvalidArgument, Some(1), "not a valid OperationBody").await;
 
     // An oversized message is refused before it is parsed.
@@ -132,6 +137,7 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
             body: vec![7; 6 * 1024 * 1024],
             signer: vec![0; 32],
             signature: vec![0; 64],
+            cosignatures: vec![],
         }),
     };
     let status = raw_call(&url, "/cercle.v1.Ledger/Submit", huge.encode_to_vec()).await.unwrap_err();
@@ -246,7 +252,12 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
     assert_eq!(account.balance_minor, AMOUNT_MAX);
 
     // An oversized page.
-    let page = pb::ListEntriesRequest { account: "firm-a".into(), after_sequence: 0, page_size: 5000 };
+    let page = pb::ListEntriesRequest {
+        account: "firm-a".into(),
+        after_sequence: 0,
+        page_size: 5000,
+        ..Default::default()
+    };
     let req = signed_read(&g, &fx.admin, "ListEntries", "firm-a", now_ms(), page);
     let status = client.list_entries(req).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");

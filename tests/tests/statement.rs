@@ -189,8 +189,8 @@ async fn a_statement_verifies_offline_and_tampering_is_caught() {
     check_tampered(
         "entry",
         &|d| {
-            let e = d["entries"][2]["entry"].as_str().unwrap().to_string();
-            d["entries"][2]["entry"] = flip_hex(&e, 30);
+            let e = d["entries"][2]["commitment"].as_str().unwrap().to_string();
+            d["entries"][2]["commitment"] = flip_hex(&e, 30);
         },
         "not in the log",
     );

@@ -117,18 +117,19 @@ impl Node {
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
 
+    /// A page of `account`'s history: oldest first after `after_sequence`, or (with
+    /// `newest_first`) newest first before `before_sequence`.
     pub async fn list_entries(
         &mut self,
         key: &Keypair,
         account: &AccountId,
-        after_sequence: u64,
-        page_size: u32,
+        page: pb::ListEntriesRequest,
     ) -> anyhow::Result<pb::ListEntriesResponse> {
         let request = self.authenticated(
             key,
             "ListEntries",
             account.as_str(),
-            pb::ListEntriesRequest { account: account.to_string(), after_sequence, page_size },
+            pb::ListEntriesRequest { account: account.to_string(), ..page },
         )?;
         let response = self.client.list_entries(request).await;
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
@@ -196,7 +197,8 @@ impl Node {
             .await
             .map_err(|s| status_error(&self.url, &s))?
             .into_inner();
-        Ok(SignedTreeHead::try_from(&t)?)
+        SignedTreeHead::try_from(&t)
+            .map_err(|r| anyhow::anyhow!("the node sent a malformed tree head: {}", r.message("", 0)))
     }
 
     /// The inclusion proof of entry `sequence` in the tree of `tree_size` entries, and

@@ -1,6 +1,8 @@
 //! Envelope files: signed operations saved as JSON lines, to be submitted (again) later.
 //!
-//! One envelope per line: `{"body":"hex","signer":"hex","signature":"hex"}`. Saving
+//! One envelope per line: `{"body":"hex","signer":"hex","signature":"hex"}`, and
+//! `"cosignatures":[{"signer":"hex","signature":"hex"}]` when other keys signed it too
+//! (acts that need a quorum). Saving
 //! appends and syncs before the envelope is sent, so an operation whose fate is unknown
 //! (a timeout, a crash) can always be retried with the very same bytes; the node answers
 //! a retry with the original receipt.
@@ -22,11 +24,24 @@ pub const ENVELOPES_PER_FILE_MAX: usize = 100_000;
 pub const LINE_BYTES_MAX: usize = 64 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Line {
     body: String,
     signer: String,
     signature: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cosignatures: Vec<Cosignature>,
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cosignature {
+    signer: String,
+    signature: String,
+}
+
+/// Most signatures on one envelope (`cercle_core::entry::SIGNATURES_MAX`).
+const SIGNATURES_MAX: usize = cercle_core::entry::SIGNATURES_MAX;
 
 /// The JSON line of an envelope, without the newline.
 pub fn to_line(envelope: &pb::Envelope) -> String {
@@ -34,8 +49,13 @@ pub fn to_line(envelope: &pb::Envelope) -> String {
         body: hex::encode(&envelope.body),
         signer: hex::encode(&envelope.signer),
         signature: hex::encode(&envelope.signature),
+        cosignatures: envelope
+            .cosignatures
+            .iter()
+            .map(|c| Cosignature { signer: hex::encode(&c.signer), signature: hex::encode(&c.signature) })
+            .collect(),
     };
-    // Serialising three strings cannot fail; fall back to nothing rather than panic.
+    // Serialising strings cannot fail; fall back to nothing rather than panic.
     serde_json::to_string(&line).unwrap_or_default()
 }
 
@@ -45,14 +65,30 @@ pub fn parse_line(text: &str) -> Result<pb::Envelope, String> {
     let field =
         |name: &str, hex_text: &str| hex::decode(hex_text).map_err(|e| format!("\"{name}\" is not hex: {e}"));
     let body = field("body", &line.body)?;
-    let signer = field("signer", &line.signer)?;
-    let signature = field("signature", &line.signature)?;
+    let (signer, signature) = signature_fields(&line.signer, &line.signature)?;
+    if line.cosignatures.len() >= SIGNATURES_MAX {
+        return Err(format!("an envelope carries at most {SIGNATURES_MAX} signatures"));
+    }
+    let mut cosignatures = Vec::with_capacity(line.cosignatures.len());
+    for c in &line.cosignatures {
+        let (signer, signature) = signature_fields(&c.signer, &c.signature)?;
+        cosignatures.push(pb::Cosignature { signer, signature });
+    }
     if body.is_empty() || body.len() > BODY_BYTES_MAX {
         return Err(format!(
             "\"body\" is {} bytes; an operation body is 1 to {BODY_BYTES_MAX} bytes",
             body.len()
         ));
     }
+    Ok(pb::Envelope { body, signer, signature, cosignatures })
+}
+
+/// A signer and its signature, in hex, checked for their sizes.
+fn signature_fields(signer: &str, signature: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let field =
+        |name: &str, hex_text: &str| hex::decode(hex_text).map_err(|e| format!("\"{name}\" is not hex: {e}"));
+    let signer = field("signer", signer)?;
+    let signature = field("signature", signature)?;
     if signer.len() != 32 {
         return Err(format!(
             "\"signer\" is {} bytes; a public key is 32 bytes (64 hex digits)",
@@ -65,7 +101,7 @@ pub fn parse_line(text: &str) -> Result<pb::Envelope, String> {
             signature.len()
         ));
     }
-    Ok(pb::Envelope { body, signer, signature })
+    Ok((signer, signature))
 }
 
 /// Appends an envelope to `path` (created if missing, never through a symbolic link) and
@@ -130,7 +166,7 @@ mod tests {
     use super::*;
 
     fn envelope(n: u8) -> pb::Envelope {
-        pb::Envelope { body: vec![n; 10], signer: vec![n; 32], signature: vec![n; 64] }
+        pb::Envelope { body: vec![n; 10], signer: vec![n; 32], signature: vec![n; 64], cosignatures: vec![] }
     }
 
     /// Reads `text` as a file and returns the line numbers read, or the error.

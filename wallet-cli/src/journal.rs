@@ -92,7 +92,7 @@ impl Journal {
             return Err(damaged(format!("its format is not {FORMAT}")));
         }
         let envelope = envelopes::parse_line(&value["envelope"].to_string()).map_err(damaged)?;
-        let op = cercle_proto::decode_operation(&envelope.body).map_err(|r| damaged(r.message("", 0)))?;
+        let op = cercle_core::body::decode(&envelope.body).map_err(|e| damaged(e.to_string()))?;
         if op.id != *id {
             return Err(damaged(format!("it holds operation {}", op.id)));
         }
@@ -255,9 +255,10 @@ mod tests {
             kind: OpKind::FreezeAccount { account: AccountId::parse("alice").unwrap(), reason: "r".into() },
         };
         let envelope = |n: u8| pb::Envelope {
-            body: cercle_proto::encode_operation(&op(n)),
+            body: cercle_core::body::encode(&op(n)),
             signer: vec![n; 32],
             signature: vec![n; 64],
+            cosignatures: vec![],
         };
         assert!(journal.load(&op(1).id).unwrap().is_none());
         let path = journal.save(&op(1), &envelope(1)).unwrap();

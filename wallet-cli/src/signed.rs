@@ -215,7 +215,7 @@ fn sign(
     let valid_until_ms =
         now_ms()?.checked_add(args.valid_for.saturating_mul(1000)).context("--valid-for is out of range")?;
     let op = Operation { id, valid_until_ms, kind };
-    let body = cercle_proto::encode_operation(&op);
+    let body = cercle_core::body::encode(&op);
     if body.len() > BODY_BYTES_MAX {
         crate::usage_bail!(
             "the operation is {} bytes once encoded, the maximum is {BODY_BYTES_MAX}: shorten the texts or give fewer keys",
@@ -223,6 +223,11 @@ fn sign(
         );
     }
     let signature = key.sign_op(&node.genesis.ledger_id, &body);
-    let envelope = pb::Envelope { body, signer: key.public_key().0.to_vec(), signature: signature.to_vec() };
+    let envelope = pb::Envelope {
+        body,
+        signer: key.public_key().0.to_vec(),
+        signature: signature.to_vec(),
+        cosignatures: vec![],
+    };
     Ok((op, envelope))
 }

@@ -22,6 +22,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use cercle_core::clearing::FirmPart;
+
 use cercle_core::{AccountId, Entry, Genesis, OpKind, Operation, format_minor};
 
 use crate::describe::{describe, one_line};
@@ -127,8 +129,9 @@ impl<W: Write> LogWriter for Writer<W> {
     fn entry(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
         self.opening()?;
         let d = describe(&self.genesis, op);
-        if entry.clearing.is_some() && !entry.balances_after.is_empty() {
-            return self.clearing_payments(entry, &d.details);
+        let parts = cercle_core::clearing::firm_parts(entry);
+        if parts.iter().any(|p| p.firm.payment_minor != 0) {
+            return self.clearing_payments(entry, &parts, &d.details);
         }
         let Some((payer, payee, amount_minor)) = d.transfer else {
             let mut line = format!("; {} entry {} {}", rfc3339(entry.timestamp_ms), entry.sequence, d.kind);
@@ -185,8 +188,7 @@ impl<W: Write> LogWriter for Writer<W> {
 impl<W: Write> Writer<W> {
     /// A clearing run's payments through mutual credit: one posting per firm, the change of
     /// its balance, with the balance recorded after the run as assertion.
-    fn clearing_payments(&mut self, entry: &Entry, details: &str) -> std::io::Result<()> {
-        let Some(record) = &entry.clearing else { return Ok(()) };
+    fn clearing_payments(&mut self, entry: &Entry, parts: &[FirmPart], details: &str) -> std::io::Result<()> {
         writeln!(
             self.out,
             "{} * ({}) clearing run | {}",
@@ -200,13 +202,14 @@ impl<W: Write> Writer<W> {
             rfc3339(entry.timestamp_ms),
             hex::encode(entry.hash())
         )?;
-        for firm in record.firms.iter().filter(|f| f.payment_minor != 0) {
+        for part in parts.iter().filter(|p| p.firm.payment_minor != 0) {
+            let firm = &part.firm;
             let mut posting = format!(
                 "    {:<32}  {:>20}",
                 firm.account.as_str(),
                 self.amount(firm.payment_minor.saturating_neg())
             );
-            if let Some(after) = balance_after(entry, &firm.account) {
+            if let Some(after) = part.balance_after {
                 posting.push_str(&format!(" = {}", self.amount(after)));
             }
             writeln!(self.out, "{posting}")?;
@@ -286,12 +289,12 @@ mod tests {
             sequence,
             timestamp_ms: 1_795_341_600_000 + sequence * 86_400_000,
             prev_hash: [0; 32],
-            envelope: Envelope { body: vec![1], signer: PublicKey([5; 32]), signature: [6; 64] },
+            envelope: Envelope::single(vec![1], PublicKey([5; 32]), [6; 64]),
             balances_after: balances
                 .iter()
                 .map(|(a, b)| BalanceAfter { account: id(a), balance_minor: *b })
                 .collect(),
-            clearing: None,
+            sections: vec![],
         };
         let op = |kind: OpKind| Operation { id: OperationId([7; 16]), valid_until_ms: 0, kind };
         let register = |name: &str| {

@@ -23,16 +23,17 @@
 //!
 //! ```json
 //! {"type":"entry","sequence":1,"timestamp_ms":1795341600000,"prev_hash":"<32 bytes>",
-//!  "signer":"<32 bytes>","signature":"<64 bytes>","body":"<OperationBody, protobuf>",
+//!  "signatures":[{"signer":"<32 bytes>","signature":"<64 bytes>"}],
+//!  "body":"<OperationBody, protobuf>",
 //!  "balances_after":[{"account":"alice-bakery","balance_minor":0}],
-//!  "entry_hash":"<32 bytes>"}
+//!  "sections":[],"entry_hash":"<32 bytes>"}
 //! ```
 //!
 //! These are the fields of the canonical entry (`cercle_core::Entry::encode`); the body is
-//! the operation exactly as signed, and `entry_hash` is SHA-256 of the canonical encoding.
-//! A clearing run's entry has one more field, `"clearing":"<hex>"`: its
-//! `cercle_core::clearing::ClearingRecord` in canonical encoding (cleared amounts per
-//! invoice, payments and potentials per firm), which the replay checks.
+//! the operation exactly as signed, and `entry_hash` is the entry's hash, SHA-256 of
+//! `0x00` and its commitment (`cercle_core::entry`). A clearing run's entry has a section,
+//! `{"tag":1,"parts":["<hex>",...]}`: its record's header, then each firm's part (its
+//! cleared invoices, payment and potentials), which the replay checks.
 //!
 //! Last line, the node's signed tree head over exactly those N entries:
 //!
@@ -43,7 +44,7 @@
 //!
 //! The signature is the node key's (named in the genesis) over
 //! `cercle_core::checkpoint::TreeHead::message`; `root_hash` is the RFC 9162 Merkle root
-//! whose leaves are `SHA-256(0x00 || canonical entry)`.
+//! whose leaves are the entries' hashes.
 //!
 //! # Reading
 //!
@@ -58,7 +59,10 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use cercle_core::checkpoint::TreeHead;
-use cercle_core::{AccountId, BalanceAfter, Entry, Envelope, Genesis, LedgerId, Operation, PublicKey};
+use cercle_core::{
+    AccountId, BalanceAfter, Entry, Envelope, Genesis, LedgerId, Operation, PublicKey, Section, SectionTag,
+    Signature,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{LogWriter, SignedTreeHead, SourceError};
@@ -125,17 +129,32 @@ struct EntryLine<'a> {
     #[serde(borrow)]
     prev_hash: Cow<'a, str>,
     #[serde(borrow)]
-    signer: Cow<'a, str>,
-    #[serde(borrow)]
-    signature: Cow<'a, str>,
+    signatures: Vec<SignatureLine<'a>>,
     #[serde(borrow)]
     body: Cow<'a, str>,
     #[serde(borrow)]
     balances_after: Vec<BalanceLine<'a>>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-    clearing: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sections: Vec<SectionLine<'a>>,
     #[serde(borrow)]
     entry_hash: Cow<'a, str>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureLine<'a> {
+    #[serde(borrow)]
+    signer: Cow<'a, str>,
+    #[serde(borrow)]
+    signature: Cow<'a, str>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SectionLine<'a> {
+    tag: u8,
+    #[serde(borrow)]
+    parts: Vec<Cow<'a, str>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -239,8 +258,12 @@ pub fn entry_line(entry: &Entry) -> String {
         sequence: entry.sequence,
         timestamp_ms: entry.timestamp_ms,
         prev_hash: hex(&entry.prev_hash),
-        signer: hex(&entry.envelope.signer.0),
-        signature: hex(&entry.envelope.signature),
+        signatures: entry
+            .envelope
+            .signatures
+            .iter()
+            .map(|s| SignatureLine { signer: hex(&s.signer.0), signature: hex(&s.signature) })
+            .collect(),
         body: hex(&entry.envelope.body),
         balances_after: entry
             .balances_after
@@ -250,11 +273,11 @@ pub fn entry_line(entry: &Entry) -> String {
                 balance_minor: b.balance_minor,
             })
             .collect(),
-        clearing: entry.clearing.as_ref().map(|record| {
-            let mut w = cercle_core::codec::Writer::default();
-            record.encode_into(&mut w);
-            hex(&w.buf)
-        }),
+        sections: entry
+            .sections
+            .iter()
+            .map(|s| SectionLine { tag: s.tag as u8, parts: s.parts.iter().map(|p| hex(p)).collect() })
+            .collect(),
         entry_hash: hex(&entry.hash()),
     };
     to_line(&line)
@@ -313,27 +336,36 @@ pub fn parse_entry(line: &[u8]) -> Result<Entry, String> {
             Ok(BalanceAfter { account, balance_minor: b.balance_minor })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let signatures = e
+        .signatures
+        .iter()
+        .map(|s| {
+            Ok(Signature {
+                signer: PublicKey(unhex(&s.signer, "signer")?),
+                signature: unhex(&s.signature, "signature")?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let sections = e
+        .sections
+        .iter()
+        .map(|s| {
+            let tag = match s.tag {
+                1 => SectionTag::Clearing,
+                other => return Err(format!("unknown section tag {other}")),
+            };
+            let parts =
+                s.parts.iter().map(|p| unhex_vec(p, "a section's part")).collect::<Result<Vec<_>, _>>()?;
+            Ok(Section { tag, parts })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let entry = Entry {
         sequence: e.sequence,
         timestamp_ms: e.timestamp_ms,
         prev_hash: unhex(&e.prev_hash, "prev_hash")?,
-        envelope: Envelope {
-            body: unhex_vec(&e.body, "body")?,
-            signer: PublicKey(unhex(&e.signer, "signer")?),
-            signature: unhex(&e.signature, "signature")?,
-        },
+        envelope: Envelope { body: unhex_vec(&e.body, "body")?, signatures },
         balances_after,
-        clearing: match &e.clearing {
-            None => None,
-            Some(text) => {
-                let bytes = unhex_vec(text, "clearing")?;
-                let mut r = cercle_core::codec::Reader::new(&bytes);
-                let record = cercle_core::ClearingRecord::decode_from(&mut r)
-                    .map_err(|err| format!("the clearing record of entry {}: {err}", e.sequence))?;
-                r.finish().map_err(|err| format!("the clearing record of entry {}: {err}", e.sequence))?;
-                Some(record)
-            }
-        },
+        sections,
     };
     if unhex::<32>(&e.entry_hash, "entry_hash")? != entry.hash() {
         return Err(format!("entry_hash does not match the content of entry {}", e.sequence));

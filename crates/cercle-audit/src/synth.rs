@@ -65,8 +65,9 @@ pub fn sign_log(genesis: &Genesis, node: &Keypair, entries: &[Entry]) -> SignedT
 
 /// Signs `op` for the ledger of `genesis`.
 pub fn envelope(genesis: &Genesis, key: &Keypair, op: &Operation) -> Envelope {
-    let body = cercle_proto::encode_operation(op);
-    Envelope { signature: key.sign_op(&genesis.ledger_id, &body), body, signer: key.public_key() }
+    let body = cercle_core::body::encode(op);
+    let signature = key.sign_op(&genesis.ledger_id, &body);
+    Envelope::single(body, key.public_key(), signature)
 }
 
 /// The tree head `(size, root)` at `timestamp_ms`, signed with `node`.
@@ -198,7 +199,9 @@ pub fn synth_log(entries: usize, seed: u64) -> SynthLog {
         };
         let op = Operation { id: OperationId(id), valid_until_ms: now_ms + 3_600_000, kind };
         // A rejected operation (a limit reached) leaves no entry: draw another.
-        if let Ok((entry, _)) = ledger.execute(now_ms, envelope(&genesis, key, &op), &op) {
+        if let Ok(cercle_core::Executed::Accepted { entry, .. }) =
+            ledger.execute(now_ms, envelope(&genesis, key, &op), &op)
+        {
             let _ = frontier.push(merkle::leaf_hash(&entry.encode()));
             log.push(entry);
         } else if matches!(op.kind, OpKind::FreezeAccount { .. }) {
@@ -221,7 +224,7 @@ mod tests {
         assert_eq!(log.tree_head, log.tree_head_at(600));
         let mut kinds = std::collections::BTreeSet::new();
         for entry in &log.entries {
-            let op = cercle_proto::decode_operation(&entry.envelope.body).unwrap();
+            let op = cercle_core::body::decode(&entry.envelope.body).unwrap();
             kinds.insert(op.kind.name());
         }
         let expected = [

@@ -21,10 +21,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cercle_core::checkpoint::TreeHead;
+use cercle_core::checkpoint::TreeHeadError;
 use cercle_core::merkle::{self, Frontier, Hash};
-use cercle_core::sign::SignatureError;
-use cercle_core::{Entry, Genesis, Ledger, Operation, Rejection, ReplayError, Replayer, verify_envelope};
+use cercle_core::{Entry, Genesis, Ledger, Rejection, ReplayError, Replayer, verify_envelope};
 
 /// Entries in a round once the pipeline is up to speed (or 1,024 a thread, if more).
 pub const ROUND_ENTRIES_MAX: usize = 16 * 1024;
@@ -33,51 +32,7 @@ const ROUND_ENTRIES_FIRST_PER_THREAD: usize = 64;
 /// Most verifying threads.
 pub const THREADS_MAX: usize = 256;
 
-/// A tree head and the node's signature over it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignedTreeHead {
-    pub head: TreeHead,
-    pub signature: [u8; 64],
-}
-
-/// A tree head as the node sent it (`GetTreeHead`) whose fields do not have their sizes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the node sent a malformed tree head ({field})")]
-pub struct MalformedTreeHead {
-    pub field: &'static str,
-}
-
-impl TryFrom<&cercle_proto::SignedTreeHead> for SignedTreeHead {
-    type Error = MalformedTreeHead;
-
-    fn try_from(t: &cercle_proto::SignedTreeHead) -> Result<Self, Self::Error> {
-        let malformed = |field| MalformedTreeHead { field };
-        Ok(SignedTreeHead {
-            head: TreeHead {
-                ledger_id: cercle_core::LedgerId(
-                    t.ledger_id.as_slice().try_into().map_err(|_| malformed("ledger_id"))?,
-                ),
-                tree_size: t.tree_size,
-                root_hash: t.root_hash.as_slice().try_into().map_err(|_| malformed("root_hash"))?,
-                timestamp_ms: t.timestamp_ms,
-            },
-            signature: t.signature.as_slice().try_into().map_err(|_| malformed("signature"))?,
-        })
-    }
-}
-
-impl SignedTreeHead {
-    /// Checks that the tree head is for `genesis`'s ledger and signed by its node key.
-    pub fn verify(&self, genesis: &Genesis) -> Result<(), TreeHeadProblem> {
-        if self.head.ledger_id != genesis.ledger_id {
-            return Err(TreeHeadProblem::OtherLedger {
-                tree_head: self.head.ledger_id.to_string(),
-                genesis: genesis.ledger_id.to_string(),
-            });
-        }
-        self.head.verify(&genesis.node_key, &self.signature).map_err(TreeHeadProblem::Signature)
-    }
-}
+pub use cercle_core::checkpoint::SignedTreeHead;
 
 /// How to verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,10 +94,8 @@ impl SourceError {
 /// What is wrong with a signed tree head, or with the log against it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TreeHeadProblem {
-    #[error("the tree head is for ledger {tree_head}, not for this genesis's ledger {genesis}")]
-    OtherLedger { tree_head: String, genesis: String },
-    #[error("the tree head's signature does not verify with the node key of the genesis: {0}")]
-    Signature(SignatureError),
+    #[error(transparent)]
+    NotTheNodes(#[from] TreeHeadError),
     #[error(
         "the log ends after {entries} entries, but the node's signed tree head commits to {tree_size}: {missing} and any after it are missing"
     )]
@@ -224,7 +177,7 @@ where
 {
     let started = Instant::now();
     if let Some(signed) = tree_head {
-        signed.verify(genesis).map_err(AuditFailure::TreeHead)?;
+        signed.verify(genesis).map_err(|e| AuditFailure::TreeHead(e.into()))?;
     }
     let threads = options.threads.clamp(1, THREADS_MAX);
     let mut source = Source { entries: entries.into_iter(), read: 0, error: None };
@@ -322,19 +275,13 @@ impl<I: Iterator<Item = Result<Entry, SourceError>>> Source<I> {
 /// What the verifying threads learn about an entry.
 struct Checked {
     signature: Result<(), Rejection>,
-    op: Result<Operation, String>,
     leaf: Hash,
 }
 
 fn check(genesis: &Genesis, entries: &[Entry]) -> Vec<Checked> {
     entries
         .iter()
-        .map(|entry| Checked {
-            signature: verify_envelope(genesis, &entry.envelope),
-            op: cercle_proto::decode_operation(&entry.envelope.body)
-                .map_err(|r| r.message(&genesis.currency, genesis.exponent)),
-            leaf: merkle::leaf_hash(&entry.encode()),
-        })
+        .map(|entry| Checked { signature: verify_envelope(genesis, &entry.envelope), leaf: entry.hash() })
         .collect()
 }
 
@@ -426,12 +373,16 @@ impl<'a> Replay<'a> {
         let at = Position { index: self.index, line: self.line_of(self.index) };
         let bad = |error: ReplayError| AuditFailure::Entry { at, error };
         if let Err(rejection) = checked.signature {
-            return Err(bad(self.before_signature(entry).unwrap_or(ReplayError::Signature {
+            // With signatures verified apart, a bad entry is still reported for its first
+            // fault, in the replayer's own order.
+            self.replayer.check_place(entry).map_err(bad)?;
+            let g = self.replayer.ledger().genesis();
+            return Err(bad(ReplayError::Signature {
                 sequence: entry.sequence,
-                reason: rejection.message("", 0),
-            })));
+                reason: rejection.message(&g.currency, g.exponent),
+            }));
         }
-        self.replayer.replay(entry, checked.op.as_ref().map_err(Clone::clone)).map_err(bad)?;
+        self.replayer.replay(entry).map_err(bad)?;
         if let Some(tree_size) = self.tree_size
             && self.index > tree_size
             && !self.options.allow_entries_after_tree_head
@@ -445,26 +396,6 @@ impl<'a> Replay<'a> {
             self.root_at_tree_size = Some(self.frontier.root());
         }
         Ok(())
-    }
-
-    /// The checks the core's replayer makes before the signature, in its order: with
-    /// signatures verified apart, a bad entry is still reported for its first fault.
-    fn before_signature(&self, entry: &Entry) -> Option<ReplayError> {
-        let head = self.replayer.ledger().head();
-        let sequence = entry.sequence;
-        if sequence != head.size + 1 {
-            Some(ReplayError::Sequence { sequence, expected: head.size + 1 })
-        } else if entry.prev_hash != head.hash {
-            Some(ReplayError::BrokenChain { sequence })
-        } else if entry.timestamp_ms < head.timestamp_ms {
-            Some(ReplayError::TimeWentBack {
-                sequence,
-                timestamp_ms: entry.timestamp_ms,
-                previous_ms: head.timestamp_ms,
-            })
-        } else {
-            None
-        }
     }
 }
 

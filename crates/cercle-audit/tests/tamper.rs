@@ -80,8 +80,7 @@ fn rewritten(log: &SynthLog, entries: &[Entry], head: &SignedTreeHead) -> Vec<u8
 fn forged_transfer(log: &SynthLog, after: usize) -> Entry {
     let mut replayer = cercle_core::Replayer::new(log.genesis.clone(), false);
     for e in &log.entries[..after] {
-        let op = cercle_proto::decode_operation(&e.envelope.body).unwrap();
-        replayer.replay(e, Ok(&op)).unwrap();
+        replayer.replay(e).unwrap();
     }
     let mut ledger: Ledger = replayer.into_ledger();
     let (payer, key) = &log.firms[0];
@@ -98,7 +97,10 @@ fn forged_transfer(log: &SynthLog, after: usize) -> Entry {
         }),
     };
     let ts = ledger.head().timestamp_ms;
-    ledger.execute(ts, envelope(&log.genesis, key, &op), &op).unwrap().0
+    match ledger.execute(ts, envelope(&log.genesis, key, &op), &op).unwrap() {
+        cercle_core::Executed::Accepted { entry, .. } => entry,
+        cercle_core::Executed::Duplicate { sequence } => panic!("a duplicate of entry {sequence}"),
+    }
 }
 
 #[test]
@@ -148,7 +150,7 @@ fn flipping_any_byte_fails_at_its_line() {
         .entries
         .iter()
         .position(|e| {
-            matches!(cercle_proto::decode_operation(&e.envelope.body).unwrap().kind, OpKind::Transfer(_))
+            matches!(cercle_core::body::decode(&e.envelope.body).unwrap().kind, OpKind::Transfer(_))
         })
         .unwrap();
     // Every byte of: the genesis, the first entry (an administrator's registration), the
@@ -215,7 +217,7 @@ fn deleting_reordering_duplicating_or_inserting_entries_fails_at_the_first_bad_l
     // A changed signature or body, with the entry's hash recomputed to match: the
     // signature no longer verifies.
     let mut entry = log.entries[399].clone();
-    entry.envelope.signature[10] ^= 1;
+    entry.envelope.signatures[0].signature[10] ^= 1;
     let resealed = jsonl::entry_line(&entry) + "\n";
     check(&edit(&|l| l[400] = resealed.clone().into_bytes()), Named::Line(401), "signature does not verify");
     let mut entry = log.entries[399].clone();
@@ -273,7 +275,7 @@ fn a_log_the_node_itself_signed_is_still_replayed() {
             account: cercle_core::AccountId::parse("self-made").unwrap(),
             balance_minor: 0,
         }],
-        clearing: None,
+        sections: vec![],
     });
     let head = sign_log(&log.genesis, &log.node, &entries);
     check(&rewritten(&log, &entries, &head), Named::Line(n + 2), "not an administrator");

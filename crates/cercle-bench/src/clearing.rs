@@ -70,7 +70,7 @@ const RUN_DEADLINE: Duration = Duration::from_secs(10 * 60);
 /// Wait before sending a run again after the node did not decide it (a timeout).
 const RUN_RETRY_AFTER: Duration = Duration::from_millis(100);
 /// Bytes before an entry in `entries.log`: its length and CRC (see `cercle_store::log`).
-const LOG_RECORD_HEADER_BYTES: usize = 8;
+const LOG_RECORD_HEADER_BYTES: usize = cercle_store::log::RECORD_HEADER_BYTES;
 /// Entries buffered between the node's stream and a replay in the bench.
 const STREAM_BUFFER_ENTRIES: usize = 16 * 1024;
 /// The name of the node's writer thread.
@@ -728,11 +728,15 @@ async fn read_entry(
     let read_wall = started.elapsed();
     let response_bytes = proof.encoded_len();
     let wire = proof.entry.context("the inclusion proof came without its entry")?;
-    let record_bytes = wire.clearing.as_ref().map_or(0, Vec::len);
+    let record_bytes: usize = wire.sections.iter().flat_map(|s| &s.parts).map(|p| p.data.len()).sum();
     let entry = Entry::try_from(wire)
         .map_err(|r| anyhow!("the node sent an invalid entry {sequence}: {}", r.message("", 0)))?;
     let log_record_bytes = LOG_RECORD_HEADER_BYTES + entry.encode().len();
-    let record = entry.clearing.with_context(|| format!("entry {sequence} holds no clearing record"))?;
+    let section = entry
+        .section(cercle_core::SectionTag::Clearing)
+        .with_context(|| format!("entry {sequence} holds no clearing record"))?;
+    let record = cercle_core::ClearingRecord::from_section(section)
+        .map_err(|e| anyhow!("entry {sequence}: its clearing record: {e}"))?;
     Ok(EntryRead {
         log_record_bytes,
         record_bytes,
@@ -755,7 +759,8 @@ async fn entries(
 ) -> anyhow::Result<(SignedTreeHead, impl Future<Output = ()>, EntryReceiver)> {
     let mut client = load::connect(url).await?;
     let t = client.get_tree_head(pb::GetTreeHeadRequest {}).await?.into_inner();
-    let tree_head = SignedTreeHead::try_from(&t)?;
+    let tree_head =
+        SignedTreeHead::try_from(&t).map_err(|r| anyhow!("the node's tree head: {}", r.message("", 0)))?;
     let request =
         authenticated(admin, ledger_id, "StreamEntries", "1", pb::StreamEntriesRequest { from_sequence: 1 })?;
     let mut stream = client.stream_entries(request).await.map_err(|s| anyhow!(status_text(&s)))?.into_inner();
@@ -793,12 +798,9 @@ async fn replay(url: &str, admin: &Keypair, genesis: &Genesis) -> anyhow::Result
             let mut replayed = Replayed { entries: 0, wall: Duration::ZERO, clearing: Vec::new() };
             while let Some(entry) = rx.blocking_recv() {
                 let entry = entry.map_err(|e| anyhow!("{}", e.message))?;
-                let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
                 let one = Instant::now();
-                replayer
-                    .replay(&entry, op.as_ref().map_err(Clone::clone))
-                    .map_err(|e| anyhow!("entry {}: {e}", entry.sequence))?;
-                if entry.clearing.is_some() {
+                replayer.replay(&entry).map_err(|e| anyhow!("entry {}: {e}", entry.sequence))?;
+                if !entry.sections.is_empty() {
                     replayed.clearing.push((entry.sequence, one.elapsed()));
                 }
                 replayed.entries += 1;

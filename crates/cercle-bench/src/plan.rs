@@ -185,13 +185,14 @@ pub struct Signed {
 
 impl Signed {
     pub fn new(key: &Keypair, ledger_id: &LedgerId, op: &Operation) -> Signed {
-        let body = cercle_proto::encode_operation(op);
+        let body = cercle_core::body::encode(op);
         let signature = key.sign_op(ledger_id, &body);
         Signed {
             envelope: pb::Envelope {
                 body,
                 signer: key.public_key().0.to_vec(),
                 signature: signature.to_vec(),
+                cosignatures: vec![],
             },
             operation_id: op.id.0,
         }

@@ -4,7 +4,7 @@
 //! (`merkle`, RFC 9162) and the node's time. The node signs it with its key (named in the
 //! genesis); anyone holding two tree heads can ask for a consistency proof between them.
 
-use crate::entry::Entry;
+use crate::entry::EntryView;
 use crate::ids::{AccountId, LedgerId, PublicKey};
 use crate::merkle::Hash;
 use crate::op::Operation;
@@ -40,6 +40,35 @@ impl TreeHead {
     /// Checks the node's signature (strictly).
     pub fn verify(&self, node_key: &PublicKey, signature: &[u8; 64]) -> Result<(), SignatureError> {
         sign::verify(node_key, &self.message(), signature)
+    }
+}
+
+/// A tree head and the node's signature over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedTreeHead {
+    pub head: TreeHead,
+    pub signature: [u8; 64],
+}
+
+/// Why a signed tree head is not one of this ledger's node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeHeadError {
+    #[error("the tree head is for ledger {tree_head}, not for this genesis's ledger {genesis}")]
+    OtherLedger { tree_head: String, genesis: String },
+    #[error("the tree head's signature does not verify with the node key of the genesis: {0}")]
+    Signature(SignatureError),
+}
+
+impl SignedTreeHead {
+    /// Checks that the tree head is for `genesis`'s ledger and signed by its node key.
+    pub fn verify(&self, genesis: &crate::genesis::Genesis) -> Result<(), TreeHeadError> {
+        if self.head.ledger_id != genesis.ledger_id {
+            return Err(TreeHeadError::OtherLedger {
+                tree_head: self.head.ledger_id.to_string(),
+                genesis: genesis.ledger_id.to_string(),
+            });
+        }
+        self.head.verify(&genesis.node_key, &self.signature).map_err(TreeHeadError::Signature)
     }
 }
 
@@ -131,7 +160,7 @@ impl Statement {
     /// statement is cut at: its time is the cut time.
     pub fn compute(
         account: &AccountId,
-        history: &[(crate::entry::Entry, crate::op::Operation)],
+        history: &[(crate::entry::EntryView, crate::op::Operation)],
         from_ms: u64,
         to_ms: u64,
         head: &TreeHead,
@@ -146,7 +175,8 @@ impl Statement {
         let mut registered = false;
         let (mut turnover_in, mut turnover_out) = (0u128, 0u128);
         let mut sequences = Vec::new();
-        for (entry, op) in history.iter().filter(|(e, _)| e.sequence <= tree_size) {
+        for (view, op) in history.iter().filter(|(v, _)| v.entry.sequence <= tree_size) {
+            let entry = &view.entry;
             match &op.kind {
                 OpKind::RegisterAccount(r) if &r.account == account => {
                     registered = true;
@@ -174,14 +204,14 @@ impl Statement {
                     return Err(StatementError::TooManyEntries);
                 }
                 sequences.push(entry.sequence);
-                let (inflow, outflow) = flows(entry, op, account);
+                let (inflow, outflow) = flows(view, op, account);
                 turnover_in += inflow;
                 turnover_out += outflow;
             }
-            if let Some(b) = entry.balances_after.iter().find(|b| &b.account == account)
+            if let Some(b) = view.balance_of(account)
                 && entry.timestamp_ms <= to_ms
             {
-                balance = b.balance_minor;
+                balance = b;
             }
         }
         if !registered {
@@ -237,26 +267,27 @@ impl Statement {
     /// closing balance; opening + in - out = closing.
     pub fn check_period(
         &self,
-        entries: &[(crate::entry::Entry, crate::op::Operation)],
+        entries: &[(crate::entry::EntryView, crate::op::Operation)],
     ) -> Result<(), String> {
-        let listed: Vec<u64> = entries.iter().map(|(e, _)| e.sequence).collect();
+        let listed: Vec<u64> = entries.iter().map(|(v, _)| v.entry.sequence).collect();
         if listed != self.sequences {
             return Err("the entries supplied are not the ones the statement lists".into());
         }
         let (mut inflow, mut outflow) = (0u128, 0u128);
         let mut closing = self.opening_balance_minor;
-        for (entry, op) in entries {
+        for (view, op) in entries {
+            let entry = &view.entry;
             if !(self.from_ms..=self.to_ms).contains(&entry.timestamp_ms) {
                 return Err(format!("entry {} is outside the period", entry.sequence));
             }
-            if !entry.accounts(op).contains(&&self.account) {
+            if !view.concerns(op, &self.account) {
                 return Err(format!("entry {} does not concern '{}'", entry.sequence, self.account));
             }
-            let (entry_in, entry_out) = flows(entry, op, &self.account);
+            let (entry_in, entry_out) = flows(view, op, &self.account);
             inflow += entry_in;
             outflow += entry_out;
-            if let Some(b) = entry.balances_after.iter().find(|b| b.account == self.account) {
-                closing = b.balance_minor;
+            if let Some(b) = view.balance_of(&self.account) {
+                closing = b;
             }
         }
         if inflow != self.turnover_in_minor || outflow != self.turnover_out_minor {
@@ -376,7 +407,7 @@ impl Statement {
 
 /// What an entry paid to and from `account`: a transfer's amount, or a clearing run's
 /// payment through mutual credit.
-fn flows(entry: &Entry, op: &Operation, account: &AccountId) -> (u128, u128) {
+fn flows(view: &EntryView, op: &Operation, account: &AccountId) -> (u128, u128) {
     if let crate::op::OpKind::Transfer(t) = &op.kind {
         let amount = t.amount_minor.unsigned_abs() as u128;
         if &t.payee == account {
@@ -385,8 +416,8 @@ fn flows(entry: &Entry, op: &Operation, account: &AccountId) -> (u128, u128) {
             return (0, amount);
         }
     }
-    let payment = entry.clearing.iter().flat_map(|c| &c.firms).find(|f| &f.account == account);
-    match payment.map(|f| f.payment_minor) {
+    let payment = crate::clearing::firm_part(view, account).map(|p| p.firm.payment_minor);
+    match payment {
         Some(p) if p > 0 => (0, p.unsigned_abs() as u128),
         Some(p) if p < 0 => (p.unsigned_abs() as u128, 0),
         _ => (0, 0),
@@ -396,7 +427,7 @@ fn flows(entry: &Entry, op: &Operation, account: &AccountId) -> (u128, u128) {
 #[cfg(test)]
 mod statement_tests {
     use super::*;
-    use crate::entry::{BalanceAfter, Envelope};
+    use crate::entry::{BalanceAfter, Entry, Envelope};
     use crate::ids::OperationId;
     use crate::op::{OpKind, RegisterAccount, Transfer};
 
@@ -407,14 +438,16 @@ mod statement_tests {
     }
 
     /// Alice registered on day 0 and paid Bob 10.00 on day 1.
-    fn history() -> Vec<(Entry, Operation)> {
-        let entry = |sequence: u64, timestamp_ms: u64, balances: Vec<BalanceAfter>| Entry {
-            sequence,
-            timestamp_ms,
-            prev_hash: [0; 32],
-            envelope: Envelope { body: vec![sequence as u8], signer: PublicKey([1; 32]), signature: [2; 64] },
-            balances_after: balances,
-            clearing: None,
+    fn history() -> Vec<(EntryView, Operation)> {
+        let entry = |sequence: u64, timestamp_ms: u64, balances: Vec<BalanceAfter>| {
+            EntryView::whole(&Entry {
+                sequence,
+                timestamp_ms,
+                prev_hash: [0; 32],
+                envelope: Envelope::single(vec![sequence as u8], PublicKey([1; 32]), [2; 64]),
+                balances_after: balances,
+                sections: Vec::new(),
+            })
         };
         let op = |kind: OpKind| Operation { id: OperationId([3; 16]), valid_until_ms: u64::MAX, kind };
         let register = OpKind::RegisterAccount(RegisterAccount {
@@ -457,7 +490,7 @@ mod statement_tests {
         assert_eq!(Statement::decode(&s.encode()).as_ref(), Ok(&s));
         assert_eq!(s.check_tree_head(&head(cut_at_ms)), Ok(()));
         let period: Vec<_> =
-            history.iter().filter(|(e, _)| s.sequences.contains(&e.sequence)).cloned().collect();
+            history.iter().filter(|(v, _)| s.sequences.contains(&v.entry.sequence)).cloned().collect();
         assert_eq!(s.check_period(&period), Ok(()));
         s
     }

@@ -15,15 +15,16 @@
 //! the deterministic order (`Invoice::clearing_order_key`), and runs the certificate
 //! checks; a record that is infeasible, not optimal or allocated otherwise is refused.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cercle_clearing::{self as solver, Headroom, Pair, SetOff, WithCredit};
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::entry::{Section, SectionTag};
 use crate::ids::AccountId;
 use crate::invoice::{Invoice, InvoiceId};
 use crate::reject::Rejection;
-use crate::state::{AccountStatus, State};
+use crate::state::{Account, AccountStatus, State};
 
 const RECORD_VERSION: u8 = 1;
 
@@ -69,51 +70,92 @@ pub struct ClearingRecord {
     pub invoices: Vec<ClearedInvoice>,
 }
 
-impl ClearingRecord {
-    pub fn encode_into(&self, w: &mut Writer) {
-        w.u8(RECORD_VERSION).u8(u8::from(self.with_credit)).i64(self.circuit_potential);
-        w.u32(self.firms.len() as u32);
-        for f in &self.firms {
-            w.str(f.account.as_str())
-                .i64(f.setoff_potential)
-                .i64(f.credit_potential)
-                .i64(f.payment_minor)
-                .u8(u8::from(f.changed));
-        }
-        w.u32(self.invoices.len() as u32);
-        for i in &self.invoices {
-            w.fixed(&i.invoice.0).i64(i.setoff_minor).i64(i.credit_minor);
-        }
+/// The header part of a clearing section (part 0): the run's options and sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub with_credit: bool,
+    pub circuit_potential: i64,
+    pub firms: u32,
+    pub invoices: u32,
+}
+
+/// One firm's part of a clearing section: all that a firm is shown of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmPart {
+    pub firm: ClearingFirm,
+    /// Its balance after the run, when it paid into the circuit or received from it.
+    pub balance_after: Option<i64>,
+    /// Its invoices the run cleared, as payer or payee, in id order.
+    pub invoices: Vec<ClearedInvoice>,
+}
+
+fn flag(v: u8, what: &'static str) -> Result<bool, DecodeError> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(DecodeError::Invalid(what)),
+    }
+}
+
+impl RecordHeader {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(RECORD_VERSION)
+            .u8(u8::from(self.with_credit))
+            .i64(self.circuit_potential)
+            .u32(self.firms)
+            .u32(self.invoices);
+        w.buf
     }
 
-    pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
         let version = r.u8("clearing version")?;
         if version != RECORD_VERSION {
             return Err(DecodeError::Version(version));
         }
-        let flag = |v: u8, what: &'static str| match v {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(DecodeError::Invalid(what)),
+        let header = RecordHeader {
+            with_credit: flag(r.u8("with credit")?, "with credit")?,
+            circuit_potential: r.i64("circuit potential")?,
+            firms: r.u32("firm count")?,
+            invoices: r.u32("invoice count")?,
         };
-        let with_credit = flag(r.u8("with credit")?, "with credit")?;
-        let circuit_potential = r.i64("circuit potential")?;
-        let n = r.u32("firm count")? as usize;
-        if n > CLEARING_FIRMS_MAX {
-            return Err(DecodeError::Invalid("firm count"));
+        r.finish()?;
+        if header.firms as usize > CLEARING_FIRMS_MAX || header.invoices as usize > CLEARING_OBLIGATIONS_MAX {
+            return Err(DecodeError::Invalid("clearing size"));
         }
-        let mut firms = Vec::with_capacity(n.min(4096));
-        for _ in 0..n {
-            let account =
-                AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
-            firms.push(ClearingFirm {
-                account,
-                setoff_potential: r.i64("set-off potential")?,
-                credit_potential: r.i64("credit potential")?,
-                payment_minor: r.i64("payment")?,
-                changed: flag(r.u8("changed")?, "changed")?,
-            });
+        Ok(header)
+    }
+}
+
+impl FirmPart {
+    pub fn encode(&self) -> Vec<u8> {
+        let f = &self.firm;
+        let mut w = Writer::default();
+        w.str(f.account.as_str())
+            .i64(f.setoff_potential)
+            .i64(f.credit_potential)
+            .i64(f.payment_minor)
+            .u8(u8::from(f.changed))
+            .opt_i64(self.balance_after)
+            .u32(self.invoices.len() as u32);
+        for i in &self.invoices {
+            w.fixed(&i.invoice.0).i64(i.setoff_minor).i64(i.credit_minor);
         }
+        w.buf
+    }
+
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let account = AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
+        let firm = ClearingFirm {
+            account,
+            setoff_potential: r.i64("set-off potential")?,
+            credit_potential: r.i64("credit potential")?,
+            payment_minor: r.i64("payment")?,
+            changed: flag(r.u8("changed")?, "changed")?,
+        };
+        let balance_after = r.opt_i64("balance after")?;
         let n = r.u32("invoice count")? as usize;
         if n > CLEARING_OBLIGATIONS_MAX {
             return Err(DecodeError::Invalid("invoice count"));
@@ -126,7 +168,111 @@ impl ClearingRecord {
                 credit_minor: r.i64("credit amount")?,
             });
         }
-        Ok(ClearingRecord { with_credit, firms, circuit_potential, invoices })
+        r.finish()?;
+        Ok(FirmPart { firm, balance_after, invoices })
+    }
+}
+
+/// Where `account`'s part is in a clearing section (parts after the header are in handle
+/// order), if it took part in the run.
+pub fn part_index(section: &Section, account: &AccountId) -> Option<u32> {
+    let firms = section.parts.get(1..)?;
+    let found = firms.binary_search_by(|part| {
+        let mut r = Reader::new(part);
+        match r.string("account") {
+            Ok(name) => name.as_str().cmp(account.as_str()),
+            Err(_) => std::cmp::Ordering::Less,
+        }
+    });
+    found.ok().map(|i| i as u32 + 1)
+}
+
+/// Every firm's part of a clearing entry, decoded (none for another entry, or where a part
+/// does not decode: the replay refuses such an entry).
+pub fn firm_parts(entry: &crate::entry::Entry) -> Vec<FirmPart> {
+    entry
+        .section(SectionTag::Clearing)
+        .map(|s| s.parts.iter().skip(1).filter_map(|p| FirmPart::decode(p).ok()).collect())
+        .unwrap_or_default()
+}
+
+/// `account`'s part of a clearing run, as a view of the entry shows it (decoded), if shown.
+pub fn firm_part(view: &crate::entry::EntryView, account: &AccountId) -> Option<FirmPart> {
+    let section = view.sections.iter().find(|s| s.tag == SectionTag::Clearing)?;
+    section
+        .parts
+        .iter()
+        .filter(|p| p.index > 0)
+        .filter_map(|p| FirmPart::decode(&p.data).ok())
+        .find(|f| &f.firm.account == account)
+}
+
+impl ClearingRecord {
+    /// The record as an entry's section: the header part, then one part per firm in
+    /// handle order with its certificate, its payment, its balance after the run (when it
+    /// paid or received) and its cleared invoices as payer or payee. `parties` names each
+    /// cleared invoice's payer and payee; `balance` each firm's balance after the run.
+    pub fn to_section(
+        &self,
+        parties: impl Fn(&InvoiceId) -> Option<(AccountId, AccountId)>,
+        balance: impl Fn(&AccountId) -> Option<i64>,
+    ) -> Section {
+        let mut by_firm: HashMap<AccountId, Vec<ClearedInvoice>> = HashMap::new();
+        for c in &self.invoices {
+            if let Some((payer, payee)) = parties(&c.invoice) {
+                by_firm.entry(payer).or_default().push(*c);
+                by_firm.entry(payee).or_default().push(*c);
+            }
+        }
+        let header = RecordHeader {
+            with_credit: self.with_credit,
+            circuit_potential: self.circuit_potential,
+            firms: self.firms.len() as u32,
+            invoices: self.invoices.len() as u32,
+        };
+        let mut parts = vec![header.encode()];
+        for f in &self.firms {
+            let part = FirmPart {
+                firm: f.clone(),
+                balance_after: if f.payment_minor != 0 { balance(&f.account) } else { None },
+                // `self.invoices` is in id order, so each firm's list is too.
+                invoices: by_firm.remove(&f.account).unwrap_or_default(),
+            };
+            parts.push(part.encode());
+        }
+        Section { tag: SectionTag::Clearing, parts }
+    }
+
+    /// The record a section holds: every firm's part, and every cleared invoice (each
+    /// appears in the parts of its two firms, with the same amounts).
+    pub fn from_section(section: &Section) -> Result<ClearingRecord, DecodeError> {
+        let (first, rest) = section.parts.split_first().ok_or(DecodeError::Truncated("clearing header"))?;
+        let header = RecordHeader::decode(first)?;
+        if rest.len() != header.firms as usize {
+            return Err(DecodeError::Invalid("clearing firm count"));
+        }
+        let mut firms = Vec::with_capacity(rest.len());
+        let mut invoices: std::collections::BTreeMap<InvoiceId, (ClearedInvoice, u8)> = Default::default();
+        for part in rest {
+            let part = FirmPart::decode(part)?;
+            for c in part.invoices {
+                let seen = invoices.entry(c.invoice).or_insert((c, 0));
+                if seen.0 != c {
+                    return Err(DecodeError::Invalid("an invoice's amounts differ between its firms"));
+                }
+                seen.1 += 1;
+            }
+            firms.push(part.firm);
+        }
+        if invoices.len() != header.invoices as usize || invoices.values().any(|(_, n)| *n != 2) {
+            return Err(DecodeError::Invalid("a cleared invoice is not in exactly its two firms' parts"));
+        }
+        Ok(ClearingRecord {
+            with_credit: header.with_credit,
+            firms,
+            circuit_potential: header.circuit_potential,
+            invoices: invoices.into_values().map(|(c, _)| c).collect(),
+        })
     }
 
     /// The firms whose invoices or balance the run changed: the accounts its entry concerns.
@@ -189,19 +335,73 @@ struct Problem<'a> {
     pair_start: Vec<usize>,
 }
 
-impl<'a> Problem<'a> {
-    fn build(state: &'a State) -> Result<Problem<'a>, Rejection> {
-        let active = |id: &AccountId| state.account(id).is_some_and(|a| a.status == AccountStatus::Active);
-        let eligible: Vec<&Invoice> = state
-            .invoices()
-            .filter(|i| {
-                i.state.is_obligation()
-                    && !i.excluded_from_clearing
-                    && i.open_minor() > 0
-                    && active(&i.payer)
-                    && active(&i.payee)
-            })
+/// What clearing reads of the ledger: the open invoices, and the accounts of their firms.
+/// The state itself, or a snapshot of just that taken from it (`ClearingSnapshot`), so a
+/// run can be solved away from the writer.
+pub trait ClearingSource {
+    fn open_invoices(&self) -> impl Iterator<Item = &Invoice>;
+    fn account(&self, id: &AccountId) -> Option<&Account>;
+}
+
+impl ClearingSource for State {
+    fn open_invoices(&self) -> impl Iterator<Item = &Invoice> {
+        State::open_invoices(self)
+    }
+
+    fn account(&self, id: &AccountId) -> Option<&Account> {
+        State::account(self, id)
+    }
+}
+
+/// The part of the state a clearing run reads: its eligible obligations and their firms'
+/// accounts, copied, so the run can be solved on another thread while the ledger goes on.
+#[derive(Debug, Clone, Default)]
+pub struct ClearingSnapshot {
+    invoices: Vec<Invoice>,
+    accounts: BTreeMap<AccountId, Account>,
+}
+
+impl ClearingSnapshot {
+    /// Copies what a run of `state` reads: O(open invoices).
+    pub fn take(state: &State) -> ClearingSnapshot {
+        let invoices: Vec<Invoice> = state.open_invoices().filter(|i| eligible(state, i)).cloned().collect();
+        let accounts = invoices
+            .iter()
+            .flat_map(|i| [&i.payer, &i.payee])
+            .filter_map(|id| state.account(id).map(|a| (id.clone(), a.clone())))
             .collect();
+        ClearingSnapshot { invoices, accounts }
+    }
+
+    pub fn obligations(&self) -> usize {
+        self.invoices.len()
+    }
+}
+
+impl ClearingSource for ClearingSnapshot {
+    fn open_invoices(&self) -> impl Iterator<Item = &Invoice> {
+        self.invoices.iter()
+    }
+
+    fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+}
+
+/// An obligation of a run: accepted or partly settled, something open, not excluded, both
+/// firms active.
+fn eligible(source: &impl ClearingSource, i: &Invoice) -> bool {
+    let active = |id: &AccountId| source.account(id).is_some_and(|a| a.status == AccountStatus::Active);
+    i.state.is_obligation()
+        && !i.excluded_from_clearing
+        && i.open_minor() > 0
+        && active(&i.payer)
+        && active(&i.payee)
+}
+
+impl<'a> Problem<'a> {
+    fn build(state: &'a impl ClearingSource) -> Result<Problem<'a>, Rejection> {
+        let eligible: Vec<&Invoice> = state.open_invoices().filter(|i| eligible(state, i)).collect();
         if eligible.len() > CLEARING_OBLIGATIONS_MAX {
             return Err(Rejection::TooManyObligations {
                 count: eligible.len(),
@@ -245,7 +445,7 @@ impl<'a> Problem<'a> {
 
     /// Each firm's room to pay into the circuit (down to its credit limit) and to receive
     /// (up to its maximum balance, and never past i64).
-    fn headroom(&self, state: &State) -> Vec<Headroom> {
+    fn headroom(&self, state: &impl ClearingSource) -> Vec<Headroom> {
         self.firms
             .iter()
             .map(|f| {
@@ -342,14 +542,17 @@ fn invalid(detail: impl Into<String>) -> Rejection {
 
 /// Computes the optimal clearing of `state`'s obligations: what the node records when an
 /// administrator runs one. Deterministic.
-pub fn propose(state: &State, with_credit: bool) -> Result<(ClearingRecord, ClearingSummary), Rejection> {
+pub fn propose(
+    state: &impl ClearingSource,
+    with_credit: bool,
+) -> Result<(ClearingRecord, ClearingSummary), Rejection> {
     propose_on(&Problem::build(state)?, state, with_credit)
 }
 
 /// [`propose`], then [`check`] on the same problem (built once): what the node's writer runs,
 /// so a record it writes has passed the check a replay will run. Returns the check's summary.
 pub fn propose_checked(
-    state: &State,
+    state: &impl ClearingSource,
     with_credit: bool,
 ) -> Result<(ClearingRecord, ClearingSummary), Rejection> {
     let problem = Problem::build(state)?;
@@ -360,7 +563,7 @@ pub fn propose_checked(
 
 fn propose_on(
     problem: &Problem<'_>,
-    state: &State,
+    state: &impl ClearingSource,
     with_credit: bool,
 ) -> Result<(ClearingRecord, ClearingSummary), Rejection> {
     let n = problem.firm_count();
@@ -425,7 +628,7 @@ fn mark_changed(
 /// the firms, the allocation to invoices, feasibility and optimality of both stages.
 /// Returns the summary of the run.
 pub fn check(
-    state: &State,
+    state: &impl ClearingSource,
     with_credit: bool,
     record: &ClearingRecord,
 ) -> Result<ClearingSummary, Rejection> {
@@ -434,7 +637,7 @@ pub fn check(
 
 fn check_on(
     problem: &Problem<'_>,
-    state: &State,
+    state: &impl ClearingSource,
     with_credit: bool,
     record: &ClearingRecord,
 ) -> Result<ClearingSummary, Rejection> {

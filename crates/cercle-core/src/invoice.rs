@@ -181,6 +181,8 @@ impl Invoice {
             .str(&self.reason)
             .u64(self.issued_at_sequence)
             .u64(self.last_sequence);
+        // Extensions, as for accounts: none yet.
+        w.u8(0);
         w.buf
     }
 
@@ -216,6 +218,9 @@ impl Invoice {
         let reason = r.string("reason")?;
         let issued_at_sequence = r.u64("issued at")?;
         let last_sequence = r.u64("last sequence")?;
+        if r.u8("extension count")? != 0 {
+            return Err(DecodeError::Invalid("invoice extensions"));
+        }
         r.finish()?;
         Ok(Invoice {
             id,

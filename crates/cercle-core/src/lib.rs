@@ -2,11 +2,13 @@
 //! the state machine and its invariants, entries and their hash chain.
 //!
 //! Architecture invariant: nothing here reads a clock, storage, the network or a random
-//! source, and nothing depends on an async runtime or on protobuf. Time and the previous
-//! state come in as arguments; outcomes come out as values. The node, the tests and an
-//! auditor's replay all run this same code.
+//! source, and nothing depends on an async runtime. Protobuf stays behind `body`, which
+//! decodes signed operation bodies (generated types of `cercle-schema`, never in this
+//! crate's API). Time and the previous state come in as arguments; outcomes come out as
+//! values. The node, the tests and an auditor's replay all run this same code.
 
 pub mod amount;
+pub mod body;
 pub mod checkpoint;
 pub mod clearing;
 pub mod codec;
@@ -24,13 +26,15 @@ pub mod time;
 
 pub use amount::{AmountError, format_minor, format_with_currency, parse_major};
 pub use clearing::{ClearingRecord, ClearingSummary};
-pub use entry::{BalanceAfter, Entry, Envelope};
+pub use entry::{BalanceAfter, Entry, EntryView, Envelope, Section, SectionTag, Signature};
 pub use genesis::Genesis;
 pub use ids::{AccountId, LedgerId, OperationId, PublicKey};
 pub use invoice::{Invoice, InvoiceId, InvoiceState};
-pub use ledger::{Head, Ledger, ReplayError, Replayer, verify_envelope};
+pub use ledger::{
+    Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
+};
 pub use op::{
     InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, Transfer,
 };
 pub use reject::{RejectCode, Rejection};
-pub use state::{Account, AccountStatus, ClearingInput, Context, Effects, State};
+pub use state::{Account, AccountStatus, BalanceChange, ClearingInput, Context, Effects, State};

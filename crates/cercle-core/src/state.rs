@@ -15,7 +15,7 @@
 //! Key rotation is allowed on a frozen account: a dispute is exactly when a lost or stolen
 //! key must be replaced, and the freeze still stops payments.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
@@ -92,6 +92,10 @@ impl Account {
             w.fixed(&k.0);
         }
         w.u64(self.registered_at_sequence).u64(self.last_sequence);
+        // Extensions: fields added later are written only when they differ from their
+        // defaults, each as (tag, bytes), so earlier records keep their bytes and the state
+        // its digest. None exist yet.
+        w.u8(0);
         w.buf
     }
 
@@ -118,6 +122,9 @@ impl Account {
         let keys = (0..n).map(|_| Ok(PublicKey(r.array("key")?))).collect::<Result<Vec<_>, DecodeError>>()?;
         let registered_at_sequence = r.u64("registered at")?;
         let last_sequence = r.u64("last sequence")?;
+        if r.u8("extension count")? != 0 {
+            return Err(DecodeError::Invalid("account extensions"));
+        }
         r.finish()?;
         Ok(Account {
             id,
@@ -140,12 +147,22 @@ pub struct Context {
     pub timestamp_ms: u64,
 }
 
-/// What an accepted operation did: every balance it changed, after the change (in the
-/// order of `OpKind::accounts`), every account and invoice it touched, and for a clearing
-/// run its record (which goes into the entry) and summary.
+/// A balance an entry changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceChange {
+    pub account: AccountId,
+    pub before_minor: i64,
+    pub after_minor: i64,
+}
+
+/// What an accepted operation did: every balance it changed (in the order of
+/// `OpKind::accounts`; for a clearing run, in handle order), every account it concerns,
+/// once each (histories index on these, on the node and on every replay alike), every
+/// invoice it changed, and for a clearing run its record (which goes into the entry) and
+/// summary.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Effects {
-    pub balances_after: Vec<BalanceAfter>,
+    pub balance_changes: Vec<BalanceChange>,
     pub touched: Vec<AccountId>,
     pub invoices: Vec<InvoiceId>,
     pub clearing: Option<(ClearingRecord, ClearingSummary)>,
@@ -168,13 +185,24 @@ pub enum InvariantViolation {
     NegativeLimit { account: AccountId, limit: i64 },
 }
 
+/// What a change overwrote, so it can be undone (`State::undo_to`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Undo {
+    Account(AccountId, Option<Account>),
+    Invoice(InvoiceId, Option<Invoice>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     admin_keys: Vec<PublicKey>,
     auditor_keys: Vec<PublicKey>,
     accounts: BTreeMap<AccountId, Account>,
     invoices: BTreeMap<InvoiceId, Invoice>,
-    open_invoices: usize,
+    /// The ids of the open invoices (issued, accepted, partly settled): what clearing looks
+    /// at, without walking every invoice ever issued. Derived from `invoices`.
+    open_invoices: BTreeSet<InvoiceId>,
+    /// When `Some`, every change records what it overwrote (see `Ledger::mark`).
+    journal: Option<Vec<Undo>>,
 }
 
 impl State {
@@ -191,14 +219,116 @@ impl State {
     ) -> Self {
         let accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
         let invoices: BTreeMap<InvoiceId, Invoice> = invoices.into_iter().map(|i| (i.id, i)).collect();
-        let open_invoices = invoices.values().filter(|i| i.state.is_open()).count();
+        let open_invoices = invoices.values().filter(|i| i.state.is_open()).map(|i| i.id).collect();
         State {
             admin_keys: genesis.admin_keys.clone(),
             auditor_keys: genesis.auditor_keys.clone(),
             accounts,
             invoices,
             open_invoices,
+            journal: None,
         }
+    }
+
+    /// Starts (or stops) recording what each change overwrites.
+    pub(crate) fn set_journaling(&mut self, on: bool) {
+        self.journal = if on { Some(self.journal.take().unwrap_or_default()) } else { None };
+    }
+
+    /// How many changes the journal holds: a mark to undo back to.
+    pub(crate) fn journal_len(&self) -> usize {
+        self.journal.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Undoes every change recorded after `mark`, newest first.
+    pub(crate) fn undo_to(&mut self, mark: usize) {
+        let Some(journal) = self.journal.as_mut() else { return };
+        let undo: Vec<Undo> = journal.drain(mark.min(journal.len())..).rev().collect();
+        for u in undo {
+            match u {
+                Undo::Account(id, Some(a)) => {
+                    self.accounts.insert(id, a);
+                }
+                Undo::Account(id, None) => {
+                    self.accounts.remove(&id);
+                }
+                Undo::Invoice(id, Some(i)) => {
+                    self.set_open(&i);
+                    self.invoices.insert(id, i);
+                }
+                Undo::Invoice(id, None) => {
+                    self.open_invoices.remove(&id);
+                    self.invoices.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Forgets the first `count` recorded changes: they will not be undone.
+    pub(crate) fn forget_journal(&mut self, count: usize) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.drain(..count.min(journal.len()));
+        }
+    }
+
+    fn save_account(&mut self, id: &AccountId) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo::Account(id.clone(), self.accounts.get(id).cloned()));
+        }
+    }
+
+    fn save_invoice(&mut self, id: &InvoiceId) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo::Invoice(*id, self.invoices.get(id).cloned()));
+        }
+    }
+
+    /// The account `id`, which the caller checked exists, to change (recorded first).
+    fn account_mut(&mut self, id: &AccountId) -> &mut Account {
+        self.save_account(id);
+        match self.accounts.get_mut(id) {
+            Some(a) => a,
+            None => panic!("invariant broken: account '{id}' was checked to exist but is missing"),
+        }
+    }
+
+    /// The invoice `id`, which the caller checked exists, to change (recorded first).
+    fn invoice_mut(&mut self, id: &InvoiceId) -> &mut Invoice {
+        self.save_invoice(id);
+        match self.invoices.get_mut(id) {
+            Some(i) => i,
+            None => panic!("invariant broken: invoice {id} was checked to exist but is missing"),
+        }
+    }
+
+    fn put_account(&mut self, account: Account) {
+        self.save_account(&account.id);
+        self.accounts.insert(account.id.clone(), account);
+    }
+
+    fn put_invoice(&mut self, invoice: Invoice) {
+        self.save_invoice(&invoice.id);
+        self.set_open(&invoice);
+        self.invoices.insert(invoice.id, invoice);
+    }
+
+    /// Keeps `open_invoices` in line with an invoice's state.
+    fn set_open(&mut self, invoice: &Invoice) {
+        if invoice.state.is_open() {
+            self.open_invoices.insert(invoice.id);
+        } else {
+            self.open_invoices.remove(&invoice.id);
+        }
+    }
+
+    /// The open invoices, in id order.
+    pub fn open_invoices(&self) -> impl Iterator<Item = &Invoice> {
+        self.open_invoices.iter().filter_map(|id| self.invoices.get(id))
+    }
+
+    /// How many invoices the ledger holds, open or not.
+    pub fn invoice_count(&self) -> usize {
+        self.invoices.len()
     }
 
     pub fn invoice(&self, id: &InvoiceId) -> Option<&Invoice> {
@@ -242,8 +372,9 @@ impl State {
         balances.iter().filter(|b| self.may_read(key, &b.account)).cloned().collect()
     }
 
-    /// SHA-256 over every account's canonical encoding in handle order. Two states are
-    /// equal exactly when their digests are (barring a hash collision).
+    /// SHA-256 over every account's canonical encoding in handle order, then every
+    /// invoice's in id order. Two states are equal exactly when their digests are (barring
+    /// a hash collision). Frozen: the golden log's digest holds it to its definition.
     pub fn digest(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(b"cercle/state/v1");
@@ -253,7 +384,8 @@ impl State {
             h.update((bytes.len() as u32).to_be_bytes());
             h.update(&bytes);
         }
-        // Invoices came later: a ledger without any keeps the digest it always had.
+        // The frozen rule: accounts always, then each further kind of record only when
+        // the ledger has some, so a kind added later leaves earlier ledgers' digests alone.
         if !self.invoices.is_empty() {
             h.update(b"invoices");
             h.update((self.invoices.len() as u64).to_be_bytes());
@@ -284,6 +416,25 @@ impl State {
         Ok(())
     }
 
+    /// The checks every operation passes before its own: its time window, the authority
+    /// it needs, and its values. `apply` runs them first; a clearing run is checked with
+    /// them before it is solved away from the writer.
+    pub fn check_common(&self, ctx: &Context, signer: &PublicKey, op: &Operation) -> Result<(), Rejection> {
+        if ctx.timestamp_ms > op.valid_until_ms {
+            return Err(Rejection::Expired { valid_until_ms: op.valid_until_ms, now_ms: ctx.timestamp_ms });
+        }
+        if op.valid_until_ms - ctx.timestamp_ms > VALIDITY_MS_MAX {
+            return Err(Rejection::ValidityTooLong {
+                valid_until_ms: op.valid_until_ms,
+                now_ms: ctx.timestamp_ms,
+            });
+        }
+        if op.kind.is_administrative() && !self.is_admin(signer) {
+            return Err(Rejection::NotAdministrator);
+        }
+        check_values(&op.kind)
+    }
+
     /// Applies one verified operation. On rejection the state is unchanged.
     pub fn apply(
         &mut self,
@@ -299,19 +450,7 @@ impl State {
                 detail: "only a clearing run carries a clearing record".into(),
             });
         }
-        if ctx.timestamp_ms > op.valid_until_ms {
-            return Err(Rejection::Expired { valid_until_ms: op.valid_until_ms, now_ms: ctx.timestamp_ms });
-        }
-        if op.valid_until_ms - ctx.timestamp_ms > VALIDITY_MS_MAX {
-            return Err(Rejection::ValidityTooLong {
-                valid_until_ms: op.valid_until_ms,
-                now_ms: ctx.timestamp_ms,
-            });
-        }
-        if op.kind.is_administrative() && !self.is_admin(signer) {
-            return Err(Rejection::NotAdministrator);
-        }
-        check_values(&op.kind)?;
+        self.check_common(ctx, signer, op)?;
         let effects = match &op.kind {
             OpKind::RegisterAccount(r) => self.register(ctx, r)?,
             OpKind::SetLimits(s) => self.set_limits(ctx, s)?,
@@ -389,9 +528,7 @@ impl State {
     /// Marks the accounts as touched by entry `sequence` (`Account::last_sequence`).
     fn mark_touched(&mut self, ids: &[&AccountId], sequence: u64) {
         for id in ids {
-            if let Some(a) = self.accounts.get_mut(*id) {
-                a.last_sequence = sequence;
-            }
+            self.account_mut(id).last_sequence = sequence;
         }
     }
 
@@ -430,29 +567,25 @@ impl State {
         if self.invoices.contains_key(&i.invoice) {
             return Err(Rejection::InvoiceExists { invoice: i.invoice });
         }
-        if self.open_invoices >= OPEN_INVOICES_MAX {
+        if self.open_invoices.len() >= OPEN_INVOICES_MAX {
             return Err(Rejection::TooManyOpenInvoices { max: OPEN_INVOICES_MAX });
         }
-        self.invoices.insert(
-            i.invoice,
-            Invoice {
-                id: i.invoice,
-                payee: i.payee.clone(),
-                payer: i.payer.clone(),
-                amount_minor: i.amount_minor,
-                local_share_percent: i.local_share_percent,
-                due_day: i.due_day,
-                reference: i.reference.clone(),
-                state: InvoiceState::Issued,
-                paid_minor: 0,
-                cleared_minor: 0,
-                excluded_from_clearing: i.excluded_from_clearing,
-                reason: String::new(),
-                issued_at_sequence: ctx.sequence,
-                last_sequence: ctx.sequence,
-            },
-        );
-        self.open_invoices += 1;
+        self.put_invoice(Invoice {
+            id: i.invoice,
+            payee: i.payee.clone(),
+            payer: i.payer.clone(),
+            amount_minor: i.amount_minor,
+            local_share_percent: i.local_share_percent,
+            due_day: i.due_day,
+            reference: i.reference.clone(),
+            state: InvoiceState::Issued,
+            paid_minor: 0,
+            cleared_minor: 0,
+            excluded_from_clearing: i.excluded_from_clearing,
+            reason: String::new(),
+            issued_at_sequence: ctx.sequence,
+            last_sequence: ctx.sequence,
+        });
         self.mark_touched(&[&i.payer, &i.payee], ctx.sequence);
         Ok(Effects {
             touched: vec![i.payer.clone(), i.payee.clone()],
@@ -514,7 +647,6 @@ impl State {
             }
         }
         let mut changed = invoice.clone();
-        let was_open = changed.state.is_open();
         if change(&mut changed).is_none() {
             return Err(Rejection::InvoiceStateConflict {
                 invoice: changed.id,
@@ -523,25 +655,28 @@ impl State {
             });
         }
         changed.last_sequence = ctx.sequence;
-        if was_open && !changed.state.is_open() {
-            self.open_invoices -= 1;
-        }
         let touched = vec![changed.payer.clone(), changed.payee.clone()];
         self.mark_touched(&[&changed.payer, &changed.payee], ctx.sequence);
-        self.invoices.insert(changed.id, changed);
+        self.put_invoice(changed);
         Ok(Effects { touched, invoices: vec![parties.invoice], ..Effects::default() })
     }
 
     /// Records a payment of `amount_minor` on `invoice` (already checked to be open and
     /// between the payment's two accounts).
     fn pay_invoice(&mut self, ctx: &Context, id: &InvoiceId, amount_minor: i64) {
-        if let Some(i) = self.invoices.get_mut(id) {
-            i.paid_minor += amount_minor;
-            i.state = if i.open_minor() == 0 { InvoiceState::Settled } else { InvoiceState::PartlySettled };
-            i.last_sequence = ctx.sequence;
-            if i.state == InvoiceState::Settled {
-                self.open_invoices -= 1;
-            }
+        self.settle_invoice(ctx, id, 0, amount_minor);
+    }
+
+    /// Records `cleared_minor` set off and `paid_minor` paid on invoice `id` (checked to be
+    /// open, and to hold that much).
+    fn settle_invoice(&mut self, ctx: &Context, id: &InvoiceId, cleared_minor: i64, paid_minor: i64) {
+        let i = self.invoice_mut(id);
+        i.cleared_minor += cleared_minor;
+        i.paid_minor += paid_minor;
+        i.state = if i.open_minor() == 0 { InvoiceState::Settled } else { InvoiceState::PartlySettled };
+        i.last_sequence = ctx.sequence;
+        if i.state == InvoiceState::Settled {
+            self.open_invoices.remove(id);
         }
     }
 
@@ -566,32 +701,27 @@ impl State {
         // Checked: every amount is within what is open, every payment within the firm's
         // credit and maximum balance. Now, and only now, change the state.
         for c in &record.invoices {
-            if let Some(i) = self.invoices.get_mut(&c.invoice) {
-                i.cleared_minor += c.setoff_minor;
-                i.paid_minor += c.credit_minor;
-                i.state =
-                    if i.open_minor() == 0 { InvoiceState::Settled } else { InvoiceState::PartlySettled };
-                i.last_sequence = ctx.sequence;
-                if i.state == InvoiceState::Settled {
-                    self.open_invoices -= 1;
-                }
-            }
+            self.settle_invoice(ctx, &c.invoice, c.setoff_minor, c.credit_minor);
         }
-        let mut balances_after = Vec::new();
+        let mut balance_changes = Vec::new();
         let mut touched = Vec::new();
         for f in record.firms.iter().filter(|f| f.changed) {
             touched.push(f.account.clone());
-            if let Some(a) = self.accounts.get_mut(&f.account) {
-                a.last_sequence = ctx.sequence;
-                if f.payment_minor != 0 {
-                    a.balance_minor -= f.payment_minor;
-                    balances_after
-                        .push(BalanceAfter { account: a.id.clone(), balance_minor: a.balance_minor });
-                }
+            let a = self.account_mut(&f.account);
+            a.last_sequence = ctx.sequence;
+            if f.payment_minor != 0 {
+                let before_minor = a.balance_minor;
+                // Checked within the firm's headroom, so no overflow.
+                a.balance_minor -= f.payment_minor;
+                balance_changes.push(BalanceChange {
+                    account: a.id.clone(),
+                    before_minor,
+                    after_minor: a.balance_minor,
+                });
             }
         }
         let invoices = record.invoices.iter().map(|c| c.invoice).collect();
-        Ok(Effects { balances_after, touched, invoices, clearing: Some((record, summary)) })
+        Ok(Effects { balance_changes, touched, invoices, clearing: Some((record, summary)) })
     }
 
     fn existing(&self, id: &AccountId) -> Result<&Account, Rejection> {
@@ -600,10 +730,9 @@ impl State {
 
     /// Changes one account that is known to exist and records that the entry touched it.
     fn touch(&mut self, ctx: &Context, id: &AccountId, change: impl FnOnce(&mut Account)) -> Effects {
-        if let Some(a) = self.accounts.get_mut(id) {
-            change(a);
-            a.last_sequence = ctx.sequence;
-        }
+        let a = self.account_mut(id);
+        change(a);
+        a.last_sequence = ctx.sequence;
         Effects { touched: vec![id.clone()], ..Effects::default() }
     }
 
@@ -614,22 +743,23 @@ impl State {
         if self.accounts.len() >= ACCOUNTS_MAX {
             return Err(Rejection::TooManyAccounts { max: ACCOUNTS_MAX });
         }
-        self.accounts.insert(
-            r.account.clone(),
-            Account {
-                id: r.account.clone(),
-                display_name: r.display_name.clone(),
-                keys: r.keys.clone(),
-                balance_minor: 0,
-                credit_limit_minor: r.credit_limit_minor,
-                max_balance_minor: r.max_balance_minor,
-                status: AccountStatus::Active,
-                registered_at_sequence: ctx.sequence,
-                last_sequence: ctx.sequence,
-            },
-        );
+        self.put_account(Account {
+            id: r.account.clone(),
+            display_name: r.display_name.clone(),
+            keys: r.keys.clone(),
+            balance_minor: 0,
+            credit_limit_minor: r.credit_limit_minor,
+            max_balance_minor: r.max_balance_minor,
+            status: AccountStatus::Active,
+            registered_at_sequence: ctx.sequence,
+            last_sequence: ctx.sequence,
+        });
         Ok(Effects {
-            balances_after: vec![BalanceAfter { account: r.account.clone(), balance_minor: 0 }],
+            balance_changes: vec![BalanceChange {
+                account: r.account.clone(),
+                before_minor: 0,
+                after_minor: 0,
+            }],
             touched: vec![r.account.clone()],
             ..Effects::default()
         })
@@ -711,18 +841,19 @@ impl State {
         if let Some(id) = &t.invoice {
             self.pay_invoice(ctx, id, t.amount_minor);
         }
+        let mut balance_changes = Vec::with_capacity(2);
         for (id, after) in [(&t.payer, payer_after), (&t.payee, payee_after)] {
-            if let Some(a) = self.accounts.get_mut(id) {
-                a.balance_minor = after;
-                a.last_sequence = ctx.sequence;
-            }
+            let a = self.account_mut(id);
+            balance_changes.push(BalanceChange {
+                account: id.clone(),
+                before_minor: a.balance_minor,
+                after_minor: after,
+            });
+            a.balance_minor = after;
+            a.last_sequence = ctx.sequence;
         }
-        debug_assert!(self.accounts.get(&t.payer).is_some_and(|a| a.balance_minor >= -a.credit_limit_minor));
         Ok(Effects {
-            balances_after: vec![
-                BalanceAfter { account: t.payer.clone(), balance_minor: payer_after },
-                BalanceAfter { account: t.payee.clone(), balance_minor: payee_after },
-            ],
+            balance_changes,
             touched: vec![t.payer.clone(), t.payee.clone()],
             invoices: t.invoice.into_iter().collect(),
             clearing: None,

@@ -5,9 +5,9 @@
 use cercle_core::clearing::ClearingRecord;
 use cercle_core::sign::Keypair;
 use cercle_core::{
-    AccountId, Entry, Envelope, Genesis, InvoiceId, InvoiceParties, InvoiceState, IssueInvoice, Ledger,
-    LedgerId, OpKind, Operation, OperationId, RegisterAccount, RejectCode, Rejection, Replayer, RunClearing,
-    Transfer,
+    AccountId, Entry, Envelope, Executed, Genesis, InvoiceId, InvoiceParties, InvoiceState, IssueInvoice,
+    Ledger, LedgerId, OpKind, Operation, OperationId, RegisterAccount, RejectCode, Rejection, Replayer,
+    RunClearing, SectionTag, Transfer,
 };
 
 const FIRMS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
@@ -64,15 +64,13 @@ impl World {
     fn run(&mut self, signer: &Keypair, kind: OpKind) -> Result<Entry, Rejection> {
         self.next_id += 1;
         let op = Operation { id: OperationId([self.next_id as u8; 16]), valid_until_ms: 100_000, kind };
-        // The core does not know the wire encoding: the body is a stand-in, signed.
-        let mut body = op.id.0.to_vec();
-        body.extend_from_slice(&self.next_id.to_be_bytes());
-        let envelope = Envelope {
-            signature: signer.sign_op(&self.genesis.ledger_id, &body),
-            body,
-            signer: signer.public_key(),
+        let body = cercle_core::body::encode(&op);
+        let signature = signer.sign_op(&self.genesis.ledger_id, &body);
+        let envelope = Envelope::single(body, signer.public_key(), signature);
+        let entry = match self.ledger.execute(1_000 + self.next_id, envelope, &op)? {
+            Executed::Accepted { entry, .. } => entry,
+            Executed::Duplicate { sequence } => panic!("a duplicate of entry {sequence}"),
         };
-        let (entry, _) = self.ledger.execute(1_000 + self.next_id, envelope, &op)?;
         self.entries.push(entry.clone());
         self.ops.push(op);
         Ok(entry)
@@ -134,16 +132,32 @@ impl World {
         self.admin_op(OpKind::RunClearing(RunClearing { with_credit, reason: "monthly".into() }))
     }
 
-    /// Replays the whole log, as an auditor does, with the last entry's record replaced.
+    /// The clearing record an entry carries.
+    fn record_of(entry: &Entry) -> ClearingRecord {
+        ClearingRecord::from_section(entry.section(SectionTag::Clearing).expect("a clearing entry"))
+            .expect("a well-formed record")
+    }
+
+    /// Replays the whole log, as an auditor does, with the last entry's record replaced
+    /// (written out as the node writes it, from the state's invoices and balances).
     fn replay_with_last_record(&self, record: Option<ClearingRecord>) -> Result<(), String> {
         let mut replayer = Replayer::new(self.genesis.clone(), true);
         let last = self.entries.len() - 1;
-        for (i, (entry, op)) in self.entries.iter().zip(&self.ops).enumerate() {
+        let state = self.ledger.state();
+        for (i, entry) in self.entries.iter().enumerate() {
             let mut entry = entry.clone();
             if i == last {
-                entry.clearing.clone_from(&record);
+                entry.sections = record
+                    .iter()
+                    .map(|r| {
+                        r.to_section(
+                            |id| state.invoice(id).map(|i| (i.payer.clone(), i.payee.clone())),
+                            |a| state.account(a).map(|a| a.balance_minor),
+                        )
+                    })
+                    .collect();
             }
-            replayer.replay(&entry, Ok(op)).map_err(|e| e.to_string())?;
+            replayer.replay(&entry).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -309,7 +323,7 @@ fn clearing_cancels_the_cycle_and_moves_no_money() {
     let balances: Vec<i64> = FIRMS.iter().map(|f| w.balance(f)).collect();
 
     let entry = w.clear(false).unwrap();
-    let record = entry.clearing.clone().expect("the entry records the run");
+    let record = World::record_of(&entry);
     assert_eq!((w.open(1), w.open(2), w.open(3)), (5_000, 2_000, 0));
     assert_eq!((w.state_of(1), w.state_of(3)), (InvoiceState::PartlySettled, InvoiceState::Settled));
     assert_eq!((w.open(4), w.open(5)), (9_000, 3_000), "excluded and unaccepted invoices are untouched");
@@ -335,7 +349,7 @@ fn a_tampered_clearing_record_is_refused_on_replay() {
     w.obligation(1, "alpha", "beta", 10_000, None);
     w.obligation(2, "beta", "gamma", 7_000, None);
     w.obligation(3, "gamma", "alpha", 5_000, None);
-    let record = w.clear(false).unwrap().clearing.unwrap();
+    let record = World::record_of(&w.clear(false).unwrap());
     w.replay_with_last_record(Some(record.clone())).unwrap();
     let check = |change: &dyn Fn(&mut ClearingRecord), needle: &str| {
         let mut bad = record.clone();
@@ -350,7 +364,8 @@ fn a_tampered_clearing_record_is_refused_on_replay() {
     // A potential changed: the certificate no longer proves optimality.
     check(&|r| r.firms[0].setoff_potential += 5, "set-off");
     // An invoice that is not an obligation, and a missing record.
-    check(&|r| r.invoices[0].invoice = invoice_id(77), "not an eligible obligation");
+    // An invoice that no firm of the run has: the record cannot even place it.
+    check(&|r| r.invoices[0].invoice = invoice_id(77), "not in exactly its two firms' parts");
     check(&|r| r.firms[1].changed = false, "wrong firms");
     let err = w.replay_with_last_record(None).unwrap_err();
     assert!(err.contains("no clearing record"), "{err}");
@@ -381,8 +396,14 @@ fn clearing_with_credit_settles_a_chain_within_the_limits() {
     let entry = w.clear(true).unwrap();
     assert_eq!((w.open(1), w.open(2)), (2_000, 0));
     assert_eq!((w.balance("alpha"), w.balance("beta"), w.balance("gamma")), (-3_000, -2_000, 5_000));
-    assert_eq!(entry.balances_after.len(), 3);
-    let record = entry.clearing.clone().unwrap();
+    let record = World::record_of(&entry);
+    let section = entry.section(SectionTag::Clearing).unwrap();
+    let paid: Vec<Option<i64>> = section.parts[1..]
+        .iter()
+        .map(|p| cercle_core::clearing::FirmPart::decode(p).unwrap().balance_after)
+        .collect();
+    assert_eq!(paid, [Some(-3_000), Some(-2_000), Some(5_000)], "each firm's part holds its balance after");
+    assert!(entry.balances_after.is_empty(), "balances of a run are in the firms' parts");
     assert_eq!(record.invoices.iter().map(|c| c.credit_minor).sum::<i64>(), 8_000);
     w.replay_with_last_record(Some(record.clone())).unwrap();
     // A payment beyond alpha's credit limit is refused on replay.

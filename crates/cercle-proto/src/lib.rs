@@ -12,8 +12,7 @@ mod generated {
 pub use generated::*;
 
 use cercle_core as core;
-use core::{AccountId, OperationId, PublicKey, Rejection as Reject};
-use prost::Message;
+use core::{AccountId, PublicKey, Rejection as Reject};
 
 /// Request metadata of an authenticated read (see the header comment of `ledger.proto`).
 pub mod read_auth {
@@ -51,21 +50,11 @@ pub fn invoice_id(bytes: &[u8]) -> Result<core::InvoiceId, Reject> {
     Ok(core::InvoiceId(arr))
 }
 
-fn parties(p: Option<InvoiceParties>) -> Result<core::InvoiceParties, Reject> {
-    let p = p.ok_or_else(|| malformed("the operation does not name its invoice"))?;
-    Ok(core::InvoiceParties {
-        invoice: invoice_id(&p.invoice_id)?,
-        payee: account(&p.payee)?,
-        payer: account(&p.payer)?,
-    })
-}
-
-fn parties_to_wire(p: &core::InvoiceParties) -> Option<InvoiceParties> {
-    Some(InvoiceParties {
-        invoice_id: p.invoice.0.to_vec(),
-        payee: p.payee.to_string(),
-        payer: p.payer.to_string(),
-    })
+fn public_keys(list: &[Vec<u8>]) -> Result<Vec<PublicKey>, Reject> {
+    if list.len() > core::body::WIRE_KEYS_MAX {
+        return Err(Reject::InvalidKeys { detail: format!("{} keys is far too many", list.len()) });
+    }
+    list.iter().map(|k| public_key(k, "a public key")).collect()
 }
 
 fn public_key(bytes: &[u8], what: &str) -> Result<PublicKey, Reject> {
@@ -74,173 +63,12 @@ fn public_key(bytes: &[u8], what: &str) -> Result<PublicKey, Reject> {
     Ok(PublicKey(arr))
 }
 
-/// Bound on repeated key fields before they are even looked at: the core's rule is
-/// stricter, this one only stops a huge list from being copied.
-const WIRE_KEYS_MAX: usize = 64;
-
-fn public_keys(list: &[Vec<u8>]) -> Result<Vec<PublicKey>, Reject> {
-    if list.len() > WIRE_KEYS_MAX {
-        return Err(Reject::InvalidKeys { detail: format!("{} keys is far too many", list.len()) });
-    }
-    list.iter().map(|k| public_key(k, "a public key")).collect()
-}
-
-/// Decodes and checks the shape of an operation body (the bytes inside an envelope).
-pub fn decode_operation(body: &[u8]) -> Result<core::Operation, Reject> {
-    if body.len() > core::op::BODY_BYTES_MAX {
-        return Err(Reject::BodyTooLarge { bytes: body.len() });
-    }
-    let pb_body = OperationBody::decode(body)
-        .map_err(|e| malformed(format!("the operation body is not a valid OperationBody: {e}")))?;
-    core::Operation::try_from(pb_body)
-}
-
-/// Encodes an operation into the body bytes a client signs.
-pub fn encode_operation(op: &core::Operation) -> Vec<u8> {
-    OperationBody::from(op).encode_to_vec()
-}
-
-impl TryFrom<OperationBody> for core::Operation {
-    type Error = Reject;
-
-    fn try_from(b: OperationBody) -> Result<Self, Reject> {
-        let id: [u8; 16] =
-            b.operation_id.as_slice().try_into().map_err(|_| {
-                malformed(format!("operation_id must be 16 bytes, got {}", b.operation_id.len()))
-            })?;
-        use operation_body::Kind;
-        let kind = match b.kind.ok_or_else(|| malformed("the operation has no kind"))? {
-            Kind::RegisterAccount(r) => core::OpKind::RegisterAccount(core::RegisterAccount {
-                account: account(&r.account)?,
-                display_name: r.display_name,
-                keys: public_keys(&r.public_keys)?,
-                credit_limit_minor: r.credit_limit_minor,
-                max_balance_minor: r.max_balance_minor,
-            }),
-            Kind::SetLimits(s) => core::OpKind::SetLimits(core::SetLimits {
-                account: account(&s.account)?,
-                credit_limit_minor: s.credit_limit_minor,
-                max_balance_minor: s.max_balance.map(|m| m.max_balance_minor),
-                reason: s.reason,
-            }),
-            Kind::FreezeAccount(f) => {
-                core::OpKind::FreezeAccount { account: account(&f.account)?, reason: f.reason }
-            }
-            Kind::UnfreezeAccount(u) => {
-                core::OpKind::UnfreezeAccount { account: account(&u.account)?, reason: u.reason }
-            }
-            Kind::RotateKeys(r) => {
-                core::OpKind::RotateKeys { account: account(&r.account)?, keys: public_keys(&r.public_keys)? }
-            }
-            Kind::Transfer(t) => core::OpKind::Transfer(core::Transfer {
-                payer: account(&t.payer)?,
-                payee: account(&t.payee)?,
-                amount_minor: t.amount_minor,
-                memo: t.memo,
-                invoice_ref: t.invoice_ref,
-                invoice: t.invoice_id.as_deref().map(invoice_id).transpose()?,
-            }),
-            Kind::IssueInvoice(i) => core::OpKind::IssueInvoice(core::IssueInvoice {
-                invoice: invoice_id(&i.invoice_id)?,
-                payee: account(&i.payee)?,
-                payer: account(&i.payer)?,
-                amount_minor: i.amount_minor,
-                local_share_percent: u8::try_from(i.local_share_percent).map_err(|_| {
-                    Reject::InvalidInvoice {
-                        detail: format!("local share is {}%, it must be 1 to 100", i.local_share_percent),
-                    }
-                })?,
-                due_day: i.due_day,
-                reference: i.reference,
-                excluded_from_clearing: i.excluded_from_clearing,
-            }),
-            Kind::AcceptInvoice(a) => core::OpKind::AcceptInvoice(parties(a.invoice)?),
-            Kind::RejectInvoice(r) => {
-                core::OpKind::RejectInvoice { invoice: parties(r.invoice)?, reason: r.reason }
-            }
-            Kind::CancelInvoice(c) => {
-                core::OpKind::CancelInvoice { invoice: parties(c.invoice)?, reason: c.reason }
-            }
-            Kind::SetInvoiceClearing(c) => {
-                core::OpKind::SetInvoiceClearing { invoice: parties(c.invoice)?, excluded: c.excluded }
-            }
-            Kind::RunClearing(r) => {
-                core::OpKind::RunClearing(core::RunClearing { with_credit: r.with_credit, reason: r.reason })
-            }
-        };
-        Ok(core::Operation { id: OperationId(id), valid_until_ms: b.valid_until_ms, kind })
-    }
-}
-
-impl From<&core::Operation> for OperationBody {
-    fn from(op: &core::Operation) -> Self {
-        use operation_body::Kind;
-        let keys = |ks: &[PublicKey]| ks.iter().map(|k| k.0.to_vec()).collect();
-        let kind = match &op.kind {
-            core::OpKind::RegisterAccount(r) => Kind::RegisterAccount(RegisterAccount {
-                account: r.account.to_string(),
-                display_name: r.display_name.clone(),
-                public_keys: keys(&r.keys),
-                credit_limit_minor: r.credit_limit_minor,
-                max_balance_minor: r.max_balance_minor,
-            }),
-            core::OpKind::SetLimits(s) => Kind::SetLimits(SetLimits {
-                account: s.account.to_string(),
-                credit_limit_minor: s.credit_limit_minor,
-                max_balance: s.max_balance_minor.map(|m| MaxBalance { max_balance_minor: m }),
-                reason: s.reason.clone(),
-            }),
-            core::OpKind::FreezeAccount { account, reason } => {
-                Kind::FreezeAccount(FreezeAccount { account: account.to_string(), reason: reason.clone() })
-            }
-            core::OpKind::UnfreezeAccount { account, reason } => Kind::UnfreezeAccount(UnfreezeAccount {
-                account: account.to_string(),
-                reason: reason.clone(),
-            }),
-            core::OpKind::RotateKeys { account, keys: ks } => {
-                Kind::RotateKeys(RotateKeys { account: account.to_string(), public_keys: keys(ks) })
-            }
-            core::OpKind::Transfer(t) => Kind::Transfer(Transfer {
-                payer: t.payer.to_string(),
-                payee: t.payee.to_string(),
-                amount_minor: t.amount_minor,
-                memo: t.memo.clone(),
-                invoice_ref: t.invoice_ref.clone(),
-                invoice_id: t.invoice.map(|i| i.0.to_vec()),
-            }),
-            core::OpKind::IssueInvoice(i) => Kind::IssueInvoice(IssueInvoice {
-                invoice_id: i.invoice.0.to_vec(),
-                payee: i.payee.to_string(),
-                payer: i.payer.to_string(),
-                amount_minor: i.amount_minor,
-                local_share_percent: u32::from(i.local_share_percent),
-                due_day: i.due_day,
-                reference: i.reference.clone(),
-                excluded_from_clearing: i.excluded_from_clearing,
-            }),
-            core::OpKind::AcceptInvoice(p) => {
-                Kind::AcceptInvoice(AcceptInvoice { invoice: parties_to_wire(p) })
-            }
-            core::OpKind::RejectInvoice { invoice, reason } => Kind::RejectInvoice(RejectInvoice {
-                invoice: parties_to_wire(invoice),
-                reason: reason.clone(),
-            }),
-            core::OpKind::CancelInvoice { invoice, reason } => Kind::CancelInvoice(CancelInvoice {
-                invoice: parties_to_wire(invoice),
-                reason: reason.clone(),
-            }),
-            core::OpKind::SetInvoiceClearing { invoice, excluded } => {
-                Kind::SetInvoiceClearing(SetInvoiceClearing {
-                    invoice: parties_to_wire(invoice),
-                    excluded: *excluded,
-                })
-            }
-            core::OpKind::RunClearing(r) => {
-                Kind::RunClearing(RunClearing { with_credit: r.with_credit, reason: r.reason.clone() })
-            }
-        };
-        OperationBody { operation_id: op.id.0.to_vec(), valid_until_ms: op.valid_until_ms, kind: Some(kind) }
-    }
+fn signature(signer: &[u8], signature: &[u8]) -> Result<core::Signature, Reject> {
+    let signer = public_key(signer, "an envelope's signer")?;
+    let signature: [u8; 64] = signature.try_into().map_err(|_| {
+        malformed(format!("an envelope's signature must be 64 bytes, got {}", signature.len()))
+    })?;
+    Ok(core::Signature { signer, signature })
 }
 
 impl TryFrom<Envelope> for core::Envelope {
@@ -250,17 +78,32 @@ impl TryFrom<Envelope> for core::Envelope {
         if e.body.len() > core::op::BODY_BYTES_MAX {
             return Err(Reject::BodyTooLarge { bytes: e.body.len() });
         }
-        let signer = public_key(&e.signer, "the envelope's signer")?;
-        let signature: [u8; 64] = e.signature.as_slice().try_into().map_err(|_| {
-            malformed(format!("the envelope's signature must be 64 bytes, got {}", e.signature.len()))
-        })?;
-        Ok(core::Envelope { body: e.body, signer, signature })
+        if e.cosignatures.len() >= core::entry::SIGNATURES_MAX {
+            return Err(malformed(format!(
+                "an envelope carries at most {} signatures",
+                core::entry::SIGNATURES_MAX
+            )));
+        }
+        let mut signatures = vec![signature(&e.signer, &e.signature)?];
+        for c in &e.cosignatures {
+            signatures.push(signature(&c.signer, &c.signature)?);
+        }
+        Ok(core::Envelope { body: e.body, signatures })
     }
 }
 
 impl From<&core::Envelope> for Envelope {
     fn from(e: &core::Envelope) -> Self {
-        Envelope { body: e.body.clone(), signer: e.signer.0.to_vec(), signature: e.signature.to_vec() }
+        let mut signatures = e.signatures.iter();
+        let first = signatures.next();
+        Envelope {
+            body: e.body.clone(),
+            signer: first.map(|s| s.signer.0.to_vec()).unwrap_or_default(),
+            signature: first.map(|s| s.signature.to_vec()).unwrap_or_default(),
+            cosignatures: signatures
+                .map(|s| Cosignature { signer: s.signer.0.to_vec(), signature: s.signature.to_vec() })
+                .collect(),
+        }
     }
 }
 
@@ -270,60 +113,105 @@ impl From<&core::BalanceAfter> for BalanceAfter {
     }
 }
 
-impl From<&core::Entry> for Entry {
-    fn from(e: &core::Entry) -> Self {
+impl From<&core::EntryView> for Entry {
+    fn from(v: &core::EntryView) -> Self {
+        let e = &v.entry;
         Entry {
             sequence: e.sequence,
             timestamp_ms: e.timestamp_ms,
             prev_hash: e.prev_hash.to_vec(),
             envelope: Some((&e.envelope).into()),
             balances_after: e.balances_after.iter().map(Into::into).collect(),
-            entry_hash: e.hash().to_vec(),
-            clearing: e.clearing.as_ref().map(|record| {
-                let mut w = core::codec::Writer::default();
-                record.encode_into(&mut w);
-                w.buf
-            }),
+            entry_hash: v.hash().to_vec(),
+            sections: v
+                .sections
+                .iter()
+                .map(|s| EntrySection {
+                    tag: u32::from(s.tag as u8),
+                    part_count: s.part_count,
+                    root: s.root.to_vec(),
+                    parts: s
+                        .parts
+                        .iter()
+                        .map(|p| EntryPart {
+                            index: p.index,
+                            data: p.data.clone(),
+                            path: p.path.iter().map(|h| h.to_vec()).collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
         }
     }
 }
 
-impl TryFrom<Entry> for core::Entry {
+fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], Reject> {
+    bytes.try_into().map_err(|_| malformed(format!("{what} must be 32 bytes, got {}", bytes.len())))
+}
+
+fn section_view(s: EntrySection) -> Result<core::entry::SectionView, Reject> {
+    let tag = match s.tag {
+        1 => core::SectionTag::Clearing,
+        other => return Err(malformed(format!("unknown entry section {other}"))),
+    };
+    let parts = s
+        .parts
+        .into_iter()
+        .map(|p| {
+            let path = p.path.iter().map(|h| hash32(h, "a part's path hash")).collect::<Result<_, _>>()?;
+            Ok(core::entry::ShownPart { index: p.index, data: p.data, path })
+        })
+        .collect::<Result<Vec<_>, Reject>>()?;
+    Ok(core::entry::SectionView {
+        tag,
+        part_count: s.part_count,
+        root: hash32(&s.root, "a section's root")?,
+        parts,
+    })
+}
+
+impl TryFrom<Entry> for core::EntryView {
     type Error = Reject;
 
-    /// Rebuilds a core entry from the wire and checks that it hashes to the hash the
-    /// node sent: a client never trusts `entry_hash` without recomputing it.
+    /// Rebuilds an entry view from the wire and checks that it hashes to the hash the
+    /// node sent and that every part it shows is in its section's root: a client never
+    /// trusts `entry_hash` without recomputing it.
     fn try_from(e: Entry) -> Result<Self, Reject> {
-        let prev_hash: [u8; 32] =
-            e.prev_hash.as_slice().try_into().map_err(|_| malformed("prev_hash must be 32 bytes"))?;
+        let prev_hash = hash32(&e.prev_hash, "prev_hash")?;
         let envelope = e.envelope.ok_or_else(|| malformed("the entry has no envelope"))?.try_into()?;
         let balances_after = e
             .balances_after
             .into_iter()
             .map(|b| Ok(core::BalanceAfter { account: account(&b.account)?, balance_minor: b.balance_minor }))
             .collect::<Result<Vec<_>, Reject>>()?;
-        let clearing = match e.clearing {
-            None => None,
-            Some(bytes) => {
-                let mut r = core::codec::Reader::new(&bytes);
-                let record = core::ClearingRecord::decode_from(&mut r)
-                    .map_err(|err| malformed(format!("the entry's clearing record: {err}")))?;
-                r.finish().map_err(|err| malformed(format!("the entry's clearing record: {err}")))?;
-                Some(record)
-            }
-        };
+        let sections = e.sections.into_iter().map(section_view).collect::<Result<Vec<_>, Reject>>()?;
         let entry = core::Entry {
             sequence: e.sequence,
             timestamp_ms: e.timestamp_ms,
             prev_hash,
             envelope,
             balances_after,
-            clearing,
+            sections: Vec::new(),
         };
-        if entry.hash().as_slice() != e.entry_hash.as_slice() {
+        let view = core::EntryView { entry, sections };
+        view.check_parts().map_err(|err| malformed(format!("entry {}: {err}", e.sequence)))?;
+        if view.hash().as_slice() != e.entry_hash.as_slice() {
             return Err(malformed(format!("entry {} does not hash to its entry_hash", e.sequence)));
         }
-        Ok(entry)
+        Ok(view)
+    }
+}
+
+impl TryFrom<Entry> for core::Entry {
+    type Error = Reject;
+
+    /// A whole entry (every part of its sections shown, as `StreamEntries` sends them),
+    /// checked like a view.
+    fn try_from(e: Entry) -> Result<Self, Reject> {
+        let sequence = e.sequence;
+        core::EntryView::try_from(e)?
+            .into_entry()
+            .ok_or_else(|| malformed(format!("entry {sequence} does not show every part of its sections")))
     }
 }
 
@@ -425,6 +313,31 @@ impl From<&core::ClearingSummary> for ClearingSummary {
     }
 }
 
+impl TryFrom<&SignedTreeHead> for core::checkpoint::SignedTreeHead {
+    type Error = Reject;
+
+    fn try_from(t: &SignedTreeHead) -> Result<Self, Reject> {
+        Ok(core::checkpoint::SignedTreeHead {
+            head: core::checkpoint::TreeHead {
+                ledger_id: core::LedgerId(
+                    t.ledger_id
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| malformed("the tree head's ledger_id must be 16 bytes"))?,
+                ),
+                tree_size: t.tree_size,
+                root_hash: hash32(&t.root_hash, "the tree head's root_hash")?,
+                timestamp_ms: t.timestamp_ms,
+            },
+            signature: t
+                .signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| malformed("the tree head's signature must be 64 bytes"))?,
+        })
+    }
+}
+
 impl From<&core::Genesis> for LedgerInfo {
     fn from(g: &core::Genesis) -> Self {
         LedgerInfo {
@@ -463,82 +376,32 @@ impl TryFrom<LedgerInfo> for core::Genesis {
 mod tests {
     use super::*;
 
-    fn transfer_op() -> core::Operation {
-        core::Operation {
-            id: OperationId([7; 16]),
-            valid_until_ms: 99,
-            kind: core::OpKind::Transfer(core::Transfer {
-                payer: AccountId::parse("aaa").unwrap(),
-                payee: AccountId::parse("bbb").unwrap(),
-                amount_minor: 5,
-                memo: "m".into(),
-                invoice_ref: Some("INV-1".into()),
-                invoice: Some(core::InvoiceId([3; 16])),
-            }),
-        }
-    }
-
     #[test]
-    fn operations_round_trip() {
-        let op = transfer_op();
-        assert_eq!(decode_operation(&encode_operation(&op)), Ok(op));
-        let limits = core::Operation {
-            id: OperationId([1; 16]),
-            valid_until_ms: 5,
-            kind: core::OpKind::SetLimits(core::SetLimits {
-                account: AccountId::parse("aaa").unwrap(),
-                credit_limit_minor: None,
-                max_balance_minor: Some(None),
-                reason: "r".into(),
-            }),
+    fn an_entry_view_crosses_the_wire_and_its_hash_is_checked() {
+        let entry = core::Entry {
+            sequence: 3,
+            timestamp_ms: 9,
+            prev_hash: [1; 32],
+            envelope: core::Envelope::single(vec![5; 10], PublicKey([2; 32]), [3; 64]),
+            balances_after: vec![core::BalanceAfter {
+                account: AccountId::parse("abc").unwrap(),
+                balance_minor: 4,
+            }],
+            sections: vec![core::Section {
+                tag: core::SectionTag::Clearing,
+                parts: vec![vec![1], vec![2], vec![3]],
+            }],
         };
-        assert_eq!(decode_operation(&encode_operation(&limits)), Ok(limits));
-        let parties = core::InvoiceParties {
-            invoice: core::InvoiceId([4; 16]),
-            payee: AccountId::parse("aaa").unwrap(),
-            payer: AccountId::parse("bbb").unwrap(),
-        };
-        let kinds = [
-            core::OpKind::IssueInvoice(core::IssueInvoice {
-                invoice: core::InvoiceId([4; 16]),
-                payee: AccountId::parse("aaa").unwrap(),
-                payer: AccountId::parse("bbb").unwrap(),
-                amount_minor: 10_000,
-                local_share_percent: 40,
-                due_day: Some(20_500),
-                reference: "F-1".into(),
-                excluded_from_clearing: true,
-            }),
-            core::OpKind::AcceptInvoice(parties.clone()),
-            core::OpKind::RejectInvoice { invoice: parties.clone(), reason: "wrong".into() },
-            core::OpKind::CancelInvoice { invoice: parties.clone(), reason: String::new() },
-            core::OpKind::SetInvoiceClearing { invoice: parties, excluded: false },
-            core::OpKind::RunClearing(core::RunClearing { with_credit: true, reason: "monthly".into() }),
-        ];
-        for kind in kinds {
-            let op = core::Operation { id: OperationId([2; 16]), valid_until_ms: 5, kind };
-            assert_eq!(decode_operation(&encode_operation(&op)), Ok(op));
+        for view in [core::EntryView::whole(&entry), core::EntryView::of(&entry, |_, i| i == 1)] {
+            let wire = Entry::from(&view);
+            assert_eq!(core::EntryView::try_from(wire.clone()), Ok(view.clone()));
+            let mut forged = wire.clone();
+            forged.balances_after[0].balance_minor += 1;
+            assert!(core::EntryView::try_from(forged).is_err(), "a changed balance no longer hashes");
+            let mut forged = wire;
+            forged.sections[0].parts[0].data[0] ^= 1;
+            assert!(core::EntryView::try_from(forged).is_err(), "a changed part is not in its root");
         }
-    }
-
-    #[test]
-    fn malformed_bodies_are_rejected_with_a_reason() {
-        let check = |body: &[u8], needle: &str| {
-            let err = decode_operation(body).unwrap_err();
-            assert!(err.message("CHW", 2).contains(needle), "{err:?} lacks {needle:?}");
-        };
-        check(&[0xff, 0xff, 0xff], "not a valid OperationBody");
-        let mut no_kind = OperationBody::from(&transfer_op());
-        no_kind.kind = None;
-        check(&no_kind.encode_to_vec(), "has no kind");
-        let mut short_id = OperationBody::from(&transfer_op());
-        short_id.operation_id = vec![1, 2];
-        check(&short_id.encode_to_vec(), "operation_id must be 16 bytes");
-        let mut bad_handle = OperationBody::from(&transfer_op());
-        if let Some(operation_body::Kind::Transfer(t)) = &mut bad_handle.kind {
-            t.payee = "Bad Handle".into();
-        }
-        check(&bad_handle.encode_to_vec(), "invalid account handle");
-        check(&vec![0u8; core::op::BODY_BYTES_MAX + 1], "maximum is");
+        assert_eq!(core::EntryView::whole(&entry).into_entry(), Some(entry));
     }
 }

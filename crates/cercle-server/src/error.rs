@@ -7,7 +7,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// The domain of the `google.rpc.ErrorInfo` attached to every rejection.
 pub const ERROR_DOMAIN: &str = "cercle.v1";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
     /// The ledger refused the operation; the message names the numbers.
     #[error("{message}")]
@@ -23,6 +23,12 @@ pub enum ServiceError {
     /// A bounded queue is full: the caller should retry later.
     #[error("{0}")]
     Busy(String),
+    /// The disk is full: writes are refused until there is room; reads go on.
+    #[error("{0}")]
+    DiskFull(String),
+    /// The node could not decide (it is stopping, or a write failed): retry as is.
+    #[error("{0}")]
+    Unavailable(String),
     /// Details go to the log, never to the client.
     #[error("internal error")]
     Internal(String),
@@ -45,6 +51,8 @@ impl ServiceError {
                 (code as u32, code.name().to_string(), message)
             }
             ServiceError::Busy(m) => (0, "BUSY".into(), m),
+            ServiceError::DiskFull(m) => (0, "DISK_FULL".into(), m),
+            ServiceError::Unavailable(m) => (0, "UNAVAILABLE".into(), m),
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (0, "INTERNAL".into(), "internal error; the node's log has the details".into())
@@ -110,7 +118,8 @@ impl From<ServiceError> for Status {
             ServiceError::PermissionDenied(m) => Status::permission_denied(m),
             ServiceError::NotFound(m) => Status::not_found(m),
             ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
-            ServiceError::Busy(m) => Status::resource_exhausted(m),
+            ServiceError::Busy(m) | ServiceError::DiskFull(m) => Status::resource_exhausted(m),
+            ServiceError::Unavailable(m) => Status::unavailable(m),
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 Status::internal("internal error; the node's log has the details")

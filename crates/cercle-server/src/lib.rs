@@ -5,8 +5,11 @@
 //! Wire types stay inside the handlers (`service`).
 
 pub mod auth;
+pub mod checkpointer;
 pub mod error;
+pub mod recovery;
 pub mod service;
+pub mod view;
 pub mod writer;
 
 use std::future::Future;
@@ -19,7 +22,7 @@ use cercle_core::checkpoint::TreeHead;
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
 use cercle_core::{Genesis, LedgerId, PublicKey};
 use cercle_proto as pb;
-use cercle_store::{OpenOptions, OpenOutcome, Store};
+use cercle_store::Store;
 use rand::RngCore;
 use tokio::net::TcpListener;
 
@@ -50,6 +53,8 @@ pub enum NodeError {
     Invalid(String),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("the log does not replay: {0}; restore the data directory from a backup")]
+    Replay(#[from] cercle_core::ReplayError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
@@ -152,18 +157,37 @@ pub fn init_data_dir(dir: &DataDir, options: InitOptions) -> Result<InitReport, 
     Ok(InitReport { genesis, created_admin_key })
 }
 
-/// A node opened on a data directory: its service (handlers over the writer) and the
-/// writer's thread. Dropping every clone of `service` stops the writer; join the thread
-/// to wait for it.
+/// A node opened on a data directory: its service (handlers over the view and the
+/// writer), and its threads. `shutdown` stops it cleanly.
 pub struct OpenNode {
     pub genesis: Arc<Genesis>,
     pub service: service::LedgerService,
-    pub writer_thread: std::thread::JoinHandle<()>,
-    /// Fires when the writer stops (every handle dropped, or a storage failure).
-    pub writer_stopped: tokio::sync::oneshot::Receiver<()>,
     pub store: Arc<Store>,
+    pub view: Arc<view::View>,
     /// Signs tree heads, and the witness of the log's size.
     pub node_key: Arc<Keypair>,
+    /// Fires when the writer stops (every handle dropped, or a storage failure). Taken by
+    /// whoever watches it.
+    pub writer_stopped: Option<tokio::sync::oneshot::Receiver<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl OpenNode {
+    /// Stops the node: drops the service (hence the writer's queue), then waits for the
+    /// writer to make its last group durable and answer it, and for the last checkpoint.
+    /// Blocking.
+    pub fn shutdown(self) {
+        let OpenNode { service, threads, store, .. } = self;
+        drop(service);
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a node thread panicked");
+            }
+        }
+        if let Err(e) = store.close() {
+            tracing::warn!(error = %e, "could not flush the state database on shutdown");
+        }
+    }
 }
 
 /// How often the node persists its signed tree head, the witness that lets a later start
@@ -207,20 +231,20 @@ async fn witness_loop(
     }
 }
 
-/// Opens the data directory, checks the state against the log (rebuilding the state if
-/// they disagree) and starts the writer.
+/// Opens the data directory, brings the state up to the end of the log (see `recovery`)
+/// and starts the writer.
 pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
     let node_key_path = dir.node_key();
     let node_key_text = std::fs::read_to_string(&node_key_path).map_err(io_err(&node_key_path))?;
     let node_key = decode_key_file(&node_key_text)
         .map_err(|e| NodeError::Invalid(format!("{}: {e}", node_key_path.display())))?;
-    let started = std::time::Instant::now();
     let ledger_dir = dir.ledger();
-    let (store, ledger, report) =
-        tokio::task::spawn_blocking(move || Store::open(&ledger_dir, OpenOptions::default()))
-            .await
-            .map_err(|e| NodeError::Invalid(e.to_string()))??;
-    let store = Arc::new(store);
+    let recovered = tokio::task::spawn_blocking(move || {
+        recovery::recover(&ledger_dir, recovery::RecoverOptions::default())
+    })
+    .await
+    .map_err(|e| NodeError::Invalid(e.to_string()))??;
+    let recovery::Recovered { store, ledger, pending, report } = recovered;
     let genesis = Arc::new(ledger.genesis().clone());
     if genesis.node_key != node_key.public_key() {
         return Err(NodeError::Invalid(format!(
@@ -228,31 +252,53 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
             node_key_path.display()
         )));
     }
+    log_recovery(&report, &ledger);
+    let store = Arc::new(store);
+    let view = Arc::new(view::View::new(
+        store.clone(),
+        *ledger.head(),
+        ledger.state().accounts().cloned(),
+        &pending,
+    ));
+    let stuck = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (checkpoints, checkpointer) =
+        checkpointer::spawn(store.clone(), view.clone(), pending, stuck.clone())
+            .map_err(io_err(&dir.root))?;
+    let (stopped_tx, writer_stopped) = tokio::sync::oneshot::channel();
+    let writer =
+        writer::spawn_writer(store.clone(), view.clone(), ledger, now_ms, checkpoints, stuck, stopped_tx)
+            .map_err(io_err(&dir.root))?;
+    let node_key = Arc::new(node_key);
+    let service = service::LedgerService::new(
+        genesis.clone(),
+        store.clone(),
+        view.clone(),
+        writer.handle,
+        node_key.clone(),
+    );
+    let threads = vec![writer.executor, writer.syncer, checkpointer];
+    Ok(OpenNode { genesis, service, store, view, node_key, writer_stopped: Some(writer_stopped), threads })
+}
+
+fn log_recovery(report: &recovery::RecoveryReport, ledger: &cercle_core::Ledger) {
     let (entries, accounts) = (ledger.head().size, ledger.state().account_count());
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    match report.outcome {
-        OpenOutcome::Verified => {
+    let elapsed_ms = report.elapsed_ms;
+    match &report.outcome {
+        recovery::StateOutcome::Resumed { replayed: 0, .. } => {
             tracing::info!(entries, accounts, elapsed_ms, "state verified against the log")
         }
-        OpenOutcome::RolledForward(n) => {
-            tracing::warn!(
-                entries,
-                accounts,
-                elapsed_ms,
-                rolled_forward = n,
-                "state rolled forward from the log"
-            )
-        }
-        OpenOutcome::Rebuilt => {
-            tracing::warn!(entries, accounts, elapsed_ms, "state rebuilt from the log")
+        recovery::StateOutcome::Resumed { checkpoint, replayed } => tracing::info!(
+            entries,
+            accounts,
+            elapsed_ms,
+            checkpoint,
+            rolled_forward = replayed,
+            "state rolled forward from the log"
+        ),
+        recovery::StateOutcome::Rebuilt { reason } => {
+            tracing::warn!(entries, accounts, elapsed_ms, %reason, "state rebuilt from the log")
         }
     }
-    let (stopped_tx, writer_stopped) = tokio::sync::oneshot::channel();
-    let (writer, writer_thread) =
-        writer::spawn_writer(store.clone(), ledger, now_ms, stopped_tx).map_err(io_err(&dir.root))?;
-    let node_key = Arc::new(node_key);
-    let service = service::LedgerService::new(genesis.clone(), store.clone(), writer, node_key.clone());
-    Ok(OpenNode { genesis, service, writer_thread, writer_stopped, store, node_key })
 }
 
 /// Opens the data directory and serves gRPC on `listener` until `shutdown` completes.
@@ -264,11 +310,12 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
-    let OpenNode { genesis, service, writer_thread, writer_stopped, store, node_key } =
-        open_node(dir).await?;
+    let mut node = open_node(dir).await?;
+    let (genesis, store) = (node.genesis.clone(), node.store.clone());
+    let writer_stopped = node.writer_stopped.take();
     let (stop_witness, witness_stop) = tokio::sync::watch::channel(false);
-    let witness = tokio::spawn(witness_loop(store.clone(), node_key, witness_stop));
-    let ledger_server = pb::ledger_server::LedgerServer::new(service)
+    let witness = tokio::spawn(witness_loop(store.clone(), node.node_key.clone(), witness_stop));
+    let ledger_server = pb::ledger_server::LedgerServer::new(node.service.clone())
         .max_decoding_message_size(REQUEST_BYTES_MAX)
         .max_encoding_message_size(RESPONSE_BYTES_MAX);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -297,21 +344,18 @@ pub async fn serve(
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
             tokio::select! {
                 () = shutdown => {}
-                _ = writer_stopped => {
+                _ = async { match writer_stopped { Some(rx) => { let _ = rx.await; } None => std::future::pending::<()>().await } } => {
                     tracing::error!("the writer stopped; shutting down (the next start recovers from the log)");
                 }
             }
         })
         .await?;
-    // The server dropped the service, hence the last writer handle: the writer finishes
-    // the group in hand and stops.
-    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    // The server dropped its copies of the service; dropping the node's drops the last
+    // writer handle: the writer finishes the group in hand, the last checkpoint is written.
+    let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
     // The last witness covers everything the writer made durable.
     let _ = stop_witness.send(true);
     let _ = witness.await;
-    if let Err(e) = store.close() {
-        tracing::warn!(error = %e, "could not flush the state on shutdown (it will be checked on start)");
-    }
     tracing::info!("stopped");
     Ok(())
 }

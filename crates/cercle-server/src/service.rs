@@ -14,7 +14,9 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Caller, authenticate};
 use crate::error::ServiceError;
 use crate::now_ms;
+use crate::view::View;
 use crate::writer::{Receipt, WriterHandle};
+use cercle_store::PAGE_BYTES_MAX;
 
 use cercle_proto::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, SUBMIT_BATCH_MAX};
 
@@ -27,7 +29,10 @@ pub const STREAM_BUFFER_ENTRIES: usize = 256;
 #[derive(Clone)]
 pub struct LedgerService {
     genesis: Arc<Genesis>,
+    /// The log and its proofs.
     store: Arc<Store>,
+    /// Accounts, invoices and histories as of the last durable group.
+    view: Arc<View>,
     writer: WriterHandle,
     /// Signs tree heads.
     node_key: Arc<Keypair>,
@@ -37,10 +42,11 @@ impl LedgerService {
     pub fn new(
         genesis: Arc<Genesis>,
         store: Arc<Store>,
+        view: Arc<View>,
         writer: WriterHandle,
         node_key: Arc<Keypair>,
     ) -> Self {
-        LedgerService { genesis, store, writer, node_key }
+        LedgerService { genesis, store, view, writer, node_key }
     }
 
     /// Authenticates a read that only administrators and auditors may make.
@@ -58,50 +64,114 @@ impl LedgerService {
         }
     }
 
-    /// Every entry of `id` up to `tree_size`, with its decoded operation, within a bound.
+    /// Every entry of `id` up to `tree_size`, as the account's holder sees it, with its
+    /// decoded operation, within a bound.
     fn account_history(
         &self,
         id: &AccountId,
         tree_size: u64,
-    ) -> Result<Vec<(core::Entry, core::Operation)>, ServiceError> {
+    ) -> Result<Vec<(core::EntryView, core::Operation)>, ServiceError> {
         let mut history = Vec::new();
         let mut after = 0;
         loop {
-            let (page, more) = self.store.history(id, after, PAGE_SIZE_MAX as usize)?;
-            for entry in page {
-                if entry.sequence > tree_size {
+            let page = self.view.history(id, after, PAGE_SIZE_MAX as usize)?;
+            for &sequence in &page {
+                if sequence > tree_size {
                     return Ok(history);
                 }
-                after = entry.sequence;
-                let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| {
-                    ServiceError::Internal(format!("entry {}: {}", entry.sequence, r.message("", 0)))
-                })?;
-                history.push((entry, op));
+                after = sequence;
+                let entry = self.read_entry(sequence)?;
+                let op = decode_logged(&entry)?;
+                history.push((core::EntryView::for_account(&entry, id), op));
                 if history.len() > STATEMENT_HISTORY_MAX {
                     return Err(ServiceError::InvalidArgument(format!(
                         "the account has more than {STATEMENT_HISTORY_MAX} entries; statements of such accounts are not supported yet"
                     )));
                 }
             }
-            if !more {
+            if page.len() < PAGE_SIZE_MAX as usize {
                 return Ok(history);
             }
         }
     }
 
-    /// May `caller` see entry `entry`? Governance sees all; a firm, the entries of its accounts.
-    fn may_see_entry(&self, caller: &Caller, entry: &core::Entry) -> Result<bool, ServiceError> {
-        let key = match caller {
-            Caller::Governance(_) => return Ok(true),
-            Caller::Key(key) => key,
+    /// A page of `id`'s history as its holder sees it, oldest first after
+    /// `after_sequence`, or newest first before `before_sequence` (0: from the end); and
+    /// whether more follow. A page also stops after `PAGE_BYTES_MAX` bytes.
+    fn history_page(
+        &self,
+        id: &AccountId,
+        req: &pb::ListEntriesRequest,
+        limit: usize,
+    ) -> Result<(Vec<core::EntryView>, bool), ServiceError> {
+        let sequences = if req.newest_first {
+            let before = if req.before_sequence == 0 { u64::MAX } else { req.before_sequence };
+            self.view.history_back(id, before, limit + 1)?
+        } else {
+            self.view.history(id, req.after_sequence, limit + 1)?
         };
-        let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) else { return Ok(false) };
-        for id in entry.accounts(&op) {
-            if self.store.account(id)?.is_some_and(|a| a.keys.contains(key)) {
-                return Ok(true);
+        let mut more = sequences.len() > limit;
+        let mut views = Vec::with_capacity(sequences.len().min(limit));
+        let mut bytes = 0;
+        for &sequence in sequences.iter().take(limit) {
+            if bytes > PAGE_BYTES_MAX {
+                more = true;
+                break;
+            }
+            let entry = self.read_entry(sequence)?;
+            let view = core::EntryView::for_account(&entry, id);
+            bytes += view.commitment().len()
+                + view.sections.iter().flat_map(|s| &s.parts).map(|p| p.data.len()).sum::<usize>();
+            views.push(view);
+        }
+        Ok((views, more))
+    }
+
+    fn read_entry(&self, sequence: u64) -> Result<core::Entry, ServiceError> {
+        self.store
+            .entry(sequence)?
+            .ok_or_else(|| ServiceError::Internal(format!("entry {sequence} is indexed but missing")))
+    }
+
+    /// The account of `key` that `entry` concerns, if any: the view a firm is shown of an
+    /// entry is its own account's.
+    fn account_of_key_in(
+        &self,
+        key: &core::PublicKey,
+        entry: &core::Entry,
+    ) -> Result<Option<AccountId>, ServiceError> {
+        let op = decode_logged(entry)?;
+        let whole = core::EntryView::whole(entry);
+        let mut candidates: Vec<AccountId> = op.kind.accounts().into_iter().cloned().collect();
+        if let Some(section) = entry.section(core::SectionTag::Clearing) {
+            for part in section.parts.iter().skip(1) {
+                if let Ok(p) = core::clearing::FirmPart::decode(part) {
+                    candidates.push(p.firm.account);
+                }
             }
         }
-        Ok(false)
+        for account in candidates {
+            let holds = self.view.account(&account).is_some_and(|a| a.keys.contains(key));
+            if holds && whole.concerns(&op, &account) {
+                return Ok(Some(account));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What `caller` may see of `entry`: everything for administrators and auditors, a
+    /// firm's own view of an entry that concerns one of its accounts, or nothing.
+    fn visible_entry(
+        &self,
+        caller: &Caller,
+        entry: &core::Entry,
+    ) -> Result<Option<core::EntryView>, ServiceError> {
+        match caller {
+            Caller::Governance(_) => Ok(Some(core::EntryView::whole(entry))),
+            Caller::Key(key) => Ok(self
+                .account_of_key_in(key, entry)?
+                .map(|account| core::EntryView::for_account(entry, &account))),
+        }
     }
 
     fn reject(&self, rejection: core::Rejection) -> ServiceError {
@@ -119,7 +189,7 @@ impl LedgerService {
         let id = AccountId::parse(account).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
         match caller {
             Caller::Governance(_) => Ok(id),
-            Caller::Key(key) => match self.store.account(&id)? {
+            Caller::Key(key) => match self.view.account(&id) {
                 Some(a) if a.keys.contains(&key) => Ok(id),
                 // Whether the account exists is itself not the caller's business.
                 _ => Err(ServiceError::PermissionDenied(format!(
@@ -137,7 +207,7 @@ impl LedgerService {
     ) -> Result<(core::Envelope, core::Operation), ServiceError> {
         let envelope = core::Envelope::try_from(envelope).map_err(|r| self.reject(r))?;
         verify_envelope(&self.genesis, &envelope).map_err(|r| self.reject(r))?;
-        let op = cercle_proto::decode_operation(&envelope.body).map_err(|r| self.reject(r))?;
+        let op = core::body::decode(&envelope.body).map_err(|e| self.reject(e.into()))?;
         Ok((envelope, op))
     }
 
@@ -198,6 +268,53 @@ impl LedgerService {
             .map(|r| r.unwrap_or_else(|| Err(ServiceError::Internal("an envelope got no result".into()))))
             .collect()
     }
+}
+
+/// Most invoices a listing looks at for one page (`open_only` skips closed ones).
+pub const INVOICE_SCAN_MAX: usize = 100_000;
+
+/// A page of invoices in issue order, of `account` or of the whole ledger, after
+/// `after_sequence`; and the cursor of the next page, if any.
+fn invoices_page(
+    view: &View,
+    account: Option<&AccountId>,
+    after_sequence: u64,
+    limit: usize,
+    open_only: bool,
+) -> Result<(Vec<core::Invoice>, Option<u64>), cercle_store::StoreError> {
+    let mut out = Vec::new();
+    let mut cursor = after_sequence;
+    let mut scanned = 0;
+    loop {
+        let chunk = match account {
+            Some(id) => view.account_invoices(id, cursor, limit + 1)?,
+            None => view.all_invoices(cursor, limit + 1)?,
+        };
+        let exhausted = chunk.len() <= limit;
+        for invoice in chunk {
+            if out.len() == limit {
+                return Ok((out, Some(cursor)));
+            }
+            scanned += 1;
+            cursor = invoice.issued_at_sequence;
+            if !open_only || invoice.state.is_open() {
+                out.push(invoice);
+            }
+        }
+        if exhausted {
+            return Ok((out, None));
+        }
+        if scanned >= INVOICE_SCAN_MAX {
+            return Ok((out, Some(cursor)));
+        }
+    }
+}
+
+/// The operation of a logged entry. It was decoded when it was accepted, so failing now is
+/// an internal error (the node's log has it).
+fn decode_logged(entry: &core::Entry) -> Result<core::Operation, ServiceError> {
+    core::body::decode(&entry.envelope.body)
+        .map_err(|e| ServiceError::Internal(format!("entry {}: {e}", entry.sequence)))
 }
 
 fn log_receipt(receipt: &Receipt) {
@@ -302,19 +419,19 @@ impl pb::ledger_server::Ledger for LedgerService {
             .entry(req.sequence)
             .map_err(ServiceError::from)?
             .ok_or_else(|| ServiceError::NotFound(format!("no entry {}", req.sequence)))?;
-        if !self.may_see_entry(&caller, &entry)? {
+        let Some(view) = self.visible_entry(&caller, &entry)? else {
             return Err(ServiceError::PermissionDenied(format!(
                 "entry {} does not concern an account of this key",
                 req.sequence
             ))
             .into());
-        }
+        };
         let proof = self.store.inclusion_proof(req.sequence, tree_size).map_err(proof_error)?;
         Ok(Response::new(pb::InclusionProof {
             sequence: req.sequence,
             tree_size,
             hashes: hashes(proof),
-            entry: Some((&entry).into()),
+            entry: Some((&view).into()),
         }))
     }
 
@@ -355,13 +472,15 @@ impl pb::ledger_server::Ledger for LedgerService {
             let statement = Statement::compute(&id, &history, req.from_ms, to_ms, &head)
                 .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
             let mut entries = Vec::with_capacity(statement.sequences.len());
-            for (entry, _) in history.iter().filter(|(e, _)| statement.sequences.contains(&e.sequence)) {
-                let proof = this.store.inclusion_proof(entry.sequence, tree_size).map_err(proof_error)?;
+            let listed: std::collections::BTreeSet<u64> = statement.sequences.iter().copied().collect();
+            for (view, _) in history.iter().filter(|(v, _)| listed.contains(&v.entry.sequence)) {
+                let sequence = view.entry.sequence;
+                let proof = this.store.inclusion_proof(sequence, tree_size).map_err(proof_error)?;
                 entries.push(pb::InclusionProof {
-                    sequence: entry.sequence,
+                    sequence,
                     tree_size,
                     hashes: hashes(proof),
-                    entry: Some(entry.into()),
+                    entry: Some(view.into()),
                 });
             }
             Ok::<_, ServiceError>((statement, entries))
@@ -394,7 +513,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         tokio::task::spawn_blocking(move || {
             for seq in from..=end {
                 let item = match store.entry(seq) {
-                    Ok(Some(entry)) => Ok(pb::Entry::from(&entry)),
+                    Ok(Some(entry)) => Ok(pb::Entry::from(&core::EntryView::whole(&entry))),
                     Ok(None) => Err(Status::from(ServiceError::Internal(format!("entry {seq} is missing")))),
                     Err(e) => Err(Status::from(ServiceError::from(e))),
                 };
@@ -412,7 +531,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         _request: Request<pb::GetLedgerInfoRequest>,
     ) -> Result<Response<pb::LedgerInfo>, Status> {
         let mut info = pb::LedgerInfo::from(self.genesis.as_ref());
-        info.log_size = self.store.head().map_err(ServiceError::from)?.size;
+        info.log_size = self.store.size();
         Ok(Response::new(info))
     }
 
@@ -461,9 +580,8 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
         let id = self.authorize_read(request.metadata(), "GetAccount", &request.get_ref().account)?;
         let account = self
-            .store
+            .view
             .account(&id)
-            .map_err(ServiceError::from)?
             .ok_or_else(|| ServiceError::NotFound(format!("unknown account '{id}'")))?;
         Ok(Response::new(pb::GetAccountResponse {
             account: Some((&account).into()),
@@ -479,19 +597,19 @@ impl pb::ledger_server::Ledger for LedgerService {
         let id = self.authorize_read(request.metadata(), "ListEntries", &request.get_ref().account)?;
         let req = request.into_inner();
         let page_size = page_size(req.page_size)?;
-        if self.store.account(&id).map_err(ServiceError::from)?.is_none() {
+        if self.view.account(&id).is_none() {
             return Err(ServiceError::NotFound(format!("unknown account '{id}'")).into());
         }
-        let store = self.store.clone();
-        let after = req.after_sequence;
-        let (entries, more) = tokio::task::spawn_blocking(move || store.history(&id, after, page_size))
+        let this = self.clone();
+        let newest_first = req.newest_first;
+        let (entries, more) = tokio::task::spawn_blocking(move || this.history_page(&id, &req, page_size))
             .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?
-            .map_err(ServiceError::from)?;
-        let next_after_sequence = if more { entries.last().map(|e| e.sequence) } else { None };
+            .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let last = entries.last().map(|e| e.entry.sequence);
         Ok(Response::new(pb::ListEntriesResponse {
             entries: entries.iter().map(Into::into).collect(),
-            next_after_sequence,
+            next_after_sequence: last.filter(|_| more && !newest_first),
+            next_before_sequence: last.filter(|_| more && newest_first),
         }))
     }
 
@@ -503,14 +621,12 @@ impl pb::ledger_server::Ledger for LedgerService {
         let subject = hex::encode(raw);
         let caller = authenticate(&self.genesis, request.metadata(), "GetInvoice", &subject, now_ms())?;
         let id = pb::invoice_id(raw).map_err(|r| ServiceError::InvalidArgument(r.message("", 0)))?;
-        let invoice = self.store.invoice(&id).map_err(ServiceError::from)?;
+        let invoice = self.view.invoice(&id).map_err(ServiceError::from)?;
         let visible = match (&invoice, &caller) {
             (Some(_), Caller::Governance(_)) => true,
             (Some(i), Caller::Key(key)) => {
-                let holds = |a: &AccountId| -> Result<bool, ServiceError> {
-                    Ok(self.store.account(a)?.is_some_and(|a| a.keys.contains(key)))
-                };
-                holds(&i.payer)? || holds(&i.payee)?
+                let holds = |a: &AccountId| self.view.account(a).is_some_and(|a| a.keys.contains(key));
+                holds(&i.payer) || holds(&i.payee)
             }
             (None, _) => false,
         };
@@ -535,23 +651,15 @@ impl pb::ledger_server::Ledger for LedgerService {
         };
         let req = request.into_inner();
         let limit = page_size(req.page_size)?;
-        let after_id = match req.after_invoice_id.as_slice() {
-            [] => None,
-            raw => Some(pb::invoice_id(raw).map_err(|r| ServiceError::InvalidArgument(r.message("", 0)))?),
-        };
-        let store = self.store.clone();
-        let (invoices, more) = tokio::task::spawn_blocking(move || match &account {
-            Some(id) => store.account_invoices(id, req.after_sequence, limit, req.open_only),
-            None => store.invoices_page(after_id, limit, req.open_only),
+        let view = self.view.clone();
+        let (invoices, next) = tokio::task::spawn_blocking(move || {
+            invoices_page(&view, account.as_ref(), req.after_sequence, limit, req.open_only)
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?
         .map_err(ServiceError::from)?;
-        let by_account = !req.account.is_empty();
-        let last = invoices.last();
         Ok(Response::new(pb::ListInvoicesResponse {
-            next_after_sequence: last.filter(|_| more && by_account).map(|i| i.issued_at_sequence),
-            next_after_invoice_id: last.filter(|_| more && !by_account).map(|i| i.id.0.to_vec()),
+            next_after_sequence: next,
             invoices: invoices.iter().map(Into::into).collect(),
         }))
     }
@@ -563,21 +671,19 @@ impl pb::ledger_server::Ledger for LedgerService {
         let with_credit = request.get_ref().with_credit;
         let subject = if with_credit { "with-credit" } else { "set-off" };
         self.authorize_governance(request.metadata(), "PlanClearing", subject)?;
-        let (store, genesis, currency_genesis) =
-            (self.store.clone(), self.genesis.clone(), self.genesis.clone());
-        // The plan is computed on the state as stored, without stopping writes: a run
+        // The writer copies what a run reads between two groups (linear in the open
+        // invoices); the plan is solved here, away from it, while writes go on. A run
         // computes again on the state it applies to.
+        let snapshot = self.writer.clearing_snapshot().await?;
         let summary = tokio::task::spawn_blocking(move || {
-            let state = core::State::from_parts(&genesis, store.accounts()?, store.invoices(Some(true))?);
-            Ok::<_, ServiceError>(core::clearing::propose(&state, with_credit).map(|(_, summary)| summary))
+            core::clearing::propose(&snapshot, with_credit).map(|(_, summary)| summary)
         })
         .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
         match summary {
             Ok(summary) => Ok(Response::new((&summary).into())),
             Err(rejection) => {
-                Err(ServiceError::rejected(rejection, &currency_genesis.currency, currency_genesis.exponent)
-                    .into())
+                Err(ServiceError::rejected(rejection, &self.genesis.currency, self.genesis.exponent).into())
             }
         }
     }

@@ -1,35 +1,51 @@
-//! The single writer: applies operations in order, persists them in groups, replies.
+//! The single writer: executes operations in order, hands each group to the syncer, and
+//! never waits on the disk or on the clearing solver.
 //!
-//! Handlers verify signatures and decode bodies before anything reaches this queue, so
-//! the writer does only what must be serial: the duplicate check, the state machine, the
-//! storage batch. It runs on its own OS thread because sled's calls block.
+//! Two threads. The **executor** takes every request waiting (up to `WRITE_BATCH_MAX`),
+//! executes them one after the other on the in-memory ledger, encodes the accepted
+//! entries, and hands the group to the **syncer**, then goes on with the next group: the
+//! `fdatasync` of group N overlaps the execution of group N+1. The syncer appends each
+//! group with one write and one `fdatasync`, publishes its changes to the view, replies to
+//! its submitters, and passes the changes to the checkpointer. A reply — receipt or
+//! rejection — goes out only after its group, and every group before it, is durable.
 //!
-//! Group commit: the writer takes every request waiting (up to `WRITE_BATCH_MAX`),
-//! executes them one after the other, writes all accepted entries in one storage batch,
-//! and only then replies. A reply is never sent for an entry that is not persisted.
+//! When a group cannot be made durable (the disk is full, or an I/O error), the syncer
+//! cuts the log back, answers the group's submitters (and those of any later group, which
+//! was executed on top of it), and tells the executor, which undoes those groups in memory
+//! (`Ledger::undo_to`, no replay) and goes on. A full disk is usually seen before anything
+//! is written: the executor reserves each group's bytes in the log file first, and refuses
+//! the group (`disk full: N bytes free at PATH`) when it cannot. Writes resume by
+//! themselves once there is room.
 //!
-//! A clearing run is computed here, on the state it applies to, so writes wait while it
-//! runs: the solver, the check of its certificate, and writing every changed invoice to
-//! sled (the benchmark's section (f) measured 1.2 s at 100,000 invoices, 4.6 s at 300,000
-//! and 9.3 s at 500,000 while the problem was built twice; 3.3 s at 300,000 since it is
-//! built once). Writing the changed invoices to sled is now the largest part, then the check
-//! and the solve. Its entry can be megabytes, so it is written in a group of its own.
+//! A clearing run is solved away from the executor: the executor copies what the run reads
+//! (`ClearingSnapshot`, linear in the open invoices), a planner thread solves and checks
+//! it, and the executor then applies the record in a group of its own after checking it
+//! against the state as it is then (linear). If the state moved so that the record no
+//! longer holds, the run is planned again (`CLEARING_PLANS_MAX` times, then solved on the
+//! executor).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 
+use cercle_core::clearing::{ClearingRecord, ClearingSnapshot};
+use cercle_core::merkle::Hash;
 use cercle_core::{
-    ClearingSummary, Entry, Envelope, Genesis, Head, Ledger, OpKind, Operation, OperationId, Rejection,
+    AccountId, BalanceAfter, ClearingInput, ClearingSummary, Entry, Envelope, Executed, Genesis, InvoiceId,
+    Ledger, Mark, OpKind, Operation, OperationId, PublicKey, Rejection,
 };
-use cercle_store::{Accepted, CommitError, Store};
+use cercle_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ServiceError;
+use crate::view::{Applied, View};
 
-/// Most operations waiting for the writer. Past this, `Submit` answers RESOURCE_EXHAUSTED.
+/// Most requests waiting for the writer. Past this, `Submit` answers RESOURCE_EXHAUSTED.
 pub const WRITE_QUEUE_MAX: usize = 4096;
 /// Most operations the writer applies and persists as one group.
 pub const WRITE_BATCH_MAX: usize = 512;
+/// How many times a clearing run is planned away from the writer before it is solved on it.
+pub const CLEARING_PLANS_MAX: u32 = 3;
 
 /// What the submitter learns about an accepted operation.
 #[derive(Debug, Clone)]
@@ -40,20 +56,50 @@ pub struct Receipt {
     pub duplicate: bool,
     /// What a clearing run did (not on a duplicate's receipt).
     pub clearing: Option<ClearingSummary>,
-    /// The entry's balances that the submitting key may read, as the ledger stood right
-    /// after the entry (or now, for a duplicate): all a receipt shows of balances.
-    pub balances_shown: Vec<cercle_core::BalanceAfter>,
+    /// The entry's balances that the submitting key may read: all a receipt shows of
+    /// balances (a clearing run's are in its record's parts).
+    pub balances_shown: Vec<BalanceAfter>,
 }
 
-struct WriteRequest {
+type Reply = oneshot::Sender<Result<Receipt, ServiceError>>;
+
+/// A request to the writer.
+enum Request {
+    Op {
+        envelope: Envelope,
+        op: Operation,
+        reply: Reply,
+    },
+    /// A copy of what a clearing run would read now (`PlanClearing`).
+    Snapshot(oneshot::Sender<ClearingSnapshot>),
+    /// A clearing run solved by a planner, back for the writer to check and apply.
+    Planned {
+        parked: Parked,
+        result: Result<ClearingRecord, Rejection>,
+    },
+}
+
+/// A clearing run waiting for its plan.
+struct Parked {
     envelope: Envelope,
     op: Operation,
-    reply: oneshot::Sender<Result<Receipt, ServiceError>>,
+    reply: Reply,
+    plans: u32,
 }
 
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<WriteRequest>,
+    tx: mpsc::Sender<Request>,
+}
+
+fn stopping() -> ServiceError {
+    ServiceError::Unavailable("the node is stopping; the operation was not executed: retry it".into())
+}
+
+fn busy() -> ServiceError {
+    ServiceError::Busy(format!(
+        "the node is busy: {WRITE_QUEUE_MAX} operations are waiting to be written; retry shortly"
+    ))
 }
 
 impl WriterHandle {
@@ -61,17 +107,13 @@ impl WriterHandle {
     /// `Busy` when the queue is full.
     pub async fn submit(&self, envelope: Envelope, op: Operation) -> Result<Receipt, ServiceError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(WriteRequest { envelope, op, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ServiceError::Busy(format!(
-                "the node is busy: {WRITE_QUEUE_MAX} operations are waiting to be written; retry shortly"
-            )),
+        self.tx.try_send(Request::Op { envelope, op, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => busy(),
             mpsc::error::TrySendError::Closed(_) => ServiceError::Internal("the writer has stopped".into()),
         })?;
         rx.await.map_err(|_| ServiceError::Internal("the writer dropped a request".into()))?
     }
-}
 
-impl WriterHandle {
     /// Queues many operations at once and waits for all their outcomes, in order. When
     /// the queue fills up, the operations that did not fit are answered `Busy`.
     pub async fn submit_many(&self, items: Vec<(Envelope, Operation)>) -> Vec<Result<Receipt, ServiceError>> {
@@ -83,7 +125,7 @@ impl WriterHandle {
                 continue;
             }
             let (reply, rx) = oneshot::channel();
-            match self.tx.try_send(WriteRequest { envelope, op, reply }) {
+            match self.tx.try_send(Request::Op { envelope, op, reply }) {
                 Ok(()) => waiting.push(Some(rx)),
                 Err(_) => {
                     full = true;
@@ -94,9 +136,7 @@ impl WriterHandle {
         let mut results = Vec::with_capacity(waiting.len());
         for rx in waiting {
             results.push(match rx {
-                None => Err(ServiceError::Busy(format!(
-                    "the node is busy: {WRITE_QUEUE_MAX} operations are waiting to be written; retry shortly"
-                ))),
+                None => Err(busy()),
                 Some(rx) => rx
                     .await
                     .unwrap_or_else(|_| Err(ServiceError::Internal("the writer dropped a request".into()))),
@@ -104,203 +144,495 @@ impl WriterHandle {
         }
         results
     }
+
+    /// What a clearing run would read now, copied by the writer between two groups.
+    pub async fn clearing_snapshot(&self) -> Result<ClearingSnapshot, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Snapshot(reply))
+            .await
+            .map_err(|_| ServiceError::Internal("the writer has stopped".into()))?;
+        rx.await.map_err(|_| ServiceError::Internal("the writer dropped a request".into()))
+    }
 }
 
-/// Is `retry` the operation `original` accepted? The same body signed by the same key: an
-/// operation id is global, and another key re-signing a firm's saved body is a conflict,
-/// not a retry (it would otherwise get that firm's receipt).
-fn same_operation(original: &Envelope, retry: &Envelope, retry_body_hash: &[u8; 32]) -> bool {
-    original.signer == retry.signer && original.body_hash() == *retry_body_hash
+/// What the syncer tells the executor.
+#[derive(Debug, Default)]
+struct Feedback {
+    /// The mark after the last durable group: the journal before it can be forgotten.
+    durable: Option<Mark>,
+    /// A group could not be made durable: undo back to this mark.
+    failed: Option<Mark>,
+    /// Groups of an epoch below this are failed by the syncer (executed on a failed one).
+    epoch: u64,
+    /// Set when the syncer cannot go on at all.
+    stopped: bool,
 }
 
-/// Starts the writer thread over `ledger` (already loaded and checked from `store`).
-/// `clock` gives the node's time in ms since the Unix epoch. The thread ends when every
-/// `WriterHandle` is dropped, or when storage fails in a way it cannot recover from; it
-/// then sends on `stopped`, so the node can stop serving.
+/// One operation's outcome, to send once its group is durable.
+enum Outcome {
+    Receipt(Box<Receipt>),
+    /// A retry of the entry `sequence`, durable by the time the syncer answers.
+    Duplicate {
+        operation_id: OperationId,
+        sequence: u64,
+        signer: PublicKey,
+    },
+    Rejected(ServiceError),
+}
+
+/// An executed group on its way to the log.
+struct Group {
+    epoch: u64,
+    before: Mark,
+    after: Mark,
+    entries: Vec<Vec<u8>>,
+    hashes: Vec<Hash>,
+    applied: Applied,
+    replies: Vec<(Reply, Outcome)>,
+}
+
+/// The writer's threads and what they share.
+pub struct Writer {
+    pub handle: WriterHandle,
+    pub executor: std::thread::JoinHandle<()>,
+    pub syncer: std::thread::JoinHandle<()>,
+}
+
+/// Starts the writer over `ledger` (already recovered from `store`). `clock` gives the
+/// node's time in ms since the Unix epoch. The threads end when every `WriterHandle` is
+/// dropped (after the last group is durable and answered), or when the log cannot be
+/// written at all; `stopped` then fires, so the node can stop serving.
 pub fn spawn_writer(
     store: Arc<Store>,
+    view: Arc<View>,
     ledger: Ledger,
     clock: fn() -> u64,
+    checkpoints: SyncSender<Applied>,
+    derived_stuck: Arc<AtomicBool>,
     stopped: oneshot::Sender<()>,
-) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
+) -> std::io::Result<Writer> {
     let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
-    let thread = std::thread::Builder::new().name("cercle-writer".into()).spawn(move || {
-        let previous_head = *ledger.head();
-        Writer { store, ledger, clock, previous_head }.run(rx);
-        let _ = stopped.send(());
+    let (to_syncer, from_executor) = std::sync::mpsc::sync_channel::<Group>(1);
+    let feedback = Arc::new(Mutex::new(Feedback::default()));
+    let genesis = Arc::new(ledger.genesis().clone());
+    let syncer = {
+        let (store, view, feedback, genesis) =
+            (store.clone(), view.clone(), feedback.clone(), genesis.clone());
+        std::thread::Builder::new().name("cercle-syncer".into()).spawn(move || {
+            Syncer { store, view, genesis, feedback, checkpoints }.run(from_executor);
+            let _ = stopped.send(());
+        })?
+    };
+    let mut ledger = ledger;
+    ledger.start_journal();
+    // Planners hold only a weak handle: the queue closes when the last submitter goes.
+    let executor_tx = tx.downgrade();
+    let executor = std::thread::Builder::new().name("cercle-writer".into()).spawn(move || {
+        let executor = Executor {
+            store,
+            ledger,
+            clock,
+            feedback,
+            epoch: 0,
+            to_syncer,
+            derived_stuck,
+            planner_tx: executor_tx,
+            planning: false,
+            parked: std::collections::VecDeque::new(),
+        };
+        executor.run(rx);
     })?;
-    Ok((WriterHandle { tx }, thread))
+    Ok(Writer { handle: WriterHandle { tx }, executor, syncer })
 }
 
-struct Writer {
+struct Executor {
     store: Arc<Store>,
     ledger: Ledger,
     clock: fn() -> u64,
-    /// The head before the group in hand: where a failed group must leave the ledger.
-    previous_head: Head,
+    feedback: Arc<Mutex<Feedback>>,
+    epoch: u64,
+    to_syncer: SyncSender<Group>,
+    derived_stuck: Arc<AtomicBool>,
+    /// Where planners send their results (the writer's own queue).
+    planner_tx: mpsc::WeakSender<Request>,
+    /// A planner is running.
+    planning: bool,
+    /// Clearing runs waiting for a planner.
+    parked: std::collections::VecDeque<Parked>,
 }
 
-enum Outcome {
-    Done(Box<Result<Receipt, ServiceError>>),
-    /// Accepted in this group, at `index` of the group's accepted list.
-    Pending {
-        index: usize,
-        duplicate: bool,
-        /// The balances its signer may read, decided when it was executed.
-        shown: Vec<cercle_core::BalanceAfter>,
-    },
-}
-
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<WriteRequest>) {
-        let mut group = Vec::with_capacity(WRITE_BATCH_MAX);
-        let mut held: Option<WriteRequest> = None;
-        let is_clearing = |r: &WriteRequest| matches!(r.op.kind, OpKind::RunClearing(_));
-        while let Some(first) = held.take().or_else(|| rx.blocking_recv()) {
-            let alone = is_clearing(&first);
-            group.push(first);
-            while !alone && group.len() < WRITE_BATCH_MAX {
-                match rx.try_recv() {
-                    // A clearing run starts the next group.
-                    Ok(next) if is_clearing(&next) => {
-                        held = Some(next);
-                        break;
+impl Executor {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut ops: Vec<(Envelope, Operation, Reply)> = Vec::with_capacity(WRITE_BATCH_MAX);
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Snapshot(reply) => {
+                        let _ = reply.send(ClearingSnapshot::take(self.ledger.state()));
                     }
-                    Ok(next) => group.push(next),
-                    Err(_) => break,
+                    Request::Planned { parked, result } => {
+                        self.flush(&mut ops);
+                        self.apply_planned(parked, result);
+                    }
+                    Request::Op { envelope, op, reply } if matches!(op.kind, OpKind::RunClearing(_)) => {
+                        self.flush(&mut ops);
+                        self.clearing_arrived(envelope, op, reply);
+                    }
+                    Request::Op { envelope, op, reply } => ops.push((envelope, op, reply)),
+                }
+                if ops.len() < WRITE_BATCH_MAX {
+                    next = rx.try_recv().ok();
                 }
             }
-            if !self.write_group(&mut group) {
-                tracing::error!("the writer cannot continue; stopping");
+            self.flush(&mut ops);
+            if self.feedback().stopped {
                 break;
             }
+        }
+        // Every handle is gone: the syncer finishes what it has, then stops. Clearing runs
+        // still waiting for a plan are not executed.
+        for parked in self.parked.drain(..) {
+            let _ = parked.reply.send(Err(stopping()));
         }
         tracing::info!("writer stopped");
     }
 
-    fn rejected(&self, rejection: Rejection) -> ServiceError {
-        let g: &Genesis = self.ledger.genesis();
-        ServiceError::rejected(rejection, &g.currency, g.exponent)
+    fn feedback(&self) -> std::sync::MutexGuard<'_, Feedback> {
+        self.feedback.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Executes and persists one group. Returns false if the writer must stop.
-    fn write_group(&mut self, group: &mut Vec<WriteRequest>) -> bool {
+    /// Takes what the syncer said: forgets the journal of durable groups, undoes failed ones.
+    fn take_feedback(&mut self) {
+        let (durable, failed, epoch) = {
+            let mut f = self.feedback();
+            (f.durable.take(), f.failed.take(), f.epoch)
+        };
+        if let Some(mark) = failed {
+            self.ledger.undo_to(mark);
+            self.epoch = epoch;
+        } else if let Some(mark) = durable {
+            self.ledger.forget_before(mark);
+        }
+    }
+
+    /// Why writes are refused now, if they are.
+    fn refusal(&self) -> Option<ServiceError> {
+        if self.derived_stuck.load(Ordering::Acquire) {
+            return Some(ServiceError::DiskFull(format!(
+                "disk full: the node cannot write its state database in {}; operations resume once there is room",
+                self.store.dir().display()
+            )));
+        }
+        None
+    }
+
+    /// Executes the operations in hand as one group and sends it to the syncer.
+    fn flush(&mut self, ops: &mut Vec<(Envelope, Operation, Reply)>) {
+        if ops.is_empty() {
+            return;
+        }
+        self.take_feedback();
+        if let Some(e) = self.refusal() {
+            for (_, _, reply) in ops.drain(..) {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
+        }
         let now_ms = (self.clock)();
-        self.previous_head = *self.ledger.head();
-        let mut accepted: Vec<Accepted> = Vec::new();
-        let mut in_group: HashMap<OperationId, usize> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(group.len());
-        let mut summaries: HashMap<usize, ClearingSummary> = HashMap::new();
-        for req in group.iter() {
-            outcomes.push(self.execute_one(now_ms, req, &mut accepted, &mut in_group, &mut summaries));
+        let mut group = self.new_group();
+        for (envelope, op, reply) in ops.drain(..) {
+            let outcome = self.execute(now_ms, envelope, &op, ClearingInput::Propose, &mut group);
+            group.replies.push((reply, outcome));
         }
-        let mut keep_going = true;
-        let committed =
-            if accepted.is_empty() { Ok(()) } else { self.store.commit(&accepted, self.ledger.head()) };
-        match &committed {
-            Ok(()) => {}
-            Err(CommitError::NotWritten(e)) => {
-                tracing::error!(error = %e, entries = accepted.len(), "could not write a group to the log");
-                // Nothing of the group is durable, but the in-memory ledger ran ahead:
-                // take it back to the log's head by replaying the log.
-                match self.store.replay_log() {
-                    Ok(ledger) if ledger.head() == &self.previous_head => self.ledger = ledger,
-                    Ok(_) | Err(_) => {
-                        tracing::error!("could not take the ledger back to the log's head");
-                        keep_going = false;
-                    }
-                }
-            }
-            Err(CommitError::NotIndexed(e)) => {
-                // The group is durable but the state is behind: stop, and let the next
-                // start roll the state forward from the log.
-                tracing::error!(error = %e, "the state could not be updated after a durable write");
-                keep_going = false;
-            }
-        }
-        for (req, outcome) in group.drain(..).zip(outcomes) {
-            let result = match outcome {
-                Outcome::Done(r) => *r,
-                Outcome::Pending { index, duplicate, shown } => match &committed {
-                    Ok(()) => Ok(Receipt {
-                        entry: accepted[index].entry.clone(),
-                        operation_id: accepted[index].operation_id,
-                        duplicate,
-                        clearing: if duplicate { None } else { summaries.remove(&index) },
-                        balances_shown: shown,
-                    }),
-                    // Durable but unconfirmed: the client retries, and the retry finds it.
-                    Err(e) => Err(ServiceError::Internal(format!("storage: {e}"))),
-                },
-            };
-            // The submitter may have gone away; its operation stands regardless.
-            let _ = req.reply.send(result);
-        }
-        keep_going
+        self.send(group);
     }
 
-    /// The balances of `entry` that the signer of `req` may read now.
-    fn shown(&self, req: &WriteRequest, entry: &Entry) -> Vec<cercle_core::BalanceAfter> {
-        self.ledger.state().readable_balances(&req.envelope.signer, &entry.balances_after)
+    fn new_group(&self) -> Group {
+        let mark = self.ledger.mark();
+        Group {
+            epoch: self.epoch,
+            before: mark,
+            after: mark,
+            entries: Vec::new(),
+            hashes: Vec::new(),
+            applied: Applied::default(),
+            replies: Vec::new(),
+        }
     }
 
-    fn execute_one(
+    /// Executes one operation into `group`.
+    fn execute(
         &mut self,
         now_ms: u64,
-        req: &WriteRequest,
-        accepted: &mut Vec<Accepted>,
-        in_group: &mut HashMap<OperationId, usize>,
-        summaries: &mut HashMap<usize, ClearingSummary>,
+        envelope: Envelope,
+        op: &Operation,
+        clearing: ClearingInput<'_>,
+        group: &mut Group,
     ) -> Outcome {
-        let id = req.op.id;
-        let body_hash = req.envelope.body_hash();
-        // A retry must find its original, whether accepted in this group or earlier.
-        if let Some(&index) = in_group.get(&id) {
-            return if same_operation(&accepted[index].entry.envelope, &req.envelope, &body_hash) {
-                let shown = self.shown(req, &accepted[index].entry);
-                Outcome::Pending { index, duplicate: true, shown }
-            } else {
-                Outcome::Done(Box::new(Err(
-                    self.rejected(Rejection::OperationIdConflict { operation_id: id.to_string() })
-                )))
-            };
-        }
-        match self.store.operation(&id).and_then(|seq| match seq {
-            Some(seq) => self.store.entry(seq),
-            None => Ok(None),
-        }) {
-            Err(e) => return Outcome::Done(Box::new(Err(e.into()))),
-            Ok(Some(entry)) if same_operation(&entry.envelope, &req.envelope, &body_hash) => {
-                let balances_shown = self.shown(req, &entry);
-                return Outcome::Done(Box::new(Ok(Receipt {
-                    entry,
-                    operation_id: id,
-                    duplicate: true,
-                    clearing: None,
-                    balances_shown,
-                })));
+        let signer = envelope.signer();
+        let g: &Genesis = self.ledger.genesis();
+        let (currency, exponent) = (g.currency.clone(), g.exponent);
+        match self.ledger.execute_with(now_ms, envelope, op, clearing) {
+            Err(rejection) => Outcome::Rejected(ServiceError::rejected(rejection, &currency, exponent)),
+            Ok(Executed::Duplicate { sequence }) => {
+                Outcome::Duplicate { operation_id: op.id, sequence, signer }
             }
-            Ok(Some(_)) => {
-                return Outcome::Done(Box::new(Err(
-                    self.rejected(Rejection::OperationIdConflict { operation_id: id.to_string() })
-                )));
-            }
-            Ok(None) => {}
-        }
-        match self.ledger.execute(now_ms, req.envelope.clone(), &req.op) {
-            Err(rejection) => Outcome::Done(Box::new(Err(self.rejected(rejection)))),
-            Ok((entry, effects)) => {
+            Ok(Executed::Accepted { entry, effects }) => {
                 let state = self.ledger.state();
-                let accounts = effects.touched.iter().filter_map(|a| state.account(a).cloned()).collect();
-                let invoices = effects.invoices.iter().filter_map(|i| state.invoice(i).cloned()).collect();
-                if let Some((_, summary)) = effects.clearing {
-                    summaries.insert(accepted.len(), summary);
+                let balances_shown = if effects.clearing.is_some() {
+                    let all: Vec<BalanceAfter> = effects.balance_changes.iter().map(|b| b.after()).collect();
+                    state.readable_balances(&signer, &all)
+                } else {
+                    state.readable_balances(&signer, &entry.balances_after)
+                };
+                for account in &effects.touched {
+                    group.applied.history.push((account.clone(), entry.sequence));
                 }
-                let shown = self.shown(req, &entry);
-                accepted.push(Accepted { entry, operation_id: id, accounts, invoices });
-                in_group.insert(id, accepted.len() - 1);
-                Outcome::Pending { index: accepted.len() - 1, duplicate: false, shown }
+                collect(&mut group.applied, state, &effects.touched, &effects.invoices);
+                group.entries.push(entry.encode());
+                group.hashes.push(entry.hash());
+                let clearing = effects.clearing.map(|(_, summary)| summary);
+                Outcome::Receipt(Box::new(Receipt {
+                    entry,
+                    operation_id: op.id,
+                    duplicate: false,
+                    clearing,
+                    balances_shown,
+                }))
             }
         }
+    }
+
+    /// Reserves the group's bytes in the log and sends it to the syncer; a group that does
+    /// not fit on the disk is undone and refused.
+    fn send(&mut self, mut group: Group) {
+        group.after = self.ledger.mark();
+        let state = self.ledger.state();
+        group.applied.head = Some(*self.ledger.head());
+        group.applied.account_count = state.account_count() as u64;
+        group.applied.invoice_count = state.invoice_count() as u64;
+        let bytes: u64 = group.entries.iter().map(|e| e.len() as u64 + 16).sum();
+        if let Err(e) = self.store.reserve(bytes) {
+            self.ledger.undo_to(group.before);
+            let error = disk_full(&self.store, &e);
+            for (reply, _) in group.replies.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return;
+        }
+        if self.to_syncer.send(group).is_err() {
+            tracing::error!("the syncer has stopped; the writer stops too");
+            self.feedback().stopped = true;
+        }
+    }
+
+    /// A clearing run arrives: what does not need the solver is decided now (a duplicate,
+    /// a conflict, its time window, the authority it needs); the rest is planned away from
+    /// the writer.
+    fn clearing_arrived(&mut self, envelope: Envelope, op: Operation, reply: Reply) {
+        let now_ms = (self.clock)();
+        match self.ledger.precheck(now_ms, &envelope, &op) {
+            Ok(None) => {
+                self.parked.push_back(Parked { envelope, op, reply, plans: 0 });
+                self.plan_next();
+            }
+            Ok(Some(_)) | Err(_) => {
+                self.take_feedback();
+                let mut group = self.new_group();
+                let outcome = self.execute(now_ms, envelope, &op, ClearingInput::Propose, &mut group);
+                group.replies.push((reply, outcome));
+                self.send(group);
+            }
+        }
+    }
+
+    /// Starts a planner for the first parked clearing run, if none is running.
+    fn plan_next(&mut self) {
+        if self.planning {
+            return;
+        }
+        let Some(parked) = self.parked.pop_front() else { return };
+        let OpKind::RunClearing(run) = &parked.op.kind else { return };
+        let with_credit = run.with_credit;
+        let snapshot = ClearingSnapshot::take(self.ledger.state());
+        let tx = self.planner_tx.clone();
+        self.planning = true;
+        let spawned = std::thread::Builder::new().name("cercle-planner".into()).spawn(move || {
+            let result =
+                cercle_core::clearing::propose_checked(&snapshot, with_credit).map(|(record, _)| record);
+            match tx.upgrade() {
+                Some(tx) => {
+                    if let Err(mpsc::error::SendError(Request::Planned { parked, .. })) =
+                        tx.blocking_send(Request::Planned { parked, result })
+                    {
+                        let _ = parked.reply.send(Err(stopping()));
+                    }
+                }
+                None => {
+                    let _ = parked.reply.send(Err(stopping()));
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a clearing planner");
+            self.planning = false;
+        }
+    }
+
+    /// Applies a planned clearing run, in a group of its own, if its record still holds on
+    /// the state as it is now; plans it again if not.
+    fn apply_planned(&mut self, parked: Parked, result: Result<ClearingRecord, Rejection>) {
+        self.planning = false;
+        self.take_feedback();
+        let Parked { envelope, op, reply, plans } = parked;
+        let record = match result {
+            Ok(record) => Some(record),
+            Err(rejection) => {
+                let g = self.ledger.genesis();
+                let error = ServiceError::rejected(rejection, &g.currency, g.exponent);
+                let mut group = self.new_group();
+                group.replies.push((reply, Outcome::Rejected(error)));
+                self.send(group);
+                self.plan_next();
+                return;
+            }
+        };
+        if let Some(e) = self.refusal() {
+            let _ = reply.send(Err(e));
+            self.plan_next();
+            return;
+        }
+        let now_ms = (self.clock)();
+        let mut group = self.new_group();
+        let input = match (&record, plans + 1 >= CLEARING_PLANS_MAX) {
+            // The last attempt is solved here, on the state itself.
+            (_, true) => ClearingInput::Propose,
+            (Some(r), false) => ClearingInput::Recorded(Some(r)),
+            (None, false) => ClearingInput::Propose,
+        };
+        let outcome = self.execute(now_ms, envelope.clone(), &op, input, &mut group);
+        if let Outcome::Rejected(ServiceError::Rejected {
+            rejection: Rejection::ClearingInvalid { .. }, ..
+        }) = &outcome
+            && plans + 1 < CLEARING_PLANS_MAX
+        {
+            // The state moved under the plan: plan again, on the state as it is now.
+            tracing::info!(attempt = plans + 1, "the clearing plan no longer holds; planning again");
+            self.parked.push_front(Parked { envelope, op, reply, plans: plans + 1 });
+            self.plan_next();
+            return;
+        }
+        group.replies.push((reply, outcome));
+        self.send(group);
+        self.plan_next();
+    }
+}
+
+/// Adds the current versions of `accounts` and `invoices` to `applied`.
+fn collect(
+    applied: &mut Applied,
+    state: &cercle_core::State,
+    accounts: &[AccountId],
+    invoices: &[InvoiceId],
+) {
+    applied.accounts.extend(accounts.iter().filter_map(|a| state.account(a).cloned()));
+    applied.invoices.extend(invoices.iter().filter_map(|i| state.invoice(i).cloned()));
+}
+
+fn disk_full(store: &Store, e: &cercle_store::StoreError) -> ServiceError {
+    if e.is_disk_full() {
+        let free = store.free_bytes().unwrap_or(0);
+        ServiceError::DiskFull(format!(
+            "disk full: {free} bytes free at {}; operations resume once there is room",
+            store.dir().display()
+        ))
+    } else {
+        ServiceError::Internal(format!("storage: {e}"))
+    }
+}
+
+struct Syncer {
+    store: Arc<Store>,
+    view: Arc<View>,
+    genesis: Arc<Genesis>,
+    feedback: Arc<Mutex<Feedback>>,
+    checkpoints: SyncSender<Applied>,
+}
+
+impl Syncer {
+    fn run(self, groups: std::sync::mpsc::Receiver<Group>) {
+        for group in groups {
+            let epoch = self.feedback.lock().unwrap_or_else(std::sync::PoisonError::into_inner).epoch;
+            if group.epoch < epoch {
+                // Executed on top of a group that failed: never written.
+                let error =
+                    ServiceError::Unavailable("the node could not write an earlier group; retry".into());
+                answer_all(group.replies, &error);
+                continue;
+            }
+            if !self.write(group) {
+                break;
+            }
+        }
+        tracing::info!("syncer stopped");
+    }
+
+    /// Makes one group durable and answers it. Returns false if the syncer must stop.
+    fn write(&self, group: Group) -> bool {
+        if !group.entries.is_empty()
+            && let Err(e) = self.store.append_group(&group.entries, &group.hashes)
+        {
+            tracing::error!(error = %e, entries = group.entries.len(), "could not write a group to the log");
+            let error = disk_full(&self.store, &e);
+            answer_all(group.replies, &error);
+            let mut f = self.feedback.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f.failed = Some(group.before);
+            f.epoch = group.epoch + 1;
+            return true;
+        }
+        if !group.entries.is_empty() {
+            self.view.publish(&group.applied);
+        }
+        for (reply, outcome) in group.replies {
+            let _ = reply.send(self.resolve(outcome));
+        }
+        if !group.entries.is_empty() {
+            self.feedback.lock().unwrap_or_else(std::sync::PoisonError::into_inner).durable =
+                Some(group.after);
+            if self.checkpoints.send(group.applied).is_err() {
+                tracing::error!("the checkpointer has stopped");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The answer for an outcome, once its group is durable.
+    fn resolve(&self, outcome: Outcome) -> Result<Receipt, ServiceError> {
+        match outcome {
+            Outcome::Receipt(r) => Ok(*r),
+            Outcome::Rejected(e) => Err(e),
+            Outcome::Duplicate { operation_id, sequence, signer } => {
+                let entry = self
+                    .store
+                    .entry(sequence)?
+                    .ok_or_else(|| ServiceError::Internal(format!("entry {sequence} is not in the log")))?;
+                let readable = |a: &AccountId| {
+                    self.genesis.is_admin(&signer)
+                        || self.genesis.is_auditor(&signer)
+                        || self.view.account(a).is_some_and(|acc| acc.keys.contains(&signer))
+                };
+                let balances_shown = entry.balances().into_iter().filter(|b| readable(&b.account)).collect();
+                Ok(Receipt { entry, operation_id, duplicate: true, clearing: None, balances_shown })
+            }
+        }
+    }
+}
+
+fn answer_all(replies: Vec<(Reply, Outcome)>, error: &ServiceError) {
+    for (reply, _) in replies {
+        let _ = reply.send(Err(error.clone()));
     }
 }

@@ -145,8 +145,7 @@ fn bench() -> Bench {
     node.persist_witness();
     assert_eq!(node.log_size(), ENTRIES);
     node.stop();
-    let (_, ledger, _) = node.open_store();
-    let head_hash = ledger.head().hash;
+    let head_hash = node.open_store().ledger.head().hash;
     let pristine = snapshot(&ledger_dir);
     Bench { node, ledger_dir, pristine, old_log, head_hash }
 }
@@ -188,8 +187,8 @@ impl Bench {
         self.node.try_start().unwrap_or_else(|e| panic!("{case}: the node refused: {e}"));
         assert_eq!(self.node.log_size(), ENTRIES, "{case}");
         self.node.stop();
-        let (_, ledger, _) = self.node.open_store();
-        assert_eq!(ledger.head().hash, self.head_hash, "{case}: the history differs");
+        let recovered = self.node.open_store();
+        assert_eq!(recovered.ledger.head().hash, self.head_hash, "{case}: the history differs");
     }
 
     fn reset(&self) {

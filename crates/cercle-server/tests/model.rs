@@ -45,11 +45,12 @@ use cercle_core::sign::{Keypair, SignatureError, check_public_key};
 use cercle_core::{
     Account, AccountId, AccountStatus, ClearingRecord, Genesis, Head, Invoice, InvoiceId, InvoiceParties,
     InvoiceState, IssueInvoice, LedgerId, OpKind, Operation, OperationId, PublicKey, RegisterAccount,
-    RejectCode, RunClearing, SetLimits, State, Transfer,
+    RejectCode, RunClearing, SectionTag, SetLimits, State, Transfer,
 };
 use cercle_proto as pb;
+use cercle_schema as schema;
 use cercle_server::now_ms;
-use cercle_store::OpenOutcome;
+use cercle_server::recovery::{StateOutcome, replay_from_genesis};
 use common::{TestNode, expected_rejection, keypair, rejection_of, sign_body, sign_op};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -949,6 +950,7 @@ struct AcceptedOp {
     body: Vec<u8>,
     signer: PublicKey,
     sequence: u64,
+    valid_until_ms: u64,
     receipt: Option<pb::Receipt>,
     /// Every balance the entry changed; a receipt shows those its signer may read.
     balances_after: Vec<pb::BalanceAfter>,
@@ -1123,6 +1125,7 @@ impl Model {
                 body: b.envelope.body.clone(),
                 signer,
                 sequence,
+                valid_until_ms: op.valid_until_ms,
                 receipt: None,
                 balances_after: all_balances,
             },
@@ -2250,7 +2253,7 @@ impl Run {
         };
         let op = kind.map(|kind| Operation { id, valid_until_ms, kind });
         let body = match (&op, &s.op) {
-            (Some(op), _) => cercle_proto::encode_operation(op),
+            (Some(op), _) => cercle_core::body::encode(op),
             (None, OpSpec::Malformed(m)) => malformed_body(*m, id, valid_until_ms),
             (None, _) => unreachable!("only malformed specs have no operation"),
         };
@@ -2455,28 +2458,32 @@ impl Run {
         Ok(())
     }
 
-    /// Stops the node and checks its store: opened as an auditor opens it, the log replays
-    /// from genesis (signatures included) to the model's state digest and head, the state
-    /// kept beside the log agrees with it, and the stored accounts, invoices, head and
-    /// operation ids are the model's. With `clearing`, the run that the last entry records
-    /// is first checked against the model and adopted by it.
+    /// Stops the node and checks its store: opened as the node opens it (the checkpoint,
+    /// then the log past it, every signature checked), the state is the model's; the log
+    /// replays from genesis to the model's state digest and head; the checkpoint a clean
+    /// stop leaves holds every account and invoice as the model has them, and no entry is
+    /// replayed on top of it; the operation ids still within their window are remembered.
+    /// With `clearing`, the run that the last entry records is first checked against the
+    /// model and adopted by it.
     fn check_store(
         &mut self,
         clearing: Option<(&PendingClearing, &pb::Receipt)>,
     ) -> Result<(), TestCaseError> {
         self.node.stop();
-        let (store, replayed, report) = self.node.open_store();
+        let recovered = self.node.open_store();
+        let (store, ledger) = (&recovered.store, &recovered.ledger);
         if let Some((run, receipt)) = clearing {
             let entry = store.entry(run.sequence).expect("entry").ok_or_else(|| {
                 TestCaseError::fail(format!("no entry {} for the clearing run", run.sequence))
             })?;
-            let record = entry
-                .clearing
-                .as_ref()
+            let section = entry
+                .section(SectionTag::Clearing)
                 .ok_or_else(|| TestCaseError::fail(format!("entry {} records no clearing", run.sequence)))?;
-            let accounts = store.accounts().expect("accounts");
-            let invoices = store.invoices(None).expect("invoices");
-            self.model.adopt_clearing(run, receipt, record, &accounts, &invoices)?;
+            let record = ClearingRecord::from_section(section)
+                .map_err(|e| TestCaseError::fail(format!("entry {}: {e}", run.sequence)))?;
+            let accounts: Vec<Account> = ledger.state().accounts().cloned().collect();
+            let invoices: Vec<Invoice> = ledger.state().invoices().cloned().collect();
+            self.model.adopt_clearing(run, receipt, &record, &accounts, &invoices)?;
         }
         let genesis = &self.node.genesis;
         let expected_accounts = self.model.core_accounts();
@@ -2484,26 +2491,31 @@ impl Run {
         let expected_digest =
             State::from_parts(genesis, expected_accounts.clone(), expected_invoices.clone()).digest();
         // The invoices first, whose differences the digest would not show.
-        let replayed_invoices: Vec<Invoice> = replayed.state().invoices().cloned().collect();
-        prop_assert_eq!(&replayed_invoices, &expected_invoices, "the invoices replayed from the log");
-        prop_assert_eq!(replayed.state().digest(), expected_digest);
-        prop_assert_eq!(*replayed.head(), self.model.head);
-        // The state beside the log may lag behind it (it is rolled forward), never differ.
-        prop_assert_ne!(report.outcome, OpenOutcome::Rebuilt);
-        prop_assert_eq!(store.head().expect("head"), self.model.head);
-        let stored = store.accounts().expect("accounts");
-        prop_assert_eq!(&stored, &expected_accounts);
-        let stored_invoices = store.invoices(None).expect("invoices");
-        prop_assert_eq!(&stored_invoices, &expected_invoices, "the stored invoices");
-        prop_assert_eq!(State::from_parts(genesis, stored, stored_invoices).digest(), expected_digest);
+        let recovered_invoices: Vec<Invoice> = ledger.state().invoices().cloned().collect();
+        prop_assert_eq!(&recovered_invoices, &expected_invoices, "the invoices as the node starts with them");
+        prop_assert_eq!(ledger.state().digest(), expected_digest);
+        prop_assert_eq!(*ledger.head(), self.model.head);
+        // A clean stop writes a last checkpoint: the next start replays nothing over it.
+        prop_assert_eq!(
+            &recovered.report.outcome,
+            &StateOutcome::Resumed { checkpoint: self.model.head.size, replayed: 0 }
+        );
+        let snapshot = store.snapshot().expect("the checkpoint reads").expect("a checkpoint");
+        prop_assert_eq!(&snapshot.accounts, &expected_accounts, "the checkpoint's accounts");
+        let mut stored_invoices = snapshot.invoices.clone();
+        stored_invoices.sort_by_key(|i| i.id);
+        prop_assert_eq!(&stored_invoices, &expected_invoices, "the checkpoint's invoices");
         for (id, op) in &self.model.ops {
-            prop_assert_eq!(store.operation(id).expect("operation id index"), Some(op.sequence));
+            if op.valid_until_ms >= self.model.head.timestamp_ms {
+                prop_assert_eq!(ledger.ids().get(id).map(|r| r.sequence), Some(op.sequence));
+            }
         }
-        let log_only = store.replay_log().map_err(|e| TestCaseError::fail(format!("replay_log: {e}")))?;
-        prop_assert_eq!(log_only.state().digest(), expected_digest);
-        let log_only_invoices: Vec<Invoice> = log_only.state().invoices().cloned().collect();
-        prop_assert_eq!(&log_only_invoices, &expected_invoices, "the invoices replayed from the log alone");
-        prop_assert_eq!(*log_only.head(), self.model.head);
+        let from_genesis = replay_from_genesis(store, true)
+            .map_err(|e| TestCaseError::fail(format!("the log does not replay from genesis: {e}")))?;
+        prop_assert_eq!(from_genesis.state().digest(), expected_digest);
+        let replayed_invoices: Vec<Invoice> = from_genesis.state().invoices().cloned().collect();
+        prop_assert_eq!(&replayed_invoices, &expected_invoices, "the invoices replayed from genesis");
+        prop_assert_eq!(*from_genesis.head(), self.model.head);
         Ok(())
     }
 
@@ -2533,10 +2545,12 @@ fn malformed_body(m: Malformed, id: OperationId, valid_until_ms: u64) -> Vec<u8>
             invoice: None,
         }),
     };
-    let mut body = pb::OperationBody::from(&transfer);
+    // A third party's body, built with the schema's own types, then spoiled.
+    let mut body = schema::OperationBody::decode(cercle_core::body::encode(&transfer).as_slice())
+        .expect("the core's encoding decodes");
     match m {
         Malformed::UppercaseHandle => {
-            if let Some(pb::operation_body::Kind::Transfer(t)) = &mut body.kind {
+            if let Some(schema::operation_body::Kind::Transfer(t)) = &mut body.kind {
                 t.payer = "Alpha".into();
             }
         }
@@ -2545,7 +2559,7 @@ fn malformed_body(m: Malformed, id: OperationId, valid_until_ms: u64) -> Vec<u8>
         }
         Malformed::NoKind => body.kind = None,
         Malformed::ShortKey => {
-            body.kind = Some(pb::operation_body::Kind::RotateKeys(pb::RotateKeys {
+            body.kind = Some(schema::operation_body::Kind::RotateKeys(schema::RotateKeys {
                 account: HANDLES[0].into(),
                 public_keys: vec![vec![7; 31]],
             }));
@@ -2672,7 +2686,7 @@ fn a_receipt_shows_only_the_balances_its_signer_may_read() {
 fn another_key_resigning_a_saved_body_gets_a_conflict_not_the_receipt() {
     let (node, alpha, bravo) = two_accounts();
     let ledger_id = node.genesis.ledger_id;
-    let body = cercle_proto::encode_operation(&transfer_op(3, "alpha", "bravo", 100));
+    let body = cercle_core::body::encode(&transfer_op(3, "alpha", "bravo", 100));
     node.submit(sign_body(&ledger_id, &alpha, body.clone())).expect("accepted");
     // Issue #11: bravo, holding alpha's saved body, signed it and got alpha's receipt.
     assert_rejected(node.submit(sign_body(&ledger_id, &bravo, body)), RejectCode::OperationIdConflict);

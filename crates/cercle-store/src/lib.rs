@@ -1,68 +1,45 @@
-//! The storage adapter: persists what the core decided, durably, and reads it back.
+//! The storage adapter: persists what the core decided, durably, and reads it back. It
+//! knows the formats, never the rules: it replays nothing and decides nothing.
 //!
-//! A ledger directory holds three things:
+//! A ledger directory holds:
 //!
 //! - `genesis.bin`: the genesis, written once at creation and synced.
-//! - `entries.log`: the log of entries, append-only and checksummed (`log` module). It is
-//!   the source of truth, and the only file the node waits on: each group of entries is
+//! - `entries.log`: the log of entries, append-only and checksummed (`log`). It is the
+//!   source of truth, and the only file the node waits on: each group of entries is
 //!   written with one `write` and one `fdatasync` before any of them is acknowledged.
-//! - `state/`: a sled database holding what is derived from the log: accounts, the
-//!   operation-id index, each account's history index, the position of every entry in the
-//!   log, and the head it has applied. sled is never synced on the write path (its
-//!   `flush` is only `sync_file_range` on Linux); it can always be rolled forward or
-//!   rebuilt from the log.
+//! - `tree-head`: the node's last signed tree head, a witness of how far the log reached.
+//! - `state/`: a sled database with a checkpoint of the state and the per-account indexes
+//!   (`derived`), written every few seconds off the write path. It can always be rebuilt
+//!   from the log.
 //!
-//! sled keys, integers big-endian so key order is numeric order:
-//!
-//! | key                          | value                                   |
-//! |------------------------------|-----------------------------------------|
-//! | `m/head`                     | version, size u64, hash, timestamp u64  |
-//! | `l` sequence                 | version, log offset u64, length u32, leaf hash |
-//! | `a` handle                   | `Account::encode`                       |
-//! | `o` operation id             | version, sequence u64                   |
-//! | `h` handle `0x00` sequence   | empty (the account's history index)     |
-//! | `t` level u8, index u64      | hash of a complete Merkle subtree (level >= 1) |
-//! | `i` invoice id               | `Invoice::encode`                       |
-//! | `n` handle `0x00` sequence   | invoice id (each firm's invoices, by issue) |
+//! The log's index (where each entry is, the Merkle tree) lives in memory (`index`): the
+//! start-up scan, which reads and checks every record anyway, rebuilds it.
 //!
 //! Crash contract. After a crash or power cut at any moment, on the next open:
 //! - every group whose `fdatasync` completed (so every acknowledged operation) is in the
-//!   log, exactly once, and its effects are in the state;
+//!   log, exactly once;
 //! - a group whose write was interrupted is either entirely present (the sync happened but
-//!   the acknowledgement did not get out) or cut away as a torn tail;
-//! - the state is the replay of the log: if sled lags behind it is rolled forward, if it
-//!   disagrees or cannot be opened it is rebuilt from the log.
+//!   the acknowledgement did not get out) or cut away as a torn tail; damage anywhere else
+//!   is corruption, refused (see `log`);
+//! - the state's checkpoint is some earlier point of the same log (or unreadable, then
+//!   rebuilt): the node replays the log from it.
 
+pub mod derived;
+pub mod index;
 pub mod log;
 
 use std::path::{Path, PathBuf};
-
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use cercle_core::checkpoint::TreeHead;
-use cercle_core::merkle::{self, Frontier, Hash, HashSource};
-use cercle_core::{
-    Account, AccountId, Entry, Genesis, Head, Invoice, InvoiceId, Ledger, OperationId, ReplayError, Replayer,
-    State,
-};
+use cercle_core::merkle::{self, Hash, HashSource};
+use cercle_core::{AccountId, Entry, Genesis, Head, Invoice, InvoiceId};
 
-use crate::log::{LogFile, RecordPos, Witness, WitnessCheck, sync_dir};
-
-const HEAD_KEY: &[u8] = b"m/head";
-const LOG_PREFIX: u8 = b'l';
-const ACCOUNT_PREFIX: u8 = b'a';
-const OPERATION_PREFIX: u8 = b'o';
-const HISTORY_PREFIX: u8 = b'h';
-const SUBTREE_PREFIX: u8 = b't';
-const INVOICE_PREFIX: u8 = b'i';
-const INVOICE_INDEX_PREFIX: u8 = b'n';
-
-/// A page of history stops after the entry that takes it past this many bytes: clearing
-/// entries can be megabytes, and a page must fit a response.
-pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
-const RECORD_VERSION: u8 = 1;
-const HEAD_VERSION: u8 = 2;
-const HEAD_BYTES: usize = 1 + 8 + 32 + 8 + 4;
+use derived::Derived;
+pub use derived::{Checkpoint, CheckpointHead, HISTORY_BLOCK_MAX, Snapshot};
+use index::{BLOCK_ENTRIES, LogIndex};
+use log::{LogFile, sync_dir};
+pub use log::{RecordInfo, RecordPos, Witness, WitnessCheck};
 
 const GENESIS_FILE: &str = "genesis.bin";
 /// The node's last signed tree head: a witness of how far the log reached.
@@ -74,6 +51,9 @@ const TREE_HEAD_BYTES: usize = 8 + 8 + 32 + 8 + 64;
 const LOG_FILE: &str = "entries.log";
 const STATE_DIR: &str = "state";
 const LOCK_FILE: &str = "LOCK";
+/// A page of history stops after the entry that takes it past this many bytes: clearing
+/// entries can be megabytes, and a page must fit a response.
+pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -89,8 +69,6 @@ pub enum StoreError {
     InUse(String),
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
-    #[error("the log does not replay: {0}")]
-    Replay(#[from] ReplayError),
     /// The log lost or changed entries that were committed. Nothing was changed.
     #[error(
         "the log {path} is corrupt at entry {} (byte {}): {}; {}. Nothing was changed. To recover, restore the data directory from a backup, or accept the loss of entry {} and every later one with `cercle-node recover --accept-loss` (it keeps the damaged file and records the loss)",
@@ -102,241 +80,36 @@ pub enum StoreError {
     Bound(String),
 }
 
-fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
-    StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: reason.to_string() }
-}
-
-/// One accepted operation, ready to persist.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub entry: Entry,
-    pub operation_id: OperationId,
-    /// The new state of every account the operation touched.
-    pub accounts: Vec<Account>,
-    /// The new state of every invoice the operation touched.
-    pub invoices: Vec<Invoice>,
-}
-
-/// Why a group could not be committed, and what that means for it.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// Nothing of the group is durable: it may be reported as failed.
-    #[error("the group was not written: {0}")]
-    NotWritten(StoreError),
-    /// The group is durable in the log but the state could not be updated. The state is
-    /// now behind the log; the node must stop and roll forward on the next start.
-    #[error("the group is in the log but the state could not be updated: {0}")]
-    NotIndexed(StoreError),
-}
-
-/// How `Store::open` found the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenOutcome {
-    /// The stored state equals the replayed log.
-    Verified,
-    /// The state was behind the log by this many entries and was rolled forward.
-    RolledForward(u64),
-    /// The state disagreed with the log, or was missing or unreadable: rebuilt from it.
-    Rebuilt,
-}
-
-/// Options of `Store::open`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OpenOptions {
-    /// Check every entry's signature again while replaying (an audit, and `rebuild`).
-    /// Without it the replay trusts the signatures checked when the entries were written.
-    pub verify_signatures: bool,
-}
-
-/// What `Store::open` did, for the start-up log line.
-#[derive(Debug, Clone)]
-pub struct OpenReport {
-    pub outcome: OpenOutcome,
-    pub recovery: log::Recovery,
-}
-
-pub struct Store {
-    dir: PathBuf,
-    genesis: Genesis,
-    log: LogFile,
-    db: sled::Db,
-    /// The directory's exclusive lock, released when the store is dropped.
-    _lock: std::fs::File,
-    /// The right edge of the Merkle tree over the entries the state has applied.
-    frontier: Mutex<Frontier>,
-}
-
-fn log_key(sequence: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = LOG_PREFIX;
-    k[1..].copy_from_slice(&sequence.to_be_bytes());
-    k
-}
-
-fn account_key(id: &AccountId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + id.as_str().len());
-    k.push(ACCOUNT_PREFIX);
-    k.extend_from_slice(id.as_str().as_bytes());
-    k
-}
-
-fn operation_key(id: &OperationId) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[0] = OPERATION_PREFIX;
-    k[1..].copy_from_slice(&id.0);
-    k
-}
-
-fn history_prefix(id: &AccountId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + id.as_str().len() + 8);
-    k.push(HISTORY_PREFIX);
-    k.extend_from_slice(id.as_str().as_bytes());
-    // Handles never contain 0x00, so "abc\0" cannot be a prefix of another handle's rows.
-    k.push(0);
-    k
-}
-
-fn history_key(id: &AccountId, sequence: u64) -> Vec<u8> {
-    let mut k = history_prefix(id);
-    k.extend_from_slice(&sequence.to_be_bytes());
-    k
-}
-
-fn invoice_key(id: &InvoiceId) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[0] = INVOICE_PREFIX;
-    k[1..].copy_from_slice(&id.0);
-    k
-}
-
-fn invoice_index_prefix(account: &AccountId) -> Vec<u8> {
-    let mut k = history_prefix(account);
-    k[0] = INVOICE_INDEX_PREFIX;
-    k
-}
-
-fn invoice_index_key(account: &AccountId, sequence: u64) -> Vec<u8> {
-    let mut k = invoice_index_prefix(account);
-    k.extend_from_slice(&sequence.to_be_bytes());
-    k
-}
-
-/// Stores an invoice, and when it is new (issued by this entry) indexes it under both firms.
-fn put_invoice(batch: &mut sled::Batch, invoice: &Invoice, sequence: u64) {
-    batch.insert(&invoice_key(&invoice.id), invoice.encode());
-    if invoice.issued_at_sequence == sequence {
-        for firm in [&invoice.payer, &invoice.payee] {
-            batch.insert(invoice_index_key(firm, invoice.issued_at_sequence), &invoice.id.0);
+impl StoreError {
+    /// True when the error is the disk being full: the node refuses writes and retries.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => source.raw_os_error() == Some(libc_enospc()),
+            StoreError::Sled(sled::Error::Io(e)) => e.raw_os_error() == Some(libc_enospc()),
+            _ => false,
         }
     }
 }
 
-fn encode_head(head: &Head) -> Vec<u8> {
-    let mut v = Vec::with_capacity(HEAD_BYTES);
-    v.push(HEAD_VERSION);
-    v.extend_from_slice(&head.size.to_be_bytes());
-    v.extend_from_slice(&head.hash);
-    v.extend_from_slice(&head.timestamp_ms.to_be_bytes());
-    let crc = crc32fast::hash(&v);
-    v.extend_from_slice(&crc.to_be_bytes());
-    v
+/// ENOSPC on Linux.
+const fn libc_enospc() -> i32 {
+    28
 }
 
-/// The head record is checksummed: it is a witness of the log's size, so a damaged one
-/// must not pass for a true one.
-fn decode_head(v: &[u8]) -> Result<Head, StoreError> {
-    if v.len() != HEAD_BYTES || v[0] != HEAD_VERSION {
-        return Err(corrupt(HEAD_KEY, "bad length or version"));
-    }
-    let (body, crc) = v.split_at(HEAD_BYTES - 4);
-    if crc32fast::hash(body).to_be_bytes() != crc {
-        return Err(corrupt(HEAD_KEY, "checksum mismatch"));
-    }
-    let mut size = [0u8; 8];
-    size.copy_from_slice(&v[1..9]);
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(&v[9..41]);
-    let mut ts = [0u8; 8];
-    ts.copy_from_slice(&v[41..49]);
-    Ok(Head { size: u64::from_be_bytes(size), hash, timestamp_ms: u64::from_be_bytes(ts) })
-}
-
-/// An entry's position in the log and its Merkle leaf hash (level 0 of the tree).
-fn encode_pos(pos: RecordPos, leaf: &Hash) -> [u8; 45] {
-    let mut v = [0u8; 45];
-    v[0] = RECORD_VERSION;
-    v[1..9].copy_from_slice(&pos.offset.to_be_bytes());
-    v[9..13].copy_from_slice(&pos.len.to_be_bytes());
-    v[13..45].copy_from_slice(leaf);
-    v
-}
-
-fn decode_pos(key: &[u8], v: &[u8]) -> Result<(RecordPos, Hash), StoreError> {
-    if v.len() != 45 || v[0] != RECORD_VERSION {
-        return Err(corrupt(key, "bad log position"));
-    }
-    let mut offset = [0u8; 8];
-    offset.copy_from_slice(&v[1..9]);
-    let mut len = [0u8; 4];
-    len.copy_from_slice(&v[9..13]);
-    let mut leaf = [0u8; 32];
-    leaf.copy_from_slice(&v[13..45]);
-    Ok((RecordPos { offset: u64::from_be_bytes(offset), len: u32::from_be_bytes(len) }, leaf))
-}
-
-fn subtree_key(level: u32, index: u64) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[0] = SUBTREE_PREFIX;
-    k[1] = level as u8;
-    k[2..].copy_from_slice(&index.to_be_bytes());
-    k
-}
-
-fn encode_sequence(sequence: u64) -> [u8; 9] {
-    let mut v = [0u8; 9];
-    v[0] = RECORD_VERSION;
-    v[1..].copy_from_slice(&sequence.to_be_bytes());
-    v
-}
-
-fn decode_sequence(key: &[u8], v: &[u8]) -> Result<u64, StoreError> {
-    if v.len() != 9 || v[0] != RECORD_VERSION {
-        return Err(corrupt(key, "bad operation record"));
-    }
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(&v[1..]);
-    Ok(u64::from_be_bytes(seq))
+fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
+    StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: reason.to_string() }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::Io { path: path.display().to_string(), source: e }
 }
 
-/// Adds an entry's derived rows (position and leaf hash, operation id, the Merkle subtrees
-/// it completes) to `batch`, and advances `frontier`.
-fn index_entry(
-    batch: &mut sled::Batch,
-    frontier: &mut Frontier,
-    entry_bytes: &[u8],
-    sequence: u64,
-    operation_id: &OperationId,
-    pos: RecordPos,
-) -> Result<(), StoreError> {
-    let leaf = merkle::leaf_hash(entry_bytes);
-    batch.insert(&log_key(sequence), encode_pos(pos, &leaf).as_slice());
-    batch.insert(&operation_key(operation_id), &encode_sequence(sequence));
-    let completed = frontier.push(leaf).map_err(|e| corrupt(b"tree", e))?;
-    for subtree in completed {
-        // Level 0 lives in the position record.
-        if subtree.level > 0 {
-            batch.insert(&subtree_key(subtree.level, subtree.index), &subtree.hash);
-        }
-    }
-    Ok(())
-}
-
-fn index_history(batch: &mut sled::Batch, account: &AccountId, sequence: u64) {
-    batch.insert(history_key(account, sequence), &[]);
+/// What `Store::open` found.
+#[derive(Debug, Clone)]
+pub struct OpenReport {
+    pub recovery: log::Recovery,
+    /// Why the state database was set aside, when it was (it is then empty, to rebuild).
+    pub state_set_aside: Option<String>,
 }
 
 /// What `Store::accept_loss` did.
@@ -352,37 +125,16 @@ pub struct LossReport {
     pub damaged_file: String,
 }
 
-/// What one pass over the log gave: the open log, the replayed ledger, and the entries
-/// the state has not applied yet.
-struct Replayed {
+pub struct Store {
+    dir: PathBuf,
+    genesis: Genesis,
     log: LogFile,
-    recovery: log::Recovery,
-    ledger: Ledger,
-    missing: Vec<(RecordPos, OperationId)>,
-}
-
-/// One pass over the log: check each record against the chain and the witnesses, replay
-/// it, and keep the positions of the entries after `state_size` (to roll the state forward).
-fn replay_log(
-    dir: &Path,
-    genesis: &Genesis,
-    options: OpenOptions,
-    state_size: u64,
-    witnesses: &[Witness],
-) -> Result<Replayed, StoreError> {
-    let mut replayer = Replayer::new(genesis.clone(), options.verify_signatures);
-    let mut missing: Vec<(RecordPos, OperationId)> = Vec::new();
-    let (log, recovery) = LogFile::open(&dir.join(LOG_FILE), genesis, witnesses, |entry, pos| {
-        let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
-        replayer.replay(entry, op.as_ref().map_err(Clone::clone))?;
-        if entry.sequence > state_size
-            && let Ok(op) = &op
-        {
-            missing.push((pos, op.id));
-        }
-        Ok(())
-    })?;
-    Ok(Replayed { log, recovery, ledger: replayer.into_ledger(), missing })
+    index: RwLock<LogIndex>,
+    derived: Derived,
+    /// The hashes of the last complete block read back for a proof.
+    block_cache: Mutex<Option<(u64, Vec<Hash>)>>,
+    /// The directory's exclusive lock, released when the store is dropped.
+    _lock: std::fs::File,
 }
 
 /// The node's last signed tree head, as a witness, if the file is there and its signature
@@ -537,11 +289,19 @@ impl Store {
         Ok(())
     }
 
-    /// Opens the ledger in `dir`: recovers the log (cutting a torn tail, refusing
-    /// corruption without touching anything), replays it, and brings the state in line with
-    /// it (verified, rolled forward, or rebuilt). A state that cannot be opened or read, or
-    /// that disagrees with the log, is rebuilt: never a reason not to start.
-    pub fn open(dir: &Path, options: OpenOptions) -> Result<(Store, Ledger, OpenReport), StoreError> {
+    /// Opens the ledger in `dir`: reads and checks every record of the log against the
+    /// chain and the witnesses (the last signed tree head and the state's checkpoint head),
+    /// cuts a torn tail and refuses corruption without touching anything, and indexes the
+    /// log. `visitor` is given the state's checkpoint head (if it can be read) and returns
+    /// what sees every good record, in order. A state database that cannot be opened is
+    /// set aside (once the log is known sound) and left empty, to rebuild.
+    pub fn open<V>(
+        dir: &Path,
+        visitor: impl FnOnce(Option<CheckpointHead>) -> V,
+    ) -> Result<(Store, OpenReport), StoreError>
+    where
+        V: FnMut(RecordInfo<'_>) -> Result<(), StoreError>,
+    {
         if !Store::exists(dir) {
             return Err(StoreError::NotInitialised(dir.display().to_string()));
         }
@@ -553,131 +313,37 @@ impl Store {
         // The state is opened before the log is read (its head is a witness), but it is
         // not moved aside, whatever its condition, until the log is known to be sound.
         let opened = open_state(&state_path);
-        let state_head = match &opened {
-            Ok(db) => read_state_head(db, &genesis),
-            Err(_) => None,
-        };
         let mut witnesses: Vec<Witness> = read_tree_head(dir, &genesis).into_iter().collect();
-        if let Some(h) = state_head.filter(|h| h.size > 0) {
+        let checkpoint = opened.as_ref().ok().and_then(read_checkpoint_head);
+        if let Some(h) =
+            opened.as_ref().ok().and_then(|db| read_state_head(db, &genesis)).filter(|h| h.size > 0)
+        {
             witnesses.push(Witness {
                 source: format!("the state database ({})", state_path.display()),
                 size: h.size,
                 check: WitnessCheck::EntryHash(h.hash),
             });
         }
-        let replayed = replay_log(dir, &genesis, options, state_head.map_or(0, |h| h.size), &witnesses)?;
-        let db = match opened {
-            Ok(db) => db,
-            Err(reason) => fresh_state(&state_path, &reason)?,
+        let mut index = LogIndex::default();
+        let mut visit = visitor(checkpoint);
+        let (log, recovery) = LogFile::open(&dir.join(LOG_FILE), &genesis, &witnesses, |record| {
+            index.push(record.pos, record.hash);
+            visit(record)
+        })?;
+        let (db, state_set_aside) = match opened {
+            Ok(db) => (db, None),
+            Err(reason) => (fresh_state(&state_path, &reason)?, Some(reason)),
         };
         let store = Store {
             dir: dir.to_path_buf(),
             genesis,
-            log: replayed.log,
-            db,
+            log,
+            index: RwLock::new(index),
+            derived: Derived::new(db),
+            block_cache: Mutex::new(None),
             _lock: lock,
-            frontier: Mutex::new(Frontier::new()),
         };
-        let ledger = replayed.ledger;
-        let outcome = match state_head {
-            Some(h) if h.size == ledger.head().size => OpenOutcome::Verified,
-            Some(h) if h.size < ledger.head().size => OpenOutcome::RolledForward(ledger.head().size - h.size),
-            _ => OpenOutcome::Rebuilt,
-        };
-        let store = store.reconcile(&ledger, outcome, &replayed.missing)?;
-        let outcome = store.1;
-        let store = store.0;
-        Ok((store, ledger, OpenReport { outcome, recovery: replayed.recovery }))
-    }
-
-    /// Brings the state to the replayed `ledger`: rolls it forward or rebuilds it, then
-    /// checks everything it derived. Any failure of the state (an error, or a panic inside
-    /// sled) means a rebuild from scratch, once; a rebuilt state that still disagrees is an
-    /// error.
-    fn reconcile(
-        mut self,
-        ledger: &Ledger,
-        planned: OpenOutcome,
-        missing: &[(RecordPos, OperationId)],
-    ) -> Result<(Store, OpenOutcome), StoreError> {
-        let attempt = |store: &Store, outcome: OpenOutcome| -> Result<(), String> {
-            let run = || -> Result<(), StoreError> {
-                match outcome {
-                    OpenOutcome::Verified => {}
-                    OpenOutcome::RolledForward(n) => {
-                        let start = ledger.head().size - n;
-                        store.roll_forward(ledger, start, &missing[missing.len() - n as usize..])?
-                    }
-                    OpenOutcome::Rebuilt => store.rebuild_state(ledger)?,
-                }
-                store.check_derived(ledger)?;
-                store.load_frontier(ledger.head().size)
-            };
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("the state database panicked while it was read".into()),
-            }
-        };
-        let Err(reason) = attempt(&self, planned) else { return Ok((self, planned)) };
-        if planned == OpenOutcome::Rebuilt {
-            return Err(corrupt(b"state", format!("the rebuilt state does not match the log: {reason}")));
-        }
-        tracing::warn!(%reason, "the state does not match the log; rebuilding it from the log");
-        let path = self.dir.join(STATE_DIR);
-        self.db = fresh_state_replacing(self.db, &path, &reason)?;
-        attempt(&self, OpenOutcome::Rebuilt).map_err(|reason| {
-            corrupt(b"state", format!("the rebuilt state does not match the log: {reason}"))
-        })?;
-        Ok((self, OpenOutcome::Rebuilt))
-    }
-
-    /// Checks what the state derived against the replayed ledger: every account, every
-    /// invoice, the head.
-    fn check_derived(&self, ledger: &Ledger) -> Result<(), StoreError> {
-        let stored = State::from_parts(&self.genesis, self.accounts()?, self.invoices(None)?);
-        if stored.digest() != ledger.state().digest() {
-            return Err(corrupt(b"state", "its accounts or invoices differ from the log's"));
-        }
-        if self.head()? != *ledger.head() {
-            return Err(corrupt(HEAD_KEY, "its head differs from the log's"));
-        }
-        Ok(())
-    }
-
-    fn load_frontier(&self, size: u64) -> Result<(), StoreError> {
-        let frontier = Frontier::from_source(size, self)?;
-        *self.frontier.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = frontier;
-        Ok(())
-    }
-
-    /// Deletes the state and rebuilds it from the log, checking every signature again.
-    pub fn rebuild(dir: &Path) -> Result<(Store, Ledger, OpenReport), StoreError> {
-        if !Store::exists(dir) {
-            return Err(StoreError::NotInitialised(dir.display().to_string()));
-        }
-        let state = dir.join(STATE_DIR);
-        {
-            let _lock = lock_dir(dir)?;
-            if state.exists() {
-                std::fs::remove_dir_all(&state).map_err(io(&state))?;
-            }
-        }
-        let (store, ledger, mut report) = Store::open(dir, OpenOptions { verify_signatures: true })?;
-        report.outcome = OpenOutcome::Rebuilt;
-        Ok((store, ledger, report))
-    }
-
-    /// Replays the log file alone (not the state) into a ledger: where the ledger stands
-    /// after the last durable group.
-    pub fn replay_log(&self) -> Result<Ledger, StoreError> {
-        let mut replayer = Replayer::new(self.genesis.clone(), false);
-        LogFile::open(&self.dir.join(LOG_FILE), &self.genesis, &[], |entry, _| {
-            let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| r.message("", 0));
-            replayer.replay(entry, op.as_ref().map_err(Clone::clone))?;
-            Ok(())
-        })?;
-        Ok(replayer.into_ledger())
+        Ok((store, OpenReport { recovery, state_set_aside }))
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -688,105 +354,58 @@ impl Store {
         &self.dir
     }
 
-    /// The head the state has applied (equal to the log's head while the node runs).
-    pub fn head(&self) -> Result<Head, StoreError> {
-        match self.db.get(HEAD_KEY)? {
-            Some(v) => decode_head(&v),
-            None => Ok(Head::empty(&self.genesis)),
-        }
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, LogIndex> {
+        self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Applies the entries the state missed (from `start_size` on), then stores every
-    /// account and the head.
-    fn roll_forward(
-        &self,
-        ledger: &Ledger,
-        start_size: u64,
-        missing: &[(RecordPos, OperationId)],
-    ) -> Result<(), StoreError> {
-        tracing::info!(entries = missing.len(), "rolling the state forward from the log");
-        let mut frontier = Frontier::from_source(start_size, self)?;
-        for chunk in missing.chunks(4096) {
-            let mut batch = sled::Batch::default();
-            for (pos, id) in chunk {
-                let entry = self.log.read(*pos)?;
-                index_entry(&mut batch, &mut frontier, &entry.encode(), entry.sequence, id, *pos)?;
-                if let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) {
-                    for account in entry.accounts(&op) {
-                        index_history(&mut batch, account, entry.sequence);
-                    }
-                }
-            }
-            self.db.apply_batch(batch)?;
-        }
-        self.write_accounts_and_head(ledger)
-    }
+    // ---------------------------------------------------------------------------------
+    // The log
 
-    fn write_accounts_and_head(&self, ledger: &Ledger) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for prefix in [ACCOUNT_PREFIX, INVOICE_PREFIX, INVOICE_INDEX_PREFIX] {
-            for item in self.db.scan_prefix([prefix]) {
-                let (key, _) = item?;
-                batch.remove(key);
-            }
+    /// Appends a group of encoded entries with one write and one `fdatasync`, then
+    /// indexes them: when this returns, they are durable and readable. `hashes` are the
+    /// entries' hashes (`Entry::hash`), in order.
+    pub fn append_group(&self, entries: &[Vec<u8>], hashes: &[Hash]) -> Result<(), StoreError> {
+        assert_eq!(entries.len(), hashes.len(), "one hash per entry");
+        let positions = self.log.append_group(entries)?;
+        let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (pos, hash) in positions.into_iter().zip(hashes) {
+            index.push(pos, *hash);
         }
-        for account in ledger.state().accounts() {
-            batch.insert(account_key(&account.id), account.encode());
-        }
-        for invoice in ledger.state().invoices() {
-            put_invoice(&mut batch, invoice, invoice.issued_at_sequence);
-        }
-        batch.insert(HEAD_KEY, encode_head(ledger.head()));
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
         Ok(())
     }
 
-    /// Replaces everything in the state by what the log says.
-    fn rebuild_state(&self, ledger: &Ledger) -> Result<(), StoreError> {
-        self.db.clear()?;
-        let mut all = Vec::new();
-        let genesis = self.genesis.clone();
-        // A second pass over the log for the positions; the first one already checked it.
-        let (_, _) = LogFile::open(&self.dir.join(LOG_FILE), &genesis, &[], |entry, pos| {
-            if let Ok(op) = cercle_proto::decode_operation(&entry.envelope.body) {
-                all.push((pos, op.id));
-            }
-            Ok(())
-        })?;
-        self.roll_forward(ledger, 0, &all)
+    /// Makes sure `bytes` more can be appended without the disk filling up (the log's file
+    /// is extended ahead of the writes, `fallocate`): an error here, and nothing was
+    /// written. Filesystems without `fallocate` are not checked ahead.
+    pub fn reserve(&self, bytes: u64) -> Result<(), StoreError> {
+        self.log.reserve(bytes)
     }
 
-    /// Persists a group of accepted operations: first the log (one write, one
-    /// `fdatasync`), then the derived state in one sled batch (not synced: it can be
-    /// rebuilt from the log). When this returns `Ok`, the group is durable.
-    pub fn commit(&self, accepted: &[Accepted], head: &Head) -> Result<(), CommitError> {
-        let encoded: Vec<Vec<u8>> = accepted.iter().map(|a| a.entry.encode()).collect();
-        let positions = self.log.append_group(&encoded).map_err(CommitError::NotWritten)?;
-        let mut frontier_guard = self.frontier.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut frontier = frontier_guard.clone();
-        let mut batch = sled::Batch::default();
-        for ((a, pos), bytes) in accepted.iter().zip(positions).zip(&encoded) {
-            index_entry(&mut batch, &mut frontier, bytes, a.entry.sequence, &a.operation_id, pos)
-                .map_err(CommitError::NotIndexed)?;
-            for account in &a.accounts {
-                batch.insert(account_key(&account.id), account.encode());
-                index_history(&mut batch, &account.id, a.entry.sequence);
-            }
-            for invoice in &a.invoices {
-                put_invoice(&mut batch, invoice, a.entry.sequence);
-            }
-        }
-        batch.insert(HEAD_KEY, encode_head(head));
-        self.db.apply_batch(batch).map_err(|e| CommitError::NotIndexed(e.into()))?;
-        *frontier_guard = frontier;
-        Ok(())
+    /// Free bytes on the filesystem of the log.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let stat = nix::sys::statvfs::statvfs(&self.dir).ok()?;
+        Some(stat.blocks_available() * stat.fragment_size())
     }
 
-    /// The size and Merkle root of the log as the state has applied it.
+    /// Durable entries in the log.
+    pub fn size(&self) -> u64 {
+        self.index().size()
+    }
+
+    pub fn entry(&self, sequence: u64) -> Result<Option<Entry>, StoreError> {
+        let Some(pos) = self.index().position(sequence) else { return Ok(None) };
+        self.log.read(pos).map(Some)
+    }
+
+    /// Bytes of the log file.
+    pub fn log_bytes(&self) -> u64 {
+        self.log.len_bytes()
+    }
+
+    /// The size and Merkle root of the durable log.
     pub fn tree(&self) -> (u64, Hash) {
-        let frontier = self.frontier.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        (frontier.size(), frontier.root())
+        let index = self.index();
+        (index.size(), index.root())
     }
 
     /// The Merkle root of the first `size` entries (at most the current size).
@@ -810,183 +429,107 @@ impl Store {
     }
 
     fn check_size(&self, size: u64) -> Result<(), ProofRequestError> {
-        let current = self.tree().0;
+        let current = self.size();
         if size > current {
             return Err(ProofRequestError::BeyondLog { size, current });
         }
         Ok(())
     }
 
-    /// The sequence of the entry that accepted operation `id`, if any.
-    pub fn operation(&self, id: &OperationId) -> Result<Option<u64>, StoreError> {
-        let key = operation_key(id);
-        match self.db.get(key)? {
-            None => Ok(None),
-            Some(v) => decode_sequence(&key, &v).map(Some),
+    /// The hashes of the entries of complete block `block`, read back from the log.
+    fn block_hashes(&self, block: u64) -> Result<Vec<Hash>, StoreError> {
+        let mut cache = self.block_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((b, hashes)) = cache.as_ref()
+            && *b == block
+        {
+            return Ok(hashes.clone());
         }
+        let positions: Vec<RecordPos> = self.index().block_positions(block).to_vec();
+        let hashes = positions
+            .into_iter()
+            .map(|pos| self.log.read(pos).map(|e| e.hash()))
+            .collect::<Result<Vec<_>, _>>()?;
+        *cache = Some((block, hashes.clone()));
+        Ok(hashes)
     }
 
-    pub fn entry(&self, sequence: u64) -> Result<Option<Entry>, StoreError> {
-        let key = log_key(sequence);
-        match self.db.get(key)? {
-            None => Ok(None),
-            Some(v) => self.log.read(decode_pos(&key, &v)?.0).map(Some),
-        }
+    // ---------------------------------------------------------------------------------
+    // The derived state
+
+    /// The state of the last checkpoint, every record checked; `None` without one. An
+    /// error means the state database is damaged: clear it and rebuild.
+    pub fn snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
+        let read = || self.derived.snapshot();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+            .unwrap_or_else(|_| Err(corrupt(b"state", "the state database panicked while it was read")))
     }
 
-    pub fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        let key = account_key(id);
-        match self.db.get(&key)? {
-            None => Ok(None),
-            Some(v) => Account::decode(&v).map(Some).map_err(|e| corrupt(&key, e)),
-        }
+    /// Writes a checkpoint (one sled batch, not synced).
+    pub fn write_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        self.derived.write(c)
     }
 
-    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.db
-            .scan_prefix([ACCOUNT_PREFIX])
-            .map(|item| {
-                let (key, value) = item?;
-                Account::decode(&value).map_err(|e| corrupt(&key, e))
-            })
-            .collect()
+    /// Empties the state database, to rebuild it.
+    pub fn clear_derived(&self) -> Result<(), StoreError> {
+        self.derived.clear()
     }
 
+    /// The head of the last checkpoint, if any.
+    pub fn checkpoint_head(&self) -> Result<Option<CheckpointHead>, StoreError> {
+        self.derived.head()
+    }
+
+    /// An invoice as the last checkpoint holds it.
     pub fn invoice(&self, id: &InvoiceId) -> Result<Option<Invoice>, StoreError> {
-        let key = invoice_key(id);
-        match self.db.get(key)? {
-            None => Ok(None),
-            Some(v) => Invoice::decode(&v).map(Some).map_err(|e| corrupt(&key, e)),
-        }
+        self.derived.invoice(id)
     }
 
-    /// Every stored invoice in id order, or only the open ones (`Some(true)`).
-    pub fn invoices(&self, open_only: Option<bool>) -> Result<Vec<Invoice>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix([INVOICE_PREFIX]) {
-            let (key, value) = item?;
-            let invoice = Invoice::decode(&value).map_err(|e| corrupt(&key, e))?;
-            if open_only != Some(true) || invoice.state.is_open() {
-                out.push(invoice);
-            }
-        }
-        Ok(out)
+    /// Up to `limit` sequences of `account`'s history after `after`, oldest first, as
+    /// checkpointed.
+    pub fn history(&self, account: &AccountId, after: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        self.derived.history(account, after, limit)
     }
 
-    /// Up to `limit` invoices after `after` (in id order), and whether more may follow.
-    pub fn invoices_page(
+    /// Up to `limit` sequences of `account`'s history before `before`, newest first, as
+    /// checkpointed.
+    pub fn history_back(
         &self,
-        after: Option<InvoiceId>,
+        account: &AccountId,
+        before: u64,
         limit: usize,
-        open_only: bool,
-    ) -> Result<(Vec<Invoice>, bool), StoreError> {
-        let start = match after {
-            Some(id) => {
-                let mut k = invoice_key(&id).to_vec();
-                k.push(0);
-                k
-            }
-            None => vec![INVOICE_PREFIX],
-        };
-        let mut out = Vec::new();
-        for item in self.db.range(start..) {
-            let (key, value) = item?;
-            if key.first() != Some(&INVOICE_PREFIX) {
-                break;
-            }
-            let invoice = Invoice::decode(&value).map_err(|e| corrupt(&key, e))?;
-            if open_only && !invoice.state.is_open() {
-                continue;
-            }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            out.push(invoice);
-        }
-        Ok((out, false))
+    ) -> Result<Vec<u64>, StoreError> {
+        self.derived.history_back(account, before, limit)
     }
 
-    /// Up to `limit` invoices of `account` (issued or received) issued after
-    /// `after_sequence`, oldest first, and whether more may follow.
+    /// `account`'s invoices issued after `after_sequence` (issue sequence, id), oldest
+    /// first, as checkpointed.
     pub fn account_invoices(
         &self,
         account: &AccountId,
         after_sequence: u64,
         limit: usize,
-        open_only: bool,
-    ) -> Result<(Vec<Invoice>, bool), StoreError> {
-        let prefix = invoice_index_prefix(account);
-        let start = invoice_index_key(account, after_sequence.saturating_add(1));
-        let mut out = Vec::new();
-        for item in self.db.range(start..) {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let id: [u8; 16] = value.as_ref().try_into().map_err(|_| corrupt(&key, "bad invoice index"))?;
-            let invoice = self
-                .invoice(&InvoiceId(id))?
-                .ok_or_else(|| corrupt(&key, "index names a missing invoice"))?;
-            if open_only && !invoice.state.is_open() {
-                continue;
-            }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            out.push(invoice);
-        }
-        Ok((out, false))
+    ) -> Result<Vec<(u64, InvoiceId)>, StoreError> {
+        self.derived.account_invoices(account, after_sequence, limit)
     }
 
-    /// Up to `limit` entries touching `id` with a sequence above `after_sequence`, oldest
-    /// first, and whether more follow. A page also stops after `PAGE_BYTES_MAX` bytes.
-    pub fn history(
+    /// Every invoice issued after `after_sequence` (issue sequence, id), in issue order,
+    /// as checkpointed.
+    pub fn all_invoices(
         &self,
-        id: &AccountId,
         after_sequence: u64,
         limit: usize,
-    ) -> Result<(Vec<Entry>, bool), StoreError> {
-        let prefix = history_prefix(id);
-        let start = history_key(id, after_sequence.saturating_add(1));
-        let mut entries = Vec::new();
-        let mut bytes = 0usize;
-        for item in self.db.range(start..) {
-            let (key, _) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            if entries.len() == limit || bytes > PAGE_BYTES_MAX {
-                return Ok((entries, true));
-            }
-            let seq_bytes: [u8; 8] =
-                key[prefix.len()..].try_into().map_err(|_| corrupt(&key, "bad history key"))?;
-            let seq = u64::from_be_bytes(seq_bytes);
-            let entry = self.entry(seq)?.ok_or_else(|| corrupt(&key, "history names a missing entry"))?;
-            bytes += entry.clearing.as_ref().map_or(256, |c| 64 * (c.firms.len() + c.invoices.len()));
-            entries.push(entry);
-        }
-        Ok((entries, false))
+    ) -> Result<Vec<(u64, InvoiceId)>, StoreError> {
+        self.derived.all_invoices(after_sequence, limit)
     }
 
-    /// Bytes used on disk by the log and the state.
+    /// Bytes used on disk by the log and the state database.
     pub fn size_on_disk(&self) -> Result<(u64, u64), StoreError> {
-        Ok((self.log.len_bytes(), self.db.size_on_disk()?))
+        Ok((self.log.len_bytes(), self.derived.db.size_on_disk()?))
     }
 
-    /// Flushes the state (a clean shutdown makes the next start a plain verification).
+    /// Flushes the state database (a clean shutdown finds its last checkpoint).
     pub fn close(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Damages the stored state on purpose (tests of the start-up check only).
-    #[doc(hidden)]
-    pub fn corrupt_state_for_tests(&self, id: &AccountId, balance_minor: i64) -> Result<(), StoreError> {
-        if let Some(mut account) = self.account(id)? {
-            account.balance_minor = balance_minor;
-            self.db.insert(account_key(id), account.encode())?;
-            self.db.flush()?;
-        }
+        self.derived.db.flush()?;
         Ok(())
     }
 }
@@ -1011,20 +554,23 @@ impl From<merkle::ProofError<StoreError>> for ProofRequestError {
     }
 }
 
-/// The stored Merkle tree: leaf hashes live in the position records, complete subtrees of
-/// level 1 and up under `t`.
+/// The stored Merkle tree: subtrees of 64 entries and up from the index, lower ones from
+/// the entries themselves, read back from the log.
 impl HashSource for Store {
     type Error = StoreError;
 
     fn subtree_hash(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
-        if level == 0 {
-            let key = log_key(index + 1);
-            let v = self.db.get(key)?.ok_or_else(|| corrupt(&key, "missing leaf"))?;
-            return Ok(decode_pos(&key, &v)?.1);
+        if let Some(hash) = self.index().subtree(level, index) {
+            return Ok(hash);
         }
-        let key = subtree_key(level, index);
-        let v = self.db.get(key)?.ok_or_else(|| corrupt(&key, "missing Merkle subtree"))?;
-        v.as_ref().try_into().map_err(|_| corrupt(&key, "bad subtree hash"))
+        let first = index << level;
+        let block = first / BLOCK_ENTRIES;
+        let hashes = self.block_hashes(block)?;
+        let start = (first % BLOCK_ENTRIES) as usize;
+        let leaves = hashes
+            .get(start..start + (1usize << level))
+            .ok_or_else(|| corrupt(b"tree", format!("missing subtree at level {level}, index {index}")))?;
+        Ok(merkle::root(leaves))
     }
 }
 
@@ -1072,19 +618,22 @@ fn fresh_state(path: &Path, reason: &str) -> Result<sled::Db, StoreError> {
     open_state(path).map_err(|reason| corrupt(b"state", reason))
 }
 
-/// `fresh_state` for a state that is open: closes it first.
-fn fresh_state_replacing(db: sled::Db, path: &Path, reason: &str) -> Result<sled::Db, StoreError> {
-    drop(db);
-    fresh_state(path, reason)
+/// The state's checkpoint head, when it can be read and its checksum holds.
+fn read_checkpoint_head(db: &sled::Db) -> Option<CheckpointHead> {
+    let read = || db.get(derived::HEAD_KEY);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(Ok(Some(v))) => derived::decode_head(&v).ok(),
+        _ => None,
+    }
 }
 
-/// The head the state has applied: `Head::empty` for a new state, `None` when it cannot
-/// be read or fails its checksum (then the state is not a witness and will be rebuilt).
+/// The head of the state's checkpoint: `Head::empty` for a new state, `None` when it
+/// cannot be read or fails its checksum (then the state is no witness and is rebuilt).
 fn read_state_head(db: &sled::Db, genesis: &Genesis) -> Option<Head> {
-    let read = || db.get(HEAD_KEY);
+    let read = || db.get(derived::HEAD_KEY);
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
         Ok(Ok(None)) => Some(Head::empty(genesis)),
-        Ok(Ok(Some(v))) => decode_head(&v).ok(),
+        Ok(Ok(Some(v))) => derived::decode_head(&v).ok().map(|h| h.head),
         Ok(Err(_)) | Err(_) => None,
     }
 }
@@ -1113,306 +662,5 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
         Err(std::fs::TryLockError::Error(e)) => {
             Err(StoreError::Io { path: path.display().to_string(), source: e })
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cercle_core::sign::Keypair;
-    use cercle_core::{Envelope, LedgerId, OpKind, Operation, RegisterAccount, Transfer};
-
-    fn genesis(admin: &Keypair) -> Genesis {
-        Genesis {
-            ledger_id: LedgerId([4; 16]),
-            currency: "CHW".into(),
-            exponent: 2,
-            admin_keys: vec![admin.public_key()],
-            auditor_keys: vec![],
-            node_key: Keypair::from_seed(&[8; 32]).public_key(),
-        }
-    }
-
-    /// Runs `ops` through a ledger and commits each accepted one as its own group.
-    fn write(store: &Store, ledger: &mut Ledger, ops: &[(Keypair, Operation)]) {
-        for (key, op) in ops {
-            let body = cercle_proto::encode_operation(op);
-            let envelope = Envelope {
-                signature: key.sign_op(&ledger.genesis().ledger_id, &body),
-                body,
-                signer: key.public_key(),
-            };
-            let (entry, effects) = ledger.execute(1_000, envelope, op).unwrap();
-            let accounts =
-                effects.touched.iter().map(|a| ledger.state().account(a).unwrap().clone()).collect();
-            let invoices =
-                effects.invoices.iter().map(|i| ledger.state().invoice(i).unwrap().clone()).collect();
-            store
-                .commit(&[Accepted { entry, operation_id: op.id, accounts, invoices }], ledger.head())
-                .unwrap();
-        }
-    }
-
-    fn ops(admin: &Keypair, firm: &Keypair) -> Vec<(Keypair, Operation)> {
-        let register = |n: u8, name: &str| Operation {
-            id: OperationId([n; 16]),
-            valid_until_ms: 5_000,
-            kind: OpKind::RegisterAccount(RegisterAccount {
-                account: AccountId::parse(name).unwrap(),
-                display_name: name.into(),
-                keys: vec![firm.public_key()],
-                credit_limit_minor: 10_000,
-                max_balance_minor: None,
-            }),
-        };
-        let pay = Operation {
-            id: OperationId([3; 16]),
-            valid_until_ms: 5_000,
-            kind: OpKind::Transfer(Transfer {
-                payer: AccountId::parse("payer").unwrap(),
-                payee: AccountId::parse("payee").unwrap(),
-                amount_minor: 2_500,
-                memo: "m".into(),
-                invoice_ref: None,
-                invoice: None,
-            }),
-        };
-        vec![
-            (admin.clone(), register(1, "payer")),
-            (admin.clone(), register(2, "payee")),
-            (firm.clone(), pay),
-        ]
-    }
-
-    fn open(dir: &Path) -> (Store, Ledger, OpenOutcome) {
-        let (store, ledger, report) = Store::open(dir, OpenOptions::default()).unwrap();
-        (store, ledger, report.outcome)
-    }
-
-    #[test]
-    fn state_survives_reopen_and_is_rebuilt_when_damaged() {
-        let dir = tempfile::tempdir().unwrap();
-        let admin = Keypair::from_seed(&[1; 32]);
-        let firm = Keypair::from_seed(&[2; 32]);
-        let g = genesis(&admin);
-        let payer = AccountId::parse("payer").unwrap();
-        Store::create(dir.path(), &g).unwrap();
-        let digest = {
-            let (store, mut ledger, outcome) = open(dir.path());
-            assert_eq!(outcome, OpenOutcome::Verified);
-            write(&store, &mut ledger, &ops(&admin, &firm));
-            assert_eq!(store.account(&payer).unwrap().unwrap().balance_minor, -2_500);
-            let (history, more) = store.history(&payer, 0, 10).unwrap();
-            assert_eq!((history.len(), more), (2, false));
-            let (page, more) = store.history(&payer, 0, 1).unwrap();
-            assert_eq!((page[0].sequence, more), (1, true));
-            assert_eq!(store.operation(&OperationId([3; 16])).unwrap(), Some(3));
-            assert_eq!(store.entry(3).unwrap().unwrap().sequence, 3);
-            ledger.state().digest()
-        };
-        {
-            let (store, ledger, outcome) = open(dir.path());
-            assert_eq!(outcome, OpenOutcome::Verified);
-            assert_eq!(ledger.state().digest(), digest);
-            store.corrupt_state_for_tests(&payer, 777).unwrap();
-        }
-        let (store, ledger, outcome) = open(dir.path());
-        assert_eq!(outcome, OpenOutcome::Rebuilt);
-        assert_eq!(ledger.state().digest(), digest);
-        assert_eq!(store.account(&payer).unwrap().unwrap().balance_minor, -2_500);
-        drop(store);
-        // A deleted state is rebuilt, every signature checked again.
-        let (store, ledger, report) = Store::rebuild(dir.path()).unwrap();
-        assert_eq!(report.outcome, OpenOutcome::Rebuilt);
-        assert_eq!(ledger.state().digest(), digest);
-        assert_eq!(store.history(&payer, 0, 10).unwrap().0.len(), 2);
-        drop(store);
-        assert_eq!(open(dir.path()).2, OpenOutcome::Verified);
-    }
-
-    #[test]
-    fn a_state_behind_the_log_is_rolled_forward() {
-        let dir = tempfile::tempdir().unwrap();
-        let admin = Keypair::from_seed(&[1; 32]);
-        let firm = Keypair::from_seed(&[2; 32]);
-        let g = genesis(&admin);
-        Store::create(dir.path(), &g).unwrap();
-        let all = ops(&admin, &firm);
-        {
-            let (store, mut ledger, _) = open(dir.path());
-            write(&store, &mut ledger, &all[..2]);
-            store.close().unwrap();
-        }
-        // Keep a copy of the state as it is after two entries, write the third, then put
-        // the old state back: the state now lags the log by one entry.
-        let state = dir.path().join(STATE_DIR);
-        let saved = dir.path().join("saved-state");
-        copy_dir(&state, &saved);
-        let digest = {
-            let (store, mut ledger, _) = open(dir.path());
-            write(&store, &mut ledger, &all[2..]);
-            ledger.state().digest()
-        };
-        std::fs::remove_dir_all(&state).unwrap();
-        copy_dir(&saved, &state);
-        let (store, ledger, outcome) = open(dir.path());
-        assert_eq!(outcome, OpenOutcome::RolledForward(1));
-        assert_eq!(ledger.state().digest(), digest);
-        assert_eq!(store.operation(&OperationId([3; 16])).unwrap(), Some(3));
-        assert_eq!(store.history(&AccountId::parse("payee").unwrap(), 0, 10).unwrap().0.len(), 2);
-    }
-
-    /// Runs `ops` through a ledger and commits them as one group.
-    fn write_group(store: &Store, ledger: &mut Ledger, ops: &[(Keypair, Operation)]) {
-        let mut accepted = Vec::new();
-        for (key, op) in ops {
-            let body = cercle_proto::encode_operation(op);
-            let envelope = Envelope {
-                signature: key.sign_op(&ledger.genesis().ledger_id, &body),
-                body,
-                signer: key.public_key(),
-            };
-            let (entry, effects) = ledger.execute(1_000, envelope, op).unwrap();
-            let accounts =
-                effects.touched.iter().map(|a| ledger.state().account(a).unwrap().clone()).collect();
-            accepted.push(Accepted { entry, operation_id: op.id, accounts, invoices: vec![] });
-        }
-        store.commit(&accepted, ledger.head()).unwrap();
-    }
-
-    fn pay(n: u8, firm: &Keypair) -> (Keypair, Operation) {
-        let mut op = ops(&Keypair::from_seed(&[1; 32]), firm).pop().unwrap().1;
-        op.id = OperationId([n; 16]);
-        (firm.clone(), op)
-    }
-
-    /// A ledger of two registrations, each its own group, with a copy of the state as it
-    /// was then; then `groups` written after it. Returns the directory, the saved state,
-    /// and the log's bytes.
-    fn ledger_with(groups: &[&[u8]]) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
-        let dir = tempfile::tempdir().unwrap();
-        let admin = Keypair::from_seed(&[1; 32]);
-        let firm = Keypair::from_seed(&[2; 32]);
-        Store::create(dir.path(), &genesis(&admin)).unwrap();
-        let all = ops(&admin, &firm);
-        let (store, mut ledger, _) = open(dir.path());
-        write(&store, &mut ledger, &all[..2]);
-        store.close().unwrap();
-        let saved = dir.path().join("saved-state");
-        copy_dir(&dir.path().join(STATE_DIR), &saved);
-        for group in groups {
-            let payments: Vec<_> = group.iter().map(|n| pay(*n, &firm)).collect();
-            write_group(&store, &mut ledger, &payments);
-        }
-        drop(store);
-        let log = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
-        (dir, saved, log)
-    }
-
-    /// Puts `log` and the saved state (two entries applied) in place: the state of a crash
-    /// before any later group was acknowledged.
-    fn crash_with(dir: &Path, saved: &Path, log: &[u8]) {
-        std::fs::remove_dir_all(dir.join(STATE_DIR)).unwrap();
-        copy_dir(saved, &dir.join(STATE_DIR));
-        std::fs::write(dir.join(LOG_FILE), log).unwrap();
-    }
-
-    /// Where each record of `log` starts.
-    fn record_starts(log: &[u8]) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut at = log::HEADER_BYTES as usize;
-        while at < log.len() {
-            out.push(at);
-            at += log::RECORD_HEADER_BYTES + u32::from_be_bytes(log[at..at + 4].try_into().unwrap()) as usize;
-        }
-        out
-    }
-
-    #[test]
-    fn a_torn_tail_is_cut_back_to_the_last_complete_entry() {
-        let (dir, saved, full) = ledger_with(&[&[3]]);
-        let last_start = record_starts(&full)[2];
-        // Every possible torn length of the last record: back to two entries.
-        for cut in [last_start + 1, last_start + 8, full.len() - 1] {
-            crash_with(dir.path(), &saved, &full[..cut]);
-            let (_, ledger, report) = Store::open(dir.path(), OpenOptions::default()).unwrap();
-            assert_eq!(ledger.head().size, 2, "cut at {cut}");
-            assert_eq!(report.recovery.cut_bytes, (cut - last_start) as u64);
-            assert!(report.recovery.cut_reason.is_some());
-            assert_eq!(std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(), last_start as u64);
-        }
-        // A flipped byte in the last record: its checksum catches it.
-        let mut damaged = full.clone();
-        damaged[full.len() - 3] ^= 0x40;
-        crash_with(dir.path(), &saved, &damaged);
-        let (_, ledger, report) = Store::open(dir.path(), OpenOptions::default()).unwrap();
-        assert_eq!(ledger.head().size, 2);
-        assert!(report.recovery.cut_reason.unwrap().contains("checksum"));
-    }
-
-    #[test]
-    fn a_hole_in_the_last_group_is_torn_but_damage_before_a_later_group_is_corruption() {
-        // One group of three entries (3, 4, 5): its pages may reach the disk out of order,
-        // so a damaged entry 4 followed by a good entry 5 of the same group is torn.
-        let (dir, saved, full) = ledger_with(&[&[3, 4, 5]]);
-        let starts = record_starts(&full);
-        let mut damaged = full.clone();
-        damaged[starts[3] + 20] ^= 0x01;
-        crash_with(dir.path(), &saved, &damaged);
-        let (_, ledger, report) = Store::open(dir.path(), OpenOptions::default()).unwrap();
-        assert_eq!(ledger.head().size, 3);
-        assert_eq!(report.recovery.cut_bytes, (full.len() - starts[3]) as u64);
-        // Groups (3), (4): entry 4 was written after entry 3's group was synced, so damage
-        // to entry 3 is corruption, whatever the state says.
-        let (dir, saved, full) = ledger_with(&[&[3], &[4]]);
-        let starts = record_starts(&full);
-        let mut damaged = full.clone();
-        damaged[starts[2] + 20] ^= 0x01;
-        crash_with(dir.path(), &saved, &damaged);
-        let log_before = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
-        let err = Store::open(dir.path(), OpenOptions::default()).err().unwrap();
-        let message = err.to_string();
-        assert!(message.contains(&format!("corrupt at entry 3 (byte {})", starts[2])), "{message}");
-        assert!(message.contains("a good record of a later group (entry 4"), "{message}");
-        assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).unwrap(), log_before, "nothing changed");
-    }
-
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let target = to.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                copy_dir(&e.path(), &target);
-            } else {
-                std::fs::copy(e.path(), target).unwrap();
-            }
-        }
-    }
-
-    #[test]
-    fn a_directory_in_use_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let admin = Keypair::from_seed(&[1; 32]);
-        Store::create(dir.path(), &genesis(&admin)).unwrap();
-        let (first, _, _) = open(dir.path());
-        let err = Store::open(dir.path(), OpenOptions::default()).err().unwrap();
-        assert!(err.to_string().contains("in use by another process"), "{err}");
-        let err = Store::rebuild(dir.path()).err().unwrap();
-        assert!(err.to_string().contains("in use"), "{err}");
-        assert!(!dir.path().join("state.broken").exists());
-        drop(first);
-        assert_eq!(open(dir.path()).2, OpenOutcome::Verified);
-    }
-
-    #[test]
-    fn opening_an_empty_directory_says_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = Store::open(dir.path(), OpenOptions::default()).err().unwrap();
-        assert!(err.to_string().contains("holds no ledger"), "{err}");
-        let admin = Keypair::from_seed(&[1; 32]);
-        Store::create(dir.path(), &genesis(&admin)).unwrap();
-        let err = Store::create(dir.path(), &genesis(&admin)).err().unwrap();
-        assert!(err.to_string().contains("already holds a ledger"), "{err}");
     }
 }

@@ -29,7 +29,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use cercle_core::merkle::{self, Frontier, Hash};
+use cercle_core::entry::EntryHead;
+use cercle_core::merkle::{Frontier, Hash};
 use cercle_core::{Entry, Genesis};
 
 use crate::StoreError;
@@ -52,6 +53,18 @@ pub const GROUP_RECORDS_MAX: usize = 1024;
 /// ordinary entries (under 8 KiB each). Damage further from the end is corruption.
 pub const TORN_TAIL_BYTES_MAX: u64 = (ENTRY_BYTES_MAX + RECORD_HEADER_BYTES) as u64;
 const _: () = assert!(TORN_TAIL_BYTES_MAX >= (GROUP_RECORDS_MAX * (8 * 1024 + RECORD_HEADER_BYTES)) as u64);
+
+/// One good record, as the start-up scan reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordInfo<'a> {
+    pub sequence: u64,
+    pub timestamp_ms: u64,
+    pub pos: RecordPos,
+    /// The encoded entry.
+    pub payload: &'a [u8],
+    /// The entry's hash (its Merkle leaf).
+    pub hash: Hash,
+}
 
 /// Where a record lives in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +128,15 @@ pub struct LogFile {
 struct Appender {
     file: File,
     end: u64,
+    /// The file is allocated up to here (`fallocate`, the size kept): writes below it
+    /// cannot fail for want of space.
+    reserved: u64,
+    /// False once the filesystem said it cannot preallocate.
+    can_reserve: bool,
 }
+
+/// How far ahead of the log's end the file is allocated, once it must grow.
+pub const RESERVE_AHEAD_BYTES: u64 = 64 * 1024 * 1024;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::Io { path: path.display().to_string(), source: e }
@@ -176,9 +197,9 @@ struct Scan<'a> {
 
 impl Scan<'_> {
     /// Takes a good entry, then checks every witness whose size it reaches.
-    fn push(&mut self, entry_bytes: &[u8], hash: Hash) -> Result<(), StoreError> {
+    fn push(&mut self, hash: Hash) -> Result<(), StoreError> {
         self.frontier
-            .push(merkle::leaf_hash(entry_bytes))
+            .push(hash)
             .map_err(|e| StoreError::Corrupt { key: "log".into(), reason: format!("Merkle tree: {e}") })?;
         self.prev_hash = hash;
         self.entries += 1;
@@ -225,7 +246,7 @@ impl LogFile {
         path: &Path,
         genesis: &Genesis,
         witnesses: &[Witness],
-        mut visit: impl FnMut(&Entry, RecordPos) -> Result<(), StoreError>,
+        mut visit: impl FnMut(RecordInfo<'_>) -> Result<(), StoreError>,
     ) -> Result<(LogFile, Recovery), StoreError> {
         let file = OpenOptions::new().read(true).open(path).map_err(io(path))?;
         let file_len = file.metadata().map_err(io(path))?.len();
@@ -245,10 +266,18 @@ impl LogFile {
                 break None;
             }
             match read_record(&mut reader, &mut payload, offset, &scan) {
-                Ok((entry, hash)) => {
+                Ok((head, hash)) => {
                     let len = payload.len() as u32;
-                    visit(&entry, RecordPos { offset, len })?;
-                    scan.push(&payload, hash)?;
+                    let pos = RecordPos { offset, len };
+                    let info = RecordInfo {
+                        sequence: head.sequence,
+                        timestamp_ms: head.timestamp_ms,
+                        pos,
+                        payload: &payload,
+                        hash,
+                    };
+                    visit(info)?;
+                    scan.push(hash)?;
                     offset += RECORD_HEADER_BYTES as u64 + u64::from(len);
                 }
                 Err(reason) => break Some(reason),
@@ -276,7 +305,7 @@ impl LogFile {
         let log = LogFile {
             path: path.to_path_buf(),
             file,
-            append: Mutex::new(Appender { file: append, end: offset }),
+            append: Mutex::new(Appender { file: append, end: offset, reserved: offset, can_reserve: true }),
         };
         Ok((log, Recovery { entries: scan.entries, cut_bytes, cut_reason: bad }))
     }
@@ -301,7 +330,7 @@ impl LogFile {
         while offset < file_len {
             match read_record(&mut reader, &mut payload, offset, &scan) {
                 Ok((_, hash)) => {
-                    scan.push(&payload, hash)?;
+                    scan.push(hash)?;
                     offset += (RECORD_HEADER_BYTES + payload.len()) as u64;
                 }
                 Err(reason) => return Ok((scan.entries, offset, Some(reason))),
@@ -351,6 +380,39 @@ impl LogFile {
         Ok(positions)
     }
 
+    /// Allocates the file ahead so that `bytes` more can be appended. `ENOSPC` here means
+    /// nothing was written and the disk is full.
+    pub fn reserve(&self, bytes: u64) -> Result<(), StoreError> {
+        let mut guard = self.append.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let a = &mut *guard;
+        if !a.can_reserve || a.end + bytes <= a.reserved {
+            return Ok(());
+        }
+        let length = bytes.max(RESERVE_AHEAD_BYTES);
+        let mode = nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE;
+        match nix::fcntl::fallocate(&a.file, mode, a.end as i64, length as i64) {
+            Ok(()) => {
+                a.reserved = a.end + length;
+                Ok(())
+            }
+            Err(nix::errno::Errno::ENOSPC) => {
+                // Perhaps less is free than a whole chunk: ask for what is needed now.
+                match nix::fcntl::fallocate(&a.file, mode, a.end as i64, bytes as i64) {
+                    Ok(()) => {
+                        a.reserved = a.end + bytes;
+                        Ok(())
+                    }
+                    Err(e) => Err(StoreError::Io { path: self.path.display().to_string(), source: e.into() }),
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "the filesystem cannot preallocate the log; a full disk is noticed when a write fails");
+                a.can_reserve = false;
+                Ok(())
+            }
+        }
+    }
+
     /// Reads and decodes the entry at `pos`, checking its checksum again.
     pub fn read(&self, pos: RecordPos) -> Result<Entry, StoreError> {
         let mut buf = vec![0u8; RECORD_HEADER_BYTES + pos.len as usize];
@@ -390,13 +452,14 @@ fn check_header(path: &Path, genesis: &Genesis, reader: &mut impl Read) -> Resul
 }
 
 /// Reads the record at `offset` into `payload` and checks it continues the chain. Returns
-/// the entry and its hash, or what is wrong with it.
+/// the entry's head and hash, or what is wrong with it. Only an entry with sections is
+/// decoded whole (its hash is over their roots).
 fn read_record(
     reader: &mut impl Read,
     payload: &mut Vec<u8>,
     offset: u64,
     scan: &Scan<'_>,
-) -> Result<(Entry, Hash), String> {
+) -> Result<(EntryHead, Hash), String> {
     let mut head = [0u8; RECORD_HEADER_BYTES];
     reader.read_exact(&mut head).map_err(|_| format!("incomplete record header at byte {offset}"))?;
     let header = RecordHeader::parse(&head);
@@ -408,17 +471,18 @@ fn read_record(
     if record_crc(header.len, header.index, payload) != header.crc {
         return Err(format!("checksum mismatch in the record at byte {offset}"));
     }
-    let entry =
-        Entry::decode(payload).map_err(|e| format!("the record at byte {offset} does not decode: {e}"))?;
-    if entry.sequence != scan.entries + 1 || entry.prev_hash != scan.prev_hash {
+    let decoding =
+        |e: cercle_core::codec::DecodeError| format!("the record at byte {offset} does not decode: {e}");
+    let head = Entry::peek(payload).map_err(decoding)?;
+    if head.sequence != scan.entries + 1 || head.prev_hash != scan.prev_hash {
         return Err(format!(
             "the record at byte {offset} is entry {}, not entry {} chained to the one before",
-            entry.sequence,
+            head.sequence,
             scan.entries + 1
         ));
     }
-    let hash = entry.hash();
-    Ok((entry, hash))
+    let hash = Entry::hash_of_encoding(payload).map_err(decoding)?;
+    Ok((head, hash))
 }
 
 /// Decides whether what the scan found is corruption (returned) or at most a torn tail.

@@ -1,9 +1,8 @@
 //! `cercle history`: an account's entries, oldest first, as seen from that account.
 //!
 //! `--limit N` shows the latest N entries (of the period, with `--from`/`--to`): the wallet
-//! pages through the account's history from the start (the node lists forward only),
-//! keeping the last N in a ring, and stops at the first entry after the period. Memory is
-//! bounded by N; the time by the account's entries up to the period's end.
+//! asks the node for the account's history newest first, skips what is after the period,
+//! and stops at N entries or at the first entry before the period.
 //!
 //! The wallet does not take the node's word for the entries it shows: each one must hash
 //! to the hash the node sent, carry a valid signature for this ledger, and concern the
@@ -13,7 +12,7 @@ use std::cmp::Ordering;
 use std::collections::VecDeque;
 
 use anyhow::{anyhow, bail};
-use cercle_core::{AccountId, Entry, Genesis, OpKind, Operation, format_minor, verify_envelope};
+use cercle_core::{AccountId, EntryView, Genesis, OpKind, Operation, format_minor, verify_envelope};
 use cercle_proto as pb;
 use serde_json::json;
 
@@ -86,6 +85,8 @@ struct Row {
     /// The invoice a payment settles (the invoice's id when paid with `invoice pay`, the
     /// free reference of `pay --invoice`), or an issued invoice's own reference.
     invoice_ref: Option<String>,
+    /// A clearing run's part for the account: its invoices the run cleared.
+    cleared: Vec<cercle_core::clearing::ClearedInvoice>,
     entry_hash: [u8; 32],
 }
 
@@ -93,23 +94,21 @@ fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_string())
 }
 
-fn row(account: &AccountId, entry: &Entry, op: &Operation) -> Row {
+fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
+    let entry = &view.entry;
     let mut row = Row {
         sequence: entry.sequence,
         timestamp_ms: entry.timestamp_ms,
         kind: op.kind.name(),
         counterparty: None,
         amount_minor: None,
-        balance_after_minor: entry
-            .balances_after
-            .iter()
-            .find(|b| &b.account == account)
-            .map(|b| b.balance_minor),
+        balance_after_minor: view.balance_of(account),
         memo: None,
         reason: None,
         invoice_id: None,
         invoice_ref: None,
-        entry_hash: entry.hash(),
+        cleared: Vec::new(),
+        entry_hash: view.hash(),
     };
     // Money and invoices both go from the payee's side to the payer's or back: the payer
     // pays *to* the payee, the payee issues *to* the payer.
@@ -158,9 +157,13 @@ fn row(account: &AccountId, entry: &Entry, op: &Operation) -> Row {
             }
         }
         OpKind::RunClearing(r) => {
-            let payment = entry.clearing.iter().flat_map(|c| &c.firms).find(|f| &f.account == account);
-            row.amount_minor =
-                payment.filter(|f| f.payment_minor != 0).map(|f| f.payment_minor.saturating_neg());
+            // The account's own part of the run: its payment through the circuit and the
+            // invoices of its that were cleared, which it can reconcile one by one.
+            if let Some(part) = cercle_core::clearing::firm_part(view, account) {
+                let payment = part.firm.payment_minor;
+                row.amount_minor = (payment != 0).then(|| payment.saturating_neg());
+                row.cleared = part.invoices;
+            }
             row.reason = non_empty(&r.reason);
         }
     }
@@ -227,7 +230,19 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
                 value["invoice"]["excluded_from_clearing"] = json!(excluded);
             }
         }
-        OpKind::RunClearing(r) => value["with_credit"] = json!(r.with_credit),
+        OpKind::RunClearing(r) => {
+            value["with_credit"] = json!(r.with_credit);
+            value["cleared_invoices"] = json!(
+                row.cleared
+                    .iter()
+                    .map(|c| json!({
+                        "invoice_id": c.invoice.to_string(),
+                        "setoff_minor": c.setoff_minor,
+                        "credit_minor": c.credit_minor,
+                    }))
+                    .collect::<Vec<_>>()
+            );
+        }
         OpKind::FreezeAccount { .. } | OpKind::UnfreezeAccount { .. } | OpKind::Transfer(_) => {}
     }
     value
@@ -290,6 +305,23 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
 
 /// Aligned lines for people: one per entry, under a header.
 fn table(genesis: &Genesis, rows: &[(Row, Operation)]) -> String {
+    let cleared = |row: &Row| {
+        if row.cleared.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = row
+            .cleared
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    short_id(&c.invoice),
+                    money(genesis, c.setoff_minor.saturating_add(c.credit_minor))
+                )
+            })
+            .collect();
+        format!(" [cleared: {}]", list.join(", "))
+    };
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|(row, op)| {
@@ -309,7 +341,7 @@ fn table(genesis: &Genesis, rows: &[(Row, Operation)]) -> String {
                 amount,
                 counterparty,
                 balance,
-                describe(genesis, op),
+                format!("{}{}", describe(genesis, op), cleared(row)),
             ]
         })
         .collect();
@@ -342,18 +374,27 @@ fn table(genesis: &Genesis, rows: &[(Row, Operation)]) -> String {
     lines.join("\n")
 }
 
+/// An invoice id shortened for a table: its first 8 hex digits.
+fn short_id(id: &cercle_core::InvoiceId) -> String {
+    id.to_string().chars().take(8).collect()
+}
+
 /// Checks one entry from the node and decodes its operation.
-fn verified(genesis: &Genesis, account: &AccountId, entry: pb::Entry) -> anyhow::Result<(Entry, Operation)> {
+fn verified(
+    genesis: &Genesis,
+    account: &AccountId,
+    entry: pb::Entry,
+) -> anyhow::Result<(EntryView, Operation)> {
     let sequence = entry.sequence;
     let invalid = |detail: String| anyhow!("the node sent an invalid entry {sequence}: {detail}");
     let message = |r: cercle_core::Rejection| r.message(&genesis.currency, genesis.exponent);
-    let entry = Entry::try_from(entry).map_err(|r| invalid(message(r)))?;
-    verify_envelope(genesis, &entry.envelope).map_err(|r| invalid(message(r)))?;
-    let op = cercle_proto::decode_operation(&entry.envelope.body).map_err(|r| invalid(message(r)))?;
-    if !entry.accounts(&op).contains(&account) {
+    let view = EntryView::try_from(entry).map_err(|r| invalid(message(r)))?;
+    verify_envelope(genesis, &view.entry.envelope).map_err(|r| invalid(message(r)))?;
+    let op = cercle_core::body::decode(&view.entry.envelope.body).map_err(|e| invalid(e.to_string()))?;
+    if !view.concerns(&op, account) {
         return Err(invalid(format!("it does not concern account '{account}'")));
     }
-    Ok((entry, op))
+    Ok((view, op))
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
@@ -390,7 +431,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 }
 
 /// The latest `limit` entries of `account` in `period`, oldest first, as the node sent
-/// them, and whether earlier entries of the period were left out.
+/// them, and whether earlier entries of the period were left out. The node is asked for
+/// the history newest first, so only what is shown (and what is after the period) is read.
 async fn latest_entries(
     node: &mut Node,
     key: &cercle_core::sign::Keypair,
@@ -400,42 +442,40 @@ async fn latest_entries(
 ) -> anyhow::Result<(VecDeque<pb::Entry>, bool)> {
     let limit = limit as usize;
     let mut latest: VecDeque<pb::Entry> = VecDeque::with_capacity(limit.min(PAGE_SIZE_MAX as usize));
-    let mut earlier = false;
-    let mut after_sequence = 0u64;
+    let mut before_sequence = 0u64;
     loop {
-        let page = node.list_entries(key, account, after_sequence, PAGE_SIZE_MAX).await?;
+        let request = pb::ListEntriesRequest {
+            page_size: PAGE_SIZE_MAX,
+            newest_first: true,
+            before_sequence,
+            ..Default::default()
+        };
+        let page = node.list_entries(key, account, request).await?;
         if page.entries.len() > PAGE_SIZE_MAX as usize {
             bail!("the node sent {} entries for a page of {PAGE_SIZE_MAX}", page.entries.len());
         }
-        if page.entries.is_empty() && page.next_after_sequence.is_some() {
+        if page.entries.is_empty() && page.next_before_sequence.is_some() {
             bail!("the node sent an empty page that is not the last one");
         }
         for entry in page.entries {
-            if entry.sequence <= after_sequence {
-                bail!(
-                    "the node sent entry {} after entry {after_sequence}: a history is in order",
-                    entry.sequence
-                );
+            if before_sequence != 0 && entry.sequence >= before_sequence {
+                bail!("the node sent entry {} after entry {before_sequence}, newest first", entry.sequence);
             }
-            after_sequence = entry.sequence;
+            before_sequence = entry.sequence;
             match period.place(entry.timestamp_ms) {
-                Ordering::Less => {}
-                Ordering::Equal => {
-                    if latest.len() == limit {
-                        latest.pop_front();
-                        earlier = true;
-                    }
-                    latest.push_back(entry);
-                }
-                // Entries come in time order: the period is over.
-                Ordering::Greater => return Ok((latest, earlier)),
+                // After the period: not shown.
+                Ordering::Greater => {}
+                Ordering::Equal if latest.len() == limit => return Ok((latest, true)),
+                Ordering::Equal => latest.push_front(entry),
+                // Entries come in time order: the period has been read.
+                Ordering::Less => return Ok((latest, false)),
             }
         }
-        match page.next_after_sequence {
-            // Every page moves forward, so the loop ends.
-            Some(next) if next >= after_sequence => after_sequence = next,
-            Some(_) => bail!("the node's next page starts before entry {after_sequence}"),
-            None => return Ok((latest, earlier)),
+        match page.next_before_sequence {
+            // Every page moves back, so the loop ends.
+            Some(next) if next <= before_sequence => before_sequence = next,
+            Some(_) => bail!("the node's next page starts after entry {before_sequence}"),
+            None => return Ok((latest, false)),
         }
     }
 }
@@ -463,22 +503,18 @@ mod tests {
         })
     }
 
-    fn entry(balances: &[(&str, i64)]) -> Entry {
-        Entry {
+    fn entry(balances: &[(&str, i64)]) -> EntryView {
+        EntryView::whole(&cercle_core::Entry {
             sequence: 7,
             timestamp_ms: 1_795_341_600_000,
             prev_hash: [1; 32],
-            envelope: Envelope {
-                body: vec![1, 2, 3],
-                signer: cercle_core::PublicKey([2; 32]),
-                signature: [3; 64],
-            },
+            envelope: Envelope::single(vec![1, 2, 3], cercle_core::PublicKey([2; 32]), [3; 64]),
             balances_after: balances
                 .iter()
                 .map(|(a, b)| BalanceAfter { account: id(a), balance_minor: *b })
                 .collect(),
-            clearing: None,
-        }
+            sections: vec![],
+        })
     }
 
     fn operation(kind: OpKind) -> Operation {

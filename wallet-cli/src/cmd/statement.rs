@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, ensure};
 use cercle_core::checkpoint::{Statement, TreeHead};
-use cercle_core::{AccountId, Entry, LedgerId, PublicKey, format_with_currency, merkle, sign};
+use cercle_core::{AccountId, EntryView, LedgerId, PublicKey, format_with_currency, merkle, sign};
 use serde_json::{Value, json};
 
 use crate::client::Node;
@@ -26,7 +26,7 @@ use crate::signed::parse_account;
 use crate::{Global, keys};
 
 /// Format tag of the statement file.
-const FORMAT: &str = "cercle-statement-v1";
+const FORMAT: &str = "cercle-statement-v2";
 /// Largest statement file `verify` reads.
 const FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
@@ -152,12 +152,27 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         .entries
         .into_iter()
         .map(|p| {
-            let entry =
-                Entry::try_from(p.entry.ok_or_else(|| anyhow!("an entry of the statement is missing"))?)
+            let view =
+                EntryView::try_from(p.entry.ok_or_else(|| anyhow!("an entry of the statement is missing"))?)
                     .map_err(|r| anyhow!("the node sent a bad entry: {}", r.message("", 0)))?;
+            let parts: Vec<Value> = view
+                .sections
+                .iter()
+                .flat_map(|s| {
+                    s.parts.iter().map(move |p| {
+                        json!({
+                            "tag": s.tag as u8,
+                            "index": p.index,
+                            "data": hex::encode(&p.data),
+                            "path": p.path.iter().map(hex::encode).collect::<Vec<_>>(),
+                        })
+                    })
+                })
+                .collect();
             Ok(json!({
-                "sequence": entry.sequence,
-                "entry": hex::encode(entry.encode()),
+                "sequence": view.entry.sequence,
+                "commitment": hex::encode(view.commitment()),
+                "parts": parts,
                 "proof": p.hashes.iter().map(hex::encode).collect::<Vec<_>>(),
             }))
         })
@@ -237,9 +252,10 @@ fn check(doc: &Value, node_key: &PublicKey) -> anyhow::Result<Checked> {
     let list = doc["entries"].as_array().ok_or_else(|| anyhow!("'entries' is missing"))?;
     let mut entries = Vec::with_capacity(list.len());
     for item in list {
-        let bytes = hex_bytes(item, "entry")?;
-        let entry = Entry::decode(&bytes).map_err(|e| anyhow!("an entry does not decode: {e}"))?;
-        let seq = entry.sequence;
+        let bytes = hex_bytes(item, "commitment")?;
+        let entry = EntryView::from_commitment(&bytes, shown_parts(item)?)
+            .map_err(|e| anyhow!("an entry does not decode: {e}"))?;
+        let seq = entry.entry.sequence;
         let proof = item["proof"]
             .as_array()
             .ok_or_else(|| anyhow!("entry {seq}: 'proof' is missing"))?
@@ -260,20 +276,51 @@ fn check(doc: &Value, node_key: &PublicKey) -> anyhow::Result<Checked> {
             &tree_head.root_hash,
         )
         .map_err(|e| anyhow!("entry {seq} is not in the log at the tree head: {e}"))?;
-        sign::verify(
-            &entry.envelope.signer,
-            &sign::op_message(&ledger_id, &entry.envelope.body),
-            &entry.envelope.signature,
-        )
-        .map_err(|e| anyhow!("entry {seq}: its signature does not verify: {e}"))?;
-        let op = cercle_proto::decode_operation(&entry.envelope.body)
-            .map_err(|r| anyhow!("entry {seq}: {}", r.message("", 0)))?;
+        let envelope = &entry.entry.envelope;
+        for s in &envelope.signatures {
+            sign::verify(&s.signer, &sign::op_message(&ledger_id, &envelope.body), &s.signature)
+                .map_err(|e| anyhow!("entry {seq}: its signature does not verify: {e}"))?;
+        }
+        let op = cercle_core::body::decode(&envelope.body).map_err(|e| anyhow!("entry {seq}: {e}"))?;
         entries.push((entry, op));
     }
     statement.check_period(&entries).map_err(|e| anyhow!("the entries contradict the statement: {e}"))?;
     let currency = doc["currency"].as_str().unwrap_or("").to_string();
     let exponent = doc["exponent"].as_u64().and_then(|e| u8::try_from(e).ok()).unwrap_or(2);
     Ok(Checked { statement, currency, exponent, tree_head, node_key })
+}
+
+/// The parts of sections a statement's entry shows (of a clearing run, the account's own).
+fn shown_parts(
+    item: &Value,
+) -> anyhow::Result<Vec<(cercle_core::SectionTag, cercle_core::entry::ShownPart)>> {
+    let Some(list) = item["parts"].as_array() else { return Ok(Vec::new()) };
+    list.iter()
+        .map(|p| {
+            let tag = p["tag"]
+                .as_u64()
+                .and_then(|t| u8::try_from(t).ok())
+                .ok_or_else(|| anyhow!("a part has no tag"))?;
+            let tag = cercle_core::SectionTag::from_u8(tag).map_err(|e| anyhow!("a part's tag: {e}"))?;
+            let index = p["index"]
+                .as_u64()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(|| anyhow!("a part has no index"))?;
+            let data = hex_bytes(p, "data")?;
+            let path = p["path"]
+                .as_array()
+                .ok_or_else(|| anyhow!("a part has no path"))?
+                .iter()
+                .map(|h| {
+                    h.as_str()
+                        .and_then(|t| hex::decode(t).ok())
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .ok_or_else(|| anyhow!("a part's path hash is not 32 bytes of hex"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((tag, cercle_core::entry::ShownPart { index, data, path }))
+        })
+        .collect()
 }
 
 fn verify(global: &Global, args: &VerifyArgs) -> anyhow::Result<()> {

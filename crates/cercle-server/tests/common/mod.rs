@@ -10,14 +10,14 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use cercle_core::sign::{Keypair, read_auth_message};
-use cercle_core::{Genesis, Ledger, LedgerId, Operation, RejectCode};
+use cercle_core::{Genesis, LedgerId, Operation, RejectCode};
 use cercle_proto as pb;
 use cercle_proto::ledger_server::Ledger as _;
 use cercle_server::auth::{PUBKEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use cercle_server::error::ERROR_DOMAIN;
+use cercle_server::recovery::{RecoverOptions, Recovered, recover};
 use cercle_server::service::LedgerService;
 use cercle_server::{DataDir, InitOptions, OpenNode, init_data_dir, now_ms, open_node};
-use cercle_store::{OpenOptions, OpenReport, Store};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
@@ -33,12 +33,12 @@ pub fn keypair(seed: u8) -> Keypair {
 /// An envelope for `body`, signed by `signer` for `ledger_id`.
 pub fn sign_body(ledger_id: &LedgerId, signer: &Keypair, body: Vec<u8>) -> pb::Envelope {
     let signature = signer.sign_op(ledger_id, &body).to_vec();
-    pb::Envelope { body, signer: signer.public_key().0.to_vec(), signature }
+    pb::Envelope { body, signer: signer.public_key().0.to_vec(), signature, cosignatures: vec![] }
 }
 
 /// An envelope for `op`, encoded as a wallet encodes it and signed by `signer`.
 pub fn sign_op(ledger_id: &LedgerId, signer: &Keypair, op: &Operation) -> pb::Envelope {
-    sign_body(ledger_id, signer, cercle_proto::encode_operation(op))
+    sign_body(ledger_id, signer, cercle_core::body::encode(op))
 }
 
 /// The stable rejection a status carries in its `google.rpc.ErrorInfo`, as
@@ -155,11 +155,8 @@ impl TestNode {
     /// Stops the node: drops the service, hence the writer's queue, and waits for the
     /// writer thread, which holds the last handle on the store.
     pub fn stop(&mut self) {
-        if let Some(OpenNode { service, writer_thread, store, .. }) = self.node.take() {
-            drop(service);
-            writer_thread.join().expect("the writer thread panicked");
-            // As `serve` does on shutdown: the next start is then a plain verification.
-            store.close().expect("the state is flushed");
+        if let Some(node) = self.node.take() {
+            node.shutdown();
         }
     }
 
@@ -168,12 +165,14 @@ impl TestNode {
         self.start();
     }
 
-    /// Opens the store of the stopped node as an auditor would: the log is replayed from
-    /// genesis with every signature checked again. (sled allows one handle per directory.)
-    pub fn open_store(&self) -> (Store, Ledger, OpenReport) {
+    /// Opens the store of the stopped node as the node opens it at start-up (the
+    /// checkpoint, then the log past it, every signature checked again). (sled allows one
+    /// handle per directory: drop it before starting the node again.)
+    pub fn open_store(&self) -> Recovered {
         assert!(self.node.is_none(), "stop the node before opening its store");
-        let options = OpenOptions { verify_signatures: true };
-        retry_while_locked(|| Store::open(&DataDir::new(&self.root).ledger(), options)).expect("Store::open")
+        let options = RecoverOptions { verify_signatures: true, rebuild: false };
+        retry_while_locked(|| recover(&DataDir::new(&self.root).ledger(), options))
+            .unwrap_or_else(|e| panic!("recover: {e}"))
     }
 
     pub fn submit(&self, envelope: pb::Envelope) -> Result<pb::Receipt, Status> {
@@ -261,9 +260,8 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         // Stop the writer and close the store before the directory goes; never panic
         // here, a failing test may already be unwinding.
-        if let Some(OpenNode { service, writer_thread, .. }) = self.node.take() {
-            drop(service);
-            let _ = writer_thread.join();
+        if let Some(node) = self.node.take() {
+            node.shutdown();
         }
     }
 }

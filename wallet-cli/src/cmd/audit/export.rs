@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use cercle_audit::{Format, LogWriter, SignedTreeHead};
-use cercle_core::merkle::{Frontier, leaf_hash};
+use cercle_core::merkle::Frontier;
 use cercle_core::sign::Keypair;
 use cercle_core::{Entry, Genesis};
 use serde_json::json;
@@ -156,8 +156,7 @@ async fn write_export(
         if entry.prev_hash != previous {
             bail!("entry {sequence} does not chain to the entry before it");
         }
-        let op = cercle_proto::decode_operation(&entry.envelope.body)
-            .map_err(|r| invalid(r.message(&genesis.currency, genesis.exponent)))?;
+        let op = cercle_core::body::decode(&entry.envelope.body).map_err(|e| invalid(e.to_string()))?;
         match period.place(entry.timestamp_ms) {
             Ordering::Less => writer.skip(&entry, &op).map_err(io)?,
             Ordering::Equal => {
@@ -166,8 +165,8 @@ async fn write_export(
             }
             Ordering::Greater => {}
         }
-        frontier.push(leaf_hash(&entry.encode())).map_err(|e| anyhow!("{e}"))?;
         previous = entry.hash();
+        frontier.push(previous).map_err(|e| anyhow!("{e}"))?;
         if expected % 1024 == 0 {
             progress.show("exporting", expected, tree_size);
         }

@@ -94,11 +94,10 @@ pub async fn list(global: &Global, args: ListArgs) -> anyhow::Result<()> {
                 output::emit(&invoice_line(&node.genesis, invoice))?;
             }
         }
-        match (page.next_after_sequence, page.next_after_invoice_id) {
+        match page.next_after_sequence {
             _ if printed == args.limit => break,
-            (Some(seq), _) => request.after_sequence = seq,
-            (None, Some(id)) => request.after_invoice_id = id,
-            (None, None) => break,
+            Some(seq) => request.after_sequence = seq,
+            None => break,
         }
     }
     if global.json {

@@ -20,10 +20,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use cercle_audit::{SignedTreeHead, TreeHeadProblem, jsonl};
-use cercle_core::merkle::{leaf_hash, verify_consistency, verify_inclusion};
-use cercle_core::{AccountId, Entry, LedgerId, verify_envelope};
-use cercle_proto::PAGE_SIZE_MAX;
+use cercle_audit::{SignedTreeHead, jsonl};
+use cercle_core::checkpoint::TreeHeadError;
+use cercle_core::merkle::{verify_consistency, verify_inclusion};
+use cercle_core::{AccountId, EntryView, LedgerId, verify_envelope};
+use cercle_proto::{self as pb, PAGE_SIZE_MAX};
 use serde_json::json;
 
 use crate::client::Node;
@@ -145,7 +146,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if let Some(old) = &saved {
         match old.verify(&genesis) {
             Ok(()) => {}
-            Err(TreeHeadProblem::OtherLedger { tree_head, genesis }) => crate::usage_bail!(
+            Err(TreeHeadError::OtherLedger { tree_head, genesis }) => crate::usage_bail!(
                 "the state file {} holds a tree head of ledger {tree_head}, not of this node's ledger {genesis} (use another --state)",
                 state_path.display()
             ),
@@ -252,7 +253,8 @@ async fn check_inclusion(
             break;
         }
         let page_size = PAGE_SIZE_MAX.min(args.limit - seen);
-        let page = node.list_entries(key, &args.account, after_sequence, page_size).await?;
+        let request = pb::ListEntriesRequest { after_sequence, page_size, ..Default::default() };
+        let page = node.list_entries(key, &args.account, request).await?;
         if page.entries.len() > page_size as usize {
             bail!("the node sent {} entries for a page of {page_size}", page.entries.len());
         }
@@ -272,11 +274,13 @@ async fn check_inclusion(
                     args.account
                 )
             };
-            let entry = Entry::try_from(listed).map_err(|r| invalid(r.message("", 0)))?;
-            verify_envelope(&genesis, &entry.envelope).map_err(|r| invalid(r.message("", 0)))?;
-            let op = cercle_proto::decode_operation(&entry.envelope.body)
-                .map_err(|r| invalid(r.message("", 0)))?;
-            if !entry.accounts(&op).contains(&&args.account) {
+            // The account's view of the entry: of a clearing run, its own part, proven to be
+            // in the entry; the view hashes to the entry's own hash.
+            let entry = EntryView::try_from(listed).map_err(|r| invalid(r.message("", 0)))?;
+            verify_envelope(&genesis, &entry.entry.envelope).map_err(|r| invalid(r.message("", 0)))?;
+            let op =
+                cercle_core::body::decode(&entry.entry.envelope.body).map_err(|e| invalid(e.to_string()))?;
+            if !entry.concerns(&op, &args.account) {
                 return Err(invalid("it does not concern the account".into()));
             }
             if sequence > tree_size {
@@ -301,7 +305,7 @@ async fn check_inclusion(
             {
                 return Err(not_in_log("the proof is for another entry of that number".into()));
             }
-            verify_inclusion(&leaf_hash(&entry.encode()), sequence - 1, tree_size, &proof, &root)
+            verify_inclusion(&entry.hash(), sequence - 1, tree_size, &proof, &root)
                 .map_err(|e| not_in_log(e.to_string()))?;
             result.checked += 1;
             progress.show("proving", result.checked, u64::from(args.limit).min(tree_size));

@@ -1,0 +1,348 @@
+//! Operation bodies: the bytes a signer signs, and the one place they become operations.
+//!
+//! A body is the protobuf encoding of `OperationBody` (`proto/cercle/v1/operation.proto`),
+//! so any protobuf library can produce one (the browser app, other wallets). The core
+//! keeps the generated types (`cercle_schema`) behind this module: nothing outside it sees
+//! them, and everything that reads a logged entry (the node's start-up, the auditor, the
+//! wallet) decodes its body here. Decoding checks the shape (lengths of ids and keys,
+//! handle syntax, a kind is present); the rules on values are the state machine's.
+
+use prost::Message;
+
+use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
+use crate::invoice::InvoiceId;
+use crate::op::{
+    BODY_BYTES_MAX, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits,
+    Transfer,
+};
+use crate::reject::Rejection;
+use cercle_schema as pb;
+
+/// Bound on repeated key fields before they are even looked at: the core's rule is
+/// stricter (`op::KEYS_PER_ACCOUNT_MAX`); this one only stops a huge list being copied.
+pub const WIRE_KEYS_MAX: usize = 64;
+
+/// Why a body is not an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the operation body is {bytes} bytes, the maximum is {BODY_BYTES_MAX}")]
+    TooLarge { bytes: usize },
+    #[error("the operation body is not a valid OperationBody: {0}")]
+    NotProtobuf(String),
+    #[error("the operation has no kind")]
+    NoKind,
+    #[error("{field} must be {expected} bytes, got {got}")]
+    Length { field: &'static str, expected: usize, got: usize },
+    #[error(transparent)]
+    Handle(#[from] InvalidHandle),
+    #[error("the operation does not name its invoice")]
+    NoInvoice,
+    #[error("{count} keys is far too many")]
+    TooManyKeys { count: usize },
+    #[error("local share is {0}%, it must be 1 to 100")]
+    LocalShare(u32),
+}
+
+/// How the ledger refuses an operation whose body does not decode.
+impl From<BodyError> for Rejection {
+    fn from(e: BodyError) -> Rejection {
+        match e {
+            BodyError::TooLarge { bytes } => Rejection::BodyTooLarge { bytes },
+            BodyError::TooManyKeys { .. } => Rejection::InvalidKeys { detail: e.to_string() },
+            BodyError::LocalShare(_) => Rejection::InvalidInvoice { detail: e.to_string() },
+            _ => Rejection::Malformed { detail: e.to_string() },
+        }
+    }
+}
+
+/// Decodes a body (the bytes inside an envelope) into an operation, checking its shape.
+pub fn decode(body: &[u8]) -> Result<Operation, BodyError> {
+    if body.len() > BODY_BYTES_MAX {
+        return Err(BodyError::TooLarge { bytes: body.len() });
+    }
+    let wire = pb::OperationBody::decode(body).map_err(|e| BodyError::NotProtobuf(e.to_string()))?;
+    from_wire(wire)
+}
+
+/// The operation id and validity of a body, read from its first two fields when they are
+/// in the form prost and every protobuf encoder write them (field 1, 16 bytes; field 2, a
+/// varint), else by decoding the whole body. `None` when the body does not decode.
+pub fn decode_identity(body: &[u8]) -> Option<(OperationId, u64)> {
+    if body.len() > 19 && body[0] == 0x0a && body[1] == 16 && body[18] == 0x10 {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&body[2..18]);
+        let mut value = 0u64;
+        for (i, byte) in body[19..].iter().take(10).enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Some((OperationId(id), value));
+            }
+        }
+    }
+    decode(body).ok().map(|op| (op.id, op.valid_until_ms))
+}
+
+/// Encodes an operation into the body bytes a client signs.
+pub fn encode(op: &Operation) -> Vec<u8> {
+    to_wire(op).encode_to_vec()
+}
+
+fn fixed<const N: usize>(bytes: &[u8], field: &'static str) -> Result<[u8; N], BodyError> {
+    bytes.try_into().map_err(|_| BodyError::Length { field, expected: N, got: bytes.len() })
+}
+
+fn account(text: &str) -> Result<AccountId, BodyError> {
+    Ok(AccountId::parse(text)?)
+}
+
+fn invoice_id(bytes: &[u8]) -> Result<InvoiceId, BodyError> {
+    Ok(InvoiceId(fixed(bytes, "invoice_id")?))
+}
+
+fn public_keys(list: &[Vec<u8>]) -> Result<Vec<PublicKey>, BodyError> {
+    if list.len() > WIRE_KEYS_MAX {
+        return Err(BodyError::TooManyKeys { count: list.len() });
+    }
+    list.iter().map(|k| Ok(PublicKey(fixed(k, "a public key")?))).collect()
+}
+
+fn parties(p: Option<pb::InvoiceParties>) -> Result<InvoiceParties, BodyError> {
+    let p = p.ok_or(BodyError::NoInvoice)?;
+    Ok(InvoiceParties {
+        invoice: invoice_id(&p.invoice_id)?,
+        payee: account(&p.payee)?,
+        payer: account(&p.payer)?,
+    })
+}
+
+fn parties_to_wire(p: &InvoiceParties) -> Option<pb::InvoiceParties> {
+    Some(pb::InvoiceParties {
+        invoice_id: p.invoice.0.to_vec(),
+        payee: p.payee.to_string(),
+        payer: p.payer.to_string(),
+    })
+}
+
+fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
+    let id: [u8; 16] = fixed(&b.operation_id, "operation_id")?;
+    use pb::operation_body::Kind;
+    let kind = match b.kind.ok_or(BodyError::NoKind)? {
+        Kind::RegisterAccount(r) => OpKind::RegisterAccount(RegisterAccount {
+            account: account(&r.account)?,
+            display_name: r.display_name,
+            keys: public_keys(&r.public_keys)?,
+            credit_limit_minor: r.credit_limit_minor,
+            max_balance_minor: r.max_balance_minor,
+        }),
+        Kind::SetLimits(s) => OpKind::SetLimits(SetLimits {
+            account: account(&s.account)?,
+            credit_limit_minor: s.credit_limit_minor,
+            max_balance_minor: s.max_balance.map(|m| m.max_balance_minor),
+            reason: s.reason,
+        }),
+        Kind::FreezeAccount(f) => OpKind::FreezeAccount { account: account(&f.account)?, reason: f.reason },
+        Kind::UnfreezeAccount(u) => {
+            OpKind::UnfreezeAccount { account: account(&u.account)?, reason: u.reason }
+        }
+        Kind::RotateKeys(r) => {
+            OpKind::RotateKeys { account: account(&r.account)?, keys: public_keys(&r.public_keys)? }
+        }
+        Kind::Transfer(t) => OpKind::Transfer(Transfer {
+            payer: account(&t.payer)?,
+            payee: account(&t.payee)?,
+            amount_minor: t.amount_minor,
+            memo: t.memo,
+            invoice_ref: t.invoice_ref,
+            invoice: t.invoice_id.as_deref().map(invoice_id).transpose()?,
+        }),
+        Kind::IssueInvoice(i) => OpKind::IssueInvoice(IssueInvoice {
+            invoice: invoice_id(&i.invoice_id)?,
+            payee: account(&i.payee)?,
+            payer: account(&i.payer)?,
+            amount_minor: i.amount_minor,
+            local_share_percent: u8::try_from(i.local_share_percent)
+                .map_err(|_| BodyError::LocalShare(i.local_share_percent))?,
+            due_day: i.due_day,
+            reference: i.reference,
+            excluded_from_clearing: i.excluded_from_clearing,
+        }),
+        Kind::AcceptInvoice(a) => OpKind::AcceptInvoice(parties(a.invoice)?),
+        Kind::RejectInvoice(r) => OpKind::RejectInvoice { invoice: parties(r.invoice)?, reason: r.reason },
+        Kind::CancelInvoice(c) => OpKind::CancelInvoice { invoice: parties(c.invoice)?, reason: c.reason },
+        Kind::SetInvoiceClearing(c) => {
+            OpKind::SetInvoiceClearing { invoice: parties(c.invoice)?, excluded: c.excluded }
+        }
+        Kind::RunClearing(r) => {
+            OpKind::RunClearing(RunClearing { with_credit: r.with_credit, reason: r.reason })
+        }
+    };
+    Ok(Operation { id: OperationId(id), valid_until_ms: b.valid_until_ms, kind })
+}
+
+fn to_wire(op: &Operation) -> pb::OperationBody {
+    use pb::operation_body::Kind;
+    let keys = |ks: &[PublicKey]| ks.iter().map(|k| k.0.to_vec()).collect();
+    let kind = match &op.kind {
+        OpKind::RegisterAccount(r) => Kind::RegisterAccount(pb::RegisterAccount {
+            account: r.account.to_string(),
+            display_name: r.display_name.clone(),
+            public_keys: keys(&r.keys),
+            credit_limit_minor: r.credit_limit_minor,
+            max_balance_minor: r.max_balance_minor,
+        }),
+        OpKind::SetLimits(s) => Kind::SetLimits(pb::SetLimits {
+            account: s.account.to_string(),
+            credit_limit_minor: s.credit_limit_minor,
+            max_balance: s.max_balance_minor.map(|m| pb::MaxBalance { max_balance_minor: m }),
+            reason: s.reason.clone(),
+        }),
+        OpKind::FreezeAccount { account, reason } => {
+            Kind::FreezeAccount(pb::FreezeAccount { account: account.to_string(), reason: reason.clone() })
+        }
+        OpKind::UnfreezeAccount { account, reason } => Kind::UnfreezeAccount(pb::UnfreezeAccount {
+            account: account.to_string(),
+            reason: reason.clone(),
+        }),
+        OpKind::RotateKeys { account, keys: ks } => {
+            Kind::RotateKeys(pb::RotateKeys { account: account.to_string(), public_keys: keys(ks) })
+        }
+        OpKind::Transfer(t) => Kind::Transfer(pb::Transfer {
+            payer: t.payer.to_string(),
+            payee: t.payee.to_string(),
+            amount_minor: t.amount_minor,
+            memo: t.memo.clone(),
+            invoice_ref: t.invoice_ref.clone(),
+            invoice_id: t.invoice.map(|i| i.0.to_vec()),
+        }),
+        OpKind::IssueInvoice(i) => Kind::IssueInvoice(pb::IssueInvoice {
+            invoice_id: i.invoice.0.to_vec(),
+            payee: i.payee.to_string(),
+            payer: i.payer.to_string(),
+            amount_minor: i.amount_minor,
+            local_share_percent: u32::from(i.local_share_percent),
+            due_day: i.due_day,
+            reference: i.reference.clone(),
+            excluded_from_clearing: i.excluded_from_clearing,
+        }),
+        OpKind::AcceptInvoice(p) => Kind::AcceptInvoice(pb::AcceptInvoice { invoice: parties_to_wire(p) }),
+        OpKind::RejectInvoice { invoice, reason } => Kind::RejectInvoice(pb::RejectInvoice {
+            invoice: parties_to_wire(invoice),
+            reason: reason.clone(),
+        }),
+        OpKind::CancelInvoice { invoice, reason } => Kind::CancelInvoice(pb::CancelInvoice {
+            invoice: parties_to_wire(invoice),
+            reason: reason.clone(),
+        }),
+        OpKind::SetInvoiceClearing { invoice, excluded } => {
+            Kind::SetInvoiceClearing(pb::SetInvoiceClearing {
+                invoice: parties_to_wire(invoice),
+                excluded: *excluded,
+            })
+        }
+        OpKind::RunClearing(r) => {
+            Kind::RunClearing(pb::RunClearing { with_credit: r.with_credit, reason: r.reason.clone() })
+        }
+    };
+    pb::OperationBody { operation_id: op.id.0.to_vec(), valid_until_ms: op.valid_until_ms, kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer_op() -> Operation {
+        Operation {
+            id: OperationId([7; 16]),
+            valid_until_ms: 99,
+            kind: OpKind::Transfer(Transfer {
+                payer: AccountId::parse("aaa").unwrap(),
+                payee: AccountId::parse("bbb").unwrap(),
+                amount_minor: 5,
+                memo: "m".into(),
+                invoice_ref: Some("INV-1".into()),
+                invoice: Some(InvoiceId([3; 16])),
+            }),
+        }
+    }
+
+    #[test]
+    fn operations_round_trip() {
+        let op = transfer_op();
+        assert_eq!(decode(&encode(&op)), Ok(op));
+        let limits = Operation {
+            id: OperationId([1; 16]),
+            valid_until_ms: 5,
+            kind: OpKind::SetLimits(SetLimits {
+                account: AccountId::parse("aaa").unwrap(),
+                credit_limit_minor: None,
+                max_balance_minor: Some(None),
+                reason: "r".into(),
+            }),
+        };
+        assert_eq!(decode(&encode(&limits)), Ok(limits));
+        let parties = InvoiceParties {
+            invoice: InvoiceId([4; 16]),
+            payee: AccountId::parse("aaa").unwrap(),
+            payer: AccountId::parse("bbb").unwrap(),
+        };
+        let kinds = [
+            OpKind::IssueInvoice(IssueInvoice {
+                invoice: InvoiceId([4; 16]),
+                payee: AccountId::parse("aaa").unwrap(),
+                payer: AccountId::parse("bbb").unwrap(),
+                amount_minor: 10_000,
+                local_share_percent: 40,
+                due_day: Some(20_500),
+                reference: "F-1".into(),
+                excluded_from_clearing: true,
+            }),
+            OpKind::AcceptInvoice(parties.clone()),
+            OpKind::RejectInvoice { invoice: parties.clone(), reason: "wrong".into() },
+            OpKind::CancelInvoice { invoice: parties.clone(), reason: String::new() },
+            OpKind::SetInvoiceClearing { invoice: parties, excluded: false },
+            OpKind::RunClearing(RunClearing { with_credit: true, reason: "monthly".into() }),
+        ];
+        for kind in kinds {
+            let op = Operation { id: OperationId([2; 16]), valid_until_ms: 5, kind };
+            assert_eq!(decode(&encode(&op)), Ok(op));
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_with_a_reason() {
+        let check = |body: &[u8], needle: &str| {
+            let err = decode(body).unwrap_err();
+            assert!(
+                Rejection::from(err.clone()).message("CHW", 2).contains(needle),
+                "{err:?} lacks {needle:?}"
+            );
+        };
+        check(&[0xff, 0xff, 0xff], "not a valid OperationBody");
+        let mut no_kind = to_wire(&transfer_op());
+        no_kind.kind = None;
+        check(&no_kind.encode_to_vec(), "has no kind");
+        let mut short_id = to_wire(&transfer_op());
+        short_id.operation_id = vec![1, 2];
+        check(&short_id.encode_to_vec(), "operation_id must be 16 bytes");
+        let mut bad_handle = to_wire(&transfer_op());
+        if let Some(pb::operation_body::Kind::Transfer(t)) = &mut bad_handle.kind {
+            t.payee = "Bad Handle".into();
+        }
+        check(&bad_handle.encode_to_vec(), "invalid account handle");
+        check(&vec![0u8; BODY_BYTES_MAX + 1], "maximum is");
+    }
+
+    #[test]
+    fn the_identity_is_read_from_the_first_fields() {
+        for valid_until_ms in [0, 1, 127, 128, 1_795_341_600_000, u64::MAX] {
+            let op = Operation { valid_until_ms, ..transfer_op() };
+            assert_eq!(decode_identity(&encode(&op)), Some((op.id, valid_until_ms)));
+        }
+        // Fields in another order still decode, the slow way.
+        let mut wire = to_wire(&transfer_op()).encode_to_vec();
+        let first_field = wire.drain(..18).collect::<Vec<u8>>();
+        wire.extend(first_field);
+        assert_eq!(decode_identity(&wire), Some((OperationId([7; 16]), 99)));
+        assert_eq!(decode_identity(&[0xff, 0xff]), None);
+    }
+}

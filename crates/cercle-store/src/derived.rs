@@ -1,0 +1,498 @@
+//! The derived state in sled: a checkpoint of the ledger's state (accounts, invoices, the
+//! head it was taken at) and the per-account indexes (history, invoices), written in one
+//! sled batch per checkpoint, never on the write path.
+//!
+//! sled keys, integers big-endian so key order is numeric order; every value ends with a
+//! CRC32 of its key and its bytes, so a damaged or misplaced record is noticed on load:
+//!
+//! | key                              | value                                            |
+//! |----------------------------------|--------------------------------------------------|
+//! | `m/head`                         | version, size, hash, timestamp, account count, invoice count |
+//! | `a` handle                       | `Account::encode`                                |
+//! | `i` invoice id                   | `Invoice::encode`                                |
+//! | `n` handle `0x00` issued seq     | invoice id (each firm's invoices, by issue)      |
+//! | `g` issued seq, invoice id       | empty (every invoice, by issue)                  |
+//! | `h` handle `0x00` first seq      | a history block: count, then the sequences as varint deltas |
+//!
+//! A history block holds up to `HISTORY_BLOCK_MAX` of an account's sequences; the last
+//! block of each account is rewritten as it grows (sled rewrites a value cheaply; it
+//! inserts scattered new keys expensively, so one key per entry would cost ten times more).
+//!
+//! Crash contract: a checkpoint is one `sled::Batch`, 100% visible or 0% after recovery
+//! (sled's own guarantee); sled is never synced on the write path (its `flush` is only
+//! `sync_file_range`), so after a crash the checkpoint found may be an older one. It is a
+//! prefix of the log either way (the caller checks its head against the log) and the log
+//! replays from it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId};
+
+use crate::StoreError;
+
+pub(crate) const HEAD_KEY: &[u8] = b"m/head";
+const ACCOUNT_PREFIX: u8 = b'a';
+const INVOICE_PREFIX: u8 = b'i';
+const ACCOUNT_INVOICES_PREFIX: u8 = b'n';
+const ALL_INVOICES_PREFIX: u8 = b'g';
+const HISTORY_PREFIX: u8 = b'h';
+const HEAD_VERSION: u8 = 3;
+const BLOCK_VERSION: u8 = 1;
+/// Most sequences in one history block.
+pub const HISTORY_BLOCK_MAX: usize = 256;
+
+/// The head a checkpoint was taken at, and how many records it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointHead {
+    pub head: Head,
+    pub accounts: u64,
+    pub invoices: u64,
+}
+
+/// The state as a checkpoint holds it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub head: CheckpointHead,
+    pub accounts: Vec<Account>,
+    pub invoices: Vec<Invoice>,
+}
+
+/// What changed since the last checkpoint, to write as the next one.
+#[derive(Debug, Clone, Default)]
+pub struct Checkpoint {
+    /// The head after the last entry the checkpoint covers, and the ledger's totals then.
+    pub head: Option<CheckpointHead>,
+    /// Every account and invoice that changed, as it stands at `head`.
+    pub accounts: Vec<Account>,
+    pub invoices: Vec<Invoice>,
+    /// Every entry that concerns each account, since the last checkpoint, in order.
+    pub history: Vec<(AccountId, Vec<u64>)>,
+}
+
+pub(crate) fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
+    let mut h = crc32fast::Hasher::new();
+    h.update(key);
+    h.update(&value);
+    value.extend_from_slice(&h.finalize().to_be_bytes());
+    value
+}
+
+/// The bytes of a sealed value, if its checksum holds.
+pub(crate) fn unseal<'a>(key: &[u8], value: &'a [u8]) -> Result<&'a [u8], StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: "checksum mismatch".into(),
+    };
+    let split = value.len().checked_sub(4).ok_or_else(corrupt)?;
+    let (body, crc) = value.split_at(split);
+    let mut h = crc32fast::Hasher::new();
+    h.update(key);
+    h.update(body);
+    if h.finalize().to_be_bytes() != crc {
+        return Err(corrupt());
+    }
+    Ok(body)
+}
+
+fn keyed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn account_key(id: &AccountId) -> Vec<u8> {
+    keyed(ACCOUNT_PREFIX, id.as_str().as_bytes())
+}
+
+fn invoice_key(id: &InvoiceId) -> Vec<u8> {
+    keyed(INVOICE_PREFIX, &id.0)
+}
+
+/// `prefix handle 0x00`: handles never contain 0x00, so one handle's rows are not a prefix
+/// of another's.
+fn per_account_prefix(prefix: u8, id: &AccountId) -> Vec<u8> {
+    let mut k = keyed(prefix, id.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+fn per_account_key(prefix: u8, id: &AccountId, sequence: u64) -> Vec<u8> {
+    let mut k = per_account_prefix(prefix, id);
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
+fn encode_head(h: &CheckpointHead) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + 8 + 32 + 8 + 16);
+    v.push(HEAD_VERSION);
+    v.extend_from_slice(&h.head.size.to_be_bytes());
+    v.extend_from_slice(&h.head.hash);
+    v.extend_from_slice(&h.head.timestamp_ms.to_be_bytes());
+    v.extend_from_slice(&h.accounts.to_be_bytes());
+    v.extend_from_slice(&h.invoices.to_be_bytes());
+    seal(HEAD_KEY, v)
+}
+
+pub(crate) fn decode_head(v: &[u8]) -> Result<CheckpointHead, StoreError> {
+    let v = unseal(HEAD_KEY, v)?;
+    let bad = || StoreError::Corrupt { key: "m/head".into(), reason: "bad length or version".into() };
+    if v.len() != 1 + 8 + 32 + 8 + 16 || v[0] != HEAD_VERSION {
+        return Err(bad());
+    }
+    let u64_at = |at: usize| u64::from_be_bytes(v[at..at + 8].try_into().unwrap_or([0; 8]));
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&v[9..41]);
+    Ok(CheckpointHead {
+        head: Head { size: u64_at(1), hash, timestamp_ms: u64_at(41) },
+        accounts: u64_at(49),
+        invoices: u64_at(57),
+    })
+}
+
+/// A history block being filled: where it starts, and its sequences.
+#[derive(Debug, Clone, Default)]
+struct Block {
+    first: u64,
+    sequences: Vec<u64>,
+}
+
+impl Block {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(3 + self.sequences.len() * 3);
+        v.push(BLOCK_VERSION);
+        v.extend_from_slice(&(self.sequences.len() as u16).to_be_bytes());
+        let mut previous = self.first;
+        for &s in &self.sequences {
+            let mut d = s - previous;
+            previous = s;
+            loop {
+                let byte = (d & 0x7f) as u8;
+                d >>= 7;
+                if d == 0 {
+                    v.push(byte);
+                    break;
+                }
+                v.push(byte | 0x80);
+            }
+        }
+        v
+    }
+
+    fn decode(first: u64, v: &[u8]) -> Option<Block> {
+        let (&version, rest) = v.split_first()?;
+        if version != BLOCK_VERSION || rest.len() < 2 {
+            return None;
+        }
+        let count = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let mut sequences = Vec::with_capacity(count);
+        let (mut previous, mut value, mut shift) = (first, 0u64, 0u32);
+        for &byte in &rest[2..] {
+            value |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                previous = previous.checked_add(value)?;
+                sequences.push(previous);
+                (value, shift) = (0, 0);
+            } else if shift > 63 {
+                return None;
+            }
+        }
+        (sequences.len() == count && count <= HISTORY_BLOCK_MAX && shift == 0)
+            .then_some(Block { first, sequences })
+    }
+}
+
+/// The sled side of the store.
+pub(crate) struct Derived {
+    pub(crate) db: sled::Db,
+    /// Each account's last history block, as written (loaded on first use).
+    tails: Mutex<HashMap<AccountId, Block>>,
+}
+
+impl Derived {
+    pub(crate) fn new(db: sled::Db) -> Self {
+        Derived { db, tails: Mutex::new(HashMap::new()) }
+    }
+
+    /// The checkpoint's head, `None` when there is no checkpoint.
+    pub(crate) fn head(&self) -> Result<Option<CheckpointHead>, StoreError> {
+        match self.db.get(HEAD_KEY)? {
+            None => Ok(None),
+            Some(v) => decode_head(&v).map(Some),
+        }
+    }
+
+    /// The state the checkpoint holds, every record checked (checksums, decoding, counts).
+    pub(crate) fn snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
+        let Some(head) = self.head()? else { return Ok(None) };
+        let accounts = self.scan(ACCOUNT_PREFIX, |_, v| Account::decode(v).map_err(|e| e.to_string()))?;
+        let invoices = self.scan(INVOICE_PREFIX, |_, v| Invoice::decode(v).map_err(|e| e.to_string()))?;
+        if accounts.len() as u64 != head.accounts || invoices.len() as u64 != head.invoices {
+            return Err(StoreError::Corrupt {
+                key: "m/head".into(),
+                reason: format!(
+                    "it counts {} accounts and {} invoices, the state holds {} and {}",
+                    head.accounts,
+                    head.invoices,
+                    accounts.len(),
+                    invoices.len()
+                ),
+            });
+        }
+        Ok(Some(Snapshot { head, accounts, invoices }))
+    }
+
+    fn scan<T>(
+        &self,
+        prefix: u8,
+        decode: impl Fn(&[u8], &[u8]) -> Result<T, String>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix([prefix]) {
+            let (key, value) = item?;
+            let body = unseal(&key, &value)?;
+            out.push(decode(&key, body).map_err(|reason| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason,
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Writes `c` as one batch: the records, the new invoices' index rows, the history,
+    /// then the head. Invoices issued since the last checkpoint are those whose issue
+    /// sequence is past its head.
+    pub(crate) fn write(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        let previous = self.head()?.map_or(0, |h| h.head.size);
+        let mut batch = sled::Batch::default();
+        for a in &c.accounts {
+            let key = account_key(&a.id);
+            batch.insert(key.clone(), seal(&key, a.encode()));
+        }
+        for i in &c.invoices {
+            let key = invoice_key(&i.id);
+            batch.insert(key.clone(), seal(&key, i.encode()));
+            if i.issued_at_sequence > previous {
+                for firm in [&i.payer, &i.payee] {
+                    let key = per_account_key(ACCOUNT_INVOICES_PREFIX, firm, i.issued_at_sequence);
+                    batch.insert(key.clone(), seal(&key, i.id.0.to_vec()));
+                }
+                let mut key = keyed(ALL_INVOICES_PREFIX, &i.issued_at_sequence.to_be_bytes());
+                key.extend_from_slice(&i.id.0);
+                batch.insert(key.clone(), seal(&key, Vec::new()));
+            }
+        }
+        let mut tails = self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (account, sequences) in &c.history {
+            self.append_history(&mut tails, &mut batch, account, sequences)?;
+        }
+        if let Some(head) = &c.head {
+            batch.insert(HEAD_KEY, encode_head(head));
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn append_history(
+        &self,
+        tails: &mut HashMap<AccountId, Block>,
+        batch: &mut sled::Batch,
+        account: &AccountId,
+        sequences: &[u64],
+    ) -> Result<(), StoreError> {
+        if !tails.contains_key(account) {
+            let loaded = self.last_block(account)?.unwrap_or_default();
+            tails.insert(account.clone(), loaded);
+        }
+        let Some(tail) = tails.get_mut(account) else { return Ok(()) };
+        for &s in sequences {
+            if tail.sequences.last().is_some_and(|&last| last >= s) {
+                continue;
+            }
+            if tail.sequences.len() == HISTORY_BLOCK_MAX || tail.sequences.is_empty() {
+                if tail.sequences.len() == HISTORY_BLOCK_MAX {
+                    let key = per_account_key(HISTORY_PREFIX, account, tail.first);
+                    batch.insert(key.clone(), seal(&key, tail.encode()));
+                }
+                *tail = Block { first: s, sequences: Vec::new() };
+            }
+            tail.sequences.push(s);
+        }
+        if !tail.sequences.is_empty() {
+            let key = per_account_key(HISTORY_PREFIX, account, tail.first);
+            batch.insert(key.clone(), seal(&key, tail.encode()));
+        }
+        Ok(())
+    }
+
+    fn last_block(&self, account: &AccountId) -> Result<Option<Block>, StoreError> {
+        let prefix = per_account_prefix(HISTORY_PREFIX, account);
+        match self.db.scan_prefix(&prefix).next_back() {
+            None => Ok(None),
+            Some(item) => {
+                let (key, value) = item?;
+                decode_block(&prefix, &key, &value).map(Some)
+            }
+        }
+    }
+
+    /// Up to `limit` sequences of `account`'s history after `after`, oldest first.
+    pub(crate) fn history(
+        &self,
+        account: &AccountId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let prefix = per_account_prefix(HISTORY_PREFIX, account);
+        // The block holding `after + 1` starts at or before it: begin from the last block
+        // that starts at or before, then go forward.
+        let start_key = per_account_key(HISTORY_PREFIX, account, after.saturating_add(1));
+        let first = match self.db.range(prefix.clone()..=start_key.clone()).next_back() {
+            Some(item) => item?.0.to_vec(),
+            None => start_key,
+        };
+        let mut out = Vec::new();
+        for item in self.db.range(first..) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let block = decode_block(&prefix, &key, &value)?;
+            out.extend(block.sequences.into_iter().filter(|&s| s > after).take(limit - out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` sequences of `account`'s history before `before`, newest first.
+    pub(crate) fn history_back(
+        &self,
+        account: &AccountId,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let prefix = per_account_prefix(HISTORY_PREFIX, account);
+        let end = per_account_key(HISTORY_PREFIX, account, before);
+        let mut out = Vec::new();
+        for item in self.db.range(prefix.clone()..end).rev() {
+            let (key, value) = item?;
+            if out.len() >= limit {
+                break;
+            }
+            let block = decode_block(&prefix, &key, &value)?;
+            out.extend(block.sequences.into_iter().rev().filter(|&s| s < before).take(limit - out.len()));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn invoice(&self, id: &InvoiceId) -> Result<Option<Invoice>, StoreError> {
+        let key = invoice_key(id);
+        match self.db.get(&key)? {
+            None => Ok(None),
+            Some(v) => Invoice::decode(unseal(&key, &v)?).map(Some).map_err(|e| corrupt(&key, e)),
+        }
+    }
+
+    /// Up to `limit` ids of `account`'s invoices issued after `after_sequence`, oldest
+    /// first, with their issue sequence.
+    pub(crate) fn account_invoices(
+        &self,
+        account: &AccountId,
+        after_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, InvoiceId)>, StoreError> {
+        let prefix = per_account_prefix(ACCOUNT_INVOICES_PREFIX, account);
+        let start = per_account_key(ACCOUNT_INVOICES_PREFIX, account, after_sequence.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.db.range(start..) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let id: [u8; 16] =
+                unseal(&key, &value)?.try_into().map_err(|_| corrupt(&key, "bad invoice index"))?;
+            let seq: [u8; 8] =
+                key[prefix.len()..].try_into().map_err(|_| corrupt(&key, "bad invoice index key"))?;
+            out.push((u64::from_be_bytes(seq), InvoiceId(id)));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` invoice ids of the whole ledger issued after `after_sequence`, in
+    /// issue order, with their issue sequence.
+    pub(crate) fn all_invoices(
+        &self,
+        after_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, InvoiceId)>, StoreError> {
+        let start = keyed(ALL_INVOICES_PREFIX, &after_sequence.saturating_add(1).to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.db.range(start..) {
+            let (key, value) = item?;
+            if key.first() != Some(&ALL_INVOICES_PREFIX) || out.len() >= limit {
+                break;
+            }
+            unseal(&key, &value)?;
+            let seq: [u8; 8] = key[1..9].try_into().map_err(|_| corrupt(&key, "bad invoice order key"))?;
+            let id: [u8; 16] = key[9..].try_into().map_err(|_| corrupt(&key, "bad invoice order key"))?;
+            out.push((u64::from_be_bytes(seq), InvoiceId(id)));
+        }
+        Ok(out)
+    }
+
+    /// Removes everything: the state is about to be rebuilt.
+    pub(crate) fn clear(&self) -> Result<(), StoreError> {
+        self.db.clear()?;
+        self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        Ok(())
+    }
+}
+
+fn decode_block(prefix: &[u8], key: &[u8], value: &[u8]) -> Result<Block, StoreError> {
+    let body = unseal(key, value)?;
+    let first: [u8; 8] = key[prefix.len()..].try_into().map_err(|_| corrupt(key, "bad history key"))?;
+    Block::decode(u64::from_be_bytes(first), body).ok_or_else(|| corrupt(key, "bad history block"))
+}
+
+fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
+    StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: reason.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_round_trips() {
+        let block = Block { first: 5, sequences: vec![5, 6, 200, 70_000, 1 << 40] };
+        assert_eq!(Block::decode(5, &block.encode()).map(|b| b.sequences), Some(block.sequences.clone()));
+        let mut bad = block.encode();
+        bad[2] += 1;
+        assert!(Block::decode(5, &bad).is_none(), "a wrong count is refused");
+    }
+
+    #[test]
+    fn history_pages_forward_and_back_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let derived = Derived::new(sled::Config::new().path(dir.path()).temporary(true).open().unwrap());
+        let alice = AccountId::parse("alice").unwrap();
+        let all: Vec<u64> = (1..=1_000).map(|i| i * 3).collect();
+        for chunk in all.chunks(77) {
+            let c = Checkpoint { history: vec![(alice.clone(), chunk.to_vec())], ..Checkpoint::default() };
+            derived.write(&c).unwrap();
+        }
+        assert_eq!(derived.history(&alice, 0, 5_000).unwrap(), all);
+        assert_eq!(derived.history(&alice, 300, 3).unwrap(), [303, 306, 309]);
+        assert_eq!(derived.history(&alice, 2_999, 10).unwrap(), [3_000]);
+        assert_eq!(derived.history_back(&alice, 3_001, 2).unwrap(), [3_000, 2_997]);
+        assert_eq!(derived.history_back(&alice, 770, 3).unwrap(), [768, 765, 762]);
+        // A fresh handle finds the last block again and continues it.
+        let reopened = Derived::new(derived.db.clone());
+        reopened
+            .write(&Checkpoint { history: vec![(alice.clone(), vec![3_003])], ..Checkpoint::default() })
+            .unwrap();
+        assert_eq!(reopened.history(&alice, 2_990, 10).unwrap(), [2_991, 2_994, 2_997, 3_000, 3_003]);
+        assert!(derived.history(&AccountId::parse("bob").unwrap(), 0, 10).unwrap().is_empty());
+    }
+}
