@@ -160,15 +160,28 @@ fn recover(dir: &DataDir, accept_loss: bool) -> Result<()> {
     Ok(())
 }
 
+/// `CERCLE_LOG_FORMAT=json` writes the log as one JSON object per line, for a log collector
+/// (and for the crash tests, which read what each start-up recovered).
+const LOG_FORMAT_VAR: &str = "CERCLE_LOG_FORMAT";
+
+fn init_logging() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match std::env::var(LOG_FORMAT_VAR).as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("" | "text") => logger.init(),
+        Ok("json") => logger.json().flatten_event(true).init(),
+        Ok(other) => anyhow::bail!("{LOG_FORMAT_VAR}={other:?}: the log format is `text` or `json`"),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{LOG_FORMAT_VAR} is not UTF-8: the log format is `text` or `json`")
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging()?;
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Init { data_dir, genesis }) => init(&DataDir::new(data_dir), genesis),
