@@ -191,17 +191,32 @@ fn recover(dir: &DataDir, accept_loss: bool, out: &mut Printer) -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+/// `CERCLE_LOG_FORMAT=json` writes the log as one JSON object per line, for a log collector
+/// (and for the crash tests, which read what each start-up recovered).
+const LOG_FORMAT_VAR: &str = "CERCLE_LOG_FORMAT";
+
+fn init_logging() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logger = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour escapes only for a person at a terminal, never into a log file or a pipe.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match std::env::var(LOG_FORMAT_VAR).as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("" | "text") => logger.init(),
+        Ok("json") => logger.json().flatten_event(true).init(),
+        Ok(other) => anyhow::bail!("{LOG_FORMAT_VAR}={other:?}: the log format is `text` or `json`"),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{LOG_FORMAT_VAR} is not UTF-8: the log format is `text` or `json`")
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    init_logging()?;
     let cli = Cli::parse();
     let mut out = Printer::default();
     match cli.command {

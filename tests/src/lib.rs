@@ -5,6 +5,7 @@
 //! runs `cargo build` for them once per test process, so they are never stale.
 
 pub mod load;
+pub mod startup;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -73,7 +74,8 @@ impl Node {
         Node::start_with_log(data_dir, &data_dir.join("node.log"))
     }
 
-    /// Starts the node with its log (stderr) appended to `log_path`.
+    /// Starts the node with its log (stderr) appended to `log_path`, as JSON lines
+    /// (`startup::startups` reads them).
     pub fn start_with_log(data_dir: &Path, log_path: &Path) -> Node {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("open node log");
@@ -81,6 +83,7 @@ impl Node {
             .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "info")
+            .env("CERCLE_LOG_FORMAT", "json")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -123,6 +126,14 @@ impl Node {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends SIGKILL and returns the dying process without waiting for it: its exit may
+    /// wait on something the test still holds (a filesystem holding its syncs back).
+    pub fn kill_without_waiting(&mut self) -> Option<Child> {
+        let mut child = self.child.take()?;
+        let _ = child.kill();
+        Some(child)
     }
 
     /// True while the node process is running.

@@ -139,39 +139,38 @@ pub async fn client_loop(
     }
 }
 
-/// Reads the whole ledger through the node as the administrator: every entry once.
-pub async fn read_everything(
-    node: &Node,
-    g: &Genesis,
-    admin: &Keypair,
-) -> (BTreeMap<u64, pb::Entry>, Vec<pb::Account>) {
+/// The whole log as the node serves it to an administrator (`StreamEntries`), in order.
+pub async fn stream_all(node: &Node, g: &Genesis, admin: &Keypair) -> Vec<pb::Entry> {
     let mut client = node.client().await;
-    let mut entries = BTreeMap::new();
-    let mut accounts = Vec::new();
-    for i in 0..ACCOUNTS {
-        let name = account(i).to_string();
-        let req = signed(g, admin, "GetAccount", &name, pb::GetAccountRequest { account: name.clone() });
-        accounts.push(client.get_account(req).await.unwrap().into_inner().account.unwrap());
-        let mut after = 0;
-        loop {
-            let page = pb::ListEntriesRequest {
-                account: name.clone(),
-                after_sequence: after,
-                page_size: 1000,
-                ..Default::default()
-            };
-            let req = signed(g, admin, "ListEntries", &name, page);
-            let resp = client.list_entries(req).await.unwrap().into_inner();
-            for e in resp.entries {
-                entries.insert(e.sequence, e);
-            }
-            match resp.next_after_sequence {
-                Some(next) => after = next,
-                None => break,
-            }
+    let req = signed(g, admin, "StreamEntries", "1", pb::StreamEntriesRequest { from_sequence: 1 });
+    let mut stream = client.stream_entries(req).await.expect("StreamEntries").into_inner();
+    let mut entries = Vec::new();
+    while let Some(entry) = stream.message().await.expect("the stream of entries") {
+        entries.push(entry);
+    }
+    entries
+}
+
+/// One account's history as `ListEntries` pages it: the sequences, in order.
+pub async fn history(node: &Node, g: &Genesis, admin: &Keypair, name: &str) -> Vec<u64> {
+    let mut client = node.client().await;
+    let mut sequences = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = pb::ListEntriesRequest {
+            account: name.to_string(),
+            after_sequence: after,
+            page_size: 1000,
+            ..Default::default()
+        };
+        let resp =
+            client.list_entries(signed(g, admin, "ListEntries", name, page)).await.unwrap().into_inner();
+        sequences.extend(resp.entries.iter().map(|e| e.sequence));
+        match resp.next_after_sequence {
+            Some(next) => after = next,
+            None => return sequences,
         }
     }
-    (entries, accounts)
 }
 
 pub fn signed<T>(g: &Genesis, key: &Keypair, method: &str, subject: &str, msg: T) -> tonic::Request<T> {
@@ -188,26 +187,71 @@ pub fn signed<T>(g: &Genesis, key: &Keypair, method: &str, subject: &str, msg: T
     req
 }
 
-/// Checks the ledger as the restarted node serves it against what was acknowledged.
+/// Checks the ledger as the restarted node serves it against what was acknowledged, and
+/// returns the number of entries. Every entry is streamed and re-hashed; every acknowledged
+/// operation is in it once, at the sequence its receipt named; every balance is computed
+/// again from the entries' operations and must be what the entries recorded and what
+/// `GetAccount` serves; each account's history is the entries that name it; balances sum
+/// to zero and stay within their limits.
 pub async fn check(node: &Node, g: &Genesis, admin: &Keypair, acked: &HashMap<OperationId, u64>) -> usize {
-    let (entries, accounts) = read_everything(node, g, admin).await;
-    // Sequences are 1..=n without gaps (registrations touch one account each, so every
-    // entry appears in some history).
+    let entries = stream_all(node, g, admin).await;
     let n = entries.len() as u64;
-    assert_eq!(entries.keys().copied().collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>());
+    assert_eq!(entries.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>());
+    let info = node.client().await.get_ledger_info(pb::GetLedgerInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.log_size, n, "the stream ends at the log's size");
     let mut seen: HashMap<OperationId, u64> = HashMap::new();
-    for (seq, e) in &entries {
-        let view = cercle_core::EntryView::try_from(e.clone()).expect("entry hashes to its entry_hash");
-        let op = cercle_core::body::decode(&view.entry.envelope.body).expect("body decodes");
-        assert!(seen.insert(op.id, *seq).is_none(), "operation {} appears twice", op.id);
+    // Balances and histories computed from the operations alone.
+    let mut balances: BTreeMap<String, i64> = BTreeMap::new();
+    let mut histories: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for e in &entries {
+        let entry = cercle_core::Entry::try_from(e.clone()).expect("entry hashes to its entry_hash");
+        let op = cercle_core::body::decode(&entry.envelope.body).expect("body decodes");
+        assert!(seen.insert(op.id, e.sequence).is_none(), "operation {} appears twice", op.id);
+        let named = match &op.kind {
+            OpKind::RegisterAccount(r) => {
+                let name = r.account.to_string();
+                assert!(balances.insert(name.clone(), 0).is_none(), "{name} registered twice");
+                vec![name]
+            }
+            OpKind::Transfer(t) => {
+                let (payer, payee) = (t.payer.to_string(), t.payee.to_string());
+                let balance =
+                    |name: &str| balances.get(name).copied().unwrap_or_else(|| panic!("{name} unknown"));
+                let payer_after = balance(&payer).checked_sub(t.amount_minor).expect("no overflow");
+                let payee_after = balance(&payee).checked_add(t.amount_minor).expect("no overflow");
+                balances.insert(payer.clone(), payer_after);
+                balances.insert(payee.clone(), payee_after);
+                vec![payer, payee]
+            }
+            other => panic!("entry {}: the load sends no {other:?}", e.sequence),
+        };
+        let recorded: BTreeMap<&str, i64> =
+            e.balances_after.iter().map(|b| (b.account.as_str(), b.balance_minor)).collect();
+        let computed: BTreeMap<&str, i64> = named.iter().map(|a| (a.as_str(), balances[a])).collect();
+        assert_eq!(recorded, computed, "entry {}: the balances it records", e.sequence);
+        for name in named {
+            histories.entry(name).or_default().push(e.sequence);
+        }
     }
     for (id, seq) in acked {
         assert_eq!(seen.get(id), Some(seq), "acknowledged operation {id} lost or moved");
     }
-    let sum: i128 = accounts.iter().map(|a| i128::from(a.balance_minor)).sum();
-    assert_eq!(sum, 0, "balances sum to zero");
-    for a in &accounts {
-        assert!(a.balance_minor >= -a.credit_limit_minor, "{} is below its limit", a.account);
+    let mut client = node.client().await;
+    let mut sum: i128 = 0;
+    for i in 0..ACCOUNTS {
+        let name = account(i).to_string();
+        let req = signed(g, admin, "GetAccount", &name, pb::GetAccountRequest { account: name.clone() });
+        let a = client.get_account(req).await.unwrap().into_inner().account.unwrap();
+        assert_eq!(Some(&a.balance_minor), balances.get(&name), "{name}: GetAccount against the entries");
+        assert!(a.balance_minor >= -a.credit_limit_minor, "{name} is below its limit");
+        assert_eq!(
+            history(node, g, admin, &name).await,
+            histories.remove(&name).unwrap_or_default(),
+            "{name}: its history"
+        );
+        sum += i128::from(a.balance_minor);
     }
+    assert_eq!(sum, 0, "balances sum to zero");
+    assert!(histories.is_empty(), "entries name accounts the load does not have: {histories:?}");
     entries.len()
 }

@@ -308,25 +308,60 @@ impl Generator {
 mod tests {
     use super::*;
 
-    /// Applies the planned transfers in reverse (any order is as good) and checks that no
-    /// balance ever passes a limit.
+    /// Checks the guarantee itself, per account: the planned transfers take from it at most
+    /// its credit limit in total, and bring it at most its maximum balance. Balances start
+    /// at zero, so after any prefix of any order an account has paid at most all its debits
+    /// and received at most all its credits: no order passes a limit. Returns how many
+    /// budgets are used up exactly.
+    fn check_budgets(accounts: &Accounts, specs: &[TransferSpec]) -> usize {
+        let n = accounts.list.len();
+        let (mut debits, mut credits) = (vec![0i64; n], vec![0i64; n]);
+        for t in specs {
+            assert_ne!(t.payer, t.payee);
+            assert!(t.amount_minor >= AMOUNT_MIN_MINOR, "{}", t.amount_minor);
+            debits[t.payer] += t.amount_minor;
+            credits[t.payee] += t.amount_minor;
+        }
+        let mut used_up = 0;
+        for (i, a) in accounts.list.iter().enumerate() {
+            assert!(
+                debits[i] <= a.credit_limit_minor,
+                "{} pays {} with a limit of {}",
+                a.handle,
+                debits[i],
+                a.credit_limit_minor
+            );
+            used_up += usize::from(debits[i] == a.credit_limit_minor);
+            if let Some(max) = a.max_balance_minor {
+                assert!(credits[i] <= max, "{} receives {} with a maximum of {max}", a.handle, credits[i]);
+                used_up += usize::from(credits[i] == max);
+            }
+        }
+        used_up
+    }
+
     #[test]
     fn no_order_of_the_planned_transfers_passes_a_limit() {
         let accounts = Accounts::new(20, 1);
         let mut generator = Generator::new(&accounts, 1, 4_000);
         let specs = generator.transfers(&accounts, 4_000, 10).unwrap();
-        let mut balances = vec![0i64; accounts.list.len()];
-        for t in specs.iter().rev() {
-            balances[t.payer] -= t.amount_minor;
-            balances[t.payee] += t.amount_minor;
-            let payer = &accounts.list[t.payer];
-            assert!(balances[t.payer] >= -payer.credit_limit_minor);
-            if let Some(max) = accounts.list[t.payee].max_balance_minor {
-                assert!(balances[t.payee] <= max);
-            }
-            assert_ne!(t.payer, t.payee);
-        }
-        assert_eq!(balances.iter().sum::<i64>(), 0);
+        check_budgets(&accounts, &specs);
         assert!(specs.iter().any(|t| t.payer == accounts.hot() || t.payee == accounts.hot()));
+    }
+
+    #[test]
+    fn the_budgets_hold_where_they_bind() {
+        // Planned for 1,000 transfers, drawn until the generator says the limits cannot take
+        // one more: the budgets run out, and the clamping at their edge is what is checked.
+        let accounts = Accounts::new(20, 2);
+        let mut generator = Generator::new(&accounts, 2, 1_000);
+        let mut specs = Vec::new();
+        while let Ok(more) = generator.transfers(&accounts, 1, 0) {
+            specs.extend(more);
+            assert!(specs.len() < 1_000_000, "the generator never runs out");
+        }
+        assert!(specs.len() > 1_000, "{} transfers", specs.len());
+        let used_up = check_budgets(&accounts, &specs);
+        assert!(used_up >= 10, "only {used_up} budgets used up exactly");
     }
 }

@@ -1,5 +1,7 @@
 //! The PostgreSQL baseline: the same transfers as double-entry rows, one durable
-//! transaction each, from the same number of concurrent clients.
+//! transaction each, from the same number of concurrent clients ([`Postgres::run`]); and,
+//! to compare with `SubmitBatch`, in transactions of the batch's size, one durable commit
+//! each, from as many connections as batch clients ([`Postgres::run_batched`]).
 //!
 //! The server is the one from the OS packages (installed with apt-get when missing),
 //! initialised in a fresh temporary directory, listening on 127.0.0.1 only on a free
@@ -10,7 +12,10 @@
 //! Each transfer: lock both accounts (`SELECT ... FOR UPDATE` in id order, so concurrent
 //! transfers cannot deadlock), check status, credit limit and maximum balance, update both
 //! balances, insert the transfer and its two postings (one debit, one credit), commit.
-//! No signature is verified, which favours PostgreSQL.
+//! In a transaction of many transfers, the accounts of the whole batch are locked first, in
+//! id order (one statement), then each transfer is checked against the balances so far and
+//! applied with the same two statements, and the batch commits once. No signature is
+//! verified, which favours PostgreSQL.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -318,6 +323,76 @@ impl Postgres {
         Ok((total, clients))
     }
 
+    /// Executes `specs` in transactions of `batch` transfers, one commit each, from
+    /// `connections` concurrent connections; the latency recorded is per transaction, as the
+    /// node's is per `SubmitBatch`. A transfer that fails its checks is left out of its
+    /// transaction (counted as refused); a transaction that deadlocks or fails to serialize
+    /// is retried whole.
+    pub async fn run_batched(
+        &self,
+        specs: Arc<Vec<TransferSpec>>,
+        batch: usize,
+        connections: usize,
+    ) -> anyhow::Result<(PhaseResult, Vec<Client>)> {
+        let mut workers = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let client = self.client().await?;
+            let statements = Statements::prepare(&client).await?;
+            workers.push((client, statements));
+        }
+        let batches = Arc::new(specs.chunks(batch.max(1)).map(<[TransferSpec]>::to_vec).collect::<Vec<_>>());
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let tasks: Vec<_> = workers
+            .into_iter()
+            .map(|(mut client, statements)| {
+                let (batches, next) = (batches.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut result = PhaseResult::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(transfers) = batches.get(i) else { break };
+                        let t0 = Instant::now();
+                        let mut attempt = 0;
+                        loop {
+                            match transfers_in_one_transaction(&mut client, &statements, transfers).await {
+                                Ok(accepted) => {
+                                    let refused = transfers.len() as u64 - accepted;
+                                    result.accepted += accepted;
+                                    result.rejected += refused;
+                                    if refused > 0 {
+                                        result.first_rejection.get_or_insert("a limit check failed".into());
+                                    }
+                                }
+                                Err(e) if retryable(&e) && attempt < RETRIES_MAX => {
+                                    attempt += 1;
+                                    result.internal_retries += 1;
+                                    continue;
+                                }
+                                Err(e) => {
+                                    result.rejected += transfers.len() as u64;
+                                    result.first_rejection.get_or_insert(e.to_string());
+                                }
+                            }
+                            break;
+                        }
+                        result.record(t0);
+                    }
+                    (result, client)
+                })
+            })
+            .collect();
+        let mut total = PhaseResult::new();
+        let mut clients = Vec::with_capacity(connections);
+        for task in tasks {
+            let (result, client) = task.await?;
+            total.merge(result);
+            clients.push(client);
+        }
+        total.wall = started.elapsed();
+        Ok((total, clients))
+    }
+
     fn stop(&mut self) -> anyhow::Result<()> {
         if self.running {
             self.running = false;
@@ -342,6 +417,8 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 
 struct Statements {
     lock: Statement,
+    /// Locks any number of accounts, in id order.
+    lock_many: Statement,
     update: Statement,
     insert: Statement,
 }
@@ -353,6 +430,12 @@ impl Statements {
                 .prepare(
                     "SELECT id, balance_minor, credit_limit_minor, max_balance_minor, frozen
                      FROM accounts WHERE id IN ($1, $2) ORDER BY id FOR UPDATE",
+                )
+                .await?,
+            lock_many: client
+                .prepare(
+                    "SELECT id, balance_minor, credit_limit_minor, max_balance_minor, frozen
+                     FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
                 )
                 .await?,
             update: client
@@ -421,4 +504,62 @@ async fn transfer(
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// The state of one locked account within a transaction.
+struct Locked {
+    balance: i64,
+    limit: i64,
+    max: Option<i64>,
+    frozen: bool,
+}
+
+/// `transfers` in one transaction with one commit: the accounts locked first, in id order,
+/// then each transfer checked against the balances so far and applied. Returns how many
+/// were applied; those that fail a check are left out.
+async fn transfers_in_one_transaction(
+    client: &mut Client,
+    s: &Statements,
+    transfers: &[TransferSpec],
+) -> Result<u64, tokio_postgres::Error> {
+    let mut ids: Vec<i64> = transfers.iter().flat_map(|t| [t.payer as i64, t.payee as i64]).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let tx = client.transaction().await?;
+    let mut accounts = std::collections::HashMap::with_capacity(ids.len());
+    for row in tx.query(&s.lock_many, &[&ids]).await? {
+        let locked = Locked { balance: row.get(1), limit: row.get(2), max: row.get(3), frozen: row.get(4) };
+        accounts.insert(row.get::<_, i64>(0), locked);
+    }
+    let mut applied = 0;
+    for t in transfers {
+        let (payer, payee) = (t.payer as i64, t.payee as i64);
+        let (Some(from), Some(to)) = (accounts.get(&payer), accounts.get(&payee)) else { continue };
+        if from.frozen || to.frozen {
+            continue;
+        }
+        let payer_after = match from.balance.checked_sub(t.amount_minor) {
+            Some(after) if after >= -from.limit => after,
+            _ => continue,
+        };
+        let payee_after = match to.balance.checked_add(t.amount_minor) {
+            Some(after) if to.max.is_none_or(|m| after <= m) => after,
+            _ => continue,
+        };
+        tx.execute(&s.update, &[&payer, &payee, &t.amount_minor]).await?;
+        tx.execute(
+            &s.insert,
+            &[&&t.operation_id[..], &payer, &payee, &t.amount_minor, &t.memo, &payer_after, &payee_after],
+        )
+        .await?;
+        if let Some(a) = accounts.get_mut(&payer) {
+            a.balance = payer_after;
+        }
+        if let Some(a) = accounts.get_mut(&payee) {
+            a.balance = payee_after;
+        }
+        applied += 1;
+    }
+    tx.commit().await?;
+    Ok(applied)
 }

@@ -8,8 +8,8 @@
 
 use cercle_clearing::circulation::{Arc, Circulation, check_circulation, min_cost_circulation};
 use cercle_clearing::{
-    CertificateError, Headroom, Pair, SetOff, WithCredit, aggregate, check_setoff, check_with_credit, clear,
-    net_positions, solve_setoff, solve_with_credit,
+    ArcRef, CertificateError, Headroom, NodeRef, Pair, SetOff, WithCredit, aggregate, check_setoff,
+    check_with_credit, clear, net_positions, solve_setoff, solve_with_credit,
 };
 use proptest::prelude::*;
 
@@ -125,6 +125,41 @@ fn positive_cycle(node_count: usize, arcs: &[Arc], flow: &[i128]) -> Option<Vec<
     }
 }
 
+/// The potentials do not prove the flow optimal: the error of a feasible but worse solution.
+fn not_optimal(e: &CertificateError) -> bool {
+    matches!(
+        e,
+        CertificateError::NotOptimalBelowCapacity { .. } | CertificateError::NotOptimalAboveZero { .. }
+    )
+}
+
+/// The arc a not-optimal error names.
+fn not_optimal_arc(e: &CertificateError) -> Option<ArcRef> {
+    match *e {
+        CertificateError::NotOptimalBelowCapacity { arc, .. }
+        | CertificateError::NotOptimalAboveZero { arc, .. } => Some(arc),
+        _ => None,
+    }
+}
+
+/// What the stage-2 check must say when firm `f`'s payment alone became `payment`, `delta`
+/// away from an optimal solution's: beyond its headroom, that circuit arc is over its
+/// capacity (over a limit); within it, the firm's flows no longer balance.
+fn payment_error(f: usize, payment: i128, delta: i128, h: &Headroom) -> CertificateError {
+    let firm = f as u32;
+    if payment > h.pay_max {
+        CertificateError::OverCapacity { arc: ArcRef::Pay { firm }, flow: payment, capacity: h.pay_max }
+    } else if -payment > h.receive_max {
+        CertificateError::OverCapacity {
+            arc: ArcRef::Receive { firm },
+            flow: -payment,
+            capacity: h.receive_max,
+        }
+    } else {
+        CertificateError::Unbalanced { node: NodeRef::Firm(firm), excess: delta }
+    }
+}
+
 /// Every way of spoiling an optimal circulation that `check` must reject, each with the kind of
 /// error expected.
 fn assert_mutations_rejected(
@@ -144,14 +179,7 @@ fn assert_mutations_rejected(
                 worse.flow[i] -= 1;
             }
             let e = check(&worse).unwrap_err();
-            assert!(
-                matches!(
-                    e,
-                    CertificateError::NotOptimalBelowCapacity { .. }
-                        | CertificateError::NotOptimalAboveZero { .. }
-                ),
-                "{e}"
-            );
+            assert!(not_optimal(&e), "{e}");
         }
     }
     for (i, a) in arcs.iter().enumerate() {
@@ -182,14 +210,7 @@ fn assert_mutations_rejected(
                 continue;
             }
             let e = check(&moved).unwrap_err();
-            assert!(
-                matches!(
-                    e,
-                    CertificateError::NotOptimalBelowCapacity { .. }
-                        | CertificateError::NotOptimalAboveZero { .. }
-                ),
-                "{e}"
-            );
+            assert!(not_optimal(&e), "{e}");
         }
     }
 }
@@ -284,11 +305,15 @@ proptest! {
             for delta in [-1, 1] {
                 let mut m = w.clone();
                 m.payment[f] += delta;
-                prop_assert!(check(&m).is_err());
+                prop_assert_eq!(check(&m), Err(payment_error(f, m.payment[f], delta, h)));
             }
             let mut m = w.clone();
             m.payment[f] = h.pay_max + 1;
-            prop_assert!(check(&m).is_err());
+            let firm = f as u32;
+            prop_assert_eq!(
+                check(&m),
+                Err(CertificateError::OverCapacity { arc: ArcRef::Pay { firm }, flow: h.pay_max + 1, capacity: h.pay_max })
+            );
         }
         let mut m = w.clone();
         if let Some(p) = m.potential.last_mut() {
@@ -302,7 +327,14 @@ proptest! {
         let wrong = full[n..].iter().zip(&flows[n..]).any(|(a, &f)| {
             if a.tail == firms { f > 0 } else { f < a.capacity }
         });
-        prop_assert_eq!(check(&m).is_err(), wrong);
+        match check(&m) {
+            Ok(()) => prop_assert!(!wrong),
+            // Only the circuit's arcs changed cost.
+            Err(e) => prop_assert!(
+                wrong && matches!(not_optimal_arc(&e), Some(ArcRef::Pay { .. } | ArcRef::Receive { .. })),
+                "{}", e
+            ),
+        }
         let c = Circulation { flow: flows, potential: w.potential.clone() };
         assert_mutations_rejected(firms as usize + 1, &full, &c, |c| check_circulation(firms + 1, &full, c));
     }
@@ -339,14 +371,17 @@ fn mutations_are_rejected_on_a_generated_network() {
     for &i in &cycle {
         worse.flow[i] -= 1;
     }
-    assert!(check_circulation(firms, &arcs, &worse).is_err());
+    let e = check_circulation(firms, &arcs, &worse).unwrap_err();
+    assert!(not_optimal(&e), "{e}");
     let mut over = c.clone();
     over.flow[0] = arcs[0].capacity + 1;
-    assert!(check_circulation(firms, &arcs, &over).is_err());
+    let e = check_circulation(firms, &arcs, &over).unwrap_err();
+    assert!(matches!(e, CertificateError::OverCapacity { arc: ArcRef::Arc { index: 0, .. }, .. }), "{e}");
     let i = c.flow.iter().position(|&f| f > 0).expect("some flow");
     let mut moved = c.clone();
     moved.potential[arcs[i].tail as usize] += 2 * i64::from(firms);
-    assert!(check_circulation(firms, &arcs, &moved).is_err());
+    let e = check_circulation(firms, &arcs, &moved).unwrap_err();
+    assert!(not_optimal(&e), "{e}");
 }
 
 /// Medium networks of shapes the small ones cannot have: costs up to the bound, capacities up to

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use cercle_clearing::{self as solver, Headroom, Pair, SetOff, WithCredit};
+use cercle_clearing::{self as solver, CertificateError, Headroom, Pair, SetOff, SolveError, WithCredit};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::{Section, SectionTag};
@@ -56,6 +56,51 @@ pub struct ClearedInvoice {
     pub setoff_minor: i64,
     /// Settled through mutual credit (stage 2).
     pub credit_minor: i64,
+}
+
+/// Why a clearing record is refused (`Rejection::ClearingInvalid`): one variant per property
+/// the record or the solver's answer violates, so a caller can tell an infeasible record from
+/// one that is not optimal, breaks a limit or allocates wrongly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClearingDefect {
+    #[error("only a clearing run carries a clearing record")]
+    RecordOnOtherOperation,
+    #[error("the entry carries no clearing record")]
+    NoRecord,
+    #[error("the record's credit option differs from the operation's")]
+    CreditOptionDiffers,
+    #[error("the record's firms are not the firms of the eligible obligations")]
+    WrongFirms,
+    #[error("a run without credit records a payment or a credit potential")]
+    PaymentWithoutCredit,
+    #[error("a run without credit records amounts settled through credit")]
+    CreditAmountsWithoutCredit,
+    #[error("the record's invoices are not in strictly increasing id order")]
+    InvoicesOutOfOrder,
+    #[error("invoice {invoice} is not an eligible obligation")]
+    NotAnObligation { invoice: InvoiceId },
+    #[error("invoice {invoice}: cleared amounts must be positive")]
+    AmountNotPositive { invoice: InvoiceId },
+    #[error("more is cleared from '{debtor}' to '{creditor}' than is open")]
+    MoreThanOpen { debtor: AccountId, creditor: AccountId },
+    #[error("pair {pair} clears more than its invoices hold")]
+    PairOverAllocated { pair: u64 },
+    #[error("the cleared amounts are not allocated to invoices oldest due first")]
+    WrongAllocation,
+    /// Stage 1's amounts and potentials fail the certificate check: infeasible (an amount
+    /// out of bounds, a net position changed) or not optimal.
+    #[error("set-off: {0}")]
+    SetOff(CertificateError),
+    /// Stage 2's likewise; a payment beyond a firm's headroom is an arc over its capacity.
+    #[error("credit: {0}")]
+    Credit(CertificateError),
+    #[error("the record marks the wrong firms as changed")]
+    WrongChangedFirms,
+    #[error("payment of '{account}' is out of range")]
+    PaymentOutOfRange { account: AccountId },
+    /// The solver could not answer (a bound, or its own certificate failed).
+    #[error("{0}")]
+    Solver(SolveError),
 }
 
 /// The outcome of a clearing run as written in its entry.
@@ -480,7 +525,7 @@ impl<'a> Problem<'a> {
                 }
             }
             if s != 0 || c != 0 {
-                return Err(invalid(format!("pair {p} clears more than its invoices hold")));
+                return Err(invalid(ClearingDefect::PairOverAllocated { pair: p as u64 }));
             }
         }
         out.sort_by_key(|c| c.invoice);
@@ -536,8 +581,8 @@ impl<'a> Problem<'a> {
     }
 }
 
-fn invalid(detail: impl Into<String>) -> Rejection {
-    Rejection::ClearingInvalid { detail: detail.into() }
+fn invalid(defect: ClearingDefect) -> Rejection {
+    Rejection::ClearingInvalid { defect: Box::new(defect) }
 }
 
 /// Computes the optimal clearing of `state`'s obligations: what the node records when an
@@ -567,11 +612,11 @@ fn propose_on(
     with_credit: bool,
 ) -> Result<(ClearingRecord, ClearingSummary), Rejection> {
     let n = problem.firm_count();
-    let stage1 = solver::solve_setoff(n, &problem.pairs).map_err(|e| invalid(e.to_string()))?;
+    let stage1 = solver::solve_setoff(n, &problem.pairs).map_err(|e| invalid(ClearingDefect::Solver(e)))?;
     let (credit, payment, credit_potential) = if with_credit {
         let remaining = remaining_pairs(&problem.pairs, &stage1.cleared);
         let stage2 = solver::solve_with_credit(n, &remaining, &problem.headroom(state))
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| invalid(ClearingDefect::Solver(e)))?;
         (stage2.cleared, stage2.payment, stage2.potential)
     } else {
         (vec![0; problem.pairs.len()], vec![0; n as usize], vec![0; n as usize + 1])
@@ -589,7 +634,7 @@ fn propose_on(
                 setoff_potential: stage1.potential[f],
                 credit_potential: credit_potential[f],
                 payment_minor: i64::try_from(payment[f])
-                    .map_err(|_| invalid(format!("payment of '{account}' is out of range")))?,
+                    .map_err(|_| invalid(ClearingDefect::PaymentOutOfRange { account: account.clone() }))?,
                 changed: changed[f],
             })
         })
@@ -642,18 +687,18 @@ fn check_on(
     record: &ClearingRecord,
 ) -> Result<ClearingSummary, Rejection> {
     if record.with_credit != with_credit {
-        return Err(invalid("the record's credit option differs from the operation's"));
+        return Err(invalid(ClearingDefect::CreditOptionDiffers));
     }
     if record.firms.len() != problem.firms.len()
         || record.firms.iter().zip(&problem.firms).any(|(r, f)| r.account != *f)
     {
-        return Err(invalid("the record's firms are not the firms of the eligible obligations"));
+        return Err(invalid(ClearingDefect::WrongFirms));
     }
     if !with_credit
         && (record.circuit_potential != 0
             || record.firms.iter().any(|f| f.credit_potential != 0 || f.payment_minor != 0))
     {
-        return Err(invalid("a run without credit records a payment or a credit potential"));
+        return Err(invalid(ClearingDefect::PaymentWithoutCredit));
     }
     // Sum the record's amounts per pair.
     let position: HashMap<InvoiceId, usize> =
@@ -664,14 +709,14 @@ fn check_on(
     let mut previous: Option<InvoiceId> = None;
     for c in &record.invoices {
         if previous.is_some_and(|p| p >= c.invoice) {
-            return Err(invalid("the record's invoices are not in strictly increasing id order"));
+            return Err(invalid(ClearingDefect::InvoicesOutOfOrder));
         }
         previous = Some(c.invoice);
         let k = *position
             .get(&c.invoice)
-            .ok_or_else(|| invalid(format!("invoice {} is not an eligible obligation", c.invoice)))?;
+            .ok_or_else(|| invalid(ClearingDefect::NotAnObligation { invoice: c.invoice }))?;
         if c.setoff_minor < 0 || c.credit_minor < 0 || (c.setoff_minor == 0 && c.credit_minor == 0) {
-            return Err(invalid(format!("invoice {}: cleared amounts must be positive", c.invoice)));
+            return Err(invalid(ClearingDefect::AmountNotPositive { invoice: c.invoice }));
         }
         let p = pair_of(k);
         setoff[p] += i128::from(c.setoff_minor);
@@ -679,19 +724,20 @@ fn check_on(
     }
     for (p, pair) in problem.pairs.iter().enumerate() {
         if setoff[p] + credit[p] > pair.amount {
-            let (d, c) = (&problem.firms[pair.debtor as usize], &problem.firms[pair.creditor as usize]);
-            return Err(invalid(format!("more is cleared from '{d}' to '{c}' than is open")));
+            let (debtor, creditor) =
+                (problem.firms[pair.debtor as usize].clone(), problem.firms[pair.creditor as usize].clone());
+            return Err(invalid(ClearingDefect::MoreThanOpen { debtor, creditor }));
         }
     }
     if problem.allocate(&setoff, &credit)? != record.invoices {
-        return Err(invalid("the cleared amounts are not allocated to invoices oldest due first"));
+        return Err(invalid(ClearingDefect::WrongAllocation));
     }
     let n = problem.firm_count();
     let stage1 = SetOff {
         cleared: setoff.clone(),
         potential: record.firms.iter().map(|f| f.setoff_potential).collect(),
     };
-    solver::check_setoff(n, &problem.pairs, &stage1).map_err(|e| invalid(format!("set-off: {e}")))?;
+    solver::check_setoff(n, &problem.pairs, &stage1).map_err(|e| invalid(ClearingDefect::SetOff(e)))?;
     let payment: Vec<i128> = record.firms.iter().map(|f| i128::from(f.payment_minor)).collect();
     if with_credit {
         let mut potential: Vec<i64> = record.firms.iter().map(|f| f.credit_potential).collect();
@@ -699,14 +745,14 @@ fn check_on(
         let stage2 = WithCredit { cleared: credit.clone(), payment: payment.clone(), potential };
         let remaining = remaining_pairs(&problem.pairs, &setoff);
         solver::check_with_credit(n, &remaining, &problem.headroom(state), &stage2)
-            .map_err(|e| invalid(format!("credit: {e}")))?;
+            .map_err(|e| invalid(ClearingDefect::Credit(e)))?;
     } else if credit.iter().any(|c| *c != 0) {
-        return Err(invalid("a run without credit records amounts settled through credit"));
+        return Err(invalid(ClearingDefect::CreditAmountsWithoutCredit));
     }
     let mut changed = vec![false; n as usize];
     mark_changed(problem, &setoff, &credit, &payment, &mut changed);
     if record.firms.iter().zip(&changed).any(|(f, c)| f.changed != *c) {
-        return Err(invalid("the record marks the wrong firms as changed"));
+        return Err(invalid(ClearingDefect::WrongChangedFirms));
     }
     if setoff.iter().chain(&credit).all(|c| *c == 0) {
         return Err(Rejection::NothingToClear { obligations: problem.obligations.len() });

@@ -9,7 +9,7 @@ pub enum DecodeError {
     Truncated(&'static str),
     #[error("unsupported format version {0}")]
     Version(u8),
-    #[error("invalid {0}")]
+    #[error("invalid encoding: {0}")]
     Invalid(&'static str),
     #[error("{0} trailing bytes after the value")]
     Trailing(usize),

@@ -7,6 +7,7 @@
 //! node's own checks of size, signature, decoding and operation id).
 
 use crate::amount::format_with_currency;
+use crate::clearing::ClearingDefect;
 use crate::ids::AccountId;
 use crate::invoice::{InvoiceId, InvoiceState};
 use crate::time::rfc3339_ms;
@@ -194,8 +195,9 @@ pub enum Rejection {
     NothingToClear {
         obligations: usize,
     },
+    /// Boxed: the certificate errors are large, and rejections travel in every result.
     ClearingInvalid {
-        detail: String,
+        defect: Box<ClearingDefect>,
     },
     TooManyObligations {
         count: usize,
@@ -314,7 +316,7 @@ impl Rejection {
             Rejection::NothingToClear { obligations } => format!(
                 "nothing to clear: no cycle of obligations (and no usable credit) among the {obligations} eligible obligations"
             ),
-            Rejection::ClearingInvalid { detail } => format!("invalid clearing: {detail}"),
+            Rejection::ClearingInvalid { defect } => format!("invalid clearing: {defect}"),
             Rejection::TooManyObligations { count, max } => format!(
                 "{count} obligations are eligible for clearing, the maximum for one run is {max}; exclude some invoices from clearing"
             ),

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
-use crate::clearing::{self, ClearingRecord, ClearingSummary};
+use crate::clearing::{self, ClearingDefect, ClearingRecord, ClearingSummary};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::BalanceAfter;
 use crate::genesis::Genesis;
@@ -447,7 +447,7 @@ impl State {
             (clearing, matches!(op.kind, OpKind::RunClearing(_)))
         {
             return Err(Rejection::ClearingInvalid {
-                detail: "only a clearing run carries a clearing record".into(),
+                defect: Box::new(ClearingDefect::RecordOnOtherOperation),
             });
         }
         self.check_common(ctx, signer, op)?;
@@ -693,9 +693,7 @@ impl State {
                 (record.clone(), clearing::check(self, run.with_credit, record)?)
             }
             ClearingInput::Recorded(None) => {
-                return Err(Rejection::ClearingInvalid {
-                    detail: "the entry carries no clearing record".into(),
-                });
+                return Err(Rejection::ClearingInvalid { defect: Box::new(ClearingDefect::NoRecord) });
             }
         };
         // Checked: every amount is within what is open, every payment within the firm's

@@ -2,12 +2,13 @@
 //! that name their numbers, clearing with and without credit, and replays that refuse a
 //! tampered clearing record.
 
-use cercle_core::clearing::ClearingRecord;
+use cercle_clearing::{ArcRef, CertificateError};
+use cercle_core::clearing::{self, ClearingDefect, ClearingRecord};
 use cercle_core::sign::Keypair;
 use cercle_core::{
     AccountId, Entry, Envelope, Executed, Genesis, InvoiceId, InvoiceParties, InvoiceState, IssueInvoice,
     Ledger, LedgerId, OpKind, Operation, OperationId, RegisterAccount, RejectCode, Rejection, Replayer,
-    RunClearing, SectionTag, Transfer,
+    RunClearing, SectionTag, State, Transfer,
 };
 
 const FIRMS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
@@ -16,6 +17,8 @@ struct World {
     genesis: Genesis,
     keys: Vec<Keypair>,
     ledger: Ledger,
+    /// The state before the last operation was executed.
+    before_last: State,
     entries: Vec<Entry>,
     ops: Vec<Operation>,
     next_id: u64,
@@ -43,7 +46,9 @@ impl World {
         };
         let keys: Vec<Keypair> = (0..FIRMS.len()).map(|i| Keypair::from_seed(&[10 + i as u8; 32])).collect();
         let ledger = Ledger::new(genesis.clone());
-        let mut world = World { genesis, keys, ledger, entries: Vec::new(), ops: Vec::new(), next_id: 1 };
+        let before_last = ledger.state().clone();
+        let mut world =
+            World { genesis, keys, ledger, before_last, entries: Vec::new(), ops: Vec::new(), next_id: 1 };
         for (i, name) in FIRMS.iter().enumerate() {
             let kind = OpKind::RegisterAccount(RegisterAccount {
                 account: id(name),
@@ -67,10 +72,12 @@ impl World {
         let body = cercle_core::body::encode(&op);
         let signature = signer.sign_op(&self.genesis.ledger_id, &body);
         let envelope = Envelope::single(body, signer.public_key(), signature);
+        let before = self.ledger.state().clone();
         let entry = match self.ledger.execute(1_000 + self.next_id, envelope, &op)? {
             Executed::Accepted { entry, .. } => entry,
             Executed::Duplicate { sequence } => panic!("a duplicate of entry {sequence}"),
         };
+        self.before_last = before;
         self.entries.push(entry.clone());
         self.ops.push(op);
         Ok(entry)
@@ -161,6 +168,40 @@ impl World {
         }
         Ok(())
     }
+
+    /// Why `record`, put in place of the last entry's (a clearing run with or without
+    /// credit), is refused: by the check on its own, and by an auditor's replay for the
+    /// same reason.
+    #[track_caller]
+    fn defect(&self, record: ClearingRecord, with_credit: bool) -> ClearingDefect {
+        let rejection =
+            clearing::check(&self.before_last, with_credit, &record).expect_err("a refused record");
+        let Rejection::ClearingInvalid { defect } = rejection else {
+            panic!("refused as {rejection:?}, not as an invalid clearing");
+        };
+        let defect = *defect;
+        let replayed = self.replay_with_last_record(Some(record)).expect_err("the replay refuses it");
+        assert!(replayed.contains(&defect.to_string()), "{replayed:?} does not say {defect}");
+        defect
+    }
+}
+
+/// The certificate shows the amounts cannot be: out of bounds, or a net position changed.
+fn infeasible(e: &CertificateError) -> bool {
+    matches!(
+        e,
+        CertificateError::NegativeFlow { .. }
+            | CertificateError::OverCapacity { .. }
+            | CertificateError::Unbalanced { .. }
+    )
+}
+
+/// The amounts could be, but the potentials do not prove them optimal.
+fn not_optimal(e: &CertificateError) -> bool {
+    matches!(
+        e,
+        CertificateError::NotOptimalBelowCapacity { .. } | CertificateError::NotOptimalAboveZero { .. }
+    )
 }
 
 fn parties(n: u8, payee: &str, payer: &str) -> InvoiceParties {
@@ -351,24 +392,54 @@ fn a_tampered_clearing_record_is_refused_on_replay() {
     w.obligation(3, "gamma", "alpha", 5_000, None);
     let record = World::record_of(&w.clear(false).unwrap());
     w.replay_with_last_record(Some(record.clone())).unwrap();
-    let check = |change: &dyn Fn(&mut ClearingRecord), needle: &str| {
+    clearing::check(&w.before_last, false, &record).expect("the node's own record passes");
+    let defect = |change: &dyn Fn(&mut ClearingRecord)| {
         let mut bad = record.clone();
         change(&mut bad);
-        let err = w.replay_with_last_record(Some(bad)).unwrap_err();
-        assert!(err.contains(needle), "{err:?} does not mention {needle:?}");
+        w.defect(bad, false)
     };
     // Feasible but not optimal: 10 less around the whole cycle.
-    check(&|r| r.invoices.iter_mut().for_each(|c| c.setoff_minor -= 1_000), "set-off");
-    // Infeasible: one obligation cleared more than the others (net positions change).
-    check(&|r| r.invoices[0].setoff_minor -= 1, "set-off");
+    let d = defect(&|r| r.invoices.iter_mut().for_each(|c| c.setoff_minor -= 1_000));
+    assert!(matches!(&d, ClearingDefect::SetOff(e) if not_optimal(e)), "{d:?}");
+    // Infeasible: one obligation cleared less than the others (net positions change).
+    let d = defect(&|r| r.invoices[0].setoff_minor -= 1);
+    assert!(matches!(&d, ClearingDefect::SetOff(CertificateError::Unbalanced { .. })), "{d:?}");
+    assert!(matches!(&d, ClearingDefect::SetOff(e) if infeasible(e)));
+    // More cleared than is open on an invoice.
+    let d = defect(&|r| r.invoices[0].setoff_minor += 10_000);
+    assert!(matches!(d, ClearingDefect::MoreThanOpen { .. }), "{d:?}");
     // A potential changed: the certificate no longer proves optimality.
-    check(&|r| r.firms[0].setoff_potential += 5, "set-off");
-    // An invoice that is not an obligation, and a missing record.
-    // An invoice that no firm of the run has: the record cannot even place it.
-    check(&|r| r.invoices[0].invoice = invoice_id(77), "not in exactly its two firms' parts");
-    check(&|r| r.firms[1].changed = false, "wrong firms");
+    let d = defect(&|r| r.firms[0].setoff_potential += 5);
+    assert!(matches!(&d, ClearingDefect::SetOff(e) if not_optimal(e)), "{d:?}");
+    // An invoice that is not an obligation, a firm marked unchanged, a payment in a run
+    // without credit, and a missing record.
+    // An unknown invoice cannot even be placed in its firms' parts: the check names it, the
+    // replay refuses the entry's encoding before it gets that far.
+    let mut unknown = record.clone();
+    unknown.invoices[0].invoice = invoice_id(77);
+    let rejection = clearing::check(&w.before_last, false, &unknown).expect_err("refused");
+    assert!(
+        matches!(&rejection, Rejection::ClearingInvalid { defect }
+            if **defect == ClearingDefect::NotAnObligation { invoice: invoice_id(77) }),
+        "{rejection:?}"
+    );
+    let err = w.replay_with_last_record(Some(unknown)).unwrap_err();
+    assert!(err.contains("not in exactly its two firms' parts"), "{err}");
+    assert_eq!(defect(&|r| r.firms[1].changed = false), ClearingDefect::WrongChangedFirms);
+    assert_eq!(defect(&|r| r.firms[0].payment_minor = 1), ClearingDefect::PaymentWithoutCredit);
+    // Out of order: the check names it; in the entry the parts put the invoices back in
+    // order, so what the replay finds is an outcome that differs from the recorded one.
+    let mut swapped = record.clone();
+    swapped.invoices.swap(0, 1);
+    let rejection = clearing::check(&w.before_last, false, &swapped).expect_err("refused");
+    assert!(
+        matches!(&rejection, Rejection::ClearingInvalid { defect }
+            if **defect == ClearingDefect::InvoicesOutOfOrder),
+        "{rejection:?}"
+    );
+    assert!(w.replay_with_last_record(Some(swapped)).is_err());
     let err = w.replay_with_last_record(None).unwrap_err();
-    assert!(err.contains("no clearing record"), "{err}");
+    assert!(err.contains(&ClearingDefect::NoRecord.to_string()), "{err}");
 }
 
 #[test]
@@ -378,9 +449,19 @@ fn clearing_allocates_a_pair_oldest_due_first() {
     w.obligation(2, "alpha", "beta", 4_000, Some(20_000));
     w.obligation(3, "alpha", "beta", 4_000, Some(19_000));
     w.obligation(4, "beta", "alpha", 6_000, None);
-    w.clear(false).unwrap();
+    let record = World::record_of(&w.clear(false).unwrap());
     // 6,000 of beta's 12,000 to alpha is cleared: the invoice due first, then the next.
     assert_eq!((w.open(3), w.open(2), w.open(1), w.open(4)), (0, 2_000, 4_000, 0));
+    // The same amount for the pair, the same net positions, but allocated to the later
+    // invoice first: refused for the allocation alone.
+    let mut bad = record.clone();
+    let amount =
+        |r: &ClearingRecord, n: u8| r.invoices.iter().position(|c| c.invoice == invoice_id(n)).unwrap();
+    let (second, third) = (amount(&record, 2), amount(&record, 3));
+    assert_eq!((bad.invoices[second].setoff_minor, bad.invoices[third].setoff_minor), (2_000, 4_000));
+    bad.invoices[second].setoff_minor = 4_000;
+    bad.invoices[third].setoff_minor = 2_000;
+    assert_eq!(w.defect(bad, false), ClearingDefect::WrongAllocation);
 }
 
 #[test]
@@ -406,12 +487,30 @@ fn clearing_with_credit_settles_a_chain_within_the_limits() {
     assert!(entry.balances_after.is_empty(), "balances of a run are in the firms' parts");
     assert_eq!(record.invoices.iter().map(|c| c.credit_minor).sum::<i64>(), 8_000);
     w.replay_with_last_record(Some(record.clone())).unwrap();
-    // A payment beyond alpha's credit limit is refused on replay.
-    let mut bad = record;
+    // A payment beyond alpha's credit limit is refused on replay: alpha (firm 0) would pay
+    // 60 into the circuit with 30 of headroom.
+    let mut bad = record.clone();
     for f in &mut bad.firms {
         f.payment_minor *= 2;
     }
-    assert!(w.replay_with_last_record(Some(bad)).is_err());
+    let d = w.defect(bad, true);
+    assert!(
+        matches!(
+            d,
+            ClearingDefect::Credit(CertificateError::OverCapacity {
+                arc: ArcRef::Pay { firm: 0 },
+                flow: 6_000,
+                capacity: 3_000
+            })
+        ),
+        "{d:?}"
+    );
+    // The same record checked as a run without credit.
+    let rejection = clearing::check(&w.before_last, false, &record).expect_err("refused");
+    assert_eq!(
+        rejection,
+        Rejection::ClearingInvalid { defect: Box::new(ClearingDefect::CreditOptionDiffers) }
+    );
 }
 
 #[test]

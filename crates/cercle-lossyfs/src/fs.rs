@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -107,18 +107,45 @@ impl State {
         self.inodes.values().filter_map(|inode| inode.overlay.as_ref()).map(Overlay::held_bytes).sum()
     }
 
-    /// Drops every unsynced write; returns the inodes whose content changed.
-    pub(crate) fn power_cut(&mut self) -> Vec<u64> {
+    /// Drops every unsynced write; returns the inodes whose content changed and the memory
+    /// their pending writes held (whole pages).
+    pub(crate) fn power_cut(&mut self) -> (Vec<u64>, u64) {
         let mut changed = Vec::new();
+        let mut dropped_bytes = 0;
         for (&ino, inode) in &mut self.inodes {
-            if inode.overlay.take().is_some() {
+            if let Some(overlay) = inode.overlay.take() {
                 changed.push(ino);
+                dropped_bytes += overlay.held_bytes();
             }
         }
         for &ino in &changed {
             self.release_if_idle(ino);
         }
-        changed
+        (changed, dropped_bytes)
+    }
+
+    /// A power cut that tears a write: the first `len` bytes of the file at `rel` (below the
+    /// root) as the application sees them are written back first, then every unsynced write is
+    /// dropped, as [`State::power_cut`] does. A file with nothing pending is left alone.
+    pub(crate) fn power_cut_tearing(&mut self, rel: &Path, len: u64) -> io::Result<(Vec<u64>, u64)> {
+        let inode = self.by_path.get(rel).and_then(|ino| self.inodes.get(ino));
+        if let Some(Inode { overlay: Some(overlay), file: Some(file), .. }) = inode {
+            overlay.write_back_prefix(file, len)?;
+        }
+        Ok(self.power_cut())
+    }
+
+    /// The inode of the file at `rel`.
+    pub(crate) fn ino_of(&self, rel: &Path) -> io::Result<u64> {
+        self.by_path.get(rel).copied().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    /// The size of the file at `rel` as the application sees it, and its durable size.
+    pub(crate) fn sizes(&self, rel: &Path) -> io::Result<(u64, u64)> {
+        let durable = fs::metadata(self.backing_path(rel))?.len();
+        let overlay =
+            self.by_path.get(rel).and_then(|ino| self.inodes.get(ino)).and_then(|i| i.overlay.as_ref());
+        Ok((overlay.map_or(durable, Overlay::size), durable))
     }
 
     /// Makes every unsynced write durable, as a clean shutdown does.
@@ -621,14 +648,55 @@ fn system_time(secs: i64, nsecs: i64) -> SystemTime {
     }
 }
 
+/// Whose `fsync` requests are held back, and how many are waiting: shared with `Mount`, so
+/// a test can keep an application inside its sync while it cuts the power.
+#[derive(Debug, Default)]
+pub(crate) struct SyncGate {
+    /// (the inode whose syncs are held, requests waiting).
+    inner: Mutex<(Option<u64>, u64)>,
+    released: Condvar,
+}
+
+impl SyncGate {
+    pub(crate) fn set_held(&self, held: Option<u64>) {
+        self.lock().0 = held;
+        if held.is_none() {
+            self.released.notify_all();
+        }
+    }
+
+    pub(crate) fn waiting(&self) -> u64 {
+        self.lock().1
+    }
+
+    /// Returns once the syncs of `ino` are not held. Called without the state's lock, so that
+    /// a power cut can happen while a sync waits here.
+    fn pass(&self, ino: u64) {
+        let mut inner = self.lock();
+        if inner.0 != Some(ino) {
+            return;
+        }
+        inner.1 += 1;
+        while inner.0 == Some(ino) {
+            inner = self.released.wait(inner).unwrap_or_else(PoisonError::into_inner);
+        }
+        inner.1 -= 1;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (Option<u64>, u64)> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The filesystem that fuser drives: each request locks the state, does its work and replies.
 pub(crate) struct LossyFs {
     state: Arc<Mutex<State>>,
+    gate: Arc<SyncGate>,
 }
 
 impl LossyFs {
-    pub(crate) fn new(state: Arc<Mutex<State>>) -> LossyFs {
-        LossyFs { state }
+    pub(crate) fn new(state: Arc<Mutex<State>>, gate: Arc<SyncGate>) -> LossyFs {
+        LossyFs { state, gate }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -812,6 +880,7 @@ impl Filesystem for LossyFs {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.gate.pass(ino.0);
         reply_empty(reply, self.lock().sync(ino.0));
     }
 

@@ -23,7 +23,9 @@
 //!   write follows its file through a rename. So a file created, written and renamed without a
 //!   sync survives a power cut under its new name, empty: the classic lost-rename-without-fsync.
 //! - **A power cut is atomic.** [`Mount::power_cut`] drops every pending write of every file
-//!   between two FUSE requests. Open descriptors stay usable and see the durable content.
+//!   between two FUSE requests, and says how much it dropped. Open descriptors stay usable and
+//!   see the durable content. [`Mount::power_cut_tearing`] first writes back a prefix of one
+//!   file, as a disk that lost power in the middle of writing it back would: a torn write.
 //! - **A clean unmount is a clean shutdown.** [`Mount::unmount`] (and dropping the [`Mount`])
 //!   writes every pending write back, as a clean shutdown flushes the page cache.
 //!
@@ -57,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier};
 
-use crate::fs::{LossyFs, State};
+use crate::fs::{LossyFs, State, SyncGate};
 
 /// The most memory all pending writes together may hold.
 pub const PENDING_BYTES_MAX: u64 = 1 << 30;
@@ -68,6 +70,7 @@ const MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A mounted lossy filesystem. Unmounts on drop, as [`Mount::unmount`] does.
 pub struct Mount {
     state: Arc<Mutex<State>>,
+    gate: Arc<SyncGate>,
     /// `None` once unmounted.
     session: Option<BackgroundSession>,
     notifier: Notifier,
@@ -102,9 +105,11 @@ impl Mount {
             MountOption::Subtype("cercle-lossyfs".to_owned()),
             MountOption::DefaultPermissions,
         ];
-        let session = fuser::spawn_mount(LossyFs::new(Arc::clone(&state)), &mountpoint, &config)?;
+        let gate = Arc::new(SyncGate::default());
+        let session =
+            fuser::spawn_mount(LossyFs::new(Arc::clone(&state), Arc::clone(&gate)), &mountpoint, &config)?;
         let notifier = session.notifier();
-        let mount = Mount { state, session: Some(session), notifier, mountpoint };
+        let mount = Mount { state, gate, session: Some(session), notifier, mountpoint };
         mount.wait_until_live(dev_before)?;
         Ok(mount)
     }
@@ -131,14 +136,69 @@ impl Mount {
         }
     }
 
-    /// Simulates a power cut: drops every write not yet synced, in every file, at once.
-    pub fn power_cut(&self) {
-        let changed = fs::lock(&self.state).power_cut();
+    /// Simulates a power cut: drops every write not yet synced, in every file, at once, and
+    /// says what was lost, so a crash test can tell a cut that lost something from one that
+    /// happened to find everything synced.
+    pub fn power_cut(&self) -> PowerCut {
+        let (changed, dropped_bytes) = fs::lock(&self.state).power_cut();
+        self.after_cut(changed, dropped_bytes)
+    }
+
+    fn after_cut(&self, changed: Vec<u64>, dropped_bytes: u64) -> PowerCut {
+        let files = changed.len() as u64;
         // Belt and braces: with direct I/O and zero TTLs the kernel caches nothing, but a
         // private mmap would. An error means the kernel holds nothing for that inode.
         for ino in changed {
             let _ = self.notifier.inval_inode(INodeNo(ino), 0, 0);
         }
+        PowerCut { files, dropped_bytes }
+    }
+
+    /// Holds back every `fsync` and `fdatasync` of the file at `path` (through the mount
+    /// point) until the returned guard is dropped: an application that wrote it and then
+    /// synced stays inside its sync, its write unsynced, for as long as the test needs to cut
+    /// the power in the middle of it. The filesystem serves one request at a time, so while a
+    /// sync is held it answers nothing else: kill the application without waiting for it to
+    /// exit (its exit waits for the filesystem), cut the power, then drop the guard. A sync
+    /// released after a cut finds nothing left to sync.
+    pub fn hold_syncs(&self, path: &Path) -> io::Result<SyncHold<'_>> {
+        let ino = fs::lock(&self.state).ino_of(self.below(path)?)?;
+        self.gate.set_held(Some(ino));
+        Ok(SyncHold { gate: &self.gate })
+    }
+
+    /// How many `fsync` or `fdatasync` requests [`Mount::hold_syncs`] holds back now.
+    pub fn syncs_waiting(&self) -> u64 {
+        self.gate.waiting()
+    }
+
+    /// The size of the file at `path` (a path through the mount point) as the application
+    /// sees it, and as a power cut would leave it: a crash test learns whether an append is
+    /// still unsynced, without a request through the mount.
+    pub fn file_sizes(&self, path: &Path) -> io::Result<FileSizes> {
+        let (visible, durable) = fs::lock(&self.state).sizes(self.below(path)?)?;
+        Ok(FileSizes { visible, durable })
+    }
+
+    /// `path` relative to the mount point.
+    fn below<'a>(&self, path: &'a Path) -> io::Result<&'a Path> {
+        path.strip_prefix(&self.mountpoint).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not below the mount point {}", path.display(), self.mountpoint.display()),
+            )
+        })
+    }
+
+    /// Simulates a power cut in the middle of writing back the file at `path` (a path through
+    /// the mount point): its first `len` bytes, as the application sees them, had reached the
+    /// disk, and nothing else that was not synced. This is a torn write: an application that
+    /// appended a record without syncing it finds part of it after the cut. Fails if `path` is
+    /// not below the mount point, or writing to the backing file fails (then nothing is cut).
+    pub fn power_cut_tearing(&self, path: &Path, len: u64) -> io::Result<PowerCut> {
+        let rel = self.below(path)?;
+        let (changed, dropped_bytes) = fs::lock(&self.state).power_cut_tearing(rel, len)?;
+        Ok(self.after_cut(changed, dropped_bytes))
     }
 
     /// The memory held for writes not yet synced (whole 4 KiB pages; a pending truncation
@@ -174,6 +234,38 @@ impl Drop for Mount {
         // Errors cannot be returned from here; `unmount` reports them.
         let _ = self.shut_down();
     }
+}
+
+/// Syncs held back by [`Mount::hold_syncs`]; dropping it lets them through.
+#[derive(Debug)]
+pub struct SyncHold<'a> {
+    gate: &'a SyncGate,
+}
+
+impl Drop for SyncHold<'_> {
+    fn drop(&mut self) {
+        self.gate.set_held(None);
+    }
+}
+
+/// A file's size through the mount, and on the backing disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSizes {
+    /// As the application sees it.
+    pub visible: u64,
+    /// What a power cut now would leave.
+    pub durable: u64,
+}
+
+/// What one [`Mount::power_cut`] dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PowerCut {
+    /// Files whose content went back to what was last synced (a pending truncation alone
+    /// counts, though it holds no bytes).
+    pub files: u64,
+    /// The unsynced writes dropped, in whole 4 KiB pages as [`Mount::pending_bytes`] counts
+    /// them (after [`Mount::power_cut_tearing`], including the part written back).
+    pub dropped_bytes: u64,
 }
 
 /// Whether a FUSE filesystem can be mounted here: `Ok` after a real trial mount (a few

@@ -131,6 +131,23 @@ impl Overlay {
     }
 }
 
+impl Overlay {
+    /// A torn write-back, the first half of a power cut that tears a write: the first `len`
+    /// bytes of the file as the application sees them reach the backing file, which is synced;
+    /// what lies past them stays as it was (a pending truncation is not applied). The overlay
+    /// must be dropped right after, as [`Overlay::write_back`]'s is: the backing file no longer
+    /// holds the durable content alone.
+    pub(crate) fn write_back_prefix(&self, durable: &File, len: u64) -> io::Result<()> {
+        let end = len.min(self.size);
+        // Below the first pending page and the first hidden byte, the file is its backing file.
+        let first_page = self.pages.keys().next().map_or(u64::MAX, |index| index * PAGE_SIZE);
+        let start = self.durable_visible_len.min(first_page).min(end);
+        let data = self.read(durable, start, end - start)?;
+        durable.write_all_at(&data, start)?;
+        durable.sync_all()
+    }
+}
+
 /// A page that has no pending write yet, as it reads now: its durable bytes that no truncation
 /// hides, then zeros.
 fn load_page(durable: &File, durable_visible_len: u64, index: u64) -> io::Result<Box<[u8]>> {

@@ -91,7 +91,7 @@ pub fn write_now(store: &Store, applied: Applied) -> Result<(), cercle_store::St
 }
 
 /// Starts the checkpointer. `first` is what is pending already (the log replayed past the
-/// last checkpoint at start-up). The thread ends, after a last checkpoint, when every
+/// last checkpoint at start-up), written at once. The thread ends, after a last checkpoint, when every
 /// sender is dropped.
 pub fn spawn(
     store: Arc<Store>,
@@ -103,6 +103,9 @@ pub fn spawn(
     let thread = std::thread::Builder::new().name("cercle-checkpoint".into()).spawn(move || {
         let mut pending = Pending::default();
         pending.take(first);
+        // What start-up rolled forward (the whole log, after a rebuild) is checkpointed at
+        // once, so the next start does not have to do it again.
+        write(&store, &view, &mut pending, &stuck);
         run(&store, &view, &rx, &mut pending, &stuck);
     })?;
     Ok((tx, thread))

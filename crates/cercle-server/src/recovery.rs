@@ -84,6 +84,8 @@ pub fn recover(dir: &Path, options: RecoverOptions) -> Result<Recovered, NodeErr
     let genesis = store.genesis().clone();
     let resumed = if options.rebuild {
         Err("asked to rebuild".to_string())
+    } else if let Some(why) = &open.state_set_aside {
+        Err(format!("the state database was set aside: {why}"))
     } else {
         resume(&store, &genesis, ids, options)
     };
@@ -109,17 +111,20 @@ fn resume(
     ids: OperationIds,
     options: RecoverOptions,
 ) -> Result<(Ledger, Applied, StateOutcome), String> {
-    let snapshot = match store.snapshot() {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err("the state database has no checkpoint".into()),
+    let ledger = match store.snapshot() {
+        Ok(Some(snapshot)) => {
+            let state = State::from_parts(genesis, snapshot.accounts, snapshot.invoices);
+            Ledger::from_parts(genesis.clone(), state, snapshot.head.head, ids)
+        }
+        // A node stopped before its first checkpoint: the log rolls forward from genesis.
+        Ok(None) if store.derived_is_empty() => Ledger::new(genesis.clone()),
+        Ok(None) => return Err("the state database has records but no checkpoint".into()),
         Err(e) => return Err(format!("the state database is damaged: {e}")),
     };
-    let from = snapshot.head.head.size;
+    let from = ledger.head().size;
     if from > store.size() {
         return Err(format!("the checkpoint is at entry {from}, beyond the log's {}", store.size()));
     }
-    let state = State::from_parts(genesis, snapshot.accounts, snapshot.invoices);
-    let ledger = Ledger::from_parts(genesis.clone(), state, snapshot.head.head, ids);
     let mut replayer = Replayer::resume(ledger, options.verify_signatures);
     let pending = replay(store, &mut replayer, from + 1)
         .map_err(|e| format!("the log does not replay from the checkpoint: {e}"))?;

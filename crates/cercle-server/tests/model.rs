@@ -37,10 +37,6 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use cercle_core::op::{
-    BODY_BYTES_MAX, DISPLAY_NAME_CHARS_MAX, INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX,
-    KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, REASON_CHARS_MAX, VALIDITY_MS_MAX,
-};
 use cercle_core::sign::{Keypair, SignatureError, check_public_key};
 use cercle_core::{
     Account, AccountId, AccountStatus, ClearingRecord, Genesis, Head, Invoice, InvoiceId, InvoiceParties,
@@ -51,7 +47,9 @@ use cercle_proto as pb;
 use cercle_schema as schema;
 use cercle_server::now_ms;
 use cercle_server::recovery::{StateOutcome, replay_from_genesis};
-use common::{TestNode, expected_rejection, keypair, rejection_of, sign_body, sign_op};
+use common::{
+    ALL_CODES, TestNode, documented, expected_rejection, keypair, rejection_of, sign_body, sign_op,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
@@ -66,8 +64,25 @@ const FIRM_SEEDS: [u8; 4] = [11, 12, 13, 14];
 const CASES_DEFAULT: u32 = 1000;
 /// Validity windows far from the edges, so the real clock cannot change the outcome.
 const HOUR_MS: u64 = 60 * 60 * 1000;
-/// Largest transfer, credit limit and maximum balance (`op::AMOUNT_MAX_MINOR`), written out.
+
+// The documented limits (ARCHITECTURE.md, Limits), written out rather than read from
+// `cercle_core::op`: changing one must fail this test, which checks the node at each edge.
+/// Largest transfer, credit limit and maximum balance (`op::AMOUNT_MAX_MINOR`).
 const AMOUNT_MAX: i64 = 10_000_000_000_000;
+/// Largest invoice amount (`op::INVOICE_AMOUNT_MAX_MINOR`).
+const INVOICE_AMOUNT_MAX_MINOR: i64 = 10_000_000_000_000;
+const MEMO_CHARS_MAX: usize = 140;
+const REASON_CHARS_MAX: usize = 280;
+const DISPLAY_NAME_CHARS_MAX: usize = 100;
+const INVOICE_REF_CHARS_MAX: usize = 64;
+const KEYS_PER_ACCOUNT_MAX: usize = 8;
+/// The longest validity window: 31 days.
+const VALIDITY_MS_MAX: u64 = 31 * 24 * 60 * 60 * 1000;
+/// The largest operation body, 4 KiB.
+const BODY_BYTES_MAX: usize = 4096;
+/// `AccountStatus` on the wire (ledger.proto).
+const ACCOUNT_STATUS_ACTIVE: i32 = 1;
+const ACCOUNT_STATUS_FROZEN: i32 = 2;
 const MINUTE_MS: u64 = 60 * 1000;
 
 // ---------------------------------------------------------------------------------------
@@ -193,7 +208,7 @@ enum OpSpec {
     Transfer {
         payer: usize,
         payee: usize,
-        amount: i64,
+        amount: TransferAmount,
         memo: Text,
         invoice: Option<Text>,
     },
@@ -288,6 +303,19 @@ enum InvoiceAction {
         toggle: bool,
         by_payee: bool,
     },
+}
+
+/// What a transfer pays, given the payer's and the payee's accounts when it is built: the
+/// edges of the limits are reached on purpose, not by chance.
+#[derive(Debug, Clone, Copy)]
+enum TransferAmount {
+    Fixed(i64),
+    /// The payer's headroom (its balance plus its credit limit) plus this: 0 takes it exactly
+    /// to its credit limit, 1 one minor unit past it.
+    Headroom(i64),
+    /// What takes the payee exactly to its maximum balance, plus this (without a maximum, or
+    /// without the account, 1).
+    ToMaxBalance(i64),
 }
 
 /// What a payment naming an invoice pays, given what is open on it when it is built.
@@ -419,6 +447,17 @@ fn amount() -> BoxedStrategy<i64> {
         2 => (AMOUNT_MAX - 3)..=(AMOUNT_MAX + 1),
         1 => (i64::MAX - 3)..=i64::MAX,
         1 => Just(i64::MAX / 2 + 1),
+    ]
+    .boxed()
+}
+
+fn transfer_amount() -> BoxedStrategy<TransferAmount> {
+    prop_oneof![
+        12 => amount().prop_map(TransferAmount::Fixed),
+        1 => Just(TransferAmount::Headroom(0)),
+        1 => Just(TransferAmount::Headroom(1)),
+        1 => Just(TransferAmount::ToMaxBalance(0)),
+        1 => Just(TransferAmount::ToMaxBalance(1)),
     ]
     .boxed()
 }
@@ -619,7 +658,7 @@ fn op_spec() -> BoxedStrategy<OpSpec> {
     let rotate = (account_index(), keys()).prop_map(|(account, keys)| OpSpec::RotateKeys { account, keys });
     // The payee is mostly another account than the payer.
     let transfer =
-        (account_index(), other_offset(), amount(), text(), proptest::option::weighted(0.2, text()))
+        (account_index(), other_offset(), transfer_amount(), text(), proptest::option::weighted(0.2, text()))
             .prop_map(|(payer, offset, amount, memo, invoice)| OpSpec::Transfer {
                 payer,
                 payee: (payer + offset) % HANDLES.len(),
@@ -1515,6 +1554,24 @@ impl Model {
         a
     }
 
+    /// The amount `amount` stands for between `payer` and `payee` as they stand now (an edge
+    /// beyond i64 is clamped to it).
+    fn transfer_amount(&self, amount: TransferAmount, payer: &str, payee: &str) -> i64 {
+        let narrow = |a: i128| i64::try_from(a).unwrap_or(if a < 0 { i64::MIN } else { i64::MAX });
+        match amount {
+            TransferAmount::Fixed(a) => a,
+            TransferAmount::Headroom(delta) => self
+                .accounts
+                .get(payer)
+                .map_or(1, |a| narrow(a.balance + i128::from(a.credit_limit) + i128::from(delta))),
+            TransferAmount::ToMaxBalance(delta) => self
+                .accounts
+                .get(payee)
+                .and_then(|a| Some(i128::from(a.max_balance?) - a.balance))
+                .map_or(1, |room| narrow(room + i128::from(delta))),
+        }
+    }
+
     fn core_account(&self, handle: &str) -> Option<Account> {
         let a = self.accounts.get(handle)?;
         Some(Account {
@@ -1525,6 +1582,23 @@ impl Model {
             credit_limit_minor: a.credit_limit,
             max_balance_minor: a.max_balance,
             status: if a.frozen { AccountStatus::Frozen } else { AccountStatus::Active },
+            registered_at_sequence: a.registered_at,
+            last_sequence: a.last_sequence,
+        })
+    }
+
+    /// The account as `GetAccount` must return it, field by field from the model (not through
+    /// the conversion the node uses).
+    fn wire_account(&self, handle: &str) -> Option<pb::Account> {
+        let a = self.accounts.get(handle)?;
+        Some(pb::Account {
+            account: handle.to_string(),
+            display_name: a.display_name.clone(),
+            balance_minor: i64::try_from(a.balance).expect("a balance within i64"),
+            credit_limit_minor: a.credit_limit,
+            max_balance_minor: a.max_balance,
+            status: if a.frozen { ACCOUNT_STATUS_FROZEN } else { ACCOUNT_STATUS_ACTIVE },
+            public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
             registered_at_sequence: a.registered_at,
             last_sequence: a.last_sequence,
         })
@@ -2123,7 +2197,7 @@ impl Run {
                 Some(OpKind::Transfer(Transfer {
                     payer: handle(*payer),
                     payee: handle(*payee),
-                    amount_minor: *amount,
+                    amount_minor: self.model.transfer_amount(*amount, HANDLES[*payer], HANDLES[*payee]),
                     memo: memo.resolve(MEMO_CHARS_MAX),
                     invoice_ref: invoice.map(|t| t.resolve(INVOICE_REF_CHARS_MAX)),
                     invoice: None,
@@ -2449,7 +2523,7 @@ impl Run {
         let mut sum: i128 = 0;
         for handle in HANDLES {
             let real = self.node.account(handle);
-            let expected = self.model.core_account(handle).map(|a| pb::Account::from(&a));
+            let expected = self.model.wire_account(handle);
             prop_assert_eq!(&real, &expected, "account {}", handle);
             sum += real.map_or(0, |a| i128::from(a.balance_minor));
         }
@@ -2746,4 +2820,52 @@ fn a_payment_may_reach_the_credit_limit_but_not_pass_it() {
     node.submit(sign_op(&ledger_id, &alpha, &transfer_op(5, "alpha", "bravo", 1)))
         .expect("exactly at the limit");
     assert_eq!(balances(&node), [Some(-100_000), Some(100_000)]);
+}
+
+#[test]
+fn rejection_codes_and_names_are_the_documented_ones() {
+    for code in ALL_CODES {
+        assert_eq!((code as u16, code.name()), documented(code), "{code:?}");
+    }
+    let numbers: std::collections::BTreeSet<u16> = ALL_CODES.iter().map(|&c| documented(c).0).collect();
+    let names: std::collections::BTreeSet<&str> = ALL_CODES.iter().map(|&c| documented(c).1).collect();
+    assert_eq!((numbers.len(), names.len()), (ALL_CODES.len(), ALL_CODES.len()), "each code once");
+}
+
+#[test]
+fn the_limits_are_the_documented_ones() {
+    use cercle_core::op;
+    assert_eq!(op::AMOUNT_MAX_MINOR, AMOUNT_MAX);
+    assert_eq!(op::INVOICE_AMOUNT_MAX_MINOR, INVOICE_AMOUNT_MAX_MINOR);
+    assert_eq!(op::MEMO_CHARS_MAX, MEMO_CHARS_MAX);
+    assert_eq!(op::REASON_CHARS_MAX, REASON_CHARS_MAX);
+    assert_eq!(op::DISPLAY_NAME_CHARS_MAX, DISPLAY_NAME_CHARS_MAX);
+    assert_eq!(op::INVOICE_REF_CHARS_MAX, INVOICE_REF_CHARS_MAX);
+    assert_eq!(op::KEYS_PER_ACCOUNT_MAX, KEYS_PER_ACCOUNT_MAX);
+    assert_eq!(op::VALIDITY_MS_MAX, VALIDITY_MS_MAX);
+    assert_eq!(op::BODY_BYTES_MAX, BODY_BYTES_MAX);
+}
+
+#[test]
+fn a_payment_may_take_the_payee_to_its_maximum_balance_but_not_past_it() {
+    let admin = keypair(ADMIN_SEED);
+    let (alpha, bravo) = (keypair(11), keypair(12));
+    let node = TestNode::start_new(&admin);
+    let ledger_id = node.genesis.ledger_id;
+    let mut capped = register_op(2, "bravo", &bravo, 0);
+    if let OpKind::RegisterAccount(r) = &mut capped.kind {
+        r.max_balance_minor = Some(50_000);
+    }
+    for op in [register_op(1, "alpha", &alpha, 100_000), capped] {
+        node.submit(sign_op(&ledger_id, &admin, &op)).expect("registration accepted");
+    }
+    node.submit(sign_op(&ledger_id, &alpha, &transfer_op(3, "alpha", "bravo", 49_999)))
+        .expect("below the maximum");
+    let status = node
+        .submit(sign_op(&ledger_id, &alpha, &transfer_op(4, "alpha", "bravo", 2)))
+        .expect_err("past the maximum");
+    assert_eq!(rejection_of(&status), expected_rejection(RejectCode::MaxBalanceExceeded));
+    node.submit(sign_op(&ledger_id, &alpha, &transfer_op(5, "alpha", "bravo", 1)))
+        .expect("exactly the maximum");
+    assert_eq!(balances(&node), [Some(-50_000), Some(50_000)]);
 }

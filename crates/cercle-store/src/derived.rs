@@ -19,8 +19,9 @@
 //! inserts scattered new keys expensively, so one key per entry would cost ten times more).
 //!
 //! Crash contract: a checkpoint is one `sled::Batch`, 100% visible or 0% after recovery
-//! (sled's own guarantee); sled is never synced on the write path (its `flush` is only
-//! `sync_file_range`), so after a crash the checkpoint found may be an older one. It is a
+//! (sled's own guarantee); each is flushed into sled's file on the checkpointer's thread
+//! (a killed process keeps it), never synced (sled's `flush` is only `sync_file_range`),
+//! so after a power cut the checkpoint found may be an older one. It is a
 //! prefix of the log either way (the caller checks its head against the log) and the log
 //! replays from it.
 
@@ -292,7 +293,15 @@ impl Derived {
             batch.insert(HEAD_KEY, encode_head(head));
         }
         self.db.apply_batch(batch)?;
+        // Into the file, so a killed process keeps it; `flush` does not fsync, so a power
+        // cut may still take it (the checkpoint found is then an older one).
+        self.db.flush()?;
         Ok(())
+    }
+
+    /// Whether the state database holds nothing at all (a new ledger's, or one cleared).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.db.is_empty()
     }
 
     fn append_history(

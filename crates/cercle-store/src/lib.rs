@@ -464,9 +464,15 @@ impl Store {
             .unwrap_or_else(|_| Err(corrupt(b"state", "the state database panicked while it was read")))
     }
 
-    /// Writes a checkpoint (one sled batch, not synced).
+    /// Writes a checkpoint (one sled batch, flushed into sled's file, not synced).
     pub fn write_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
         self.derived.write(c)
+    }
+
+    /// Whether the state database holds nothing (no checkpoint was ever written, or it was
+    /// cleared): the state is then the log rolled forward from genesis.
+    pub fn derived_is_empty(&self) -> bool {
+        self.derived.is_empty()
     }
 
     /// Empties the state database, to rebuild it.

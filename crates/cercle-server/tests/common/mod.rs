@@ -52,10 +52,91 @@ pub fn rejection_of(status: &Status) -> Option<(String, String)> {
     Some((info.reason.clone(), info.metadata.get("code")?.clone()))
 }
 
-/// What `rejection_of` gives for `code`.
+/// What `rejection_of` gives for `code`: its documented number and name, as written here.
 pub fn expected_rejection(code: RejectCode) -> Option<(String, String)> {
-    Some((code.name().to_string(), (code as u16).to_string()))
+    let (number, name) = documented(code);
+    Some((name.to_string(), number.to_string()))
 }
+
+/// Every rejection code with the number and name clients see on the wire (in
+/// `google.rpc.ErrorInfo`), written out rather than read from the code under test: the numbers
+/// are documented as stable and never renumbered, so renumbering or renaming one must fail
+/// the tests. The match has no wildcard arm: a new code does not compile until it is
+/// written here.
+pub fn documented(code: RejectCode) -> (u16, &'static str) {
+    match code {
+        RejectCode::Malformed => (1, "MALFORMED"),
+        RejectCode::BadSignature => (2, "BAD_SIGNATURE"),
+        RejectCode::Expired => (3, "EXPIRED"),
+        RejectCode::ValidityTooLong => (4, "VALIDITY_TOO_LONG"),
+        RejectCode::OperationIdConflict => (5, "OPERATION_ID_CONFLICT"),
+        RejectCode::BodyTooLarge => (6, "BODY_TOO_LARGE"),
+        RejectCode::NotAdministrator => (10, "NOT_ADMINISTRATOR"),
+        RejectCode::NotAccountKey => (11, "NOT_ACCOUNT_KEY"),
+        RejectCode::UnknownAccount => (20, "UNKNOWN_ACCOUNT"),
+        RejectCode::AccountExists => (21, "ACCOUNT_EXISTS"),
+        RejectCode::AccountFrozen => (22, "ACCOUNT_FROZEN"),
+        RejectCode::AlreadyFrozen => (23, "ALREADY_FROZEN"),
+        RejectCode::NotFrozen => (24, "NOT_FROZEN"),
+        RejectCode::UnknownInvoice => (25, "UNKNOWN_INVOICE"),
+        RejectCode::InvoiceExists => (26, "INVOICE_EXISTS"),
+        RejectCode::InvoiceStateConflict => (27, "INVOICE_STATE_CONFLICT"),
+        RejectCode::InvoicePartiesMismatch => (28, "INVOICE_PARTIES_MISMATCH"),
+        RejectCode::InvalidText => (30, "INVALID_TEXT"),
+        RejectCode::InvalidKeys => (31, "INVALID_KEYS"),
+        RejectCode::InvalidLimit => (32, "INVALID_LIMIT"),
+        RejectCode::NothingToChange => (33, "NOTHING_TO_CHANGE"),
+        RejectCode::InvalidInvoice => (34, "INVALID_INVOICE"),
+        RejectCode::InvalidAmount => (40, "INVALID_AMOUNT"),
+        RejectCode::SelfTransfer => (41, "SELF_TRANSFER"),
+        RejectCode::BalanceOverflow => (42, "BALANCE_OVERFLOW"),
+        RejectCode::InvoiceOverpaid => (43, "INVOICE_OVERPAID"),
+        RejectCode::CreditLimitExceeded => (50, "CREDIT_LIMIT_EXCEEDED"),
+        RejectCode::MaxBalanceExceeded => (51, "MAX_BALANCE_EXCEEDED"),
+        RejectCode::TooManyOpenInvoices => (52, "TOO_MANY_OPEN_INVOICES"),
+        RejectCode::TooManyAccounts => (53, "TOO_MANY_ACCOUNTS"),
+        RejectCode::NothingToClear => (60, "NOTHING_TO_CLEAR"),
+        RejectCode::ClearingInvalid => (61, "CLEARING_INVALID"),
+        RejectCode::TooManyObligations => (62, "TOO_MANY_OBLIGATIONS"),
+    }
+}
+
+/// Every rejection code, in number order, to check [`documented`] against the code.
+pub const ALL_CODES: [RejectCode; 33] = [
+    RejectCode::Malformed,
+    RejectCode::BadSignature,
+    RejectCode::Expired,
+    RejectCode::ValidityTooLong,
+    RejectCode::OperationIdConflict,
+    RejectCode::BodyTooLarge,
+    RejectCode::NotAdministrator,
+    RejectCode::NotAccountKey,
+    RejectCode::UnknownAccount,
+    RejectCode::AccountExists,
+    RejectCode::AccountFrozen,
+    RejectCode::AlreadyFrozen,
+    RejectCode::NotFrozen,
+    RejectCode::UnknownInvoice,
+    RejectCode::InvoiceExists,
+    RejectCode::InvoiceStateConflict,
+    RejectCode::InvoicePartiesMismatch,
+    RejectCode::InvalidText,
+    RejectCode::InvalidKeys,
+    RejectCode::InvalidLimit,
+    RejectCode::NothingToChange,
+    RejectCode::InvalidInvoice,
+    RejectCode::InvalidAmount,
+    RejectCode::SelfTransfer,
+    RejectCode::BalanceOverflow,
+    RejectCode::InvoiceOverpaid,
+    RejectCode::CreditLimitExceeded,
+    RejectCode::MaxBalanceExceeded,
+    RejectCode::TooManyOpenInvoices,
+    RejectCode::TooManyAccounts,
+    RejectCode::NothingToClear,
+    RejectCode::ClearingInvalid,
+    RejectCode::TooManyObligations,
+];
 
 /// Runs `open` again while it fails because sled still holds the directory's lock.
 ///

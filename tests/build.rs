@@ -1,0 +1,7 @@
+//! Decides which of the tests that need an OS package run on this machine (`os_deps.rs`).
+
+mod os_deps;
+
+fn main() {
+    os_deps::emit(&[os_deps::OsDep::Fuse, os_deps::OsDep::Hledger]);
+}
