@@ -78,7 +78,7 @@ impl PhaseResult {
     }
 
     /// Counts one envelope's final outcome.
-    fn count(&mut self, outcome: Result<bool, String>) {
+    pub fn count(&mut self, outcome: Result<bool, String>) {
         match outcome {
             Ok(duplicate) => {
                 self.accepted += 1;
@@ -95,7 +95,7 @@ impl PhaseResult {
         self.count(sent.outcome);
     }
 
-    fn reject(&mut self, count: u64, why: String) {
+    pub fn reject(&mut self, count: u64, why: String) {
         self.rejected += count;
         self.first_rejection.get_or_insert(why);
     }
@@ -311,6 +311,128 @@ pub async fn submit_batch(client: &mut LedgerClient<Channel>, items: &[Signed], 
         }
     }
     result.record(started);
+}
+
+/// What a phase of fixed duration did.
+pub struct Timed {
+    /// Its outcomes; `latency_us` holds one value per request that had at least one
+    /// envelope accepted, from sending it to its answer.
+    pub result: PhaseResult,
+    /// Envelopes sent, retries included.
+    pub offered: u64,
+    /// The pre-signed envelopes ran out before the time was up.
+    pub ran_out: bool,
+}
+
+/// Sends `work` in `SubmitBatch` requests of `batch` envelopes from `clients` concurrent
+/// clients for `duration`, with no pause between batches. What the node answers BUSY is
+/// sent again at once when part of the request was accepted, and otherwise after a
+/// backoff (1 ms, doubling up to 50 ms), as a well-behaved client does. The clock starts
+/// once every client is connected; the phase ends when every client has its answer to
+/// the request it had in flight at `duration`.
+pub async fn timed_batches(
+    url: &str,
+    work: Arc<Vec<Signed>>,
+    batch: usize,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Timed> {
+    let mut connected = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connected.push(connect(url).await?);
+    }
+    let batches = work.len().div_ceil(batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = connected
+        .into_iter()
+        .map(|mut client| {
+            let (work, next) = (work.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut timed = Timed { result: PhaseResult::new(), offered: 0, ran_out: false };
+                let mut pending: Vec<usize> = Vec::new();
+                let mut backoff = BACKOFF_START;
+                while Instant::now() < deadline {
+                    if pending.is_empty() {
+                        let b = next.fetch_add(1, Ordering::Relaxed);
+                        if b >= batches {
+                            timed.ran_out = true;
+                            break;
+                        }
+                        pending = (b * batch..((b + 1) * batch).min(work.len())).collect();
+                    }
+                    let accepted_before = timed.result.accepted;
+                    let sent = Instant::now();
+                    timed.offered += pending.len() as u64;
+                    pending = send_timed(&mut client, &work, pending, &mut timed.result).await;
+                    if timed.result.accepted > accepted_before {
+                        timed.result.record(sent);
+                        backoff = BACKOFF_START;
+                    } else if !pending.is_empty() {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+                timed
+            })
+        })
+        .collect();
+    let mut total = Timed { result: PhaseResult::new(), offered: 0, ran_out: false };
+    for task in tasks {
+        let timed = task.await?;
+        total.result.merge(timed.result);
+        total.offered += timed.offered;
+        total.ran_out |= timed.ran_out;
+    }
+    total.result.wall = started.elapsed();
+    Ok(total)
+}
+
+/// Sends the envelopes of `work` at `pending` in one `SubmitBatch` request, counts their
+/// outcomes, and returns those the node answered BUSY.
+async fn send_timed(
+    client: &mut LedgerClient<Channel>,
+    work: &[Signed],
+    pending: Vec<usize>,
+    result: &mut PhaseResult,
+) -> Vec<usize> {
+    let request =
+        pb::SubmitBatchRequest { envelopes: pending.iter().map(|&i| work[i].envelope.clone()).collect() };
+    let results = match client.submit_batch(request).await {
+        Ok(response) => response.into_inner().results,
+        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+            result.busy_retries += pending.len() as u64;
+            return pending;
+        }
+        Err(status) => {
+            result.reject(pending.len() as u64, format!("{:?}: {}", status.code(), status.message()));
+            return Vec::new();
+        }
+    };
+    if results.len() != pending.len() {
+        result.reject(
+            pending.len() as u64,
+            format!("{} results for a batch of {}", results.len(), pending.len()),
+        );
+        return Vec::new();
+    }
+    let mut busy = Vec::new();
+    for (i, outcome) in pending.into_iter().zip(results) {
+        use pb::submit_result::Outcome;
+        match outcome.outcome {
+            Some(Outcome::Receipt(receipt)) => result.count(receipt_outcome(&receipt, &work[i])),
+            Some(Outcome::Rejection(r)) if r.code == 0 && r.reason == "BUSY" => {
+                result.busy_retries += 1;
+                busy.push(i);
+            }
+            Some(Outcome::Rejection(r)) => {
+                result.reject(1, format!("code {} {}: {}", r.code, r.reason, r.message))
+            }
+            None => result.reject(1, "a batch result with no outcome".into()),
+        }
+    }
+    busy
 }
 
 /// The node's log size, from `GetLedgerInfo`.
