@@ -1,4 +1,9 @@
 //! Compiles `proto/` with protox (pure Rust, no `protoc`) and feeds tonic-prost-build.
+//!
+//! Two passes: the messages and the server with `codec::RequestCodec` (a request that does
+//! not decode is the caller's error, INVALID_ARGUMENT), then the client alone, into
+//! `client/`, with prost's own codec (a response that does not decode is the node's
+//! error, INTERNAL) and the messages of the first pass.
 
 use prost::Message;
 
@@ -9,6 +14,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile([&file], [&proto_root])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("cercle_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .codec_path("crate::codec::RequestCodec")
+        .compile_fds(fds.clone())?;
+    let client_dir = out_dir.join("client");
+    std::fs::create_dir_all(&client_dir)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .extern_path(".cercle.v1", "crate")
+        .out_dir(&client_dir)
+        .compile_fds(fds)?;
     Ok(())
 }
