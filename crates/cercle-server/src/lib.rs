@@ -4,6 +4,7 @@
 //! `serve`; everything a test needs to start a real node in-process is here too.
 //! Wire types stay inside the handlers (`service`).
 
+pub mod admission;
 pub mod auth;
 pub mod error;
 pub mod service;
@@ -268,9 +269,13 @@ pub async fn serve(
         open_node(dir).await?;
     let (stop_witness, witness_stop) = tokio::sync::watch::channel(false);
     let witness = tokio::spawn(witness_loop(store.clone(), node_key, witness_stop));
-    let ledger_server = pb::ledger_server::LedgerServer::new(service)
-        .max_decoding_message_size(REQUEST_BYTES_MAX)
-        .max_encoding_message_size(RESPONSE_BYTES_MAX);
+    let room = service.writer().room();
+    let ledger_server = admission::RefuseWritesWhenFull::new(
+        pb::ledger_server::LedgerServer::new(service)
+            .max_decoding_message_size(REQUEST_BYTES_MAX)
+            .max_encoding_message_size(RESPONSE_BYTES_MAX),
+        room,
+    );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()

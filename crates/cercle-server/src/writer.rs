@@ -1,8 +1,9 @@
 //! The single writer: applies operations in order, persists them in groups, replies.
 //!
-//! Handlers verify signatures and decode bodies before anything reaches this queue, so
-//! the writer does only what must be serial: the duplicate check, the state machine, the
-//! storage batch. It runs on its own OS thread because sled's calls block.
+//! Handlers reserve a place in this queue (`WriterHandle::reserve`, see `admission`), then
+//! verify signatures and decode bodies before anything reaches it, so the writer does
+//! only what must be serial: the duplicate check, the state machine, the storage batch.
+//! It runs on its own OS thread because sled's calls block.
 //!
 //! Group commit: the writer takes every request waiting (up to `WRITE_BATCH_MAX`),
 //! executes them one after the other, writes all accepted entries in one storage batch,
@@ -24,9 +25,11 @@ use cercle_core::{
 use cercle_store::{Accepted, CommitError, Store};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admission::{QueueRoom, Reservation, Slot};
 use crate::error::ServiceError;
 
-/// Most operations waiting for the writer. Past this, `Submit` answers RESOURCE_EXHAUSTED.
+/// Most operations waiting for the writer, counting those of the group in hand. Past
+/// this, `Submit` answers RESOURCE_EXHAUSTED and `SubmitBatch` BUSY, before verifying.
 pub const WRITE_QUEUE_MAX: usize = 4096;
 /// Most operations the writer applies and persists as one group.
 pub const WRITE_BATCH_MAX: usize = 512;
@@ -49,60 +52,78 @@ struct WriteRequest {
     envelope: Envelope,
     op: Operation,
     reply: oneshot::Sender<Result<Receipt, ServiceError>>,
+    /// Its place in the queue, freed when the writer drops the request, after replying.
+    _slot: Slot,
 }
 
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<WriteRequest>,
+    room: QueueRoom,
+}
+
+/// The answer to an operation that found no place in the writer's queue.
+pub fn queue_full() -> ServiceError {
+    ServiceError::Busy(format!(
+        "the node is busy: {WRITE_QUEUE_MAX} operations are waiting to be written; retry shortly"
+    ))
 }
 
 impl WriterHandle {
-    /// Queues a verified, decoded operation and waits for its outcome. Fails at once with
-    /// `Busy` when the queue is full.
-    pub async fn submit(&self, envelope: Envelope, op: Operation) -> Result<Receipt, ServiceError> {
+    /// Reserves up to `wanted` places in the queue (see `admission`); `None` when the queue
+    /// is full. Never waits.
+    pub fn reserve(&self, wanted: usize) -> Option<Reservation> {
+        self.room.reserve(wanted)
+    }
+
+    /// The queue's free places, as `reserve` sees them.
+    pub fn room(&self) -> QueueRoom {
+        self.room.clone()
+    }
+
+    /// Queues a verified, decoded operation in the place `slot` and waits for its outcome.
+    pub async fn submit(
+        &self,
+        slot: Slot,
+        envelope: Envelope,
+        op: Operation,
+    ) -> Result<Receipt, ServiceError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(WriteRequest { envelope, op, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ServiceError::Busy(format!(
-                "the node is busy: {WRITE_QUEUE_MAX} operations are waiting to be written; retry shortly"
-            )),
-            mpsc::error::TrySendError::Closed(_) => ServiceError::Internal("the writer has stopped".into()),
-        })?;
+        self.queue(WriteRequest { envelope, op, reply, _slot: slot })?;
         rx.await.map_err(|_| ServiceError::Internal("the writer dropped a request".into()))?
     }
-}
 
-impl WriterHandle {
-    /// Queues many operations at once and waits for all their outcomes, in order. When
-    /// the queue fills up, the operations that did not fit are answered `Busy`.
-    pub async fn submit_many(&self, items: Vec<(Envelope, Operation)>) -> Vec<Result<Receipt, ServiceError>> {
-        let mut waiting = Vec::with_capacity(items.len());
-        let mut full = false;
-        for (envelope, op) in items {
-            if full {
-                waiting.push(None);
-                continue;
-            }
-            let (reply, rx) = oneshot::channel();
-            match self.tx.try_send(WriteRequest { envelope, op, reply }) {
-                Ok(()) => waiting.push(Some(rx)),
-                Err(_) => {
-                    full = true;
-                    waiting.push(None);
-                }
-            }
-        }
+    /// Queues many operations, each in its place, and waits for all their outcomes, in order.
+    pub async fn submit_many(
+        &self,
+        items: Vec<(Slot, Envelope, Operation)>,
+    ) -> Vec<Result<Receipt, ServiceError>> {
+        let waiting: Vec<_> = items
+            .into_iter()
+            .map(|(slot, envelope, op)| {
+                let (reply, rx) = oneshot::channel();
+                self.queue(WriteRequest { envelope, op, reply, _slot: slot }).map(|()| rx)
+            })
+            .collect();
         let mut results = Vec::with_capacity(waiting.len());
         for rx in waiting {
             results.push(match rx {
-                None => Err(ServiceError::Busy(format!(
-                    "the node is busy: {WRITE_QUEUE_MAX} operations are waiting to be written; retry shortly"
-                ))),
-                Some(rx) => rx
+                Err(e) => Err(e),
+                Ok(rx) => rx
                     .await
                     .unwrap_or_else(|_| Err(ServiceError::Internal("the writer dropped a request".into()))),
             });
         }
         results
+    }
+
+    fn queue(&self, request: WriteRequest) -> Result<(), ServiceError> {
+        // Every queued request holds a place, and there are as many places as the queue
+        // holds, so `Full` cannot happen; it is answered as a full queue all the same.
+        self.tx.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => queue_full(),
+            mpsc::error::TrySendError::Closed(_) => ServiceError::Internal("the writer has stopped".into()),
+        })
     }
 }
 
@@ -129,7 +150,7 @@ pub fn spawn_writer(
         Writer { store, ledger, clock, previous_head }.run(rx);
         let _ = stopped.send(());
     })?;
-    Ok((WriterHandle { tx }, thread))
+    Ok((WriterHandle { tx, room: QueueRoom::new(WRITE_QUEUE_MAX) }, thread))
 }
 
 struct Writer {
