@@ -7,6 +7,8 @@
 pub mod admission;
 pub mod auth;
 pub mod error;
+pub mod limits;
+pub mod net;
 pub mod service;
 pub mod writer;
 
@@ -23,6 +25,8 @@ use cercle_proto as pb;
 use cercle_store::{OpenOptions, OpenOutcome, Store};
 use rand::RngCore;
 use tokio::net::TcpListener;
+
+pub use limits::ServerLimits;
 
 /// Largest gRPC message the node decodes: a full `SubmitBatch` (1,000 envelopes with
 /// bodies of at most 4 KiB) fits; anything larger is refused before it is parsed.
@@ -256,12 +260,33 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
     Ok(OpenNode { genesis, service, writer_thread, writer_stopped, store, node_key })
 }
 
-/// Opens the data directory and serves gRPC on `listener` until `shutdown` completes.
-/// `ready` is called with the address once the ledger is open and checked, just before
-/// the first request is served.
+/// Descriptors the node needs besides its connections: the log, sled's files, the
+/// standard streams, the listener.
+const FILE_DESCRIPTORS_RESERVED: u64 = 64;
+
+/// Warns when the process may open fewer files than `connections_max` connections need.
+fn check_file_descriptor_limit(connections_max: usize) {
+    use nix::sys::resource::{Resource, getrlimit};
+    let needed = connections_max as u64 + FILE_DESCRIPTORS_RESERVED;
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft < needed => tracing::warn!(
+            rlimit_nofile = soft,
+            connections_max,
+            "the process may open fewer files than the connection limit needs (raise RLIMIT_NOFILE to {needed}, \
+             e.g. LimitNOFILE= or ulimit -n): past it, new connections wait for old ones to close"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot read RLIMIT_NOFILE"),
+    }
+}
+
+/// Opens the data directory and serves gRPC on `listener`, within `limits`, until
+/// `shutdown` completes. `ready` is called with the address once the ledger is open and
+/// checked, just before the first request is served.
 pub async fn serve(
     dir: &DataDir,
     listener: TcpListener,
+    limits: &ServerLimits,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
@@ -284,15 +309,18 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| NodeError::Invalid(format!("reflection: {e}")))?;
     let addr: SocketAddr = listener.local_addr().map_err(io_err(&dir.root))?;
+    check_file_descriptor_limit(limits.connections_max);
     tracing::info!(%addr, ledger_id = %genesis.ledger_id, currency = %genesis.currency, "serving");
     ready(addr);
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
-        .timeout(Duration::from_secs(30))
+        .timeout(limits.request_timeout)
+        .http2_keepalive_interval(Some(limits.keepalive_interval()))
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ledger_server)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(net::incoming(listener, limits), async {
             tokio::select! {
                 () = shutdown => {}
                 _ = writer_stopped => {

@@ -1,0 +1,63 @@
+//! The node's bounds on connections and on the work it takes on, with their defaults.
+//! `ServerLimits` carries them to `serve`, so an operator or a test can change them; the
+//! constants are the defaults, and ARCHITECTURE.md (Limits) lists them.
+
+use std::time::Duration;
+
+/// Most connections open at once. Each holds a place until it closes; past the bound, new
+/// connections wait in the listen backlog. Set `RLIMIT_NOFILE` above it (the node warns at
+/// start when it is not): running out of file descriptors is survived (see `net`), but
+/// new connections then wait for old ones to close.
+pub const CONNECTIONS_MAX: usize = 4096;
+/// A connection that sends no byte for this long is closed: it never started HTTP/2, or
+/// its peer is gone. A live client answers the node's keep-alive pings, which counts.
+pub const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The node pings a connection (HTTP/2 PING) it has received nothing from for this long...
+pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// ...and closes it when the answer does not come within this.
+pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keep-alive: the kernel probes a silent connection after this long,
+pub const TCP_KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+/// then every this long,
+pub const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// and drops it after this many probes without an answer.
+pub const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// After an error accepting a connection (EMFILE: out of file descriptors), the accept
+/// loop waits this long before trying again, doubling the wait up to `ACCEPT_BACKOFF_MAX`.
+pub const ACCEPT_BACKOFF_START: Duration = Duration::from_millis(10);
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Longest a request may take to be answered (for a stream: to start).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bounds `serve` applies; `ServerLimits::default()` has the constants above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub connections_max: usize,
+    pub idle_timeout: Duration,
+    /// Used as given when below half the idle timeout, else half of it, so that a live
+    /// client is always pinged, and answers, before its connection counts as idle.
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
+    pub tcp_keepalive_time: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            connections_max: CONNECTIONS_MAX,
+            idle_timeout: CONNECTION_IDLE_TIMEOUT,
+            http2_keepalive_interval: HTTP2_KEEPALIVE_INTERVAL,
+            http2_keepalive_timeout: HTTP2_KEEPALIVE_TIMEOUT,
+            tcp_keepalive_time: TCP_KEEPALIVE_TIME,
+            request_timeout: REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl ServerLimits {
+    /// The HTTP/2 keep-alive interval applied (see the field).
+    pub fn keepalive_interval(&self) -> Duration {
+        self.http2_keepalive_interval.min(self.idle_timeout / 2)
+    }
+}
