@@ -10,6 +10,7 @@ pub mod error;
 pub mod limits;
 pub mod net;
 pub mod service;
+pub mod streams;
 pub mod writer;
 
 use std::future::Future;
@@ -213,8 +214,13 @@ async fn witness_loop(
 }
 
 /// Opens the data directory, checks the state against the log (rebuilding the state if
-/// they disagree) and starts the writer.
+/// they disagree) and starts the writer, with the default limits.
 pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
+    open_node_with_limits(dir, &ServerLimits::default()).await
+}
+
+/// `open_node` with the handlers' bounds taken from `limits`.
+pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Result<OpenNode, NodeError> {
     let node_key_path = dir.node_key();
     let node_key_text = std::fs::read_to_string(&node_key_path).map_err(io_err(&node_key_path))?;
     let node_key = decode_key_file(&node_key_text)
@@ -256,7 +262,8 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
     let (writer, writer_thread) =
         writer::spawn_writer(store.clone(), ledger, now_ms, stopped_tx).map_err(io_err(&dir.root))?;
     let node_key = Arc::new(node_key);
-    let service = service::LedgerService::new(genesis.clone(), store.clone(), writer, node_key.clone());
+    let service =
+        service::LedgerService::new(genesis.clone(), store.clone(), writer, node_key.clone(), limits);
     Ok(OpenNode { genesis, service, writer_thread, writer_stopped, store, node_key })
 }
 
@@ -291,7 +298,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
     let OpenNode { genesis, service, writer_thread, writer_stopped, store, node_key } =
-        open_node(dir).await?;
+        open_node_with_limits(dir, limits).await?;
     let (stop_witness, witness_stop) = tokio::sync::watch::channel(false);
     let witness = tokio::spawn(witness_loop(store.clone(), node_key, witness_stop));
     let room = service.writer().room();

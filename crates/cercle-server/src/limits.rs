@@ -28,6 +28,12 @@ pub const ACCEPT_BACKOFF_START: Duration = Duration::from_millis(10);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Longest a request may take to be answered (for a stream: to start).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most `StreamEntries` streams one key may have open at once.
+pub const STREAMS_PER_KEY_MAX: usize = 4;
+/// Most `StreamEntries` streams open at once, all keys together.
+pub const STREAMS_MAX: usize = 32;
+/// A stream whose client reads nothing for this long is ended (DEADLINE_EXCEEDED).
+pub const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The bounds `serve` applies; `ServerLimits::default()` has the constants above.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +46,9 @@ pub struct ServerLimits {
     pub http2_keepalive_timeout: Duration,
     pub tcp_keepalive_time: Duration,
     pub request_timeout: Duration,
+    pub streams_per_key_max: usize,
+    pub streams_max: usize,
+    pub stream_send_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -51,6 +60,9 @@ impl Default for ServerLimits {
             http2_keepalive_timeout: HTTP2_KEEPALIVE_TIMEOUT,
             tcp_keepalive_time: TCP_KEEPALIVE_TIME,
             request_timeout: REQUEST_TIMEOUT,
+            streams_per_key_max: STREAMS_PER_KEY_MAX,
+            streams_max: STREAMS_MAX,
+            stream_send_timeout: STREAM_SEND_TIMEOUT,
         }
     }
 }

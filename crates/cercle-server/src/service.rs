@@ -2,6 +2,7 @@
 //! outcome. No business logic lives here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cercle_core::checkpoint::{Statement, TreeHead};
 use cercle_core::sign::Keypair;
@@ -14,16 +15,15 @@ use tonic::{Request, Response, Status};
 use crate::admission::Verifiers;
 use crate::auth::{Caller, authenticate};
 use crate::error::ServiceError;
+use crate::limits::ServerLimits;
 use crate::now_ms;
+use crate::streams::{self, StreamGate};
 use crate::writer::{self, Receipt, WriterHandle};
 
 use cercle_proto::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, SUBMIT_BATCH_MAX};
 
 /// Most entries of one account a statement is computed from.
 pub const STATEMENT_HISTORY_MAX: usize = 1_000_000;
-
-/// Entries buffered between the store and a `StreamEntries` client.
-pub const STREAM_BUFFER_ENTRIES: usize = 256;
 
 #[derive(Clone)]
 pub struct LedgerService {
@@ -34,6 +34,9 @@ pub struct LedgerService {
     node_key: Arc<Keypair>,
     /// Bounds the batch verification tasks on the blocking pool.
     verifiers: Verifiers,
+    /// Bounds the open `StreamEntries` streams.
+    streams: Arc<StreamGate>,
+    stream_send_timeout: Duration,
 }
 
 impl LedgerService {
@@ -42,8 +45,17 @@ impl LedgerService {
         store: Arc<Store>,
         writer: WriterHandle,
         node_key: Arc<Keypair>,
+        limits: &ServerLimits,
     ) -> Self {
-        LedgerService { genesis, store, writer, node_key, verifiers: Verifiers::per_core() }
+        LedgerService {
+            genesis,
+            store,
+            writer,
+            node_key,
+            verifiers: Verifiers::per_core(),
+            streams: Arc::new(StreamGate::new(limits.streams_per_key_max, limits.streams_max)),
+            stream_send_timeout: limits.stream_send_timeout,
+        }
     }
 
     /// The writer these handlers hand operations to.
@@ -51,15 +63,16 @@ impl LedgerService {
         &self.writer
     }
 
-    /// Authenticates a read that only administrators and auditors may make.
+    /// Authenticates a read that only administrators and auditors may make; returns the
+    /// caller's key.
     fn authorize_governance(
         &self,
         metadata: &tonic::metadata::MetadataMap,
         method: &str,
         subject: &str,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<core::PublicKey, ServiceError> {
         match authenticate(&self.genesis, metadata, method, subject, now_ms())? {
-            Caller::Governance(_) => Ok(()),
+            Caller::Governance(key) => Ok(key),
             Caller::Key(key) => Err(ServiceError::PermissionDenied(format!(
                 "key {key} may not call {method}: administrators and auditors only"
             ))),
@@ -289,7 +302,7 @@ fn hashes(list: Vec<[u8; 32]>) -> Vec<Vec<u8>> {
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
-    type StreamEntriesStream = tokio_stream::wrappers::ReceiverStream<Result<pb::Entry, Status>>;
+    type StreamEntriesStream = streams::EntryStream;
 
     async fn get_tree_head(
         &self,
@@ -418,30 +431,14 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::StreamEntriesRequest>,
     ) -> Result<Response<Self::StreamEntriesStream>, Status> {
         let from = request.get_ref().from_sequence.max(1);
-        self.authorize_governance(
+        let key = self.authorize_governance(
             request.metadata(),
             "StreamEntries",
             &request.get_ref().from_sequence.to_string(),
         )?;
+        let ticket = self.streams.admit(key)?;
         let end = self.store.tree().0;
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_ENTRIES);
-        let store = self.store.clone();
-        // Reads block (sled, the log file): a blocking task feeds the bounded channel, and
-        // stops as soon as the client goes away.
-        tokio::task::spawn_blocking(move || {
-            for seq in from..=end {
-                let item = match store.entry(seq) {
-                    Ok(Some(entry)) => Ok(pb::Entry::from(&entry)),
-                    Ok(None) => Err(Status::from(ServiceError::Internal(format!("entry {seq} is missing")))),
-                    Err(e) => Err(Status::from(ServiceError::from(e))),
-                };
-                let failed = item.is_err();
-                if tx.blocking_send(item).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(Response::new(streams::entries(self.store.clone(), from, end, ticket, self.stream_send_timeout)))
     }
 
     async fn get_ledger_info(
