@@ -73,3 +73,67 @@ impl ServerLimits {
         self.http2_keepalive_interval.min(self.idle_timeout / 2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::streams::{STREAM_BUFFER_ENTRIES, STREAM_CHUNK_BYTES_MAX, STREAM_CHUNK_ENTRIES};
+    use crate::writer::WRITE_QUEUE_MAX;
+
+    /// ARCHITECTURE.md, with every run of white space made one space.
+    fn architecture() -> String {
+        include_str!("../../../ARCHITECTURE.md").split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    fn count(n: usize) -> String {
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    fn duration(d: Duration) -> String {
+        if d < Duration::from_secs(1) {
+            format!("{} ms", d.as_millis())
+        } else {
+            format!("{} s", d.as_secs())
+        }
+    }
+
+    /// The Limits section states each bound with its value, just before its name.
+    #[test]
+    fn architecture_md_states_every_bound_with_its_value() {
+        let doc = architecture();
+        let check = |value: String, name: &str| {
+            let at = doc
+                .find(&format!("(`{name}`"))
+                .unwrap_or_else(|| panic!("ARCHITECTURE.md does not name {name}"));
+            let mut before: Vec<char> = doc[..at].chars().rev().take(40).collect();
+            before.reverse();
+            let before: String = before.into_iter().collect();
+            assert!(before.contains(&value), "ARCHITECTURE.md gives {name} as {before:?}, not {value}");
+        };
+        check(count(WRITE_QUEUE_MAX), "WRITE_QUEUE_MAX");
+        check(duration(REQUEST_TIMEOUT), "REQUEST_TIMEOUT");
+        check(count(CONNECTIONS_MAX), "CONNECTIONS_MAX");
+        check(duration(CONNECTION_IDLE_TIMEOUT), "CONNECTION_IDLE_TIMEOUT");
+        check(duration(HTTP2_KEEPALIVE_INTERVAL), "HTTP2_KEEPALIVE_INTERVAL");
+        check(duration(HTTP2_KEEPALIVE_TIMEOUT), "HTTP2_KEEPALIVE_TIMEOUT");
+        check(duration(TCP_KEEPALIVE_TIME), "TCP_KEEPALIVE_TIME");
+        check(duration(TCP_KEEPALIVE_INTERVAL), "TCP_KEEPALIVE_INTERVAL");
+        check(TCP_KEEPALIVE_RETRIES.to_string(), "TCP_KEEPALIVE_RETRIES");
+        check(duration(ACCEPT_BACKOFF_START), "ACCEPT_BACKOFF_START");
+        check(duration(ACCEPT_BACKOFF_MAX), "ACCEPT_BACKOFF_MAX");
+        check(count(STREAMS_PER_KEY_MAX), "STREAMS_PER_KEY_MAX");
+        check(count(STREAMS_MAX), "STREAMS_MAX");
+        check(duration(STREAM_SEND_TIMEOUT), "STREAM_SEND_TIMEOUT");
+        check(count(STREAM_CHUNK_ENTRIES as usize), "STREAM_CHUNK_ENTRIES");
+        check(format!("{} MiB", STREAM_CHUNK_BYTES_MAX >> 20), "STREAM_CHUNK_BYTES_MAX");
+        check(count(STREAM_BUFFER_ENTRIES), "STREAM_BUFFER_ENTRIES");
+    }
+}
