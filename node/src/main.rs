@@ -9,10 +9,11 @@
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cercle_core::PublicKey;
-use cercle_server::{DataDir, InitOptions, init_data_dir};
+use cercle_server::{DataDir, InitOptions, ServerLimits, init_data_dir};
 use clap::{Parser, Subcommand};
 
 const DEFAULT_DATA_DIR: &str = "cercle-data";
@@ -41,6 +42,9 @@ enum Command {
         /// Address to listen on (port 0 picks a free port)
         #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// Close a connection that sends nothing for this long, in milliseconds
+        #[arg(long, value_name = "MS", default_value_t = cercle_server::limits::CONNECTION_IDLE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+        idle_timeout_ms: u64,
     },
     /// Rebuild the state (balances, indexes) from the log
     Rebuild {
@@ -127,7 +131,7 @@ fn init(dir: &DataDir, genesis: GenesisArgs, out: &mut Printer) -> Result<()> {
     Ok(())
 }
 
-async fn run(dir: &DataDir, listen: SocketAddr, out: &mut Printer) -> Result<()> {
+async fn run(dir: &DataDir, listen: SocketAddr, limits: ServerLimits, out: &mut Printer) -> Result<()> {
     anyhow::ensure!(
         dir.is_initialised(),
         "{} holds no ledger; create one with `cercle-node init --data-dir {}`",
@@ -142,7 +146,7 @@ async fn run(dir: &DataDir, listen: SocketAddr, out: &mut Printer) -> Result<()>
     };
     // Printed once the ledger is open and checked: the line means "ready".
     let ready = |addr: std::net::SocketAddr| out.line(&format!("listening on {addr}"));
-    cercle_server::serve(dir, listener, ready, shutdown).await?;
+    cercle_server::serve(dir, listener, &limits, ready, shutdown).await?;
     Ok(())
 }
 
@@ -221,7 +225,13 @@ async fn main() -> Result<()> {
     let mut out = Printer::default();
     match cli.command {
         Some(Command::Init { data_dir, genesis }) => init(&DataDir::new(data_dir), genesis, &mut out),
-        Some(Command::Run { data_dir, listen }) => run(&DataDir::new(data_dir), listen, &mut out).await,
+        Some(Command::Run { data_dir, listen, idle_timeout_ms }) => {
+            let limits = ServerLimits {
+                idle_timeout: Duration::from_millis(idle_timeout_ms),
+                ..ServerLimits::default()
+            };
+            run(&DataDir::new(data_dir), listen, limits, &mut out).await
+        }
         Some(Command::Rebuild { data_dir }) => {
             let dir = DataDir::new(data_dir);
             tokio::task::spawn_blocking(move || rebuild(&dir, &mut out)).await?
@@ -245,7 +255,7 @@ async fn main() -> Result<()> {
                 )?;
             }
             let listen = DEFAULT_LISTEN.parse()?;
-            run(&dir, listen, &mut out).await
+            run(&dir, listen, ServerLimits::default(), &mut out).await
         }
     }
 }

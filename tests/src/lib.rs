@@ -77,17 +77,41 @@ impl Node {
     /// Starts the node with its log (stderr) appended to `log_path`, as JSON lines
     /// (`startup::startups` reads them).
     pub fn start_with_log(data_dir: &Path, log_path: &Path) -> Node {
+        Node::start_configured(data_dir, log_path, &[], None)
+    }
+
+    /// Starts the node with extra `run` arguments, its log appended to `log_path`, and, when
+    /// `open_files_max` is given, at most that many open files (soft and hard
+    /// `RLIMIT_NOFILE`, set in the child before it runs the node).
+    pub fn start_configured(
+        data_dir: &Path,
+        log_path: &Path,
+        run_args: &[&str],
+        open_files_max: Option<u64>,
+    ) -> Node {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("open node log");
-        let mut child = Command::new(binary("cercle-node"))
+        let mut command = Command::new(binary("cercle-node"));
+        command
             .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(run_args)
             .env("RUST_LOG", "info")
             .env("CERCLE_LOG_FORMAT", "json")
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn cercle-node");
+            .stderr(Stdio::from(log));
+        if let Some(limit) = open_files_max {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the closure only makes the setrlimit system
+            // call, which is async-signal-safe, and allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, limit, limit)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn cercle-node");
         let stdout = child.stdout.take().expect("node stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -78,7 +78,7 @@ impl PhaseResult {
     }
 
     /// Counts one envelope's final outcome.
-    fn count(&mut self, outcome: Result<bool, String>) {
+    pub fn count(&mut self, outcome: Result<bool, String>) {
         match outcome {
             Ok(duplicate) => {
                 self.accepted += 1;
@@ -95,7 +95,7 @@ impl PhaseResult {
         self.count(sent.outcome);
     }
 
-    fn reject(&mut self, count: u64, why: String) {
+    pub fn reject(&mut self, count: u64, why: String) {
         self.rejected += count;
         self.first_rejection.get_or_insert(why);
     }
@@ -110,12 +110,15 @@ pub fn latency_histogram() -> Histogram<u64> {
 }
 
 pub async fn connect(url: &str) -> anyhow::Result<LedgerClient<Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
+    Ok(LedgerClient::new(channel(url).await?).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+async fn channel(url: &str) -> anyhow::Result<Channel> {
+    tonic::transport::Endpoint::from_shared(url.to_string())?
         .tcp_nodelay(true)
         .connect()
         .await
-        .with_context(|| format!("cannot connect to the node at {url}"))?;
-    Ok(LedgerClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+        .with_context(|| format!("cannot connect to the node at {url}"))
 }
 
 /// Sends every envelope of `work` with unary `Submit` from `clients` concurrent clients,
@@ -311,6 +314,199 @@ pub async fn submit_batch(client: &mut LedgerClient<Channel>, items: &[Signed], 
         }
     }
     result.record(started);
+}
+
+/// What a phase of fixed duration did.
+pub struct Timed {
+    /// Its outcomes; `latency_us` holds one value per request that had at least one
+    /// envelope accepted, from sending it to its answer.
+    pub result: PhaseResult,
+    /// Envelopes sent, retries included.
+    pub offered: u64,
+    /// The pre-signed envelopes ran out before the time was up.
+    pub ran_out: bool,
+}
+
+/// Sends `work` in `SubmitBatch` requests of `batch` envelopes from `clients` concurrent
+/// clients for `duration`, with no pause between batches. What the node answers BUSY is
+/// sent again at once when part of the request was accepted, and otherwise after a
+/// backoff (1 ms, doubling up to 50 ms), as a well-behaved client does. The clock starts
+/// once every client is connected; the phase ends when every client has its answer to
+/// the request it had in flight at `duration`.
+pub async fn timed_batches(
+    url: &str,
+    work: Arc<Vec<Signed>>,
+    batch: usize,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Timed> {
+    let mut connected = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connected.push(tonic::client::Grpc::new(channel(url).await?));
+    }
+    let batches = work.len().div_ceil(batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = connected
+        .into_iter()
+        .map(|mut client| {
+            let (work, next) = (work.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut timed = Timed { result: PhaseResult::new(), offered: 0, ran_out: false };
+                let mut pending = Encoded::default();
+                let mut backoff = BACKOFF_START;
+                while Instant::now() < deadline {
+                    if pending.indexes.is_empty() {
+                        let b = next.fetch_add(1, Ordering::Relaxed);
+                        if b >= batches {
+                            timed.ran_out = true;
+                            break;
+                        }
+                        pending =
+                            Encoded::new(&work, (b * batch..((b + 1) * batch).min(work.len())).collect());
+                    }
+                    let accepted_before = timed.result.accepted;
+                    let sent = Instant::now();
+                    timed.offered += pending.indexes.len() as u64;
+                    let busy = send_timed(&mut client, &work, &pending, &mut timed.result).await;
+                    if timed.result.accepted > accepted_before {
+                        timed.result.record(sent);
+                        backoff = BACKOFF_START;
+                    } else if !busy.is_empty() {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                    // What was refused whole is sent again as it was encoded.
+                    if busy != pending.indexes {
+                        pending = Encoded::new(&work, busy);
+                    }
+                }
+                timed
+            })
+        })
+        .collect();
+    let mut total = Timed { result: PhaseResult::new(), offered: 0, ran_out: false };
+    for task in tasks {
+        let timed = task.await?;
+        total.result.merge(timed.result);
+        total.offered += timed.offered;
+        total.ran_out |= timed.ran_out;
+    }
+    total.result.wall = started.elapsed();
+    Ok(total)
+}
+
+/// A `SubmitBatchRequest` of the envelopes of the work at `indexes`, encoded once: the
+/// bench runs on the node's cores, and under overload most requests are sent again
+/// unchanged, so it does not clone and encode their envelopes each time.
+#[derive(Default)]
+struct Encoded {
+    indexes: Vec<usize>,
+    request: bytes::Bytes,
+}
+
+impl Encoded {
+    fn new(work: &[Signed], indexes: Vec<usize>) -> Encoded {
+        use prost::Message;
+        let request =
+            pb::SubmitBatchRequest { envelopes: indexes.iter().map(|&i| work[i].envelope.clone()).collect() };
+        Encoded { indexes, request: request.encode_to_vec().into() }
+    }
+}
+
+/// Sends an encoded `SubmitBatch` request, counts the outcomes of its envelopes, and
+/// returns those the node answered BUSY (all of them when it refused the request).
+async fn send_timed(
+    client: &mut tonic::client::Grpc<Channel>,
+    work: &[Signed],
+    pending: &Encoded,
+    result: &mut PhaseResult,
+) -> Vec<usize> {
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/cercle.v1.Ledger/SubmitBatch");
+    let response = match client.ready().await {
+        Ok(()) => client.unary(tonic::Request::new(pending.request.clone()), path, PreEncoded).await,
+        Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+    };
+    let results = match response {
+        Ok(response) => response.into_inner().results,
+        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+            result.busy_retries += pending.indexes.len() as u64;
+            return pending.indexes.clone();
+        }
+        Err(status) => {
+            result.reject(pending.indexes.len() as u64, format!("{:?}: {}", status.code(), status.message()));
+            return Vec::new();
+        }
+    };
+    if results.len() != pending.indexes.len() {
+        let why = format!("{} results for a batch of {}", results.len(), pending.indexes.len());
+        result.reject(pending.indexes.len() as u64, why);
+        return Vec::new();
+    }
+    let mut busy = Vec::new();
+    for (&i, outcome) in pending.indexes.iter().zip(results) {
+        use pb::submit_result::Outcome;
+        match outcome.outcome {
+            Some(Outcome::Receipt(receipt)) => result.count(receipt_outcome(&receipt, &work[i])),
+            Some(Outcome::Rejection(r)) if r.code == 0 && r.reason == "BUSY" => {
+                result.busy_retries += 1;
+                busy.push(i);
+            }
+            Some(Outcome::Rejection(r)) => {
+                result.reject(1, format!("code {} {}: {}", r.code, r.reason, r.message))
+            }
+            None => result.reject(1, "a batch result with no outcome".into()),
+        }
+    }
+    busy
+}
+
+/// A gRPC codec that sends a request already encoded and decodes a `SubmitBatchResponse`.
+#[derive(Clone, Copy, Default)]
+struct PreEncoded;
+
+impl tonic::codec::Codec for PreEncoded {
+    type Encode = bytes::Bytes;
+    type Decode = pb::SubmitBatchResponse;
+    type Encoder = PreEncoded;
+    type Decoder = PreEncoded;
+
+    fn encoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+
+    fn decoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+}
+
+impl tonic::codec::Encoder for PreEncoded {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for PreEncoded {
+    type Item = pb::SubmitBatchResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<pb::SubmitBatchResponse>, tonic::Status> {
+        use prost::Message;
+        pb::SubmitBatchResponse::decode(src).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
 }
 
 /// The node's log size, from `GetLedgerInfo`.

@@ -6,11 +6,14 @@
 //! transfers; then (d) the machine's ceiling, strict ed25519 verification on every core;
 //! then fills the log to `--restart-entries` and times a restart; (f) on the restarted
 //! node, issues and accepts an invoice network, then times clearing plans and runs (while
-//! transfers keep arriving), a restart and an auditor's replay (`clearing`); and (e) runs
+//! transfers keep arriving), a restart and an auditor's replay (`clearing`); (e) runs
 //! the same transfers on PostgreSQL, one transaction per transfer as (a) and (c) send them,
-//! and in transactions of the batch size as (b) sends them. It is a program that prints
-//! numbers; it exits non-zero when a number cannot be trusted (the node refused an operation,
-//! a signature did not verify, a clearing step failed), never for a missed target.
+//! and in transactions of the batch size as (b) sends them; and (g), after (c), sends
+//! `SubmitBatch` of 1,000 for a fixed time from a few clients, then from many with no pause,
+//! to see what the node keeps of its throughput when offered far more than it can take. It
+//! is a program that prints numbers; it exits non-zero when a number cannot be trusted (the
+//! node refused an operation, a signature did not verify, a clearing step failed), never for
+//! a missed target.
 
 mod ceiling;
 mod clearing;
@@ -34,12 +37,19 @@ use clap::Parser;
 
 use crate::node::Node;
 use crate::plan::{Accounts, Generator};
-use crate::report::{Disk, PostgresReport, Report, Restart, bytes, group};
+use crate::report::{Disk, OverloadReport, PostgresReport, Report, Restart, bytes, group};
 
 /// Share of the transfers of phase (c) that touch the hot account, in percent.
 const HOT_PERCENT: u32 = 10;
 /// The ceiling verifies at least this many signatures, so it runs long enough to time.
 const CEILING_VERIFICATIONS_MIN: usize = 40_000;
+/// Clients of the unloaded reference in (g), each with one request in flight.
+const OVERLOAD_REFERENCE_CLIENTS: usize = 2;
+/// Transfers per second the workload's limits are planned for in (g), beyond any node's
+/// throughput, so that no transfer of (g) can be refused (see `plan::Generator`).
+const OVERLOAD_PLANNED_PER_SEC: u64 = 20_000;
+/// Transfers signed for each part of (g): this many times what (b) accepted in as long.
+const OVERLOAD_WORK_FACTOR: f64 = 2.0;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +84,15 @@ struct Cli {
     /// Skip the clearing scenario (f)
     #[arg(long)]
     skip_clearing: bool,
+    /// Seconds each part of the overload phase (g) lasts [default: 20; --quick: 5]
+    #[arg(long, value_name = "SECONDS")]
+    overload_secs: Option<u64>,
+    /// SubmitBatch clients that overload the node in (g), with no pause between batches
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    overload_clients: usize,
+    /// Skip the overload phase (g)
+    #[arg(long)]
+    skip_overload: bool,
     /// Use small numbers, for a smoke run
     #[arg(long)]
     quick: bool,
@@ -109,11 +128,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let transfers = cli.transfers.unwrap_or(if cli.quick { 5_000 } else { 100_000 });
     let restart_entries = cli.restart_entries.unwrap_or(if cli.quick { 50_000 } else { 1_000_000 });
     let clearing_invoices = cli.clearing_invoices.unwrap_or(if cli.quick { 5_000 } else { 100_000 });
+    let overload_secs = cli.overload_secs.unwrap_or(if cli.quick { 5 } else { 20 });
     let (clients, batch, batch_clients) = (cli.clients, cli.batch, cli.batch_clients);
     anyhow::ensure!(accounts_count >= 2, "--accounts must be at least 2");
     anyhow::ensure!(transfers >= 1, "--transfers must be at least 1");
     anyhow::ensure!(clearing_invoices >= 1, "--clearing-invoices must be at least 1");
     anyhow::ensure!(clients >= 1 && batch_clients >= 1, "--clients and --batch-clients must be at least 1");
+    anyhow::ensure!(cli.overload_clients >= 1, "--overload-clients must be at least 1");
+    anyhow::ensure!(overload_secs >= 1, "--overload-secs must be at least 1");
     anyhow::ensure!(
         (1..=pb::SUBMIT_BATCH_MAX).contains(&batch),
         "--batch must be between 1 and {} (the node's bound)",
@@ -171,7 +193,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     eprintln!("registering {} accounts ...", group(accounts_count as u64 + 1));
     let accounts = Arc::new(Accounts::new(accounts_count, cli.seed));
-    let phase_transfers = 3 * transfers as u64;
+    let overload_planned = if cli.skip_overload { 0 } else { 2 * overload_secs * OVERLOAD_PLANNED_PER_SEC };
+    let phase_transfers = 3 * transfers as u64 + overload_planned;
     let fill_estimate = restart_entries.saturating_sub(accounts.list.len() as u64 + phase_transfers);
     let mut generator = Generator::new(&accounts, cli.seed, phase_transfers + fill_estimate);
     let mut cpu_rows = Vec::new();
@@ -213,6 +236,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let hot = load::unary(&url, signed, clients).await?;
     cpu_rows.push(meter.stop("(c)", hot.accepted));
     progress(&hot);
+
+    let overload = if cli.skip_overload {
+        None
+    } else {
+        let batch = pb::SUBMIT_BATCH_MAX;
+        let secs = overload_secs;
+        let rate = batched.per_sec().max(unary.per_sec());
+        let count =
+            ((rate * secs as f64 * OVERLOAD_WORK_FACTOR) as usize).max(2 * batch * cli.overload_clients);
+        eprintln!(
+            "(g) signing 2 x {} transfers, then SubmitBatch of {batch} for {secs} s from {OVERLOAD_REFERENCE_CLIENTS} clients, then from {} ...",
+            group(count as u64),
+            cli.overload_clients
+        );
+        let specs = generator.transfers(&accounts, 2 * count, 0)?;
+        let (first, second) = specs.split_at(count);
+        let (work_reference, work_overload) =
+            (Arc::new(accounts.sign(first, &ledger_id)), Arc::new(accounts.sign(second, &ledger_id)));
+        let duration = std::time::Duration::from_secs(secs);
+        let meter = cpu::Meter::start(Some(cpu::Server::Node(node.pid)));
+        let reference =
+            load::timed_batches(&url, work_reference, batch, OVERLOAD_REFERENCE_CLIENTS, duration).await?;
+        cpu_rows.push(meter.stop("(g1)", reference.result.accepted));
+        progress(&reference.result);
+        let meter = cpu::Meter::start(Some(cpu::Server::Node(node.pid)));
+        let overloaded =
+            load::timed_batches(&url, work_overload, batch, cli.overload_clients, duration).await?;
+        cpu_rows.push(meter.stop("(g2)", overloaded.result.accepted));
+        progress(&overloaded.result);
+        Some(OverloadReport {
+            batch,
+            secs,
+            reference_clients: OVERLOAD_REFERENCE_CLIENTS,
+            clients: cli.overload_clients,
+            reference,
+            overloaded,
+        })
+    };
 
     let entries = load::log_size(&mut client).await?;
     let (apparent_bytes, allocated_bytes) = node::dir_size(&data_dir)?;
@@ -321,6 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         unary,
         batched,
         hot,
+        overload,
         ceiling,
         postgres,
         clearing,

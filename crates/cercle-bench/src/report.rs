@@ -9,7 +9,7 @@ use cercle_core::format_minor;
 use crate::ceiling::Ceiling;
 use crate::clearing::{ClearingReport, LOAD_CLIENTS, LOAD_PER_SEC, Restarted, Run, stage};
 use crate::cpu::PhaseCpu;
-use crate::load::PhaseResult;
+use crate::load::{PhaseResult, Timed};
 use crate::postgres::Settings;
 
 pub struct PostgresReport {
@@ -43,6 +43,18 @@ pub struct Restart {
     pub peak_memory_bytes: u64,
 }
 
+/// The overload phase (g): the same requests from a few clients, then from many.
+pub struct OverloadReport {
+    pub batch: usize,
+    pub secs: u64,
+    pub reference_clients: usize,
+    pub clients: usize,
+    /// (g1): what the node accepts when not overloaded.
+    pub reference: Timed,
+    /// (g2): what it accepts when offered far more.
+    pub overloaded: Timed,
+}
+
 pub struct Report {
     pub clients: usize,
     pub batch: usize,
@@ -51,6 +63,8 @@ pub struct Report {
     pub unary: PhaseResult,
     pub batched: PhaseResult,
     pub hot: PhaseResult,
+    /// The overload phase (g), unless skipped.
+    pub overload: Option<OverloadReport>,
     pub ceiling: Ceiling,
     pub postgres: Option<PostgresReport>,
     /// The clearing scenario (f), unless skipped.
@@ -87,6 +101,8 @@ const TARGET_UNARY_P99_US: u64 = 25_000;
 const TARGET_POSTGRES_FACTOR: f64 = 5.0;
 /// Target: bytes on disk per transfer.
 const TARGET_BYTES_PER_TRANSFER: f64 = 512.0;
+/// Target: what the node accepts when overloaded, as a share of what it accepts when not.
+const TARGET_OVERLOAD_SHARE: f64 = 0.8;
 
 impl Report {
     pub fn print(&self) {
@@ -107,6 +123,14 @@ impl Report {
             &self.batched,
         );
         row(&format!("(c)  Submit, {c} clients, {}% touch one hot account", self.hot_percent), &self.hot);
+        if let Some(g) = &self.overload {
+            let what = format!("SubmitBatch of {}, {} s", g.batch, g.secs);
+            row(
+                &format!("(g1) {what}, {} clients (latency per request)", g.reference_clients),
+                &g.reference.result,
+            );
+            row(&format!("(g2) {what}, {} clients, no pause", g.clients), &g.overloaded.result);
+        }
         if let Some(pg) = &self.postgres {
             row(&format!("(e1) PostgreSQL, {c} connections, as (a)"), &pg.uniform);
             row(&format!("(e2) PostgreSQL, {c} connections, as (c)"), &pg.hot);
@@ -176,6 +200,10 @@ impl Report {
                 s.version, s.fsync, s.synchronous_commit, s.wal_sync_method, s.shared_buffers, self.batch
             );
             println!("     note: the PostgreSQL path verifies no signatures, which favours PostgreSQL");
+        }
+        match &self.overload {
+            Some(g) => print_overload(g),
+            None => println!("(g)  overload: skipped (--skip-overload)"),
         }
         println!();
         match &self.clearing {
@@ -258,6 +286,23 @@ impl Report {
                 group(self.disk_restart.entries)
             ),
         );
+        match &self.overload {
+            Some(g) => {
+                let (reference, overloaded) = (&g.reference.result, &g.overloaded.result);
+                let share = overloaded.per_sec() / reference.per_sec().max(1e-9);
+                target(
+                    share >= TARGET_OVERLOAD_SHARE,
+                    &format!(
+                        "(g2) overloaded >= 80% of (g1) unloaded: {} vs {} transfers/s ({:.1}%), p99 of accepted requests {} ms",
+                        group_f(overloaded.per_sec()),
+                        group_f(reference.per_sec()),
+                        100.0 * share,
+                        ms(overloaded.latency_us.value_at_quantile(0.99))
+                    ),
+                );
+            }
+            None => println!("  [not measured] (g2) overloaded >= 80% of (g1) unloaded"),
+        }
         let rejected: u64 = self.node_phases().iter().map(|(_, p)| p.rejected).sum();
         if rejected > 0 {
             println!();
@@ -295,6 +340,9 @@ impl Report {
     fn node_phases(&self) -> Vec<(&'static str, &PhaseResult)> {
         let mut phases = vec![("(a)", &self.unary), ("(b)", &self.batched), ("(c)", &self.hot)];
         phases.extend(self.fill.iter().map(|f| ("fill", f)));
+        if let Some(g) = &self.overload {
+            phases.extend([("(g1)", &g.reference.result), ("(g2)", &g.overloaded.result)]);
+        }
         if let Some(f) = &self.clearing {
             phases.extend([("(f1)", &f.issue), ("(f2)", &f.accept)]);
             phases.extend(f.runs.iter().map(|r| ("(f) transfers during a run", &r.load.all)));
@@ -412,6 +460,34 @@ impl Report {
                 "  WARNING: other processes kept the CPU busy during {}: those numbers are pessimistic",
                 busy_rest.join(", ")
             );
+        }
+    }
+}
+
+/// Section (g): the offered load, and what the node kept of its throughput.
+fn print_overload(g: &OverloadReport) {
+    let offered = |t: &Timed| t.offered as f64 / t.result.wall.as_secs_f64().max(1e-9);
+    let (reference, overloaded) = (&g.reference, &g.overloaded);
+    println!(
+        "(g)  overload: {} clients each keep a SubmitBatch of {} in flight with no pause, resending what was \
+         answered BUSY (at once after progress, else after 1-50 ms):",
+        g.clients, g.batch
+    );
+    println!(
+        "     offered {} envelopes/s ({:.0}x what (g1) accepted), {} answered BUSY; accepted {} transfers/s = {:.1}% \
+         of (g1) with {} clients; p99 of accepted requests {} ms (g1: {} ms)",
+        group_f(offered(overloaded)),
+        offered(overloaded) / reference.result.per_sec().max(1e-9),
+        group(overloaded.result.busy_retries),
+        group_f(overloaded.result.per_sec()),
+        100.0 * overloaded.result.per_sec() / reference.result.per_sec().max(1e-9),
+        g.reference_clients,
+        ms(overloaded.result.latency_us.value_at_quantile(0.99)),
+        ms(reference.result.latency_us.value_at_quantile(0.99)),
+    );
+    for (name, t) in [("(g1)", reference), ("(g2)", overloaded)] {
+        if t.ran_out {
+            println!("     WARNING: {name} ran out of signed transfers before {} s", g.secs);
         }
     }
 }

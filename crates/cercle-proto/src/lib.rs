@@ -5,11 +5,21 @@
 //! import this crate as `pb`. Conversions into domain types are `TryFrom` and treat a
 //! missing field as an error, never as a default.
 
+pub mod codec;
+
+/// The messages and the server, which decodes requests with `codec::RequestCodec`.
 mod generated {
     #![allow(clippy::all, clippy::pedantic)]
     tonic::include_proto!("cercle.v1");
 }
 pub use generated::*;
+
+/// The client, generated apart with prost's own codec (see `build.rs`).
+mod generated_client {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/client/cercle.v1.rs"));
+}
+pub use generated_client::ledger_client;
 
 use cercle_core as core;
 use core::{AccountId, PublicKey, Rejection as Reject};

@@ -4,11 +4,15 @@
 //! `serve`; everything a test needs to start a real node in-process is here too.
 //! Wire types stay inside the handlers (`service`).
 
+pub mod admission;
 pub mod auth;
 pub mod checkpointer;
 pub mod error;
+pub mod limits;
+pub mod net;
 pub mod recovery;
 pub mod service;
+pub mod streams;
 pub mod view;
 pub mod writer;
 
@@ -25,6 +29,8 @@ use cercle_proto as pb;
 use cercle_store::Store;
 use rand::RngCore;
 use tokio::net::TcpListener;
+
+pub use limits::ServerLimits;
 
 /// Largest gRPC message the node decodes: a full `SubmitBatch` (1,000 envelopes with
 /// bodies of at most 4 KiB) fits; anything larger is refused before it is parsed.
@@ -232,8 +238,13 @@ async fn witness_loop(
 }
 
 /// Opens the data directory, brings the state up to the end of the log (see `recovery`)
-/// and starts the writer.
+/// and starts the writer, with the default limits.
 pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
+    open_node_with_limits(dir, &ServerLimits::default()).await
+}
+
+/// `open_node` with the handlers' bounds taken from `limits`.
+pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Result<OpenNode, NodeError> {
     let node_key_path = dir.node_key();
     let node_key_text = std::fs::read_to_string(&node_key_path).map_err(io_err(&node_key_path))?;
     let node_key = decode_key_file(&node_key_text)
@@ -275,6 +286,7 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
         view.clone(),
         writer.handle,
         node_key.clone(),
+        limits,
     );
     let threads = vec![writer.executor, writer.syncer, checkpointer];
     Ok(OpenNode { genesis, service, store, view, node_key, writer_stopped: Some(writer_stopped), threads })
@@ -301,23 +313,48 @@ fn log_recovery(report: &recovery::RecoveryReport, ledger: &cercle_core::Ledger)
     }
 }
 
-/// Opens the data directory and serves gRPC on `listener` until `shutdown` completes.
-/// `ready` is called with the address once the ledger is open and checked, just before
-/// the first request is served.
+/// Descriptors the node needs besides its connections: the log, sled's files, the
+/// standard streams, the listener.
+const FILE_DESCRIPTORS_RESERVED: u64 = 64;
+
+/// Warns when the process may open fewer files than `connections_max` connections need.
+fn check_file_descriptor_limit(connections_max: usize) {
+    use nix::sys::resource::{Resource, getrlimit};
+    let needed = connections_max as u64 + FILE_DESCRIPTORS_RESERVED;
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft < needed => tracing::warn!(
+            rlimit_nofile = soft,
+            connections_max,
+            "the process may open fewer files than the connection limit needs (raise RLIMIT_NOFILE to {needed}, \
+             e.g. LimitNOFILE= or ulimit -n): past it, new connections wait for old ones to close"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot read RLIMIT_NOFILE"),
+    }
+}
+
+/// Opens the data directory and serves gRPC on `listener`, within `limits`, until
+/// `shutdown` completes. `ready` is called with the address once the ledger is open and
+/// checked, just before the first request is served.
 pub async fn serve(
     dir: &DataDir,
     listener: TcpListener,
+    limits: &ServerLimits,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
-    let mut node = open_node(dir).await?;
+    let mut node = open_node_with_limits(dir, limits).await?;
     let (genesis, store) = (node.genesis.clone(), node.store.clone());
     let writer_stopped = node.writer_stopped.take();
     let (stop_witness, witness_stop) = tokio::sync::watch::channel(false);
     let witness = tokio::spawn(witness_loop(store.clone(), node.node_key.clone(), witness_stop));
-    let ledger_server = pb::ledger_server::LedgerServer::new(node.service.clone())
-        .max_decoding_message_size(REQUEST_BYTES_MAX)
-        .max_encoding_message_size(RESPONSE_BYTES_MAX);
+    let room = node.service.writer().room();
+    let ledger_server = admission::RefuseWritesWhenFull::new(
+        pb::ledger_server::LedgerServer::new(node.service.clone())
+            .max_decoding_message_size(REQUEST_BYTES_MAX)
+            .max_encoding_message_size(RESPONSE_BYTES_MAX),
+        room,
+    );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>().await;
     // Server reflection in both versions: v1, and v1alpha, which many tools still ask for
@@ -332,16 +369,19 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let addr: SocketAddr = listener.local_addr().map_err(io_err(&dir.root))?;
+    check_file_descriptor_limit(limits.connections_max);
     tracing::info!(%addr, ledger_id = %genesis.ledger_id, currency = %genesis.currency, "serving");
     ready(addr);
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
-        .timeout(Duration::from_secs(30))
+        .timeout(limits.request_timeout)
+        .http2_keepalive_interval(Some(limits.keepalive_interval()))
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ledger_server)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(net::incoming(listener, limits), async {
             tokio::select! {
                 () = shutdown => {}
                 _ = async { match writer_stopped { Some(rx) => { let _ = rx.await; } None => std::future::pending::<()>().await } } => {

@@ -2,6 +2,7 @@
 //! outcome. No business logic lives here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cercle_core::checkpoint::{Statement, TreeHead};
 use cercle_core::sign::Keypair;
@@ -11,20 +12,20 @@ use cercle_store::ProofRequestError;
 use cercle_store::Store;
 use tonic::{Request, Response, Status};
 
+use crate::admission::Verifiers;
 use crate::auth::{Caller, authenticate};
 use crate::error::ServiceError;
+use crate::limits::ServerLimits;
 use crate::now_ms;
+use crate::streams::{self, StreamGate};
 use crate::view::View;
-use crate::writer::{Receipt, WriterHandle};
+use crate::writer::{self, Receipt, WriterHandle};
 use cercle_store::PAGE_BYTES_MAX;
 
 use cercle_proto::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, SUBMIT_BATCH_MAX};
 
 /// Most entries of one account a statement is computed from.
 pub const STATEMENT_HISTORY_MAX: usize = 1_000_000;
-
-/// Entries buffered between the store and a `StreamEntries` client.
-pub const STREAM_BUFFER_ENTRIES: usize = 256;
 
 #[derive(Clone)]
 pub struct LedgerService {
@@ -36,6 +37,11 @@ pub struct LedgerService {
     writer: WriterHandle,
     /// Signs tree heads.
     node_key: Arc<Keypair>,
+    /// Bounds the batch verification tasks on the blocking pool.
+    verifiers: Verifiers,
+    /// Bounds the open `StreamEntries` streams.
+    streams: Arc<StreamGate>,
+    stream_send_timeout: Duration,
 }
 
 impl LedgerService {
@@ -45,19 +51,35 @@ impl LedgerService {
         view: Arc<View>,
         writer: WriterHandle,
         node_key: Arc<Keypair>,
+        limits: &ServerLimits,
     ) -> Self {
-        LedgerService { genesis, store, view, writer, node_key }
+        LedgerService {
+            genesis,
+            store,
+            view,
+            writer,
+            node_key,
+            verifiers: Verifiers::per_core(),
+            streams: Arc::new(StreamGate::new(limits.streams_per_key_max, limits.streams_max)),
+            stream_send_timeout: limits.stream_send_timeout,
+        }
     }
 
-    /// Authenticates a read that only administrators and auditors may make.
+    /// The writer these handlers hand operations to.
+    pub fn writer(&self) -> &WriterHandle {
+        &self.writer
+    }
+
+    /// Authenticates a read that only administrators and auditors may make; returns the
+    /// caller's key.
     fn authorize_governance(
         &self,
         metadata: &tonic::metadata::MetadataMap,
         method: &str,
         subject: &str,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<core::PublicKey, ServiceError> {
         match authenticate(&self.genesis, metadata, method, subject, now_ms())? {
-            Caller::Governance(_) => Ok(()),
+            Caller::Governance(key) => Ok(key),
             Caller::Key(key) => Err(ServiceError::PermissionDenied(format!(
                 "key {key} may not call {method}: administrators and auditors only"
             ))),
@@ -214,48 +236,44 @@ impl LedgerService {
     async fn submit_envelope(&self, envelope: Option<pb::Envelope>) -> Result<pb::Receipt, ServiceError> {
         let envelope =
             envelope.ok_or_else(|| ServiceError::InvalidArgument("the request has no envelope".into()))?;
+        // A place in the writer's queue first: an operation refused for want of room
+        // costs no signature check.
+        let slot = self.writer.reserve(1).and_then(|mut r| r.take_one()).ok_or_else(writer::queue_full)?;
         let (envelope, op) = self.check_envelope(envelope)?;
-        let receipt = self.writer.submit(envelope, op).await?;
+        let receipt = self.writer.submit(slot, envelope, op).await?;
         log_receipt(&receipt);
         Ok(receipt_to_pb(&receipt))
     }
 
-    /// Checks a batch's envelopes in parallel on the blocking pool (signature verification
-    /// is the expensive part), then hands the valid ones to the writer together. Each
-    /// receipt shows what its envelope's signer may read.
-    async fn submit_many(&self, envelopes: Vec<pb::Envelope>) -> Vec<Result<pb::Receipt, ServiceError>> {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let chunk_len = envelopes.len().div_ceil(workers).max(1);
-        let mut chunks = Vec::new();
-        let mut rest = envelopes;
-        while !rest.is_empty() {
-            let tail = rest.split_off(chunk_len.min(rest.len()));
-            let chunk = std::mem::replace(&mut rest, tail);
-            let this = self.clone();
-            chunks.push(tokio::task::spawn_blocking(move || {
-                chunk.into_iter().map(|e| this.check_envelope(e)).collect::<Vec<_>>()
-            }));
-        }
-        let mut checked = Vec::new();
-        for chunk in chunks {
-            match chunk.await {
-                Ok(results) => checked.extend(results),
-                Err(e) => {
-                    return vec![Err(ServiceError::Internal(format!("verification task failed: {e}")))];
-                }
-            }
-        }
+    /// Reserves places in the writer's queue for as many of the batch's envelopes as fit,
+    /// in order, and answers the others BUSY unverified; checks the admitted ones in
+    /// parallel on the bounded verification tasks (signature verification is the
+    /// expensive part), then hands the valid ones to the writer together. Each receipt
+    /// shows what its envelope's signer may read.
+    async fn submit_many(&self, mut envelopes: Vec<pb::Envelope>) -> Vec<Result<pb::Receipt, ServiceError>> {
+        let count = envelopes.len();
+        let mut reservation = self.writer.reserve(count);
+        let refused = envelopes.split_off(reservation.as_ref().map_or(0, |r| r.len()));
+        let checked = match self.check_many(envelopes).await {
+            Ok(checked) => checked,
+            Err(detail) => return (0..count).map(|_| Err(ServiceError::Internal(detail.clone()))).collect(),
+        };
         let mut results: Vec<Option<Result<pb::Receipt, ServiceError>>> = Vec::with_capacity(checked.len());
         let mut valid = Vec::new();
         for (i, c) in checked.into_iter().enumerate() {
-            match c {
-                Ok(ok) => {
-                    valid.push((i, ok));
+            match (c, reservation.as_mut().and_then(|r| r.take_one())) {
+                (Ok((envelope, op)), Some(slot)) => {
+                    valid.push((i, (slot, envelope, op)));
                     results.push(None);
                 }
-                Err(e) => results.push(Some(Err(e))),
+                (Ok(_), None) => results.push(Some(Err(ServiceError::Internal(
+                    "an admitted envelope found no place reserved for it".into(),
+                )))),
+                (Err(e), _) => results.push(Some(Err(e))),
             }
         }
+        // The places of envelopes that failed their checks are free again.
+        drop(reservation);
         let (indexes, items): (Vec<usize>, Vec<_>) = valid.into_iter().unzip();
         for (i, outcome) in indexes.into_iter().zip(self.writer.submit_many(items).await) {
             results[i] = Some(outcome.map(|receipt| {
@@ -266,7 +284,34 @@ impl LedgerService {
         results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(ServiceError::Internal("an envelope got no result".into()))))
+            .chain(refused.iter().map(|_| Err(writer::queue_full())))
             .collect()
+    }
+
+    /// `check_envelope` on every envelope, in order, split among the verification tasks.
+    #[allow(clippy::type_complexity)]
+    async fn check_many(
+        &self,
+        mut envelopes: Vec<pb::Envelope>,
+    ) -> Result<Vec<Result<(core::Envelope, core::Operation), ServiceError>>, String> {
+        let chunk_len = envelopes.len().div_ceil(self.verifiers.tasks_max()).max(1);
+        let mut tasks = Vec::new();
+        while !envelopes.is_empty() {
+            let tail = envelopes.split_off(chunk_len.min(envelopes.len()));
+            let chunk = std::mem::replace(&mut envelopes, tail);
+            let this = self.clone();
+            // Each chunk waits for a free task, in order, then starts at once.
+            tasks.push(
+                self.verifiers
+                    .spawn(move || chunk.into_iter().map(|e| this.check_envelope(e)).collect::<Vec<_>>())
+                    .await,
+            );
+        }
+        let mut checked = Vec::new();
+        for task in tasks {
+            checked.extend(task.await.map_err(|e| format!("verification task failed: {e}"))?);
+        }
+        Ok(checked)
     }
 }
 
@@ -375,7 +420,7 @@ fn hashes(list: Vec<[u8; 32]>) -> Vec<Vec<u8>> {
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
-    type StreamEntriesStream = tokio_stream::wrappers::ReceiverStream<Result<pb::Entry, Status>>;
+    type StreamEntriesStream = streams::EntryStream;
 
     async fn get_tree_head(
         &self,
@@ -500,30 +545,14 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::StreamEntriesRequest>,
     ) -> Result<Response<Self::StreamEntriesStream>, Status> {
         let from = request.get_ref().from_sequence.max(1);
-        self.authorize_governance(
+        let key = self.authorize_governance(
             request.metadata(),
             "StreamEntries",
             &request.get_ref().from_sequence.to_string(),
         )?;
+        let ticket = self.streams.admit(key)?;
         let end = self.store.tree().0;
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_ENTRIES);
-        let store = self.store.clone();
-        // Reads block (sled, the log file): a blocking task feeds the bounded channel, and
-        // stops as soon as the client goes away.
-        tokio::task::spawn_blocking(move || {
-            for seq in from..=end {
-                let item = match store.entry(seq) {
-                    Ok(Some(entry)) => Ok(pb::Entry::from(&core::EntryView::whole(&entry))),
-                    Ok(None) => Err(Status::from(ServiceError::Internal(format!("entry {seq} is missing")))),
-                    Err(e) => Err(Status::from(ServiceError::from(e))),
-                };
-                let failed = item.is_err();
-                if tx.blocking_send(item).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(Response::new(streams::entries(self.store.clone(), from, end, ticket, self.stream_send_timeout)))
     }
 
     async fn get_ledger_info(

@@ -17,6 +17,10 @@
 //! the group (`disk full: N bytes free at PATH`) when it cannot. Writes resume by
 //! themselves once there is room.
 //!
+//! Handlers reserve a place in the queue (`WriterHandle::reserve`, see `admission`) before
+//! they verify anything; each request carries its place (`Slot`) inside its `Reply`, so the
+//! place is free again only once the request is answered, whatever path it took.
+//!
 //! A clearing run is solved away from the executor: the executor copies what the run reads
 //! (`ClearingSnapshot`, linear in the open invoices), a planner thread solves and checks
 //! it, and the executor then applies the record in a group of its own after checking it
@@ -37,13 +41,17 @@ use cercle_core::{
 use cercle_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admission::{QueueRoom, Reservation, Slot};
 use crate::error::ServiceError;
 use crate::view::{Applied, View};
 
-/// Most requests waiting for the writer. Past this, `Submit` answers RESOURCE_EXHAUSTED.
+/// Most operations waiting for the writer, counting those executed and not yet answered.
+/// Past this, `Submit` answers RESOURCE_EXHAUSTED and `SubmitBatch` BUSY, before verifying.
 pub const WRITE_QUEUE_MAX: usize = 4096;
 /// Most operations the writer applies and persists as one group.
 pub const WRITE_BATCH_MAX: usize = 512;
+/// Room in the writer's channel beyond the operations' places: snapshots and plans.
+const CONTROL_MESSAGES_MAX: usize = 64;
 /// How many times a clearing run is planned away from the writer before it is solved on it.
 pub const CLEARING_PLANS_MAX: u32 = 3;
 
@@ -61,7 +69,18 @@ pub struct Receipt {
     pub balances_shown: Vec<BalanceAfter>,
 }
 
-type Reply = oneshot::Sender<Result<Receipt, ServiceError>>;
+/// Where an operation's answer goes, and the place in the queue it holds until then.
+struct Reply {
+    tx: oneshot::Sender<Result<Receipt, ServiceError>>,
+    _slot: Slot,
+}
+
+impl Reply {
+    /// Answers; the place is freed with the reply. A submitter that went away is not an error.
+    fn send(self, answer: Result<Receipt, ServiceError>) {
+        let _ = self.tx.send(answer);
+    }
+}
 
 /// A request to the writer.
 enum Request {
@@ -90,59 +109,76 @@ struct Parked {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Request>,
+    room: QueueRoom,
 }
 
 fn stopping() -> ServiceError {
     ServiceError::Unavailable("the node is stopping; the operation was not executed: retry it".into())
 }
 
-fn busy() -> ServiceError {
+/// The answer to an operation that found no place in the writer's queue.
+pub fn queue_full() -> ServiceError {
     ServiceError::Busy(format!(
         "the node is busy: {WRITE_QUEUE_MAX} operations are waiting to be written; retry shortly"
     ))
 }
 
 impl WriterHandle {
-    /// Queues a verified, decoded operation and waits for its outcome. Fails at once with
-    /// `Busy` when the queue is full.
-    pub async fn submit(&self, envelope: Envelope, op: Operation) -> Result<Receipt, ServiceError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Request::Op { envelope, op, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => busy(),
-            mpsc::error::TrySendError::Closed(_) => ServiceError::Internal("the writer has stopped".into()),
-        })?;
+    /// Reserves up to `wanted` places in the queue (see `admission`); `None` when the queue
+    /// is full. Never waits.
+    pub fn reserve(&self, wanted: usize) -> Option<Reservation> {
+        self.room.reserve(wanted)
+    }
+
+    /// The queue's free places, as `reserve` sees them.
+    pub fn room(&self) -> QueueRoom {
+        self.room.clone()
+    }
+
+    /// Queues a verified, decoded operation in the place `slot` and waits for its outcome.
+    pub async fn submit(
+        &self,
+        slot: Slot,
+        envelope: Envelope,
+        op: Operation,
+    ) -> Result<Receipt, ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(Request::Op { envelope, op, reply: Reply { tx, _slot: slot } })?;
         rx.await.map_err(|_| ServiceError::Internal("the writer dropped a request".into()))?
     }
 
-    /// Queues many operations at once and waits for all their outcomes, in order. When
-    /// the queue fills up, the operations that did not fit are answered `Busy`.
-    pub async fn submit_many(&self, items: Vec<(Envelope, Operation)>) -> Vec<Result<Receipt, ServiceError>> {
-        let mut waiting = Vec::with_capacity(items.len());
-        let mut full = false;
-        for (envelope, op) in items {
-            if full {
-                waiting.push(None);
-                continue;
-            }
-            let (reply, rx) = oneshot::channel();
-            match self.tx.try_send(Request::Op { envelope, op, reply }) {
-                Ok(()) => waiting.push(Some(rx)),
-                Err(_) => {
-                    full = true;
-                    waiting.push(None);
-                }
-            }
-        }
+    /// Queues many operations, each in its place, and waits for all their outcomes, in order.
+    pub async fn submit_many(
+        &self,
+        items: Vec<(Slot, Envelope, Operation)>,
+    ) -> Vec<Result<Receipt, ServiceError>> {
+        let waiting: Vec<_> = items
+            .into_iter()
+            .map(|(slot, envelope, op)| {
+                let (tx, rx) = oneshot::channel();
+                self.queue(Request::Op { envelope, op, reply: Reply { tx, _slot: slot } }).map(|()| rx)
+            })
+            .collect();
         let mut results = Vec::with_capacity(waiting.len());
         for rx in waiting {
             results.push(match rx {
-                None => Err(busy()),
-                Some(rx) => rx
+                Err(e) => Err(e),
+                Ok(rx) => rx
                     .await
                     .unwrap_or_else(|_| Err(ServiceError::Internal("the writer dropped a request".into()))),
             });
         }
         results
+    }
+
+    fn queue(&self, request: Request) -> Result<(), ServiceError> {
+        // Every queued operation holds a place, and the channel has room for all of them
+        // and for the writer's own messages, so `Full` does not happen; it is answered as
+        // a full queue all the same.
+        self.tx.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => queue_full(),
+            mpsc::error::TrySendError::Closed(_) => ServiceError::Internal("the writer has stopped".into()),
+        })
     }
 
     /// What a clearing run would read now, copied by the writer between two groups.
@@ -212,7 +248,8 @@ pub fn spawn_writer(
     derived_stuck: Arc<AtomicBool>,
     stopped: oneshot::Sender<()>,
 ) -> std::io::Result<Writer> {
-    let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
+    // Room for every place, and for the snapshots and plans that travel the same queue.
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX + CONTROL_MESSAGES_MAX);
     let (to_syncer, from_executor) = std::sync::mpsc::sync_channel::<Group>(1);
     let feedback = Arc::new(Mutex::new(Feedback::default()));
     let genesis = Arc::new(ledger.genesis().clone());
@@ -243,7 +280,7 @@ pub fn spawn_writer(
         };
         executor.run(rx);
     })?;
-    Ok(Writer { handle: WriterHandle { tx }, executor, syncer })
+    Ok(Writer { handle: WriterHandle { tx, room: QueueRoom::new(WRITE_QUEUE_MAX) }, executor, syncer })
 }
 
 struct Executor {
@@ -294,7 +331,7 @@ impl Executor {
         // Every handle is gone: the syncer finishes what it has, then stops. Clearing runs
         // still waiting for a plan are not executed.
         for parked in self.parked.drain(..) {
-            let _ = parked.reply.send(Err(stopping()));
+            parked.reply.send(Err(stopping()));
         }
         tracing::info!("writer stopped");
     }
@@ -336,7 +373,7 @@ impl Executor {
         self.take_feedback();
         if let Some(e) = self.refusal() {
             for (_, _, reply) in ops.drain(..) {
-                let _ = reply.send(Err(e.clone()));
+                reply.send(Err(e.clone()));
             }
             return;
         }
@@ -418,7 +455,7 @@ impl Executor {
             self.ledger.undo_to(group.before);
             let error = disk_full(&self.store, &e);
             for (reply, _) in group.replies.drain(..) {
-                let _ = reply.send(Err(error.clone()));
+                reply.send(Err(error.clone()));
             }
             return;
         }
@@ -467,11 +504,11 @@ impl Executor {
                     if let Err(mpsc::error::SendError(Request::Planned { parked, .. })) =
                         tx.blocking_send(Request::Planned { parked, result })
                     {
-                        let _ = parked.reply.send(Err(stopping()));
+                        parked.reply.send(Err(stopping()));
                     }
                 }
                 None => {
-                    let _ = parked.reply.send(Err(stopping()));
+                    parked.reply.send(Err(stopping()));
                 }
             }
         });
@@ -500,7 +537,7 @@ impl Executor {
             }
         };
         if let Some(e) = self.refusal() {
-            let _ = reply.send(Err(e));
+            reply.send(Err(e));
             self.plan_next();
             return;
         }
@@ -596,7 +633,7 @@ impl Syncer {
             self.view.publish(&group.applied);
         }
         for (reply, outcome) in group.replies {
-            let _ = reply.send(self.resolve(outcome));
+            reply.send(self.resolve(outcome));
         }
         if !group.entries.is_empty() {
             self.feedback.lock().unwrap_or_else(std::sync::PoisonError::into_inner).durable =
@@ -633,6 +670,6 @@ impl Syncer {
 
 fn answer_all(replies: Vec<(Reply, Outcome)>, error: &ServiceError) {
     for (reply, _) in replies {
-        let _ = reply.send(Err(error.clone()));
+        reply.send(Err(error.clone()));
     }
 }
