@@ -142,7 +142,7 @@ pub async fn client_loop(
 /// The whole log as the node serves it to an administrator (`StreamEntries`), in order.
 pub async fn stream_all(node: &Node, g: &Genesis, admin: &Keypair) -> Vec<pb::Entry> {
     let mut client = node.client().await;
-    let req = signed(g, admin, "StreamEntries", "1", pb::StreamEntriesRequest { from_sequence: 1 });
+    let req = signed(g, admin, "StreamEntries", pb::StreamEntriesRequest { from_sequence: 1 });
     let mut stream = client.stream_entries(req).await.expect("StreamEntries").into_inner();
     let mut entries = Vec::new();
     while let Some(entry) = stream.message().await.expect("the stream of entries") {
@@ -163,8 +163,7 @@ pub async fn history(node: &Node, g: &Genesis, admin: &Keypair, name: &str) -> V
             page_size: 1000,
             ..Default::default()
         };
-        let resp =
-            client.list_entries(signed(g, admin, "ListEntries", name, page)).await.unwrap().into_inner();
+        let resp = client.list_entries(signed(g, admin, "ListEntries", page)).await.unwrap().into_inner();
         sequences.extend(resp.entries.iter().map(|e| e.sequence));
         match resp.next_after_sequence {
             Some(next) => after = next,
@@ -173,10 +172,11 @@ pub async fn history(node: &Node, g: &Genesis, admin: &Keypair, name: &str) -> V
     }
 }
 
-pub fn signed<T>(g: &Genesis, key: &Keypair, method: &str, subject: &str, msg: T) -> tonic::Request<T> {
+pub fn signed<T: prost::Message>(g: &Genesis, key: &Keypair, method: &str, msg: T) -> tonic::Request<T> {
     let ts = now_ms();
+    let encoded = msg.encode_to_vec();
     let mut req = tonic::Request::new(msg);
-    let sig = key.sign(&cercle_core::sign::read_auth_message(&g.ledger_id, method, ts, subject));
+    let sig = key.sign(&cercle_core::sign::read_auth_message(&g.ledger_id, method, ts, &encoded));
     let md = req.metadata_mut();
     md.insert("x-cercle-pubkey", key.public_key().to_hex().parse().unwrap());
     md.insert("x-cercle-timestamp", ts.to_string().parse().unwrap());
@@ -240,7 +240,7 @@ pub async fn check(node: &Node, g: &Genesis, admin: &Keypair, acked: &HashMap<Op
     let mut sum: i128 = 0;
     for i in 0..ACCOUNTS {
         let name = account(i).to_string();
-        let req = signed(g, admin, "GetAccount", &name, pb::GetAccountRequest { account: name.clone() });
+        let req = signed(g, admin, "GetAccount", pb::GetAccountRequest { account: name.clone() });
         let a = client.get_account(req).await.unwrap().into_inner().account.unwrap();
         assert_eq!(Some(&a.balance_minor), balances.get(&name), "{name}: GetAccount against the entries");
         assert!(a.balance_minor >= -a.credit_limit_minor, "{name} is below its limit");

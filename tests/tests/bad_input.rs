@@ -216,38 +216,33 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
     let status = client.get_account(pb::GetAccountRequest { account: "whale".into() }).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     let ts = now_ms();
-    let req = signed_read(
-        &g,
-        &fx.firm,
-        "GetAccount",
-        "whale",
-        ts,
-        pb::GetAccountRequest { account: "whale".into() },
-    );
+    let req = signed_read(&g, &fx.firm, "GetAccount", ts, pb::GetAccountRequest { account: "whale".into() });
     let status = client.get_account(req).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    // A read signature is bound to its subject: reused for another account, it fails.
-    let mut req = signed_read(
-        &g,
-        &fx.firm,
-        "GetAccount",
-        "whale",
-        ts,
-        pb::GetAccountRequest { account: "firm-a".into() },
-    );
-    req.metadata_mut().remove("x-cercle-timestamp");
-    req.metadata_mut().insert("x-cercle-timestamp", ts.to_string().parse().unwrap());
+    // A read signature covers the whole request: its headers, moved onto a request for
+    // another account (or another page), fail.
+    let (metadata, extensions, _) =
+        signed_read(&g, &fx.firm, "GetAccount", ts, pb::GetAccountRequest { account: "firm-b".into() })
+            .into_parts();
+    let req =
+        tonic::Request::from_parts(metadata, extensions, pb::GetAccountRequest { account: "firm-a".into() });
     let status = client.get_account(req).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    // The firm reads its own account.
-    let req = signed_read(
+    assert!(status.message().contains("SHA-256 of the request"), "{status:?}");
+    // A timestamp more than 60 s away from the node's clock is refused.
+    let stale = signed_read(
         &g,
         &fx.firm,
         "GetAccount",
-        "firm-b",
-        now_ms(),
+        ts - 61_000,
         pb::GetAccountRequest { account: "firm-b".into() },
     );
+    let status = client.get_account(stale).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("more than 60 s"), "{status:?}");
+    // The firm reads its own account.
+    let req =
+        signed_read(&g, &fx.firm, "GetAccount", now_ms(), pb::GetAccountRequest { account: "firm-b".into() });
     let account = client.get_account(req).await.unwrap().into_inner().account.unwrap();
     assert_eq!(account.balance_minor, AMOUNT_MAX);
 
@@ -258,7 +253,7 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
         page_size: 5000,
         ..Default::default()
     };
-    let req = signed_read(&g, &fx.admin, "ListEntries", "firm-a", now_ms(), page);
+    let req = signed_read(&g, &fx.admin, "ListEntries", now_ms(), page);
     let status = client.list_entries(req).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("maximum is 1000"), "{status:?}");
@@ -274,16 +269,16 @@ async fn bad_input_is_refused_clearly_and_the_node_keeps_serving() {
     fx.node.stop();
 }
 
-fn signed_read<T>(
+fn signed_read<T: prost::Message>(
     g: &Genesis,
     key: &Keypair,
     method: &str,
-    subject: &str,
     ts: u64,
     msg: T,
 ) -> tonic::Request<T> {
+    let encoded = msg.encode_to_vec();
     let mut req = tonic::Request::new(msg);
-    let sig = key.sign(&cercle_core::sign::read_auth_message(&g.ledger_id, method, ts, subject));
+    let sig = key.sign(&cercle_core::sign::read_auth_message(&g.ledger_id, method, ts, &encoded));
     req.metadata_mut().insert("x-cercle-pubkey", key.public_key().to_hex().parse().unwrap());
     req.metadata_mut().insert("x-cercle-timestamp", ts.to_string().parse().unwrap());
     req.metadata_mut().insert("x-cercle-signature", hex_encode(&sig).parse().unwrap());

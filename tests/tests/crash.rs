@@ -101,7 +101,18 @@ async fn acknowledged_operations_survive_sigkill() {
         let start = startups(&node_log).pop().expect("the node logged how it started");
         eprintln!("round {round}: {start:?}; {size} entries, {} acknowledged transfers", acked_now.len());
         assert_eq!(start.entries, size as u64, "round {round}: the node's count of entries");
-        assert_eq!(start.torn_tail_cut_bytes, torn, "round {round}: the torn tail cut, and only it");
+        // A kill can itself tear the last write: Linux stops a write to a regular file
+        // between pages once a fatal signal is pending, so a group being written when the
+        // plug is pulled (never acknowledged: replies wait for its fdatasync) may be left
+        // partial. Then the cut holds those bytes as well as any record this test appended.
+        match (torn, start.torn_tail_cut_bytes) {
+            (Some(appended), Some(cut)) => {
+                assert!(cut >= appended, "round {round}: cut {cut} bytes, fewer than the {appended} appended")
+            }
+            (Some(appended), None) => panic!("round {round}: the {appended} bytes appended were not cut"),
+            (None, Some(cut)) => eprintln!("round {round}: the kill tore the last write: {cut} bytes cut"),
+            (None, None) => {}
+        }
         // The contract allows a rebuild after any crash: only the damaged rounds are pinned.
         if round % 3 == 2 {
             assert_eq!(start.state, StateRecovery::Rebuilt, "round {round}: the state was damaged");

@@ -107,12 +107,8 @@ impl Node {
         key: &Keypair,
         account: &AccountId,
     ) -> anyhow::Result<pb::GetAccountResponse> {
-        let request = self.authenticated(
-            key,
-            "GetAccount",
-            account.as_str(),
-            pb::GetAccountRequest { account: account.to_string() },
-        )?;
+        let request =
+            self.authenticated(key, "GetAccount", pb::GetAccountRequest { account: account.to_string() })?;
         let response = self.client.get_account(request).await;
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
@@ -128,7 +124,6 @@ impl Node {
         let request = self.authenticated(
             key,
             "ListEntries",
-            account.as_str(),
             pb::ListEntriesRequest { account: account.to_string(), ..page },
         )?;
         let response = self.client.list_entries(request).await;
@@ -136,12 +131,8 @@ impl Node {
     }
 
     pub async fn get_invoice(&mut self, key: &Keypair, id: &InvoiceId) -> anyhow::Result<pb::Invoice> {
-        let request = self.authenticated(
-            key,
-            "GetInvoice",
-            &id.to_string(),
-            pb::GetInvoiceRequest { invoice_id: id.0.to_vec() },
-        )?;
+        let request =
+            self.authenticated(key, "GetInvoice", pb::GetInvoiceRequest { invoice_id: id.0.to_vec() })?;
         let response = self.client.get_invoice(request).await;
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
@@ -153,9 +144,9 @@ impl Node {
         account: Option<&AccountId>,
         request: pb::ListInvoicesRequest,
     ) -> anyhow::Result<pb::ListInvoicesResponse> {
-        let subject = account.map_or(String::new(), ToString::to_string);
-        let request = pb::ListInvoicesRequest { account: subject.clone(), ..request };
-        let request = self.authenticated(key, "ListInvoices", &subject, request)?;
+        let account = account.map_or(String::new(), ToString::to_string);
+        let request = pb::ListInvoicesRequest { account, ..request };
+        let request = self.authenticated(key, "ListInvoices", request)?;
         let response = self.client.list_invoices(request).await;
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
@@ -165,9 +156,7 @@ impl Node {
         key: &Keypair,
         with_credit: bool,
     ) -> anyhow::Result<pb::ClearingSummary> {
-        let subject = if with_credit { "with-credit" } else { "set-off" };
-        let request =
-            self.authenticated(key, "PlanClearing", subject, pb::PlanClearingRequest { with_credit })?;
+        let request = self.authenticated(key, "PlanClearing", pb::PlanClearingRequest { with_credit })?;
         let response = self.client.plan_clearing(request).await;
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
@@ -182,7 +171,6 @@ impl Node {
         let request = self.authenticated(
             key,
             "GetStatement",
-            account.as_str(),
             pb::GetStatementRequest { account: account.to_string(), from_ms, to_ms },
         )?;
         let response = self.client.get_statement(request).await;
@@ -212,7 +200,6 @@ impl Node {
         let request = self.authenticated(
             key,
             "GetInclusionProof",
-            &sequence.to_string(),
             pb::GetInclusionProofRequest { sequence, tree_size },
         )?;
         let proof = self.client.get_inclusion_proof(request).await;
@@ -237,7 +224,6 @@ impl Node {
         let request = self.authenticated(
             key,
             "GetConsistencyProof",
-            &format!("{old_size}-{new_size}"),
             pb::GetConsistencyProofRequest { old_size, new_size },
         )?;
         let proof = self.client.get_consistency_proof(request).await;
@@ -258,27 +244,22 @@ impl Node {
         key: &Keypair,
         from_sequence: u64,
     ) -> anyhow::Result<tonic::Streaming<pb::Entry>> {
-        let request = self.authenticated(
-            key,
-            "StreamEntries",
-            &from_sequence.to_string(),
-            pb::StreamEntriesRequest { from_sequence },
-        )?;
+        let request = self.authenticated(key, "StreamEntries", pb::StreamEntriesRequest { from_sequence })?;
         let stream = self.client.stream_entries(request).await;
         Ok(stream.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
 
-    /// Wraps a read request with the caller's signature over (ledger, method, now,
-    /// subject), as the node's read authentication expects.
-    fn authenticated<T>(
+    /// Wraps a read request with the caller's signature over (ledger, method, now, the
+    /// request's SHA-256), as the node's read authentication expects.
+    fn authenticated<T: prost::Message>(
         &self,
         key: &Keypair,
         method: &str,
-        subject: &str,
         message: T,
     ) -> anyhow::Result<tonic::Request<T>> {
         let timestamp_ms = now_ms()?;
-        let signed = read_auth_message(&self.genesis.ledger_id, method, timestamp_ms, subject);
+        let encoded = message.encode_to_vec();
+        let signed = read_auth_message(&self.genesis.ledger_id, method, timestamp_ms, &encoded);
         let signature = key.sign(&signed);
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();

@@ -488,16 +488,15 @@ fn load_pool(accounts: &Accounts, ledger_id: &LedgerId, ids: &mut OpIds, seed: u
 }
 
 /// A read request signed by `key` for `method` on `subject`, as the node authenticates reads.
-fn authenticated<T>(
+fn authenticated<T: prost::Message>(
     key: &Keypair,
     ledger_id: &LedgerId,
     method: &str,
-    subject: &str,
     message: T,
 ) -> anyhow::Result<tonic::Request<T>> {
     use pb::read_auth::{PUBKEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
     let timestamp_ms = now_ms();
-    let signature = key.sign(&read_auth_message(ledger_id, method, timestamp_ms, subject));
+    let signature = key.sign(&read_auth_message(ledger_id, method, timestamp_ms, &message.encode_to_vec()));
     let mut request = tonic::Request::new(message);
     for (name, value) in [
         (PUBKEY_HEADER, key.public_key().to_hex()),
@@ -576,9 +575,7 @@ async fn plan(
     ledger_id: &LedgerId,
     with_credit: bool,
 ) -> anyhow::Result<Plan> {
-    let subject = if with_credit { "with-credit" } else { "set-off" };
-    let request =
-        authenticated(admin, ledger_id, "PlanClearing", subject, pb::PlanClearingRequest { with_credit })?;
+    let request = authenticated(admin, ledger_id, "PlanClearing", pb::PlanClearingRequest { with_credit })?;
     let started = Instant::now();
     let answer = client.plan_clearing(request).await;
     let wall = started.elapsed();
@@ -720,7 +717,6 @@ async fn read_entry(
         admin,
         ledger_id,
         "GetInclusionProof",
-        &sequence.to_string(),
         pb::GetInclusionProofRequest { sequence, tree_size: 0 },
     )?;
     let started = Instant::now();
@@ -762,7 +758,7 @@ async fn entries(
     let tree_head =
         SignedTreeHead::try_from(&t).map_err(|r| anyhow!("the node's tree head: {}", r.message("", 0)))?;
     let request =
-        authenticated(admin, ledger_id, "StreamEntries", "1", pb::StreamEntriesRequest { from_sequence: 1 })?;
+        authenticated(admin, ledger_id, "StreamEntries", pb::StreamEntriesRequest { from_sequence: 1 })?;
     let mut stream = client.stream_entries(request).await.map_err(|s| anyhow!(status_text(&s)))?.into_inner();
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_ENTRIES);
     let tree_size = tree_head.head.tree_size;

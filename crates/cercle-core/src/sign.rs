@@ -10,8 +10,8 @@ use crate::ids::{LedgerId, PublicKey};
 
 /// Domain tag of an operation signature.
 pub const OP_TAG: &[u8] = b"cercle/op/v1";
-/// Domain tag of a read-authentication signature.
-pub const READ_TAG: &[u8] = b"cercle/read/v1";
+/// Domain tag of a read-authentication signature. v2 covers the whole request.
+pub const READ_TAG: &[u8] = b"cercle/read/v2";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -34,18 +34,23 @@ pub fn op_message(ledger_id: &LedgerId, body: &[u8]) -> Vec<u8> {
     msg
 }
 
-/// The bytes a read-authentication signature covers. `method` is the gRPC method name
-/// (e.g. `GetAccount`), `subject` what is read (an account handle). Lengths prefix the
-/// variable parts so no two different requests share a message.
-pub fn read_auth_message(ledger_id: &LedgerId, method: &str, timestamp_ms: u64, subject: &str) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(READ_TAG.len() + 16 + 8 + method.len() + subject.len() + 8);
+/// The bytes a read-authentication signature covers:
+/// `READ_TAG || ledger_id || u32 len(method) || method || u64 timestamp_ms || SHA-256(request)`.
+///
+/// `method` is the gRPC method name (e.g. `GetAccount`); `request` is the request message
+/// in canonical protobuf encoding (fields in field-number order, fields at their default
+/// value left out, no unknown fields: what prost and the common protobuf libraries write),
+/// so a captured signature is worth nothing for another page, account or period. The
+/// node re-encodes the request it decoded and checks the signature over that.
+pub fn read_auth_message(ledger_id: &LedgerId, method: &str, timestamp_ms: u64, request: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut msg = Vec::with_capacity(READ_TAG.len() + 16 + 4 + method.len() + 8 + 32);
     msg.extend_from_slice(READ_TAG);
     msg.extend_from_slice(&ledger_id.0);
     msg.extend_from_slice(&(method.len() as u32).to_be_bytes());
     msg.extend_from_slice(method.as_bytes());
     msg.extend_from_slice(&timestamp_ms.to_be_bytes());
-    msg.extend_from_slice(&(subject.len() as u32).to_be_bytes());
-    msg.extend_from_slice(subject.as_bytes());
+    msg.extend_from_slice(&sha2::Sha256::digest(request));
     msg
 }
 
@@ -253,11 +258,13 @@ mod tests {
     #[test]
     fn read_auth_messages_differ_by_every_field() {
         let l = LedgerId([7; 16]);
-        let base = read_auth_message(&l, "GetAccount", 5, "abc");
-        assert_ne!(base, read_auth_message(&LedgerId([8; 16]), "GetAccount", 5, "abc"));
-        assert_ne!(base, read_auth_message(&l, "ListEntries", 5, "abc"));
-        assert_ne!(base, read_auth_message(&l, "GetAccount", 6, "abc"));
-        assert_ne!(base, read_auth_message(&l, "GetAccount", 5, "abd"));
+        let base = read_auth_message(&l, "GetAccount", 5, b"abc");
+        assert_ne!(base, read_auth_message(&LedgerId([8; 16]), "GetAccount", 5, b"abc"));
+        assert_ne!(base, read_auth_message(&l, "ListEntries", 5, b"abc"));
+        assert_ne!(base, read_auth_message(&l, "GetAccount", 6, b"abc"));
+        assert_ne!(base, read_auth_message(&l, "GetAccount", 5, b"abd"));
+        // The method's length is part of the message: no shifting of bytes between fields.
+        assert_ne!(read_auth_message(&l, "Get", 5, b""), read_auth_message(&l, "GetA", 5, b""));
     }
 
     #[test]

@@ -45,10 +45,10 @@ fn register(n: u64) -> Operation {
     }
 }
 
-/// A read request of `method` on `subject`, signed by `key`.
-fn signed<T>(g: &Genesis, key: &Keypair, method: &str, subject: &str, message: T) -> Request<T> {
+/// A read request of `method`, signed by `key`.
+fn signed<T: prost::Message>(g: &Genesis, key: &Keypair, method: &str, message: T) -> Request<T> {
     let ts = now_ms();
-    let signature = key.sign(&read_auth_message(&g.ledger_id, method, ts, subject));
+    let signature = key.sign(&read_auth_message(&g.ledger_id, method, ts, &message.encode_to_vec()));
     let mut request = Request::new(message);
     let metadata = request.metadata_mut();
     metadata.insert("x-cercle-pubkey", key.public_key().to_hex().parse().unwrap());
@@ -62,7 +62,7 @@ async fn open_stream(
     g: &Genesis,
     key: &Keypair,
 ) -> Result<tonic::Streaming<pb::Entry>, tonic::Status> {
-    let request = signed(g, key, "StreamEntries", "1", pb::StreamEntriesRequest { from_sequence: 1 });
+    let request = signed(g, key, "StreamEntries", pb::StreamEntriesRequest { from_sequence: 1 });
     client.stream_entries(request).await.map(tonic::Response::into_inner)
 }
 
@@ -147,7 +147,7 @@ async fn unread_streams_are_bounded_and_ended_and_other_calls_still_answer() {
         page_size: 10,
         ..Default::default()
     };
-    let listed = calls.list_entries(signed(&g, &admin, "ListEntries", "firm-00001", page)).await.unwrap();
+    let listed = calls.list_entries(signed(&g, &admin, "ListEntries", page)).await.unwrap();
     assert_eq!(listed.into_inner().entries.len(), 1);
 
     // Once the send timeout has passed, the unread streams have ended and given their

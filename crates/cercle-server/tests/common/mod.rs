@@ -312,9 +312,15 @@ impl TestNode {
     /// The account as `GetAccount` returns it, or `None` when the node says NOT_FOUND.
     pub fn account(&self, handle: &str) -> Option<pb::Account> {
         let timestamp_ms = now_ms();
-        let message = read_auth_message(&self.genesis.ledger_id, "GetAccount", timestamp_ms, handle);
+        let read = pb::GetAccountRequest { account: handle.to_string() };
+        let message = read_auth_message(
+            &self.genesis.ledger_id,
+            "GetAccount",
+            timestamp_ms,
+            &prost::Message::encode_to_vec(&read),
+        );
         let signature = self.reader.sign(&message);
-        let mut request = Request::new(pb::GetAccountRequest { account: handle.to_string() });
+        let mut request = Request::new(read);
         let metadata = request.metadata_mut();
         let ascii = |text: String| MetadataValue::try_from(text).expect("an ASCII header");
         metadata.insert(PUBKEY_HEADER, ascii(self.reader.public_key().to_hex()));
