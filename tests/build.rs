@@ -3,5 +3,10 @@
 mod os_deps;
 
 fn main() {
-    os_deps::emit(&[os_deps::OsDep::Fuse, os_deps::OsDep::Hledger]);
+    os_deps::emit(&[
+        os_deps::OsDep::Fuse,
+        os_deps::OsDep::Hledger,
+        os_deps::OsDep::Promtool,
+        os_deps::OsDep::Mount,
+    ]);
 }

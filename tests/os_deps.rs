@@ -1,5 +1,6 @@
 //! The OS packages some tests need (FUSE for the power-loss tests, hledger for the export
-//! test), and the one gate that makes their absence a failure: included by the build scripts
+//! test, promtool for the metrics test) and the one right (mounting a tmpfs, for the
+//! full-disk test), and the one gate that makes their absence a failure: included by the build scripts
 //! of `cercle-e2e` and `cercle-lossyfs`.
 //!
 //! A build script decides, per package, whether its tests of that kind run: it sets the cfg
@@ -22,6 +23,10 @@ pub enum OsDep {
     Fuse,
     /// The `hledger` program (Debian package `hledger`).
     Hledger,
+    /// The `promtool` program (Debian package `prometheus`).
+    Promtool,
+    /// The right to mount a small tmpfs (`CAP_SYS_ADMIN`: root, as CI runs), to fill a disk.
+    Mount,
 }
 
 impl OsDep {
@@ -29,6 +34,8 @@ impl OsDep {
         match self {
             OsDep::Fuse => "fuse_tests",
             OsDep::Hledger => "hledger_tests",
+            OsDep::Promtool => "promtool_tests",
+            OsDep::Mount => "mount_tests",
         }
     }
 
@@ -39,6 +46,8 @@ impl OsDep {
                 vec![Candidates::Fixed(PathBuf::from("/dev/fuse")), Candidates::OnPath("fusermount3")]
             }
             OsDep::Hledger => vec![Candidates::OnPath("hledger")],
+            OsDep::Promtool => vec![Candidates::OnPath("promtool")],
+            OsDep::Mount => vec![Candidates::Capability(CAP_SYS_ADMIN)],
         }
     }
 }
@@ -47,6 +56,21 @@ enum Candidates {
     Fixed(PathBuf),
     /// A program, looked for in every directory of `PATH`.
     OnPath(&'static str),
+    /// A capability this process holds (its bit in `CapEff` of `/proc/self/status`).
+    Capability(u32),
+}
+
+/// The capability bit that allows `mount`.
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether this process holds the capability `bit`.
+fn has_capability(bit: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << bit) != 0)
 }
 
 impl Candidates {
@@ -56,6 +80,8 @@ impl Candidates {
             Candidates::OnPath(name) => std::env::var_os("PATH")
                 .map(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).collect())
                 .unwrap_or_default(),
+            // A right, not a file: `emit` asks for it apart.
+            Candidates::Capability(_) => vec![],
         }
     }
 }
@@ -75,6 +101,11 @@ pub fn emit(deps: &[OsDep]) {
         println!("cargo::rustc-check-cfg=cfg({})", dep.cfg());
         let mut installed = true;
         for candidates in dep.files() {
+            if let Candidates::Capability(bit) = candidates {
+                // Nothing to watch: a build runs with the rights its tests run with.
+                installed &= has_capability(bit);
+                continue;
+            }
             let paths = candidates.paths();
             match paths.iter().find(|p| p.exists()) {
                 // Watch the file found: its removal is noticed.

@@ -1,4 +1,6 @@
-//! `cercle-node`: initialise a data directory and run the ledger's gRPC node.
+//! `cercle-node`: initialise a data directory and run the ledger's gRPC node; check its
+//! configuration (`config`), back it up and restore it (`backup`), probe a running node's
+//! health (`probe`), print shell completions.
 //!
 //! With no arguments it runs on `./cercle-data`, initialising it on first start.
 //!
@@ -6,21 +8,25 @@
 //! so a closed stdout is never fatal: once a write fails, the rest goes to stderr. The
 //! notice of a created administrator key goes to stderr in any case.
 
+mod backup;
+mod config;
+mod probe;
+
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cercle_core::PublicKey;
-use cercle_server::{DataDir, InitOptions, ServerLimits, init_data_dir};
-use clap::{Parser, Subcommand};
+use cercle_server::{DataDir, InitOptions, init_data_dir};
+use clap::{CommandFactory, Parser, Subcommand};
+use config::{Config, LogFormat, ProcessEnv, RunFlags};
 
-const DEFAULT_DATA_DIR: &str = "cercle-data";
-const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// What `--version` prints after the name: the version and the wire protocol's package.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (proto package cercle.v1)");
 
 #[derive(Parser)]
-#[command(name = "cercle-node", version, about = "Run a Cercle mutual-credit ledger node")]
+#[command(name = "cercle-node", version = VERSION, about = "Run a Cercle mutual-credit ledger node")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -35,16 +41,45 @@ enum Command {
         #[command(flatten)]
         genesis: GenesisArgs,
     },
-    /// Serve the ledger in a data directory over gRPC
+    /// Serve the ledger in a data directory over gRPC, until SIGTERM or SIGINT
+    ///
+    /// Every setting may also come from the environment (CERCLE_<KEY>) or a TOML file
+    /// (--config); a flag wins over the environment, which wins over the file.
     Run {
+        #[command(flatten)]
+        flags: RunFlags,
+    },
+    /// Check a configuration and print the settings in effect, with where each came from
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Write a backup of a ledger (safe while its node runs), as of its last signed tree head
+    Backup {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
-        /// Address to listen on (port 0 picks a free port)
-        #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
-        listen: SocketAddr,
-        /// Close a connection that sends nothing for this long, in milliseconds
-        #[arg(long, value_name = "MS", default_value_t = cercle_server::limits::CONNECTION_IDLE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
-        idle_timeout_ms: u64,
+        /// The backup file to create (never overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Rebuild a data directory from a backup or an auditor's jsonl export, checked first
+    Restore {
+        /// The backup, or a `cercle audit export --format jsonl` file
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// A new or empty directory to restore into
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The ledger's node key (node.key from its original data directory)
+        #[arg(long, value_name = "FILE")]
+        node_key: PathBuf,
+    },
+    /// Ask a running node whether it serves (gRPC health checking); exit 0 when it does
+    Probe(probe::ProbeArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Rebuild the state (balances, indexes) from the log
     Rebuild {
@@ -58,6 +93,15 @@ enum Command {
         /// Accept that every entry from the first damaged one on is lost for good
         #[arg(long)]
         accept_loss: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration of `run`; exit non-zero on any error
+    Check {
+        #[command(flatten)]
+        flags: RunFlags,
     },
 }
 
@@ -86,12 +130,12 @@ fn parse_key(text: &str) -> Result<PublicKey, String> {
 /// Writes lines to stdout, and to stderr once stdout is closed (a reader that stopped, as
 /// `head` does): the node never panics on a broken pipe, and no line is lost.
 #[derive(Default)]
-struct Printer {
+pub struct Printer {
     stdout_closed: bool,
 }
 
 impl Printer {
-    fn line(&mut self, text: &str) {
+    pub fn line(&mut self, text: &str) {
         if !self.stdout_closed {
             let mut stdout = std::io::stdout().lock();
             if writeln!(stdout, "{text}").and_then(|()| stdout.flush()).is_ok() {
@@ -131,22 +175,82 @@ fn init(dir: &DataDir, genesis: GenesisArgs, out: &mut Printer) -> Result<()> {
     Ok(())
 }
 
-async fn run(dir: &DataDir, listen: SocketAddr, limits: ServerLimits, out: &mut Printer) -> Result<()> {
+/// Watches SIGTERM and SIGINT from now on (so that one that comes while the ledger is being
+/// opened is not lost), and returns a future that completes at the first, saying which.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let wait = |watch: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+            match watch {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, signal = name, "cannot watch the signal");
+                    std::future::pending::<()>().await;
+                }
+            }
+            name
+        };
+        let name = tokio::select! {
+            name = wait(terminate, "SIGTERM") => name,
+            name = wait(interrupt, "SIGINT") => name,
+        };
+        tracing::info!(signal = name, "shutting down");
+    }
+}
+
+async fn run(config: &Config, out: &mut Printer) -> Result<()> {
+    // The settings' own files first: a configuration mistake is named before anything else.
+    let tls = config.tls_identity()?;
+    let stop = stop_signal();
+    let dir = DataDir::new(&config.data_dir.value);
     anyhow::ensure!(
         dir.is_initialised(),
         "{} holds no ledger; create one with `cercle-node init --data-dir {}`",
         dir.root.display(),
         dir.root.display()
     );
+    let listen = config.listen.value;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+    let metrics = match config.metrics_listen.value {
+        Some(addr) => {
+            let listener = cercle_server::metrics::bind(addr).await?;
+            let bound = listener.local_addr().with_context(|| format!("cannot serve metrics on {addr}"))?;
+            out.line(&format!("metrics at http://{bound}/metrics"));
+            Some(listener)
+        }
+        None => None,
+    };
+    let options = cercle_server::ServeOptions {
+        tls,
+        metrics,
+        shutdown_grace: Duration::from_millis(config.shutdown_grace_ms.value),
     };
     // Printed once the ledger is open and checked: the line means "ready".
     let ready = |addr: std::net::SocketAddr| out.line(&format!("listening on {addr}"));
-    cercle_server::serve(dir, listener, &limits, ready, shutdown).await?;
+    cercle_server::serve_with(&dir, listener, &config.limits(), options, ready, stop).await?;
+    Ok(())
+}
+
+fn config_check(flags: RunFlags, out: &mut Printer) -> Result<()> {
+    let config = Config::resolve(flags, &ProcessEnv)?;
+    match &config.file {
+        Some(file) => {
+            out.line(&format!("# configuration {} (flag > environment > file > default)", file.display()))
+        }
+        None => out.line("# no configuration file (flag > environment > default)"),
+    }
+    for line in config.lines() {
+        out.line(&line);
+    }
+    if config.tls_identity()?.is_some() {
+        out.line("# the TLS certificate and key load and match");
+    }
+    out.line("# ok");
     Ok(())
 }
 
@@ -196,10 +300,11 @@ fn recover(dir: &DataDir, accept_loss: bool, out: &mut Printer) -> Result<()> {
 }
 
 /// `CERCLE_LOG_FORMAT=json` writes the log as one JSON object per line, for a log collector
-/// (and for the crash tests, which read what each start-up recovered).
+/// (and for the crash tests, which read what each start-up recovered); for `run`, it is the
+/// `log_format` setting, which `--log-format` and the configuration file also set.
 const LOG_FORMAT_VAR: &str = "CERCLE_LOG_FORMAT";
 
-fn init_logging() -> Result<()> {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logger = tracing_subscriber::fmt()
@@ -207,41 +312,71 @@ fn init_logging() -> Result<()> {
         .with_writer(std::io::stderr)
         // Colour escapes only for a person at a terminal, never into a log file or a pipe.
         .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => logger.init(),
+        LogFormat::Json => logger.json().flatten_event(true).init(),
+    }
+}
+
+/// The log format of the commands other than `run`: `CERCLE_LOG_FORMAT`, or text.
+fn log_format_from_env() -> Result<LogFormat> {
     match std::env::var(LOG_FORMAT_VAR).as_deref() {
-        Err(std::env::VarError::NotPresent) | Ok("" | "text") => logger.init(),
-        Ok("json") => logger.json().flatten_event(true).init(),
+        Err(std::env::VarError::NotPresent) | Ok("" | "text") => Ok(LogFormat::Text),
+        Ok("json") => Ok(LogFormat::Json),
         Ok(other) => anyhow::bail!("{LOG_FORMAT_VAR}={other:?}: the log format is `text` or `json`"),
         Err(std::env::VarError::NotUnicode(_)) => {
             anyhow::bail!("{LOG_FORMAT_VAR} is not UTF-8: the log format is `text` or `json`")
         }
     }
-    Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    init_logging()?;
+/// How long the runtime waits, on exit, for tasks still blocked (a stream's read) before
+/// it leaves them: the node has already stopped and synced by then.
+const RUNTIME_SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| {
+            let result = runtime.block_on(dispatch(cli));
+            runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
+            result
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the causes joined: never a backtrace for an operator's mistake.
+            let _ = writeln!(std::io::stderr(), "Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
     let mut out = Printer::default();
     match cli.command {
-        Some(Command::Init { data_dir, genesis }) => init(&DataDir::new(data_dir), genesis, &mut out),
-        Some(Command::Run { data_dir, listen, idle_timeout_ms }) => {
-            let limits = ServerLimits {
-                idle_timeout: Duration::from_millis(idle_timeout_ms),
-                ..ServerLimits::default()
-            };
-            run(&DataDir::new(data_dir), listen, limits, &mut out).await
+        Some(Command::Run { flags }) => {
+            let config = Config::resolve(flags, &ProcessEnv)?;
+            init_logging(config.log_format.value);
+            run(&config, &mut out).await
         }
-        Some(Command::Rebuild { data_dir }) => {
-            let dir = DataDir::new(data_dir);
-            tokio::task::spawn_blocking(move || rebuild(&dir, &mut out)).await?
+        Some(Command::Config { command: ConfigCommand::Check { flags } }) => config_check(flags, &mut out),
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cercle-node", &mut script);
+            // A closed stdout is the reader's choice (`| head`), not a failure.
+            let _ = std::io::stdout().write_all(&script);
+            Ok(())
         }
-        Some(Command::Recover { data_dir, accept_loss }) => {
-            let dir = DataDir::new(data_dir);
-            tokio::task::spawn_blocking(move || recover(&dir, accept_loss, &mut out)).await?
-        }
+        Some(Command::Probe(args)) => probe::probe(args).await,
         None => {
-            let dir = DataDir::new(DEFAULT_DATA_DIR);
+            // Every setting may still come from the environment or CERCLE_CONFIG.
+            let config = Config::resolve(RunFlags::default(), &ProcessEnv)?;
+            init_logging(config.log_format.value);
+            let dir = DataDir::new(&config.data_dir.value);
             if !dir.is_initialised() {
                 init(
                     &dir,
@@ -254,8 +389,33 @@ async fn main() -> Result<()> {
                     &mut out,
                 )?;
             }
-            let listen = DEFAULT_LISTEN.parse()?;
-            run(&dir, listen, ServerLimits::default(), &mut out).await
+            run(&config, &mut out).await
+        }
+        Some(Command::Init { data_dir, genesis }) => {
+            init_logging(log_format_from_env()?);
+            init(&DataDir::new(data_dir), genesis, &mut out)
+        }
+        Some(Command::Rebuild { data_dir }) => {
+            init_logging(log_format_from_env()?);
+            let dir = DataDir::new(data_dir);
+            tokio::task::spawn_blocking(move || rebuild(&dir, &mut out)).await?
+        }
+        Some(Command::Recover { data_dir, accept_loss }) => {
+            init_logging(log_format_from_env()?);
+            let dir = DataDir::new(data_dir);
+            tokio::task::spawn_blocking(move || recover(&dir, accept_loss, &mut out)).await?
+        }
+        Some(Command::Backup { data_dir, out: file }) => {
+            init_logging(log_format_from_env()?);
+            tokio::task::spawn_blocking(move || backup::backup(&DataDir::new(data_dir), &file, &mut out))
+                .await?
+        }
+        Some(Command::Restore { from, data_dir, node_key }) => {
+            init_logging(log_format_from_env()?);
+            tokio::task::spawn_blocking(move || {
+                backup::restore(&from, &DataDir::new(data_dir), &node_key, &mut out)
+            })
+            .await?
         }
     }
 }

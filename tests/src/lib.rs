@@ -5,6 +5,7 @@
 //! runs `cargo build` for them once per test process, so they are never stale.
 
 pub mod load;
+pub mod pki;
 pub mod startup;
 
 use std::io::{BufRead, BufReader};
@@ -53,6 +54,10 @@ pub struct Node {
     child: Option<Child>,
     pub addr: String,
     pub data_dir: PathBuf,
+    /// Where the node serves `/metrics`, when it was started with `--metrics-listen`.
+    pub metrics_url: Option<String>,
+    /// Whether it serves TLS (started with `--tls-cert`): its URL is then `https://`.
+    pub tls: bool,
 }
 
 impl Node {
@@ -116,24 +121,61 @@ impl Node {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_string());
-                }
+                let _ = tx.send(line);
             }
         });
-        let addr = match rx.recv_timeout(START_DEADLINE) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(log_path).unwrap_or_default();
-                panic!("the node did not start listening in time; its log:\n{log}");
+        let deadline = std::time::Instant::now() + START_DEADLINE;
+        let mut metrics_url = None;
+        let addr = loop {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+            match line {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("metrics at ") {
+                        metrics_url = Some(url.to_string());
+                    } else if let Some(addr) = line.strip_prefix("listening on ") {
+                        break addr.to_string();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                    panic!("the node did not start listening in time; its log:\n{log}");
+                }
             }
         };
-        Node { child: Some(child), addr, data_dir: data_dir.to_path_buf() }
+        let tls = run_args.contains(&"--tls-cert");
+        Node { child: Some(child), addr, data_dir: data_dir.to_path_buf(), metrics_url, tls }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The process id, to send it signals.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM and waits up to `deadline` for the node to exit; returns its exit
+    /// status, or `None` if it was still running at the deadline (it is then killed).
+    pub fn terminate(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if std::time::Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+            }
+        }
     }
 
     /// Stops the node with SIGINT (a clean shutdown) and waits for it.
@@ -318,4 +360,20 @@ pub async fn raw_call(url: &str, method: &'static str, bytes: Vec<u8>) -> Result
 pub async fn genesis(node: &Node) -> Genesis {
     let info = node.client().await.get_ledger_info(pb::GetLedgerInfoRequest {}).await.expect("ledger info");
     Genesis::try_from(info.into_inner()).expect("valid genesis")
+}
+
+/// A plain HTTP/1.1 `GET` of `url` (`http://HOST:PORT/PATH`): the status code and the body.
+/// Enough for `/metrics`, with no HTTP client crate.
+pub fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect for GET");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("send GET");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the answer");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    (status, body.to_string())
 }

@@ -15,9 +15,11 @@ use cercle_core::sign::{Keypair, read_auth_message};
 use cercle_core::{AccountId, Genesis, InvoiceId};
 use cercle_proto as pb;
 use pb::ledger_client::LedgerClient;
+use std::error::Error as _;
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::{Channel, Endpoint};
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic_types::StatusExt;
 
 use crate::failure::{Kind, fail, usage};
@@ -46,25 +48,29 @@ pub struct Node {
 }
 
 impl Node {
-    /// Connects to `url` and fetches the ledger's genesis.
+    /// Connects to `url` and fetches the ledger's genesis. An `https://` URL is reached over
+    /// TLS, trusting the system's roots and the CA given with `--ca-cert` (see `set_ca_cert`).
     pub async fn connect(url: &str) -> anyhow::Result<Node> {
-        if url.starts_with("https://") {
-            return Err(usage(format!(
-                "cannot reach the node at {url}: this build of cercle speaks plain HTTP/2 only (use an http:// URL, e.g. through a local TLS tunnel)"
-            )));
-        }
-        let endpoint = Endpoint::from_shared(url.to_string())
+        let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| {
                 usage(format!("invalid node URL '{url}': {e} (expected e.g. {})", crate::DEFAULT_NODE))
             })?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT);
-        let channel = endpoint.connect().await.map_err(|e| unreachable(url, &error_chain(&e)))?;
+        let tls = url.starts_with("https://");
+        if tls {
+            endpoint =
+                endpoint.tls_config(client_tls()?).map_err(|e| usage(format!("TLS: {}", error_chain(&e))))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| connect_error(url, tls, &e))?;
         let mut client = LedgerClient::new(channel).max_decoding_message_size(RESPONSE_BYTES_MAX);
         let info = client
             .get_ledger_info(pb::GetLedgerInfoRequest {})
             .await
-            .map_err(|s| status_error(url, &s))?
+            .map_err(|s| match s.source() {
+                Some(source) if !tls => connect_error(url, tls, source),
+                _ => status_error(url, &s),
+            })?
             .into_inner();
         let log_size = info.log_size;
         let genesis = Genesis::try_from(info)
@@ -348,6 +354,97 @@ pub fn status_error(url: &str, status: &tonic::Status) -> anyhow::Error {
         Code::InvalidArgument => usage(format!("the node refused the request: {message}")),
         code => anyhow!("the node answered {code:?}: {message}"),
     }
+}
+
+/// The CA certificate file given with `--ca-cert` (or `CERCLE_CA_CERT`), set once by `main`
+/// before any command runs. Kept here, written once, so that every command's
+/// `Node::connect(url)` honours it without each passing it along.
+static CA_CERT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `Node::connect` trust the CA certificate in `path` too. Called once, by `main`.
+pub fn set_ca_cert(path: std::path::PathBuf) {
+    let _ = CA_CERT.set(path);
+}
+
+/// TLS towards a node: the system's roots, and the `--ca-cert` file if one was given.
+fn client_tls() -> anyhow::Result<ClientTlsConfig> {
+    let mut tls = ClientTlsConfig::new().with_native_roots();
+    if let Some(path) = CA_CERT.get() {
+        let pem = std::fs::read(path)
+            .map_err(|e| usage(format!("cannot read the CA certificate {}: {e}", path.display())))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(usage(format!(
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            )));
+        }
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    Ok(tls)
+}
+
+/// One line for a connection that failed: TLS failures said plainly (an untrusted or
+/// expired certificate, TLS on one side only), anything else as unreachable.
+fn connect_error(url: &str, tls: bool, e: &(dyn std::error::Error + 'static)) -> anyhow::Error {
+    use rustls::CertificateError as C;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut rustls_error = None;
+    for _ in 0..16 {
+        let Some(s) = source else { break };
+        if let Some(r) = s.downcast_ref::<rustls::Error>() {
+            rustls_error = Some(r.clone());
+            break;
+        }
+        source = s.source();
+    }
+    let chain = error_chain(e);
+    let tls_failure =
+        |what: String| fail(Kind::Unreachable, format!("cannot reach the node at {url}: {what}"));
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature)) => tls_failure(
+            "its TLS certificate is not signed by a CA this wallet trusts (give the CA's certificate with --ca-cert FILE or CERCLE_CA_CERT)".into(),
+        ),
+        Some(rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. })) => {
+            tls_failure("its TLS certificate has expired (the node's operator must renew it)".into())
+        }
+        Some(rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. })) => {
+            tls_failure("its TLS certificate is not valid yet (check this computer's clock)".into())
+        }
+        Some(rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. })) => {
+            tls_failure("its TLS certificate is for another name than the URL's host".into())
+        }
+        Some(rustls::Error::InvalidCertificate(other)) => {
+            tls_failure(format!("its TLS certificate is refused: {other:?}"))
+        }
+        Some(rustls::Error::InvalidMessage(_)) if tls => {
+            tls_failure("it does not speak TLS on this port (use an http:// URL)".into())
+        }
+        Some(other) => tls_failure(format!("TLS failed: {other}")),
+        None if tls && (chain.contains("tls handshake eof") || chain.contains("close_notify")) => {
+            tls_failure("it closed the connection during the TLS handshake: it may not speak TLS on this port (use an http:// URL)".into())
+        }
+        None if !tls && plain_to_tls(&chain) => tls_failure(
+            "it closed the connection at the HTTP/2 handshake: it serves TLS on this port (use an https:// URL)".into(),
+        ),
+        None => unreachable(url, &chain),
+    }
+}
+
+/// How a plain HTTP/2 connection ends when the server expected a TLS handshake: the server
+/// answers with a TLS alert (not an HTTP/2 frame) and hangs up.
+fn plain_to_tls(chain: &str) -> bool {
+    [
+        "frame with invalid size",
+        "connection reset",
+        "broken pipe",
+        "connection closed",
+        "invalid HTTP/2",
+        "protocol error",
+        "unexpected end of file",
+        "connection error",
+    ]
+    .iter()
+    .any(|s| chain.contains(s))
 }
 
 fn timed_out(url: &str, detail: &str) -> anyhow::Error {

@@ -23,6 +23,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser};
 
+/// What `--version` prints after the name: the version and the wire protocol's package.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (proto package cercle.v1)");
+
 /// The node a fresh install talks to.
 const DEFAULT_NODE: &str = "http://127.0.0.1:50051";
 
@@ -43,7 +46,7 @@ envelope, one per line): {\"ok\": true, ...} on success, and on failure
 
 /// Sign payments and administrative operations, and read balances and histories, on a Cercle ledger
 #[derive(Debug, Parser)]
-#[command(name = "cercle", version, after_help = AFTER_HELP)]
+#[command(name = "cercle", version = VERSION, after_help = AFTER_HELP)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -63,6 +66,14 @@ pub struct Global {
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]
     pub json: bool,
+    /// Trust this CA certificate (PEM) for https:// nodes, besides the system's roots
+    #[arg(long, global = true, env = "CERCLE_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// The command line's definition, for completions.
+pub fn cli_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 fn main() -> ExitCode {
@@ -71,6 +82,9 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let json = cli.global.json;
+    if let Some(path) = &cli.global.ca_cert {
+        client::set_ca_cert(path.clone());
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return report(json, &anyhow::anyhow!("cannot start the async runtime: {e}")),

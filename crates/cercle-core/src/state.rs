@@ -326,6 +326,11 @@ impl State {
         self.open_invoices.iter().filter_map(|id| self.invoices.get(id))
     }
 
+    /// How many invoices are open (issued, accepted or partly settled).
+    pub fn open_invoice_count(&self) -> usize {
+        self.open_invoices.len()
+    }
+
     /// How many invoices the ledger holds, open or not.
     pub fn invoice_count(&self) -> usize {
         self.invoices.len()

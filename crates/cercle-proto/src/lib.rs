@@ -34,6 +34,9 @@ pub mod read_auth {
     pub const SIGNATURE_HEADER: &str = "x-cercle-signature";
 }
 
+/// The protobuf package of the wire protocol, as `--version` and the node's build-info metric say.
+pub const PROTO_PACKAGE: &str = "cercle.v1";
+
 /// Entries per `ListEntries` page when the caller does not say.
 pub const PAGE_SIZE_DEFAULT: u32 = 100;
 /// Most entries per `ListEntries` page.

@@ -141,11 +141,17 @@ impl Verifiers {
 pub struct RefuseWritesWhenFull<S> {
     inner: S,
     room: QueueRoom,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl<S> RefuseWritesWhenFull<S> {
     pub fn new(inner: S, room: QueueRoom) -> Self {
-        RefuseWritesWhenFull { inner, room }
+        RefuseWritesWhenFull { inner, room, metrics: None }
+    }
+
+    /// Counts the requests refused unread in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        RefuseWritesWhenFull { metrics: Some(metrics), ..self }
     }
 }
 
@@ -174,6 +180,9 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if self.room.free() == 0 && WRITE_PATHS.contains(&request.uri().path()) {
+            if let Some(metrics) = &self.metrics {
+                metrics.count_request_refused();
+            }
             let refusal = tonic::Status::from(writer::queue_full()).into_http();
             return Box::pin(std::future::ready(Ok(refusal)));
         }

@@ -42,6 +42,21 @@ impl ServiceError {
 }
 
 impl ServiceError {
+    /// The reason's name, for the metrics: a ledger code's name, or the kind of refusal.
+    pub fn reason_name(&self) -> &'static str {
+        match self {
+            ServiceError::Rejected { rejection, .. } => rejection.code().name(),
+            ServiceError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ServiceError::PermissionDenied(_) => "PERMISSION_DENIED",
+            ServiceError::NotFound(_) => "NOT_FOUND",
+            ServiceError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            ServiceError::Busy(_) => "BUSY",
+            ServiceError::DiskFull(_) => "DISK_FULL",
+            ServiceError::Unavailable(_) => "UNAVAILABLE",
+            ServiceError::Internal(_) => "INTERNAL",
+        }
+    }
+
     /// The outcome of one envelope of a batch, as a wire rejection. Errors that are not
     /// the ledger's decision carry code 0 and say whether a retry makes sense.
     pub fn into_pb_rejection(self) -> cercle_proto::Rejection {

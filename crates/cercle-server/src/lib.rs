@@ -6,9 +6,11 @@
 
 pub mod admission;
 pub mod auth;
+pub mod backup;
 pub mod checkpointer;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod recovery;
 pub mod service;
@@ -31,6 +33,7 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 
 pub use limits::ServerLimits;
+pub use metrics::Metrics;
 
 /// Largest gRPC message the node decodes: a full `SubmitBatch` (1,000 envelopes with
 /// bodies of at most 4 KiB) fits; anything larger is refused before it is parsed.
@@ -63,7 +66,7 @@ pub enum NodeError {
     Replay(#[from] cercle_core::ReplayError),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
     move |source| NodeError::Io { path: path.to_path_buf(), source }
 }
 
@@ -175,15 +178,18 @@ pub struct OpenNode {
     /// Fires when the writer stops (every handle dropped, or a storage failure). Taken by
     /// whoever watches it.
     pub writer_stopped: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// What the node measures, for `/metrics`.
+    pub metrics: Arc<Metrics>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl OpenNode {
-    /// Stops the node: drops the service (hence the writer's queue), then waits for the
-    /// writer to make its last group durable and answer it, and for the last checkpoint.
-    /// Blocking.
+    /// Stops the node: tells the writer to take nothing more (requests still arriving
+    /// are answered UNAVAILABLE), then waits for it to make what it had queued durable
+    /// and answer it, and for the last checkpoint. Blocking.
     pub fn shutdown(self) {
         let OpenNode { service, threads, store, .. } = self;
+        service.writer().stop();
         drop(service);
         for thread in threads {
             if thread.join().is_err() {
@@ -264,6 +270,12 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         )));
     }
     log_recovery(&report, &ledger);
+    let metrics = Metrics::new();
+    metrics.startup_verification_seconds.set(report.elapsed_ms as f64 / 1000.0);
+    metrics.log_entries.set(store.size() as i64);
+    metrics.log_bytes.set(store.log_bytes() as i64);
+    metrics.accounts.set(ledger.state().account_count() as i64);
+    metrics.open_invoices.set(ledger.state().open_invoice_count() as i64);
     let store = Arc::new(store);
     let view = Arc::new(view::View::new(
         store.clone(),
@@ -276,9 +288,18 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         checkpointer::spawn(store.clone(), view.clone(), pending, stuck.clone())
             .map_err(io_err(&dir.root))?;
     let (stopped_tx, writer_stopped) = tokio::sync::oneshot::channel();
-    let writer =
-        writer::spawn_writer(store.clone(), view.clone(), ledger, now_ms, checkpoints, stuck, stopped_tx)
-            .map_err(io_err(&dir.root))?;
+    let writer = writer::spawn_writer(
+        store.clone(),
+        view.clone(),
+        ledger,
+        now_ms,
+        checkpoints,
+        stuck,
+        stopped_tx,
+        metrics.clone(),
+    )
+    .map_err(io_err(&dir.root))?;
+    metrics.watch_queue(writer.handle.room(), writer::WRITE_QUEUE_MAX);
     let node_key = Arc::new(node_key);
     let service = service::LedgerService::new(
         genesis.clone(),
@@ -287,9 +308,19 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         writer.handle,
         node_key.clone(),
         limits,
+        metrics.clone(),
     );
     let threads = vec![writer.executor, writer.syncer, checkpointer];
-    Ok(OpenNode { genesis, service, store, view, node_key, writer_stopped: Some(writer_stopped), threads })
+    Ok(OpenNode {
+        genesis,
+        service,
+        store,
+        view,
+        node_key,
+        writer_stopped: Some(writer_stopped),
+        metrics,
+        threads,
+    })
 }
 
 fn log_recovery(report: &recovery::RecoveryReport, ledger: &cercle_core::Ledger) {
@@ -333,6 +364,86 @@ fn check_file_descriptor_limit(connections_max: usize) {
     }
 }
 
+/// How long a stopping node waits for the requests in flight to be answered before it
+/// closes their connections (`ServeOptions::shutdown_grace`'s default). Every operation
+/// the writer took is executed, synced and answered before that in practice: the queue
+/// holds at most `WRITE_QUEUE_MAX` operations, written in groups of a few milliseconds.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A certificate chain and its private key, in PEM, for serving TLS.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+/// Never the key, even in a debug print.
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity").field("cert_pem_bytes", &self.cert_pem.len()).finish_non_exhaustive()
+    }
+}
+
+impl TlsIdentity {
+    /// Reads and checks a certificate chain and its key: a missing or unreadable file, a
+    /// file without a certificate or a key, or a key that is not the certificate's, is an
+    /// error naming the file.
+    pub fn load(cert: &Path, key: &Path) -> Result<TlsIdentity, NodeError> {
+        let cert_pem =
+            std::fs::read(cert).map_err(|source| NodeError::Io { path: cert.to_path_buf(), source })?;
+        let key_pem =
+            std::fs::read(key).map_err(|source| NodeError::Io { path: key.to_path_buf(), source })?;
+        let identity = TlsIdentity { cert_pem, key_pem };
+        identity.server_config().map_err(|e| {
+            NodeError::Invalid(format!(
+                "the TLS certificate {} with the key {} cannot be used: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+        Ok(identity)
+    }
+
+    fn server_config(&self) -> Result<tonic::transport::Server, String> {
+        let identity = tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem);
+        tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| error_chain(&e))
+    }
+}
+
+/// An error and its sources on one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// How `serve_with` serves, beyond the limits.
+pub struct ServeOptions {
+    /// Serve TLS with this identity; plain HTTP/2 when `None`.
+    pub tls: Option<TlsIdentity>,
+    /// Serve `/metrics` on this listener (bound by the caller, so a taken port is an error
+    /// at start).
+    pub metrics: Option<TcpListener>,
+    /// See `SHUTDOWN_GRACE`.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions { tls: None, metrics: None, shutdown_grace: SHUTDOWN_GRACE }
+    }
+}
+
 /// Opens the data directory and serves gRPC on `listener`, within `limits`, until
 /// `shutdown` completes. `ready` is called with the address once the ledger is open and
 /// checked, just before the first request is served.
@@ -343,18 +454,45 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
+    serve_with(dir, listener, limits, ServeOptions::default(), ready, shutdown).await
+}
+
+/// `serve`, with TLS, metrics and the shutdown grace of `options`.
+///
+/// When `shutdown` completes the node stops accepting connections, reports NOT_SERVING to
+/// health checks, and sends every connection an HTTP/2 GOAWAY: requests already taken go
+/// on, new ones are refused (clients see UNAVAILABLE). It waits up to
+/// `options.shutdown_grace` for the requests in flight, then closes the connections left
+/// (streams of entries, which may run for long). Then the writer takes nothing more,
+/// executes, syncs and answers what it had queued, the last checkpoint and signed tree
+/// head are written, and `serve_with` returns.
+pub async fn serve_with(
+    dir: &DataDir,
+    listener: TcpListener,
+    limits: &ServerLimits,
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
     let mut node = open_node_with_limits(dir, limits).await?;
     let (genesis, store) = (node.genesis.clone(), node.store.clone());
     let writer_stopped = node.writer_stopped.take();
     let (stop_witness, witness_stop) = tokio::sync::watch::channel(false);
-    let witness = tokio::spawn(witness_loop(store.clone(), node.node_key.clone(), witness_stop));
+    let witness = tokio::spawn(witness_loop(store.clone(), node.node_key.clone(), witness_stop.clone()));
+    let metrics_task = options.metrics.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving metrics at /metrics");
+        }
+        tokio::spawn(metrics::serve(listener, node.metrics.clone(), witness_stop.clone()))
+    });
     let room = node.service.writer().room();
     let ledger_server = admission::RefuseWritesWhenFull::new(
         pb::ledger_server::LedgerServer::new(node.service.clone())
             .max_decoding_message_size(REQUEST_BYTES_MAX)
             .max_encoding_message_size(RESPONSE_BYTES_MAX),
         room,
-    );
+    )
+    .with_metrics(node.metrics.clone());
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>().await;
     // Server reflection in both versions: v1, and v1alpha, which many tools still ask for
@@ -370,9 +508,15 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let addr: SocketAddr = listener.local_addr().map_err(io_err(&dir.root))?;
     check_file_descriptor_limit(limits.connections_max);
-    tracing::info!(%addr, ledger_id = %genesis.ledger_id, currency = %genesis.currency, "serving");
+    let builder = match &options.tls {
+        Some(tls) => tls.server_config().map_err(NodeError::Invalid)?,
+        None => tonic::transport::Server::builder(),
+    };
+    tracing::info!(%addr, tls = options.tls.is_some(), ledger_id = %genesis.ledger_id, currency = %genesis.currency, "serving");
     ready(addr);
-    tonic::transport::Server::builder()
+    // Set once shutdown begins: the grace period counts from then.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = builder
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
         .timeout(limits.request_timeout)
         .http2_keepalive_interval(Some(limits.keepalive_interval()))
@@ -383,19 +527,31 @@ pub async fn serve(
         .add_service(ledger_server)
         .serve_with_incoming_shutdown(net::incoming(listener, limits), async {
             tokio::select! {
-                () = shutdown => {}
+                () = shutdown => tracing::info!("stopping: no new connections; answering the requests in flight"),
                 _ = async { match writer_stopped { Some(rx) => { let _ = rx.await; } None => std::future::pending::<()>().await } } => {
                     tracing::error!("the writer stopped; shutting down (the next start recovers from the log)");
                 }
             }
-        })
-        .await?;
-    // The server dropped its copies of the service; dropping the node's drops the last
-    // writer handle: the writer finishes the group in hand, the last checkpoint is written.
+            health_reporter.set_not_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>().await;
+            let _ = stopping_tx.send(true);
+        });
+    let grace = options.shutdown_grace;
+    tokio::select! {
+        served = server => served?,
+        () = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still in flight after the shutdown grace; closing their connections"),
+    }
+    // The writer takes nothing more, and finishes the groups in hand; the last checkpoint
+    // is written.
     let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
     // The last witness covers everything the writer made durable.
     let _ = stop_witness.send(true);
     let _ = witness.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

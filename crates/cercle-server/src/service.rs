@@ -16,6 +16,7 @@ use crate::admission::Verifiers;
 use crate::auth::{Caller, authenticate};
 use crate::error::ServiceError;
 use crate::limits::ServerLimits;
+use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::streams::{self, StreamGate};
 use crate::view::View;
@@ -42,6 +43,7 @@ pub struct LedgerService {
     /// Bounds the open `StreamEntries` streams.
     streams: Arc<StreamGate>,
     stream_send_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl LedgerService {
@@ -52,6 +54,7 @@ impl LedgerService {
         writer: WriterHandle,
         node_key: Arc<Keypair>,
         limits: &ServerLimits,
+        metrics: Arc<Metrics>,
     ) -> Self {
         LedgerService {
             genesis,
@@ -62,6 +65,15 @@ impl LedgerService {
             verifiers: Verifiers::per_core(),
             streams: Arc::new(StreamGate::new(limits.streams_per_key_max, limits.streams_max)),
             stream_send_timeout: limits.stream_send_timeout,
+            metrics,
+        }
+    }
+
+    /// Counts an operation's answer in the metrics.
+    fn count<T>(&self, outcome: &Result<T, ServiceError>, duplicate: impl FnOnce(&T) -> bool) {
+        match outcome {
+            Ok(receipt) => self.metrics.count_outcome(true, duplicate(receipt)),
+            Err(e) => self.metrics.count_rejected(e.reason_name()),
         }
     }
 
@@ -233,6 +245,15 @@ impl LedgerService {
     }
 
     async fn submit_envelope(&self, envelope: Option<pb::Envelope>) -> Result<pb::Receipt, ServiceError> {
+        let outcome = self.submit_envelope_uncounted(envelope).await;
+        self.count(&outcome, |r| r.duplicate);
+        outcome
+    }
+
+    async fn submit_envelope_uncounted(
+        &self,
+        envelope: Option<pb::Envelope>,
+    ) -> Result<pb::Receipt, ServiceError> {
         let envelope =
             envelope.ok_or_else(|| ServiceError::InvalidArgument("the request has no envelope".into()))?;
         // A place in the writer's queue first: an operation refused for want of room
@@ -249,7 +270,18 @@ impl LedgerService {
     /// parallel on the bounded verification tasks (signature verification is the
     /// expensive part), then hands the valid ones to the writer together. Each receipt
     /// shows what its envelope's signer may read.
-    async fn submit_many(&self, mut envelopes: Vec<pb::Envelope>) -> Vec<Result<pb::Receipt, ServiceError>> {
+    async fn submit_many(&self, envelopes: Vec<pb::Envelope>) -> Vec<Result<pb::Receipt, ServiceError>> {
+        let outcomes = self.submit_many_uncounted(envelopes).await;
+        for outcome in &outcomes {
+            self.count(outcome, |r| r.duplicate);
+        }
+        outcomes
+    }
+
+    async fn submit_many_uncounted(
+        &self,
+        mut envelopes: Vec<pb::Envelope>,
+    ) -> Vec<Result<pb::Receipt, ServiceError>> {
         let count = envelopes.len();
         let mut reservation = self.writer.reserve(count);
         let refused = envelopes.split_off(reservation.as_ref().map_or(0, |r| r.len()));

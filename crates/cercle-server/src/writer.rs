@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::{QueueRoom, Reservation, Slot};
 use crate::error::ServiceError;
+use crate::metrics::Metrics;
 use crate::view::{Applied, View};
 
 /// Most operations waiting for the writer, counting those executed and not yet answered.
@@ -96,6 +97,8 @@ enum Request {
         parked: Parked,
         result: Result<ClearingRecord, Rejection>,
     },
+    /// The node is stopping: take nothing more, finish what is queued.
+    Stop,
 }
 
 /// A clearing run waiting for its plan.
@@ -177,17 +180,23 @@ impl WriterHandle {
         // a full queue all the same.
         self.tx.try_send(request).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => queue_full(),
-            mpsc::error::TrySendError::Closed(_) => ServiceError::Internal("the writer has stopped".into()),
+            mpsc::error::TrySendError::Closed(_) => stopping(),
         })
+    }
+
+    /// Tells the writer the node is stopping: it closes its queue (a request queued after
+    /// this is answered UNAVAILABLE), executes and syncs what is queued already, answers
+    /// it, and stops, whoever still holds a handle. Never waits.
+    pub fn stop(&self) {
+        // The channel keeps room for its control messages; if it is closed, the writer
+        // is stopping already.
+        let _ = self.tx.try_send(Request::Stop);
     }
 
     /// What a clearing run would read now, copied by the writer between two groups.
     pub async fn clearing_snapshot(&self) -> Result<ClearingSnapshot, ServiceError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Snapshot(reply))
-            .await
-            .map_err(|_| ServiceError::Internal("the writer has stopped".into()))?;
+        self.tx.send(Request::Snapshot(reply)).await.map_err(|_| stopping())?;
         rx.await.map_err(|_| ServiceError::Internal("the writer dropped a request".into()))
     }
 }
@@ -225,6 +234,8 @@ struct Group {
     entries: Vec<Vec<u8>>,
     hashes: Vec<Hash>,
     applied: Applied,
+    /// Open invoices after the group, for the metrics.
+    open_invoices: u64,
     replies: Vec<(Reply, Outcome)>,
 }
 
@@ -247,6 +258,7 @@ pub fn spawn_writer(
     checkpoints: SyncSender<Applied>,
     derived_stuck: Arc<AtomicBool>,
     stopped: oneshot::Sender<()>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<Writer> {
     // Room for every place, and for the snapshots and plans that travel the same queue.
     let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX + CONTROL_MESSAGES_MAX);
@@ -254,10 +266,10 @@ pub fn spawn_writer(
     let feedback = Arc::new(Mutex::new(Feedback::default()));
     let genesis = Arc::new(ledger.genesis().clone());
     let syncer = {
-        let (store, view, feedback, genesis) =
-            (store.clone(), view.clone(), feedback.clone(), genesis.clone());
+        let (store, view, feedback, genesis, metrics) =
+            (store.clone(), view.clone(), feedback.clone(), genesis.clone(), metrics.clone());
         std::thread::Builder::new().name("cercle-syncer".into()).spawn(move || {
-            Syncer { store, view, genesis, feedback, checkpoints }.run(from_executor);
+            Syncer { store, view, genesis, feedback, checkpoints, metrics }.run(from_executor);
             let _ = stopped.send(());
         })?
     };
@@ -277,6 +289,7 @@ pub fn spawn_writer(
             planner_tx: executor_tx,
             planning: false,
             parked: std::collections::VecDeque::new(),
+            metrics,
         };
         executor.run(rx);
     })?;
@@ -297,6 +310,7 @@ struct Executor {
     planning: bool,
     /// Clearing runs waiting for a planner.
     parked: std::collections::VecDeque<Parked>,
+    metrics: Arc<Metrics>,
 }
 
 impl Executor {
@@ -318,6 +332,10 @@ impl Executor {
                         self.clearing_arrived(envelope, op, reply);
                     }
                     Request::Op { envelope, op, reply } => ops.push((envelope, op, reply)),
+                    Request::Stop => {
+                        tracing::info!("the writer takes no more operations; finishing those queued");
+                        rx.close();
+                    }
                 }
                 if ops.len() < WRITE_BATCH_MAX {
                     next = rx.try_recv().ok();
@@ -395,6 +413,7 @@ impl Executor {
             entries: Vec::new(),
             hashes: Vec::new(),
             applied: Applied::default(),
+            open_invoices: 0,
             replies: Vec::new(),
         }
     }
@@ -450,6 +469,7 @@ impl Executor {
         group.applied.head = Some(*self.ledger.head());
         group.applied.account_count = state.account_count() as u64;
         group.applied.invoice_count = state.invoice_count() as u64;
+        group.open_invoices = state.open_invoice_count() as u64;
         let bytes: u64 = group.entries.iter().map(|e| e.len() as u64 + 16).sum();
         if let Err(e) = self.store.reserve(bytes) {
             self.ledger.undo_to(group.before);
@@ -496,9 +516,12 @@ impl Executor {
         let snapshot = ClearingSnapshot::take(self.ledger.state());
         let tx = self.planner_tx.clone();
         self.planning = true;
+        let metrics = self.metrics.clone();
         let spawned = std::thread::Builder::new().name("cercle-planner".into()).spawn(move || {
+            let started = std::time::Instant::now();
             let result =
                 cercle_core::clearing::propose_checked(&snapshot, with_credit).map(|(record, _)| record);
+            metrics.clearing_solve_seconds.observe(started.elapsed().as_secs_f64());
             match tx.upgrade() {
                 Some(tx) => {
                     if let Err(mpsc::error::SendError(Request::Planned { parked, .. })) =
@@ -521,6 +544,7 @@ impl Executor {
     /// Applies a planned clearing run, in a group of its own, if its record still holds on
     /// the state as it is now; plans it again if not.
     fn apply_planned(&mut self, parked: Parked, result: Result<ClearingRecord, Rejection>) {
+        let held_since = std::time::Instant::now();
         self.planning = false;
         self.take_feedback();
         let Parked { envelope, op, reply, plans } = parked;
@@ -563,6 +587,7 @@ impl Executor {
         }
         group.replies.push((reply, outcome));
         self.send(group);
+        self.metrics.clearing_hold_seconds.observe(held_since.elapsed().as_secs_f64());
         self.plan_next();
     }
 }
@@ -596,6 +621,7 @@ struct Syncer {
     genesis: Arc<Genesis>,
     feedback: Arc<Mutex<Feedback>>,
     checkpoints: SyncSender<Applied>,
+    metrics: Arc<Metrics>,
 }
 
 impl Syncer {
@@ -618,6 +644,7 @@ impl Syncer {
 
     /// Makes one group durable and answers it. Returns false if the syncer must stop.
     fn write(&self, group: Group) -> bool {
+        let started = std::time::Instant::now();
         if !group.entries.is_empty()
             && let Err(e) = self.store.append_group(&group.entries, &group.hashes)
         {
@@ -630,6 +657,13 @@ impl Syncer {
             return true;
         }
         if !group.entries.is_empty() {
+            let m = &self.metrics;
+            m.log_sync_seconds.observe(started.elapsed().as_secs_f64());
+            m.group_entries.observe(group.entries.len() as f64);
+            m.log_entries.set(self.store.size() as i64);
+            m.log_bytes.set(self.store.log_bytes() as i64);
+            m.accounts.set(group.applied.account_count as i64);
+            m.open_invoices.set(group.open_invoices as i64);
             self.view.publish(&group.applied);
         }
         for (reply, outcome) in group.replies {

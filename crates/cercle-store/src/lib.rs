@@ -31,7 +31,7 @@ pub mod log;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
-use cercle_core::checkpoint::TreeHead;
+use cercle_core::checkpoint::{SignedTreeHead, TreeHead};
 use cercle_core::merkle::{self, Hash, HashSource};
 use cercle_core::{AccountId, Entry, Genesis, Head, Invoice, InvoiceId};
 
@@ -203,6 +203,41 @@ impl Store {
     pub fn last_tree_head(&self) -> Option<TreeHead> {
         let bytes = std::fs::read(self.dir.join(TREE_HEAD_FILE)).ok()?;
         decode_tree_head(&bytes, &self.genesis).ok().map(|(h, _)| h)
+    }
+
+    /// What a backup copies, read without the directory's lock (a node may be running):
+    /// the genesis and the node's last signed tree head, whose signature is checked. The
+    /// tree head is persisted only for entries already durable, so the first
+    /// `tree_size` entries of the log are final; `None` when no tree head was written yet.
+    pub fn read_committed(dir: &Path) -> Result<(Genesis, Option<SignedTreeHead>), StoreError> {
+        if !Store::exists(dir) {
+            return Err(StoreError::NotInitialised(dir.display().to_string()));
+        }
+        let genesis_path = dir.join(GENESIS_FILE);
+        let bytes = std::fs::read(&genesis_path).map_err(io(&genesis_path))?;
+        let genesis = Genesis::decode(&bytes).map_err(|e| corrupt(GENESIS_FILE.as_bytes(), e))?;
+        let path = dir.join(TREE_HEAD_FILE);
+        let head = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let (head, signature) = decode_tree_head(&bytes, &genesis)
+                    .map_err(|reason| StoreError::Corrupt { key: path.display().to_string(), reason })?;
+                Some(SignedTreeHead { head, signature })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok((genesis, head))
+    }
+
+    /// The first `count` entries of the log in `dir`, each checked, read without the
+    /// directory's lock (see `LogFile::read_prefix`).
+    pub fn read_log_prefix(
+        dir: &Path,
+        genesis: &Genesis,
+        count: u64,
+        visitor: impl FnMut(Entry, Hash) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        LogFile::read_prefix(&dir.join(LOG_FILE), genesis, count, visitor)
     }
 
     /// Accepts the loss of a corrupt log's damaged part, explicitly: keeps its good prefix

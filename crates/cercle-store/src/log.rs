@@ -339,6 +339,46 @@ impl LogFile {
         Ok((scan.entries, offset, None))
     }
 
+    /// Reads the first `count` entries of the log at `path`, checking each record (length,
+    /// checksum, sequence, hash chain) and handing it to `visitor` with its hash; opens
+    /// the file for reading only and takes no lock, so a running node may go on appending
+    /// (a backup). Entries a witness says are durable are never rewritten, so they read the
+    /// same whatever the node does meanwhile. A log with fewer good entries is an error
+    /// naming the first bad one.
+    pub fn read_prefix(
+        path: &Path,
+        genesis: &Genesis,
+        count: u64,
+        mut visitor: impl FnMut(Entry, Hash) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let file = OpenOptions::new().read(true).open(path).map_err(io(path))?;
+        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        check_header(path, genesis, &mut reader)?;
+        let mut scan = Scan {
+            entries: 0,
+            prev_hash: genesis.hash(),
+            frontier: Frontier::new(),
+            witnesses: &[],
+            witness_failed: None,
+        };
+        let mut offset = HEADER_BYTES;
+        let mut payload = Vec::new();
+        while scan.entries < count {
+            let sequence = scan.entries + 1;
+            let (_, hash) = read_record(&mut reader, &mut payload, offset, &scan).map_err(|reason| {
+                StoreError::Corrupt { key: format!("{} entry {sequence}", path.display()), reason }
+            })?;
+            let entry = Entry::decode(&payload).map_err(|e| StoreError::Corrupt {
+                key: format!("{} entry {sequence}", path.display()),
+                reason: e.to_string(),
+            })?;
+            scan.push(hash)?;
+            offset += (RECORD_HEADER_BYTES + payload.len()) as u64;
+            visitor(entry, hash)?;
+        }
+        Ok(())
+    }
+
     /// Appends a group of entries with one write and one `fdatasync`. On error the file is
     /// cut back to where it was, so a failed group leaves no partial record behind.
     pub fn append_group(&self, entries: &[Vec<u8>]) -> Result<Vec<RecordPos>, StoreError> {

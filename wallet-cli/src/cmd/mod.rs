@@ -52,6 +52,11 @@ pub enum Command {
     /// Compute the optimal set-off of an invoice network from a file, without a node
     #[command(subcommand)]
     Clearing(clearing::Command),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
@@ -69,5 +74,10 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Proof(command) => proof::run(global, command).await,
         Command::Statement(args) => statement::run(global, args).await,
         Command::Clearing(command) => clearing::run(global, command),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut crate::cli_command(), "cercle", &mut script);
+            crate::output::emit(String::from_utf8_lossy(&script).trim_end())
+        }
     }
 }
