@@ -312,7 +312,7 @@ impl Ledger {
             Some((record, _)) => {
                 let state = &self.state;
                 let section = record.to_section(
-                    |id| state.invoice(id).map(|i| (i.payer.clone(), i.payee.clone())),
+                    |id| state.invoice(id).map(|i| (&i.payer, &i.payee)),
                     |id| state.account(id).map(|a| a.balance_minor),
                 );
                 (Vec::new(), vec![section])

@@ -16,6 +16,7 @@
 //! key must be replaced, and the freeze still stops payments.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -175,6 +176,10 @@ pub enum ClearingInput<'a> {
     Propose,
     /// A replay: the record written in the entry, if any.
     Recorded(Option<&'a ClearingRecord>),
+    /// The node: a run solved and checked on a snapshot of the state, and what changed
+    /// since. It is applied only if it still holds (`PlannedRun::still_holds`), which is
+    /// then `check` on this state; otherwise it is refused as `PlanStale`.
+    Planned(&'a clearing::PlannedRun, &'a clearing::ChangesSince),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -189,7 +194,7 @@ pub enum InvariantViolation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Undo {
     Account(AccountId, Option<Account>),
-    Invoice(InvoiceId, Option<Invoice>),
+    Invoice(InvoiceId, Option<Arc<Invoice>>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +202,9 @@ pub struct State {
     admin_keys: Vec<PublicKey>,
     auditor_keys: Vec<PublicKey>,
     accounts: BTreeMap<AccountId, Account>,
-    invoices: BTreeMap<InvoiceId, Invoice>,
+    /// Shared with clearing snapshots (`ClearingSnapshot::take` copies pointers, not
+    /// invoices); a change copies an invoice only while a snapshot still holds it.
+    invoices: BTreeMap<InvoiceId, Arc<Invoice>>,
     /// The ids of the open invoices (issued, accepted, partly settled): what clearing looks
     /// at, without walking every invoice ever issued. Derived from `invoices`.
     open_invoices: BTreeSet<InvoiceId>,
@@ -218,7 +225,8 @@ impl State {
         invoices: impl IntoIterator<Item = Invoice>,
     ) -> Self {
         let accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
-        let invoices: BTreeMap<InvoiceId, Invoice> = invoices.into_iter().map(|i| (i.id, i)).collect();
+        let invoices: BTreeMap<InvoiceId, Arc<Invoice>> =
+            invoices.into_iter().map(|i| (i.id, Arc::new(i))).collect();
         let open_invoices = invoices.values().filter(|i| i.state.is_open()).map(|i| i.id).collect();
         State {
             admin_keys: genesis.admin_keys.clone(),
@@ -296,7 +304,7 @@ impl State {
     fn invoice_mut(&mut self, id: &InvoiceId) -> &mut Invoice {
         self.save_invoice(id);
         match self.invoices.get_mut(id) {
-            Some(i) => i,
+            Some(i) => Arc::make_mut(i),
             None => panic!("invariant broken: invoice {id} was checked to exist but is missing"),
         }
     }
@@ -309,7 +317,7 @@ impl State {
     fn put_invoice(&mut self, invoice: Invoice) {
         self.save_invoice(&invoice.id);
         self.set_open(&invoice);
-        self.invoices.insert(invoice.id, invoice);
+        self.invoices.insert(invoice.id, Arc::new(invoice));
     }
 
     /// Keeps `open_invoices` in line with an invoice's state.
@@ -323,7 +331,27 @@ impl State {
 
     /// The open invoices, in id order.
     pub fn open_invoices(&self) -> impl Iterator<Item = &Invoice> {
-        self.open_invoices.iter().filter_map(|id| self.invoices.get(id))
+        self.open_invoice_handles().map(|i| &**i)
+    }
+
+    /// The open invoices, in id order, as shared pointers (for a clearing snapshot).
+    /// Both maps are walked in id order together: no lookup per invoice.
+    pub(crate) fn open_invoice_handles(&self) -> impl Iterator<Item = &Arc<Invoice>> {
+        let mut all = self.invoices.iter();
+        self.open_invoices.iter().map(move |id| {
+            loop {
+                match all.next() {
+                    Some((k, i)) if k == id => break i,
+                    Some(_) => {}
+                    None => panic!("invariant broken: open invoice {id} is not among the invoices"),
+                }
+            }
+        })
+    }
+
+    /// Every account, in handle order.
+    pub(crate) fn account_map(&self) -> &BTreeMap<AccountId, Account> {
+        &self.accounts
     }
 
     /// How many invoices the ledger holds, open or not.
@@ -332,12 +360,12 @@ impl State {
     }
 
     pub fn invoice(&self, id: &InvoiceId) -> Option<&Invoice> {
-        self.invoices.get(id)
+        self.invoices.get(id).map(|i| &**i)
     }
 
     /// Every invoice, in id order.
     pub fn invoices(&self) -> impl Iterator<Item = &Invoice> {
-        self.invoices.values()
+        self.invoices.values().map(|i| &**i)
     }
 
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
@@ -443,7 +471,7 @@ impl State {
         op: &Operation,
         clearing: ClearingInput<'_>,
     ) -> Result<Effects, Rejection> {
-        if let (ClearingInput::Recorded(Some(_)), false) =
+        if let (ClearingInput::Recorded(Some(_)) | ClearingInput::Planned(..), false) =
             (clearing, matches!(op.kind, OpKind::RunClearing(_)))
         {
             return Err(Rejection::ClearingInvalid {
@@ -533,7 +561,7 @@ impl State {
     }
 
     fn existing_invoice(&self, id: &InvoiceId) -> Result<&Invoice, Rejection> {
-        self.invoices.get(id).ok_or(Rejection::UnknownInvoice { invoice: *id })
+        self.invoices.get(id).map(|i| &**i).ok_or(Rejection::UnknownInvoice { invoice: *id })
     }
 
     /// The invoice `id`, if `signer` holds a key of one of its two firms. To anyone else an
@@ -694,6 +722,17 @@ impl State {
             }
             ClearingInput::Recorded(None) => {
                 return Err(Rejection::ClearingInvalid { defect: Box::new(ClearingDefect::NoRecord) });
+            }
+            ClearingInput::Planned(planned, changes) => {
+                if planned.record.with_credit != run.with_credit {
+                    return Err(Rejection::ClearingInvalid {
+                        defect: Box::new(ClearingDefect::CreditOptionDiffers),
+                    });
+                }
+                if !planned.still_holds(self, changes) {
+                    return Err(Rejection::ClearingInvalid { defect: Box::new(ClearingDefect::PlanStale) });
+                }
+                (planned.record.clone(), planned.summary.clone())
             }
         };
         // Checked: every amount is within what is open, every payment within the firm's
