@@ -9,6 +9,7 @@ use crate::ids::{AccountId, LedgerId, PublicKey};
 use crate::merkle::Hash;
 use crate::op::Operation;
 use crate::sign::{self, Keypair, SignatureError};
+use cercle_limits::STATEMENT_ENTRIES_MAX;
 
 /// Domain tag of a tree-head signature.
 pub const TREE_HEAD_TAG: &[u8] = b"cercle/tree-head/v1";
@@ -98,8 +99,6 @@ mod tests {
 
 /// Domain tag of a statement signature.
 pub const STATEMENT_TAG: &[u8] = b"cercle/statement/v1";
-/// Most entries a statement lists; a longer period must be split.
-pub const STATEMENT_ENTRIES_MAX: usize = 10_000;
 /// Version 2 added the cut time and the provisional flag; version 1 is not read (it cannot
 /// say whether its closing balance was final).
 const STATEMENT_VERSION: u8 = 2;

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cercle_clearing::{self as solver, CertificateError, Headroom, Pair, SetOff, SolveError, WithCredit};
+use cercle_limits::{CLEARING_FIRMS_MAX, CLEARING_OBLIGATIONS_MAX};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::{Section, SectionTag};
@@ -28,11 +29,10 @@ use crate::state::{Account, AccountStatus, State};
 
 const RECORD_VERSION: u8 = 1;
 
-/// The most obligations one clearing run takes. Bounds the entry's size (32 bytes per
-/// cleared invoice) and the solver's time.
-pub const CLEARING_OBLIGATIONS_MAX: usize = 500_000;
-/// The most firms one clearing run takes.
-pub const CLEARING_FIRMS_MAX: usize = 100_000;
+// A run the ledger accepts is a problem the solver takes: its own bounds are far wider.
+const _: () = assert!(CLEARING_FIRMS_MAX <= cercle_clearing::setoff::FIRMS_MAX as usize);
+const _: () = assert!(CLEARING_OBLIGATIONS_MAX <= cercle_clearing::setoff::OBLIGATIONS_MAX as usize);
+const _: () = assert!(CLEARING_OBLIGATIONS_MAX <= cercle_clearing::setoff::PAIRS_MAX as usize);
 
 /// One firm of a clearing run, with its certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

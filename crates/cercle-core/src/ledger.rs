@@ -16,13 +16,14 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::body;
 use crate::clearing::ClearingRecord;
-use crate::entry::{BalanceAfter, Entry, Envelope, SIGNATURES_MAX, SectionTag};
+use crate::entry::{BalanceAfter, Entry, Envelope, SectionTag};
 use crate::genesis::Genesis;
 use crate::ids::OperationId;
-use crate::op::{BODY_BYTES_MAX, Operation};
+use crate::op::Operation;
 use crate::reject::Rejection;
 use crate::sign;
 use crate::state::{ClearingInput, Context, Effects, State};
+use cercle_limits::{BODY_BYTES_MAX, OPERATION_SIGNATURES_MAX, SIGNATURES_MAX};
 
 /// The end of the log: how many entries, the last hash, the last timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +261,7 @@ impl Ledger {
         envelope: &Envelope,
         op: &Operation,
     ) -> Result<Option<u64>, Rejection> {
-        if envelope.signatures.len() != 1 {
+        if envelope.signatures.is_empty() || envelope.signatures.len() > OPERATION_SIGNATURES_MAX {
             return Err(Rejection::Malformed {
                 detail: "an operation carries exactly one signature (no act needs a quorum yet)".into(),
             });

@@ -38,9 +38,6 @@ use sha2::{Digest, Sha256};
 /// A SHA-256 hash: a leaf hash, an interior node hash or a tree root.
 pub type Hash = [u8; 32];
 
-/// The most hashes a [`Frontier`] holds: one per set bit of a `u64` size.
-pub const FRONTIER_HASHES_MAX: usize = 64;
-
 /// Why a proof does not verify, or why it cannot be asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MerkleError {
@@ -569,6 +566,8 @@ fn path_len(index: u64, last: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
+
+    use cercle_limits::FRONTIER_HASHES_MAX;
     use std::collections::BTreeMap;
     use std::sync::OnceLock;
 

@@ -26,18 +26,13 @@ use crate::genesis::Genesis;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
-    AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, InvoiceParties, IssueInvoice,
-    KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OpKind, Operation, REASON_CHARS_MAX, RegisterAccount, RunClearing,
-    SetLimits, Transfer, VALIDITY_MS_MAX,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, Transfer,
 };
 use crate::reject::Rejection;
-
-/// The most open invoices (issued, accepted or partly settled) the ledger holds at once.
-pub const OPEN_INVOICES_MAX: usize = 2_000_000;
-/// The most accounts a ledger holds. With every amount and limit at most
-/// `op::AMOUNT_MAX_MINOR`, no balance can overflow an i64 (500,000 × 10^13 < 2^63).
-pub const ACCOUNTS_MAX: usize = 500_000;
-const _: () = assert!((ACCOUNTS_MAX as i128) * (crate::op::AMOUNT_MAX_MINOR as i128) < i64::MAX as i128);
+use cercle_limits::{
+    ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX,
+    KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX, REASON_CHARS_MAX, VALIDITY_MS_MAX,
+};
 
 const ACCOUNT_VERSION: u8 = 1;
 
@@ -905,12 +900,11 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
             if i.amount_minor <= 0 {
                 return Err(Rejection::InvalidAmount { amount_minor: i.amount_minor });
             }
-            if i.amount_minor > crate::op::INVOICE_AMOUNT_MAX_MINOR {
+            if i.amount_minor > INVOICE_AMOUNT_MAX_MINOR {
                 return Err(Rejection::InvalidInvoice {
                     detail: format!(
                         "amount is {} minor units, the maximum is {}",
-                        i.amount_minor,
-                        crate::op::INVOICE_AMOUNT_MAX_MINOR
+                        i.amount_minor, INVOICE_AMOUNT_MAX_MINOR
                     ),
                 });
             }

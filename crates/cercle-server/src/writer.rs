@@ -38,22 +38,13 @@ use cercle_core::{
     AccountId, BalanceAfter, ClearingInput, ClearingSummary, Entry, Envelope, Executed, Genesis, InvoiceId,
     Ledger, Mark, OpKind, Operation, OperationId, PublicKey, Rejection,
 };
+use cercle_limits::{CLEARING_PLANS_MAX, CONTROL_MESSAGES_MAX, WRITE_BATCH_MAX, WRITE_QUEUE_MAX};
 use cercle_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::{QueueRoom, Reservation, Slot};
 use crate::error::ServiceError;
 use crate::view::{Applied, View};
-
-/// Most operations waiting for the writer, counting those executed and not yet answered.
-/// Past this, `Submit` answers RESOURCE_EXHAUSTED and `SubmitBatch` BUSY, before verifying.
-pub const WRITE_QUEUE_MAX: usize = 4096;
-/// Most operations the writer applies and persists as one group.
-pub const WRITE_BATCH_MAX: usize = 512;
-/// Room in the writer's channel beyond the operations' places: snapshots and plans.
-const CONTROL_MESSAGES_MAX: usize = 64;
-/// How many times a clearing run is planned away from the writer before it is solved on it.
-pub const CLEARING_PLANS_MAX: u32 = 3;
 
 /// What the submitter learns about an accepted operation.
 #[derive(Debug, Clone)]

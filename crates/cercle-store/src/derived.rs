@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId};
+use cercle_limits::HISTORY_BLOCK_MAX;
 
 use crate::StoreError;
 
@@ -40,8 +41,6 @@ const ALL_INVOICES_PREFIX: u8 = b'g';
 const HISTORY_PREFIX: u8 = b'h';
 const HEAD_VERSION: u8 = 3;
 const BLOCK_VERSION: u8 = 1;
-/// Most sequences in one history block.
-pub const HISTORY_BLOCK_MAX: usize = 256;
 
 /// The head a checkpoint was taken at, and how many records it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
