@@ -264,10 +264,13 @@ impl ClearingRecord {
     ) -> Section {
         let mut by_firm: HashMap<AccountId, Vec<ClearedInvoice>> = HashMap::new();
         for c in &self.invoices {
-            if let Some((payer, payee)) = parties(&c.invoice) {
-                by_firm.entry(payer).or_default().push(*c);
-                by_firm.entry(payee).or_default().push(*c);
-            }
+            // The record was checked against the state: each cleared invoice is one of its
+            // obligations. One missing here would leave the section without it.
+            let Some((payer, payee)) = parties(&c.invoice) else {
+                panic!("invariant broken: cleared invoice {} is not in the state", c.invoice);
+            };
+            by_firm.entry(payer).or_default().push(*c);
+            by_firm.entry(payee).or_default().push(*c);
         }
         let header = RecordHeader {
             with_credit: self.with_credit,
@@ -669,23 +672,9 @@ fn mark_changed(
     }
 }
 
-/// Checks `record` against `state` in time linear in the obligations (after sorting them):
-/// the firms, the allocation to invoices, feasibility and optimality of both stages.
-/// Returns the summary of the run.
-pub fn check(
-    state: &impl ClearingSource,
-    with_credit: bool,
-    record: &ClearingRecord,
-) -> Result<ClearingSummary, Rejection> {
-    check_on(&Problem::build(state)?, state, with_credit, record)
-}
-
-fn check_on(
-    problem: &Problem<'_>,
-    state: &impl ClearingSource,
-    with_credit: bool,
-    record: &ClearingRecord,
-) -> Result<ClearingSummary, Rejection> {
+/// The record's options and firms are the run's, and a run without credit records no
+/// payment.
+fn check_shape(problem: &Problem<'_>, with_credit: bool, record: &ClearingRecord) -> Result<(), Rejection> {
     if record.with_credit != with_credit {
         return Err(invalid(ClearingDefect::CreditOptionDiffers));
     }
@@ -700,7 +689,13 @@ fn check_on(
     {
         return Err(invalid(ClearingDefect::PaymentWithoutCredit));
     }
-    // Sum the record's amounts per pair.
+    Ok(())
+}
+
+/// The record's amounts summed per pair (set off, then settled through credit), once each
+/// invoice is an eligible obligation listed once in id order with a positive amount, and
+/// no pair clears more than it owes.
+fn sum_per_pair(problem: &Problem<'_>, record: &ClearingRecord) -> Result<(Vec<i128>, Vec<i128>), Rejection> {
     let position: HashMap<InvoiceId, usize> =
         problem.obligations.iter().enumerate().map(|(k, i)| (i.id, k)).collect();
     let pair_of = |k: usize| problem.pair_start.partition_point(|&s| s <= k) - 1;
@@ -729,6 +724,28 @@ fn check_on(
             return Err(invalid(ClearingDefect::MoreThanOpen { debtor, creditor }));
         }
     }
+    Ok((setoff, credit))
+}
+
+/// Checks `record` against `state` in time linear in the obligations (after sorting them):
+/// the firms, the allocation to invoices, feasibility and optimality of both stages.
+/// Returns the summary of the run.
+pub fn check(
+    state: &impl ClearingSource,
+    with_credit: bool,
+    record: &ClearingRecord,
+) -> Result<ClearingSummary, Rejection> {
+    check_on(&Problem::build(state)?, state, with_credit, record)
+}
+
+fn check_on(
+    problem: &Problem<'_>,
+    state: &impl ClearingSource,
+    with_credit: bool,
+    record: &ClearingRecord,
+) -> Result<ClearingSummary, Rejection> {
+    check_shape(problem, with_credit, record)?;
+    let (setoff, credit) = sum_per_pair(problem, record)?;
     if problem.allocate(&setoff, &credit)? != record.invoices {
         return Err(invalid(ClearingDefect::WrongAllocation));
     }

@@ -215,8 +215,11 @@ impl Ledger {
             mark.state >= self.forgotten.state && mark.ledger >= self.forgotten.ledger,
             "undo to a forgotten mark"
         );
+        let Some(journal) = self.journal.as_mut() else {
+            panic!("undo without a journal: call start_journal before the changes to undo");
+        };
+        assert!(mark.ledger - self.forgotten.ledger <= journal.len(), "undo to a mark not yet reached");
         self.state.undo_to(mark.state - self.forgotten.state);
-        let Some(journal) = self.journal.as_mut() else { return };
         let undo: Vec<LedgerUndo> = journal.drain(mark.ledger - self.forgotten.ledger..).rev().collect();
         for u in undo {
             match u {
@@ -240,7 +243,9 @@ impl Ledger {
         if let Some(journal) = self.journal.as_mut()
             && mark.ledger > self.forgotten.ledger
         {
-            journal.drain(..(mark.ledger - self.forgotten.ledger).min(journal.len()));
+            let count = mark.ledger - self.forgotten.ledger;
+            assert!(count <= journal.len(), "forget up to a mark not yet reached");
+            journal.drain(..count);
             self.forgotten.ledger = mark.ledger;
         }
     }

@@ -255,16 +255,7 @@ pub fn verify_consistency(
         return Err(MerkleError::OldSizeExceedsNewSize { old_size, new_size });
     }
     if old_size == 0 || old_size == new_size {
-        if !proof.is_empty() {
-            return Err(MerkleError::WrongProofLength { got: proof.len(), expected: 0 });
-        }
-        if old_size == new_size && old_root != new_root {
-            return Err(MerkleError::RootsDiffer { size: old_size });
-        }
-        if old_size == 0 && *old_root != empty_root() {
-            return Err(MerkleError::NotEmptyRoot { root: *old_root });
-        }
-        return Ok(());
+        return verify_trivial_consistency(old_size, new_size, old_root, new_root, proof);
     }
     let level = old_size.trailing_zeros();
     let index = (old_size - 1) >> level;
@@ -315,6 +306,27 @@ pub fn verify_consistency(
     }
     if sr != *new_root {
         return Err(MerkleError::NewRootMismatch { computed: sr, expected: *new_root });
+    }
+    Ok(())
+}
+
+/// `verify_consistency` from an empty tree, or between trees of one size: the proof is
+/// empty.
+fn verify_trivial_consistency(
+    old_size: u64,
+    new_size: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), MerkleError> {
+    if !proof.is_empty() {
+        return Err(MerkleError::WrongProofLength { got: proof.len(), expected: 0 });
+    }
+    if old_size == new_size && old_root != new_root {
+        return Err(MerkleError::RootsDiffer { size: old_size });
+    }
+    if old_size == 0 && *old_root != empty_root() {
+        return Err(MerkleError::NotEmptyRoot { root: *old_root });
     }
     Ok(())
 }
@@ -454,11 +466,11 @@ impl MemoryTree {
             if self.levels.len() == level {
                 self.levels.push(Vec::new());
             }
-            let Some(row) = self.levels.get_mut(level) else { return };
+            let row = &mut self.levels[level];
             row.push(hash);
             // An even count means the new hash is a right child: its parent is complete.
             match row.as_slice() {
-                [.., left, right] if row.len() % 2 == 0 => hash = node_hash(left, right),
+                [.., left, right] if row.len().is_multiple_of(2) => hash = node_hash(left, right),
                 _ => return,
             }
         }

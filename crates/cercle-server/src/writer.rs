@@ -565,8 +565,26 @@ fn collect(
     accounts: &[AccountId],
     invoices: &[InvoiceId],
 ) {
-    applied.accounts.extend(accounts.iter().filter_map(|a| state.account(a).cloned()));
-    applied.invoices.extend(invoices.iter().filter_map(|i| state.invoice(i).cloned()));
+    applied.accounts.extend(accounts.iter().map(|a| touched_account(state, a)));
+    applied.invoices.extend(invoices.iter().map(|i| touched_invoice(state, i)));
+}
+
+/// An account an accepted entry touched: it is in the state, or the checkpoint would
+/// silently miss it.
+pub(crate) fn touched_account(state: &cercle_core::State, id: &AccountId) -> cercle_core::Account {
+    match state.account(id) {
+        Some(a) => a.clone(),
+        None => panic!("invariant broken: an entry touched account '{id}', which is not in the state"),
+    }
+}
+
+/// An invoice an accepted entry changed: it is in the state, or the checkpoint would
+/// silently miss it.
+pub(crate) fn touched_invoice(state: &cercle_core::State, id: &InvoiceId) -> cercle_core::Invoice {
+    match state.invoice(id) {
+        Some(i) => i.clone(),
+        None => panic!("invariant broken: an entry changed invoice {id}, which is not in the state"),
+    }
 }
 
 fn disk_full(store: &Store, e: &cercle_store::StoreError) -> ServiceError {

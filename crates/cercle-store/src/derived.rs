@@ -310,11 +310,12 @@ impl Derived {
         account: &AccountId,
         sequences: &[u64],
     ) -> Result<(), StoreError> {
-        if !tails.contains_key(account) {
-            let loaded = self.last_block(account)?.unwrap_or_default();
-            tails.insert(account.clone(), loaded);
-        }
-        let Some(tail) = tails.get_mut(account) else { return Ok(()) };
+        let tail = match tails.entry(account.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.last_block(account)?.unwrap_or_default())
+            }
+        };
         for &s in sequences {
             if tail.sequences.last().is_some_and(|&last| last >= s) {
                 continue;

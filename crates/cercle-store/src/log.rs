@@ -551,7 +551,69 @@ fn later_group_record(rest: &[u8], sequence: u64) -> Option<(usize, u64)> {
 
 #[cfg(test)]
 mod tests {
+    use cercle_core::{Envelope, LedgerId, PublicKey, Section, SectionTag};
+
     use super::*;
+
+    fn genesis() -> Genesis {
+        Genesis {
+            ledger_id: LedgerId([9; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![PublicKey([1; 32])],
+            auditor_keys: vec![],
+            node_key: PublicKey([3; 32]),
+        }
+    }
+
+    /// The first entry of `genesis`'s log, encoded in exactly `bytes` bytes: one section
+    /// part takes the room the other fields leave. Only its shape matters to the log.
+    fn entry_of(genesis: &Genesis, bytes: usize) -> Vec<u8> {
+        let mut entry = Entry {
+            sequence: 1,
+            timestamp_ms: 1,
+            prev_hash: genesis.hash(),
+            envelope: Envelope::single(vec![1], PublicKey([7; 32]), [8; 64]),
+            balances_after: Vec::new(),
+            sections: vec![Section { tag: SectionTag::Clearing, parts: vec![Vec::new()] }],
+        };
+        let fixed = entry.encode().len();
+        entry.sections[0].parts[0] = vec![0; bytes - fixed];
+        let encoded = entry.encode();
+        assert_eq!(encoded.len(), bytes);
+        encoded
+    }
+
+    /// An entry of `ENTRY_BYTES_MAX` bytes is appended and read back; one byte more is
+    /// refused on append, naming the bound, and leaves the file as it was.
+    #[test]
+    fn the_entry_bound_holds_on_append_as_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entries.log");
+        let genesis = genesis();
+        LogFile::create(&path, &genesis).unwrap();
+        let (log, _) = LogFile::open(&path, &genesis, &[], |_| Ok(())).unwrap();
+
+        let refused = log.append_group(&[entry_of(&genesis, ENTRY_BYTES_MAX + 1)]).unwrap_err();
+        assert!(refused.to_string().contains(&format!("{}", ENTRY_BYTES_MAX + 1)), "{refused}");
+        assert!(refused.to_string().contains(&format!("1 to {ENTRY_BYTES_MAX} bytes")), "{refused}");
+        assert_eq!(log.len_bytes(), LOG_HEADER_BYTES);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), LOG_HEADER_BYTES);
+
+        let largest = entry_of(&genesis, ENTRY_BYTES_MAX);
+        let positions = log.append_group(std::slice::from_ref(&largest)).unwrap();
+        assert_eq!(positions, [RecordPos { offset: LOG_HEADER_BYTES, len: ENTRY_BYTES_MAX as u32 }]);
+        assert_eq!(log.read(positions[0]).unwrap().encode(), largest);
+        drop(log);
+        let mut seen = 0;
+        let (_, recovery) = LogFile::open(&path, &genesis, &[], |info| {
+            seen += 1;
+            assert_eq!(info.payload.len(), ENTRY_BYTES_MAX);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((seen, recovery.entries, recovery.cut_bytes), (1, 1, 0));
+    }
 
     #[test]
     fn a_record_round_trips_and_its_checksum_covers_the_header() {
