@@ -43,7 +43,7 @@ enum Command {
         #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
         /// Close a connection that sends nothing for this long, in milliseconds
-        #[arg(long, value_name = "MS", default_value_t = cercle_server::limits::CONNECTION_IDLE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "MS", default_value_t = cercle_limits::CONNECTION_IDLE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
         idle_timeout_ms: u64,
     },
     /// Rebuild the state (balances, indexes) from the log

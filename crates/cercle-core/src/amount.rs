@@ -10,8 +10,7 @@
 //! is always a point. Digits may be grouped by three with one kind of separator (`1,250.50`,
 //! `1'250.50`, `1 250.50`), and only in correct groups.
 
-/// The largest exponent a ledger may use. 10^18 still fits an `i64`.
-pub const EXPONENT_MAX: u8 = 9;
+use cercle_limits::EXPONENT_MAX;
 
 /// A currency may not have exactly three decimals: `1.250` would then be both one and a
 /// quarter, and one thousand two hundred and fifty, and no way of writing it reads one way.

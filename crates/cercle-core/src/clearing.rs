@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use cercle_clearing::{self as solver, CertificateError, Headroom, Pair, SetOff, SolveError, WithCredit};
+use cercle_limits::{CLEARING_FIRMS_MAX, CLEARING_OBLIGATIONS_MAX};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::{Section, SectionTag};
@@ -29,11 +30,10 @@ use crate::state::{Account, AccountStatus, Effects, State};
 
 const RECORD_VERSION: u8 = 1;
 
-/// The most obligations one clearing run takes. Bounds the entry's size (32 bytes per
-/// cleared invoice) and the solver's time.
-pub const CLEARING_OBLIGATIONS_MAX: usize = 500_000;
-/// The most firms one clearing run takes.
-pub const CLEARING_FIRMS_MAX: usize = 100_000;
+// A run the ledger accepts is a problem the solver takes: its own bounds are far wider.
+const _: () = assert!(CLEARING_FIRMS_MAX <= cercle_clearing::setoff::FIRMS_MAX as usize);
+const _: () = assert!(CLEARING_OBLIGATIONS_MAX <= cercle_clearing::setoff::OBLIGATIONS_MAX as usize);
+const _: () = assert!(CLEARING_OBLIGATIONS_MAX <= cercle_clearing::setoff::PAIRS_MAX as usize);
 
 /// One firm of a clearing run, with its certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,12 +272,13 @@ impl ClearingRecord {
             self.firms.iter().enumerate().map(|(k, f)| (&f.account, k)).collect();
         let mut by_firm: Vec<Vec<ClearedInvoice>> = vec![Vec::new(); self.firms.len()];
         for c in &self.invoices {
-            if let Some((payer, payee)) = parties(&c.invoice) {
-                for firm in [payer, payee] {
-                    if let Some(&k) = place.get(firm) {
-                        by_firm[k].push(*c);
-                    }
-                }
+            // The node encodes only records it checked, whose invoices are obligations of
+            // the run's firms. A record altered to test the check may name an unknown
+            // invoice or other firms: the invoice is then left out of those parts, and a
+            // replay refuses the entry (an invoice not in exactly its two firms' parts).
+            let Some((payer, payee)) = parties(&c.invoice) else { continue };
+            for k in [payer, payee].into_iter().filter_map(|firm| place.get(firm)) {
+                by_firm[*k].push(*c);
             }
         }
         let header = RecordHeader {
@@ -797,23 +798,9 @@ fn mark_changed(
     }
 }
 
-/// Checks `record` against `state` in time linear in the obligations (after sorting them):
-/// the firms, the allocation to invoices, feasibility and optimality of both stages.
-/// Returns the summary of the run.
-pub fn check(
-    state: &impl ClearingSource,
-    with_credit: bool,
-    record: &ClearingRecord,
-) -> Result<ClearingSummary, Rejection> {
-    check_on(&Problem::build(state)?, state, with_credit, record)
-}
-
-fn check_on(
-    problem: &Problem<'_>,
-    state: &impl ClearingSource,
-    with_credit: bool,
-    record: &ClearingRecord,
-) -> Result<ClearingSummary, Rejection> {
+/// The record's options and firms are the run's, and a run without credit records no
+/// payment.
+fn check_shape(problem: &Problem<'_>, with_credit: bool, record: &ClearingRecord) -> Result<(), Rejection> {
     if record.with_credit != with_credit {
         return Err(invalid(ClearingDefect::CreditOptionDiffers));
     }
@@ -828,7 +815,13 @@ fn check_on(
     {
         return Err(invalid(ClearingDefect::PaymentWithoutCredit));
     }
-    // Sum the record's amounts per pair.
+    Ok(())
+}
+
+/// The record's amounts summed per pair (set off, then settled through credit), once each
+/// invoice is an eligible obligation listed once in id order with a positive amount, and
+/// no pair clears more than it owes.
+fn sum_per_pair(problem: &Problem<'_>, record: &ClearingRecord) -> Result<(Vec<i128>, Vec<i128>), Rejection> {
     let position: HashMap<InvoiceId, usize> =
         problem.obligations.iter().enumerate().map(|(k, i)| (i.id, k)).collect();
     let pair_of = |k: usize| problem.pair_start.partition_point(|&s| s <= k) - 1;
@@ -857,6 +850,28 @@ fn check_on(
             return Err(invalid(ClearingDefect::MoreThanOpen { debtor, creditor }));
         }
     }
+    Ok((setoff, credit))
+}
+
+/// Checks `record` against `state` in time linear in the obligations (after sorting them):
+/// the firms, the allocation to invoices, feasibility and optimality of both stages.
+/// Returns the summary of the run.
+pub fn check(
+    state: &impl ClearingSource,
+    with_credit: bool,
+    record: &ClearingRecord,
+) -> Result<ClearingSummary, Rejection> {
+    check_on(&Problem::build(state)?, state, with_credit, record)
+}
+
+fn check_on(
+    problem: &Problem<'_>,
+    state: &impl ClearingSource,
+    with_credit: bool,
+    record: &ClearingRecord,
+) -> Result<ClearingSummary, Rejection> {
+    check_shape(problem, with_credit, record)?;
+    let (setoff, credit) = sum_per_pair(problem, record)?;
     if problem.allocate(&setoff, &credit)? != record.invoices {
         return Err(invalid(ClearingDefect::WrongAllocation));
     }

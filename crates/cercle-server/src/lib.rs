@@ -20,26 +20,20 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use cercle_core::checkpoint::TreeHead;
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
 use cercle_core::{Genesis, LedgerId, PublicKey};
+use cercle_limits::{
+    FILE_DESCRIPTORS_RESERVED, REQUEST_BYTES_MAX, RESPONSE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX,
+    WITNESS_INTERVAL,
+};
 use cercle_proto as pb;
 use cercle_store::Store;
 use rand::RngCore;
 use tokio::net::TcpListener;
 
 pub use limits::ServerLimits;
-
-/// Largest gRPC message the node decodes: a full `SubmitBatch` (1,000 envelopes with
-/// bodies of at most 4 KiB) fits; anything larger is refused before it is parsed.
-pub const REQUEST_BYTES_MAX: usize = 5 * 1024 * 1024;
-/// Largest gRPC message the node sends: a page of entries (cut at `cercle_store::PAGE_BYTES_MAX`
-/// after at most one clearing entry of up to 32 MiB) fits.
-pub const RESPONSE_BYTES_MAX: usize = 40 * 1024 * 1024;
-/// Most concurrent requests on one connection.
-pub const STREAMS_PER_CONNECTION_MAX: u32 = 256;
 
 /// The node's clock: ms since the Unix epoch. The only place the node reads the time.
 pub fn now_ms() -> u64 {
@@ -196,10 +190,6 @@ impl OpenNode {
     }
 }
 
-/// How often the node persists its signed tree head, the witness that lets a later start
-/// tell a log that lost committed entries from one whose last write was torn.
-pub const WITNESS_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Signs the tree head of what is durable now and persists it, if the log grew since
 /// `last` (the size last written). Returns the size written.
 pub fn persist_witness(store: &Store, node_key: &Keypair, last: u64) -> Result<u64, NodeError> {
@@ -312,10 +302,6 @@ fn log_recovery(report: &recovery::RecoveryReport, ledger: &cercle_core::Ledger)
         }
     }
 }
-
-/// Descriptors the node needs besides its connections: the log, sled's files, the
-/// standard streams, the listener.
-const FILE_DESCRIPTORS_RESERVED: u64 = 64;
 
 /// Warns when the process may open fewer files than `connections_max` connections need.
 fn check_file_descriptor_limit(connections_max: usize) {

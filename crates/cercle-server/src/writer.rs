@@ -39,22 +39,13 @@ use cercle_core::{
     AccountId, BalanceAfter, ClearingInput, ClearingSummary, Entry, Envelope, Executed, Genesis, InvoiceId,
     Ledger, Mark, OpKind, Operation, OperationId, PublicKey, Rejection,
 };
+use cercle_limits::{CLEARING_PLANS_MAX, CONTROL_MESSAGES_MAX, WRITE_BATCH_MAX, WRITE_QUEUE_MAX};
 use cercle_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::{QueueRoom, Reservation, Slot};
 use crate::error::ServiceError;
 use crate::view::{Applied, View};
-
-/// Most operations waiting for the writer, counting those executed and not yet answered.
-/// Past this, `Submit` answers RESOURCE_EXHAUSTED and `SubmitBatch` BUSY, before verifying.
-pub const WRITE_QUEUE_MAX: usize = 4096;
-/// Most operations the writer applies and persists as one group.
-pub const WRITE_BATCH_MAX: usize = 512;
-/// Room in the writer's channel beyond the operations' places: snapshots and plans.
-const CONTROL_MESSAGES_MAX: usize = 64;
-/// How many times a clearing run is planned away from the writer before it is solved on it.
-pub const CLEARING_PLANS_MAX: u32 = 3;
 
 /// What the submitter learns about an accepted operation.
 #[derive(Debug, Clone)]
@@ -594,8 +585,26 @@ fn collect(
     accounts: &[AccountId],
     invoices: &[InvoiceId],
 ) {
-    applied.accounts.extend(accounts.iter().filter_map(|a| state.account(a).cloned()));
-    applied.invoices.extend(invoices.iter().filter_map(|i| state.invoice(i).cloned()));
+    applied.accounts.extend(accounts.iter().map(|a| touched_account(state, a)));
+    applied.invoices.extend(invoices.iter().map(|i| touched_invoice(state, i)));
+}
+
+/// An account an accepted entry touched: it is in the state, or the checkpoint would
+/// silently miss it.
+pub(crate) fn touched_account(state: &cercle_core::State, id: &AccountId) -> cercle_core::Account {
+    match state.account(id) {
+        Some(a) => a.clone(),
+        None => panic!("invariant broken: an entry touched account '{id}', which is not in the state"),
+    }
+}
+
+/// An invoice an accepted entry changed: it is in the state, or the checkpoint would
+/// silently miss it.
+pub(crate) fn touched_invoice(state: &cercle_core::State, id: &InvoiceId) -> cercle_core::Invoice {
+    match state.invoice(id) {
+        Some(i) => i.clone(),
+        None => panic!("invariant broken: an entry changed invoice {id}, which is not in the state"),
+    }
 }
 
 fn disk_full(store: &Store, e: &cercle_store::StoreError) -> ServiceError {

@@ -143,7 +143,7 @@ fn fill(args: &Args) -> anyhow::Result<World> {
             invoice,
             payee: firm(payee),
             payer: firm(payer),
-            amount_minor: amount.clamp(1, cercle_core::op::INVOICE_AMOUNT_MAX_MINOR),
+            amount_minor: amount.clamp(1, cercle_limits::INVOICE_AMOUNT_MAX_MINOR),
             local_share_percent: 100,
             due_day: Some(20_000 + (k as u32 % 90)),
             reference: format!("INV-{:07}", k + 1),
