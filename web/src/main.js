@@ -9,7 +9,8 @@ import { AmountError, decimalString, formatAmount, parseAmount } from "./amount.
 import { describeError, decodeBody, Node } from "./client.js";
 import { field, h } from "./dom.js";
 import { formatTime, initialLang, lang, setLang, t } from "./i18n.js";
-import { forgetKey, generateKey, importKeyFile, KeyFileError, loadKey, toHex } from "./keys.js";
+import { forgetKey, fromHex, generateKey, importKeyFile, KeyFileError, loadKey, toHex } from "./keys.js";
+import { ProofError, verifyConsistency, verifyTreeHead } from "./proof.js";
 
 const ENTRIES_MAX = 10_000;
 const INVOICES_PAGE = 1000;
@@ -272,6 +273,45 @@ function balanceChart(rows) {
   );
 }
 
+/**
+ * Checks the node's signed tree head against the last one this browser saw (a
+ * consistency proof), then remembers the new one. Returns what to say.
+ */
+async function checkHistory() {
+  const { ledgerId, nodeKey } = node.info;
+  const slot = `cercle.treeHead.${toHex(ledgerId)}`;
+  const head = await node.api.getTreeHead({});
+  if (toHex(head.ledgerId) !== toHex(ledgerId)) throw new ProofError("signature", "the tree head is another ledger's");
+  await verifyTreeHead(nodeKey, head);
+  const saved = JSON.parse(localStorage.getItem(slot) ?? "null");
+  if (saved) {
+    const oldSize = BigInt(saved.treeSize);
+    if (oldSize > head.treeSize) {
+      throw new ProofError("rewritten", t("proof.shrunk", { size: head.treeSize, old: oldSize }));
+    }
+    const proof = await node.api.getConsistencyProof({ oldSize, newSize: head.treeSize });
+    await verifyConsistency(oldSize, head.treeSize, fromHex(saved.rootHash), head.rootHash, proof.hashes);
+  }
+  localStorage.setItem(slot, JSON.stringify({ treeSize: String(head.treeSize), rootHash: toHex(head.rootHash), timestampMs: String(head.timestampMs) }));
+  return saved
+    ? t("proof.ok", { size: head.treeSize, old: saved.treeSize, time: formatTime(saved.timestampMs) })
+    : t("proof.first", { size: head.treeSize, time: formatTime(head.timestampMs) });
+}
+
+function historyCheck() {
+  const result = h("div", { "aria-live": "polite" });
+  const run = async () => {
+    try {
+      result.replaceChildren(h("p", { class: "ok", role: "status", testid: "proof-result" }, await checkHistory()));
+    } catch (e) {
+      const text = e instanceof ProofError && e.kind === "rewritten" ? t("proof.rewritten", { detail: e.message }) : t("proof.failed", { detail: e.message });
+      result.replaceChildren(h("p", { class: "error", role: "alert", testid: "proof-result" }, text));
+    }
+  };
+  run();
+  return [h("h2", {}, t("proof.title")), result, h("button", { type: "button", class: "secondary", testid: "proof-check", onclick: run }, t("proof.check"))];
+}
+
 async function overviewPage() {
   const [account, entries] = await Promise.all([loadAccount(), loadEntries()]);
   const balance = account.balanceMinor;
@@ -292,6 +332,7 @@ async function overviewPage() {
     ),
     h("h2", {}, t("chart.title")),
     balanceChart(entries.map(describeEntry)),
+    historyCheck(),
   ];
 }
 

@@ -80,6 +80,7 @@ try {
   await alice.getByTestId("key-check").click();
   await alice.getByRole("heading", { name: "Overview of alice-bakery" }).waitFor();
   await alice.getByTestId("balance").filter({ hasText: "0.00 CHW" }).waitFor();
+  await alice.getByTestId("proof-result").filter({ hasText: "now remembers the ledger's signed state" }).waitFor();
   await alice.goto(`${url}/#/key`);
   assert.equal(await alice.getByTestId("account").inputValue(), "alice-bakery");
 
@@ -131,6 +132,8 @@ try {
   assert.deepEqual(submitted[1], submitted[0], "the retry sends the very same signed envelope");
   await alice.goto(`${url}/#/overview`);
   await alice.getByTestId("balance").filter({ hasText: "-135.50 CHW" }).waitFor();
+  // The history this browser saw is a prefix of the ledger now (a consistency proof).
+  await alice.getByTestId("proof-result").filter({ hasText: "extend, unchanged, the" }).waitFor();
 
   // Over the credit limit: the ledger refuses, and says why with both numbers.
   await alice.goto(`${url}/#/pay`);
@@ -215,6 +218,15 @@ try {
   await alice.getByRole("link", { name: "Historique" }).waitFor();
   await alice.getByTestId("lang").selectOption("en");
   await alice.getByTestId("balance").filter({ hasText: "-175.50 CHW" }).waitFor();
+
+  // A history that does not extend what this browser saw is reported as rewritten.
+  await alice.evaluate(() => {
+    const slot = Object.keys(localStorage).find((k) => k.startsWith("cercle.treeHead."));
+    const saved = JSON.parse(localStorage.getItem(slot));
+    localStorage.setItem(slot, JSON.stringify({ ...saved, rootHash: "00".repeat(32) }));
+  });
+  await alice.getByTestId("proof-check").click();
+  await alice.getByTestId("proof-result").filter({ hasText: "History rewritten" }).waitFor();
 
   console.log(JSON.stringify({ alice_pubkey: alicePubkey, bob_pubkey: bobPubkey }));
 } catch (e) {
