@@ -384,6 +384,39 @@ mod tests {
         );
     }
 
+    /// The name of a refusal, as `amount_vectors.json` writes it.
+    fn variant(e: &AmountError) -> &'static str {
+        match e {
+            AmountError::Empty => "Empty",
+            AmountError::NotDecimal(_) => "NotDecimal",
+            AmountError::TooManyDecimals { .. } => "TooManyDecimals",
+            AmountError::Signed(_) => "Signed",
+            AmountError::OutOfRange(_) => "OutOfRange",
+            AmountError::Ambiguous { .. } => "Ambiguous",
+            AmountError::DecimalComma { .. } => "DecimalComma",
+            AmountError::BadGrouping { .. } => "BadGrouping",
+        }
+    }
+
+    /// The cases shared with the browser app (`web/test/amount.test.js`), which reads them
+    /// with the same rule (`en`), and in French also the unambiguous decimal comma (`fr`).
+    #[test]
+    fn shared_vectors() {
+        let file: serde_json::Value = serde_json::from_str(include_str!("../amount_vectors.json"))
+            .expect("amount_vectors.json is JSON");
+        let vectors = file["vectors"].as_array().expect("a list of vectors");
+        assert!(vectors.len() > 40);
+        for v in vectors {
+            let text = v["text"].as_str().expect("text");
+            let exponent = v["exponent"].as_u64().and_then(|e| u8::try_from(e).ok()).expect("exponent");
+            let got = match parse_major(text, exponent) {
+                Ok(minor) => serde_json::json!(minor.to_string()),
+                Err(e) => serde_json::json!({ "error": variant(&e) }),
+            };
+            assert_eq!(got, v["en"], "parsing {text:?} with exponent {exponent}");
+        }
+    }
+
     #[test]
     fn refuses_bad_amounts() {
         check_parse("", 2, Err("amount is empty"));

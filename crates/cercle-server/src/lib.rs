@@ -8,12 +8,14 @@ pub mod admission;
 pub mod auth;
 pub mod checkpointer;
 pub mod error;
+pub mod key_accounts;
 pub mod limits;
 pub mod net;
 pub mod recovery;
 pub mod service;
 pub mod streams;
 pub mod view;
+pub mod web;
 pub mod writer;
 
 use std::future::Future;
@@ -34,6 +36,7 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 
 pub use limits::ServerLimits;
+pub use web::Web;
 
 /// The node's clock: ms since the Unix epoch. The only place the node reads the time.
 pub fn now_ms() -> u64 {
@@ -320,12 +323,14 @@ fn check_file_descriptor_limit(connections_max: usize) {
 }
 
 /// Opens the data directory and serves gRPC on `listener`, within `limits`, until
-/// `shutdown` completes. `ready` is called with the address once the ledger is open and
-/// checked, just before the first request is served.
+/// `shutdown` completes; also gRPC-web over HTTP/1.1, and the browser app unless `web` is
+/// `Web::Off`. `ready` is called with the address once the ledger is open and checked,
+/// just before the first request is served.
 pub async fn serve(
     dir: &DataDir,
     listener: TcpListener,
     limits: &ServerLimits,
+    web: Web,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
@@ -363,6 +368,10 @@ pub async fn serve(
         .timeout(limits.request_timeout)
         .http2_keepalive_interval(Some(limits.keepalive_interval()))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+        // The browser speaks gRPC-web, over HTTP/1.1 or HTTP/2, to the origin that served it.
+        .accept_http1(true)
+        .layer(web::WebLayer::new(web))
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

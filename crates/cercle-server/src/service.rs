@@ -547,6 +547,13 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(info))
     }
 
+    async fn list_key_accounts(
+        &self,
+        request: Request<pb::ListKeyAccountsRequest>,
+    ) -> Result<Response<pb::ListKeyAccountsResponse>, Status> {
+        Ok(Response::new(crate::key_accounts::list(&self.genesis, &self.view, &request)?))
+    }
+
     async fn submit(
         &self,
         request: Request<pb::SubmitRequest>,
