@@ -8,5 +8,6 @@ fn main() {
         os_deps::OsDep::Hledger,
         os_deps::OsDep::Promtool,
         os_deps::OsDep::Mount,
+        os_deps::OsDep::Browser,
     ]);
 }

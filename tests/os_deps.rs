@@ -1,6 +1,7 @@
 //! The OS packages some tests need (FUSE for the power-loss tests, hledger for the export
-//! test, promtool for the metrics test) and the one right (mounting a tmpfs, for the
-//! full-disk test), and the one gate that makes their absence a failure: included by the build scripts
+//! test, promtool for the metrics test, Chromium, Node.js and the web app's npm packages for
+//! the browser tests) and the one right (mounting a tmpfs, for the full-disk test), and the one
+//! gate that makes their absence a failure: included by the build scripts
 //! of `cercle-e2e` and `cercle-lossyfs`.
 //!
 //! A build script decides, per package, whether its tests of that kind run: it sets the cfg
@@ -27,6 +28,9 @@ pub enum OsDep {
     Promtool,
     /// The right to mount a small tmpfs (`CAP_SYS_ADMIN`: root, as CI runs), to fill a disk.
     Mount,
+    /// Chromium (Debian package `chromium`), Node.js, and the web app's npm packages
+    /// (`npm ci` in `web/`: playwright-core drives the browser, axe-core checks pages).
+    Browser,
 }
 
 impl OsDep {
@@ -36,6 +40,7 @@ impl OsDep {
             OsDep::Hledger => "hledger_tests",
             OsDep::Promtool => "promtool_tests",
             OsDep::Mount => "mount_tests",
+            OsDep::Browser => "browser_tests",
         }
     }
 
@@ -48,6 +53,16 @@ impl OsDep {
             OsDep::Hledger => vec![Candidates::OnPath("hledger")],
             OsDep::Promtool => vec![Candidates::OnPath("promtool")],
             OsDep::Mount => vec![Candidates::Capability(CAP_SYS_ADMIN)],
+            OsDep::Browser => {
+                let web =
+                    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("../web");
+                vec![
+                    Candidates::Fixed(PathBuf::from("/usr/bin/chromium")),
+                    Candidates::OnPath("node"),
+                    Candidates::Fixed(web.join("node_modules/playwright-core/package.json")),
+                    Candidates::Fixed(web.join("node_modules/axe-core/axe.min.js")),
+                ]
+            }
         }
     }
 }

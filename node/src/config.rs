@@ -20,10 +20,7 @@ pub const DEFAULT_DATA_DIR: &str = "cercle-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// The environment variable naming the configuration file.
 pub const CONFIG_VAR: &str = "CERCLE_CONFIG";
-/// Longest configuration file read.
-pub const CONFIG_BYTES_MAX: u64 = 64 * 1024;
-/// Longest shutdown grace that may be configured.
-pub const SHUTDOWN_GRACE_MS_MAX: u64 = 300_000;
+pub use cercle_limits::{CONFIG_BYTES_MAX, SHUTDOWN_GRACE_MS_MAX};
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +271,7 @@ impl Config {
                 "idle_timeout_ms",
                 flags.idle_timeout_ms,
                 file.idle_timeout_ms,
-                cercle_server::limits::CONNECTION_IDLE_TIMEOUT.as_millis() as u64,
+                cercle_limits::CONNECTION_IDLE_TIMEOUT.as_millis() as u64,
                 |t| parse_ms(t, 1, idle_max),
                 ms_in(1, idle_max),
             )?,

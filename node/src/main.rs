@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cercle_core::PublicKey;
-use cercle_server::{DataDir, InitOptions, init_data_dir};
+use cercle_server::{DataDir, InitOptions, Web, init_data_dir};
 use clap::{CommandFactory, Parser, Subcommand};
 use config::{Config, LogFormat, ProcessEnv, RunFlags};
 
@@ -30,6 +30,9 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (proto package cercle
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Serve only the API, not the browser app
+    #[arg(long, global = true)]
+    no_web: bool,
 }
 
 #[derive(Subcommand)]
@@ -202,7 +205,7 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn run(config: &Config, out: &mut Printer) -> Result<()> {
+async fn run(config: &Config, web: Web, out: &mut Printer) -> Result<()> {
     // The settings' own files first: a configuration mistake is named before anything else.
     let tls = config.tls_identity()?;
     let stop = stop_signal();
@@ -229,6 +232,7 @@ async fn run(config: &Config, out: &mut Printer) -> Result<()> {
         tls,
         metrics,
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms.value),
+        web,
     };
     // Printed once the ledger is open and checked: the line means "ready".
     let ready = |addr: std::net::SocketAddr| out.line(&format!("listening on {addr}"));
@@ -330,9 +334,9 @@ fn log_format_from_env() -> Result<LogFormat> {
     }
 }
 
-/// How long the runtime waits, on exit, for tasks still blocked (a stream's read) before
-/// it leaves them: the node has already stopped and synced by then.
-const RUNTIME_SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+// How long the runtime waits, on exit, for tasks still blocked (a stream's read) before it
+// leaves them: the node has already stopped and synced by then.
+use cercle_limits::RUNTIME_SHUTDOWN_WAIT;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -357,11 +361,12 @@ fn main() -> std::process::ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     let mut out = Printer::default();
+    let web = if cli.no_web { Web::Off } else { Web::Served };
     match cli.command {
         Some(Command::Run { flags }) => {
             let config = Config::resolve(flags, &ProcessEnv)?;
             init_logging(config.log_format.value);
-            run(&config, &mut out).await
+            run(&config, web, &mut out).await
         }
         Some(Command::Config { command: ConfigCommand::Check { flags } }) => config_check(flags, &mut out),
         Some(Command::Completions { shell }) => {
@@ -389,7 +394,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     &mut out,
                 )?;
             }
-            run(&config, &mut out).await
+            run(&config, web, &mut out).await
         }
         Some(Command::Init { data_dir, genesis }) => {
             init_logging(log_format_from_env()?);

@@ -32,10 +32,7 @@ use cercle_store::Store;
 
 use crate::{DataDir, NodeError, io_err};
 
-/// Most entries written to the log as one group by a restore.
-pub const RESTORE_GROUP_ENTRIES_MAX: usize = 512;
-/// A restore's group is closed once it holds this many bytes.
-pub const RESTORE_GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
+use cercle_limits::{RESTORE_GROUP_BYTES_MAX, RESTORE_GROUP_ENTRIES_MAX};
 
 /// What a backup wrote.
 #[derive(Debug, Clone)]

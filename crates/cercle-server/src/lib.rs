@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backup;
 pub mod checkpointer;
 pub mod error;
+pub mod key_accounts;
 pub mod limits;
 pub mod metrics;
 pub mod net;
@@ -16,17 +17,22 @@ pub mod recovery;
 pub mod service;
 pub mod streams;
 pub mod view;
+pub mod web;
 pub mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
+use std::sync::Arc;
 
 use cercle_core::checkpoint::TreeHead;
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
 use cercle_core::{Genesis, LedgerId, PublicKey};
+use cercle_limits::{
+    FILE_DESCRIPTORS_RESERVED, REQUEST_BYTES_MAX, RESPONSE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX,
+    WITNESS_INTERVAL,
+};
 use cercle_proto as pb;
 use cercle_store::Store;
 use rand::RngCore;
@@ -34,15 +40,7 @@ use tokio::net::TcpListener;
 
 pub use limits::ServerLimits;
 pub use metrics::Metrics;
-
-/// Largest gRPC message the node decodes: a full `SubmitBatch` (1,000 envelopes with
-/// bodies of at most 4 KiB) fits; anything larger is refused before it is parsed.
-pub const REQUEST_BYTES_MAX: usize = 5 * 1024 * 1024;
-/// Largest gRPC message the node sends: a page of entries (cut at `cercle_store::PAGE_BYTES_MAX`
-/// after at most one clearing entry of up to 32 MiB) fits.
-pub const RESPONSE_BYTES_MAX: usize = 40 * 1024 * 1024;
-/// Most concurrent requests on one connection.
-pub const STREAMS_PER_CONNECTION_MAX: u32 = 256;
+pub use web::Web;
 
 /// The node's clock: ms since the Unix epoch. The only place the node reads the time.
 pub fn now_ms() -> u64 {
@@ -202,10 +200,6 @@ impl OpenNode {
     }
 }
 
-/// How often the node persists its signed tree head, the witness that lets a later start
-/// tell a log that lost committed entries from one whose last write was torn.
-pub const WITNESS_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Signs the tree head of what is durable now and persists it, if the log grew since
 /// `last` (the size last written). Returns the size written.
 pub fn persist_witness(store: &Store, node_key: &Keypair, last: u64) -> Result<u64, NodeError> {
@@ -299,7 +293,7 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         metrics.clone(),
     )
     .map_err(io_err(&dir.root))?;
-    metrics.watch_queue(writer.handle.room(), writer::WRITE_QUEUE_MAX);
+    metrics.watch_queue(writer.handle.room(), cercle_limits::WRITE_QUEUE_MAX);
     let node_key = Arc::new(node_key);
     let service = service::LedgerService::new(
         genesis.clone(),
@@ -344,10 +338,6 @@ fn log_recovery(report: &recovery::RecoveryReport, ledger: &cercle_core::Ledger)
     }
 }
 
-/// Descriptors the node needs besides its connections: the log, sled's files, the
-/// standard streams, the listener.
-const FILE_DESCRIPTORS_RESERVED: u64 = 64;
-
 /// Warns when the process may open fewer files than `connections_max` connections need.
 fn check_file_descriptor_limit(connections_max: usize) {
     use nix::sys::resource::{Resource, getrlimit};
@@ -364,11 +354,10 @@ fn check_file_descriptor_limit(connections_max: usize) {
     }
 }
 
-/// How long a stopping node waits for the requests in flight to be answered before it
-/// closes their connections (`ServeOptions::shutdown_grace`'s default). Every operation
-/// the writer took is executed, synced and answered before that in practice: the queue
-/// holds at most `WRITE_QUEUE_MAX` operations, written in groups of a few milliseconds.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+// `ServeOptions::shutdown_grace`'s default. Every operation the writer took is executed,
+// synced and answered well within it: the queue holds at most `WRITE_QUEUE_MAX` operations,
+// written in groups of a few milliseconds.
+pub use cercle_limits::SHUTDOWN_GRACE;
 
 /// A certificate chain and its private key, in PEM, for serving TLS.
 #[derive(Clone)]
@@ -436,28 +425,33 @@ pub struct ServeOptions {
     pub metrics: Option<TcpListener>,
     /// See `SHUTDOWN_GRACE`.
     pub shutdown_grace: Duration,
+    /// Serve the browser app (gRPC-web is served either way).
+    pub web: Web,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { tls: None, metrics: None, shutdown_grace: SHUTDOWN_GRACE }
+        ServeOptions { tls: None, metrics: None, shutdown_grace: SHUTDOWN_GRACE, web: Web::Served }
     }
 }
 
 /// Opens the data directory and serves gRPC on `listener`, within `limits`, until
-/// `shutdown` completes. `ready` is called with the address once the ledger is open and
-/// checked, just before the first request is served.
+/// `shutdown` completes; also gRPC-web over HTTP/1.1, and the browser app unless `web` is
+/// `Web::Off`. `ready` is called with the address once the ledger is open and checked,
+/// just before the first request is served.
 pub async fn serve(
     dir: &DataDir,
     listener: TcpListener,
     limits: &ServerLimits,
+    web: Web,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
-    serve_with(dir, listener, limits, ServeOptions::default(), ready, shutdown).await
+    serve_with(dir, listener, limits, ServeOptions { web, ..ServeOptions::default() }, ready, shutdown)
+        .await
 }
 
-/// `serve`, with TLS, metrics and the shutdown grace of `options`.
+/// `serve`, with TLS, metrics, the shutdown grace and the browser app of `options`.
 ///
 /// When `shutdown` completes the node stops accepting connections, reports NOT_SERVING to
 /// health checks, and sends every connection an HTTP/2 GOAWAY: requests already taken go
@@ -521,6 +515,10 @@ pub async fn serve_with(
         .timeout(limits.request_timeout)
         .http2_keepalive_interval(Some(limits.keepalive_interval()))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+        // The browser speaks gRPC-web, over HTTP/1.1 or HTTP/2, to the origin that served it.
+        .accept_http1(true)
+        .layer(web::WebLayer::new(options.web))
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -26,10 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::admission::QueueRoom;
 
-/// Most scrapes served at once; past it, new connections wait in the backlog.
-pub const METRICS_CONNECTIONS_MAX: usize = 16;
-/// Longest a scrape connection may stay open.
-pub const METRICS_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+use cercle_limits::{METRICS_CONNECTIONS_MAX, METRICS_REQUEST_TIMEOUT};
 /// The proto package the node serves, as `--version` and `cercle_build_info` say.
 pub const PROTO_PACKAGE: &str = cercle_proto::PROTO_PACKAGE;
 
