@@ -32,7 +32,7 @@ use cercle_store::Store;
 
 use crate::{DataDir, NodeError, io_err};
 
-use cercle_limits::{RESTORE_GROUP_BYTES_MAX, RESTORE_GROUP_ENTRIES_MAX};
+use cercle_limits::{BACKUP_TREE_HEAD_WAIT, RESTORE_GROUP_BYTES_MAX, RESTORE_GROUP_ENTRIES_MAX, WITNESS_INTERVAL};
 
 /// What a backup wrote.
 #[derive(Debug, Clone)]
@@ -64,13 +64,7 @@ pub fn backup(dir: &DataDir, out: &Path) -> Result<BackupReport, NodeError> {
         )));
     }
     let ledger = dir.ledger();
-    let (genesis, tree_head) = Store::read_committed(&ledger)?;
-    let tree_head = tree_head.ok_or_else(|| {
-        NodeError::Invalid(format!(
-            "{} has no signed tree head yet: the node writes one within a second of its first entry; nothing to back up",
-            ledger.display()
-        ))
-    })?;
+    let (genesis, tree_head) = committed(&ledger)?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -120,6 +114,28 @@ pub fn backup(dir: &DataDir, out: &Path) -> Result<BackupReport, NodeError> {
         path: out.to_path_buf(),
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// The genesis and the last signed tree head of the ledger in `ledger`. A running node
+/// writes its first tree head within `WITNESS_INTERVAL` of its first entries, so a backup
+/// taken in that window waits for it (polling, up to `BACKUP_TREE_HEAD_WAIT`) rather than
+/// fail; a ledger that has none after that (no node has served it since its entries were
+/// written) is an error.
+fn committed(ledger: &Path) -> Result<(cercle_core::Genesis, SignedTreeHead), NodeError> {
+    let deadline = Instant::now() + BACKUP_TREE_HEAD_WAIT;
+    loop {
+        if let (genesis, Some(tree_head)) = Store::read_committed(ledger)? {
+            return Ok((genesis, tree_head));
+        }
+        if Instant::now() >= deadline {
+            return Err(NodeError::Invalid(format!(
+                "{} has no signed tree head yet: a running node writes one within {} ms of its first entry, and at shutdown; start the node once, then back up",
+                ledger.display(),
+                WITNESS_INTERVAL.as_millis()
+            )));
+        }
+        std::thread::sleep(WITNESS_INTERVAL / 10);
+    }
 }
 
 /// True when `path` does not exist or is an empty directory.
