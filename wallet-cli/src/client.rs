@@ -387,6 +387,14 @@ fn connect_error(url: &str, tls: bool, e: &(dyn std::error::Error + 'static)) ->
             rustls_error = Some(r.clone());
             break;
         }
+        // hyper and tokio-rustls carry the TLS error inside an `io::Error`, whose `source()`
+        // skips the error it wraps and gives that error's source: look inside it.
+        if let Some(inner) = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+                rustls_error = Some(r.clone());
+                break;
+            }
+        }
         source = s.source();
     }
     let chain = error_chain(e);
