@@ -447,7 +447,10 @@ pub const fn clearing_entry_bytes(firms: usize, invoices: usize) -> usize {
 
 // ---- How the limits relate ---------------------------------------------------------------
 
-const _: () = assert!(SHUTDOWN_GRACE.as_millis() <= SHUTDOWN_GRACE_MS_MAX as u128, "the default grace is one a file may set");
+const _: () = assert!(
+    SHUTDOWN_GRACE.as_millis() <= SHUTDOWN_GRACE_MS_MAX as u128,
+    "the default grace is one a file may set"
+);
 const _: () = assert!(
     BACKUP_TREE_HEAD_WAIT.as_millis() >= 2 * WITNESS_INTERVAL.as_millis(),
     "a backup waits through more than one witness interval of a loaded node"

@@ -32,7 +32,9 @@ use cercle_store::Store;
 
 use crate::{DataDir, NodeError, io_err};
 
-use cercle_limits::{BACKUP_TREE_HEAD_WAIT, RESTORE_GROUP_BYTES_MAX, RESTORE_GROUP_ENTRIES_MAX, WITNESS_INTERVAL};
+use cercle_limits::{
+    BACKUP_TREE_HEAD_WAIT, RESTORE_GROUP_BYTES_MAX, RESTORE_GROUP_ENTRIES_MAX, WITNESS_INTERVAL,
+};
 
 /// What a backup wrote.
 #[derive(Debug, Clone)]

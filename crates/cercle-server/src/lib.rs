@@ -23,8 +23,8 @@ pub mod writer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cercle_core::checkpoint::TreeHead;
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
@@ -447,8 +447,7 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
-    serve_with(dir, listener, limits, ServeOptions { web, ..ServeOptions::default() }, ready, shutdown)
-        .await
+    serve_with(dir, listener, limits, ServeOptions { web, ..ServeOptions::default() }, ready, shutdown).await
 }
 
 /// `serve`, with TLS, metrics, the shutdown grace and the browser app of `options`.
