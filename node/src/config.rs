@@ -233,15 +233,16 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     if text.len() as u64 > CONFIG_BYTES_MAX {
         bail!("{}: a configuration file is at most {CONFIG_BYTES_MAX} bytes", path.display());
     }
-    // toml's message names the key (an unknown one, with those allowed); its `Display`
-    // adds a drawing of the line over several lines, so the line and column are put on the
-    // error's one line instead.
+    // toml's `Display` draws the offending line over several lines; the error stays on one
+    // line: the line and column, the line itself (which names the key a bad value belongs
+    // to), and toml's message (which names an unknown key, with those allowed).
     toml::from_str(&text).map_err(|e| {
         let at = e.span().map_or(String::new(), |span| {
             let before = text.get(..span.start).unwrap_or("");
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!("line {line}, column {column}: ")
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}, column {column} (`{source}`): ")
         });
         anyhow!("{}: {at}{}", path.display(), e.message().trim_end())
     })
