@@ -389,11 +389,10 @@ fn connect_error(url: &str, tls: bool, e: &(dyn std::error::Error + 'static)) ->
         }
         // hyper and tokio-rustls carry the TLS error inside an `io::Error`, whose `source()`
         // skips the error it wraps and gives that error's source: look inside it.
-        if let Some(inner) = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            if let Some(r) = inner.downcast_ref::<rustls::Error>() {
-                rustls_error = Some(r.clone());
-                break;
-            }
+        let wrapped = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        if let Some(r) = wrapped.and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            rustls_error = Some(r.clone());
+            break;
         }
         source = s.source();
     }

@@ -287,10 +287,12 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         view.clone(),
         ledger,
         now_ms,
-        checkpoints,
-        stuck,
-        stopped_tx,
-        metrics.clone(),
+        writer::WriterReports {
+            checkpoints,
+            derived_stuck: stuck,
+            stopped: stopped_tx,
+            metrics: metrics.clone(),
+        },
     )
     .map_err(io_err(&dir.root))?;
     metrics.watch_queue(writer.handle.room(), cercle_limits::WRITE_QUEUE_MAX);

@@ -238,20 +238,29 @@ pub struct Writer {
     pub syncer: std::thread::JoinHandle<()>,
 }
 
+/// Where the writer reports what it does, beyond its answers to submitters.
+pub struct WriterReports {
+    /// Each durable group, for the checkpointer.
+    pub checkpoints: SyncSender<Applied>,
+    /// Set by the checkpointer while the state database cannot be written.
+    pub derived_stuck: Arc<AtomicBool>,
+    /// Fires when the writer's threads end.
+    pub stopped: oneshot::Sender<()>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Starts the writer over `ledger` (already recovered from `store`). `clock` gives the
 /// node's time in ms since the Unix epoch. The threads end when every `WriterHandle` is
 /// dropped (after the last group is durable and answered), or when the log cannot be
-/// written at all; `stopped` then fires, so the node can stop serving.
+/// written at all; `reports.stopped` then fires, so the node can stop serving.
 pub fn spawn_writer(
     store: Arc<Store>,
     view: Arc<View>,
     ledger: Ledger,
     clock: fn() -> u64,
-    checkpoints: SyncSender<Applied>,
-    derived_stuck: Arc<AtomicBool>,
-    stopped: oneshot::Sender<()>,
-    metrics: Arc<Metrics>,
+    reports: WriterReports,
 ) -> std::io::Result<Writer> {
+    let WriterReports { checkpoints, derived_stuck, stopped, metrics } = reports;
     // Room for every place, and for the snapshots and plans that travel the same queue.
     let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX + CONTROL_MESSAGES_MAX);
     let (to_syncer, from_executor) = std::sync::mpsc::sync_channel::<Group>(1);
