@@ -56,6 +56,7 @@ impl World {
                 keys: vec![world.keys[i].public_key()],
                 credit_limit_minor: limit_minor,
                 max_balance_minor: None,
+                profile: Default::default(),
             });
             world.admin_op(kind).unwrap();
         }

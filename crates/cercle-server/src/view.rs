@@ -137,6 +137,15 @@ impl View {
         range.take(limit).map(|(_, a)| a.clone()).collect()
     }
 
+    /// Runs `f` over every account, in handle order, under the read lock: for an overview
+    /// that filters and sorts them all without copying them first.
+    pub fn with_accounts<R>(
+        &self,
+        f: impl FnOnce(std::collections::btree_map::Values<'_, AccountId, Account>) -> R,
+    ) -> R {
+        f(self.read().accounts.values())
+    }
+
     pub fn account_count(&self) -> usize {
         self.read().accounts.len()
     }
