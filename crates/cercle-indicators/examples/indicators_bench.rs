@@ -174,7 +174,15 @@ fn main() {
     }
 
     if let Some(path) = out {
-        let tree_head = cercle_audit::synth::sign_log(&genesis, &node, &entries);
+        // Leaves are the entries' hashes (over their commitments, which hold a clearing
+        // section's root, not its parts).
+        let mut tree = cercle_core::merkle::MemoryTree::new();
+        for entry in &entries {
+            tree.push(entry.hash());
+        }
+        let last_ms = entries.last().map_or(start_ms, |e| e.timestamp_ms);
+        let tree_head =
+            cercle_audit::synth::sign_tree_head(&genesis, &node, tree.size(), tree.root(), last_ms);
         let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let mut w = cercle_audit::jsonl::Writer::new(std::io::BufWriter::new(file), &genesis)
             .unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -364,7 +364,7 @@ pub(crate) fn apply(cells: &PeriodCells, report: &mut PeriodReport) {
 
     // Back to the report.
     let suppressed = |s: usize, a: Add| table.suppressed[cell_of(s, a)];
-    for s in 0..scopes.len() {
+    for (s, scope) in scopes.iter().enumerate() {
         let measures = if s == 0 { &mut report.totals } else { &mut report.groups[s - 1].measures };
         for (a, measure) in ADD_MEASURES {
             if let Some(m) = measure
@@ -378,10 +378,10 @@ pub(crate) fn apply(cells: &PeriodCells, report: &mut PeriodReport) {
                 measures.set(m, Cell::Suppressed);
             }
         }
-        if tiny(scopes[s]) || tiny(&cells.total) {
+        if tiny(scope) || tiny(&cells.total) {
             measures.set(Measure::CreditUse, Cell::Suppressed);
         }
-        if tiny(scopes[s]) || tiny(&cells.total) || confidential(&scopes[s].clearable) {
+        if tiny(scope) || tiny(&cells.total) || confidential(&scope.clearable) {
             measures.set(Measure::ClearableMinor, Cell::Suppressed);
         }
     }
