@@ -83,6 +83,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if let Some(since) = account.negative_since_ms {
         rows.push(("negative since", output::rfc3339(since)));
     }
-    let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<15}{value}")).collect();
+    let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<12} {value}")).collect();
     output::emit(&text.join("\n"))
 }
