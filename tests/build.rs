@@ -3,5 +3,5 @@
 mod os_deps;
 
 fn main() {
-    os_deps::emit(&[os_deps::OsDep::Fuse, os_deps::OsDep::Hledger]);
+    os_deps::emit(&[os_deps::OsDep::Fuse, os_deps::OsDep::Hledger, os_deps::OsDep::Browser]);
 }

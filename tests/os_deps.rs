@@ -1,5 +1,5 @@
 //! The OS packages some tests need (FUSE for the power-loss tests, hledger for the export
-//! test), and the one gate that makes their absence a failure: included by the build scripts
+//! test, Chromium, Node.js and the web app's npm packages for the browser tests), and the one gate that makes their absence a failure: included by the build scripts
 //! of `cercle-e2e` and `cercle-lossyfs`.
 //!
 //! A build script decides, per package, whether its tests of that kind run: it sets the cfg
@@ -22,6 +22,9 @@ pub enum OsDep {
     Fuse,
     /// The `hledger` program (Debian package `hledger`).
     Hledger,
+    /// Chromium (Debian package `chromium`), Node.js, and the web app's npm packages
+    /// (`npm ci` in `web/`: playwright-core drives the browser, axe-core checks pages).
+    Browser,
 }
 
 impl OsDep {
@@ -29,6 +32,7 @@ impl OsDep {
         match self {
             OsDep::Fuse => "fuse_tests",
             OsDep::Hledger => "hledger_tests",
+            OsDep::Browser => "browser_tests",
         }
     }
 
@@ -39,6 +43,16 @@ impl OsDep {
                 vec![Candidates::Fixed(PathBuf::from("/dev/fuse")), Candidates::OnPath("fusermount3")]
             }
             OsDep::Hledger => vec![Candidates::OnPath("hledger")],
+            OsDep::Browser => {
+                let web =
+                    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("../web");
+                vec![
+                    Candidates::Fixed(PathBuf::from("/usr/bin/chromium")),
+                    Candidates::OnPath("node"),
+                    Candidates::Fixed(web.join("node_modules/playwright-core/package.json")),
+                    Candidates::Fixed(web.join("node_modules/axe-core/axe.min.js")),
+                ]
+            }
         }
     }
 }

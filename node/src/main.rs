@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cercle_core::PublicKey;
-use cercle_server::{DataDir, InitOptions, ServerLimits, init_data_dir};
+use cercle_server::{DataDir, InitOptions, ServerLimits, Web, init_data_dir};
 use clap::{Parser, Subcommand};
 
 const DEFAULT_DATA_DIR: &str = "cercle-data";
@@ -24,6 +24,9 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Serve only the API, not the browser app
+    #[arg(long, global = true)]
+    no_web: bool,
 }
 
 #[derive(Subcommand)]
@@ -43,7 +46,7 @@ enum Command {
         #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
         /// Close a connection that sends nothing for this long, in milliseconds
-        #[arg(long, value_name = "MS", default_value_t = cercle_server::limits::CONNECTION_IDLE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "MS", default_value_t = cercle_limits::CONNECTION_IDLE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
         idle_timeout_ms: u64,
     },
     /// Rebuild the state (balances, indexes) from the log
@@ -131,7 +134,13 @@ fn init(dir: &DataDir, genesis: GenesisArgs, out: &mut Printer) -> Result<()> {
     Ok(())
 }
 
-async fn run(dir: &DataDir, listen: SocketAddr, limits: ServerLimits, out: &mut Printer) -> Result<()> {
+async fn run(
+    dir: &DataDir,
+    listen: SocketAddr,
+    limits: ServerLimits,
+    web: Web,
+    out: &mut Printer,
+) -> Result<()> {
     anyhow::ensure!(
         dir.is_initialised(),
         "{} holds no ledger; create one with `cercle-node init --data-dir {}`",
@@ -146,7 +155,7 @@ async fn run(dir: &DataDir, listen: SocketAddr, limits: ServerLimits, out: &mut 
     };
     // Printed once the ledger is open and checked: the line means "ready".
     let ready = |addr: std::net::SocketAddr| out.line(&format!("listening on {addr}"));
-    cercle_server::serve(dir, listener, &limits, ready, shutdown).await?;
+    cercle_server::serve(dir, listener, &limits, web, ready, shutdown).await?;
     Ok(())
 }
 
@@ -223,6 +232,7 @@ async fn main() -> Result<()> {
     init_logging()?;
     let cli = Cli::parse();
     let mut out = Printer::default();
+    let web = if cli.no_web { Web::Off } else { Web::Served };
     match cli.command {
         Some(Command::Init { data_dir, genesis }) => init(&DataDir::new(data_dir), genesis, &mut out),
         Some(Command::Run { data_dir, listen, idle_timeout_ms }) => {
@@ -230,7 +240,7 @@ async fn main() -> Result<()> {
                 idle_timeout: Duration::from_millis(idle_timeout_ms),
                 ..ServerLimits::default()
             };
-            run(&DataDir::new(data_dir), listen, limits, &mut out).await
+            run(&DataDir::new(data_dir), listen, limits, web, &mut out).await
         }
         Some(Command::Rebuild { data_dir }) => {
             let dir = DataDir::new(data_dir);
@@ -255,7 +265,7 @@ async fn main() -> Result<()> {
                 )?;
             }
             let listen = DEFAULT_LISTEN.parse()?;
-            run(&dir, listen, ServerLimits::default(), &mut out).await
+            run(&dir, listen, ServerLimits::default(), web, &mut out).await
         }
     }
 }

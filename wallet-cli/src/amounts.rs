@@ -5,8 +5,8 @@
 //! is meant) before connecting, and [`parse`] applies the ledger's exponent and range
 //! once the genesis is known.
 
-use cercle_core::amount::EXPONENT_MAX;
 use cercle_core::{AmountError, parse_major};
+use cercle_limits::EXPONENT_MAX;
 
 /// What an amount may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

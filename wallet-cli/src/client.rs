@@ -6,13 +6,13 @@
 //! are validated against.
 
 use std::fmt;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use cercle_audit::SignedTreeHead;
 use cercle_core::merkle::Hash;
 use cercle_core::sign::{Keypair, read_auth_message};
 use cercle_core::{AccountId, Genesis, InvoiceId};
+use cercle_limits::{CLIENT_CONNECT_TIMEOUT, CLIENT_REQUEST_TIMEOUT, PROOF_HASHES_MAX, RESPONSE_BYTES_MAX};
 use cercle_proto as pb;
 use pb::ledger_client::LedgerClient;
 use tonic::Code;
@@ -22,14 +22,6 @@ use tonic_types::StatusExt;
 
 use crate::failure::{Kind, fail, usage};
 use crate::output::one_line;
-
-/// How long to wait for the node to accept a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest response accepted: the node's own bound on what it sends (a page of history
-/// may hold one clearing entry of up to 32 MiB). The default of 4 MiB would refuse it.
-const RESPONSE_BYTES_MAX: usize = 40 * 1024 * 1024;
 
 /// The domain of the `google.rpc.ErrorInfo` the node attaches to rejections.
 const ERROR_DOMAIN: &str = "cercle.v1";
@@ -57,8 +49,8 @@ impl Node {
             .map_err(|e| {
                 usage(format!("invalid node URL '{url}': {e} (expected e.g. {})", crate::DEFAULT_NODE))
             })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT);
+            .connect_timeout(CLIENT_CONNECT_TIMEOUT)
+            .timeout(CLIENT_REQUEST_TIMEOUT);
         let channel = endpoint.connect().await.map_err(|e| unreachable(url, &error_chain(&e)))?;
         let mut client = LedgerClient::new(channel).max_decoding_message_size(RESPONSE_BYTES_MAX);
         let info = client
@@ -391,9 +383,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     one_line(&parts.join(": "))
 }
-
-/// Most hashes a proof may hold (RFC 9162 proofs of u64 sizes hold at most 65).
-const PROOF_HASHES_MAX: usize = 66;
 
 fn hashes(list: Vec<Vec<u8>>) -> anyhow::Result<Vec<Hash>> {
     if list.len() > PROOF_HASHES_MAX {

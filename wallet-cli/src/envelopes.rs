@@ -11,17 +11,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
-use cercle_core::op::BODY_BYTES_MAX;
+use cercle_limits::{BODY_BYTES_MAX, ENVELOPE_LINE_BYTES_MAX, ENVELOPES_PER_FILE_MAX, SIGNATURES_MAX};
 use cercle_proto as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::usage;
 use crate::usage_bail;
-
-/// Most envelopes one file may hold.
-pub const ENVELOPES_PER_FILE_MAX: usize = 100_000;
-/// Longest line of an envelope file, in bytes. A maximal envelope is about 8.5 KiB.
-pub const LINE_BYTES_MAX: usize = 64 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,9 +34,6 @@ struct Cosignature {
     signer: String,
     signature: String,
 }
-
-/// Most signatures on one envelope (`cercle_core::entry::SIGNATURES_MAX`).
-const SIGNATURES_MAX: usize = cercle_core::entry::SIGNATURES_MAX;
 
 /// The JSON line of an envelope, without the newline.
 pub fn to_line(envelope: &pb::Envelope) -> String {
@@ -131,7 +123,7 @@ fn read(mut reader: impl BufRead, name: &str) -> anyhow::Result<Vec<(usize, pb::
         buf.clear();
         let read = reader
             .by_ref()
-            .take(LINE_BYTES_MAX as u64 + 2)
+            .take(ENVELOPE_LINE_BYTES_MAX as u64 + 2)
             .read_until(b'\n', &mut buf)
             .map_err(|e| usage(format!("cannot read {name} at line {line_number}: {e}")))?;
         if read == 0 {
@@ -139,8 +131,10 @@ fn read(mut reader: impl BufRead, name: &str) -> anyhow::Result<Vec<(usize, pb::
         }
         let content = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let content = content.strip_suffix(b"\r").unwrap_or(content);
-        if content.len() > LINE_BYTES_MAX {
-            usage_bail!("{name} line {line_number}: longer than {LINE_BYTES_MAX} bytes, not an envelope");
+        if content.len() > ENVELOPE_LINE_BYTES_MAX {
+            usage_bail!(
+                "{name} line {line_number}: longer than {ENVELOPE_LINE_BYTES_MAX} bytes, not an envelope"
+            );
         }
         let text = std::str::from_utf8(content)
             .map_err(|_| usage(format!("{name} line {line_number}: not UTF-8 text")))?;
@@ -193,7 +187,7 @@ mod tests {
         check(&format!("{a}\n{a}\n{bad_hex}\n"), Err("line 3: \"body\" is not hex"));
         let short_signer = to_line(&pb::Envelope { signer: vec![1; 31], ..envelope(1) });
         check(&short_signer, Err("line 1: \"signer\" is 31 bytes"));
-        let long_line = format!("{}\n", "x".repeat(LINE_BYTES_MAX + 1));
+        let long_line = format!("{}\n", "x".repeat(ENVELOPE_LINE_BYTES_MAX + 1));
         check(&long_line, Err("line 1: longer than 65536 bytes"));
         let huge_body = to_line(&pb::Envelope { body: vec![0; BODY_BYTES_MAX + 1], ..envelope(1) });
         check(&huge_body, Err("\"body\" is 4097 bytes"));

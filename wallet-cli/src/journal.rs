@@ -7,15 +7,15 @@
 //! `$XDG_STATE_HOME`, or `~/.local/state`), written once, mode 0600, before the envelope
 //! is sent. A retry must be the same operation (same kind, same fields; an invoice's id,
 //! which `issue` draws at random, is taken from the saved one): anything else is refused
-//! before sending. The journal is bounded: a file is dropped `RETENTION_MS` after it was
-//! written (by then its validity window has long closed), and at most `OPS_MAX` are kept.
+//! before sending. The journal is bounded: a file is dropped `JOURNAL_RETENTION_MS` after it was
+//! written (by then its validity window has long closed), and at most `JOURNAL_OPS_MAX` are kept.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use cercle_core::op::VALIDITY_MS_MAX;
 use cercle_core::{LedgerId, OpKind, Operation, OperationId};
+use cercle_limits::{JOURNAL_FILE_BYTES_MAX, JOURNAL_OPS_MAX, JOURNAL_RETENTION_MS};
 use cercle_proto as pb;
 use serde_json::{Value, json};
 
@@ -24,12 +24,6 @@ use crate::{envelopes, files};
 
 /// Format tag of a journal file.
 const FORMAT: &str = "cercle-op-journal-v1";
-/// Largest journal file read: an envelope of at most 4 KiB of body, in hex, and a few fields.
-const FILE_BYTES_MAX: u64 = 16 * 1024;
-/// Most operations kept; the oldest go first.
-pub const OPS_MAX: usize = 10_000;
-/// How long an operation is kept: its longest validity window, and as long again.
-const RETENTION_MS: u64 = 2 * VALIDITY_MS_MAX;
 
 /// `$XDG_STATE_HOME/cercle` when that is an absolute path (as the XDG spec asks), else
 /// `$HOME/.local/state/cercle`.
@@ -104,7 +98,7 @@ impl Journal {
     pub fn save(&self, op: &Operation, envelope: &pb::Envelope) -> anyhow::Result<PathBuf> {
         create_private_dir(&self.dir)
             .with_context(|| format!("cannot create the operation journal {}", self.dir.display()))?;
-        self.prune(OPS_MAX);
+        self.prune(JOURNAL_OPS_MAX);
         let line: Value = serde_json::from_str(&envelopes::to_line(envelope))?;
         let value = json!({
             "format": FORMAT,
@@ -123,7 +117,7 @@ impl Journal {
         Ok(path)
     }
 
-    /// Drops files older than `RETENTION_MS`, then the oldest beyond `ops_max - 1`, so that
+    /// Drops files older than `JOURNAL_RETENTION_MS`, then the oldest beyond `ops_max - 1`, so that
     /// one more fits. Best effort: a file that cannot be read or removed stays.
     fn prune(&self, ops_max: usize) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
@@ -137,7 +131,7 @@ impl Journal {
             }
             let Ok(written) = entry.metadata().and_then(|m| m.modified()) else { continue };
             let age = now.duration_since(written).unwrap_or(Duration::ZERO);
-            if age > Duration::from_millis(RETENTION_MS) {
+            if age > Duration::from_millis(JOURNAL_RETENTION_MS) {
                 let _ = std::fs::remove_file(&path);
             } else {
                 kept.push((written, path));
@@ -172,9 +166,9 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
         return Err(std::io::Error::other("not a regular file"));
     }
     let mut text = String::new();
-    file.take(FILE_BYTES_MAX + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > FILE_BYTES_MAX {
-        return Err(std::io::Error::other(format!("larger than {FILE_BYTES_MAX} bytes")));
+    file.take(JOURNAL_FILE_BYTES_MAX + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > JOURNAL_FILE_BYTES_MAX {
+        return Err(std::io::Error::other(format!("larger than {JOURNAL_FILE_BYTES_MAX} bytes")));
     }
     Ok(text)
 }
@@ -276,7 +270,7 @@ mod tests {
         let err = journal.load(&op(2).id).err().unwrap();
         assert!(err.to_string().contains("damaged"), "{err}");
         // Files past the retention are dropped on the next save.
-        let old = SystemTime::now() - Duration::from_millis(RETENTION_MS + 60_000);
+        let old = SystemTime::now() - Duration::from_millis(JOURNAL_RETENTION_MS + 60_000);
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
         journal.save(&op(3), &envelope(3)).unwrap();
         assert!(journal.load(&op(1).id).unwrap().is_none());

@@ -10,12 +10,10 @@ use std::path::Path;
 
 use anyhow::Context;
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
+use cercle_limits::KEY_FILE_BYTES_MAX;
 use rand::RngCore;
 
 use crate::failure::usage;
-
-/// A key file is three short lines; anything bigger is not one.
-const KEY_FILE_BYTES_MAX: u64 = 4096;
 
 /// Generates a key from the operating system's random source.
 pub fn generate() -> anyhow::Result<Keypair> {

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cercle_core::op::{BODY_BYTES_MAX, VALIDITY_MS_MAX};
 use cercle_core::sign::Keypair;
 use cercle_core::{AccountId, OpKind, Operation, OperationId, PublicKey};
+use cercle_limits::{BODY_BYTES_MAX, VALIDITY_MS_MAX};
 use cercle_proto as pb;
 use rand::RngCore;
 use serde_json::json;

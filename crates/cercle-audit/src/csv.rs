@@ -281,6 +281,7 @@ mod tests {
                 ClearedInvoice { invoice: InvoiceId([4; 16]), setoff_minor: 0, credit_minor: 100_000 },
             ],
         };
+        let (alpha, beta, gamma) = (id("alpha"), id("beta"), id("gamma"));
         let entry = Entry {
             sequence: 9,
             timestamp_ms: 1_795_341_600_000,
@@ -291,8 +292,8 @@ mod tests {
             // invoice 4 by beta to gamma; alpha and gamma's balances moved.
             sections: vec![record.to_section(
                 |i| match i.0[0] {
-                    3 => Some((id("alpha"), id("beta"))),
-                    _ => Some((id("beta"), id("gamma"))),
+                    3 => Some((&alpha, &beta)),
+                    _ => Some((&beta, &gamma)),
                 },
                 |a| match a.as_str() {
                     "alpha" => Some(-100_000),

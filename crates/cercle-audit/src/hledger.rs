@@ -246,10 +246,8 @@ fn commodity_symbol(currency: &str) -> String {
 /// The amount in a `commodity` directive that fixes the format: `1,000.00`, and `1,000.`
 /// without decimals (hledger needs the decimal mark to tell `,` is a digit group mark).
 fn commodity_sample(exponent: u8) -> String {
-    let sample = hledger_number(
-        1000 * 10i64.pow(u32::from(exponent.min(cercle_core::amount::EXPONENT_MAX))),
-        exponent,
-    );
+    let sample =
+        hledger_number(1000 * 10i64.pow(u32::from(exponent.min(cercle_limits::EXPONENT_MAX))), exponent);
     if exponent == 0 { format!("{sample}.") } else { sample }
 }
 

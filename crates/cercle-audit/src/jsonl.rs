@@ -63,6 +63,7 @@ use cercle_core::{
     AccountId, BalanceAfter, Entry, Envelope, Genesis, LedgerId, Operation, PublicKey, Section, SectionTag,
     Signature,
 };
+use cercle_limits::{JSONL_LINE_BYTES_MAX, JSONL_READ_BUFFER_BYTES, JSONL_TREE_HEAD_LINE_BYTES_MAX};
 use serde::{Deserialize, Serialize};
 
 use crate::{LogWriter, SignedTreeHead, SourceError};
@@ -71,13 +72,6 @@ use crate::{LogWriter, SignedTreeHead, SourceError};
 pub const FORMAT: &str = "cercle-log/v1";
 /// Entry `n` is on line `n + LINE_OFFSET`: the genesis is line 1.
 pub const LINE_OFFSET: u64 = 1;
-/// The longest line accepted: a clearing run's entry of up to 32 MiB, in hex. Other
-/// entries hold at most a 4 KiB body (8 KiB of hex) and a few balances.
-pub const LINE_BYTES_MAX: usize = 72 * 1024 * 1024;
-/// The longest last line (the tree head) looked for at the end of the file.
-const TREE_HEAD_LINE_BYTES_MAX: usize = 64 * 1024;
-/// How much of the file is read at a time.
-const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 enum GenesisTag {
@@ -452,7 +446,7 @@ pub fn from_reader<R: Read + Seek>(mut input: R) -> Result<Log<BufReader<R>>, So
     let io = |e: std::io::Error| SourceError::new(None, format!("cannot read the log: {e}"));
     let len = input.seek(SeekFrom::End(0)).map_err(io)?;
     // The last line, read backwards from the end: the tree head.
-    let tail_len = len.min(TREE_HEAD_LINE_BYTES_MAX as u64 + 1);
+    let tail_len = len.min(JSONL_TREE_HEAD_LINE_BYTES_MAX as u64 + 1);
     input.seek(SeekFrom::Start(len - tail_len)).map_err(io)?;
     let mut tail = Vec::with_capacity(tail_len as usize);
     (&mut input).take(tail_len).read_to_end(&mut tail).map_err(io)?;
@@ -468,7 +462,7 @@ pub fn from_reader<R: Read + Seek>(mut input: R) -> Result<Log<BufReader<R>>, So
     let tree_head_bytes = &body[last_start_in_tail..];
 
     input.seek(SeekFrom::Start(0)).map_err(io)?;
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, input);
+    let mut reader = BufReader::with_capacity(JSONL_READ_BUFFER_BYTES, input);
     let mut line = Vec::new();
     read_line(&mut reader, &mut line, 1).map_err(|e| SourceError::new(Some(1), e))?;
     if line.is_empty() {
@@ -491,17 +485,17 @@ pub fn from_reader<R: Read + Seek>(mut input: R) -> Result<Log<BufReader<R>>, So
     })
 }
 
-/// Reads one line (without its `\n`) of at most [`LINE_BYTES_MAX`] bytes into `buf`.
+/// Reads one line (without its `\n`) of at most [`JSONL_LINE_BYTES_MAX`] bytes into `buf`.
 fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, line: u64) -> Result<(), String> {
     buf.clear();
     let n = reader
-        .take(LINE_BYTES_MAX as u64 + 1)
+        .take(JSONL_LINE_BYTES_MAX as u64 + 1)
         .read_until(b'\n', buf)
         .map_err(|e| format!("cannot read line {line}: {e}"))?;
     if buf.last() == Some(&b'\n') {
         buf.pop();
-    } else if n > LINE_BYTES_MAX {
-        return Err(format!("line {line} is longer than {LINE_BYTES_MAX} bytes"));
+    } else if n > JSONL_LINE_BYTES_MAX {
+        return Err(format!("line {line} is longer than {JSONL_LINE_BYTES_MAX} bytes"));
     }
     Ok(())
 }

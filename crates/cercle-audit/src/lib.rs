@@ -34,8 +34,8 @@ use cercle_core::{Entry, Genesis, Operation};
 
 pub use time::{rfc3339, utc_date};
 pub use verify::{
-    AuditFailure, Ceiling, Options, Position, ROUND_ENTRIES_MAX, SignedTreeHead, SourceError, THREADS_MAX,
-    TreeHeadProblem, Verdict, signature_ceiling, verify,
+    AuditFailure, Ceiling, Options, Position, SignedTreeHead, SourceError, TreeHeadProblem, Verdict,
+    signature_ceiling, verify,
 };
 
 /// A log written out entry by entry in one of the export formats.

@@ -8,7 +8,7 @@
 //! [`Replayer`] that does not verify them again, reads round `k + 1`, and then helps with
 //! the signatures of round `k`. A round is cut into pieces of at most 256 entries that
 //! whichever thread is free takes next, so that no core idles at the end of a round.
-//! Rounds start at 64 entries a thread and double up to [`ROUND_ENTRIES_MAX`] (more with
+//! Rounds start at 64 entries a thread and double up to [`AUDIT_ROUND_ENTRIES_MAX`] (more with
 //! many cores), so a log that is bad near its start fails at once, and memory stays
 //! bounded whatever the log's length.
 //!
@@ -24,13 +24,7 @@ use std::time::{Duration, Instant};
 use cercle_core::checkpoint::TreeHeadError;
 use cercle_core::merkle::{self, Frontier, Hash};
 use cercle_core::{Entry, Genesis, Ledger, Rejection, ReplayError, Replayer, verify_envelope};
-
-/// Entries in a round once the pipeline is up to speed (or 1,024 a thread, if more).
-pub const ROUND_ENTRIES_MAX: usize = 16 * 1024;
-/// Entries a thread in the first round.
-const ROUND_ENTRIES_FIRST_PER_THREAD: usize = 64;
-/// Most verifying threads.
-pub const THREADS_MAX: usize = 256;
+use cercle_limits::{AUDIT_ROUND_ENTRIES_FIRST_PER_THREAD, AUDIT_ROUND_ENTRIES_MAX, AUDIT_THREADS_MAX};
 
 pub use cercle_core::checkpoint::SignedTreeHead;
 
@@ -179,11 +173,11 @@ where
     if let Some(signed) = tree_head {
         signed.verify(genesis).map_err(|e| AuditFailure::TreeHead(e.into()))?;
     }
-    let threads = options.threads.clamp(1, THREADS_MAX);
+    let threads = options.threads.clamp(1, AUDIT_THREADS_MAX);
     let mut source = Source { entries: entries.into_iter(), read: 0, error: None };
     let mut replay = Replay::new(genesis, tree_head.map(|t| t.head.tree_size), options);
-    let round_max = ROUND_ENTRIES_MAX.max(threads * 1024);
-    let mut round_len = threads * ROUND_ENTRIES_FIRST_PER_THREAD;
+    let round_max = AUDIT_ROUND_ENTRIES_MAX.max(threads * 1024);
+    let mut round_len = threads * AUDIT_ROUND_ENTRIES_FIRST_PER_THREAD;
     let mut to_check = source.take(round_len);
     let mut to_replay: Vec<(Entry, Checked)> = Vec::new();
     while !(to_check.is_empty() && to_replay.is_empty()) {
@@ -419,7 +413,7 @@ impl Ceiling {
 /// and the node call it) over `entries` already in memory, split over `threads` threads,
 /// with no reading, decoding, hashing or replaying. [`verify`] cannot go faster than this.
 pub fn signature_ceiling(genesis: &Genesis, entries: &[Entry], threads: usize) -> Ceiling {
-    let threads = threads.clamp(1, THREADS_MAX);
+    let threads = threads.clamp(1, AUDIT_THREADS_MAX);
     let chunk_len = entries.len().div_ceil(threads).max(1);
     let started = Instant::now();
     let failures = std::thread::scope(|s| {

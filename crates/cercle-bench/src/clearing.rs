@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use cercle_audit::{SignedTreeHead, SourceError};
-use cercle_core::op::INVOICE_AMOUNT_MAX_MINOR;
 use cercle_core::sign::{Keypair, read_auth_message};
 use cercle_core::{
     Entry, Genesis, InvoiceId, InvoiceParties, IssueInvoice, LedgerId, OpKind, Operation, OperationId,
     Replayer, RunClearing,
 };
+use cercle_limits::INVOICE_AMOUNT_MAX_MINOR;
 use cercle_proto as pb;
 use hdrhistogram::Histogram;
 use pb::ledger_client::LedgerClient;
@@ -70,7 +70,7 @@ const RUN_DEADLINE: Duration = Duration::from_secs(10 * 60);
 /// Wait before sending a run again after the node did not decide it (a timeout).
 const RUN_RETRY_AFTER: Duration = Duration::from_millis(100);
 /// Bytes before an entry in `entries.log`: its length and CRC (see `cercle_store::log`).
-const LOG_RECORD_HEADER_BYTES: usize = cercle_store::log::RECORD_HEADER_BYTES;
+const LOG_RECORD_HEADER_BYTES: usize = cercle_limits::RECORD_HEADER_BYTES;
 /// Entries buffered between the node's stream and a replay in the bench.
 const STREAM_BUFFER_ENTRIES: usize = 16 * 1024;
 /// The name of the node's writer thread.

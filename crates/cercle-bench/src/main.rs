@@ -137,9 +137,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     anyhow::ensure!(cli.overload_clients >= 1, "--overload-clients must be at least 1");
     anyhow::ensure!(overload_secs >= 1, "--overload-secs must be at least 1");
     anyhow::ensure!(
-        (1..=pb::SUBMIT_BATCH_MAX).contains(&batch),
+        (1..=cercle_limits::SUBMIT_BATCH_MAX).contains(&batch),
         "--batch must be between 1 and {} (the node's bound)",
-        pb::SUBMIT_BATCH_MAX
+        cercle_limits::SUBMIT_BATCH_MAX
     );
     let work_dir = cli.work_dir.unwrap_or_else(std::env::temp_dir);
 
@@ -240,7 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let overload = if cli.skip_overload {
         None
     } else {
-        let batch = pb::SUBMIT_BATCH_MAX;
+        let batch = cercle_limits::SUBMIT_BATCH_MAX;
         let secs = overload_secs;
         let rate = batched.per_sec().max(unary.per_sec());
         let count =

@@ -103,8 +103,57 @@ const TARGET_POSTGRES_FACTOR: f64 = 5.0;
 const TARGET_BYTES_PER_TRANSFER: f64 = 512.0;
 /// Target: what the node accepts when overloaded, as a share of what it accepts when not.
 const TARGET_OVERLOAD_SHARE: f64 = 0.8;
+/// Target: a restart on 1,000,000 entries, until the node answers.
+const TARGET_RESTART: Duration = Duration::from_secs(2);
+/// The log size the restart target is set for.
+const TARGET_RESTART_ENTRIES: u64 = 1_000_000;
+/// Target: the longest a transfer waits behind a clearing run (300,000 invoices among
+/// 10,000 firms), in microseconds.
+const TARGET_CLEARING_WAIT_US: u64 = 100_000;
 
 impl Report {
+    fn restart_target(&self) {
+        let r = &self.restart;
+        let text = format!(
+            "restart on {} entries until the node answers <= 2 s: {} on {} entries",
+            group(TARGET_RESTART_ENTRIES),
+            secs(r.answering),
+            group(r.entries)
+        );
+        if r.entries >= TARGET_RESTART_ENTRIES {
+            target(r.answering <= TARGET_RESTART, &text);
+        } else {
+            println!("  [not measured] {text} (fewer entries than the target's)");
+        }
+    }
+
+    fn clearing_target(&self) {
+        let Some(c) = &self.clearing else {
+            println!("  [not measured] a transfer waits <= 100 ms behind a clearing run");
+            return;
+        };
+        let waits: Vec<String> = c
+            .runs
+            .iter()
+            .map(|r| {
+                let kind = if r.with_credit { "with credit" } else { "set-off" };
+                format!("{kind} {} ms", ms(r.load.during_us.max()))
+            })
+            .collect();
+        let worst = c.runs.iter().map(|r| r.load.during_us.max()).max().unwrap_or(0);
+        let text = format!(
+            "a transfer waits <= 100 ms behind a clearing run of 300,000 invoices: at {} invoices among {} firms, worst {}",
+            group(c.network.invoices as u64),
+            group(c.network.firms as u64),
+            waits.join(", ")
+        );
+        if c.network.invoices >= 300_000 && !c.runs.is_empty() {
+            target(worst <= TARGET_CLEARING_WAIT_US, &text);
+        } else {
+            println!("  [not measured] {text} (fewer invoices than the target's)");
+        }
+    }
+
     pub fn print(&self) {
         let rows_title = format!(
             "{:<NAME_WIDTH$} {:>11} {:>8} {:>8} {:>9} {:>7} {:>10} {:>8} {:>7}",
@@ -286,6 +335,8 @@ impl Report {
                 group(self.disk_restart.entries)
             ),
         );
+        self.restart_target();
+        self.clearing_target();
         match &self.overload {
             Some(g) => {
                 let (reference, overloaded) = (&g.reference.result, &g.overloaded.result);

@@ -10,8 +10,7 @@
 //! is always a point. Digits may be grouped by three with one kind of separator (`1,250.50`,
 //! `1'250.50`, `1 250.50`), and only in correct groups.
 
-/// The largest exponent a ledger may use. 10^18 still fits an `i64`.
-pub const EXPONENT_MAX: u8 = 9;
+use cercle_limits::EXPONENT_MAX;
 
 /// A currency may not have exactly three decimals: `1.250` would then be both one and a
 /// quarter, and one thousand two hundred and fifty, and no way of writing it reads one way.
@@ -383,6 +382,39 @@ mod tests {
                 "'1,000 000' has badly grouped digits: separate thousands only in groups of three (1,250.50, 1'250.50 or 1 250.50), or not at all",
             ),
         );
+    }
+
+    /// The name of a refusal, as `amount_vectors.json` writes it.
+    fn variant(e: &AmountError) -> &'static str {
+        match e {
+            AmountError::Empty => "Empty",
+            AmountError::NotDecimal(_) => "NotDecimal",
+            AmountError::TooManyDecimals { .. } => "TooManyDecimals",
+            AmountError::Signed(_) => "Signed",
+            AmountError::OutOfRange(_) => "OutOfRange",
+            AmountError::Ambiguous { .. } => "Ambiguous",
+            AmountError::DecimalComma { .. } => "DecimalComma",
+            AmountError::BadGrouping { .. } => "BadGrouping",
+        }
+    }
+
+    /// The cases shared with the browser app (`web/test/amount.test.js`), which reads them
+    /// with the same rule (`en`), and in French also the unambiguous decimal comma (`fr`).
+    #[test]
+    fn shared_vectors() {
+        let file: serde_json::Value = serde_json::from_str(include_str!("../amount_vectors.json"))
+            .expect("amount_vectors.json is JSON");
+        let vectors = file["vectors"].as_array().expect("a list of vectors");
+        assert!(vectors.len() > 40);
+        for v in vectors {
+            let text = v["text"].as_str().expect("text");
+            let exponent = v["exponent"].as_u64().and_then(|e| u8::try_from(e).ok()).expect("exponent");
+            let got = match parse_major(text, exponent) {
+                Ok(minor) => serde_json::json!(minor.to_string()),
+                Err(e) => serde_json::json!({ "error": variant(&e) }),
+            };
+            assert_eq!(got, v["en"], "parsing {text:?} with exponent {exponent}");
+        }
     }
 
     #[test]

@@ -12,16 +12,13 @@ use prost::Message;
 use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::op::{
-    BODY_BYTES_MAX, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits,
-    SetProfile, Transfer,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, SetProfile,
+    Transfer,
 };
 use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
+use cercle_limits::{BODY_BYTES_MAX, WIRE_KEYS_MAX};
 use cercle_schema as pb;
-
-/// Bound on repeated key fields before they are even looked at: the core's rule is
-/// stricter (`op::KEYS_PER_ACCOUNT_MAX`); this one only stops a huge list being copied.
-pub const WIRE_KEYS_MAX: usize = 64;
 
 /// Why a body is not an operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

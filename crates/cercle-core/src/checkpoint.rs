@@ -9,6 +9,7 @@ use crate::ids::{AccountId, LedgerId, PublicKey};
 use crate::merkle::Hash;
 use crate::op::Operation;
 use crate::sign::{self, Keypair, SignatureError};
+use cercle_limits::STATEMENT_ENTRIES_MAX;
 
 /// Domain tag of a tree-head signature.
 pub const TREE_HEAD_TAG: &[u8] = b"cercle/tree-head/v1";
@@ -98,8 +99,6 @@ mod tests {
 
 /// Domain tag of a statement signature.
 pub const STATEMENT_TAG: &[u8] = b"cercle/statement/v1";
-/// Most entries a statement lists; a longer period must be split.
-pub const STATEMENT_ENTRIES_MAX: usize = 10_000;
 /// Version 2 added the cut time and the provisional flag; version 1 is not read (it cannot
 /// say whether its closing balance was final).
 const STATEMENT_VERSION: u8 = 2;
@@ -152,6 +151,40 @@ pub fn is_provisional(to_ms: u64, cut_at_ms: u64) -> bool {
     to_ms > cut_at_ms
 }
 
+/// An account's registration, limits and freeze, as its history sets them.
+#[derive(Default)]
+struct Standing {
+    registered: bool,
+    credit_limit_minor: i64,
+    max_balance_minor: Option<i64>,
+    frozen: bool,
+}
+
+impl Standing {
+    /// Follows `op`, if it changes `account`'s standing.
+    fn follow(&mut self, account: &AccountId, op: &crate::op::Operation) {
+        use crate::op::OpKind;
+        match &op.kind {
+            OpKind::RegisterAccount(r) if &r.account == account => {
+                self.registered = true;
+                self.credit_limit_minor = r.credit_limit_minor;
+                self.max_balance_minor = r.max_balance_minor;
+            }
+            OpKind::SetLimits(s) if &s.account == account => {
+                if let Some(l) = s.credit_limit_minor {
+                    self.credit_limit_minor = l;
+                }
+                if let Some(m) = s.max_balance_minor {
+                    self.max_balance_minor = m;
+                }
+            }
+            OpKind::FreezeAccount { account: a, .. } if a == account => self.frozen = true,
+            OpKind::UnfreezeAccount { account: a, .. } if a == account => self.frozen = false,
+            _ => {}
+        }
+    }
+}
+
 impl Statement {
     /// Computes the statement of `account` from its whole history up to the tree head
     /// (`history`: each entry with its decoded operation, in sequence order). The same
@@ -166,35 +199,14 @@ impl Statement {
         head: &TreeHead,
     ) -> Result<Statement, StatementError> {
         let TreeHead { ledger_id, tree_size, root_hash, timestamp_ms: cut_at_ms } = *head;
-        use crate::op::OpKind;
         let mut balance: i64 = 0;
         let mut opening = None;
-        let mut credit_limit_minor = 0;
-        let mut max_balance_minor = None;
-        let mut frozen = false;
-        let mut registered = false;
+        let mut standing = Standing::default();
         let (mut turnover_in, mut turnover_out) = (0u128, 0u128);
         let mut sequences = Vec::new();
         for (view, op) in history.iter().filter(|(v, _)| v.entry.sequence <= tree_size) {
             let entry = &view.entry;
-            match &op.kind {
-                OpKind::RegisterAccount(r) if &r.account == account => {
-                    registered = true;
-                    credit_limit_minor = r.credit_limit_minor;
-                    max_balance_minor = r.max_balance_minor;
-                }
-                OpKind::SetLimits(s) if &s.account == account => {
-                    if let Some(l) = s.credit_limit_minor {
-                        credit_limit_minor = l;
-                    }
-                    if let Some(m) = s.max_balance_minor {
-                        max_balance_minor = m;
-                    }
-                }
-                OpKind::FreezeAccount { account: a, .. } if a == account => frozen = true,
-                OpKind::UnfreezeAccount { account: a, .. } if a == account => frozen = false,
-                _ => {}
-            }
+            standing.follow(account, op);
             let in_period = (from_ms..=to_ms).contains(&entry.timestamp_ms);
             if in_period {
                 if opening.is_none() {
@@ -214,6 +226,7 @@ impl Statement {
                 balance = b;
             }
         }
+        let Standing { registered, credit_limit_minor, max_balance_minor, frozen } = standing;
         if !registered {
             return Err(StatementError::NoSuchAccount(tree_size));
         }

@@ -15,24 +15,25 @@
 //! the deterministic order (`Invoice::clearing_order_key`), and runs the certificate
 //! checks; a record that is infeasible, not optimal or allocated otherwise is refused.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use cercle_clearing::{self as solver, CertificateError, Headroom, Pair, SetOff, SolveError, WithCredit};
+use cercle_limits::{CLEARING_FIRMS_MAX, CLEARING_OBLIGATIONS_MAX};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::{Section, SectionTag};
 use crate::ids::AccountId;
 use crate::invoice::{Invoice, InvoiceId};
 use crate::reject::Rejection;
-use crate::state::{Account, AccountStatus, State};
+use crate::state::{Account, AccountStatus, Effects, State};
 
 const RECORD_VERSION: u8 = 1;
 
-/// The most obligations one clearing run takes. Bounds the entry's size (32 bytes per
-/// cleared invoice) and the solver's time.
-pub const CLEARING_OBLIGATIONS_MAX: usize = 500_000;
-/// The most firms one clearing run takes.
-pub const CLEARING_FIRMS_MAX: usize = 100_000;
+// A run the ledger accepts is a problem the solver takes: its own bounds are far wider.
+const _: () = assert!(CLEARING_FIRMS_MAX <= cercle_clearing::setoff::FIRMS_MAX as usize);
+const _: () = assert!(CLEARING_OBLIGATIONS_MAX <= cercle_clearing::setoff::OBLIGATIONS_MAX as usize);
+const _: () = assert!(CLEARING_OBLIGATIONS_MAX <= cercle_clearing::setoff::PAIRS_MAX as usize);
 
 /// One firm of a clearing run, with its certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +102,10 @@ pub enum ClearingDefect {
     /// The solver could not answer (a bound, or its own certificate failed).
     #[error("{0}")]
     Solver(SolveError),
+    /// A run planned on a snapshot no longer holds: what it read changed since (the node
+    /// plans it again; never written in an entry).
+    #[error("the state changed since the run was planned")]
+    PlanStale,
 }
 
 /// The outcome of a clearing run as written in its entry.
@@ -257,16 +262,23 @@ impl ClearingRecord {
     /// handle order with its certificate, its payment, its balance after the run (when it
     /// paid or received) and its cleared invoices as payer or payee. `parties` names each
     /// cleared invoice's payer and payee; `balance` each firm's balance after the run.
-    pub fn to_section(
+    pub fn to_section<'s>(
         &self,
-        parties: impl Fn(&InvoiceId) -> Option<(AccountId, AccountId)>,
+        parties: impl Fn(&InvoiceId) -> Option<(&'s AccountId, &'s AccountId)>,
         balance: impl Fn(&AccountId) -> Option<i64>,
     ) -> Section {
-        let mut by_firm: HashMap<AccountId, Vec<ClearedInvoice>> = HashMap::new();
+        // Each firm's cleared invoices, by the firm's place in `self.firms`.
+        let place: HashMap<&AccountId, usize> =
+            self.firms.iter().enumerate().map(|(k, f)| (&f.account, k)).collect();
+        let mut by_firm: Vec<Vec<ClearedInvoice>> = vec![Vec::new(); self.firms.len()];
         for c in &self.invoices {
-            if let Some((payer, payee)) = parties(&c.invoice) {
-                by_firm.entry(payer).or_default().push(*c);
-                by_firm.entry(payee).or_default().push(*c);
+            // The node encodes only records it checked, whose invoices are obligations of
+            // the run's firms. A record altered to test the check may name an unknown
+            // invoice or other firms: the invoice is then left out of those parts, and a
+            // replay refuses the entry (an invoice not in exactly its two firms' parts).
+            let Some((payer, payee)) = parties(&c.invoice) else { continue };
+            for k in [payer, payee].into_iter().filter_map(|firm| place.get(firm)) {
+                by_firm[*k].push(*c);
             }
         }
         let header = RecordHeader {
@@ -276,12 +288,12 @@ impl ClearingRecord {
             invoices: self.invoices.len() as u32,
         };
         let mut parts = vec![header.encode()];
-        for f in &self.firms {
+        for (f, invoices) in self.firms.iter().zip(by_firm) {
             let part = FirmPart {
                 firm: f.clone(),
                 balance_after: if f.payment_minor != 0 { balance(&f.account) } else { None },
                 // `self.invoices` is in id order, so each firm's list is too.
-                invoices: by_firm.remove(&f.account).unwrap_or_default(),
+                invoices,
             };
             parts.push(part.encode());
         }
@@ -398,34 +410,157 @@ impl ClearingSource for State {
     }
 }
 
-/// The part of the state a clearing run reads: its eligible obligations and their firms'
-/// accounts, copied, so the run can be solved on another thread while the ledger goes on.
+/// The part of the state a clearing run reads, copied, so the run can be solved on another
+/// thread while the ledger goes on: the open invoices (shared with the state, not copied:
+/// the state copies an invoice only when it changes one a snapshot still holds) and every
+/// account.
 #[derive(Debug, Clone, Default)]
 pub struct ClearingSnapshot {
-    invoices: Vec<Invoice>,
+    /// Every open invoice, in id order.
+    invoices: Vec<Arc<Invoice>>,
     accounts: BTreeMap<AccountId, Account>,
 }
 
 impl ClearingSnapshot {
-    /// Copies what a run of `state` reads: O(open invoices).
+    /// Copies what a run of `state` reads: a pointer per open invoice, and the accounts.
+    /// What the writer pays for a run, before it goes on; no lookups, no invoice copied.
     pub fn take(state: &State) -> ClearingSnapshot {
-        let invoices: Vec<Invoice> = state.open_invoices().filter(|i| eligible(state, i)).cloned().collect();
-        let accounts = invoices
-            .iter()
-            .flat_map(|i| [&i.payer, &i.payee])
-            .filter_map(|id| state.account(id).map(|a| (id.clone(), a.clone())))
-            .collect();
-        ClearingSnapshot { invoices, accounts }
+        ClearingSnapshot {
+            invoices: state.open_invoice_handles().cloned().collect(),
+            accounts: state.account_map().clone(),
+        }
     }
 
+    /// The open invoices it holds (eligible or not).
     pub fn obligations(&self) -> usize {
         self.invoices.len()
     }
+
+    fn invoice(&self, id: &InvoiceId) -> Option<&Invoice> {
+        self.invoices.binary_search_by_key(id, |i| i.id).ok().map(|k| &*self.invoices[k])
+    }
+}
+
+/// What the ledger changed since a clearing snapshot was taken, as the writer saw it: the
+/// accounts and invoices every entry since then touched (`Effects`), and whether any change
+/// was undone (then nothing is known, and the plan is stale).
+#[derive(Debug, Clone, Default)]
+pub struct ChangesSince {
+    accounts: HashSet<AccountId>,
+    invoices: HashSet<InvoiceId>,
+    undone: bool,
+}
+
+impl ChangesSince {
+    /// Adds what one entry changed.
+    pub fn add(&mut self, effects: &Effects) {
+        self.accounts.extend(effects.touched.iter().cloned());
+        self.accounts.extend(effects.balance_changes.iter().map(|b| b.account.clone()));
+        self.invoices.extend(effects.invoices.iter().copied());
+    }
+
+    /// Changes were undone: the state may be behind the snapshot.
+    pub fn undone(&mut self) {
+        self.undone = true;
+    }
+}
+
+/// A run solved and checked on a snapshot (`plan`), to be confirmed on the state as it is
+/// when the writer applies it.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    pub record: ClearingRecord,
+    pub summary: ClearingSummary,
+    snapshot: ClearingSnapshot,
+}
+
+/// Solves a run on `snapshot` and checks the record on it, exactly as `check` would on the
+/// state the snapshot was taken from. Runs away from the writer.
+pub fn plan(snapshot: ClearingSnapshot, with_credit: bool) -> Result<PlannedRun, Rejection> {
+    let (record, summary) = propose_checked(&snapshot, with_credit)?;
+    Ok(PlannedRun { record, summary, snapshot })
+}
+
+impl PlannedRun {
+    /// Whether the record, checked on the snapshot, passes `check` on `state`, which is the
+    /// snapshot's state changed by `changes` and nothing else. In time proportional to the
+    /// changes: `check` reads the eligible obligations (each invoice's eligibility, open
+    /// amount and clearing order, and its firms' status) and, with credit, each firm's
+    /// headroom. If no eligible obligation changed and no firm's status did, the problem is
+    /// the same; a firm whose headroom changed is checked again on its two circuit arcs
+    /// (within capacity, complementary slackness with the recorded potentials), which is
+    /// all of the certificate that the headroom enters.
+    pub fn still_holds(&self, state: &State, changes: &ChangesSince) -> bool {
+        if changes.undone {
+            return false;
+        }
+        let snapshot = &self.snapshot;
+        for id in &changes.invoices {
+            let before = snapshot.invoice(id).filter(|i| eligible(snapshot, i));
+            let now = state.invoice(id).filter(|i| eligible(state, i));
+            match (before, now) {
+                (None, None) => {}
+                (Some(b), Some(n))
+                    if b.open_minor() == n.open_minor()
+                        && b.clearing_order_key() == n.clearing_order_key() => {}
+                _ => return false,
+            }
+        }
+        for id in &changes.accounts {
+            let (Some(before), Some(now)) = (snapshot.accounts.get(id), state.account(id)) else {
+                // Registered since: it has no obligation that did not change since.
+                continue;
+            };
+            if before.status != now.status {
+                return false;
+            }
+            if self.record.with_credit && headroom_of(before) != headroom_of(now) && !self.arcs_hold(id, now)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The firm's two circuit arcs under its headroom now: the flow (its recorded payment)
+    /// within capacity, and complementary slackness with the recorded potentials (reduced
+    /// cost `potential[tail] - potential[head]`, the arcs costing nothing).
+    fn arcs_hold(&self, id: &AccountId, now: &Account) -> bool {
+        let Ok(f) = self.record.firms.binary_search_by(|firm| firm.account.cmp(id)) else {
+            return true; // not a firm of the run: its headroom is not read
+        };
+        let firm = &self.record.firms[f];
+        let h = headroom_of(now);
+        if !(0..=solver::AMOUNT_MAX).contains(&h.pay_max)
+            || !(0..=solver::AMOUNT_MAX).contains(&h.receive_max)
+        {
+            return false;
+        }
+        let payment = i128::from(firm.payment_minor);
+        let (circuit, own) = (i128::from(self.record.circuit_potential), i128::from(firm.credit_potential));
+        // Pay: circuit -> firm, capacity pay_max; receive: firm -> circuit, receive_max.
+        let arcs =
+            [(payment.max(0), h.pay_max, circuit - own), ((-payment).max(0), h.receive_max, own - circuit)];
+        arcs.iter().all(|&(flow, capacity, reduced_cost)| {
+            (0..=capacity).contains(&flow)
+                && !(flow < capacity && reduced_cost < 0)
+                && !(flow > 0 && reduced_cost > 0)
+        })
+    }
+}
+
+/// A firm's room to pay into the circuit (down to its credit limit) and to receive (up to
+/// its maximum balance, and never past i64).
+fn headroom_of(a: &Account) -> Headroom {
+    let balance = i128::from(a.balance_minor);
+    let floor = -i128::from(a.credit_limit_minor);
+    let ceiling = i128::from(a.max_balance_minor.unwrap_or(i64::MAX));
+    Headroom { pay_max: (balance - floor).max(0), receive_max: (ceiling - balance).max(0) }
 }
 
 impl ClearingSource for ClearingSnapshot {
     fn open_invoices(&self) -> impl Iterator<Item = &Invoice> {
-        self.invoices.iter()
+        self.invoices.iter().map(|i| &**i)
     }
 
     fn account(&self, id: &AccountId) -> Option<&Account> {
@@ -493,13 +628,7 @@ impl<'a> Problem<'a> {
     fn headroom(&self, state: &impl ClearingSource) -> Vec<Headroom> {
         self.firms
             .iter()
-            .map(|f| {
-                let Some(a) = state.account(f) else { return Headroom { pay_max: 0, receive_max: 0 } };
-                let balance = i128::from(a.balance_minor);
-                let floor = -i128::from(a.credit_limit_minor);
-                let ceiling = i128::from(a.max_balance_minor.unwrap_or(i64::MAX));
-                Headroom { pay_max: (balance - floor).max(0), receive_max: (ceiling - balance).max(0) }
-            })
+            .map(|f| state.account(f).map_or(Headroom { pay_max: 0, receive_max: 0 }, headroom_of))
             .collect()
     }
 
@@ -669,23 +798,9 @@ fn mark_changed(
     }
 }
 
-/// Checks `record` against `state` in time linear in the obligations (after sorting them):
-/// the firms, the allocation to invoices, feasibility and optimality of both stages.
-/// Returns the summary of the run.
-pub fn check(
-    state: &impl ClearingSource,
-    with_credit: bool,
-    record: &ClearingRecord,
-) -> Result<ClearingSummary, Rejection> {
-    check_on(&Problem::build(state)?, state, with_credit, record)
-}
-
-fn check_on(
-    problem: &Problem<'_>,
-    state: &impl ClearingSource,
-    with_credit: bool,
-    record: &ClearingRecord,
-) -> Result<ClearingSummary, Rejection> {
+/// The record's options and firms are the run's, and a run without credit records no
+/// payment.
+fn check_shape(problem: &Problem<'_>, with_credit: bool, record: &ClearingRecord) -> Result<(), Rejection> {
     if record.with_credit != with_credit {
         return Err(invalid(ClearingDefect::CreditOptionDiffers));
     }
@@ -700,7 +815,13 @@ fn check_on(
     {
         return Err(invalid(ClearingDefect::PaymentWithoutCredit));
     }
-    // Sum the record's amounts per pair.
+    Ok(())
+}
+
+/// The record's amounts summed per pair (set off, then settled through credit), once each
+/// invoice is an eligible obligation listed once in id order with a positive amount, and
+/// no pair clears more than it owes.
+fn sum_per_pair(problem: &Problem<'_>, record: &ClearingRecord) -> Result<(Vec<i128>, Vec<i128>), Rejection> {
     let position: HashMap<InvoiceId, usize> =
         problem.obligations.iter().enumerate().map(|(k, i)| (i.id, k)).collect();
     let pair_of = |k: usize| problem.pair_start.partition_point(|&s| s <= k) - 1;
@@ -729,6 +850,28 @@ fn check_on(
             return Err(invalid(ClearingDefect::MoreThanOpen { debtor, creditor }));
         }
     }
+    Ok((setoff, credit))
+}
+
+/// Checks `record` against `state` in time linear in the obligations (after sorting them):
+/// the firms, the allocation to invoices, feasibility and optimality of both stages.
+/// Returns the summary of the run.
+pub fn check(
+    state: &impl ClearingSource,
+    with_credit: bool,
+    record: &ClearingRecord,
+) -> Result<ClearingSummary, Rejection> {
+    check_on(&Problem::build(state)?, state, with_credit, record)
+}
+
+fn check_on(
+    problem: &Problem<'_>,
+    state: &impl ClearingSource,
+    with_credit: bool,
+    record: &ClearingRecord,
+) -> Result<ClearingSummary, Rejection> {
+    check_shape(problem, with_credit, record)?;
+    let (setoff, credit) = sum_per_pair(problem, record)?;
     if problem.allocate(&setoff, &credit)? != record.invoices {
         return Err(invalid(ClearingDefect::WrongAllocation));
     }

@@ -24,6 +24,7 @@
 //! entry's `prev_hash` names it, and the log's Merkle tree has it as a leaf, so one hash
 //! per entry serves both.
 
+use cercle_limits::{BALANCES_MAX, PARTS_MAX, SECTIONS_MAX, SIGNATURES_MAX};
 use sha2::{Digest, Sha256};
 
 use crate::codec::{DecodeError, Reader, Writer};
@@ -31,14 +32,6 @@ use crate::ids::{AccountId, PublicKey};
 use crate::merkle::{self, Hash};
 
 const ENTRY_VERSION: u8 = 1;
-/// Most signatures on one envelope (a quorum of administrators).
-pub const SIGNATURES_MAX: usize = crate::genesis::GOVERNANCE_KEYS_MAX;
-/// Most balances one entry records outside its sections.
-pub const BALANCES_MAX: usize = 16;
-/// Most sections of one entry.
-pub const SECTIONS_MAX: usize = 4;
-/// Most parts of one section: a clearing run's firms and its header.
-pub const PARTS_MAX: usize = crate::clearing::CLEARING_FIRMS_MAX + 1;
 
 /// One signature of an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

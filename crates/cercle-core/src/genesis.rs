@@ -1,13 +1,12 @@
 //! Genesis: what a ledger is before its first entry (id, currency, who governs it).
 
+use cercle_limits::{EXPONENT_MAX, GOVERNANCE_KEYS_MAX};
 use sha2::{Digest, Sha256};
 
-use crate::amount::{AMBIGUOUS_EXPONENT, EXPONENT_MAX};
+use crate::amount::AMBIGUOUS_EXPONENT;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::ids::{LedgerId, PublicKey};
 
-/// Most administrator keys, and most auditor keys, a genesis may name.
-pub const GOVERNANCE_KEYS_MAX: usize = 16;
 const GENESIS_VERSION: u8 = 1;
 const GENESIS_TAG: &[u8] = b"cercle/genesis/v1";
 

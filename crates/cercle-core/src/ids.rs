@@ -2,9 +2,7 @@
 
 use std::fmt;
 
-/// Shortest and longest account handle, in characters.
-pub const HANDLE_LEN_MIN: usize = 3;
-pub const HANDLE_LEN_MAX: usize = 32;
+use cercle_limits::{HANDLE_LEN_MAX, HANDLE_LEN_MIN};
 
 /// An account handle: `[a-z0-9][a-z0-9-]{2,31}`, e.g. `boulangerie-martin`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

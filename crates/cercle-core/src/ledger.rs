@@ -16,13 +16,14 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::body;
 use crate::clearing::ClearingRecord;
-use crate::entry::{BalanceAfter, Entry, Envelope, SIGNATURES_MAX, SectionTag};
+use crate::entry::{BalanceAfter, Entry, Envelope, SectionTag};
 use crate::genesis::Genesis;
 use crate::ids::OperationId;
-use crate::op::{BODY_BYTES_MAX, Operation};
+use crate::op::Operation;
 use crate::reject::Rejection;
 use crate::sign;
 use crate::state::{ClearingInput, Context, Effects, State};
+use cercle_limits::{BODY_BYTES_MAX, OPERATION_SIGNATURES_MAX, SIGNATURES_MAX};
 
 /// The end of the log: how many entries, the last hash, the last timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,8 +215,11 @@ impl Ledger {
             mark.state >= self.forgotten.state && mark.ledger >= self.forgotten.ledger,
             "undo to a forgotten mark"
         );
+        let Some(journal) = self.journal.as_mut() else {
+            panic!("undo without a journal: call start_journal before the changes to undo");
+        };
+        assert!(mark.ledger - self.forgotten.ledger <= journal.len(), "undo to a mark not yet reached");
         self.state.undo_to(mark.state - self.forgotten.state);
-        let Some(journal) = self.journal.as_mut() else { return };
         let undo: Vec<LedgerUndo> = journal.drain(mark.ledger - self.forgotten.ledger..).rev().collect();
         for u in undo {
             match u {
@@ -239,7 +243,9 @@ impl Ledger {
         if let Some(journal) = self.journal.as_mut()
             && mark.ledger > self.forgotten.ledger
         {
-            journal.drain(..(mark.ledger - self.forgotten.ledger).min(journal.len()));
+            let count = mark.ledger - self.forgotten.ledger;
+            assert!(count <= journal.len(), "forget up to a mark not yet reached");
+            journal.drain(..count);
             self.forgotten.ledger = mark.ledger;
         }
     }
@@ -260,7 +266,7 @@ impl Ledger {
         envelope: &Envelope,
         op: &Operation,
     ) -> Result<Option<u64>, Rejection> {
-        if envelope.signatures.len() != 1 {
+        if envelope.signatures.is_empty() || envelope.signatures.len() > OPERATION_SIGNATURES_MAX {
             return Err(Rejection::Malformed {
                 detail: "an operation carries exactly one signature (no act needs a quorum yet)".into(),
             });
@@ -312,7 +318,7 @@ impl Ledger {
             Some((record, _)) => {
                 let state = &self.state;
                 let section = record.to_section(
-                    |id| state.invoice(id).map(|i| (i.payer.clone(), i.payee.clone())),
+                    |id| state.invoice(id).map(|i| (&i.payer, &i.payee)),
                     |id| state.account(id).map(|a| a.balance_minor),
                 );
                 (Vec::new(), vec![section])

@@ -38,9 +38,6 @@ use sha2::{Digest, Sha256};
 /// A SHA-256 hash: a leaf hash, an interior node hash or a tree root.
 pub type Hash = [u8; 32];
 
-/// The most hashes a [`Frontier`] holds: one per set bit of a `u64` size.
-pub const FRONTIER_HASHES_MAX: usize = 64;
-
 /// Why a proof does not verify, or why it cannot be asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MerkleError {
@@ -258,16 +255,7 @@ pub fn verify_consistency(
         return Err(MerkleError::OldSizeExceedsNewSize { old_size, new_size });
     }
     if old_size == 0 || old_size == new_size {
-        if !proof.is_empty() {
-            return Err(MerkleError::WrongProofLength { got: proof.len(), expected: 0 });
-        }
-        if old_size == new_size && old_root != new_root {
-            return Err(MerkleError::RootsDiffer { size: old_size });
-        }
-        if old_size == 0 && *old_root != empty_root() {
-            return Err(MerkleError::NotEmptyRoot { root: *old_root });
-        }
-        return Ok(());
+        return verify_trivial_consistency(old_size, new_size, old_root, new_root, proof);
     }
     let level = old_size.trailing_zeros();
     let index = (old_size - 1) >> level;
@@ -318,6 +306,27 @@ pub fn verify_consistency(
     }
     if sr != *new_root {
         return Err(MerkleError::NewRootMismatch { computed: sr, expected: *new_root });
+    }
+    Ok(())
+}
+
+/// `verify_consistency` from an empty tree, or between trees of one size: the proof is
+/// empty.
+fn verify_trivial_consistency(
+    old_size: u64,
+    new_size: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), MerkleError> {
+    if !proof.is_empty() {
+        return Err(MerkleError::WrongProofLength { got: proof.len(), expected: 0 });
+    }
+    if old_size == new_size && old_root != new_root {
+        return Err(MerkleError::RootsDiffer { size: old_size });
+    }
+    if old_size == 0 && *old_root != empty_root() {
+        return Err(MerkleError::NotEmptyRoot { root: *old_root });
     }
     Ok(())
 }
@@ -457,11 +466,11 @@ impl MemoryTree {
             if self.levels.len() == level {
                 self.levels.push(Vec::new());
             }
-            let Some(row) = self.levels.get_mut(level) else { return };
+            let row = &mut self.levels[level];
             row.push(hash);
             // An even count means the new hash is a right child: its parent is complete.
             match row.as_slice() {
-                [.., left, right] if row.len() % 2 == 0 => hash = node_hash(left, right),
+                [.., left, right] if row.len().is_multiple_of(2) => hash = node_hash(left, right),
                 _ => return,
             }
         }
@@ -569,6 +578,8 @@ fn path_len(index: u64, last: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
+
+    use cercle_limits::FRONTIER_HASHES_MAX;
     use std::collections::BTreeMap;
     use std::sync::OnceLock;
 

@@ -8,29 +8,6 @@ use crate::ids::{AccountId, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::profile::{Profile, ProfileChange};
 
-/// Longest memo on a transfer, in characters.
-pub const MEMO_CHARS_MAX: usize = 140;
-/// Longest reason on an administrative operation, in characters.
-pub const REASON_CHARS_MAX: usize = 280;
-/// Longest display name of an account, in characters.
-pub const DISPLAY_NAME_CHARS_MAX: usize = 100;
-/// Longest invoice reference, in characters.
-pub const INVOICE_REF_CHARS_MAX: usize = 64;
-/// Most public keys an account may hold at once.
-pub const KEYS_PER_ACCOUNT_MAX: usize = 8;
-/// Longest validity window an operation may ask for: 31 days.
-pub const VALIDITY_MS_MAX: u64 = 31 * 24 * 60 * 60 * 1000;
-/// Largest invoice, in minor units (100 billion units with two decimals). With at most
-/// `clearing::CLEARING_OBLIGATIONS_MAX` obligations in a run, every sum of a run fits i64.
-pub const INVOICE_AMOUNT_MAX_MINOR: i64 = 10_000_000_000_000;
-/// Largest transfer, credit limit and maximum balance, in minor units: the same bound as
-/// an invoice. With at most `state::ACCOUNTS_MAX` accounts no balance can then overflow,
-/// whatever is paid: every negative balance is above `-LIMIT_MAX_MINOR`, and the positive
-/// ones sum to the negative ones.
-pub const AMOUNT_MAX_MINOR: i64 = INVOICE_AMOUNT_MAX_MINOR;
-/// Largest encoded operation body the ledger accepts, in bytes.
-pub const BODY_BYTES_MAX: usize = 4096;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     pub id: OperationId,

@@ -270,14 +270,14 @@ impl Rejection {
             Rejection::ValidityTooLong { valid_until_ms, now_ms } => format!(
                 "validity too long: valid until {} is more than {} days after node time {}",
                 rfc3339_ms(*valid_until_ms),
-                crate::op::VALIDITY_MS_MAX / 86_400_000,
+                cercle_limits::VALIDITY_MS_MAX / 86_400_000,
                 rfc3339_ms(*now_ms)
             ),
             Rejection::OperationIdConflict { operation_id } => {
                 format!("operation id {operation_id} was already used for a different operation")
             }
             Rejection::BodyTooLarge { bytes } => {
-                format!("operation body is {bytes} bytes, the maximum is {}", crate::op::BODY_BYTES_MAX)
+                format!("operation body is {bytes} bytes, the maximum is {}", cercle_limits::BODY_BYTES_MAX)
             }
             Rejection::NotAdministrator => {
                 "not an administrator: this operation must be signed by an administrator key".into()
@@ -308,7 +308,7 @@ impl Rejection {
                 format!(
                     "invalid amount: {} (an amount must be positive and at most {})",
                     money(*amount_minor),
-                    money(crate::op::AMOUNT_MAX_MINOR)
+                    money(cercle_limits::AMOUNT_MAX_MINOR)
                 )
             }
             Rejection::SelfTransfer => "an account cannot pay itself".into(),

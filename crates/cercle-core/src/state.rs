@@ -16,6 +16,7 @@
 //! key must be replaced, and the freeze still stops payments.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -26,19 +27,15 @@ use crate::genesis::Genesis;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
-    AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, INVOICE_REF_CHARS_MAX, InvoiceParties, IssueInvoice,
-    KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OpKind, Operation, REASON_CHARS_MAX, RegisterAccount, RunClearing,
-    SetLimits, SetProfile, Transfer, VALIDITY_MS_MAX,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, SetProfile,
+    Transfer,
 };
 use crate::profile::{Field, Profile};
 use crate::reject::Rejection;
-
-/// The most open invoices (issued, accepted or partly settled) the ledger holds at once.
-pub const OPEN_INVOICES_MAX: usize = 2_000_000;
-/// The most accounts a ledger holds. With every amount and limit at most
-/// `op::AMOUNT_MAX_MINOR`, no balance can overflow an i64 (500,000 × 10^13 < 2^63).
-pub const ACCOUNTS_MAX: usize = 500_000;
-const _: () = assert!((ACCOUNTS_MAX as i128) * (crate::op::AMOUNT_MAX_MINOR as i128) < i64::MAX as i128);
+use cercle_limits::{
+    ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX,
+    KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX, REASON_CHARS_MAX, VALIDITY_MS_MAX,
+};
 
 const ACCOUNT_VERSION: u8 = 1;
 
@@ -89,6 +86,12 @@ impl Account {
     /// The account's canonical, versioned encoding: persisted by the store's checkpoint and
     /// hashed into the state digest, every field included.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with(true)
+    }
+
+    /// The encoding with or without the activity extension (version 1 of the state
+    /// digest predates it).
+    fn encode_with(&self, activity: bool) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(ACCOUNT_VERSION)
             .str(self.id.as_str())
@@ -121,7 +124,7 @@ impl Account {
             }
             extensions.push((EXTENSION_PROFILE, p.buf));
         }
-        let has_activity = self.negative_since_ms.is_some() || self.last_activity_ms.is_some();
+        let has_activity = activity && (self.negative_since_ms.is_some() || self.last_activity_ms.is_some());
         if has_activity {
             let mut a = Writer::default();
             for value in [self.negative_since_ms, self.last_activity_ms] {
@@ -267,6 +270,10 @@ pub enum ClearingInput<'a> {
     Propose,
     /// A replay: the record written in the entry, if any.
     Recorded(Option<&'a ClearingRecord>),
+    /// The node: a run solved and checked on a snapshot of the state, and what changed
+    /// since. It is applied only if it still holds (`PlannedRun::still_holds`), which is
+    /// then `check` on this state; otherwise it is refused as `PlanStale`.
+    Planned(&'a clearing::PlannedRun, &'a clearing::ChangesSince),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -280,8 +287,8 @@ pub enum InvariantViolation {
 /// What a change overwrote, so it can be undone (`State::undo_to`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Undo {
-    Account(AccountId, Option<Account>),
-    Invoice(InvoiceId, Option<Invoice>),
+    Account(AccountId, Option<Box<Account>>),
+    Invoice(InvoiceId, Option<Arc<Invoice>>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +296,9 @@ pub struct State {
     admin_keys: Vec<PublicKey>,
     auditor_keys: Vec<PublicKey>,
     accounts: BTreeMap<AccountId, Account>,
-    invoices: BTreeMap<InvoiceId, Invoice>,
+    /// Shared with clearing snapshots (`ClearingSnapshot::take` copies pointers, not
+    /// invoices); a change copies an invoice only while a snapshot still holds it.
+    invoices: BTreeMap<InvoiceId, Arc<Invoice>>,
     /// The ids of the open invoices (issued, accepted, partly settled): what clearing looks
     /// at, without walking every invoice ever issued. Derived from `invoices`.
     open_invoices: BTreeSet<InvoiceId>,
@@ -310,7 +319,8 @@ impl State {
         invoices: impl IntoIterator<Item = Invoice>,
     ) -> Self {
         let accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
-        let invoices: BTreeMap<InvoiceId, Invoice> = invoices.into_iter().map(|i| (i.id, i)).collect();
+        let invoices: BTreeMap<InvoiceId, Arc<Invoice>> =
+            invoices.into_iter().map(|i| (i.id, Arc::new(i))).collect();
         let open_invoices = invoices.values().filter(|i| i.state.is_open()).map(|i| i.id).collect();
         State {
             admin_keys: genesis.admin_keys.clone(),
@@ -334,12 +344,15 @@ impl State {
 
     /// Undoes every change recorded after `mark`, newest first.
     pub(crate) fn undo_to(&mut self, mark: usize) {
-        let Some(journal) = self.journal.as_mut() else { return };
-        let undo: Vec<Undo> = journal.drain(mark.min(journal.len())..).rev().collect();
+        let Some(journal) = self.journal.as_mut() else {
+            panic!("undo without a journal: changes were not recorded, so they cannot be undone");
+        };
+        assert!(mark <= journal.len(), "undo to mark {mark}, past the journal's {} changes", journal.len());
+        let undo: Vec<Undo> = journal.drain(mark..).rev().collect();
         for u in undo {
             match u {
                 Undo::Account(id, Some(a)) => {
-                    self.accounts.insert(id, a);
+                    self.accounts.insert(id, *a);
                 }
                 Undo::Account(id, None) => {
                     self.accounts.remove(&id);
@@ -359,13 +372,14 @@ impl State {
     /// Forgets the first `count` recorded changes: they will not be undone.
     pub(crate) fn forget_journal(&mut self, count: usize) {
         if let Some(journal) = self.journal.as_mut() {
-            journal.drain(..count.min(journal.len()));
+            assert!(count <= journal.len(), "forget {count} changes of a journal of {}", journal.len());
+            journal.drain(..count);
         }
     }
 
     fn save_account(&mut self, id: &AccountId) {
         if let Some(journal) = self.journal.as_mut() {
-            journal.push(Undo::Account(id.clone(), self.accounts.get(id).cloned()));
+            journal.push(Undo::Account(id.clone(), self.accounts.get(id).cloned().map(Box::new)));
         }
     }
 
@@ -388,7 +402,7 @@ impl State {
     fn invoice_mut(&mut self, id: &InvoiceId) -> &mut Invoice {
         self.save_invoice(id);
         match self.invoices.get_mut(id) {
-            Some(i) => i,
+            Some(i) => Arc::make_mut(i),
             None => panic!("invariant broken: invoice {id} was checked to exist but is missing"),
         }
     }
@@ -401,7 +415,7 @@ impl State {
     fn put_invoice(&mut self, invoice: Invoice) {
         self.save_invoice(&invoice.id);
         self.set_open(&invoice);
-        self.invoices.insert(invoice.id, invoice);
+        self.invoices.insert(invoice.id, Arc::new(invoice));
     }
 
     /// Keeps `open_invoices` in line with an invoice's state.
@@ -415,7 +429,27 @@ impl State {
 
     /// The open invoices, in id order.
     pub fn open_invoices(&self) -> impl Iterator<Item = &Invoice> {
-        self.open_invoices.iter().filter_map(|id| self.invoices.get(id))
+        self.open_invoice_handles().map(|i| &**i)
+    }
+
+    /// The open invoices, in id order, as shared pointers (for a clearing snapshot).
+    /// Both maps are walked in id order together: no lookup per invoice.
+    pub(crate) fn open_invoice_handles(&self) -> impl Iterator<Item = &Arc<Invoice>> {
+        let mut all = self.invoices.iter();
+        self.open_invoices.iter().map(move |id| {
+            loop {
+                match all.next() {
+                    Some((k, i)) if k == id => break i,
+                    Some(_) => {}
+                    None => panic!("invariant broken: open invoice {id} is not among the invoices"),
+                }
+            }
+        })
+    }
+
+    /// Every account, in handle order.
+    pub(crate) fn account_map(&self) -> &BTreeMap<AccountId, Account> {
+        &self.accounts
     }
 
     /// How many invoices the ledger holds, open or not.
@@ -424,12 +458,12 @@ impl State {
     }
 
     pub fn invoice(&self, id: &InvoiceId) -> Option<&Invoice> {
-        self.invoices.get(id)
+        self.invoices.get(id).map(|i| &**i)
     }
 
     /// Every invoice, in id order.
     pub fn invoices(&self) -> impl Iterator<Item = &Invoice> {
-        self.invoices.values()
+        self.invoices.values().map(|i| &**i)
     }
 
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
@@ -470,11 +504,22 @@ impl State {
     /// Every field of an account is in its encoding, the profile and the activity
     /// (`negative_since_ms`, `last_activity_ms`) included.
     pub fn digest(&self) -> [u8; 32] {
+        self.digest_version(2)
+    }
+
+    /// The digest as version 1 defined it, before accounts carried their activity
+    /// (`negative_since`, `last_activity`): what the golden log of entry format 1 recorded
+    /// (`tests/fixtures/golden`). Version 2 (`digest`) covers every field.
+    pub fn digest_v1(&self) -> [u8; 32] {
+        self.digest_version(1)
+    }
+
+    fn digest_version(&self, version: u8) -> [u8; 32] {
         let mut h = Sha256::new();
-        h.update(b"cercle/state/v1");
+        h.update(if version == 1 { b"cercle/state/v1".as_slice() } else { b"cercle/state/v2".as_slice() });
         h.update((self.accounts.len() as u64).to_be_bytes());
         for account in self.accounts.values() {
-            let bytes = account.encode();
+            let bytes = account.encode_with(version >= 2);
             h.update((bytes.len() as u32).to_be_bytes());
             h.update(&bytes);
         }
@@ -537,7 +582,7 @@ impl State {
         op: &Operation,
         clearing: ClearingInput<'_>,
     ) -> Result<Effects, Rejection> {
-        if let (ClearingInput::Recorded(Some(_)), false) =
+        if let (ClearingInput::Recorded(Some(_)) | ClearingInput::Planned(..), false) =
             (clearing, matches!(op.kind, OpKind::RunClearing(_)))
         {
             return Err(Rejection::ClearingInvalid {
@@ -549,80 +594,67 @@ impl State {
             OpKind::RegisterAccount(r) => self.register(ctx, r)?,
             OpKind::SetLimits(s) => self.set_limits(ctx, s)?,
             OpKind::SetProfile(p) => self.set_profile(ctx, p)?,
-            OpKind::FreezeAccount { account, .. } => {
-                let a = self.existing(account)?;
-                if a.status == AccountStatus::Frozen {
-                    return Err(Rejection::AlreadyFrozen { account: account.clone() });
-                }
-                self.touch(ctx, account, |a| a.status = AccountStatus::Frozen)
-            }
+            OpKind::FreezeAccount { account, .. } => self.set_status(ctx, account, AccountStatus::Frozen)?,
             OpKind::UnfreezeAccount { account, .. } => {
-                let a = self.existing(account)?;
-                if a.status != AccountStatus::Frozen {
-                    return Err(Rejection::NotFrozen { account: account.clone() });
-                }
-                self.touch(ctx, account, |a| a.status = AccountStatus::Active)
+                self.set_status(ctx, account, AccountStatus::Active)?
             }
-            OpKind::RotateKeys { account, keys } => {
-                let a = self.existing(account)?;
-                if !self.is_admin(signer) && !a.keys.contains(signer) {
-                    return Err(Rejection::NotAccountKey { account: account.clone() });
-                }
-                let keys = keys.clone();
-                self.touch(ctx, account, |a| a.keys = keys)
-            }
+            OpKind::RotateKeys { account, keys } => self.rotate_keys(ctx, signer, account, keys)?,
             OpKind::Transfer(t) => self.transfer(ctx, signer, t)?,
             OpKind::IssueInvoice(i) => self.issue_invoice(ctx, signer, i)?,
-            OpKind::AcceptInvoice(p) => {
-                self.invoice_action(ctx, signer, p, Signer::Payer, "accepted", |i| {
-                    (i.state == InvoiceState::Issued).then_some(())?;
-                    i.state = InvoiceState::Accepted;
-                    Some(())
-                })?
-            }
+            OpKind::AcceptInvoice(p) => self.invoice_action(ctx, signer, p, InvoiceAction::Accept)?,
             OpKind::RejectInvoice { invoice, reason } => {
-                self.invoice_action(ctx, signer, invoice, Signer::Payer, "rejected", |i| {
-                    (i.state == InvoiceState::Issued).then_some(())?;
-                    i.state = InvoiceState::Rejected;
-                    i.reason = reason.clone();
-                    Some(())
-                })?
+                self.invoice_action(ctx, signer, invoice, InvoiceAction::Reject(reason))?
             }
             OpKind::CancelInvoice { invoice, reason } => {
-                self.invoice_action(ctx, signer, invoice, Signer::Payee, "cancelled", |i| {
-                    let untouched = i.paid_minor == 0 && i.cleared_minor == 0;
-                    (matches!(i.state, InvoiceState::Issued | InvoiceState::Accepted) && untouched)
-                        .then_some(())?;
-                    i.state = InvoiceState::Cancelled;
-                    i.reason = reason.clone();
-                    Some(())
-                })?
+                self.invoice_action(ctx, signer, invoice, InvoiceAction::Cancel(reason))?
             }
             OpKind::SetInvoiceClearing { invoice, excluded } => {
-                // Only a party learns that nothing would change: the flag is not public.
-                if self.authorized_invoice(signer, invoice, Signer::Either)?.excluded_from_clearing
-                    == *excluded
-                {
-                    let hint = if *excluded {
-                        "the invoice is already left out of clearing"
-                    } else {
-                        "the invoice is already in clearing"
-                    };
-                    return Err(Rejection::NothingToChange { hint });
-                }
-                self.invoice_action(ctx, signer, invoice, Signer::Either, "changed", |i| {
-                    i.state.is_open().then_some(())?;
-                    i.excluded_from_clearing = *excluded;
-                    Some(())
-                })?
+                self.invoice_action(ctx, signer, invoice, InvoiceAction::SetClearing(*excluded))?
             }
             OpKind::RunClearing(run) => self.run_clearing(ctx, run, clearing)?,
         };
+        assert_conserved(ctx, &effects);
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
             panic!("invariant violated after entry {}: {violation}", ctx.sequence);
         }
         Ok(effects)
+    }
+
+    /// Freezes or unfreezes `account`. Freezing a frozen account, or unfreezing an active
+    /// one, is refused: the entry would say something that did not happen.
+    fn set_status(
+        &mut self,
+        ctx: &Context,
+        id: &AccountId,
+        status: AccountStatus,
+    ) -> Result<Effects, Rejection> {
+        match (self.existing(id)?.status, status) {
+            (AccountStatus::Frozen, AccountStatus::Frozen) => {
+                Err(Rejection::AlreadyFrozen { account: id.clone() })
+            }
+            (AccountStatus::Active, AccountStatus::Active) => {
+                Err(Rejection::NotFrozen { account: id.clone() })
+            }
+            _ => Ok(self.touch(ctx, id, |a| a.status = status)),
+        }
+    }
+
+    /// Replaces the keys of `account`: signed by one of its keys, or by an administrator
+    /// (a lost key).
+    fn rotate_keys(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        id: &AccountId,
+        keys: &[PublicKey],
+    ) -> Result<Effects, Rejection> {
+        let a = self.existing(id)?;
+        if !self.is_admin(signer) && !a.keys.contains(signer) {
+            return Err(Rejection::NotAccountKey { account: id.clone() });
+        }
+        let keys = keys.to_vec();
+        Ok(self.touch(ctx, id, |a| a.keys = keys))
     }
 
     /// Marks the accounts as touched by entry `sequence` (`Account::last_sequence`).
@@ -633,7 +665,7 @@ impl State {
     }
 
     fn existing_invoice(&self, id: &InvoiceId) -> Result<&Invoice, Rejection> {
-        self.invoices.get(id).ok_or(Rejection::UnknownInvoice { invoice: *id })
+        self.invoices.get(id).map(|i| &**i).ok_or(Rejection::UnknownInvoice { invoice: *id })
     }
 
     /// The invoice `id`, if `signer` holds a key of one of its two firms. To anyone else an
@@ -726,32 +758,41 @@ impl State {
     }
 
     /// A change to one invoice by one of its firms: checks the parties named by the
-    /// operation, the signer's key, then lets `change` decide (returning `None` when the
-    /// invoice's state does not allow `action`).
+    /// operation and the signer's key, then applies `action` if the invoice's state allows it.
     fn invoice_action(
         &mut self,
         ctx: &Context,
         signer: &PublicKey,
         parties: &InvoiceParties,
-        who: Signer,
-        action: &'static str,
-        change: impl FnOnce(&mut Invoice) -> Option<()>,
+        action: InvoiceAction<'_>,
     ) -> Result<Effects, Rejection> {
-        let invoice = self.authorized_invoice(signer, parties, who)?;
-        // Accepting binds the payer: not while either firm is frozen.
-        if action == "accepted" {
-            for id in [&invoice.payer, &invoice.payee] {
-                if self.accounts.get(id).is_some_and(|a| a.status == AccountStatus::Frozen) {
-                    return Err(Rejection::AccountFrozen { account: id.clone() });
+        let invoice = self.authorized_invoice(signer, parties, action.signer())?;
+        match action {
+            // Accepting binds the payer: not while either firm is frozen.
+            InvoiceAction::Accept => {
+                for id in [&invoice.payer, &invoice.payee] {
+                    if self.accounts.get(id).is_some_and(|a| a.status == AccountStatus::Frozen) {
+                        return Err(Rejection::AccountFrozen { account: id.clone() });
+                    }
                 }
             }
+            // Only a party learns that nothing would change: the flag is not public.
+            InvoiceAction::SetClearing(excluded) if invoice.excluded_from_clearing == excluded => {
+                let hint = if excluded {
+                    "the invoice is already left out of clearing"
+                } else {
+                    "the invoice is already in clearing"
+                };
+                return Err(Rejection::NothingToChange { hint });
+            }
+            _ => {}
         }
         let mut changed = invoice.clone();
-        if change(&mut changed).is_none() {
+        if !action.apply(&mut changed) {
             return Err(Rejection::InvoiceStateConflict {
                 invoice: changed.id,
                 state: invoice.state,
-                action,
+                action: action.past_tense(),
             });
         }
         changed.last_sequence = ctx.sequence;
@@ -794,6 +835,17 @@ impl State {
             }
             ClearingInput::Recorded(None) => {
                 return Err(Rejection::ClearingInvalid { defect: Box::new(ClearingDefect::NoRecord) });
+            }
+            ClearingInput::Planned(planned, changes) => {
+                if planned.record.with_credit != run.with_credit {
+                    return Err(Rejection::ClearingInvalid {
+                        defect: Box::new(ClearingDefect::CreditOptionDiffers),
+                    });
+                }
+                if !planned.still_holds(self, changes) {
+                    return Err(Rejection::ClearingInvalid { defect: Box::new(ClearingDefect::PlanStale) });
+                }
+                (planned.record.clone(), planned.summary.clone())
             }
         };
         // Checked: every amount is within what is open, every payment within the firm's
@@ -921,32 +973,7 @@ impl State {
             // The payer learns that the payee cannot receive this much, never its balance.
             return Err(Rejection::MaxBalanceExceeded { account: t.payee.clone() });
         }
-        if let Some(id) = &t.invoice {
-            let invoice = self.visible_invoice(signer, id)?;
-            if invoice.payer != t.payer || invoice.payee != t.payee {
-                return Err(Rejection::InvoicePartiesMismatch {
-                    invoice: *id,
-                    detail: format!(
-                        "it is owed by '{}' to '{}', not by '{}' to '{}'",
-                        invoice.payer, invoice.payee, t.payer, t.payee
-                    ),
-                });
-            }
-            if !invoice.state.is_open() {
-                return Err(Rejection::InvoiceStateConflict {
-                    invoice: *id,
-                    state: invoice.state,
-                    action: "paid",
-                });
-            }
-            if t.amount_minor > invoice.open_minor() {
-                return Err(Rejection::InvoiceOverpaid {
-                    invoice: *id,
-                    amount_minor: t.amount_minor,
-                    open_minor: invoice.open_minor(),
-                });
-            }
-        }
+        self.check_invoice_payment(signer, t)?;
         // Every check passed: now, and only now, change the state. Paying an issued
         // invoice accepts it: the payer's signature on the payment says as much.
         if let Some(id) = &t.invoice {
@@ -970,6 +997,37 @@ impl State {
             clearing: None,
         })
     }
+
+    /// The checks of a transfer that pays an invoice: the invoice is visible to the signer,
+    /// between the transfer's two accounts, open, and owed at least the amount.
+    fn check_invoice_payment(&self, signer: &PublicKey, t: &Transfer) -> Result<(), Rejection> {
+        let Some(id) = &t.invoice else { return Ok(()) };
+        let invoice = self.visible_invoice(signer, id)?;
+        if invoice.payer != t.payer || invoice.payee != t.payee {
+            return Err(Rejection::InvoicePartiesMismatch {
+                invoice: *id,
+                detail: format!(
+                    "it is owed by '{}' to '{}', not by '{}' to '{}'",
+                    invoice.payer, invoice.payee, t.payer, t.payee
+                ),
+            });
+        }
+        if !invoice.state.is_open() {
+            return Err(Rejection::InvoiceStateConflict {
+                invoice: *id,
+                state: invoice.state,
+                action: "paid",
+            });
+        }
+        if t.amount_minor > invoice.open_minor() {
+            return Err(Rejection::InvoiceOverpaid {
+                invoice: *id,
+                amount_minor: t.amount_minor,
+                open_minor: invoice.open_minor(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Which firm of an invoice may sign an action on it.
@@ -978,6 +1036,77 @@ enum Signer {
     Payer,
     Payee,
     Either,
+}
+
+/// A change one of an invoice's firms makes to it: one variant per transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InvoiceAction<'a> {
+    /// The payer accepts an issued invoice, which becomes an obligation.
+    Accept,
+    /// The payer refuses an issued invoice, with a reason.
+    Reject(&'a str),
+    /// The payee withdraws an invoice on which nothing was paid or cleared, with a reason.
+    Cancel(&'a str),
+    /// Either firm takes an open invoice out of clearing (`true`), or puts it back.
+    SetClearing(bool),
+}
+
+impl InvoiceAction<'_> {
+    fn signer(self) -> Signer {
+        match self {
+            InvoiceAction::Accept | InvoiceAction::Reject(_) => Signer::Payer,
+            InvoiceAction::Cancel(_) => Signer::Payee,
+            InvoiceAction::SetClearing(_) => Signer::Either,
+        }
+    }
+
+    /// How a refusal names it: "invoice ... is settled: it cannot be accepted".
+    fn past_tense(self) -> &'static str {
+        match self {
+            InvoiceAction::Accept => "accepted",
+            InvoiceAction::Reject(_) => "rejected",
+            InvoiceAction::Cancel(_) => "cancelled",
+            InvoiceAction::SetClearing(_) => "changed",
+        }
+    }
+
+    /// Applies the transition to `i`; false, leaving it as it was, when its state does not
+    /// allow it.
+    fn apply(self, i: &mut Invoice) -> bool {
+        let allowed = match self {
+            InvoiceAction::Accept | InvoiceAction::Reject(_) => i.state == InvoiceState::Issued,
+            InvoiceAction::Cancel(_) => {
+                let untouched = i.paid_minor == 0 && i.cleared_minor == 0;
+                matches!(i.state, InvoiceState::Issued | InvoiceState::Accepted) && untouched
+            }
+            InvoiceAction::SetClearing(_) => i.state.is_open(),
+        };
+        if !allowed {
+            return false;
+        }
+        match self {
+            InvoiceAction::Accept => i.state = InvoiceState::Accepted,
+            InvoiceAction::Reject(reason) => {
+                i.state = InvoiceState::Rejected;
+                i.reason = reason.to_string();
+            }
+            InvoiceAction::Cancel(reason) => {
+                i.state = InvoiceState::Cancelled;
+                i.reason = reason.to_string();
+            }
+            InvoiceAction::SetClearing(excluded) => i.excluded_from_clearing = excluded,
+        }
+        true
+    }
+}
+
+/// Asserts that an accepted operation created or destroyed no money: its balance changes
+/// sum to zero. O(changes), so it holds in every build; `check_invariants` (every account)
+/// runs after each operation in debug builds and after each entry of a replay.
+fn assert_conserved(ctx: &Context, effects: &Effects) {
+    let net: i128 =
+        effects.balance_changes.iter().map(|b| i128::from(b.after_minor) - i128::from(b.before_minor)).sum();
+    assert!(net == 0, "entry {} changes balances by {net} minor units in all, not zero", ctx.sequence);
 }
 
 /// The checks that depend only on the operation's own values, not on the state: texts,
@@ -1039,12 +1168,11 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
             if i.amount_minor <= 0 {
                 return Err(Rejection::InvalidAmount { amount_minor: i.amount_minor });
             }
-            if i.amount_minor > crate::op::INVOICE_AMOUNT_MAX_MINOR {
+            if i.amount_minor > INVOICE_AMOUNT_MAX_MINOR {
                 return Err(Rejection::InvalidInvoice {
                     detail: format!(
                         "amount is {} minor units, the maximum is {}",
-                        i.amount_minor,
-                        crate::op::INVOICE_AMOUNT_MAX_MINOR
+                        i.amount_minor, INVOICE_AMOUNT_MAX_MINOR
                     ),
                 });
             }
@@ -1147,4 +1275,269 @@ fn check_limits(credit_limit: Option<i64>, max_balance: Option<Option<i64>>) -> 
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::OperationId;
+    use crate::reject::RejectCode;
+    use crate::sign::Keypair;
+
+    const ADMIN: u8 = 1;
+    const NOW_MS: u64 = 1_000;
+
+    fn key(seed: u8) -> PublicKey {
+        Keypair::from_seed(&[seed; 32]).public_key()
+    }
+
+    fn id(name: &str) -> AccountId {
+        AccountId::parse(name).unwrap()
+    }
+
+    fn genesis() -> Genesis {
+        Genesis {
+            ledger_id: crate::ids::LedgerId([9; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![key(ADMIN)],
+            auditor_keys: vec![],
+            node_key: key(3),
+        }
+    }
+
+    /// `name`, registered by the administrator with the key of seed `seed`.
+    fn register(name: &str, seed: u8, limit: i64, max: Option<i64>) -> (u8, OpKind) {
+        let kind = OpKind::RegisterAccount(RegisterAccount {
+            account: id(name),
+            display_name: name.into(),
+            keys: vec![key(seed)],
+            credit_limit_minor: limit,
+            max_balance_minor: max,
+            profile: Default::default(),
+        });
+        (ADMIN, kind)
+    }
+
+    fn pay(signer: u8, payer: &str, payee: &str, amount_minor: i64, invoice: Option<u8>) -> (u8, OpKind) {
+        let kind = OpKind::Transfer(Transfer {
+            payer: id(payer),
+            payee: id(payee),
+            amount_minor,
+            memo: String::new(),
+            invoice_ref: None,
+            invoice: invoice.map(|n| InvoiceId([n; 16])),
+        });
+        (signer, kind)
+    }
+
+    fn parties(n: u8, payee: &str, payer: &str) -> InvoiceParties {
+        InvoiceParties { invoice: InvoiceId([n; 16]), payee: id(payee), payer: id(payer) }
+    }
+
+    fn issue(signer: u8, n: u8, payee: &str, payer: &str, amount_minor: i64) -> (u8, OpKind) {
+        let kind = OpKind::IssueInvoice(IssueInvoice {
+            invoice: InvoiceId([n; 16]),
+            payee: id(payee),
+            payer: id(payer),
+            amount_minor,
+            local_share_percent: 100,
+            due_day: None,
+            reference: String::new(),
+            excluded_from_clearing: false,
+        });
+        (signer, kind)
+    }
+
+    /// Two firms: `aaa` (key 10, credit limit 1,000) and `bbb` (key 11, no credit, at most
+    /// 500).
+    fn firms() -> Vec<(u8, OpKind)> {
+        vec![register("aaa", 10, 1_000, None), register("bbb", 11, 0, Some(500))]
+    }
+
+    fn apply(state: &mut State, sequence: u64, (signer, kind): &(u8, OpKind)) -> Result<Effects, Rejection> {
+        let op = Operation {
+            id: OperationId([sequence as u8; 16]),
+            valid_until_ms: NOW_MS + 1,
+            kind: kind.clone(),
+        };
+        state.apply(&Context { sequence, timestamp_ms: NOW_MS }, &key(*signer), &op, ClearingInput::Propose)
+    }
+
+    /// Applies `ops`, each of which must be accepted, then `last`: accepted with these
+    /// balances after it (of the accounts it changed, in order), or rejected with this code
+    /// and the state left exactly as it was.
+    fn check(ops: &[(u8, OpKind)], last: (u8, OpKind), expected: Result<&[(&str, i64)], RejectCode>) {
+        let mut state = State::new(&genesis());
+        for (i, op) in ops.iter().enumerate() {
+            if let Err(r) = apply(&mut state, i as u64 + 1, op) {
+                panic!("setup operation {} ({}) refused: {r:?}", i + 1, op.1.name());
+            }
+        }
+        let before = state.clone();
+        let outcome = apply(&mut state, ops.len() as u64 + 1, &last);
+        match (outcome, expected) {
+            (Ok(effects), Ok(balances)) => {
+                let got: Vec<(&str, i64)> =
+                    effects.balance_changes.iter().map(|b| (b.account.as_str(), b.after_minor)).collect();
+                assert_eq!(got, balances);
+                for (name, balance) in balances {
+                    assert_eq!(state.account(&id(name)).unwrap().balance_minor, *balance);
+                }
+                state.check_invariants().unwrap();
+            }
+            (Err(r), Err(code)) => {
+                assert_eq!(r.code(), code, "{r:?}");
+                assert_eq!(state, before, "a rejected operation changed the state");
+            }
+            (outcome, expected) => panic!("{} gave {outcome:?}, expected {expected:?}", last.1.name()),
+        }
+    }
+
+    #[test]
+    fn a_transfer_moves_money_up_to_the_limits_and_not_one_unit_further() {
+        let ops = firms();
+        check(&ops, pay(10, "aaa", "bbb", 300, None), Ok(&[("aaa", -300), ("bbb", 300)]));
+        // Exactly to the payee's maximum, and one unit over.
+        check(&ops, pay(10, "aaa", "bbb", 500, None), Ok(&[("aaa", -500), ("bbb", 500)]));
+        check(&ops, pay(10, "aaa", "bbb", 501, None), Err(RejectCode::MaxBalanceExceeded));
+        // Exactly to the payer's credit limit, and one unit over.
+        let mut ops = firms();
+        ops.push(register("ccc", 12, 0, None));
+        check(&ops, pay(10, "aaa", "ccc", 1_000, None), Ok(&[("aaa", -1_000), ("ccc", 1_000)]));
+        check(&ops, pay(10, "aaa", "ccc", 1_001, None), Err(RejectCode::CreditLimitExceeded));
+        check(&ops, pay(11, "bbb", "ccc", 1, None), Err(RejectCode::CreditLimitExceeded));
+    }
+
+    #[test]
+    fn a_transfer_is_refused_in_the_documented_order() {
+        let ops = firms();
+        check(&ops, pay(10, "aaa", "aaa", 1, None), Err(RejectCode::SelfTransfer));
+        check(&ops, pay(10, "aaa", "bbb", 0, None), Err(RejectCode::InvalidAmount));
+        check(&ops, pay(10, "zzz", "bbb", 1, None), Err(RejectCode::UnknownAccount));
+        check(&ops, pay(11, "aaa", "bbb", 1, None), Err(RejectCode::NotAccountKey));
+        check(&ops, pay(10, "aaa", "zzz", 1, None), Err(RejectCode::UnknownAccount));
+        // An unknown account before a signer that holds no key of it.
+        check(&ops, pay(11, "zzz", "bbb", 1, None), Err(RejectCode::UnknownAccount));
+        let mut frozen = firms();
+        frozen.push((ADMIN, OpKind::FreezeAccount { account: id("bbb"), reason: "dispute".into() }));
+        check(&frozen, pay(10, "aaa", "bbb", 1, None), Err(RejectCode::AccountFrozen));
+        check(&frozen, pay(10, "aaa", "bbb", 2_000, None), Err(RejectCode::AccountFrozen));
+    }
+
+    #[test]
+    fn freezing_and_keys() {
+        let freeze =
+            |name: &str| (ADMIN, OpKind::FreezeAccount { account: id(name), reason: "dispute".into() });
+        let unfreeze =
+            |name: &str| (ADMIN, OpKind::UnfreezeAccount { account: id(name), reason: String::new() });
+        let rotate =
+            |signer: u8, seed: u8| (signer, OpKind::RotateKeys { account: id("aaa"), keys: vec![key(seed)] });
+        let mut frozen = firms();
+        frozen.push(freeze("aaa"));
+        check(&frozen, freeze("aaa"), Err(RejectCode::AlreadyFrozen));
+        check(&firms(), unfreeze("aaa"), Err(RejectCode::NotFrozen));
+        check(&frozen, unfreeze("aaa"), Ok(&[]));
+        check(
+            &firms(),
+            (10, OpKind::FreezeAccount { account: id("aaa"), reason: "x".into() }),
+            Err(RejectCode::NotAdministrator),
+        );
+        // A key is replaced on a frozen account, by the administrator or the firm itself,
+        // never by another firm; the old key then signs nothing.
+        check(&frozen, rotate(ADMIN, 20), Ok(&[]));
+        check(&frozen, rotate(10, 20), Ok(&[]));
+        check(&frozen, rotate(11, 20), Err(RejectCode::NotAccountKey));
+        let mut rotated = firms();
+        rotated.push(rotate(10, 20));
+        check(&rotated, pay(10, "aaa", "bbb", 1, None), Err(RejectCode::NotAccountKey));
+        check(&rotated, pay(20, "aaa", "bbb", 1, None), Ok(&[("aaa", -1), ("bbb", 1)]));
+    }
+
+    #[test]
+    fn an_invoice_moves_through_its_states_once() {
+        let mut issued = firms();
+        issued.push(issue(11, 1, "bbb", "aaa", 400));
+        let accept = |signer| (signer, OpKind::AcceptInvoice(parties(1, "bbb", "aaa")));
+        let reject = |signer| {
+            (signer, OpKind::RejectInvoice { invoice: parties(1, "bbb", "aaa"), reason: "no".into() })
+        };
+        let cancel = |signer| {
+            (signer, OpKind::CancelInvoice { invoice: parties(1, "bbb", "aaa"), reason: String::new() })
+        };
+        check(&issued, accept(10), Ok(&[]));
+        check(&issued, accept(11), Err(RejectCode::NotAccountKey));
+        check(&issued, accept(12), Err(RejectCode::UnknownInvoice));
+        check(
+            &issued,
+            (10, OpKind::AcceptInvoice(parties(1, "aaa", "bbb"))),
+            Err(RejectCode::InvoicePartiesMismatch),
+        );
+        check(&issued, reject(10), Ok(&[]));
+        check(&issued, cancel(11), Ok(&[]));
+        check(&issued, cancel(10), Err(RejectCode::NotAccountKey));
+        check(&issued, issue(11, 1, "bbb", "aaa", 1), Err(RejectCode::InvoiceExists));
+        let mut accepted = issued.clone();
+        accepted.push(accept(10));
+        check(&accepted, accept(10), Err(RejectCode::InvoiceStateConflict));
+        check(&accepted, reject(10), Err(RejectCode::InvoiceStateConflict));
+        // Paying: in part, then the rest; not more than is open; not once settled.
+        let mut part_paid = accepted.clone();
+        part_paid.push(pay(10, "aaa", "bbb", 100, Some(1)));
+        check(&part_paid, cancel(11), Err(RejectCode::InvoiceStateConflict));
+        check(&part_paid, pay(10, "aaa", "bbb", 301, Some(1)), Err(RejectCode::InvoiceOverpaid));
+        check(&part_paid, pay(10, "aaa", "bbb", 300, Some(1)), Ok(&[("aaa", -400), ("bbb", 400)]));
+        let mut settled = part_paid.clone();
+        settled.push(pay(10, "aaa", "bbb", 300, Some(1)));
+        check(&settled, pay(10, "aaa", "bbb", 1, Some(1)), Err(RejectCode::InvoiceStateConflict));
+        let exclude =
+            |excluded| (10, OpKind::SetInvoiceClearing { invoice: parties(1, "bbb", "aaa"), excluded });
+        check(&accepted, exclude(false), Err(RejectCode::NothingToChange));
+        check(&accepted, exclude(true), Ok(&[]));
+        check(&settled, exclude(true), Err(RejectCode::InvoiceStateConflict));
+    }
+
+    #[test]
+    fn undo_takes_the_state_back_to_its_mark() {
+        let mut state = State::new(&genesis());
+        let mut ops = firms();
+        ops.push(issue(11, 1, "bbb", "aaa", 400));
+        for (i, op) in ops.iter().enumerate() {
+            apply(&mut state, i as u64 + 1, op).unwrap();
+        }
+        state.set_journaling(true);
+        let (before, mark) = (state.clone(), state.journal_len());
+        let more = [
+            (10, OpKind::AcceptInvoice(parties(1, "bbb", "aaa"))),
+            pay(10, "aaa", "bbb", 150, Some(1)),
+            register("ccc", 12, 5, None),
+            (ADMIN, OpKind::FreezeAccount { account: id("bbb"), reason: "dispute".into() }),
+        ];
+        for (i, op) in more.iter().enumerate() {
+            apply(&mut state, ops.len() as u64 + i as u64 + 1, op).unwrap();
+        }
+        assert_ne!(state.digest(), before.digest());
+        state.undo_to(mark);
+        assert_eq!(state.digest(), before.digest());
+        assert_eq!(state.open_invoices().count(), before.open_invoices().count());
+        assert_eq!(state.accounts, before.accounts);
+        assert_eq!(state.invoices, before.invoices);
+        assert_eq!(state.open_invoices, before.open_invoices);
+    }
+
+    #[test]
+    fn a_record_on_another_operation_is_refused_before_anything_else() {
+        let record =
+            ClearingRecord { with_credit: false, firms: vec![], circuit_potential: 0, invoices: vec![] };
+        let mut state = State::new(&genesis());
+        let (signer, kind) = pay(10, "aaa", "bbb", 1, None);
+        let op = Operation { id: OperationId([1; 16]), valid_until_ms: 0, kind };
+        let ctx = Context { sequence: 1, timestamp_ms: NOW_MS };
+        let refused =
+            state.apply(&ctx, &key(signer), &op, ClearingInput::Recorded(Some(&record))).unwrap_err();
+        assert_eq!(
+            refused,
+            Rejection::ClearingInvalid { defect: Box::new(ClearingDefect::RecordOnOtherOperation) }
+        );
+    }
 }

@@ -3,12 +3,12 @@
 //! tampered clearing record.
 
 use cercle_clearing::{ArcRef, CertificateError};
-use cercle_core::clearing::{self, ClearingDefect, ClearingRecord};
+use cercle_core::clearing::{self, ChangesSince, ClearingDefect, ClearingRecord, ClearingSnapshot};
 use cercle_core::sign::Keypair;
 use cercle_core::{
-    AccountId, Entry, Envelope, Executed, Genesis, InvoiceId, InvoiceParties, InvoiceState, IssueInvoice,
-    Ledger, LedgerId, OpKind, Operation, OperationId, RegisterAccount, RejectCode, Rejection, Replayer,
-    RunClearing, SectionTag, State, Transfer,
+    AccountId, ClearingInput, Entry, Envelope, Executed, Genesis, InvoiceId, InvoiceParties, InvoiceState,
+    IssueInvoice, Ledger, LedgerId, OpKind, Operation, OperationId, RegisterAccount, RejectCode, Rejection,
+    Replayer, RunClearing, SectionTag, State, Transfer,
 };
 
 const FIRMS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
@@ -22,6 +22,8 @@ struct World {
     entries: Vec<Entry>,
     ops: Vec<Operation>,
     next_id: u64,
+    /// What changed since a clearing snapshot, as the node's writer gathers it.
+    changes: Option<ChangesSince>,
 }
 
 fn id(name: &str) -> AccountId {
@@ -47,8 +49,16 @@ impl World {
         let keys: Vec<Keypair> = (0..FIRMS.len()).map(|i| Keypair::from_seed(&[10 + i as u8; 32])).collect();
         let ledger = Ledger::new(genesis.clone());
         let before_last = ledger.state().clone();
-        let mut world =
-            World { genesis, keys, ledger, before_last, entries: Vec::new(), ops: Vec::new(), next_id: 1 };
+        let mut world = World {
+            genesis,
+            keys,
+            ledger,
+            before_last,
+            entries: Vec::new(),
+            ops: Vec::new(),
+            next_id: 1,
+            changes: None,
+        };
         for (i, name) in FIRMS.iter().enumerate() {
             let kind = OpKind::RegisterAccount(RegisterAccount {
                 account: id(name),
@@ -68,14 +78,28 @@ impl World {
     }
 
     fn run(&mut self, signer: &Keypair, kind: OpKind) -> Result<Entry, Rejection> {
+        self.run_with(signer, kind, ClearingInput::Propose)
+    }
+
+    fn run_with(
+        &mut self,
+        signer: &Keypair,
+        kind: OpKind,
+        input: ClearingInput<'_>,
+    ) -> Result<Entry, Rejection> {
         self.next_id += 1;
         let op = Operation { id: OperationId([self.next_id as u8; 16]), valid_until_ms: 100_000, kind };
         let body = cercle_core::body::encode(&op);
         let signature = signer.sign_op(&self.genesis.ledger_id, &body);
         let envelope = Envelope::single(body, signer.public_key(), signature);
         let before = self.ledger.state().clone();
-        let entry = match self.ledger.execute(1_000 + self.next_id, envelope, &op)? {
-            Executed::Accepted { entry, .. } => entry,
+        let entry = match self.ledger.execute_with(1_000 + self.next_id, envelope, &op, input)? {
+            Executed::Accepted { entry, effects } => {
+                if let Some(changes) = self.changes.as_mut() {
+                    changes.add(&effects);
+                }
+                entry
+            }
             Executed::Duplicate { sequence } => panic!("a duplicate of entry {sequence}"),
         };
         self.before_last = before;
@@ -159,7 +183,7 @@ impl World {
                     .iter()
                     .map(|r| {
                         r.to_section(
-                            |id| state.invoice(id).map(|i| (i.payer.clone(), i.payee.clone())),
+                            |id| state.invoice(id).map(|i| (&i.payer, &i.payee)),
                             |a| state.account(a).map(|a| a.balance_minor),
                         )
                     })
@@ -524,4 +548,139 @@ fn frozen_firms_are_left_out_of_clearing() {
     w.admin_op(OpKind::UnfreezeAccount { account: id("beta"), reason: String::new() }).unwrap();
     w.clear(false).unwrap();
     assert_eq!((w.open(1), w.open(2)), (0, 0));
+}
+
+/// A run solved on a snapshot (as the node's planner does, away from the writer) and
+/// confirmed on the state it is applied to, in time proportional to what changed since:
+/// confirmed exactly when nothing the check reads changed in a way that matters, and never
+/// when the full check would refuse it.
+#[test]
+fn a_run_planned_on_a_snapshot_is_applied_only_while_it_holds() {
+    let admin = Keypair::from_seed(&[1; 32]);
+    let transfer = |payer: &str, payee: &str, amount_minor| {
+        OpKind::Transfer(Transfer {
+            payer: id(payer),
+            payee: id(payee),
+            amount_minor,
+            memo: String::new(),
+            invoice_ref: None,
+            invoice: None,
+        })
+    };
+    // Each case: the run's credit option, what happens between the snapshot and the
+    // apply, and whether the plan should still hold.
+    type Meanwhile = fn(&mut World, &dyn Fn(&str, &str, i64) -> OpKind);
+    let cases: [(&str, bool, Meanwhile, bool); 8] = [
+        ("nothing", false, |_, _| {}, true),
+        (
+            "a transfer, set-off",
+            false,
+            |w, t| {
+                w.as_firm("alpha", t("alpha", "beta", 100)).unwrap();
+            },
+            true,
+        ),
+        (
+            "an invoice only issued",
+            false,
+            |w, _| {
+                w.issue(9, "alpha", "beta", 500, 100, None).unwrap();
+            },
+            true,
+        ),
+        ("a new obligation", false, |w, _| w.obligation(9, "alpha", "beta", 500, None), false),
+        (
+            "an obligation paid in part",
+            false,
+            |w, _| {
+                w.as_firm("beta", pay(1, "beta", "alpha", 100)).unwrap();
+            },
+            false,
+        ),
+        (
+            "a firm frozen",
+            false,
+            |w, _| {
+                w.admin_op(OpKind::FreezeAccount { account: id("gamma"), reason: "dispute".into() }).unwrap();
+            },
+            false,
+        ),
+        // With credit, on the chain alpha -> beta -> gamma, alpha pays its whole headroom
+        // (30) into the circuit and 20 stay open: a transfer that gives alpha more room
+        // makes the run no longer optimal; one between firms outside the run changes
+        // nothing it reads.
+        (
+            "a transfer outside the run, with credit",
+            true,
+            |w, t| {
+                w.as_firm("delta", t("delta", "gamma", 1_000)).unwrap();
+            },
+            true,
+        ),
+        (
+            "a firm that paid its whole headroom gains more, with credit",
+            true,
+            |w, t| {
+                w.as_firm("delta", t("delta", "alpha", 1_000)).unwrap();
+            },
+            false,
+        ),
+    ];
+    for (name, with_credit, meanwhile, holds) in cases {
+        let mut w = World::new(3_000);
+        if with_credit {
+            // alpha owes beta 50, beta owes gamma 50: only credit clears anything.
+            w.obligation(1, "beta", "alpha", 5_000, None);
+            w.obligation(2, "gamma", "beta", 5_000, None);
+        } else {
+            // A cycle of 50.
+            w.obligation(1, "alpha", "beta", 10_000, None);
+            w.obligation(2, "beta", "gamma", 7_000, None);
+            w.obligation(3, "gamma", "alpha", 5_000, None);
+        }
+        let snapshot = ClearingSnapshot::take(w.ledger.state());
+        let planned = clearing::plan(snapshot, with_credit).unwrap();
+        w.changes = Some(ChangesSince::default());
+        meanwhile(&mut w, &transfer);
+        let changes = w.changes.take().unwrap();
+        let confirmed = planned.still_holds(w.ledger.state(), &changes);
+        let full = clearing::check(w.ledger.state(), with_credit, &planned.record);
+        assert_eq!(confirmed, holds, "{name}: {full:?}");
+        // Confirmed only if the full check passes (it may pass when the confirmation,
+        // which reads only the changes, cannot tell: a new obligation that changes no
+        // optimum is still a new problem).
+        assert!(!confirmed || full.is_ok(), "{name}: confirmed, but the full check says {full:?}");
+        if name.contains("gains more") {
+            assert!(
+                matches!(&full, Err(Rejection::ClearingInvalid { defect })
+                    if matches!(**defect, ClearingDefect::Credit(_))),
+                "{name}: the full check finds the run no longer optimal too: {full:?}"
+            );
+        }
+        let run = OpKind::RunClearing(RunClearing { with_credit, reason: "monthly".into() });
+        let applied = w.run_with(&admin, run, ClearingInput::Planned(&planned, &changes));
+        if holds {
+            let entry = applied.unwrap();
+            assert_eq!(World::record_of(&entry), planned.record, "{name}");
+            w.replay_with_last_record(Some(planned.record.clone())).unwrap();
+        } else {
+            assert_eq!(
+                applied.unwrap_err(),
+                Rejection::ClearingInvalid { defect: Box::new(ClearingDefect::PlanStale) },
+                "{name}"
+            );
+        }
+    }
+    // An undone change leaves nothing known: the plan is planned again.
+    let w = World::new(0);
+    let planned = clearing::plan(ClearingSnapshot::take(w.ledger.state()), false);
+    assert!(planned.is_err(), "nothing to clear");
+    let mut w = World::new(0);
+    w.obligation(1, "alpha", "beta", 1_000, None);
+    w.obligation(2, "beta", "alpha", 1_000, None);
+    let planned = clearing::plan(ClearingSnapshot::take(w.ledger.state()), false).unwrap();
+    let mut changes = ChangesSince::default();
+    assert!(planned.still_holds(w.ledger.state(), &changes));
+    changes.undone();
+    assert!(!planned.still_holds(w.ledger.state(), &changes));
 }

@@ -34,14 +34,6 @@ pub mod read_auth {
     pub const SIGNATURE_HEADER: &str = "x-cercle-signature";
 }
 
-/// Entries per `ListEntries` page when the caller does not say.
-pub const PAGE_SIZE_DEFAULT: u32 = 100;
-/// Most entries per `ListEntries` page.
-pub const PAGE_SIZE_MAX: u32 = 1000;
-
-/// Most envelopes in one `SubmitBatch` request.
-pub const SUBMIT_BATCH_MAX: usize = 1000;
-
 /// The encoded file descriptor set of `proto/`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cercle_descriptor");
 
@@ -61,7 +53,7 @@ pub fn invoice_id(bytes: &[u8]) -> Result<core::InvoiceId, Reject> {
 }
 
 fn public_keys(list: &[Vec<u8>]) -> Result<Vec<PublicKey>, Reject> {
-    if list.len() > core::body::WIRE_KEYS_MAX {
+    if list.len() > cercle_limits::WIRE_KEYS_MAX {
         return Err(Reject::InvalidKeys { detail: format!("{} keys is far too many", list.len()) });
     }
     list.iter().map(|k| public_key(k, "a public key")).collect()
@@ -85,13 +77,13 @@ impl TryFrom<Envelope> for core::Envelope {
     type Error = Reject;
 
     fn try_from(e: Envelope) -> Result<Self, Reject> {
-        if e.body.len() > core::op::BODY_BYTES_MAX {
+        if e.body.len() > cercle_limits::BODY_BYTES_MAX {
             return Err(Reject::BodyTooLarge { bytes: e.body.len() });
         }
-        if e.cosignatures.len() >= core::entry::SIGNATURES_MAX {
+        if e.cosignatures.len() >= cercle_limits::SIGNATURES_MAX {
             return Err(malformed(format!(
                 "an envelope carries at most {} signatures",
-                core::entry::SIGNATURES_MAX
+                cercle_limits::SIGNATURES_MAX
             )));
         }
         let mut signatures = vec![signature(&e.signer, &e.signature)?];
@@ -297,7 +289,7 @@ impl InvoiceState {
 }
 
 /// Clearing amounts are sums over bounded invoices and fit i64 (see
-/// `cercle_core::op::INVOICE_AMOUNT_MAX_MINOR`); saturate rather than wrap if not.
+/// `cercle_limits::INVOICE_AMOUNT_MAX_MINOR`); saturate rather than wrap if not.
 fn wire_i64(v: i128) -> i64 {
     i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }

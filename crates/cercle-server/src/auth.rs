@@ -8,14 +8,12 @@
 //! request (same account, page, period).
 
 use cercle_core::{Genesis, PublicKey, sign};
+use cercle_limits::READ_AUTH_SKEW_MS;
 use tonic::metadata::MetadataMap;
 
 use crate::error::ServiceError;
 
 pub use cercle_proto::read_auth::{PUBKEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-/// How far a read's timestamp may be from the node's clock: 60 s, enough for clocks kept
-/// by NTP or a phone network, short for a replay.
-pub const READ_AUTH_SKEW_MS: u64 = 60 * 1000;
 
 /// Who a verified caller is, as far as reading goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

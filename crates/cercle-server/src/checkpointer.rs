@@ -12,22 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cercle_core::{Account, AccountId, Invoice, InvoiceId};
+use cercle_limits::{CHECKPOINT_ENTRIES_MAX, CHECKPOINT_INTERVAL, CHECKPOINT_QUEUE_MAX, PENDING_ENTRIES_MAX};
 use cercle_store::{Checkpoint, CheckpointHead, Store};
 
 use crate::view::{Applied, View};
-
-/// How often the state database receives a checkpoint.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
-/// A checkpoint is written sooner once this many entries are pending.
-pub const CHECKPOINT_ENTRIES_MAX: u64 = 65_536;
-/// Past this many pending entries (the state database cannot be written: a full disk),
-/// the writer refuses new operations until a checkpoint goes through.
-pub const PENDING_ENTRIES_MAX: u64 = 1_000_000;
-/// Durable groups waiting for the checkpointer; past it, the writer waits.
-pub const CHECKPOINT_QUEUE_MAX: usize = 64;
 
 /// What has changed since the last checkpoint.
 #[derive(Default)]

@@ -8,38 +8,35 @@ pub mod admission;
 pub mod auth;
 pub mod checkpointer;
 pub mod error;
+pub mod key_accounts;
 pub mod limits;
 pub mod net;
 pub mod recovery;
 pub mod service;
 pub mod streams;
 pub mod view;
+pub mod web;
 pub mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use cercle_core::checkpoint::TreeHead;
 use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
 use cercle_core::{Genesis, LedgerId, PublicKey};
+use cercle_limits::{
+    FILE_DESCRIPTORS_RESERVED, REQUEST_BYTES_MAX, RESPONSE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX,
+    WITNESS_INTERVAL,
+};
 use cercle_proto as pb;
 use cercle_store::Store;
 use rand::RngCore;
 use tokio::net::TcpListener;
 
 pub use limits::ServerLimits;
-
-/// Largest gRPC message the node decodes: a full `SubmitBatch` (1,000 envelopes with
-/// bodies of at most 4 KiB) fits; anything larger is refused before it is parsed.
-pub const REQUEST_BYTES_MAX: usize = 5 * 1024 * 1024;
-/// Largest gRPC message the node sends: a page of entries (cut at `cercle_store::PAGE_BYTES_MAX`
-/// after at most one clearing entry of up to 32 MiB) fits.
-pub const RESPONSE_BYTES_MAX: usize = 40 * 1024 * 1024;
-/// Most concurrent requests on one connection.
-pub const STREAMS_PER_CONNECTION_MAX: u32 = 256;
+pub use web::Web;
 
 /// The node's clock: ms since the Unix epoch. The only place the node reads the time.
 pub fn now_ms() -> u64 {
@@ -196,10 +193,6 @@ impl OpenNode {
     }
 }
 
-/// How often the node persists its signed tree head, the witness that lets a later start
-/// tell a log that lost committed entries from one whose last write was torn.
-pub const WITNESS_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Signs the tree head of what is durable now and persists it, if the log grew since
 /// `last` (the size last written). Returns the size written.
 pub fn persist_witness(store: &Store, node_key: &Keypair, last: u64) -> Result<u64, NodeError> {
@@ -313,10 +306,6 @@ fn log_recovery(report: &recovery::RecoveryReport, ledger: &cercle_core::Ledger)
     }
 }
 
-/// Descriptors the node needs besides its connections: the log, sled's files, the
-/// standard streams, the listener.
-const FILE_DESCRIPTORS_RESERVED: u64 = 64;
-
 /// Warns when the process may open fewer files than `connections_max` connections need.
 fn check_file_descriptor_limit(connections_max: usize) {
     use nix::sys::resource::{Resource, getrlimit};
@@ -334,12 +323,14 @@ fn check_file_descriptor_limit(connections_max: usize) {
 }
 
 /// Opens the data directory and serves gRPC on `listener`, within `limits`, until
-/// `shutdown` completes. `ready` is called with the address once the ledger is open and
-/// checked, just before the first request is served.
+/// `shutdown` completes; also gRPC-web over HTTP/1.1, and the browser app unless `web` is
+/// `Web::Off`. `ready` is called with the address once the ledger is open and checked,
+/// just before the first request is served.
 pub async fn serve(
     dir: &DataDir,
     listener: TcpListener,
     limits: &ServerLimits,
+    web: Web,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
@@ -377,6 +368,10 @@ pub async fn serve(
         .timeout(limits.request_timeout)
         .http2_keepalive_interval(Some(limits.keepalive_interval()))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+        // The browser speaks gRPC-web, over HTTP/1.1 or HTTP/2, to the origin that served it.
+        .accept_http1(true)
+        .layer(web::WebLayer::new(web))
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -25,12 +25,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::limits::{
-    ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_START, ServerLimits, TCP_KEEPALIVE_INTERVAL, TCP_KEEPALIVE_RETRIES,
+use cercle_limits::{
+    ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_START, ACCEPTED_WAITING_MAX, TCP_KEEPALIVE_INTERVAL,
+    TCP_KEEPALIVE_RETRIES,
 };
 
-/// Accepted connections handed from the accept loop to the server, waiting to be served.
-const ACCEPTED_WAITING_MAX: usize = 16;
+use crate::limits::ServerLimits;
 
 /// The connections accepted on `listener`, as the gRPC server's incoming stream. The accept
 /// loop runs in a task of its own, and stops (closing the listener) when the stream is

@@ -174,8 +174,8 @@ fn replay(store: &Store, replayer: &mut Replayer, from: u64) -> Result<Applied, 
     let ledger = replayer.ledger();
     let state = ledger.state();
     pending.head = Some(*ledger.head());
-    pending.accounts = accounts.iter().filter_map(|a| state.account(a).cloned()).collect();
-    pending.invoices = invoices.iter().filter_map(|i| state.invoice(i).cloned()).collect();
+    pending.accounts = accounts.iter().map(|a| crate::writer::touched_account(state, a)).collect();
+    pending.invoices = invoices.iter().map(|i| crate::writer::touched_invoice(state, i)).collect();
     pending.account_count = state.account_count() as u64;
     pending.invoice_count = state.invoice_count() as u64;
     Ok(pending)

@@ -7,6 +7,10 @@ use std::time::Duration;
 use cercle_core::checkpoint::{Statement, TreeHead};
 use cercle_core::sign::Keypair;
 use cercle_core::{self as core, AccountId, Genesis, verify_envelope};
+use cercle_limits::{
+    INDICATOR_REPORTS_MAX, INVOICE_SCAN_MAX, PAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX,
+    STATEMENT_HISTORY_MAX, SUBMIT_BATCH_MAX,
+};
 use cercle_proto as pb;
 use cercle_store::ProofRequestError;
 use cercle_store::Store;
@@ -22,15 +26,6 @@ use crate::view::View;
 use crate::writer::{self, Receipt, WriterHandle};
 use cercle_indicators::accounts::{AccountFilter, AccountOrder, SignFilter};
 use cercle_indicators::{Computer, IndicatorError, Query};
-use cercle_store::PAGE_BYTES_MAX;
-
-use cercle_proto::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, SUBMIT_BATCH_MAX};
-
-/// Most entries of one account a statement is computed from.
-pub const STATEMENT_HISTORY_MAX: usize = 1_000_000;
-/// Most indicator reports computed at once: each reads the whole log on a blocking thread,
-/// and a report over a million entries takes seconds and hundreds of MiB.
-pub const INDICATOR_REPORTS_MAX: usize = 1;
 
 #[derive(Clone)]
 pub struct LedgerService {
@@ -322,9 +317,6 @@ impl LedgerService {
     }
 }
 
-/// Most invoices a listing looks at for one page (`open_only` skips closed ones).
-pub const INVOICE_SCAN_MAX: usize = 100_000;
-
 /// A page of invoices in issue order, of `account` or of the whole ledger, after
 /// `after_sequence`; and the cursor of the next page, if any.
 fn invoices_page(
@@ -606,6 +598,13 @@ impl pb::ledger_server::Ledger for LedgerService {
         let mut info = pb::LedgerInfo::from(self.genesis.as_ref());
         info.log_size = self.store.size();
         Ok(Response::new(info))
+    }
+
+    async fn list_key_accounts(
+        &self,
+        request: Request<pb::ListKeyAccountsRequest>,
+    ) -> Result<Response<pb::ListKeyAccountsResponse>, Status> {
+        Ok(Response::new(crate::key_accounts::list(&self.genesis, &self.view, &request)?))
     }
 
     async fn submit(

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cercle_core::PublicKey;
+use cercle_limits::{STREAM_BUFFER_ENTRIES, STREAM_CHUNK_BYTES_MAX, STREAM_CHUNK_ENTRIES};
 use cercle_proto as pb;
 use cercle_store::Store;
 use prost::Message;
@@ -24,13 +25,6 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
 use crate::error::ServiceError;
-
-/// Most entries read from the store in one blocking task.
-pub const STREAM_CHUNK_ENTRIES: u64 = 256;
-/// Most bytes of entries read in one blocking task (a chunk holds at least one entry).
-pub const STREAM_CHUNK_BYTES_MAX: usize = 4 * 1024 * 1024;
-/// Entries waiting between a stream's task and its client.
-pub const STREAM_BUFFER_ENTRIES: usize = 64;
 
 /// How many `StreamEntries` streams may be open, per key and in all.
 pub struct StreamGate {

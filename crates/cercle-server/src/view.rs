@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId};
+use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId, PublicKey};
 use cercle_store::{Store, StoreError};
 
 /// What a durable group changed: published to the view, then handed to the checkpointer.
@@ -144,6 +144,14 @@ impl View {
         f: impl FnOnce(std::collections::btree_map::Values<'_, AccountId, Account>) -> R,
     ) -> R {
         f(self.read().accounts.values())
+    }
+
+    /// The accounts that list `key` among their keys, in handle order, up to `limit`.
+    /// A scan of the accounts in memory (tens of thousands in a circuit: well under a
+    /// millisecond), so no second index has to be kept in step with key rotations.
+    pub fn accounts_holding(&self, key: &PublicKey, limit: usize) -> Vec<Account> {
+        let d = self.read();
+        d.accounts.values().filter(|a| a.keys.contains(key)).take(limit).cloned().collect()
     }
 
     pub fn account_count(&self) -> usize {

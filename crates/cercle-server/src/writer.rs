@@ -21,39 +21,31 @@
 //! they verify anything; each request carries its place (`Slot`) inside its `Reply`, so the
 //! place is free again only once the request is answered, whatever path it took.
 //!
-//! A clearing run is solved away from the executor: the executor copies what the run reads
-//! (`ClearingSnapshot`, linear in the open invoices), a planner thread solves and checks
-//! it, and the executor then applies the record in a group of its own after checking it
-//! against the state as it is then (linear). If the state moved so that the record no
-//! longer holds, the run is planned again (`CLEARING_PLANS_MAX` times, then solved on the
-//! executor).
+//! A clearing run is solved away from the executor: the executor takes a snapshot of what
+//! the run reads (`ClearingSnapshot`: a pointer per open invoice, a copy of the accounts)
+//! and notes what every entry changes from then on (`ChangesSince`); a planner thread
+//! solves the run on the snapshot and checks it there; the executor confirms the plan
+//! against the changes (`PlannedRun::still_holds`, in time proportional to them) and
+//! applies it in a group of its own. If the plan no longer holds, the run is planned again
+//! (`CLEARING_PLANS_MAX` times, then solved on the executor).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
-use cercle_core::clearing::{ClearingRecord, ClearingSnapshot};
+use cercle_core::clearing::{ChangesSince, ClearingSnapshot, PlannedRun};
 use cercle_core::merkle::Hash;
 use cercle_core::{
     AccountId, BalanceAfter, ClearingInput, ClearingSummary, Entry, Envelope, Executed, Genesis, InvoiceId,
     Ledger, Mark, OpKind, Operation, OperationId, PublicKey, Rejection,
 };
+use cercle_limits::{CLEARING_PLANS_MAX, CONTROL_MESSAGES_MAX, WRITE_BATCH_MAX, WRITE_QUEUE_MAX};
 use cercle_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::{QueueRoom, Reservation, Slot};
 use crate::error::ServiceError;
 use crate::view::{Applied, View};
-
-/// Most operations waiting for the writer, counting those executed and not yet answered.
-/// Past this, `Submit` answers RESOURCE_EXHAUSTED and `SubmitBatch` BUSY, before verifying.
-pub const WRITE_QUEUE_MAX: usize = 4096;
-/// Most operations the writer applies and persists as one group.
-pub const WRITE_BATCH_MAX: usize = 512;
-/// Room in the writer's channel beyond the operations' places: snapshots and plans.
-const CONTROL_MESSAGES_MAX: usize = 64;
-/// How many times a clearing run is planned away from the writer before it is solved on it.
-pub const CLEARING_PLANS_MAX: u32 = 3;
 
 /// What the submitter learns about an accepted operation.
 #[derive(Debug, Clone)]
@@ -94,7 +86,7 @@ enum Request {
     /// A clearing run solved by a planner, back for the writer to check and apply.
     Planned {
         parked: Parked,
-        result: Result<ClearingRecord, Rejection>,
+        result: Result<Box<PlannedRun>, Rejection>,
     },
 }
 
@@ -276,6 +268,7 @@ pub fn spawn_writer(
             derived_stuck,
             planner_tx: executor_tx,
             planning: false,
+            changes: None,
             parked: std::collections::VecDeque::new(),
         };
         executor.run(rx);
@@ -295,6 +288,9 @@ struct Executor {
     planner_tx: mpsc::WeakSender<Request>,
     /// A planner is running.
     planning: bool,
+    /// What the executor changed since the running planner's snapshot: what its plan is
+    /// confirmed against (`PlannedRun::still_holds`), in time proportional to the changes.
+    changes: Option<ChangesSince>,
     /// Clearing runs waiting for a planner.
     parked: std::collections::VecDeque<Parked>,
 }
@@ -348,6 +344,7 @@ impl Executor {
         };
         if let Some(mark) = failed {
             self.ledger.undo_to(mark);
+            self.undone();
             self.epoch = epoch;
         } else if let Some(mark) = durable {
             self.ledger.forget_before(mark);
@@ -417,6 +414,9 @@ impl Executor {
                 Outcome::Duplicate { operation_id: op.id, sequence, signer }
             }
             Ok(Executed::Accepted { entry, effects }) => {
+                if let Some(changes) = self.changes.as_mut() {
+                    changes.add(&effects);
+                }
                 let state = self.ledger.state();
                 let balances_shown = if effects.clearing.is_some() {
                     let all: Vec<BalanceAfter> = effects.balance_changes.iter().map(|b| b.after()).collect();
@@ -453,6 +453,7 @@ impl Executor {
         let bytes: u64 = group.entries.iter().map(|e| e.len() as u64 + 16).sum();
         if let Err(e) = self.store.reserve(bytes) {
             self.ledger.undo_to(group.before);
+            self.undone();
             let error = disk_full(&self.store, &e);
             for (reply, _) in group.replies.drain(..) {
                 reply.send(Err(error.clone()));
@@ -494,11 +495,11 @@ impl Executor {
         let OpKind::RunClearing(run) = &parked.op.kind else { return };
         let with_credit = run.with_credit;
         let snapshot = ClearingSnapshot::take(self.ledger.state());
+        self.changes = Some(ChangesSince::default());
         let tx = self.planner_tx.clone();
         self.planning = true;
         let spawned = std::thread::Builder::new().name("cercle-planner".into()).spawn(move || {
-            let result =
-                cercle_core::clearing::propose_checked(&snapshot, with_credit).map(|(record, _)| record);
+            let result = cercle_core::clearing::plan(snapshot, with_credit).map(Box::new);
             match tx.upgrade() {
                 Some(tx) => {
                     if let Err(mpsc::error::SendError(Request::Planned { parked, .. })) =
@@ -515,14 +516,23 @@ impl Executor {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a clearing planner");
             self.planning = false;
+            self.changes = None;
+        }
+    }
+
+    /// Changes were undone: a running planner's snapshot may be ahead of the state.
+    fn undone(&mut self) {
+        if let Some(changes) = self.changes.as_mut() {
+            changes.undone();
         }
     }
 
     /// Applies a planned clearing run, in a group of its own, if its record still holds on
     /// the state as it is now; plans it again if not.
-    fn apply_planned(&mut self, parked: Parked, result: Result<ClearingRecord, Rejection>) {
+    fn apply_planned(&mut self, parked: Parked, result: Result<Box<PlannedRun>, Rejection>) {
         self.planning = false;
         self.take_feedback();
+        let changes = self.changes.take().unwrap_or_default();
         let Parked { envelope, op, reply, plans } = parked;
         let record = match result {
             Ok(record) => Some(record),
@@ -546,7 +556,8 @@ impl Executor {
         let input = match (&record, plans + 1 >= CLEARING_PLANS_MAX) {
             // The last attempt is solved here, on the state itself.
             (_, true) => ClearingInput::Propose,
-            (Some(r), false) => ClearingInput::Recorded(Some(r)),
+            // Checked on the snapshot; confirmed here against what changed since.
+            (Some(planned), false) => ClearingInput::Planned(planned, &changes),
             (None, false) => ClearingInput::Propose,
         };
         let outcome = self.execute(now_ms, envelope.clone(), &op, input, &mut group);
@@ -574,8 +585,26 @@ fn collect(
     accounts: &[AccountId],
     invoices: &[InvoiceId],
 ) {
-    applied.accounts.extend(accounts.iter().filter_map(|a| state.account(a).cloned()));
-    applied.invoices.extend(invoices.iter().filter_map(|i| state.invoice(i).cloned()));
+    applied.accounts.extend(accounts.iter().map(|a| touched_account(state, a)));
+    applied.invoices.extend(invoices.iter().map(|i| touched_invoice(state, i)));
+}
+
+/// An account an accepted entry touched: it is in the state, or the checkpoint would
+/// silently miss it.
+pub(crate) fn touched_account(state: &cercle_core::State, id: &AccountId) -> cercle_core::Account {
+    match state.account(id) {
+        Some(a) => a.clone(),
+        None => panic!("invariant broken: an entry touched account '{id}', which is not in the state"),
+    }
+}
+
+/// An invoice an accepted entry changed: it is in the state, or the checkpoint would
+/// silently miss it.
+pub(crate) fn touched_invoice(state: &cercle_core::State, id: &InvoiceId) -> cercle_core::Invoice {
+    match state.invoice(id) {
+        Some(i) => i.clone(),
+        None => panic!("invariant broken: an entry changed invoice {id}, which is not in the state"),
+    }
 }
 
 fn disk_full(store: &Store, e: &cercle_store::StoreError) -> ServiceError {

@@ -9,11 +9,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cercle_core::{AccountId, OpKind, Operation, OperationId, RegisterAccount, RejectCode};
+use cercle_limits::WRITE_QUEUE_MAX;
 use cercle_proto as pb;
 use cercle_proto::ledger_server::Ledger as _;
 use cercle_server::admission::{RefuseWritesWhenFull, WRITE_PATHS};
 use cercle_server::service::LedgerService;
-use cercle_server::writer::WRITE_QUEUE_MAX;
 use cercle_server::{DataDir, InitOptions, init_data_dir, now_ms, open_node};
 use common::{keypair, sign_op};
 use tonic::codegen::{Service, http};

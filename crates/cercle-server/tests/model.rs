@@ -67,9 +67,9 @@ const HOUR_MS: u64 = 60 * 60 * 1000;
 
 // The documented limits (ARCHITECTURE.md, Limits), written out rather than read from
 // `cercle_core::op`: changing one must fail this test, which checks the node at each edge.
-/// Largest transfer, credit limit and maximum balance (`op::AMOUNT_MAX_MINOR`).
+/// Largest transfer, credit limit and maximum balance (`cercle_limits::AMOUNT_MAX_MINOR`).
 const AMOUNT_MAX: i64 = 10_000_000_000_000;
-/// Largest invoice amount (`op::INVOICE_AMOUNT_MAX_MINOR`).
+/// Largest invoice amount (`cercle_limits::INVOICE_AMOUNT_MAX_MINOR`).
 const INVOICE_AMOUNT_MAX_MINOR: i64 = 10_000_000_000_000;
 const MEMO_CHARS_MAX: usize = 140;
 const REASON_CHARS_MAX: usize = 280;
@@ -2968,16 +2968,16 @@ fn rejection_codes_and_names_are_the_documented_ones() {
 
 #[test]
 fn the_limits_are_the_documented_ones() {
-    use cercle_core::op;
-    assert_eq!(op::AMOUNT_MAX_MINOR, AMOUNT_MAX);
-    assert_eq!(op::INVOICE_AMOUNT_MAX_MINOR, INVOICE_AMOUNT_MAX_MINOR);
-    assert_eq!(op::MEMO_CHARS_MAX, MEMO_CHARS_MAX);
-    assert_eq!(op::REASON_CHARS_MAX, REASON_CHARS_MAX);
-    assert_eq!(op::DISPLAY_NAME_CHARS_MAX, DISPLAY_NAME_CHARS_MAX);
-    assert_eq!(op::INVOICE_REF_CHARS_MAX, INVOICE_REF_CHARS_MAX);
-    assert_eq!(op::KEYS_PER_ACCOUNT_MAX, KEYS_PER_ACCOUNT_MAX);
-    assert_eq!(op::VALIDITY_MS_MAX, VALIDITY_MS_MAX);
-    assert_eq!(op::BODY_BYTES_MAX, BODY_BYTES_MAX);
+    use cercle_limits as limits;
+    assert_eq!(limits::AMOUNT_MAX_MINOR, AMOUNT_MAX);
+    assert_eq!(limits::INVOICE_AMOUNT_MAX_MINOR, INVOICE_AMOUNT_MAX_MINOR);
+    assert_eq!(limits::MEMO_CHARS_MAX, MEMO_CHARS_MAX);
+    assert_eq!(limits::REASON_CHARS_MAX, REASON_CHARS_MAX);
+    assert_eq!(limits::DISPLAY_NAME_CHARS_MAX, DISPLAY_NAME_CHARS_MAX);
+    assert_eq!(limits::INVOICE_REF_CHARS_MAX, INVOICE_REF_CHARS_MAX);
+    assert_eq!(limits::KEYS_PER_ACCOUNT_MAX, KEYS_PER_ACCOUNT_MAX);
+    assert_eq!(limits::VALIDITY_MS_MAX, VALIDITY_MS_MAX);
+    assert_eq!(limits::BODY_BYTES_MAX, BODY_BYTES_MAX);
 }
 
 #[test]

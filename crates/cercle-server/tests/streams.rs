@@ -103,6 +103,7 @@ async fn unread_streams_are_bounded_and_ended_and_other_calls_still_answer() {
             &data,
             listener,
             &limits,
+            cercle_server::Web::Off,
             |addr| {
                 let _ = ready_tx.send(addr);
             },

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId};
+use cercle_limits::HISTORY_BLOCK_MAX;
 
 use crate::StoreError;
 
@@ -42,8 +43,6 @@ const HISTORY_PREFIX: u8 = b'h';
 /// is not read, so the state is rebuilt from the log, which computes them.
 const HEAD_VERSION: u8 = 4;
 const BLOCK_VERSION: u8 = 1;
-/// Most sequences in one history block.
-pub const HISTORY_BLOCK_MAX: usize = 256;
 
 /// The head a checkpoint was taken at, and how many records it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,11 +312,12 @@ impl Derived {
         account: &AccountId,
         sequences: &[u64],
     ) -> Result<(), StoreError> {
-        if !tails.contains_key(account) {
-            let loaded = self.last_block(account)?.unwrap_or_default();
-            tails.insert(account.clone(), loaded);
-        }
-        let Some(tail) = tails.get_mut(account) else { return Ok(()) };
+        let tail = match tails.entry(account.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.last_block(account)?.unwrap_or_default())
+            }
+        };
         for &s in sequences {
             if tail.sequences.last().is_some_and(|&last| last >= s) {
                 continue;

@@ -34,9 +34,10 @@ use std::sync::{Mutex, RwLock};
 use cercle_core::checkpoint::TreeHead;
 use cercle_core::merkle::{self, Hash, HashSource};
 use cercle_core::{AccountId, Entry, Genesis, Head, Invoice, InvoiceId};
+use cercle_limits::{STATE_CACHE_BYTES, STATE_LOCK_WAIT};
 
 use derived::Derived;
-pub use derived::{Checkpoint, CheckpointHead, HISTORY_BLOCK_MAX, Snapshot};
+pub use derived::{Checkpoint, CheckpointHead, Snapshot};
 use index::{BLOCK_ENTRIES, LogIndex};
 use log::{LogFile, sync_dir};
 pub use log::{RecordInfo, RecordPos, Witness, WitnessCheck};
@@ -51,9 +52,6 @@ const TREE_HEAD_BYTES: usize = 8 + 8 + 32 + 8 + 64;
 const LOG_FILE: &str = "entries.log";
 const STATE_DIR: &str = "state";
 const LOCK_FILE: &str = "LOCK";
-/// A page of history stops after the entry that takes it past this many bytes: clearing
-/// entries can be megabytes, and a page must fit a response.
-pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -643,13 +641,6 @@ fn read_state_head(db: &sled::Db, genesis: &Genesis) -> Option<Head> {
         Ok(Err(_)) | Err(_) => None,
     }
 }
-
-/// sled's page cache. sled's default (1 GiB) made the node's memory grow with the log;
-/// the state's hot part (accounts, recent indexes) fits in far less.
-const STATE_CACHE_BYTES: u64 = 128 * 1024 * 1024;
-
-/// How long `open_state` waits for sled's own lock to be released.
-const STATE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Takes the exclusive lock of a ledger directory, held for the store's lifetime: a second
 /// node (or `rebuild`) on a directory in use is refused with a clear error instead of

@@ -33,26 +33,15 @@ use cercle_core::entry::EntryHead;
 use cercle_core::merkle::{Frontier, Hash};
 use cercle_core::{Entry, Genesis};
 
+use cercle_limits::{
+    ENTRY_BYTES_MAX, GROUP_RECORDS_MAX, LOG_HEADER_BYTES, LOG_READ_BUFFER_BYTES, RECORD_HEADER_BYTES,
+    RESERVE_AHEAD_BYTES, TORN_TAIL_BYTES_MAX,
+};
+
 use crate::StoreError;
 
 const MAGIC: &[u8; 8] = b"CERCLOG2";
-/// Bytes before the first record: magic and genesis hash.
-pub const HEADER_BYTES: u64 = 8 + 32;
-/// Bytes of a record's header: length, index in its group, CRC.
-pub const RECORD_HEADER_BYTES: usize = 10;
-/// Largest encoded entry. An operation's entry is a 4 KiB body plus the fixed fields and a
-/// few balances (under 8 KiB); a clearing run's entry also holds its record, 32 bytes per
-/// cleared invoice and 29 plus the handle per firm, and 12 plus the handle per changed
-/// balance: at most about 26.5 MB at `CLEARING_OBLIGATIONS_MAX` and `CLEARING_FIRMS_MAX`
-/// with 32-character handles (measured by the benchmark: 8.4 MiB for 261,369 invoices).
-pub const ENTRY_BYTES_MAX: usize = 32 * 1024 * 1024;
-/// Most records in one group (a record's `index` is below it).
-pub const GROUP_RECORDS_MAX: usize = 1024;
-/// Longest tail that recovery may cut on its own: one group, which is at most one entry of
-/// `ENTRY_BYTES_MAX` (a clearing run is written alone) or `GROUP_RECORDS_MAX` records of
-/// ordinary entries (under 8 KiB each). Damage further from the end is corruption.
-pub const TORN_TAIL_BYTES_MAX: u64 = (ENTRY_BYTES_MAX + RECORD_HEADER_BYTES) as u64;
-const _: () = assert!(TORN_TAIL_BYTES_MAX >= (GROUP_RECORDS_MAX * (8 * 1024 + RECORD_HEADER_BYTES)) as u64);
+const _: () = assert!(MAGIC.len() + 32 == LOG_HEADER_BYTES as usize, "the header: magic, genesis hash");
 
 /// One good record, as the start-up scan reads it.
 #[derive(Debug, Clone, Copy)]
@@ -134,9 +123,6 @@ struct Appender {
     /// False once the filesystem said it cannot preallocate.
     can_reserve: bool,
 }
-
-/// How far ahead of the log's end the file is allocated, once it must grow.
-pub const RESERVE_AHEAD_BYTES: u64 = 64 * 1024 * 1024;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::Io { path: path.display().to_string(), source: e }
@@ -228,7 +214,7 @@ impl LogFile {
     /// Creates a new, empty log bound to `genesis`, durably.
     pub fn create(path: &Path, genesis: &Genesis) -> Result<(), StoreError> {
         let mut file = OpenOptions::new().write(true).create_new(true).open(path).map_err(io(path))?;
-        let mut header = Vec::with_capacity(HEADER_BYTES as usize);
+        let mut header = Vec::with_capacity(LOG_HEADER_BYTES as usize);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&genesis.hash());
         file.write_all(&header).map_err(io(path))?;
@@ -250,7 +236,7 @@ impl LogFile {
     ) -> Result<(LogFile, Recovery), StoreError> {
         let file = OpenOptions::new().read(true).open(path).map_err(io(path))?;
         let file_len = file.metadata().map_err(io(path))?.len();
-        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        let mut reader = BufReader::with_capacity(LOG_READ_BUFFER_BYTES, &file);
         check_header(path, genesis, &mut reader)?;
         let mut scan = Scan {
             entries: 0,
@@ -259,7 +245,7 @@ impl LogFile {
             witnesses,
             witness_failed: None,
         };
-        let mut offset = HEADER_BYTES;
+        let mut offset = LOG_HEADER_BYTES;
         let mut payload = Vec::new();
         let bad = loop {
             if offset == file_len {
@@ -316,7 +302,7 @@ impl LogFile {
     pub fn good_prefix(path: &Path, genesis: &Genesis) -> Result<(u64, u64, Option<String>), StoreError> {
         let file = OpenOptions::new().read(true).open(path).map_err(io(path))?;
         let file_len = file.metadata().map_err(io(path))?.len();
-        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        let mut reader = BufReader::with_capacity(LOG_READ_BUFFER_BYTES, &file);
         check_header(path, genesis, &mut reader)?;
         let mut scan = Scan {
             entries: 0,
@@ -325,7 +311,7 @@ impl LogFile {
             witnesses: &[],
             witness_failed: None,
         };
-        let mut offset = HEADER_BYTES;
+        let mut offset = LOG_HEADER_BYTES;
         let mut payload = Vec::new();
         while offset < file_len {
             match read_record(&mut reader, &mut payload, offset, &scan) {
@@ -440,7 +426,7 @@ impl LogFile {
 fn check_header(path: &Path, genesis: &Genesis, reader: &mut impl Read) -> Result<(), StoreError> {
     let corrupt =
         |reason: &str| StoreError::Corrupt { key: path.display().to_string(), reason: reason.into() };
-    let mut header = [0u8; HEADER_BYTES as usize];
+    let mut header = [0u8; LOG_HEADER_BYTES as usize];
     reader.read_exact(&mut header).map_err(|_| corrupt("the log file has no complete header"))?;
     if &header[..8] != MAGIC {
         return Err(corrupt("not a Cercle log file of this version (bad magic)"));
@@ -505,7 +491,7 @@ fn classify(
         let w = &scan.witnesses[*i];
         return Ok(Some(Damage {
             sequence: 1,
-            offset: HEADER_BYTES,
+            offset: LOG_HEADER_BYTES,
             reason: format!("{} records {} entries, and {found}", w.source, w.size),
             why_not_torn: "entries that were committed have been replaced: the log was rewritten".into(),
         }));
@@ -565,7 +551,69 @@ fn later_group_record(rest: &[u8], sequence: u64) -> Option<(usize, u64)> {
 
 #[cfg(test)]
 mod tests {
+    use cercle_core::{Envelope, LedgerId, PublicKey, Section, SectionTag};
+
     use super::*;
+
+    fn genesis() -> Genesis {
+        Genesis {
+            ledger_id: LedgerId([9; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![PublicKey([1; 32])],
+            auditor_keys: vec![],
+            node_key: PublicKey([3; 32]),
+        }
+    }
+
+    /// The first entry of `genesis`'s log, encoded in exactly `bytes` bytes: one section
+    /// part takes the room the other fields leave. Only its shape matters to the log.
+    fn entry_of(genesis: &Genesis, bytes: usize) -> Vec<u8> {
+        let mut entry = Entry {
+            sequence: 1,
+            timestamp_ms: 1,
+            prev_hash: genesis.hash(),
+            envelope: Envelope::single(vec![1], PublicKey([7; 32]), [8; 64]),
+            balances_after: Vec::new(),
+            sections: vec![Section { tag: SectionTag::Clearing, parts: vec![Vec::new()] }],
+        };
+        let fixed = entry.encode().len();
+        entry.sections[0].parts[0] = vec![0; bytes - fixed];
+        let encoded = entry.encode();
+        assert_eq!(encoded.len(), bytes);
+        encoded
+    }
+
+    /// An entry of `ENTRY_BYTES_MAX` bytes is appended and read back; one byte more is
+    /// refused on append, naming the bound, and leaves the file as it was.
+    #[test]
+    fn the_entry_bound_holds_on_append_as_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entries.log");
+        let genesis = genesis();
+        LogFile::create(&path, &genesis).unwrap();
+        let (log, _) = LogFile::open(&path, &genesis, &[], |_| Ok(())).unwrap();
+
+        let refused = log.append_group(&[entry_of(&genesis, ENTRY_BYTES_MAX + 1)]).unwrap_err();
+        assert!(refused.to_string().contains(&format!("{}", ENTRY_BYTES_MAX + 1)), "{refused}");
+        assert!(refused.to_string().contains(&format!("1 to {ENTRY_BYTES_MAX} bytes")), "{refused}");
+        assert_eq!(log.len_bytes(), LOG_HEADER_BYTES);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), LOG_HEADER_BYTES);
+
+        let largest = entry_of(&genesis, ENTRY_BYTES_MAX);
+        let positions = log.append_group(std::slice::from_ref(&largest)).unwrap();
+        assert_eq!(positions, [RecordPos { offset: LOG_HEADER_BYTES, len: ENTRY_BYTES_MAX as u32 }]);
+        assert_eq!(log.read(positions[0]).unwrap().encode(), largest);
+        drop(log);
+        let mut seen = 0;
+        let (_, recovery) = LogFile::open(&path, &genesis, &[], |info| {
+            seen += 1;
+            assert_eq!(info.payload.len(), ENTRY_BYTES_MAX);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((seen, recovery.entries, recovery.cut_bytes), (1, 1, 0));
+    }
 
     #[test]
     fn a_record_round_trips_and_its_checksum_covers_the_header() {

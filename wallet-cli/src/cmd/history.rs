@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 
 use anyhow::{anyhow, bail};
 use cercle_core::{AccountId, EntryView, Genesis, OpKind, Operation, format_minor, verify_envelope};
+use cercle_limits::{HISTORY_ENTRIES_MAX, PAGE_SIZE_MAX};
 use cercle_proto as pb;
 use serde_json::json;
 
@@ -20,10 +21,6 @@ use crate::client::Node;
 use crate::output::{self, Period, money, one_line, rfc3339};
 use crate::signed::parse_account;
 use crate::{Global, keys};
-
-/// Most entries one `history` run shows.
-pub const HISTORY_ENTRIES_MAX: u32 = 100_000;
-use cercle_proto::PAGE_SIZE_MAX;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

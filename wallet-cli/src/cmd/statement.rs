@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, ensure};
 use cercle_core::checkpoint::{Statement, TreeHead};
 use cercle_core::{AccountId, EntryView, LedgerId, PublicKey, format_with_currency, merkle, sign};
+use cercle_limits::{NODE_KEY_FILE_BYTES_MAX, STATEMENT_FILE_BYTES_MAX};
 use serde_json::{Value, json};
 
 use crate::client::Node;
@@ -27,8 +28,6 @@ use crate::{Global, keys};
 
 /// Format tag of the statement file.
 const FORMAT: &str = "cercle-statement-v2";
-/// Largest statement file `verify` reads.
-const FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -77,8 +76,6 @@ struct VerifyArgs {
 
 /// The environment variable that pins the node key when no option does.
 const NODE_KEY_ENV: &str = "CERCLE_NODE_KEY";
-/// A published node key file is a key and a few comment lines.
-const NODE_KEY_FILE_BYTES_MAX: u64 = 16 * 1024;
 
 /// The node key to check a statement against: `--node-key`, else `--node-key-file`, else
 /// `CERCLE_NODE_KEY`. The key written in the statement itself proves nothing: whoever
@@ -328,7 +325,7 @@ fn verify(global: &Global, args: &VerifyArgs) -> anyhow::Result<()> {
     let node_key = pinned_node_key(args)?;
     let cannot_read = |e: std::io::Error| usage(format!("cannot read {}: {e}", file.display()));
     let size = std::fs::metadata(file).map_err(cannot_read)?.len();
-    if size > FILE_BYTES_MAX {
+    if size > STATEMENT_FILE_BYTES_MAX {
         crate::usage_bail!("{} is {size} bytes, more than a statement can be", file.display());
     }
     let text = std::fs::read_to_string(file).map_err(cannot_read)?;

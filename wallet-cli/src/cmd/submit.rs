@@ -7,8 +7,7 @@
 
 use std::path::PathBuf;
 
-use std::time::Duration;
-
+use cercle_limits::{BUSY_BACKOFF_FIRST, BUSY_RETRIES_MAX, SUBMIT_BATCH_MAX};
 use cercle_proto as pb;
 use serde_json::json;
 
@@ -24,11 +23,6 @@ pub struct Args {
     file: PathBuf,
 }
 
-/// How many times envelopes the node was too busy to take are sent again.
-const BUSY_RETRIES_MAX: u32 = 8;
-/// First pause before such a retry; it doubles each time.
-const BUSY_BACKOFF_FIRST: Duration = Duration::from_millis(50);
-
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let list = envelopes::read_file(&args.file)?;
     let total = list.len();
@@ -37,7 +31,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let mut first_failure: Option<Kind> = None;
     let mut failed = 0usize;
     let mut sent = 0usize;
-    for chunk in list.chunks(pb::SUBMIT_BATCH_MAX) {
+    for chunk in list.chunks(SUBMIT_BATCH_MAX) {
         let results = submit_chunk(&mut node, chunk).await.map_err(|status| {
             let first = chunk.first().map_or(0, |(line, _)| *line);
             let error = status_error(node.url(), &status);

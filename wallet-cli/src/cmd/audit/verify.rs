@@ -12,6 +12,7 @@ use cercle_audit::{
     AuditFailure, Ceiling, Options, SignedTreeHead, SourceError, Verdict, jsonl, signature_ceiling,
 };
 use cercle_core::{Entry, Genesis};
+use cercle_limits::{AUDIT_BENCH_ENTRIES_MAX, AUDIT_STREAM_BUFFER_ENTRIES};
 use serde_json::json;
 
 use crate::client::Node;
@@ -19,11 +20,6 @@ use crate::cmd::verifiable::{ProgressLine, thousands};
 use crate::failure::{Failure, Kind, classify, fail, usage};
 use crate::output::{self, rfc3339};
 use crate::{Global, keys};
-
-/// Most entries `--bench` holds in memory to measure the signature ceiling.
-const BENCH_ENTRIES_MAX: usize = 200_000;
-/// Entries buffered between the node's stream and the verifying threads.
-const STREAM_BUFFER_ENTRIES: usize = 16 * 1024;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -132,7 +128,7 @@ async fn verify_node(global: &Global, args: &Args, options: Options) -> anyhow::
     let tree_size = tree_head.head.tree_size;
     let mut stream = node.stream_entries(&key, 1).await?;
     let url = node.url().to_string();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Entry, SourceError>>(STREAM_BUFFER_ENTRIES);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Entry, SourceError>>(AUDIT_STREAM_BUFFER_ENTRIES);
     // Only the entries the tree head commits to: later ones are checked next time.
     let pump = async move {
         let mut received = 0u64;
@@ -297,8 +293,11 @@ impl Bench {
 /// Measures the signature ceiling on the log's first entries.
 fn bench(path: &Path, verdict: &Verdict) -> anyhow::Result<Bench> {
     let log = jsonl::read(path).map_err(|e| source_error(path, e))?;
-    let sample: Vec<Entry> =
-        log.entries.take(BENCH_ENTRIES_MAX).collect::<Result<_, _>>().map_err(|e| source_error(path, e))?;
+    let sample: Vec<Entry> = log
+        .entries
+        .take(AUDIT_BENCH_ENTRIES_MAX)
+        .collect::<Result<_, _>>()
+        .map_err(|e| source_error(path, e))?;
     let ceiling = signature_ceiling(&log.genesis, &sample, verdict.threads);
     Ok(Bench { ceiling, verify_per_sec: verdict.entries_per_sec() })
 }

@@ -43,7 +43,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         payer: parties.payer,
         payee: parties.payee,
         amount_minor,
-        memo: memo.chars().take(cercle_core::op::MEMO_CHARS_MAX).collect(),
+        memo: memo.chars().take(cercle_limits::MEMO_CHARS_MAX).collect(),
         invoice_ref: None,
         invoice: Some(args.invoice),
     });

@@ -1,6 +1,7 @@
 //! `cercle invoice show` and `cercle invoice list`: what the ledger holds of invoices.
 
 use cercle_core::{AccountId, Genesis, InvoiceId};
+use cercle_limits::INVOICE_LIST_DEFAULT;
 use cercle_proto as pb;
 use serde_json::json;
 
@@ -9,9 +10,6 @@ use crate::client::Node;
 use crate::output::{self, money, one_line};
 use crate::signed::parse_account;
 use crate::{Global, keys};
-
-/// Most invoices `list` prints unless told otherwise.
-const LIST_LIMIT_DEFAULT: usize = 1_000;
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
@@ -30,7 +28,7 @@ pub struct ListArgs {
     #[arg(long)]
     open: bool,
     /// Print at most this many invoices
-    #[arg(long, value_name = "N", default_value_t = LIST_LIMIT_DEFAULT)]
+    #[arg(long, value_name = "N", default_value_t = INVOICE_LIST_DEFAULT)]
     limit: usize,
 }
 

@@ -24,7 +24,8 @@ use cercle_audit::{SignedTreeHead, jsonl};
 use cercle_core::checkpoint::TreeHeadError;
 use cercle_core::merkle::{verify_consistency, verify_inclusion};
 use cercle_core::{AccountId, EntryView, LedgerId, verify_envelope};
-use cercle_proto::{self as pb, PAGE_SIZE_MAX};
+use cercle_limits::{PAGE_SIZE_MAX, PROOF_ENTRIES_DEFAULT, PROOF_ENTRIES_MAX, PROOF_STATE_BYTES_MAX};
+use cercle_proto as pb;
 use serde_json::json;
 
 use crate::client::Node;
@@ -33,13 +34,6 @@ use crate::failure::{Kind, fail, usage};
 use crate::output::{self, rfc3339};
 use crate::signed::parse_account;
 use crate::{Global, keys};
-
-/// Most entries one run checks.
-pub const PROOF_ENTRIES_MAX: u32 = 1_000_000;
-/// Entries checked when `--limit` is not given.
-const PROOF_ENTRIES_DEFAULT: u32 = 10_000;
-/// A state file is one tree-head line; anything bigger is not one.
-const STATE_BYTES_MAX: u64 = 64 * 1024;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,12 +71,12 @@ fn load_state(path: &Path) -> anyhow::Result<Option<SignedTreeHead>> {
         Err(e) => crate::usage_bail!("cannot read the state file {}: {e}", path.display()),
     };
     let mut text = Vec::new();
-    file.take(STATE_BYTES_MAX + 1)
+    file.take(PROOF_STATE_BYTES_MAX + 1)
         .read_to_end(&mut text)
         .map_err(|e| usage(format!("cannot read the state file {}: {e}", path.display())))?;
-    if text.len() as u64 > STATE_BYTES_MAX {
+    if text.len() as u64 > PROOF_STATE_BYTES_MAX {
         crate::usage_bail!(
-            "the state file {} is larger than {STATE_BYTES_MAX} bytes: not a saved tree head",
+            "the state file {} is larger than {PROOF_STATE_BYTES_MAX} bytes: not a saved tree head",
             path.display()
         );
     }

@@ -1,0 +1,562 @@
+//! A model test of the state machine itself (`State::apply`), with no ledger, signatures,
+//! storage or node around it, so that it runs thousands of cases a second. Beside it, the
+//! node-level model test (`crates/cercle-server/tests/model.rs`) drives the real node.
+//!
+//! Each case is a generated sequence of operations, valid and invalid, signed by the right
+//! key, another firm's or an administrator's, with amounts that land exactly on a payer's
+//! credit limit or a payee's maximum balance, or one minor unit past it, and restarts (the
+//! state rebuilt from its records, as the store's checkpoint does). The model below writes
+//! the rules again, independently, with the rejection numbers spelled out. After every step:
+//! the outcome (accepted, or the rejection's number) is the model's; accounts and invoices
+//! are the model's; balances sum to zero; a rejected operation changed nothing.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use cercle_core::sign::Keypair;
+use cercle_core::{
+    Account, AccountId, ClearingInput, Context, Genesis, Invoice, InvoiceId, InvoiceParties, InvoiceState,
+    IssueInvoice, LedgerId, OpKind, Operation, OperationId, PublicKey, RegisterAccount, SetLimits, State,
+    Transfer,
+};
+use proptest::prelude::*;
+
+/// Rejection numbers, as documented (never renumbered).
+const NOT_ADMINISTRATOR: u16 = 10;
+const NOT_ACCOUNT_KEY: u16 = 11;
+const EXPIRED: u16 = 3;
+const UNKNOWN_ACCOUNT: u16 = 20;
+const ACCOUNT_EXISTS: u16 = 21;
+const ACCOUNT_FROZEN: u16 = 22;
+const ALREADY_FROZEN: u16 = 23;
+const NOT_FROZEN: u16 = 24;
+const UNKNOWN_INVOICE: u16 = 25;
+const INVOICE_EXISTS: u16 = 26;
+const INVOICE_STATE_CONFLICT: u16 = 27;
+const INVOICE_PARTIES_MISMATCH: u16 = 28;
+const INVALID_LIMIT: u16 = 32;
+const NOTHING_TO_CHANGE: u16 = 33;
+const INVALID_INVOICE: u16 = 34;
+const INVALID_AMOUNT: u16 = 40;
+const SELF_TRANSFER: u16 = 41;
+const INVOICE_OVERPAID: u16 = 43;
+const CREDIT_LIMIT_EXCEEDED: u16 = 50;
+const MAX_BALANCE_EXCEEDED: u16 = 51;
+
+/// The largest amount, limit and maximum balance (`AMOUNT_MAX_MINOR`), written out.
+const AMOUNT_MAX_MINOR: i64 = 10_000_000_000_000;
+
+const NAMES: [&str; 4] = ["aaa", "bbb", "ccc", "ddd"];
+/// Key 0 is the administrator's; keys 1 to 4 are firms'.
+const KEYS: usize = 5;
+const INVOICES: usize = 4;
+const NOW_MS: u64 = 1_000_000;
+
+fn keys() -> &'static [PublicKey] {
+    static KEYS_: OnceLock<Vec<PublicKey>> = OnceLock::new();
+    KEYS_.get_or_init(|| (0..KEYS).map(|i| Keypair::from_seed(&[i as u8 + 1; 32]).public_key()).collect())
+}
+
+fn genesis() -> Genesis {
+    Genesis {
+        ledger_id: LedgerId([7; 16]),
+        currency: "CHW".into(),
+        exponent: 2,
+        admin_keys: vec![keys()[0]],
+        auditor_keys: vec![],
+        node_key: keys()[0],
+    }
+}
+
+fn name(i: usize) -> AccountId {
+    AccountId::parse(NAMES[i]).unwrap()
+}
+
+/// An amount of a transfer: fixed, or placed against the payer's credit limit or the
+/// payee's maximum balance (`delta` 0 lands exactly on it, 1 is one minor unit past it).
+#[derive(Debug, Clone, Copy)]
+enum Amount {
+    Fixed(i64),
+    Headroom(i64),
+    ToMaximum(i64),
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Register {
+        account: usize,
+        key: usize,
+        limit: i64,
+        max: Option<i64>,
+        signer: usize,
+    },
+    SetLimits {
+        account: usize,
+        limit: Option<i64>,
+        max: Option<Option<i64>>,
+        signer: usize,
+    },
+    Freeze {
+        account: usize,
+        signer: usize,
+    },
+    Unfreeze {
+        account: usize,
+        signer: usize,
+    },
+    RotateKeys {
+        account: usize,
+        key: usize,
+        signer: usize,
+    },
+    Transfer {
+        payer: usize,
+        payee: usize,
+        amount: Amount,
+        invoice: Option<usize>,
+        signer: usize,
+    },
+    Issue {
+        invoice: usize,
+        payee: usize,
+        payer: usize,
+        amount: i64,
+        signer: usize,
+    },
+    Accept {
+        invoice: usize,
+        swap: bool,
+        signer: usize,
+    },
+    /// The state rebuilt from its accounts' and invoices' records.
+    Restart,
+}
+
+/// A step, and whether its operation has expired (the first check of all).
+#[derive(Debug, Clone)]
+struct Case {
+    step: Step,
+    expired: bool,
+}
+
+fn limit() -> impl Strategy<Value = i64> {
+    prop_oneof![4 => 0..5_000i64, 1 => Just(-1i64), 1 => Just(AMOUNT_MAX_MINOR), 1 => Just(AMOUNT_MAX_MINOR + 1)]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let a = 0..NAMES.len();
+    let k = 0..KEYS;
+    let amount = prop_oneof![
+        3 => (-1..3_000i64).prop_map(Amount::Fixed),
+        2 => (-1..=1i64).prop_map(Amount::Headroom),
+        2 => (-1..=1i64).prop_map(Amount::ToMaximum),
+    ];
+    prop_oneof![
+        3 => (a.clone(), 1..KEYS, limit(), prop::option::of(0..8_000i64), k.clone())
+            .prop_map(|(account, key, limit, max, signer)| Step::Register { account, key, limit, max, signer }),
+        2 => (a.clone(), prop::option::of(limit()), prop::option::of(prop::option::of(limit())), k.clone())
+            .prop_map(|(account, limit, max, signer)| Step::SetLimits { account, limit, max, signer }),
+        1 => (a.clone(), k.clone()).prop_map(|(account, signer)| Step::Freeze { account, signer }),
+        1 => (a.clone(), k.clone()).prop_map(|(account, signer)| Step::Unfreeze { account, signer }),
+        1 => (a.clone(), 1..KEYS, k.clone()).prop_map(|(account, key, signer)| Step::RotateKeys { account, key, signer }),
+        8 => (a.clone(), a.clone(), amount, prop::option::weighted(0.3, 0..INVOICES), k.clone())
+            .prop_map(|(payer, payee, amount, invoice, signer)| Step::Transfer { payer, payee, amount, invoice, signer }),
+        3 => (0..INVOICES, a.clone(), a.clone(), -1..4_000i64, k.clone())
+            .prop_map(|(invoice, payee, payer, amount, signer)| Step::Issue { invoice, payee, payer, amount, signer }),
+        2 => (0..INVOICES, prop::bool::weighted(0.1), k)
+            .prop_map(|(invoice, swap, signer)| Step::Accept { invoice, swap, signer }),
+        1 => Just(Step::Restart),
+    ]
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (step(), prop::bool::weighted(0.05)).prop_map(|(step, expired)| Case { step, expired })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ModelAccount {
+    balance: i64,
+    limit: i64,
+    max: Option<i64>,
+    frozen: bool,
+    key: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ModelInvoice {
+    payee: usize,
+    payer: usize,
+    amount: i64,
+    paid: i64,
+    state: InvoiceState,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    accounts: BTreeMap<usize, ModelAccount>,
+    invoices: BTreeMap<usize, ModelInvoice>,
+}
+
+impl Model {
+    fn holds(&self, signer: usize, account: usize) -> bool {
+        self.accounts.get(&account).is_some_and(|a| a.key == signer)
+    }
+
+    fn existing(&self, account: usize) -> Result<&ModelAccount, u16> {
+        self.accounts.get(&account).ok_or(UNKNOWN_ACCOUNT)
+    }
+
+    fn admin(signer: usize) -> Result<(), u16> {
+        if signer == 0 { Ok(()) } else { Err(NOT_ADMINISTRATOR) }
+    }
+
+    fn valid_limit(limit: i64) -> Result<(), u16> {
+        if (0..=AMOUNT_MAX_MINOR).contains(&limit) { Ok(()) } else { Err(INVALID_LIMIT) }
+    }
+
+    /// What the state machine must do with `step`, in its order of checks; the model
+    /// changes only when it accepts.
+    fn apply(&mut self, step: &Step) -> Result<(), u16> {
+        match *step {
+            Step::Register { account, key, limit, max, signer } => {
+                Model::admin(signer)?;
+                Model::valid_limit(limit)?;
+                max.map_or(Ok(()), Model::valid_limit)?;
+                if self.accounts.contains_key(&account) {
+                    return Err(ACCOUNT_EXISTS);
+                }
+                self.accounts.insert(account, ModelAccount { balance: 0, limit, max, frozen: false, key });
+            }
+            Step::SetLimits { account, limit, max, signer } => {
+                Model::admin(signer)?;
+                if limit.is_none() && max.is_none() {
+                    return Err(NOTHING_TO_CHANGE);
+                }
+                limit.map_or(Ok(()), Model::valid_limit)?;
+                max.flatten().map_or(Ok(()), Model::valid_limit)?;
+                self.existing(account)?;
+                let a = self.accounts.get_mut(&account).unwrap();
+                a.limit = limit.unwrap_or(a.limit);
+                a.max = max.unwrap_or(a.max);
+            }
+            Step::Freeze { account, signer } | Step::Unfreeze { account, signer } => {
+                let freeze = matches!(step, Step::Freeze { .. });
+                Model::admin(signer)?;
+                match (self.existing(account)?.frozen, freeze) {
+                    (true, true) => return Err(ALREADY_FROZEN),
+                    (false, false) => return Err(NOT_FROZEN),
+                    _ => self.accounts.get_mut(&account).unwrap().frozen = freeze,
+                }
+            }
+            Step::RotateKeys { account, key, signer } => {
+                let a = self.existing(account)?;
+                if signer != 0 && a.key != signer {
+                    return Err(NOT_ACCOUNT_KEY);
+                }
+                self.accounts.get_mut(&account).unwrap().key = key;
+            }
+            Step::Transfer { payer, payee, amount, invoice, signer } => {
+                self.transfer(payer, payee, self.amount(payer, payee, amount), invoice, signer)?
+            }
+            Step::Issue { invoice, payee, payer, amount, signer } => {
+                if amount <= 0 {
+                    return Err(INVALID_AMOUNT);
+                }
+                if payer == payee {
+                    return Err(INVALID_INVOICE);
+                }
+                self.existing(payee)?;
+                if !self.holds(signer, payee) {
+                    return Err(NOT_ACCOUNT_KEY);
+                }
+                self.existing(payer)?;
+                if self.accounts[&payee].frozen || self.accounts[&payer].frozen {
+                    return Err(ACCOUNT_FROZEN);
+                }
+                if self.invoices.contains_key(&invoice) {
+                    return Err(INVOICE_EXISTS);
+                }
+                let state = InvoiceState::Issued;
+                self.invoices.insert(invoice, ModelInvoice { payee, payer, amount, paid: 0, state });
+            }
+            Step::Accept { invoice, swap, signer } => self.accept(invoice, swap, signer)?,
+            Step::Restart => {}
+        }
+        Ok(())
+    }
+
+    /// The amount a transfer step names, against the model's accounts.
+    fn amount(&self, payer: usize, payee: usize, amount: Amount) -> i64 {
+        match amount {
+            Amount::Fixed(v) => v,
+            Amount::Headroom(delta) => self.accounts.get(&payer).map_or(100, |a| a.balance + a.limit) + delta,
+            Amount::ToMaximum(delta) => self
+                .accounts
+                .get(&payee)
+                .and_then(|a| Some(a.max? - a.balance))
+                .map_or(100, |room| room + delta),
+        }
+    }
+
+    fn transfer(
+        &mut self,
+        payer: usize,
+        payee: usize,
+        amount: i64,
+        invoice: Option<usize>,
+        signer: usize,
+    ) -> Result<(), u16> {
+        if amount <= 0 || amount > AMOUNT_MAX_MINOR {
+            return Err(INVALID_AMOUNT);
+        }
+        if payer == payee {
+            return Err(SELF_TRANSFER);
+        }
+        let from = self.existing(payer)?;
+        if from.key != signer {
+            return Err(NOT_ACCOUNT_KEY);
+        }
+        let to = self.existing(payee)?;
+        if from.frozen || to.frozen {
+            return Err(ACCOUNT_FROZEN);
+        }
+        if from.balance - amount < -from.limit {
+            return Err(CREDIT_LIMIT_EXCEEDED);
+        }
+        if to.max.is_some_and(|max| to.balance + amount > max) {
+            return Err(MAX_BALANCE_EXCEEDED);
+        }
+        if let Some(n) = invoice {
+            let i = self.visible(n, signer)?;
+            if i.payer != payer || i.payee != payee {
+                return Err(INVOICE_PARTIES_MISMATCH);
+            }
+            if !i.state.is_open() {
+                return Err(INVOICE_STATE_CONFLICT);
+            }
+            if amount > i.amount - i.paid {
+                return Err(INVOICE_OVERPAID);
+            }
+            let i = self.invoices.get_mut(&n).unwrap();
+            i.paid += amount;
+            i.state = if i.paid == i.amount { InvoiceState::Settled } else { InvoiceState::PartlySettled };
+        }
+        self.accounts.get_mut(&payer).unwrap().balance -= amount;
+        self.accounts.get_mut(&payee).unwrap().balance += amount;
+        Ok(())
+    }
+
+    /// Invoice `n`, if `signer` holds a key of one of its firms: to anyone else it does not
+    /// exist.
+    fn visible(&self, n: usize, signer: usize) -> Result<&ModelInvoice, u16> {
+        match self.invoices.get(&n) {
+            Some(i) if self.holds(signer, i.payer) || self.holds(signer, i.payee) => Ok(i),
+            _ => Err(UNKNOWN_INVOICE),
+        }
+    }
+
+    fn accept(&mut self, n: usize, swap: bool, signer: usize) -> Result<(), u16> {
+        let i = self.visible(n, signer)?;
+        if swap {
+            return Err(INVOICE_PARTIES_MISMATCH);
+        }
+        if !self.holds(signer, i.payer) {
+            return Err(NOT_ACCOUNT_KEY);
+        }
+        if self.accounts[&i.payer].frozen || self.accounts[&i.payee].frozen {
+            return Err(ACCOUNT_FROZEN);
+        }
+        if i.state != InvoiceState::Issued {
+            return Err(INVOICE_STATE_CONFLICT);
+        }
+        self.invoices.get_mut(&n).unwrap().state = InvoiceState::Accepted;
+        Ok(())
+    }
+
+    /// The operation a step asks for, and its signer (`None` for a restart).
+    fn operation(&self, step: &Step, n: u64, expired: bool) -> Option<(PublicKey, Operation)> {
+        let (signer, kind) = match *step {
+            Step::Register { account, key, limit, max, signer } => (
+                signer,
+                OpKind::RegisterAccount(RegisterAccount {
+                    account: name(account),
+                    display_name: NAMES[account].into(),
+                    keys: vec![keys()[key]],
+                    credit_limit_minor: limit,
+                    max_balance_minor: max,
+                    profile: Default::default(),
+                }),
+            ),
+            Step::SetLimits { account, limit, max, signer } => (
+                signer,
+                OpKind::SetLimits(SetLimits {
+                    account: name(account),
+                    credit_limit_minor: limit,
+                    max_balance_minor: max,
+                    reason: "review".into(),
+                }),
+            ),
+            Step::Freeze { account, signer } => {
+                (signer, OpKind::FreezeAccount { account: name(account), reason: "dispute".into() })
+            }
+            Step::Unfreeze { account, signer } => {
+                (signer, OpKind::UnfreezeAccount { account: name(account), reason: String::new() })
+            }
+            Step::RotateKeys { account, key, signer } => {
+                (signer, OpKind::RotateKeys { account: name(account), keys: vec![keys()[key]] })
+            }
+            Step::Transfer { payer, payee, amount, invoice, signer } => (
+                signer,
+                OpKind::Transfer(Transfer {
+                    payer: name(payer),
+                    payee: name(payee),
+                    amount_minor: self.amount(payer, payee, amount),
+                    memo: String::new(),
+                    invoice_ref: None,
+                    invoice: invoice.map(|n| InvoiceId([n as u8; 16])),
+                }),
+            ),
+            Step::Issue { invoice, payee, payer, amount, signer } => (
+                signer,
+                OpKind::IssueInvoice(IssueInvoice {
+                    invoice: InvoiceId([invoice as u8; 16]),
+                    payee: name(payee),
+                    payer: name(payer),
+                    amount_minor: amount,
+                    local_share_percent: 100,
+                    due_day: None,
+                    reference: String::new(),
+                    excluded_from_clearing: false,
+                }),
+            ),
+            Step::Accept { invoice, swap, signer } => {
+                let (payee, payer) = self.invoices.get(&invoice).map_or((0, 1), |i| (i.payee, i.payer));
+                let (payee, payer) = if swap { (payer, payee) } else { (payee, payer) };
+                let parties = InvoiceParties {
+                    invoice: InvoiceId([invoice as u8; 16]),
+                    payee: name(payee),
+                    payer: name(payer),
+                };
+                (signer, OpKind::AcceptInvoice(parties))
+            }
+            Step::Restart => return None,
+        };
+        let valid_until_ms = if expired { NOW_MS - 1 } else { NOW_MS + 60_000 };
+        let mut id = [0; 16];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        Some((keys()[signer], Operation { id: OperationId(id), valid_until_ms, kind }))
+    }
+
+    /// The model's accounts and invoices are the state's.
+    fn check(&self, state: &State) {
+        assert_eq!(state.account_count(), self.accounts.len());
+        for (&i, m) in &self.accounts {
+            let a = state.account(&name(i)).unwrap();
+            let key = keys().iter().position(|k| a.keys == [*k]).unwrap();
+            let real = ModelAccount {
+                balance: a.balance_minor,
+                limit: a.credit_limit_minor,
+                max: a.max_balance_minor,
+                frozen: a.status == cercle_core::AccountStatus::Frozen,
+                key,
+            };
+            assert_eq!(&real, m, "account {}", NAMES[i]);
+        }
+        assert_eq!(state.invoice_count(), self.invoices.len());
+        for (&n, m) in &self.invoices {
+            let i = state.invoice(&InvoiceId([n as u8; 16])).unwrap();
+            let payee = NAMES.iter().position(|a| *a == i.payee.as_str()).unwrap();
+            let payer = NAMES.iter().position(|a| *a == i.payer.as_str()).unwrap();
+            let real =
+                ModelInvoice { payee, payer, amount: i.amount_minor, paid: i.paid_minor, state: i.state };
+            assert_eq!(&real, m, "invoice {n}");
+        }
+        let open = state.open_invoices().count();
+        assert_eq!(open, self.invoices.values().filter(|i| i.state.is_open()).count());
+        state.check_invariants().unwrap();
+    }
+}
+
+/// The state rebuilt from the records of its accounts and invoices, as a checkpoint holds
+/// them.
+fn restart(genesis: &Genesis, state: &State) -> State {
+    let accounts = state.accounts().map(|a| Account::decode(&a.encode()).unwrap());
+    let invoices: Vec<Invoice> = state.invoices().map(|i| Invoice::decode(&i.encode()).unwrap()).collect();
+    State::from_parts(genesis, accounts, invoices)
+}
+
+fn run(cases: &[Case]) {
+    let genesis = genesis();
+    let mut state = State::new(&genesis);
+    let mut model = Model::default();
+    let mut sequence = 0;
+    for (n, case) in cases.iter().enumerate() {
+        let Some((signer, op)) = model.operation(&case.step, n as u64, case.expired) else {
+            let rebuilt = restart(&genesis, &state);
+            assert_eq!(rebuilt.digest(), state.digest());
+            assert_eq!(rebuilt, state);
+            state = rebuilt;
+            continue;
+        };
+        let expected = if case.expired { Err(EXPIRED) } else { model.apply(&case.step) };
+        let before = state.digest();
+        let ctx = Context { sequence: sequence + 1, timestamp_ms: NOW_MS };
+        let outcome = state.apply(&ctx, &signer, &op, ClearingInput::Propose);
+        let got = outcome.as_ref().map(|_| ()).map_err(|r| r.code() as u16);
+        assert_eq!(got, expected, "step {n}: {:?} gave {outcome:?}", case.step);
+        match outcome {
+            Ok(effects) => {
+                sequence += 1;
+                let sum: i128 = effects
+                    .balance_changes
+                    .iter()
+                    .map(|b| i128::from(b.after_minor) - i128::from(b.before_minor))
+                    .sum();
+                assert_eq!(sum, 0, "step {n} created or destroyed money");
+            }
+            Err(_) => assert_eq!(state.digest(), before, "step {n} was rejected but changed the state"),
+        }
+        model.check(&state);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_state_machine_follows_the_model(cases in prop::collection::vec(case(), 1..60)) {
+        run(&cases);
+    }
+}
+
+/// The edges of a transfer, each on its own: exactly the payer's headroom, and one minor
+/// unit more; exactly up to the payee's maximum balance, and one minor unit more.
+#[test]
+fn transfers_at_the_exact_limits() {
+    let register = |account, key, limit, max| Case {
+        step: Step::Register { account, key, limit, max, signer: 0 },
+        expired: false,
+    };
+    let pay = |amount| Case {
+        step: Step::Transfer { payer: 0, payee: 1, amount, invoice: None, signer: 1 },
+        expired: false,
+    };
+    for (amount, accepted) in [(Amount::Headroom(1), false), (Amount::Headroom(0), true)] {
+        run(&[register(0, 1, 1_000, None), register(1, 2, 0, None), pay(Amount::Fixed(1)), pay(amount)]);
+        let mut model = Model::default();
+        for c in [register(0, 1, 1_000, None), register(1, 2, 0, None), pay(Amount::Fixed(1))] {
+            model.apply(&c.step).unwrap();
+        }
+        assert_eq!(model.apply(&pay(amount).step).is_ok(), accepted, "{amount:?}");
+    }
+    for (delta, accepted) in [(1, false), (0, true), (-1, true)] {
+        let cases =
+            [register(0, 1, 1_000, None), register(1, 2, 0, Some(500)), pay(Amount::ToMaximum(delta))];
+        run(&cases);
+        let mut model = Model::default();
+        for c in &cases[..2] {
+            model.apply(&c.step).unwrap();
+        }
+        assert_eq!(model.apply(&cases[2].step).is_ok(), accepted, "to the maximum {delta:+}");
+    }
+}

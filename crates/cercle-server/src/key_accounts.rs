@@ -1,0 +1,36 @@
+//! `ListKeyAccounts`: which accounts the calling key may act for.
+//!
+//! A client that holds only a key (the browser app after a key file is imported, or a key
+//! made in the browser and registered by the association) learns here which handles it
+//! signs for, and whether the key governs the ledger, without asking its user. The read is
+//! signed like every other, and tells the caller only about its own key.
+
+use cercle_core::Genesis;
+use cercle_proto as pb;
+use tonic::Request;
+
+use crate::auth::{Caller, authenticate};
+use crate::error::ServiceError;
+use crate::now_ms;
+use crate::view::View;
+
+/// Most accounts one answer lists. A key is normally one firm's; the bound keeps an
+/// answer small whatever the ledger holds.
+pub const KEY_ACCOUNTS_MAX: usize = 100;
+
+/// The answer to `request`, signed by the key it asks about.
+pub fn list(
+    genesis: &Genesis,
+    view: &View,
+    request: &Request<pb::ListKeyAccountsRequest>,
+) -> Result<pb::ListKeyAccountsResponse, ServiceError> {
+    let key = match authenticate(genesis, request, "ListKeyAccounts", now_ms())? {
+        Caller::Governance(key) | Caller::Key(key) => key,
+    };
+    let accounts = view.accounts_holding(&key, KEY_ACCOUNTS_MAX);
+    Ok(pb::ListKeyAccountsResponse {
+        accounts: accounts.iter().map(Into::into).collect(),
+        administrator: genesis.is_admin(&key),
+        auditor: genesis.is_auditor(&key),
+    })
+}

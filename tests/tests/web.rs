@@ -1,0 +1,167 @@
+//! The browser app and what the node does for it.
+//!
+//! - The node serves the app on the address of its API (and not with `--no-web`), with a
+//!   content security policy; `ListKeyAccounts` tells a key which accounts it may act for.
+//! - In a real Chromium driven by playwright-core (`web/test/e2e.mjs`), against the real
+//!   node: a firm whose key was made in the browser is registered by the administrator with
+//!   the real wallet, pays, pays again with the answer lost and retries the same envelope
+//!   (paid once), is refused over its limit with the ledger's message; a second
+//!   firm imports a `cercle keygen` key file and issues an invoice, which the first accepts
+//!   and pays; axe-core finds no serious violation on any page, in French and in English,
+//!   and every page is photographed into `target/web-screenshots/`. Then `cercle audit
+//!   verify` checks every signature the browser made.
+//!
+//! The browser test needs Chromium, Node.js and the app's npm packages (`apt-get install
+//! chromium nodejs` and `npm ci` in `web/`): where they are missing it is ignored with the
+//! reason, unless `CERCLE_REQUIRE_ALL` is set (CI), where it runs and fails
+//! (`tests/os_deps.rs`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cercle_e2e::{Node, bin_dir, binary, cercle, genesis, load::signed, read_key};
+use cercle_proto as pb;
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// A plain HTTP/1.1 request to the node; the status line and headers, and the body.
+fn http(addr: &str, method: &str, target: &str) -> (String, Vec<u8>) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(stream, "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read");
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
+    (String::from_utf8_lossy(&answer[..split]).to_lowercase(), answer[split + 4..].to_vec())
+}
+
+#[test]
+fn the_node_serves_the_app_unless_told_not_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::init_and_start(&tmp.path().join("data"), &[]);
+    let (head, body) = http(&node.addr, "GET", "/");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("<script type=\"module\" src=\"/app.js\">"));
+    let (head, body) = http(&node.addr, "GET", "/app.js");
+    assert!(head.starts_with("http/1.1 200") && head.contains("content-type: text/javascript"), "{head}");
+    let committed = std::fs::read(workspace().join("web/dist/app.js")).unwrap();
+    assert!(
+        body == committed,
+        "the node serves web/dist/app.js as committed ({} bytes, not {})",
+        committed.len(),
+        body.len()
+    );
+    let (head, _) = http(&node.addr, "GET", "/../admin.key");
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    drop(node);
+
+    let off = tmp.path().join("off");
+    let out = Command::new(binary("cercle-node")).args(["init", "--data-dir", path(&off)]).output().unwrap();
+    assert!(out.status.success());
+    let node = Node::start_configured(&off, &off.join("node.log"), &["--no-web"], None);
+    // Without the app, a GET goes to the gRPC services, which know no such method.
+    let (head, body) = http(&node.addr, "GET", "/");
+    assert!(!head.contains("content-security-policy") && !head.contains("text/html"), "{head}");
+    assert!(!String::from_utf8_lossy(&body).contains("app.js"));
+}
+
+#[tokio::test]
+async fn a_key_learns_which_accounts_it_may_act_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::init_and_start(&tmp.path().join("data"), &[]);
+    let url = node.url();
+    let admin_key = node.data_dir.join("admin.key");
+    let g = genesis(&node).await;
+    let firm_key = tmp.path().join("firm.key");
+    let stranger_key = tmp.path().join("stranger.key");
+    cercle(&url, None, &["keygen", "--out", path(&firm_key)]).ok();
+    cercle(&url, None, &["keygen", "--out", path(&stranger_key)]).ok();
+    let pubkey = cercle(&url, None, &["pubkey", "--key", path(&firm_key)]).ok().stdout.trim().to_string();
+    for handle in ["firm-b", "firm-a"] {
+        cercle(
+            &url,
+            Some(&admin_key),
+            &["admin", "register", handle, "--pubkey", &pubkey, "--credit-limit", "10"],
+        )
+        .ok();
+    }
+    let ask = |key: &Path| {
+        let key = read_key(key);
+        let g = g.clone();
+        let node = &node;
+        async move {
+            node.client()
+                .await
+                .list_key_accounts(signed(&g, &key, "ListKeyAccounts", pb::ListKeyAccountsRequest {}))
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let firm = ask(&firm_key).await.expect("a signed read");
+    let handles: Vec<_> = firm.accounts.iter().map(|a| a.account.as_str()).collect();
+    assert_eq!(handles, ["firm-a", "firm-b"], "in handle order");
+    assert!(!firm.administrator && !firm.auditor);
+    let stranger = ask(&stranger_key).await.expect("a signed read");
+    assert!(stranger.accounts.is_empty());
+    let admin = ask(&admin_key).await.expect("a signed read");
+    assert!(admin.administrator && admin.accounts.is_empty());
+    let unsigned = node.client().await.list_key_accounts(pb::ListKeyAccountsRequest {}).await.unwrap_err();
+    assert_eq!(unsigned.code(), tonic::Code::Unauthenticated);
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+#[test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium, Node.js and the app's npm packages: apt-get install chromium nodejs, then npm ci in web/"
+)]
+fn a_firm_pays_and_invoices_from_the_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::init_and_start(&tmp.path().join("data"), &[]);
+    let url = node.url();
+    let admin_key = node.data_dir.join("admin.key");
+    let bob_key = tmp.path().join("bob.key");
+    cercle(&url, None, &["keygen", "--out", path(&bob_key)]).ok();
+    let screenshots = bin_dir().parent().expect("target dir").join("web-screenshots");
+    let out = Command::new("node")
+        .arg(workspace().join("web/test/e2e.mjs"))
+        .current_dir(workspace().join("web"))
+        .env("CERCLE_URL", &url)
+        .env("CERCLE_BIN", binary("cercle"))
+        .env("CERCLE_ADMIN_KEY", &admin_key)
+        .env("CERCLE_BOB_KEY", &bob_key)
+        .env("CERCLE_SCREENSHOTS", &screenshots)
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .env_remove("CERCLE_KEY")
+        .env_remove("CERCLE_NODE")
+        .output()
+        .expect("run node (Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser scenario failed\nstdout: {stdout}\nstderr: {stderr}");
+    let keys: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the scenario's JSON line");
+    let alice_pubkey = keys["alice_pubkey"].as_str().expect("alice's key").to_string();
+    eprintln!("screenshots in {}", screenshots.display());
+
+    // Every signature, the browser's included, checked again from the log.
+    let verify = cercle(&url, Some(&admin_key), &["--json", "audit", "verify"]).ok().json();
+    assert_eq!(verify["ok"], true, "{verify}");
+    let history = cercle(&url, Some(&admin_key), &["--json", "history", "alice-bakery"]).ok().json();
+    let entries = history["entries"].as_array().expect("entries");
+    let kinds: Vec<_> = entries.iter().map(|e| e["kind"].as_str().unwrap_or_default()).collect();
+    assert_eq!(
+        kinds,
+        ["register_account", "transfer", "transfer", "issue_invoice", "accept_invoice", "transfer"],
+        "{history}"
+    );
+    let balance = cercle(&url, Some(&admin_key), &["--json", "balance", "alice-bakery"]).ok().json();
+    assert_eq!(balance["balance_minor"], -17_550, "{balance}");
+    assert_eq!(balance["public_keys"], serde_json::json!([alice_pubkey]), "the key made in the browser");
+}

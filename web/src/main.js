@@ -1,0 +1,721 @@
+// Cercle in the browser: a firm's key, overview, payments, history and invoices.
+//
+// Every operation is built here (protobuf-es, generated from proto/), shown to the user,
+// signed here with the key kept in this browser, and sent to the node as an envelope;
+// every read is signed too. The node serves this page but cannot sign for the firm.
+
+import qrcode from "qrcode-generator";
+import { AmountError, decimalString, formatAmount, parseAmount } from "./amount.js";
+import { describeError, decodeBody, Node } from "./client.js";
+import { field, h } from "./dom.js";
+import { formatTime, initialLang, lang, setLang, t } from "./i18n.js";
+import { forgetKey, fromHex, generateKey, importKeyFile, KeyFileError, loadKey, toHex } from "./keys.js";
+import { ProofError, verifyConsistency, verifyTreeHead } from "./proof.js";
+
+const ENTRIES_MAX = 10_000;
+const INVOICES_PAGE = 1000;
+const ACCOUNT_KEY = "cercle.account";
+
+const node = new Node(location.origin);
+const app = { key: null, accounts: [], administrator: false, auditor: false, account: null };
+
+const main = () => document.getElementById("main");
+
+// ---------------------------------------------------------------------------------
+// Formatting
+
+function money(minor) {
+  return `${formatAmount(BigInt(minor), node.info.exponent, lang())} ${node.info.currency}`;
+}
+
+function amountMessage(e) {
+  return e instanceof AmountError ? t(`amount.${e.kind}`, e.params) : String(e);
+}
+
+/** The outcome box of a failed call: the ledger's own message, or a lost connection. */
+function errorBox(err, retry) {
+  const d = describeError(err);
+  const lines =
+    d.kind === "rejected"
+      ? [h("strong", {}, t("error.rejected", { reason: d.reason })), " ", d.message]
+      : d.kind === "network"
+        ? [h("strong", {}, t("error.network"))]
+        : [h("strong", {}, t("error.other")), " ", d.message];
+  return h(
+    "div",
+    { class: "error", role: "alert", testid: "error" },
+    h("p", {}, ...lines),
+    d.kind === "network" && retry ? h("button", { type: "button", onclick: retry, testid: "retry" }, t("pay.retry")) : null,
+  );
+}
+
+function messageBox(text) {
+  return h("div", { class: "error", role: "alert", testid: "error" }, h("p", {}, text));
+}
+
+// ---------------------------------------------------------------------------------
+// Loading
+
+async function loadAccounts() {
+  const answer = await node.api.listKeyAccounts({});
+  app.accounts = answer.accounts;
+  app.administrator = answer.administrator;
+  app.auditor = answer.auditor;
+  const saved = localStorage.getItem(ACCOUNT_KEY);
+  app.account = app.accounts.find((a) => a.account === saved)?.account ?? app.accounts[0]?.account ?? null;
+}
+
+async function loadAccount() {
+  return (await node.api.getAccount({ account: app.account })).account;
+}
+
+/** The account's entries, oldest first (at most ENTRIES_MAX). */
+async function loadEntries() {
+  const entries = [];
+  let after = 0n;
+  while (entries.length < ENTRIES_MAX) {
+    const page = await node.api.listEntries({ account: app.account, afterSequence: after, pageSize: 1000 });
+    entries.push(...page.entries);
+    if (page.nextAfterSequence === undefined) break;
+    after = page.nextAfterSequence;
+  }
+  return entries;
+}
+
+/** An entry as this account sees it. */
+function describeEntry(entry) {
+  const op = decodeBody(entry.envelope.body);
+  const me = app.account;
+  const balance = entry.balancesAfter.find((b) => b.account === me)?.balanceMinor;
+  const row = {
+    sequence: entry.sequence,
+    timestampMs: entry.timestampMs,
+    kind: op.kind.case,
+    counterparty: "",
+    amountMinor: null,
+    balanceAfterMinor: balance,
+    memo: "",
+  };
+  const v = op.kind.value;
+  switch (op.kind.case) {
+    case "transfer":
+      row.counterparty = v.payer === me ? v.payee : v.payer;
+      row.amountMinor = v.payer === me ? -v.amountMinor : v.amountMinor;
+      row.memo = v.memo || v.invoiceRef || "";
+      break;
+    case "issueInvoice":
+      // An invoice moves no money: its amount goes with its reference.
+      row.counterparty = v.payee === me ? v.payer : v.payee;
+      row.memo = `${v.reference} (${money(v.amountMinor)})`;
+      break;
+    case "acceptInvoice":
+    case "rejectInvoice":
+    case "cancelInvoice":
+    case "setInvoiceClearing":
+      row.counterparty = v.invoice.payee === me ? v.invoice.payer : v.invoice.payee;
+      row.memo = v.reason ?? "";
+      break;
+    default:
+      row.memo = v?.reason ?? "";
+  }
+  return row;
+}
+
+const KIND_KEYS = {
+  transfer: "kind.transfer",
+  registerAccount: "kind.register_account",
+  setLimits: "kind.set_limits",
+  freezeAccount: "kind.freeze_account",
+  unfreezeAccount: "kind.unfreeze_account",
+  rotateKeys: "kind.rotate_keys",
+  issueInvoice: "kind.issue_invoice",
+  acceptInvoice: "kind.accept_invoice",
+  rejectInvoice: "kind.reject_invoice",
+  cancelInvoice: "kind.cancel_invoice",
+  setInvoiceClearing: "kind.set_invoice_clearing",
+  runClearing: "kind.run_clearing",
+};
+
+// ---------------------------------------------------------------------------------
+// Pages
+
+function heading(text) {
+  return h("h1", { tabindex: "-1" }, text);
+}
+
+async function keyPage() {
+  const page = [heading(t("key.title")), h("p", {}, t("key.intro"))];
+  if (!crypto.subtle || !window.CryptoKey) page.push(messageBox(t("key.noEd25519")));
+  const status = h("div", { "aria-live": "polite" });
+  if (!app.key) {
+    const fileInput = h("input", {
+      type: "file",
+      accept: ".key,text/plain",
+      testid: "key-import",
+      onchange: async (ev) => {
+        const file = ev.target.files[0];
+        if (!file) return;
+        try {
+          app.key = await importKeyFile(await file.text());
+          node.key = app.key;
+          await route();
+        } catch (e) {
+          status.replaceChildren(
+            messageBox(e instanceof KeyFileError ? t(`key.${e.kind}`, e.params) : t("key.noEd25519")),
+          );
+        }
+      },
+    });
+    page.push(
+      h("button", {
+        type: "button",
+        testid: "key-generate",
+        onclick: async () => {
+          try {
+            app.key = await generateKey();
+            node.key = app.key;
+            await route();
+          } catch {
+            status.replaceChildren(messageBox(t("key.noEd25519")));
+          }
+        },
+      }, t("key.generate")),
+      field("key-file", t("key.import"), fileInput, t("key.importHint")),
+      status,
+    );
+    return page;
+  }
+  const qr = qrcode(0, "M");
+  qr.addData(app.key.publicHex);
+  qr.make();
+  const qrBox = h("div", { class: "qr", role: "img", "aria-label": t("key.qr") });
+  qrBox.innerHTML = qr.createSvgTag({ cellSize: 4, margin: 4, scalable: true });
+  page.push(
+    h("h2", {}, t("key.public")),
+    h("p", { class: "mono", testid: "pubkey" }, app.key.publicHex),
+    qrBox,
+    h("h2", {}, t("key.accounts")),
+  );
+  if (app.administrator) page.push(h("p", { class: "panel" }, t("key.admin")));
+  if (app.auditor) page.push(h("p", { class: "panel" }, t("key.auditor")));
+  if (app.accounts.length === 0) {
+    page.push(
+      h("p", { testid: "no-account" }, t("key.none")),
+      h("button", { type: "button", testid: "key-check", onclick: () => route() }, t("key.check")),
+    );
+  } else {
+    const select = h(
+      "select",
+      {
+        testid: "account",
+        onchange: (ev) => {
+          app.account = ev.target.value;
+          localStorage.setItem(ACCOUNT_KEY, app.account);
+          renderNav();
+        },
+      },
+      app.accounts.map((a) =>
+        h("option", { value: a.account, selected: a.account === app.account }, `${a.account}${a.displayName && a.displayName !== a.account ? ` (${a.displayName})` : ""}`),
+      ),
+    );
+    page.push(field("account-select", t("key.account"), select));
+  }
+  page.push(
+    h("button", {
+      type: "button",
+      class: "secondary",
+      onclick: async () => {
+        if (!confirm(t("key.forgetConfirm"))) return;
+        await forgetKey();
+        app.key = null;
+        node.key = null;
+        app.accounts = [];
+        app.account = null;
+        await route();
+      },
+    }, t("key.forget")),
+  );
+  return page;
+}
+
+function balanceChart(rows) {
+  const points = rows.filter((r) => r.balanceAfterMinor !== undefined);
+  if (points.length === 0) return h("p", {}, t("chart.empty"));
+  const values = points.map((r) => Number(r.balanceAfterMinor));
+  const min = Math.min(0, ...values);
+  const max = Math.max(0, ...values);
+  // Room on the left for the amounts, below for the dates.
+  const [width, height, left, right, top, bottom] = [640, 220, 110, 10, 10, 24];
+  const x = (i) => left + (points.length === 1 ? (width - left - right) / 2 : (i * (width - left - right)) / (points.length - 1));
+  const y = (v) => height - bottom - ((v - min) * (height - top - bottom)) / (max - min || 1);
+  const label = t("chart.label", {
+    first: formatTime(points[0].timestampMs),
+    last: formatTime(points.at(-1).timestampMs),
+    min: money(BigInt(Math.round(min))),
+    max: money(BigInt(Math.round(max))),
+  });
+  // Each entry is a step: the balance holds until the next one.
+  let path = `${x(0)},${y(values[0])}`;
+  for (let i = 1; i < values.length; i++) path += ` ${x(i)},${y(values[i - 1])} ${x(i)},${y(values[i])}`;
+  const day = (ms) => new Intl.DateTimeFormat(lang() === "fr" ? "fr-FR" : "en-GB", { dateStyle: "medium", timeZone: "UTC" }).format(new Date(Number(ms)));
+  const yLabels = [...new Set([max, 0, min])].map((v) =>
+    h("text", { x: left - 8, y: y(v) + 4, "text-anchor": "end", "aria-hidden": "true" }, formatAmount(BigInt(Math.round(v)), node.info.exponent, lang())),
+  );
+  return h(
+    "svg",
+    { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, testid: "balance-chart" },
+    h("title", {}, label),
+    yLabels,
+    h("text", { x: left, y: height - 6, "aria-hidden": "true" }, day(points[0].timestampMs)),
+    h("text", { x: width - right, y: height - 6, "text-anchor": "end", "aria-hidden": "true" }, day(points.at(-1).timestampMs)),
+    h("line", { x1: left, x2: width - right, y1: y(0), y2: y(0), stroke: "#4a4a4a", "stroke-dasharray": "4 4" }),
+    h("polyline", { points: path, fill: "none", stroke: "#0b4f6c", "stroke-width": 3 }),
+  );
+}
+
+/**
+ * Checks the node's signed tree head against the last one this browser saw (a
+ * consistency proof), then remembers the new one. Returns what to say.
+ */
+async function checkHistory() {
+  const { ledgerId, nodeKey } = node.info;
+  const slot = `cercle.treeHead.${toHex(ledgerId)}`;
+  const head = await node.api.getTreeHead({});
+  if (toHex(head.ledgerId) !== toHex(ledgerId)) throw new ProofError("signature", "the tree head is another ledger's");
+  await verifyTreeHead(nodeKey, head);
+  const saved = JSON.parse(localStorage.getItem(slot) ?? "null");
+  if (saved) {
+    const oldSize = BigInt(saved.treeSize);
+    if (oldSize > head.treeSize) {
+      throw new ProofError("rewritten", t("proof.shrunk", { size: head.treeSize, old: oldSize }));
+    }
+    const proof = await node.api.getConsistencyProof({ oldSize, newSize: head.treeSize });
+    await verifyConsistency(oldSize, head.treeSize, fromHex(saved.rootHash), head.rootHash, proof.hashes);
+  }
+  localStorage.setItem(slot, JSON.stringify({ treeSize: String(head.treeSize), rootHash: toHex(head.rootHash), timestampMs: String(head.timestampMs) }));
+  return saved
+    ? t("proof.ok", { size: head.treeSize, old: saved.treeSize, time: formatTime(saved.timestampMs) })
+    : t("proof.first", { size: head.treeSize, time: formatTime(head.timestampMs) });
+}
+
+function historyCheck() {
+  const result = h("div", { "aria-live": "polite" });
+  const run = async () => {
+    try {
+      result.replaceChildren(h("p", { class: "ok", role: "status", testid: "proof-result" }, await checkHistory()));
+    } catch (e) {
+      const text = e instanceof ProofError && e.kind === "rewritten" ? t("proof.rewritten", { detail: e.message }) : t("proof.failed", { detail: e.message });
+      result.replaceChildren(h("p", { class: "error", role: "alert", testid: "proof-result" }, text));
+    }
+  };
+  run();
+  return [h("h2", {}, t("proof.title")), result, h("button", { type: "button", class: "secondary", testid: "proof-check", onclick: run }, t("proof.check"))];
+}
+
+async function overviewPage() {
+  const [account, entries] = await Promise.all([loadAccount(), loadEntries()]);
+  const balance = account.balanceMinor;
+  const floor = -account.creditLimitMinor;
+  const headroom = balance - floor;
+  const frozen = account.status === 2;
+  return [
+    heading(t("overview.title", { account: account.account })),
+    account.displayName && account.displayName !== account.account ? h("p", {}, account.displayName) : null,
+    h(
+      "dl",
+      { class: "figures" },
+      h("div", {}, h("dt", {}, t("balance")), h("dd", { testid: "balance", class: balance < 0n ? "negative" : "" }, money(balance))),
+      h("div", {}, h("dt", {}, t("creditLimit")), h("dd", {}, h("span", { testid: "credit-limit" }, money(account.creditLimitMinor)), h("span", { class: "hint" }, t("floor", { floor: money(floor) })))),
+      h("div", {}, h("dt", {}, t("headroom")), h("dd", { testid: "headroom" }, money(headroom > 0n ? headroom : 0n))),
+      h("div", {}, h("dt", {}, t("maxBalance")), h("dd", { testid: "max-balance" }, account.maxBalanceMinor === undefined ? t("noMax") : money(account.maxBalanceMinor))),
+      h("div", {}, h("dt", {}, t("status")), h("dd", { testid: "status" }, frozen ? t("status.frozen") : t("status.active"))),
+    ),
+    h("h2", {}, t("chart.title")),
+    balanceChart(entries.map(describeEntry)),
+    historyCheck(),
+  ];
+}
+
+/** A confirmation panel for a signed operation, then its outcome in `outcome`. */
+function confirmPanel({ title, lines, prepared, testid, onDone, onCancel }) {
+  const outcome = h("div", { "aria-live": "polite" });
+  const send = async () => {
+    confirmButton.disabled = true;
+    try {
+      const receipt = await node.signAndSubmit(prepared);
+      panel.replaceWith(await onDone(receipt));
+    } catch (e) {
+      // On a lost connection the same envelope (same operation id) is offered again.
+      outcome.replaceChildren(errorBox(e, () => send()));
+      confirmButton.disabled = false;
+    }
+  };
+  const confirmButton = h("button", { type: "button", testid, onclick: send }, title.button);
+  const panel = h(
+    "section",
+    { class: "panel", "aria-labelledby": "confirm-title", testid: "confirmation" },
+    h("h2", { id: "confirm-title", tabindex: "-1" }, title.heading),
+    h("dl", {}, lines.map(([k, v]) => [h("dt", {}, k), h("dd", { class: "mono" }, v)])),
+    h("div", { class: "actions" }, confirmButton, h("button", { type: "button", class: "secondary", onclick: onCancel }, t("pay.cancel"))),
+    outcome,
+  );
+  return panel;
+}
+
+function receiptBox(receipt, text) {
+  const mine = receipt.balancesAfter.find((b) => b.account === app.account);
+  return h(
+    "div",
+    { class: "ok", role: "status", testid: "receipt" },
+    h("h2", {}, t("receipt.title")),
+    h("p", {}, text ?? t("receipt.text", { sequence: receipt.sequence, time: formatTime(receipt.timestampMs), balance: mine ? money(mine.balanceMinor) : "" })),
+    receipt.duplicate ? h("p", {}, t("receipt.duplicate")) : null,
+    h("p", { class: "hint" }, `${t("receipt.hash")}: `, h("span", { class: "mono" }, toHex(receipt.entryHash))),
+  );
+}
+
+async function payPage() {
+  const account = await loadAccount();
+  const { exponent, currency } = node.info;
+  const to = h("input", { type: "text", testid: "pay-to", autocomplete: "off", required: true, pattern: "[a-z0-9-]{3,32}" });
+  const amount = h("input", { type: "text", testid: "pay-amount", inputmode: "decimal", autocomplete: "off", required: true });
+  const memo = h("input", { type: "text", testid: "pay-memo", maxlength: 140 });
+  const below = h("div", { "aria-live": "polite" });
+  const form = h(
+    "form",
+    {
+      novalidate: true,
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        let minor;
+        try {
+          minor = parseAmount(amount.value, exponent, lang());
+        } catch (e) {
+          below.replaceChildren(messageBox(amountMessage(e)));
+          amount.focus();
+          return;
+        }
+        const payee = to.value.trim();
+        const prepared = await node.prepare({
+          case: "transfer",
+          value: { payer: account.account, payee, amountMinor: minor, memo: memo.value },
+        });
+        const after = account.balanceMinor - minor;
+        const floor = -account.creditLimitMinor;
+        const panel = confirmPanel({
+          title: { heading: t("pay.confirmTitle"), button: t("pay.confirm") },
+          lines: [
+            [t("pay.from"), account.account],
+            [t("pay.toShort"), payee],
+            [t("pay.amountShort"), money(minor)],
+            [t("pay.memoShort"), memo.value || "—"],
+            [t("pay.opId"), toHex(prepared.operationId)],
+          ],
+          prepared,
+          testid: "pay-confirm",
+          onDone: (receipt) => {
+            // A new payment starts from an empty form: nothing is paid twice by mistake.
+            form.reset();
+            return receiptBox(receipt);
+          },
+          onCancel: () => {
+            below.replaceChildren();
+            amount.focus();
+          },
+        });
+        panel.insertBefore(
+          h("p", { testid: "limit-check", class: after < floor ? "negative" : "" }, t("pay.after", { after: money(after), floor: money(floor) }), after < floor ? [" ", h("strong", {}, t("pay.overLimit"))] : null),
+          panel.querySelector(".actions"),
+        );
+        below.replaceChildren(panel);
+        panel.querySelector("h2").focus();
+      },
+    },
+    field("pay-to", t("pay.to"), to),
+    field("pay-amount", t("pay.amount", { currency }), amount, t("pay.amountHint")),
+    field("pay-memo", t("pay.memo"), memo),
+    h("button", { type: "submit", testid: "pay-submit" }, t("pay.review")),
+  );
+  return [heading(t("pay.title")), form, below];
+}
+
+function csv(rows) {
+  const { exponent } = node.info;
+  const quote = (s) => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  const lines = ["sequence,timestamp_utc,kind,counterparty,amount,balance_after,memo"];
+  for (const r of rows) {
+    lines.push(
+      [
+        r.sequence,
+        new Date(Number(r.timestampMs)).toISOString(),
+        r.kind,
+        r.counterparty,
+        r.amountMinor === null ? "" : decimalString(r.amountMinor, exponent),
+        r.balanceAfterMinor === undefined ? "" : decimalString(r.balanceAfterMinor, exponent),
+        r.memo,
+      ].map((v) => quote(String(v))).join(","),
+    );
+  }
+  return `${lines.join("\r\n")}\r\n`;
+}
+
+async function historyPage() {
+  const rows = (await loadEntries()).map(describeEntry);
+  const from = h("input", { type: "date", testid: "history-from" });
+  const to = h("input", { type: "date", testid: "history-to" });
+  const who = h("input", { type: "text", testid: "history-with", autocomplete: "off" });
+  const count = h("p", { "aria-live": "polite", testid: "history-count" });
+  const body = h("tbody");
+  const download = h("a", { class: "button", testid: "history-csv", download: `${app.account}-history.csv`, href: "#" }, t("history.csv"));
+  const selected = () => {
+    const fromMs = from.value ? Date.parse(`${from.value}T00:00:00Z`) : -Infinity;
+    const toMs = to.value ? Date.parse(`${to.value}T00:00:00Z`) + 86_400_000 : Infinity;
+    const name = who.value.trim().toLowerCase();
+    return rows.filter((r) => {
+      const ms = Number(r.timestampMs);
+      return ms >= fromMs && ms < toMs && (name === "" || r.counterparty.toLowerCase().includes(name));
+    });
+  };
+  const render = () => {
+    const shown = selected();
+    body.replaceChildren(
+      ...shown.map((r) =>
+        h(
+          "tr",
+          { testid: "history-row" },
+          h("td", { class: "num" }, String(r.sequence)),
+          h("td", {}, formatTime(r.timestampMs)),
+          h("td", {}, t(KIND_KEYS[r.kind] ?? r.kind)),
+          h("td", {}, r.counterparty),
+          h("td", { class: `num ${r.amountMinor < 0n ? "negative" : ""}` }, r.amountMinor === null ? "" : money(r.amountMinor)),
+          h("td", { class: "num" }, r.balanceAfterMinor === undefined ? "" : money(r.balanceAfterMinor)),
+          h("td", {}, r.memo),
+        ),
+      ),
+    );
+    if (shown.length === 0) body.append(h("tr", {}, h("td", { colspan: 7 }, t("history.none"))));
+    count.textContent = t("history.count", { shown: shown.length, total: rows.length });
+    URL.revokeObjectURL(download.href);
+    download.href = URL.createObjectURL(new Blob([csv(shown)], { type: "text/csv" }));
+  };
+  for (const input of [from, to, who]) input.addEventListener("input", render);
+  render();
+  return [
+    heading(t("history.title", { account: app.account })),
+    h("div", { class: "filters" }, field("history-from", t("history.from"), from), field("history-to", t("history.to"), to), field("history-with", t("history.with"), who), download),
+    count,
+    h(
+      "table",
+      {},
+      h("thead", {}, h("tr", {}, ["history.seq", "history.when", "history.what", "history.withCol", "history.amount", "history.after", "history.memo"].map((k, i) => h("th", { scope: "col", class: i === 0 || i === 4 || i === 5 ? "num" : "" }, t(k))))),
+      body,
+    ),
+  ];
+}
+
+const dayOf = (dateText) => Math.floor(Date.parse(`${dateText}T00:00:00Z`) / 86_400_000);
+
+async function invoicesPage() {
+  const { exponent, currency } = node.info;
+  const me = app.account;
+  const answer = await node.api.listInvoices({ account: me, pageSize: INVOICES_PAGE });
+  const below = h("div", { "aria-live": "polite" });
+  const again = () => route();
+
+  /** Shows what will be signed for `kind`, then signs and submits it on confirmation. */
+  const offer = async (description, kind) => {
+    const prepared = await node.prepare(kind);
+    const panel = confirmPanel({
+      title: { heading: t("invoices.confirmTitle"), button: t("pay.confirm") },
+      lines: [[t("pay.from"), me], [t("invoices.operation"), description], [t("pay.opId"), toHex(prepared.operationId)]],
+      prepared,
+      testid: "op-confirm",
+      onDone: (receipt) => {
+        const box = receiptBox(receipt, t("invoices.signed", { sequence: receipt.sequence }));
+        box.append(h("button", { type: "button", testid: "invoices-reload", onclick: again }, t("key.check")));
+        return box;
+      },
+      onCancel: () => below.replaceChildren(),
+    });
+    below.replaceChildren(panel);
+    panel.querySelector("h2").focus();
+  };
+
+  const rows = answer.invoices.map((inv) => {
+    const iPay = inv.payer === me;
+    const parties = { invoiceId: inv.invoiceId, payee: inv.payee, payer: inv.payer };
+    const reference = inv.reference || toHex(inv.invoiceId).slice(0, 8);
+    const open = inv.state >= 1 && inv.state <= 3;
+    const reasonInput = (id) => h("input", { type: "text", id, "aria-label": t("invoices.reason"), maxlength: 280 });
+    const actions = [];
+    if (iPay && inv.state === 1) {
+      actions.push(h("button", { type: "button", testid: "invoice-accept", onclick: () => offer(t("op.accept", { reference, payee: inv.payee }), { case: "acceptInvoice", value: { invoice: parties } }) }, t("invoices.accept")));
+      const reason = reasonInput(`reject-${reference}`);
+      actions.push(reason, h("button", { type: "button", testid: "invoice-reject", onclick: () => offer(t("op.reject", { reference, payee: inv.payee, reason: reason.value }), { case: "rejectInvoice", value: { invoice: parties, reason: reason.value } }) }, t("invoices.reject")));
+    }
+    if (iPay && open) {
+      const amount = h("input", { type: "text", inputmode: "decimal", testid: "invoice-pay-amount", "aria-label": t("invoices.payAmount"), size: 10 });
+      actions.push(
+        amount,
+        h("button", {
+          type: "button",
+          testid: "invoice-pay",
+          onclick: () => {
+            let minor = inv.openMinor;
+            if (amount.value.trim() !== "") {
+              try {
+                minor = parseAmount(amount.value, exponent, lang());
+              } catch (e) {
+                below.replaceChildren(messageBox(amountMessage(e)));
+                return;
+              }
+            }
+            offer(t("op.payInvoice", { amount: formatAmount(minor, exponent, lang()), currency, payee: inv.payee, reference }), {
+              case: "transfer",
+              value: { payer: me, payee: inv.payee, amountMinor: minor, memo: "", invoiceId: inv.invoiceId, invoiceRef: inv.reference || undefined },
+            });
+          },
+        }, t("invoices.pay")),
+      );
+    }
+    if (!iPay && open && inv.paidMinor === 0n && inv.clearedMinor === 0n) {
+      const reason = reasonInput(`cancel-${reference}`);
+      actions.push(reason, h("button", { type: "button", testid: "invoice-cancel", onclick: () => offer(t("op.cancel", { reference, payer: inv.payer, reason: reason.value }), { case: "cancelInvoice", value: { invoice: parties, reason: reason.value } }) }, t("invoices.cancel")));
+    }
+    if (open) {
+      const excluded = inv.excludedFromClearing;
+      actions.push(h("button", { type: "button", class: "secondary", testid: "invoice-clearing", onclick: () => offer(t(excluded ? "op.include" : "op.exclude", { reference }), { case: "setInvoiceClearing", value: { invoice: parties, excluded: !excluded } }) }, t(excluded ? "invoices.include" : "invoices.exclude")));
+    }
+    return h(
+      "tr",
+      { testid: "invoice-row", "data-state": String(inv.state) },
+      h("th", { scope: "row" }, reference),
+      h("td", {}, `${iPay ? inv.payee : inv.payer} (${t(iPay ? "invoices.toPay" : "invoices.toReceive")})`),
+      h("td", { class: "num" }, money(inv.amountMinor)),
+      h("td", { class: "num" }, money(inv.openMinor)),
+      h("td", { testid: "invoice-state" }, t(`state.${inv.state}`)),
+      h("td", {}, h("div", { class: "actions" }, actions)),
+    );
+  });
+
+  const payer = h("input", { type: "text", testid: "invoice-payer", autocomplete: "off" });
+  const amount = h("input", { type: "text", testid: "invoice-amount", inputmode: "decimal", autocomplete: "off" });
+  const due = h("input", { type: "date", testid: "invoice-due" });
+  const reference = h("input", { type: "text", testid: "invoice-reference", maxlength: 64 });
+  const share = h("input", { type: "number", testid: "invoice-share", min: 1, max: 100, value: 100 });
+  const issue = h(
+    "form",
+    {
+      novalidate: true,
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        let minor;
+        try {
+          minor = parseAmount(amount.value, exponent, lang());
+        } catch (e) {
+          below.replaceChildren(messageBox(amountMessage(e)));
+          return;
+        }
+        const percent = Number(share.value);
+        offer(t("op.issue", { payer: payer.value.trim(), amount: formatAmount(minor, exponent, lang()), currency, share: percent, reference: reference.value }), {
+          case: "issueInvoice",
+          value: {
+            invoiceId: crypto.getRandomValues(new Uint8Array(16)),
+            payee: me,
+            payer: payer.value.trim(),
+            amountMinor: minor,
+            localSharePercent: percent,
+            dueDay: due.value ? dayOf(due.value) : undefined,
+            reference: reference.value,
+          },
+        });
+      },
+    },
+    h("h2", {}, t("invoices.issue")),
+    field("invoice-payer", t("invoices.payer"), payer),
+    field("invoice-amount", t("invoices.amount", { currency }), amount, t("pay.amountHint")),
+    field("invoice-due", t("invoices.due"), due),
+    field("invoice-reference", t("invoices.reference"), reference),
+    field("invoice-share", t("invoices.share", { currency }), share),
+    h("button", { type: "submit", testid: "invoice-issue" }, t("invoices.issueSubmit")),
+  );
+
+  return [
+    heading(t("invoices.title", { account: me })),
+    rows.length === 0
+      ? h("p", {}, t("invoices.none"))
+      : h(
+          "table",
+          {},
+          h("thead", {}, h("tr", {}, ["invoices.ref", "invoices.party", "invoices.amountCol", "invoices.open", "invoices.state", "invoices.actions"].map((k, i) => h("th", { scope: "col", class: i === 2 || i === 3 ? "num" : "" }, t(k))))),
+          h("tbody", {}, rows),
+        ),
+    below,
+    issue,
+  ];
+}
+
+// ---------------------------------------------------------------------------------
+// Routing
+
+const PAGES = { overview: overviewPage, pay: payPage, history: historyPage, invoices: invoicesPage, key: keyPage };
+const FIRM_PAGES = ["overview", "pay", "history", "invoices"];
+
+function currentPage() {
+  const name = location.hash.replace(/^#\/?/, "");
+  if (!app.key || !app.account) return "key";
+  return name in PAGES ? name : "overview";
+}
+
+function renderNav() {
+  const page = currentPage();
+  const names = app.key && app.account ? [...FIRM_PAGES, "key"] : ["key"];
+  const nav = document.getElementById("nav");
+  nav.setAttribute("aria-label", t("nav"));
+  nav.replaceChildren(...names.map((n) => h("a", { href: `#/${n}`, "aria-current": n === page ? "page" : undefined }, t(`nav.${n}`))));
+  document.getElementById("lang-label").textContent = t("language");
+  document.querySelector(".skip").textContent = t("skip");
+}
+
+let rendering = 0;
+
+async function route() {
+  const ticket = ++rendering;
+  let page = "key";
+  let content;
+  try {
+    await node.ledgerInfo();
+    if (app.key) await loadAccounts();
+    page = currentPage();
+    renderNav();
+    content = await PAGES[page]();
+  } catch (e) {
+    renderNav();
+    content = [heading(t(`nav.${page}`)), errorBox(e, () => route())];
+  }
+  if (ticket !== rendering) return;
+  document.title = `Cercle · ${t(`nav.${page}`)}`;
+  main().replaceChildren(...content.flat().filter(Boolean));
+  main().setAttribute("data-page", page);
+  main().querySelector("h1")?.focus();
+}
+
+async function start() {
+  setLang(initialLang());
+  const select = document.getElementById("lang");
+  select.value = lang();
+  select.addEventListener("change", () => {
+    setLang(select.value);
+    route();
+  });
+  window.addEventListener("hashchange", () => route());
+  try {
+    app.key = await loadKey();
+    node.key = app.key;
+    await route();
+  } catch (e) {
+    main().replaceChildren(heading("Cercle"), errorBox(e, () => route()));
+  }
+}
+
+start();
