@@ -37,4 +37,4 @@ pub use op::{
     InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, Transfer,
 };
 pub use reject::{RejectCode, Rejection};
-pub use state::{Account, AccountStatus, BalanceChange, ClearingInput, Context, Effects, State};
+pub use state::{Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, State};
