@@ -183,6 +183,13 @@ impl Ledger {
         &self.state
     }
 
+    /// The same ledger under tighter bounds (see `Bounds`): for tests of the refusals at a
+    /// bound, which a real ledger reaches only with millions of invoices.
+    pub fn with_bounds(mut self, bounds: crate::state::Bounds) -> Self {
+        self.state = self.state.with_bounds(bounds);
+        self
+    }
+
     pub fn head(&self) -> &Head {
         &self.head
     }

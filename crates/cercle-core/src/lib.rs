@@ -40,4 +40,4 @@ pub use op::{
 };
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};
-pub use state::{Account, AccountStatus, BalanceChange, ClearingInput, Context, Effects, State};
+pub use state::{Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, State};

@@ -291,6 +291,38 @@ enum Undo {
     Invoice(InvoiceId, Option<Arc<Invoice>>),
 }
 
+/// The bounds a state enforces on what it holds: the ledger's constants (`cercle-limits`).
+/// A test of a bound itself may tighten them (`Ledger::with_bounds`), never loosen them, so
+/// that a refusal at a bound can be reached without millions of invoices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub open_invoices_max: usize,
+    pub clearing_obligations_max: usize,
+    pub clearing_firms_max: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            open_invoices_max: OPEN_INVOICES_MAX,
+            clearing_obligations_max: cercle_limits::CLEARING_OBLIGATIONS_MAX,
+            clearing_firms_max: cercle_limits::CLEARING_FIRMS_MAX,
+        }
+    }
+}
+
+impl Bounds {
+    /// Each bound at most the ledger's own.
+    fn tightened(self) -> Bounds {
+        let limits = Bounds::default();
+        Bounds {
+            open_invoices_max: self.open_invoices_max.min(limits.open_invoices_max),
+            clearing_obligations_max: self.clearing_obligations_max.min(limits.clearing_obligations_max),
+            clearing_firms_max: self.clearing_firms_max.min(limits.clearing_firms_max),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     admin_keys: Vec<PublicKey>,
@@ -304,6 +336,7 @@ pub struct State {
     open_invoices: BTreeSet<InvoiceId>,
     /// When `Some`, every change records what it overwrote (see `Ledger::mark`).
     journal: Option<Vec<Undo>>,
+    bounds: Bounds,
 }
 
 impl State {
@@ -329,7 +362,19 @@ impl State {
             invoices,
             open_invoices,
             journal: None,
+            bounds: Bounds::default(),
         }
+    }
+
+    /// The same state under tighter bounds (each at most the ledger's): for tests of the
+    /// refusals at a bound.
+    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
+        self.bounds = bounds.tightened();
+        self
+    }
+
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 
     /// Starts (or stops) recording what each change overwrites.
@@ -699,8 +744,8 @@ impl State {
         if self.invoices.contains_key(&i.invoice) {
             return Err(Rejection::InvoiceExists { invoice: i.invoice });
         }
-        if self.open_invoices.len() >= OPEN_INVOICES_MAX {
-            return Err(Rejection::TooManyOpenInvoices { max: OPEN_INVOICES_MAX });
+        if self.open_invoices.len() >= self.bounds.open_invoices_max {
+            return Err(Rejection::TooManyOpenInvoices { max: self.bounds.open_invoices_max });
         }
         self.put_invoice(Invoice {
             id: i.invoice,
