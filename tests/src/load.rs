@@ -56,6 +56,7 @@ pub async fn register_accounts(node: &Node, g: &Genesis, admin: &Keypair, firm: 
                     keys: vec![firm.public_key()],
                     credit_limit_minor: CREDIT_LIMIT_MINOR,
                     max_balance_minor: None,
+                    profile: Default::default(),
                 }),
             };
             envelope(g, admin, &op)

@@ -53,6 +53,7 @@ async fn populate(node: &Node, g: &Genesis, admin: &Keypair) -> usize {
             keys: vec![key.public_key()],
             credit_limit_minor: 10_000_000,
             max_balance_minor: None,
+            profile: Default::default(),
         });
         signed.push((next(kind), admin));
     }

@@ -30,6 +30,7 @@ fn register(n: u64, name: &str, key: &Keypair, credit_limit_minor: i64) -> Opera
             keys: vec![key.public_key()],
             credit_limit_minor,
             max_balance_minor: None,
+            profile: Default::default(),
         }),
     }
 }

@@ -38,6 +38,7 @@ fn register(n: u64, name: &str, key: &Keypair) -> Operation {
             keys: vec![key.public_key()],
             credit_limit_minor: 1_000_000,
             max_balance_minor: None,
+            profile: Default::default(),
         }),
     }
 }

@@ -159,6 +159,17 @@ impl Node {
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
 
+    /// One page of the accounts overview (administrators and auditors).
+    pub async fn list_accounts(
+        &mut self,
+        key: &Keypair,
+        request: pb::ListAccountsRequest,
+    ) -> anyhow::Result<pb::ListAccountsResponse> {
+        let request = self.authenticated(key, "ListAccounts", request)?;
+        let response = self.client.list_accounts(request).await;
+        Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
     pub async fn get_statement(
         &mut self,
         key: &Keypair,

@@ -107,6 +107,20 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
             d.memo = reason;
             d.details = format!("invoice {} from {} to {}", p.invoice, p.payee, p.payer);
         }
+        OpKind::SetProfile(p) => {
+            d.account = Some(&p.account);
+            d.memo = &p.reason;
+            let mut changes: Vec<String> =
+                p.display_name.iter().map(|n| format!("name {}", one_line(n))).collect();
+            for field in cercle_core::profile::Field::ALL {
+                match p.profile.get(field) {
+                    Some(Some(value)) => changes.push(format!("{} {}", field.name(), one_line(value))),
+                    Some(None) => changes.push(format!("{} removed", field.name())),
+                    None => {}
+                }
+            }
+            d.details = changes.join(", ");
+        }
         OpKind::RunClearing(r) => {
             d.memo = &r.reason;
             d.details = if r.with_credit { "set-off, then mutual credit".into() } else { "set-off".into() };

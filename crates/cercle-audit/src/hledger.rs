@@ -302,6 +302,7 @@ mod tests {
                 keys: vec![],
                 credit_limit_minor: 100_000,
                 max_balance_minor: None,
+                profile: Default::default(),
             }))
         };
         let pay = |amount_minor: i64| {

@@ -152,6 +152,7 @@ pub fn synth_log(entries: usize, seed: u64) -> SynthLog {
                 keys: vec![key.public_key()],
                 credit_limit_minor: CREDIT_LIMIT_MINOR,
                 max_balance_minor: None,
+                profile: Default::default(),
             };
             (OpKind::RegisterAccount(register), &admin)
         } else if let Some(i) = frozen.take() {

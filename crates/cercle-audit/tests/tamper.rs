@@ -264,6 +264,7 @@ fn a_log_the_node_itself_signed_is_still_replayed() {
             keys: vec![firm_key.public_key()],
             credit_limit_minor: 1_000_000_000,
             max_balance_minor: None,
+            profile: Default::default(),
         }),
     };
     entries.push(Entry {

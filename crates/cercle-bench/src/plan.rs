@@ -97,6 +97,7 @@ impl Accounts {
                         keys: vec![a.key.public_key()],
                         credit_limit_minor: a.credit_limit_minor,
                         max_balance_minor: a.max_balance_minor,
+                        profile: Default::default(),
                     }),
                 };
                 Signed::new(admin, ledger_id, &op)

@@ -96,6 +96,7 @@ fn write_golden(dir: &Path) {
             keys: vec![key.public_key()],
             credit_limit_minor: limit,
             max_balance_minor: max,
+            profile: Default::default(),
         })
     };
     w.run(&admin, register("alice-bakery", &alice, 100_000, None));
@@ -194,7 +195,7 @@ fn write_golden(dir: &Path) {
         ledger.head().size,
         hex::encode(ledger.head().hash),
         hex::encode(merkle::root(&hashes)),
-        hex::encode(ledger.state().digest()),
+        hex::encode(ledger.state().digest_v1()),
     );
     std::fs::write(dir.join("expected.txt"), expected).unwrap();
 }

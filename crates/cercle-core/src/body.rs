@@ -12,8 +12,10 @@ use prost::Message;
 use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, Transfer,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, SetProfile,
+    Transfer,
 };
+use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
 use cercle_limits::{BODY_BYTES_MAX, WIRE_KEYS_MAX};
 use cercle_schema as pb;
@@ -119,6 +121,62 @@ fn parties_to_wire(p: &InvoiceParties) -> Option<pb::InvoiceParties> {
     })
 }
 
+fn profile_fields(p: &pb::FirmProfile) -> [(Field, &Option<String>); 5] {
+    [
+        (Field::Sector, &p.sector),
+        (Field::Commune, &p.commune),
+        (Field::Postcode, &p.postcode),
+        (Field::Territory, &p.territory),
+        (Field::SizeClass, &p.size_class),
+    ]
+}
+
+/// A registration's profile: each field present is the value (checked by the state machine).
+fn profile(p: Option<pb::FirmProfile>) -> Profile {
+    let mut profile = Profile::default();
+    if let Some(p) = p {
+        for (field, value) in profile_fields(&p) {
+            *profile.slot(field) = value.clone();
+        }
+    }
+    profile
+}
+
+/// A profile change: absent keeps a field, an empty string removes it, a value sets it.
+fn profile_change(p: Option<pb::FirmProfile>) -> ProfileChange {
+    let mut change = ProfileChange::default();
+    if let Some(p) = p {
+        for (field, value) in profile_fields(&p) {
+            *change.slot(field) = value.as_ref().map(|v| (!v.is_empty()).then(|| v.clone()));
+        }
+    }
+    change
+}
+
+fn profile_to_wire(p: &Profile) -> Option<pb::FirmProfile> {
+    (!p.is_empty()).then(|| {
+        let get = |f| p.get(f).map(str::to_string);
+        pb::FirmProfile {
+            sector: get(Field::Sector),
+            commune: get(Field::Commune),
+            postcode: get(Field::Postcode),
+            territory: get(Field::Territory),
+            size_class: get(Field::SizeClass),
+        }
+    })
+}
+
+fn profile_change_to_wire(c: &ProfileChange) -> Option<pb::FirmProfile> {
+    let get = |f| c.get(f).map(|v| v.unwrap_or_default().to_string());
+    Some(pb::FirmProfile {
+        sector: get(Field::Sector),
+        commune: get(Field::Commune),
+        postcode: get(Field::Postcode),
+        territory: get(Field::Territory),
+        size_class: get(Field::SizeClass),
+    })
+}
+
 fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
     let id: [u8; 16] = fixed(&b.operation_id, "operation_id")?;
     use pb::operation_body::Kind;
@@ -129,6 +187,13 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             keys: public_keys(&r.public_keys)?,
             credit_limit_minor: r.credit_limit_minor,
             max_balance_minor: r.max_balance_minor,
+            profile: profile(r.profile),
+        }),
+        Kind::SetProfile(p) => OpKind::SetProfile(SetProfile {
+            account: account(&p.account)?,
+            display_name: p.display_name,
+            profile: profile_change(p.profile),
+            reason: p.reason,
         }),
         Kind::SetLimits(s) => OpKind::SetLimits(SetLimits {
             account: account(&s.account)?,
@@ -185,6 +250,13 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             public_keys: keys(&r.keys),
             credit_limit_minor: r.credit_limit_minor,
             max_balance_minor: r.max_balance_minor,
+            profile: profile_to_wire(&r.profile),
+        }),
+        OpKind::SetProfile(p) => Kind::SetProfile(pb::SetProfile {
+            account: p.account.to_string(),
+            display_name: p.display_name.clone(),
+            profile: profile_change_to_wire(&p.profile),
+            reason: p.reason.clone(),
         }),
         OpKind::SetLimits(s) => Kind::SetLimits(pb::SetLimits {
             account: s.account.to_string(),
@@ -297,11 +369,73 @@ mod tests {
             OpKind::CancelInvoice { invoice: parties.clone(), reason: String::new() },
             OpKind::SetInvoiceClearing { invoice: parties, excluded: false },
             OpKind::RunClearing(RunClearing { with_credit: true, reason: "monthly".into() }),
+            OpKind::RegisterAccount(RegisterAccount {
+                account: AccountId::parse("aaa").unwrap(),
+                display_name: "A".into(),
+                keys: vec![PublicKey([5; 32])],
+                credit_limit_minor: 1,
+                max_balance_minor: None,
+                profile: Profile {
+                    sector: Some("10.71".into()),
+                    commune: Some("2A004".into()),
+                    territory: Some("Pays ajaccien".into()),
+                    ..Profile::default()
+                },
+            }),
+            OpKind::SetProfile(SetProfile {
+                account: AccountId::parse("aaa").unwrap(),
+                display_name: Some("Boulangerie".into()),
+                profile: ProfileChange {
+                    sector: Some(Some("C".into())),
+                    postcode: Some(None),
+                    ..ProfileChange::default()
+                },
+                reason: "moved".into(),
+            }),
+            OpKind::SetProfile(SetProfile {
+                account: AccountId::parse("aaa").unwrap(),
+                display_name: None,
+                profile: ProfileChange::default(),
+                reason: String::new(),
+            }),
         ];
         for kind in kinds {
             let op = Operation { id: OperationId([2; 16]), valid_until_ms: 5, kind };
             assert_eq!(decode(&encode(&op)), Ok(op));
         }
+    }
+
+    /// A registration without a profile is encoded as before profiles existed: the bytes
+    /// signed by older wallets, and kept in older logs, decode to the same operation.
+    #[test]
+    fn a_registration_without_a_profile_keeps_its_encoding() {
+        let register = RegisterAccount {
+            account: AccountId::parse("aaa").unwrap(),
+            display_name: "A".into(),
+            keys: vec![PublicKey([5; 32])],
+            credit_limit_minor: 100,
+            max_balance_minor: Some(7),
+            profile: Profile::default(),
+        };
+        let op = Operation {
+            id: OperationId([1; 16]),
+            valid_until_ms: 9,
+            kind: OpKind::RegisterAccount(register),
+        };
+        let old = pb::OperationBody {
+            operation_id: vec![1; 16],
+            valid_until_ms: 9,
+            kind: Some(pb::operation_body::Kind::RegisterAccount(pb::RegisterAccount {
+                account: "aaa".into(),
+                display_name: "A".into(),
+                public_keys: vec![vec![5; 32]],
+                credit_limit_minor: 100,
+                max_balance_minor: Some(7),
+                profile: None,
+            })),
+        };
+        assert_eq!(encode(&op), old.encode_to_vec());
+        assert_eq!(decode(&old.encode_to_vec()), Ok(op));
     }
 
     #[test]

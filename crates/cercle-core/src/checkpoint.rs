@@ -469,6 +469,7 @@ mod statement_tests {
             keys: vec![],
             credit_limit_minor: 100_000,
             max_balance_minor: None,
+            profile: Default::default(),
         });
         let pay = OpKind::Transfer(Transfer {
             payer: id("alice"),

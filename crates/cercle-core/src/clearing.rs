@@ -26,7 +26,7 @@ use crate::entry::{Section, SectionTag};
 use crate::ids::AccountId;
 use crate::invoice::{Invoice, InvoiceId};
 use crate::reject::Rejection;
-use crate::state::{Account, AccountStatus, Effects, State};
+use crate::state::{Account, AccountStatus, Bounds, Effects, State};
 
 const RECORD_VERSION: u8 = 1;
 
@@ -398,6 +398,8 @@ struct Problem<'a> {
 pub trait ClearingSource {
     fn open_invoices(&self) -> impl Iterator<Item = &Invoice>;
     fn account(&self, id: &AccountId) -> Option<&Account>;
+    /// How many obligations and firms a run may take.
+    fn bounds(&self) -> Bounds;
 }
 
 impl ClearingSource for State {
@@ -407,6 +409,10 @@ impl ClearingSource for State {
 
     fn account(&self, id: &AccountId) -> Option<&Account> {
         State::account(self, id)
+    }
+
+    fn bounds(&self) -> Bounds {
+        State::bounds(self)
     }
 }
 
@@ -419,6 +425,7 @@ pub struct ClearingSnapshot {
     /// Every open invoice, in id order.
     invoices: Vec<Arc<Invoice>>,
     accounts: BTreeMap<AccountId, Account>,
+    bounds: Bounds,
 }
 
 impl ClearingSnapshot {
@@ -428,6 +435,7 @@ impl ClearingSnapshot {
         ClearingSnapshot {
             invoices: state.open_invoice_handles().cloned().collect(),
             accounts: state.account_map().clone(),
+            bounds: state.bounds(),
         }
     }
 
@@ -566,6 +574,10 @@ impl ClearingSource for ClearingSnapshot {
     fn account(&self, id: &AccountId) -> Option<&Account> {
         self.accounts.get(id)
     }
+
+    fn bounds(&self) -> Bounds {
+        self.bounds
+    }
 }
 
 /// An obligation of a run: accepted or partly settled, something open, not excluded, both
@@ -582,10 +594,11 @@ fn eligible(source: &impl ClearingSource, i: &Invoice) -> bool {
 impl<'a> Problem<'a> {
     fn build(state: &'a impl ClearingSource) -> Result<Problem<'a>, Rejection> {
         let eligible: Vec<&Invoice> = state.open_invoices().filter(|i| eligible(state, i)).collect();
-        if eligible.len() > CLEARING_OBLIGATIONS_MAX {
+        let bounds = state.bounds();
+        if eligible.len() > bounds.clearing_obligations_max {
             return Err(Rejection::TooManyObligations {
                 count: eligible.len(),
-                max: CLEARING_OBLIGATIONS_MAX,
+                max: bounds.clearing_obligations_max,
             });
         }
         let firms: Vec<AccountId> = eligible
@@ -595,8 +608,8 @@ impl<'a> Problem<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        if firms.len() > CLEARING_FIRMS_MAX {
-            return Err(Rejection::TooManyObligations { count: firms.len(), max: CLEARING_FIRMS_MAX });
+        if firms.len() > bounds.clearing_firms_max {
+            return Err(Rejection::TooManyObligations { count: firms.len(), max: bounds.clearing_firms_max });
         }
         let index: HashMap<&AccountId, u32> = firms.iter().enumerate().map(|(i, f)| (f, i as u32)).collect();
         let mut keyed: Vec<((u32, u32), &Invoice)> =

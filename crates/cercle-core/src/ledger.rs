@@ -183,6 +183,13 @@ impl Ledger {
         &self.state
     }
 
+    /// The same ledger under tighter bounds (see `Bounds`): for tests of the refusals at a
+    /// bound, which a real ledger reaches only with millions of invoices.
+    pub fn with_bounds(mut self, bounds: crate::state::Bounds) -> Self {
+        self.state = self.state.with_bounds(bounds);
+        self
+    }
+
     pub fn head(&self) -> &Head {
         &self.head
     }
@@ -503,6 +510,7 @@ mod tests {
     use crate::ids::{AccountId, LedgerId, OperationId};
     use crate::op::{OpKind, RegisterAccount, Transfer};
     use crate::sign::Keypair;
+    use crate::state::Account;
 
     fn setup() -> (Genesis, Keypair, Keypair) {
         let admin = Keypair::from_seed(&[1; 32]);
@@ -533,6 +541,7 @@ mod tests {
                 keys: vec![firm.public_key()],
                 credit_limit_minor: 1_000,
                 max_balance_minor: None,
+                profile: Default::default(),
             }),
         }
     }
@@ -685,5 +694,171 @@ mod tests {
         assert_eq!(ledger.state().digest(), kept.state().digest());
         assert_eq!(ledger.head(), kept.head());
         assert_eq!(ledger.ids(), kept.ids(), "the ids pruned at 11,000 are back");
+    }
+
+    fn set_profile(n: u8, change: crate::profile::ProfileChange, name: Option<&str>) -> Operation {
+        Operation {
+            id: OperationId([n; 16]),
+            valid_until_ms: 100_000,
+            kind: OpKind::SetProfile(crate::op::SetProfile {
+                account: AccountId::parse("aaa").unwrap(),
+                display_name: name.map(str::to_string),
+                profile: change,
+                reason: "moved to Lunel".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_profile_is_set_at_registration_changed_with_a_reason_and_checked() {
+        use crate::profile::{Profile, ProfileChange};
+        let (genesis, admin, firm) = setup();
+        let mut ledger = Ledger::new(genesis.clone());
+        let mut op = register(1, "aaa", &firm);
+        if let OpKind::RegisterAccount(r) = &mut op.kind {
+            r.profile =
+                Profile { sector: Some("10.71".into()), commune: Some("34145".into()), ..Profile::default() };
+        }
+        accepted(ledger.execute(1_000, signed(&genesis, &admin, &op), &op).unwrap());
+        let aaa = AccountId::parse("aaa").unwrap();
+        let change = ProfileChange {
+            commune: Some(Some("2A004".into())),
+            territory: Some(Some("Pays ajaccien".into())),
+            sector: Some(None),
+            ..ProfileChange::default()
+        };
+        let op = set_profile(2, change, Some("Boulangerie Martin"));
+        accepted(ledger.execute(2_000, signed(&genesis, &admin, &op), &op).unwrap());
+        let a = ledger.state().account(&aaa).unwrap();
+        assert_eq!(a.display_name, "Boulangerie Martin");
+        assert_eq!(
+            a.profile,
+            Profile {
+                commune: Some("2A004".into()),
+                territory: Some("Pays ajaccien".into()),
+                ..Profile::default()
+            }
+        );
+        assert_eq!(a.last_sequence, 2);
+        assert_eq!(Account::decode(&a.encode()).as_ref(), Ok(a));
+
+        // A firm may not change its own profile; a bad value is refused naming it.
+        let before = ledger.state().digest();
+        let op = set_profile(
+            3,
+            ProfileChange { size_class: Some(Some("1-9".into())), ..ProfileChange::default() },
+            None,
+        );
+        assert_eq!(
+            ledger.execute(3_000, signed(&genesis, &firm, &op), &op).unwrap_err(),
+            Rejection::NotAdministrator
+        );
+        let check = |change: ProfileChange, name: Option<&str>, code: crate::RejectCode, needle: &str| {
+            let op = set_profile(4, change, name);
+            let mut l = ledger.clone();
+            let err = l.execute(3_000, signed(&genesis, &admin, &op), &op).unwrap_err();
+            assert_eq!(err.code(), code, "{err:?}");
+            assert!(err.message("CHW", 2).contains(needle), "{:?} lacks {needle:?}", err.message("CHW", 2));
+            assert_eq!(l.state().digest(), before);
+        };
+        use crate::RejectCode::{InvalidProfile, InvalidText, NothingToChange};
+        check(
+            ProfileChange { sector: Some(Some("34".into())), ..ProfileChange::default() },
+            None,
+            InvalidProfile,
+            "invalid profile: sector '34' is not a NACE rev. 2 division",
+        );
+        check(
+            ProfileChange { commune: Some(Some("20004".into())), ..ProfileChange::default() },
+            None,
+            InvalidProfile,
+            "Corsican communes are numbered 2A",
+        );
+        check(ProfileChange::default(), None, NothingToChange, "nothing to change: give a new display name");
+        check(ProfileChange::default(), Some("  "), InvalidText, "cannot be blank");
+        let mut bad = register(5, "bbb", &firm);
+        if let OpKind::RegisterAccount(r) = &mut bad.kind {
+            r.profile.size_class = Some("12".into());
+        }
+        let err = ledger.clone().execute(3_000, signed(&genesis, &admin, &bad), &bad).unwrap_err();
+        assert_eq!(err.code(), InvalidProfile);
+    }
+
+    #[test]
+    fn negative_since_and_last_activity_follow_the_payments() {
+        let (genesis, admin, firm) = setup();
+        let mut ledger = Ledger::new(genesis.clone());
+        let mut entries = Vec::new();
+        for op in [register(1, "aaa", &firm), register(2, "bbb", &firm)] {
+            entries.push(accepted(ledger.execute(1_000, signed(&genesis, &admin, &op), &op).unwrap()));
+        }
+        let (aaa, bbb) = (AccountId::parse("aaa").unwrap(), AccountId::parse("bbb").unwrap());
+        let activity = |l: &Ledger, id: &AccountId| {
+            let a = l.state().account(id).unwrap();
+            (a.negative_since_ms, a.last_activity_ms)
+        };
+        assert_eq!(activity(&ledger, &aaa), (None, None));
+        let digest_before = ledger.state().digest();
+        let mut pay_at = |l: &mut Ledger, n: u8, at: u64, payer: &str, payee: &str, amount: i64| {
+            let mut op = pay(n, amount);
+            if let OpKind::Transfer(t) = &mut op.kind {
+                t.payer = AccountId::parse(payer).unwrap();
+                t.payee = AccountId::parse(payee).unwrap();
+            }
+            entries.push(accepted(l.execute(at, signed(&genesis, &firm, &op), &op).unwrap()));
+        };
+        pay_at(&mut ledger, 3, 2_000, "aaa", "bbb", 300);
+        assert_eq!(activity(&ledger, &aaa), (Some(2_000), Some(2_000)));
+        assert_eq!(activity(&ledger, &bbb), (None, Some(2_000)));
+        pay_at(&mut ledger, 4, 3_000, "aaa", "bbb", 100);
+        assert_eq!(activity(&ledger, &aaa), (Some(2_000), Some(3_000)), "still negative since the first");
+        pay_at(&mut ledger, 5, 4_000, "bbb", "aaa", 400);
+        assert_eq!(activity(&ledger, &aaa), (None, Some(4_000)), "back at zero");
+        assert_eq!(activity(&ledger, &bbb), (None, Some(4_000)));
+        pay_at(&mut ledger, 6, 5_000, "bbb", "aaa", 1);
+        assert_eq!(activity(&ledger, &bbb), (Some(5_000), Some(5_000)));
+        // The activity is in the stored record and in the digest: two states that differ
+        // only in when an account last moved have different digests.
+        let a = ledger.state().account(&bbb).unwrap().clone();
+        assert_eq!(Account::decode(&a.encode()), Ok(a.clone()));
+        let mut quiet = a.clone();
+        (quiet.negative_since_ms, quiet.last_activity_ms) = (None, None);
+        assert_ne!(quiet.encode(), a.encode());
+        assert_eq!(Account::decode(&quiet.encode()), Ok(quiet.clone()));
+        let accounts = ledger.state().accounts().map(|x| if x.id == bbb { quiet.clone() } else { x.clone() });
+        let other = crate::State::from_parts(&genesis, accounts.collect::<Vec<_>>(), []);
+        assert_ne!(other.digest(), ledger.state().digest());
+        assert_ne!(ledger.state().digest(), digest_before);
+        // A replay computes the same activity.
+        let replayed = replay_all(&genesis, &entries).unwrap();
+        for id in [&aaa, &bbb] {
+            assert_eq!(replayed.state().account(id), ledger.state().account(id));
+        }
+    }
+
+    #[test]
+    fn account_records_refuse_unknown_or_disordered_extensions() {
+        let (genesis, admin, firm) = setup();
+        let mut ledger = Ledger::new(genesis.clone());
+        let op = register(1, "aaa", &firm);
+        ledger.execute(1_000, signed(&genesis, &admin, &op), &op).unwrap();
+        let mut a = ledger.state().account(&AccountId::parse("aaa").unwrap()).unwrap().clone();
+        let plain = a.encode();
+        assert_eq!(*plain.last().unwrap(), 0, "no extension: the record of before profiles");
+        a.profile.commune = Some("75056".into());
+        a.last_activity_ms = Some(9);
+        let bytes = a.encode();
+        let at = plain.len() - 1;
+        assert_eq!(bytes[at], 2);
+        let mut unknown = bytes.clone();
+        unknown[at + 1] = 9;
+        assert!(Account::decode(&unknown).is_err());
+        let mut swapped = plain[..at].to_vec();
+        swapped.push(2);
+        let tail = &bytes[at + 1..];
+        let profile_len = 1 + 4 + u32::from_be_bytes(tail[1..5].try_into().unwrap()) as usize;
+        swapped.extend_from_slice(&tail[profile_len..]);
+        swapped.extend_from_slice(&tail[..profile_len]);
+        assert!(Account::decode(&swapped).is_err(), "extensions out of order");
     }
 }

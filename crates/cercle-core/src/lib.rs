@@ -19,6 +19,7 @@ pub mod invoice;
 pub mod ledger;
 pub mod merkle;
 pub mod op;
+pub mod profile;
 pub mod reject;
 pub mod sign;
 pub mod state;
@@ -34,7 +35,9 @@ pub use ledger::{
     Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
 };
 pub use op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, Transfer,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, SetProfile,
+    Transfer,
 };
+pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};
-pub use state::{Account, AccountStatus, BalanceChange, ClearingInput, Context, Effects, State};
+pub use state::{Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, State};

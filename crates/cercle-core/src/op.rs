@@ -6,6 +6,7 @@
 
 use crate::ids::{AccountId, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
+use crate::profile::{Profile, ProfileChange};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
@@ -49,6 +50,8 @@ pub enum OpKind {
     /// Clear all eligible obligations optimally. The node computes the result; the entry
     /// records it with its certificate (`clearing::ClearingRecord`).
     RunClearing(RunClearing),
+    /// Change a firm's display name or profile (sector, place, size), with a reason.
+    SetProfile(SetProfile),
 }
 
 /// A new invoice, signed by the payee.
@@ -89,6 +92,17 @@ pub struct RegisterAccount {
     pub keys: Vec<PublicKey>,
     pub credit_limit_minor: i64,
     pub max_balance_minor: Option<i64>,
+    /// The firm's profile at registration (every field may be unknown).
+    pub profile: Profile,
+}
+
+/// A change of a firm's display name (`None`: keep it) and profile, by an administrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetProfile {
+    pub account: AccountId,
+    pub display_name: Option<String>,
+    pub profile: ProfileChange,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +141,7 @@ impl OpKind {
             OpKind::CancelInvoice { .. } => "cancel_invoice",
             OpKind::SetInvoiceClearing { .. } => "set_invoice_clearing",
             OpKind::RunClearing(_) => "run_clearing",
+            OpKind::SetProfile(_) => "set_profile",
         }
     }
 
@@ -136,6 +151,7 @@ impl OpKind {
         match self {
             OpKind::RegisterAccount(r) => vec![&r.account],
             OpKind::SetLimits(s) => vec![&s.account],
+            OpKind::SetProfile(p) => vec![&p.account],
             OpKind::FreezeAccount { account, .. }
             | OpKind::UnfreezeAccount { account, .. }
             | OpKind::RotateKeys { account, .. } => vec![account],
@@ -158,6 +174,7 @@ impl OpKind {
                 | OpKind::FreezeAccount { .. }
                 | OpKind::UnfreezeAccount { .. }
                 | OpKind::RunClearing(_)
+                | OpKind::SetProfile(_)
         )
     }
 }

@@ -38,6 +38,7 @@ pub enum RejectCode {
     InvalidLimit = 32,
     NothingToChange = 33,
     InvalidInvoice = 34,
+    InvalidProfile = 35,
     InvalidAmount = 40,
     SelfTransfer = 41,
     BalanceOverflow = 42,
@@ -77,6 +78,7 @@ impl RejectCode {
             RejectCode::InvalidLimit => "INVALID_LIMIT",
             RejectCode::NothingToChange => "NOTHING_TO_CHANGE",
             RejectCode::InvalidInvoice => "INVALID_INVOICE",
+            RejectCode::InvalidProfile => "INVALID_PROFILE",
             RejectCode::InvalidAmount => "INVALID_AMOUNT",
             RejectCode::SelfTransfer => "SELF_TRANSFER",
             RejectCode::BalanceOverflow => "BALANCE_OVERFLOW",
@@ -160,8 +162,16 @@ pub enum Rejection {
     InvalidLimit {
         detail: String,
     },
-    NothingToChange,
+    /// The operation changes nothing; `hint` says what to give.
+    NothingToChange {
+        hint: &'static str,
+    },
     InvalidInvoice {
+        detail: String,
+    },
+    /// A firm's profile field (sector, commune, postcode, territory, size class) is not
+    /// valid; `detail` names the field and what is wrong.
+    InvalidProfile {
         detail: String,
     },
     InvalidAmount {
@@ -228,8 +238,9 @@ impl Rejection {
             Rejection::InvalidText { .. } => RejectCode::InvalidText,
             Rejection::InvalidKeys { .. } => RejectCode::InvalidKeys,
             Rejection::InvalidLimit { .. } => RejectCode::InvalidLimit,
-            Rejection::NothingToChange => RejectCode::NothingToChange,
+            Rejection::NothingToChange { .. } => RejectCode::NothingToChange,
             Rejection::InvalidInvoice { .. } => RejectCode::InvalidInvoice,
+            Rejection::InvalidProfile { .. } => RejectCode::InvalidProfile,
             Rejection::InvalidAmount { .. } => RejectCode::InvalidAmount,
             Rejection::SelfTransfer => RejectCode::SelfTransfer,
             Rejection::BalanceOverflow { .. } => RejectCode::BalanceOverflow,
@@ -291,9 +302,8 @@ impl Rejection {
             Rejection::InvalidKeys { detail } => format!("invalid keys: {detail}"),
             Rejection::InvalidInvoice { detail } => format!("invalid invoice: {detail}"),
             Rejection::InvalidLimit { detail } => format!("invalid limit: {detail}"),
-            Rejection::NothingToChange => {
-                "nothing to change: give a new credit limit or maximum balance".into()
-            }
+            Rejection::NothingToChange { hint } => format!("nothing to change: {hint}"),
+            Rejection::InvalidProfile { detail } => format!("invalid profile: {detail}"),
             Rejection::InvalidAmount { amount_minor } => {
                 format!(
                     "invalid amount: {} (an amount must be positive and at most {})",

@@ -27,8 +27,10 @@ use crate::genesis::Genesis;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, Transfer,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, SetProfile,
+    Transfer,
 };
+use crate::profile::{Field, Profile};
 use crate::reject::Rejection;
 use cercle_limits::{
     ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX,
@@ -66,12 +68,30 @@ pub struct Account {
     pub registered_at_sequence: u64,
     /// The last entry that touched this account.
     pub last_sequence: u64,
+    /// Sector, place and size, as the last registration or profile change set them.
+    pub profile: Profile,
+    /// When the balance last went below zero (the timestamp of that entry), while it is
+    /// below zero; `None` at zero or above.
+    pub negative_since_ms: Option<u64>,
+    /// When the account last paid or was paid (a transfer, or a payment of a clearing run
+    /// through mutual credit).
+    pub last_activity_ms: Option<u64>,
 }
 
+/// Account record extensions, in the order they are written.
+const EXTENSION_PROFILE: u8 = 1;
+const EXTENSION_ACTIVITY: u8 = 2;
+
 impl Account {
-    /// The account's canonical, versioned encoding: persisted by the store and hashed
-    /// into the state digest.
+    /// The account's canonical, versioned encoding: persisted by the store's checkpoint and
+    /// hashed into the state digest, every field included.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with(true)
+    }
+
+    /// The encoding with or without the activity extension (version 1 of the state
+    /// digest predates it).
+    fn encode_with(&self, activity: bool) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(ACCOUNT_VERSION)
             .str(self.id.as_str())
@@ -89,9 +109,36 @@ impl Account {
         }
         w.u64(self.registered_at_sequence).u64(self.last_sequence);
         // Extensions: fields added later are written only when they differ from their
-        // defaults, each as (tag, bytes), so earlier records keep their bytes and the state
-        // its digest. None exist yet.
-        w.u8(0);
+        // defaults, each as (tag, bytes) in increasing tag order, so a record that has none
+        // keeps the bytes it had before extensions existed. The activity extension is
+        // derived from the entries' timestamps: a ledger with payments has it, and its
+        // digest covers it like every other field.
+        let mut extensions: Vec<(u8, Vec<u8>)> = Vec::new();
+        if !self.profile.is_empty() {
+            let mut p = Writer::default();
+            for field in Field::ALL {
+                match self.profile.get(field) {
+                    None => p.u8(0),
+                    Some(value) => p.u8(1).str(value),
+                };
+            }
+            extensions.push((EXTENSION_PROFILE, p.buf));
+        }
+        let has_activity = activity && (self.negative_since_ms.is_some() || self.last_activity_ms.is_some());
+        if has_activity {
+            let mut a = Writer::default();
+            for value in [self.negative_since_ms, self.last_activity_ms] {
+                match value {
+                    None => a.u8(0),
+                    Some(ms) => a.u8(1).u64(ms),
+                };
+            }
+            extensions.push((EXTENSION_ACTIVITY, a.buf));
+        }
+        w.u8(extensions.len() as u8);
+        for (tag, bytes) in extensions {
+            w.u8(tag).bytes(&bytes);
+        }
         w.buf
     }
 
@@ -118,8 +165,45 @@ impl Account {
         let keys = (0..n).map(|_| Ok(PublicKey(r.array("key")?))).collect::<Result<Vec<_>, DecodeError>>()?;
         let registered_at_sequence = r.u64("registered at")?;
         let last_sequence = r.u64("last sequence")?;
-        if r.u8("extension count")? != 0 {
-            return Err(DecodeError::Invalid("account extensions"));
+        let mut profile = Profile::default();
+        let (mut negative_since_ms, mut last_activity_ms) = (None, None);
+        let count = r.u8("extension count")?;
+        let mut last_tag = 0;
+        for _ in 0..count {
+            let tag = r.u8("extension tag")?;
+            if tag <= last_tag {
+                return Err(DecodeError::Invalid("account extensions out of order"));
+            }
+            last_tag = tag;
+            let mut e = Reader::new(r.bytes("extension")?);
+            match tag {
+                EXTENSION_PROFILE => {
+                    for field in Field::ALL {
+                        *profile.slot(field) = match e.u8("profile field")? {
+                            0 => None,
+                            1 => Some(e.string("profile field")?),
+                            _ => return Err(DecodeError::Invalid("profile field")),
+                        };
+                    }
+                    if profile.is_empty() {
+                        return Err(DecodeError::Invalid("an empty profile extension"));
+                    }
+                }
+                EXTENSION_ACTIVITY => {
+                    let mut read = || match e.u8("activity")? {
+                        0 => Ok(None),
+                        1 => Ok(Some(e.u64("activity")?)),
+                        _ => Err(DecodeError::Invalid("activity")),
+                    };
+                    negative_since_ms = read()?;
+                    last_activity_ms = read()?;
+                    if negative_since_ms.is_none() && last_activity_ms.is_none() {
+                        return Err(DecodeError::Invalid("an empty activity extension"));
+                    }
+                }
+                _ => return Err(DecodeError::Invalid("unknown account extension")),
+            }
+            e.finish()?;
         }
         r.finish()?;
         Ok(Account {
@@ -132,7 +216,22 @@ impl Account {
             status,
             registered_at_sequence,
             last_sequence,
+            profile,
+            negative_since_ms,
+            last_activity_ms,
         })
+    }
+
+    /// Sets the balance after a payment at `timestamp_ms` (made or received): keeps when it
+    /// last went below zero, and when it last moved.
+    fn set_paid_balance(&mut self, balance_minor: i64, timestamp_ms: u64) {
+        if balance_minor >= 0 {
+            self.negative_since_ms = None;
+        } else if self.balance_minor >= 0 {
+            self.negative_since_ms = Some(timestamp_ms);
+        }
+        self.balance_minor = balance_minor;
+        self.last_activity_ms = Some(timestamp_ms);
     }
 }
 
@@ -188,8 +287,40 @@ pub enum InvariantViolation {
 /// What a change overwrote, so it can be undone (`State::undo_to`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Undo {
-    Account(AccountId, Option<Account>),
+    Account(AccountId, Option<Box<Account>>),
     Invoice(InvoiceId, Option<Arc<Invoice>>),
+}
+
+/// The bounds a state enforces on what it holds: the ledger's constants (`cercle-limits`).
+/// A test of a bound itself may tighten them (`Ledger::with_bounds`), never loosen them, so
+/// that a refusal at a bound can be reached without millions of invoices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub open_invoices_max: usize,
+    pub clearing_obligations_max: usize,
+    pub clearing_firms_max: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            open_invoices_max: OPEN_INVOICES_MAX,
+            clearing_obligations_max: cercle_limits::CLEARING_OBLIGATIONS_MAX,
+            clearing_firms_max: cercle_limits::CLEARING_FIRMS_MAX,
+        }
+    }
+}
+
+impl Bounds {
+    /// Each bound at most the ledger's own.
+    fn tightened(self) -> Bounds {
+        let limits = Bounds::default();
+        Bounds {
+            open_invoices_max: self.open_invoices_max.min(limits.open_invoices_max),
+            clearing_obligations_max: self.clearing_obligations_max.min(limits.clearing_obligations_max),
+            clearing_firms_max: self.clearing_firms_max.min(limits.clearing_firms_max),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +336,7 @@ pub struct State {
     open_invoices: BTreeSet<InvoiceId>,
     /// When `Some`, every change records what it overwrote (see `Ledger::mark`).
     journal: Option<Vec<Undo>>,
+    bounds: Bounds,
 }
 
 impl State {
@@ -230,7 +362,19 @@ impl State {
             invoices,
             open_invoices,
             journal: None,
+            bounds: Bounds::default(),
         }
+    }
+
+    /// The same state under tighter bounds (each at most the ledger's): for tests of the
+    /// refusals at a bound.
+    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
+        self.bounds = bounds.tightened();
+        self
+    }
+
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 
     /// Starts (or stops) recording what each change overwrites.
@@ -253,7 +397,7 @@ impl State {
         for u in undo {
             match u {
                 Undo::Account(id, Some(a)) => {
-                    self.accounts.insert(id, a);
+                    self.accounts.insert(id, *a);
                 }
                 Undo::Account(id, None) => {
                     self.accounts.remove(&id);
@@ -280,7 +424,7 @@ impl State {
 
     fn save_account(&mut self, id: &AccountId) {
         if let Some(journal) = self.journal.as_mut() {
-            journal.push(Undo::Account(id.clone(), self.accounts.get(id).cloned()));
+            journal.push(Undo::Account(id.clone(), self.accounts.get(id).cloned().map(Box::new)));
         }
     }
 
@@ -407,12 +551,25 @@ impl State {
     /// SHA-256 over every account's canonical encoding in handle order, then every
     /// invoice's in id order. Two states are equal exactly when their digests are (barring
     /// a hash collision). Frozen: the golden log's digest holds it to its definition.
+    /// Every field of an account is in its encoding, the profile and the activity
+    /// (`negative_since_ms`, `last_activity_ms`) included.
     pub fn digest(&self) -> [u8; 32] {
+        self.digest_version(2)
+    }
+
+    /// The digest as version 1 defined it, before accounts carried their activity
+    /// (`negative_since`, `last_activity`): what the golden log of entry format 1 recorded
+    /// (`tests/fixtures/golden`). Version 2 (`digest`) covers every field.
+    pub fn digest_v1(&self) -> [u8; 32] {
+        self.digest_version(1)
+    }
+
+    fn digest_version(&self, version: u8) -> [u8; 32] {
         let mut h = Sha256::new();
-        h.update(b"cercle/state/v1");
+        h.update(if version == 1 { b"cercle/state/v1".as_slice() } else { b"cercle/state/v2".as_slice() });
         h.update((self.accounts.len() as u64).to_be_bytes());
         for account in self.accounts.values() {
-            let bytes = account.encode();
+            let bytes = account.encode_with(version >= 2);
             h.update((bytes.len() as u32).to_be_bytes());
             h.update(&bytes);
         }
@@ -486,6 +643,7 @@ impl State {
         let effects = match &op.kind {
             OpKind::RegisterAccount(r) => self.register(ctx, r)?,
             OpKind::SetLimits(s) => self.set_limits(ctx, s)?,
+            OpKind::SetProfile(p) => self.set_profile(ctx, p)?,
             OpKind::FreezeAccount { account, .. } => self.set_status(ctx, account, AccountStatus::Frozen)?,
             OpKind::UnfreezeAccount { account, .. } => {
                 self.set_status(ctx, account, AccountStatus::Active)?
@@ -591,8 +749,8 @@ impl State {
         if self.invoices.contains_key(&i.invoice) {
             return Err(Rejection::InvoiceExists { invoice: i.invoice });
         }
-        if self.open_invoices.len() >= OPEN_INVOICES_MAX {
-            return Err(Rejection::TooManyOpenInvoices { max: OPEN_INVOICES_MAX });
+        if self.open_invoices.len() >= self.bounds.open_invoices_max {
+            return Err(Rejection::TooManyOpenInvoices { max: self.bounds.open_invoices_max });
         }
         self.put_invoice(Invoice {
             id: i.invoice,
@@ -670,7 +828,12 @@ impl State {
             }
             // Only a party learns that nothing would change: the flag is not public.
             InvoiceAction::SetClearing(excluded) if invoice.excluded_from_clearing == excluded => {
-                return Err(Rejection::NothingToChange);
+                let hint = if excluded {
+                    "the invoice is already left out of clearing"
+                } else {
+                    "the invoice is already in clearing"
+                };
+                return Err(Rejection::NothingToChange { hint });
             }
             _ => {}
         }
@@ -749,7 +912,7 @@ impl State {
             if f.payment_minor != 0 {
                 let before_minor = a.balance_minor;
                 // Checked within the firm's headroom, so no overflow.
-                a.balance_minor -= f.payment_minor;
+                a.set_paid_balance(before_minor - f.payment_minor, ctx.timestamp_ms);
                 balance_changes.push(BalanceChange {
                     account: a.id.clone(),
                     before_minor,
@@ -790,6 +953,9 @@ impl State {
             status: AccountStatus::Active,
             registered_at_sequence: ctx.sequence,
             last_sequence: ctx.sequence,
+            profile: r.profile.clone(),
+            negative_since_ms: None,
+            last_activity_ms: None,
         });
         Ok(Effects {
             balance_changes: vec![BalanceChange {
@@ -811,6 +977,16 @@ impl State {
             if let Some(max) = s.max_balance_minor {
                 a.max_balance_minor = max;
             }
+        }))
+    }
+
+    fn set_profile(&mut self, ctx: &Context, p: &SetProfile) -> Result<Effects, Rejection> {
+        self.existing(&p.account)?;
+        Ok(self.touch(ctx, &p.account, |a| {
+            if let Some(name) = &p.display_name {
+                a.display_name = name.clone();
+            }
+            p.profile.apply(&mut a.profile);
         }))
     }
 
@@ -861,7 +1037,7 @@ impl State {
                 before_minor: a.balance_minor,
                 after_minor: after,
             });
-            a.balance_minor = after;
+            a.set_paid_balance(after, ctx.timestamp_ms);
             a.last_sequence = ctx.sequence;
         }
         Ok(Effects {
@@ -991,14 +1167,35 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
         OpKind::RegisterAccount(r) => {
             check_text("display name", &r.display_name, DISPLAY_NAME_CHARS_MAX)?;
             check_keys(&r.keys)?;
-            check_limits(Some(r.credit_limit_minor), r.max_balance_minor.map(Some))
+            check_limits(Some(r.credit_limit_minor), r.max_balance_minor.map(Some))?;
+            r.profile.check().map_err(|detail| Rejection::InvalidProfile { detail })
         }
         OpKind::SetLimits(s) => {
             check_reason(&s.reason, true)?;
             if s.credit_limit_minor.is_none() && s.max_balance_minor.is_none() {
-                return Err(Rejection::NothingToChange);
+                return Err(Rejection::NothingToChange {
+                    hint: "give a new credit limit or maximum balance",
+                });
             }
             check_limits(s.credit_limit_minor, s.max_balance_minor)
+        }
+        OpKind::SetProfile(p) => {
+            check_reason(&p.reason, true)?;
+            if p.display_name.is_none() && p.profile.is_empty() {
+                return Err(Rejection::NothingToChange {
+                    hint: "give a new display name, sector, commune, postcode, territory or size class",
+                });
+            }
+            if let Some(name) = &p.display_name {
+                check_text("display name", name, DISPLAY_NAME_CHARS_MAX)?;
+                if name.trim().is_empty() {
+                    return Err(Rejection::InvalidText {
+                        field: "display name",
+                        detail: "a display name cannot be blank".into(),
+                    });
+                }
+            }
+            p.profile.check().map_err(|detail| Rejection::InvalidProfile { detail })
         }
         OpKind::FreezeAccount { reason, .. } => check_reason(reason, true),
         OpKind::UnfreezeAccount { reason, .. } => check_reason(reason, false),
@@ -1167,6 +1364,7 @@ mod tests {
             keys: vec![key(seed)],
             credit_limit_minor: limit,
             max_balance_minor: max,
+            profile: Default::default(),
         });
         (ADMIN, kind)
     }

@@ -66,6 +66,7 @@ impl World {
                 keys: vec![world.keys[i].public_key()],
                 credit_limit_minor: limit_minor,
                 max_balance_minor: None,
+                profile: Default::default(),
             });
             world.admin_op(kind).unwrap();
         }
@@ -682,4 +683,46 @@ fn a_run_planned_on_a_snapshot_is_applied_only_while_it_holds() {
     assert!(planned.still_holds(w.ledger.state(), &changes));
     changes.undone();
     assert!(!planned.still_holds(w.ledger.state(), &changes));
+}
+
+/// The bounds on open invoices and on a clearing run's obligations and firms refuse with
+/// their numbers; they are tightened here (they can only be tightened) so that they are
+/// reached with a handful of invoices.
+#[test]
+fn the_bounds_on_open_invoices_and_clearing_runs_are_refusals_with_their_numbers() {
+    use cercle_core::Bounds;
+    let tight = |open, obligations, firms| Bounds {
+        open_invoices_max: open,
+        clearing_obligations_max: obligations,
+        clearing_firms_max: firms,
+    };
+    let mut w = World::new(0);
+    w.ledger = w.ledger.clone().with_bounds(tight(2, 10, 10));
+    w.issue(1, "alpha", "beta", 1_000, 100, None).unwrap();
+    w.issue(2, "beta", "alpha", 1_000, 100, None).unwrap();
+    rejected(
+        w.issue(3, "alpha", "gamma", 1_000, 100, None),
+        RejectCode::TooManyOpenInvoices,
+        "2 open invoices",
+    );
+    // Loosening is not possible: the ledger's own bound stays the most.
+    let loose = w.ledger.clone().with_bounds(tight(usize::MAX, usize::MAX, usize::MAX));
+    assert_eq!(loose.state().bounds(), Bounds::default());
+
+    // Three obligations among three firms: a run may take two obligations, then two firms.
+    let mut w = World::new(0);
+    w.obligation(1, "alpha", "beta", 1_000, None);
+    w.obligation(2, "beta", "gamma", 1_000, None);
+    w.obligation(3, "gamma", "alpha", 1_000, None);
+    let all = w.ledger.clone();
+    w.ledger = all.clone().with_bounds(tight(10, 2, 10));
+    rejected(
+        w.clear(false),
+        RejectCode::TooManyObligations,
+        "3 obligations are eligible for clearing, the maximum for one run is 2",
+    );
+    w.ledger = all.clone().with_bounds(tight(10, 10, 2));
+    rejected(w.clear(false), RejectCode::TooManyObligations, "the maximum for one run is 2");
+    w.ledger = all;
+    w.clear(false).unwrap();
 }

@@ -384,6 +384,7 @@ impl Model {
                     keys: vec![keys()[key]],
                     credit_limit_minor: limit,
                     max_balance_minor: max,
+                    profile: Default::default(),
                 }),
             ),
             Step::SetLimits { account, limit, max, signer } => (

@@ -288,6 +288,9 @@ limits! {
     STATEMENT_HISTORY_MAX: usize = 1_000_000 => count;
     /// Most invoices a `ListInvoices` page looks at to fill itself.
     INVOICE_SCAN_MAX: usize = 100_000 => count;
+    /// Most indicator reports computed at once: each reads the whole log on a blocking
+    /// thread, and a report over a million entries takes seconds and hundreds of MiB.
+    INDICATOR_REPORTS_MAX: usize = 1 => count;
     /// How far a signed read's timestamp may be from the node's clock: enough for clocks
     /// kept by NTP or a phone network, short for a replay.
     READ_AUTH_SKEW_MS: u64 = 60 * 1000 => ms;

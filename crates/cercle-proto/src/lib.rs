@@ -235,6 +235,13 @@ impl From<&core::Account> for Account {
             public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
             registered_at_sequence: a.registered_at_sequence,
             last_sequence: a.last_sequence,
+            sector: a.profile.sector.clone(),
+            commune: a.profile.commune.clone(),
+            postcode: a.profile.postcode.clone(),
+            territory: a.profile.territory.clone(),
+            size_class: a.profile.size_class.clone(),
+            negative_since_ms: a.negative_since_ms,
+            last_activity_ms: a.last_activity_ms,
         }
     }
 }

@@ -92,6 +92,7 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::NothingToChange
         | RejectCode::InvalidAmount
         | RejectCode::InvalidInvoice
+        | RejectCode::InvalidProfile
         | RejectCode::InvoicePartiesMismatch
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,

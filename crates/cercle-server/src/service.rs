@@ -8,8 +8,8 @@ use cercle_core::checkpoint::{Statement, TreeHead};
 use cercle_core::sign::Keypair;
 use cercle_core::{self as core, AccountId, Genesis, verify_envelope};
 use cercle_limits::{
-    INVOICE_SCAN_MAX, PAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, STATEMENT_HISTORY_MAX,
-    SUBMIT_BATCH_MAX,
+    INDICATOR_REPORTS_MAX, INVOICE_SCAN_MAX, PAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX,
+    STATEMENT_HISTORY_MAX, SUBMIT_BATCH_MAX,
 };
 use cercle_proto as pb;
 use cercle_store::ProofRequestError;
@@ -25,6 +25,8 @@ use crate::now_ms;
 use crate::streams::{self, StreamGate};
 use crate::view::View;
 use crate::writer::{self, Receipt, WriterHandle};
+use cercle_indicators::accounts::{AccountFilter, AccountOrder, SignFilter};
+use cercle_indicators::{Computer, IndicatorError, Query};
 
 #[derive(Clone)]
 pub struct LedgerService {
@@ -42,6 +44,8 @@ pub struct LedgerService {
     streams: Arc<StreamGate>,
     stream_send_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Bounds the indicator reports computed at once (`INDICATOR_REPORTS_MAX`).
+    indicator_reports: Arc<tokio::sync::Semaphore>,
 }
 
 impl LedgerService {
@@ -63,6 +67,7 @@ impl LedgerService {
             verifiers: Verifiers::per_core(),
             streams: Arc::new(StreamGate::new(limits.streams_per_key_max, limits.streams_max)),
             stream_send_timeout: limits.stream_send_timeout,
+            indicator_reports: Arc::new(tokio::sync::Semaphore::new(INDICATOR_REPORTS_MAX)),
             metrics,
         }
     }
@@ -378,6 +383,54 @@ fn invoices_page(
         if scanned >= INVOICE_SCAN_MAX {
             return Ok((out, Some(cursor)));
         }
+    }
+}
+
+/// An overview's filters and order from a request; a bad value is the caller's error.
+fn account_selection(req: &pb::ListAccountsRequest) -> Result<(AccountFilter, AccountOrder), ServiceError> {
+    let bad = |what: &str, value: i32| ServiceError::InvalidArgument(format!("unknown {what} {value}"));
+    let status = match pb::AccountStatus::try_from(req.status).map_err(|_| bad("status", req.status))? {
+        pb::AccountStatus::Unspecified => None,
+        pb::AccountStatus::Active => Some(core::AccountStatus::Active),
+        pb::AccountStatus::Frozen => Some(core::AccountStatus::Frozen),
+    };
+    let sign = match pb::BalanceSign::try_from(req.sign).map_err(|_| bad("balance sign", req.sign))? {
+        pb::BalanceSign::Any => SignFilter::Any,
+        pb::BalanceSign::Negative => SignFilter::Negative,
+        pb::BalanceSign::Positive => SignFilter::Positive,
+    };
+    let order = match pb::AccountOrder::try_from(req.order).map_err(|_| bad("order", req.order))? {
+        pb::AccountOrder::Handle => AccountOrder::Handle,
+        pb::AccountOrder::Balance => AccountOrder::Balance,
+        pb::AccountOrder::CreditUse => AccountOrder::CreditUse,
+        pb::AccountOrder::NegativeSince => AccountOrder::NegativeSince,
+        pb::AccountOrder::LastActivity => AccountOrder::LastActivity,
+    };
+    let text = |t: &str| (!t.is_empty()).then(|| t.to_string());
+    let filter = AccountFilter {
+        status,
+        sign,
+        negative_days_min: req.negative_days_min,
+        credit_use_percent_min: req.credit_use_percent_min,
+        sector: text(&req.sector),
+        commune: text(&req.commune),
+    };
+    filter.check().map_err(ServiceError::InvalidArgument)?;
+    Ok((filter, order))
+}
+
+/// What an indicator report's failure is: a query too large for its bounds is the
+/// caller's to change; anything else comes from the log, which the node accepted.
+fn indicator_error(e: IndicatorError) -> ServiceError {
+    match e {
+        IndicatorError::DatesInWrongOrder { .. }
+        | IndicatorError::TooManyPeriods { .. }
+        | IndicatorError::TooManyGroups { .. }
+        | IndicatorError::TooManyFlows
+        | IndicatorError::Invalid(_) => ServiceError::InvalidArgument(e.to_string()),
+        IndicatorError::OutOfOrder { .. }
+        | IndicatorError::Entry { .. }
+        | IndicatorError::Clearing { .. } => ServiceError::Internal(e.to_string()),
     }
 }
 
@@ -735,5 +788,74 @@ impl pb::ledger_server::Ledger for LedgerService {
                 Err(ServiceError::rejected(rejection, &self.genesis.currency, self.genesis.exponent).into())
             }
         }
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        self.authorize_governance(&request, "ListAccounts")?;
+        let req = request.into_inner();
+        let limit = page_size(req.page_size)?;
+        let (filter, order) = account_selection(&req)?;
+        let offset = usize::try_from(req.offset).unwrap_or(usize::MAX);
+        let as_of_ms = now_ms();
+        let view = self.view.clone();
+        let (accounts, matching) = tokio::task::spawn_blocking(move || {
+            view.with_accounts(|all| {
+                let selected =
+                    cercle_indicators::accounts::select(all, &filter, order, req.descending, as_of_ms);
+                let page: Vec<pb::Account> =
+                    selected.iter().skip(offset).take(limit).map(|a| (*a).into()).collect();
+                (page, selected.len())
+            })
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let end = offset.saturating_add(accounts.len());
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts,
+            next_offset: (end < matching).then_some(end as u64),
+            matching: matching as u64,
+            currency: self.genesis.currency.clone(),
+            exponent: u32::from(self.genesis.exponent),
+            as_of_ms,
+        }))
+    }
+
+    async fn get_indicators(
+        &self,
+        request: Request<pb::GetIndicatorsRequest>,
+    ) -> Result<Response<pb::GetIndicatorsResponse>, Status> {
+        self.authorize_governance(&request, "GetIndicators")?;
+        let req = request.into_inner();
+        let query =
+            Query::parse(&req.from, &req.to, &req.by, &req.group_by, req.public).map_err(indicator_error)?;
+        let permit = self.indicator_reports.clone().try_acquire_owned().map_err(|_| {
+            ServiceError::Busy("another indicator report is being computed; retry when it is done".into())
+        })?;
+        // The log as it is now: the writer goes on appending while the report reads.
+        let size = self.store.tree().0;
+        let store = self.store.clone();
+        let genesis = self.genesis.clone();
+        let (report_json, through_sequence) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut computer = Computer::new(&query);
+            for sequence in 1..=size {
+                if !computer.wants_more() {
+                    break;
+                }
+                let entry = store.entry(sequence)?.ok_or_else(|| {
+                    ServiceError::Internal(format!("entry {sequence} is indexed but missing"))
+                })?;
+                computer.push(&entry).map_err(indicator_error)?;
+            }
+            let report = computer.finish().map_err(indicator_error)?;
+            let json = cercle_indicators::render::json(&report, &genesis.currency, genesis.exponent);
+            Ok::<_, ServiceError>((serde_json::Value::Object(json).to_string(), report.through_sequence))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        Ok(Response::new(pb::GetIndicatorsResponse { report_json, through_sequence }))
     }
 }

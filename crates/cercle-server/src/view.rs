@@ -137,6 +137,15 @@ impl View {
         range.take(limit).map(|(_, a)| a.clone()).collect()
     }
 
+    /// Runs `f` over every account, in handle order, under the read lock: for an overview
+    /// that filters and sorts them all without copying them first.
+    pub fn with_accounts<R>(
+        &self,
+        f: impl FnOnce(std::collections::btree_map::Values<'_, AccountId, Account>) -> R,
+    ) -> R {
+        f(self.read().accounts.values())
+    }
+
     /// The accounts that list `key` among their keys, in handle order, up to `limit`.
     /// A scan of the accounts in memory (tens of thousands in a circuit: well under a
     /// millisecond), so no second index has to be kept in step with key rotations.

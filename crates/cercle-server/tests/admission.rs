@@ -34,6 +34,7 @@ fn register(n: u64) -> Operation {
             keys: vec![keypair(9).public_key()],
             credit_limit_minor: 0,
             max_balance_minor: None,
+            profile: Default::default(),
         }),
     }
 }

@@ -40,8 +40,8 @@ use std::collections::BTreeMap;
 use cercle_core::sign::{Keypair, SignatureError, check_public_key};
 use cercle_core::{
     Account, AccountId, AccountStatus, ClearingRecord, Genesis, Head, Invoice, InvoiceId, InvoiceParties,
-    InvoiceState, IssueInvoice, LedgerId, OpKind, Operation, OperationId, PublicKey, RegisterAccount,
-    RejectCode, RunClearing, SectionTag, SetLimits, State, Transfer,
+    InvoiceState, IssueInvoice, LedgerId, OpKind, Operation, OperationId, Profile, PublicKey,
+    RegisterAccount, RejectCode, RunClearing, SectionTag, SetLimits, State, Transfer,
 };
 use cercle_proto as pb;
 use cercle_schema as schema;
@@ -204,6 +204,15 @@ enum OpSpec {
     RotateKeys {
         account: usize,
         keys: Vec<KeyChoice>,
+    },
+    /// A profile change: a new name, and indexes into `COMMUNE_CHOICES` and
+    /// `SECTOR_CHOICES` (valid, invalid, and "" to remove the field).
+    SetProfile {
+        account: usize,
+        name: Option<Text>,
+        commune: Option<usize>,
+        sector: Option<usize>,
+        reason: Text,
     },
     Transfer {
         payer: usize,
@@ -630,6 +639,29 @@ fn invoice_op() -> BoxedStrategy<OpSpec> {
     .boxed()
 }
 
+/// Commune codes a profile change may give: valid ones, malformed ones, and "" (remove).
+const COMMUNE_CHOICES: [&str; 5] = ["34145", "2A004", "", "20004", "7505"];
+/// Sectors likewise.
+const SECTOR_CHOICES: [&str; 5] = ["10.71", "C", "", "34", "10.74"];
+
+fn set_profile() -> BoxedStrategy<OpSpec> {
+    (
+        account_index(),
+        proptest::option::weighted(0.3, text()),
+        proptest::option::weighted(0.6, 0..COMMUNE_CHOICES.len()),
+        proptest::option::weighted(0.4, 0..SECTOR_CHOICES.len()),
+        text(),
+    )
+        .prop_map(|(account, name, commune, sector, reason)| OpSpec::SetProfile {
+            account,
+            name,
+            commune,
+            sector,
+            reason,
+        })
+        .boxed()
+}
+
 fn op_spec() -> BoxedStrategy<OpSpec> {
     let register = (account_index(), text(), keys(), credit_limit(), max_balance()).prop_map(
         |(account, name, keys, credit_limit, max_balance)| OpSpec::Register {
@@ -676,6 +708,7 @@ fn op_spec() -> BoxedStrategy<OpSpec> {
         2 => freeze.boxed(),
         2 => unfreeze.boxed(),
         1 => rotate.boxed(),
+        1 => set_profile(),
         1 => malformed().prop_map(OpSpec::Malformed).boxed(),
         1 => oversized.boxed(),
     ];
@@ -732,6 +765,7 @@ fn submission() -> BoxedStrategy<Submission> {
                     | OpSpec::Freeze { .. }
                     | OpSpec::Unfreeze { .. }
                     | OpSpec::RunClearing { .. }
+                    | OpSpec::SetProfile { .. }
             );
             let on_invoice = matches!(
                 op,
@@ -893,6 +927,23 @@ struct ModelAccount {
     frozen: bool,
     registered_at: u64,
     last_sequence: u64,
+    profile: Profile,
+    /// The timestamp of the entry that took the balance below zero, while it stays there.
+    negative_since: Option<u64>,
+    /// The timestamp of the last entry that moved the balance.
+    last_activity: Option<u64>,
+}
+
+impl ModelAccount {
+    /// A balance moved by an entry at `timestamp_ms`, from `before` to `after`.
+    fn moved(&mut self, before: i128, after: i128, timestamp_ms: u64) {
+        if after >= 0 {
+            self.negative_since = None;
+        } else if before >= 0 {
+            self.negative_since = Some(timestamp_ms);
+        }
+        self.last_activity = Some(timestamp_ms);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1059,6 +1110,9 @@ struct Model {
     invoices: BTreeMap<InvoiceId, ModelInvoice>,
     ops: BTreeMap<OperationId, AcceptedOp>,
     head: Head,
+    /// The balances each accepted transfer moved (account, before, after), by sequence,
+    /// until its receipt brings the entry's timestamp.
+    moves: BTreeMap<u64, Vec<(String, i128, i128)>>,
 }
 
 fn text_ok(text: &str, max_chars: usize) -> bool {
@@ -1079,6 +1133,7 @@ impl Model {
             invoices: BTreeMap::new(),
             ops: BTreeMap::new(),
             head: Head::empty(genesis),
+            moves: BTreeMap::new(),
         }
     }
 
@@ -1183,6 +1238,7 @@ impl Model {
                 | OpKind::FreezeAccount { .. }
                 | OpKind::UnfreezeAccount { .. }
                 | OpKind::RunClearing(_)
+                | OpKind::SetProfile(_)
         );
         if administrative && !is_admin {
             return Err(RejectCode::NotAdministrator);
@@ -1199,6 +1255,10 @@ impl Model {
                 if !limit_ok(r.credit_limit_minor) || r.max_balance_minor.is_some_and(|m| !limit_ok(m)) {
                     return Err(RejectCode::InvalidLimit);
                 }
+                // The lists of valid sectors and communes are data, taken from the core.
+                if r.profile.check().is_err() {
+                    return Err(RejectCode::InvalidProfile);
+                }
                 if self.accounts.contains_key(r.account.as_str()) {
                     return Err(RejectCode::AccountExists);
                 }
@@ -1213,9 +1273,36 @@ impl Model {
                         frozen: false,
                         registered_at: sequence,
                         last_sequence: sequence,
+                        profile: r.profile.clone(),
+                        negative_since: None,
+                        last_activity: None,
                     },
                 );
                 Ok(Applied::Entry(vec![(r.account.to_string(), 0)], None))
+            }
+            OpKind::SetProfile(p) => {
+                if !reason_ok(&p.reason, true) {
+                    return Err(RejectCode::InvalidText);
+                }
+                if p.display_name.is_none() && p.profile.is_empty() {
+                    return Err(RejectCode::NothingToChange);
+                }
+                if p.display_name
+                    .as_ref()
+                    .is_some_and(|n| !text_ok(n, DISPLAY_NAME_CHARS_MAX) || n.trim().is_empty())
+                {
+                    return Err(RejectCode::InvalidText);
+                }
+                if p.profile.check().is_err() {
+                    return Err(RejectCode::InvalidProfile);
+                }
+                self.account(&p.account)?;
+                let a = self.touch(&p.account, sequence);
+                if let Some(name) = &p.display_name {
+                    a.display_name = name.clone();
+                }
+                p.profile.apply(&mut a.profile);
+                Ok(Applied::Entry(vec![], None))
             }
             OpKind::SetLimits(s) => {
                 if !reason_ok(&s.reason, true) {
@@ -1318,6 +1405,11 @@ impl Model {
                     }
                 }
                 let limits = (-payer.credit_limit, payee.max_balance);
+                let moves = vec![
+                    (t.payer.to_string(), payer.balance, payer_after),
+                    (t.payee.to_string(), payee.balance, payee_after),
+                ];
+                self.moves.insert(sequence, moves);
                 self.touch(&t.payer, sequence).balance = payer_after;
                 self.touch(&t.payee, sequence).balance = payee_after;
                 // Paying an issued invoice accepts it: the payer signed the payment.
@@ -1584,6 +1676,9 @@ impl Model {
             status: if a.frozen { AccountStatus::Frozen } else { AccountStatus::Active },
             registered_at_sequence: a.registered_at,
             last_sequence: a.last_sequence,
+            profile: a.profile.clone(),
+            negative_since_ms: a.negative_since,
+            last_activity_ms: a.last_activity,
         })
     }
 
@@ -1601,6 +1696,13 @@ impl Model {
             public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
             registered_at_sequence: a.registered_at,
             last_sequence: a.last_sequence,
+            sector: a.profile.sector.clone(),
+            commune: a.profile.commune.clone(),
+            postcode: a.profile.postcode.clone(),
+            territory: a.profile.territory.clone(),
+            size_class: a.profile.size_class.clone(),
+            negative_since_ms: a.negative_since,
+            last_activity_ms: a.last_activity,
         })
     }
 
@@ -1892,9 +1994,14 @@ impl Model {
         for (id, &(setoff, credit)) in &cleared {
             self.invoices.get_mut(id).expect("an invoice of the model").settle(credit, setoff, run.sequence);
         }
+        let timestamp_ms = self.head.timestamp_ms;
         for (f, handle) in run.firms.keys().enumerate() {
             let a = self.accounts.get_mut(handle).expect("an account of the model");
-            a.balance -= payments.get(handle).copied().unwrap_or(0);
+            let payment = payments.get(handle).copied().unwrap_or(0);
+            if payment != 0 {
+                a.moved(a.balance, a.balance - payment, timestamp_ms);
+            }
+            a.balance -= payment;
             if changed[f] {
                 a.last_sequence = run.sequence;
             }
@@ -2158,6 +2265,7 @@ impl Run {
                     keys: keys(choices),
                     credit_limit_minor: *credit_limit,
                     max_balance_minor: *max_balance,
+                    profile: Default::default(),
                 })),
                 Some(handle(*account)),
                 None,
@@ -2188,6 +2296,26 @@ impl Run {
                 Some(handle(*account)),
                 None,
             ),
+            OpSpec::SetProfile { account, name, commune, sector, reason } => {
+                let choice = |list: &[&str], i: &Option<usize>| {
+                    i.map(|i| Some(list[i].to_string()).filter(|v| !v.is_empty()))
+                };
+                let profile = cercle_core::ProfileChange {
+                    commune: choice(&COMMUNE_CHOICES, commune),
+                    sector: choice(&SECTOR_CHOICES, sector),
+                    ..Default::default()
+                };
+                (
+                    Some(OpKind::SetProfile(cercle_core::SetProfile {
+                        account: handle(*account),
+                        display_name: name.as_ref().map(|n| n.resolve(DISPLAY_NAME_CHARS_MAX)),
+                        profile,
+                        reason: reason.resolve(REASON_CHARS_MAX),
+                    })),
+                    Some(handle(*account)),
+                    None,
+                )
+            }
             OpSpec::RotateKeys { account, keys: choices } => (
                 Some(OpKind::RotateKeys { account: handle(*account), keys: keys(choices) }),
                 Some(handle(*account)),
@@ -2462,6 +2590,11 @@ impl Run {
             .try_into()
             .map_err(|_| TestCaseError::fail("the entry hash is not 32 bytes"))?;
         self.model.head = Head { size: sequence, hash, timestamp_ms: receipt.timestamp_ms };
+        for (handle, before, after) in self.model.moves.remove(&sequence).unwrap_or_default() {
+            if let Some(a) = self.model.accounts.get_mut(&handle) {
+                a.moved(before, after, receipt.timestamp_ms);
+            }
+        }
         if let Some(op) = self.model.ops.get_mut(&id) {
             op.receipt = Some(receipt.clone());
         }
@@ -2682,6 +2815,7 @@ fn register_op(id: u8, account: &str, key: &Keypair, credit_limit_minor: i64) ->
             keys: vec![key.public_key()],
             credit_limit_minor,
             max_balance_minor: None,
+            profile: Default::default(),
         }),
     }
 }

@@ -54,6 +54,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             "public_keys": public_keys,
             "registered_at_sequence": account.registered_at_sequence,
             "last_sequence": account.last_sequence,
+            "sector": account.sector,
+            "commune": account.commune,
+            "postcode": account.postcode,
+            "territory": account.territory,
+            "size_class": account.size_class,
+            "negative_since": account.negative_since_ms.map(output::rfc3339),
+            "last_activity": account.last_activity_ms.map(output::rfc3339),
         }));
     }
     let max_balance = account.max_balance_minor.map_or_else(|| "none".to_string(), |m| money(genesis, m));
@@ -64,6 +71,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         ("max balance", max_balance),
         ("status", status),
     ];
-    let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<13}{value}")).collect();
+    let profile = [
+        ("sector", &account.sector),
+        ("commune", &account.commune),
+        ("postcode", &account.postcode),
+        ("territory", &account.territory),
+        ("size class", &account.size_class),
+    ];
+    let mut rows: Vec<(&str, String)> = rows.into_iter().collect();
+    rows.extend(profile.into_iter().filter_map(|(label, v)| Some((label, one_line(v.as_deref()?)))));
+    if let Some(since) = account.negative_since_ms {
+        rows.push(("negative since", output::rfc3339(since)));
+    }
+    let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<12} {value}")).collect();
     output::emit(&text.join("\n"))
 }

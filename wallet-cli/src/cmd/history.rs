@@ -134,6 +134,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
             row.invoice_ref = row.invoice_id.clone().or_else(|| t.invoice_ref.clone());
         }
         OpKind::SetLimits(s) => row.reason = non_empty(&s.reason),
+        OpKind::SetProfile(p) => row.reason = non_empty(&p.reason),
         OpKind::FreezeAccount { reason, .. } | OpKind::UnfreezeAccount { reason, .. } => {
             row.reason = non_empty(reason);
         }
@@ -206,6 +207,19 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
             value["limits"] = serde_json::Value::Object(limits);
         }
         OpKind::RotateKeys { keys: new, .. } => value["public_keys"] = json!(keys(new)),
+        OpKind::SetProfile(p) => {
+            // Only what changed: an absent field kept its value; a null one was removed.
+            let mut profile = serde_json::Map::new();
+            if let Some(name) = &p.display_name {
+                profile.insert("display_name".into(), json!(name));
+            }
+            for field in cercle_core::profile::Field::ALL {
+                if let Some(value) = p.profile.get(field) {
+                    profile.insert(field.name().replace(' ', "_"), json!(value));
+                }
+            }
+            value["profile"] = serde_json::Value::Object(profile);
+        }
         OpKind::IssueInvoice(i) => {
             value["invoice"] = json!({
                 "invoice_id": i.invoice.to_string(),
@@ -289,7 +303,8 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::RejectInvoice { .. }
         | OpKind::CancelInvoice { .. }
         | OpKind::SetInvoiceClearing { .. }
-        | OpKind::RunClearing(_) => {
+        | OpKind::RunClearing(_)
+        | OpKind::SetProfile(_) => {
             let d = cercle_audit::describe::describe(genesis, op);
             let mut text = one_line(&d.details);
             if !d.memo.is_empty() {
@@ -697,6 +712,7 @@ mod tests {
             keys: vec![],
             credit_limit_minor: 0,
             max_balance_minor: Some(200_000),
+            profile: Default::default(),
         });
         check(
             "carol",

@@ -5,6 +5,7 @@ mod audit;
 mod balance;
 mod clearing;
 mod history;
+mod indicators;
 mod info;
 mod invoice;
 mod keygen;
@@ -49,6 +50,8 @@ pub enum Command {
     Proof(proof::Command),
     /// Get a signed statement of an account over a period, or verify one offline
     Statement(statement::Args),
+    /// Compute indicators of local exchange from the node's log or an exported one
+    Indicators(indicators::Args),
     /// Compute the optimal set-off of an invoice network from a file, without a node
     #[command(subcommand)]
     Clearing(clearing::Command),
@@ -73,6 +76,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Audit(command) => audit::run(global, command).await,
         Command::Proof(command) => proof::run(global, command).await,
         Command::Statement(args) => statement::run(global, args).await,
+        Command::Indicators(args) => indicators::run(global, args).await,
         Command::Clearing(command) => clearing::run(global, command),
         Command::Completions { shell } => {
             let mut script = Vec::new();

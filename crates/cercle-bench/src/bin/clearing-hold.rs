@@ -128,6 +128,7 @@ fn fill(args: &Args) -> anyhow::Result<World> {
             // 5,000 to 50,000 CHW, as in the benchmark.
             credit_limit_minor: 500_000 + (n as i64 * 7_919 % 4_500_001),
             max_balance_minor: None,
+            profile: Default::default(),
         });
         w.run(usize::MAX, kind, ClearingInput::Propose, None)?;
     }

@@ -87,6 +87,7 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::InvalidLimit => (32, "INVALID_LIMIT"),
         RejectCode::NothingToChange => (33, "NOTHING_TO_CHANGE"),
         RejectCode::InvalidInvoice => (34, "INVALID_INVOICE"),
+        RejectCode::InvalidProfile => (35, "INVALID_PROFILE"),
         RejectCode::InvalidAmount => (40, "INVALID_AMOUNT"),
         RejectCode::SelfTransfer => (41, "SELF_TRANSFER"),
         RejectCode::BalanceOverflow => (42, "BALANCE_OVERFLOW"),
@@ -102,7 +103,7 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 33] = [
+pub const ALL_CODES: [RejectCode; 34] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -125,6 +126,7 @@ pub const ALL_CODES: [RejectCode; 33] = [
     RejectCode::InvalidLimit,
     RejectCode::NothingToChange,
     RejectCode::InvalidInvoice,
+    RejectCode::InvalidProfile,
     RejectCode::InvalidAmount,
     RejectCode::SelfTransfer,
     RejectCode::BalanceOverflow,

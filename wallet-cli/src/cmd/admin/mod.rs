@@ -1,8 +1,10 @@
 //! `cercle admin ...`: administrative operations, signed with an administrator's key
 //! (`rotate-keys` may also be signed by the account itself).
 
+mod accounts;
 mod clearing;
 mod freeze;
+mod profile;
 mod register;
 mod rotate_keys;
 mod set_limits;
@@ -13,8 +15,12 @@ use crate::Global;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Register a new account with its keys and limits
+    /// Register a new account with its keys, limits and profile
     Register(register::Args),
+    /// Change a firm's display name or profile (sector, commune, postcode, territory, size)
+    Profile(profile::Args),
+    /// List the accounts, filtered and sorted (administrators and auditors)
+    Accounts(accounts::Args),
     /// Change an account's credit limit or maximum balance
     SetLimits(set_limits::Args),
     /// Freeze an account: it can neither pay nor be paid
@@ -30,6 +36,8 @@ pub enum Command {
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Register(args) => register::run(global, args).await,
+        Command::Profile(args) => profile::run(global, args).await,
+        Command::Accounts(args) => accounts::run(global, args).await,
         Command::SetLimits(args) => set_limits::run(global, args).await,
         Command::Freeze(args) => freeze::run_freeze(global, args).await,
         Command::Unfreeze(args) => freeze::run_unfreeze(global, args).await,

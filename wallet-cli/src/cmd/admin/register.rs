@@ -1,7 +1,8 @@
-//! `cercle admin register`: admit a firm with its keys and limits.
+//! `cercle admin register`: admit a firm with its keys, limits and profile.
 
 use cercle_core::{AccountId, OpKind, PublicKey, RegisterAccount};
 
+use super::profile::ProfileArgs;
 use crate::amounts::{self, Sign};
 use crate::client::Node;
 use crate::signed::{self, SignArgs, parse_account, parse_public_key};
@@ -25,11 +26,14 @@ pub struct Args {
     #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
     max_balance: Option<String>,
     #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
     sign: SignArgs,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
+    let profile = args.profile.profile()?;
     amounts::precheck(&args.credit_limit, "credit limit", Sign::NonNegative)?;
     if let Some(max) = &args.max_balance {
         amounts::precheck(max, "maximum balance", Sign::NonNegative)?;
@@ -48,6 +52,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         keys: args.pubkeys,
         credit_limit_minor,
         max_balance_minor,
+        profile,
     });
     signed::sign_and_submit(global, &args.sign, &key, &mut node, kind).await
 }

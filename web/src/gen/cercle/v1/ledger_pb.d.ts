@@ -693,6 +693,48 @@ export declare type Account = Message<"cercle.v1.Account"> & {
    * @generated from field: uint64 last_sequence = 9;
    */
   lastSequence: bigint;
+
+  /**
+   * The firm's profile (see `FirmProfile` in operation.proto); absent: not known.
+   *
+   * @generated from field: optional string sector = 10;
+   */
+  sector?: string | undefined;
+
+  /**
+   * @generated from field: optional string commune = 11;
+   */
+  commune?: string | undefined;
+
+  /**
+   * @generated from field: optional string postcode = 12;
+   */
+  postcode?: string | undefined;
+
+  /**
+   * @generated from field: optional string territory = 13;
+   */
+  territory?: string | undefined;
+
+  /**
+   * @generated from field: optional string size_class = 14;
+   */
+  sizeClass?: string | undefined;
+
+  /**
+   * When the balance last went below zero (the entry's timestamp, ms since the Unix
+   * epoch), while it is below zero.
+   *
+   * @generated from field: optional uint64 negative_since_ms = 15;
+   */
+  negativeSinceMs?: bigint | undefined;
+
+  /**
+   * When the account last paid or was paid.
+   *
+   * @generated from field: optional uint64 last_activity_ms = 16;
+   */
+  lastActivityMs?: bigint | undefined;
 };
 
 /**
@@ -1236,6 +1278,200 @@ export declare type PlanClearingRequest = Message<"cercle.v1.PlanClearingRequest
 export declare const PlanClearingRequestSchema: GenMessage<PlanClearingRequest>;
 
 /**
+ * @generated from message cercle.v1.ListAccountsRequest
+ */
+export declare type ListAccountsRequest = Message<"cercle.v1.ListAccountsRequest"> & {
+  /**
+   * @generated from field: cercle.v1.AccountOrder order = 1;
+   */
+  order: AccountOrder;
+
+  /**
+   * Reverses the order.
+   *
+   * @generated from field: bool descending = 2;
+   */
+  descending: boolean;
+
+  /**
+   * Only accounts of this status (unspecified: any).
+   *
+   * @generated from field: cercle.v1.AccountStatus status = 3;
+   */
+  status: AccountStatus;
+
+  /**
+   * @generated from field: cercle.v1.BalanceSign sign = 4;
+   */
+  sign: BalanceSign;
+
+  /**
+   * Only accounts negative for at least this many days (0: no filter).
+   *
+   * @generated from field: uint32 negative_days_min = 5;
+   */
+  negativeDaysMin: number;
+
+  /**
+   * Only accounts using at least this percentage of their credit line (0: no filter).
+   *
+   * @generated from field: uint32 credit_use_percent_min = 6;
+   */
+  creditUsePercentMin: number;
+
+  /**
+   * Only firms of this NACE section, division or class ("C", "10", "10.71"); "" for any.
+   *
+   * @generated from field: string sector = 7;
+   */
+  sector: string;
+
+  /**
+   * Only firms of this commune (INSEE code); "" for any.
+   *
+   * @generated from field: string commune = 8;
+   */
+  commune: string;
+
+  /**
+   * The first account of the page, counted from 0 in the order asked.
+   *
+   * @generated from field: uint64 offset = 9;
+   */
+  offset: bigint;
+
+  /**
+   * 0 means the default (100); the maximum is 1000.
+   *
+   * @generated from field: uint32 page_size = 10;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message cercle.v1.ListAccountsRequest.
+ * Use `create(ListAccountsRequestSchema)` to create a new message.
+ */
+export declare const ListAccountsRequestSchema: GenMessage<ListAccountsRequest>;
+
+/**
+ * @generated from message cercle.v1.ListAccountsResponse
+ */
+export declare type ListAccountsResponse = Message<"cercle.v1.ListAccountsResponse"> & {
+  /**
+   * @generated from field: repeated cercle.v1.Account accounts = 1;
+   */
+  accounts: Account[];
+
+  /**
+   * Pass back as `offset` for the next page; absent on the last page.
+   *
+   * @generated from field: optional uint64 next_offset = 2;
+   */
+  nextOffset?: bigint | undefined;
+
+  /**
+   * How many accounts pass the filters.
+   *
+   * @generated from field: uint64 matching = 3;
+   */
+  matching: bigint;
+
+  /**
+   * @generated from field: string currency = 4;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: uint32 exponent = 5;
+   */
+  exponent: number;
+
+  /**
+   * The node's time the filters were judged at (ms since the Unix epoch).
+   *
+   * @generated from field: uint64 as_of_ms = 6;
+   */
+  asOfMs: bigint;
+};
+
+/**
+ * Describes the message cercle.v1.ListAccountsResponse.
+ * Use `create(ListAccountsResponseSchema)` to create a new message.
+ */
+export declare const ListAccountsResponseSchema: GenMessage<ListAccountsResponse>;
+
+/**
+ * @generated from message cercle.v1.GetIndicatorsRequest
+ */
+export declare type GetIndicatorsRequest = Message<"cercle.v1.GetIndicatorsRequest"> & {
+  /**
+   * First and last day, included, YYYY-MM-DD (UTC).
+   *
+   * @generated from field: string from = 1;
+   */
+  from: string;
+
+  /**
+   * @generated from field: string to = 2;
+   */
+  to: string;
+
+  /**
+   * "month", "quarter", "year" or "all".
+   *
+   * @generated from field: string by = 3;
+   */
+  by: string;
+
+  /**
+   * "", "sector", "division", "commune" or "territory".
+   *
+   * @generated from field: string group_by = 4;
+   */
+  groupBy: string;
+
+  /**
+   * Statistical confidentiality: small or dominated cells are suppressed.
+   *
+   * @generated from field: bool public = 5;
+   */
+  public: boolean;
+};
+
+/**
+ * Describes the message cercle.v1.GetIndicatorsRequest.
+ * Use `create(GetIndicatorsRequestSchema)` to create a new message.
+ */
+export declare const GetIndicatorsRequestSchema: GenMessage<GetIndicatorsRequest>;
+
+/**
+ * @generated from message cercle.v1.GetIndicatorsResponse
+ */
+export declare type GetIndicatorsResponse = Message<"cercle.v1.GetIndicatorsResponse"> & {
+  /**
+   * The report as `cercle indicators --json` prints it (`cercle_indicators::render::json`):
+   * the same bytes as the wallet computes from the same entries, offline or not.
+   *
+   * @generated from field: string report_json = 1;
+   */
+  reportJson: string;
+
+  /**
+   * The report covers the log up to this entry.
+   *
+   * @generated from field: uint64 through_sequence = 2;
+   */
+  throughSequence: bigint;
+};
+
+/**
+ * Describes the message cercle.v1.GetIndicatorsResponse.
+ * Use `create(GetIndicatorsResponseSchema)` to create a new message.
+ */
+export declare const GetIndicatorsResponseSchema: GenMessage<GetIndicatorsResponse>;
+
+/**
  * @generated from enum cercle.v1.AccountStatus
  */
 export enum AccountStatus {
@@ -1304,6 +1540,76 @@ export enum InvoiceState {
  * Describes the enum cercle.v1.InvoiceState.
  */
 export declare const InvoiceStateSchema: GenEnum<InvoiceState>;
+
+/**
+ * @generated from enum cercle.v1.AccountOrder
+ */
+export enum AccountOrder {
+  /**
+   * By handle.
+   *
+   * @generated from enum value: ACCOUNT_ORDER_HANDLE = 0;
+   */
+  HANDLE = 0,
+
+  /**
+   * Lowest balance first.
+   *
+   * @generated from enum value: ACCOUNT_ORDER_BALANCE = 1;
+   */
+  BALANCE = 1,
+
+  /**
+   * Highest use of the credit line first.
+   *
+   * @generated from enum value: ACCOUNT_ORDER_CREDIT_USE = 2;
+   */
+  CREDIT_USE = 2,
+
+  /**
+   * Longest negative first.
+   *
+   * @generated from enum value: ACCOUNT_ORDER_NEGATIVE_SINCE = 3;
+   */
+  NEGATIVE_SINCE = 3,
+
+  /**
+   * Longest without activity first.
+   *
+   * @generated from enum value: ACCOUNT_ORDER_LAST_ACTIVITY = 4;
+   */
+  LAST_ACTIVITY = 4,
+}
+
+/**
+ * Describes the enum cercle.v1.AccountOrder.
+ */
+export declare const AccountOrderSchema: GenEnum<AccountOrder>;
+
+/**
+ * @generated from enum cercle.v1.BalanceSign
+ */
+export enum BalanceSign {
+  /**
+   * @generated from enum value: BALANCE_SIGN_ANY = 0;
+   */
+  ANY = 0,
+
+  /**
+   * @generated from enum value: BALANCE_SIGN_NEGATIVE = 1;
+   */
+  NEGATIVE = 1,
+
+  /**
+   * @generated from enum value: BALANCE_SIGN_POSITIVE = 2;
+   */
+  POSITIVE = 2,
+}
+
+/**
+ * Describes the enum cercle.v1.BalanceSign.
+ */
+export declare const BalanceSignSchema: GenEnum<BalanceSign>;
 
 /**
  * @generated from service cercle.v1.Ledger
@@ -1463,6 +1769,29 @@ export declare const Ledger: GenService<{
     methodKind: "unary";
     input: typeof PlanClearingRequestSchema;
     output: typeof ClearingSummarySchema;
+  },
+  /**
+   * Every account, filtered, sorted and paged: the administrators' overview.
+   * Administrators and auditors.
+   *
+   * @generated from rpc cercle.v1.Ledger.ListAccounts
+   */
+  listAccounts: {
+    methodKind: "unary";
+    input: typeof ListAccountsRequestSchema;
+    output: typeof ListAccountsResponseSchema;
+  },
+  /**
+   * Indicators of local exchange (INDICATORS.md), computed from the log by
+   * `cercle_indicators`, as the wallet computes them from an exported log. Administrators
+   * and auditors.
+   *
+   * @generated from rpc cercle.v1.Ledger.GetIndicators
+   */
+  getIndicators: {
+    methodKind: "unary";
+    input: typeof GetIndicatorsRequestSchema;
+    output: typeof GetIndicatorsResponseSchema;
   },
 }>;
 

@@ -114,6 +114,12 @@ export declare type OperationBody = Message<"cercle.v1.OperationBody"> & {
      */
     value: RunClearing;
     case: "runClearing";
+  } | {
+    /**
+     * @generated from field: cercle.v1.SetProfile set_profile = 22;
+     */
+    value: SetProfile;
+    case: "setProfile";
   } | { case: undefined; value?: undefined };
 };
 
@@ -151,6 +157,13 @@ export declare type RegisterAccount = Message<"cercle.v1.RegisterAccount"> & {
    * @generated from field: optional int64 max_balance_minor = 5;
    */
   maxBalanceMinor?: bigint | undefined;
+
+  /**
+   * The firm's profile; absent: nothing known yet.
+   *
+   * @generated from field: optional cercle.v1.FirmProfile profile = 6;
+   */
+  profile?: FirmProfile | undefined;
 };
 
 /**
@@ -158,6 +171,92 @@ export declare type RegisterAccount = Message<"cercle.v1.RegisterAccount"> & {
  * Use `create(RegisterAccountSchema)` to create a new message.
  */
 export declare const RegisterAccountSchema: GenMessage<RegisterAccount>;
+
+/**
+ * What the ledger knows of a firm beside its money, for indicators by sector and place.
+ * In a registration, an absent field is unknown. In `SetProfile`, an absent field is kept,
+ * an empty string removes it, any other value replaces it. The core checks every value
+ * (`cercle_core::profile`).
+ *
+ * @generated from message cercle.v1.FirmProfile
+ */
+export declare type FirmProfile = Message<"cercle.v1.FirmProfile"> & {
+  /**
+   * NACE rev. 2: a section letter ("C"), a division ("10") or a class ("10.71").
+   *
+   * @generated from field: optional string sector = 1;
+   */
+  sector?: string | undefined;
+
+  /**
+   * The INSEE code of the commune (Code officiel géographique), e.g. "75056", "2A004".
+   *
+   * @generated from field: optional string commune = 2;
+   */
+  commune?: string | undefined;
+
+  /**
+   * Five digits, e.g. "75001".
+   *
+   * @generated from field: optional string postcode = 3;
+   */
+  postcode?: string | undefined;
+
+  /**
+   * A free label, e.g. a "bassin de vie"; at most 64 characters.
+   *
+   * @generated from field: optional string territory = 4;
+   */
+  territory?: string | undefined;
+
+  /**
+   * Employees: "0", "1-9", "10-49", "50-249" or "250+".
+   *
+   * @generated from field: optional string size_class = 5;
+   */
+  sizeClass?: string | undefined;
+};
+
+/**
+ * Describes the message cercle.v1.FirmProfile.
+ * Use `create(FirmProfileSchema)` to create a new message.
+ */
+export declare const FirmProfileSchema: GenMessage<FirmProfile>;
+
+/**
+ * Signed by an administrator: change a firm's display name or profile, with a reason.
+ *
+ * @generated from message cercle.v1.SetProfile
+ */
+export declare type SetProfile = Message<"cercle.v1.SetProfile"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * Absent: keep the display name.
+   *
+   * @generated from field: optional string display_name = 2;
+   */
+  displayName?: string | undefined;
+
+  /**
+   * @generated from field: cercle.v1.FirmProfile profile = 3;
+   */
+  profile?: FirmProfile | undefined;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.SetProfile.
+ * Use `create(SetProfileSchema)` to create a new message.
+ */
+export declare const SetProfileSchema: GenMessage<SetProfile>;
 
 /**
  * @generated from message cercle.v1.SetLimits

@@ -19,7 +19,7 @@ import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file cercle/v1/operation.proto.
  */
 export const file_cercle_v1_operation = /*@__PURE__*/
-  fileDesc("ChljZXJjbGUvdjEvb3BlcmF0aW9uLnByb3RvEgljZXJjbGUudjEiqQUKDU9wZXJhdGlvbkJvZHkSFAoMb3BlcmF0aW9uX2lkGAEgASgMEhYKDnZhbGlkX3VudGlsX21zGAIgASgEEjYKEHJlZ2lzdGVyX2FjY291bnQYCiABKAsyGi5jZXJjbGUudjEuUmVnaXN0ZXJBY2NvdW50SAASKgoKc2V0X2xpbWl0cxgLIAEoCzIULmNlcmNsZS52MS5TZXRMaW1pdHNIABIyCg5mcmVlemVfYWNjb3VudBgMIAEoCzIYLmNlcmNsZS52MS5GcmVlemVBY2NvdW50SAASNgoQdW5mcmVlemVfYWNjb3VudBgNIAEoCzIaLmNlcmNsZS52MS5VbmZyZWV6ZUFjY291bnRIABIsCgtyb3RhdGVfa2V5cxgOIAEoCzIVLmNlcmNsZS52MS5Sb3RhdGVLZXlzSAASJwoIdHJhbnNmZXIYDyABKAsyEy5jZXJjbGUudjEuVHJhbnNmZXJIABIwCg1pc3N1ZV9pbnZvaWNlGBAgASgLMhcuY2VyY2xlLnYxLklzc3VlSW52b2ljZUgAEjIKDmFjY2VwdF9pbnZvaWNlGBEgASgLMhguY2VyY2xlLnYxLkFjY2VwdEludm9pY2VIABIyCg5yZWplY3RfaW52b2ljZRgSIAEoCzIYLmNlcmNsZS52MS5SZWplY3RJbnZvaWNlSAASMgoOY2FuY2VsX2ludm9pY2UYEyABKAsyGC5jZXJjbGUudjEuQ2FuY2VsSW52b2ljZUgAEj0KFHNldF9pbnZvaWNlX2NsZWFyaW5nGBQgASgLMh0uY2VyY2xlLnYxLlNldEludm9pY2VDbGVhcmluZ0gAEi4KDHJ1bl9jbGVhcmluZxgVIAEoCzIWLmNlcmNsZS52MS5SdW5DbGVhcmluZ0gAQgYKBGtpbmQinwEKD1JlZ2lzdGVyQWNjb3VudBIPCgdhY2NvdW50GAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRITCgtwdWJsaWNfa2V5cxgDIAMoDBIaChJjcmVkaXRfbGltaXRfbWlub3IYBCABKAMSHgoRbWF4X2JhbGFuY2VfbWlub3IYBSABKANIAIgBAUIUChJfbWF4X2JhbGFuY2VfbWlub3IipQEKCVNldExpbWl0cxIPCgdhY2NvdW50GAEgASgJEh8KEmNyZWRpdF9saW1pdF9taW5vchgCIAEoA0gAiAEBEi8KC21heF9iYWxhbmNlGAMgASgLMhUuY2VyY2xlLnYxLk1heEJhbGFuY2VIAYgBARIOCgZyZWFzb24YBCABKAlCFQoTX2NyZWRpdF9saW1pdF9taW5vckIOCgxfbWF4X2JhbGFuY2UiQgoKTWF4QmFsYW5jZRIeChFtYXhfYmFsYW5jZV9taW5vchgBIAEoA0gAiAEBQhQKEl9tYXhfYmFsYW5jZV9taW5vciIwCg1GcmVlemVBY2NvdW50Eg8KB2FjY291bnQYASABKAkSDgoGcmVhc29uGAIgASgJIjIKD1VuZnJlZXplQWNjb3VudBIPCgdhY2NvdW50GAEgASgJEg4KBnJlYXNvbhgCIAEoCSIyCgpSb3RhdGVLZXlzEg8KB2FjY291bnQYASABKAkSEwoLcHVibGljX2tleXMYAiADKAwingEKCFRyYW5zZmVyEg0KBXBheWVyGAEgASgJEg0KBXBheWVlGAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAxIMCgRtZW1vGAQgASgJEhgKC2ludm9pY2VfcmVmGAUgASgJSACIAQESFwoKaW52b2ljZV9pZBgGIAEoDEgBiAEBQg4KDF9pbnZvaWNlX3JlZkINCgtfaW52b2ljZV9pZCLIAQoMSXNzdWVJbnZvaWNlEhIKCmludm9pY2VfaWQYASABKAwSDQoFcGF5ZWUYAiABKAkSDQoFcGF5ZXIYAyABKAkSFAoMYW1vdW50X21pbm9yGAQgASgDEhsKE2xvY2FsX3NoYXJlX3BlcmNlbnQYBSABKA0SFAoHZHVlX2RheRgGIAEoDUgAiAEBEhEKCXJlZmVyZW5jZRgHIAEoCRIeChZleGNsdWRlZF9mcm9tX2NsZWFyaW5nGAggASgIQgoKCF9kdWVfZGF5IkIKDkludm9pY2VQYXJ0aWVzEhIKCmludm9pY2VfaWQYASABKAwSDQoFcGF5ZWUYAiABKAkSDQoFcGF5ZXIYAyABKAkiOwoNQWNjZXB0SW52b2ljZRIqCgdpbnZvaWNlGAEgASgLMhkuY2VyY2xlLnYxLkludm9pY2VQYXJ0aWVzIksKDVJlamVjdEludm9pY2USKgoHaW52b2ljZRgBIAEoCzIZLmNlcmNsZS52MS5JbnZvaWNlUGFydGllcxIOCgZyZWFzb24YAiABKAkiSwoNQ2FuY2VsSW52b2ljZRIqCgdpbnZvaWNlGAEgASgLMhkuY2VyY2xlLnYxLkludm9pY2VQYXJ0aWVzEg4KBnJlYXNvbhgCIAEoCSJSChJTZXRJbnZvaWNlQ2xlYXJpbmcSKgoHaW52b2ljZRgBIAEoCzIZLmNlcmNsZS52MS5JbnZvaWNlUGFydGllcxIQCghleGNsdWRlZBgCIAEoCCIyCgtSdW5DbGVhcmluZxITCgt3aXRoX2NyZWRpdBgBIAEoCBIOCgZyZWFzb24YAiABKAliBnByb3RvMw");
+  fileDesc("ChljZXJjbGUvdjEvb3BlcmF0aW9uLnByb3RvEgljZXJjbGUudjEi1wUKDU9wZXJhdGlvbkJvZHkSFAoMb3BlcmF0aW9uX2lkGAEgASgMEhYKDnZhbGlkX3VudGlsX21zGAIgASgEEjYKEHJlZ2lzdGVyX2FjY291bnQYCiABKAsyGi5jZXJjbGUudjEuUmVnaXN0ZXJBY2NvdW50SAASKgoKc2V0X2xpbWl0cxgLIAEoCzIULmNlcmNsZS52MS5TZXRMaW1pdHNIABIyCg5mcmVlemVfYWNjb3VudBgMIAEoCzIYLmNlcmNsZS52MS5GcmVlemVBY2NvdW50SAASNgoQdW5mcmVlemVfYWNjb3VudBgNIAEoCzIaLmNlcmNsZS52MS5VbmZyZWV6ZUFjY291bnRIABIsCgtyb3RhdGVfa2V5cxgOIAEoCzIVLmNlcmNsZS52MS5Sb3RhdGVLZXlzSAASJwoIdHJhbnNmZXIYDyABKAsyEy5jZXJjbGUudjEuVHJhbnNmZXJIABIwCg1pc3N1ZV9pbnZvaWNlGBAgASgLMhcuY2VyY2xlLnYxLklzc3VlSW52b2ljZUgAEjIKDmFjY2VwdF9pbnZvaWNlGBEgASgLMhguY2VyY2xlLnYxLkFjY2VwdEludm9pY2VIABIyCg5yZWplY3RfaW52b2ljZRgSIAEoCzIYLmNlcmNsZS52MS5SZWplY3RJbnZvaWNlSAASMgoOY2FuY2VsX2ludm9pY2UYEyABKAsyGC5jZXJjbGUudjEuQ2FuY2VsSW52b2ljZUgAEj0KFHNldF9pbnZvaWNlX2NsZWFyaW5nGBQgASgLMh0uY2VyY2xlLnYxLlNldEludm9pY2VDbGVhcmluZ0gAEi4KDHJ1bl9jbGVhcmluZxgVIAEoCzIWLmNlcmNsZS52MS5SdW5DbGVhcmluZ0gAEiwKC3NldF9wcm9maWxlGBYgASgLMhUuY2VyY2xlLnYxLlNldFByb2ZpbGVIAEIGCgRraW5kItkBCg9SZWdpc3RlckFjY291bnQSDwoHYWNjb3VudBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEwoLcHVibGljX2tleXMYAyADKAwSGgoSY3JlZGl0X2xpbWl0X21pbm9yGAQgASgDEh4KEW1heF9iYWxhbmNlX21pbm9yGAUgASgDSACIAQESLAoHcHJvZmlsZRgGIAEoCzIWLmNlcmNsZS52MS5GaXJtUHJvZmlsZUgBiAEBQhQKEl9tYXhfYmFsYW5jZV9taW5vckIKCghfcHJvZmlsZSLBAQoLRmlybVByb2ZpbGUSEwoGc2VjdG9yGAEgASgJSACIAQESFAoHY29tbXVuZRgCIAEoCUgBiAEBEhUKCHBvc3Rjb2RlGAMgASgJSAKIAQESFgoJdGVycml0b3J5GAQgASgJSAOIAQESFwoKc2l6ZV9jbGFzcxgFIAEoCUgEiAEBQgkKB19zZWN0b3JCCgoIX2NvbW11bmVCCwoJX3Bvc3Rjb2RlQgwKCl90ZXJyaXRvcnlCDQoLX3NpemVfY2xhc3MiggEKClNldFByb2ZpbGUSDwoHYWNjb3VudBgBIAEoCRIZCgxkaXNwbGF5X25hbWUYAiABKAlIAIgBARInCgdwcm9maWxlGAMgASgLMhYuY2VyY2xlLnYxLkZpcm1Qcm9maWxlEg4KBnJlYXNvbhgEIAEoCUIPCg1fZGlzcGxheV9uYW1lIqUBCglTZXRMaW1pdHMSDwoHYWNjb3VudBgBIAEoCRIfChJjcmVkaXRfbGltaXRfbWlub3IYAiABKANIAIgBARIvCgttYXhfYmFsYW5jZRgDIAEoCzIVLmNlcmNsZS52MS5NYXhCYWxhbmNlSAGIAQESDgoGcmVhc29uGAQgASgJQhUKE19jcmVkaXRfbGltaXRfbWlub3JCDgoMX21heF9iYWxhbmNlIkIKCk1heEJhbGFuY2USHgoRbWF4X2JhbGFuY2VfbWlub3IYASABKANIAIgBAUIUChJfbWF4X2JhbGFuY2VfbWlub3IiMAoNRnJlZXplQWNjb3VudBIPCgdhY2NvdW50GAEgASgJEg4KBnJlYXNvbhgCIAEoCSIyCg9VbmZyZWV6ZUFjY291bnQSDwoHYWNjb3VudBgBIAEoCRIOCgZyZWFzb24YAiABKAkiMgoKUm90YXRlS2V5cxIPCgdhY2NvdW50GAEgASgJEhMKC3B1YmxpY19rZXlzGAIgAygMIp4BCghUcmFuc2ZlchINCgVwYXllchgBIAEoCRINCgVwYXllZRgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSDAoEbWVtbxgEIAEoCRIYCgtpbnZvaWNlX3JlZhgFIAEoCUgAiAEBEhcKCmludm9pY2VfaWQYBiABKAxIAYgBAUIOCgxfaW52b2ljZV9yZWZCDQoLX2ludm9pY2VfaWQiyAEKDElzc3VlSW52b2ljZRISCgppbnZvaWNlX2lkGAEgASgMEg0KBXBheWVlGAIgASgJEg0KBXBheWVyGAMgASgJEhQKDGFtb3VudF9taW5vchgEIAEoAxIbChNsb2NhbF9zaGFyZV9wZXJjZW50GAUgASgNEhQKB2R1ZV9kYXkYBiABKA1IAIgBARIRCglyZWZlcmVuY2UYByABKAkSHgoWZXhjbHVkZWRfZnJvbV9jbGVhcmluZxgIIAEoCEIKCghfZHVlX2RheSJCCg5JbnZvaWNlUGFydGllcxISCgppbnZvaWNlX2lkGAEgASgMEg0KBXBheWVlGAIgASgJEg0KBXBheWVyGAMgASgJIjsKDUFjY2VwdEludm9pY2USKgoHaW52b2ljZRgBIAEoCzIZLmNlcmNsZS52MS5JbnZvaWNlUGFydGllcyJLCg1SZWplY3RJbnZvaWNlEioKB2ludm9pY2UYASABKAsyGS5jZXJjbGUudjEuSW52b2ljZVBhcnRpZXMSDgoGcmVhc29uGAIgASgJIksKDUNhbmNlbEludm9pY2USKgoHaW52b2ljZRgBIAEoCzIZLmNlcmNsZS52MS5JbnZvaWNlUGFydGllcxIOCgZyZWFzb24YAiABKAkiUgoSU2V0SW52b2ljZUNsZWFyaW5nEioKB2ludm9pY2UYASABKAsyGS5jZXJjbGUudjEuSW52b2ljZVBhcnRpZXMSEAoIZXhjbHVkZWQYAiABKAgiMgoLUnVuQ2xlYXJpbmcSEwoLd2l0aF9jcmVkaXQYASABKAgSDgoGcmVhc29uGAIgASgJYgZwcm90bzM");
 
 /**
  * Describes the message cercle.v1.OperationBody.
@@ -36,93 +36,107 @@ export const RegisterAccountSchema = /*@__PURE__*/
   messageDesc(file_cercle_v1_operation, 1);
 
 /**
+ * Describes the message cercle.v1.FirmProfile.
+ * Use `create(FirmProfileSchema)` to create a new message.
+ */
+export const FirmProfileSchema = /*@__PURE__*/
+  messageDesc(file_cercle_v1_operation, 2);
+
+/**
+ * Describes the message cercle.v1.SetProfile.
+ * Use `create(SetProfileSchema)` to create a new message.
+ */
+export const SetProfileSchema = /*@__PURE__*/
+  messageDesc(file_cercle_v1_operation, 3);
+
+/**
  * Describes the message cercle.v1.SetLimits.
  * Use `create(SetLimitsSchema)` to create a new message.
  */
 export const SetLimitsSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 2);
+  messageDesc(file_cercle_v1_operation, 4);
 
 /**
  * Describes the message cercle.v1.MaxBalance.
  * Use `create(MaxBalanceSchema)` to create a new message.
  */
 export const MaxBalanceSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 3);
+  messageDesc(file_cercle_v1_operation, 5);
 
 /**
  * Describes the message cercle.v1.FreezeAccount.
  * Use `create(FreezeAccountSchema)` to create a new message.
  */
 export const FreezeAccountSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 4);
+  messageDesc(file_cercle_v1_operation, 6);
 
 /**
  * Describes the message cercle.v1.UnfreezeAccount.
  * Use `create(UnfreezeAccountSchema)` to create a new message.
  */
 export const UnfreezeAccountSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 5);
+  messageDesc(file_cercle_v1_operation, 7);
 
 /**
  * Describes the message cercle.v1.RotateKeys.
  * Use `create(RotateKeysSchema)` to create a new message.
  */
 export const RotateKeysSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 6);
+  messageDesc(file_cercle_v1_operation, 8);
 
 /**
  * Describes the message cercle.v1.Transfer.
  * Use `create(TransferSchema)` to create a new message.
  */
 export const TransferSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 7);
+  messageDesc(file_cercle_v1_operation, 9);
 
 /**
  * Describes the message cercle.v1.IssueInvoice.
  * Use `create(IssueInvoiceSchema)` to create a new message.
  */
 export const IssueInvoiceSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 8);
+  messageDesc(file_cercle_v1_operation, 10);
 
 /**
  * Describes the message cercle.v1.InvoiceParties.
  * Use `create(InvoicePartiesSchema)` to create a new message.
  */
 export const InvoicePartiesSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 9);
+  messageDesc(file_cercle_v1_operation, 11);
 
 /**
  * Describes the message cercle.v1.AcceptInvoice.
  * Use `create(AcceptInvoiceSchema)` to create a new message.
  */
 export const AcceptInvoiceSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 10);
+  messageDesc(file_cercle_v1_operation, 12);
 
 /**
  * Describes the message cercle.v1.RejectInvoice.
  * Use `create(RejectInvoiceSchema)` to create a new message.
  */
 export const RejectInvoiceSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 11);
+  messageDesc(file_cercle_v1_operation, 13);
 
 /**
  * Describes the message cercle.v1.CancelInvoice.
  * Use `create(CancelInvoiceSchema)` to create a new message.
  */
 export const CancelInvoiceSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 12);
+  messageDesc(file_cercle_v1_operation, 14);
 
 /**
  * Describes the message cercle.v1.SetInvoiceClearing.
  * Use `create(SetInvoiceClearingSchema)` to create a new message.
  */
 export const SetInvoiceClearingSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 13);
+  messageDesc(file_cercle_v1_operation, 15);
 
 /**
  * Describes the message cercle.v1.RunClearing.
  * Use `create(RunClearingSchema)` to create a new message.
  */
 export const RunClearingSchema = /*@__PURE__*/
-  messageDesc(file_cercle_v1_operation, 14);
+  messageDesc(file_cercle_v1_operation, 16);
 
