@@ -177,6 +177,15 @@ impl Entry {
 
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(data);
+        let mut entry = Entry::decode_head(&mut r)?;
+        entry.sections = decode_sections(&mut r)?;
+        r.finish()?;
+        Ok(entry)
+    }
+
+    /// Everything before the sections, the same in an entry and in its commitment: the
+    /// entry, with no sections yet.
+    fn decode_head(r: &mut Reader<'_>) -> Result<Entry, DecodeError> {
         let version = r.u8("entry version")?;
         if version != ENTRY_VERSION {
             return Err(DecodeError::Version(version));
@@ -204,15 +213,13 @@ impl Entry {
                 AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
             balances_after.push(BalanceAfter { account, balance_minor: r.i64("balance")? });
         }
-        let sections = decode_sections(&mut r)?;
-        r.finish()?;
         Ok(Entry {
             sequence,
             timestamp_ms,
             prev_hash,
             envelope: Envelope { body, signatures },
             balances_after,
-            sections,
+            sections: Vec::new(),
         })
     }
 
@@ -430,33 +437,7 @@ impl EntryView {
         shown: Vec<(SectionTag, ShownPart)>,
     ) -> Result<EntryView, DecodeError> {
         let mut r = Reader::new(commitment);
-        let version = r.u8("entry version")?;
-        if version != ENTRY_VERSION {
-            return Err(DecodeError::Version(version));
-        }
-        let sequence = r.u64("sequence")?;
-        let timestamp_ms = r.u64("timestamp")?;
-        let prev_hash = r.array("previous hash")?;
-        let body = r.bytes("body")?.to_vec();
-        let n = usize::from(r.u8("signature count")?);
-        if n == 0 || n > SIGNATURES_MAX {
-            return Err(DecodeError::Invalid("signature count"));
-        }
-        let mut signatures = Vec::with_capacity(n);
-        for _ in 0..n {
-            signatures
-                .push(Signature { signer: PublicKey(r.array("signer")?), signature: r.array("signature")? });
-        }
-        let n = r.u32("balance count")? as usize;
-        if n > BALANCES_MAX {
-            return Err(DecodeError::Invalid("balance count"));
-        }
-        let mut balances_after = Vec::with_capacity(n);
-        for _ in 0..n {
-            let account =
-                AccountId::parse(&r.string("account")?).map_err(|_| DecodeError::Invalid("account"))?;
-            balances_after.push(BalanceAfter { account, balance_minor: r.i64("balance")? });
-        }
+        let entry = Entry::decode_head(&mut r)?;
         let count = usize::from(r.u8("section count")?);
         if count > SECTIONS_MAX {
             return Err(DecodeError::Invalid("section count"));
@@ -474,14 +455,6 @@ impl EntryView {
                 sections.iter_mut().find(|s| s.tag == tag).ok_or(DecodeError::Invalid("a part's section"))?;
             section.parts.push(part);
         }
-        let entry = Entry {
-            sequence,
-            timestamp_ms,
-            prev_hash,
-            envelope: Envelope { body, signatures },
-            balances_after,
-            sections: Vec::new(),
-        };
         let view = EntryView { entry, sections };
         view.check_parts().map_err(|_| DecodeError::Invalid("a part not in its section's root"))?;
         Ok(view)
