@@ -291,6 +291,8 @@ limits! {
     /// Most indicator reports computed at once: each reads the whole log on a blocking
     /// thread, and a report over a million entries takes seconds and hundreds of MiB.
     INDICATOR_REPORTS_MAX: usize = 1 => count;
+    /// Most accounts `ListKeyAccounts` names for one key.
+    KEY_ACCOUNTS_MAX: usize = 100 => count;
     /// How far a signed read's timestamp may be from the node's clock: enough for clocks
     /// kept by NTP or a phone network, short for a replay.
     READ_AUTH_SKEW_MS: u64 = 60 * 1000 => ms;

@@ -14,9 +14,7 @@ use crate::error::ServiceError;
 use crate::now_ms;
 use crate::view::View;
 
-/// Most accounts one answer lists. A key is normally one firm's; the bound keeps an
-/// answer small whatever the ledger holds.
-pub const KEY_ACCOUNTS_MAX: usize = 100;
+pub use cercle_limits::KEY_ACCOUNTS_MAX;
 
 /// The answer to `request`, signed by the key it asks about.
 pub fn list(
