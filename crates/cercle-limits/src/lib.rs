@@ -226,6 +226,11 @@ limits! {
     RESERVE_AHEAD_BYTES: u64 = 64 * MIB as u64 => bytes;
     /// The buffer the start-up scan reads the log through.
     LOG_READ_BUFFER_BYTES: usize = MIB => bytes;
+    /// The records the start-up scan hands to a checking thread at once (at least one
+    /// record, however large).
+    LOG_SCAN_BATCH_BYTES: usize = 4 * MIB => bytes;
+    /// Batches of the start-up scan read but not yet consumed: its memory bound.
+    LOG_SCAN_BATCHES_MAX: usize = 8 => count;
 
     // ---- State database -----------------------------------------------------------------
 

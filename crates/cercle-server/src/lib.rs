@@ -322,20 +322,29 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
 fn log_recovery(report: &recovery::RecoveryReport, ledger: &cercle_core::Ledger) {
     let (entries, accounts) = (ledger.head().size, ledger.state().account_count());
     let elapsed_ms = report.elapsed_ms;
+    let recovery::Phases { open_ms, snapshot_ms, replay_ms } = report.phases;
     match &report.outcome {
-        recovery::StateOutcome::Resumed { replayed: 0, .. } => {
-            tracing::info!(entries, accounts, elapsed_ms, "state verified against the log")
-        }
+        recovery::StateOutcome::Resumed { replayed: 0, .. } => tracing::info!(
+            entries,
+            accounts,
+            elapsed_ms,
+            open_ms,
+            snapshot_ms,
+            "state verified against the log"
+        ),
         recovery::StateOutcome::Resumed { checkpoint, replayed } => tracing::info!(
             entries,
             accounts,
             elapsed_ms,
+            open_ms,
+            snapshot_ms,
+            replay_ms,
             checkpoint,
             rolled_forward = replayed,
             "state rolled forward from the log"
         ),
         recovery::StateOutcome::Rebuilt { reason } => {
-            tracing::warn!(entries, accounts, elapsed_ms, %reason, "state rebuilt from the log")
+            tracing::warn!(entries, accounts, elapsed_ms, open_ms, replay_ms, %reason, "state rebuilt from the log")
         }
     }
 }

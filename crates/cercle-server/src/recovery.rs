@@ -33,6 +33,19 @@ pub struct RecoveryReport {
     pub open: OpenReport,
     pub outcome: StateOutcome,
     pub elapsed_ms: u64,
+    pub phases: Phases,
+}
+
+/// Where start-up's time went, in milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Opening the store: every record of the log read and checked, the operation ids
+    /// of the idempotency window rebuilt.
+    pub open_ms: u64,
+    /// Loading the state's checkpoint (or, after a rebuild, nothing).
+    pub snapshot_ms: u64,
+    /// Replaying the log past the checkpoint (or all of it, for a rebuild).
+    pub replay_ms: u64,
 }
 
 /// A ledger brought back, with what its state database still lacks.
@@ -82,12 +95,13 @@ pub fn recover(dir: &Path, options: RecoverOptions) -> Result<Recovered, NodeErr
         }
     })?;
     let genesis = store.genesis().clone();
+    let mut phases = Phases { open_ms: started.elapsed().as_millis() as u64, ..Phases::default() };
     let resumed = if options.rebuild {
         Err("asked to rebuild".to_string())
     } else if let Some(why) = &open.state_set_aside {
         Err(format!("the state database was set aside: {why}"))
     } else {
-        resume(&store, &genesis, ids, options)
+        resume(&store, &genesis, ids, options, &mut phases)
     };
     let (ledger, pending, outcome) = match resumed {
         Ok((ledger, pending, outcome)) => (ledger, pending, outcome),
@@ -96,11 +110,13 @@ pub fn recover(dir: &Path, options: RecoverOptions) -> Result<Recovered, NodeErr
                 tracing::warn!(%reason, "rebuilding the state from the log");
             }
             store.clear_derived()?;
+            let replaying = Instant::now();
             let (ledger, pending) = rebuild(&store, &genesis, options)?;
+            phases.replay_ms = replaying.elapsed().as_millis() as u64;
             (ledger, pending, StateOutcome::Rebuilt { reason })
         }
     };
-    let report = RecoveryReport { open, outcome, elapsed_ms: started.elapsed().as_millis() as u64 };
+    let report = RecoveryReport { open, outcome, elapsed_ms: started.elapsed().as_millis() as u64, phases };
     Ok(Recovered { store, ledger, pending, report })
 }
 
@@ -110,7 +126,9 @@ fn resume(
     genesis: &Genesis,
     ids: OperationIds,
     options: RecoverOptions,
+    phases: &mut Phases,
 ) -> Result<(Ledger, Applied, StateOutcome), String> {
+    let loading = Instant::now();
     let ledger = match store.snapshot() {
         Ok(Some(snapshot)) => {
             let state = State::from_parts(genesis, snapshot.accounts, snapshot.invoices);
@@ -125,9 +143,12 @@ fn resume(
     if from > store.size() {
         return Err(format!("the checkpoint is at entry {from}, beyond the log's {}", store.size()));
     }
+    phases.snapshot_ms = loading.elapsed().as_millis() as u64;
+    let replaying = Instant::now();
     let mut replayer = Replayer::resume(ledger, options.verify_signatures);
     let pending = replay(store, &mut replayer, from + 1)
         .map_err(|e| format!("the log does not replay from the checkpoint: {e}"))?;
+    phases.replay_ms = replaying.elapsed().as_millis() as u64;
     let outcome = StateOutcome::Resumed { checkpoint: from, replayed: store.size() - from };
     Ok((replayer.into_ledger(), pending, outcome))
 }

@@ -34,8 +34,8 @@ use cercle_core::merkle::{Frontier, Hash};
 use cercle_core::{Entry, Genesis};
 
 use cercle_limits::{
-    ENTRY_BYTES_MAX, GROUP_RECORDS_MAX, LOG_HEADER_BYTES, LOG_READ_BUFFER_BYTES, RECORD_HEADER_BYTES,
-    RESERVE_AHEAD_BYTES, TORN_TAIL_BYTES_MAX,
+    ENTRY_BYTES_MAX, GROUP_RECORDS_MAX, LOG_HEADER_BYTES, LOG_READ_BUFFER_BYTES, LOG_SCAN_BATCH_BYTES,
+    LOG_SCAN_BATCHES_MAX, RECORD_HEADER_BYTES, RESERVE_AHEAD_BYTES, TORN_TAIL_BYTES_MAX,
 };
 
 use crate::StoreError;
@@ -245,31 +245,7 @@ impl LogFile {
             witnesses,
             witness_failed: None,
         };
-        let mut offset = LOG_HEADER_BYTES;
-        let mut payload = Vec::new();
-        let bad = loop {
-            if offset == file_len {
-                break None;
-            }
-            match read_record(&mut reader, &mut payload, offset, &scan) {
-                Ok((head, hash)) => {
-                    let len = payload.len() as u32;
-                    let pos = RecordPos { offset, len };
-                    let info = RecordInfo {
-                        sequence: head.sequence,
-                        timestamp_ms: head.timestamp_ms,
-                        pos,
-                        payload: &payload,
-                        hash,
-                    };
-                    visit(info)?;
-                    scan.push(hash)?;
-                    offset += RECORD_HEADER_BYTES as u64 + u64::from(len);
-                }
-                Err(reason) => break Some(reason),
-            }
-        };
-        drop(reader);
+        let (offset, bad) = scan_records(reader, file_len, &mut scan, &mut visit)?;
         if let Some(damage) = classify(&file, file_len, offset, bad.as_deref(), &scan)? {
             return Err(StoreError::LogCorrupt { path: path.display().to_string(), damage });
         }
@@ -475,6 +451,206 @@ fn check_header(path: &Path, genesis: &Genesis, reader: &mut impl Read) -> Resul
         return Err(corrupt("the log belongs to another genesis"));
     }
     Ok(())
+}
+
+/// Whole records read from the log, starting at byte `offset` of the file, for a
+/// checking thread.
+struct Batch {
+    offset: u64,
+    bytes: Vec<u8>,
+    /// What stopped the reader right after these records (an impossible header, a record
+    /// cut short), if it stopped there.
+    stop: Option<String>,
+}
+
+/// One record of a batch, checked on its own: checksum, decoding, hash. Whether it
+/// continues the chain depends on the record before, so that is left to the scan.
+struct Checked {
+    /// Where its header starts in the batch.
+    start: usize,
+    len: u32,
+    /// Its head (sequence, previous hash, time), then its hash; or why it is bad.
+    head: Result<EntryHead, String>,
+    hash: Result<Hash, String>,
+}
+
+/// Reads the records after the log's header, in batches of whole records, until the end
+/// of the file or the first record that cannot be read whole. Each batch waits for a
+/// `permits` token first, so at most `LOG_SCAN_BATCHES_MAX` are read ahead of the scan.
+fn read_batches(
+    mut reader: impl Read,
+    file_len: u64,
+    permits: &std::sync::mpsc::Receiver<()>,
+    batches: &std::sync::mpsc::SyncSender<(u64, Batch)>,
+) {
+    let mut offset = LOG_HEADER_BYTES;
+    for number in 0.. {
+        if permits.recv().is_err() {
+            return;
+        }
+        let mut batch = Batch { offset, bytes: Vec::with_capacity(LOG_SCAN_BATCH_BYTES), stop: None };
+        while offset < file_len && batch.bytes.len() < LOG_SCAN_BATCH_BYTES {
+            let start = batch.bytes.len();
+            let mut head = [0u8; RECORD_HEADER_BYTES];
+            if reader.read_exact(&mut head).is_err() {
+                batch.stop = Some(format!("incomplete record header at byte {offset}"));
+                break;
+            }
+            let header = RecordHeader::parse(&head);
+            if !header.plausible() {
+                batch.stop = Some(format!(
+                    "the record at byte {offset} has an impossible header (length {})",
+                    header.len
+                ));
+                break;
+            }
+            batch.bytes.extend_from_slice(&head);
+            batch.bytes.resize(start + RECORD_HEADER_BYTES + header.len as usize, 0);
+            if reader.read_exact(&mut batch.bytes[start + RECORD_HEADER_BYTES..]).is_err() {
+                batch.bytes.truncate(start);
+                batch.stop = Some(format!("incomplete record at byte {offset}"));
+                break;
+            }
+            offset += (RECORD_HEADER_BYTES + header.len as usize) as u64;
+        }
+        let last = batch.stop.is_some() || offset >= file_len;
+        if batch.bytes.is_empty() && batch.stop.is_none() {
+            return;
+        }
+        if batches.send((number, batch)).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Checks every record of `batch` on its own, stopping at the first bad one.
+fn check_batch(batch: &Batch) -> Vec<Checked> {
+    let mut checked = Vec::new();
+    let mut start = 0;
+    while start < batch.bytes.len() {
+        let mut head = [0u8; RECORD_HEADER_BYTES];
+        head.copy_from_slice(&batch.bytes[start..start + RECORD_HEADER_BYTES]);
+        let header = RecordHeader::parse(&head);
+        let payload =
+            &batch.bytes[start + RECORD_HEADER_BYTES..start + RECORD_HEADER_BYTES + header.len as usize];
+        let offset = batch.offset + start as u64;
+        let decoding =
+            |e: cercle_core::codec::DecodeError| format!("the record at byte {offset} does not decode: {e}");
+        let (head, hash) = if record_crc(header.len, header.index, payload) != header.crc {
+            (Err(format!("checksum mismatch in the record at byte {offset}")), Err(String::new()))
+        } else {
+            let head = Entry::peek(payload).map_err(decoding);
+            let hash = if head.is_ok() {
+                Entry::hash_of_encoding(payload).map_err(decoding)
+            } else {
+                Err(String::new())
+            };
+            (head, hash)
+        };
+        let bad = head.is_err() || hash.is_err();
+        checked.push(Checked { start, len: header.len, head, hash });
+        if bad {
+            break;
+        }
+        start += RECORD_HEADER_BYTES + header.len as usize;
+    }
+    checked
+}
+
+/// The start-up scan: reads every record after the header, checks each one, in order,
+/// against the chain, and hands the good ones to `visit`. Returns where the good records
+/// end and what is wrong there (`None`: the file ends there).
+///
+/// The work is spread over the cores: one thread reads the file in batches of whole
+/// records, the others check the batches (checksum, decoding, hash: most of the cost),
+/// and this thread takes them back in order, checks that each entry continues the chain,
+/// builds the Merkle frontier and visits. What it decides is exactly what a record-by-
+/// record scan decides: the first bad record, in file order, and the same reason.
+fn scan_records(
+    reader: impl Read + Send,
+    file_len: u64,
+    scan: &mut Scan<'_>,
+    visit: &mut impl FnMut(RecordInfo<'_>) -> Result<(), StoreError>,
+) -> Result<(u64, Option<String>), StoreError> {
+    use std::sync::mpsc::{channel, sync_channel};
+    let checkers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let (to_check, unchecked) = sync_channel::<(u64, Batch)>(checkers);
+    let unchecked = Mutex::new(unchecked);
+    std::thread::scope(|threads| {
+        let (permit, permits) = sync_channel::<()>(LOG_SCAN_BATCHES_MAX);
+        for _ in 0..LOG_SCAN_BATCHES_MAX {
+            permit.send(()).unwrap_or_else(|_| unreachable!("the receiver is here"));
+        }
+        let (done, checked) = channel::<(u64, Batch, Vec<Checked>)>();
+        threads.spawn(move || read_batches(reader, file_len, &permits, &to_check));
+        for _ in 0..checkers {
+            let (unchecked, done) = (&unchecked, done.clone());
+            threads.spawn(move || {
+                loop {
+                    let job = unchecked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                    let Ok((number, batch)) = job else { return };
+                    let records = check_batch(&batch);
+                    // Once the scan has stopped nobody listens: go on draining, so the
+                    // reader is never left blocked.
+                    let _ = done.send((number, batch, records));
+                }
+            });
+        }
+        drop(done);
+        let mut early: std::collections::BTreeMap<u64, (Batch, Vec<Checked>)> = Default::default();
+        let mut offset = LOG_HEADER_BYTES;
+        for next in 0.. {
+            let (batch, records) = loop {
+                if let Some(found) = early.remove(&next) {
+                    break found;
+                }
+                match checked.recv() {
+                    Ok((number, batch, records)) => {
+                        early.insert(number, (batch, records));
+                    }
+                    // Every batch was taken: the file ends after the last good record.
+                    Err(_) => return Ok((offset, None)),
+                }
+            };
+            for record in records {
+                offset = batch.offset + record.start as u64;
+                let head = match record.head {
+                    Ok(head) => head,
+                    Err(reason) => return Ok((offset, Some(reason))),
+                };
+                if head.sequence != scan.entries + 1 || head.prev_hash != scan.prev_hash {
+                    let reason = format!(
+                        "the record at byte {offset} is entry {}, not entry {} chained to the one before",
+                        head.sequence,
+                        scan.entries + 1
+                    );
+                    return Ok((offset, Some(reason)));
+                }
+                let hash = match record.hash {
+                    Ok(hash) => hash,
+                    Err(reason) => return Ok((offset, Some(reason))),
+                };
+                let from = record.start + RECORD_HEADER_BYTES;
+                let payload = &batch.bytes[from..from + record.len as usize];
+                let pos = RecordPos { offset, len: record.len };
+                visit(RecordInfo {
+                    sequence: head.sequence,
+                    timestamp_ms: head.timestamp_ms,
+                    pos,
+                    payload,
+                    hash,
+                })?;
+                scan.push(hash)?;
+            }
+            offset = batch.offset + batch.bytes.len() as u64;
+            if let Some(reason) = batch.stop {
+                return Ok((offset, Some(reason)));
+            }
+            // The batch is consumed: the reader may read one more. (It has stopped if this fails.)
+            let _ = permit.send(());
+        }
+        unreachable!("the batches are numbered by a u64")
+    })
 }
 
 /// Reads the record at `offset` into `payload` and checks it continues the chain. Returns
