@@ -9,5 +9,6 @@ fn main() {
         os_deps::OsDep::Promtool,
         os_deps::OsDep::Mount,
         os_deps::OsDep::Browser,
+        os_deps::OsDep::Podman,
     ]);
 }

@@ -1,6 +1,6 @@
 //! The OS packages some tests need (FUSE for the power-loss tests, hledger for the export
 //! test, promtool for the metrics test, Chromium, Node.js and the web app's npm packages for
-//! the browser tests) and the one right (mounting a tmpfs, for the full-disk test), and the one
+//! the browser tests, podman for the container test) and the one right (mounting a tmpfs, for the full-disk test), and the one
 //! gate that makes their absence a failure: included by the build scripts
 //! of `cercle-e2e` and `cercle-lossyfs`.
 //!
@@ -31,6 +31,9 @@ pub enum OsDep {
     /// Chromium (Debian package `chromium`), Node.js, and the web app's npm packages
     /// (`npm ci` in `web/`: playwright-core drives the browser, axe-core checks pages).
     Browser,
+    /// `podman` and the `runc` runtime (Debian packages `podman runc`), and root (the test
+    /// runs podman rootful), to build and run the image of `deploy/Containerfile`.
+    Podman,
 }
 
 impl OsDep {
@@ -41,6 +44,7 @@ impl OsDep {
             OsDep::Promtool => "promtool_tests",
             OsDep::Mount => "mount_tests",
             OsDep::Browser => "browser_tests",
+            OsDep::Podman => "container_tests",
         }
     }
 
@@ -52,6 +56,11 @@ impl OsDep {
             }
             OsDep::Hledger => vec![Candidates::OnPath("hledger")],
             OsDep::Promtool => vec![Candidates::OnPath("promtool")],
+            OsDep::Podman => vec![
+                Candidates::OnPath("podman"),
+                Candidates::OnPath("runc"),
+                Candidates::Capability(CAP_SYS_ADMIN),
+            ],
             OsDep::Mount => vec![Candidates::Capability(CAP_SYS_ADMIN)],
             OsDep::Browser => {
                 let web =

@@ -164,3 +164,119 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_resumes() {
     let entries = check(&node, &g, &admin, &payer.acked).await;
     assert_eq!(entries, ACCOUNTS + payer.acked.len());
 }
+
+/// Runs the real wallet against `url` with `key`, its state off the small disk.
+fn wallet(url: &str, key: &Path, state: &Path, args: &[&str]) -> cercle_e2e::CliOutput {
+    cercle_e2e::cercle_with_state(url, Some(key), state, args)
+}
+
+/// The value of the sample `name` in a Prometheus scrape.
+fn sample(scrape: &str, name: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A node started on a disk that is already full (#11 item 3): it starts read-only, says so
+/// in its log and its metrics, serves reads through the real wallet, refuses a payment with
+/// the disk-full message, takes it by itself once there is room, and keeps everything
+/// across a restart.
+#[test]
+#[cfg_attr(not(mount_tests), ignore = "needs the right to mount a tmpfs: run as root")]
+fn a_node_started_on_a_full_disk_serves_reads_and_resumes_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _fs = Tmpfs::mount(&tmp.path().join("disk"));
+    let data = tmp.path().join("disk/data");
+    // Everything but the ledger lives off the small disk: the node's log, keys, the wallet's state.
+    let log = tmp.path().join("node.log");
+    let state = tmp.path().join("wallet-state");
+    let init = Command::new(cercle_e2e::binary("cercle-node"))
+        .args(["init", "--currency", "CHW", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let admin = tmp.path().join("admin.key");
+    std::fs::copy(data.join("admin.key"), &admin).unwrap();
+    let metrics = ["--metrics-listen", "127.0.0.1:0"];
+    let mut node = Node::start_configured(&data, &log, &metrics, None);
+    let url = node.url();
+    let mut keys = Vec::new();
+    for name in ["alice", "bob"] {
+        let key = tmp.path().join(format!("{name}.key"));
+        let out = wallet(&url, &admin, &state, &["keygen", "--out", key.to_str().unwrap()]).ok();
+        let pubkey = out.stdout.split_whitespace().last().unwrap().to_string();
+        wallet(
+            &url,
+            &admin,
+            &state,
+            &["admin", "register", name, "--pubkey", &pubkey, "--credit-limit", "1000"],
+        )
+        .ok();
+        keys.push(key);
+    }
+    let (alice, bob) = (&keys[0], &keys[1]);
+    for amount in ["10.00", "20.00", "30.00"] {
+        wallet(&url, alice, &state, &["pay", "--from", "alice", "bob", amount]).ok();
+    }
+    node.stop();
+
+    // The disk fills to the last byte while the node is down; then it starts.
+    let filler = tmp.path().join("disk/filler");
+    assert!(fill(&filler) > 0);
+    let mut node = Node::start_configured(&data, &log, &metrics, None);
+    let url = node.url();
+    let records = cercle_e2e::startup::records(&log);
+    let warned = records.iter().any(|r| {
+        r["level"] == "WARN"
+            && r["message"].as_str().is_some_and(|m| m.contains("disk is full") && m.contains("read-only"))
+    });
+    assert!(warned, "a warning at start says the node is read-only for a full disk:\n{records:#?}");
+    let scrape_url = node.metrics_url.clone().expect("metrics");
+    let (_, scrape) = cercle_e2e::http_get(&scrape_url);
+    assert_eq!(sample(&scrape, "cercle_disk_full"), Some(1.0), "{scrape}");
+
+    // Reads, signed by the wallet, are served: balances, history, a signed statement.
+    let balance = |url: &str, key: &Path, name: &str| {
+        wallet(url, key, &state, &["--json", "balance", name]).ok().json()["balance_minor"].as_i64().unwrap()
+    };
+    assert_eq!((balance(&url, alice, "alice"), balance(&url, bob, "bob")), (-6_000, 6_000));
+    let history = wallet(&url, alice, &state, &["--json", "history", "alice"]).ok().json();
+    let transfers = history["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "transfer").count();
+    assert_eq!(transfers, 3, "{history}");
+    let statement = tmp.path().join("statement.json");
+    wallet(&url, alice, &state, &["statement", "alice", "--out", statement.to_str().unwrap()]).ok();
+    let probe =
+        Command::new(cercle_e2e::binary("cercle-node")).args(["probe", "--node", &url]).output().unwrap();
+    assert!(probe.status.success(), "the health check passes: reads are served");
+
+    // A payment is refused, saying why.
+    let pay = ["pay", "--from", "alice", "bob", "5.00"];
+    let refused = wallet(&url, alice, &state, &pay).failed();
+    assert!(refused.stderr.contains("disk full: "), "{}", refused.stderr);
+    assert!(refused.stderr.contains(data.to_str().unwrap()), "names the path: {}", refused.stderr);
+    assert_eq!(balance(&url, alice, "alice"), -6_000);
+
+    // Space comes back: the payment goes through without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = wallet(&url, alice, &state, &pay);
+        if out.code == 0 {
+            break;
+        }
+        assert!(out.stderr.contains("disk full: "), "unexpected answer once space is back: {}", out.stderr);
+        assert!(Instant::now() < deadline, "writes did not resume within a minute: {}", out.stderr);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!((balance(&url, alice, "alice"), balance(&url, bob, "bob")), (-6_500, 6_500));
+    let (_, scrape) = cercle_e2e::http_get(&scrape_url);
+    assert_eq!(sample(&scrape, "cercle_disk_full"), Some(0.0), "{scrape}");
+
+    // Nothing was lost, across a restart either.
+    node.stop();
+    let node = Node::start_configured(&data, &log, &[], None);
+    let url = node.url();
+    assert_eq!((balance(&url, alice, "alice"), balance(&url, bob, "bob")), (-6_500, 6_500));
+    let history = wallet(&url, alice, &state, &["--json", "history", "alice"]).ok().json();
+    let transfers = history["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "transfer").count();
+    assert_eq!(transfers, 4, "{history}");
+}

@@ -6,7 +6,8 @@
 //! the latest version of every record, and each account's new entries, until it writes
 //! them. After a write the view forgets what the checkpoint now holds. A failed write
 //! (a full disk) is retried at the next interval with everything still pending; while
-//! too much is pending, the writer refuses new operations (`stuck`).
+//! too much is pending, or the state database could not be opened at all (a start on a
+//! full disk), the writer refuses new operations (`stuck`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -134,7 +135,9 @@ fn write(store: &Store, view: &View, pending: &mut Pending, stuck: &AtomicBool) 
             tracing::warn!(error = %e, pending_entries = pending.entries, "could not write a checkpoint; it will be retried");
             // Retry at the next interval, not at once.
             pending.since = Some(Instant::now());
-            if pending.entries > PENDING_ENTRIES_MAX {
+            // A state database not open (the node started on a full disk) holds nothing:
+            // operations wait until it is, rather than pile up in memory.
+            if pending.entries > PENDING_ENTRIES_MAX || !store.derived_is_open() {
                 stuck.store(true, Ordering::Release);
             }
         }

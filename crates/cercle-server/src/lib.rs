@@ -265,6 +265,14 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
     }
     log_recovery(&report, &ledger);
     let metrics = Metrics::new();
+    if started_on_a_full_disk(&store, &report) {
+        metrics.disk_full.set(1);
+        tracing::warn!(
+            free_bytes = store.free_bytes().unwrap_or(0),
+            path = %store.dir().display(),
+            "the disk is full: the node starts read-only; it serves reads and refuses operations (RESOURCE_EXHAUSTED, disk full) until there is room, then takes them again by itself"
+        );
+    }
     metrics.startup_verification_seconds.set(report.elapsed_ms as f64 / 1000.0);
     metrics.log_entries.set(store.size() as i64);
     metrics.log_bytes.set(store.log_bytes() as i64);
@@ -277,7 +285,8 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         ledger.state().accounts().cloned(),
         &pending,
     ));
-    let stuck = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Writes wait for the state database when it could not be opened (a full disk).
+    let stuck = Arc::new(std::sync::atomic::AtomicBool::new(!store.derived_is_open()));
     let (checkpoints, checkpointer) =
         checkpointer::spawn(store.clone(), view.clone(), pending, stuck.clone())
             .map_err(io_err(&dir.root))?;
@@ -317,6 +326,17 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         metrics,
         threads,
     })
+}
+
+/// Bytes the log must be able to take at start for the node not to start read-only: one
+/// page, which any operation's record needs.
+const START_ROOM_BYTES: u64 = 4096;
+
+/// Whether the disk is full as the node starts: the state database could not be opened for
+/// want of room, or the log cannot take one page more. The writer refuses each group that
+/// finds no room anyway; this is for the warning and the metrics, at once.
+fn started_on_a_full_disk(store: &Store, report: &recovery::RecoveryReport) -> bool {
+    report.open.state_unopened.is_some() || store.reserve(START_ROOM_BYTES).is_err_and(|e| e.is_disk_full())
 }
 
 fn log_recovery(report: &recovery::RecoveryReport, ledger: &cercle_core::Ledger) {

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub clearing_solve_seconds: Histogram,
     pub clearing_hold_seconds: Histogram,
     pub startup_verification_seconds: Gauge,
+    pub disk_full: IntGauge,
     pub build_info: IntGaugeVec,
     /// The writer's queue, read at each scrape for its depth.
     queue: std::sync::Mutex<Option<(QueueRoom, usize)>>,
@@ -148,6 +149,10 @@ impl Metrics {
                     "Time start-up took to check the log and bring the state up to it.",
                 )
                 .unwrap_or_else(|_| unreachable_metric()),
+            ),
+            disk_full: gauge(
+                "cercle_disk_full",
+                "1 from a write refused for a full disk (or a start on one) until a write goes through again; reads are served meanwhile.",
             ),
             build_info: register(
                 &r,

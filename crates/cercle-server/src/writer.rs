@@ -381,8 +381,10 @@ impl Executor {
     /// Why writes are refused now, if they are.
     fn refusal(&self) -> Option<ServiceError> {
         if self.derived_stuck.load(Ordering::Acquire) {
+            self.metrics.disk_full.set(1);
             return Some(ServiceError::DiskFull(format!(
-                "disk full: the node cannot write its state database in {}; operations resume once there is room",
+                "disk full: {} bytes free at {}; the node cannot write its state database; operations resume once there is room",
+                self.store.free_bytes().unwrap_or(0),
                 self.store.dir().display()
             )));
         }
@@ -483,7 +485,7 @@ impl Executor {
         if let Err(e) = self.store.reserve(bytes) {
             self.ledger.undo_to(group.before);
             self.undone();
-            let error = disk_full(&self.store, &e);
+            let error = disk_full(&self.store, &self.metrics, &e);
             for (reply, _) in group.replies.drain(..) {
                 reply.send(Err(error.clone()));
             }
@@ -641,8 +643,11 @@ pub(crate) fn touched_invoice(state: &cercle_core::State, id: &InvoiceId) -> cer
     }
 }
 
-fn disk_full(store: &Store, e: &cercle_store::StoreError) -> ServiceError {
+/// The answer to a group that could not be written for `e`; a full disk is also shown in
+/// the metrics until a group goes through.
+fn disk_full(store: &Store, metrics: &Metrics, e: &cercle_store::StoreError) -> ServiceError {
     if e.is_disk_full() {
+        metrics.disk_full.set(1);
         let free = store.free_bytes().unwrap_or(0);
         ServiceError::DiskFull(format!(
             "disk full: {free} bytes free at {}; operations resume once there is room",
@@ -687,7 +692,7 @@ impl Syncer {
             && let Err(e) = self.store.append_group(&group.entries, &group.hashes)
         {
             tracing::error!(error = %e, entries = group.entries.len(), "could not write a group to the log");
-            let error = disk_full(&self.store, &e);
+            let error = disk_full(&self.store, &self.metrics, &e);
             answer_all(group.replies, &error);
             let mut f = self.feedback.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             f.failed = Some(group.before);
@@ -697,6 +702,7 @@ impl Syncer {
         if !group.entries.is_empty() {
             let m = &self.metrics;
             m.log_sync_seconds.observe(started.elapsed().as_secs_f64());
+            m.disk_full.set(0);
             m.group_entries.observe(group.entries.len() as f64);
             m.log_entries.set(self.store.size() as i64);
             m.log_bytes.set(self.store.log_bytes() as i64);

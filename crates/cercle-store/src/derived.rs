@@ -24,9 +24,15 @@
 //! so after a power cut the checkpoint found may be an older one. It is a
 //! prefix of the log either way (the caller checks its head against the log) and the log
 //! replays from it.
+//!
+//! On a full disk sled cannot even be opened (it writes as it recovers). The store then
+//! starts without it (`Derived::unopened`): reads find nothing in it, which is right, since
+//! the caller rolled the whole log forward and holds it in memory; the first checkpoint
+//! that finds room opens it, empties it (nothing in it was checked against the log) and
+//! writes the whole state (`Derived::adopt`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId};
 use cercle_limits::HISTORY_BLOCK_MAX;
@@ -208,19 +214,67 @@ impl Block {
 
 /// The sled side of the store.
 pub(crate) struct Derived {
-    pub(crate) db: sled::Db,
+    /// `None` while sled could not be opened for want of disk space: reads then find
+    /// nothing here (see the module's docs).
+    db: RwLock<Option<sled::Db>>,
     /// Each account's last history block, as written (loaded on first use).
     tails: Mutex<HashMap<AccountId, Block>>,
 }
 
 impl Derived {
     pub(crate) fn new(db: sled::Db) -> Self {
-        Derived { db, tails: Mutex::new(HashMap::new()) }
+        Derived { db: RwLock::new(Some(db)), tails: Mutex::new(HashMap::new()) }
+    }
+
+    /// The state database not opened (the disk is full): empty to readers until `adopt`.
+    pub(crate) fn unopened() -> Self {
+        Derived { db: RwLock::new(None), tails: Mutex::new(HashMap::new()) }
+    }
+
+    fn db(&self) -> RwLockReadGuard<'_, Option<sled::Db>> {
+        self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether sled is open (it is, unless the node started on a full disk and no
+    /// checkpoint has found room since).
+    pub(crate) fn is_open(&self) -> bool {
+        self.db().is_some()
+    }
+
+    /// Takes `db`, opened late, in place of the database that could not be opened: nothing
+    /// in it was read or checked against the log, so it is emptied (its head first, so that
+    /// an interruption leaves a database the next start rebuilds), for the caller to write
+    /// the whole state into it.
+    pub(crate) fn adopt(&self, db: sled::Db) -> Result<(), StoreError> {
+        db.remove(HEAD_KEY)?;
+        db.flush()?;
+        db.clear()?;
+        self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        *self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db);
+        Ok(())
+    }
+
+    /// Flushes sled's buffers into its file, if it is open.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        if let Some(db) = self.db().as_ref() {
+            db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes sled uses on disk (0 when it is not open).
+    pub(crate) fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(match self.db().as_ref() {
+            Some(db) => db.size_on_disk()?,
+            None => 0,
+        })
     }
 
     /// The checkpoint's head, `None` when there is no checkpoint.
     pub(crate) fn head(&self) -> Result<Option<CheckpointHead>, StoreError> {
-        match self.db.get(HEAD_KEY)? {
+        let db = self.db();
+        let Some(db) = db.as_ref() else { return Ok(None) };
+        match db.get(HEAD_KEY)? {
             None => Ok(None),
             Some(v) => decode_head(&v).map(Some),
         }
@@ -251,8 +305,10 @@ impl Derived {
         prefix: u8,
         decode: impl Fn(&[u8], &[u8]) -> Result<T, String>,
     ) -> Result<Vec<T>, StoreError> {
+        let db = self.db();
+        let Some(db) = db.as_ref() else { return Ok(Vec::new()) };
         let mut out = Vec::new();
-        for item in self.db.scan_prefix([prefix]) {
+        for item in db.scan_prefix([prefix]) {
             let (key, value) = item?;
             let body = unseal(&key, &value)?;
             out.push(decode(&key, body).map_err(|reason| StoreError::Corrupt {
@@ -268,6 +324,10 @@ impl Derived {
     /// sequence is past its head.
     pub(crate) fn write(&self, c: &Checkpoint) -> Result<(), StoreError> {
         let previous = self.head()?.map_or(0, |h| h.head.size);
+        let db = self.db();
+        let Some(db) = db.as_ref() else {
+            return Err(StoreError::Bound("a checkpoint written to a state database not opened".into()));
+        };
         let mut batch = sled::Batch::default();
         for a in &c.accounts {
             let key = account_key(&a.id);
@@ -288,25 +348,27 @@ impl Derived {
         }
         let mut tails = self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (account, sequences) in &c.history {
-            self.append_history(&mut tails, &mut batch, account, sequences)?;
+            self.append_history(db, &mut tails, &mut batch, account, sequences)?;
         }
         if let Some(head) = &c.head {
             batch.insert(HEAD_KEY, encode_head(head));
         }
-        self.db.apply_batch(batch)?;
+        db.apply_batch(batch)?;
         // Into the file, so a killed process keeps it; `flush` does not fsync, so a power
         // cut may still take it (the checkpoint found is then an older one).
-        self.db.flush()?;
+        db.flush()?;
         Ok(())
     }
 
-    /// Whether the state database holds nothing at all (a new ledger's, or one cleared).
+    /// Whether the state database holds nothing at all (a new ledger's, or one cleared, or
+    /// one not opened).
     pub(crate) fn is_empty(&self) -> bool {
-        self.db.is_empty()
+        self.db().as_ref().is_none_or(|db| db.is_empty())
     }
 
     fn append_history(
         &self,
+        db: &sled::Db,
         tails: &mut HashMap<AccountId, Block>,
         batch: &mut sled::Batch,
         account: &AccountId,
@@ -315,7 +377,7 @@ impl Derived {
         let tail = match tails.entry(account.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(self.last_block(account)?.unwrap_or_default())
+                e.insert(last_block(db, account)?.unwrap_or_default())
             }
         };
         for &s in sequences {
@@ -338,17 +400,6 @@ impl Derived {
         Ok(())
     }
 
-    fn last_block(&self, account: &AccountId) -> Result<Option<Block>, StoreError> {
-        let prefix = per_account_prefix(HISTORY_PREFIX, account);
-        match self.db.scan_prefix(&prefix).next_back() {
-            None => Ok(None),
-            Some(item) => {
-                let (key, value) = item?;
-                decode_block(&prefix, &key, &value).map(Some)
-            }
-        }
-    }
-
     /// Up to `limit` sequences of `account`'s history after `after`, oldest first.
     pub(crate) fn history(
         &self,
@@ -356,16 +407,18 @@ impl Derived {
         after: u64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
+        let db = self.db();
+        let Some(db) = db.as_ref() else { return Ok(Vec::new()) };
         let prefix = per_account_prefix(HISTORY_PREFIX, account);
         // The block holding `after + 1` starts at or before it: begin from the last block
         // that starts at or before, then go forward.
         let start_key = per_account_key(HISTORY_PREFIX, account, after.saturating_add(1));
-        let first = match self.db.range(prefix.clone()..=start_key.clone()).next_back() {
+        let first = match db.range(prefix.clone()..=start_key.clone()).next_back() {
             Some(item) => item?.0.to_vec(),
             None => start_key,
         };
         let mut out = Vec::new();
-        for item in self.db.range(first..) {
+        for item in db.range(first..) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -383,10 +436,12 @@ impl Derived {
         before: u64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
+        let db = self.db();
+        let Some(db) = db.as_ref() else { return Ok(Vec::new()) };
         let prefix = per_account_prefix(HISTORY_PREFIX, account);
         let end = per_account_key(HISTORY_PREFIX, account, before);
         let mut out = Vec::new();
-        for item in self.db.range(prefix.clone()..end).rev() {
+        for item in db.range(prefix.clone()..end).rev() {
             let (key, value) = item?;
             if out.len() >= limit {
                 break;
@@ -398,8 +453,10 @@ impl Derived {
     }
 
     pub(crate) fn invoice(&self, id: &InvoiceId) -> Result<Option<Invoice>, StoreError> {
+        let db = self.db();
+        let Some(db) = db.as_ref() else { return Ok(None) };
         let key = invoice_key(id);
-        match self.db.get(&key)? {
+        match db.get(&key)? {
             None => Ok(None),
             Some(v) => Invoice::decode(unseal(&key, &v)?).map(Some).map_err(|e| corrupt(&key, e)),
         }
@@ -413,10 +470,12 @@ impl Derived {
         after_sequence: u64,
         limit: usize,
     ) -> Result<Vec<(u64, InvoiceId)>, StoreError> {
+        let db = self.db();
+        let Some(db) = db.as_ref() else { return Ok(Vec::new()) };
         let prefix = per_account_prefix(ACCOUNT_INVOICES_PREFIX, account);
         let start = per_account_key(ACCOUNT_INVOICES_PREFIX, account, after_sequence.saturating_add(1));
         let mut out = Vec::new();
-        for item in self.db.range(start..) {
+        for item in db.range(start..) {
             let (key, value) = item?;
             if !key.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -437,9 +496,11 @@ impl Derived {
         after_sequence: u64,
         limit: usize,
     ) -> Result<Vec<(u64, InvoiceId)>, StoreError> {
+        let db = self.db();
+        let Some(db) = db.as_ref() else { return Ok(Vec::new()) };
         let start = keyed(ALL_INVOICES_PREFIX, &after_sequence.saturating_add(1).to_be_bytes());
         let mut out = Vec::new();
-        for item in self.db.range(start..) {
+        for item in db.range(start..) {
             let (key, value) = item?;
             if key.first() != Some(&ALL_INVOICES_PREFIX) || out.len() >= limit {
                 break;
@@ -454,9 +515,23 @@ impl Derived {
 
     /// Removes everything: the state is about to be rebuilt.
     pub(crate) fn clear(&self) -> Result<(), StoreError> {
-        self.db.clear()?;
+        if let Some(db) = self.db().as_ref() {
+            db.clear()?;
+        }
         self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         Ok(())
+    }
+}
+
+/// The last history block of `account` in `db`.
+fn last_block(db: &sled::Db, account: &AccountId) -> Result<Option<Block>, StoreError> {
+    let prefix = per_account_prefix(HISTORY_PREFIX, account);
+    match db.scan_prefix(&prefix).next_back() {
+        None => Ok(None),
+        Some(item) => {
+            let (key, value) = item?;
+            decode_block(&prefix, &key, &value).map(Some)
+        }
     }
 }
 
@@ -499,11 +574,32 @@ mod tests {
         assert_eq!(derived.history_back(&alice, 3_001, 2).unwrap(), [3_000, 2_997]);
         assert_eq!(derived.history_back(&alice, 770, 3).unwrap(), [768, 765, 762]);
         // A fresh handle finds the last block again and continues it.
-        let reopened = Derived::new(derived.db.clone());
+        let reopened = Derived::new(derived.db().clone().unwrap());
         reopened
             .write(&Checkpoint { history: vec![(alice.clone(), vec![3_003])], ..Checkpoint::default() })
             .unwrap();
         assert_eq!(reopened.history(&alice, 2_990, 10).unwrap(), [2_991, 2_994, 2_997, 3_000, 3_003]);
         assert!(derived.history(&AccountId::parse("bob").unwrap(), 0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unopened_database_reads_empty_and_is_emptied_when_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = AccountId::parse("alice").unwrap();
+        let db = sled::Config::new().path(dir.path()).temporary(true).open().unwrap();
+        let old = Checkpoint { history: vec![(alice.clone(), vec![1, 2, 3])], ..Checkpoint::default() };
+        Derived::new(db.clone()).write(&old).unwrap();
+
+        let derived = Derived::unopened();
+        assert!(derived.is_empty() && !derived.is_open());
+        assert!(derived.history(&alice, 0, 10).unwrap().is_empty());
+        assert!(derived.head().unwrap().is_none());
+        assert!(derived.write(&Checkpoint::default()).is_err(), "nothing is written before it is opened");
+        derived.adopt(db).unwrap();
+        assert!(derived.is_open());
+        assert!(derived.is_empty(), "what it held was never checked against the log: emptied");
+        let new = Checkpoint { history: vec![(alice.clone(), vec![2, 5])], ..Checkpoint::default() };
+        derived.write(&new).unwrap();
+        assert_eq!(derived.history(&alice, 0, 10).unwrap(), [2, 5]);
     }
 }

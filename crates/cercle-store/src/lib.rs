@@ -81,9 +81,12 @@ pub enum StoreError {
 impl StoreError {
     /// True when the error is the disk being full: the node refuses writes and retries.
     pub fn is_disk_full(&self) -> bool {
+        let full = |e: &std::io::Error| {
+            e.raw_os_error() == Some(libc_enospc()) || e.kind() == std::io::ErrorKind::StorageFull
+        };
         match self {
-            StoreError::Io { source, .. } => source.raw_os_error() == Some(libc_enospc()),
-            StoreError::Sled(sled::Error::Io(e)) => e.raw_os_error() == Some(libc_enospc()),
+            StoreError::Io { source, .. } => full(source),
+            StoreError::Sled(sled::Error::Io(e)) => full(e),
             _ => false,
         }
     }
@@ -108,6 +111,10 @@ pub struct OpenReport {
     pub recovery: log::Recovery,
     /// Why the state database was set aside, when it was (it is then empty, to rebuild).
     pub state_set_aside: Option<String>,
+    /// Why the state database could not be opened for want of disk space, when it could
+    /// not: it is then left as it is, not read (reads find nothing in it), and opened,
+    /// emptied and written whole by the first checkpoint that finds room.
+    pub state_unopened: Option<String>,
 }
 
 /// What `Store::accept_loss` did.
@@ -346,6 +353,9 @@ impl Store {
         // The state is opened before the log is read (its head is a witness), but it is
         // not moved aside, whatever its condition, until the log is known to be sound.
         let opened = open_state(&state_path);
+        if let Err(StateOpenError::NoSpace(reason)) = &opened {
+            tracing::warn!(%reason, path = %state_path.display(), "the state database cannot be opened on a full disk; it is left as it is and opened once there is room");
+        }
         let mut witnesses: Vec<Witness> = read_tree_head(dir, &genesis).into_iter().collect();
         let checkpoint = opened.as_ref().ok().and_then(read_checkpoint_head);
         if let Some(h) =
@@ -363,20 +373,24 @@ impl Store {
             index.push(record.pos, record.hash);
             visit(record)
         })?;
-        let (db, state_set_aside) = match opened {
-            Ok(db) => (db, None),
-            Err(reason) => (fresh_state(&state_path, &reason)?, Some(reason)),
+        let (derived, state_set_aside, state_unopened) = match opened {
+            Ok(db) => (Derived::new(db), None, None),
+            // Not a damaged database: one that needs room to open. Never set aside for that.
+            Err(StateOpenError::NoSpace(reason)) => (Derived::unopened(), None, Some(reason)),
+            Err(StateOpenError::Unusable(reason)) => {
+                (Derived::new(fresh_state(&state_path, &reason)?), Some(reason), None)
+            }
         };
         let store = Store {
             dir: dir.to_path_buf(),
             genesis,
             log,
             index: RwLock::new(index),
-            derived: Derived::new(db),
+            derived,
             block_cache: Mutex::new(None),
             _lock: lock,
         };
-        Ok((store, OpenReport { recovery, state_set_aside }))
+        Ok((store, OpenReport { recovery, state_set_aside, state_unopened }))
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -497,9 +511,34 @@ impl Store {
             .unwrap_or_else(|_| Err(corrupt(b"state", "the state database panicked while it was read")))
     }
 
-    /// Writes a checkpoint (one sled batch, flushed into sled's file, not synced).
+    /// Writes a checkpoint (one sled batch, flushed into sled's file, not synced). When the
+    /// state database could not be opened at start (a full disk), it is opened and emptied
+    /// first: `c` must then hold the whole state (what the log held at start, rolled
+    /// forward from genesis, and everything since). A disk still full is `is_disk_full`.
     pub fn write_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        if !self.derived.is_open() {
+            let path = self.dir.join(STATE_DIR);
+            let db = match open_state(&path) {
+                Ok(db) => db,
+                Err(StateOpenError::NoSpace(reason)) => {
+                    return Err(StoreError::Io {
+                        path: path.display().to_string(),
+                        source: std::io::Error::new(std::io::ErrorKind::StorageFull, reason),
+                    });
+                }
+                // Damaged, as a start would have found it: set aside, and a fresh one written.
+                Err(StateOpenError::Unusable(reason)) => fresh_state(&path, &reason)?,
+            };
+            self.derived.adopt(db)?;
+            tracing::info!(path = %path.display(), "the state database is open again, now that there is room");
+        }
         self.derived.write(c)
+    }
+
+    /// Whether the state database is open: it is, unless the node started on a full disk
+    /// and no checkpoint has found room since.
+    pub fn derived_is_open(&self) -> bool {
+        self.derived.is_open()
     }
 
     /// Whether the state database holds nothing (no checkpoint was ever written, or it was
@@ -563,13 +602,12 @@ impl Store {
 
     /// Bytes used on disk by the log and the state database.
     pub fn size_on_disk(&self) -> Result<(u64, u64), StoreError> {
-        Ok((self.log.len_bytes(), self.derived.db.size_on_disk()?))
+        Ok((self.log.len_bytes(), self.derived.size_on_disk()?))
     }
 
     /// Flushes the state database (a clean shutdown finds its last checkpoint).
     pub fn close(&self) -> Result<(), StoreError> {
-        self.derived.db.flush()?;
-        Ok(())
+        self.derived.flush()
     }
 }
 
@@ -617,7 +655,7 @@ impl HashSource for Store {
 /// damaged database can make sled 0.34 panic while it recovers) alike. A lock still held
 /// is waited for, within a bound: the directory is locked by `Store::open` before this
 /// runs, so nothing else can be using the state.
-fn open_state(path: &Path) -> Result<sled::Db, String> {
+fn open_state(path: &Path) -> Result<sled::Db, StateOpenError> {
     let deadline = std::time::Instant::now() + STATE_LOCK_WAIT;
     loop {
         let open = || sled::Config::new().path(path).cache_capacity(STATE_CACHE_BYTES).open();
@@ -631,10 +669,38 @@ fn open_state(path: &Path) -> Result<sled::Db, String> {
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Ok(Err(e)) => return Err(format!("sled cannot open it: {e}")),
-            Err(_) => return Err("sled panicked while opening it".into()),
+            // sled writes as it opens (a snapshot of its recovery): on a full disk it
+            // cannot, which says nothing about the database.
+            Ok(Err(sled::Error::Io(e)))
+                if e.raw_os_error() == Some(libc_enospc()) || e.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                return Err(StateOpenError::NoSpace(format!("sled cannot open it: {e}")));
+            }
+            Ok(Err(e)) => return Err(StateOpenError::Unusable(format!("sled cannot open it: {e}"))),
+            // A panic on a disk with no room left is taken for the want of room too.
+            Err(_) if no_room_left(path) => {
+                return Err(StateOpenError::NoSpace(
+                    "sled panicked while opening it, with no room left".into(),
+                ));
+            }
+            Err(_) => return Err(StateOpenError::Unusable("sled panicked while opening it".into())),
         }
     }
+}
+
+/// Why the state database could not be opened.
+enum StateOpenError {
+    /// For want of disk space: the database is left as it is.
+    NoSpace(String),
+    /// Damaged (or sled cannot read it): it is set aside and rebuilt.
+    Unusable(String),
+}
+
+/// Whether the filesystem holding `path` (or its nearest existing parent) has no byte
+/// left for this process.
+fn no_room_left(path: &Path) -> bool {
+    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(path);
+    nix::sys::statvfs::statvfs(existing).is_ok_and(|s| s.blocks_available() == 0)
 }
 
 /// Moves the state at `path` aside (it is derived: never deleted, in case a person wants
@@ -654,7 +720,9 @@ fn fresh_state(path: &Path, reason: &str) -> Result<sled::Db, StoreError> {
         );
         std::fs::rename(path, &aside).map_err(io(path))?;
     }
-    open_state(path).map_err(|reason| corrupt(b"state", reason))
+    open_state(path).map_err(|e| match e {
+        StateOpenError::NoSpace(reason) | StateOpenError::Unusable(reason) => corrupt(b"state", reason),
+    })
 }
 
 /// The state's checkpoint head, when it can be read and its checksum holds.
