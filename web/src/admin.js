@@ -440,7 +440,8 @@ export async function clearingPage() {
       return;
     }
     plan.replaceChildren(h("h2", {}, t("clearing.planTitle")), h("p", { class: "hint" }, t("clearing.planHint")), clearingSummary(summary, "clearing-plan"));
-    if (!app.administrator) return;
+    // Nothing to clear: nothing to sign.
+    if (!app.administrator || summary.firmsChanged.length === 0) return;
     run.hidden = false;
     run.querySelector("button").onclick = () =>
       offer(
@@ -578,7 +579,7 @@ function indicatorsTable(report) {
         "tbody",
         {},
         rows.map(([label, cells, total]) =>
-          h("tr", { testid: total ? "indicators-period" : "indicators-group" }, h("th", { scope: "row", class: total ? "nowrap" : "group nowrap" }, label), MEASURES.map(([m, how]) => h("td", { class: "num" }, cellText(cells[m], how, cells)))),
+          h("tr", { testid: total ? "indicators-period" : "indicators-group" }, h("th", { scope: "row", class: total ? "nowrap" : "group nowrap" }, label), MEASURES.map(([m, how]) => h("td", { class: "num" }, cells[m] === null ? "—" : cellText(cells[m], how, cells)))),
         ),
       ),
     ),
