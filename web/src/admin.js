@@ -543,7 +543,7 @@ function seriesChart(periods, measure) {
   const title = t(`ind.${measure}`);
   const described = periods.map((p) => `${periodName(p)}: ${cellText(p[measure], how, p)}`).join("; ");
   const label = `${title}. ${described}.`;
-  const short = (p) => (periods.length > 6 ? p.from.slice(5, 7) : periodName(p).slice(0, 7));
+  const short = (p) => (periods.length > 6 ? p.from.slice(5, 7) : periods.length > 2 ? periodName(p).slice(0, 7) : periodName(p));
   return h(
     "svg",
     { class: "mini", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, testid: "indicators-chart" },
@@ -563,27 +563,44 @@ function seriesChart(periods, measure) {
   );
 }
 
-function indicatorsTable(report) {
+/**
+ * The report as two tables of a row per period (and per group), so that each fits the
+ * page: the circuit's activity, then credit and debt. Only the first carries the row
+ * test ids.
+ */
+function indicatorsTables(report) {
   const rows = [];
   for (const p of report.periods) {
     rows.push([periodName(p), p, true]);
     for (const g of p.groups ?? []) rows.push([`  ${g.group ?? t("ind.unknownGroup")}`, g, false]);
   }
-  return scroller(
-    t("ind.title"),
-    h(
-      "table",
-      { testid: "indicators-table", class: "compact" },
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("ind.period")), MEASURES.map(([m]) => h("th", { scope: "col", class: "num" }, t(`ind.${m}`))))),
+  const table = (title, testid, measures, first) =>
+    scroller(
+      t(title),
       h(
-        "tbody",
-        {},
-        rows.map(([label, cells, total]) =>
-          h("tr", { testid: total ? "indicators-period" : "indicators-group" }, h("th", { scope: "row", class: total ? "nowrap" : "group nowrap" }, label), MEASURES.map(([m, how]) => h("td", { class: "num" }, cells[m] === null ? "—" : cellText(cells[m], how, cells)))),
+        "table",
+        { testid, class: "compact" },
+        h("caption", {}, t(title)),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("ind.period")), measures.map(([m]) => h("th", { scope: "col", class: "num" }, t(`ind.${m}`))))),
+        h(
+          "tbody",
+          {},
+          rows.map(([label, cells, total]) =>
+            h(
+              "tr",
+              { testid: first ? (total ? "indicators-period" : "indicators-group") : undefined },
+              h("th", { scope: "row", class: total ? "nowrap" : "group nowrap" }, label),
+              measures.map(([m, how]) => h("td", { class: "num" }, cells[m] === null ? "—" : cellText(cells[m], how, cells))),
+            ),
+          ),
         ),
       ),
-    ),
-  );
+    );
+  const split = MEASURES.findIndex(([m]) => m === "credit_use");
+  return [
+    table("ind.activity", "indicators-table", MEASURES.slice(0, split), true),
+    table("ind.debt", "indicators-debt", MEASURES.slice(split), false),
+  ];
 }
 
 export async function indicatorsPage() {
@@ -612,7 +629,7 @@ export async function indicatorsPage() {
       h("p", { testid: "indicators-through" }, t("ind.through", { sequence: answer.throughSequence, from: report.from, to: report.to })),
       h("div", { class: "charts" }, CHARTED.map((m) => seriesChart(report.periods, m))),
       h("p", { class: "hint" }, t("ind.legend")),
-      indicatorsTable(report),
+      ...indicatorsTables(report),
       download,
     );
   };
