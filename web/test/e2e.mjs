@@ -505,7 +505,9 @@ try {
   await alice.getByTestId("lang").selectOption("en");
   await alice.getByTestId("balance").filter({ hasText: "-175.50 CHW" }).waitFor();
 
-  // A history that does not extend what this browser saw is reported as rewritten.
+  // A history that does not extend what this browser saw is reported as rewritten. The
+  // overview's own check must have finished first: it saves the tree head it checked.
+  await alice.getByTestId("proof-result").waitFor();
   await alice.evaluate(() => {
     const slot = Object.keys(localStorage).find((k) => k.startsWith("cercle.treeHead."));
     const saved = JSON.parse(localStorage.getItem(slot));
