@@ -3,13 +3,19 @@
 //! - The node serves the app on the address of its API (and not with `--no-web`), with a
 //!   content security policy; `ListKeyAccounts` tells a key which accounts it may act for.
 //! - In a real Chromium driven by playwright-core (`web/test/e2e.mjs`), against the real
-//!   node: a firm whose key was made in the browser is registered by the administrator with
-//!   the real wallet, pays, pays again with the answer lost and retries the same envelope
-//!   (paid once), is refused over its limit with the ledger's message; a second
-//!   firm imports a `cercle keygen` key file and issues an invoice, which the first accepts
-//!   and pays; axe-core finds no serious violation on any page, in French and in English,
-//!   and every page is photographed into `target/web-screenshots/`. Then `cercle audit
-//!   verify` checks every signature the browser made.
+//!   node: the administrator imports its key file into the browser and, through the admin
+//!   pages, registers a firm whose key was made in the browser (read from a picture of its
+//!   QR code) and one whose `cercle keygen` key is pasted; the first pays, pays again with
+//!   the answer lost and retries the same envelope (paid once), is refused over its limit
+//!   with the ledger's message; the second imports its key file and issues an invoice,
+//!   which the first accepts and pays. The administrator changes the second's limit (in
+//!   French, `1 250,50`), freezes it (a payment to it is refused) and unfreezes it, filters
+//!   the accounts overview, runs the clearing dry run and then the run on a loop of
+//!   invoices, and computes the indicators; the first firm downloads its signed statement,
+//!   which `cercle statement verify` accepts. axe-core finds no serious violation on any
+//!   page, in French and in English, and every page is photographed into
+//!   `target/web-screenshots/`. Then `cercle audit verify` checks every signature the
+//!   browser made.
 //!
 //! The browser test needs Chromium, Node.js and the app's npm packages (`apt-get install
 //! chromium nodejs` and `npm ci` in `web/`): where they are missing it is ignored with the
@@ -121,7 +127,7 @@ fn workspace() -> PathBuf {
     not(browser_tests),
     ignore = "needs Chromium, Node.js and the app's npm packages: apt-get install chromium nodejs, then npm ci in web/"
 )]
-fn a_firm_pays_and_invoices_from_the_browser() {
+fn firms_and_the_administrator_work_from_the_browser() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::init_and_start(&tmp.path().join("data"), &[]);
     let url = node.url();
@@ -158,10 +164,51 @@ fn a_firm_pays_and_invoices_from_the_browser() {
     let kinds: Vec<_> = entries.iter().map(|e| e["kind"].as_str().unwrap_or_default()).collect();
     assert_eq!(
         kinds,
-        ["register_account", "transfer", "transfer", "issue_invoice", "accept_invoice", "transfer"],
+        [
+            "register_account",
+            "transfer",
+            "transfer",
+            "issue_invoice",
+            "accept_invoice",
+            "transfer",
+            // The loop of invoices, then the clearing run that cancelled it (no money moved).
+            "issue_invoice",
+            "accept_invoice",
+            "issue_invoice",
+            "accept_invoice",
+            "run_clearing",
+        ],
         "{history}"
     );
     let balance = cercle(&url, Some(&admin_key), &["--json", "balance", "alice-bakery"]).ok().json();
     assert_eq!(balance["balance_minor"], -17_550, "{balance}");
     assert_eq!(balance["public_keys"], serde_json::json!([alice_pubkey]), "the key made in the browser");
+
+    // What the administrator signed in the browser, with its reasons.
+    let history = cercle(&url, Some(&admin_key), &["--json", "history", "bob-mill"]).ok().json();
+    let acts: Vec<_> = history["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] != "transfer" && !e["kind"].as_str().unwrap_or_default().contains("invoice"))
+        .map(|e| (e["kind"].as_str().unwrap_or_default(), e["reason"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            ("register_account", ""),
+            ("set_limits", "revue annuelle"),
+            ("freeze_account", "litige sur la facture 17"),
+            ("unfreeze_account", "litige réglé"),
+            ("run_clearing", "November"),
+        ],
+        "{history}"
+    );
+    let bob = cercle(&url, Some(&admin_key), &["--json", "balance", "bob-mill"]).ok().json();
+    assert_eq!(bob["credit_limit_minor"], 125_050, "1 250,50 in French: {bob}");
+    assert_eq!(bob["status"], "active", "{bob}");
+    assert_eq!(bob["sector"], "10.71", "{bob}");
+    let carol = cercle(&url, Some(&admin_key), &["--json", "balance", "carol-market"]).ok().json();
+    assert_eq!(carol["max_balance_minor"], 200_000, "2 000,00 in French: {carol}");
+    assert_eq!(carol["balance_minor"], 500, "{carol}");
 }

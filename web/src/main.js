@@ -1,57 +1,27 @@
-// Cercle in the browser: a firm's key, overview, payments, history and invoices.
+// Cercle in the browser: a firm's key, overview, payments, history, invoices and signed
+// statement; and, for a key that is an administrator's or an auditor's, the association's
+// pages (admin.js).
 //
 // Every operation is built here (protobuf-es, generated from proto/), shown to the user,
 // signed here with the key kept in this browser, and sent to the node as an envelope;
 // every read is signed too. The node serves this page but cannot sign for the firm.
 
 import qrcode from "qrcode-generator";
-import { AmountError, decimalString, formatAmount, parseAmount } from "./amount.js";
-import { describeError, decodeBody, Node } from "./client.js";
+import { decimalString, formatAmount, parseAmount } from "./amount.js";
+import { decodeBody } from "./client.js";
 import { field, h } from "./dom.js";
 import { formatTime, initialLang, lang, setLang, t } from "./i18n.js";
 import { forgetKey, fromHex, generateKey, importKeyFile, KeyFileError, loadKey, toHex } from "./keys.js";
 import { ProofError, verifyConsistency, verifyTreeHead } from "./proof.js";
+import { accountsPage, clearingPage, indicatorsPage, managePage, registerPage } from "./admin.js";
+import { checkedStatement } from "./statement.js";
+import { amountMessage, app, confirmPanel, errorBox, heading, messageBox, money, node, receiptBox } from "./ui.js";
 
 const ENTRIES_MAX = 10_000;
 const INVOICES_PAGE = 1000;
 const ACCOUNT_KEY = "cercle.account";
 
-const node = new Node(location.origin);
-const app = { key: null, accounts: [], administrator: false, auditor: false, account: null };
-
 const main = () => document.getElementById("main");
-
-// ---------------------------------------------------------------------------------
-// Formatting
-
-function money(minor) {
-  return `${formatAmount(BigInt(minor), node.info.exponent, lang())} ${node.info.currency}`;
-}
-
-function amountMessage(e) {
-  return e instanceof AmountError ? t(`amount.${e.kind}`, e.params) : String(e);
-}
-
-/** The outcome box of a failed call: the ledger's own message, or a lost connection. */
-function errorBox(err, retry) {
-  const d = describeError(err);
-  const lines =
-    d.kind === "rejected"
-      ? [h("strong", {}, t("error.rejected", { reason: d.reason })), " ", d.message]
-      : d.kind === "network"
-        ? [h("strong", {}, t("error.network"))]
-        : [h("strong", {}, t("error.other")), " ", d.message];
-  return h(
-    "div",
-    { class: "error", role: "alert", testid: "error" },
-    h("p", {}, ...lines),
-    d.kind === "network" && retry ? h("button", { type: "button", onclick: retry, testid: "retry" }, t("pay.retry")) : null,
-  );
-}
-
-function messageBox(text) {
-  return h("div", { class: "error", role: "alert", testid: "error" }, h("p", {}, text));
-}
 
 // ---------------------------------------------------------------------------------
 // Loading
@@ -139,12 +109,9 @@ const KIND_KEYS = {
 // ---------------------------------------------------------------------------------
 // Pages
 
-function heading(text) {
-  return h("h1", { tabindex: "-1" }, text);
-}
-
 async function keyPage() {
-  const page = [heading(t("key.title")), h("p", {}, t("key.intro"))];
+  const association = app.key && (app.administrator || app.auditor);
+  const page = [heading(t("key.title")), h("p", {}, t(association ? "key.introAdmin" : "key.intro"))];
   if (!crypto.subtle || !window.CryptoKey) page.push(messageBox(t("key.noEd25519")));
   const status = h("div", { "aria-live": "polite" });
   if (!app.key) {
@@ -191,19 +158,20 @@ async function keyPage() {
   const qrBox = h("div", { class: "qr", role: "img", "aria-label": t("key.qr") });
   qrBox.innerHTML = qr.createSvgTag({ cellSize: 4, margin: 4, scalable: true });
   page.push(
-    h("h2", {}, t("key.public")),
+    h("h2", {}, t(association ? "key.publicAdmin" : "key.public")),
     h("p", { class: "mono", testid: "pubkey" }, app.key.publicHex),
     qrBox,
-    h("h2", {}, t("key.accounts")),
+    h("h2", {}, t(association ? "key.role" : "key.accounts")),
   );
   if (app.administrator) page.push(h("p", { class: "panel" }, t("key.admin")));
   if (app.auditor) page.push(h("p", { class: "panel" }, t("key.auditor")));
-  if (app.accounts.length === 0) {
+  // An administrator's or auditor's key acts for the association: no firm to wait for.
+  if (app.accounts.length === 0 && !association) {
     page.push(
       h("p", { testid: "no-account" }, t("key.none")),
       h("button", { type: "button", testid: "key-check", onclick: () => route() }, t("key.check")),
     );
-  } else {
+  } else if (app.accounts.length > 0) {
     const select = h(
       "select",
       {
@@ -334,44 +302,6 @@ async function overviewPage() {
     balanceChart(entries.map(describeEntry)),
     historyCheck(),
   ];
-}
-
-/** A confirmation panel for a signed operation, then its outcome in `outcome`. */
-function confirmPanel({ title, lines, prepared, testid, onDone, onCancel }) {
-  const outcome = h("div", { "aria-live": "polite" });
-  const send = async () => {
-    confirmButton.disabled = true;
-    try {
-      const receipt = await node.signAndSubmit(prepared);
-      panel.replaceWith(await onDone(receipt));
-    } catch (e) {
-      // On a lost connection the same envelope (same operation id) is offered again.
-      outcome.replaceChildren(errorBox(e, () => send()));
-      confirmButton.disabled = false;
-    }
-  };
-  const confirmButton = h("button", { type: "button", testid, onclick: send }, title.button);
-  const panel = h(
-    "section",
-    { class: "panel", "aria-labelledby": "confirm-title", testid: "confirmation" },
-    h("h2", { id: "confirm-title", tabindex: "-1" }, title.heading),
-    h("dl", {}, lines.map(([k, v]) => [h("dt", {}, k), h("dd", { class: "mono" }, v)])),
-    h("div", { class: "actions" }, confirmButton, h("button", { type: "button", class: "secondary", onclick: onCancel }, t("pay.cancel"))),
-    outcome,
-  );
-  return panel;
-}
-
-function receiptBox(receipt, text) {
-  const mine = receipt.balancesAfter.find((b) => b.account === app.account);
-  return h(
-    "div",
-    { class: "ok", role: "status", testid: "receipt" },
-    h("h2", {}, t("receipt.title")),
-    h("p", {}, text ?? t("receipt.text", { sequence: receipt.sequence, time: formatTime(receipt.timestampMs), balance: mine ? money(mine.balanceMinor) : "" })),
-    receipt.duplicate ? h("p", {}, t("receipt.duplicate")) : null,
-    h("p", { class: "hint" }, `${t("receipt.hash")}: `, h("span", { class: "mono" }, toHex(receipt.entryHash))),
-  );
 }
 
 async function payPage() {
@@ -655,24 +585,111 @@ async function invoicesPage() {
   ];
 }
 
+/** The firm's signed statement over a period, checked here, then downloaded as a file. */
+async function statementPage() {
+  const from = h("input", { type: "date", testid: "statement-from" });
+  const to = h("input", { type: "date", testid: "statement-to" });
+  const out = h("div", { "aria-live": "polite" });
+  const account = app.account;
+  const get = async () => {
+    const fromMs = from.value ? Date.parse(`${from.value}T00:00:00Z`) : 0;
+    const toMs = to.value ? Date.parse(`${to.value}T00:00:00Z`) + 86_400_000 - 1 : 0;
+    if (toMs !== 0 && fromMs > toMs) return out.replaceChildren(messageBox(t("statement.order")));
+    out.replaceChildren(h("p", {}, t("loading")));
+    let checked;
+    try {
+      const reply = await node.api.getStatement({ account, fromMs: BigInt(fromMs), toMs: BigInt(toMs) });
+      checked = await checkedStatement(node.info, reply);
+    } catch (e) {
+      out.replaceChildren(e instanceof ProofError ? messageBox(t("statement.invalid", { detail: e.message })) : errorBox(e, get));
+      return;
+    }
+    const s = checked.statement;
+    const verdict = s.provisional ? t("statement.provisional", { time: formatTime(s.cutAtMs) }) : t("statement.final");
+    const start = s.fromMs === 0n ? t("statement.start") : formatTime(s.fromMs);
+    const end = s.toMs === 0xffff_ffff_ffff_ffffn ? t("statement.now") : formatTime(s.toMs);
+    const name = `${account}-statement-${from.value || "start"}-${to.value || new Date().toISOString().slice(0, 10)}.json`;
+    const rows = [
+      [t("statement.verdict"), verdict],
+      [t("statement.period"), t(s.toMs === 0xffff_ffff_ffff_ffffn ? "statement.rangeNow" : "statement.range", { from: start, to: end })],
+      [t("statement.opening"), money(s.openingMinor)],
+      [t("statement.in"), money(s.turnoverInMinor)],
+      [t("statement.out"), money(s.turnoverOutMinor)],
+      [t("statement.closing"), money(s.closingMinor)],
+      [t("creditLimit"), money(s.creditLimitMinor)],
+      [t("statement.entries"), t("statement.proven", { count: s.entryCount, size: s.treeSize })],
+      [t("statement.nodeKey"), toHex(node.info.nodeKey)],
+    ];
+    out.replaceChildren(
+      h("section", { class: "ok", testid: "statement-summary", "aria-labelledby": "statement-checked" },
+        h("h2", { id: "statement-checked" }, t("statement.checked")),
+        h("dl", { class: "pairs" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", { class: k === t("statement.nodeKey") ? "mono" : "" }, v)])),
+      ),
+      h("a", { class: "button", testid: "statement-download", download: name, href: URL.createObjectURL(new Blob([checked.text], { type: "application/json" })) }, t("statement.download")),
+      h("p", { class: "hint" }, t("statement.howToCheck")),
+      h("pre", { class: "mono" }, `cercle statement verify ${name} --node-key ${toHex(node.info.nodeKey)}`),
+    );
+  };
+  const form = h(
+    "form",
+    {
+      class: "filters",
+      novalidate: true,
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        get();
+      },
+    },
+    field("statement-from", t("statement.from"), from),
+    field("statement-to", t("statement.to"), to),
+    h("button", { type: "submit", testid: "statement-get" }, t("statement.get")),
+  );
+  return [heading(t("statement.title", { account })), h("p", {}, t("statement.intro")), form, out];
+}
+
 // ---------------------------------------------------------------------------------
 // Routing
 
-const PAGES = { overview: overviewPage, pay: payPage, history: historyPage, invoices: invoicesPage, key: keyPage };
-const FIRM_PAGES = ["overview", "pay", "history", "invoices"];
+const PAGES = {
+  overview: overviewPage,
+  pay: payPage,
+  history: historyPage,
+  invoices: invoicesPage,
+  statement: statementPage,
+  accounts: accountsPage,
+  register: registerPage,
+  manage: managePage,
+  clearing: clearingPage,
+  indicators: indicatorsPage,
+  key: keyPage,
+};
+const FIRM_PAGES = ["overview", "pay", "history", "invoices", "statement"];
+// Auditors read what administrators read; only administrators sign for the association.
+const ADMIN_PAGES = ["accounts", "register", "clearing", "indicators"];
+const AUDITOR_PAGES = ["accounts", "clearing", "indicators"];
 
+/** The pages the key may see in the menu, in order. */
+function menu() {
+  if (!app.key) return ["key"];
+  const governance = app.administrator ? ADMIN_PAGES : app.auditor ? AUDITOR_PAGES : [];
+  return [...(app.account ? FIRM_PAGES : []), ...governance, "key"];
+}
+
+/** The page the address names, and what follows it (`#/manage/alice-bakery`). */
 function currentPage() {
-  const name = location.hash.replace(/^#\/?/, "");
-  if (!app.key || !app.account) return "key";
-  return name in PAGES ? name : "overview";
+  const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  const allowed = menu();
+  if (name === "manage" && app.administrator) return ["manage", decodeURIComponent(rest.join("/"))];
+  if (allowed.includes(name)) return [name, undefined];
+  return [allowed.length > 1 ? allowed[0] : "key", undefined];
 }
 
 function renderNav() {
-  const page = currentPage();
-  const names = app.key && app.account ? [...FIRM_PAGES, "key"] : ["key"];
+  const [page] = currentPage();
+  const current = page === "manage" ? "accounts" : page;
   const nav = document.getElementById("nav");
   nav.setAttribute("aria-label", t("nav"));
-  nav.replaceChildren(...names.map((n) => h("a", { href: `#/${n}`, "aria-current": n === page ? "page" : undefined }, t(`nav.${n}`))));
+  nav.replaceChildren(...menu().map((n) => h("a", { href: `#/${n}`, "aria-current": n === current ? "page" : undefined }, t(`nav.${n}`))));
   document.getElementById("lang-label").textContent = t("language");
   document.querySelector(".skip").textContent = t("skip");
 }
@@ -686,9 +703,10 @@ async function route() {
   try {
     await node.ledgerInfo();
     if (app.key) await loadAccounts();
-    page = currentPage();
+    const [name, arg] = currentPage();
+    page = name;
     renderNav();
-    content = await PAGES[page]();
+    content = await PAGES[page](arg);
   } catch (e) {
     renderNav();
     content = [heading(t(`nav.${page}`)), errorBox(e, () => route())];

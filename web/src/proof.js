@@ -79,3 +79,35 @@ export async function verifyConsistency(oldSize, newSize, oldRoot, newRoot, proo
   }
   if (!same(sr, newRoot)) throw bad("the proof does not lead to the node's signed root");
 }
+
+/** The leaf hash of an entry's commitment: SHA-256(0x00 || commitment), its entry hash. */
+export const leafHash = (commitment) => sha256(Uint8Array.of(0), commitment);
+
+/**
+ * Checks that `leaf` is leaf `index` of the tree of `size` leaves with root `root`, by
+ * `proof` (RFC 9162 §2.1.3.2, as `cercle_core::merkle::verify_inclusion`). Throws
+ * `ProofError`.
+ */
+export async function verifyInclusion(leaf, index, size, proof, root) {
+  const [i, n] = [BigInt(index), BigInt(size)];
+  const bad = (why) => new ProofError("proof", why);
+  if (i >= n) throw bad(`leaf ${i} is outside a tree of ${n}`);
+  let [fn, sn] = [i, n - 1n];
+  let r = leaf;
+  for (const p of proof) {
+    if (sn === 0n) throw bad("the proof is too long");
+    if ((fn & 1n) === 1n || fn === sn) {
+      r = await nodeHash(p, r);
+      while ((fn & 1n) === 0n && fn !== 0n) {
+        fn >>= 1n;
+        sn >>= 1n;
+      }
+    } else {
+      r = await nodeHash(r, p);
+    }
+    fn >>= 1n;
+    sn >>= 1n;
+  }
+  if (sn !== 0n) throw bad("the proof is too short");
+  if (!same(r, root)) throw bad(`entry ${i + 1n} is not in the signed tree`);
+}

@@ -5,10 +5,17 @@
 // Environment: CERCLE_URL (the node), CERCLE_BIN (the `cercle` wallet), CERCLE_ADMIN_KEY,
 // CERCLE_BOB_KEY (a key file made by `cercle keygen`, imported in the browser),
 // CERCLE_SCREENSHOTS (a directory for the screenshots), CHROMIUM (the browser).
-// Prints one JSON line on success: the public key made in the browser.
+// Prints one JSON line on success: the public keys of the firms.
+//
+// The administrator works in the browser too: it imports its `cercle keygen` key file,
+// registers the firms (alice's key read from a picture of her key page's QR code),
+// changes bob's limits, freezes and unfreezes him, reads the accounts overview, runs
+// clearing (dry run, then the run) and computes the indicators.
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createRequire } from "node:module";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
@@ -26,8 +33,8 @@ const shots = env("CERCLE_SCREENSHOTS");
 mkdirSync(shots, { recursive: true });
 const TIMEOUT_MS = 20_000;
 
-function cli(...args) {
-  return execFileSync(env("CERCLE_BIN"), ["--node", url, "--key", env("CERCLE_ADMIN_KEY"), ...args], { encoding: "utf8" });
+function wallet(...args) {
+  return execFileSync(env("CERCLE_BIN"), ["--node", url, ...args], { encoding: "utf8" });
 }
 
 /** axe-core on the page as it is: no serious or critical violation. */
@@ -42,13 +49,43 @@ async function accessible(page, what) {
   );
 }
 
-async function visit(page, name, lang) {
-  await page.goto(`${url}/#/${name}`);
-  await page.locator(`main[data-page="${name}"] h1`).waitFor();
-  await accessible(page, `${name} (${lang})`);
-  await page.screenshot({ path: `${shots}/${name}-${lang}.png`, fullPage: true });
+/**
+ * Opens `route` (`#/route`), runs `then` (what makes the page show its content), checks
+ * it with axe and saves `shot`-`lang`.png.
+ */
+async function visit(page, route, lang, { shot = route, then } = {}) {
+  await open(page, route);
+  if (then) await then();
+  await accessible(page, `${shot} (${lang})`);
+  await page.screenshot({ path: `${shots}/${shot}-${lang}.png`, fullPage: true });
 }
 
+/** What a page shows after its confirmation panel: axe, then a screenshot. */
+async function photograph(page, shot) {
+  await accessible(page, shot);
+  await page.screenshot({ path: `${shots}/${shot}.png`, fullPage: true });
+}
+
+async function language(page, lang) {
+  await page.getByTestId("lang").selectOption(lang);
+  await page.locator(`html[lang="${lang}"]`).waitFor();
+}
+
+async function newContext(locale) {
+  const context = await browser.newContext({ locale, acceptDownloads: true, viewport: { width: 1100, height: 800 } });
+  context.setDefaultTimeout(TIMEOUT_MS);
+  return context;
+}
+
+/** Opens `#/route` and waits for its page (reloading when the address is already that). */
+async function open(page, route) {
+  const target = `${url}/#/${route}`;
+  if (page.url() === target) await page.reload();
+  else await page.goto(target);
+  await page.locator(`main[data-page="${route.split("/")[0]}"] h1`).waitFor();
+}
+
+const scratch = mkdtempSync(join(tmpdir(), "cercle-e2e-"));
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -56,8 +93,7 @@ const browser = await chromium.launch({
 const pages = [];
 try {
   // Alice's bakery, in English: a key made in the browser.
-  const en = await browser.newContext({ locale: "en-GB", acceptDownloads: true, viewport: { width: 1100, height: 800 } });
-  en.setDefaultTimeout(TIMEOUT_MS);
+  const en = await newContext("en-GB");
   const alice = await en.newPage();
   pages.push(["alice", alice]);
   alice.on("pageerror", (e) => console.error(`page error: ${e}`));
@@ -71,10 +107,57 @@ try {
   assert.match(alicePubkey, /^[0-9a-f]{64}$/);
   await alice.getByTestId("no-account").waitFor();
 
-  // The association registers both firms with the real wallet.
-  const bobPubkey = execFileSync(env("CERCLE_BIN"), ["pubkey", "--key", env("CERCLE_BOB_KEY")], { encoding: "utf8" }).trim();
-  cli("admin", "register", "alice-bakery", "--pubkey", alicePubkey, "--name", "Alice's Bakery", "--credit-limit", "1000");
-  cli("admin", "register", "bob-mill", "--pubkey", bobPubkey, "--credit-limit", "500");
+  // The association's administrator, in the browser too: it imports the key file
+  // `cercle keygen` made, and the app knows it for an administrator's (ListKeyAccounts).
+  const adminContext = await newContext("en-GB");
+  const admin = await adminContext.newPage();
+  pages.push(["admin", admin]);
+  admin.on("pageerror", (e) => console.error(`page error: ${e}`));
+  await admin.goto(url);
+  await admin.getByTestId("key-import").setInputFiles(env("CERCLE_ADMIN_KEY"));
+  await admin.locator('main[data-page="accounts"] h1').waitFor();
+  await admin.getByTestId("accounts-count").filter({ hasText: "of 0 that match" }).waitFor();
+
+  // It registers alice with the key her browser made, read from a picture of its QR code.
+  const qrPicture = join(scratch, "alice-qr.png");
+  await alice.locator(".qr").screenshot({ path: qrPicture });
+  await admin.getByTestId("accounts-register").click();
+  await admin.getByTestId("register-handle").fill("alice-bakery");
+  await admin.getByTestId("register-name").fill("Alice's Bakery");
+  await admin.getByTestId("register-scan").setInputFiles(qrPicture);
+  await admin.getByText("Public key read from the QR code.").waitFor();
+  assert.equal(await admin.getByTestId("register-pubkey").inputValue(), alicePubkey);
+  // An amount that reads two ways is refused before anything is signed.
+  await admin.getByTestId("register-credit-limit").fill("125,50");
+  await admin.getByTestId("register-submit").click();
+  await admin.getByTestId("error").filter({ hasText: "ambiguous" }).waitFor();
+  assert.equal(await admin.getByTestId("admin-confirm").count(), 0);
+  await admin.getByTestId("register-credit-limit").fill("1000");
+  await admin.getByTestId("register-submit").click();
+  const registration = admin.getByTestId("confirmation");
+  await registration.waitFor();
+  for (const text of ["alice-bakery", "Alice's Bakery", alicePubkey, "1,000.00 CHW"]) {
+    assert.ok((await registration.textContent()).includes(text), `the registration shows ${text}`);
+  }
+  await photograph(admin, "register-confirm-en");
+  await admin.getByTestId("admin-confirm").click();
+  await admin.getByTestId("receipt").filter({ hasText: "alice-bakery is registered" }).waitFor();
+  await photograph(admin, "register-done-en");
+
+  // Bob's key, made by `cercle keygen`, is pasted, with his profile.
+  const bobPubkey = wallet("pubkey", "--key", env("CERCLE_BOB_KEY")).trim();
+  await open(admin, "register");
+  await admin.getByTestId("register-handle").fill("bob-mill");
+  await admin.getByTestId("register-pubkey").fill(bobPubkey);
+  await admin.getByTestId("register-credit-limit").fill("500");
+  await admin.getByTestId("register-sector").fill("10.71");
+  await admin.getByTestId("register-commune").fill("34145");
+  await admin.getByTestId("register-submit").click();
+  await admin.getByTestId("confirmation").filter({ hasText: "10.71 · 34145" }).waitFor();
+  await admin.getByTestId("admin-confirm").click();
+  await admin.getByTestId("receipt").filter({ hasText: "bob-mill is registered" }).waitFor();
+  await open(admin, "accounts");
+  assert.deepEqual(await admin.getByTestId("accounts-row").evaluateAll((rows) => rows.map((r) => r.dataset.account)), ["alice-bakery", "bob-mill"]);
 
   // The key finds its account by itself (ListKeyAccounts).
   await alice.getByTestId("key-check").click();
@@ -151,8 +234,7 @@ try {
   await alice.screenshot({ path: `${shots}/pay-refused-en.png`, fullPage: true });
 
   // Bob's mill, in French: a key file made by `cercle keygen`, imported.
-  const fr = await browser.newContext({ locale: "fr-FR", acceptDownloads: true, viewport: { width: 1100, height: 800 } });
-  fr.setDefaultTimeout(TIMEOUT_MS);
+  const fr = await newContext("fr-FR");
   const bob = await fr.newPage();
   pages.push(["bob", bob]);
   bob.on("pageerror", (e) => console.error(`page error: ${e}`));
@@ -205,9 +287,213 @@ try {
   assert.ok(csv.startsWith("sequence,timestamp_utc,kind,counterparty,amount,balance_after,memo\r\n"), csv);
   assert.ok(csv.includes(",transfer,bob-mill,-125.50,-125.50,\"flour, week 47\"\r\n"), csv);
 
+  // The administrator, in French now: it registers carol, whose key `cercle keygen` made.
+  const carolKey = join(scratch, "carol.key");
+  wallet("keygen", "--out", carolKey);
+  const carolPubkey = wallet("pubkey", "--key", carolKey).trim();
+  await language(admin, "fr");
+  await open(admin, "register");
+  await admin.getByTestId("register-handle").fill("carol-market");
+  await admin.getByTestId("register-name").fill("Marché de Carole");
+  await admin.getByTestId("register-pubkey").fill(carolPubkey);
+  await admin.getByTestId("register-max-balance").fill("2 000,00");
+  await admin.getByTestId("register-submit").click();
+  await admin.getByTestId("confirmation").filter({ hasText: "2\u202f000,00 CHW" }).waitFor();
+  await photograph(admin, "register-confirm-fr");
+  await admin.getByTestId("admin-confirm").click();
+  await admin.getByTestId("receipt").filter({ hasText: "carol-market est inscrite" }).waitFor();
+
+  // Bob's credit limit: `125,50` reads two ways and is refused; `1 250,50` reads one way.
+  await open(admin, "manage/bob-mill");
+  await admin.getByTestId("manage-credit-limit").fill("125,50");
+  await admin.getByTestId("manage-limits-reason").fill("revue annuelle");
+  await admin.getByTestId("manage-limits-submit").click();
+  await admin.getByTestId("error").filter({ hasText: "ambigu" }).waitFor();
+  assert.equal(await admin.getByTestId("admin-confirm").count(), 0);
+  await admin.getByTestId("manage-credit-limit").fill("1 250,50");
+  await admin.getByTestId("manage-limits-submit").click();
+  const change = admin.getByTestId("confirmation");
+  await change.waitFor();
+  for (const text of ["bob-mill", "1\u202f250,50 CHW", "500,00 CHW", "revue annuelle"]) {
+    assert.ok((await change.textContent()).includes(text), `the limit change shows ${text}`);
+  }
+  await photograph(admin, "manage-confirm-fr");
+  await admin.getByTestId("admin-confirm").click();
+  await admin.getByTestId("receipt").waitFor();
+  await admin.getByTestId("admin-reload").click();
+  await admin.getByTestId("credit-limit").filter({ hasText: "1\u202f250,50 CHW" }).waitFor();
+
+  // Bob frozen during a dispute: alice can no longer pay him, and the overview says so.
+  await admin.getByTestId("manage-status-reason").fill("litige sur la facture 17");
+  await admin.getByTestId("manage-freeze").click();
+  await admin.getByTestId("confirmation").filter({ hasText: "litige sur la facture 17" }).waitFor();
+  await admin.getByTestId("admin-confirm").click();
+  await admin.getByTestId("receipt").waitFor();
+  await admin.getByTestId("admin-reload").click();
+  await admin.getByTestId("status").filter({ hasText: "gelé" }).waitFor();
+  await photograph(admin, "manage-frozen-fr");
+  await open(alice, "pay");
+  await alice.getByTestId("pay-to").fill("bob-mill");
+  await alice.getByTestId("pay-amount").fill("1");
+  await alice.getByTestId("pay-submit").click();
+  await alice.getByTestId("pay-confirm").click();
+  await alice.getByTestId("error").filter({ hasText: "ACCOUNT_FROZEN" }).waitFor();
+  await open(admin, "accounts");
+  await admin.getByTestId("accounts-status").selectOption("2");
+  await admin.getByTestId("accounts-filter").click();
+  await admin.getByTestId("accounts-count").filter({ hasText: "sur 1 qui" }).waitFor();
+  assert.deepEqual(await admin.getByTestId("accounts-row").evaluateAll((rows) => rows.map((r) => r.dataset.account)), ["bob-mill"]);
+  await admin.getByTestId("accounts-status").selectOption("0");
+  await admin.getByTestId("accounts-sign").selectOption("1");
+  await admin.getByTestId("accounts-filter").click();
+  await admin.getByTestId("accounts-count").filter({ hasText: "sur 1 qui" }).waitFor();
+  assert.deepEqual(await admin.getByTestId("accounts-row").evaluateAll((rows) => rows.map((r) => r.dataset.account)), ["alice-bakery"]);
+  await admin.getByTestId("accounts-sign").selectOption("0");
+  await admin.getByTestId("accounts-filter").click();
+  await admin.getByTestId("accounts-count").filter({ hasText: "sur 3 qui" }).waitFor();
+  // Unfrozen from the overview's link to his page.
+  await admin.getByTestId("accounts-row").filter({ hasText: "bob-mill" }).getByTestId("account-manage").click();
+  await admin.locator('main[data-page="manage"] h1').waitFor();
+  await admin.getByTestId("manage-status-reason").fill("litige réglé");
+  await admin.getByTestId("manage-unfreeze").click();
+  await admin.getByTestId("confirmation").filter({ hasText: "Dégeler bob-mill" }).waitFor();
+  await admin.getByTestId("admin-confirm").click();
+  await admin.getByTestId("receipt").waitFor();
+  await admin.getByTestId("admin-reload").click();
+  await admin.getByTestId("status").filter({ hasText: "actif" }).waitFor();
+
+  // Bob pays carol, in French: `5,00` reads two ways; then what he signs, the receipt, and
+  // a refusal over his new limit, with the ledger's numbers in French.
+  await open(bob, "pay");
+  await bob.getByTestId("pay-to").fill("carol-market");
+  await bob.getByTestId("pay-amount").fill("5,00");
+  await bob.getByTestId("pay-submit").click();
+  await bob.getByTestId("error").filter({ hasText: "ambigu" }).waitFor();
+  await bob.getByTestId("pay-amount").fill("5");
+  await bob.getByTestId("pay-memo").fill("légumes");
+  await bob.getByTestId("pay-submit").click();
+  await bob.getByTestId("confirmation").filter({ hasText: "5,00 CHW" }).waitFor();
+  await photograph(bob, "pay-confirm-fr");
+  await bob.getByTestId("pay-confirm").click();
+  await bob.getByTestId("receipt").filter({ hasText: "170,50 CHW" }).waitFor();
+  await photograph(bob, "pay-receipt-fr");
+  await open(bob, "pay");
+  await bob.getByTestId("pay-to").fill("carol-market");
+  await bob.getByTestId("pay-amount").fill("5 000");
+  await bob.getByTestId("pay-submit").click();
+  await bob.getByTestId("limit-check").waitFor();
+  await bob.getByTestId("pay-confirm").click();
+  await bob.getByTestId("error").filter({ hasText: "CREDIT_LIMIT_EXCEEDED" }).waitFor();
+  await photograph(bob, "pay-refused-fr");
+
+  // Two invoices the other way round make a loop: alice invoices bob 30, bob invoices
+  // alice 20, and each accepts.
+  await open(alice, "invoices");
+  await alice.getByTestId("invoice-payer").fill("bob-mill");
+  await alice.getByTestId("invoice-amount").fill("30");
+  await alice.getByTestId("invoice-reference").fill("A-2026-9");
+  await alice.getByTestId("invoice-issue").click();
+  await alice.getByTestId("op-confirm").click();
+  await alice.getByTestId("receipt").waitFor();
+  await open(bob, "invoices");
+  await bob.getByTestId("invoice-row").filter({ hasText: "A-2026-9" }).getByTestId("invoice-accept").click();
+  await bob.getByTestId("op-confirm").click();
+  await bob.getByTestId("receipt").waitFor();
+  await bob.getByTestId("invoice-payer").fill("alice-bakery");
+  await bob.getByTestId("invoice-amount").fill("20");
+  await bob.getByTestId("invoice-reference").fill("F-2026-118");
+  await bob.getByTestId("invoice-issue").click();
+  await bob.getByTestId("op-confirm").click();
+  await bob.getByTestId("receipt").waitFor();
+  await open(alice, "invoices");
+  await alice.getByTestId("invoice-row").filter({ hasText: "F-2026-118" }).getByTestId("invoice-accept").click();
+  await alice.getByTestId("op-confirm").click();
+  await alice.getByTestId("receipt").waitFor();
+
+  // Clearing, in English: the dry run, then the run, confirmed.
+  await language(admin, "en");
+  await open(admin, "clearing");
+  await admin.getByTestId("clearing-dry-run").click();
+  const plan = admin.getByTestId("clearing-plan");
+  await plan.waitFor();
+  for (const text of ["2 among 2 firms", "50.00 CHW", "40.00 CHW (80%)"]) {
+    assert.ok((await plan.textContent()).includes(text), `the dry run shows ${text}: ${await plan.textContent()}`);
+  }
+  assert.equal(await admin.getByTestId("clearing-firm").count(), 2);
+  await photograph(admin, "clearing-plan-en");
+  await admin.getByTestId("clearing-reason").fill("November");
+  await admin.getByTestId("clearing-run").click();
+  const run = admin.getByTestId("confirmation");
+  await run.waitFor();
+  for (const text of ["set-off only", "November", "would clear 40.00 CHW of 50.00 CHW"]) {
+    assert.ok((await run.textContent()).includes(text), `the clearing run shows ${text}`);
+  }
+  await photograph(admin, "clearing-confirm-en");
+  await admin.getByTestId("admin-confirm").click();
+  await admin.getByTestId("clearing-result").filter({ hasText: "40.00 CHW" }).waitFor();
+  await photograph(admin, "clearing-done-en");
+  await open(alice, "invoices");
+  await alice.getByTestId("invoice-row").filter({ hasText: "A-2026-9" }).filter({ hasText: "10.00 CHW" }).waitFor();
+  await alice.locator('[data-testid="invoice-row"][data-state="4"]').filter({ hasText: "F-2026-118" }).waitFor();
+  await open(admin, "clearing");
+  await admin.getByTestId("clearing-dry-run").click();
+  await admin.getByTestId("clearing-plan").filter({ hasText: "No firm would change." }).waitFor();
+
+  // The indicators over the whole year: the turnover is the payments, 175.50 + 5.00.
+  await open(admin, "indicators");
+  await admin.getByTestId("indicators-by").selectOption("all");
+  await admin.getByTestId("indicators-compute").click();
+  await admin.getByTestId("indicators-period").first().waitFor();
+  assert.equal(await admin.getByTestId("indicators-period").count(), 1);
+  const figures = await admin.getByTestId("indicators-table").textContent();
+  assert.ok(figures.includes("180.50 CHW"), figures);
+  assert.equal(await admin.getByTestId("indicators-chart").count(), 4);
+
+  // Alice's signed statement, checked in her browser, downloaded, and checked again by the
+  // wallet against the node key.
+  await open(alice, "statement");
+  await alice.getByTestId("statement-get").click();
+  const summary = alice.getByTestId("statement-summary");
+  await summary.filter({ hasText: "valid, provisional" }).waitFor();
+  assert.ok((await summary.textContent()).includes("-175.50 CHW"), await summary.textContent());
+  const [statementDownload] = await Promise.all([alice.waitForEvent("download"), alice.getByTestId("statement-download").click()]);
+  const statementFile = join(scratch, "alice-statement.json");
+  await statementDownload.saveAs(statementFile);
+  const nodeKey = JSON.parse(wallet("--json", "info")).node_key;
+  const verdict = wallet("statement", "verify", statementFile, "--node-key", nodeKey);
+  assert.match(verdict, /VALID \(provisional/, verdict);
+  assert.match(verdict, /closing balance\s+-175\.50 CHW/, verdict);
+  assert.match(verdict, /11 entries/, verdict);
+
   // Every page, in both languages, passes axe and is photographed.
+  const showStatement = (page) => async () => {
+    await page.getByTestId("statement-get").click();
+    await page.getByTestId("statement-summary").waitFor();
+  };
   for (const [page, lang] of [[alice, "en"], [bob, "fr"]]) {
     for (const name of ["overview", "pay", "history", "invoices", "key"]) await visit(page, name, lang);
+    await visit(page, "statement", lang, { then: showStatement(page) });
+  }
+  for (const lang of ["en", "fr"]) {
+    await language(admin, lang);
+    await visit(admin, "accounts", lang, { shot: "admin-accounts" });
+    await visit(admin, "register", lang, { shot: "admin-register" });
+    await visit(admin, "manage/bob-mill", lang, { shot: "admin-manage" });
+    await visit(admin, "clearing", lang, {
+      shot: "admin-clearing",
+      then: async () => {
+        await admin.getByTestId("clearing-dry-run").click();
+        await admin.getByTestId("clearing-plan").waitFor();
+      },
+    });
+    await visit(admin, "indicators", lang, {
+      shot: "admin-indicators",
+      then: async () => {
+        await admin.getByTestId("indicators-compute").click();
+        await admin.getByTestId("indicators-table").waitFor();
+      },
+    });
+    await visit(admin, "key", lang, { shot: "admin-key" });
   }
 
   // The language switch: French for alice, amounts in the French format.
@@ -219,7 +505,9 @@ try {
   await alice.getByTestId("lang").selectOption("en");
   await alice.getByTestId("balance").filter({ hasText: "-175.50 CHW" }).waitFor();
 
-  // A history that does not extend what this browser saw is reported as rewritten.
+  // A history that does not extend what this browser saw is reported as rewritten. The
+  // overview's own check must have finished first: it saves the tree head it checked.
+  await alice.getByTestId("proof-result").waitFor();
   await alice.evaluate(() => {
     const slot = Object.keys(localStorage).find((k) => k.startsWith("cercle.treeHead."));
     const saved = JSON.parse(localStorage.getItem(slot));
@@ -228,7 +516,7 @@ try {
   await alice.getByTestId("proof-check").click();
   await alice.getByTestId("proof-result").filter({ hasText: "History rewritten" }).waitFor();
 
-  console.log(JSON.stringify({ alice_pubkey: alicePubkey, bob_pubkey: bobPubkey }));
+  console.log(JSON.stringify({ alice_pubkey: alicePubkey, bob_pubkey: bobPubkey, carol_pubkey: carolPubkey }));
 } catch (e) {
   // What each page showed when the scenario failed, for the test's output and artefacts.
   for (const [name, page] of pages) {
