@@ -171,6 +171,13 @@ fn init(dir: &DataDir, genesis: GenesisArgs, out: &mut Printer) -> Result<()> {
             path.display(),
             g.admin_keys.first().map(ToString::to_string).unwrap_or_default()
         );
+        // Auditors (and more administrators) are added by a signed operation once the node
+        // runs; the command, ready to fill in.
+        let _ = writeln!(
+            std::io::stderr(),
+            "to add an auditor: cercle --key {} admin role add --role auditor --pubkey HEX --reason TEXT",
+            path.display()
+        );
     }
     out.line(&format!("initialised ledger {} in {}", g.ledger_id, dir.root.display()));
     out.line(&format!("currency {} with {} decimals", g.currency, g.exponent));

@@ -57,6 +57,7 @@ pub async fn register_accounts(node: &Node, g: &Genesis, admin: &Keypair, firm: 
                     credit_limit_minor: CREDIT_LIMIT_MINOR,
                     max_balance_minor: None,
                     profile: Default::default(),
+                    allow_shared_key: true,
                 }),
             };
             envelope(g, admin, &op)

@@ -54,6 +54,7 @@ async fn populate(node: &Node, g: &Genesis, admin: &Keypair) -> usize {
             credit_limit_minor: 10_000_000,
             max_balance_minor: None,
             profile: Default::default(),
+            allow_shared_key: false,
         });
         signed.push((next(kind), admin));
     }

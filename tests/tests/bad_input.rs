@@ -31,6 +31,7 @@ fn register(n: u64, name: &str, key: &Keypair, credit_limit_minor: i64) -> Opera
             credit_limit_minor,
             max_balance_minor: None,
             profile: Default::default(),
+            allow_shared_key: true,
         }),
     }
 }

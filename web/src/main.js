@@ -285,7 +285,8 @@ async function overviewPage() {
   const balance = account.balanceMinor;
   const floor = -account.creditLimitMinor;
   const headroom = balance - floor;
-  const frozen = account.status === 2;
+  // AccountStatus: 2 frozen, 3 closed (proto/cercle/v1/ledger.proto).
+  const status = account.status === 3 ? t("status.closed") : account.status === 2 ? t("status.frozen") : t("status.active");
   return [
     heading(t("overview.title", { account: account.account })),
     account.displayName && account.displayName !== account.account ? h("p", {}, account.displayName) : null,
@@ -296,7 +297,7 @@ async function overviewPage() {
       h("div", {}, h("dt", {}, t("creditLimit")), h("dd", {}, h("span", { testid: "credit-limit" }, money(account.creditLimitMinor)), h("span", { class: "hint" }, t("floor", { floor: money(floor) })))),
       h("div", {}, h("dt", {}, t("headroom")), h("dd", { testid: "headroom" }, money(headroom > 0n ? headroom : 0n))),
       h("div", {}, h("dt", {}, t("maxBalance")), h("dd", { testid: "max-balance" }, account.maxBalanceMinor === undefined ? t("noMax") : money(account.maxBalanceMinor))),
-      h("div", {}, h("dt", {}, t("status")), h("dd", { testid: "status" }, frozen ? t("status.frozen") : t("status.active"))),
+      h("div", {}, h("dt", {}, t("status")), h("dd", { testid: "status" }, status)),
     ),
     h("h2", {}, t("chart.title")),
     balanceChart(entries.map(describeEntry)),

@@ -59,13 +59,23 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
             }
             d.details = changes.join(", ");
         }
-        OpKind::FreezeAccount { account, reason } | OpKind::UnfreezeAccount { account, reason } => {
+        OpKind::FreezeAccount { account, reason }
+        | OpKind::UnfreezeAccount { account, reason }
+        | OpKind::CloseAccount { account, reason } => {
             d.account = Some(account);
             d.memo = reason;
         }
-        OpKind::RotateKeys { account, keys } => {
+        OpKind::RotateKeys { account, keys, allow_shared_key } => {
             d.account = Some(account);
             d.details = format!("{} key(s)", keys.len());
+            if *allow_shared_key {
+                d.details.push_str(", sharing allowed");
+            }
+        }
+        OpKind::SetRole(r) => {
+            d.memo = &r.reason;
+            let change = if r.present { "added to" } else { "removed from" };
+            d.details = format!("key {} {change} the {}s", r.key, r.role.name());
         }
         OpKind::Transfer(t) => {
             d.transfer = Some((&t.payer, &t.payee, t.amount_minor));

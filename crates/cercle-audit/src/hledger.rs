@@ -303,6 +303,7 @@ mod tests {
                 credit_limit_minor: 100_000,
                 max_balance_minor: None,
                 profile: Default::default(),
+                allow_shared_key: false,
             }))
         };
         let pay = |amount_minor: i64| {

@@ -153,6 +153,7 @@ pub fn synth_log(entries: usize, seed: u64) -> SynthLog {
                 credit_limit_minor: CREDIT_LIMIT_MINOR,
                 max_balance_minor: None,
                 profile: Default::default(),
+                allow_shared_key: false,
             };
             (OpKind::RegisterAccount(register), &admin)
         } else if let Some(i) = frozen.take() {
@@ -181,7 +182,14 @@ pub fn synth_log(entries: usize, seed: u64) -> SynthLog {
                 }
                 3 => {
                     let (account, key) = &firms[pick(&mut rng)];
-                    (OpKind::RotateKeys { account: account.clone(), keys: vec![key.public_key()] }, key)
+                    (
+                        OpKind::RotateKeys {
+                            account: account.clone(),
+                            keys: vec![key.public_key()],
+                            allow_shared_key: false,
+                        },
+                        key,
+                    )
                 }
                 _ => {
                     let payer = pick(&mut rng);

@@ -265,6 +265,7 @@ fn a_log_the_node_itself_signed_is_still_replayed() {
             credit_limit_minor: 1_000_000_000,
             max_balance_minor: None,
             profile: Default::default(),
+            allow_shared_key: false,
         }),
     };
     entries.push(Entry {

@@ -98,6 +98,7 @@ impl Accounts {
                         credit_limit_minor: a.credit_limit_minor,
                         max_balance_minor: a.max_balance_minor,
                         profile: Default::default(),
+                        allow_shared_key: false,
                     }),
                 };
                 Signed::new(admin, ledger_id, &op)

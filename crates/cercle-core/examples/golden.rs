@@ -15,8 +15,8 @@ use std::path::Path;
 use cercle_core::sign::{self, Keypair};
 use cercle_core::{
     AccountId, BalanceAfter, Entry, Envelope, Executed, Genesis, InvoiceId, InvoiceParties, IssueInvoice,
-    Ledger, LedgerId, OpKind, Operation, OperationId, RegisterAccount, Replayer, RunClearing, SectionTag,
-    SetLimits, Transfer, merkle,
+    Ledger, LedgerId, OpKind, Operation, OperationId, RegisterAccount, Replayer, Role, RunClearing,
+    SectionTag, SetLimits, SetRole, Transfer, merkle,
 };
 
 /// 2026-09-21T08:00:00Z, the golden log's first entry.
@@ -97,6 +97,7 @@ fn write_golden(dir: &Path) {
             credit_limit_minor: limit,
             max_balance_minor: max,
             profile: Default::default(),
+            allow_shared_key: false,
         })
     };
     w.run(&admin, register("alice-bakery", &alice, 100_000, None));
@@ -128,7 +129,14 @@ fn write_golden(dir: &Path) {
         OpKind::FreezeAccount { account: cleo_id.clone(), reason: "dispute over a delivery".into() },
     );
     // A key is replaced while the account is frozen: a dispute is when a key goes missing.
-    w.run(&admin, OpKind::RotateKeys { account: cleo_id.clone(), keys: vec![cleo_new.public_key()] });
+    w.run(
+        &admin,
+        OpKind::RotateKeys {
+            account: cleo_id.clone(),
+            keys: vec![cleo_new.public_key()],
+            allow_shared_key: false,
+        },
+    );
     w.run(&admin, OpKind::UnfreezeAccount { account: cleo_id, reason: String::new() });
     let issue = |n: u8, payee: &str, payer: &str, amount_minor: i64, due_day: Option<u32>, excluded: bool| {
         OpKind::IssueInvoice(IssueInvoice {
@@ -273,7 +281,10 @@ fn vectors() -> String {
     "request": "{request}",
     "message": "{read_message}",
     "signature": "{read_signature}"
-  }}
+  }},
+  "governance_operations": [
+{governance}
+  ]
 }}
 "#,
         seed = hex::encode(key.seed()),
@@ -292,5 +303,79 @@ fn vectors() -> String {
         request = hex::encode(&request),
         read_message = hex::encode(&read_message),
         read_signature = hex::encode(read_signature),
+        governance = governance_vectors(&key, &ledger_id),
     )
+}
+
+/// The governance operations' vectors (appended when those operations were added): a role
+/// given and one taken, a closure, a registration and a rotation that allow a shared key.
+fn governance_vectors(key: &Keypair, ledger_id: &LedgerId) -> String {
+    let other = Keypair::from_seed(&[0x43; 32]).public_key();
+    let other_hex = hex::encode(other.0);
+    let cases: Vec<(OpKind, String)> = vec![
+        (
+            OpKind::SetRole(SetRole {
+                role: Role::Auditor,
+                key: other,
+                present: true,
+                reason: "commissaire aux comptes 2026".into(),
+            }),
+            format!(
+                r#""kind": "set_role", "role": "auditor", "public_key": "{other_hex}", "present": true, "reason": "commissaire aux comptes 2026""#
+            ),
+        ),
+        (
+            OpKind::SetRole(SetRole {
+                role: Role::Admin,
+                key: other,
+                present: false,
+                reason: "mandat terminé".into(),
+            }),
+            format!(
+                r#""kind": "set_role", "role": "administrator", "public_key": "{other_hex}", "present": false, "reason": "mandat terminé""#
+            ),
+        ),
+        (
+            OpKind::CloseAccount { account: account("alice-bakery"), reason: "cessation d'activité".into() },
+            r#""kind": "close_account", "account": "alice-bakery", "reason": "cessation d'activité""#
+                .to_string(),
+        ),
+        (
+            OpKind::RegisterAccount(RegisterAccount {
+                account: account("bob-mill"),
+                display_name: "Moulin Bob".into(),
+                keys: vec![other],
+                credit_limit_minor: 50_000,
+                max_balance_minor: None,
+                profile: Default::default(),
+                allow_shared_key: true,
+            }),
+            format!(
+                r#""kind": "register_account", "account": "bob-mill", "display_name": "Moulin Bob", "public_key": "{other_hex}", "credit_limit_minor": 50000, "allow_shared_key": true"#
+            ),
+        ),
+        (
+            OpKind::RotateKeys { account: account("bob-mill"), keys: vec![other], allow_shared_key: true },
+            format!(
+                r#""kind": "rotate_keys", "account": "bob-mill", "public_key": "{other_hex}", "allow_shared_key": true"#
+            ),
+        ),
+    ];
+    let lines: Vec<String> = cases
+        .into_iter()
+        .enumerate()
+        .map(|(n, (kind, inputs))| {
+            let op = Operation { id: OperationId([0x60 + n as u8; 16]), valid_until_ms: 1_790_000_060_000, kind };
+            let body = cercle_core::body::encode(&op);
+            format!(
+                r#"    {{"id": "{}", "valid_until_ms": {}, {inputs}, "body": "{}", "signing_message": "{}", "signature": "{}"}}"#,
+                hex::encode(op.id.0),
+                op.valid_until_ms,
+                hex::encode(&body),
+                hex::encode(sign::op_message(ledger_id, &body)),
+                hex::encode(key.sign_op(ledger_id, &body)),
+            )
+        })
+        .collect();
+    lines.join(",\n")
 }

@@ -12,8 +12,8 @@ use prost::Message;
 use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, SetProfile,
-    Transfer,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
+    SetProfile, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
@@ -39,6 +39,8 @@ pub enum BodyError {
     TooManyKeys { count: usize },
     #[error("local share is {0}%, it must be 1 to 100")]
     LocalShare(u32),
+    #[error("role {0} is not a governance role: give administrator (1) or auditor (2)")]
+    Role(i32),
 }
 
 /// How the ledger refuses an operation whose body does not decode.
@@ -188,6 +190,7 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             credit_limit_minor: r.credit_limit_minor,
             max_balance_minor: r.max_balance_minor,
             profile: profile(r.profile),
+            allow_shared_key: r.allow_shared_key,
         }),
         Kind::SetProfile(p) => OpKind::SetProfile(SetProfile {
             account: account(&p.account)?,
@@ -205,9 +208,22 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
         Kind::UnfreezeAccount(u) => {
             OpKind::UnfreezeAccount { account: account(&u.account)?, reason: u.reason }
         }
-        Kind::RotateKeys(r) => {
-            OpKind::RotateKeys { account: account(&r.account)?, keys: public_keys(&r.public_keys)? }
-        }
+        Kind::RotateKeys(r) => OpKind::RotateKeys {
+            account: account(&r.account)?,
+            keys: public_keys(&r.public_keys)?,
+            allow_shared_key: r.allow_shared_key,
+        },
+        Kind::SetRole(r) => OpKind::SetRole(SetRole {
+            role: match pb::GovernanceRole::try_from(r.role) {
+                Ok(pb::GovernanceRole::Administrator) => Role::Admin,
+                Ok(pb::GovernanceRole::Auditor) => Role::Auditor,
+                Ok(pb::GovernanceRole::Unspecified) | Err(_) => return Err(BodyError::Role(r.role)),
+            },
+            key: PublicKey(fixed(&r.public_key, "public_key")?),
+            present: r.present,
+            reason: r.reason,
+        }),
+        Kind::CloseAccount(c) => OpKind::CloseAccount { account: account(&c.account)?, reason: c.reason },
         Kind::Transfer(t) => OpKind::Transfer(Transfer {
             payer: account(&t.payer)?,
             payee: account(&t.payee)?,
@@ -251,6 +267,7 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             credit_limit_minor: r.credit_limit_minor,
             max_balance_minor: r.max_balance_minor,
             profile: profile_to_wire(&r.profile),
+            allow_shared_key: r.allow_shared_key,
         }),
         OpKind::SetProfile(p) => Kind::SetProfile(pb::SetProfile {
             account: p.account.to_string(),
@@ -271,8 +288,22 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             account: account.to_string(),
             reason: reason.clone(),
         }),
-        OpKind::RotateKeys { account, keys: ks } => {
-            Kind::RotateKeys(pb::RotateKeys { account: account.to_string(), public_keys: keys(ks) })
+        OpKind::RotateKeys { account, keys: ks, allow_shared_key } => Kind::RotateKeys(pb::RotateKeys {
+            account: account.to_string(),
+            public_keys: keys(ks),
+            allow_shared_key: *allow_shared_key,
+        }),
+        OpKind::SetRole(r) => Kind::SetRole(pb::SetRole {
+            role: match r.role {
+                Role::Admin => pb::GovernanceRole::Administrator,
+                Role::Auditor => pb::GovernanceRole::Auditor,
+            } as i32,
+            public_key: r.key.0.to_vec(),
+            present: r.present,
+            reason: r.reason.clone(),
+        }),
+        OpKind::CloseAccount { account, reason } => {
+            Kind::CloseAccount(pb::CloseAccount { account: account.to_string(), reason: reason.clone() })
         }
         OpKind::Transfer(t) => Kind::Transfer(pb::Transfer {
             payer: t.payer.to_string(),
@@ -381,7 +412,29 @@ mod tests {
                     territory: Some("Pays ajaccien".into()),
                     ..Profile::default()
                 },
+                allow_shared_key: true,
             }),
+            OpKind::RotateKeys {
+                account: AccountId::parse("aaa").unwrap(),
+                keys: vec![PublicKey([6; 32])],
+                allow_shared_key: true,
+            },
+            OpKind::SetRole(SetRole {
+                role: Role::Auditor,
+                key: PublicKey([7; 32]),
+                present: true,
+                reason: "board member".into(),
+            }),
+            OpKind::SetRole(SetRole {
+                role: Role::Admin,
+                key: PublicKey([8; 32]),
+                present: false,
+                reason: "left".into(),
+            }),
+            OpKind::CloseAccount {
+                account: AccountId::parse("aaa").unwrap(),
+                reason: "ceased trading".into(),
+            },
             OpKind::SetProfile(SetProfile {
                 account: AccountId::parse("aaa").unwrap(),
                 display_name: Some("Boulangerie".into()),
@@ -416,6 +469,7 @@ mod tests {
             credit_limit_minor: 100,
             max_balance_minor: Some(7),
             profile: Profile::default(),
+            allow_shared_key: false,
         };
         let op = Operation {
             id: OperationId([1; 16]),
@@ -432,6 +486,7 @@ mod tests {
                 credit_limit_minor: 100,
                 max_balance_minor: Some(7),
                 profile: None,
+                allow_shared_key: false,
             })),
         };
         assert_eq!(encode(&op), old.encode_to_vec());
@@ -460,6 +515,19 @@ mod tests {
         }
         check(&bad_handle.encode_to_vec(), "invalid account handle");
         check(&vec![0u8; BODY_BYTES_MAX + 1], "maximum is");
+        let role = |role: i32, key: Vec<u8>| pb::OperationBody {
+            operation_id: vec![1; 16],
+            valid_until_ms: 9,
+            kind: Some(pb::operation_body::Kind::SetRole(pb::SetRole {
+                role,
+                public_key: key,
+                present: true,
+                reason: "r".into(),
+            })),
+        };
+        check(&role(0, vec![1; 32]).encode_to_vec(), "role 0 is not a governance role");
+        check(&role(7, vec![1; 32]).encode_to_vec(), "role 7 is not a governance role");
+        check(&role(2, vec![1; 31]).encode_to_vec(), "public_key must be 32 bytes");
     }
 
     #[test]

@@ -470,6 +470,7 @@ mod statement_tests {
             credit_limit_minor: 100_000,
             max_balance_minor: None,
             profile: Default::default(),
+            allow_shared_key: false,
         });
         let pay = OpKind::Transfer(Transfer {
             payer: id("alice"),

@@ -581,9 +581,18 @@ impl ClearingSource for ClearingSnapshot {
 }
 
 /// An obligation of a run: accepted or partly settled, something open, not excluded, both
-/// firms active.
+/// firms active. A closed firm is skipped like a frozen one, and never has an open invoice:
+/// closure requires none, and a closed firm can be invoiced no more (asserted here).
 fn eligible(source: &impl ClearingSource, i: &Invoice) -> bool {
-    let active = |id: &AccountId| source.account(id).is_some_and(|a| a.status == AccountStatus::Active);
+    let active = |id: &AccountId| {
+        let status = source.account(id).map(|a| a.status);
+        assert!(
+            status != Some(AccountStatus::Closed),
+            "invariant broken: invoice {} is open and names the closed account '{id}'",
+            i.id
+        );
+        status == Some(AccountStatus::Active)
+    };
     i.state.is_obligation()
         && !i.excluded_from_clearing
         && i.open_minor() > 0

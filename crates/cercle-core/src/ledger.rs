@@ -542,6 +542,8 @@ mod tests {
                 credit_limit_minor: 1_000,
                 max_balance_minor: None,
                 profile: Default::default(),
+                // The tests' firms share one key.
+                allow_shared_key: true,
             }),
         }
     }

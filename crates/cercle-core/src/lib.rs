@@ -21,6 +21,7 @@ pub mod merkle;
 pub mod op;
 pub mod profile;
 pub mod reject;
+pub mod roles;
 pub mod sign;
 pub mod state;
 pub mod time;
@@ -35,9 +36,10 @@ pub use ledger::{
     Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
 };
 pub use op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, SetProfile,
-    Transfer,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
+    SetProfile, SetRole, Transfer,
 };
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};
+pub use roles::Roles;
 pub use state::{Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, State};

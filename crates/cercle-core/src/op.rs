@@ -27,9 +27,12 @@ pub enum OpKind {
         account: AccountId,
         reason: String,
     },
+    /// Replaces the keys of an account. A key already on another open account is refused
+    /// unless `allow_shared_key` says the sharing is meant.
     RotateKeys {
         account: AccountId,
         keys: Vec<PublicKey>,
+        allow_shared_key: bool,
     },
     Transfer(Transfer),
     IssueInvoice(IssueInvoice),
@@ -52,6 +55,40 @@ pub enum OpKind {
     RunClearing(RunClearing),
     /// Change a firm's display name or profile (sector, place, size), with a reason.
     SetProfile(SetProfile),
+    /// Add a key to the administrators or the auditors (`present`), or remove it, with a
+    /// reason. The genesis names the first ones; from then on the state holds them.
+    SetRole(SetRole),
+    /// Close an account for good: at a zero balance, with no open invoice either way.
+    CloseAccount {
+        account: AccountId,
+        reason: String,
+    },
+}
+
+/// A governance role: administrators sign administrative acts and read everything;
+/// auditors read everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Admin,
+    Auditor,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "administrator",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetRole {
+    pub role: Role,
+    pub key: PublicKey,
+    /// True: add the key to the role; false: remove it.
+    pub present: bool,
+    pub reason: String,
 }
 
 /// A new invoice, signed by the payee.
@@ -94,6 +131,9 @@ pub struct RegisterAccount {
     pub max_balance_minor: Option<i64>,
     /// The firm's profile at registration (every field may be unknown).
     pub profile: Profile,
+    /// Register even if a key is already on another open account (a firm's accountant who
+    /// signs for several firms, say). Without it, such a key is refused.
+    pub allow_shared_key: bool,
 }
 
 /// A change of a firm's display name (`None`: keep it) and profile, by an administrator.
@@ -142,6 +182,8 @@ impl OpKind {
             OpKind::SetInvoiceClearing { .. } => "set_invoice_clearing",
             OpKind::RunClearing(_) => "run_clearing",
             OpKind::SetProfile(_) => "set_profile",
+            OpKind::SetRole(_) => "set_role",
+            OpKind::CloseAccount { .. } => "close_account",
         }
     }
 
@@ -154,14 +196,15 @@ impl OpKind {
             OpKind::SetProfile(p) => vec![&p.account],
             OpKind::FreezeAccount { account, .. }
             | OpKind::UnfreezeAccount { account, .. }
-            | OpKind::RotateKeys { account, .. } => vec![account],
+            | OpKind::RotateKeys { account, .. }
+            | OpKind::CloseAccount { account, .. } => vec![account],
             OpKind::Transfer(t) => vec![&t.payer, &t.payee],
             OpKind::IssueInvoice(i) => vec![&i.payer, &i.payee],
             OpKind::AcceptInvoice(i)
             | OpKind::RejectInvoice { invoice: i, .. }
             | OpKind::CancelInvoice { invoice: i, .. }
             | OpKind::SetInvoiceClearing { invoice: i, .. } => vec![&i.payer, &i.payee],
-            OpKind::RunClearing(_) => vec![],
+            OpKind::RunClearing(_) | OpKind::SetRole(_) => vec![],
         }
     }
 
@@ -175,6 +218,8 @@ impl OpKind {
                 | OpKind::UnfreezeAccount { .. }
                 | OpKind::RunClearing(_)
                 | OpKind::SetProfile(_)
+                | OpKind::SetRole(_)
+                | OpKind::CloseAccount { .. }
         )
     }
 }

@@ -1,15 +1,17 @@
 //! Rejections: why the ledger refused an operation, as stable numbered values.
 //!
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
-//! by kind (1-9 the envelope and its time, 10-19 authority, 20-29 accounts, 30-39 values,
-//! 40-49 amounts, 50-59 limits and bounds, 60-69 clearing; invoices take 25-29 among the accounts), which is not the order of the checks: when several reasons
+//! by kind (1-9 the envelope and its time, 10-19 authority and governance roles, 20-29
+//! accounts, 30-39 values, 40-49 amounts, 50-59 limits and bounds, 60-69 clearing, 70-79
+//! closure; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
 use crate::amount::format_with_currency;
 use crate::clearing::ClearingDefect;
-use crate::ids::AccountId;
+use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{InvoiceId, InvoiceState};
+use crate::op::Role;
 use crate::time::rfc3339_ms;
 
 /// The stable code of a rejection reason.
@@ -24,6 +26,9 @@ pub enum RejectCode {
     BodyTooLarge = 6,
     NotAdministrator = 10,
     NotAccountKey = 11,
+    LastAdministrator = 12,
+    RoleAlreadyHeld = 13,
+    RoleNotHeld = 14,
     UnknownAccount = 20,
     AccountExists = 21,
     AccountFrozen = 22,
@@ -33,12 +38,14 @@ pub enum RejectCode {
     InvoiceExists = 26,
     InvoiceStateConflict = 27,
     InvoicePartiesMismatch = 28,
+    AccountClosed = 29,
     InvalidText = 30,
     InvalidKeys = 31,
     InvalidLimit = 32,
     NothingToChange = 33,
     InvalidInvoice = 34,
     InvalidProfile = 35,
+    KeyAlreadyRegistered = 36,
     InvalidAmount = 40,
     SelfTransfer = 41,
     BalanceOverflow = 42,
@@ -50,6 +57,8 @@ pub enum RejectCode {
     ClearingInvalid = 61,
     TooManyObligations = 62,
     TooManyAccounts = 53,
+    TooManyRoleKeys = 54,
+    AccountNotSettled = 70,
 }
 
 impl RejectCode {
@@ -64,6 +73,9 @@ impl RejectCode {
             RejectCode::BodyTooLarge => "BODY_TOO_LARGE",
             RejectCode::NotAdministrator => "NOT_ADMINISTRATOR",
             RejectCode::NotAccountKey => "NOT_ACCOUNT_KEY",
+            RejectCode::LastAdministrator => "LAST_ADMINISTRATOR",
+            RejectCode::RoleAlreadyHeld => "ROLE_ALREADY_HELD",
+            RejectCode::RoleNotHeld => "ROLE_NOT_HELD",
             RejectCode::UnknownAccount => "UNKNOWN_ACCOUNT",
             RejectCode::AccountExists => "ACCOUNT_EXISTS",
             RejectCode::AccountFrozen => "ACCOUNT_FROZEN",
@@ -73,12 +85,14 @@ impl RejectCode {
             RejectCode::InvoiceExists => "INVOICE_EXISTS",
             RejectCode::InvoiceStateConflict => "INVOICE_STATE_CONFLICT",
             RejectCode::InvoicePartiesMismatch => "INVOICE_PARTIES_MISMATCH",
+            RejectCode::AccountClosed => "ACCOUNT_CLOSED",
             RejectCode::InvalidText => "INVALID_TEXT",
             RejectCode::InvalidKeys => "INVALID_KEYS",
             RejectCode::InvalidLimit => "INVALID_LIMIT",
             RejectCode::NothingToChange => "NOTHING_TO_CHANGE",
             RejectCode::InvalidInvoice => "INVALID_INVOICE",
             RejectCode::InvalidProfile => "INVALID_PROFILE",
+            RejectCode::KeyAlreadyRegistered => "KEY_ALREADY_REGISTERED",
             RejectCode::InvalidAmount => "INVALID_AMOUNT",
             RejectCode::SelfTransfer => "SELF_TRANSFER",
             RejectCode::BalanceOverflow => "BALANCE_OVERFLOW",
@@ -90,6 +104,8 @@ impl RejectCode {
             RejectCode::ClearingInvalid => "CLEARING_INVALID",
             RejectCode::TooManyObligations => "TOO_MANY_OBLIGATIONS",
             RejectCode::TooManyAccounts => "TOO_MANY_ACCOUNTS",
+            RejectCode::TooManyRoleKeys => "TOO_MANY_ROLE_KEYS",
+            RejectCode::AccountNotSettled => "ACCOUNT_NOT_SETTLED",
         }
     }
 }
@@ -120,6 +136,18 @@ pub enum Rejection {
     NotAdministrator,
     NotAccountKey {
         account: AccountId,
+    },
+    /// Removing the only administrator key would leave nobody to govern the ledger.
+    LastAdministrator {
+        key: PublicKey,
+    },
+    RoleAlreadyHeld {
+        role: Role,
+        key: PublicKey,
+    },
+    RoleNotHeld {
+        role: Role,
+        key: PublicKey,
     },
     UnknownAccount {
         account: AccountId,
@@ -152,6 +180,11 @@ pub enum Rejection {
         invoice: InvoiceId,
         detail: String,
     },
+    /// The account is closed: `action` ("pay", "be paid", ...) is not possible any more.
+    AccountClosed {
+        account: AccountId,
+        action: &'static str,
+    },
     InvalidText {
         field: &'static str,
         detail: String,
@@ -173,6 +206,12 @@ pub enum Rejection {
     /// valid; `detail` names the field and what is wrong.
     InvalidProfile {
         detail: String,
+    },
+    /// A key of the operation is already on another open account and the operation does
+    /// not allow sharing it. `account` names that account only to an administrator.
+    KeyAlreadyRegistered {
+        key: PublicKey,
+        account: Option<AccountId>,
     },
     InvalidAmount {
         amount_minor: i64,
@@ -213,6 +252,16 @@ pub enum Rejection {
         count: usize,
         max: usize,
     },
+    TooManyRoleKeys {
+        role: Role,
+        max: usize,
+    },
+    /// An account is closed only at a zero balance with no open invoice, either way.
+    AccountNotSettled {
+        account: AccountId,
+        balance_minor: i64,
+        open_invoices: usize,
+    },
 }
 
 impl Rejection {
@@ -226,6 +275,9 @@ impl Rejection {
             Rejection::BodyTooLarge { .. } => RejectCode::BodyTooLarge,
             Rejection::NotAdministrator => RejectCode::NotAdministrator,
             Rejection::NotAccountKey { .. } => RejectCode::NotAccountKey,
+            Rejection::LastAdministrator { .. } => RejectCode::LastAdministrator,
+            Rejection::RoleAlreadyHeld { .. } => RejectCode::RoleAlreadyHeld,
+            Rejection::RoleNotHeld { .. } => RejectCode::RoleNotHeld,
             Rejection::UnknownAccount { .. } => RejectCode::UnknownAccount,
             Rejection::AccountExists { .. } => RejectCode::AccountExists,
             Rejection::AccountFrozen { .. } => RejectCode::AccountFrozen,
@@ -235,12 +287,14 @@ impl Rejection {
             Rejection::InvoiceExists { .. } => RejectCode::InvoiceExists,
             Rejection::InvoiceStateConflict { .. } => RejectCode::InvoiceStateConflict,
             Rejection::InvoicePartiesMismatch { .. } => RejectCode::InvoicePartiesMismatch,
+            Rejection::AccountClosed { .. } => RejectCode::AccountClosed,
             Rejection::InvalidText { .. } => RejectCode::InvalidText,
             Rejection::InvalidKeys { .. } => RejectCode::InvalidKeys,
             Rejection::InvalidLimit { .. } => RejectCode::InvalidLimit,
             Rejection::NothingToChange { .. } => RejectCode::NothingToChange,
             Rejection::InvalidInvoice { .. } => RejectCode::InvalidInvoice,
             Rejection::InvalidProfile { .. } => RejectCode::InvalidProfile,
+            Rejection::KeyAlreadyRegistered { .. } => RejectCode::KeyAlreadyRegistered,
             Rejection::InvalidAmount { .. } => RejectCode::InvalidAmount,
             Rejection::SelfTransfer => RejectCode::SelfTransfer,
             Rejection::BalanceOverflow { .. } => RejectCode::BalanceOverflow,
@@ -252,6 +306,8 @@ impl Rejection {
             Rejection::ClearingInvalid { .. } => RejectCode::ClearingInvalid,
             Rejection::TooManyObligations { .. } => RejectCode::TooManyObligations,
             Rejection::TooManyAccounts { .. } => RejectCode::TooManyAccounts,
+            Rejection::TooManyRoleKeys { .. } => RejectCode::TooManyRoleKeys,
+            Rejection::AccountNotSettled { .. } => RejectCode::AccountNotSettled,
         }
     }
 
@@ -285,6 +341,11 @@ impl Rejection {
             Rejection::NotAccountKey { account } => {
                 format!("the signing key is not allowed to sign for account '{account}'")
             }
+            Rejection::LastAdministrator { key } => format!(
+                "key {key} is the last administrator: the ledger would have none; add another administrator first"
+            ),
+            Rejection::RoleAlreadyHeld { role, key } => format!("key {key} is already an {}", role.name()),
+            Rejection::RoleNotHeld { role, key } => format!("key {key} is not an {}", role.name()),
             Rejection::UnknownAccount { account } => format!("unknown account '{account}'"),
             Rejection::AccountExists { account } => format!("account '{account}' already exists"),
             Rejection::AccountFrozen { account } => format!("account '{account}' is frozen"),
@@ -298,12 +359,24 @@ impl Rejection {
                 format!("invoice {invoice} is {}: it cannot be {action}", state.name().replace('_', " "))
             }
             Rejection::InvoicePartiesMismatch { invoice, detail } => format!("invoice {invoice}: {detail}"),
+            Rejection::AccountClosed { account, action } => {
+                format!("account '{account}' is closed: it cannot {action}")
+            }
             Rejection::InvalidText { field, detail } => format!("invalid {field}: {detail}"),
             Rejection::InvalidKeys { detail } => format!("invalid keys: {detail}"),
             Rejection::InvalidInvoice { detail } => format!("invalid invoice: {detail}"),
             Rejection::InvalidLimit { detail } => format!("invalid limit: {detail}"),
             Rejection::NothingToChange { hint } => format!("nothing to change: {hint}"),
             Rejection::InvalidProfile { detail } => format!("invalid profile: {detail}"),
+            Rejection::KeyAlreadyRegistered { key, account } => {
+                let on = match account {
+                    Some(account) => format!("account '{account}'"),
+                    None => "another account".into(),
+                };
+                format!(
+                    "key {key} is already registered on {on}; allow a shared key explicitly (--allow-shared-key) if that is meant"
+                )
+            }
             Rejection::InvalidAmount { amount_minor } => {
                 format!(
                     "invalid amount: {} (an amount must be positive and at most {})",
@@ -344,6 +417,15 @@ impl Rejection {
             Rejection::TooManyAccounts { max } => {
                 format!("the ledger holds {max} accounts, the maximum")
             }
+            Rejection::TooManyRoleKeys { role, max } => {
+                format!("the ledger has {max} {} keys, the maximum; remove one first", role.name())
+            }
+            Rejection::AccountNotSettled { account, balance_minor, open_invoices } => format!(
+                "account '{account}' cannot be closed: its balance is {} (it must be zero) and {open_invoices} invoice{} to or from it {} open (there must be none)",
+                money(*balance_minor),
+                if *open_invoices == 1 { "" } else { "s" },
+                if *open_invoices == 1 { "is" } else { "are" },
+            ),
         }
     }
 }

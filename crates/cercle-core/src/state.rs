@@ -14,6 +14,16 @@
 //!
 //! Key rotation is allowed on a frozen account: a dispute is exactly when a lost or stolen
 //! key must be replaced, and the freeze still stops payments.
+//!
+//! A closed account is closed for good: every operation that names it is refused
+//! (`AccountClosed`), where a frozen one would be refused as frozen, and before the checks
+//! of its own values against the account (a shared key, say); a registration of its handle
+//! is refused the same way, so an account is never reopened. Its entries stay in the log
+//! and its record in the state, so its history stays readable.
+//!
+//! The governance roles (administrators, auditors) are the state's (`Roles`): the genesis
+//! names the first keys, `SetRole` changes them, and authority is judged against them as
+//! they stand before the operation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -27,14 +37,16 @@ use crate::genesis::Genesis;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, RunClearing, SetLimits, SetProfile,
-    Transfer,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
+    SetProfile, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile};
 use crate::reject::Rejection;
+use crate::roles::Roles;
 use cercle_limits::{
-    ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX,
-    KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX, REASON_CHARS_MAX, VALIDITY_MS_MAX,
+    ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX, INVOICE_AMOUNT_MAX_MINOR,
+    INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX, REASON_CHARS_MAX,
+    VALIDITY_MS_MAX,
 };
 
 const ACCOUNT_VERSION: u8 = 1;
@@ -43,6 +55,8 @@ const ACCOUNT_VERSION: u8 = 1;
 pub enum AccountStatus {
     Active,
     Frozen,
+    /// Closed for good, at a zero balance with no open invoice (`CloseAccount`).
+    Closed,
 }
 
 impl AccountStatus {
@@ -50,6 +64,7 @@ impl AccountStatus {
         match self {
             AccountStatus::Active => "active",
             AccountStatus::Frozen => "frozen",
+            AccountStatus::Closed => "closed",
         }
     }
 }
@@ -99,6 +114,7 @@ impl Account {
             .u8(match self.status {
                 AccountStatus::Active => 0,
                 AccountStatus::Frozen => 1,
+                AccountStatus::Closed => 2,
             })
             .i64(self.balance_minor)
             .i64(self.credit_limit_minor)
@@ -153,6 +169,7 @@ impl Account {
         let status = match r.u8("status")? {
             0 => AccountStatus::Active,
             1 => AccountStatus::Frozen,
+            2 => AccountStatus::Closed,
             _ => return Err(DecodeError::Invalid("status")),
         };
         let balance_minor = r.i64("balance")?;
@@ -289,6 +306,7 @@ pub enum InvariantViolation {
 enum Undo {
     Account(AccountId, Option<Box<Account>>),
     Invoice(InvoiceId, Option<Arc<Invoice>>),
+    Roles(Roles),
 }
 
 /// The bounds a state enforces on what it holds: the ledger's constants (`cercle-limits`).
@@ -325,8 +343,7 @@ impl Bounds {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
-    admin_keys: Vec<PublicKey>,
-    auditor_keys: Vec<PublicKey>,
+    roles: Roles,
     accounts: BTreeMap<AccountId, Account>,
     /// Shared with clearing snapshots (`ClearingSnapshot::take` copies pointers, not
     /// invoices); a change copies an invoice only while a snapshot still holds it.
@@ -356,14 +373,25 @@ impl State {
             invoices.into_iter().map(|i| (i.id, Arc::new(i))).collect();
         let open_invoices = invoices.values().filter(|i| i.state.is_open()).map(|i| i.id).collect();
         State {
-            admin_keys: genesis.admin_keys.clone(),
-            auditor_keys: genesis.auditor_keys.clone(),
+            roles: Roles::from_genesis(genesis),
             accounts,
             invoices,
             open_invoices,
             journal: None,
             bounds: Bounds::default(),
         }
+    }
+
+    /// The same state with the governance roles read back from storage (a checkpoint taken
+    /// after a role changed); without it, the genesis's roles.
+    pub fn with_roles(mut self, roles: Roles) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    /// The administrators and auditors as they stand.
+    pub fn roles(&self) -> &Roles {
+        &self.roles
     }
 
     /// The same state under tighter bounds (each at most the ledger's): for tests of the
@@ -410,6 +438,7 @@ impl State {
                     self.open_invoices.remove(&id);
                     self.invoices.remove(&id);
                 }
+                Undo::Roles(roles) => self.roles = roles,
             }
         }
     }
@@ -529,12 +558,12 @@ impl State {
     }
 
     pub fn is_admin(&self, key: &PublicKey) -> bool {
-        self.admin_keys.contains(key)
+        self.roles.is_admin(key)
     }
 
     /// Administrators and auditors read every account.
     pub fn is_governance(&self, key: &PublicKey) -> bool {
-        self.admin_keys.contains(key) || self.auditor_keys.contains(key)
+        self.roles.is_governance(key)
     }
 
     /// May `key` read `account` (its balance, limits, history)? Administrators and auditors
@@ -553,7 +582,14 @@ impl State {
     /// a hash collision). Frozen: the golden log's digest holds it to its definition.
     /// Every field of an account is in its encoding, the profile and the activity
     /// (`negative_since_ms`, `last_activity_ms`) included.
+    /// Version 3: the governance roles too, since they moved from the genesis into the
+    /// state.
     pub fn digest(&self) -> [u8; 32] {
+        self.digest_version(3)
+    }
+
+    /// The digest as version 2 defined it: every account field, invoices, no roles.
+    pub fn digest_v2(&self) -> [u8; 32] {
         self.digest_version(2)
     }
 
@@ -566,7 +602,11 @@ impl State {
 
     fn digest_version(&self, version: u8) -> [u8; 32] {
         let mut h = Sha256::new();
-        h.update(if version == 1 { b"cercle/state/v1".as_slice() } else { b"cercle/state/v2".as_slice() });
+        h.update(match version {
+            1 => b"cercle/state/v1".as_slice(),
+            2 => b"cercle/state/v2".as_slice(),
+            _ => b"cercle/state/v3".as_slice(),
+        });
         h.update((self.accounts.len() as u64).to_be_bytes());
         for account in self.accounts.values() {
             let bytes = account.encode_with(version >= 2);
@@ -583,6 +623,13 @@ impl State {
                 h.update((bytes.len() as u32).to_be_bytes());
                 h.update(&bytes);
             }
+        }
+        // Version 3 and later: the roles, always (every ledger has an administrator).
+        if version >= 3 {
+            let bytes = self.roles.encode();
+            h.update(b"roles");
+            h.update((bytes.len() as u32).to_be_bytes());
+            h.update(&bytes);
         }
         h.finalize().into()
     }
@@ -641,14 +688,18 @@ impl State {
         }
         self.check_common(ctx, signer, op)?;
         let effects = match &op.kind {
-            OpKind::RegisterAccount(r) => self.register(ctx, r)?,
+            OpKind::RegisterAccount(r) => self.register(ctx, signer, r)?,
             OpKind::SetLimits(s) => self.set_limits(ctx, s)?,
             OpKind::SetProfile(p) => self.set_profile(ctx, p)?,
             OpKind::FreezeAccount { account, .. } => self.set_status(ctx, account, AccountStatus::Frozen)?,
             OpKind::UnfreezeAccount { account, .. } => {
                 self.set_status(ctx, account, AccountStatus::Active)?
             }
-            OpKind::RotateKeys { account, keys } => self.rotate_keys(ctx, signer, account, keys)?,
+            OpKind::RotateKeys { account, keys, allow_shared_key } => {
+                self.rotate_keys(ctx, signer, account, keys, *allow_shared_key)?
+            }
+            OpKind::SetRole(r) => self.set_role(r)?,
+            OpKind::CloseAccount { account, .. } => self.close(ctx, account)?,
             OpKind::Transfer(t) => self.transfer(ctx, signer, t)?,
             OpKind::IssueInvoice(i) => self.issue_invoice(ctx, signer, i)?,
             OpKind::AcceptInvoice(p) => self.invoice_action(ctx, signer, p, InvoiceAction::Accept)?,
@@ -679,7 +730,8 @@ impl State {
         id: &AccountId,
         status: AccountStatus,
     ) -> Result<Effects, Rejection> {
-        match (self.existing(id)?.status, status) {
+        let action = if status == AccountStatus::Frozen { "be frozen" } else { "be unfrozen" };
+        match (self.open_account(id, action)?.status, status) {
             (AccountStatus::Frozen, AccountStatus::Frozen) => {
                 Err(Rejection::AlreadyFrozen { account: id.clone() })
             }
@@ -687,6 +739,84 @@ impl State {
                 Err(Rejection::NotFrozen { account: id.clone() })
             }
             _ => Ok(self.touch(ctx, id, |a| a.status = status)),
+        }
+    }
+
+    /// Adds a key to a role or removes it. Refused when it would change nothing, grow a
+    /// role past `GOVERNANCE_KEYS_MAX`, or leave the ledger without an administrator.
+    fn set_role(&mut self, r: &SetRole) -> Result<Effects, Rejection> {
+        let keys = self.roles.keys(r.role);
+        let held = keys.contains(&r.key);
+        match (r.present, held) {
+            (true, true) => return Err(Rejection::RoleAlreadyHeld { role: r.role, key: r.key }),
+            (false, false) => return Err(Rejection::RoleNotHeld { role: r.role, key: r.key }),
+            (true, false) if keys.len() >= GOVERNANCE_KEYS_MAX => {
+                return Err(Rejection::TooManyRoleKeys { role: r.role, max: GOVERNANCE_KEYS_MAX });
+            }
+            (false, true) if r.role == Role::Admin && keys.len() == 1 => {
+                return Err(Rejection::LastAdministrator { key: r.key });
+            }
+            _ => {}
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo::Roles(self.roles.clone()));
+        }
+        self.roles.set(r.role, r.key, r.present);
+        Ok(Effects::default())
+    }
+
+    /// Closes an account for good: only at a zero balance with no open invoice either way,
+    /// so nothing is owed and nothing is left to clear. Closing a firm that still owes
+    /// needs a write-off under quorum, which the ledger does not have yet.
+    fn close(&mut self, ctx: &Context, id: &AccountId) -> Result<Effects, Rejection> {
+        let a = self.open_account(id, "be closed again")?;
+        // Every open invoice, once: closure is rare, and a per-firm count would be one
+        // more index to keep in step with every invoice's change.
+        let open_invoices = self.open_invoices().filter(|i| i.payer == *id || i.payee == *id).count();
+        if a.balance_minor != 0 || open_invoices != 0 {
+            return Err(Rejection::AccountNotSettled {
+                account: id.clone(),
+                balance_minor: a.balance_minor,
+                open_invoices,
+            });
+        }
+        Ok(self.touch(ctx, id, |a| a.status = AccountStatus::Closed))
+    }
+
+    /// The account `id`, unless it is closed: then `action` is refused.
+    fn open_account(&self, id: &AccountId, action: &'static str) -> Result<&Account, Rejection> {
+        let a = self.existing(id)?;
+        if a.status == AccountStatus::Closed {
+            return Err(Rejection::AccountClosed { account: id.clone(), action });
+        }
+        Ok(a)
+    }
+
+    /// Refuses a key of `keys` that another open account (not `own`) already holds, unless
+    /// sharing is allowed. The account is named to an administrator only: to anyone else,
+    /// which accounts a key signs for is not theirs to learn. Scans every account: keys
+    /// change only at registration and rotation, which are rare.
+    fn check_shared_keys(
+        &self,
+        signer: &PublicKey,
+        own: &AccountId,
+        keys: &[PublicKey],
+        allow_shared_key: bool,
+    ) -> Result<(), Rejection> {
+        if allow_shared_key {
+            return Ok(());
+        }
+        let other = self
+            .accounts
+            .values()
+            .filter(|a| a.id != *own && a.status != AccountStatus::Closed)
+            .find_map(|a| keys.iter().find(|k| a.keys.contains(*k)).map(|k| (*k, a.id.clone())));
+        match other {
+            None => Ok(()),
+            Some((key, account)) => Err(Rejection::KeyAlreadyRegistered {
+                key,
+                account: self.is_admin(signer).then_some(account),
+            }),
         }
     }
 
@@ -698,11 +828,14 @@ impl State {
         signer: &PublicKey,
         id: &AccountId,
         keys: &[PublicKey],
+        allow_shared_key: bool,
     ) -> Result<Effects, Rejection> {
         let a = self.existing(id)?;
         if !self.is_admin(signer) && !a.keys.contains(signer) {
             return Err(Rejection::NotAccountKey { account: id.clone() });
         }
+        self.open_account(id, "have its keys replaced")?;
+        self.check_shared_keys(signer, id, keys, allow_shared_key)?;
         let keys = keys.to_vec();
         Ok(self.touch(ctx, id, |a| a.keys = keys))
     }
@@ -741,10 +874,8 @@ impl State {
             return Err(Rejection::NotAccountKey { account: i.payee.clone() });
         }
         let payer = self.existing(&i.payer)?;
-        for a in [payee, payer] {
-            if a.status == AccountStatus::Frozen {
-                return Err(Rejection::AccountFrozen { account: a.id.clone() });
-            }
+        for (a, action) in [(payee, "invoice"), (payer, "be invoiced")] {
+            check_status(a, action)?;
         }
         if self.invoices.contains_key(&i.invoice) {
             return Err(Rejection::InvoiceExists { invoice: i.invoice });
@@ -936,13 +1067,23 @@ impl State {
         Effects { touched: vec![id.clone()], ..Effects::default() }
     }
 
-    fn register(&mut self, ctx: &Context, r: &RegisterAccount) -> Result<Effects, Rejection> {
-        if self.accounts.contains_key(&r.account) {
-            return Err(Rejection::AccountExists { account: r.account.clone() });
+    fn register(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        r: &RegisterAccount,
+    ) -> Result<Effects, Rejection> {
+        match self.accounts.get(&r.account) {
+            Some(a) if a.status == AccountStatus::Closed => {
+                return Err(Rejection::AccountClosed { account: r.account.clone(), action: "be reopened" });
+            }
+            Some(_) => return Err(Rejection::AccountExists { account: r.account.clone() }),
+            None => {}
         }
         if self.accounts.len() >= ACCOUNTS_MAX {
             return Err(Rejection::TooManyAccounts { max: ACCOUNTS_MAX });
         }
+        self.check_shared_keys(signer, &r.account, &r.keys, r.allow_shared_key)?;
         self.put_account(Account {
             id: r.account.clone(),
             display_name: r.display_name.clone(),
@@ -969,7 +1110,7 @@ impl State {
     }
 
     fn set_limits(&mut self, ctx: &Context, s: &SetLimits) -> Result<Effects, Rejection> {
-        self.existing(&s.account)?;
+        self.open_account(&s.account, "have its limits changed")?;
         Ok(self.touch(ctx, &s.account, |a| {
             if let Some(limit) = s.credit_limit_minor {
                 a.credit_limit_minor = limit;
@@ -981,7 +1122,7 @@ impl State {
     }
 
     fn set_profile(&mut self, ctx: &Context, p: &SetProfile) -> Result<Effects, Rejection> {
-        self.existing(&p.account)?;
+        self.open_account(&p.account, "have its profile changed")?;
         Ok(self.touch(ctx, &p.account, |a| {
             if let Some(name) = &p.display_name {
                 a.display_name = name.clone();
@@ -996,10 +1137,8 @@ impl State {
             return Err(Rejection::NotAccountKey { account: t.payer.clone() });
         }
         let payee = self.existing(&t.payee)?;
-        for a in [payer, payee] {
-            if a.status == AccountStatus::Frozen {
-                return Err(Rejection::AccountFrozen { account: a.id.clone() });
-            }
+        for (a, action) in [(payer, "pay"), (payee, "be paid")] {
+            check_status(a, action)?;
         }
         let payer_after = payer
             .balance_minor
@@ -1077,6 +1216,15 @@ impl State {
             });
         }
         Ok(())
+    }
+}
+
+/// Refuses a closed account (`action` is what it can no longer do) or a frozen one.
+fn check_status(a: &Account, action: &'static str) -> Result<(), Rejection> {
+    match a.status {
+        AccountStatus::Active => Ok(()),
+        AccountStatus::Frozen => Err(Rejection::AccountFrozen { account: a.id.clone() }),
+        AccountStatus::Closed => Err(Rejection::AccountClosed { account: a.id.clone(), action }),
     }
 }
 
@@ -1200,6 +1348,12 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
         OpKind::FreezeAccount { reason, .. } => check_reason(reason, true),
         OpKind::UnfreezeAccount { reason, .. } => check_reason(reason, false),
         OpKind::RotateKeys { keys, .. } => check_keys(keys),
+        OpKind::SetRole(r) => {
+            check_reason(&r.reason, true)?;
+            crate::sign::check_public_key(&r.key)
+                .map_err(|e| Rejection::InvalidKeys { detail: format!("key {}: {e}", r.key) })
+        }
+        OpKind::CloseAccount { reason, .. } => check_reason(reason, true),
         OpKind::Transfer(t) => {
             check_text("memo", &t.memo, MEMO_CHARS_MAX)?;
             if let Some(invoice) = &t.invoice_ref {
@@ -1365,6 +1519,7 @@ mod tests {
             credit_limit_minor: limit,
             max_balance_minor: max,
             profile: Default::default(),
+            allow_shared_key: false,
         });
         (ADMIN, kind)
     }
@@ -1481,8 +1636,12 @@ mod tests {
             |name: &str| (ADMIN, OpKind::FreezeAccount { account: id(name), reason: "dispute".into() });
         let unfreeze =
             |name: &str| (ADMIN, OpKind::UnfreezeAccount { account: id(name), reason: String::new() });
-        let rotate =
-            |signer: u8, seed: u8| (signer, OpKind::RotateKeys { account: id("aaa"), keys: vec![key(seed)] });
+        let rotate = |signer: u8, seed: u8| {
+            (
+                signer,
+                OpKind::RotateKeys { account: id("aaa"), keys: vec![key(seed)], allow_shared_key: false },
+            )
+        };
         let mut frozen = firms();
         frozen.push(freeze("aaa"));
         check(&frozen, freeze("aaa"), Err(RejectCode::AlreadyFrozen));
@@ -1502,6 +1661,144 @@ mod tests {
         rotated.push(rotate(10, 20));
         check(&rotated, pay(10, "aaa", "bbb", 1, None), Err(RejectCode::NotAccountKey));
         check(&rotated, pay(20, "aaa", "bbb", 1, None), Ok(&[("aaa", -1), ("bbb", 1)]));
+    }
+
+    fn role(signer: u8, role: Role, seed: u8, present: bool) -> (u8, OpKind) {
+        (signer, OpKind::SetRole(SetRole { role, key: key(seed), present, reason: "board".into() }))
+    }
+
+    fn close(name: &str) -> (u8, OpKind) {
+        (ADMIN, OpKind::CloseAccount { account: id(name), reason: "ceased trading".into() })
+    }
+
+    #[test]
+    fn roles_change_by_administrators_and_never_leave_none() {
+        let freeze = |signer: u8| (signer, OpKind::FreezeAccount { account: id("aaa"), reason: "d".into() });
+        let mut two = firms();
+        two.push(role(ADMIN, Role::Admin, 30, true));
+        // The new administrator acts at once; a firm's key never changes a role.
+        check(&two, freeze(30), Ok(&[]));
+        check(&firms(), role(10, Role::Auditor, 31, true), Err(RejectCode::NotAdministrator));
+        check(&firms(), role(ADMIN, Role::Admin, ADMIN, true), Err(RejectCode::RoleAlreadyHeld));
+        check(&firms(), role(ADMIN, Role::Auditor, 31, false), Err(RejectCode::RoleNotHeld));
+        check(&firms(), role(ADMIN, Role::Admin, ADMIN, false), Err(RejectCode::LastAdministrator));
+        // With two, either may remove the other, or itself; the one removed signs no more.
+        check(&two, role(30, Role::Admin, ADMIN, false), Ok(&[]));
+        check(&two, role(ADMIN, Role::Admin, ADMIN, false), Ok(&[]));
+        let mut removed = two.clone();
+        removed.push(role(30, Role::Admin, ADMIN, false));
+        check(&removed, freeze(ADMIN), Err(RejectCode::NotAdministrator));
+        check(&removed, role(30, Role::Admin, 30, false), Err(RejectCode::LastAdministrator));
+        let empty_reason = (
+            ADMIN,
+            OpKind::SetRole(SetRole { role: Role::Auditor, key: key(31), present: true, reason: " ".into() }),
+        );
+        check(&firms(), empty_reason, Err(RejectCode::InvalidText));
+        // At most GOVERNANCE_KEYS_MAX keys per role.
+        let mut full = firms();
+        full.extend((0..GOVERNANCE_KEYS_MAX as u8).map(|n| role(ADMIN, Role::Auditor, 100 + n, true)));
+        check(&full, role(ADMIN, Role::Auditor, 99, true), Err(RejectCode::TooManyRoleKeys));
+        check(&full, role(ADMIN, Role::Admin, 99, true), Ok(&[]));
+    }
+
+    #[test]
+    fn a_closed_account_is_closed_for_good() {
+        let mut paid = firms();
+        paid.push(pay(10, "aaa", "bbb", 300, None));
+        check(&paid, close("aaa"), Err(RejectCode::AccountNotSettled));
+        check(&paid, close("bbb"), Err(RejectCode::AccountNotSettled));
+        let mut invoiced = firms();
+        invoiced.push(issue(11, 1, "bbb", "aaa", 400));
+        check(&invoiced, close("aaa"), Err(RejectCode::AccountNotSettled));
+        check(&invoiced, close("bbb"), Err(RejectCode::AccountNotSettled));
+        check(&firms(), close("zzz"), Err(RejectCode::UnknownAccount));
+        check(
+            &firms(),
+            (10, OpKind::CloseAccount { account: id("aaa"), reason: "x".into() }),
+            Err(RejectCode::NotAdministrator),
+        );
+        let mut frozen = firms();
+        frozen.push((ADMIN, OpKind::FreezeAccount { account: id("aaa"), reason: "d".into() }));
+        check(&frozen, close("aaa"), Ok(&[]));
+        let mut closed = firms();
+        closed.push(close("aaa"));
+        let refused = [
+            close("aaa"),
+            pay(10, "aaa", "bbb", 1, None),
+            pay(11, "bbb", "aaa", 1, None),
+            issue(11, 2, "bbb", "aaa", 10),
+            issue(10, 2, "aaa", "bbb", 10),
+            (ADMIN, OpKind::FreezeAccount { account: id("aaa"), reason: "d".into() }),
+            (ADMIN, OpKind::UnfreezeAccount { account: id("aaa"), reason: String::new() }),
+            (ADMIN, OpKind::RotateKeys { account: id("aaa"), keys: vec![key(20)], allow_shared_key: false }),
+            (10, OpKind::RotateKeys { account: id("aaa"), keys: vec![key(20)], allow_shared_key: false }),
+            (
+                ADMIN,
+                OpKind::SetLimits(SetLimits {
+                    account: id("aaa"),
+                    credit_limit_minor: Some(5),
+                    max_balance_minor: None,
+                    reason: "r".into(),
+                }),
+            ),
+            register("aaa", 20, 0, None),
+        ];
+        for op in refused {
+            check(&closed, op, Err(RejectCode::AccountClosed));
+        }
+        // Its key is free again for a new account, without the flag.
+        check(&closed, register("ccc", 10, 0, None), Ok(&[("ccc", 0)]));
+    }
+
+    #[test]
+    fn a_key_on_another_account_needs_the_flag() {
+        let shared = |allow| {
+            let (signer, mut kind) = register("ccc", 10, 0, None);
+            if let OpKind::RegisterAccount(r) = &mut kind {
+                r.allow_shared_key = allow;
+            }
+            (signer, kind)
+        };
+        check(&firms(), shared(false), Err(RejectCode::KeyAlreadyRegistered));
+        check(&firms(), shared(true), Ok(&[("ccc", 0)]));
+        let rotate = |signer, allow_shared_key| {
+            (
+                signer,
+                OpKind::RotateKeys { account: id("aaa"), keys: vec![key(10), key(11)], allow_shared_key },
+            )
+        };
+        check(&firms(), rotate(10, false), Err(RejectCode::KeyAlreadyRegistered));
+        check(&firms(), rotate(10, true), Ok(&[]));
+        // Its own keys are not shared with anyone.
+        let own = (
+            10,
+            OpKind::RotateKeys { account: id("aaa"), keys: vec![key(10), key(20)], allow_shared_key: false },
+        );
+        check(&firms(), own, Ok(&[]));
+        // The administrator learns which account holds the key; a firm does not.
+        let mut state = State::new(&genesis());
+        for (i, op) in firms().iter().enumerate() {
+            apply(&mut state, i as u64 + 1, op).unwrap();
+        }
+        let by_admin = apply(&mut state, 3, &shared(false)).unwrap_err();
+        assert_eq!(by_admin, Rejection::KeyAlreadyRegistered { key: key(10), account: Some(id("aaa")) });
+        let by_firm = apply(
+            &mut state,
+            3,
+            &(11, OpKind::RotateKeys { account: id("bbb"), keys: vec![key(10)], allow_shared_key: false }),
+        )
+        .unwrap_err();
+        assert_eq!(by_firm, Rejection::KeyAlreadyRegistered { key: key(10), account: None });
+        assert!(!by_firm.message("CHW", 2).contains("aaa"), "{}", by_firm.message("CHW", 2));
+    }
+
+    #[test]
+    fn the_digest_covers_the_roles_from_version_3() {
+        let mut state = State::new(&genesis());
+        let before = (state.digest(), state.digest_v2(), state.digest_v1());
+        apply(&mut state, 1, &role(ADMIN, Role::Auditor, 31, true)).unwrap();
+        assert_ne!(state.digest(), before.0);
+        assert_eq!((state.digest_v2(), state.digest_v1()), (before.1, before.2));
     }
 
     #[test]
@@ -1562,6 +1859,10 @@ mod tests {
             pay(10, "aaa", "bbb", 150, Some(1)),
             register("ccc", 12, 5, None),
             (ADMIN, OpKind::FreezeAccount { account: id("bbb"), reason: "dispute".into() }),
+            register("ddd", 13, 0, None),
+            close("ddd"),
+            role(ADMIN, Role::Admin, 30, true),
+            role(30, Role::Admin, ADMIN, false),
         ];
         for (i, op) in more.iter().enumerate() {
             apply(&mut state, ops.len() as u64 + i as u64 + 1, op).unwrap();
@@ -1573,6 +1874,7 @@ mod tests {
         assert_eq!(state.accounts, before.accounts);
         assert_eq!(state.invoices, before.invoices);
         assert_eq!(state.open_invoices, before.open_invoices);
+        assert_eq!(state.roles, before.roles);
     }
 
     #[test]

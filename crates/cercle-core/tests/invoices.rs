@@ -67,6 +67,7 @@ impl World {
                 credit_limit_minor: limit_minor,
                 max_balance_minor: None,
                 profile: Default::default(),
+                allow_shared_key: false,
             });
             world.admin_op(kind).unwrap();
         }

@@ -4,26 +4,32 @@
 //!
 //! Each case is a generated sequence of operations, valid and invalid, signed by the right
 //! key, another firm's or an administrator's, with amounts that land exactly on a payer's
-//! credit limit or a payee's maximum balance, or one minor unit past it, and restarts (the
-//! state rebuilt from its records, as the store's checkpoint does). The model below writes
+//! credit limit or a payee's maximum balance, or one minor unit past it, role changes (a firm's
+//! key may become an administrator, the first administrator may be removed), closures,
+//! registrations and rotations onto a key another account holds (with and without
+//! `allow_shared_key`), and restarts (the state rebuilt from its records, as the store's
+//! checkpoint does). The model below writes
 //! the rules again, independently, with the rejection numbers spelled out. After every step:
 //! the outcome (accepted, or the rejection's number) is the model's; accounts and invoices
 //! are the model's; balances sum to zero; a rejected operation changed nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use cercle_core::sign::Keypair;
 use cercle_core::{
     Account, AccountId, ClearingInput, Context, Genesis, Invoice, InvoiceId, InvoiceParties, InvoiceState,
-    IssueInvoice, LedgerId, OpKind, Operation, OperationId, PublicKey, RegisterAccount, SetLimits, State,
-    Transfer,
+    IssueInvoice, LedgerId, OpKind, Operation, OperationId, PublicKey, RegisterAccount, Role, Roles,
+    SetLimits, SetRole, State, Transfer,
 };
 use proptest::prelude::*;
 
 /// Rejection numbers, as documented (never renumbered).
 const NOT_ADMINISTRATOR: u16 = 10;
 const NOT_ACCOUNT_KEY: u16 = 11;
+const LAST_ADMINISTRATOR: u16 = 12;
+const ROLE_ALREADY_HELD: u16 = 13;
+const ROLE_NOT_HELD: u16 = 14;
 const EXPIRED: u16 = 3;
 const UNKNOWN_ACCOUNT: u16 = 20;
 const ACCOUNT_EXISTS: u16 = 21;
@@ -34,20 +40,23 @@ const UNKNOWN_INVOICE: u16 = 25;
 const INVOICE_EXISTS: u16 = 26;
 const INVOICE_STATE_CONFLICT: u16 = 27;
 const INVOICE_PARTIES_MISMATCH: u16 = 28;
+const ACCOUNT_CLOSED: u16 = 29;
 const INVALID_LIMIT: u16 = 32;
 const NOTHING_TO_CHANGE: u16 = 33;
 const INVALID_INVOICE: u16 = 34;
+const KEY_ALREADY_REGISTERED: u16 = 36;
 const INVALID_AMOUNT: u16 = 40;
 const SELF_TRANSFER: u16 = 41;
 const INVOICE_OVERPAID: u16 = 43;
 const CREDIT_LIMIT_EXCEEDED: u16 = 50;
 const MAX_BALANCE_EXCEEDED: u16 = 51;
+const ACCOUNT_NOT_SETTLED: u16 = 70;
 
 /// The largest amount, limit and maximum balance (`AMOUNT_MAX_MINOR`), written out.
 const AMOUNT_MAX_MINOR: i64 = 10_000_000_000_000;
 
 const NAMES: [&str; 4] = ["aaa", "bbb", "ccc", "ddd"];
-/// Key 0 is the administrator's; keys 1 to 4 are firms'.
+/// Key 0 is the first administrator's; keys 1 to 4 are firms' (and may be given a role).
 const KEYS: usize = 5;
 const INVOICES: usize = 4;
 const NOW_MS: u64 = 1_000_000;
@@ -88,6 +97,7 @@ enum Step {
         key: usize,
         limit: i64,
         max: Option<i64>,
+        allow_shared_key: bool,
         signer: usize,
     },
     SetLimits {
@@ -107,6 +117,17 @@ enum Step {
     RotateKeys {
         account: usize,
         key: usize,
+        allow_shared_key: bool,
+        signer: usize,
+    },
+    SetRole {
+        admin: bool,
+        key: usize,
+        present: bool,
+        signer: usize,
+    },
+    Close {
+        account: usize,
         signer: usize,
     },
     Transfer {
@@ -143,6 +164,13 @@ fn limit() -> impl Strategy<Value = i64> {
     prop_oneof![4 => 0..5_000i64, 1 => Just(-1i64), 1 => Just(AMOUNT_MAX_MINOR), 1 => Just(AMOUNT_MAX_MINOR + 1)]
 }
 
+/// The signer of an administrative act: the first administrator one time in three (more
+/// often than any other key, so that accounts get registered even as firms' keys come and
+/// go as administrators), any key otherwise.
+fn admin_mostly() -> impl Strategy<Value = usize> {
+    prop_oneof![1 => Just(0usize), 2 => 0..KEYS]
+}
+
 fn step() -> impl Strategy<Value = Step> {
     let a = 0..NAMES.len();
     let k = 0..KEYS;
@@ -152,13 +180,20 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (-1..=1i64).prop_map(Amount::ToMaximum),
     ];
     prop_oneof![
-        3 => (a.clone(), 1..KEYS, limit(), prop::option::of(0..8_000i64), k.clone())
-            .prop_map(|(account, key, limit, max, signer)| Step::Register { account, key, limit, max, signer }),
-        2 => (a.clone(), prop::option::of(limit()), prop::option::of(prop::option::of(limit())), k.clone())
+        3 => (a.clone(), 1..KEYS, limit(), prop::option::of(0..8_000i64), prop::bool::weighted(0.3), admin_mostly())
+            .prop_map(|(account, key, limit, max, allow_shared_key, signer)| {
+                Step::Register { account, key, limit, max, allow_shared_key, signer }
+            }),
+        2 => (a.clone(), prop::option::of(limit()), prop::option::of(prop::option::of(limit())), admin_mostly())
             .prop_map(|(account, limit, max, signer)| Step::SetLimits { account, limit, max, signer }),
-        1 => (a.clone(), k.clone()).prop_map(|(account, signer)| Step::Freeze { account, signer }),
-        1 => (a.clone(), k.clone()).prop_map(|(account, signer)| Step::Unfreeze { account, signer }),
-        1 => (a.clone(), 1..KEYS, k.clone()).prop_map(|(account, key, signer)| Step::RotateKeys { account, key, signer }),
+        1 => (a.clone(), admin_mostly()).prop_map(|(account, signer)| Step::Freeze { account, signer }),
+        1 => (a.clone(), admin_mostly()).prop_map(|(account, signer)| Step::Unfreeze { account, signer }),
+        1 => (a.clone(), 1..KEYS, any::<bool>(), k.clone()).prop_map(|(account, key, allow_shared_key, signer)| {
+            Step::RotateKeys { account, key, allow_shared_key, signer }
+        }),
+        1 => (any::<bool>(), k.clone(), prop::bool::weighted(0.6), admin_mostly())
+            .prop_map(|(admin, key, present, signer)| Step::SetRole { admin, key, present, signer }),
+        1 => (a.clone(), admin_mostly()).prop_map(|(account, signer)| Step::Close { account, signer }),
         8 => (a.clone(), a.clone(), amount, prop::option::weighted(0.3, 0..INVOICES), k.clone())
             .prop_map(|(payer, payee, amount, invoice, signer)| Step::Transfer { payer, payee, amount, invoice, signer }),
         3 => (0..INVOICES, a.clone(), a.clone(), -1..4_000i64, k.clone())
@@ -179,6 +214,7 @@ struct ModelAccount {
     limit: i64,
     max: Option<i64>,
     frozen: bool,
+    closed: bool,
     key: usize,
 }
 
@@ -191,10 +227,24 @@ struct ModelInvoice {
     state: InvoiceState,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Model {
     accounts: BTreeMap<usize, ModelAccount>,
     invoices: BTreeMap<usize, ModelInvoice>,
+    /// The keys (by index) of each role; the genesis names key 0 the administrator.
+    admins: BTreeSet<usize>,
+    auditors: BTreeSet<usize>,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            accounts: BTreeMap::new(),
+            invoices: BTreeMap::new(),
+            admins: BTreeSet::from([0]),
+            auditors: BTreeSet::new(),
+        }
+    }
 }
 
 impl Model {
@@ -206,8 +256,31 @@ impl Model {
         self.accounts.get(&account).ok_or(UNKNOWN_ACCOUNT)
     }
 
-    fn admin(signer: usize) -> Result<(), u16> {
-        if signer == 0 { Ok(()) } else { Err(NOT_ADMINISTRATOR) }
+    fn admin(&self, signer: usize) -> Result<(), u16> {
+        if self.admins.contains(&signer) { Ok(()) } else { Err(NOT_ADMINISTRATOR) }
+    }
+
+    /// An existing account that is not closed.
+    fn open(&self, account: usize) -> Result<&ModelAccount, u16> {
+        let a = self.existing(account)?;
+        if a.closed { Err(ACCOUNT_CLOSED) } else { Ok(a) }
+    }
+
+    /// A closed account, then a frozen one, is refused.
+    fn status(a: &ModelAccount) -> Result<(), u16> {
+        if a.closed {
+            Err(ACCOUNT_CLOSED)
+        } else if a.frozen {
+            Err(ACCOUNT_FROZEN)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `key` may go on `account` unless another account that is not closed holds it.
+    fn unshared(&self, account: usize, key: usize, allow_shared_key: bool) -> Result<(), u16> {
+        let elsewhere = self.accounts.iter().any(|(&i, a)| i != account && !a.closed && a.key == key);
+        if elsewhere && !allow_shared_key { Err(KEY_ALREADY_REGISTERED) } else { Ok(()) }
     }
 
     fn valid_limit(limit: i64) -> Result<(), u16> {
@@ -218,42 +291,73 @@ impl Model {
     /// changes only when it accepts.
     fn apply(&mut self, step: &Step) -> Result<(), u16> {
         match *step {
-            Step::Register { account, key, limit, max, signer } => {
-                Model::admin(signer)?;
+            Step::Register { account, key, limit, max, allow_shared_key, signer } => {
+                self.admin(signer)?;
                 Model::valid_limit(limit)?;
                 max.map_or(Ok(()), Model::valid_limit)?;
-                if self.accounts.contains_key(&account) {
-                    return Err(ACCOUNT_EXISTS);
+                match self.accounts.get(&account) {
+                    Some(a) if a.closed => return Err(ACCOUNT_CLOSED),
+                    Some(_) => return Err(ACCOUNT_EXISTS),
+                    None => {}
                 }
-                self.accounts.insert(account, ModelAccount { balance: 0, limit, max, frozen: false, key });
+                self.unshared(account, key, allow_shared_key)?;
+                let a = ModelAccount { balance: 0, limit, max, frozen: false, closed: false, key };
+                self.accounts.insert(account, a);
             }
             Step::SetLimits { account, limit, max, signer } => {
-                Model::admin(signer)?;
+                self.admin(signer)?;
                 if limit.is_none() && max.is_none() {
                     return Err(NOTHING_TO_CHANGE);
                 }
                 limit.map_or(Ok(()), Model::valid_limit)?;
                 max.flatten().map_or(Ok(()), Model::valid_limit)?;
-                self.existing(account)?;
+                self.open(account)?;
                 let a = self.accounts.get_mut(&account).unwrap();
                 a.limit = limit.unwrap_or(a.limit);
                 a.max = max.unwrap_or(a.max);
             }
             Step::Freeze { account, signer } | Step::Unfreeze { account, signer } => {
                 let freeze = matches!(step, Step::Freeze { .. });
-                Model::admin(signer)?;
-                match (self.existing(account)?.frozen, freeze) {
+                self.admin(signer)?;
+                match (self.open(account)?.frozen, freeze) {
                     (true, true) => return Err(ALREADY_FROZEN),
                     (false, false) => return Err(NOT_FROZEN),
                     _ => self.accounts.get_mut(&account).unwrap().frozen = freeze,
                 }
             }
-            Step::RotateKeys { account, key, signer } => {
+            Step::RotateKeys { account, key, allow_shared_key, signer } => {
                 let a = self.existing(account)?;
-                if signer != 0 && a.key != signer {
+                if !self.admins.contains(&signer) && a.key != signer {
                     return Err(NOT_ACCOUNT_KEY);
                 }
+                self.open(account)?;
+                self.unshared(account, key, allow_shared_key)?;
                 self.accounts.get_mut(&account).unwrap().key = key;
+            }
+            Step::SetRole { admin, key, present, signer } => {
+                self.admin(signer)?;
+                let keys = if admin { &mut self.admins } else { &mut self.auditors };
+                match (present, keys.contains(&key)) {
+                    (true, true) => return Err(ROLE_ALREADY_HELD),
+                    (false, false) => return Err(ROLE_NOT_HELD),
+                    (false, true) if admin && keys.len() == 1 => return Err(LAST_ADMINISTRATOR),
+                    (true, false) => keys.insert(key),
+                    (false, true) => keys.remove(&key),
+                };
+            }
+            Step::Close { account, signer } => {
+                self.admin(signer)?;
+                let a = self.open(account)?;
+                let open = self
+                    .invoices
+                    .values()
+                    .filter(|i| i.state.is_open() && (i.payer == account || i.payee == account));
+                if a.balance != 0 || open.count() != 0 {
+                    return Err(ACCOUNT_NOT_SETTLED);
+                }
+                // One status: a frozen account that is closed is closed, no longer frozen.
+                let a = self.accounts.get_mut(&account).unwrap();
+                (a.closed, a.frozen) = (true, false);
             }
             Step::Transfer { payer, payee, amount, invoice, signer } => {
                 self.transfer(payer, payee, self.amount(payer, payee, amount), invoice, signer)?
@@ -270,9 +374,8 @@ impl Model {
                     return Err(NOT_ACCOUNT_KEY);
                 }
                 self.existing(payer)?;
-                if self.accounts[&payee].frozen || self.accounts[&payer].frozen {
-                    return Err(ACCOUNT_FROZEN);
-                }
+                Model::status(&self.accounts[&payee])?;
+                Model::status(&self.accounts[&payer])?;
                 if self.invoices.contains_key(&invoice) {
                     return Err(INVOICE_EXISTS);
                 }
@@ -317,9 +420,8 @@ impl Model {
             return Err(NOT_ACCOUNT_KEY);
         }
         let to = self.existing(payee)?;
-        if from.frozen || to.frozen {
-            return Err(ACCOUNT_FROZEN);
-        }
+        Model::status(from)?;
+        Model::status(to)?;
         if from.balance - amount < -from.limit {
             return Err(CREDIT_LIMIT_EXCEEDED);
         }
@@ -376,7 +478,7 @@ impl Model {
     /// The operation a step asks for, and its signer (`None` for a restart).
     fn operation(&self, step: &Step, n: u64, expired: bool) -> Option<(PublicKey, Operation)> {
         let (signer, kind) = match *step {
-            Step::Register { account, key, limit, max, signer } => (
+            Step::Register { account, key, limit, max, allow_shared_key, signer } => (
                 signer,
                 OpKind::RegisterAccount(RegisterAccount {
                     account: name(account),
@@ -385,6 +487,7 @@ impl Model {
                     credit_limit_minor: limit,
                     max_balance_minor: max,
                     profile: Default::default(),
+                    allow_shared_key,
                 }),
             ),
             Step::SetLimits { account, limit, max, signer } => (
@@ -402,8 +505,21 @@ impl Model {
             Step::Unfreeze { account, signer } => {
                 (signer, OpKind::UnfreezeAccount { account: name(account), reason: String::new() })
             }
-            Step::RotateKeys { account, key, signer } => {
-                (signer, OpKind::RotateKeys { account: name(account), keys: vec![keys()[key]] })
+            Step::RotateKeys { account, key, allow_shared_key, signer } => (
+                signer,
+                OpKind::RotateKeys { account: name(account), keys: vec![keys()[key]], allow_shared_key },
+            ),
+            Step::SetRole { admin, key, present, signer } => (
+                signer,
+                OpKind::SetRole(SetRole {
+                    role: if admin { Role::Admin } else { Role::Auditor },
+                    key: keys()[key],
+                    present,
+                    reason: "board decision".into(),
+                }),
+            ),
+            Step::Close { account, signer } => {
+                (signer, OpKind::CloseAccount { account: name(account), reason: "ceased trading".into() })
             }
             Step::Transfer { payer, payee, amount, invoice, signer } => (
                 signer,
@@ -458,6 +574,7 @@ impl Model {
                 limit: a.credit_limit_minor,
                 max: a.max_balance_minor,
                 frozen: a.status == cercle_core::AccountStatus::Frozen,
+                closed: a.status == cercle_core::AccountStatus::Closed,
                 key,
             };
             assert_eq!(&real, m, "account {}", NAMES[i]);
@@ -471,6 +588,20 @@ impl Model {
                 ModelInvoice { payee, payer, amount: i.amount_minor, paid: i.paid_minor, state: i.state };
             assert_eq!(&real, m, "invoice {n}");
         }
+        let role = |set: &BTreeSet<usize>| set.iter().map(|&k| keys()[k]).collect::<BTreeSet<_>>();
+        let admins: BTreeSet<PublicKey> = state.roles().admins().iter().copied().collect();
+        let auditors: BTreeSet<PublicKey> = state.roles().auditors().iter().copied().collect();
+        assert_eq!((admins, auditors), (role(&self.admins), role(&self.auditors)), "roles");
+        for i in state.open_invoices() {
+            for firm in [&i.payer, &i.payee] {
+                let status = state.account(firm).map(|a| a.status);
+                assert_ne!(
+                    status,
+                    Some(cercle_core::AccountStatus::Closed),
+                    "open invoice of closed '{firm}'"
+                );
+            }
+        }
         let open = state.open_invoices().count();
         assert_eq!(open, self.invoices.values().filter(|i| i.state.is_open()).count());
         state.check_invariants().unwrap();
@@ -482,7 +613,8 @@ impl Model {
 fn restart(genesis: &Genesis, state: &State) -> State {
     let accounts = state.accounts().map(|a| Account::decode(&a.encode()).unwrap());
     let invoices: Vec<Invoice> = state.invoices().map(|i| Invoice::decode(&i.encode()).unwrap()).collect();
-    State::from_parts(genesis, accounts, invoices)
+    let roles = Roles::decode(&state.roles().encode()).unwrap();
+    State::from_parts(genesis, accounts, invoices).with_roles(roles)
 }
 
 fn run(cases: &[Case]) {
@@ -529,12 +661,72 @@ proptest! {
     }
 }
 
+/// Closure, roles and shared keys along one fixed path, each outcome the model's and then
+/// the state's: a key refused on a second account, then allowed; a close refused at a
+/// non-zero balance and with an open invoice, then accepted; the closed account refused
+/// everything and its key free again; a second administrator who removes the first.
+#[test]
+fn closure_roles_and_shared_keys_along_a_fixed_path() {
+    let step = |step| Case { step, expired: false };
+    let register = |account, key, allow_shared_key| {
+        step(Step::Register { account, key, limit: 1_000, max: None, allow_shared_key, signer: 0 })
+    };
+    let pay = |payer, payee, amount, signer| {
+        step(Step::Transfer { payer, payee, amount: Amount::Fixed(amount), invoice: None, signer })
+    };
+    let rotate = |account, key, allow_shared_key, signer| {
+        step(Step::RotateKeys { account, key, allow_shared_key, signer })
+    };
+    let close = |account, signer| step(Step::Close { account, signer });
+    let role = |admin, key, present, signer| step(Step::SetRole { admin, key, present, signer });
+    let ok = Ok::<(), u16>(());
+    let path = [
+        (register(0, 1, false), ok),
+        (register(1, 1, false), Err(KEY_ALREADY_REGISTERED)),
+        (register(1, 2, false), ok),
+        (register(2, 3, false), ok),
+        (pay(0, 2, 10, 1), ok),
+        (close(0, 0), Err(ACCOUNT_NOT_SETTLED)),
+        (pay(2, 0, 10, 3), ok),
+        (step(Step::Issue { invoice: 0, payee: 2, payer: 0, amount: 5, signer: 3 }), ok),
+        (close(0, 0), Err(ACCOUNT_NOT_SETTLED)),
+        (close(2, 0), Err(ACCOUNT_NOT_SETTLED)),
+        (close(1, 1), Err(NOT_ADMINISTRATOR)),
+        (close(1, 0), ok),
+        (close(1, 0), Err(ACCOUNT_CLOSED)),
+        (pay(1, 2, 1, 2), Err(ACCOUNT_CLOSED)),
+        (pay(2, 1, 1, 3), Err(ACCOUNT_CLOSED)),
+        (step(Step::Issue { invoice: 1, payee: 2, payer: 1, amount: 5, signer: 3 }), Err(ACCOUNT_CLOSED)),
+        (step(Step::Freeze { account: 1, signer: 0 }), Err(ACCOUNT_CLOSED)),
+        (step(Step::SetLimits { account: 1, limit: Some(5), max: None, signer: 0 }), Err(ACCOUNT_CLOSED)),
+        (register(1, 4, false), Err(ACCOUNT_CLOSED)),
+        (rotate(1, 4, false, 0), Err(ACCOUNT_CLOSED)),
+        (register(3, 2, false), ok),
+        (role(true, 4, true, 0), ok),
+        (role(true, 0, false, 4), ok),
+        (role(true, 4, false, 4), Err(LAST_ADMINISTRATOR)),
+        (close(3, 0), Err(NOT_ADMINISTRATOR)),
+        (role(false, 2, true, 4), ok),
+        (role(false, 2, true, 4), Err(ROLE_ALREADY_HELD)),
+        (role(false, 1, false, 4), Err(ROLE_NOT_HELD)),
+        (step(Step::Restart), ok),
+        (close(3, 4), ok),
+        (rotate(2, 1, false, 3), Err(KEY_ALREADY_REGISTERED)),
+        (rotate(2, 1, true, 3), ok),
+    ];
+    let mut model = Model::default();
+    for (n, (case, expected)) in path.iter().enumerate() {
+        assert_eq!(model.apply(&case.step), *expected, "step {n}: {:?}", case.step);
+    }
+    run(&path.map(|(case, _)| case));
+}
+
 /// The edges of a transfer, each on its own: exactly the payer's headroom, and one minor
 /// unit more; exactly up to the payee's maximum balance, and one minor unit more.
 #[test]
 fn transfers_at_the_exact_limits() {
     let register = |account, key, limit, max| Case {
-        step: Step::Register { account, key, limit, max, signer: 0 },
+        step: Step::Register { account, key, limit, max, allow_shared_key: false, signer: 0 },
         expired: false,
     };
     let pay = |amount| Case {

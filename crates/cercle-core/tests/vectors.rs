@@ -1,13 +1,16 @@
 //! Known-answer vectors (`tests/fixtures/vectors.json`): from inputs spelled out in the
 //! file, the code must compute the recorded bytes of a signed operation's body, the message
 //! its signature covers and the signature, an entry's encoding and hash, Merkle roots, and
-//! a signed read's message (tag `cercle/read/v2`). A third-party signer or verifier
-//! depends on these bytes, so they never change; `examples/golden.rs` wrote the file once.
+//! a signed read's message (tag `cercle/read/v2`), and the bodies of the governance
+//! operations (role changes, closure, a registration that allows a shared key), added with
+//! them. A third-party signer or verifier depends on these bytes, so they never change;
+//! `examples/golden.rs` wrote the file once, and the governance vectors were appended once
+//! when those operations were added.
 
 use cercle_core::sign::{self, Keypair};
 use cercle_core::{
-    AccountId, BalanceAfter, Entry, Envelope, InvoiceId, LedgerId, OpKind, Operation, OperationId, Transfer,
-    body, merkle,
+    AccountId, BalanceAfter, Entry, Envelope, InvoiceId, LedgerId, OpKind, Operation, OperationId, PublicKey,
+    RegisterAccount, Role, SetRole, Transfer, body, merkle,
 };
 use serde_json::Value;
 
@@ -74,6 +77,62 @@ fn a_signed_operation_has_its_recorded_bytes() {
     check("signature", &signature, &o["signature"]);
     sign::verify(&key.public_key(), &sign::op_message(&ledger_id, &encoded), &array(&o["signature"]))
         .unwrap();
+}
+
+/// The operation a governance vector spells out.
+fn governance_kind(g: &Value) -> OpKind {
+    match text(&g["kind"]) {
+        "set_role" => OpKind::SetRole(SetRole {
+            role: match text(&g["role"]) {
+                "administrator" => Role::Admin,
+                "auditor" => Role::Auditor,
+                other => panic!("role {other}"),
+            },
+            key: PublicKey(array(&g["public_key"])),
+            present: g["present"].as_bool().unwrap(),
+            reason: text(&g["reason"]).into(),
+        }),
+        "close_account" => {
+            OpKind::CloseAccount { account: account(&g["account"]), reason: text(&g["reason"]).into() }
+        }
+        "register_account" => OpKind::RegisterAccount(RegisterAccount {
+            account: account(&g["account"]),
+            display_name: text(&g["display_name"]).into(),
+            keys: vec![PublicKey(array(&g["public_key"]))],
+            credit_limit_minor: number(&g["credit_limit_minor"]),
+            max_balance_minor: None,
+            profile: Default::default(),
+            allow_shared_key: g["allow_shared_key"].as_bool().unwrap(),
+        }),
+        "rotate_keys" => OpKind::RotateKeys {
+            account: account(&g["account"]),
+            keys: vec![PublicKey(array(&g["public_key"]))],
+            allow_shared_key: g["allow_shared_key"].as_bool().unwrap(),
+        },
+        other => panic!("kind {other}"),
+    }
+}
+
+#[test]
+fn governance_operations_have_their_recorded_bytes() {
+    let v = vectors();
+    let key = key(&v);
+    let ledger_id = LedgerId(array(&v["ledger_id"]));
+    let list = v["governance_operations"].as_array().unwrap();
+    assert_eq!(list.len(), 5);
+    for g in list {
+        let name = text(&g["kind"]);
+        let op = Operation {
+            id: OperationId(array(&g["id"])),
+            valid_until_ms: number(&g["valid_until_ms"]) as u64,
+            kind: governance_kind(g),
+        };
+        let encoded = body::encode(&op);
+        check(name, &encoded, &g["body"]);
+        assert_eq!(body::decode(&bytes(&g["body"])).unwrap(), op, "{name}: the recorded body decodes");
+        check(name, &sign::op_message(&ledger_id, &encoded), &g["signing_message"]);
+        check(name, &key.sign_op(&ledger_id, &encoded), &g["signature"]);
+    }
 }
 
 #[test]

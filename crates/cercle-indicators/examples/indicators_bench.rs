@@ -103,6 +103,8 @@ fn main() {
             credit_limit_minor: 1_000_000,
             max_balance_minor: None,
             profile,
+            // Every firm signs with the same key here: only the figures matter.
+            allow_shared_key: true,
         });
         submit(&mut ledger, &mut entries, start_ms, &admin, kind);
     }

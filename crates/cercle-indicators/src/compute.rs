@@ -180,7 +180,14 @@ impl Computer {
                 let f = self.firm(account).map_err(bad)?;
                 self.firms[f].frozen = false;
             }
-            OpKind::RotateKeys { .. } => {}
+            // A closed firm has no open invoice left, and can have none again: like a
+            // frozen one, it takes no part in clearing. Its figures stay in the periods it
+            // was active in.
+            OpKind::CloseAccount { account, .. } => {
+                let f = self.firm(account).map_err(bad)?;
+                self.firms[f].frozen = true;
+            }
+            OpKind::RotateKeys { .. } | OpKind::SetRole(_) => {}
             OpKind::Transfer(t) => {
                 let (p, q) = (self.firm(&t.payer).map_err(bad)?, self.firm(&t.payee).map_err(bad)?);
                 let amount = t.amount_minor;

@@ -178,6 +178,8 @@ fn build(plan: &Plan) -> Built {
             credit_limit_minor: LIMITS[limit],
             max_balance_minor: None,
             profile,
+            // Every firm signs with the same key here: only the figures matter.
+            allow_shared_key: true,
         });
         assert!(run(&mut built, &mut ledger, time_ms, &admin, kind));
         time_ms += 1_000;

@@ -156,7 +156,8 @@ limits! {
     /// Most keys a body's key list may carry before it is even looked at: only stops a huge
     /// list being copied (the rule is `KEYS_PER_ACCOUNT_MAX`).
     WIRE_KEYS_MAX: usize = 64 => count;
-    /// Most administrator keys, and most auditor keys, a genesis names.
+    /// Most administrator keys, and most auditor keys, a genesis names and the state holds
+    /// after role changes (`TOO_MANY_ROLE_KEYS`).
     GOVERNANCE_KEYS_MAX: usize = 16 => count;
     /// Most signatures the envelope format carries (a quorum of every administrator).
     SIGNATURES_MAX: usize = GOVERNANCE_KEYS_MAX => count;

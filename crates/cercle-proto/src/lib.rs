@@ -231,6 +231,7 @@ impl From<&core::Account> for Account {
             status: match a.status {
                 core::AccountStatus::Active => AccountStatus::Active,
                 core::AccountStatus::Frozen => AccountStatus::Frozen,
+                core::AccountStatus::Closed => AccountStatus::Closed,
             } as i32,
             public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
             registered_at_sequence: a.registered_at_sequence,

@@ -7,7 +7,7 @@
 //! bounds how long a captured header set can be replayed, and only for the very same
 //! request (same account, page, period).
 
-use cercle_core::{Genesis, PublicKey, sign};
+use cercle_core::{Genesis, PublicKey, Roles, sign};
 use cercle_limits::READ_AUTH_SKEW_MS;
 use tonic::metadata::MetadataMap;
 
@@ -35,8 +35,11 @@ fn header<'a>(metadata: &'a MetadataMap, name: &str) -> Result<Option<&'a str>, 
 }
 
 /// Checks the read signature of `request`, a call of `method`, at node time `now_ms`.
+/// Governance is judged by `roles`, the administrators and auditors as the ledger's state
+/// holds them now (not the genesis's: roles change by signed operations).
 pub fn authenticate<T: prost::Message>(
     genesis: &Genesis,
+    roles: &Roles,
     request: &tonic::Request<T>,
     method: &str,
     now_ms: u64,
@@ -72,9 +75,5 @@ pub fn authenticate<T: prost::Message>(
             "read signature rejected: {e} (it must cover {method}, the timestamp and the SHA-256 of the request's canonical encoding)"
         ))
     })?;
-    if genesis.is_admin(&key) || genesis.is_auditor(&key) {
-        Ok(Caller::Governance(key))
-    } else {
-        Ok(Caller::Key(key))
-    }
+    if roles.is_governance(&key) { Ok(Caller::Governance(key)) } else { Ok(Caller::Key(key)) }
 }

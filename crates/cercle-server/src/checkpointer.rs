@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Instant;
 
-use cercle_core::{Account, AccountId, Invoice, InvoiceId};
+use cercle_core::{Account, AccountId, Invoice, InvoiceId, Roles};
 use cercle_limits::{CHECKPOINT_ENTRIES_MAX, CHECKPOINT_INTERVAL, CHECKPOINT_QUEUE_MAX, PENDING_ENTRIES_MAX};
 use cercle_store::{Checkpoint, CheckpointHead, Store};
 
@@ -28,6 +28,8 @@ struct Pending {
     accounts: HashMap<AccountId, Account>,
     invoices: HashMap<InvoiceId, Invoice>,
     history: BTreeMap<AccountId, Vec<u64>>,
+    /// The roles, when a group changed them.
+    roles: Option<Roles>,
     entries: u64,
     since: Option<Instant>,
 }
@@ -45,6 +47,9 @@ impl Pending {
         }
         for a in applied.accounts {
             self.accounts.insert(a.id.clone(), a);
+        }
+        if let Some(roles) = applied.roles {
+            self.roles = Some(roles);
         }
         for i in applied.invoices {
             self.invoices.insert(i.id, i);
@@ -69,6 +74,7 @@ impl Pending {
             accounts: self.accounts.values().cloned().collect(),
             invoices: self.invoices.values().cloned().collect(),
             history: self.history.iter().map(|(a, s)| (a.clone(), s.clone())).collect(),
+            roles: self.roles.clone(),
         }
     }
 }

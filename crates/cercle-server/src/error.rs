@@ -101,9 +101,10 @@ fn rejection_code(code: RejectCode) -> Code {
         RejectCode::OperationIdConflict | RejectCode::AccountExists | RejectCode::InvoiceExists => {
             Code::AlreadyExists
         }
-        RejectCode::TooManyOpenInvoices | RejectCode::TooManyObligations | RejectCode::TooManyAccounts => {
-            Code::ResourceExhausted
-        }
+        RejectCode::TooManyOpenInvoices
+        | RejectCode::TooManyObligations
+        | RejectCode::TooManyAccounts
+        | RejectCode::TooManyRoleKeys => Code::ResourceExhausted,
         RejectCode::Expired
         | RejectCode::AccountFrozen
         | RejectCode::AlreadyFrozen
@@ -113,7 +114,13 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvoiceStateConflict
         | RejectCode::InvoiceOverpaid
         | RejectCode::NothingToClear
-        | RejectCode::ClearingInvalid => Code::FailedPrecondition,
+        | RejectCode::ClearingInvalid
+        | RejectCode::LastAdministrator
+        | RejectCode::RoleAlreadyHeld
+        | RejectCode::RoleNotHeld
+        | RejectCode::AccountClosed
+        | RejectCode::KeyAlreadyRegistered
+        | RejectCode::AccountNotSettled => Code::FailedPrecondition,
         RejectCode::BalanceOverflow => Code::OutOfRange,
     }
 }

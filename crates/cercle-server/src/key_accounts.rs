@@ -22,13 +22,14 @@ pub fn list(
     view: &View,
     request: &Request<pb::ListKeyAccountsRequest>,
 ) -> Result<pb::ListKeyAccountsResponse, ServiceError> {
-    let key = match authenticate(genesis, request, "ListKeyAccounts", now_ms())? {
+    let roles = view.roles();
+    let key = match authenticate(genesis, &roles, request, "ListKeyAccounts", now_ms())? {
         Caller::Governance(key) | Caller::Key(key) => key,
     };
     let accounts = view.accounts_holding(&key, KEY_ACCOUNTS_MAX);
     Ok(pb::ListKeyAccountsResponse {
         accounts: accounts.iter().map(Into::into).collect(),
-        administrator: genesis.is_admin(&key),
-        auditor: genesis.is_auditor(&key),
+        administrator: roles.is_admin(&key),
+        auditor: roles.is_auditor(&key),
     })
 }

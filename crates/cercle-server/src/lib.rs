@@ -282,6 +282,7 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
     let view = Arc::new(view::View::new(
         store.clone(),
         *ledger.head(),
+        ledger.state().roles().clone(),
         ledger.state().accounts().cloned(),
         &pending,
     ));

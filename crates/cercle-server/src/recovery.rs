@@ -131,7 +131,10 @@ fn resume(
     let loading = Instant::now();
     let ledger = match store.snapshot() {
         Ok(Some(snapshot)) => {
-            let state = State::from_parts(genesis, snapshot.accounts, snapshot.invoices);
+            let mut state = State::from_parts(genesis, snapshot.accounts, snapshot.invoices);
+            if let Some(roles) = snapshot.roles {
+                state = state.with_roles(roles);
+            }
             Ledger::from_parts(genesis.clone(), state, snapshot.head.head, ids)
         }
         // A node stopped before its first checkpoint: the log rolls forward from genesis.
@@ -199,5 +202,7 @@ fn replay(store: &Store, replayer: &mut Replayer, from: u64) -> Result<Applied, 
     pending.invoices = invoices.iter().map(|i| crate::writer::touched_invoice(state, i)).collect();
     pending.account_count = state.account_count() as u64;
     pending.invoice_count = state.invoice_count() as u64;
+    // Always: a role change replayed here may undo one the checkpoint holds.
+    pending.roles = Some(state.roles().clone());
     Ok(pending)
 }

@@ -92,7 +92,7 @@ impl LedgerService {
         request: &Request<T>,
         method: &str,
     ) -> Result<core::PublicKey, ServiceError> {
-        match authenticate(&self.genesis, request, method, now_ms())? {
+        match authenticate(&self.genesis, &self.view.roles(), request, method, now_ms())? {
             Caller::Governance(key) => Ok(key),
             Caller::Key(key) => Err(ServiceError::PermissionDenied(format!(
                 "key {key} may not call {method}: administrators and auditors only"
@@ -221,7 +221,7 @@ impl LedgerService {
         method: &str,
         account: &str,
     ) -> Result<AccountId, ServiceError> {
-        let caller = authenticate(&self.genesis, request, method, now_ms())?;
+        let caller = authenticate(&self.genesis, &self.view.roles(), request, method, now_ms())?;
         let id = AccountId::parse(account).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
         match caller {
             Caller::Governance(_) => Ok(id),
@@ -393,6 +393,7 @@ fn account_selection(req: &pb::ListAccountsRequest) -> Result<(AccountFilter, Ac
         pb::AccountStatus::Unspecified => None,
         pb::AccountStatus::Active => Some(core::AccountStatus::Active),
         pb::AccountStatus::Frozen => Some(core::AccountStatus::Frozen),
+        pb::AccountStatus::Closed => Some(core::AccountStatus::Closed),
     };
     let sign = match pb::BalanceSign::try_from(req.sign).map_err(|_| bad("balance sign", req.sign))? {
         pb::BalanceSign::Any => SignFilter::Any,
@@ -523,7 +524,8 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::InclusionProof>, Status> {
         let req = request.get_ref();
-        let caller = authenticate(&self.genesis, &request, "GetInclusionProof", now_ms())?;
+        let caller =
+            authenticate(&self.genesis, &self.view.roles(), &request, "GetInclusionProof", now_ms())?;
         let tree_size = if req.tree_size == 0 { self.store.tree().0 } else { req.tree_size };
         if req.sequence == 0 || req.sequence > tree_size {
             return Err(ServiceError::InvalidArgument(format!(
@@ -558,7 +560,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
         let req = request.get_ref();
-        authenticate(&self.genesis, &request, "GetConsistencyProof", now_ms())?;
+        authenticate(&self.genesis, &self.view.roles(), &request, "GetConsistencyProof", now_ms())?;
         let new_size = if req.new_size == 0 { self.store.tree().0 } else { req.new_size };
         let proof = self.store.consistency_proof(req.old_size, new_size).map_err(proof_error)?;
         Ok(Response::new(pb::ConsistencyProof { old_size: req.old_size, new_size, hashes: hashes(proof) }))
@@ -722,7 +724,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetInvoiceRequest>,
     ) -> Result<Response<pb::Invoice>, Status> {
         let raw = &request.get_ref().invoice_id;
-        let caller = authenticate(&self.genesis, &request, "GetInvoice", now_ms())?;
+        let caller = authenticate(&self.genesis, &self.view.roles(), &request, "GetInvoice", now_ms())?;
         let id = pb::invoice_id(raw).map_err(|r| ServiceError::InvalidArgument(r.message("", 0)))?;
         let invoice = self.view.invoice(&id).map_err(ServiceError::from)?;
         let visible = match (&invoice, &caller) {

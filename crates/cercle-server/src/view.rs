@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId, PublicKey};
+use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId, PublicKey, Roles};
 use cercle_store::{Store, StoreError};
 
 /// What a durable group changed: published to the view, then handed to the checkpointer.
@@ -25,6 +25,8 @@ pub struct Applied {
     /// The ledger's totals after the group.
     pub account_count: u64,
     pub invoice_count: u64,
+    /// The governance roles after the group, when it may have changed them.
+    pub roles: Option<Roles>,
 }
 
 impl Applied {
@@ -36,12 +38,15 @@ impl Applied {
         self.history.extend(later.history);
         self.account_count = later.account_count;
         self.invoice_count = later.invoice_count;
+        self.roles = later.roles.or(self.roles.take());
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Durable {
     head: Option<Head>,
+    /// Who administers and audits the ledger: what reads are authorised against.
+    roles: Roles,
     accounts: BTreeMap<AccountId, Account>,
     /// Invoices changed since the last checkpoint.
     invoices: HashMap<InvoiceId, Invoice>,
@@ -63,15 +68,19 @@ impl View {
     pub fn new(
         store: Arc<Store>,
         head: Head,
+        roles: Roles,
         accounts: impl IntoIterator<Item = Account>,
         pending: &Applied,
     ) -> View {
-        let view = View { store, durable: RwLock::new(Durable::default()) };
-        {
-            let mut d = view.write();
-            d.head = Some(head);
-            d.accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
-        }
+        let durable = Durable {
+            head: Some(head),
+            roles,
+            accounts: accounts.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            invoices: HashMap::new(),
+            issued: BTreeMap::new(),
+            history: HashMap::new(),
+        };
+        let view = View { store, durable: RwLock::new(durable) };
         view.publish(pending);
         view
     }
@@ -89,6 +98,9 @@ impl View {
         let mut d = self.write();
         if let Some(head) = applied.head {
             d.head = Some(head);
+        }
+        if let Some(roles) = &applied.roles {
+            d.roles = roles.clone();
         }
         for a in &applied.accounts {
             d.accounts.insert(a.id.clone(), a.clone());
@@ -114,6 +126,11 @@ impl View {
             list.retain(|&s| s > size);
             !list.is_empty()
         });
+    }
+
+    /// The administrators and auditors as of the last durable group.
+    pub fn roles(&self) -> Roles {
+        self.read().roles.clone()
     }
 
     /// The head of the durable log, as published.

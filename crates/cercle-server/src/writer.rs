@@ -265,12 +265,11 @@ pub fn spawn_writer(
     let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX + CONTROL_MESSAGES_MAX);
     let (to_syncer, from_executor) = std::sync::mpsc::sync_channel::<Group>(1);
     let feedback = Arc::new(Mutex::new(Feedback::default()));
-    let genesis = Arc::new(ledger.genesis().clone());
     let syncer = {
-        let (store, view, feedback, genesis, metrics) =
-            (store.clone(), view.clone(), feedback.clone(), genesis.clone(), metrics.clone());
+        let (store, view, feedback, metrics) =
+            (store.clone(), view.clone(), feedback.clone(), metrics.clone());
         std::thread::Builder::new().name("cercle-syncer".into()).spawn(move || {
-            Syncer { store, view, genesis, feedback, checkpoints, metrics }.run(from_executor);
+            Syncer { store, view, feedback, checkpoints, metrics }.run(from_executor);
             let _ = stopped.send(());
         })?
     };
@@ -458,6 +457,9 @@ impl Executor {
                     group.applied.history.push((account.clone(), entry.sequence));
                 }
                 collect(&mut group.applied, state, &effects.touched, &effects.invoices);
+                if matches!(op.kind, cercle_core::OpKind::SetRole(_)) {
+                    group.applied.roles = Some(state.roles().clone());
+                }
                 group.entries.push(entry.encode());
                 group.hashes.push(entry.hash());
                 let clearing = effects.clearing.map(|(_, summary)| summary);
@@ -661,7 +663,6 @@ fn disk_full(store: &Store, metrics: &Metrics, e: &cercle_store::StoreError) -> 
 struct Syncer {
     store: Arc<Store>,
     view: Arc<View>,
-    genesis: Arc<Genesis>,
     feedback: Arc<Mutex<Feedback>>,
     checkpoints: SyncSender<Applied>,
     metrics: Arc<Metrics>,
@@ -734,10 +735,9 @@ impl Syncer {
                     .store
                     .entry(sequence)?
                     .ok_or_else(|| ServiceError::Internal(format!("entry {sequence} is not in the log")))?;
+                let governance = self.view.roles().is_governance(&signer);
                 let readable = |a: &AccountId| {
-                    self.genesis.is_admin(&signer)
-                        || self.genesis.is_auditor(&signer)
-                        || self.view.account(a).is_some_and(|acc| acc.keys.contains(&signer))
+                    governance || self.view.account(a).is_some_and(|acc| acc.keys.contains(&signer))
                 };
                 let balances_shown = entry.balances().into_iter().filter(|b| readable(&b.account)).collect();
                 Ok(Receipt { entry, operation_id, duplicate: true, clearing: None, balances_shown })

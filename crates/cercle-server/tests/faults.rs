@@ -42,6 +42,7 @@ fn register(n: u64, account: &str, key: &Keypair) -> Operation {
             credit_limit_minor: 1_000_000,
             max_balance_minor: None,
             profile: Default::default(),
+            allow_shared_key: false,
         }),
     )
 }

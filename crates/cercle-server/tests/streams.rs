@@ -42,6 +42,7 @@ fn register(n: u64) -> Operation {
             credit_limit_minor: 0,
             max_balance_minor: None,
             profile: Default::default(),
+            allow_shared_key: true,
         }),
     }
 }

@@ -8,6 +8,7 @@
 //! | key                              | value                                            |
 //! |----------------------------------|--------------------------------------------------|
 //! | `m/head`                         | version, size, hash, timestamp, account count, invoice count |
+//! | `m/roles`                        | `Roles::encode`: administrators and auditors, once a role changed |
 //! | `a` handle                       | `Account::encode`                                |
 //! | `i` invoice id                   | `Invoice::encode`                                |
 //! | `n` handle `0x00` issued seq     | invoice id (each firm's invoices, by issue)      |
@@ -34,12 +35,15 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId};
+use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId, Roles};
 use cercle_limits::HISTORY_BLOCK_MAX;
 
 use crate::StoreError;
 
 pub(crate) const HEAD_KEY: &[u8] = b"m/head";
+/// Absent until a checkpoint after the first role change: the genesis's roles hold until
+/// then, so checkpoints written before roles could change are read as they are.
+const ROLES_KEY: &[u8] = b"m/roles";
 const ACCOUNT_PREFIX: u8 = b'a';
 const INVOICE_PREFIX: u8 = b'i';
 const ACCOUNT_INVOICES_PREFIX: u8 = b'n';
@@ -64,6 +68,8 @@ pub struct Snapshot {
     pub head: CheckpointHead,
     pub accounts: Vec<Account>,
     pub invoices: Vec<Invoice>,
+    /// The governance roles at `head`; `None`: the genesis's.
+    pub roles: Option<Roles>,
 }
 
 /// What changed since the last checkpoint, to write as the next one.
@@ -76,6 +82,8 @@ pub struct Checkpoint {
     pub invoices: Vec<Invoice>,
     /// Every entry that concerns each account, since the last checkpoint, in order.
     pub history: Vec<(AccountId, Vec<u64>)>,
+    /// The governance roles at `head`, when they differ from the genesis's.
+    pub roles: Option<Roles>,
 }
 
 pub(crate) fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
@@ -297,7 +305,14 @@ impl Derived {
                 ),
             });
         }
-        Ok(Some(Snapshot { head, accounts, invoices }))
+        let roles = match self.db().as_ref().map(|db| db.get(ROLES_KEY)).transpose()?.flatten() {
+            None => None,
+            Some(v) => Some(
+                Roles::decode(unseal(ROLES_KEY, &v)?)
+                    .map_err(|e| StoreError::Corrupt { key: "m/roles".into(), reason: e.to_string() })?,
+            ),
+        };
+        Ok(Some(Snapshot { head, accounts, invoices, roles }))
     }
 
     fn scan<T>(
@@ -349,6 +364,9 @@ impl Derived {
         let mut tails = self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (account, sequences) in &c.history {
             self.append_history(db, &mut tails, &mut batch, account, sequences)?;
+        }
+        if let Some(roles) = &c.roles {
+            batch.insert(ROLES_KEY, seal(ROLES_KEY, roles.encode()));
         }
         if let Some(head) = &c.head {
             batch.insert(HEAD_KEY, encode_head(head));

@@ -21,6 +21,7 @@ fn status_name(status: i32) -> String {
     match pb::AccountStatus::try_from(status) {
         Ok(pb::AccountStatus::Active) => "active".into(),
         Ok(pb::AccountStatus::Frozen) => "frozen".into(),
+        Ok(pb::AccountStatus::Closed) => "closed".into(),
         _ => format!("unknown ({status})"),
     }
 }

@@ -135,9 +135,12 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         }
         OpKind::SetLimits(s) => row.reason = non_empty(&s.reason),
         OpKind::SetProfile(p) => row.reason = non_empty(&p.reason),
-        OpKind::FreezeAccount { reason, .. } | OpKind::UnfreezeAccount { reason, .. } => {
+        OpKind::FreezeAccount { reason, .. }
+        | OpKind::UnfreezeAccount { reason, .. }
+        | OpKind::CloseAccount { reason, .. } => {
             row.reason = non_empty(reason);
         }
+        OpKind::SetRole(r) => row.reason = non_empty(&r.reason),
         OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
         OpKind::IssueInvoice(i) => {
             row.counterparty = side(&i.payer, &i.payee, false);
@@ -254,7 +257,14 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
                     .collect::<Vec<_>>()
             );
         }
-        OpKind::FreezeAccount { .. } | OpKind::UnfreezeAccount { .. } | OpKind::Transfer(_) => {}
+        OpKind::SetRole(r) => {
+            value["role"] =
+                json!({"role": r.role.name(), "public_key": r.key.to_hex(), "present": r.present});
+        }
+        OpKind::FreezeAccount { .. }
+        | OpKind::UnfreezeAccount { .. }
+        | OpKind::CloseAccount { .. }
+        | OpKind::Transfer(_) => {}
     }
     value
 }
@@ -286,7 +296,9 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
             format!("{}: {}", changes.join(", "), one_line(&s.reason))
         }
         OpKind::RotateKeys { keys, .. } => format!("{} key(s) now sign for the account", keys.len()),
-        OpKind::FreezeAccount { reason, .. } | OpKind::UnfreezeAccount { reason, .. } => one_line(reason),
+        OpKind::FreezeAccount { reason, .. }
+        | OpKind::UnfreezeAccount { reason, .. }
+        | OpKind::CloseAccount { reason, .. } => one_line(reason),
         OpKind::Transfer(t) => {
             let mut text = one_line(&t.memo);
             let invoice = t.invoice.map(|i| i.to_string()).or_else(|| t.invoice_ref.clone());
@@ -304,7 +316,8 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::CancelInvoice { .. }
         | OpKind::SetInvoiceClearing { .. }
         | OpKind::RunClearing(_)
-        | OpKind::SetProfile(_) => {
+        | OpKind::SetProfile(_)
+        | OpKind::SetRole(_) => {
             let d = cercle_audit::describe::describe(genesis, op);
             let mut text = one_line(&d.details);
             if !d.memo.is_empty() {
@@ -713,6 +726,7 @@ mod tests {
             credit_limit_minor: 0,
             max_balance_minor: Some(200_000),
             profile: Default::default(),
+            allow_shared_key: false,
         });
         check(
             "carol",

@@ -129,6 +129,7 @@ fn fill(args: &Args) -> anyhow::Result<World> {
             credit_limit_minor: 500_000 + (n as i64 * 7_919 % 4_500_001),
             max_balance_minor: None,
             profile: Default::default(),
+            allow_shared_key: false,
         });
         w.run(usize::MAX, kind, ClearingInput::Propose, None)?;
     }

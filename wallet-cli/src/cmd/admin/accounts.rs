@@ -16,6 +16,7 @@ use crate::{Global, keys};
 enum StatusArg {
     Active,
     Frozen,
+    Closed,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -73,6 +74,7 @@ fn status_name(status: i32) -> &'static str {
     match pb::AccountStatus::try_from(status) {
         Ok(pb::AccountStatus::Active) => "active",
         Ok(pb::AccountStatus::Frozen) => "frozen",
+        Ok(pb::AccountStatus::Closed) => "closed",
         _ => "unknown",
     }
 }
@@ -133,6 +135,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             None => pb::AccountStatus::Unspecified,
             Some(StatusArg::Active) => pb::AccountStatus::Active,
             Some(StatusArg::Frozen) => pb::AccountStatus::Frozen,
+            Some(StatusArg::Closed) => pb::AccountStatus::Closed,
         } as i32,
         sign: match (args.negative, args.positive) {
             (true, _) => pb::BalanceSign::Negative,

@@ -3,9 +3,11 @@
 
 mod accounts;
 mod clearing;
+mod close;
 mod freeze;
 mod profile;
 mod register;
+mod role;
 mod rotate_keys;
 mod set_limits;
 
@@ -29,6 +31,11 @@ pub enum Command {
     Unfreeze(freeze::UnfreezeArgs),
     /// Replace the keys allowed to sign for an account
     RotateKeys(rotate_keys::Args),
+    /// Close an account for good (zero balance, no open invoice)
+    Close(close::Args),
+    /// Add or remove an administrator or auditor key
+    #[command(subcommand)]
+    Role(role::Command),
     /// Clear all eligible obligations optimally (set-off, optionally with credit), or --dry-run
     Clearing(clearing::Args),
 }
@@ -42,6 +49,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Freeze(args) => freeze::run_freeze(global, args).await,
         Command::Unfreeze(args) => freeze::run_unfreeze(global, args).await,
         Command::RotateKeys(args) => rotate_keys::run(global, args).await,
+        Command::Close(args) => close::run(global, args).await,
+        Command::Role(command) => role::run(global, command).await,
         Command::Clearing(args) => clearing::run(global, args).await,
     }
 }

@@ -25,6 +25,9 @@ pub struct Args {
     /// The highest balance payments received may bring the account to (default: none)
     #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
     max_balance: Option<String>,
+    /// Register even if a key is already on another open account (it will sign for both)
+    #[arg(long)]
+    allow_shared_key: bool,
     #[command(flatten)]
     profile: ProfileArgs,
     #[command(flatten)]
@@ -53,6 +56,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         credit_limit_minor,
         max_balance_minor,
         profile,
+        allow_shared_key: args.allow_shared_key,
     });
     signed::sign_and_submit(global, &args.sign, &key, &mut node, kind).await
 }

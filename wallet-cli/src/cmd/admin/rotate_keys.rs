@@ -15,6 +15,9 @@ pub struct Args {
     /// A public key (64 hex digits) of the new set; repeat for several
     #[arg(long = "pubkey", value_name = "HEX", required = true, value_parser = parse_public_key)]
     pubkeys: Vec<PublicKey>,
+    /// Accept a key that is already on another open account (it will sign for both)
+    #[arg(long)]
+    allow_shared_key: bool,
     #[command(flatten)]
     sign: SignArgs,
 }
@@ -22,6 +25,10 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
-    let kind = OpKind::RotateKeys { account: args.account, keys: args.pubkeys };
+    let kind = OpKind::RotateKeys {
+        account: args.account,
+        keys: args.pubkeys,
+        allow_shared_key: args.allow_shared_key,
+    };
     signed::sign_and_submit(global, &args.sign, &key, &mut node, kind).await
 }

@@ -1489,6 +1489,13 @@ export enum AccountStatus {
    * @generated from enum value: ACCOUNT_STATUS_FROZEN = 2;
    */
   FROZEN = 2,
+
+  /**
+   * Closed for good (`CloseAccount`); its history stays readable.
+   *
+   * @generated from enum value: ACCOUNT_STATUS_CLOSED = 3;
+   */
+  CLOSED = 3,
 }
 
 /**

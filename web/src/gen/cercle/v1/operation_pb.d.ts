@@ -13,7 +13,7 @@
 // @generated from file cercle/v1/operation.proto (package cercle.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
@@ -120,6 +120,18 @@ export declare type OperationBody = Message<"cercle.v1.OperationBody"> & {
      */
     value: SetProfile;
     case: "setProfile";
+  } | {
+    /**
+     * @generated from field: cercle.v1.SetRole set_role = 23;
+     */
+    value: SetRole;
+    case: "setRole";
+  } | {
+    /**
+     * @generated from field: cercle.v1.CloseAccount close_account = 24;
+     */
+    value: CloseAccount;
+    case: "closeAccount";
   } | { case: undefined; value?: undefined };
 };
 
@@ -164,6 +176,14 @@ export declare type RegisterAccount = Message<"cercle.v1.RegisterAccount"> & {
    * @generated from field: optional cercle.v1.FirmProfile profile = 6;
    */
   profile?: FirmProfile | undefined;
+
+  /**
+   * Register even if a key is already on another open account. Absent (older signers):
+   * false, and such a key is refused.
+   *
+   * @generated from field: bool allow_shared_key = 7;
+   */
+  allowSharedKey: boolean;
 };
 
 /**
@@ -362,6 +382,13 @@ export declare type RotateKeys = Message<"cercle.v1.RotateKeys"> & {
    * @generated from field: repeated bytes public_keys = 2;
    */
   publicKeys: Uint8Array[];
+
+  /**
+   * As in `RegisterAccount`: a key already on another open account only with this set.
+   *
+   * @generated from field: bool allow_shared_key = 3;
+   */
+  allowSharedKey: boolean;
 };
 
 /**
@@ -369,6 +396,66 @@ export declare type RotateKeys = Message<"cercle.v1.RotateKeys"> & {
  * Use `create(RotateKeysSchema)` to create a new message.
  */
 export declare const RotateKeysSchema: GenMessage<RotateKeys>;
+
+/**
+ * Signed by an administrator: add a key to a role (`present`) or remove it, with a reason.
+ * The last administrator cannot be removed.
+ *
+ * @generated from message cercle.v1.SetRole
+ */
+export declare type SetRole = Message<"cercle.v1.SetRole"> & {
+  /**
+   * @generated from field: cercle.v1.GovernanceRole role = 1;
+   */
+  role: GovernanceRole;
+
+  /**
+   * 32 bytes.
+   *
+   * @generated from field: bytes public_key = 2;
+   */
+  publicKey: Uint8Array;
+
+  /**
+   * @generated from field: bool present = 3;
+   */
+  present: boolean;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.SetRole.
+ * Use `create(SetRoleSchema)` to create a new message.
+ */
+export declare const SetRoleSchema: GenMessage<SetRole>;
+
+/**
+ * Signed by an administrator: close an account for good, at a zero balance with no open
+ * invoice either way. Its history stays in the log.
+ *
+ * @generated from message cercle.v1.CloseAccount
+ */
+export declare type CloseAccount = Message<"cercle.v1.CloseAccount"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.CloseAccount.
+ * Use `create(CloseAccountSchema)` to create a new message.
+ */
+export declare const CloseAccountSchema: GenMessage<CloseAccount>;
 
 /**
  * @generated from message cercle.v1.Transfer
@@ -607,4 +694,31 @@ export declare type RunClearing = Message<"cercle.v1.RunClearing"> & {
  * Use `create(RunClearingSchema)` to create a new message.
  */
 export declare const RunClearingSchema: GenMessage<RunClearing>;
+
+/**
+ * A governance role. Administrators sign administrative acts; auditors read everything.
+ *
+ * @generated from enum cercle.v1.GovernanceRole
+ */
+export enum GovernanceRole {
+  /**
+   * @generated from enum value: GOVERNANCE_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: GOVERNANCE_ROLE_ADMINISTRATOR = 1;
+   */
+  ADMINISTRATOR = 1,
+
+  /**
+   * @generated from enum value: GOVERNANCE_ROLE_AUDITOR = 2;
+   */
+  AUDITOR = 2,
+}
+
+/**
+ * Describes the enum cercle.v1.GovernanceRole.
+ */
+export declare const GovernanceRoleSchema: GenEnum<GovernanceRole>;
 
