@@ -95,6 +95,21 @@ impl OperationIds {
         self.by_id.is_empty()
     }
 
+    /// The ids a ledger remembers after the entry at `now_ms`, built at once from
+    /// `records`, the operations of a log's entries in log order (the start-up scan): what
+    /// `insert` then `prune` after each entry would leave, since entry times never go
+    /// back, but with one sort instead of a tree insertion per entry.
+    pub fn from_log(records: Vec<(OperationId, IdRecord)>, now_ms: u64) -> OperationIds {
+        let mut by_id = HashMap::with_capacity(records.len());
+        for (id, record) in records {
+            // A later entry with the same id replaces the earlier (as `insert` does).
+            by_id.insert(id, record);
+        }
+        by_id.retain(|_, r| r.valid_until_ms >= now_ms);
+        let by_expiry = by_id.iter().map(|(id, r)| (r.valid_until_ms, *id)).collect();
+        OperationIds { by_id, by_expiry }
+    }
+
     /// Remembers `id`. A log never holds one id twice within its window.
     pub fn insert(&mut self, id: OperationId, record: IdRecord) {
         if let Some(old) = self.by_id.insert(id, record) {
@@ -511,6 +526,32 @@ mod tests {
     use crate::op::{OpKind, RegisterAccount, Transfer};
     use crate::sign::Keypair;
     use crate::state::Account;
+
+    #[test]
+    fn ids_built_from_a_log_are_what_inserting_and_pruning_leaves() {
+        // Entries a second apart, windows of 0 to 9 s, ids reused now and then.
+        let mut one_by_one = OperationIds::default();
+        let mut records = Vec::new();
+        let mut rng = 7u64;
+        for sequence in 1..=2_000u64 {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let now_ms = sequence * 1_000;
+            let id = OperationId([(rng >> 56) as u8 % 50; 16]);
+            let record =
+                IdRecord { fingerprint: [0; 16], valid_until_ms: now_ms + (rng >> 33) % 10_000, sequence };
+            one_by_one.insert(id, record);
+            one_by_one.prune(now_ms);
+            records.push((id, record));
+            if sequence % 97 == 0 {
+                assert_eq!(
+                    OperationIds::from_log(records.clone(), now_ms),
+                    one_by_one,
+                    "after entry {sequence}"
+                );
+            }
+        }
+        assert!(!one_by_one.is_empty(), "the test remembers some ids");
+    }
 
     fn setup() -> (Genesis, Keypair, Keypair) {
         let admin = Keypair::from_seed(&[1; 32]);

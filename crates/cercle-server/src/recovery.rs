@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use cercle_core::{AccountId, Entry, Genesis, IdRecord, Ledger, OperationIds, Replayer, State};
+use cercle_core::{AccountId, Entry, Genesis, IdRecord, Ledger, OperationId, OperationIds, Replayer, State};
 use cercle_store::{CheckpointHead, OpenReport, RecordInfo, Store, StoreError};
 
 use crate::NodeError;
@@ -69,31 +69,31 @@ pub struct RecoverOptions {
 /// Opens the ledger in `dir` and brings its state up to the end of the log.
 pub fn recover(dir: &Path, options: RecoverOptions) -> Result<Recovered, NodeError> {
     let started = Instant::now();
-    let mut ids = OperationIds::default();
+    let mut remembered: Vec<(OperationId, IdRecord)> = Vec::new();
     let mut checkpoint: Option<CheckpointHead> = None;
     let (store, open) = Store::open(dir, |head| {
         checkpoint = head;
         let upto = head.map_or(0, |h| h.head.size);
-        // The ids the ledger remembered at the checkpoint: every operation up to it, each
-        // forgotten once an entry is later than its window, as the ledger itself does.
-        let ids = &mut ids;
+        // The ids the ledger remembered at the checkpoint: every operation up to it whose
+        // window had not passed by then, built in one go once the scan is done.
+        let remembered = &mut remembered;
         move |record: RecordInfo<'_>| {
             if record.sequence <= upto {
                 let identity = Entry::identity(record.payload).map_err(|e| StoreError::Corrupt {
                     key: format!("entry {}", record.sequence),
                     reason: e.to_string(),
                 })?;
-                let remembered = IdRecord {
+                let id = IdRecord {
                     fingerprint: identity.fingerprint,
                     valid_until_ms: identity.valid_until_ms,
                     sequence: record.sequence,
                 };
-                ids.insert(identity.operation_id, remembered);
-                ids.prune(record.timestamp_ms);
+                remembered.push((identity.operation_id, id));
             }
             Ok(())
         }
     })?;
+    let ids = OperationIds::from_log(remembered, checkpoint.map_or(0, |h| h.head.timestamp_ms));
     let genesis = store.genesis().clone();
     let mut phases = Phases { open_ms: started.elapsed().as_millis() as u64, ..Phases::default() };
     let resumed = if options.rebuild {

@@ -90,15 +90,22 @@ fn main() -> anyhow::Result<()> {
         best = best.min(total);
         let p = recovered.report.phases;
         println!(
-            "  run {run}: {total:.3} s  (open and scan the log {:.3} s, load the checkpoint {:.3} s, replay past it {:.3} s; {:?})",
+            "  run {run}: {total:.3} s  (open and scan the log {:.3} s, load the checkpoint {:.3} s, replay past it {:.3} s; {} operation ids remembered; {:?})",
             p.open_ms as f64 / 1e3,
             p.snapshot_ms as f64 / 1e3,
             p.replay_ms as f64 / 1e3,
+            recovered.ledger.ids().len(),
             recovered.report.outcome
         );
         recovered.store.close()?;
     }
-    let verdict = if best <= 2.0 { "met" } else { "missed" };
-    println!("best start-up {best:.3} s; target <= 2 s on 1,000,000 entries: {verdict}");
+    let verdict = match (args.entries >= 1_000_000, best <= 2.0) {
+        (false, _) => "not measured (fewer entries than the target's)",
+        (true, true) => "met",
+        (true, false) => "missed",
+    };
+    println!(
+        "best start-up {best:.3} s; target <= 2 s on 1,000,000 entries: {verdict}. (The synthetic log's operations are valid for an hour, 4 entries a second: a node filled faster remembers more ids, and the node benchmark's restart counts those too.)"
+    );
     Ok(())
 }
