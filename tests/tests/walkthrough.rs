@@ -248,6 +248,15 @@ fn walkthrough() {
     cercle(&url, Some(&alice.key), &["admin", "rotate-keys", alice.name, "--pubkey", &alice2.pubkey]).ok();
     let out = cercle(&url, Some(&alice.key), &["pay", "--from", alice.name, bob.name, "1"]).failed();
     assert_mentions(&out, "not allowed to sign for account 'alice-bakery'");
+    // Its holder is told the key was rotated out, not that it never belonged (#10 item 14),
+    // when paying and when reading.
+    assert_mentions(&out, "was rotated out of account 'alice-bakery' (rotate-keys)");
+    let out = cercle(&url, Some(&alice.key), &["balance", alice.name]).failed();
+    assert_mentions(&out, "may not read account 'alice-bakery' any more");
+    assert_mentions(&out, "was rotated out of account 'alice-bakery' (rotate-keys)");
+    // A key that never belonged is not told anything of the kind.
+    let out = cercle(&url, Some(&bob.key), &["balance", alice.name]).failed();
+    assert!(!out.stderr.contains("rotated out") && !out.stdout.contains("rotated out"), "{}", out.stderr);
     cercle(&url, Some(&alice2.key), &["pay", "--from", alice.name, bob.name, "1"]).ok();
 
     // A restart restores exactly the same state.

@@ -46,7 +46,7 @@ use crate::roles::Roles;
 use cercle_limits::{
     ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX, INVOICE_AMOUNT_MAX_MINOR,
     INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX, REASON_CHARS_MAX,
-    VALIDITY_MS_MAX,
+    RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
 };
 
 const ACCOUNT_VERSION: u8 = 1;
@@ -91,22 +91,28 @@ pub struct Account {
     /// When the account last paid or was paid (a transfer, or a payment of a clearing run
     /// through mutual credit).
     pub last_activity_ms: Option<u64>,
+    /// Keys that `rotate-keys` took off the account, the most recent last, at most
+    /// `RETIRED_KEYS_MAX`: so that a refusal can tell their holder the key was rotated out,
+    /// rather than that it never belonged. A key put back on the account leaves this list.
+    pub retired_keys: Vec<PublicKey>,
 }
 
 /// Account record extensions, in the order they are written.
 const EXTENSION_PROFILE: u8 = 1;
 const EXTENSION_ACTIVITY: u8 = 2;
+const EXTENSION_RETIRED_KEYS: u8 = 3;
 
 impl Account {
     /// The account's canonical, versioned encoding: persisted by the store's checkpoint and
     /// hashed into the state digest, every field included.
     pub fn encode(&self) -> Vec<u8> {
-        self.encode_with(true)
+        self.encode_with(3)
     }
 
-    /// The encoding with or without the activity extension (version 1 of the state
-    /// digest predates it).
-    fn encode_with(&self, activity: bool) -> Vec<u8> {
+    /// The encoding as version `digest` of the state digest hashes it: version 1 predates
+    /// the activity extension, version 2 the retired keys.
+    fn encode_with(&self, digest: u8) -> Vec<u8> {
+        let activity = digest >= 2;
         let mut w = Writer::default();
         w.u8(ACCOUNT_VERSION)
             .str(self.id.as_str())
@@ -151,6 +157,14 @@ impl Account {
             }
             extensions.push((EXTENSION_ACTIVITY, a.buf));
         }
+        if digest >= 3 && !self.retired_keys.is_empty() {
+            let mut k = Writer::default();
+            k.u8(self.retired_keys.len() as u8);
+            for key in &self.retired_keys {
+                k.fixed(&key.0);
+            }
+            extensions.push((EXTENSION_RETIRED_KEYS, k.buf));
+        }
         w.u8(extensions.len() as u8);
         for (tag, bytes) in extensions {
             w.u8(tag).bytes(&bytes);
@@ -184,6 +198,7 @@ impl Account {
         let last_sequence = r.u64("last sequence")?;
         let mut profile = Profile::default();
         let (mut negative_since_ms, mut last_activity_ms) = (None, None);
+        let mut retired_keys = Vec::new();
         let count = r.u8("extension count")?;
         let mut last_tag = 0;
         for _ in 0..count {
@@ -218,6 +233,15 @@ impl Account {
                         return Err(DecodeError::Invalid("an empty activity extension"));
                     }
                 }
+                EXTENSION_RETIRED_KEYS => {
+                    let n = usize::from(e.u8("retired key count")?);
+                    if n == 0 || n > RETIRED_KEYS_MAX {
+                        return Err(DecodeError::Invalid("retired key count"));
+                    }
+                    for _ in 0..n {
+                        retired_keys.push(PublicKey(e.array("retired key")?));
+                    }
+                }
                 _ => return Err(DecodeError::Invalid("unknown account extension")),
             }
             e.finish()?;
@@ -236,6 +260,7 @@ impl Account {
             profile,
             negative_since_ms,
             last_activity_ms,
+            retired_keys,
         })
     }
 
@@ -609,7 +634,7 @@ impl State {
         });
         h.update((self.accounts.len() as u64).to_be_bytes());
         for account in self.accounts.values() {
-            let bytes = account.encode_with(version >= 2);
+            let bytes = account.encode_with(version);
             h.update((bytes.len() as u32).to_be_bytes());
             h.update(&bytes);
         }
@@ -837,7 +862,14 @@ impl State {
         self.open_account(id, "have its keys replaced")?;
         self.check_shared_keys(signer, id, keys, allow_shared_key)?;
         let keys = keys.to_vec();
-        Ok(self.touch(ctx, id, |a| a.keys = keys))
+        Ok(self.touch(ctx, id, |a| {
+            let removed: Vec<PublicKey> = a.keys.iter().filter(|k| !keys.contains(k)).copied().collect();
+            a.retired_keys.retain(|k| !keys.contains(k) && !removed.contains(k));
+            a.retired_keys.extend(removed);
+            let excess = a.retired_keys.len().saturating_sub(RETIRED_KEYS_MAX);
+            a.retired_keys.drain(..excess);
+            a.keys = keys;
+        }))
     }
 
     /// Marks the accounts as touched by entry `sequence` (`Account::last_sequence`).
@@ -1097,6 +1129,7 @@ impl State {
             profile: r.profile.clone(),
             negative_since_ms: None,
             last_activity_ms: None,
+            retired_keys: Vec::new(),
         });
         Ok(Effects {
             balance_changes: vec![BalanceChange {
@@ -1597,6 +1630,44 @@ mod tests {
             }
             (outcome, expected) => panic!("{} gave {outcome:?}, expected {expected:?}", last.1.name()),
         }
+    }
+
+    #[test]
+    fn an_account_remembers_the_keys_rotated_out_of_it_and_forgets_those_put_back() {
+        let mut state = State::new(&genesis());
+        let rotate = |keys: &[u8]| {
+            let keys = keys.iter().map(|&k| key(k)).collect();
+            (ADMIN, OpKind::RotateKeys { account: id("aaa"), keys, allow_shared_key: false })
+        };
+        let mut sequence = 0;
+        let mut run = |state: &mut State, op: (u8, OpKind)| {
+            sequence += 1;
+            apply(state, sequence, &op).unwrap_or_else(|r| panic!("refused: {r:?}"));
+        };
+        let retired =
+            |state: &State| -> Vec<PublicKey> { state.account(&id("aaa")).unwrap().retired_keys.clone() };
+        run(&mut state, register("aaa", 10, 1_000, None));
+        assert!(retired(&state).is_empty());
+        run(&mut state, rotate(&[20, 21]));
+        assert_eq!(retired(&state), vec![key(10)]);
+        run(&mut state, rotate(&[21, 10]));
+        assert_eq!(retired(&state), vec![key(20)], "10 is back on the account");
+        // Keys rotated out again move to the end; only the last RETIRED_KEYS_MAX are kept.
+        for k in 30..40 {
+            run(&mut state, rotate(&[k]));
+        }
+        let got = retired(&state);
+        assert_eq!(got.len(), RETIRED_KEYS_MAX);
+        assert_eq!(got.last(), Some(&key(38)));
+        assert!(!got.contains(&key(39)), "the current key is not retired");
+        // The account's encoding keeps them (the checkpoint), and digest version 3 covers
+        // them while version 2 does not.
+        let account = state.account(&id("aaa")).unwrap().clone();
+        assert_eq!(Account::decode(&account.encode()).unwrap(), account);
+        let mut without = account.clone();
+        without.retired_keys.clear();
+        assert_ne!(account.encode_with(3), without.encode_with(3));
+        assert_eq!(account.encode_with(2), without.encode_with(2));
     }
 
     #[test]

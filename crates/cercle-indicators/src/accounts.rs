@@ -171,6 +171,7 @@ mod tests {
             profile: Profile::default(),
             negative_since_ms: negative_since,
             last_activity_ms: negative_since,
+            retired_keys: vec![],
         }
     }
 

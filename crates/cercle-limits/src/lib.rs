@@ -153,6 +153,8 @@ limits! {
     HANDLE_LEN_MAX: usize = 32 => chars;
     /// Most public keys an account holds at once.
     KEYS_PER_ACCOUNT_MAX: usize = 8 => count;
+    /// Keys an account remembers as rotated out, to tell their holders so.
+    RETIRED_KEYS_MAX: usize = 8 => count;
     /// Most keys a body's key list may carry before it is even looked at: only stops a huge
     /// list being copied (the rule is `KEYS_PER_ACCOUNT_MAX`).
     WIRE_KEYS_MAX: usize = 64 => count;

@@ -227,6 +227,10 @@ impl LedgerService {
             Caller::Governance(_) => Ok(id),
             Caller::Key(key) => match self.view.account(&id) {
                 Some(a) if a.keys.contains(&key) => Ok(id),
+                Some(a) if a.retired_keys.contains(&key) => Err(ServiceError::PermissionDenied(format!(
+                    "key {key} may not read account '{account}' any more{}",
+                    crate::writer::rotated_out(&key, &id)
+                ))),
                 // Whether the account exists is itself not the caller's business.
                 _ => Err(ServiceError::PermissionDenied(format!(
                     "key {key} may not read account '{account}': a firm reads only its own account"

@@ -438,7 +438,16 @@ impl Executor {
         let g: &Genesis = self.ledger.genesis();
         let (currency, exponent) = (g.currency.clone(), g.exponent);
         match self.ledger.execute_with(now_ms, envelope, op, clearing) {
-            Err(rejection) => Outcome::Rejected(ServiceError::rejected(rejection, &currency, exponent)),
+            Err(rejection) => {
+                let mut error = ServiceError::rejected(rejection, &currency, exponent);
+                if let ServiceError::Rejected { rejection: Rejection::NotAccountKey { account }, message } =
+                    &mut error
+                    && self.ledger.state().account(account).is_some_and(|a| a.retired_keys.contains(&signer))
+                {
+                    message.push_str(&rotated_out(&signer, account));
+                }
+                Outcome::Rejected(error)
+            }
             Ok(Executed::Duplicate { sequence }) => {
                 Outcome::Duplicate { operation_id: op.id, sequence, signer }
             }
@@ -750,4 +759,12 @@ fn answer_all(replies: Vec<(Reply, Outcome)>, error: &ServiceError) {
     for (reply, _) in replies {
         reply.send(Err(error.clone()));
     }
+}
+
+/// What a refusal adds for a key that `rotate-keys` took off the account: its holder
+/// signed for the account once, so they may learn that it was replaced, and by what means.
+pub fn rotated_out(key: &PublicKey, account: &AccountId) -> String {
+    format!(
+        ": key {key} was rotated out of account '{account}' (rotate-keys); sign with one of its current keys"
+    )
 }

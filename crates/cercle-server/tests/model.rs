@@ -944,6 +944,9 @@ struct ModelAccount {
     negative_since: Option<u64>,
     /// The timestamp of the last entry that moved the balance.
     last_activity: Option<u64>,
+    /// Keys rotations took off, oldest first: each moved to the end when taken off again,
+    /// dropped when put back, the last `RETIRED_KEYS_MAX` kept.
+    retired: Vec<PublicKey>,
 }
 
 impl ModelAccount {
@@ -1297,6 +1300,7 @@ impl Model {
                         profile: r.profile.clone(),
                         negative_since: None,
                         last_activity: None,
+                        retired: Vec::new(),
                     },
                 );
                 Ok(Applied::Entry(vec![(r.account.to_string(), 0)], None))
@@ -1377,7 +1381,18 @@ impl Model {
                     return Err(RejectCode::NotAccountKey);
                 }
                 self.unshared(account.as_str(), keys, *allow_shared_key)?;
-                self.touch(account, sequence).keys = keys.clone();
+                let a = self.touch(account, sequence);
+                for old in a.keys.clone() {
+                    if !keys.contains(&old) {
+                        a.retired.retain(|k| *k != old);
+                        a.retired.push(old);
+                    }
+                }
+                a.retired.retain(|k| !keys.contains(k));
+                while a.retired.len() > cercle_limits::RETIRED_KEYS_MAX {
+                    a.retired.remove(0);
+                }
+                a.keys = keys.clone();
                 Ok(Applied::Entry(vec![], None))
             }
             OpKind::Transfer(t) => {
@@ -1706,6 +1721,7 @@ impl Model {
             profile: a.profile.clone(),
             negative_since_ms: a.negative_since,
             last_activity_ms: a.last_activity,
+            retired_keys: a.retired.clone(),
         })
     }
 
