@@ -90,7 +90,8 @@ async fn a_key_learns_which_accounts_it_may_act_for() {
         cercle(
             &url,
             Some(&admin_key),
-            &["admin", "register", handle, "--pubkey", &pubkey, "--credit-limit", "10"],
+            // One key on two accounts, on purpose: the read must find both.
+            &["admin", "register", handle, "--pubkey", &pubkey, "--credit-limit", "10", "--allow-shared-key"],
         )
         .ok();
     }
