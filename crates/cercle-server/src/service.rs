@@ -228,8 +228,7 @@ impl LedgerService {
             Caller::Key(key) => match self.view.account(&id) {
                 Some(a) if a.keys.contains(&key) => Ok(id),
                 Some(a) if a.retired_keys.contains(&key) => Err(ServiceError::PermissionDenied(format!(
-                    "key {key} may not read account '{account}' any more{}",
-                    crate::writer::rotated_out(&key, &id)
+                    "key {key} may not read account '{account}' any more: it was rotated out of account '{account}' (rotate-keys); sign with one of its current keys"
                 ))),
                 // Whether the account exists is itself not the caller's business.
                 _ => Err(ServiceError::PermissionDenied(format!(
