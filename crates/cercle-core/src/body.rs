@@ -9,11 +9,12 @@
 
 use prost::Message;
 
+use crate::groups::{GroupName, InvalidGroupName};
 use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
-    SetProfile, SetRole, Transfer,
+    GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
+    SetGroupLimits, SetLimits, SetProfile, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
@@ -33,6 +34,8 @@ pub enum BodyError {
     Length { field: &'static str, expected: usize, got: usize },
     #[error(transparent)]
     Handle(#[from] InvalidHandle),
+    #[error(transparent)]
+    Group(#[from] InvalidGroupName),
     #[error("the operation does not name its invoice")]
     NoInvoice,
     #[error("{count} keys is far too many")]
@@ -224,6 +227,29 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             reason: r.reason,
         }),
         Kind::CloseAccount(c) => OpKind::CloseAccount { account: account(&c.account)?, reason: c.reason },
+        Kind::CreateGroup(g) => OpKind::CreateGroup(GroupLimits {
+            group: GroupName::parse(&g.group)?,
+            credit_limit_minor: g.credit_limit_minor,
+            max_balance_minor: g.max_balance_minor,
+            reason: g.reason,
+        }),
+        Kind::SetGroupLimits(g) => OpKind::SetGroupLimits(SetGroupLimits {
+            group: GroupName::parse(&g.group)?,
+            credit_limit_minor: g.credit_limit_minor,
+            max_balance_minor: g.max_balance.map(|m| m.max_balance_minor),
+            reason: g.reason,
+        }),
+        Kind::AssignGroup(a) => OpKind::AssignGroup {
+            account: account(&a.account)?,
+            group: GroupName::parse(&a.group)?,
+            reason: a.reason,
+        },
+        Kind::FollowGroupLimits(f) => OpKind::FollowGroupLimits {
+            account: account(&f.account)?,
+            credit: f.credit_limit,
+            max: f.max_balance,
+            reason: f.reason,
+        },
         Kind::Transfer(t) => OpKind::Transfer(Transfer {
             payer: account(&t.payer)?,
             payee: account(&t.payee)?,
@@ -304,6 +330,31 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
         }),
         OpKind::CloseAccount { account, reason } => {
             Kind::CloseAccount(pb::CloseAccount { account: account.to_string(), reason: reason.clone() })
+        }
+        OpKind::CreateGroup(g) => Kind::CreateGroup(pb::CreateGroup {
+            group: g.group.to_string(),
+            credit_limit_minor: g.credit_limit_minor,
+            max_balance_minor: g.max_balance_minor,
+            reason: g.reason.clone(),
+        }),
+        OpKind::SetGroupLimits(g) => Kind::SetGroupLimits(pb::SetGroupLimits {
+            group: g.group.to_string(),
+            credit_limit_minor: g.credit_limit_minor,
+            max_balance: g.max_balance_minor.map(|m| pb::MaxBalance { max_balance_minor: m }),
+            reason: g.reason.clone(),
+        }),
+        OpKind::AssignGroup { account, group, reason } => Kind::AssignGroup(pb::AssignGroup {
+            account: account.to_string(),
+            group: group.to_string(),
+            reason: reason.clone(),
+        }),
+        OpKind::FollowGroupLimits { account, credit, max, reason } => {
+            Kind::FollowGroupLimits(pb::FollowGroupLimits {
+                account: account.to_string(),
+                credit_limit: *credit,
+                max_balance: *max,
+                reason: reason.clone(),
+            })
         }
         OpKind::Transfer(t) => Kind::Transfer(pb::Transfer {
             payer: t.payer.to_string(),
@@ -451,6 +502,35 @@ mod tests {
                 profile: ProfileChange::default(),
                 reason: String::new(),
             }),
+            OpKind::CreateGroup(GroupLimits {
+                group: GroupName::parse("small-firms").unwrap(),
+                credit_limit_minor: 100_000,
+                max_balance_minor: Some(900_000),
+                reason: "statutes art. 7".into(),
+            }),
+            OpKind::SetGroupLimits(SetGroupLimits {
+                group: GroupName::parse("small-firms").unwrap(),
+                credit_limit_minor: Some(0),
+                max_balance_minor: Some(None),
+                reason: "board".into(),
+            }),
+            OpKind::SetGroupLimits(SetGroupLimits {
+                group: GroupName::parse("small-firms").unwrap(),
+                credit_limit_minor: None,
+                max_balance_minor: Some(Some(5)),
+                reason: "board".into(),
+            }),
+            OpKind::AssignGroup {
+                account: AccountId::parse("aaa").unwrap(),
+                group: GroupName::parse("small-firms").unwrap(),
+                reason: "size".into(),
+            },
+            OpKind::FollowGroupLimits {
+                account: AccountId::parse("aaa").unwrap(),
+                credit: true,
+                max: false,
+                reason: "override ends".into(),
+            },
         ];
         for kind in kinds {
             let op = Operation { id: OperationId([2; 16]), valid_until_ms: 5, kind };

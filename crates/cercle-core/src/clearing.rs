@@ -23,6 +23,7 @@ use cercle_limits::{CLEARING_FIRMS_MAX, CLEARING_OBLIGATIONS_MAX};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::{Section, SectionTag};
+use crate::groups::{Groups, Limits};
 use crate::ids::AccountId;
 use crate::invoice::{Invoice, InvoiceId};
 use crate::reject::Rejection;
@@ -398,6 +399,8 @@ struct Problem<'a> {
 pub trait ClearingSource {
     fn open_invoices(&self) -> impl Iterator<Item = &Invoice>;
     fn account(&self, id: &AccountId) -> Option<&Account>;
+    /// The limits that bind an account: its own or its group's.
+    fn limits(&self, a: &Account) -> Limits;
     /// How many obligations and firms a run may take.
     fn bounds(&self) -> Bounds;
 }
@@ -409,6 +412,10 @@ impl ClearingSource for State {
 
     fn account(&self, id: &AccountId) -> Option<&Account> {
         State::account(self, id)
+    }
+
+    fn limits(&self, a: &Account) -> Limits {
+        State::limits(self, a)
     }
 
     fn bounds(&self) -> Bounds {
@@ -425,6 +432,8 @@ pub struct ClearingSnapshot {
     /// Every open invoice, in id order.
     invoices: Vec<Arc<Invoice>>,
     accounts: BTreeMap<AccountId, Account>,
+    /// The member groups, whose limits bind the members that follow them.
+    groups: Groups,
     bounds: Bounds,
 }
 
@@ -435,6 +444,7 @@ impl ClearingSnapshot {
         ClearingSnapshot {
             invoices: state.open_invoice_handles().cloned().collect(),
             accounts: state.account_map().clone(),
+            groups: state.groups().clone(),
             bounds: state.bounds(),
         }
     }
@@ -457,6 +467,9 @@ pub struct ChangesSince {
     accounts: HashSet<AccountId>,
     invoices: HashSet<InvoiceId>,
     undone: bool,
+    /// A group's limits changed: members' headroom may have moved without an entry
+    /// touching them, so the plan is stale.
+    groups_changed: bool,
 }
 
 impl ChangesSince {
@@ -465,6 +478,7 @@ impl ChangesSince {
         self.accounts.extend(effects.touched.iter().cloned());
         self.accounts.extend(effects.balance_changes.iter().map(|b| b.account.clone()));
         self.invoices.extend(effects.invoices.iter().copied());
+        self.groups_changed |= effects.groups_changed;
     }
 
     /// Changes were undone: the state may be behind the snapshot.
@@ -499,7 +513,7 @@ impl PlannedRun {
     /// (within capacity, complementary slackness with the recorded potentials), which is
     /// all of the certificate that the headroom enters.
     pub fn still_holds(&self, state: &State, changes: &ChangesSince) -> bool {
-        if changes.undone {
+        if changes.undone || changes.groups_changed {
             return false;
         }
         let snapshot = &self.snapshot;
@@ -522,8 +536,9 @@ impl PlannedRun {
             if before.status != now.status {
                 return false;
             }
-            if self.record.with_credit && headroom_of(before) != headroom_of(now) && !self.arcs_hold(id, now)
-            {
+            let (was, is) =
+                (headroom_of(before, snapshot.limits(before)), headroom_of(now, state.limits(now)));
+            if self.record.with_credit && was != is && !self.arcs_hold(id, is) {
                 return false;
             }
         }
@@ -533,12 +548,11 @@ impl PlannedRun {
     /// The firm's two circuit arcs under its headroom now: the flow (its recorded payment)
     /// within capacity, and complementary slackness with the recorded potentials (reduced
     /// cost `potential[tail] - potential[head]`, the arcs costing nothing).
-    fn arcs_hold(&self, id: &AccountId, now: &Account) -> bool {
+    fn arcs_hold(&self, id: &AccountId, h: Headroom) -> bool {
         let Ok(f) = self.record.firms.binary_search_by(|firm| firm.account.cmp(id)) else {
             return true; // not a firm of the run: its headroom is not read
         };
         let firm = &self.record.firms[f];
-        let h = headroom_of(now);
         if !(0..=solver::AMOUNT_MAX).contains(&h.pay_max)
             || !(0..=solver::AMOUNT_MAX).contains(&h.receive_max)
         {
@@ -559,10 +573,11 @@ impl PlannedRun {
 
 /// A firm's room to pay into the circuit (down to its credit limit) and to receive (up to
 /// its maximum balance, and never past i64).
-fn headroom_of(a: &Account) -> Headroom {
+/// `limits` are those that bind it: its own or its group's.
+fn headroom_of(a: &Account, limits: Limits) -> Headroom {
     let balance = i128::from(a.balance_minor);
-    let floor = -i128::from(a.credit_limit_minor);
-    let ceiling = i128::from(a.max_balance_minor.unwrap_or(i64::MAX));
+    let floor = -i128::from(limits.credit_limit_minor);
+    let ceiling = i128::from(limits.max_balance_minor.unwrap_or(i64::MAX));
     Headroom { pay_max: (balance - floor).max(0), receive_max: (ceiling - balance).max(0) }
 }
 
@@ -573,6 +588,10 @@ impl ClearingSource for ClearingSnapshot {
 
     fn account(&self, id: &AccountId) -> Option<&Account> {
         self.accounts.get(id)
+    }
+
+    fn limits(&self, a: &Account) -> Limits {
+        self.groups.limits_of(a)
     }
 
     fn bounds(&self) -> Bounds {
@@ -650,7 +669,11 @@ impl<'a> Problem<'a> {
     fn headroom(&self, state: &impl ClearingSource) -> Vec<Headroom> {
         self.firms
             .iter()
-            .map(|f| state.account(f).map_or(Headroom { pay_max: 0, receive_max: 0 }, headroom_of))
+            .map(|f| {
+                state
+                    .account(f)
+                    .map_or(Headroom { pay_max: 0, receive_max: 0 }, |a| headroom_of(a, state.limits(a)))
+            })
             .collect()
     }
 

@@ -505,10 +505,13 @@ impl Replayer {
             if a.balance_minor != b.after_minor {
                 return broken(format!("'{}' is not at the balance the entry made", b.account));
             }
-            if b.after_minor < b.before_minor && b.after_minor < -a.credit_limit_minor {
+            let limits = state.limits(a);
+            if b.after_minor < b.before_minor && b.after_minor < -limits.credit_limit_minor {
                 return broken(format!("'{}' went below its credit limit", a.id));
             }
-            if b.after_minor > b.before_minor && a.max_balance_minor.is_some_and(|max| b.after_minor > max) {
+            if b.after_minor > b.before_minor
+                && limits.max_balance_minor.is_some_and(|max| b.after_minor > max)
+            {
                 return broken(format!("'{}' went above its maximum balance", a.id));
             }
         }

@@ -14,6 +14,7 @@ pub mod clearing;
 pub mod codec;
 pub mod entry;
 pub mod genesis;
+pub mod groups;
 pub mod ids;
 pub mod invoice;
 pub mod ledger;
@@ -30,14 +31,15 @@ pub use amount::{AmountError, format_minor, format_with_currency, parse_major};
 pub use clearing::{ClearingRecord, ClearingSummary};
 pub use entry::{BalanceAfter, Entry, EntryView, Envelope, Section, SectionTag, Signature};
 pub use genesis::Genesis;
+pub use groups::{GroupName, Groups, LimitSource, Limits, MemberGroup, Membership};
 pub use ids::{AccountId, LedgerId, OperationId, PublicKey};
 pub use invoice::{Invoice, InvoiceId, InvoiceState};
 pub use ledger::{
     Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
 };
 pub use op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
-    SetProfile, SetRole, Transfer,
+    GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
+    SetGroupLimits, SetLimits, SetProfile, SetRole, Transfer,
 };
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};

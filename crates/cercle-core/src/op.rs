@@ -4,6 +4,7 @@
 //! shape (lengths of ids and keys, handle syntax). The rules that depend on the values
 //! (positive amounts, memo length, key counts) are the state machine's, in `state`.
 
+use crate::groups::GroupName;
 use crate::ids::{AccountId, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::profile::{Profile, ProfileChange};
@@ -63,6 +64,45 @@ pub enum OpKind {
         account: AccountId,
         reason: String,
     },
+    /// Create a member group with its default limits, with a reason.
+    CreateGroup(GroupLimits),
+    /// Change a group's default limits: every member that follows them is bound by the new
+    /// ones from the next entry on, without an entry per member.
+    SetGroupLimits(SetGroupLimits),
+    /// Put an account in a group (or move it to another): it then follows the group's
+    /// credit limit and maximum balance, until `SetLimits` gives it its own.
+    AssignGroup {
+        account: AccountId,
+        group: GroupName,
+        reason: String,
+    },
+    /// Make an account follow its group's credit limit (`credit`) and/or maximum balance
+    /// (`max`) again, dropping its own: `set-limits ACCOUNT --credit-limit group`.
+    FollowGroupLimits {
+        account: AccountId,
+        credit: bool,
+        max: bool,
+        reason: String,
+    },
+}
+
+/// A new member group and its default limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupLimits {
+    pub group: GroupName,
+    pub credit_limit_minor: i64,
+    pub max_balance_minor: Option<i64>,
+    pub reason: String,
+}
+
+/// A change of a group's default limits; as in `SetLimits`, `None` keeps a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetGroupLimits {
+    pub group: GroupName,
+    pub credit_limit_minor: Option<i64>,
+    /// `None`: keep. `Some(None)`: remove the maximum. `Some(Some(m))`: set it to `m`.
+    pub max_balance_minor: Option<Option<i64>>,
+    pub reason: String,
 }
 
 /// A governance role: administrators sign administrative acts and read everything;
@@ -184,6 +224,10 @@ impl OpKind {
             OpKind::SetProfile(_) => "set_profile",
             OpKind::SetRole(_) => "set_role",
             OpKind::CloseAccount { .. } => "close_account",
+            OpKind::CreateGroup(_) => "create_group",
+            OpKind::SetGroupLimits(_) => "set_group_limits",
+            OpKind::AssignGroup { .. } => "assign_group",
+            OpKind::FollowGroupLimits { .. } => "follow_group_limits",
         }
     }
 
@@ -197,14 +241,22 @@ impl OpKind {
             OpKind::FreezeAccount { account, .. }
             | OpKind::UnfreezeAccount { account, .. }
             | OpKind::RotateKeys { account, .. }
-            | OpKind::CloseAccount { account, .. } => vec![account],
+            | OpKind::CloseAccount { account, .. }
+            | OpKind::AssignGroup { account, .. }
+            | OpKind::FollowGroupLimits { account, .. } => vec![account],
             OpKind::Transfer(t) => vec![&t.payer, &t.payee],
             OpKind::IssueInvoice(i) => vec![&i.payer, &i.payee],
             OpKind::AcceptInvoice(i)
             | OpKind::RejectInvoice { invoice: i, .. }
             | OpKind::CancelInvoice { invoice: i, .. }
             | OpKind::SetInvoiceClearing { invoice: i, .. } => vec![&i.payer, &i.payee],
-            OpKind::RunClearing(_) | OpKind::SetRole(_) => vec![],
+            // A group's change names no account: its members follow it without an entry each.
+            OpKind::RunClearing(_)
+            | OpKind::SetRole(_)
+            | OpKind::CreateGroup(_)
+            | OpKind::SetGroupLimits(_) => {
+                vec![]
+            }
         }
     }
 
@@ -220,6 +272,10 @@ impl OpKind {
                 | OpKind::SetProfile(_)
                 | OpKind::SetRole(_)
                 | OpKind::CloseAccount { .. }
+                | OpKind::CreateGroup(_)
+                | OpKind::SetGroupLimits(_)
+                | OpKind::AssignGroup { .. }
+                | OpKind::FollowGroupLimits { .. }
         )
     }
 }

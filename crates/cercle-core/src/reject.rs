@@ -3,12 +3,13 @@
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
 //! by kind (1-9 the envelope and its time, 10-19 authority and governance roles, 20-29
 //! accounts, 30-39 values, 40-49 amounts, 50-59 limits and bounds, 60-69 clearing, 70-79
-//! closure; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
+//! closure, 80-89 member groups; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
 use crate::amount::format_with_currency;
 use crate::clearing::ClearingDefect;
+use crate::groups::GroupName;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{InvoiceId, InvoiceState};
 use crate::op::Role;
@@ -59,6 +60,10 @@ pub enum RejectCode {
     TooManyAccounts = 53,
     TooManyRoleKeys = 54,
     AccountNotSettled = 70,
+    UnknownGroup = 80,
+    GroupExists = 81,
+    TooManyGroups = 82,
+    NotInGroup = 83,
 }
 
 impl RejectCode {
@@ -106,6 +111,10 @@ impl RejectCode {
             RejectCode::TooManyAccounts => "TOO_MANY_ACCOUNTS",
             RejectCode::TooManyRoleKeys => "TOO_MANY_ROLE_KEYS",
             RejectCode::AccountNotSettled => "ACCOUNT_NOT_SETTLED",
+            RejectCode::UnknownGroup => "UNKNOWN_GROUP",
+            RejectCode::GroupExists => "GROUP_EXISTS",
+            RejectCode::TooManyGroups => "TOO_MANY_GROUPS",
+            RejectCode::NotInGroup => "NOT_IN_GROUP",
         }
     }
 }
@@ -262,6 +271,19 @@ pub enum Rejection {
         balance_minor: i64,
         open_invoices: usize,
     },
+    UnknownGroup {
+        group: GroupName,
+    },
+    GroupExists {
+        group: GroupName,
+    },
+    TooManyGroups {
+        max: usize,
+    },
+    /// Following a group's limits needs a group.
+    NotInGroup {
+        account: AccountId,
+    },
 }
 
 impl Rejection {
@@ -308,6 +330,10 @@ impl Rejection {
             Rejection::TooManyAccounts { .. } => RejectCode::TooManyAccounts,
             Rejection::TooManyRoleKeys { .. } => RejectCode::TooManyRoleKeys,
             Rejection::AccountNotSettled { .. } => RejectCode::AccountNotSettled,
+            Rejection::UnknownGroup { .. } => RejectCode::UnknownGroup,
+            Rejection::GroupExists { .. } => RejectCode::GroupExists,
+            Rejection::TooManyGroups { .. } => RejectCode::TooManyGroups,
+            Rejection::NotInGroup { .. } => RejectCode::NotInGroup,
         }
     }
 
@@ -425,6 +451,16 @@ impl Rejection {
                 money(*balance_minor),
                 if *open_invoices == 1 { "" } else { "s" },
                 if *open_invoices == 1 { "is" } else { "are" },
+            ),
+            Rejection::UnknownGroup { group } => {
+                format!("unknown group '{group}'; create it first (cercle admin group create)")
+            }
+            Rejection::GroupExists { group } => {
+                format!("group '{group}' already exists; change its limits with cercle admin group set")
+            }
+            Rejection::TooManyGroups { max } => format!("the ledger has {max} groups, the maximum"),
+            Rejection::NotInGroup { account } => format!(
+                "account '{account}' is in no group, so it has no group limits to follow; assign it to one first (cercle admin group assign)"
             ),
         }
     }

@@ -34,19 +34,20 @@ use crate::clearing::{self, ClearingDefect, ClearingRecord, ClearingSummary};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::BalanceAfter;
 use crate::genesis::Genesis;
+use crate::groups::{GroupName, Groups, Limits, MemberGroup, Membership};
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
-    SetProfile, SetRole, Transfer,
+    GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
+    SetGroupLimits, SetLimits, SetProfile, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile};
 use crate::reject::Rejection;
 use crate::roles::Roles;
 use cercle_limits::{
-    ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX, INVOICE_AMOUNT_MAX_MINOR,
-    INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX, REASON_CHARS_MAX,
-    RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
+    ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX, GROUPS_MAX,
+    INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX,
+    REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
 };
 
 const ACCOUNT_VERSION: u8 = 1;
@@ -95,12 +96,17 @@ pub struct Account {
     /// `RETIRED_KEYS_MAX`: so that a refusal can tell their holder the key was rotated out,
     /// rather than that it never belonged. A key put back on the account leaves this list.
     pub retired_keys: Vec<PublicKey>,
+    /// The member group the account is in, and which of its limits it takes from it (then
+    /// `credit_limit_minor` or `max_balance_minor` above is its own value, kept but not
+    /// binding: `State::limits` says what binds).
+    pub membership: Option<Membership>,
 }
 
 /// Account record extensions, in the order they are written.
 const EXTENSION_PROFILE: u8 = 1;
 const EXTENSION_ACTIVITY: u8 = 2;
 const EXTENSION_RETIRED_KEYS: u8 = 3;
+const EXTENSION_GROUP: u8 = 4;
 
 impl Account {
     /// The account's canonical, versioned encoding: persisted by the store's checkpoint and
@@ -165,6 +171,13 @@ impl Account {
             }
             extensions.push((EXTENSION_RETIRED_KEYS, k.buf));
         }
+        if digest >= 3
+            && let Some(m) = &self.membership
+        {
+            let mut g = Writer::default();
+            g.str(m.group.as_str()).u8(u8::from(m.credit_from_group) | (u8::from(m.max_from_group) << 1));
+            extensions.push((EXTENSION_GROUP, g.buf));
+        }
         w.u8(extensions.len() as u8);
         for (tag, bytes) in extensions {
             w.u8(tag).bytes(&bytes);
@@ -199,6 +212,7 @@ impl Account {
         let mut profile = Profile::default();
         let (mut negative_since_ms, mut last_activity_ms) = (None, None);
         let mut retired_keys = Vec::new();
+        let mut membership = None;
         let count = r.u8("extension count")?;
         let mut last_tag = 0;
         for _ in 0..count {
@@ -242,6 +256,19 @@ impl Account {
                         retired_keys.push(PublicKey(e.array("retired key")?));
                     }
                 }
+                EXTENSION_GROUP => {
+                    let group =
+                        GroupName::parse(&e.string("group")?).map_err(|_| DecodeError::Invalid("group"))?;
+                    let flags = e.u8("group flags")?;
+                    if flags > 3 {
+                        return Err(DecodeError::Invalid("group flags"));
+                    }
+                    membership = Some(Membership {
+                        group,
+                        credit_from_group: flags & 1 != 0,
+                        max_from_group: flags & 2 != 0,
+                    });
+                }
                 _ => return Err(DecodeError::Invalid("unknown account extension")),
             }
             e.finish()?;
@@ -261,6 +288,7 @@ impl Account {
             negative_since_ms,
             last_activity_ms,
             retired_keys,
+            membership,
         })
     }
 
@@ -303,6 +331,9 @@ pub struct Effects {
     pub touched: Vec<AccountId>,
     pub invoices: Vec<InvoiceId>,
     pub clearing: Option<(ClearingRecord, ClearingSummary)>,
+    /// The entry created a member group or changed its limits: the limits of every member
+    /// that follows them may have changed, though no account record did.
+    pub groups_changed: bool,
 }
 
 /// Where a clearing run's outcome comes from.
@@ -324,6 +355,8 @@ pub enum InvariantViolation {
     NonZeroSum(i128),
     #[error("account '{account}' has credit limit {limit}, which is negative")]
     NegativeLimit { account: AccountId, limit: i64 },
+    #[error("account '{account}' is in group '{group}', which does not exist")]
+    UnknownGroup { account: AccountId, group: GroupName },
 }
 
 /// What a change overwrote, so it can be undone (`State::undo_to`).
@@ -332,6 +365,7 @@ enum Undo {
     Account(AccountId, Option<Box<Account>>),
     Invoice(InvoiceId, Option<Arc<Invoice>>),
     Roles(Roles),
+    Groups(Groups),
 }
 
 /// The bounds a state enforces on what it holds: the ledger's constants (`cercle-limits`).
@@ -369,6 +403,8 @@ impl Bounds {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     roles: Roles,
+    /// The member groups and their default limits.
+    groups: Groups,
     accounts: BTreeMap<AccountId, Account>,
     /// Shared with clearing snapshots (`ClearingSnapshot::take` copies pointers, not
     /// invoices); a change copies an invoice only while a snapshot still holds it.
@@ -399,6 +435,7 @@ impl State {
         let open_invoices = invoices.values().filter(|i| i.state.is_open()).map(|i| i.id).collect();
         State {
             roles: Roles::from_genesis(genesis),
+            groups: Groups::default(),
             accounts,
             invoices,
             open_invoices,
@@ -412,6 +449,23 @@ impl State {
     pub fn with_roles(mut self, roles: Roles) -> Self {
         self.roles = roles;
         self
+    }
+
+    /// The same state with the member groups read back from storage (a checkpoint taken
+    /// after a group was created); without it, none.
+    pub fn with_groups(mut self, groups: Groups) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// The member groups and their default limits.
+    pub fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// The limits that bind `a` now: its own, or its group's (`Groups::limits_of`).
+    pub fn limits(&self, a: &Account) -> Limits {
+        self.groups.limits_of(a)
     }
 
     /// The administrators and auditors as they stand.
@@ -464,6 +518,7 @@ impl State {
                     self.invoices.remove(&id);
                 }
                 Undo::Roles(roles) => self.roles = roles,
+                Undo::Groups(groups) => self.groups = groups,
             }
         }
     }
@@ -656,18 +711,35 @@ impl State {
             h.update((bytes.len() as u32).to_be_bytes());
             h.update(&bytes);
         }
+        // The member groups, only once the ledger has one (the frozen rule above).
+        if !self.groups.is_empty() {
+            let bytes = self.groups.encode();
+            h.update(b"groups");
+            h.update((bytes.len() as u32).to_be_bytes());
+            h.update(&bytes);
+        }
         h.finalize().into()
     }
 
-    /// The ledger's invariants: balances sum to exactly zero; limits are never negative.
+    /// The ledger's invariants: balances sum to exactly zero; limits are never negative;
+    /// every group an account names exists.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let mut sum: i128 = 0;
         for a in self.accounts.values() {
             sum += i128::from(a.balance_minor);
-            if a.credit_limit_minor < 0 {
+            let binding = self.limits(a).credit_limit_minor;
+            if a.credit_limit_minor < 0 || binding < 0 {
                 return Err(InvariantViolation::NegativeLimit {
                     account: a.id.clone(),
-                    limit: a.credit_limit_minor,
+                    limit: a.credit_limit_minor.min(binding),
+                });
+            }
+            if let Some(m) = &a.membership
+                && self.groups.get(&m.group).is_none()
+            {
+                return Err(InvariantViolation::UnknownGroup {
+                    account: a.id.clone(),
+                    group: m.group.clone(),
                 });
             }
         }
@@ -725,6 +797,12 @@ impl State {
             }
             OpKind::SetRole(r) => self.set_role(r)?,
             OpKind::CloseAccount { account, .. } => self.close(ctx, account)?,
+            OpKind::CreateGroup(g) => self.create_group(ctx, g)?,
+            OpKind::SetGroupLimits(g) => self.set_group_limits(ctx, g)?,
+            OpKind::AssignGroup { account, group, .. } => self.assign_group(ctx, account, group)?,
+            OpKind::FollowGroupLimits { account, credit, max, .. } => {
+                self.follow_group_limits(ctx, account, *credit, *max)?
+            }
             OpKind::Transfer(t) => self.transfer(ctx, signer, t)?,
             OpKind::IssueInvoice(i) => self.issue_invoice(ctx, signer, i)?,
             OpKind::AcceptInvoice(p) => self.invoice_action(ctx, signer, p, InvoiceAction::Accept)?,
@@ -1084,7 +1162,13 @@ impl State {
             }
         }
         let invoices = record.invoices.iter().map(|c| c.invoice).collect();
-        Ok(Effects { balance_changes, touched, invoices, clearing: Some((record, summary)) })
+        Ok(Effects {
+            balance_changes,
+            touched,
+            invoices,
+            clearing: Some((record, summary)),
+            groups_changed: false,
+        })
     }
 
     fn existing(&self, id: &AccountId) -> Result<&Account, Rejection> {
@@ -1130,6 +1214,7 @@ impl State {
             negative_since_ms: None,
             last_activity_ms: None,
             retired_keys: Vec::new(),
+            membership: None,
         });
         Ok(Effects {
             balance_changes: vec![BalanceChange {
@@ -1142,6 +1227,9 @@ impl State {
         })
     }
 
+    /// Sets an account's own limits. A limit set here overrides its group's: the account
+    /// stops following the group for that limit (`FollowGroupLimits` brings it back). A
+    /// limit may be set below what the balance already uses: it binds the next payment.
     fn set_limits(&mut self, ctx: &Context, s: &SetLimits) -> Result<Effects, Rejection> {
         self.open_account(&s.account, "have its limits changed")?;
         Ok(self.touch(ctx, &s.account, |a| {
@@ -1150,6 +1238,101 @@ impl State {
             }
             if let Some(max) = s.max_balance_minor {
                 a.max_balance_minor = max;
+            }
+            if let Some(m) = &mut a.membership {
+                m.credit_from_group &= s.credit_limit_minor.is_none();
+                m.max_from_group &= s.max_balance_minor.is_none();
+            }
+        }))
+    }
+
+    /// Records the groups as they are before a change, so it can be undone.
+    fn save_groups(&mut self) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo::Groups(self.groups.clone()));
+        }
+    }
+
+    fn existing_group(&self, name: &GroupName) -> Result<&MemberGroup, Rejection> {
+        self.groups.get(name).ok_or_else(|| Rejection::UnknownGroup { group: name.clone() })
+    }
+
+    /// Creates a group. Its name is never reused: groups are not deleted, so every account
+    /// that names one finds it.
+    fn create_group(&mut self, ctx: &Context, g: &GroupLimits) -> Result<Effects, Rejection> {
+        if self.groups.get(&g.group).is_some() {
+            return Err(Rejection::GroupExists { group: g.group.clone() });
+        }
+        if self.groups.len() >= GROUPS_MAX {
+            return Err(Rejection::TooManyGroups { max: GROUPS_MAX });
+        }
+        self.save_groups();
+        self.groups.put(MemberGroup {
+            name: g.group.clone(),
+            credit_limit_minor: g.credit_limit_minor,
+            max_balance_minor: g.max_balance_minor,
+            created_at_sequence: ctx.sequence,
+            last_sequence: ctx.sequence,
+        });
+        Ok(Effects { groups_changed: true, ..Effects::default() })
+    }
+
+    /// Changes a group's default limits: one record, whatever the number of members. As
+    /// with `SetLimits`, a limit may go below what a member's balance already uses.
+    fn set_group_limits(&mut self, ctx: &Context, g: &SetGroupLimits) -> Result<Effects, Rejection> {
+        let mut group = self.existing_group(&g.group)?.clone();
+        if let Some(limit) = g.credit_limit_minor {
+            group.credit_limit_minor = limit;
+        }
+        if let Some(max) = g.max_balance_minor {
+            group.max_balance_minor = max;
+        }
+        group.last_sequence = ctx.sequence;
+        self.save_groups();
+        self.groups.put(group);
+        Ok(Effects { groups_changed: true, ..Effects::default() })
+    }
+
+    /// Puts an account in a group, following both of the group's limits. Refused when it
+    /// is already there and follows both: nothing would change.
+    fn assign_group(
+        &mut self,
+        ctx: &Context,
+        id: &AccountId,
+        group: &GroupName,
+    ) -> Result<Effects, Rejection> {
+        let a = self.open_account(id, "be assigned to a group")?;
+        self.existing_group(group)?;
+        let membership = Membership { group: group.clone(), credit_from_group: true, max_from_group: true };
+        if a.membership.as_ref() == Some(&membership) {
+            return Err(Rejection::NothingToChange {
+                hint: "the account is already in this group and follows its limits",
+            });
+        }
+        Ok(self.touch(ctx, id, |a| a.membership = Some(membership)))
+    }
+
+    /// Makes an account follow its group's credit limit and/or maximum balance again.
+    fn follow_group_limits(
+        &mut self,
+        ctx: &Context,
+        id: &AccountId,
+        credit: bool,
+        max: bool,
+    ) -> Result<Effects, Rejection> {
+        let a = self.open_account(id, "have its limits changed")?;
+        let Some(m) = &a.membership else {
+            return Err(Rejection::NotInGroup { account: id.clone() });
+        };
+        if (!credit || m.credit_from_group) && (!max || m.max_from_group) {
+            return Err(Rejection::NothingToChange {
+                hint: "the account already follows its group's limits",
+            });
+        }
+        Ok(self.touch(ctx, id, |a| {
+            if let Some(m) = &mut a.membership {
+                m.credit_from_group |= credit;
+                m.max_from_group |= max;
             }
         }))
     }
@@ -1181,15 +1364,17 @@ impl State {
             .balance_minor
             .checked_add(t.amount_minor)
             .ok_or_else(|| Rejection::BalanceOverflow { account: t.payee.clone() })?;
-        // `credit_limit_minor >= 0` always holds, so its negation cannot overflow.
-        if payer_after < -payer.credit_limit_minor {
+        // The limits that bind, own or the group's. `credit_limit_minor >= 0` always holds,
+        // so its negation cannot overflow.
+        let (payer_limits, payee_limits) = (self.limits(payer), self.limits(payee));
+        if payer_after < -payer_limits.credit_limit_minor {
             return Err(Rejection::CreditLimitExceeded {
                 account: t.payer.clone(),
                 balance_after_minor: payer_after,
-                credit_limit_minor: payer.credit_limit_minor,
+                credit_limit_minor: payer_limits.credit_limit_minor,
             });
         }
-        if let Some(max) = payee.max_balance_minor
+        if let Some(max) = payee_limits.max_balance_minor
             && payee_after > max
         {
             // The payer learns that the payee cannot receive this much, never its balance.
@@ -1217,6 +1402,7 @@ impl State {
             touched: vec![t.payer.clone(), t.payee.clone()],
             invoices: t.invoice.into_iter().collect(),
             clearing: None,
+            groups_changed: false,
         })
     }
 
@@ -1387,6 +1573,29 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
                 .map_err(|e| Rejection::InvalidKeys { detail: format!("key {}: {e}", r.key) })
         }
         OpKind::CloseAccount { reason, .. } => check_reason(reason, true),
+        OpKind::CreateGroup(g) => {
+            check_reason(&g.reason, true)?;
+            check_limits(Some(g.credit_limit_minor), g.max_balance_minor.map(Some))
+        }
+        OpKind::SetGroupLimits(g) => {
+            check_reason(&g.reason, true)?;
+            if g.credit_limit_minor.is_none() && g.max_balance_minor.is_none() {
+                return Err(Rejection::NothingToChange {
+                    hint: "give the group a new credit limit or maximum balance",
+                });
+            }
+            check_limits(g.credit_limit_minor, g.max_balance_minor)
+        }
+        OpKind::AssignGroup { reason, .. } => check_reason(reason, true),
+        OpKind::FollowGroupLimits { credit, max, reason, .. } => {
+            check_reason(reason, true)?;
+            if !credit && !max {
+                return Err(Rejection::NothingToChange {
+                    hint: "say which limits follow the group: the credit limit, the maximum balance or both",
+                });
+            }
+            Ok(())
+        }
         OpKind::Transfer(t) => {
             check_text("memo", &t.memo, MEMO_CHARS_MAX)?;
             if let Some(invoice) = &t.invoice_ref {
@@ -1861,6 +2070,165 @@ mod tests {
         .unwrap_err();
         assert_eq!(by_firm, Rejection::KeyAlreadyRegistered { key: key(10), account: None });
         assert!(!by_firm.message("CHW", 2).contains("aaa"), "{}", by_firm.message("CHW", 2));
+    }
+
+    fn group(name: &str) -> GroupName {
+        GroupName::parse(name).unwrap()
+    }
+
+    fn create_group(name: &str, limit: i64, max: Option<i64>) -> (u8, OpKind) {
+        let g = GroupLimits {
+            group: group(name),
+            credit_limit_minor: limit,
+            max_balance_minor: max,
+            reason: "statutes".into(),
+        };
+        (ADMIN, OpKind::CreateGroup(g))
+    }
+
+    fn set_group(name: &str, limit: Option<i64>, max: Option<Option<i64>>) -> (u8, OpKind) {
+        let g = SetGroupLimits {
+            group: group(name),
+            credit_limit_minor: limit,
+            max_balance_minor: max,
+            reason: "board".into(),
+        };
+        (ADMIN, OpKind::SetGroupLimits(g))
+    }
+
+    fn assign(account: &str, name: &str) -> (u8, OpKind) {
+        (ADMIN, OpKind::AssignGroup { account: id(account), group: group(name), reason: "size".into() })
+    }
+
+    fn follow(account: &str, credit: bool, max: bool) -> (u8, OpKind) {
+        (ADMIN, OpKind::FollowGroupLimits { account: id(account), credit, max, reason: "back".into() })
+    }
+
+    fn own_limit(account: &str, limit: i64) -> (u8, OpKind) {
+        let s = SetLimits {
+            account: id(account),
+            credit_limit_minor: Some(limit),
+            max_balance_minor: None,
+            reason: "r".into(),
+        };
+        (ADMIN, OpKind::SetLimits(s))
+    }
+
+    /// `firms()`, a group `small` (credit 2,000, at most 3,000) and `ccc` (key 12, own
+    /// limit 0); `aaa` and `ccc` in the group.
+    fn grouped() -> Vec<(u8, OpKind)> {
+        let mut ops = firms();
+        ops.extend([
+            register("ccc", 12, 0, None),
+            create_group("small", 2_000, Some(3_000)),
+            assign("aaa", "small"),
+            assign("ccc", "small"),
+        ]);
+        ops
+    }
+
+    #[test]
+    fn members_follow_their_groups_limits_until_they_have_their_own() {
+        let ops = grouped();
+        // aaa's own limit is 1,000; its group's, 2,000, binds: to the edge and one unit past.
+        check(&ops, pay(10, "aaa", "bbb", 500, None), Ok(&[("aaa", -500), ("bbb", 500)]));
+        check(&ops, pay(10, "aaa", "ccc", 2_000, None), Ok(&[("aaa", -2_000), ("ccc", 2_000)]));
+        check(&ops, pay(10, "aaa", "ccc", 2_001, None), Err(RejectCode::CreditLimitExceeded));
+        // The group's maximum binds ccc: 3,000, not one unit more.
+        let mut more = ops.clone();
+        more.push(register("ddd", 13, 5_000, None));
+        check(&more, pay(13, "ddd", "ccc", 3_000, None), Ok(&[("ddd", -3_000), ("ccc", 3_000)]));
+        check(&more, pay(13, "ddd", "ccc", 3_001, None), Err(RejectCode::MaxBalanceExceeded));
+        // A change of the group binds every member at once, with no entry per member.
+        let mut lowered = ops.clone();
+        lowered.push(set_group("small", Some(100), Some(None)));
+        check(&lowered, pay(10, "aaa", "ccc", 101, None), Err(RejectCode::CreditLimitExceeded));
+        check(&lowered, pay(12, "ccc", "aaa", 100, None), Ok(&[("ccc", -100), ("aaa", 100)]));
+        lowered.push(register("ddd", 13, 5_000, None));
+        check(&lowered, pay(13, "ddd", "ccc", 4_000, None), Ok(&[("ddd", -4_000), ("ccc", 4_000)]));
+        // An own limit overrides the group's; following the group again drops it.
+        let mut own = ops.clone();
+        own.push(own_limit("aaa", 50));
+        check(&own, pay(10, "aaa", "ccc", 51, None), Err(RejectCode::CreditLimitExceeded));
+        own.push(set_group("small", Some(10_000), None));
+        check(&own, pay(10, "aaa", "ccc", 51, None), Err(RejectCode::CreditLimitExceeded));
+        own.push(follow("aaa", true, false));
+        check(&own, pay(10, "aaa", "bbb", 500, None), Ok(&[("aaa", -500), ("bbb", 500)]));
+        // Lowering the group below a member's debt is allowed, as set-limits is: the debt
+        // stays, the next payment is refused.
+        let mut indebted = ops.clone();
+        indebted.push(pay(10, "aaa", "ccc", 1_500, None));
+        check(&indebted, set_group("small", Some(1_000), None), Ok(&[]));
+        indebted.push(set_group("small", Some(1_000), None));
+        check(&indebted, pay(10, "aaa", "bbb", 1, None), Err(RejectCode::CreditLimitExceeded));
+    }
+
+    #[test]
+    fn group_operations_are_refused_with_their_own_numbers() {
+        let ops = grouped();
+        check(&ops, create_group("small", 1, None), Err(RejectCode::GroupExists));
+        check(&ops, set_group("large", Some(1), None), Err(RejectCode::UnknownGroup));
+        check(&ops, assign("bbb", "large"), Err(RejectCode::UnknownGroup));
+        check(&ops, assign("zzz", "small"), Err(RejectCode::UnknownAccount));
+        check(&ops, assign("aaa", "small"), Err(RejectCode::NothingToChange));
+        check(&ops, follow("bbb", true, true), Err(RejectCode::NotInGroup));
+        check(&ops, follow("aaa", true, true), Err(RejectCode::NothingToChange));
+        check(&ops, follow("aaa", false, false), Err(RejectCode::NothingToChange));
+        check(&ops, set_group("small", None, None), Err(RejectCode::NothingToChange));
+        check(&ops, create_group("large", -1, None), Err(RejectCode::InvalidLimit));
+        check(&ops, set_group("small", None, Some(Some(-5))), Err(RejectCode::InvalidLimit));
+        let (_, by_firm) = create_group("large", 1, None);
+        check(&ops, (10, by_firm), Err(RejectCode::NotAdministrator));
+        let blank = GroupLimits {
+            group: group("large"),
+            credit_limit_minor: 1,
+            max_balance_minor: None,
+            reason: " ".into(),
+        };
+        check(&ops, (ADMIN, OpKind::CreateGroup(blank)), Err(RejectCode::InvalidText));
+        // An override, then assigning again makes the account follow the group again.
+        let mut own = ops.clone();
+        own.push(own_limit("aaa", 5));
+        check(&own, assign("aaa", "small"), Ok(&[]));
+        // A closed account joins no group.
+        let mut closed = firms();
+        closed.extend([create_group("small", 1, None), close("bbb")]);
+        check(&closed, assign("bbb", "small"), Err(RejectCode::AccountClosed));
+        // At most GROUPS_MAX groups.
+        let mut full = firms();
+        full.extend((0..GROUPS_MAX).map(|n| create_group(&format!("g{n:03}"), 1, None)));
+        check(&full, create_group("one-more", 1, None), Err(RejectCode::TooManyGroups));
+    }
+
+    #[test]
+    fn groups_are_in_the_digest_once_there_is_one_and_are_undone() {
+        let mut state = State::new(&genesis());
+        for (i, op) in firms().iter().enumerate() {
+            apply(&mut state, i as u64 + 1, op).unwrap();
+        }
+        let account = state.account(&id("aaa")).unwrap().clone();
+        assert_eq!(Account::decode(&account.encode()).unwrap(), account);
+        state.set_journaling(true);
+        let (before, mark) = (state.clone(), state.journal_len());
+        let more =
+            [create_group("small", 2_000, None), assign("aaa", "small"), set_group("small", Some(5), None)];
+        for (i, op) in more.iter().enumerate() {
+            let digest = state.digest();
+            apply(&mut state, 10 + i as u64, op).unwrap();
+            assert_ne!(state.digest(), digest, "{} changed the digest", op.1.name());
+        }
+        let member = state.account(&id("aaa")).unwrap().clone();
+        assert_eq!(Account::decode(&member.encode()).unwrap(), member);
+        assert_eq!(state.limits(&member).credit_limit_minor, 5);
+        assert_eq!(Groups::decode(&state.groups().encode()).unwrap(), *state.groups());
+        // Rebuilt from its records (the checkpoint), the state is the same.
+        let rebuilt =
+            State::from_parts(&genesis(), state.accounts().cloned(), []).with_groups(state.groups().clone());
+        assert_eq!(rebuilt.digest(), state.digest());
+        state.undo_to(mark);
+        assert_eq!(state.digest(), before.digest());
+        assert_eq!(state.groups, before.groups);
+        assert_eq!(state.accounts, before.accounts);
     }
 
     #[test]

@@ -179,6 +179,9 @@ limits! {
 
     /// Most accounts a ledger holds.
     ACCOUNTS_MAX: usize = 500_000 => count;
+    /// Most member groups a ledger holds (`TOO_MANY_GROUPS`): classes of members with
+    /// default limits, named like handles.
+    GROUPS_MAX: usize = 256 => count;
     /// Most open invoices (issued, accepted or partly settled) a ledger holds at once.
     OPEN_INVOICES_MAX: usize = 2_000_000 => count;
     /// Most obligations one clearing run takes: bounds its entry and the solver's time.
