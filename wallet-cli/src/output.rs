@@ -220,6 +220,13 @@ pub fn credit_limit(limit_minor: i64, money: impl Fn(i64) -> String) -> String {
     format!("{} (floor {})", money(limit_minor), money(limit_minor.saturating_neg()))
 }
 
+/// Where a limit comes from, as the node names it: `own`, or `group:NAME` for a member that
+/// follows its group's default. A node from before groups sends nothing: its limits are
+/// the accounts' own.
+pub fn limit_source(source: &str) -> &str {
+    if source.is_empty() { "own" } else { source }
+}
+
 /// The short form of a hash for human output.
 fn short_hash(hash: &[u8]) -> String {
     let full = hex::encode(hash);

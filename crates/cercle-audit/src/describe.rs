@@ -59,6 +59,43 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
             }
             d.details = changes.join(", ");
         }
+        OpKind::CreateGroup(g) => {
+            d.memo = &g.reason;
+            d.details = format!(
+                "group {}: credit limit {}, max balance {}",
+                g.group,
+                money(g.credit_limit_minor),
+                g.max_balance_minor.map_or_else(|| "none".to_string(), money)
+            );
+        }
+        OpKind::SetGroupLimits(g) => {
+            d.memo = &g.reason;
+            let mut changes = Vec::new();
+            if let Some(limit) = g.credit_limit_minor {
+                changes.push(format!("credit limit {}", money(limit)));
+            }
+            match g.max_balance_minor {
+                Some(Some(max)) => changes.push(format!("max balance {}", money(max))),
+                Some(None) => changes.push("max balance none".to_string()),
+                None => {}
+            }
+            d.details = format!("group {}: {}", g.group, changes.join(", "));
+        }
+        OpKind::AssignGroup { account, group, reason } => {
+            d.account = Some(account);
+            d.memo = reason;
+            d.details = format!("group {group}, following its limits");
+        }
+        OpKind::FollowGroupLimits { account, credit, max, reason } => {
+            d.account = Some(account);
+            d.memo = reason;
+            let which = match (credit, max) {
+                (true, true) => "credit limit and max balance",
+                (true, false) => "credit limit",
+                _ => "max balance",
+            };
+            d.details = format!("{which} from its group");
+        }
         OpKind::FreezeAccount { account, reason }
         | OpKind::UnfreezeAccount { account, reason }
         | OpKind::CloseAccount { account, reason } => {

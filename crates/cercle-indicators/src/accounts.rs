@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use cercle_core::profile::{self, Field};
 use cercle_core::time::DAY_MS;
-use cercle_core::{Account, AccountStatus};
+use cercle_core::{Account, AccountStatus, Groups};
 
 /// How accounts are ordered. Ties are broken by handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,8 +59,9 @@ impl AccountFilter {
         Ok(())
     }
 
-    /// Whether `account` passes, at `now_ms`.
-    pub fn matches(&self, account: &Account, now_ms: u64) -> bool {
+    /// Whether `account` passes, at `now_ms`, its credit limit being `credit_limit_minor`
+    /// (its own or its group's).
+    pub fn matches(&self, account: &Account, credit_limit_minor: i64, now_ms: u64) -> bool {
         let balance = account.balance_minor;
         self.status.is_none_or(|s| s == account.status)
             && match self.sign {
@@ -72,7 +73,8 @@ impl AccountFilter {
                 || account.negative_since_ms.is_some_and(|since| {
                     now_ms.saturating_sub(since) >= u64::from(self.negative_days_min) * DAY_MS
                 }))
-            && (self.credit_use_percent_min == 0 || credit_use_at_least(account, self.credit_use_percent_min))
+            && (self.credit_use_percent_min == 0
+                || credit_use_at_least(account, credit_limit_minor, self.credit_use_percent_min))
             && self
                 .sector
                 .as_deref()
@@ -81,11 +83,12 @@ impl AccountFilter {
     }
 }
 
-/// Whether the account's debt is at least `percent` of its credit limit. A debt without a
-/// credit limit (a limit lowered below the balance) is past any percentage.
-pub fn credit_use_at_least(account: &Account, percent: u32) -> bool {
+/// Whether the account's debt is at least `percent` of its credit limit (the one that binds
+/// it). A debt without a credit limit (a limit lowered below the balance) is past any
+/// percentage.
+pub fn credit_use_at_least(account: &Account, credit_limit_minor: i64, percent: u32) -> bool {
     let debt = -i128::from(account.balance_minor.min(0));
-    let limit = i128::from(account.credit_limit_minor);
+    let limit = i128::from(credit_limit_minor);
     if limit == 0 {
         return debt > 0 || percent == 0;
     }
@@ -104,9 +107,9 @@ pub fn sector_within(firm: &str, filter: &str) -> bool {
 
 /// Compares two accounts' credit use (debt over limit) exactly, lowest first. A debt
 /// without a limit is past every ratio; among such debts, the larger is the higher.
-fn credit_use_order(a: &Account, b: &Account) -> Ordering {
+fn credit_use_order(groups: &Groups, a: &Account, b: &Account) -> Ordering {
     let debt = |x: &Account| -i128::from(x.balance_minor.min(0));
-    let limit = |x: &Account| i128::from(x.credit_limit_minor);
+    let limit = |x: &Account| i128::from(groups.limits_of(x).credit_limit_minor);
     let unlimited = |x: &Account| limit(x) == 0 && debt(x) > 0;
     match (unlimited(a), unlimited(b)) {
         (true, true) => debt(a).cmp(&debt(b)),
@@ -118,20 +121,25 @@ fn credit_use_order(a: &Account, b: &Account) -> Ordering {
 }
 
 /// The accounts that pass `filter` at `now_ms`, in `order` (reversed with `descending`),
-/// ties in handle order. `accounts` must come in handle order, as the state keeps them.
+/// ties in handle order. `accounts` must come in handle order, as the state keeps them;
+/// their credit limits are resolved through `groups` (own, or the group's).
 pub fn select<'a>(
     accounts: impl IntoIterator<Item = &'a Account>,
+    groups: &Groups,
     filter: &AccountFilter,
     order: AccountOrder,
     descending: bool,
     now_ms: u64,
 ) -> Vec<&'a Account> {
-    let mut list: Vec<&Account> = accounts.into_iter().filter(|a| filter.matches(a, now_ms)).collect();
+    let mut list: Vec<&Account> = accounts
+        .into_iter()
+        .filter(|a| filter.matches(a, groups.limits_of(a).credit_limit_minor, now_ms))
+        .collect();
     let compare = |a: &&Account, b: &&Account| -> Ordering {
         match order {
             AccountOrder::Handle => Ordering::Equal,
             AccountOrder::Balance => a.balance_minor.cmp(&b.balance_minor),
-            AccountOrder::CreditUse => credit_use_order(b, a),
+            AccountOrder::CreditUse => credit_use_order(groups, b, a),
             // `None` (not negative) after every date.
             AccountOrder::NegativeSince => match (a.negative_since_ms, b.negative_since_ms) {
                 (Some(x), Some(y)) => x.cmp(&y),
@@ -172,12 +180,15 @@ mod tests {
             negative_since_ms: negative_since,
             last_activity_ms: negative_since,
             retired_keys: vec![],
+            membership: None,
         }
     }
 
     fn check(accounts: &[Account], filter: AccountFilter, order: AccountOrder, expected: &[&str]) {
-        let got: Vec<&str> =
-            select(accounts, &filter, order, false, 100 * DAY_MS).iter().map(|a| a.id.as_str()).collect();
+        let got: Vec<&str> = select(accounts, &Groups::default(), &filter, order, false, 100 * DAY_MS)
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect();
         assert_eq!(got, expected);
     }
 
@@ -223,8 +234,10 @@ mod tests {
         check(&accounts, f, AccountOrder::Handle, &[]);
         let f = AccountFilter { commune: Some("34145".into()), ..all.clone() };
         check(&accounts, f, AccountOrder::Handle, &["bbb"]);
-        let got: Vec<&str> =
-            select(&accounts, &all, AccountOrder::Balance, true, 0).iter().map(|a| a.id.as_str()).collect();
+        let got: Vec<&str> = select(&accounts, &Groups::default(), &all, AccountOrder::Balance, true, 0)
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect();
         assert_eq!(got, ["bbb", "eee", "ddd", "ccc", "aaa"]);
     }
 

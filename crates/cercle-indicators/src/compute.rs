@@ -14,12 +14,12 @@
 //! first entry of a later day arrives (so the state is the state at the end of its last
 //! day), or at `finish`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cercle_clearing::{Pair, components, net_positions, solve_setoff};
 use cercle_core::invoice::local_part;
 use cercle_core::time::{DAY_MS, date};
-use cercle_core::{AccountId, ClearingRecord, Entry, InvoiceId, OpKind, SectionTag, body};
+use cercle_core::{AccountId, ClearingRecord, Entry, GroupName, InvoiceId, OpKind, SectionTag, body};
 
 use crate::calendar::periods;
 use crate::measure::{Cell, Measure, Measures};
@@ -35,7 +35,10 @@ struct Firm {
     id: AccountId,
     registered_ms: u64,
     balance: i64,
+    /// The credit limit that binds it: its own, or its group's when it follows it.
     limit: i64,
+    /// Its member group, and whether it follows the group's credit limit.
+    group: Option<(GroupName, bool)>,
     frozen: bool,
     profile: cercle_core::Profile,
     /// Since when it has been at or below `STUCK_DEBT_PERCENT` of its limit, if it is.
@@ -73,6 +76,8 @@ pub struct Computer {
     next: usize,
     firms: Vec<Firm>,
     index: HashMap<AccountId, u32>,
+    /// Each member group's credit limit.
+    groups: BTreeMap<GroupName, i64>,
     invoices: HashMap<InvoiceId, Invoice>,
     /// The period in progress: what each ordered pair of firms paid.
     pairs: HashMap<(u32, u32), i128>,
@@ -106,6 +111,7 @@ impl Computer {
             next: 0,
             firms: Vec::new(),
             index: HashMap::new(),
+            groups: BTreeMap::new(),
             invoices: HashMap::new(),
             pairs: HashMap::new(),
             flows_total: 0,
@@ -148,6 +154,7 @@ impl Computer {
                     registered_ms: ts,
                     balance: 0,
                     limit: r.credit_limit_minor,
+                    group: None,
                     frozen: false,
                     profile: r.profile.clone(),
                     stuck_since_ms: None,
@@ -165,7 +172,46 @@ impl Computer {
                 let f = self.firm(&s.account).map_err(bad)?;
                 if let Some(limit) = s.credit_limit_minor {
                     self.firms[f].limit = limit;
+                    // An own limit overrides the group's.
+                    if let Some((_, follows)) = &mut self.firms[f].group {
+                        *follows = false;
+                    }
                     restuck(&mut self.firms[f], ts);
+                }
+            }
+            OpKind::CreateGroup(g) => {
+                self.groups.insert(g.group.clone(), g.credit_limit_minor);
+            }
+            // Every member that follows the group's credit limit is bound by the new one: a
+            // pass over the firms, in this offline computation, where the ledger's state
+            // resolves it at check time.
+            OpKind::SetGroupLimits(g) => {
+                if let Some(limit) = g.credit_limit_minor {
+                    self.groups.insert(g.group.clone(), limit);
+                    for firm in self.firms.iter_mut().filter(|f| f.group == Some((g.group.clone(), true))) {
+                        firm.limit = limit;
+                        restuck(firm, ts);
+                    }
+                }
+            }
+            OpKind::AssignGroup { account, group, .. } => {
+                let f = self.firm(account).map_err(bad)?;
+                let limit =
+                    *self.groups.get(group).ok_or_else(|| bad(format!("names unknown group '{group}'")))?;
+                self.firms[f].group = Some((group.clone(), true));
+                self.firms[f].limit = limit;
+                restuck(&mut self.firms[f], ts);
+            }
+            OpKind::FollowGroupLimits { account, credit, .. } => {
+                let f = self.firm(account).map_err(bad)?;
+                if *credit && let Some((group, _)) = self.firms[f].group.clone() {
+                    let limit = *self
+                        .groups
+                        .get(&group)
+                        .ok_or_else(|| bad(format!("names unknown group '{group}'")))?;
+                    let firm = &mut self.firms[f];
+                    (firm.group, firm.limit) = (Some((group, true)), limit);
+                    restuck(firm, ts);
                 }
             }
             OpKind::SetProfile(p) => {

@@ -220,30 +220,35 @@ impl TryFrom<Entry> for core::Entry {
     }
 }
 
-impl From<&core::Account> for Account {
-    fn from(a: &core::Account) -> Self {
-        Account {
-            account: a.id.to_string(),
-            display_name: a.display_name.clone(),
-            balance_minor: a.balance_minor,
-            credit_limit_minor: a.credit_limit_minor,
-            max_balance_minor: a.max_balance_minor,
-            status: match a.status {
-                core::AccountStatus::Active => AccountStatus::Active,
-                core::AccountStatus::Frozen => AccountStatus::Frozen,
-                core::AccountStatus::Closed => AccountStatus::Closed,
-            } as i32,
-            public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
-            registered_at_sequence: a.registered_at_sequence,
-            last_sequence: a.last_sequence,
-            sector: a.profile.sector.clone(),
-            commune: a.profile.commune.clone(),
-            postcode: a.profile.postcode.clone(),
-            territory: a.profile.territory.clone(),
-            size_class: a.profile.size_class.clone(),
-            negative_since_ms: a.negative_since_ms,
-            last_activity_ms: a.last_activity_ms,
-        }
+/// An account as the wire shows it, with the limits that bind it (its own, or its group's
+/// from `groups`) and where each comes from.
+pub fn wire_account(a: &core::Account, groups: &core::Groups) -> Account {
+    let limits = groups.limits_of(a);
+    let (credit_source, max_source) = core::Groups::sources_of(a);
+    Account {
+        account: a.id.to_string(),
+        display_name: a.display_name.clone(),
+        balance_minor: a.balance_minor,
+        credit_limit_minor: limits.credit_limit_minor,
+        max_balance_minor: limits.max_balance_minor,
+        status: match a.status {
+            core::AccountStatus::Active => AccountStatus::Active,
+            core::AccountStatus::Frozen => AccountStatus::Frozen,
+            core::AccountStatus::Closed => AccountStatus::Closed,
+        } as i32,
+        public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
+        registered_at_sequence: a.registered_at_sequence,
+        last_sequence: a.last_sequence,
+        sector: a.profile.sector.clone(),
+        commune: a.profile.commune.clone(),
+        postcode: a.profile.postcode.clone(),
+        territory: a.profile.territory.clone(),
+        size_class: a.profile.size_class.clone(),
+        negative_since_ms: a.negative_since_ms,
+        last_activity_ms: a.last_activity_ms,
+        group: a.membership.as_ref().map(|m| m.group.to_string()).unwrap_or_default(),
+        credit_limit_source: credit_source.label(),
+        max_balance_source: max_source.label(),
     }
 }
 

@@ -97,11 +97,13 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
         RejectCode::NotAdministrator | RejectCode::NotAccountKey => Code::PermissionDenied,
-        RejectCode::UnknownAccount | RejectCode::UnknownInvoice => Code::NotFound,
-        RejectCode::OperationIdConflict | RejectCode::AccountExists | RejectCode::InvoiceExists => {
-            Code::AlreadyExists
-        }
+        RejectCode::UnknownAccount | RejectCode::UnknownInvoice | RejectCode::UnknownGroup => Code::NotFound,
+        RejectCode::OperationIdConflict
+        | RejectCode::AccountExists
+        | RejectCode::InvoiceExists
+        | RejectCode::GroupExists => Code::AlreadyExists,
         RejectCode::TooManyOpenInvoices
+        | RejectCode::TooManyGroups
         | RejectCode::TooManyObligations
         | RejectCode::TooManyAccounts
         | RejectCode::TooManyRoleKeys => Code::ResourceExhausted,
@@ -120,7 +122,8 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::RoleNotHeld
         | RejectCode::AccountClosed
         | RejectCode::KeyAlreadyRegistered
-        | RejectCode::AccountNotSettled => Code::FailedPrecondition,
+        | RejectCode::AccountNotSettled
+        | RejectCode::NotInGroup => Code::FailedPrecondition,
         RejectCode::BalanceOverflow => Code::OutOfRange,
     }
 }

@@ -28,7 +28,7 @@ pub fn list(
     };
     let accounts = view.accounts_holding(&key, KEY_ACCOUNTS_MAX);
     Ok(pb::ListKeyAccountsResponse {
-        accounts: accounts.iter().map(Into::into).collect(),
+        accounts,
         administrator: roles.is_admin(&key),
         auditor: roles.is_auditor(&key),
     })

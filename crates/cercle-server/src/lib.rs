@@ -283,6 +283,7 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         store.clone(),
         *ledger.head(),
         ledger.state().roles().clone(),
+        ledger.state().groups().clone(),
         ledger.state().accounts().cloned(),
         &pending,
     ));

@@ -135,6 +135,9 @@ fn resume(
             if let Some(roles) = snapshot.roles {
                 state = state.with_roles(roles);
             }
+            if let Some(groups) = snapshot.groups {
+                state = state.with_groups(groups);
+            }
             Ledger::from_parts(genesis.clone(), state, snapshot.head.head, ids)
         }
         // A node stopped before its first checkpoint: the log rolls forward from genesis.
@@ -204,5 +207,7 @@ fn replay(store: &Store, replayer: &mut Replayer, from: u64) -> Result<Applied, 
     pending.invoice_count = state.invoice_count() as u64;
     // Always: a role change replayed here may undo one the checkpoint holds.
     pending.roles = Some(state.roles().clone());
+    // Always, for the same reason: a rebuilt state's groups replace the checkpoint's.
+    pending.groups = Some(state.groups().clone());
     Ok(pending)
 }

@@ -690,10 +690,10 @@ impl pb::ledger_server::Ledger for LedgerService {
         let id = self.authorize_read(&request, "GetAccount", &request.get_ref().account)?;
         let account = self
             .view
-            .account(&id)
+            .wire_account(&id)
             .ok_or_else(|| ServiceError::NotFound(format!("unknown account '{id}'")))?;
         Ok(Response::new(pb::GetAccountResponse {
-            account: Some((&account).into()),
+            account: Some(account),
             currency: self.genesis.currency.clone(),
             exponent: u32::from(self.genesis.exponent),
         }))
@@ -807,11 +807,17 @@ impl pb::ledger_server::Ledger for LedgerService {
         let as_of_ms = now_ms();
         let view = self.view.clone();
         let (accounts, matching) = tokio::task::spawn_blocking(move || {
-            view.with_accounts(|all| {
-                let selected =
-                    cercle_indicators::accounts::select(all, &filter, order, req.descending, as_of_ms);
+            view.with_accounts(|all, groups| {
+                let selected = cercle_indicators::accounts::select(
+                    all,
+                    groups,
+                    &filter,
+                    order,
+                    req.descending,
+                    as_of_ms,
+                );
                 let page: Vec<pb::Account> =
-                    selected.iter().skip(offset).take(limit).map(|a| (*a).into()).collect();
+                    selected.iter().skip(offset).take(limit).map(|a| pb::wire_account(a, groups)).collect();
                 (page, selected.len())
             })
         })

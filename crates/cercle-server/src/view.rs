@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId, PublicKey, Roles};
+use cercle_core::{Account, AccountId, Groups, Head, Invoice, InvoiceId, PublicKey, Roles};
 use cercle_store::{Store, StoreError};
 
 /// What a durable group changed: published to the view, then handed to the checkpointer.
@@ -27,6 +27,8 @@ pub struct Applied {
     pub invoice_count: u64,
     /// The governance roles after the group, when it may have changed them.
     pub roles: Option<Roles>,
+    /// The member groups after the group, when it may have changed them.
+    pub groups: Option<Groups>,
 }
 
 impl Applied {
@@ -39,6 +41,7 @@ impl Applied {
         self.account_count = later.account_count;
         self.invoice_count = later.invoice_count;
         self.roles = later.roles.or(self.roles.take());
+        self.groups = later.groups.or(self.groups.take());
     }
 }
 
@@ -47,6 +50,8 @@ struct Durable {
     head: Option<Head>,
     /// Who administers and audits the ledger: what reads are authorised against.
     roles: Roles,
+    /// The member groups: what the limits of the accounts that follow them resolve against.
+    groups: Groups,
     accounts: BTreeMap<AccountId, Account>,
     /// Invoices changed since the last checkpoint.
     invoices: HashMap<InvoiceId, Invoice>,
@@ -69,12 +74,14 @@ impl View {
         store: Arc<Store>,
         head: Head,
         roles: Roles,
+        groups: Groups,
         accounts: impl IntoIterator<Item = Account>,
         pending: &Applied,
     ) -> View {
         let durable = Durable {
             head: Some(head),
             roles,
+            groups,
             accounts: accounts.into_iter().map(|a| (a.id.clone(), a)).collect(),
             invoices: HashMap::new(),
             issued: BTreeMap::new(),
@@ -101,6 +108,9 @@ impl View {
         }
         if let Some(roles) = &applied.roles {
             d.roles = roles.clone();
+        }
+        if let Some(groups) = &applied.groups {
+            d.groups = groups.clone();
         }
         for a in &applied.accounts {
             d.accounts.insert(a.id.clone(), a.clone());
@@ -133,6 +143,18 @@ impl View {
         self.read().roles.clone()
     }
 
+    /// The member groups as of the last durable group.
+    pub fn groups(&self) -> Groups {
+        self.read().groups.clone()
+    }
+
+    /// `account` as the wire shows it, its limits resolved through the groups it was
+    /// published with.
+    pub fn wire_account(&self, id: &AccountId) -> Option<cercle_proto::Account> {
+        let d = self.read();
+        d.accounts.get(id).map(|a| cercle_proto::wire_account(a, &d.groups))
+    }
+
     /// The head of the durable log, as published.
     pub fn head(&self) -> Option<Head> {
         self.read().head
@@ -158,17 +180,23 @@ impl View {
     /// that filters and sorts them all without copying them first.
     pub fn with_accounts<R>(
         &self,
-        f: impl FnOnce(std::collections::btree_map::Values<'_, AccountId, Account>) -> R,
+        f: impl FnOnce(std::collections::btree_map::Values<'_, AccountId, Account>, &Groups) -> R,
     ) -> R {
-        f(self.read().accounts.values())
+        let d = self.read();
+        f(d.accounts.values(), &d.groups)
     }
 
     /// The accounts that list `key` among their keys, in handle order, up to `limit`.
     /// A scan of the accounts in memory (tens of thousands in a circuit: well under a
     /// millisecond), so no second index has to be kept in step with key rotations.
-    pub fn accounts_holding(&self, key: &PublicKey, limit: usize) -> Vec<Account> {
+    pub fn accounts_holding(&self, key: &PublicKey, limit: usize) -> Vec<cercle_proto::Account> {
         let d = self.read();
-        d.accounts.values().filter(|a| a.keys.contains(key)).take(limit).cloned().collect()
+        d.accounts
+            .values()
+            .filter(|a| a.keys.contains(key))
+            .take(limit)
+            .map(|a| cercle_proto::wire_account(a, &d.groups))
+            .collect()
     }
 
     pub fn account_count(&self) -> usize {

@@ -469,6 +469,9 @@ impl Executor {
                 if matches!(op.kind, cercle_core::OpKind::SetRole(_)) {
                     group.applied.roles = Some(state.roles().clone());
                 }
+                if effects.groups_changed {
+                    group.applied.groups = Some(state.groups().clone());
+                }
                 group.entries.push(entry.encode());
                 group.hashes.push(entry.hash());
                 let clearing = effects.clearing.map(|(_, summary)| summary);

@@ -1569,9 +1569,14 @@ impl Model {
                 }
                 Ok(Applied::Clearing { with_credit: run.with_credit })
             }
-            // Role changes and closures are the state model's (`cercle-core/tests/state_model.rs`)
+            // Role changes, closures and groups are the state models' (`cercle-core/tests/`)
             // and the end-to-end tests'; this model never generates them.
-            OpKind::SetRole(_) | OpKind::CloseAccount { .. } => {
+            OpKind::SetRole(_)
+            | OpKind::CloseAccount { .. }
+            | OpKind::CreateGroup(_)
+            | OpKind::SetGroupLimits(_)
+            | OpKind::AssignGroup { .. }
+            | OpKind::FollowGroupLimits { .. } => {
                 unreachable!("the node model generates no {}", kind.name())
             }
         }
@@ -1722,6 +1727,7 @@ impl Model {
             negative_since_ms: a.negative_since,
             last_activity_ms: a.last_activity,
             retired_keys: a.retired.clone(),
+            membership: None,
         })
     }
 
@@ -1746,6 +1752,10 @@ impl Model {
             size_class: a.profile.size_class.clone(),
             negative_since_ms: a.negative_since,
             last_activity_ms: a.last_activity,
+            // This model puts no account in a group: its limits are its own.
+            group: String::new(),
+            credit_limit_source: "own".into(),
+            max_balance_source: "own".into(),
         })
     }
 

@@ -9,6 +9,7 @@
 //! |----------------------------------|--------------------------------------------------|
 //! | `m/head`                         | version, size, hash, timestamp, account count, invoice count |
 //! | `m/roles`                        | `Roles::encode`: administrators and auditors, once a role changed |
+//! | `m/groups`                       | `Groups::encode`: member groups and their limits, once one was created |
 //! | `a` handle                       | `Account::encode`                                |
 //! | `i` invoice id                   | `Invoice::encode`                                |
 //! | `n` handle `0x00` issued seq     | invoice id (each firm's invoices, by issue)      |
@@ -35,7 +36,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId, Roles};
+use cercle_core::{Account, AccountId, Groups, Head, Invoice, InvoiceId, Roles};
 use cercle_limits::HISTORY_BLOCK_MAX;
 
 use crate::StoreError;
@@ -44,6 +45,8 @@ pub(crate) const HEAD_KEY: &[u8] = b"m/head";
 /// Absent until a checkpoint after the first role change: the genesis's roles hold until
 /// then, so checkpoints written before roles could change are read as they are.
 const ROLES_KEY: &[u8] = b"m/roles";
+/// Absent until a checkpoint after the first group was created: no groups until then.
+const GROUPS_KEY: &[u8] = b"m/groups";
 const ACCOUNT_PREFIX: u8 = b'a';
 const INVOICE_PREFIX: u8 = b'i';
 const ACCOUNT_INVOICES_PREFIX: u8 = b'n';
@@ -70,6 +73,8 @@ pub struct Snapshot {
     pub invoices: Vec<Invoice>,
     /// The governance roles at `head`; `None`: the genesis's.
     pub roles: Option<Roles>,
+    /// The member groups at `head`; `None`: none.
+    pub groups: Option<Groups>,
 }
 
 /// What changed since the last checkpoint, to write as the next one.
@@ -84,6 +89,8 @@ pub struct Checkpoint {
     pub history: Vec<(AccountId, Vec<u64>)>,
     /// The governance roles at `head`, when they differ from the genesis's.
     pub roles: Option<Roles>,
+    /// The member groups at `head`, when a group changed since the last checkpoint.
+    pub groups: Option<Groups>,
 }
 
 pub(crate) fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
@@ -312,7 +319,14 @@ impl Derived {
                     .map_err(|e| StoreError::Corrupt { key: "m/roles".into(), reason: e.to_string() })?,
             ),
         };
-        Ok(Some(Snapshot { head, accounts, invoices, roles }))
+        let groups = match self.db().as_ref().map(|db| db.get(GROUPS_KEY)).transpose()?.flatten() {
+            None => None,
+            Some(v) => Some(
+                Groups::decode(unseal(GROUPS_KEY, &v)?)
+                    .map_err(|e| StoreError::Corrupt { key: "m/groups".into(), reason: e.to_string() })?,
+            ),
+        };
+        Ok(Some(Snapshot { head, accounts, invoices, roles, groups }))
     }
 
     fn scan<T>(
@@ -367,6 +381,9 @@ impl Derived {
         }
         if let Some(roles) = &c.roles {
             batch.insert(ROLES_KEY, seal(ROLES_KEY, roles.encode()));
+        }
+        if let Some(groups) = &c.groups {
+            batch.insert(GROUPS_KEY, seal(GROUPS_KEY, groups.encode()));
         }
         if let Some(head) = &c.head {
             batch.insert(HEAD_KEY, encode_head(head));

@@ -49,6 +49,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             "credit_limit_minor": account.credit_limit_minor,
             "floor_minor": account.credit_limit_minor.saturating_neg(),
             "max_balance_minor": account.max_balance_minor,
+            "group": (!account.group.is_empty()).then_some(&account.group),
+            "credit_limit_source": output::limit_source(&account.credit_limit_source),
+            "max_balance_source": output::limit_source(&account.max_balance_source),
             "status": status,
             "currency": genesis.currency,
             "exponent": genesis.exponent,
@@ -64,14 +67,29 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             "last_activity": account.last_activity_ms.map(output::rfc3339),
         }));
     }
+    // A member says where each limit comes from: its group's default, or its own.
+    let from = |source: &str| {
+        if account.group.is_empty() {
+            String::new()
+        } else {
+            match output::limit_source(source).strip_prefix("group:") {
+                Some(group) => format!(" (group {})", one_line(group)),
+                None => " (own limit)".to_string(),
+            }
+        }
+    };
     let max_balance = account.max_balance_minor.map_or_else(|| "none".to_string(), |m| money(genesis, m));
-    let rows = [
+    let credit_limit = output::credit_limit(account.credit_limit_minor, |m| money(genesis, m));
+    let mut rows = vec![
         ("account", format!("{} ({})", one_line(&account.account), one_line(&account.display_name))),
         ("balance", money(genesis, account.balance_minor)),
-        ("credit limit", output::credit_limit(account.credit_limit_minor, |m| money(genesis, m))),
-        ("max balance", max_balance),
+        ("credit limit", credit_limit + &from(&account.credit_limit_source)),
+        ("max balance", max_balance + &from(&account.max_balance_source)),
         ("status", status),
     ];
+    if !account.group.is_empty() {
+        rows.push(("group", one_line(&account.group)));
+    }
     let profile = [
         ("sector", &account.sector),
         ("commune", &account.commune),
@@ -79,7 +97,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         ("territory", &account.territory),
         ("size class", &account.size_class),
     ];
-    let mut rows: Vec<(&str, String)> = rows.into_iter().collect();
     rows.extend(profile.into_iter().filter_map(|(label, v)| Some((label, one_line(v.as_deref()?)))));
     if let Some(since) = account.negative_since_ms {
         rows.push(("negative since", output::rfc3339(since)));

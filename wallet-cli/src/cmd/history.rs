@@ -141,6 +141,11 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
             row.reason = non_empty(reason);
         }
         OpKind::SetRole(r) => row.reason = non_empty(&r.reason),
+        OpKind::CreateGroup(g) => row.reason = non_empty(&g.reason),
+        OpKind::SetGroupLimits(g) => row.reason = non_empty(&g.reason),
+        OpKind::AssignGroup { reason, .. } | OpKind::FollowGroupLimits { reason, .. } => {
+            row.reason = non_empty(reason);
+        }
         OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
         OpKind::IssueInvoice(i) => {
             row.counterparty = side(&i.payer, &i.payee, false);
@@ -261,6 +266,29 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
             value["role"] =
                 json!({"role": r.role.name(), "public_key": r.key.to_hex(), "present": r.present});
         }
+        OpKind::CreateGroup(g) => {
+            value["group"] = json!({
+                "group": g.group.as_str(),
+                "credit_limit_minor": g.credit_limit_minor,
+                "max_balance_minor": g.max_balance_minor,
+            });
+        }
+        OpKind::SetGroupLimits(g) => {
+            // Only what changed, as for a limit change.
+            let mut group = serde_json::Map::new();
+            group.insert("group".into(), json!(g.group.as_str()));
+            if let Some(limit) = g.credit_limit_minor {
+                group.insert("credit_limit_minor".into(), json!(limit));
+            }
+            if let Some(max) = g.max_balance_minor {
+                group.insert("max_balance_minor".into(), json!(max));
+            }
+            value["group"] = serde_json::Value::Object(group);
+        }
+        OpKind::AssignGroup { group, .. } => value["group"] = json!({"group": group.as_str()}),
+        OpKind::FollowGroupLimits { credit, max, .. } => {
+            value["follows_group"] = json!({"credit_limit": credit, "max_balance": max});
+        }
         OpKind::FreezeAccount { .. }
         | OpKind::UnfreezeAccount { .. }
         | OpKind::CloseAccount { .. }
@@ -317,7 +345,11 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::SetInvoiceClearing { .. }
         | OpKind::RunClearing(_)
         | OpKind::SetProfile(_)
-        | OpKind::SetRole(_) => {
+        | OpKind::SetRole(_)
+        | OpKind::CreateGroup(_)
+        | OpKind::SetGroupLimits(_)
+        | OpKind::AssignGroup { .. }
+        | OpKind::FollowGroupLimits { .. } => {
             let d = cercle_audit::describe::describe(genesis, op);
             let mut text = one_line(&d.details);
             if !d.memo.is_empty() {

@@ -106,11 +106,15 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::ClearingInvalid => (61, "CLEARING_INVALID"),
         RejectCode::TooManyObligations => (62, "TOO_MANY_OBLIGATIONS"),
         RejectCode::AccountNotSettled => (70, "ACCOUNT_NOT_SETTLED"),
+        RejectCode::UnknownGroup => (80, "UNKNOWN_GROUP"),
+        RejectCode::GroupExists => (81, "GROUP_EXISTS"),
+        RejectCode::TooManyGroups => (82, "TOO_MANY_GROUPS"),
+        RejectCode::NotInGroup => (83, "NOT_IN_GROUP"),
     }
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 41] = [
+pub const ALL_CODES: [RejectCode; 45] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -152,6 +156,10 @@ pub const ALL_CODES: [RejectCode; 41] = [
     RejectCode::ClearingInvalid,
     RejectCode::TooManyObligations,
     RejectCode::AccountNotSettled,
+    RejectCode::UnknownGroup,
+    RejectCode::GroupExists,
+    RejectCode::TooManyGroups,
+    RejectCode::NotInGroup,
 ];
 
 /// Runs `open` again while it fails because sled still holds the directory's lock.

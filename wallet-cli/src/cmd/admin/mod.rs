@@ -5,6 +5,7 @@ mod accounts;
 mod clearing;
 mod close;
 mod freeze;
+mod group;
 mod profile;
 mod register;
 mod role;
@@ -23,7 +24,7 @@ pub enum Command {
     Profile(profile::Args),
     /// List the accounts, filtered and sorted (administrators and auditors)
     Accounts(accounts::Args),
-    /// Change an account's credit limit or maximum balance
+    /// Change an account's credit limit or maximum balance, or make it follow its group's
     SetLimits(set_limits::Args),
     /// Freeze an account: it can neither pay nor be paid
     Freeze(freeze::FreezeArgs),
@@ -36,6 +37,9 @@ pub enum Command {
     /// Add or remove an administrator or auditor key
     #[command(subcommand)]
     Role(role::Command),
+    /// Create member groups, change their default limits, assign accounts to them
+    #[command(subcommand)]
+    Group(group::Command),
     /// Clear all eligible obligations optimally (set-off, optionally with credit), or --dry-run
     Clearing(clearing::Args),
 }
@@ -51,6 +55,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::RotateKeys(args) => rotate_keys::run(global, args).await,
         Command::Close(args) => close::run(global, args).await,
         Command::Role(command) => role::run(global, command).await,
+        Command::Group(command) => group::run(global, command).await,
         Command::Clearing(args) => clearing::run(global, args).await,
     }
 }

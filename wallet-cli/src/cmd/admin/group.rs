@@ -1,0 +1,148 @@
+//! `cercle admin group create|set|assign`: member groups, classes of members with default
+//! limits. A member without its own limit follows its group's, so changing a group's
+//! default binds every such member at once. Each act is signed by an administrator, with a
+//! reason, and kept in the log.
+
+use cercle_core::{AccountId, GroupLimits, GroupName, OpKind, SetGroupLimits};
+
+use crate::amounts::{self, Sign};
+use crate::client::Node;
+use crate::signed::{self, SignArgs, parse_account};
+use crate::{Global, keys};
+
+/// The `--max-balance` value that removes the maximum.
+const NO_MAXIMUM: &str = "none";
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create a group with its default credit limit and maximum balance
+    Create(CreateArgs),
+    /// Change a group's default limits: every member without its own follows at once
+    Set(SetArgs),
+    /// Put an account in a group: it then follows the group's limits
+    Assign(AssignArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The group's name (3 to 32 characters a-z, 0-9 and '-', like a handle)
+    #[arg(value_name = "NAME", value_parser = parse_group)]
+    name: GroupName,
+    /// The members' default credit limit, in major units
+    #[arg(long, value_name = "AMOUNT")]
+    credit_limit: String,
+    /// The members' default maximum balance, in major units (default: none)
+    #[arg(long, value_name = "AMOUNT")]
+    max_balance: Option<String>,
+    /// Why the group is created (kept in the ledger)
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    #[command(flatten)]
+    sign: SignArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// The group whose defaults change
+    #[arg(value_name = "NAME", value_parser = parse_group)]
+    name: GroupName,
+    /// The new default credit limit, in major units
+    #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
+    credit_limit: Option<String>,
+    /// The new default maximum balance in major units, or `none` to remove it
+    #[arg(long, value_name = "AMOUNT|none", allow_hyphen_values = true)]
+    max_balance: Option<String>,
+    /// Why the defaults change (kept in the ledger)
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    #[command(flatten)]
+    sign: SignArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AssignArgs {
+    /// The account to put in the group
+    #[arg(value_name = "ACCOUNT", value_parser = parse_account)]
+    account: AccountId,
+    /// The group
+    #[arg(value_name = "NAME", value_parser = parse_group)]
+    name: GroupName,
+    /// Why the account joins the group (kept in the ledger)
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    #[command(flatten)]
+    sign: SignArgs,
+}
+
+fn parse_group(text: &str) -> Result<GroupName, String> {
+    GroupName::parse(text).map_err(|e| e.to_string())
+}
+
+pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
+    let key = keys::load(global.key.as_deref())?;
+    let (sign, kind) = match command {
+        Command::Create(args) => {
+            amounts::precheck(&args.credit_limit, "credit limit", Sign::NonNegative)?;
+            if let Some(max) = &args.max_balance {
+                amounts::precheck(max, "maximum balance", Sign::NonNegative)?;
+            }
+            let mut node = Node::connect(&global.node).await?;
+            let exponent = node.genesis.exponent;
+            let credit_limit_minor =
+                amounts::parse(&args.credit_limit, "credit limit", Sign::NonNegative, exponent)?;
+            let max_balance_minor = args
+                .max_balance
+                .as_deref()
+                .map(|max| amounts::parse(max, "maximum balance", Sign::NonNegative, exponent))
+                .transpose()?;
+            let kind = OpKind::CreateGroup(GroupLimits {
+                group: args.name,
+                credit_limit_minor,
+                max_balance_minor,
+                reason: args.reason,
+            });
+            return signed::sign_and_submit(global, &args.sign, &key, &mut node, kind).await;
+        }
+        Command::Set(args) => {
+            if args.credit_limit.is_none() && args.max_balance.is_none() {
+                crate::usage_bail!(
+                    "nothing to change: give --credit-limit AMOUNT, --max-balance AMOUNT, or --max-balance none"
+                );
+            }
+            if let Some(limit) = &args.credit_limit {
+                amounts::precheck(limit, "credit limit", Sign::NonNegative)?;
+            }
+            let max_balance = args.max_balance.as_deref().filter(|m| m.trim() != NO_MAXIMUM);
+            if let Some(max) = max_balance {
+                amounts::precheck(max, "maximum balance", Sign::NonNegative)?;
+            }
+            let mut node = Node::connect(&global.node).await?;
+            let exponent = node.genesis.exponent;
+            let credit_limit_minor = args
+                .credit_limit
+                .as_deref()
+                .map(|limit| amounts::parse(limit, "credit limit", Sign::NonNegative, exponent))
+                .transpose()?;
+            let max_balance_minor = match (&args.max_balance, max_balance) {
+                (None, _) => None,
+                (Some(_), None) => Some(None),
+                (Some(_), Some(max)) => {
+                    Some(Some(amounts::parse(max, "maximum balance", Sign::NonNegative, exponent)?))
+                }
+            };
+            let kind = OpKind::SetGroupLimits(SetGroupLimits {
+                group: args.name,
+                credit_limit_minor,
+                max_balance_minor,
+                reason: args.reason,
+            });
+            return signed::sign_and_submit(global, &args.sign, &key, &mut node, kind).await;
+        }
+        Command::Assign(args) => {
+            let kind = OpKind::AssignGroup { account: args.account, group: args.name, reason: args.reason };
+            (args.sign, kind)
+        }
+    };
+    let mut node = Node::connect(&global.node).await?;
+    signed::sign_and_submit(global, &sign, &key, &mut node, kind).await
+}
