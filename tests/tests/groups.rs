@@ -129,6 +129,17 @@ fn members_follow_their_groups_limits_as_the_readme_says() {
     let rows: Vec<&str> = overview.lines().collect();
     assert!(rows.iter().any(|r| r.starts_with("bob-mill") && r.contains(" own ")), "{overview}");
     assert!(rows.iter().any(|r| r.starts_with("eve-press") && r.contains("group:small-firms")), "{overview}");
+    let groups = cercle(&url, Some(&admin), &["admin", "group", "list"]).ok().stdout;
+    assert_eq!(
+        groups.lines().collect::<Vec<_>>(),
+        [
+            "group        credit limit  max balance   members  following",
+            "small-firms  800.00 CHW    5,000.00 CHW  1        1",
+        ],
+        "{groups}"
+    );
+    let out = cercle(&url, Some(&eve.path), &["admin", "group", "list"]).failed();
+    assert_mentions(&out, "permission denied");
 
     // Refusals, each with its number and what to do.
     let out = cercle(

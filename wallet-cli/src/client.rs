@@ -170,6 +170,12 @@ impl Node {
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
 
+    pub async fn list_groups(&mut self, key: &Keypair) -> anyhow::Result<pb::ListGroupsResponse> {
+        let request = self.authenticated(key, "ListGroups", pb::ListGroupsRequest {})?;
+        let response = self.client.list_groups(request).await;
+        Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
     pub async fn get_statement(
         &mut self,
         key: &Keypair,

@@ -503,6 +503,18 @@ fn hashes(list: Vec<[u8; 32]>) -> Vec<Vec<u8>> {
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        self.authorize_governance(&request, "ListGroups")?;
+        Ok(Response::new(pb::ListGroupsResponse {
+            groups: self.view.groups_overview(),
+            currency: self.genesis.currency.clone(),
+            exponent: u32::from(self.genesis.exponent),
+        }))
+    }
+
     type StreamEntriesStream = streams::EntryStream;
 
     async fn get_tree_head(

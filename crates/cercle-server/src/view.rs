@@ -155,6 +155,35 @@ impl View {
         d.accounts.get(id).map(|a| cercle_proto::wire_account(a, &d.groups))
     }
 
+    /// Every member group, by name, with its open members and those that follow its credit
+    /// limit: one pass over the accounts in memory.
+    pub fn groups_overview(&self) -> Vec<cercle_proto::MemberGroup> {
+        let d = self.read();
+        let mut counts: BTreeMap<&cercle_core::GroupName, (u64, u64)> = BTreeMap::new();
+        for a in d.accounts.values().filter(|a| a.status != cercle_core::AccountStatus::Closed) {
+            if let Some(m) = &a.membership {
+                let c = counts.entry(&m.group).or_default();
+                c.0 += 1;
+                c.1 += u64::from(m.credit_from_group);
+            }
+        }
+        d.groups
+            .iter()
+            .map(|g| {
+                let (members, following) = counts.get(&g.name).copied().unwrap_or_default();
+                cercle_proto::MemberGroup {
+                    group: g.name.to_string(),
+                    credit_limit_minor: g.credit_limit_minor,
+                    max_balance_minor: g.max_balance_minor,
+                    created_at_sequence: g.created_at_sequence,
+                    last_sequence: g.last_sequence,
+                    members,
+                    following_credit_limit: following,
+                }
+            })
+            .collect()
+    }
+
     /// The head of the durable log, as published.
     pub fn head(&self) -> Option<Head> {
         self.read().head

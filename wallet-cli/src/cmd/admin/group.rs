@@ -1,12 +1,15 @@
-//! `cercle admin group create|set|assign`: member groups, classes of members with default
-//! limits. A member without its own limit follows its group's, so changing a group's
-//! default binds every such member at once. Each act is signed by an administrator, with a
-//! reason, and kept in the log.
+//! `cercle admin group create|set|assign|list`: member groups, classes of members with
+//! default limits. A member without its own limit follows its group's, so changing a
+//! group's default binds every such member at once. Each act is signed by an administrator,
+//! with a reason, and kept in the log; `list` reads them (administrators and auditors).
 
 use cercle_core::{AccountId, GroupLimits, GroupName, OpKind, SetGroupLimits};
 
+use serde_json::json;
+
 use crate::amounts::{self, Sign};
 use crate::client::Node;
+use crate::output::{self, money, one_line};
 use crate::signed::{self, SignArgs, parse_account};
 use crate::{Global, keys};
 
@@ -21,6 +24,8 @@ pub enum Command {
     Set(SetArgs),
     /// Put an account in a group: it then follows the group's limits
     Assign(AssignArgs),
+    /// List the groups, their default limits and members (administrators and auditors)
+    List,
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,6 +143,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
             });
             return signed::sign_and_submit(global, &args.sign, &key, &mut node, kind).await;
         }
+        Command::List => return list(global, &key).await,
         Command::Assign(args) => {
             let kind = OpKind::AssignGroup { account: args.account, group: args.name, reason: args.reason };
             (args.sign, kind)
@@ -145,4 +151,58 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
     };
     let mut node = Node::connect(&global.node).await?;
     signed::sign_and_submit(global, &sign, &key, &mut node, kind).await
+}
+
+async fn list(global: &Global, key: &cercle_core::sign::Keypair) -> anyhow::Result<()> {
+    let mut node = Node::connect(&global.node).await?;
+    let response = node.list_groups(key).await?;
+    let genesis = &node.genesis;
+    if global.json {
+        let groups: Vec<serde_json::Value> = response
+            .groups
+            .iter()
+            .map(|g| {
+                json!({
+                    "group": g.group,
+                    "credit_limit_minor": g.credit_limit_minor,
+                    "max_balance_minor": g.max_balance_minor,
+                    "members": g.members,
+                    "following_credit_limit": g.following_credit_limit,
+                    "created_at_sequence": g.created_at_sequence,
+                    "last_sequence": g.last_sequence,
+                })
+            })
+            .collect();
+        return output::emit_ok(json!({
+            "groups": groups,
+            "currency": genesis.currency,
+            "exponent": genesis.exponent,
+        }));
+    }
+    let mut rows =
+        vec![["group", "credit limit", "max balance", "members", "following"].map(String::from).to_vec()];
+    rows.extend(response.groups.iter().map(|g| {
+        vec![
+            one_line(&g.group),
+            money(genesis, g.credit_limit_minor),
+            g.max_balance_minor.map_or_else(|| "none".to_string(), |m| money(genesis, m)),
+            g.members.to_string(),
+            g.following_credit_limit.to_string(),
+        ]
+    }));
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let text: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<width$}", width = *w))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    output::emit(&text.join("\n"))
 }
