@@ -6,9 +6,10 @@ use cercle_clearing::{ArcRef, CertificateError};
 use cercle_core::clearing::{self, ChangesSince, ClearingDefect, ClearingRecord, ClearingSnapshot};
 use cercle_core::sign::Keypair;
 use cercle_core::{
-    AccountId, ClearingInput, Entry, Envelope, Executed, Genesis, InvoiceId, InvoiceParties, InvoiceState,
-    IssueInvoice, Ledger, LedgerId, OpKind, Operation, OperationId, RegisterAccount, RejectCode, Rejection,
-    Replayer, RunClearing, SectionTag, State, Transfer,
+    AccountId, ClearingInput, Entry, Envelope, Executed, Genesis, GroupLimits, GroupName, InvoiceId,
+    InvoiceParties, InvoiceState, IssueInvoice, Ledger, LedgerId, OpKind, Operation, OperationId,
+    RegisterAccount, RejectCode, Rejection, Replayer, RunClearing, SectionTag, SetGroupLimits, State,
+    Transfer,
 };
 
 const FIRMS: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
@@ -537,6 +538,59 @@ fn clearing_with_credit_settles_a_chain_within_the_limits() {
         rejection,
         Rejection::ClearingInvalid { defect: Box::new(ClearingDefect::CreditOptionDiffers) }
     );
+}
+
+/// A member's headroom in a clearing run is its group's limit, not its own, and a change
+/// of the group after a run was planned makes the plan stale, though no entry touched the
+/// member.
+#[test]
+fn clearing_with_credit_uses_a_members_group_limit() {
+    let mut w = World::new(3_000);
+    let group = GroupName::parse("small").unwrap();
+    w.admin_op(OpKind::CreateGroup(GroupLimits {
+        group: group.clone(),
+        credit_limit_minor: 1_000,
+        max_balance_minor: None,
+        reason: "statutes".into(),
+    }))
+    .unwrap();
+    w.admin_op(OpKind::AssignGroup { account: id("alpha"), group: group.clone(), reason: "size".into() })
+        .unwrap();
+    // alpha owes beta 50, beta owes gamma 50. alpha pays what its group's limit allows
+    // (10, not its own 30); beta pays its own 30 more, so gamma receives 40.
+    w.obligation(1, "beta", "alpha", 5_000, None);
+    w.obligation(2, "gamma", "beta", 5_000, None);
+    let snapshot = ClearingSnapshot::take(w.ledger.state());
+    let planned = clearing::plan(snapshot, true).unwrap();
+    let entry = w.clear(true).unwrap();
+    assert_eq!(World::record_of(&entry), planned.record, "planned on a snapshot, the same run");
+    assert_eq!((w.open(1), w.open(2)), (4_000, 1_000));
+    assert_eq!((w.balance("alpha"), w.balance("beta"), w.balance("gamma")), (-1_000, -3_000, 4_000));
+    w.replay_with_last_record(Some(World::record_of(&entry))).unwrap();
+    // Planned again, then the group's limit changes: the plan no longer holds.
+    let mut w = World::new(3_000);
+    w.admin_op(OpKind::CreateGroup(GroupLimits {
+        group: group.clone(),
+        credit_limit_minor: 1_000,
+        max_balance_minor: None,
+        reason: "statutes".into(),
+    }))
+    .unwrap();
+    w.admin_op(OpKind::AssignGroup { account: id("alpha"), group: group.clone(), reason: "size".into() })
+        .unwrap();
+    w.obligation(1, "beta", "alpha", 5_000, None);
+    w.obligation(2, "gamma", "beta", 5_000, None);
+    let planned = clearing::plan(ClearingSnapshot::take(w.ledger.state()), true).unwrap();
+    w.changes = Some(ChangesSince::default());
+    w.admin_op(OpKind::SetGroupLimits(SetGroupLimits {
+        group,
+        credit_limit_minor: Some(2_000),
+        max_balance_minor: None,
+        reason: "review".into(),
+    }))
+    .unwrap();
+    let changes = w.changes.take().unwrap();
+    assert!(!planned.still_holds(w.ledger.state(), &changes), "a group change makes a plan stale");
 }
 
 #[test]
