@@ -143,14 +143,10 @@ impl Groups {
 
     /// Where `a`'s credit limit and maximum balance come from.
     pub fn sources_of(a: &Account) -> (LimitSource, LimitSource) {
-        let from = |follows: bool| match &a.membership {
-            Some(m) if follows => LimitSource::Group(m.group.clone()),
-            _ => LimitSource::Own,
-        };
-        match &a.membership {
-            Some(m) => (from(m.credit_from_group), from(m.max_from_group)),
-            None => (LimitSource::Own, LimitSource::Own),
-        }
+        let Some(m) = &a.membership else { return (LimitSource::Own, LimitSource::Own) };
+        let source =
+            |follows: bool| if follows { LimitSource::Group(m.group.clone()) } else { LimitSource::Own };
+        (source(m.credit_from_group), source(m.max_from_group))
     }
 
     /// The canonical, versioned encoding: persisted by the store's checkpoint (`m/groups`)
