@@ -13,7 +13,7 @@ use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::op::{
     InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
-    SetProfile, SetRole, Transfer,
+    SetProfile, SetQuorum, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
@@ -223,7 +223,17 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             present: r.present,
             reason: r.reason,
         }),
-        Kind::CloseAccount(c) => OpKind::CloseAccount { account: account(&c.account)?, reason: c.reason },
+        Kind::CloseAccount(c) => OpKind::CloseAccount {
+            account: account(&c.account)?,
+            reason: c.reason,
+            write_off_to: if c.write_off_to.is_empty() { None } else { Some(account(&c.write_off_to)?) },
+        },
+        Kind::SetQuorum(q) => OpKind::SetQuorum(SetQuorum {
+            // A value past a u8 is kept out of range (0), so the rule refuses it by name.
+            quorum: u8::try_from(q.quorum).unwrap_or(0),
+            limit_above_minor: q.limit_above_minor,
+            reason: q.reason,
+        }),
         Kind::Transfer(t) => OpKind::Transfer(Transfer {
             payer: account(&t.payer)?,
             payee: account(&t.payee)?,
@@ -302,9 +312,16 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             present: r.present,
             reason: r.reason.clone(),
         }),
-        OpKind::CloseAccount { account, reason } => {
-            Kind::CloseAccount(pb::CloseAccount { account: account.to_string(), reason: reason.clone() })
-        }
+        OpKind::CloseAccount { account, reason, write_off_to } => Kind::CloseAccount(pb::CloseAccount {
+            account: account.to_string(),
+            reason: reason.clone(),
+            write_off_to: write_off_to.as_ref().map(ToString::to_string).unwrap_or_default(),
+        }),
+        OpKind::SetQuorum(q) => Kind::SetQuorum(pb::SetQuorum {
+            quorum: u32::from(q.quorum),
+            limit_above_minor: q.limit_above_minor,
+            reason: q.reason.clone(),
+        }),
         OpKind::Transfer(t) => Kind::Transfer(pb::Transfer {
             payer: t.payer.to_string(),
             payee: t.payee.to_string(),
@@ -434,7 +451,19 @@ mod tests {
             OpKind::CloseAccount {
                 account: AccountId::parse("aaa").unwrap(),
                 reason: "ceased trading".into(),
+                write_off_to: None,
             },
+            OpKind::CloseAccount {
+                account: AccountId::parse("aaa").unwrap(),
+                reason: "bankrupt".into(),
+                write_off_to: Some(AccountId::parse("reserve").unwrap()),
+            },
+            OpKind::SetQuorum(SetQuorum {
+                quorum: 2,
+                limit_above_minor: Some(5_000_000),
+                reason: "statutes".into(),
+            }),
+            OpKind::SetQuorum(SetQuorum { quorum: 1, limit_above_minor: None, reason: "statutes".into() }),
             OpKind::SetProfile(SetProfile {
                 account: AccountId::parse("aaa").unwrap(),
                 display_name: Some("Boulangerie".into()),

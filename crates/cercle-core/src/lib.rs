@@ -37,9 +37,9 @@ pub use ledger::{
 };
 pub use op::{
     InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
-    SetProfile, SetRole, Transfer,
+    SetProfile, SetQuorum, SetRole, Transfer,
 };
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};
-pub use roles::Roles;
+pub use roles::{Roles, SensitiveAct};
 pub use state::{Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, State};

@@ -58,11 +58,24 @@ pub enum OpKind {
     /// Add a key to the administrators or the auditors (`present`), or remove it, with a
     /// reason. The genesis names the first ones; from then on the state holds them.
     SetRole(SetRole),
-    /// Close an account for good: at a zero balance, with no open invoice either way.
+    /// Close an account for good: at a zero balance, with no open invoice either way. A
+    /// firm that leaves owing is settled by a write-off: `write_off_to`, the association's
+    /// reserve account, takes its debt (a sensitive act: it needs the quorum).
     CloseAccount {
         account: AccountId,
         reason: String,
+        write_off_to: Option<AccountId>,
     },
+    /// Set how many administrators sign a sensitive act, and the credit limit above which
+    /// setting a limit is one (`None`: none is). Itself a sensitive act.
+    SetQuorum(SetQuorum),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetQuorum {
+    pub quorum: u8,
+    pub limit_above_minor: Option<i64>,
+    pub reason: String,
 }
 
 /// A governance role: administrators sign administrative acts and read everything;
@@ -184,6 +197,7 @@ impl OpKind {
             OpKind::SetProfile(_) => "set_profile",
             OpKind::SetRole(_) => "set_role",
             OpKind::CloseAccount { .. } => "close_account",
+            OpKind::SetQuorum(_) => "set_quorum",
         }
     }
 
@@ -197,14 +211,15 @@ impl OpKind {
             OpKind::FreezeAccount { account, .. }
             | OpKind::UnfreezeAccount { account, .. }
             | OpKind::RotateKeys { account, .. }
-            | OpKind::CloseAccount { account, .. } => vec![account],
+            | OpKind::CloseAccount { account, write_off_to: None, .. } => vec![account],
+            OpKind::CloseAccount { account, write_off_to: Some(reserve), .. } => vec![account, reserve],
             OpKind::Transfer(t) => vec![&t.payer, &t.payee],
             OpKind::IssueInvoice(i) => vec![&i.payer, &i.payee],
             OpKind::AcceptInvoice(i)
             | OpKind::RejectInvoice { invoice: i, .. }
             | OpKind::CancelInvoice { invoice: i, .. }
             | OpKind::SetInvoiceClearing { invoice: i, .. } => vec![&i.payer, &i.payee],
-            OpKind::RunClearing(_) | OpKind::SetRole(_) => vec![],
+            OpKind::RunClearing(_) | OpKind::SetRole(_) | OpKind::SetQuorum(_) => vec![],
         }
     }
 
@@ -220,6 +235,7 @@ impl OpKind {
                 | OpKind::SetProfile(_)
                 | OpKind::SetRole(_)
                 | OpKind::CloseAccount { .. }
+                | OpKind::SetQuorum(_)
         )
     }
 }

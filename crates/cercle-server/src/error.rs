@@ -94,9 +94,12 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvalidInvoice
         | RejectCode::InvalidProfile
         | RejectCode::InvoicePartiesMismatch
+        | RejectCode::QuorumInvalid
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
-        RejectCode::NotAdministrator | RejectCode::NotAccountKey => Code::PermissionDenied,
+        RejectCode::NotAdministrator | RejectCode::NotAccountKey | RejectCode::QuorumNotMet => {
+            Code::PermissionDenied
+        }
         RejectCode::UnknownAccount | RejectCode::UnknownInvoice => Code::NotFound,
         RejectCode::OperationIdConflict | RejectCode::AccountExists | RejectCode::InvoiceExists => {
             Code::AlreadyExists
@@ -120,7 +123,8 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::RoleNotHeld
         | RejectCode::AccountClosed
         | RejectCode::KeyAlreadyRegistered
-        | RejectCode::AccountNotSettled => Code::FailedPrecondition,
+        | RejectCode::AccountNotSettled
+        | RejectCode::WriteOffInvalid => Code::FailedPrecondition,
         RejectCode::BalanceOverflow => Code::OutOfRange,
     }
 }

@@ -1569,9 +1569,10 @@ impl Model {
                 }
                 Ok(Applied::Clearing { with_credit: run.with_credit })
             }
-            // Role changes and closures are the state model's (`cercle-core/tests/state_model.rs`)
-            // and the end-to-end tests'; this model never generates them.
-            OpKind::SetRole(_) | OpKind::CloseAccount { .. } => {
+            // Role, quorum changes and closures are the state model's
+            // (`cercle-core/tests/state_model.rs`) and the end-to-end tests'; this model never
+            // generates them.
+            OpKind::SetRole(_) | OpKind::CloseAccount { .. } | OpKind::SetQuorum(_) => {
                 unreachable!("the node model generates no {}", kind.name())
             }
         }

@@ -8,7 +8,7 @@
 //! | key                              | value                                            |
 //! |----------------------------------|--------------------------------------------------|
 //! | `m/head`                         | version, size, hash, timestamp, account count, invoice count |
-//! | `m/roles`                        | `Roles::encode`: administrators and auditors, once a role changed |
+//! | `m/roles`                        | `Roles::encode`: administrators, auditors and quorum, once one changed |
 //! | `a` handle                       | `Account::encode`                                |
 //! | `i` invoice id                   | `Invoice::encode`                                |
 //! | `n` handle `0x00` issued seq     | invoice id (each firm's invoices, by issue)      |
