@@ -336,7 +336,11 @@ impl Ledger {
         let fingerprint = envelope.fingerprint();
         let ctx =
             Context { sequence: self.head.size + 1, timestamp_ms: timestamp_ms.max(self.head.timestamp_ms) };
-        let effects = self.state.apply_signed(&ctx, &envelope.signers(), op, clearing)?;
+        let effects = match envelope.signatures.as_slice() {
+            // The common case, without a list to allocate.
+            [only] => self.state.apply_signed(&ctx, std::slice::from_ref(&only.signer), op, clearing)?,
+            _ => self.state.apply_signed(&ctx, &envelope.signers(), op, clearing)?,
+        };
         let (balances_after, sections) = match &effects.clearing {
             None => (effects.balance_changes.iter().map(|b| b.after()).collect(), Vec::new()),
             Some((record, _)) => {
