@@ -10,7 +10,8 @@
 //! `allow_shared_key`), quorum changes and acts cosigned by other keys (administrators or
 //! not, enough of them or too few for a sensitive act), write-offs at closure to a reserve
 //! account, and restarts (the state rebuilt from its records, as the store's
-//! checkpoint does). The model below writes
+//! checkpoint does, and every accepted operation replayed from the genesis, as a node
+//! without a checkpoint and an auditor do: both give the same digest). The model below writes
 //! the rules again, independently, with the rejection numbers spelled out. After every step:
 //! the outcome (accepted, or the rejection's number) is the model's; accounts and invoices
 //! are the model's; balances sum to zero; a rejected operation changed nothing.
@@ -793,11 +794,21 @@ fn run(cases: &[Case]) {
     let mut state = State::new(&genesis);
     let mut model = Model::default();
     let mut sequence = 0;
+    // Every accepted operation with its context and signers: a restart also replays them
+    // from the genesis, as a node without a checkpoint and an auditor do.
+    let mut accepted: Vec<(Context, Vec<PublicKey>, Operation)> = Vec::new();
     for (n, case) in cases.iter().enumerate() {
         let Some((signer, op)) = model.operation(&case.step, n as u64, case.expired) else {
             let rebuilt = restart(&genesis, &state);
             assert_eq!(rebuilt.digest(), state.digest());
             assert_eq!(rebuilt, state);
+            let mut replayed = State::new(&genesis);
+            for (ctx, signers, op) in &accepted {
+                replayed
+                    .apply_signed(ctx, signers, op, ClearingInput::Propose)
+                    .expect("an accepted operation replays");
+            }
+            assert_eq!(replayed.digest(), state.digest(), "the replay from the genesis differs");
             state = rebuilt;
             continue;
         };
@@ -811,6 +822,7 @@ fn run(cases: &[Case]) {
         assert_eq!(got, expected, "step {n}: {:?} gave {outcome:?}", case.step);
         match outcome {
             Ok(effects) => {
+                accepted.push((ctx, signers.clone(), op.clone()));
                 sequence += 1;
                 let sum: i128 = effects
                     .balance_changes
