@@ -122,6 +122,11 @@ struct GenesisArgs {
     /// An auditor's public key in hex (repeatable)
     #[arg(long = "auditor-pubkey", value_name = "HEX", value_parser = parse_key)]
     auditor_keys: Vec<PublicKey>,
+    /// How many administrators sign a sensitive act (role and quorum changes, large credit
+    /// limits, key replacements, write-offs, clearing with credit): 1 to the number of
+    /// administrators
+    #[arg(long, value_name = "M", default_value_t = 1)]
+    quorum: u8,
 }
 
 fn parse_key(text: &str) -> Result<PublicKey, String> {
@@ -159,6 +164,7 @@ fn init(dir: &DataDir, genesis: GenesisArgs, out: &mut Printer) -> Result<()> {
             exponent: genesis.exponent,
             admin_keys: genesis.admin_keys,
             auditor_keys: genesis.auditor_keys,
+            quorum: genesis.quorum,
         },
     )
     .with_context(|| format!("cannot initialise {}", dir.root.display()))?;
@@ -181,6 +187,13 @@ fn init(dir: &DataDir, genesis: GenesisArgs, out: &mut Printer) -> Result<()> {
     }
     out.line(&format!("initialised ledger {} in {}", g.ledger_id, dir.root.display()));
     out.line(&format!("currency {} with {} decimals", g.currency, g.exponent));
+    if g.quorum > 1 {
+        out.line(&format!(
+            "quorum: {} of {} administrators sign every sensitive act",
+            g.quorum,
+            g.admin_keys.len()
+        ));
+    }
     out.line(&format!("node key {} (publish it: statements and tree heads are signed with it)", g.node_key));
     Ok(())
 }
@@ -397,6 +410,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                         exponent: 2,
                         admin_keys: Vec::new(),
                         auditor_keys: Vec::new(),
+                        quorum: 1,
                     },
                     &mut out,
                 )?;

@@ -290,3 +290,137 @@ fn a_shared_key_needs_the_flag() {
     cercle(&url, Some(&own.path), &["admin", "rotate-keys", "carol-market", "--pubkey", &own.pubkey]).ok();
     audit(&url, &admin);
 }
+
+/// The README's quorum walkthrough: a ledger started with two administrators and a quorum
+/// of two; a sensitive act signed by one alone is refused with the count and the signers;
+/// signed with `--save --no-submit`, cosigned by the other with `cercle cosign`, and sent
+/// with `cercle submit`, it passes. A firm's key cannot make up a quorum. A threshold makes
+/// large credit limits sensitive; a firm that leaves owing is closed with its debt written
+/// off to the reserve. The quorum survives a restart, and the auditor's replay agrees.
+#[test]
+fn sensitive_acts_need_the_quorum_and_cosigning_gathers_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let url0 = "http://127.0.0.1:1";
+    let board_a = keygen(url0, tmp.path(), "board-a");
+    let board_b = keygen(url0, tmp.path(), "board-b");
+    let auditor = keygen(url0, tmp.path(), "auditor");
+    let alice = keygen(url0, tmp.path(), "alice");
+    let bob = keygen(url0, tmp.path(), "bob");
+    let reserve = keygen(url0, tmp.path(), "reserve");
+    let init = std::process::Command::new(cercle_e2e::binary("cercle-node"))
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .args(["--admin-pubkey", &board_a.pubkey, "--admin-pubkey", &board_b.pubkey, "--quorum", "2"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert!(said.contains("quorum: 2 of 2 administrators sign every sensitive act"), "{said}");
+    let mut node = Node::start(&data);
+    let url = node.url();
+    let (a, b) = (&board_a.path, &board_b.path);
+
+    let info = cercle(&url, None, &["--json", "info"]).ok().json();
+    assert_eq!(info["quorum"], 2, "{info}");
+    assert_eq!(info["genesis_quorum"], 2, "{info}");
+    // Ordinary administrative acts need one administrator.
+    register(&url, a, "alice-bakery", &alice, &[]).ok();
+    register(&url, a, "bob-mill", &bob, &[]).ok();
+    register(&url, b, "association-reserve", &reserve, &[]).ok();
+    let mut args = vec!["admin", "set-limits", "association-reserve", "--credit-limit", "10000"];
+    args.extend(["--reason", "reserve fund"]);
+    cercle(&url, Some(b), &args).ok();
+
+    // A sensitive act signed by one administrator alone: refused, with the count and who signed.
+    let out = role(&url, a, "add", "auditor", &auditor, "annual audit").failed();
+    assert_mentions(&out, "QUORUM_NOT_MET, code 15");
+    assert_mentions(
+        &out,
+        &format!(
+            "a change of administrators or auditors needs the signatures of 2 administrators, it has 1: signed by {} (administrator)",
+            board_a.pubkey
+        ),
+    );
+
+    // Signed and saved by one, cosigned by the other, then submitted.
+    let file = tmp.path().join("add-auditor.jsonl");
+    let file_arg = file.to_str().unwrap();
+    let sign_only = ["--save", file_arg, "--no-submit"];
+    let mut args = vec!["admin", "role", "add", "--role", "auditor", "--pubkey", &auditor.pubkey];
+    args.extend(["--reason", "annual audit"]);
+    args.extend(sign_only);
+    cercle(&url, Some(a), &args).ok();
+    let out = cercle(&url, Some(b), &["cosign", "--file", file_arg]).ok();
+    assert_mentions(&out, "set role: ");
+    assert_mentions(&out, &format!("cosigned 1 of 1 envelope(s) in {file_arg}"));
+    // Cosigning again changes nothing.
+    let out = cercle(&url, Some(b), &["cosign", "--file", file_arg]).ok();
+    assert_mentions(&out, "already signed by");
+    cercle(&url, None, &["submit", "--file", file_arg]).ok();
+    let info = cercle(&url, None, &["--json", "info"]).ok().json();
+    assert_eq!(info["auditor_keys"][0], auditor.pubkey.as_str(), "{info}");
+
+    // A firm's key cannot make up the quorum.
+    let file = tmp.path().join("threshold.jsonl");
+    let file_arg = file.to_str().unwrap();
+    let mut args = vec!["admin", "quorum", "set", "--quorum", "2", "--limit-above", "1000"];
+    args.extend(["--reason", "statutes art. 12", "--save", file_arg, "--no-submit"]);
+    cercle(&url, Some(a), &args).ok();
+    cercle(&url, Some(&alice.path), &["cosign", "--file", file_arg]).ok();
+    let out = cercle(&url, None, &["submit", "--file", file_arg]).failed();
+    assert_mentions(&out, "QUORUM_NOT_MET, code 15");
+    assert_mentions(&out, &format!("{} (not an administrator)", alice.pubkey));
+    assert_mentions(&out, "only administrators count towards the quorum");
+    std::fs::remove_file(&file).unwrap();
+    cercle(&url, Some(a), &args).ok();
+    cercle(&url, Some(b), &["cosign", "--file", file_arg]).ok();
+    cercle(&url, None, &["submit", "--file", file_arg]).ok();
+
+    // Above the threshold a credit limit needs the quorum; at it, one administrator.
+    fn limit(amount: &str) -> [&str; 7] {
+        ["admin", "set-limits", "alice-bakery", "--credit-limit", amount, "--reason", "review"]
+    }
+    let out = cercle(&url, Some(a), &limit("1000.01")).failed();
+    assert_mentions(&out, "a credit limit of 1,000.01 CHW (above the 1,000.00 CHW that needs a quorum)");
+    cercle(&url, Some(a), &limit("1000")).ok();
+
+    // A firm leaves owing: its debt is written off to the reserve, under the quorum.
+    cercle(&url, Some(&alice.path), &["pay", "--from", "alice-bakery", "bob-mill", "250"]).ok();
+    let file = tmp.path().join("write-off.jsonl");
+    let file_arg = file.to_str().unwrap();
+    let mut args = vec!["admin", "close", "alice-bakery", "--write-off-to", "association-reserve"];
+    args.extend(["--reason", "bankruptcy, court ruling 2026-114", "--save", file_arg, "--no-submit"]);
+    cercle(&url, Some(a), &args).ok();
+    cercle(&url, Some(b), &["cosign", "--file", file_arg]).ok();
+    let receipt = cercle(&url, None, &["--json", "submit", "--file", file_arg]).ok().json();
+    assert_eq!(receipt["ok"], true, "{receipt}");
+    let alice_now = cercle(&url, Some(a), &["--json", "balance", "alice-bakery"]).ok().json();
+    assert_eq!(
+        (alice_now["status"].as_str(), alice_now["balance_minor"].as_i64()),
+        (Some("closed"), Some(0))
+    );
+    let reserve_now = cercle(&url, Some(a), &["--json", "balance", "association-reserve"]).ok().json();
+    assert_eq!(reserve_now["balance_minor"], -25_000, "{reserve_now}");
+    // A write-off signed by one administrator alone is refused.
+    let out = cercle(
+        &url,
+        Some(a),
+        &["admin", "close", "bob-mill", "--write-off-to", "association-reserve", "--reason", "left"],
+    )
+    .failed();
+    assert_mentions(&out, "QUORUM_NOT_MET, code 15");
+
+    // After a restart the quorum holds; the auditor replays everything.
+    node.stop();
+    let node = Node::start(&data);
+    let url = node.url();
+    let info = cercle(&url, None, &["--json", "info"]).ok().json();
+    assert_eq!(
+        (info["quorum"].as_u64(), info["quorum_limit_above_minor"].as_i64()),
+        (Some(2), Some(100_000))
+    );
+    let out = role(&url, a, "add", "admin", &bob, "new board member").failed();
+    assert_mentions(&out, "QUORUM_NOT_MET, code 15");
+    audit(&url, &auditor.path);
+}

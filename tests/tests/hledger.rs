@@ -111,6 +111,10 @@ fn export() -> Exported {
     cercle(&url, admin, &["admin", "freeze", "bob-mill", "--reason", "dispute over invoice 17"]).ok();
     cercle(&url, admin, &["admin", "unfreeze", "bob-mill"]).ok();
     pay("alice-bakery", "carol-market", "1,234.56", "big order");
+    // Alice leaves owing 360.07: her debt is written off to bob-mill, standing in for the
+    // association's reserve (an entry that records balances, not an amount).
+    let args = ["admin", "close", "alice-bakery", "--write-off-to", "bob-mill", "--reason", "left owing"];
+    cercle(&url, admin, &args).ok();
 
     let journal = tmp.path().join("cercle.journal");
     cercle(&url, admin, &["audit", "export", "--out", path(&journal), "--format", "hledger"]).ok();
@@ -125,7 +129,7 @@ fn the_csv_export_reads_back_field_by_field() {
     // The CSV: a header, one row per entry, memos intact (and defused for spreadsheets).
     let rows = parse_csv(&std::fs::read_to_string(&exported.csv).unwrap());
     assert_eq!(rows[0][..4], ["sequence", "timestamp", "timestamp_ms", "kind"]);
-    assert_eq!(rows.len(), 1 + 4 + 5 + 3);
+    assert_eq!(rows.len(), 1 + 4 + 5 + 3 + 1);
     assert!(rows[1..].iter().all(|r| r.len() == rows[0].len()), "{rows:?}");
     let memo_column = rows[0].iter().position(|c| c == "memo").unwrap();
     let amount_column = rows[0].iter().position(|c| c == "amount").unwrap();

@@ -37,6 +37,18 @@ pub struct Node {
     pub genesis: Genesis,
     /// The number of entries in the log when the node was asked for its genesis.
     pub log_size: u64,
+    /// The ledger's governance as it stands (after role and quorum changes), as the node
+    /// said it.
+    pub governance: Governance,
+}
+
+/// The administrators, auditors and quorum now, as `GetLedgerInfo` says them.
+#[derive(Debug, Clone, Default)]
+pub struct Governance {
+    pub admin_keys: Vec<cercle_core::PublicKey>,
+    pub auditor_keys: Vec<cercle_core::PublicKey>,
+    pub quorum: u32,
+    pub limit_above_minor: Option<i64>,
 }
 
 impl Node {
@@ -65,9 +77,20 @@ impl Node {
             })?
             .into_inner();
         let log_size = info.log_size;
+        let keys = |list: &[Vec<u8>]| {
+            list.iter()
+                .filter_map(|k| <[u8; 32]>::try_from(k.as_slice()).ok().map(cercle_core::PublicKey))
+                .collect::<Vec<_>>()
+        };
+        let governance = Governance {
+            admin_keys: keys(&info.current_admin_keys),
+            auditor_keys: keys(&info.current_auditor_keys),
+            quorum: info.quorum.max(1),
+            limit_above_minor: info.quorum_limit_above_minor,
+        };
         let genesis = Genesis::try_from(info)
             .map_err(|r| anyhow!("the node at {url} describes an invalid ledger: {}", r.message("", 0)))?;
-        Ok(Node { url: url.to_string(), client, genesis, log_size })
+        Ok(Node { url: url.to_string(), client, genesis, log_size, governance })
     }
 
     pub fn url(&self) -> &str {

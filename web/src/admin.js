@@ -71,6 +71,7 @@ function scroller(label, table) {
 }
 
 function statusText(status) {
+  if (status === 3) return t("status.closed.short");
   return status === 2 ? t("status.frozen.short") : t("status.active");
 }
 
@@ -81,7 +82,7 @@ export async function accountsPage() {
   const body = h("tbody");
   const count = h("p", { "aria-live": "polite", testid: "accounts-count" });
   const paging = h("div", { class: "actions" });
-  const status = select("accounts-status", [[0, t("accounts.any")], [1, t("status.active")], [2, t("status.frozen.short")]], filters.status);
+  const status = select("accounts-status", [[0, t("accounts.any")], [1, t("status.active")], [2, t("status.frozen.short")], [3, t("status.closed.short")]], filters.status);
   const sign = select("accounts-sign", [[0, t("accounts.any")], [1, t("accounts.negative")], [2, t("accounts.positive")]], filters.sign);
   const negativeDays = h("input", { type: "number", min: 0, testid: "accounts-negative-days", value: filters.negativeDaysMin || "" });
   const creditUse = h("input", { type: "number", min: 0, max: 100, testid: "accounts-credit-use", value: filters.creditUsePercentMin || "" });
@@ -293,6 +294,7 @@ export async function managePage(account) {
   const a = (await node.api.getAccount({ account })).account;
   const { currency } = node.info;
   const frozen = a.status === 2;
+  const closed = a.status === 3;
   const below = h("div", { "aria-live": "polite" });
   const creditLimit = h("input", { type: "text", testid: "manage-credit-limit", inputmode: "decimal", autocomplete: "off" });
   const maxBalance = h("input", { type: "text", testid: "manage-max-balance", inputmode: "decimal", autocomplete: "off" });
@@ -373,10 +375,10 @@ export async function managePage(account) {
       h("div", {}, h("dt", {}, t("balance")), h("dd", { testid: "balance", class: a.balanceMinor < 0n ? "negative" : "" }, money(a.balanceMinor))),
       h("div", {}, h("dt", {}, t("creditLimit")), h("dd", { testid: "credit-limit" }, money(a.creditLimitMinor))),
       h("div", {}, h("dt", {}, t("maxBalance")), h("dd", { testid: "max-balance" }, a.maxBalanceMinor === undefined ? t("noMax") : money(a.maxBalanceMinor))),
-      h("div", {}, h("dt", {}, t("status")), h("dd", { testid: "status", class: frozen ? "negative" : "" }, statusText(a.status))),
+      h("div", {}, h("dt", {}, t("status")), h("dd", { testid: "status", class: frozen || closed ? "negative" : "" }, statusText(a.status))),
     ),
     h("p", { class: "hint" }, t("manage.keys", { count: a.publicKeys.length, since: a.registeredAtSequence })),
-    h("div", { class: "columns" }, limits, statusForm),
+    closed ? h("p", { testid: "manage-closed" }, t("manage.closedIntro")) : h("div", { class: "columns" }, limits, statusForm),
     below,
     h("p", {}, h("a", { href: "#/accounts" }, t("manage.back"))),
   ];

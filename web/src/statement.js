@@ -94,7 +94,9 @@ export function decodeStatement(bytes) {
   s.turnoverOutMinor = u128();
   s.creditLimitMinor = i64();
   s.maxBalanceMinor = u8() === 1 ? i64() : undefined;
-  s.frozen = u8() === 1;
+  const status = u8(); // 0 active, 1 frozen, 2 closed
+  s.frozen = status === 1;
+  s.closed = status === 2;
   s.entryCount = u32();
   return s;
 }

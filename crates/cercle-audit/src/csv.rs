@@ -258,6 +258,7 @@ mod tests {
             admin_keys: vec![],
             auditor_keys: vec![],
             node_key: PublicKey([2; 32]),
+            quorum: 1,
         };
         let firm = |account: &str, payment_minor: i64, changed: bool| ClearingFirm {
             account: id(account),

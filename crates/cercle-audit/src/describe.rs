@@ -98,9 +98,22 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
         }
         OpKind::FreezeAccount { account, reason }
         | OpKind::UnfreezeAccount { account, reason }
-        | OpKind::CloseAccount { account, reason } => {
+        | OpKind::CloseAccount { account, reason, write_off_to: None } => {
             d.account = Some(account);
             d.memo = reason;
+        }
+        OpKind::CloseAccount { account, reason, write_off_to: Some(reserve) } => {
+            d.account = Some(account);
+            d.memo = reason;
+            d.details = format!("debt written off to {reserve}");
+        }
+        OpKind::SetQuorum(q) => {
+            d.memo = &q.reason;
+            d.details = format!(
+                "quorum {} administrator(s), credit limits above {} need it",
+                q.quorum,
+                q.limit_above_minor.map_or_else(|| "none".to_string(), money)
+            );
         }
         OpKind::RotateKeys { account, keys, allow_shared_key } => {
             d.account = Some(account);

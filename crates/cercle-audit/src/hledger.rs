@@ -133,6 +133,9 @@ impl<W: Write> LogWriter for Writer<W> {
         if parts.iter().any(|p| p.firm.payment_minor != 0) {
             return self.clearing_payments(entry, &parts, &d.details);
         }
+        if let OpKind::CloseAccount { account, write_off_to: Some(reserve), reason } = &op.kind {
+            return self.write_off(entry, account, reserve, reason);
+        }
         let Some((payer, payee, amount_minor)) = d.transfer else {
             let mut line = format!("; {} entry {} {}", rfc3339(entry.timestamp_ms), entry.sequence, d.kind);
             if let Some(account) = d.account {
@@ -218,6 +221,39 @@ impl<W: Write> Writer<W> {
     }
 }
 
+impl<W: Write> Writer<W> {
+    /// A write-off at closure: the leaving firm's debt moves to the reserve. The entry
+    /// records the balances after, not the amount, so both postings are balance assignments
+    /// (`= AMOUNT` alone): hledger works out the amounts, which must sum to zero.
+    fn write_off(
+        &mut self,
+        entry: &Entry,
+        account: &AccountId,
+        reserve: &AccountId,
+        reason: &str,
+    ) -> std::io::Result<()> {
+        writeln!(
+            self.out,
+            "{} * ({}) write-off at closure of {account} | {}",
+            utc_date(entry.timestamp_ms),
+            entry.sequence,
+            safe(reason)
+        )?;
+        writeln!(
+            self.out,
+            "    ; time: {}, entry: {}",
+            rfc3339(entry.timestamp_ms),
+            hex::encode(entry.hash())
+        )?;
+        for firm in [account, reserve] {
+            if let Some(after) = balance_after(entry, firm) {
+                writeln!(self.out, "    {:<32}  = {}", firm.as_str(), self.amount(after))?;
+            }
+        }
+        writeln!(self.out)
+    }
+}
+
 fn balance_after(entry: &Entry, account: &AccountId) -> Option<i64> {
     entry.balances_after.iter().find(|b| &b.account == account).map(|b| b.balance_minor)
 }
@@ -282,6 +318,7 @@ mod tests {
             admin_keys: vec![],
             auditor_keys: vec![],
             node_key: PublicKey([2; 32]),
+            quorum: 1,
         };
         let entry = |sequence: u64, balances: &[(&str, i64)]| Entry {
             sequence,

@@ -15,6 +15,9 @@
 //!  "genesis_hash":"<32 bytes>"}
 //! ```
 //!
+//! A ledger whose genesis sets a quorum above one has one more field, `"quorum":N`, after
+//! `node_key` (the only optional field: without it the quorum is one).
+//!
 //! `genesis_hash` is `Genesis::hash` (SHA-256 of `"cercle/genesis/v1"` and the canonical
 //! genesis), to which the first entry chains; compare it with the one the association
 //! published.
@@ -109,8 +112,18 @@ struct GenesisLine<'a> {
     auditor_keys: Vec<Cow<'a, str>>,
     #[serde(borrow)]
     node_key: Cow<'a, str>,
+    #[serde(default = "quorum_of_one", skip_serializing_if = "is_quorum_of_one")]
+    quorum: u8,
     #[serde(borrow)]
     genesis_hash: Cow<'a, str>,
+}
+
+fn quorum_of_one() -> u8 {
+    1
+}
+
+fn is_quorum_of_one(quorum: &u8) -> bool {
+    *quorum == 1
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -240,6 +253,7 @@ pub fn genesis_line(genesis: &Genesis) -> String {
         admin_keys: keys(&genesis.admin_keys),
         auditor_keys: keys(&genesis.auditor_keys),
         node_key: hex(&genesis.node_key.0),
+        quorum: genesis.quorum,
         genesis_hash: hex(&genesis.hash()),
     };
     to_line(&line)
@@ -312,6 +326,7 @@ pub fn parse_genesis(line: &[u8]) -> Result<Genesis, String> {
         admin_keys: keys(&g.admin_keys, "an admin key")?,
         auditor_keys: keys(&g.auditor_keys, "an auditor key")?,
         node_key: PublicKey(unhex(&g.node_key, "node_key")?),
+        quorum: g.quorum,
     };
     genesis.validate().map_err(|e| format!("invalid genesis: {e}"))?;
     if unhex::<32>(&g.genesis_hash, "genesis_hash")? != genesis.hash() {

@@ -50,6 +50,7 @@ fn genesis(admin: &Keypair) -> Genesis {
         admin_keys: vec![admin.public_key()],
         auditor_keys: vec![Keypair::from_seed(&[2; 32]).public_key()],
         node_key: Keypair::from_seed(&[3; 32]).public_key(),
+        quorum: 1,
     }
 }
 
@@ -336,7 +337,11 @@ fn governance_vectors(key: &Keypair, ledger_id: &LedgerId) -> String {
             ),
         ),
         (
-            OpKind::CloseAccount { account: account("alice-bakery"), reason: "cessation d'activité".into() },
+            OpKind::CloseAccount {
+                account: account("alice-bakery"),
+                reason: "cessation d'activité".into(),
+                write_off_to: None,
+            },
             r#""kind": "close_account", "account": "alice-bakery", "reason": "cessation d'activité""#
                 .to_string(),
         ),

@@ -14,7 +14,7 @@ use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::op::{
     GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
-    SetGroupLimits, SetLimits, SetProfile, SetRole, Transfer,
+    SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
@@ -226,7 +226,17 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             present: r.present,
             reason: r.reason,
         }),
-        Kind::CloseAccount(c) => OpKind::CloseAccount { account: account(&c.account)?, reason: c.reason },
+        Kind::CloseAccount(c) => OpKind::CloseAccount {
+            account: account(&c.account)?,
+            reason: c.reason,
+            write_off_to: if c.write_off_to.is_empty() { None } else { Some(account(&c.write_off_to)?) },
+        },
+        Kind::SetQuorum(q) => OpKind::SetQuorum(SetQuorum {
+            // A value past a u8 is kept out of range (0), so the rule refuses it by name.
+            quorum: u8::try_from(q.quorum).unwrap_or(0),
+            limit_above_minor: q.limit_above_minor,
+            reason: q.reason,
+        }),
         Kind::CreateGroup(g) => OpKind::CreateGroup(GroupLimits {
             group: GroupName::parse(&g.group)?,
             credit_limit_minor: g.credit_limit_minor,
@@ -328,9 +338,16 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             present: r.present,
             reason: r.reason.clone(),
         }),
-        OpKind::CloseAccount { account, reason } => {
-            Kind::CloseAccount(pb::CloseAccount { account: account.to_string(), reason: reason.clone() })
-        }
+        OpKind::CloseAccount { account, reason, write_off_to } => Kind::CloseAccount(pb::CloseAccount {
+            account: account.to_string(),
+            reason: reason.clone(),
+            write_off_to: write_off_to.as_ref().map(ToString::to_string).unwrap_or_default(),
+        }),
+        OpKind::SetQuorum(q) => Kind::SetQuorum(pb::SetQuorum {
+            quorum: u32::from(q.quorum),
+            limit_above_minor: q.limit_above_minor,
+            reason: q.reason.clone(),
+        }),
         OpKind::CreateGroup(g) => Kind::CreateGroup(pb::CreateGroup {
             group: g.group.to_string(),
             credit_limit_minor: g.credit_limit_minor,
@@ -485,7 +502,19 @@ mod tests {
             OpKind::CloseAccount {
                 account: AccountId::parse("aaa").unwrap(),
                 reason: "ceased trading".into(),
+                write_off_to: None,
             },
+            OpKind::CloseAccount {
+                account: AccountId::parse("aaa").unwrap(),
+                reason: "bankrupt".into(),
+                write_off_to: Some(AccountId::parse("reserve").unwrap()),
+            },
+            OpKind::SetQuorum(SetQuorum {
+                quorum: 2,
+                limit_above_minor: Some(5_000_000),
+                reason: "statutes".into(),
+            }),
+            OpKind::SetQuorum(SetQuorum { quorum: 1, limit_above_minor: None, reason: "statutes".into() }),
             OpKind::SetProfile(SetProfile {
                 account: AccountId::parse("aaa").unwrap(),
                 display_name: Some("Boulangerie".into()),

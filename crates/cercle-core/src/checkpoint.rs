@@ -127,10 +127,12 @@ pub struct Statement {
     /// Sums of what the account received and paid in the period.
     pub turnover_in_minor: u128,
     pub turnover_out_minor: u128,
-    /// Limits and status at the tree head.
+    /// Limits and status at the tree head (encoded as one byte: 0 active, 1 frozen, 2
+    /// closed).
     pub credit_limit_minor: i64,
     pub max_balance_minor: Option<i64>,
     pub frozen: bool,
+    pub closed: bool,
     /// The entries of the period that touch the account, in order.
     pub sequences: Vec<u64>,
 }
@@ -151,13 +153,14 @@ pub fn is_provisional(to_ms: u64, cut_at_ms: u64) -> bool {
     to_ms > cut_at_ms
 }
 
-/// An account's registration, limits and freeze, as its history sets them.
+/// An account's registration, limits, freeze and closure, as its history sets them.
 #[derive(Default)]
 struct Standing {
     registered: bool,
     credit_limit_minor: i64,
     max_balance_minor: Option<i64>,
     frozen: bool,
+    closed: bool,
 }
 
 impl Standing {
@@ -180,6 +183,10 @@ impl Standing {
             }
             OpKind::FreezeAccount { account: a, .. } if a == account => self.frozen = true,
             OpKind::UnfreezeAccount { account: a, .. } if a == account => self.frozen = false,
+            // One status: a closed account is closed, no longer frozen.
+            OpKind::CloseAccount { account: a, .. } if a == account => {
+                (self.closed, self.frozen) = (true, false)
+            }
             _ => {}
         }
     }
@@ -226,7 +233,7 @@ impl Statement {
                 balance = b;
             }
         }
-        let Standing { registered, credit_limit_minor, max_balance_minor, frozen } = standing;
+        let Standing { registered, credit_limit_minor, max_balance_minor, frozen, closed } = standing;
         if !registered {
             return Err(StatementError::NoSuchAccount(tree_size));
         }
@@ -246,6 +253,7 @@ impl Statement {
             credit_limit_minor,
             max_balance_minor,
             frozen,
+            closed,
             sequences,
         })
     }
@@ -339,7 +347,7 @@ impl Statement {
             .fixed(&self.turnover_out_minor.to_be_bytes())
             .i64(self.credit_limit_minor)
             .opt_i64(self.max_balance_minor)
-            .u8(u8::from(self.frozen))
+            .u8(if self.closed { 2 } else { u8::from(self.frozen) })
             .u32(self.sequences.len() as u32);
         for s in &self.sequences {
             w.u64(*s);
@@ -372,10 +380,11 @@ impl Statement {
         let turnover_out_minor = u128::from_be_bytes(r.array("turnover out")?);
         let credit_limit_minor = r.i64("credit limit")?;
         let max_balance_minor = r.opt_i64("max balance")?;
-        let frozen = match r.u8("frozen")? {
-            0 => false,
-            1 => true,
-            _ => return Err(DecodeError::Invalid("frozen")),
+        let (frozen, closed) = match r.u8("status")? {
+            0 => (false, false),
+            1 => (true, false),
+            2 => (false, true),
+            _ => return Err(DecodeError::Invalid("status")),
         };
         let n = r.u32("entry count")? as usize;
         if n > STATEMENT_ENTRIES_MAX {
@@ -399,6 +408,7 @@ impl Statement {
             credit_limit_minor,
             max_balance_minor,
             frozen,
+            closed,
             sequences,
         })
     }
@@ -540,6 +550,21 @@ mod statement_tests {
         assert!(
             claims_provisional.check_tree_head(&head(2 * DAY_MS)).unwrap_err().contains("says provisional")
         );
+    }
+
+    #[test]
+    fn a_closed_account_s_statement_says_closed() {
+        let mut history = history();
+        let mut closing = history[1].clone();
+        closing.0.entry.sequence = 3;
+        closing.1.kind =
+            OpKind::CloseAccount { account: id("alice"), reason: "left".into(), write_off_to: None };
+        history.push(closing);
+        let head = TreeHead { tree_size: 3, ..head(2 * DAY_MS) };
+        let s = Statement::compute(&id("alice"), &history, 0, 2 * DAY_MS - 1, &head).unwrap();
+        assert_eq!((s.frozen, s.closed), (false, true));
+        assert_eq!(s.encode()[s.encode().len() - 4 - 8 * s.sequences.len() - 1], 2, "status byte 2: closed");
+        assert_eq!(Statement::decode(&s.encode()), Ok(s));
     }
 
     #[test]

@@ -59,6 +59,11 @@ impl Envelope {
         self.signatures.first().map_or(PublicKey([0; 32]), |s| s.signer)
     }
 
+    /// Every signer, the first one first.
+    pub fn signers(&self) -> Vec<PublicKey> {
+        self.signatures.iter().map(|s| s.signer).collect()
+    }
+
     /// SHA-256 of the body.
     pub fn body_hash(&self) -> [u8; 32] {
         Sha256::digest(&self.body).into()

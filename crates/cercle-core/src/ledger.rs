@@ -288,9 +288,12 @@ impl Ledger {
         envelope: &Envelope,
         op: &Operation,
     ) -> Result<Option<u64>, Rejection> {
-        if envelope.signatures.is_empty() || envelope.signatures.len() > OPERATION_SIGNATURES_MAX {
+        let n = envelope.signatures.len();
+        if n == 0 || n > OPERATION_SIGNATURES_MAX {
             return Err(Rejection::Malformed {
-                detail: "an operation carries exactly one signature (no act needs a quorum yet)".into(),
+                detail: format!(
+                    "an operation carries 1 to {OPERATION_SIGNATURES_MAX} signatures (its signer's and its cosigners'), this one {n}"
+                ),
             });
         }
         if let Some(seen) = self.ids.get(&op.id) {
@@ -301,7 +304,7 @@ impl Ledger {
         }
         let ctx =
             Context { sequence: self.head.size + 1, timestamp_ms: timestamp_ms.max(self.head.timestamp_ms) };
-        self.state.check_common(&ctx, &envelope.signer(), op)?;
+        self.state.check_common(&ctx, &envelope.signers(), op)?;
         Ok(None)
     }
 
@@ -333,8 +336,11 @@ impl Ledger {
         let fingerprint = envelope.fingerprint();
         let ctx =
             Context { sequence: self.head.size + 1, timestamp_ms: timestamp_ms.max(self.head.timestamp_ms) };
-        let signer = envelope.signer();
-        let effects = self.state.apply(&ctx, &signer, op, clearing)?;
+        let effects = match envelope.signatures.as_slice() {
+            // The common case, without a list to allocate.
+            [only] => self.state.apply_signed(&ctx, std::slice::from_ref(&only.signer), op, clearing)?,
+            _ => self.state.apply_signed(&ctx, &envelope.signers(), op, clearing)?,
+        };
         let (balances_after, sections) = match &effects.clearing {
             None => (effects.balance_changes.iter().map(|b| b.after()).collect(), Vec::new()),
             Some((record, _)) => {
@@ -566,6 +572,7 @@ mod tests {
             admin_keys: vec![admin.public_key()],
             auditor_keys: vec![],
             node_key: Keypair::from_seed(&[3; 32]).public_key(),
+            quorum: 1,
         };
         (genesis, admin, firm)
     }

@@ -39,9 +39,9 @@ pub use ledger::{
 };
 pub use op::{
     GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
-    SetGroupLimits, SetLimits, SetProfile, SetRole, Transfer,
+    SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};
-pub use roles::Roles;
+pub use roles::{Roles, SensitiveAct};
 pub use state::{Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, State};

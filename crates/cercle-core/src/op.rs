@@ -59,10 +59,13 @@ pub enum OpKind {
     /// Add a key to the administrators or the auditors (`present`), or remove it, with a
     /// reason. The genesis names the first ones; from then on the state holds them.
     SetRole(SetRole),
-    /// Close an account for good: at a zero balance, with no open invoice either way.
+    /// Close an account for good: at a zero balance, with no open invoice either way. A
+    /// firm that leaves owing is settled by a write-off: `write_off_to`, the association's
+    /// reserve account, takes its debt (a sensitive act: it needs the quorum).
     CloseAccount {
         account: AccountId,
         reason: String,
+        write_off_to: Option<AccountId>,
     },
     /// Create a member group with its default limits, with a reason.
     CreateGroup(GroupLimits),
@@ -84,6 +87,9 @@ pub enum OpKind {
         max: bool,
         reason: String,
     },
+    /// Set how many administrators sign a sensitive act, and the credit limit above which
+    /// setting a limit is one (`None`: none is). Itself a sensitive act.
+    SetQuorum(SetQuorum),
 }
 
 /// A new member group and its default limits.
@@ -102,6 +108,13 @@ pub struct SetGroupLimits {
     pub credit_limit_minor: Option<i64>,
     /// `None`: keep. `Some(None)`: remove the maximum. `Some(Some(m))`: set it to `m`.
     pub max_balance_minor: Option<Option<i64>>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetQuorum {
+    pub quorum: u8,
+    pub limit_above_minor: Option<i64>,
     pub reason: String,
 }
 
@@ -228,6 +241,7 @@ impl OpKind {
             OpKind::SetGroupLimits(_) => "set_group_limits",
             OpKind::AssignGroup { .. } => "assign_group",
             OpKind::FollowGroupLimits { .. } => "follow_group_limits",
+            OpKind::SetQuorum(_) => "set_quorum",
         }
     }
 
@@ -241,9 +255,10 @@ impl OpKind {
             OpKind::FreezeAccount { account, .. }
             | OpKind::UnfreezeAccount { account, .. }
             | OpKind::RotateKeys { account, .. }
-            | OpKind::CloseAccount { account, .. }
+            | OpKind::CloseAccount { account, write_off_to: None, .. }
             | OpKind::AssignGroup { account, .. }
             | OpKind::FollowGroupLimits { account, .. } => vec![account],
+            OpKind::CloseAccount { account, write_off_to: Some(reserve), .. } => vec![account, reserve],
             OpKind::Transfer(t) => vec![&t.payer, &t.payee],
             OpKind::IssueInvoice(i) => vec![&i.payer, &i.payee],
             OpKind::AcceptInvoice(i)
@@ -253,10 +268,9 @@ impl OpKind {
             // A group's change names no account: its members follow it without an entry each.
             OpKind::RunClearing(_)
             | OpKind::SetRole(_)
+            | OpKind::SetQuorum(_)
             | OpKind::CreateGroup(_)
-            | OpKind::SetGroupLimits(_) => {
-                vec![]
-            }
+            | OpKind::SetGroupLimits(_) => vec![],
         }
     }
 
@@ -272,6 +286,7 @@ impl OpKind {
                 | OpKind::SetProfile(_)
                 | OpKind::SetRole(_)
                 | OpKind::CloseAccount { .. }
+                | OpKind::SetQuorum(_)
                 | OpKind::CreateGroup(_)
                 | OpKind::SetGroupLimits(_)
                 | OpKind::AssignGroup { .. }

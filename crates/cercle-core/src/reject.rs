@@ -13,6 +13,7 @@ use crate::groups::GroupName;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{InvoiceId, InvoiceState};
 use crate::op::Role;
+use crate::roles::SensitiveAct;
 use crate::time::rfc3339_ms;
 
 /// The stable code of a rejection reason.
@@ -30,6 +31,8 @@ pub enum RejectCode {
     LastAdministrator = 12,
     RoleAlreadyHeld = 13,
     RoleNotHeld = 14,
+    QuorumNotMet = 15,
+    QuorumInvalid = 16,
     UnknownAccount = 20,
     AccountExists = 21,
     AccountFrozen = 22,
@@ -60,6 +63,7 @@ pub enum RejectCode {
     TooManyAccounts = 53,
     TooManyRoleKeys = 54,
     AccountNotSettled = 70,
+    WriteOffInvalid = 71,
     UnknownGroup = 80,
     GroupExists = 81,
     TooManyGroups = 82,
@@ -81,6 +85,8 @@ impl RejectCode {
             RejectCode::LastAdministrator => "LAST_ADMINISTRATOR",
             RejectCode::RoleAlreadyHeld => "ROLE_ALREADY_HELD",
             RejectCode::RoleNotHeld => "ROLE_NOT_HELD",
+            RejectCode::QuorumNotMet => "QUORUM_NOT_MET",
+            RejectCode::QuorumInvalid => "QUORUM_INVALID",
             RejectCode::UnknownAccount => "UNKNOWN_ACCOUNT",
             RejectCode::AccountExists => "ACCOUNT_EXISTS",
             RejectCode::AccountFrozen => "ACCOUNT_FROZEN",
@@ -111,6 +117,7 @@ impl RejectCode {
             RejectCode::TooManyAccounts => "TOO_MANY_ACCOUNTS",
             RejectCode::TooManyRoleKeys => "TOO_MANY_ROLE_KEYS",
             RejectCode::AccountNotSettled => "ACCOUNT_NOT_SETTLED",
+            RejectCode::WriteOffInvalid => "WRITE_OFF_INVALID",
             RejectCode::UnknownGroup => "UNKNOWN_GROUP",
             RejectCode::GroupExists => "GROUP_EXISTS",
             RejectCode::TooManyGroups => "TOO_MANY_GROUPS",
@@ -157,6 +164,18 @@ pub enum Rejection {
     RoleNotHeld {
         role: Role,
         key: PublicKey,
+    },
+    /// A sensitive act without its quorum: `signers` are the envelope's keys, each with
+    /// whether it is an administrator.
+    QuorumNotMet {
+        act: SensitiveAct,
+        needed: u8,
+        signers: Vec<(PublicKey, bool)>,
+    },
+    /// A quorum out of reach: more than the administrators there are (or would be after a
+    /// removal), zero, or more than an envelope carries.
+    QuorumInvalid {
+        detail: String,
     },
     UnknownAccount {
         account: AccountId,
@@ -271,6 +290,12 @@ pub enum Rejection {
         balance_minor: i64,
         open_invoices: usize,
     },
+    /// A write-off at closure that cannot be: `detail` says why (no debt to write off, the
+    /// reserve is the account itself).
+    WriteOffInvalid {
+        account: AccountId,
+        detail: String,
+    },
     UnknownGroup {
         group: GroupName,
     },
@@ -300,6 +325,8 @@ impl Rejection {
             Rejection::LastAdministrator { .. } => RejectCode::LastAdministrator,
             Rejection::RoleAlreadyHeld { .. } => RejectCode::RoleAlreadyHeld,
             Rejection::RoleNotHeld { .. } => RejectCode::RoleNotHeld,
+            Rejection::QuorumNotMet { .. } => RejectCode::QuorumNotMet,
+            Rejection::QuorumInvalid { .. } => RejectCode::QuorumInvalid,
             Rejection::UnknownAccount { .. } => RejectCode::UnknownAccount,
             Rejection::AccountExists { .. } => RejectCode::AccountExists,
             Rejection::AccountFrozen { .. } => RejectCode::AccountFrozen,
@@ -330,6 +357,7 @@ impl Rejection {
             Rejection::TooManyAccounts { .. } => RejectCode::TooManyAccounts,
             Rejection::TooManyRoleKeys { .. } => RejectCode::TooManyRoleKeys,
             Rejection::AccountNotSettled { .. } => RejectCode::AccountNotSettled,
+            Rejection::WriteOffInvalid { .. } => RejectCode::WriteOffInvalid,
             Rejection::UnknownGroup { .. } => RejectCode::UnknownGroup,
             Rejection::GroupExists { .. } => RejectCode::GroupExists,
             Rejection::TooManyGroups { .. } => RejectCode::TooManyGroups,
@@ -372,6 +400,26 @@ impl Rejection {
             ),
             Rejection::RoleAlreadyHeld { role, key } => format!("key {key} is already an {}", role.name()),
             Rejection::RoleNotHeld { role, key } => format!("key {key} is not an {}", role.name()),
+            Rejection::QuorumNotMet { act, needed, signers } => {
+                let admins = signers.iter().filter(|(_, admin)| *admin).count();
+                let who: Vec<String> = signers
+                    .iter()
+                    .map(|(key, admin)| {
+                        format!("{key} ({})", if *admin { "administrator" } else { "not an administrator" })
+                    })
+                    .collect();
+                format!(
+                    "{} needs the signatures of {needed} administrators, it has {admins}: signed by {}; {}",
+                    act.describe(&money),
+                    who.join(", "),
+                    if admins < signers.len() {
+                        "only administrators count towards the quorum"
+                    } else {
+                        "add the other administrators' signatures with `cercle cosign --file`"
+                    }
+                )
+            }
+            Rejection::QuorumInvalid { detail } => format!("invalid quorum: {detail}"),
             Rejection::UnknownAccount { account } => format!("unknown account '{account}'"),
             Rejection::AccountExists { account } => format!("account '{account}' already exists"),
             Rejection::AccountFrozen { account } => format!("account '{account}' is frozen"),
@@ -452,6 +500,9 @@ impl Rejection {
                 if *open_invoices == 1 { "" } else { "s" },
                 if *open_invoices == 1 { "is" } else { "are" },
             ),
+            Rejection::WriteOffInvalid { account, detail } => {
+                format!("account '{account}' cannot be written off: {detail}")
+            }
             Rejection::UnknownGroup { group } => {
                 format!("unknown group '{group}'; create it first (cercle admin group create)")
             }

@@ -24,6 +24,13 @@
 //! The governance roles (administrators, auditors) are the state's (`Roles`): the genesis
 //! names the first keys, `SetRole` changes them, and authority is judged against them as
 //! they stand before the operation.
+//!
+//! Quorum: an envelope carries the signer's signature and, for an administrative act,
+//! cosignatures of other administrators over the same body. A sensitive act
+//! (`SensitiveAct`: role changes, quorum changes, a credit limit above the association's
+//! threshold, an administrator replacing a firm's keys, a write-off at closure, a clearing
+//! run with credit) needs `Roles::quorum` administrators among its signers; every cosigner
+//! must be an administrator. This is checked with the authority, before the values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -39,15 +46,15 @@ use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
     GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
-    SetGroupLimits, SetLimits, SetProfile, SetRole, Transfer,
+    SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile};
 use crate::reject::Rejection;
-use crate::roles::Roles;
+use crate::roles::{Roles, SensitiveAct};
 use cercle_limits::{
     ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX, GROUPS_MAX,
     INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX,
-    REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
+    OPERATION_SIGNATURES_MAX, REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
 };
 
 const ACCOUNT_VERSION: u8 = 1;
@@ -752,7 +759,15 @@ impl State {
     /// The checks every operation passes before its own: its time window, the authority
     /// it needs, and its values. `apply` runs them first; a clearing run is checked with
     /// them before it is solved away from the writer.
-    pub fn check_common(&self, ctx: &Context, signer: &PublicKey, op: &Operation) -> Result<(), Rejection> {
+    pub fn check_common(
+        &self,
+        ctx: &Context,
+        signers: &[PublicKey],
+        op: &Operation,
+    ) -> Result<(), Rejection> {
+        let Some(signer) = signers.first() else {
+            return Err(Rejection::Malformed { detail: "an operation needs a signature".into() });
+        };
         if ctx.timestamp_ms > op.valid_until_ms {
             return Err(Rejection::Expired { valid_until_ms: op.valid_until_ms, now_ms: ctx.timestamp_ms });
         }
@@ -765,14 +780,81 @@ impl State {
         if op.kind.is_administrative() && !self.is_admin(signer) {
             return Err(Rejection::NotAdministrator);
         }
+        self.check_quorum(signers, &op.kind)?;
         check_values(&op.kind)
     }
 
-    /// Applies one verified operation. On rejection the state is unchanged.
+    /// The sensitive act `op` is when `signer` signs it first, if it is one.
+    pub fn sensitive_act(&self, signer: &PublicKey, op: &OpKind) -> Option<SensitiveAct> {
+        let large = |limit_minor: i64| {
+            self.roles
+                .limit_above_minor()
+                .filter(|above| limit_minor > *above)
+                .map(|above_minor| SensitiveAct::LargeLimit { limit_minor, above_minor })
+        };
+        match op {
+            OpKind::SetRole(_) => Some(SensitiveAct::RoleChange),
+            OpKind::SetQuorum(_) => Some(SensitiveAct::QuorumChange),
+            OpKind::SetLimits(SetLimits { credit_limit_minor: Some(limit), .. }) => large(*limit),
+            OpKind::RegisterAccount(r) => large(r.credit_limit_minor),
+            OpKind::RotateKeys { account, .. } => {
+                let own = self.accounts.get(account).is_some_and(|a| a.keys.contains(signer));
+                (self.is_admin(signer) && !own).then_some(SensitiveAct::KeyRotation)
+            }
+            OpKind::CloseAccount { write_off_to: Some(_), .. } => Some(SensitiveAct::WriteOff),
+            OpKind::RunClearing(RunClearing { with_credit: true, .. }) => {
+                Some(SensitiveAct::ClearingWithCredit)
+            }
+            _ => None,
+        }
+    }
+
+    /// The signers' authority beyond the first signer's: cosignatures are an
+    /// administrator's act, by administrators only; a sensitive act has the quorum.
+    fn check_quorum(&self, signers: &[PublicKey], op: &OpKind) -> Result<(), Rejection> {
+        let signer = &signers[0];
+        let act = self.sensitive_act(signer, op);
+        let cosigned = signers.len() > 1;
+        if act.is_none() && !cosigned {
+            return Ok(());
+        }
+        let admins = signers.iter().filter(|k| self.is_admin(k)).count();
+        if cosigned && !self.is_admin(signer) {
+            return Err(Rejection::Malformed {
+                detail: format!(
+                    "only an administrator's act carries cosignatures; this one is signed first by {signer}, which is not an administrator"
+                ),
+            });
+        }
+        let needed = if act.is_some() { self.roles.quorum() } else { 1 };
+        if admins < signers.len() || admins < usize::from(needed) {
+            return Err(Rejection::QuorumNotMet {
+                act: act.unwrap_or(SensitiveAct::Cosigned),
+                needed,
+                signers: signers.iter().map(|k| (*k, self.is_admin(k))).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies one verified operation signed by one key. On rejection the state is
+    /// unchanged.
     pub fn apply(
         &mut self,
         ctx: &Context,
         signer: &PublicKey,
+        op: &Operation,
+        clearing: ClearingInput<'_>,
+    ) -> Result<Effects, Rejection> {
+        self.apply_signed(ctx, std::slice::from_ref(signer), op, clearing)
+    }
+
+    /// Applies one verified operation signed by `signers` (the envelope's keys, the first
+    /// the one who acts). On rejection the state is unchanged.
+    pub fn apply_signed(
+        &mut self,
+        ctx: &Context,
+        signers: &[PublicKey],
         op: &Operation,
         clearing: ClearingInput<'_>,
     ) -> Result<Effects, Rejection> {
@@ -783,7 +865,8 @@ impl State {
                 defect: Box::new(ClearingDefect::RecordOnOtherOperation),
             });
         }
-        self.check_common(ctx, signer, op)?;
+        self.check_common(ctx, signers, op)?;
+        let signer = &signers[0];
         let effects = match &op.kind {
             OpKind::RegisterAccount(r) => self.register(ctx, signer, r)?,
             OpKind::SetLimits(s) => self.set_limits(ctx, s)?,
@@ -796,7 +879,10 @@ impl State {
                 self.rotate_keys(ctx, signer, account, keys, *allow_shared_key)?
             }
             OpKind::SetRole(r) => self.set_role(r)?,
-            OpKind::CloseAccount { account, .. } => self.close(ctx, account)?,
+            OpKind::CloseAccount { account, write_off_to, .. } => {
+                self.close(ctx, account, write_off_to.as_ref())?
+            }
+            OpKind::SetQuorum(q) => self.set_quorum(q)?,
             OpKind::CreateGroup(g) => self.create_group(ctx, g)?,
             OpKind::SetGroupLimits(g) => self.set_group_limits(ctx, g)?,
             OpKind::AssignGroup { account, group, .. } => self.assign_group(ctx, account, group)?,
@@ -859,6 +945,16 @@ impl State {
             (false, true) if r.role == Role::Admin && keys.len() == 1 => {
                 return Err(Rejection::LastAdministrator { key: r.key });
             }
+            (false, true) if r.role == Role::Admin && keys.len() <= usize::from(self.roles.quorum()) => {
+                return Err(Rejection::QuorumInvalid {
+                    detail: format!(
+                        "removing administrator {} would leave {} administrators for a quorum of {}; lower the quorum first",
+                        r.key,
+                        keys.len() - 1,
+                        self.roles.quorum()
+                    ),
+                });
+            }
             _ => {}
         }
         if let Some(journal) = self.journal.as_mut() {
@@ -868,22 +964,106 @@ impl State {
         Ok(Effects::default())
     }
 
-    /// Closes an account for good: only at a zero balance with no open invoice either way,
-    /// so nothing is owed and nothing is left to clear. Closing a firm that still owes
-    /// needs a write-off under quorum, which the ledger does not have yet.
-    fn close(&mut self, ctx: &Context, id: &AccountId) -> Result<Effects, Rejection> {
+    /// Sets the quorum and its limit threshold. Refused when it changes nothing or puts the
+    /// quorum out of the administrators' reach.
+    fn set_quorum(&mut self, q: &SetQuorum) -> Result<Effects, Rejection> {
+        let admins = self.roles.admins().len();
+        if usize::from(q.quorum) > admins {
+            return Err(Rejection::QuorumInvalid {
+                detail: format!(
+                    "a quorum of {} needs at least {} administrators; the ledger has {admins}",
+                    q.quorum, q.quorum
+                ),
+            });
+        }
+        if q.quorum == self.roles.quorum() && q.limit_above_minor == self.roles.limit_above_minor() {
+            return Err(Rejection::NothingToChange {
+                hint: "the quorum and its limit threshold are already these",
+            });
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo::Roles(self.roles.clone()));
+        }
+        self.roles.set_quorum(q.quorum, q.limit_above_minor);
+        Ok(Effects::default())
+    }
+
+    /// Closes an account for good: only with no open invoice either way and at a zero
+    /// balance, so nothing is owed and nothing is left to clear; or, for a firm that leaves
+    /// owing, with its debt written off to `write_off_to`, the association's reserve
+    /// account, which takes it within its own credit limit (the quorum was checked).
+    fn close(
+        &mut self,
+        ctx: &Context,
+        id: &AccountId,
+        write_off_to: Option<&AccountId>,
+    ) -> Result<Effects, Rejection> {
         let a = self.open_account(id, "be closed again")?;
+        let balance = a.balance_minor;
         // Every open invoice, once: closure is rare, and a per-firm count would be one
         // more index to keep in step with every invoice's change.
         let open_invoices = self.open_invoices().filter(|i| i.payer == *id || i.payee == *id).count();
-        if a.balance_minor != 0 || open_invoices != 0 {
+        let Some(reserve) = write_off_to else {
+            if balance != 0 || open_invoices != 0 {
+                return Err(Rejection::AccountNotSettled {
+                    account: id.clone(),
+                    balance_minor: balance,
+                    open_invoices,
+                });
+            }
+            return Ok(self.touch(ctx, id, |a| a.status = AccountStatus::Closed));
+        };
+        if reserve == id {
+            return Err(Rejection::WriteOffInvalid {
+                account: id.clone(),
+                detail: "the reserve account is the account itself; name the association's reserve".into(),
+            });
+        }
+        let r = self.open_account(reserve, "take a write-off")?;
+        check_status(r, "take a write-off")?;
+        if open_invoices != 0 {
             return Err(Rejection::AccountNotSettled {
                 account: id.clone(),
-                balance_minor: a.balance_minor,
+                balance_minor: balance,
                 open_invoices,
             });
         }
-        Ok(self.touch(ctx, id, |a| a.status = AccountStatus::Closed))
+        if balance >= 0 {
+            return Err(Rejection::WriteOffInvalid {
+                account: id.clone(),
+                detail: if balance == 0 {
+                    "its balance is zero: there is no debt to write off; close it without a write-off".into()
+                } else {
+                    "its balance is positive: a write-off takes over a debt only; the firm spends or transfers its balance first".into()
+                },
+            });
+        }
+        let debt = -balance;
+        let reserve_after = r.balance_minor - debt;
+        if reserve_after < -r.credit_limit_minor {
+            return Err(Rejection::CreditLimitExceeded {
+                account: reserve.clone(),
+                balance_after_minor: reserve_after,
+                credit_limit_minor: r.credit_limit_minor,
+            });
+        }
+        let reserve_before = r.balance_minor;
+        let mut effects = self.touch(ctx, id, |a| {
+            a.set_paid_balance(0, ctx.timestamp_ms);
+            a.status = AccountStatus::Closed;
+        });
+        let reserve_effects =
+            self.touch(ctx, reserve, |a| a.set_paid_balance(reserve_after, ctx.timestamp_ms));
+        effects.touched.extend(reserve_effects.touched);
+        effects.balance_changes = vec![
+            BalanceChange { account: id.clone(), before_minor: balance, after_minor: 0 },
+            BalanceChange {
+                account: reserve.clone(),
+                before_minor: reserve_before,
+                after_minor: reserve_after,
+            },
+        ];
+        Ok(effects)
     }
 
     /// The account `id`, unless it is closed: then `action` is refused.
@@ -1573,6 +1753,25 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
                 .map_err(|e| Rejection::InvalidKeys { detail: format!("key {}: {e}", r.key) })
         }
         OpKind::CloseAccount { reason, .. } => check_reason(reason, true),
+        OpKind::SetQuorum(q) => {
+            check_reason(&q.reason, true)?;
+            if q.quorum == 0 || usize::from(q.quorum) > OPERATION_SIGNATURES_MAX {
+                return Err(Rejection::QuorumInvalid {
+                    detail: format!(
+                        "a quorum of {} administrators: give 1 to {OPERATION_SIGNATURES_MAX}",
+                        q.quorum
+                    ),
+                });
+            }
+            match q.limit_above_minor {
+                Some(limit) if !(0..=AMOUNT_MAX_MINOR).contains(&limit) => Err(Rejection::InvalidLimit {
+                    detail: format!(
+                        "the limit above which a credit limit needs the quorum must be between 0 and {AMOUNT_MAX_MINOR} minor units, got {limit}"
+                    ),
+                }),
+                _ => Ok(()),
+            }
+        }
         OpKind::CreateGroup(g) => {
             check_reason(&g.reason, true)?;
             check_limits(Some(g.credit_limit_minor), g.max_balance_minor.map(Some))
@@ -1749,6 +1948,7 @@ mod tests {
             admin_keys: vec![key(ADMIN)],
             auditor_keys: vec![],
             node_key: key(3),
+            quorum: 1,
         }
     }
 
@@ -1948,7 +2148,10 @@ mod tests {
     }
 
     fn close(name: &str) -> (u8, OpKind) {
-        (ADMIN, OpKind::CloseAccount { account: id(name), reason: "ceased trading".into() })
+        (
+            ADMIN,
+            OpKind::CloseAccount { account: id(name), reason: "ceased trading".into(), write_off_to: None },
+        )
     }
 
     #[test]
@@ -1994,7 +2197,7 @@ mod tests {
         check(&firms(), close("zzz"), Err(RejectCode::UnknownAccount));
         check(
             &firms(),
-            (10, OpKind::CloseAccount { account: id("aaa"), reason: "x".into() }),
+            (10, OpKind::CloseAccount { account: id("aaa"), reason: "x".into(), write_off_to: None }),
             Err(RejectCode::NotAdministrator),
         );
         let mut frozen = firms();

@@ -62,6 +62,7 @@ fn genesis() -> Genesis {
         admin_keys: vec![keys()[0]],
         auditor_keys: vec![],
         node_key: keys()[0],
+        quorum: 1,
     }
 }
 
@@ -364,7 +365,9 @@ impl Model {
                     reason,
                 }),
             ),
-            Step::Close { account } => (keys()[0], OpKind::CloseAccount { account: name(account), reason }),
+            Step::Close { account } => {
+                (keys()[0], OpKind::CloseAccount { account: name(account), reason, write_off_to: None })
+            }
             Step::Transfer { payer, payee, .. } => (
                 keys()[1 + payer],
                 OpKind::Transfer(Transfer {

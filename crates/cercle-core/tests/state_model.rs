@@ -7,8 +7,11 @@
 //! credit limit or a payee's maximum balance, or one minor unit past it, role changes (a firm's
 //! key may become an administrator, the first administrator may be removed), closures,
 //! registrations and rotations onto a key another account holds (with and without
-//! `allow_shared_key`), and restarts (the state rebuilt from its records, as the store's
-//! checkpoint does). The model below writes
+//! `allow_shared_key`), quorum changes and acts cosigned by other keys (administrators or
+//! not, enough of them or too few for a sensitive act), write-offs at closure to a reserve
+//! account, and restarts (the state rebuilt from its records, as the store's
+//! checkpoint does, and every accepted operation replayed from the genesis, as a node
+//! without a checkpoint and an auditor do: both give the same digest). The model below writes
 //! the rules again, independently, with the rejection numbers spelled out. After every step:
 //! the outcome (accepted, or the rejection's number) is the model's; accounts and invoices
 //! are the model's; balances sum to zero; a rejected operation changed nothing.
@@ -20,7 +23,7 @@ use cercle_core::sign::Keypair;
 use cercle_core::{
     Account, AccountId, ClearingInput, Context, Genesis, Invoice, InvoiceId, InvoiceParties, InvoiceState,
     IssueInvoice, LedgerId, OpKind, Operation, OperationId, PublicKey, RegisterAccount, Role, Roles,
-    SetLimits, SetRole, State, Transfer,
+    SetLimits, SetQuorum, SetRole, State, Transfer,
 };
 use proptest::prelude::*;
 
@@ -30,6 +33,9 @@ const NOT_ACCOUNT_KEY: u16 = 11;
 const LAST_ADMINISTRATOR: u16 = 12;
 const ROLE_ALREADY_HELD: u16 = 13;
 const ROLE_NOT_HELD: u16 = 14;
+const QUORUM_NOT_MET: u16 = 15;
+const QUORUM_INVALID: u16 = 16;
+const MALFORMED: u16 = 1;
 const EXPIRED: u16 = 3;
 const UNKNOWN_ACCOUNT: u16 = 20;
 const ACCOUNT_EXISTS: u16 = 21;
@@ -51,6 +57,9 @@ const INVOICE_OVERPAID: u16 = 43;
 const CREDIT_LIMIT_EXCEEDED: u16 = 50;
 const MAX_BALANCE_EXCEEDED: u16 = 51;
 const ACCOUNT_NOT_SETTLED: u16 = 70;
+const WRITE_OFF_INVALID: u16 = 71;
+/// Most signatures on one operation (`OPERATION_SIGNATURES_MAX`), so the largest quorum.
+const QUORUM_MAX: u8 = 8;
 
 /// The largest amount, limit and maximum balance (`AMOUNT_MAX_MINOR`), written out.
 const AMOUNT_MAX_MINOR: i64 = 10_000_000_000_000;
@@ -74,6 +83,7 @@ fn genesis() -> Genesis {
         admin_keys: vec![keys()[0]],
         auditor_keys: vec![],
         node_key: keys()[0],
+        quorum: 1,
     }
 }
 
@@ -128,6 +138,13 @@ enum Step {
     },
     Close {
         account: usize,
+        /// The reserve account that takes the firm's debt.
+        write_off: Option<usize>,
+        signer: usize,
+    },
+    SetQuorum {
+        quorum: u8,
+        limit_above: Option<i64>,
         signer: usize,
     },
     Transfer {
@@ -153,11 +170,13 @@ enum Step {
     Restart,
 }
 
-/// A step, and whether its operation has expired (the first check of all).
+/// A step, whether its operation has expired (the first check of all), and the keys that
+/// cosign it (distinct, none the signer).
 #[derive(Debug, Clone)]
 struct Case {
     step: Step,
     expired: bool,
+    cosigners: Vec<usize>,
 }
 
 fn limit() -> impl Strategy<Value = i64> {
@@ -193,7 +212,10 @@ fn step() -> impl Strategy<Value = Step> {
         }),
         1 => (any::<bool>(), k.clone(), prop::bool::weighted(0.6), admin_mostly())
             .prop_map(|(admin, key, present, signer)| Step::SetRole { admin, key, present, signer }),
-        1 => (a.clone(), admin_mostly()).prop_map(|(account, signer)| Step::Close { account, signer }),
+        1 => (a.clone(), prop::option::weighted(0.5, a.clone()), admin_mostly())
+            .prop_map(|(account, write_off, signer)| Step::Close { account, write_off, signer }),
+        1 => (0..=QUORUM_MAX + 1, prop::option::weighted(0.5, prop_oneof![0..3_000i64, Just(-1i64)]), admin_mostly())
+            .prop_map(|(quorum, limit_above, signer)| Step::SetQuorum { quorum, limit_above, signer }),
         8 => (a.clone(), a.clone(), amount, prop::option::weighted(0.3, 0..INVOICES), k.clone())
             .prop_map(|(payer, payee, amount, invoice, signer)| Step::Transfer { payer, payee, amount, invoice, signer }),
         3 => (0..INVOICES, a.clone(), a.clone(), -1..4_000i64, k.clone())
@@ -204,8 +226,53 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Mostly no cosigner; else one or two other keys (which the case drops if it is the
+/// signer, and keeps once each).
 fn case() -> impl Strategy<Value = Case> {
-    (step(), prop::bool::weighted(0.05)).prop_map(|(step, expired)| Case { step, expired })
+    let cosigners = prop_oneof![3 => Just(Vec::new()), 1 => prop::collection::vec(0..KEYS, 1..3)];
+    (step(), prop::bool::weighted(0.05), cosigners).prop_map(|(step, expired, cosigners)| {
+        let signer = step.signer();
+        let mut distinct = Vec::new();
+        for k in cosigners {
+            if Some(k) != signer && !distinct.contains(&k) {
+                distinct.push(k);
+            }
+        }
+        Case { step, expired, cosigners: distinct }
+    })
+}
+
+impl Step {
+    fn signer(&self) -> Option<usize> {
+        match *self {
+            Step::Register { signer, .. }
+            | Step::SetLimits { signer, .. }
+            | Step::Freeze { signer, .. }
+            | Step::Unfreeze { signer, .. }
+            | Step::RotateKeys { signer, .. }
+            | Step::SetRole { signer, .. }
+            | Step::Close { signer, .. }
+            | Step::SetQuorum { signer, .. }
+            | Step::Transfer { signer, .. }
+            | Step::Issue { signer, .. }
+            | Step::Accept { signer, .. } => Some(signer),
+            Step::Restart => None,
+        }
+    }
+
+    /// Only an administrator signs it.
+    fn administrative(&self) -> bool {
+        matches!(
+            self,
+            Step::Register { .. }
+                | Step::SetLimits { .. }
+                | Step::Freeze { .. }
+                | Step::Unfreeze { .. }
+                | Step::SetRole { .. }
+                | Step::Close { .. }
+                | Step::SetQuorum { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +301,10 @@ struct Model {
     /// The keys (by index) of each role; the genesis names key 0 the administrator.
     admins: BTreeSet<usize>,
     auditors: BTreeSet<usize>,
+    /// Administrators who sign a sensitive act, and the credit limit above which a limit
+    /// is one.
+    quorum: u8,
+    limit_above: Option<i64>,
 }
 
 impl Default for Model {
@@ -243,6 +314,8 @@ impl Default for Model {
             invoices: BTreeMap::new(),
             admins: BTreeSet::from([0]),
             auditors: BTreeSet::new(),
+            quorum: 1,
+            limit_above: None,
         }
     }
 }
@@ -285,6 +358,48 @@ impl Model {
 
     fn valid_limit(limit: i64) -> Result<(), u16> {
         if (0..=AMOUNT_MAX_MINOR).contains(&limit) { Ok(()) } else { Err(INVALID_LIMIT) }
+    }
+
+    /// Whether `step` is a sensitive act, which needs the quorum: role and quorum changes,
+    /// a credit limit above the threshold, an administrator replacing a firm's keys, a
+    /// write-off.
+    fn sensitive(&self, step: &Step) -> bool {
+        let large = |limit: i64| self.limit_above.is_some_and(|above| limit > above);
+        match *step {
+            Step::SetRole { .. } | Step::SetQuorum { .. } => true,
+            Step::Close { write_off, .. } => write_off.is_some(),
+            Step::Register { limit, .. } => large(limit),
+            Step::SetLimits { limit, .. } => limit.is_some_and(large),
+            Step::RotateKeys { account, signer, .. } => {
+                self.admins.contains(&signer) && !self.holds(signer, account)
+            }
+            _ => false,
+        }
+    }
+
+    /// The authority of the signers, before anything else of the operation: an
+    /// administrator for an administrative act; cosigners only on an administrator's act,
+    /// administrators all; a sensitive act with the quorum.
+    fn authority(&self, step: &Step, cosigners: &[usize]) -> Result<(), u16> {
+        let Some(signer) = step.signer() else { return Ok(()) };
+        if step.administrative() {
+            self.admin(signer)?;
+        }
+        if !cosigners.is_empty() && !self.admins.contains(&signer) {
+            return Err(MALFORMED);
+        }
+        let needed = if self.sensitive(step) { usize::from(self.quorum) } else { 1 };
+        let all_admins = cosigners.iter().all(|k| self.admins.contains(k));
+        if !all_admins || 1 + cosigners.len() < needed {
+            return Err(QUORUM_NOT_MET);
+        }
+        Ok(())
+    }
+
+    /// What the state machine must do with `case`: the signers' authority, then the step.
+    fn apply_case(&mut self, case: &Case) -> Result<(), u16> {
+        self.authority(&case.step, &case.cosigners)?;
+        self.apply(&case.step)
     }
 
     /// What the state machine must do with `step`, in its order of checks; the model
@@ -341,23 +456,62 @@ impl Model {
                     (true, true) => return Err(ROLE_ALREADY_HELD),
                     (false, false) => return Err(ROLE_NOT_HELD),
                     (false, true) if admin && keys.len() == 1 => return Err(LAST_ADMINISTRATOR),
+                    (false, true) if admin && keys.len() <= usize::from(self.quorum) => {
+                        return Err(QUORUM_INVALID);
+                    }
                     (true, false) => keys.insert(key),
                     (false, true) => keys.remove(&key),
                 };
             }
-            Step::Close { account, signer } => {
+            Step::Close { account, write_off, signer } => {
                 self.admin(signer)?;
                 let a = self.open(account)?;
                 let open = self
                     .invoices
                     .values()
-                    .filter(|i| i.state.is_open() && (i.payer == account || i.payee == account));
-                if a.balance != 0 || open.count() != 0 {
-                    return Err(ACCOUNT_NOT_SETTLED);
+                    .filter(|i| i.state.is_open() && (i.payer == account || i.payee == account))
+                    .count();
+                let balance = a.balance;
+                match write_off {
+                    None if balance != 0 || open != 0 => return Err(ACCOUNT_NOT_SETTLED),
+                    None => {}
+                    Some(reserve) => {
+                        if reserve == account {
+                            return Err(WRITE_OFF_INVALID);
+                        }
+                        let r = self.open(reserve)?;
+                        Model::status(r)?;
+                        if open != 0 {
+                            return Err(ACCOUNT_NOT_SETTLED);
+                        }
+                        if balance >= 0 {
+                            return Err(WRITE_OFF_INVALID);
+                        }
+                        if r.balance + balance < -r.limit {
+                            return Err(CREDIT_LIMIT_EXCEEDED);
+                        }
+                        self.accounts.get_mut(&reserve).unwrap().balance += balance;
+                    }
                 }
                 // One status: a frozen account that is closed is closed, no longer frozen.
                 let a = self.accounts.get_mut(&account).unwrap();
-                (a.closed, a.frozen) = (true, false);
+                (a.closed, a.frozen, a.balance) = (true, false, 0);
+            }
+            Step::SetQuorum { quorum, limit_above, signer } => {
+                self.admin(signer)?;
+                if quorum == 0 || quorum > QUORUM_MAX {
+                    return Err(QUORUM_INVALID);
+                }
+                if limit_above.is_some_and(|l| Model::valid_limit(l).is_err()) {
+                    return Err(INVALID_LIMIT);
+                }
+                if usize::from(quorum) > self.admins.len() {
+                    return Err(QUORUM_INVALID);
+                }
+                if (quorum, limit_above) == (self.quorum, self.limit_above) {
+                    return Err(NOTHING_TO_CHANGE);
+                }
+                (self.quorum, self.limit_above) = (quorum, limit_above);
             }
             Step::Transfer { payer, payee, amount, invoice, signer } => {
                 self.transfer(payer, payee, self.amount(payer, payee, amount), invoice, signer)?
@@ -518,9 +672,22 @@ impl Model {
                     reason: "board decision".into(),
                 }),
             ),
-            Step::Close { account, signer } => {
-                (signer, OpKind::CloseAccount { account: name(account), reason: "ceased trading".into() })
-            }
+            Step::Close { account, write_off, signer } => (
+                signer,
+                OpKind::CloseAccount {
+                    account: name(account),
+                    reason: "ceased trading".into(),
+                    write_off_to: write_off.map(name),
+                },
+            ),
+            Step::SetQuorum { quorum, limit_above, signer } => (
+                signer,
+                OpKind::SetQuorum(SetQuorum {
+                    quorum,
+                    limit_above_minor: limit_above,
+                    reason: "statutes".into(),
+                }),
+            ),
             Step::Transfer { payer, payee, amount, invoice, signer } => (
                 signer,
                 OpKind::Transfer(Transfer {
@@ -592,6 +759,11 @@ impl Model {
         let admins: BTreeSet<PublicKey> = state.roles().admins().iter().copied().collect();
         let auditors: BTreeSet<PublicKey> = state.roles().auditors().iter().copied().collect();
         assert_eq!((admins, auditors), (role(&self.admins), role(&self.auditors)), "roles");
+        assert_eq!(
+            (state.roles().quorum(), state.roles().limit_above_minor()),
+            (self.quorum, self.limit_above),
+            "quorum"
+        );
         for i in state.open_invoices() {
             for firm in [&i.payer, &i.payee] {
                 let status = state.account(firm).map(|a| a.status);
@@ -622,22 +794,35 @@ fn run(cases: &[Case]) {
     let mut state = State::new(&genesis);
     let mut model = Model::default();
     let mut sequence = 0;
+    // Every accepted operation with its context and signers: a restart also replays them
+    // from the genesis, as a node without a checkpoint and an auditor do.
+    let mut accepted: Vec<(Context, Vec<PublicKey>, Operation)> = Vec::new();
     for (n, case) in cases.iter().enumerate() {
         let Some((signer, op)) = model.operation(&case.step, n as u64, case.expired) else {
             let rebuilt = restart(&genesis, &state);
             assert_eq!(rebuilt.digest(), state.digest());
             assert_eq!(rebuilt, state);
+            let mut replayed = State::new(&genesis);
+            for (ctx, signers, op) in &accepted {
+                replayed
+                    .apply_signed(ctx, signers, op, ClearingInput::Propose)
+                    .expect("an accepted operation replays");
+            }
+            assert_eq!(replayed.digest(), state.digest(), "the replay from the genesis differs");
             state = rebuilt;
             continue;
         };
-        let expected = if case.expired { Err(EXPIRED) } else { model.apply(&case.step) };
+        let expected = if case.expired { Err(EXPIRED) } else { model.apply_case(case) };
         let before = state.digest();
         let ctx = Context { sequence: sequence + 1, timestamp_ms: NOW_MS };
-        let outcome = state.apply(&ctx, &signer, &op, ClearingInput::Propose);
+        let signers: Vec<PublicKey> =
+            std::iter::once(signer).chain(case.cosigners.iter().map(|&k| keys()[k])).collect();
+        let outcome = state.apply_signed(&ctx, &signers, &op, ClearingInput::Propose);
         let got = outcome.as_ref().map(|_| ()).map_err(|r| r.code() as u16);
         assert_eq!(got, expected, "step {n}: {:?} gave {outcome:?}", case.step);
         match outcome {
             Ok(effects) => {
+                accepted.push((ctx, signers.clone(), op.clone()));
                 sequence += 1;
                 let sum: i128 = effects
                     .balance_changes
@@ -652,12 +837,97 @@ fn run(cases: &[Case]) {
     }
 }
 
+/// The edges of a write-off at a quorum of one: the reserve's credit limit (refused one
+/// unit past it, accepted exactly at it), a frozen reserve, a positive balance, a zero one.
+#[test]
+fn write_off_edges() {
+    let step = |step| Case { step, expired: false, cosigners: vec![] };
+    let register = |account, key, limit| {
+        step(Step::Register { account, key, limit, max: None, allow_shared_key: false, signer: 0 })
+    };
+    let close = |account, write_off| step(Step::Close { account, write_off, signer: 0 });
+    let ok = Ok::<(), u16>(());
+    let path = [
+        (register(0, 1, 1_000), ok),
+        (register(1, 2, 99), ok),
+        (register(2, 3, 0), ok),
+        (register(3, 4, 0), ok),
+        (
+            step(Step::Transfer { payer: 0, payee: 2, amount: Amount::Fixed(100), invoice: None, signer: 1 }),
+            ok,
+        ),
+        (close(0, Some(1)), Err(CREDIT_LIMIT_EXCEEDED)),
+        (step(Step::SetLimits { account: 1, limit: Some(100), max: None, signer: 0 }), ok),
+        (step(Step::Freeze { account: 1, signer: 0 }), ok),
+        (close(0, Some(1)), Err(ACCOUNT_FROZEN)),
+        (step(Step::Unfreeze { account: 1, signer: 0 }), ok),
+        (close(0, Some(3)), Err(CREDIT_LIMIT_EXCEEDED)),
+        (close(3, Some(1)), Err(WRITE_OFF_INVALID)),
+        (close(2, Some(1)), Err(WRITE_OFF_INVALID)),
+        (close(0, None), Err(ACCOUNT_NOT_SETTLED)),
+        (close(0, Some(1)), ok),
+        (close(1, Some(2)), ok),
+        (close(2, Some(1)), Err(ACCOUNT_CLOSED)),
+    ];
+    let mut model = Model::default();
+    for (n, (case, expected)) in path.iter().enumerate() {
+        assert_eq!(model.apply_case(case), *expected, "step {n}: {:?}", case.step);
+    }
+    assert_eq!(model.accounts[&2].balance, 0, "the debt went on to the next reserve");
+    run(&path.map(|(case, _)| case));
+}
+
+/// A case under a quorum of two (key 4 made an administrator, then the quorum set, see
+/// `under_a_quorum`): cosigned by the two administrators most of the time, so that the
+/// sensitive acts get through as often as they are refused, and closures with a write-off
+/// more often.
+fn quorum_case() -> impl Strategy<Value = Case> {
+    let cosigners = prop_oneof![1 => Just(Vec::new()), 2 => Just(vec![0usize, 4]), 1 => prop::collection::vec(0..KEYS, 1..3)];
+    let step = prop_oneof![
+        4 => step(),
+        1 => (0..NAMES.len(), 0..NAMES.len()).prop_map(|(account, reserve)| Step::Close {
+            account,
+            write_off: Some(reserve),
+            signer: 0,
+        }),
+    ];
+    (step, cosigners).prop_map(|(step, cosigners)| {
+        let signer = step.signer();
+        let mut distinct = Vec::new();
+        for k in cosigners {
+            if Some(k) != signer && !distinct.contains(&k) {
+                distinct.push(k);
+            }
+        }
+        Case { step, expired: false, cosigners: distinct }
+    })
+}
+
+/// The cases after a prefix that makes key 4 an administrator and sets a quorum of two,
+/// with credit limits above 2,000 minor units sensitive.
+fn under_a_quorum(cases: &[Case]) -> Vec<Case> {
+    let prefix = [
+        Step::SetRole { admin: true, key: 4, present: true, signer: 0 },
+        Step::SetQuorum { quorum: 2, limit_above: Some(2_000), signer: 0 },
+    ];
+    prefix
+        .into_iter()
+        .map(|step| Case { step, expired: false, cosigners: vec![] })
+        .chain(cases.iter().cloned())
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
     #[test]
     fn the_state_machine_follows_the_model(cases in prop::collection::vec(case(), 1..60)) {
         run(&cases);
+    }
+
+    #[test]
+    fn the_state_machine_follows_the_model_under_a_quorum(cases in prop::collection::vec(quorum_case(), 1..60)) {
+        run(&under_a_quorum(&cases));
     }
 }
 
@@ -667,7 +937,7 @@ proptest! {
 /// everything and its key free again; a second administrator who removes the first.
 #[test]
 fn closure_roles_and_shared_keys_along_a_fixed_path() {
-    let step = |step| Case { step, expired: false };
+    let step = |step| Case { step, expired: false, cosigners: vec![] };
     let register = |account, key, allow_shared_key| {
         step(Step::Register { account, key, limit: 1_000, max: None, allow_shared_key, signer: 0 })
     };
@@ -677,7 +947,7 @@ fn closure_roles_and_shared_keys_along_a_fixed_path() {
     let rotate = |account, key, allow_shared_key, signer| {
         step(Step::RotateKeys { account, key, allow_shared_key, signer })
     };
-    let close = |account, signer| step(Step::Close { account, signer });
+    let close = |account, signer| step(Step::Close { account, write_off: None, signer });
     let role = |admin, key, present, signer| step(Step::SetRole { admin, key, present, signer });
     let ok = Ok::<(), u16>(());
     let path = [
@@ -716,8 +986,81 @@ fn closure_roles_and_shared_keys_along_a_fixed_path() {
     ];
     let mut model = Model::default();
     for (n, (case, expected)) in path.iter().enumerate() {
-        assert_eq!(model.apply(&case.step), *expected, "step {n}: {:?}", case.step);
+        assert_eq!(model.apply_case(case), *expected, "step {n}: {:?}", case.step);
     }
+    run(&path.map(|(case, _)| case));
+}
+
+/// The quorum along one fixed path: two administrators set a quorum of two; a lone
+/// administrator's sensitive acts are refused, cosigned they pass; a cosigner who is not an
+/// administrator does not count; a firm's own key rotation needs no quorum but an
+/// administrator's replacement does; a limit above the threshold needs it, one at it does
+/// not; a write-off moves a leaving firm's debt to the reserve within its limit.
+#[test]
+fn quorum_and_write_off_along_a_fixed_path() {
+    let step = |step, cosigners: &[usize]| Case { step, expired: false, cosigners: cosigners.to_vec() };
+    let register = |account, key, limit, signer, cosigners: &[usize]| {
+        step(Step::Register { account, key, limit, max: None, allow_shared_key: false, signer }, cosigners)
+    };
+    let quorum = |quorum, limit_above, signer, cosigners: &[usize]| {
+        step(Step::SetQuorum { quorum, limit_above, signer }, cosigners)
+    };
+    let role = |key, present, signer, cosigners: &[usize]| {
+        step(Step::SetRole { admin: true, key, present, signer }, cosigners)
+    };
+    let pay = |payer, payee, amount, signer| {
+        step(Step::Transfer { payer, payee, amount: Amount::Fixed(amount), invoice: None, signer }, &[])
+    };
+    let close = |account, write_off, signer, cosigners: &[usize]| {
+        step(Step::Close { account, write_off, signer }, cosigners)
+    };
+    let limits = |account, limit, signer, cosigners: &[usize]| {
+        step(Step::SetLimits { account, limit: Some(limit), max: None, signer }, cosigners)
+    };
+    let rotate = |account, key, signer, cosigners: &[usize]| {
+        step(Step::RotateKeys { account, key, allow_shared_key: false, signer }, cosigners)
+    };
+    let ok = Ok::<(), u16>(());
+    let path = [
+        (quorum(2, None, 0, &[]), Err(QUORUM_INVALID)),
+        (role(4, true, 0, &[]), ok),
+        (quorum(QUORUM_MAX + 1, None, 0, &[]), Err(QUORUM_INVALID)),
+        (quorum(2, Some(1_000), 0, &[]), ok),
+        (quorum(2, Some(1_000), 0, &[4]), Err(NOTHING_TO_CHANGE)),
+        (role(3, true, 0, &[]), Err(QUORUM_NOT_MET)),
+        (role(3, true, 0, &[1]), Err(QUORUM_NOT_MET)),
+        (role(4, false, 0, &[4]), Err(QUORUM_INVALID)),
+        (role(3, true, 0, &[4]), ok),
+        (register(0, 1, 1_000, 0, &[]), ok),
+        (register(1, 2, 1_001, 0, &[]), Err(QUORUM_NOT_MET)),
+        (register(1, 2, 1_001, 4, &[0]), ok),
+        (register(2, 2, 10, 0, &[2]), Err(QUORUM_NOT_MET)),
+        (pay(0, 1, 10, 1), ok),
+        (
+            step(
+                Step::Transfer { payer: 0, payee: 1, amount: Amount::Fixed(1), invoice: None, signer: 1 },
+                &[0],
+            ),
+            Err(MALFORMED),
+        ),
+        (limits(0, 5_000, 0, &[]), Err(QUORUM_NOT_MET)),
+        (limits(0, 900, 0, &[]), ok),
+        (rotate(0, 1, 1, &[]), ok),
+        (rotate(0, 2, 0, &[]), Err(QUORUM_NOT_MET)),
+        (close(0, Some(1), 0, &[]), Err(QUORUM_NOT_MET)),
+        (close(0, Some(0), 0, &[3]), Err(WRITE_OFF_INVALID)),
+        (close(1, Some(0), 0, &[3]), Err(WRITE_OFF_INVALID)),
+        (close(0, Some(1), 0, &[3]), ok),
+        (close(1, Some(0), 0, &[3]), Err(ACCOUNT_CLOSED)),
+        (step(Step::Restart, &[]), ok),
+        (quorum(1, None, 3, &[4]), ok),
+        (role(0, false, 4, &[]), ok),
+    ];
+    let mut model = Model::default();
+    for (n, (case, expected)) in path.iter().enumerate() {
+        assert_eq!(model.apply_case(case), *expected, "step {n}: {:?}", case.step);
+    }
+    assert_eq!(model.accounts[&1].balance, 0, "the reserve took the debt back to zero");
     run(&path.map(|(case, _)| case));
 }
 
@@ -728,10 +1071,12 @@ fn transfers_at_the_exact_limits() {
     let register = |account, key, limit, max| Case {
         step: Step::Register { account, key, limit, max, allow_shared_key: false, signer: 0 },
         expired: false,
+        cosigners: vec![],
     };
     let pay = |amount| Case {
         step: Step::Transfer { payer: 0, payee: 1, amount, invoice: None, signer: 1 },
         expired: false,
+        cosigners: vec![],
     };
     for (amount, accepted) in [(Amount::Headroom(1), false), (Amount::Headroom(0), true)] {
         run(&[register(0, 1, 1_000, None), register(1, 2, 0, None), pay(Amount::Fixed(1)), pay(amount)]);

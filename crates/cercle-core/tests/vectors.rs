@@ -92,9 +92,11 @@ fn governance_kind(g: &Value) -> OpKind {
             present: g["present"].as_bool().unwrap(),
             reason: text(&g["reason"]).into(),
         }),
-        "close_account" => {
-            OpKind::CloseAccount { account: account(&g["account"]), reason: text(&g["reason"]).into() }
-        }
+        "close_account" => OpKind::CloseAccount {
+            account: account(&g["account"]),
+            reason: text(&g["reason"]).into(),
+            write_off_to: None,
+        },
         "register_account" => OpKind::RegisterAccount(RegisterAccount {
             account: account(&g["account"]),
             display_name: text(&g["display_name"]).into(),

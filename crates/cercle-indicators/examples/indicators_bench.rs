@@ -61,6 +61,7 @@ fn main() {
         admin_keys: vec![admin.public_key()],
         auditor_keys: vec![],
         node_key: node.public_key(),
+        quorum: 1,
     };
     let mut ledger = Ledger::new(genesis.clone());
     let mut entries = Vec::with_capacity(entries_wanted);

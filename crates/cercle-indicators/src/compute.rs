@@ -229,11 +229,23 @@ impl Computer {
             // A closed firm has no open invoice left, and can have none again: like a
             // frozen one, it takes no part in clearing. Its figures stay in the periods it
             // was active in.
-            OpKind::CloseAccount { account, .. } => {
+            // A write-off moves the leaving firm's debt to the reserve: not an exchange, so
+            // no trade figure counts it; the entry records both balances after.
+            OpKind::CloseAccount { account, write_off_to, .. } => {
                 let f = self.firm(account).map_err(bad)?;
                 self.firms[f].frozen = true;
+                if let Some(reserve) = write_off_to {
+                    let r = self.firm(reserve).map_err(bad)?;
+                    for (firm, id) in [(f, account), (r, reserve)] {
+                        let after =
+                            entry.balances_after.iter().find(|b| &b.account == id).ok_or_else(|| {
+                                bad(format!("a write-off that records no balance of '{id}'"))
+                            })?;
+                        self.set_balance(firm, after.balance_minor, day, ts);
+                    }
+                }
             }
-            OpKind::RotateKeys { .. } | OpKind::SetRole(_) => {}
+            OpKind::RotateKeys { .. } | OpKind::SetRole(_) | OpKind::SetQuorum(_) => {}
             OpKind::Transfer(t) => {
                 let (p, q) = (self.firm(&t.payer).map_err(bad)?, self.firm(&t.payee).map_err(bad)?);
                 let amount = t.amount_minor;

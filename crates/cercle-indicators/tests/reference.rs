@@ -120,6 +120,7 @@ fn build(plan: &Plan) -> Built {
         admin_keys: vec![admin.public_key()],
         auditor_keys: vec![],
         node_key: Keypair::from_seed(&[3; 32]).public_key(),
+        quorum: 1,
     };
     let mut ledger = Ledger::new(genesis.clone());
     let mut built = Built {

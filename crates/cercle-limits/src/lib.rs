@@ -163,8 +163,9 @@ limits! {
     GOVERNANCE_KEYS_MAX: usize = 16 => count;
     /// Most signatures the envelope format carries (a quorum of every administrator).
     SIGNATURES_MAX: usize = GOVERNANCE_KEYS_MAX => count;
-    /// Signatures the ledger accepts on one operation: no act needs a quorum yet.
-    OPERATION_SIGNATURES_MAX: usize = 1 => count;
+    /// Signatures the ledger accepts on one operation: the signer and its cosigners, so
+    /// also the largest quorum of administrators an association may set.
+    OPERATION_SIGNATURES_MAX: usize = 8 => count;
     /// Longest validity window an operation may ask for: 31 days. The operation-id memory
     /// of the ledger is bounded by it.
     VALIDITY_MS_MAX: u64 = 31 * 24 * 60 * 60 * 1000 => ms;
@@ -514,8 +515,8 @@ const _: () = assert!(SUBMIT_BATCH_MAX <= WRITE_QUEUE_MAX, "a whole batch can fi
 const _: () = assert!(CHECKPOINT_ENTRIES_MAX < PENDING_ENTRIES_MAX);
 
 // Requests and responses.
-// A full SubmitBatch of the largest envelopes the ledger accepts fits a request. (When acts
-// with a quorum are accepted, OPERATION_SIGNATURES_MAX grows and so must REQUEST_BYTES_MAX.)
+// A full SubmitBatch of the largest envelopes the ledger accepts, each with a full quorum's
+// signatures, fits a request.
 const _: () = assert!(BODY_BYTES_MAX < 1 << 14, "ENVELOPE_WIRE_OVERHEAD_BYTES counts a 2-byte body length");
 const _: () =
     assert!(REQUEST_BYTES_MAX >= SUBMIT_BATCH_MAX * (BODY_BYTES_MAX + ENVELOPE_WIRE_OVERHEAD_BYTES));

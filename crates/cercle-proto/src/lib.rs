@@ -366,6 +366,12 @@ impl From<&core::Genesis> for LedgerInfo {
             auditor_keys: g.auditor_keys.iter().map(|k| k.0.to_vec()).collect(),
             node_key: g.node_key.0.to_vec(),
             log_size: 0,
+            genesis_quorum: u32::from(g.quorum),
+            // The genesis's roles until the node fills in the current ones.
+            current_admin_keys: g.admin_keys.iter().map(|k| k.0.to_vec()).collect(),
+            current_auditor_keys: g.auditor_keys.iter().map(|k| k.0.to_vec()).collect(),
+            quorum: u32::from(g.quorum),
+            quorum_limit_above_minor: None,
         }
     }
 }
@@ -384,6 +390,10 @@ impl TryFrom<LedgerInfo> for core::Genesis {
             admin_keys: public_keys(&i.admin_keys)?,
             auditor_keys: public_keys(&i.auditor_keys)?,
             node_key: public_key(&i.node_key, "node_key")?,
+            quorum: match i.genesis_quorum {
+                0 => 1,
+                q => u8::try_from(q).map_err(|_| malformed("genesis_quorum out of range"))?,
+            },
         };
         genesis.validate().map_err(|e| malformed(e.to_string()))?;
         Ok(genesis)

@@ -94,9 +94,12 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvalidInvoice
         | RejectCode::InvalidProfile
         | RejectCode::InvoicePartiesMismatch
+        | RejectCode::QuorumInvalid
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
-        RejectCode::NotAdministrator | RejectCode::NotAccountKey => Code::PermissionDenied,
+        RejectCode::NotAdministrator | RejectCode::NotAccountKey | RejectCode::QuorumNotMet => {
+            Code::PermissionDenied
+        }
         RejectCode::UnknownAccount | RejectCode::UnknownInvoice | RejectCode::UnknownGroup => Code::NotFound,
         RejectCode::OperationIdConflict
         | RejectCode::AccountExists
@@ -123,6 +126,7 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::AccountClosed
         | RejectCode::KeyAlreadyRegistered
         | RejectCode::AccountNotSettled
+        | RejectCode::WriteOffInvalid
         | RejectCode::NotInGroup => Code::FailedPrecondition,
         RejectCode::BalanceOverflow => Code::OutOfRange,
     }

@@ -96,6 +96,8 @@ pub struct InitOptions {
     pub exponent: u8,
     pub admin_keys: Vec<PublicKey>,
     pub auditor_keys: Vec<PublicKey>,
+    /// Administrators who sign a sensitive act (1 to the number of administrators).
+    pub quorum: u8,
 }
 
 pub struct InitReport {
@@ -151,6 +153,7 @@ pub fn init_data_dir(dir: &DataDir, options: InitOptions) -> Result<InitReport, 
         admin_keys,
         auditor_keys: options.auditor_keys,
         node_key: node.public_key(),
+        quorum: options.quorum,
     };
     genesis.validate().map_err(|e| NodeError::Invalid(e.to_string()))?;
     std::fs::create_dir_all(&dir.root).map_err(io_err(&dir.root))?;

@@ -646,6 +646,12 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::LedgerInfo>, Status> {
         let mut info = pb::LedgerInfo::from(self.genesis.as_ref());
         info.log_size = self.store.size();
+        let roles = self.view.roles();
+        let keys = |keys: &[core::PublicKey]| keys.iter().map(|k| k.0.to_vec()).collect();
+        info.current_admin_keys = keys(roles.admins());
+        info.current_auditor_keys = keys(roles.auditors());
+        info.quorum = u32::from(roles.quorum());
+        info.quorum_limit_above_minor = roles.limit_above_minor();
         Ok(Response::new(info))
     }
 

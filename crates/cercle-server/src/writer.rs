@@ -466,7 +466,7 @@ impl Executor {
                     group.applied.history.push((account.clone(), entry.sequence));
                 }
                 collect(&mut group.applied, state, &effects.touched, &effects.invoices);
-                if matches!(op.kind, cercle_core::OpKind::SetRole(_)) {
+                if matches!(op.kind, cercle_core::OpKind::SetRole(_) | cercle_core::OpKind::SetQuorum(_)) {
                     group.applied.roles = Some(state.roles().clone());
                 }
                 if effects.groups_changed {

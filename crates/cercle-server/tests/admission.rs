@@ -79,6 +79,7 @@ async fn start(
         exponent: 2,
         admin_keys: vec![admin.public_key()],
         auditor_keys: vec![],
+        quorum: 1,
     };
     let genesis = init_data_dir(&data, options).unwrap().genesis;
     (genesis, open_node(&data).await.unwrap())

@@ -1569,10 +1569,11 @@ impl Model {
                 }
                 Ok(Applied::Clearing { with_credit: run.with_credit })
             }
-            // Role changes, closures and groups are the state models' (`cercle-core/tests/`)
-            // and the end-to-end tests'; this model never generates them.
+            // Role, quorum changes, closures and groups are the state models'
+            // (`cercle-core/tests/`) and the end-to-end tests'; this model never generates them.
             OpKind::SetRole(_)
             | OpKind::CloseAccount { .. }
+            | OpKind::SetQuorum(_)
             | OpKind::CreateGroup(_)
             | OpKind::SetGroupLimits(_)
             | OpKind::AssignGroup { .. }

@@ -8,7 +8,7 @@
 //! | key                              | value                                            |
 //! |----------------------------------|--------------------------------------------------|
 //! | `m/head`                         | version, size, hash, timestamp, account count, invoice count |
-//! | `m/roles`                        | `Roles::encode`: administrators and auditors, once a role changed |
+//! | `m/roles`                        | `Roles::encode`: administrators, auditors and quorum, once one changed |
 //! | `m/groups`                       | `Groups::encode`: member groups and their limits, once one was created |
 //! | `a` handle                       | `Account::encode`                                |
 //! | `i` invoice id                   | `Invoice::encode`                                |

@@ -779,6 +779,7 @@ mod tests {
             admin_keys: vec![PublicKey([1; 32])],
             auditor_keys: vec![],
             node_key: PublicKey([3; 32]),
+            quorum: 1,
         }
     }
 

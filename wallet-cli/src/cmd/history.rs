@@ -139,6 +139,10 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         | OpKind::UnfreezeAccount { reason, .. }
         | OpKind::CloseAccount { reason, .. } => {
             row.reason = non_empty(reason);
+            // A write-off: the reserve takes the leaving firm's debt, as if it paid it.
+            if let OpKind::CloseAccount { account: leaving, write_off_to: Some(reserve), .. } = &op.kind {
+                row.counterparty = side(reserve, leaving, true);
+            }
         }
         OpKind::SetRole(r) => row.reason = non_empty(&r.reason),
         OpKind::CreateGroup(g) => row.reason = non_empty(&g.reason),
@@ -146,6 +150,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         OpKind::AssignGroup { reason, .. } | OpKind::FollowGroupLimits { reason, .. } => {
             row.reason = non_empty(reason);
         }
+        OpKind::SetQuorum(q) => row.reason = non_empty(&q.reason),
         OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
         OpKind::IssueInvoice(i) => {
             row.counterparty = side(&i.payer, &i.payee, false);
@@ -292,6 +297,7 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         OpKind::FreezeAccount { .. }
         | OpKind::UnfreezeAccount { .. }
         | OpKind::CloseAccount { .. }
+        | OpKind::SetQuorum(_)
         | OpKind::Transfer(_) => {}
     }
     value
@@ -345,6 +351,7 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::SetInvoiceClearing { .. }
         | OpKind::RunClearing(_)
         | OpKind::SetProfile(_)
+        | OpKind::SetQuorum(_)
         | OpKind::SetRole(_)
         | OpKind::CreateGroup(_)
         | OpKind::SetGroupLimits(_)
@@ -598,6 +605,7 @@ mod tests {
             admin_keys: vec![],
             auditor_keys: vec![],
             node_key: cercle_core::PublicKey([0; 32]),
+            quorum: 1,
         };
         let op = operation(kind);
         let text = table(&genesis, &[(row(&id(account), &entry(&[]), &op), op)]);

@@ -1,6 +1,7 @@
 //! `cercle info`: what the node says of its ledger, with no key needed: its id, currency,
 //! the node key (which a firm or a bank pins to verify statements and tree heads), the
-//! administrators' and auditors' keys, and the size of the log.
+//! administrators' and auditors' keys as they stand now, the quorum of administrators a
+//! sensitive act needs, and the size of the log.
 //!
 //! The node key printed here is the node's own word: pin it once, from a source you trust
 //! (the association publishes it), and compare it with what `info` says afterwards.
@@ -15,7 +16,9 @@ use crate::{Global, output};
 pub async fn run(global: &Global) -> anyhow::Result<()> {
     let node = Node::connect(&global.node).await?;
     let g = &node.genesis;
+    let now = &node.governance;
     let hex = |keys: &[PublicKey]| keys.iter().map(PublicKey::to_hex).collect::<Vec<_>>();
+    let money = |minor: i64| cercle_core::format_with_currency(minor, g.exponent, &g.currency);
     if global.json {
         return output::emit_ok(json!({
             "node": node.url(),
@@ -24,8 +27,13 @@ pub async fn run(global: &Global) -> anyhow::Result<()> {
             "currency": g.currency,
             "exponent": g.exponent,
             "node_key": g.node_key.to_hex(),
-            "admin_keys": hex(&g.admin_keys),
-            "auditor_keys": hex(&g.auditor_keys),
+            "admin_keys": hex(&now.admin_keys),
+            "auditor_keys": hex(&now.auditor_keys),
+            "quorum": now.quorum,
+            "quorum_limit_above_minor": now.limit_above_minor,
+            "genesis_admin_keys": hex(&g.admin_keys),
+            "genesis_auditor_keys": hex(&g.auditor_keys),
+            "genesis_quorum": g.quorum,
             "log_size": node.log_size,
         }));
     }
@@ -36,8 +44,19 @@ pub async fn run(global: &Global) -> anyhow::Result<()> {
         ("genesis hash", hex::encode(g.hash())),
         ("currency", format!("{} ({} decimals)", output::one_line(&g.currency), g.exponent)),
         ("node key", format!("{} (pin it: statement verify --node-key)", g.node_key)),
-        ("admin keys", list(&g.admin_keys)),
-        ("auditor keys", list(&g.auditor_keys)),
+        ("admin keys", list(&now.admin_keys)),
+        ("auditor keys", list(&now.auditor_keys)),
+        (
+            "quorum",
+            format!(
+                "{} of {} administrators sign a sensitive act{}",
+                now.quorum,
+                now.admin_keys.len(),
+                now.limit_above_minor
+                    .map(|l| format!(", and any credit limit above {}", money(l)))
+                    .unwrap_or_default()
+            ),
+        ),
         ("log", entries(node.log_size)),
     ];
     let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<14}{value}")).collect();

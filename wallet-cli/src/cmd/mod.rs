@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod balance;
 mod clearing;
+mod cosign;
 mod history;
 mod indicators;
 mod info;
@@ -38,6 +39,8 @@ pub enum Command {
     Invoice(invoice::Command),
     /// Submit the signed envelopes of a file written with --save, in order
     Submit(submit::Args),
+    /// Add this key's signature to the envelopes of a file (acts that need a quorum)
+    Cosign(cosign::Args),
     /// Show an account's balance, limits and status
     Balance(balance::Args),
     /// Show an account's history, oldest first
@@ -71,6 +74,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Pay(args) => pay::run(global, args).await,
         Command::Invoice(command) => invoice::run(global, command).await,
         Command::Submit(args) => submit::run(global, args).await,
+        Command::Cosign(args) => cosign::run(global, args).await,
         Command::Balance(args) => balance::run(global, args).await,
         Command::History(args) => history::run(global, args).await,
         Command::Audit(command) => audit::run(global, command).await,

@@ -375,6 +375,7 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
             "floor_minor": s.credit_limit_minor.saturating_neg(),
             "max_balance_minor": s.max_balance_minor,
             "frozen": s.frozen,
+            "closed": s.closed,
             "entry_count": s.sequences.len(),
             "tree_head_timestamp_ms": c.tree_head.timestamp_ms,
             "node_key": c.node_key.to_hex(),
@@ -392,7 +393,13 @@ fn report(global: &Global, c: &Checked, written: Option<&Path>) -> anyhow::Resul
             "  credit limit      {}; maximum balance {}; {}",
             output::credit_limit(s.credit_limit_minor, money),
             s.max_balance_minor.map_or("none".into(), money),
-            if s.frozen { "frozen" } else { "active" }
+            if s.closed {
+                "closed"
+            } else if s.frozen {
+                "frozen"
+            } else {
+                "active"
+            }
         ),
         format!(
             "  {} entries, each proven in the log of {} entries (root {}) signed by node key {}",

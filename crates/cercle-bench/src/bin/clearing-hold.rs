@@ -110,6 +110,7 @@ fn fill(args: &Args) -> anyhow::Result<World> {
         admin_keys: vec![admin.public_key()],
         auditor_keys: vec![],
         node_key: Keypair::from_seed(&[2; 32]).public_key(),
+        quorum: 1,
     };
     let keys: Vec<Keypair> = (0..args.firms)
         .map(|n| {

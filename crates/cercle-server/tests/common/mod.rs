@@ -76,6 +76,8 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::LastAdministrator => (12, "LAST_ADMINISTRATOR"),
         RejectCode::RoleAlreadyHeld => (13, "ROLE_ALREADY_HELD"),
         RejectCode::RoleNotHeld => (14, "ROLE_NOT_HELD"),
+        RejectCode::QuorumNotMet => (15, "QUORUM_NOT_MET"),
+        RejectCode::QuorumInvalid => (16, "QUORUM_INVALID"),
         RejectCode::UnknownAccount => (20, "UNKNOWN_ACCOUNT"),
         RejectCode::AccountExists => (21, "ACCOUNT_EXISTS"),
         RejectCode::AccountFrozen => (22, "ACCOUNT_FROZEN"),
@@ -106,6 +108,7 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::ClearingInvalid => (61, "CLEARING_INVALID"),
         RejectCode::TooManyObligations => (62, "TOO_MANY_OBLIGATIONS"),
         RejectCode::AccountNotSettled => (70, "ACCOUNT_NOT_SETTLED"),
+        RejectCode::WriteOffInvalid => (71, "WRITE_OFF_INVALID"),
         RejectCode::UnknownGroup => (80, "UNKNOWN_GROUP"),
         RejectCode::GroupExists => (81, "GROUP_EXISTS"),
         RejectCode::TooManyGroups => (82, "TOO_MANY_GROUPS"),
@@ -114,7 +117,7 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 45] = [
+pub const ALL_CODES: [RejectCode; 48] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -126,6 +129,8 @@ pub const ALL_CODES: [RejectCode; 45] = [
     RejectCode::LastAdministrator,
     RejectCode::RoleAlreadyHeld,
     RejectCode::RoleNotHeld,
+    RejectCode::QuorumNotMet,
+    RejectCode::QuorumInvalid,
     RejectCode::UnknownAccount,
     RejectCode::AccountExists,
     RejectCode::AccountFrozen,
@@ -156,6 +161,7 @@ pub const ALL_CODES: [RejectCode; 45] = [
     RejectCode::ClearingInvalid,
     RejectCode::TooManyObligations,
     RejectCode::AccountNotSettled,
+    RejectCode::WriteOffInvalid,
     RejectCode::UnknownGroup,
     RejectCode::GroupExists,
     RejectCode::TooManyGroups,
@@ -220,6 +226,7 @@ impl TestNode {
                 exponent: 2,
                 admin_keys: vec![admin.public_key()],
                 auditor_keys: vec![],
+                quorum: 1,
             },
         )
         .expect("init_data_dir");

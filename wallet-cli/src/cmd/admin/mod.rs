@@ -7,6 +7,7 @@ mod close;
 mod freeze;
 mod group;
 mod profile;
+mod quorum;
 mod register;
 mod role;
 mod rotate_keys;
@@ -32,7 +33,7 @@ pub enum Command {
     Unfreeze(freeze::UnfreezeArgs),
     /// Replace the keys allowed to sign for an account
     RotateKeys(rotate_keys::Args),
-    /// Close an account for good (zero balance, no open invoice)
+    /// Close an account for good (zero balance, no open invoice; or a debt written off)
     Close(close::Args),
     /// Add or remove an administrator or auditor key
     #[command(subcommand)]
@@ -40,6 +41,9 @@ pub enum Command {
     /// Create member groups, change their default limits, assign accounts to them
     #[command(subcommand)]
     Group(group::Command),
+    /// Set how many administrators sign a sensitive act (the quorum)
+    #[command(subcommand)]
+    Quorum(quorum::Command),
     /// Clear all eligible obligations optimally (set-off, optionally with credit), or --dry-run
     Clearing(clearing::Args),
 }
@@ -56,6 +60,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Close(args) => close::run(global, args).await,
         Command::Role(command) => role::run(global, command).await,
         Command::Group(command) => group::run(global, command).await,
+        Command::Quorum(command) => quorum::run(global, command).await,
         Command::Clearing(args) => clearing::run(global, args).await,
     }
 }

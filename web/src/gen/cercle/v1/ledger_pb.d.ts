@@ -452,6 +452,9 @@ export declare const GetLedgerInfoRequestSchema: GenMessage<GetLedgerInfoRequest
  */
 export declare type LedgerInfo = Message<"cercle.v1.LedgerInfo"> & {
   /**
+   * Fields 1 to 6 and 8 are the genesis, exactly: a client rebuilds it from them to check
+   * the log's first link. The roles as they stand now are in 9 to 12.
+   *
    * @generated from field: bytes ledger_id = 1;
    */
   ledgerId: Uint8Array;
@@ -467,6 +470,8 @@ export declare type LedgerInfo = Message<"cercle.v1.LedgerInfo"> & {
   exponent: number;
 
   /**
+   * The genesis's administrators and auditors.
+   *
    * @generated from field: repeated bytes admin_keys = 4;
    */
   adminKeys: Uint8Array[];
@@ -485,6 +490,39 @@ export declare type LedgerInfo = Message<"cercle.v1.LedgerInfo"> & {
    * @generated from field: uint64 log_size = 7;
    */
   logSize: bigint;
+
+  /**
+   * The genesis's quorum; 0 reads as 1 (a node from before quorums).
+   *
+   * @generated from field: uint32 genesis_quorum = 8;
+   */
+  genesisQuorum: number;
+
+  /**
+   * The administrators and auditors now (after role changes).
+   *
+   * @generated from field: repeated bytes current_admin_keys = 9;
+   */
+  currentAdminKeys: Uint8Array[];
+
+  /**
+   * @generated from field: repeated bytes current_auditor_keys = 10;
+   */
+  currentAuditorKeys: Uint8Array[];
+
+  /**
+   * How many administrators sign a sensitive act now.
+   *
+   * @generated from field: uint32 quorum = 11;
+   */
+  quorum: number;
+
+  /**
+   * A credit limit above this needs the quorum; absent: no limit does.
+   *
+   * @generated from field: optional int64 quorum_limit_above_minor = 12;
+   */
+  quorumLimitAboveMinor?: bigint | undefined;
 };
 
 /**

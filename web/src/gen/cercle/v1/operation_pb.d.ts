@@ -132,6 +132,12 @@ export declare type OperationBody = Message<"cercle.v1.OperationBody"> & {
      */
     value: CloseAccount;
     case: "closeAccount";
+  } | {
+    /**
+     * @generated from field: cercle.v1.SetQuorum set_quorum = 25;
+     */
+    value: SetQuorum;
+    case: "setQuorum";
   } | { case: undefined; value?: undefined };
 };
 
@@ -435,7 +441,9 @@ export declare const SetRoleSchema: GenMessage<SetRole>;
 
 /**
  * Signed by an administrator: close an account for good, at a zero balance with no open
- * invoice either way. Its history stays in the log.
+ * invoice either way. Its history stays in the log. A firm that leaves owing is settled by
+ * a write-off: `write_off_to` names the association's reserve account, which takes the
+ * debt (within its own credit limit); a write-off needs the quorum.
  *
  * @generated from message cercle.v1.CloseAccount
  */
@@ -449,6 +457,13 @@ export declare type CloseAccount = Message<"cercle.v1.CloseAccount"> & {
    * @generated from field: string reason = 2;
    */
   reason: string;
+
+  /**
+   * Empty: no write-off (the balance must be zero).
+   *
+   * @generated from field: string write_off_to = 3;
+   */
+  writeOffTo: string;
 };
 
 /**
@@ -456,6 +471,39 @@ export declare type CloseAccount = Message<"cercle.v1.CloseAccount"> & {
  * Use `create(CloseAccountSchema)` to create a new message.
  */
 export declare const CloseAccountSchema: GenMessage<CloseAccount>;
+
+/**
+ * Signed by the quorum of administrators: how many administrators sign a sensitive act
+ * from now on, and the credit limit above which setting a limit is one.
+ *
+ * @generated from message cercle.v1.SetQuorum
+ */
+export declare type SetQuorum = Message<"cercle.v1.SetQuorum"> & {
+  /**
+   * 1 to the number of administrators.
+   *
+   * @generated from field: uint32 quorum = 1;
+   */
+  quorum: number;
+
+  /**
+   * Absent: no credit limit needs the quorum.
+   *
+   * @generated from field: optional int64 limit_above_minor = 2;
+   */
+  limitAboveMinor?: bigint | undefined;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.SetQuorum.
+ * Use `create(SetQuorumSchema)` to create a new message.
+ */
+export declare const SetQuorumSchema: GenMessage<SetQuorum>;
 
 /**
  * @generated from message cercle.v1.Transfer
