@@ -797,6 +797,19 @@ impl State {
             OpKind::SetQuorum(_) => Some(SensitiveAct::QuorumChange),
             OpKind::SetLimits(SetLimits { credit_limit_minor: Some(limit), .. }) => large(*limit),
             OpKind::RegisterAccount(r) => large(r.credit_limit_minor),
+            // A group's default is a credit limit for each member that follows it: joining a
+            // group, or following its limit again, grants the group's.
+            OpKind::CreateGroup(g) => large(g.credit_limit_minor),
+            OpKind::SetGroupLimits(SetGroupLimits { credit_limit_minor: Some(limit), .. }) => large(*limit),
+            OpKind::AssignGroup { group, .. } => {
+                self.groups.get(group).and_then(|g| large(g.credit_limit_minor))
+            }
+            OpKind::FollowGroupLimits { account, credit: true, .. } => self
+                .accounts
+                .get(account)
+                .and_then(|a| a.membership.as_ref())
+                .and_then(|m| self.groups.get(&m.group))
+                .and_then(|g| large(g.credit_limit_minor)),
             OpKind::RotateKeys { account, .. } => {
                 let own = self.accounts.get(account).is_some_and(|a| a.keys.contains(signer));
                 (self.is_admin(signer) && !own).then_some(SensitiveAct::KeyRotation)
@@ -2401,6 +2414,50 @@ mod tests {
         let mut full = firms();
         full.extend((0..GROUPS_MAX).map(|n| create_group(&format!("g{n:03}"), 1, None)));
         check(&full, create_group("one-more", 1, None), Err(RejectCode::TooManyGroups));
+    }
+
+    /// A group's default above the quorum's threshold is a large limit for each member: it
+    /// needs the quorum to be set, and so does joining the group or following it again.
+    #[test]
+    fn a_large_group_limit_needs_the_quorum() {
+        let mut ops = grouped();
+        ops.extend([
+            role(ADMIN, Role::Admin, 30, true),
+            (
+                ADMIN,
+                OpKind::SetQuorum(SetQuorum {
+                    quorum: 2,
+                    limit_above_minor: Some(5_000),
+                    reason: "statutes".into(),
+                }),
+            ),
+        ]);
+        check(&ops, create_group("large", 5_001, None), Err(RejectCode::QuorumNotMet));
+        check(&ops, create_group("large", 5_000, None), Ok(&[]));
+        check(&ops, set_group("small", Some(5_001), None), Err(RejectCode::QuorumNotMet));
+        check(&ops, set_group("small", Some(4_000), None), Ok(&[]));
+        check(&ops, set_group("small", None, Some(Some(900_000))), Ok(&[]));
+        // Set with the quorum (before it was raised), the group's large default then binds
+        // whoever joins it, or follows it again, only with the quorum too.
+        let mut large = grouped();
+        large.extend([
+            create_group("large", 9_000, None),
+            own_limit("aaa", 10),
+            role(ADMIN, Role::Admin, 30, true),
+            (
+                ADMIN,
+                OpKind::SetQuorum(SetQuorum {
+                    quorum: 2,
+                    limit_above_minor: Some(5_000),
+                    reason: "statutes".into(),
+                }),
+            ),
+        ]);
+        check(&large, assign("bbb", "large"), Err(RejectCode::QuorumNotMet));
+        check(&large, assign("bbb", "small"), Ok(&[]));
+        check(&large, assign("bbb", "never"), Err(RejectCode::UnknownGroup));
+        large.push(set_group("small", Some(5_000), None));
+        check(&large, follow("aaa", true, false), Ok(&[]));
     }
 
     #[test]
