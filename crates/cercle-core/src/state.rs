@@ -1053,11 +1053,13 @@ impl State {
         }
         let debt = -balance;
         let reserve_after = r.balance_minor - debt;
-        if reserve_after < -r.credit_limit_minor {
+        // The reserve's binding limit: its own, or its group's.
+        let reserve_limit = self.limits(r).credit_limit_minor;
+        if reserve_after < -reserve_limit {
             return Err(Rejection::CreditLimitExceeded {
                 account: reserve.clone(),
                 balance_after_minor: reserve_after,
-                credit_limit_minor: r.credit_limit_minor,
+                credit_limit_minor: reserve_limit,
             });
         }
         let reserve_before = r.balance_minor;
@@ -2341,6 +2343,31 @@ mod tests {
             assign("ccc", "small"),
         ]);
         ops
+    }
+
+    /// A write-off's reserve is held to the limit that binds it: its group's, not its own.
+    #[test]
+    fn a_write_off_reserve_follows_its_group_limit() {
+        let write_off = |account: &str, reserve: &str| {
+            let kind = OpKind::CloseAccount {
+                account: id(account),
+                reason: "left".into(),
+                write_off_to: Some(id(reserve)),
+            };
+            (ADMIN, kind)
+        };
+        for (debt, expected) in
+            [(2_000, Ok(&[("ddd", 0), ("ccc", -2_000)][..])), (2_001, Err(RejectCode::CreditLimitExceeded))]
+        {
+            let mut ops = grouped();
+            ops.extend([
+                register("ddd", 13, 5_000, None),
+                pay(13, "ddd", "bbb", 1, None),
+                pay(13, "ddd", "aaa", debt - 1, None),
+            ]);
+            // ccc's own limit is 0; its group's, 2,000, takes the debt, to the unit.
+            check(&ops, write_off("ddd", "ccc"), expected);
+        }
     }
 
     #[test]
