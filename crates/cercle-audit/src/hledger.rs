@@ -163,6 +163,15 @@ impl<W: Write> LogWriter for Writer<W> {
             comment.push_str(&format!(", invoice: {}", safe(invoice)));
         }
         writeln!(self.out, "{comment}")?;
+        // A levied transfer: the entry records three balances after, and the shares of the
+        // levy are the schedule's, not the body's, so every posting is a balance assignment
+        // (as for a write-off): hledger works out the amounts, which must sum to zero.
+        if entry.balances_after.len() > 2 {
+            for b in &entry.balances_after {
+                writeln!(self.out, "    {:<32}  = {}", b.account.as_str(), self.amount(b.balance_minor))?;
+            }
+            return writeln!(self.out);
+        }
         // An accepted amount is positive, so its negation cannot overflow.
         for (account, minor) in [(payee, amount_minor), (payer, amount_minor.saturating_neg())] {
             let mut posting = format!("    {:<32}  {:>20}", account.as_str(), self.amount(minor));

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod clearing;
 pub mod codec;
 pub mod entry;
+pub mod fees;
 pub mod genesis;
 pub mod ids;
 pub mod invoice;
@@ -29,6 +30,7 @@ pub mod time;
 pub use amount::{AmountError, format_minor, format_with_currency, parse_major};
 pub use clearing::{ClearingRecord, ClearingSummary};
 pub use entry::{BalanceAfter, Entry, EntryView, Envelope, Section, SectionTag, Signature};
+pub use fees::{FeeSchedule, Levy, LevyOn};
 pub use genesis::Genesis;
 pub use ids::{AccountId, LedgerId, OperationId, PublicKey};
 pub use invoice::{Invoice, InvoiceId, InvoiceState};
@@ -36,7 +38,7 @@ pub use ledger::{
     Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
 };
 pub use op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
+    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetFees, SetLimits,
     SetProfile, SetQuorum, SetRole, Transfer,
 };
 pub use profile::{Profile, ProfileChange};

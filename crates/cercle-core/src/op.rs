@@ -4,6 +4,7 @@
 //! shape (lengths of ids and keys, handle syntax). The rules that depend on the values
 //! (positive amounts, memo length, key counts) are the state machine's, in `state`.
 
+use crate::fees::FeeSchedule;
 use crate::ids::{AccountId, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::profile::{Profile, ProfileChange};
@@ -69,6 +70,15 @@ pub enum OpKind {
     /// Set how many administrators sign a sensitive act, and the credit limit above which
     /// setting a limit is one (`None`: none is). Itself a sensitive act.
     SetQuorum(SetQuorum),
+    /// Set the association's fee schedule (`fees::FeeSchedule`), replacing the one in
+    /// force, with a reason.
+    SetFees(SetFees),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetFees {
+    pub schedule: FeeSchedule,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +208,7 @@ impl OpKind {
             OpKind::SetRole(_) => "set_role",
             OpKind::CloseAccount { .. } => "close_account",
             OpKind::SetQuorum(_) => "set_quorum",
+            OpKind::SetFees(_) => "set_fees",
         }
     }
 
@@ -219,6 +230,7 @@ impl OpKind {
             | OpKind::RejectInvoice { invoice: i, .. }
             | OpKind::CancelInvoice { invoice: i, .. }
             | OpKind::SetInvoiceClearing { invoice: i, .. } => vec![&i.payer, &i.payee],
+            OpKind::SetFees(f) => vec![&f.schedule.account],
             OpKind::RunClearing(_) | OpKind::SetRole(_) | OpKind::SetQuorum(_) => vec![],
         }
     }
@@ -236,6 +248,7 @@ impl OpKind {
                 | OpKind::SetRole(_)
                 | OpKind::CloseAccount { .. }
                 | OpKind::SetQuorum(_)
+                | OpKind::SetFees(_)
         )
     }
 }

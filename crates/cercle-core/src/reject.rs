@@ -3,7 +3,7 @@
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
 //! by kind (1-9 the envelope and its time, 10-19 authority and governance roles, 20-29
 //! accounts, 30-39 values, 40-49 amounts, 50-59 limits and bounds, 60-69 clearing, 70-79
-//! closure; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
+//! closure, 100-109 fees; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
@@ -63,6 +63,7 @@ pub enum RejectCode {
     TooManyRoleKeys = 54,
     AccountNotSettled = 70,
     WriteOffInvalid = 71,
+    FeesInvalid = 100,
 }
 
 impl RejectCode {
@@ -113,6 +114,7 @@ impl RejectCode {
             RejectCode::TooManyRoleKeys => "TOO_MANY_ROLE_KEYS",
             RejectCode::AccountNotSettled => "ACCOUNT_NOT_SETTLED",
             RejectCode::WriteOffInvalid => "WRITE_OFF_INVALID",
+            RejectCode::FeesInvalid => "FEES_INVALID",
         }
     }
 }
@@ -287,6 +289,10 @@ pub enum Rejection {
         account: AccountId,
         detail: String,
     },
+    /// A fee schedule out of its limits: `detail` names the value and the limit.
+    FeesInvalid {
+        detail: String,
+    },
 }
 
 impl Rejection {
@@ -336,6 +342,7 @@ impl Rejection {
             Rejection::TooManyRoleKeys { .. } => RejectCode::TooManyRoleKeys,
             Rejection::AccountNotSettled { .. } => RejectCode::AccountNotSettled,
             Rejection::WriteOffInvalid { .. } => RejectCode::WriteOffInvalid,
+            Rejection::FeesInvalid { .. } => RejectCode::FeesInvalid,
         }
     }
 
@@ -477,6 +484,7 @@ impl Rejection {
             Rejection::WriteOffInvalid { account, detail } => {
                 format!("account '{account}' cannot be written off: {detail}")
             }
+            Rejection::FeesInvalid { detail } => format!("invalid fee schedule: {detail}"),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Instant;
 
-use cercle_core::{Account, AccountId, Invoice, InvoiceId, Roles};
+use cercle_core::{Account, AccountId, FeeSchedule, Invoice, InvoiceId, Roles};
 use cercle_limits::{CHECKPOINT_ENTRIES_MAX, CHECKPOINT_INTERVAL, CHECKPOINT_QUEUE_MAX, PENDING_ENTRIES_MAX};
 use cercle_store::{Checkpoint, CheckpointHead, Store};
 
@@ -30,6 +30,8 @@ struct Pending {
     history: BTreeMap<AccountId, Vec<u64>>,
     /// The roles, when a group changed them.
     roles: Option<Roles>,
+    /// The fee schedule, when a group set one.
+    fees: Option<FeeSchedule>,
     entries: u64,
     since: Option<Instant>,
 }
@@ -50,6 +52,9 @@ impl Pending {
         }
         if let Some(roles) = applied.roles {
             self.roles = Some(roles);
+        }
+        if let Some(fees) = applied.fees {
+            self.fees = Some(fees);
         }
         for i in applied.invoices {
             self.invoices.insert(i.id, i);
@@ -75,6 +80,7 @@ impl Pending {
             invoices: self.invoices.values().cloned().collect(),
             history: self.history.iter().map(|(a, s)| (a.clone(), s.clone())).collect(),
             roles: self.roles.clone(),
+            fees: self.fees.clone(),
         }
     }
 }

@@ -135,6 +135,7 @@ fn resume(
             if let Some(roles) = snapshot.roles {
                 state = state.with_roles(roles);
             }
+            state = state.with_fees(snapshot.fees);
             Ledger::from_parts(genesis.clone(), state, snapshot.head.head, ids)
         }
         // A node stopped before its first checkpoint: the log rolls forward from genesis.
@@ -204,5 +205,6 @@ fn replay(store: &Store, replayer: &mut Replayer, from: u64) -> Result<Applied, 
     pending.invoice_count = state.invoice_count() as u64;
     // Always: a role change replayed here may undo one the checkpoint holds.
     pending.roles = Some(state.roles().clone());
+    pending.fees = state.fees().cloned();
     Ok(pending)
 }

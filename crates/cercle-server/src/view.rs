@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId, PublicKey, Roles};
+use cercle_core::{Account, AccountId, FeeSchedule, Head, Invoice, InvoiceId, PublicKey, Roles};
 use cercle_store::{Store, StoreError};
 
 /// What a durable group changed: published to the view, then handed to the checkpointer.
@@ -27,6 +27,8 @@ pub struct Applied {
     pub invoice_count: u64,
     /// The governance roles after the group, when it may have changed them.
     pub roles: Option<Roles>,
+    /// The fee schedule after the group, when it set one (a schedule is never unset).
+    pub fees: Option<FeeSchedule>,
 }
 
 impl Applied {
@@ -39,6 +41,7 @@ impl Applied {
         self.account_count = later.account_count;
         self.invoice_count = later.invoice_count;
         self.roles = later.roles.or(self.roles.take());
+        self.fees = later.fees.or(self.fees.take());
     }
 }
 
@@ -47,6 +50,8 @@ struct Durable {
     head: Option<Head>,
     /// Who administers and audits the ledger: what reads are authorised against.
     roles: Roles,
+    /// The fee schedule, if one is set: what `GetLedgerInfo` shows.
+    fees: Option<FeeSchedule>,
     accounts: BTreeMap<AccountId, Account>,
     /// Invoices changed since the last checkpoint.
     invoices: HashMap<InvoiceId, Invoice>,
@@ -75,6 +80,7 @@ impl View {
         let durable = Durable {
             head: Some(head),
             roles,
+            fees: None,
             accounts: accounts.into_iter().map(|a| (a.id.clone(), a)).collect(),
             invoices: HashMap::new(),
             issued: BTreeMap::new(),
@@ -101,6 +107,9 @@ impl View {
         }
         if let Some(roles) = &applied.roles {
             d.roles = roles.clone();
+        }
+        if let Some(fees) = &applied.fees {
+            d.fees = Some(fees.clone());
         }
         for a in &applied.accounts {
             d.accounts.insert(a.id.clone(), a.clone());
@@ -131,6 +140,16 @@ impl View {
     /// The administrators and auditors as of the last durable group.
     pub fn roles(&self) -> Roles {
         self.read().roles.clone()
+    }
+
+    /// The fee schedule as of the last durable group.
+    pub fn fees(&self) -> Option<FeeSchedule> {
+        self.read().fees.clone()
+    }
+
+    /// Sets the fee schedule the view starts with (the recovered state's).
+    pub fn set_fees(&self, fees: Option<FeeSchedule>) {
+        self.write().fees = fees;
     }
 
     /// The head of the durable log, as published.

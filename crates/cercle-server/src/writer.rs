@@ -469,6 +469,9 @@ impl Executor {
                 if matches!(op.kind, cercle_core::OpKind::SetRole(_) | cercle_core::OpKind::SetQuorum(_)) {
                     group.applied.roles = Some(state.roles().clone());
                 }
+                if matches!(op.kind, cercle_core::OpKind::SetFees(_)) {
+                    group.applied.fees = state.fees().cloned();
+                }
                 group.entries.push(entry.encode());
                 group.hashes.push(entry.hash());
                 let clearing = effects.clearing.map(|(_, summary)| summary);

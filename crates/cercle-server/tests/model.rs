@@ -1570,9 +1570,9 @@ impl Model {
                 Ok(Applied::Clearing { with_credit: run.with_credit })
             }
             // Role, quorum changes and closures are the state model's
-            // (`cercle-core/tests/state_model.rs`) and the end-to-end tests'; this model never
-            // generates them.
-            OpKind::SetRole(_) | OpKind::CloseAccount { .. } | OpKind::SetQuorum(_) => {
+            // (`cercle-core/tests/state_model.rs`) and the end-to-end tests'; fees are
+            // `cercle-core/tests/model_fees.rs`'s; this model never generates them.
+            OpKind::SetRole(_) | OpKind::CloseAccount { .. } | OpKind::SetQuorum(_) | OpKind::SetFees(_) => {
                 unreachable!("the node model generates no {}", kind.name())
             }
         }

@@ -9,6 +9,7 @@
 //! |----------------------------------|--------------------------------------------------|
 //! | `m/head`                         | version, size, hash, timestamp, account count, invoice count |
 //! | `m/roles`                        | `Roles::encode`: administrators, auditors and quorum, once one changed |
+//! | `m/fees`                         | `FeeSchedule::encode`: the fee schedule, once one is set |
 //! | `a` handle                       | `Account::encode`                                |
 //! | `i` invoice id                   | `Invoice::encode`                                |
 //! | `n` handle `0x00` issued seq     | invoice id (each firm's invoices, by issue)      |
@@ -35,7 +36,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, Head, Invoice, InvoiceId, Roles};
+use cercle_core::{Account, AccountId, FeeSchedule, Head, Invoice, InvoiceId, Roles};
 use cercle_limits::HISTORY_BLOCK_MAX;
 
 use crate::StoreError;
@@ -44,6 +45,8 @@ pub(crate) const HEAD_KEY: &[u8] = b"m/head";
 /// Absent until a checkpoint after the first role change: the genesis's roles hold until
 /// then, so checkpoints written before roles could change are read as they are.
 const ROLES_KEY: &[u8] = b"m/roles";
+/// Absent until a checkpoint after the first fee schedule: a ledger without one has none.
+const FEES_KEY: &[u8] = b"m/fees";
 const ACCOUNT_PREFIX: u8 = b'a';
 const INVOICE_PREFIX: u8 = b'i';
 const ACCOUNT_INVOICES_PREFIX: u8 = b'n';
@@ -70,6 +73,8 @@ pub struct Snapshot {
     pub invoices: Vec<Invoice>,
     /// The governance roles at `head`; `None`: the genesis's.
     pub roles: Option<Roles>,
+    /// The fee schedule at `head`; `None`: none was ever set.
+    pub fees: Option<FeeSchedule>,
 }
 
 /// What changed since the last checkpoint, to write as the next one.
@@ -84,6 +89,8 @@ pub struct Checkpoint {
     pub history: Vec<(AccountId, Vec<u64>)>,
     /// The governance roles at `head`, when they differ from the genesis's.
     pub roles: Option<Roles>,
+    /// The fee schedule at `head`, once one is set.
+    pub fees: Option<FeeSchedule>,
 }
 
 pub(crate) fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
@@ -312,7 +319,14 @@ impl Derived {
                     .map_err(|e| StoreError::Corrupt { key: "m/roles".into(), reason: e.to_string() })?,
             ),
         };
-        Ok(Some(Snapshot { head, accounts, invoices, roles }))
+        let fees = match self.db().as_ref().map(|db| db.get(FEES_KEY)).transpose()?.flatten() {
+            None => None,
+            Some(v) => Some(
+                FeeSchedule::decode(unseal(FEES_KEY, &v)?)
+                    .map_err(|e| StoreError::Corrupt { key: "m/fees".into(), reason: e.to_string() })?,
+            ),
+        };
+        Ok(Some(Snapshot { head, accounts, invoices, roles, fees }))
     }
 
     fn scan<T>(
@@ -367,6 +381,9 @@ impl Derived {
         }
         if let Some(roles) = &c.roles {
             batch.insert(ROLES_KEY, seal(ROLES_KEY, roles.encode()));
+        }
+        if let Some(fees) = &c.fees {
+            batch.insert(FEES_KEY, seal(FEES_KEY, fees.encode()));
         }
         if let Some(head) = &c.head {
             batch.insert(HEAD_KEY, encode_head(head));

@@ -128,6 +128,10 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
                 row.amount_minor = Some(t.amount_minor.saturating_neg());
             } else if &t.payee == account {
                 row.amount_minor = Some(t.amount_minor);
+            } else {
+                // Neither side: the association's account, paid the transfer's levy (its
+                // balance after says how much).
+                row.reason = Some(format!("levy on a transfer from {} to {}", t.payer, t.payee));
             }
             row.memo = non_empty(&t.memo);
             row.invoice_id = t.invoice.map(|i| i.to_string());
@@ -146,6 +150,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         }
         OpKind::SetRole(r) => row.reason = non_empty(&r.reason),
         OpKind::SetQuorum(q) => row.reason = non_empty(&q.reason),
+        OpKind::SetFees(f) => row.reason = non_empty(&f.reason),
         OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
         OpKind::IssueInvoice(i) => {
             row.counterparty = side(&i.payer, &i.payee, false);
@@ -270,6 +275,7 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         | OpKind::UnfreezeAccount { .. }
         | OpKind::CloseAccount { .. }
         | OpKind::SetQuorum(_)
+        | OpKind::SetFees(_)
         | OpKind::Transfer(_) => {}
     }
     value
@@ -324,6 +330,7 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::RunClearing(_)
         | OpKind::SetProfile(_)
         | OpKind::SetQuorum(_)
+        | OpKind::SetFees(_)
         | OpKind::SetRole(_) => {
             let d = cercle_audit::describe::describe(genesis, op);
             let mut text = one_line(&d.details);

@@ -109,11 +109,12 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::TooManyObligations => (62, "TOO_MANY_OBLIGATIONS"),
         RejectCode::AccountNotSettled => (70, "ACCOUNT_NOT_SETTLED"),
         RejectCode::WriteOffInvalid => (71, "WRITE_OFF_INVALID"),
+        RejectCode::FeesInvalid => (100, "FEES_INVALID"),
     }
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 44] = [
+pub const ALL_CODES: [RejectCode; 45] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -158,6 +159,7 @@ pub const ALL_CODES: [RejectCode; 44] = [
     RejectCode::TooManyObligations,
     RejectCode::AccountNotSettled,
     RejectCode::WriteOffInvalid,
+    RejectCode::FeesInvalid,
 ];
 
 /// Runs `open` again while it fails because sled still holds the directory's lock.

@@ -4,6 +4,7 @@
 mod accounts;
 mod clearing;
 mod close;
+pub mod fees;
 mod freeze;
 mod profile;
 mod quorum;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Set how many administrators sign a sensitive act (the quorum)
     #[command(subcommand)]
     Quorum(quorum::Command),
+    /// Set or show the association's fees (transfer levy, membership, demurrage)
+    #[command(subcommand)]
+    Fees(fees::Command),
     /// Clear all eligible obligations optimally (set-off, optionally with credit), or --dry-run
     Clearing(clearing::Args),
 }
@@ -56,6 +60,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Close(args) => close::run(global, args).await,
         Command::Role(command) => role::run(global, command).await,
         Command::Quorum(command) => quorum::run(global, command).await,
+        Command::Fees(command) => fees::run(global, command).await,
         Command::Clearing(args) => clearing::run(global, args).await,
     }
 }
