@@ -40,6 +40,9 @@ pub struct Node {
     /// The ledger's governance as it stands (after role and quorum changes), as the node
     /// said it.
     pub governance: Governance,
+    /// The association's fee schedule as the node said it when we connected (`None`: no
+    /// fees). The node charges the schedule in force when it applies an operation.
+    pub fees: Option<cercle_core::FeeSchedule>,
 }
 
 /// The administrators, auditors and quorum now, as `GetLedgerInfo` says them.
@@ -88,9 +91,12 @@ impl Node {
             quorum: info.quorum.max(1),
             limit_above_minor: info.quorum_limit_above_minor,
         };
+        let fees = info.fees.clone().map(cercle_core::FeeSchedule::try_from).transpose().map_err(|r| {
+            anyhow!("the node at {url} describes an invalid fee schedule: {}", r.message("", 0))
+        })?;
         let genesis = Genesis::try_from(info)
             .map_err(|r| anyhow!("the node at {url} describes an invalid ledger: {}", r.message("", 0)))?;
-        Ok(Node { url: url.to_string(), client, genesis, log_size, governance })
+        Ok(Node { url: url.to_string(), client, genesis, log_size, governance, fees })
     }
 
     pub fn url(&self) -> &str {

@@ -115,6 +115,11 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
                 q.limit_above_minor.map_or_else(|| "none".to_string(), money)
             );
         }
+        OpKind::SetFees(f) => {
+            d.account = Some(&f.schedule.account);
+            d.memo = &f.reason;
+            d.details = f.schedule.describe(&money);
+        }
         OpKind::RotateKeys { account, keys, allow_shared_key } => {
             d.account = Some(account);
             d.details = format!("{} key(s)", keys.len());

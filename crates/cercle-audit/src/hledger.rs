@@ -163,6 +163,15 @@ impl<W: Write> LogWriter for Writer<W> {
             comment.push_str(&format!(", invoice: {}", safe(invoice)));
         }
         writeln!(self.out, "{comment}")?;
+        // A levied transfer: the entry records three balances after, and the shares of the
+        // levy are the schedule's, not the body's, so every posting is a balance assignment
+        // (as for a write-off): hledger works out the amounts, which must sum to zero.
+        if entry.balances_after.len() > 2 {
+            for b in &entry.balances_after {
+                writeln!(self.out, "    {:<32}  = {}", b.account.as_str(), self.amount(b.balance_minor))?;
+            }
+            return writeln!(self.out);
+        }
         // An accepted amount is positive, so its negation cannot overflow.
         for (account, minor) in [(payee, amount_minor), (payer, amount_minor.saturating_neg())] {
             let mut posting = format!("    {:<32}  {:>20}", account.as_str(), self.amount(minor));
@@ -374,6 +383,26 @@ mod tests {
         assert_eq!(body[..expected.len()], expected, "{text}");
         // The balances asserted after the period's entries follow from the opening.
         assert!(text.contains("-1.00 CHW = -126.50 CHW"), "{text}");
+
+        // A levied transfer: three balances after, each posting a balance assignment, so
+        // hledger works out the shares (they sum to zero).
+        let mut out = Vec::new();
+        let mut writer = Writer::new(&mut out, &genesis).unwrap();
+        writer.skip(&entry(1, &[("alice", 0)]), &register("alice")).unwrap();
+        writer.skip(&entry(2, &[("bobby", 0)]), &register("bobby")).unwrap();
+        writer.skip(&entry(3, &[("assoc", 0)]), &register("assoc")).unwrap();
+        writer
+            .entry(&entry(4, &[("alice", -10_126), ("bobby", 10_075), ("assoc", 51)]), &pay(10_100))
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in [
+            "    alice                             = -101.26 CHW",
+            "    bobby                             = 100.75 CHW",
+            "    assoc                             = 0.51 CHW",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in {text}");
+        }
+        assert!(!text.contains("-101.00 CHW"), "no posting of the bare amount: {text}");
     }
 
     #[test]

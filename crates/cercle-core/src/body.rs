@@ -9,12 +9,13 @@
 
 use prost::Message;
 
+use crate::fees::{FeeSchedule, LevyOn};
 use crate::groups::{GroupName, InvalidGroupName};
 use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::op::{
     GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
-    SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
+    SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
@@ -44,6 +45,12 @@ pub enum BodyError {
     LocalShare(u32),
     #[error("role {0} is not a governance role: give administrator (1) or auditor (2)")]
     Role(i32),
+    #[error("levy_on {0} is not payer (1), payee (2) or split (3)")]
+    LevyOn(i32),
+    #[error("{count} membership fees is far too many")]
+    TooManyMembershipFees { count: usize },
+    #[error("size class '{0}' has two membership fees")]
+    DuplicateMembershipFee(String),
 }
 
 /// How the ledger refuses an operation whose body does not decode.
@@ -260,6 +267,34 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             max: f.max_balance,
             reason: f.reason,
         },
+        Kind::SetFees(f) => OpKind::SetFees(SetFees {
+            schedule: FeeSchedule {
+                account: account(&f.account)?,
+                // A value past a u16 is kept out of range, so the rule refuses it by name.
+                transfer_levy_bp: u16::try_from(f.transfer_levy_bp).unwrap_or(u16::MAX),
+                levy_on: match pb::LevyOn::try_from(f.levy_on) {
+                    Ok(pb::LevyOn::Payer) => LevyOn::Payer,
+                    Ok(pb::LevyOn::Payee) => LevyOn::Payee,
+                    Ok(pb::LevyOn::Split) => LevyOn::Split,
+                    Ok(pb::LevyOn::Unspecified) | Err(_) => return Err(BodyError::LevyOn(f.levy_on)),
+                },
+                membership_minor: {
+                    if f.membership.len() > WIRE_KEYS_MAX {
+                        return Err(BodyError::TooManyMembershipFees { count: f.membership.len() });
+                    }
+                    let mut map = std::collections::BTreeMap::new();
+                    for m in f.membership {
+                        if map.insert(m.size_class.clone(), m.amount_minor).is_some() {
+                            return Err(BodyError::DuplicateMembershipFee(m.size_class));
+                        }
+                    }
+                    map
+                },
+                demurrage_bp: u16::try_from(f.demurrage_bp).unwrap_or(u16::MAX),
+                demurrage_above_minor: f.demurrage_above_minor,
+            },
+            reason: f.reason,
+        }),
         Kind::Transfer(t) => OpKind::Transfer(Transfer {
             payer: account(&t.payer)?,
             payee: account(&t.payee)?,
@@ -373,6 +408,24 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
                 reason: reason.clone(),
             })
         }
+        OpKind::SetFees(f) => Kind::SetFees(pb::SetFees {
+            account: f.schedule.account.to_string(),
+            transfer_levy_bp: u32::from(f.schedule.transfer_levy_bp),
+            levy_on: match f.schedule.levy_on {
+                LevyOn::Payer => pb::LevyOn::Payer,
+                LevyOn::Payee => pb::LevyOn::Payee,
+                LevyOn::Split => pb::LevyOn::Split,
+            } as i32,
+            membership: f
+                .schedule
+                .membership_minor
+                .iter()
+                .map(|(class, amount)| pb::MembershipFee { size_class: class.clone(), amount_minor: *amount })
+                .collect(),
+            demurrage_bp: u32::from(f.schedule.demurrage_bp),
+            demurrage_above_minor: f.schedule.demurrage_above_minor,
+            reason: f.reason.clone(),
+        }),
         OpKind::Transfer(t) => Kind::Transfer(pb::Transfer {
             payer: t.payer.to_string(),
             payee: t.payee.to_string(),
@@ -515,6 +568,17 @@ mod tests {
                 reason: "statutes".into(),
             }),
             OpKind::SetQuorum(SetQuorum { quorum: 1, limit_above_minor: None, reason: "statutes".into() }),
+            OpKind::SetFees(SetFees {
+                schedule: FeeSchedule {
+                    account: AccountId::parse("association").unwrap(),
+                    transfer_levy_bp: 25,
+                    levy_on: LevyOn::Split,
+                    membership_minor: [("1-9".to_string(), 5_000), ("250+".to_string(), 90_000)].into(),
+                    demurrage_bp: 50,
+                    demurrage_above_minor: 1_000_000,
+                },
+                reason: "general assembly".into(),
+            }),
             OpKind::SetProfile(SetProfile {
                 account: AccountId::parse("aaa").unwrap(),
                 display_name: Some("Boulangerie".into()),

@@ -548,10 +548,11 @@ impl EntryView {
         crate::clearing::firm_part(self, account).and_then(|p| p.balance_after)
     }
 
-    /// Does the entry concern `account`: named by its operation, or changed by its
-    /// clearing run?
+    /// Does the entry concern `account`: named by its operation, its balance changed (the
+    /// association's account by a levy), or changed by its clearing run?
     pub fn concerns(&self, op: &crate::op::Operation, account: &AccountId) -> bool {
         op.kind.accounts().contains(&account)
+            || self.entry.balances_after.iter().any(|b| &b.account == account)
             || crate::clearing::firm_part(self, account).is_some_and(|p| p.firm.changed)
     }
 

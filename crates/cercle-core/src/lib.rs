@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod clearing;
 pub mod codec;
 pub mod entry;
+pub mod fees;
 pub mod genesis;
 pub mod groups;
 pub mod ids;
@@ -30,6 +31,7 @@ pub mod time;
 pub use amount::{AmountError, format_minor, format_with_currency, parse_major};
 pub use clearing::{ClearingRecord, ClearingSummary};
 pub use entry::{BalanceAfter, Entry, EntryView, Envelope, Section, SectionTag, Signature};
+pub use fees::{FeeSchedule, Levy, LevyOn};
 pub use genesis::Genesis;
 pub use groups::{GroupName, Groups, LimitSource, Limits, MemberGroup, Membership};
 pub use ids::{AccountId, LedgerId, OperationId, PublicKey};
@@ -39,7 +41,7 @@ pub use ledger::{
 };
 pub use op::{
     GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
-    SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
+    SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};

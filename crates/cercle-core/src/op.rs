@@ -4,6 +4,7 @@
 //! shape (lengths of ids and keys, handle syntax). The rules that depend on the values
 //! (positive amounts, memo length, key counts) are the state machine's, in `state`.
 
+use crate::fees::FeeSchedule;
 use crate::groups::GroupName;
 use crate::ids::{AccountId, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
@@ -90,6 +91,15 @@ pub enum OpKind {
     /// Set how many administrators sign a sensitive act, and the credit limit above which
     /// setting a limit is one (`None`: none is). Itself a sensitive act.
     SetQuorum(SetQuorum),
+    /// Set the association's fee schedule (`fees::FeeSchedule`), replacing the one in
+    /// force, with a reason.
+    SetFees(SetFees),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetFees {
+    pub schedule: FeeSchedule,
+    pub reason: String,
 }
 
 /// A new member group and its default limits.
@@ -242,6 +252,7 @@ impl OpKind {
             OpKind::AssignGroup { .. } => "assign_group",
             OpKind::FollowGroupLimits { .. } => "follow_group_limits",
             OpKind::SetQuorum(_) => "set_quorum",
+            OpKind::SetFees(_) => "set_fees",
         }
     }
 
@@ -271,6 +282,7 @@ impl OpKind {
             | OpKind::SetQuorum(_)
             | OpKind::CreateGroup(_)
             | OpKind::SetGroupLimits(_) => vec![],
+            OpKind::SetFees(f) => vec![&f.schedule.account],
         }
     }
 
@@ -291,6 +303,7 @@ impl OpKind {
                 | OpKind::SetGroupLimits(_)
                 | OpKind::AssignGroup { .. }
                 | OpKind::FollowGroupLimits { .. }
+                | OpKind::SetFees(_)
         )
     }
 }

@@ -3,7 +3,7 @@
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
 //! by kind (1-9 the envelope and its time, 10-19 authority and governance roles, 20-29
 //! accounts, 30-39 values, 40-49 amounts, 50-59 limits and bounds, 60-69 clearing, 70-79
-//! closure, 80-89 member groups; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
+//! closure, 80-89 member groups, 100-109 fees; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
@@ -68,6 +68,7 @@ pub enum RejectCode {
     GroupExists = 81,
     TooManyGroups = 82,
     NotInGroup = 83,
+    FeesInvalid = 100,
 }
 
 impl RejectCode {
@@ -122,6 +123,7 @@ impl RejectCode {
             RejectCode::GroupExists => "GROUP_EXISTS",
             RejectCode::TooManyGroups => "TOO_MANY_GROUPS",
             RejectCode::NotInGroup => "NOT_IN_GROUP",
+            RejectCode::FeesInvalid => "FEES_INVALID",
         }
     }
 }
@@ -309,6 +311,10 @@ pub enum Rejection {
     NotInGroup {
         account: AccountId,
     },
+    /// A fee schedule out of its limits: `detail` names the value and the limit.
+    FeesInvalid {
+        detail: String,
+    },
 }
 
 impl Rejection {
@@ -362,6 +368,7 @@ impl Rejection {
             Rejection::GroupExists { .. } => RejectCode::GroupExists,
             Rejection::TooManyGroups { .. } => RejectCode::TooManyGroups,
             Rejection::NotInGroup { .. } => RejectCode::NotInGroup,
+            Rejection::FeesInvalid { .. } => RejectCode::FeesInvalid,
         }
     }
 
@@ -513,6 +520,7 @@ impl Rejection {
             Rejection::NotInGroup { account } => format!(
                 "account '{account}' is in no group, so it has no group limits to follow; assign it to one first (cercle admin group assign)"
             ),
+            Rejection::FeesInvalid { detail } => format!("invalid fee schedule: {detail}"),
         }
     }
 }

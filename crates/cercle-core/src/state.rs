@@ -31,6 +31,14 @@
 //! threshold, an administrator replacing a firm's keys, a write-off at closure, a clearing
 //! run with credit) needs `Roles::quorum` administrators among its signers; every cosigner
 //! must be an administrator. This is checked with the authority, before the values.
+//!
+//! Fees (`fees::FeeSchedule`, set by `SetFees`): a transfer between two accounts other
+//! than the association's pays the levy to the association's account in the same entry.
+//! The payer's credit limit binds the amount plus its share of the levy; the payee's
+//! maximum balance binds what it receives less its share; the association's account must
+//! be active (a frozen or closed fee account refuses levied transfers, naming it) and
+//! within its own maximum balance. The entry's balances list the payer, the payee, then
+//! the association's account.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -40,6 +48,7 @@ use sha2::{Digest, Sha256};
 use crate::clearing::{self, ClearingDefect, ClearingRecord, ClearingSummary};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::BalanceAfter;
+use crate::fees::FeeSchedule;
 use crate::genesis::Genesis;
 use crate::groups::{GroupName, Groups, Limits, MemberGroup, Membership};
 use crate::ids::{AccountId, PublicKey};
@@ -373,6 +382,7 @@ enum Undo {
     Invoice(InvoiceId, Option<Arc<Invoice>>),
     Roles(Roles),
     Groups(Groups),
+    Fees(Option<FeeSchedule>),
 }
 
 /// The bounds a state enforces on what it holds: the ledger's constants (`cercle-limits`).
@@ -412,6 +422,8 @@ pub struct State {
     roles: Roles,
     /// The member groups and their default limits.
     groups: Groups,
+    /// The association's fee schedule; `None` until one is set.
+    fees: Option<FeeSchedule>,
     accounts: BTreeMap<AccountId, Account>,
     /// Shared with clearing snapshots (`ClearingSnapshot::take` copies pointers, not
     /// invoices); a change copies an invoice only while a snapshot still holds it.
@@ -443,6 +455,7 @@ impl State {
         State {
             roles: Roles::from_genesis(genesis),
             groups: Groups::default(),
+            fees: None,
             accounts,
             invoices,
             open_invoices,
@@ -473,6 +486,17 @@ impl State {
     /// The limits that bind `a` now: its own, or its group's (`Groups::limits_of`).
     pub fn limits(&self, a: &Account) -> Limits {
         self.groups.limits_of(a)
+    }
+
+    /// The same state with the fee schedule read back from storage.
+    pub fn with_fees(mut self, fees: Option<FeeSchedule>) -> Self {
+        self.fees = fees;
+        self
+    }
+
+    /// The fee schedule in force, if one was set.
+    pub fn fees(&self) -> Option<&FeeSchedule> {
+        self.fees.as_ref()
     }
 
     /// The administrators and auditors as they stand.
@@ -526,6 +550,7 @@ impl State {
                 }
                 Undo::Roles(roles) => self.roles = roles,
                 Undo::Groups(groups) => self.groups = groups,
+                Undo::Fees(fees) => self.fees = fees,
             }
         }
     }
@@ -725,6 +750,14 @@ impl State {
             h.update((bytes.len() as u32).to_be_bytes());
             h.update(&bytes);
         }
+        // The fee schedule, once one is set (the frozen rule above: a ledger without fees
+        // keeps its digest).
+        if let Some(fees) = &self.fees {
+            let bytes = fees.encode();
+            h.update(b"fees");
+            h.update((bytes.len() as u32).to_be_bytes());
+            h.update(&bytes);
+        }
         h.finalize().into()
     }
 
@@ -902,6 +935,7 @@ impl State {
             OpKind::FollowGroupLimits { account, credit, max, .. } => {
                 self.follow_group_limits(ctx, account, *credit, *max)?
             }
+            OpKind::SetFees(f) => self.set_fees(ctx, &f.schedule)?,
             OpKind::Transfer(t) => self.transfer(ctx, signer, t)?,
             OpKind::IssueInvoice(i) => self.issue_invoice(ctx, signer, i)?,
             OpKind::AcceptInvoice(p) => self.invoice_action(ctx, signer, p, InvoiceAction::Accept)?,
@@ -999,6 +1033,21 @@ impl State {
         }
         self.roles.set_quorum(q.quorum, q.limit_above_minor);
         Ok(Effects::default())
+    }
+
+    /// Sets the fee schedule. The association's account must exist and be open; a schedule
+    /// equal to the one in force is refused (the entry would change nothing).
+    fn set_fees(&mut self, ctx: &Context, schedule: &FeeSchedule) -> Result<Effects, Rejection> {
+        self.open_account(&schedule.account, "receive the association's fees")?;
+        if self.fees.as_ref() == Some(schedule) {
+            return Err(Rejection::NothingToChange { hint: "the fee schedule is already this one" });
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo::Fees(self.fees.clone()));
+        }
+        self.fees = Some(schedule.clone());
+        // The association's account's history shows the schedule it receives fees under.
+        Ok(self.touch(ctx, &schedule.account, |_| {}))
     }
 
     /// Closes an account for good: only with no open invoice either way and at a zero
@@ -1551,13 +1600,16 @@ impl State {
         for (a, action) in [(payer, "pay"), (payee, "be paid")] {
             check_status(a, action)?;
         }
+        let levy = self.fees.as_ref().map(|f| f.levy(&t.payer, &t.payee, t.amount_minor)).unwrap_or_default();
+        // Amounts are at most AMOUNT_MAX_MINOR and a levy at most a tenth of one: no overflow
+        // before the balance arithmetic, which is checked.
         let payer_after = payer
             .balance_minor
-            .checked_sub(t.amount_minor)
+            .checked_sub(t.amount_minor + levy.payer_minor)
             .ok_or_else(|| Rejection::BalanceOverflow { account: t.payer.clone() })?;
         let payee_after = payee
             .balance_minor
-            .checked_add(t.amount_minor)
+            .checked_add(t.amount_minor - levy.payee_minor)
             .ok_or_else(|| Rejection::BalanceOverflow { account: t.payee.clone() })?;
         // The limits that bind, own or the group's. `credit_limit_minor >= 0` always holds,
         // so its negation cannot overflow.
@@ -1575,30 +1627,54 @@ impl State {
             // The payer learns that the payee cannot receive this much, never its balance.
             return Err(Rejection::MaxBalanceExceeded { account: t.payee.clone() });
         }
+        let fee_account = self.levy_account(levy.total_minor())?;
         self.check_invoice_payment(signer, t)?;
         // Every check passed: now, and only now, change the state. Paying an issued
         // invoice accepts it: the payer's signature on the payment says as much.
         if let Some(id) = &t.invoice {
             self.pay_invoice(ctx, id, t.amount_minor);
         }
-        let mut balance_changes = Vec::with_capacity(2);
-        for (id, after) in [(&t.payer, payer_after), (&t.payee, payee_after)] {
+        let mut balance_changes = Vec::with_capacity(3);
+        let mut touched = vec![t.payer.clone(), t.payee.clone()];
+        let mut moves = vec![(t.payer.clone(), payer_after), (t.payee.clone(), payee_after)];
+        if let Some((id, after)) = fee_account {
+            touched.push(id.clone());
+            moves.push((id, after));
+        }
+        for (id, after) in &moves {
             let a = self.account_mut(id);
             balance_changes.push(BalanceChange {
                 account: id.clone(),
                 before_minor: a.balance_minor,
-                after_minor: after,
+                after_minor: *after,
             });
-            a.set_paid_balance(after, ctx.timestamp_ms);
+            a.set_paid_balance(*after, ctx.timestamp_ms);
             a.last_sequence = ctx.sequence;
         }
         Ok(Effects {
             balance_changes,
-            touched: vec![t.payer.clone(), t.payee.clone()],
+            touched,
             invoices: t.invoice.into_iter().collect(),
             clearing: None,
             groups_changed: false,
         })
+    }
+
+    /// The association's account and its balance after receiving a levy of `levy_minor`,
+    /// or `None` for no levy. Refused when the fee account is frozen or closed, or would
+    /// go above its maximum balance: a levy is never dropped in silence.
+    fn levy_account(&self, levy_minor: i64) -> Result<Option<(AccountId, i64)>, Rejection> {
+        let Some(fees) = self.fees.as_ref().filter(|_| levy_minor > 0) else { return Ok(None) };
+        let a = self.existing(&fees.account)?;
+        check_status(a, "receive a transfer levy")?;
+        let after = a
+            .balance_minor
+            .checked_add(levy_minor)
+            .ok_or_else(|| Rejection::BalanceOverflow { account: a.id.clone() })?;
+        if self.limits(a).max_balance_minor.is_some_and(|max| after > max) {
+            return Err(Rejection::MaxBalanceExceeded { account: a.id.clone() });
+        }
+        Ok(Some((a.id.clone(), after)))
     }
 
     /// The checks of a transfer that pays an invoice: the invoice is visible to the signer,
@@ -1726,6 +1802,10 @@ fn assert_conserved(ctx: &Context, effects: &Effects) {
 /// run them before signing, to refuse early what the node would refuse.
 pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
     match kind {
+        OpKind::SetFees(f) => {
+            check_reason(&f.reason, true)?;
+            f.schedule.check().map_err(|detail| Rejection::FeesInvalid { detail })
+        }
         OpKind::RegisterAccount(r) => {
             check_text("display name", &r.display_name, DISPLAY_NAME_CHARS_MAX)?;
             check_keys(&r.keys)?;
@@ -2054,6 +2134,94 @@ mod tests {
             }
             (outcome, expected) => panic!("{} gave {outcome:?}, expected {expected:?}", last.1.name()),
         }
+    }
+
+    fn set_fees(bp: u16, on: crate::fees::LevyOn) -> (u8, OpKind) {
+        let schedule = FeeSchedule {
+            account: id("assoc"),
+            transfer_levy_bp: bp,
+            levy_on: on,
+            membership_minor: BTreeMap::new(),
+            demurrage_bp: 0,
+            demurrage_above_minor: 0,
+        };
+        (ADMIN, OpKind::SetFees(crate::op::SetFees { schedule, reason: "statutes".into() }))
+    }
+
+    #[test]
+    fn a_levy_is_paid_to_the_association_in_the_transfers_entry() {
+        use crate::fees::LevyOn::{Payee, Payer, Split};
+        let mut setup = firms();
+        setup.push(register("assoc", 12, 0, None));
+        let with = |fees: (u8, OpKind)| {
+            let mut ops = setup.clone();
+            ops.push(fees);
+            ops
+        };
+        // 1% of 3.50: 0.035, rounded half up to 0.04.
+        check(
+            &with(set_fees(100, Payer)),
+            pay(10, "aaa", "bbb", 350, None),
+            Ok(&[("aaa", -354), ("bbb", 350), ("assoc", 4)]),
+        );
+        check(
+            &with(set_fees(100, Payee)),
+            pay(10, "aaa", "bbb", 350, None),
+            Ok(&[("aaa", -350), ("bbb", 346), ("assoc", 4)]),
+        );
+        check(
+            &with(set_fees(100, Split)),
+            pay(10, "aaa", "bbb", 350, None),
+            Ok(&[("aaa", -352), ("bbb", 348), ("assoc", 4)]),
+        );
+        // No levy to or from the association, nor one that rounds to nothing.
+        check(
+            &with(set_fees(100, Payer)),
+            pay(10, "aaa", "assoc", 350, None),
+            Ok(&[("aaa", -350), ("assoc", 350)]),
+        );
+        check(&with(set_fees(100, Payer)), pay(10, "aaa", "bbb", 49, None), Ok(&[("aaa", -49), ("bbb", 49)]));
+        // The payer's limit binds the amount and the levy: 10.00 at 1% is 10.10 > 10.00.
+        // The payee's maximum binds what it keeps: 5.05 less 0.05 reaches its 5.00 exactly.
+        check(
+            &with(set_fees(100, Payee)),
+            pay(10, "aaa", "bbb", 505, None),
+            Ok(&[("aaa", -505), ("bbb", 500), ("assoc", 5)]),
+        );
+        check(
+            &with(set_fees(100, Payee)),
+            pay(10, "aaa", "bbb", 506, None),
+            Err(RejectCode::MaxBalanceExceeded),
+        );
+        let mut big = with(set_fees(100, Payer));
+        big.push(register("ccc", 13, 0, None));
+        check(&big, pay(10, "aaa", "ccc", 1_000, None), Err(RejectCode::CreditLimitExceeded));
+        check(&big, pay(10, "aaa", "ccc", 990, None), Ok(&[("aaa", -1_000), ("ccc", 990), ("assoc", 10)]));
+        // A frozen fee account refuses levied transfers, naming it.
+        let mut frozen = with(set_fees(100, Payer));
+        frozen.push((ADMIN, OpKind::FreezeAccount { account: id("assoc"), reason: "audit".into() }));
+        check(&frozen, pay(10, "aaa", "bbb", 350, None), Err(RejectCode::AccountFrozen));
+        // The schedule's own checks.
+        check(&setup, set_fees(1_001, Payer), Err(RejectCode::FeesInvalid));
+        check(&firms(), set_fees(100, Payer), Err(RejectCode::UnknownAccount));
+        check(&with(set_fees(100, Payer)), set_fees(100, Payer), Err(RejectCode::NothingToChange));
+    }
+
+    #[test]
+    fn the_digest_covers_the_fees_once_there_are_some() {
+        let mut state = State::new(&genesis());
+        let mut ops = firms();
+        ops.push(register("assoc", 12, 0, None));
+        for (i, op) in ops.iter().enumerate() {
+            apply(&mut state, i as u64 + 1, op).unwrap();
+        }
+        let before = state.digest();
+        state.set_journaling(true);
+        apply(&mut state, 10, &set_fees(100, crate::fees::LevyOn::Payer)).unwrap();
+        assert_ne!(state.digest(), before);
+        state.undo_to(0);
+        assert_eq!(state.digest(), before);
+        assert_eq!(state.fees(), None);
     }
 
     #[test]

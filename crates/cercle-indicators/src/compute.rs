@@ -245,7 +245,7 @@ impl Computer {
                     }
                 }
             }
-            OpKind::RotateKeys { .. } | OpKind::SetRole(_) | OpKind::SetQuorum(_) => {}
+            OpKind::RotateKeys { .. } | OpKind::SetRole(_) | OpKind::SetQuorum(_) | OpKind::SetFees(_) => {}
             OpKind::Transfer(t) => {
                 let (p, q) = (self.firm(&t.payer).map_err(bad)?, self.firm(&t.payee).map_err(bad)?);
                 let amount = t.amount_minor;
@@ -256,6 +256,15 @@ impl Computer {
                 };
                 self.set_balance(p, payer_after, day, ts);
                 self.set_balance(q, payee_after, day, ts);
+                // A levied transfer also moves the association's account, and the payer's
+                // or payee's balance by its share of the levy: the entry records all three
+                // balances after. The levy is a fee, not trade: the turnover is the amount.
+                if entry.balances_after.len() > 2 {
+                    for b in &entry.balances_after {
+                        let f = self.firm(&b.account).map_err(bad)?;
+                        self.set_balance(f, b.balance_minor, day, ts);
+                    }
+                }
                 self.firms[p].last_paid_ms = Some(ts);
                 if in_period {
                     let a = i128::from(amount);

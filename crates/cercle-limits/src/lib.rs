@@ -191,6 +191,12 @@ limits! {
     CLEARING_FIRMS_MAX: usize = 100_000 => count;
     /// Most entries a signed statement lists; a longer period must be split.
     STATEMENT_ENTRIES_MAX: usize = 10_000 => count;
+    /// Largest transfer levy, in basis points (10%).
+    TRANSFER_LEVY_BP_MAX: u16 = 1_000 => count;
+    /// Largest demurrage, in basis points a month (5%).
+    DEMURRAGE_BP_MAX: u16 = 500 => count;
+    /// Most membership fees of a fee schedule: one per size class.
+    MEMBERSHIP_CLASSES_MAX: usize = 5 => count;
 
     // ---- Entries ------------------------------------------------------------------------
 

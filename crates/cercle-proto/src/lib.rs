@@ -372,7 +372,41 @@ impl From<&core::Genesis> for LedgerInfo {
             current_auditor_keys: g.auditor_keys.iter().map(|k| k.0.to_vec()).collect(),
             quorum: u32::from(g.quorum),
             quorum_limit_above_minor: None,
+            fees: None,
         }
+    }
+}
+
+impl From<&core::FeeSchedule> for FeeSchedule {
+    fn from(f: &core::FeeSchedule) -> Self {
+        FeeSchedule {
+            account: f.account.to_string(),
+            transfer_levy_bp: u32::from(f.transfer_levy_bp),
+            levy_on: f.levy_on.name().to_string(),
+            membership_minor: f.membership_minor.iter().map(|(c, a)| (c.clone(), *a)).collect(),
+            demurrage_bp: u32::from(f.demurrage_bp),
+            demurrage_above_minor: f.demurrage_above_minor,
+        }
+    }
+}
+
+impl TryFrom<FeeSchedule> for core::FeeSchedule {
+    type Error = Reject;
+
+    fn try_from(f: FeeSchedule) -> Result<Self, Reject> {
+        let schedule = core::FeeSchedule {
+            account: core::AccountId::parse(&f.account)
+                .map_err(|e| malformed(format!("fee account: {e}")))?,
+            transfer_levy_bp: u16::try_from(f.transfer_levy_bp)
+                .map_err(|_| malformed("transfer levy out of range"))?,
+            levy_on: core::LevyOn::from_name(&f.levy_on)
+                .ok_or_else(|| malformed("levy_on must be payer, payee or split"))?,
+            membership_minor: f.membership_minor.into_iter().collect(),
+            demurrage_bp: u16::try_from(f.demurrage_bp).map_err(|_| malformed("demurrage out of range"))?,
+            demurrage_above_minor: f.demurrage_above_minor,
+        };
+        schedule.check().map_err(|e| malformed(format!("fee schedule: {e}")))?;
+        Ok(schedule)
     }
 }
 

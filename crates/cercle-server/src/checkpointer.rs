@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Instant;
 
-use cercle_core::{Account, AccountId, Groups, Invoice, InvoiceId, Roles};
+use cercle_core::{Account, AccountId, FeeSchedule, Groups, Invoice, InvoiceId, Roles};
 use cercle_limits::{CHECKPOINT_ENTRIES_MAX, CHECKPOINT_INTERVAL, CHECKPOINT_QUEUE_MAX, PENDING_ENTRIES_MAX};
 use cercle_store::{Checkpoint, CheckpointHead, Store};
 
@@ -32,6 +32,8 @@ struct Pending {
     roles: Option<Roles>,
     /// The member groups, when a group changed them.
     groups: Option<Groups>,
+    /// The fee schedule, when a group set one.
+    fees: Option<FeeSchedule>,
     entries: u64,
     since: Option<Instant>,
 }
@@ -55,6 +57,9 @@ impl Pending {
         }
         if let Some(groups) = applied.groups {
             self.groups = Some(groups);
+        }
+        if let Some(fees) = applied.fees {
+            self.fees = Some(fees);
         }
         for i in applied.invoices {
             self.invoices.insert(i.id, i);
@@ -81,6 +86,7 @@ impl Pending {
             history: self.history.iter().map(|(a, s)| (a.clone(), s.clone())).collect(),
             roles: self.roles.clone(),
             groups: self.groups.clone(),
+            fees: self.fees.clone(),
         }
     }
 }

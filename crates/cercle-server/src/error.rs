@@ -95,6 +95,7 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvalidProfile
         | RejectCode::InvoicePartiesMismatch
         | RejectCode::QuorumInvalid
+        | RejectCode::FeesInvalid
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
         RejectCode::NotAdministrator | RejectCode::NotAccountKey | RejectCode::QuorumNotMet => {

@@ -290,6 +290,7 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         ledger.state().accounts().cloned(),
         &pending,
     ));
+    view.set_fees(ledger.state().fees().cloned());
     // Writes wait for the state database when it could not be opened (a full disk).
     let stuck = Arc::new(std::sync::atomic::AtomicBool::new(!store.derived_is_open()));
     let (checkpoints, checkpointer) =

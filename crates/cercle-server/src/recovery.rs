@@ -138,6 +138,7 @@ fn resume(
             if let Some(groups) = snapshot.groups {
                 state = state.with_groups(groups);
             }
+            state = state.with_fees(snapshot.fees);
             Ledger::from_parts(genesis.clone(), state, snapshot.head.head, ids)
         }
         // A node stopped before its first checkpoint: the log rolls forward from genesis.
@@ -209,5 +210,6 @@ fn replay(store: &Store, replayer: &mut Replayer, from: u64) -> Result<Applied, 
     pending.roles = Some(state.roles().clone());
     // Always, for the same reason: a rebuilt state's groups replace the checkpoint's.
     pending.groups = Some(state.groups().clone());
+    pending.fees = state.fees().cloned();
     Ok(pending)
 }

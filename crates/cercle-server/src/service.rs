@@ -179,6 +179,8 @@ impl LedgerService {
         let op = decode_logged(entry)?;
         let whole = core::EntryView::whole(entry);
         let mut candidates: Vec<AccountId> = op.kind.accounts().into_iter().cloned().collect();
+        // A levied transfer's entry also changes the association's account.
+        candidates.extend(entry.balances_after.iter().map(|b| b.account.clone()));
         if let Some(section) = entry.section(core::SectionTag::Clearing) {
             for part in section.parts.iter().skip(1) {
                 if let Ok(p) = core::clearing::FirmPart::decode(part) {
@@ -652,6 +654,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         info.current_auditor_keys = keys(roles.auditors());
         info.quorum = u32::from(roles.quorum());
         info.quorum_limit_above_minor = roles.limit_above_minor();
+        info.fees = self.view.fees().map(|f| pb::FeeSchedule::from(&f));
         Ok(Response::new(info))
     }
 

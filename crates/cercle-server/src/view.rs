@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, Groups, Head, Invoice, InvoiceId, PublicKey, Roles};
+use cercle_core::{Account, AccountId, FeeSchedule, Groups, Head, Invoice, InvoiceId, PublicKey, Roles};
 use cercle_store::{Store, StoreError};
 
 /// What a durable group changed: published to the view, then handed to the checkpointer.
@@ -29,6 +29,8 @@ pub struct Applied {
     pub roles: Option<Roles>,
     /// The member groups after the group, when it may have changed them.
     pub groups: Option<Groups>,
+    /// The fee schedule after the group, when it set one (a schedule is never unset).
+    pub fees: Option<FeeSchedule>,
 }
 
 impl Applied {
@@ -42,6 +44,7 @@ impl Applied {
         self.invoice_count = later.invoice_count;
         self.roles = later.roles.or(self.roles.take());
         self.groups = later.groups.or(self.groups.take());
+        self.fees = later.fees.or(self.fees.take());
     }
 }
 
@@ -52,6 +55,8 @@ struct Durable {
     roles: Roles,
     /// The member groups: what the limits of the accounts that follow them resolve against.
     groups: Groups,
+    /// The fee schedule, if one is set: what `GetLedgerInfo` shows.
+    fees: Option<FeeSchedule>,
     accounts: BTreeMap<AccountId, Account>,
     /// Invoices changed since the last checkpoint.
     invoices: HashMap<InvoiceId, Invoice>,
@@ -82,6 +87,7 @@ impl View {
             head: Some(head),
             roles,
             groups,
+            fees: None,
             accounts: accounts.into_iter().map(|a| (a.id.clone(), a)).collect(),
             invoices: HashMap::new(),
             issued: BTreeMap::new(),
@@ -111,6 +117,9 @@ impl View {
         }
         if let Some(groups) = &applied.groups {
             d.groups = groups.clone();
+        }
+        if let Some(fees) = &applied.fees {
+            d.fees = Some(fees.clone());
         }
         for a in &applied.accounts {
             d.accounts.insert(a.id.clone(), a.clone());
@@ -182,6 +191,15 @@ impl View {
                 }
             })
             .collect()
+    }
+    /// The fee schedule as of the last durable group.
+    pub fn fees(&self) -> Option<FeeSchedule> {
+        self.read().fees.clone()
+    }
+
+    /// Sets the fee schedule the view starts with (the recovered state's).
+    pub fn set_fees(&self, fees: Option<FeeSchedule>) {
+        self.write().fees = fees;
     }
 
     /// The head of the durable log, as published.

@@ -472,6 +472,9 @@ impl Executor {
                 if effects.groups_changed {
                     group.applied.groups = Some(state.groups().clone());
                 }
+                if matches!(op.kind, cercle_core::OpKind::SetFees(_)) {
+                    group.applied.fees = state.fees().cloned();
+                }
                 group.entries.push(entry.encode());
                 group.hashes.push(entry.hash());
                 let clearing = effects.clearing.map(|(_, summary)| summary);

@@ -1577,7 +1577,8 @@ impl Model {
             | OpKind::CreateGroup(_)
             | OpKind::SetGroupLimits(_)
             | OpKind::AssignGroup { .. }
-            | OpKind::FollowGroupLimits { .. } => {
+            | OpKind::FollowGroupLimits { .. }
+            | OpKind::SetFees(_) => {
                 unreachable!("the node model generates no {}", kind.name())
             }
         }

@@ -10,6 +10,7 @@
 //! | `m/head`                         | version, size, hash, timestamp, account count, invoice count |
 //! | `m/roles`                        | `Roles::encode`: administrators, auditors and quorum, once one changed |
 //! | `m/groups`                       | `Groups::encode`: member groups and their limits, once one was created |
+//! | `m/fees`                         | `FeeSchedule::encode`: the fee schedule, once one is set |
 //! | `a` handle                       | `Account::encode`                                |
 //! | `i` invoice id                   | `Invoice::encode`                                |
 //! | `n` handle `0x00` issued seq     | invoice id (each firm's invoices, by issue)      |
@@ -36,7 +37,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, Groups, Head, Invoice, InvoiceId, Roles};
+use cercle_core::{Account, AccountId, FeeSchedule, Groups, Head, Invoice, InvoiceId, Roles};
 use cercle_limits::HISTORY_BLOCK_MAX;
 
 use crate::StoreError;
@@ -47,6 +48,8 @@ pub(crate) const HEAD_KEY: &[u8] = b"m/head";
 const ROLES_KEY: &[u8] = b"m/roles";
 /// Absent until a checkpoint after the first group was created: no groups until then.
 const GROUPS_KEY: &[u8] = b"m/groups";
+/// Absent until a checkpoint after the first fee schedule: a ledger without one has none.
+const FEES_KEY: &[u8] = b"m/fees";
 const ACCOUNT_PREFIX: u8 = b'a';
 const INVOICE_PREFIX: u8 = b'i';
 const ACCOUNT_INVOICES_PREFIX: u8 = b'n';
@@ -75,6 +78,8 @@ pub struct Snapshot {
     pub roles: Option<Roles>,
     /// The member groups at `head`; `None`: none.
     pub groups: Option<Groups>,
+    /// The fee schedule at `head`; `None`: none was ever set.
+    pub fees: Option<FeeSchedule>,
 }
 
 /// What changed since the last checkpoint, to write as the next one.
@@ -91,6 +96,8 @@ pub struct Checkpoint {
     pub roles: Option<Roles>,
     /// The member groups at `head`, when a group changed since the last checkpoint.
     pub groups: Option<Groups>,
+    /// The fee schedule at `head`, once one is set.
+    pub fees: Option<FeeSchedule>,
 }
 
 pub(crate) fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
@@ -326,7 +333,14 @@ impl Derived {
                     .map_err(|e| StoreError::Corrupt { key: "m/groups".into(), reason: e.to_string() })?,
             ),
         };
-        Ok(Some(Snapshot { head, accounts, invoices, roles, groups }))
+        let fees = match self.db().as_ref().map(|db| db.get(FEES_KEY)).transpose()?.flatten() {
+            None => None,
+            Some(v) => Some(
+                FeeSchedule::decode(unseal(FEES_KEY, &v)?)
+                    .map_err(|e| StoreError::Corrupt { key: "m/fees".into(), reason: e.to_string() })?,
+            ),
+        };
+        Ok(Some(Snapshot { head, accounts, invoices, roles, groups, fees }))
     }
 
     fn scan<T>(
@@ -384,6 +398,9 @@ impl Derived {
         }
         if let Some(groups) = &c.groups {
             batch.insert(GROUPS_KEY, seal(GROUPS_KEY, groups.encode()));
+        }
+        if let Some(fees) = &c.fees {
+            batch.insert(FEES_KEY, seal(FEES_KEY, fees.encode()));
         }
         if let Some(head) = &c.head {
             batch.insert(HEAD_KEY, encode_head(head));

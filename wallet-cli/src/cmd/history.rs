@@ -128,6 +128,10 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
                 row.amount_minor = Some(t.amount_minor.saturating_neg());
             } else if &t.payee == account {
                 row.amount_minor = Some(t.amount_minor);
+            } else {
+                // Neither side: the association's account, paid the transfer's levy (its
+                // balance after says how much).
+                row.reason = Some(format!("levy on a transfer from {} to {}", t.payer, t.payee));
             }
             row.memo = non_empty(&t.memo);
             row.invoice_id = t.invoice.map(|i| i.to_string());
@@ -151,6 +155,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
             row.reason = non_empty(reason);
         }
         OpKind::SetQuorum(q) => row.reason = non_empty(&q.reason),
+        OpKind::SetFees(f) => row.reason = non_empty(&f.reason),
         OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
         OpKind::IssueInvoice(i) => {
             row.counterparty = side(&i.payer, &i.payee, false);
@@ -298,6 +303,7 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         | OpKind::UnfreezeAccount { .. }
         | OpKind::CloseAccount { .. }
         | OpKind::SetQuorum(_)
+        | OpKind::SetFees(_)
         | OpKind::Transfer(_) => {}
     }
     value
@@ -353,6 +359,7 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::SetProfile(_)
         | OpKind::SetQuorum(_)
         | OpKind::SetRole(_)
+        | OpKind::SetFees(_)
         | OpKind::CreateGroup(_)
         | OpKind::SetGroupLimits(_)
         | OpKind::AssignGroup { .. }

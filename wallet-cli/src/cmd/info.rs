@@ -35,6 +35,7 @@ pub async fn run(global: &Global) -> anyhow::Result<()> {
             "genesis_auditor_keys": hex(&g.auditor_keys),
             "genesis_quorum": g.quorum,
             "log_size": node.log_size,
+            "fees": node.fees.as_ref().map(crate::cmd::admin::fees::schedule_json),
         }));
     }
     let list = |keys: &[PublicKey]| if keys.is_empty() { "none".to_string() } else { hex(keys).join(", ") };
@@ -58,6 +59,7 @@ pub async fn run(global: &Global) -> anyhow::Result<()> {
             ),
         ),
         ("log", entries(node.log_size)),
+        ("fees", node.fees.as_ref().map_or_else(|| "none".to_string(), |f| f.describe(&money))),
     ];
     let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<14}{value}")).collect();
     output::emit(&text.join("\n"))

@@ -113,11 +113,12 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::GroupExists => (81, "GROUP_EXISTS"),
         RejectCode::TooManyGroups => (82, "TOO_MANY_GROUPS"),
         RejectCode::NotInGroup => (83, "NOT_IN_GROUP"),
+        RejectCode::FeesInvalid => (100, "FEES_INVALID"),
     }
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 48] = [
+pub const ALL_CODES: [RejectCode; 49] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -166,6 +167,7 @@ pub const ALL_CODES: [RejectCode; 48] = [
     RejectCode::GroupExists,
     RejectCode::TooManyGroups,
     RejectCode::NotInGroup,
+    RejectCode::FeesInvalid,
 ];
 
 /// Runs `open` again while it fails because sled still holds the directory's lock.

@@ -4,6 +4,7 @@
 mod accounts;
 mod clearing;
 mod close;
+pub mod fees;
 mod freeze;
 mod group;
 mod profile;
@@ -44,6 +45,9 @@ pub enum Command {
     /// Set how many administrators sign a sensitive act (the quorum)
     #[command(subcommand)]
     Quorum(quorum::Command),
+    /// Set or show the association's fees (transfer levy, membership, demurrage)
+    #[command(subcommand)]
+    Fees(fees::Command),
     /// Clear all eligible obligations optimally (set-off, optionally with credit), or --dry-run
     Clearing(clearing::Args),
 }
@@ -61,6 +65,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Role(command) => role::run(global, command).await,
         Command::Group(command) => group::run(global, command).await,
         Command::Quorum(command) => quorum::run(global, command).await,
+        Command::Fees(command) => fees::run(global, command).await,
         Command::Clearing(args) => clearing::run(global, args).await,
     }
 }
