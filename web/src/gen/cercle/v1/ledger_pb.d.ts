@@ -523,6 +523,14 @@ export declare type LedgerInfo = Message<"cercle.v1.LedgerInfo"> & {
    * @generated from field: optional int64 quorum_limit_above_minor = 12;
    */
   quorumLimitAboveMinor?: bigint | undefined;
+
+  /**
+   * The association's fee schedule; absent: the ledger charges no fee. (45: the number
+   * range of fees, kept apart from other additions.)
+   *
+   * @generated from field: optional cercle.v1.FeeSchedule fees = 45;
+   */
+  fees?: FeeSchedule | undefined;
 };
 
 /**
@@ -530,6 +538,53 @@ export declare type LedgerInfo = Message<"cercle.v1.LedgerInfo"> & {
  * Use `create(LedgerInfoSchema)` to create a new message.
  */
 export declare const LedgerInfoSchema: GenMessage<LedgerInfo>;
+
+/**
+ * The fee schedule in force: what `SetFees` set, without its reason.
+ *
+ * @generated from message cercle.v1.FeeSchedule
+ */
+export declare type FeeSchedule = Message<"cercle.v1.FeeSchedule"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * @generated from field: uint32 transfer_levy_bp = 2;
+   */
+  transferLevyBp: number;
+
+  /**
+   * "payer", "payee" or "split".
+   *
+   * @generated from field: string levy_on = 3;
+   */
+  levyOn: string;
+
+  /**
+   * Size class to its periodic fee.
+   *
+   * @generated from field: map<string, int64> membership_minor = 4;
+   */
+  membershipMinor: { [key: string]: bigint };
+
+  /**
+   * @generated from field: uint32 demurrage_bp = 5;
+   */
+  demurrageBp: number;
+
+  /**
+   * @generated from field: int64 demurrage_above_minor = 6;
+   */
+  demurrageAboveMinor: bigint;
+};
+
+/**
+ * Describes the message cercle.v1.FeeSchedule.
+ * Use `create(FeeScheduleSchema)` to create a new message.
+ */
+export declare const FeeScheduleSchema: GenMessage<FeeSchedule>;
 
 /**
  * @generated from message cercle.v1.ListKeyAccountsRequest
@@ -773,6 +828,26 @@ export declare type Account = Message<"cercle.v1.Account"> & {
    * @generated from field: optional uint64 last_activity_ms = 16;
    */
   lastActivityMs?: bigint | undefined;
+
+  /**
+   * The member group the account is in; empty: none.
+   *
+   * @generated from field: string group = 30;
+   */
+  group: string;
+
+  /**
+   * Where `credit_limit_minor` and `max_balance_minor` (the limits that bind the account)
+   * come from: "own", or "group:NAME" for a member that follows its group's default.
+   *
+   * @generated from field: string credit_limit_source = 31;
+   */
+  creditLimitSource: string;
+
+  /**
+   * @generated from field: string max_balance_source = 32;
+   */
+  maxBalanceSource: string;
 };
 
 /**
@@ -1440,6 +1515,100 @@ export declare type ListAccountsResponse = Message<"cercle.v1.ListAccountsRespon
 export declare const ListAccountsResponseSchema: GenMessage<ListAccountsResponse>;
 
 /**
+ * @generated from message cercle.v1.ListGroupsRequest
+ */
+export declare type ListGroupsRequest = Message<"cercle.v1.ListGroupsRequest"> & {
+};
+
+/**
+ * Describes the message cercle.v1.ListGroupsRequest.
+ * Use `create(ListGroupsRequestSchema)` to create a new message.
+ */
+export declare const ListGroupsRequestSchema: GenMessage<ListGroupsRequest>;
+
+/**
+ * A member group: a class of members with default limits.
+ *
+ * @generated from message cercle.v1.MemberGroup
+ */
+export declare type MemberGroup = Message<"cercle.v1.MemberGroup"> & {
+  /**
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * @generated from field: int64 credit_limit_minor = 2;
+   */
+  creditLimitMinor: bigint;
+
+  /**
+   * Absent: no maximum balance.
+   *
+   * @generated from field: optional int64 max_balance_minor = 3;
+   */
+  maxBalanceMinor?: bigint | undefined;
+
+  /**
+   * @generated from field: uint64 created_at_sequence = 4;
+   */
+  createdAtSequence: bigint;
+
+  /**
+   * The last entry that changed its limits.
+   *
+   * @generated from field: uint64 last_sequence = 5;
+   */
+  lastSequence: bigint;
+
+  /**
+   * Open accounts in the group; of them, those that follow its credit limit.
+   *
+   * @generated from field: uint64 members = 6;
+   */
+  members: bigint;
+
+  /**
+   * @generated from field: uint64 following_credit_limit = 7;
+   */
+  followingCreditLimit: bigint;
+};
+
+/**
+ * Describes the message cercle.v1.MemberGroup.
+ * Use `create(MemberGroupSchema)` to create a new message.
+ */
+export declare const MemberGroupSchema: GenMessage<MemberGroup>;
+
+/**
+ * @generated from message cercle.v1.ListGroupsResponse
+ */
+export declare type ListGroupsResponse = Message<"cercle.v1.ListGroupsResponse"> & {
+  /**
+   * At most `GROUPS_MAX` (256), by name.
+   *
+   * @generated from field: repeated cercle.v1.MemberGroup groups = 1;
+   */
+  groups: MemberGroup[];
+
+  /**
+   * @generated from field: string currency = 2;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: uint32 exponent = 3;
+   */
+  exponent: number;
+};
+
+/**
+ * Describes the message cercle.v1.ListGroupsResponse.
+ * Use `create(ListGroupsResponseSchema)` to create a new message.
+ */
+export declare const ListGroupsResponseSchema: GenMessage<ListGroupsResponse>;
+
+/**
  * @generated from message cercle.v1.GetIndicatorsRequest
  */
 export declare type GetIndicatorsRequest = Message<"cercle.v1.GetIndicatorsRequest"> & {
@@ -1837,6 +2006,17 @@ export declare const Ledger: GenService<{
     methodKind: "unary";
     input: typeof GetIndicatorsRequestSchema;
     output: typeof GetIndicatorsResponseSchema;
+  },
+  /**
+   * Every member group, by name, with its default limits and how many open accounts are
+   * in it. Administrators and auditors.
+   *
+   * @generated from rpc cercle.v1.Ledger.ListGroups
+   */
+  listGroups: {
+    methodKind: "unary";
+    input: typeof ListGroupsRequestSchema;
+    output: typeof ListGroupsResponseSchema;
   },
 }>;
 

@@ -138,6 +138,36 @@ export declare type OperationBody = Message<"cercle.v1.OperationBody"> & {
      */
     value: SetQuorum;
     case: "setQuorum";
+  } | {
+    /**
+     * @generated from field: cercle.v1.CreateGroup create_group = 30;
+     */
+    value: CreateGroup;
+    case: "createGroup";
+  } | {
+    /**
+     * @generated from field: cercle.v1.SetGroupLimits set_group_limits = 31;
+     */
+    value: SetGroupLimits;
+    case: "setGroupLimits";
+  } | {
+    /**
+     * @generated from field: cercle.v1.AssignGroup assign_group = 32;
+     */
+    value: AssignGroup;
+    case: "assignGroup";
+  } | {
+    /**
+     * @generated from field: cercle.v1.FollowGroupLimits follow_group_limits = 33;
+     */
+    value: FollowGroupLimits;
+    case: "followGroupLimits";
+  } | {
+    /**
+     * @generated from field: cercle.v1.SetFees set_fees = 45;
+     */
+    value: SetFees;
+    case: "setFees";
   } | { case: undefined; value?: undefined };
 };
 
@@ -506,6 +536,224 @@ export declare type SetQuorum = Message<"cercle.v1.SetQuorum"> & {
 export declare const SetQuorumSchema: GenMessage<SetQuorum>;
 
 /**
+ * Signed by an administrator: create a member group (a class of members, by size or sector)
+ * with its default limits. The name has the syntax of an account handle.
+ *
+ * @generated from message cercle.v1.CreateGroup
+ */
+export declare type CreateGroup = Message<"cercle.v1.CreateGroup"> & {
+  /**
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * @generated from field: int64 credit_limit_minor = 2;
+   */
+  creditLimitMinor: bigint;
+
+  /**
+   * Absent: no maximum balance.
+   *
+   * @generated from field: optional int64 max_balance_minor = 3;
+   */
+  maxBalanceMinor?: bigint | undefined;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.CreateGroup.
+ * Use `create(CreateGroupSchema)` to create a new message.
+ */
+export declare const CreateGroupSchema: GenMessage<CreateGroup>;
+
+/**
+ * Signed by an administrator: change a group's default limits. Every member without its own
+ * limit is bound by the new one from the next entry on.
+ *
+ * @generated from message cercle.v1.SetGroupLimits
+ */
+export declare type SetGroupLimits = Message<"cercle.v1.SetGroupLimits"> & {
+  /**
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * Absent: keep the credit limit.
+   *
+   * @generated from field: optional int64 credit_limit_minor = 2;
+   */
+  creditLimitMinor?: bigint | undefined;
+
+  /**
+   * Absent: keep the maximum balance. Present: replace it (`max_balance_minor` unset = no maximum).
+   *
+   * @generated from field: optional cercle.v1.MaxBalance max_balance = 3;
+   */
+  maxBalance?: MaxBalance | undefined;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.SetGroupLimits.
+ * Use `create(SetGroupLimitsSchema)` to create a new message.
+ */
+export declare const SetGroupLimitsSchema: GenMessage<SetGroupLimits>;
+
+/**
+ * Signed by an administrator: put an account in a group. It then follows the group's credit
+ * limit and maximum balance until `SetLimits` gives it its own.
+ *
+ * @generated from message cercle.v1.AssignGroup
+ */
+export declare type AssignGroup = Message<"cercle.v1.AssignGroup"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * @generated from field: string group = 2;
+   */
+  group: string;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.AssignGroup.
+ * Use `create(AssignGroupSchema)` to create a new message.
+ */
+export declare const AssignGroupSchema: GenMessage<AssignGroup>;
+
+/**
+ * Signed by an administrator: make an account follow its group's credit limit and/or maximum
+ * balance again, dropping its own.
+ *
+ * @generated from message cercle.v1.FollowGroupLimits
+ */
+export declare type FollowGroupLimits = Message<"cercle.v1.FollowGroupLimits"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * @generated from field: bool credit_limit = 2;
+   */
+  creditLimit: boolean;
+
+  /**
+   * @generated from field: bool max_balance = 3;
+   */
+  maxBalance: boolean;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.FollowGroupLimits.
+ * Use `create(FollowGroupLimitsSchema)` to create a new message.
+ */
+export declare const FollowGroupLimitsSchema: GenMessage<FollowGroupLimits>;
+
+/**
+ * Signed by an administrator: the association's fee schedule, which replaces the one in
+ * force. Every fee is paid to `account`, the association's own account. The levy is
+ * `transfer_levy_bp` basis points of each transfer between two other accounts, rounded half
+ * up to the minor unit; split: the payee pays half rounded down, the payer the rest.
+ *
+ * @generated from message cercle.v1.SetFees
+ */
+export declare type SetFees = Message<"cercle.v1.SetFees"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * 0 (no levy) to TRANSFER_LEVY_BP_MAX.
+   *
+   * @generated from field: uint32 transfer_levy_bp = 2;
+   */
+  transferLevyBp: number;
+
+  /**
+   * @generated from field: cercle.v1.LevyOn levy_on = 3;
+   */
+  levyOn: LevyOn;
+
+  /**
+   * At most one per size class; each amount positive.
+   *
+   * @generated from field: repeated cercle.v1.MembershipFee membership = 4;
+   */
+  membership: MembershipFee[];
+
+  /**
+   * Basis points a month on the part of a positive balance above `demurrage_above_minor`;
+   * 0: no demurrage.
+   *
+   * @generated from field: uint32 demurrage_bp = 5;
+   */
+  demurrageBp: number;
+
+  /**
+   * @generated from field: int64 demurrage_above_minor = 6;
+   */
+  demurrageAboveMinor: bigint;
+
+  /**
+   * @generated from field: string reason = 7;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.SetFees.
+ * Use `create(SetFeesSchema)` to create a new message.
+ */
+export declare const SetFeesSchema: GenMessage<SetFees>;
+
+/**
+ * The periodic membership fee of one size class ("0", "1-9", "10-49", "50-249", "250+").
+ *
+ * @generated from message cercle.v1.MembershipFee
+ */
+export declare type MembershipFee = Message<"cercle.v1.MembershipFee"> & {
+  /**
+   * @generated from field: string size_class = 1;
+   */
+  sizeClass: string;
+
+  /**
+   * @generated from field: int64 amount_minor = 2;
+   */
+  amountMinor: bigint;
+};
+
+/**
+ * Describes the message cercle.v1.MembershipFee.
+ * Use `create(MembershipFeeSchema)` to create a new message.
+ */
+export declare const MembershipFeeSchema: GenMessage<MembershipFee>;
+
+/**
  * @generated from message cercle.v1.Transfer
  */
 export declare type Transfer = Message<"cercle.v1.Transfer"> & {
@@ -769,4 +1017,36 @@ export enum GovernanceRole {
  * Describes the enum cercle.v1.GovernanceRole.
  */
 export declare const GovernanceRoleSchema: GenEnum<GovernanceRole>;
+
+/**
+ * Who pays a transfer levy.
+ *
+ * @generated from enum cercle.v1.LevyOn
+ */
+export enum LevyOn {
+  /**
+   * @generated from enum value: LEVY_ON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: LEVY_ON_PAYER = 1;
+   */
+  PAYER = 1,
+
+  /**
+   * @generated from enum value: LEVY_ON_PAYEE = 2;
+   */
+  PAYEE = 2,
+
+  /**
+   * @generated from enum value: LEVY_ON_SPLIT = 3;
+   */
+  SPLIT = 3,
+}
+
+/**
+ * Describes the enum cercle.v1.LevyOn.
+ */
+export declare const LevyOnSchema: GenEnum<LevyOn>;
 
