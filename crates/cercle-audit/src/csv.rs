@@ -259,6 +259,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: PublicKey([2; 32]),
             quorum: 1,
+            day_offset_minutes: 0,
         };
         let firm = |account: &str, payment_minor: i64, changed: bool| ClearingFirm {
             account: id(account),

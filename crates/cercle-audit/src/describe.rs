@@ -85,6 +85,17 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
                 d.details.push_str(", sharing allowed");
             }
         }
+        OpKind::AddKey(k) => {
+            d.account = Some(&k.account);
+            d.details = format!("key {} added as {}", k.key, k.role.describe(money));
+            if k.allow_shared_key {
+                d.details.push_str(", sharing allowed");
+            }
+        }
+        OpKind::RemoveKey { account, key } => {
+            d.account = Some(account);
+            d.details = format!("key {key} removed");
+        }
         OpKind::SetRole(r) => {
             d.memo = &r.reason;
             let change = if r.present { "added to" } else { "removed from" };

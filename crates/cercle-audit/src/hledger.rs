@@ -319,6 +319,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: PublicKey([2; 32]),
             quorum: 1,
+            day_offset_minutes: 0,
         };
         let entry = |sequence: u64, balances: &[(&str, i64)]| Entry {
             sequence,

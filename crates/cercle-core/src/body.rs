@@ -12,8 +12,8 @@ use prost::Message;
 use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
-    SetProfile, SetQuorum, SetRole, Transfer,
+    AddKey, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role, RunClearing,
+    SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
@@ -41,6 +41,10 @@ pub enum BodyError {
     LocalShare(u32),
     #[error("role {0} is not a governance role: give administrator (1) or auditor (2)")]
     Role(i32),
+    #[error("role {0} is not a key role: give owner (1), payer (2), invoicer (3) or viewer (4)")]
+    KeyRole(i32),
+    #[error("a payer key needs both caps (per transfer and daily), and another role neither")]
+    KeyCaps,
 }
 
 /// How the ledger refuses an operation whose body does not decode.
@@ -234,6 +238,28 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             limit_above_minor: q.limit_above_minor,
             reason: q.reason,
         }),
+        Kind::AddKey(k) => OpKind::AddKey(AddKey {
+            account: account(&k.account)?,
+            key: PublicKey(fixed(&k.public_key, "public_key")?),
+            role: match (pb::AccountKeyRole::try_from(k.role), k.per_transfer_cap_minor, k.daily_cap_minor) {
+                (Ok(pb::AccountKeyRole::Payer), Some(per_transfer_cap_minor), Some(daily_cap_minor)) => {
+                    KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor }
+                }
+                (Ok(pb::AccountKeyRole::Payer), _, _) => return Err(BodyError::KeyCaps),
+                (Ok(_), Some(_), _) | (Ok(_), _, Some(_)) => return Err(BodyError::KeyCaps),
+                (Ok(pb::AccountKeyRole::Owner), None, None) => KeyRole::Owner,
+                (Ok(pb::AccountKeyRole::Invoicer), None, None) => KeyRole::Invoicer,
+                (Ok(pb::AccountKeyRole::Viewer), None, None) => KeyRole::Viewer,
+                (Ok(pb::AccountKeyRole::Unspecified) | Err(_), _, _) => {
+                    return Err(BodyError::KeyRole(k.role));
+                }
+            },
+            allow_shared_key: k.allow_shared_key,
+        }),
+        Kind::RemoveKey(k) => OpKind::RemoveKey {
+            account: account(&k.account)?,
+            key: PublicKey(fixed(&k.public_key, "public_key")?),
+        },
         Kind::Transfer(t) => OpKind::Transfer(Transfer {
             payer: account(&t.payer)?,
             payee: account(&t.payee)?,
@@ -322,6 +348,27 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             limit_above_minor: q.limit_above_minor,
             reason: q.reason.clone(),
         }),
+        OpKind::AddKey(k) => {
+            let (role, caps) = match k.role {
+                KeyRole::Owner => (pb::AccountKeyRole::Owner, None),
+                KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => {
+                    (pb::AccountKeyRole::Payer, Some((per_transfer_cap_minor, daily_cap_minor)))
+                }
+                KeyRole::Invoicer => (pb::AccountKeyRole::Invoicer, None),
+                KeyRole::Viewer => (pb::AccountKeyRole::Viewer, None),
+            };
+            Kind::AddKey(pb::AddKey {
+                account: k.account.to_string(),
+                public_key: k.key.0.to_vec(),
+                role: role as i32,
+                per_transfer_cap_minor: caps.map(|c| c.0),
+                daily_cap_minor: caps.map(|c| c.1),
+                allow_shared_key: k.allow_shared_key,
+            })
+        }
+        OpKind::RemoveKey { account, key } => {
+            Kind::RemoveKey(pb::RemoveKey { account: account.to_string(), public_key: key.0.to_vec() })
+        }
         OpKind::Transfer(t) => Kind::Transfer(pb::Transfer {
             payer: t.payer.to_string(),
             payee: t.payee.to_string(),
@@ -464,6 +511,19 @@ mod tests {
                 reason: "statutes".into(),
             }),
             OpKind::SetQuorum(SetQuorum { quorum: 1, limit_above_minor: None, reason: "statutes".into() }),
+            OpKind::AddKey(AddKey {
+                account: AccountId::parse("aaa").unwrap(),
+                key: PublicKey([9; 32]),
+                role: KeyRole::Payer { per_transfer_cap_minor: 50_000, daily_cap_minor: 200_000 },
+                allow_shared_key: false,
+            }),
+            OpKind::AddKey(AddKey {
+                account: AccountId::parse("aaa").unwrap(),
+                key: PublicKey([9; 32]),
+                role: KeyRole::Viewer,
+                allow_shared_key: true,
+            }),
+            OpKind::RemoveKey { account: AccountId::parse("aaa").unwrap(), key: PublicKey([9; 32]) },
             OpKind::SetProfile(SetProfile {
                 account: AccountId::parse("aaa").unwrap(),
                 display_name: Some("Boulangerie".into()),

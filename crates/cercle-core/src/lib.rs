@@ -36,10 +36,12 @@ pub use ledger::{
     Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
 };
 pub use op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
-    SetProfile, SetQuorum, SetRole, Transfer,
+    AddKey, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role, RunClearing,
+    SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};
 pub use roles::{Roles, SensitiveAct};
-pub use state::{Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, State};
+pub use state::{
+    Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, KeyGrant, State,
+};

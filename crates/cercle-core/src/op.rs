@@ -69,6 +69,61 @@ pub enum OpKind {
     /// Set how many administrators sign a sensitive act, and the credit limit above which
     /// setting a limit is one (`None`: none is). Itself a sensitive act.
     SetQuorum(SetQuorum),
+    /// Add a key to an account with a role (`KeyRole`): signed by an owner key of the
+    /// account, or by an administrator (then a sensitive act, like a key replacement).
+    AddKey(AddKey),
+    /// Take a key off an account; never its last owner key. Signed like `AddKey`.
+    RemoveKey {
+        account: AccountId,
+        key: PublicKey,
+    },
+}
+
+/// What a key of an account may sign. Every read of the account is open to every role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// Everything the account does: the keys given at registration and by a key rotation.
+    Owner,
+    /// Payments (transfers, invoice payments), each at most `per_transfer_cap_minor`, and
+    /// at most `daily_cap_minor` in all over one ledger day (`Genesis::day`).
+    Payer { per_transfer_cap_minor: i64, daily_cap_minor: i64 },
+    /// Issuing and cancelling the account's invoices.
+    Invoicer,
+    /// Reads only.
+    Viewer,
+}
+
+impl KeyRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyRole::Owner => "owner",
+            KeyRole::Payer { .. } => "payer",
+            KeyRole::Invoicer => "invoicer",
+            KeyRole::Viewer => "viewer",
+        }
+    }
+
+    /// The role in words, caps included: "payer (at most 500.00 CHW a transfer, 2,000.00
+    /// CHW a day)".
+    pub fn describe(self, money: impl Fn(i64) -> String) -> String {
+        match self {
+            KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => format!(
+                "payer (at most {} a transfer, {} a day)",
+                money(per_transfer_cap_minor),
+                money(daily_cap_minor)
+            ),
+            other => other.name().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddKey {
+    pub account: AccountId,
+    pub key: PublicKey,
+    pub role: KeyRole,
+    /// As in a registration: a key already on another open account only with this set.
+    pub allow_shared_key: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +253,8 @@ impl OpKind {
             OpKind::SetRole(_) => "set_role",
             OpKind::CloseAccount { .. } => "close_account",
             OpKind::SetQuorum(_) => "set_quorum",
+            OpKind::AddKey(_) => "add_key",
+            OpKind::RemoveKey { .. } => "remove_key",
         }
     }
 
@@ -206,11 +263,13 @@ impl OpKind {
     pub fn accounts(&self) -> Vec<&AccountId> {
         match self {
             OpKind::RegisterAccount(r) => vec![&r.account],
+            OpKind::AddKey(k) => vec![&k.account],
             OpKind::SetLimits(s) => vec![&s.account],
             OpKind::SetProfile(p) => vec![&p.account],
             OpKind::FreezeAccount { account, .. }
             | OpKind::UnfreezeAccount { account, .. }
             | OpKind::RotateKeys { account, .. }
+            | OpKind::RemoveKey { account, .. }
             | OpKind::CloseAccount { account, write_off_to: None, .. } => vec![account],
             OpKind::CloseAccount { account, write_off_to: Some(reserve), .. } => vec![account, reserve],
             OpKind::Transfer(t) => vec![&t.payer, &t.payee],

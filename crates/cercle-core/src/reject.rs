@@ -3,7 +3,7 @@
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
 //! by kind (1-9 the envelope and its time, 10-19 authority and governance roles, 20-29
 //! accounts, 30-39 values, 40-49 amounts, 50-59 limits and bounds, 60-69 clearing, 70-79
-//! closure; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
+//! closure, 90-99 a firm's keys and their roles; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
@@ -11,7 +11,7 @@ use crate::amount::format_with_currency;
 use crate::clearing::ClearingDefect;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{InvoiceId, InvoiceState};
-use crate::op::Role;
+use crate::op::{KeyRole, Role};
 use crate::roles::SensitiveAct;
 use crate::time::rfc3339_ms;
 
@@ -63,6 +63,11 @@ pub enum RejectCode {
     TooManyRoleKeys = 54,
     AccountNotSettled = 70,
     WriteOffInvalid = 71,
+    KeyRoleNotAllowed = 90,
+    KeyCapExceeded = 91,
+    LastOwnerKey = 92,
+    KeyAlreadyOnAccount = 93,
+    KeyNotOnAccount = 94,
 }
 
 impl RejectCode {
@@ -113,6 +118,11 @@ impl RejectCode {
             RejectCode::TooManyRoleKeys => "TOO_MANY_ROLE_KEYS",
             RejectCode::AccountNotSettled => "ACCOUNT_NOT_SETTLED",
             RejectCode::WriteOffInvalid => "WRITE_OFF_INVALID",
+            RejectCode::KeyRoleNotAllowed => "KEY_ROLE_NOT_ALLOWED",
+            RejectCode::KeyCapExceeded => "KEY_CAP_EXCEEDED",
+            RejectCode::LastOwnerKey => "LAST_OWNER_KEY",
+            RejectCode::KeyAlreadyOnAccount => "KEY_ALREADY_ON_ACCOUNT",
+            RejectCode::KeyNotOnAccount => "KEY_NOT_ON_ACCOUNT",
         }
     }
 }
@@ -287,6 +297,38 @@ pub enum Rejection {
         account: AccountId,
         detail: String,
     },
+    /// The signing key is on the account, but its role does not sign this: `action` is what
+    /// was asked ("pay", "accept an invoice"), `allowed` the roles that may.
+    KeyRoleNotAllowed {
+        account: AccountId,
+        key: PublicKey,
+        role: KeyRole,
+        action: &'static str,
+        allowed: &'static str,
+    },
+    /// A payer key's payment above its cap per transfer, or above what is left of its cap
+    /// for the ledger's day (`spent_today_minor` already paid that day).
+    KeyCapExceeded {
+        account: AccountId,
+        key: PublicKey,
+        amount_minor: i64,
+        per_transfer_cap_minor: i64,
+        daily_cap_minor: i64,
+        spent_today_minor: i64,
+    },
+    /// Removing (or demoting) the account's only owner key would leave nobody to govern it.
+    LastOwnerKey {
+        account: AccountId,
+        key: PublicKey,
+    },
+    KeyAlreadyOnAccount {
+        account: AccountId,
+        key: PublicKey,
+    },
+    KeyNotOnAccount {
+        account: AccountId,
+        key: PublicKey,
+    },
 }
 
 impl Rejection {
@@ -336,6 +378,11 @@ impl Rejection {
             Rejection::TooManyRoleKeys { .. } => RejectCode::TooManyRoleKeys,
             Rejection::AccountNotSettled { .. } => RejectCode::AccountNotSettled,
             Rejection::WriteOffInvalid { .. } => RejectCode::WriteOffInvalid,
+            Rejection::KeyRoleNotAllowed { .. } => RejectCode::KeyRoleNotAllowed,
+            Rejection::KeyCapExceeded { .. } => RejectCode::KeyCapExceeded,
+            Rejection::LastOwnerKey { .. } => RejectCode::LastOwnerKey,
+            Rejection::KeyAlreadyOnAccount { .. } => RejectCode::KeyAlreadyOnAccount,
+            Rejection::KeyNotOnAccount { .. } => RejectCode::KeyNotOnAccount,
         }
     }
 
@@ -477,6 +524,41 @@ impl Rejection {
             Rejection::WriteOffInvalid { account, detail } => {
                 format!("account '{account}' cannot be written off: {detail}")
             }
+            Rejection::KeyRoleNotAllowed { account, key, role, action, allowed } => format!(
+                "key {key} is a {} key of account '{account}': it cannot {action}; {allowed} sign that",
+                role.name()
+            ),
+            Rejection::KeyCapExceeded {
+                account,
+                key,
+                amount_minor,
+                per_transfer_cap_minor,
+                daily_cap_minor,
+                spent_today_minor,
+            } => {
+                if amount_minor > per_transfer_cap_minor {
+                    format!(
+                        "payment of {} is above the cap of {} per transfer of payer key {key} of account '{account}'; an owner key pays it",
+                        money(*amount_minor),
+                        money(*per_transfer_cap_minor)
+                    )
+                } else {
+                    format!(
+                        "payment of {} is above what is left today of the daily cap of payer key {key} of account '{account}': {} of {} paid today, {} left; an owner key pays it",
+                        money(*amount_minor),
+                        money(*spent_today_minor),
+                        money(*daily_cap_minor),
+                        money(daily_cap_minor.saturating_sub(*spent_today_minor))
+                    )
+                }
+            }
+            Rejection::LastOwnerKey { account, key } => format!(
+                "key {key} is the last owner key of account '{account}': the account would have none; add another owner key first"
+            ),
+            Rejection::KeyAlreadyOnAccount { account, key } => format!(
+                "key {key} is already on account '{account}'; remove it first to give it another role"
+            ),
+            Rejection::KeyNotOnAccount { account, key } => format!("key {key} is not on account '{account}'"),
         }
     }
 }

@@ -12,6 +12,16 @@
 //! the payer exists, the signer holds one of its keys, the payee exists); account status;
 //! arithmetic; limits.
 //!
+//! Keys have roles (`KeyRole`): the keys given at registration and by a rotation are owners,
+//! which sign everything the account does; `AddKey` adds a payer (payments within a cap per
+//! transfer and a cap per ledger day), an invoicer (issues and cancels invoices) or a viewer
+//! (reads only), and `RemoveKey` takes a key off, never the last owner. A signer holding no
+//! key of the account is refused as `NotAccountKey`; one whose role does not sign the act,
+//! as `KeyRoleNotAllowed`, at the same place in the order. A payer's caps are checked last,
+//! after the limits (`KeyCapExceeded`). Its day is the genesis's (`Genesis::day`: a fixed
+//! offset from UTC), and its usage is kept per key as the day it last paid and what it paid
+//! that day, which starts again at zero on a later day.
+//!
 //! Key rotation is allowed on a frozen account: a dispute is exactly when a lost or stolen
 //! key must be replaced, and the freeze still stops payments.
 //!
@@ -44,8 +54,8 @@ use crate::genesis::Genesis;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
-    InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing, SetLimits,
-    SetProfile, SetQuorum, SetRole, Transfer,
+    AddKey, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role, RunClearing,
+    SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile};
 use crate::reject::Rejection;
@@ -102,12 +112,27 @@ pub struct Account {
     /// `RETIRED_KEYS_MAX`: so that a refusal can tell their holder the key was rotated out,
     /// rather than that it never belonged. A key put back on the account leaves this list.
     pub retired_keys: Vec<PublicKey>,
+    /// The keys of `keys` that are not owners, with their role (never `KeyRole::Owner`):
+    /// a key absent from this map is an owner.
+    pub key_grants: BTreeMap<PublicKey, KeyGrant>,
+}
+
+/// A key of an account that is not an owner: its role and, for a payer, what it paid on
+/// the ledger day it last paid (its daily cap's usage: zero again on a later day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub role: KeyRole,
+    /// The ledger day (`Genesis::day`) of the payer's last payment; 0 before any.
+    pub day: i64,
+    /// What the payer paid on `day`.
+    pub spent_minor: i64,
 }
 
 /// Account record extensions, in the order they are written.
 const EXTENSION_PROFILE: u8 = 1;
 const EXTENSION_ACTIVITY: u8 = 2;
 const EXTENSION_RETIRED_KEYS: u8 = 3;
+const EXTENSION_KEY_GRANTS: u8 = 5;
 
 impl Account {
     /// The account's canonical, versioned encoding: persisted by the store's checkpoint and
@@ -172,6 +197,26 @@ impl Account {
             }
             extensions.push((EXTENSION_RETIRED_KEYS, k.buf));
         }
+        if digest >= 3 && !self.key_grants.is_empty() {
+            let mut g = Writer::default();
+            g.u8(self.key_grants.len() as u8);
+            for (key, grant) in &self.key_grants {
+                g.fixed(&key.0);
+                match grant.role {
+                    // Never in the map: an owner is a key without a grant.
+                    KeyRole::Owner => g.u8(0),
+                    KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => g
+                        .u8(1)
+                        .i64(per_transfer_cap_minor)
+                        .i64(daily_cap_minor)
+                        .i64(grant.day)
+                        .i64(grant.spent_minor),
+                    KeyRole::Invoicer => g.u8(2),
+                    KeyRole::Viewer => g.u8(3),
+                };
+            }
+            extensions.push((EXTENSION_KEY_GRANTS, g.buf));
+        }
         w.u8(extensions.len() as u8);
         for (tag, bytes) in extensions {
             w.u8(tag).bytes(&bytes);
@@ -206,6 +251,7 @@ impl Account {
         let mut profile = Profile::default();
         let (mut negative_since_ms, mut last_activity_ms) = (None, None);
         let mut retired_keys = Vec::new();
+        let mut key_grants = BTreeMap::new();
         let count = r.u8("extension count")?;
         let mut last_tag = 0;
         for _ in 0..count {
@@ -249,6 +295,33 @@ impl Account {
                         retired_keys.push(PublicKey(e.array("retired key")?));
                     }
                 }
+                EXTENSION_KEY_GRANTS => {
+                    let n = usize::from(e.u8("key grant count")?);
+                    if n == 0 || n > KEYS_PER_ACCOUNT_MAX {
+                        return Err(DecodeError::Invalid("key grant count"));
+                    }
+                    for _ in 0..n {
+                        let key = PublicKey(e.array("granted key")?);
+                        let grant = match e.u8("key role")? {
+                            1 => KeyGrant {
+                                role: KeyRole::Payer {
+                                    per_transfer_cap_minor: e.i64("per-transfer cap")?,
+                                    daily_cap_minor: e.i64("daily cap")?,
+                                },
+                                day: e.i64("payer's day")?,
+                                spent_minor: e.i64("payer's spending")?,
+                            },
+                            2 => KeyGrant { role: KeyRole::Invoicer, day: 0, spent_minor: 0 },
+                            3 => KeyGrant { role: KeyRole::Viewer, day: 0, spent_minor: 0 },
+                            _ => return Err(DecodeError::Invalid("key role")),
+                        };
+                        if !keys.contains(&key) || key_grants.insert(key, grant).is_some() {
+                            return Err(DecodeError::Invalid(
+                                "a key grant for a key the account does not hold",
+                            ));
+                        }
+                    }
+                }
                 _ => return Err(DecodeError::Invalid("unknown account extension")),
             }
             e.finish()?;
@@ -268,7 +341,58 @@ impl Account {
             negative_since_ms,
             last_activity_ms,
             retired_keys,
+            key_grants,
         })
+    }
+
+    /// The role of `key` on this account; `None` when the account does not hold it.
+    pub fn role_of(&self, key: &PublicKey) -> Option<KeyRole> {
+        if !self.keys.contains(key) {
+            return None;
+        }
+        Some(self.key_grants.get(key).map_or(KeyRole::Owner, |g| g.role))
+    }
+
+    /// How many owner keys the account holds.
+    pub fn owner_count(&self) -> usize {
+        self.keys.len() - self.key_grants.len()
+    }
+
+    /// `signer`'s role, if `allowed` lets it `action`; `NotAccountKey` when the account does
+    /// not hold it, `KeyRoleNotAllowed` when its role does not sign this.
+    fn require_role(
+        &self,
+        signer: &PublicKey,
+        action: &'static str,
+        allowed: Allowed,
+    ) -> Result<KeyRole, Rejection> {
+        let Some(role) = self.role_of(signer) else {
+            return Err(Rejection::NotAccountKey { account: self.id.clone() });
+        };
+        let ok = match allowed {
+            Allowed::Owner => role == KeyRole::Owner,
+            Allowed::Payer => matches!(role, KeyRole::Owner | KeyRole::Payer { .. }),
+            Allowed::Invoicer => matches!(role, KeyRole::Owner | KeyRole::Invoicer),
+        };
+        if !ok {
+            return Err(Rejection::KeyRoleNotAllowed {
+                account: self.id.clone(),
+                key: *signer,
+                role,
+                action,
+                allowed: allowed.text(),
+            });
+        }
+        Ok(role)
+    }
+
+    /// Takes `removed` off the account's keys into its retired keys (at most
+    /// `RETIRED_KEYS_MAX`, the oldest forgotten), and `added` out of them.
+    fn retire_keys(&mut self, removed: &[PublicKey], added: &[PublicKey]) {
+        self.retired_keys.retain(|k| !added.contains(k) && !removed.contains(k));
+        self.retired_keys.extend(removed.iter().copied());
+        let excess = self.retired_keys.len().saturating_sub(RETIRED_KEYS_MAX);
+        self.retired_keys.drain(..excess);
     }
 
     /// Sets the balance after a payment at `timestamp_ms` (made or received): keeps when it
@@ -281,6 +405,24 @@ impl Account {
         }
         self.balance_minor = balance_minor;
         self.last_activity_ms = Some(timestamp_ms);
+    }
+}
+
+/// The roles that may sign an act on an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    Owner,
+    Payer,
+    Invoicer,
+}
+
+impl Allowed {
+    fn text(self) -> &'static str {
+        match self {
+            Allowed::Owner => "only its owner keys",
+            Allowed::Payer => "its owner and payer keys",
+            Allowed::Invoicer => "its owner and invoicer keys",
+        }
     }
 }
 
@@ -386,6 +528,8 @@ pub struct State {
     /// When `Some`, every change records what it overwrote (see `Ledger::mark`).
     journal: Option<Vec<Undo>>,
     bounds: Bounds,
+    /// The genesis's ledger day, offset from UTC in minutes (`Genesis::day`).
+    day_offset_minutes: i16,
 }
 
 impl State {
@@ -411,6 +555,7 @@ impl State {
             open_invoices,
             journal: None,
             bounds: Bounds::default(),
+            day_offset_minutes: genesis.day_offset_minutes,
         }
     }
 
@@ -725,8 +870,10 @@ impl State {
             OpKind::SetQuorum(_) => Some(SensitiveAct::QuorumChange),
             OpKind::SetLimits(SetLimits { credit_limit_minor: Some(limit), .. }) => large(*limit),
             OpKind::RegisterAccount(r) => large(r.credit_limit_minor),
-            OpKind::RotateKeys { account, .. } => {
-                let own = self.accounts.get(account).is_some_and(|a| a.keys.contains(signer));
+            OpKind::RotateKeys { account, .. }
+            | OpKind::AddKey(AddKey { account, .. })
+            | OpKind::RemoveKey { account, .. } => {
+                let own = self.accounts.get(account).and_then(|a| a.role_of(signer)) == Some(KeyRole::Owner);
                 (self.is_admin(signer) && !own).then_some(SensitiveAct::KeyRotation)
             }
             OpKind::CloseAccount { write_off_to: Some(_), .. } => Some(SensitiveAct::WriteOff),
@@ -811,6 +958,8 @@ impl State {
                 self.close(ctx, account, write_off_to.as_ref())?
             }
             OpKind::SetQuorum(q) => self.set_quorum(q)?,
+            OpKind::AddKey(k) => self.add_key(ctx, signer, k)?,
+            OpKind::RemoveKey { account, key } => self.remove_key(ctx, signer, account, key)?,
             OpKind::Transfer(t) => self.transfer(ctx, signer, t)?,
             OpKind::IssueInvoice(i) => self.issue_invoice(ctx, signer, i)?,
             OpKind::AcceptInvoice(p) => self.invoice_action(ctx, signer, p, InvoiceAction::Accept)?,
@@ -1036,19 +1185,75 @@ impl State {
         allow_shared_key: bool,
     ) -> Result<Effects, Rejection> {
         let a = self.existing(id)?;
-        if !self.is_admin(signer) && !a.keys.contains(signer) {
-            return Err(Rejection::NotAccountKey { account: id.clone() });
+        if !self.is_admin(signer) {
+            a.require_role(signer, "replace the account's keys", Allowed::Owner)?;
         }
         self.open_account(id, "have its keys replaced")?;
         self.check_shared_keys(signer, id, keys, allow_shared_key)?;
         let keys = keys.to_vec();
         Ok(self.touch(ctx, id, |a| {
             let removed: Vec<PublicKey> = a.keys.iter().filter(|k| !keys.contains(k)).copied().collect();
-            a.retired_keys.retain(|k| !keys.contains(k) && !removed.contains(k));
-            a.retired_keys.extend(removed);
-            let excess = a.retired_keys.len().saturating_sub(RETIRED_KEYS_MAX);
-            a.retired_keys.drain(..excess);
+            a.retire_keys(&removed, &keys);
+            // A rotation gives the account a new set of owners.
+            a.key_grants.clear();
             a.keys = keys;
+        }))
+    }
+
+    /// Adds a key with its role to `account`: signed by an owner key of it, or by an
+    /// administrator (a sensitive act, checked with the quorum).
+    fn add_key(&mut self, ctx: &Context, signer: &PublicKey, k: &AddKey) -> Result<Effects, Rejection> {
+        let a = self.existing(&k.account)?;
+        if !self.is_admin(signer) {
+            a.require_role(signer, "change the account's keys", Allowed::Owner)?;
+        }
+        let a = self.open_account(&k.account, "have its keys changed")?;
+        if a.keys.contains(&k.key) {
+            return Err(Rejection::KeyAlreadyOnAccount { account: k.account.clone(), key: k.key });
+        }
+        if a.keys.len() >= KEYS_PER_ACCOUNT_MAX {
+            return Err(Rejection::InvalidKeys {
+                detail: format!(
+                    "account '{}' holds {} keys, the maximum is {KEYS_PER_ACCOUNT_MAX}; remove one first",
+                    k.account,
+                    a.keys.len()
+                ),
+            });
+        }
+        self.check_shared_keys(signer, &k.account, &[k.key], k.allow_shared_key)?;
+        Ok(self.touch(ctx, &k.account, |a| {
+            a.keys.push(k.key);
+            a.retire_keys(&[], &[k.key]);
+            if k.role != KeyRole::Owner {
+                a.key_grants.insert(k.key, KeyGrant { role: k.role, day: 0, spent_minor: 0 });
+            }
+        }))
+    }
+
+    /// Takes `key` off `account`, never its last owner key. Signed like `add_key`.
+    fn remove_key(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        id: &AccountId,
+        key: &PublicKey,
+    ) -> Result<Effects, Rejection> {
+        let a = self.existing(id)?;
+        if !self.is_admin(signer) {
+            a.require_role(signer, "change the account's keys", Allowed::Owner)?;
+        }
+        let a = self.open_account(id, "have its keys changed")?;
+        match a.role_of(key) {
+            None => return Err(Rejection::KeyNotOnAccount { account: id.clone(), key: *key }),
+            Some(KeyRole::Owner) if a.owner_count() == 1 => {
+                return Err(Rejection::LastOwnerKey { account: id.clone(), key: *key });
+            }
+            Some(_) => {}
+        }
+        Ok(self.touch(ctx, id, |a| {
+            a.keys.retain(|k| k != key);
+            a.key_grants.remove(key);
+            a.retire_keys(&[*key], &[]);
         }))
     }
 
@@ -1082,9 +1287,7 @@ impl State {
         i: &IssueInvoice,
     ) -> Result<Effects, Rejection> {
         let payee = self.existing(&i.payee)?;
-        if !payee.keys.contains(signer) {
-            return Err(Rejection::NotAccountKey { account: i.payee.clone() });
-        }
+        payee.require_role(signer, "issue an invoice", Allowed::Invoicer)?;
         let payer = self.existing(&i.payer)?;
         for (a, action) in [(payee, "invoice"), (payer, "be invoiced")] {
             check_status(a, action)?;
@@ -1126,6 +1329,7 @@ impl State {
         signer: &PublicKey,
         parties: &InvoiceParties,
         who: Signer,
+        action: &'static str,
     ) -> Result<&Invoice, Rejection> {
         let invoice = self.visible_invoice(signer, &parties.invoice)?;
         if invoice.payer != parties.payer || invoice.payee != parties.payee {
@@ -1137,16 +1341,22 @@ impl State {
                 ),
             });
         }
-        let holds = |id: &AccountId| self.accounts.get(id).is_some_and(|a| a.keys.contains(signer));
-        let allowed = match who {
-            Signer::Payer => holds(&invoice.payer),
-            Signer::Payee => holds(&invoice.payee),
-            Signer::Either => holds(&invoice.payer) || holds(&invoice.payee),
+        let check = |id: &AccountId, allowed: Allowed| -> Result<KeyRole, Rejection> {
+            self.existing(id)?.require_role(signer, action, allowed)
         };
-        if !allowed {
-            let account = if who == Signer::Payee { invoice.payee.clone() } else { invoice.payer.clone() };
-            return Err(Rejection::NotAccountKey { account });
-        }
+        match who {
+            Signer::Payer => check(&invoice.payer, Allowed::Owner)?,
+            Signer::Payee => check(&invoice.payee, Allowed::Invoicer)?,
+            // An owner of either firm; else the refusal about the firm whose key it is.
+            Signer::Either => match check(&invoice.payer, Allowed::Owner) {
+                Ok(role) => role,
+                Err(payer_refusal) => match check(&invoice.payee, Allowed::Owner) {
+                    Ok(role) => role,
+                    Err(Rejection::NotAccountKey { .. }) => return Err(payer_refusal),
+                    Err(payee_refusal) => return Err(payee_refusal),
+                },
+            },
+        };
         Ok(invoice)
     }
 
@@ -1159,7 +1369,7 @@ impl State {
         parties: &InvoiceParties,
         action: InvoiceAction<'_>,
     ) -> Result<Effects, Rejection> {
-        let invoice = self.authorized_invoice(signer, parties, action.signer())?;
+        let invoice = self.authorized_invoice(signer, parties, action.signer(), action.infinitive())?;
         match action {
             // Accepting binds the payer: not while either firm is frozen.
             InvoiceAction::Accept => {
@@ -1310,6 +1520,7 @@ impl State {
             negative_since_ms: None,
             last_activity_ms: None,
             retired_keys: Vec::new(),
+            key_grants: BTreeMap::new(),
         });
         Ok(Effects {
             balance_changes: vec![BalanceChange {
@@ -1346,9 +1557,7 @@ impl State {
 
     fn transfer(&mut self, ctx: &Context, signer: &PublicKey, t: &Transfer) -> Result<Effects, Rejection> {
         let payer = self.existing(&t.payer)?;
-        if !payer.keys.contains(signer) {
-            return Err(Rejection::NotAccountKey { account: t.payer.clone() });
-        }
+        let role = payer.require_role(signer, "pay", Allowed::Payer)?;
         let payee = self.existing(&t.payee)?;
         for (a, action) in [(payer, "pay"), (payee, "be paid")] {
             check_status(a, action)?;
@@ -1376,6 +1585,27 @@ impl State {
             return Err(Rejection::MaxBalanceExceeded { account: t.payee.clone() });
         }
         self.check_invoice_payment(signer, t)?;
+        let today = crate::genesis::ledger_day(self.day_offset_minutes, ctx.timestamp_ms);
+        let usage = match role {
+            KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => {
+                let grant = payer.key_grants.get(signer).copied();
+                let spent_today_minor = grant.filter(|g| g.day == today).map_or(0, |g| g.spent_minor);
+                // Both at most AMOUNT_MAX_MINOR, so the sum cannot overflow.
+                let spent_after = spent_today_minor + t.amount_minor;
+                if t.amount_minor > per_transfer_cap_minor || spent_after > daily_cap_minor {
+                    return Err(Rejection::KeyCapExceeded {
+                        account: t.payer.clone(),
+                        key: *signer,
+                        amount_minor: t.amount_minor,
+                        per_transfer_cap_minor,
+                        daily_cap_minor,
+                        spent_today_minor,
+                    });
+                }
+                Some(spent_after)
+            }
+            _ => None,
+        };
         // Every check passed: now, and only now, change the state. Paying an issued
         // invoice accepts it: the payer's signature on the payment says as much.
         if let Some(id) = &t.invoice {
@@ -1391,6 +1621,11 @@ impl State {
             });
             a.set_paid_balance(after, ctx.timestamp_ms);
             a.last_sequence = ctx.sequence;
+            if let (Some(spent_minor), true) = (usage, id == &t.payer)
+                && let Some(grant) = a.key_grants.get_mut(signer)
+            {
+                (grant.day, grant.spent_minor) = (today, spent_minor);
+            }
         }
         Ok(Effects {
             balance_changes,
@@ -1468,6 +1703,16 @@ impl InvoiceAction<'_> {
             InvoiceAction::Accept | InvoiceAction::Reject(_) => Signer::Payer,
             InvoiceAction::Cancel(_) => Signer::Payee,
             InvoiceAction::SetClearing(_) => Signer::Either,
+        }
+    }
+
+    /// How a refusal of the signer's role names it: "it cannot accept an invoice".
+    fn infinitive(self) -> &'static str {
+        match self {
+            InvoiceAction::Accept => "accept an invoice",
+            InvoiceAction::Reject(_) => "reject an invoice",
+            InvoiceAction::Cancel(_) => "cancel an invoice",
+            InvoiceAction::SetClearing(_) => "take an invoice out of clearing or put it back",
         }
     }
 
@@ -1561,6 +1806,21 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
         OpKind::FreezeAccount { reason, .. } => check_reason(reason, true),
         OpKind::UnfreezeAccount { reason, .. } => check_reason(reason, false),
         OpKind::RotateKeys { keys, .. } => check_keys(keys),
+        OpKind::AddKey(k) => {
+            check_keys(&[k.key])?;
+            if let KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } = k.role
+                && (!(1..=daily_cap_minor).contains(&per_transfer_cap_minor)
+                    || !(1..=AMOUNT_MAX_MINOR).contains(&daily_cap_minor))
+            {
+                return Err(Rejection::InvalidLimit {
+                    detail: format!(
+                        "a payer key's caps must be 1 <= per-transfer cap <= daily cap <= {AMOUNT_MAX_MINOR} minor units, got {per_transfer_cap_minor} per transfer and {daily_cap_minor} a day"
+                    ),
+                });
+            }
+            Ok(())
+        }
+        OpKind::RemoveKey { .. } => Ok(()),
         OpKind::SetRole(r) => {
             check_reason(&r.reason, true)?;
             crate::sign::check_public_key(&r.key)
@@ -1740,6 +2000,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: key(3),
             quorum: 1,
+            day_offset_minutes: 0,
         }
     }
 
@@ -2022,6 +2283,136 @@ mod tests {
         }
         // Its key is free again for a new account, without the flag.
         check(&closed, register("ccc", 10, 0, None), Ok(&[("ccc", 0)]));
+    }
+
+    fn add_key(signer: u8, seed: u8, role: KeyRole) -> (u8, OpKind) {
+        (signer, OpKind::AddKey(AddKey { account: id("aaa"), key: key(seed), role, allow_shared_key: false }))
+    }
+
+    /// `firms`, then `aaa` gets a payer (key 20: 300 a transfer, 500 a day), an invoicer
+    /// (21) and a viewer (22).
+    fn staffed() -> Vec<(u8, OpKind)> {
+        let mut ops = firms();
+        ops.push(add_key(10, 20, KeyRole::Payer { per_transfer_cap_minor: 300, daily_cap_minor: 500 }));
+        ops.push(add_key(10, 21, KeyRole::Invoicer));
+        ops.push(add_key(10, 22, KeyRole::Viewer));
+        ops
+    }
+
+    #[test]
+    fn each_key_signs_what_its_role_allows_and_a_payer_within_its_caps() {
+        use RejectCode::*;
+        let s = staffed();
+        let then = |extra: &[(u8, OpKind)]| [s.clone(), extra.to_vec()].concat();
+        check(&s, pay(20, "aaa", "bbb", 300, None), Ok(&[("aaa", -300), ("bbb", 300)]));
+        check(&s, pay(20, "aaa", "bbb", 301, None), Err(KeyCapExceeded));
+        // The day's cap counts what was paid that day: 300 + 200, then not one unit more.
+        let paid = then(&[pay(20, "aaa", "bbb", 300, None)]);
+        check(&paid, pay(20, "aaa", "bbb", 200, None), Ok(&[("aaa", -500), ("bbb", 500)]));
+        check(
+            &then(&[pay(20, "aaa", "bbb", 300, None), pay(20, "aaa", "bbb", 200, None)]),
+            pay(20, "aaa", "bbb", 1, None),
+            Err(MaxBalanceExceeded),
+        );
+        let paid_more = then(&[
+            pay(20, "aaa", "bbb", 300, None),
+            pay(20, "aaa", "bbb", 200, None),
+            pay(11, "bbb", "aaa", 500, None),
+        ]);
+        check(&paid_more, pay(20, "aaa", "bbb", 1, None), Err(KeyCapExceeded));
+        // An owner key has no cap; the limits still hold before a cap is looked at.
+        check(&paid_more, pay(10, "aaa", "bbb", 1, None), Ok(&[("aaa", -1), ("bbb", 1)]));
+        check(&paid_more, pay(20, "aaa", "bbb", 1, None), Err(KeyCapExceeded));
+        check(&s, pay(20, "aaa", "bbb", 1_001, None), Err(CreditLimitExceeded));
+        check(&s, pay(20, "aaa", "bbb", 0, None), Err(InvalidAmount));
+        for who in [21, 22] {
+            check(&s, pay(who, "aaa", "bbb", 1, None), Err(KeyRoleNotAllowed));
+        }
+        check(&s, pay(11, "aaa", "bbb", 1, None), Err(NotAccountKey));
+        // Invoices: the invoicer issues and cancels; only an owner accepts.
+        let issue_by = |signer| {
+            let (_, kind) = issue(signer, 1, "aaa", "bbb", 100);
+            (signer, kind)
+        };
+        check(&s, issue_by(21), Ok(&[]));
+        check(&s, issue_by(10), Ok(&[]));
+        for who in [20, 22] {
+            check(&s, issue_by(who), Err(KeyRoleNotAllowed));
+        }
+        let billed = then(&[issue(11, 1, "bbb", "aaa", 100)]);
+        let accept = |signer| (signer, OpKind::AcceptInvoice(parties(1, "bbb", "aaa")));
+        for who in [20, 21, 22] {
+            check(&billed, accept(who), Err(KeyRoleNotAllowed));
+        }
+        check(&billed, accept(10), Ok(&[]));
+        let issued = then(&[issue_by(21)]);
+        let cancel = |signer| {
+            (signer, OpKind::CancelInvoice { invoice: parties(1, "aaa", "bbb"), reason: String::new() })
+        };
+        check(&issued, cancel(22), Err(KeyRoleNotAllowed));
+        check(&issued, cancel(21), Ok(&[]));
+        // Keys: only an owner changes them; the last owner stays.
+        check(&s, add_key(20, 23, KeyRole::Viewer), Err(KeyRoleNotAllowed));
+        check(&s, add_key(11, 23, KeyRole::Viewer), Err(NotAccountKey));
+        check(&s, add_key(ADMIN, 23, KeyRole::Owner), Ok(&[]));
+        check(&s, add_key(10, 22, KeyRole::Viewer), Err(KeyAlreadyOnAccount));
+        check(&s, add_key(10, 11, KeyRole::Viewer), Err(KeyAlreadyRegistered));
+        check(
+            &s,
+            add_key(10, 23, KeyRole::Payer { per_transfer_cap_minor: 501, daily_cap_minor: 500 }),
+            Err(InvalidLimit),
+        );
+        let remove = |signer, seed| (signer, OpKind::RemoveKey { account: id("aaa"), key: key(seed) });
+        check(&s, remove(10, 10), Err(LastOwnerKey));
+        check(&s, remove(10, 23), Err(KeyNotOnAccount));
+        check(&s, remove(22, 22), Err(KeyRoleNotAllowed));
+        check(&s, remove(10, 22), Ok(&[]));
+        check(&then(&[add_key(10, 23, KeyRole::Owner)]), remove(23, 10), Ok(&[]));
+        let rotate = |signer| {
+            (signer, OpKind::RotateKeys { account: id("aaa"), keys: vec![key(30)], allow_shared_key: false })
+        };
+        check(&s, rotate(22), Err(KeyRoleNotAllowed));
+        check(&s, rotate(10), Ok(&[]));
+        // At most KEYS_PER_ACCOUNT_MAX keys.
+        let full: Vec<_> =
+            (0..KEYS_PER_ACCOUNT_MAX as u8 - 4).map(|n| add_key(10, 40 + n, KeyRole::Viewer)).collect();
+        check(&then(&full), add_key(10, 60, KeyRole::Viewer), Err(InvalidKeys));
+    }
+
+    #[test]
+    fn key_grants_and_a_payers_day_survive_the_record_and_a_rotation_clears_them() {
+        let mut state = State::new(&genesis());
+        for (n, op) in staffed().iter().chain([pay(20, "aaa", "bbb", 120, None)].iter()).enumerate() {
+            apply(&mut state, n as u64 + 1, op).unwrap();
+        }
+        let a = state.account(&id("aaa")).unwrap().clone();
+        assert_eq!(a.owner_count(), 1);
+        assert_eq!(a.role_of(&key(22)), Some(KeyRole::Viewer));
+        assert_eq!(a.role_of(&key(10)), Some(KeyRole::Owner));
+        assert_eq!(a.role_of(&key(11)), None);
+        let grant = a.key_grants[&key(20)];
+        assert_eq!((grant.day, grant.spent_minor), (0, 120));
+        assert_eq!(Account::decode(&a.encode()), Ok(a.clone()));
+        // Without grants the record keeps the bytes it had before roles existed.
+        let mut plain = a.clone();
+        plain.key_grants.clear();
+        assert!(plain.encode().len() < a.encode().len());
+        apply(
+            &mut state,
+            10,
+            &(
+                10,
+                OpKind::RotateKeys {
+                    account: id("aaa"),
+                    keys: vec![key(10), key(22)],
+                    allow_shared_key: false,
+                },
+            ),
+        )
+        .unwrap();
+        let a = state.account(&id("aaa")).unwrap();
+        assert!(a.key_grants.is_empty());
+        assert_eq!(a.role_of(&key(22)), Some(KeyRole::Owner));
     }
 
     #[test]

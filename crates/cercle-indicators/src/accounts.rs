@@ -172,6 +172,7 @@ mod tests {
             negative_since_ms: negative_since,
             last_activity_ms: negative_since,
             retired_keys: vec![],
+            key_grants: Default::default(),
         }
     }
 

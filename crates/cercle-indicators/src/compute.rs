@@ -199,7 +199,11 @@ impl Computer {
                     }
                 }
             }
-            OpKind::RotateKeys { .. } | OpKind::SetRole(_) | OpKind::SetQuorum(_) => {}
+            OpKind::RotateKeys { .. }
+            | OpKind::SetRole(_)
+            | OpKind::SetQuorum(_)
+            | OpKind::AddKey(_)
+            | OpKind::RemoveKey { .. } => {}
             OpKind::Transfer(t) => {
                 let (p, q) = (self.firm(&t.payer).map_err(bad)?, self.firm(&t.payee).map_err(bad)?);
                 let amount = t.amount_minor;

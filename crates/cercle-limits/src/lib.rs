@@ -175,6 +175,9 @@ limits! {
     AMOUNT_MAX_MINOR: i64 = INVOICE_AMOUNT_MAX_MINOR => minor;
     /// The largest exponent (decimal places of the minor unit) a ledger may use.
     EXPONENT_MAX: u8 = 9 => count;
+    /// The farthest the ledger's day may be offset from UTC (the genesis's fixed offset,
+    /// which decides when a payer key's daily cap starts again): UTC-14:00 to UTC+14:00.
+    DAY_OFFSET_MS_MAX: u64 = 14 * 60 * 60 * 1000 => ms;
 
     // ---- Ledger -------------------------------------------------------------------------
 

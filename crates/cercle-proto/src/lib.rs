@@ -243,6 +243,28 @@ impl From<&core::Account> for Account {
             size_class: a.profile.size_class.clone(),
             negative_since_ms: a.negative_since_ms,
             last_activity_ms: a.last_activity_ms,
+            keys: a
+                .keys
+                .iter()
+                .map(|k| {
+                    let role = a.role_of(k).unwrap_or(core::KeyRole::Owner);
+                    let grant = a.key_grants.get(k);
+                    let caps = match role {
+                        core::KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => {
+                            Some((per_transfer_cap_minor, daily_cap_minor))
+                        }
+                        _ => None,
+                    };
+                    AccountKey {
+                        public_key: k.0.to_vec(),
+                        role: role.name().to_string(),
+                        per_transfer_cap_minor: caps.map(|c| c.0),
+                        daily_cap_minor: caps.map(|c| c.1),
+                        day: grant.map_or(0, |g| g.day),
+                        spent_minor: grant.map_or(0, |g| g.spent_minor),
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -367,6 +389,7 @@ impl From<&core::Genesis> for LedgerInfo {
             current_auditor_keys: g.auditor_keys.iter().map(|k| k.0.to_vec()).collect(),
             quorum: u32::from(g.quorum),
             quorum_limit_above_minor: None,
+            day_offset_minutes: i32::from(g.day_offset_minutes),
         }
     }
 }
@@ -389,6 +412,8 @@ impl TryFrom<LedgerInfo> for core::Genesis {
                 0 => 1,
                 q => u8::try_from(q).map_err(|_| malformed("genesis_quorum out of range"))?,
             },
+            day_offset_minutes: i16::try_from(i.day_offset_minutes)
+                .map_err(|_| malformed("day_offset_minutes out of range"))?,
         };
         genesis.validate().map_err(|e| malformed(e.to_string()))?;
         Ok(genesis)

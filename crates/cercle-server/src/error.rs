@@ -97,9 +97,10 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::QuorumInvalid
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
-        RejectCode::NotAdministrator | RejectCode::NotAccountKey | RejectCode::QuorumNotMet => {
-            Code::PermissionDenied
-        }
+        RejectCode::NotAdministrator
+        | RejectCode::NotAccountKey
+        | RejectCode::QuorumNotMet
+        | RejectCode::KeyRoleNotAllowed => Code::PermissionDenied,
         RejectCode::UnknownAccount | RejectCode::UnknownInvoice => Code::NotFound,
         RejectCode::OperationIdConflict | RejectCode::AccountExists | RejectCode::InvoiceExists => {
             Code::AlreadyExists
@@ -124,7 +125,11 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::AccountClosed
         | RejectCode::KeyAlreadyRegistered
         | RejectCode::AccountNotSettled
-        | RejectCode::WriteOffInvalid => Code::FailedPrecondition,
+        | RejectCode::WriteOffInvalid
+        | RejectCode::KeyCapExceeded
+        | RejectCode::LastOwnerKey
+        | RejectCode::KeyAlreadyOnAccount
+        | RejectCode::KeyNotOnAccount => Code::FailedPrecondition,
         RejectCode::BalanceOverflow => Code::OutOfRange,
     }
 }

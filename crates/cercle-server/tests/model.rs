@@ -1572,7 +1572,13 @@ impl Model {
             // Role, quorum changes and closures are the state model's
             // (`cercle-core/tests/state_model.rs`) and the end-to-end tests'; this model never
             // generates them.
-            OpKind::SetRole(_) | OpKind::CloseAccount { .. } | OpKind::SetQuorum(_) => {
+            // Key roles are the key model's (`cercle-core/tests/model_keys.rs`) and the end-to-end
+            // test's (`tests/tests/keys.rs`).
+            OpKind::SetRole(_)
+            | OpKind::CloseAccount { .. }
+            | OpKind::SetQuorum(_)
+            | OpKind::AddKey(_)
+            | OpKind::RemoveKey { .. } => {
                 unreachable!("the node model generates no {}", kind.name())
             }
         }
@@ -1723,6 +1729,7 @@ impl Model {
             negative_since_ms: a.negative_since,
             last_activity_ms: a.last_activity,
             retired_keys: a.retired.clone(),
+            key_grants: Default::default(),
         })
     }
 
@@ -1747,6 +1754,16 @@ impl Model {
             size_class: a.profile.size_class.clone(),
             negative_since_ms: a.negative_since,
             last_activity_ms: a.last_activity,
+            // Every key of this model is an owner (it adds no other role).
+            keys: a
+                .keys
+                .iter()
+                .map(|k| pb::AccountKey {
+                    public_key: k.0.to_vec(),
+                    role: "owner".into(),
+                    ..Default::default()
+                })
+                .collect(),
         })
     }
 

@@ -146,7 +146,10 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         }
         OpKind::SetRole(r) => row.reason = non_empty(&r.reason),
         OpKind::SetQuorum(q) => row.reason = non_empty(&q.reason),
-        OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
+        OpKind::RegisterAccount(_)
+        | OpKind::RotateKeys { .. }
+        | OpKind::AddKey(_)
+        | OpKind::RemoveKey { .. } => {}
         OpKind::IssueInvoice(i) => {
             row.counterparty = side(&i.payer, &i.payee, false);
             row.invoice_id = Some(i.invoice.to_string());
@@ -215,6 +218,8 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
             value["limits"] = serde_json::Value::Object(limits);
         }
         OpKind::RotateKeys { keys: new, .. } => value["public_keys"] = json!(keys(new)),
+        OpKind::AddKey(k) => value["key"] = key_json(&k.key, k.role),
+        OpKind::RemoveKey { key, .. } => value["key"] = json!({"public_key": key.to_hex(), "removed": true}),
         OpKind::SetProfile(p) => {
             // Only what changed: an absent field kept its value; a null one was removed.
             let mut profile = serde_json::Map::new();
@@ -275,6 +280,16 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
     value
 }
 
+/// A key and its role as JSON, caps in minor units (`cercle key list --json` writes the same).
+pub fn key_json(key: &cercle_core::PublicKey, role: cercle_core::KeyRole) -> serde_json::Value {
+    let mut value = json!({"public_key": key.to_hex(), "role": role.name()});
+    if let cercle_core::KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } = role {
+        value["per_transfer_cap_minor"] = json!(per_transfer_cap_minor);
+        value["daily_cap_minor"] = json!(daily_cap_minor);
+    }
+    value
+}
+
 /// What an administrative operation did, for people (the JSON form keeps minor units).
 fn describe(genesis: &Genesis, op: &Operation) -> String {
     match &op.kind {
@@ -324,7 +339,9 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::RunClearing(_)
         | OpKind::SetProfile(_)
         | OpKind::SetQuorum(_)
-        | OpKind::SetRole(_) => {
+        | OpKind::SetRole(_)
+        | OpKind::AddKey(_)
+        | OpKind::RemoveKey { .. } => {
             let d = cercle_audit::describe::describe(genesis, op);
             let mut text = one_line(&d.details);
             if !d.memo.is_empty() {
@@ -574,6 +591,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: cercle_core::PublicKey([0; 32]),
             quorum: 1,
+            day_offset_minutes: 0,
         };
         let op = operation(kind);
         let text = table(&genesis, &[(row(&id(account), &entry(&[]), &op), op)]);

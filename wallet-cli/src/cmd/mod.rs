@@ -9,6 +9,7 @@ mod history;
 mod indicators;
 mod info;
 mod invoice;
+mod key;
 mod keygen;
 mod pay;
 mod proof;
@@ -32,6 +33,9 @@ pub enum Command {
     /// Sign administrative operations: register accounts, set limits, freeze, rotate keys
     #[command(subcommand)]
     Admin(admin::Command),
+    /// Add, remove and list a firm's keys and their roles (owner, payer, invoicer, viewer)
+    #[command(subcommand)]
+    Key(key::Command),
     /// Pay another account
     Pay(pay::Args),
     /// Issue, accept, reject, cancel, pay and list invoices
@@ -71,6 +75,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Pubkey => pubkey::run(global),
         Command::Info => info::run(global).await,
         Command::Admin(command) => admin::run(global, command).await,
+        Command::Key(command) => key::run(global, command).await,
         Command::Pay(args) => pay::run(global, args).await,
         Command::Invoice(command) => invoice::run(global, command).await,
         Command::Submit(args) => submit::run(global, args).await,

@@ -109,11 +109,16 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::TooManyObligations => (62, "TOO_MANY_OBLIGATIONS"),
         RejectCode::AccountNotSettled => (70, "ACCOUNT_NOT_SETTLED"),
         RejectCode::WriteOffInvalid => (71, "WRITE_OFF_INVALID"),
+        RejectCode::KeyRoleNotAllowed => (90, "KEY_ROLE_NOT_ALLOWED"),
+        RejectCode::KeyCapExceeded => (91, "KEY_CAP_EXCEEDED"),
+        RejectCode::LastOwnerKey => (92, "LAST_OWNER_KEY"),
+        RejectCode::KeyAlreadyOnAccount => (93, "KEY_ALREADY_ON_ACCOUNT"),
+        RejectCode::KeyNotOnAccount => (94, "KEY_NOT_ON_ACCOUNT"),
     }
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 44] = [
+pub const ALL_CODES: [RejectCode; 49] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -158,6 +163,11 @@ pub const ALL_CODES: [RejectCode; 44] = [
     RejectCode::TooManyObligations,
     RejectCode::AccountNotSettled,
     RejectCode::WriteOffInvalid,
+    RejectCode::KeyRoleNotAllowed,
+    RejectCode::KeyCapExceeded,
+    RejectCode::LastOwnerKey,
+    RejectCode::KeyAlreadyOnAccount,
+    RejectCode::KeyNotOnAccount,
 ];
 
 /// Runs `open` again while it fails because sled still holds the directory's lock.
@@ -219,6 +229,7 @@ impl TestNode {
                 admin_keys: vec![admin.public_key()],
                 auditor_keys: vec![],
                 quorum: 1,
+                day_offset_minutes: 0,
             },
         )
         .expect("init_data_dir");
