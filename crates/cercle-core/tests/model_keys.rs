@@ -1,0 +1,629 @@
+//! A model test of the roles of a firm's keys (`AddKey`, `RemoveKey`, `KeyRole`) at the
+//! `State` level: generated sequences of key additions and removals (by owners, by other
+//! roles, by another firm's key, by the administrator; valid and invalid caps; shared keys
+//! with and without the flag; the last owner; the bound on keys), payments signed by every
+//! role with amounts at the exact edges of a payer's cap per transfer, of what is left of
+//! its day's cap and of the credit limit (and one minor unit past each), invoices issued
+//! and accepted by each role, time moving across ledger days in a genesis offset from UTC,
+//! and restarts (the state rebuilt from its records, and every accepted operation replayed
+//! from the genesis: the same digest). The model writes the rules again, independently,
+//! with the rejection numbers spelled out. After every step: the outcome is the model's;
+//! every key's role and every payer's usage of its day are the model's; balances sum to
+//! zero and stay within the limits; no payer has paid more than its cap on any day; a
+//! rejected operation changed nothing.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use cercle_core::sign::Keypair;
+use cercle_core::{
+    Account, AccountId, AddKey, ClearingInput, Context, Genesis, Invoice, InvoiceId, InvoiceParties,
+    IssueInvoice, KeyRole, LedgerId, OpKind, Operation, OperationId, PublicKey, RegisterAccount, Roles,
+    State, Transfer,
+};
+use proptest::prelude::*;
+
+/// Rejection numbers, as documented (never renumbered).
+const NOT_ACCOUNT_KEY: u16 = 11;
+const UNKNOWN_INVOICE: u16 = 25;
+const INVOICE_EXISTS: u16 = 26;
+const INVOICE_STATE_CONFLICT: u16 = 27;
+const INVALID_KEYS: u16 = 31;
+const INVALID_LIMIT: u16 = 32;
+const KEY_ALREADY_REGISTERED: u16 = 36;
+const INVALID_AMOUNT: u16 = 40;
+const CREDIT_LIMIT_EXCEEDED: u16 = 50;
+const MAX_BALANCE_EXCEEDED: u16 = 51;
+const KEY_ROLE_NOT_ALLOWED: u16 = 90;
+const KEY_CAP_EXCEEDED: u16 = 91;
+const LAST_OWNER_KEY: u16 = 92;
+const KEY_ALREADY_ON_ACCOUNT: u16 = 93;
+const KEY_NOT_ON_ACCOUNT: u16 = 94;
+
+/// `KEYS_PER_ACCOUNT_MAX`, written out.
+const KEYS_PER_ACCOUNT_MAX: usize = 8;
+const NAMES: [&str; 2] = ["aaa", "bbb"];
+/// Key 0 is the administrator's; key 1 owns `aaa`, key 2 owns `bbb`; keys 3 to 11 are
+/// employees' (and may be put on either account).
+const KEYS: usize = 12;
+const INVOICES: u8 = 3;
+const CREDIT_LIMIT: i64 = 1_000;
+/// `bbb` may hold at most this much.
+const BBB_MAX: i64 = 1_500;
+/// 2026-11-30T20:00:00Z.
+const START_MS: u64 = 1_796_068_800_000;
+const DAY_MS: i64 = 86_400_000;
+
+fn keys() -> &'static [PublicKey] {
+    static KEYS_: OnceLock<Vec<PublicKey>> = OnceLock::new();
+    KEYS_.get_or_init(|| (0..KEYS).map(|i| Keypair::from_seed(&[i as u8 + 1; 32]).public_key()).collect())
+}
+
+fn genesis(day_offset_minutes: i16) -> Genesis {
+    Genesis {
+        ledger_id: LedgerId([9; 16]),
+        currency: "CHW".into(),
+        exponent: 2,
+        admin_keys: vec![keys()[0]],
+        auditor_keys: vec![],
+        node_key: keys()[0],
+        quorum: 1,
+        day_offset_minutes,
+    }
+}
+
+fn id(account: usize) -> AccountId {
+    AccountId::parse(NAMES[account]).unwrap()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Owner,
+    Payer { per: i64, daily: i64 },
+    Invoicer,
+    Viewer,
+}
+
+impl Role {
+    fn core(self) -> KeyRole {
+        match self {
+            Role::Owner => KeyRole::Owner,
+            Role::Payer { per, daily } => {
+                KeyRole::Payer { per_transfer_cap_minor: per, daily_cap_minor: daily }
+            }
+            Role::Invoicer => KeyRole::Invoicer,
+            Role::Viewer => KeyRole::Viewer,
+        }
+    }
+}
+
+/// How much a payment is, relative to the payer's state when it is made.
+#[derive(Debug, Clone, Copy)]
+enum Amount {
+    Fixed(i64),
+    /// The signer's cap per transfer, plus this.
+    PerCap(i64),
+    /// What is left of the signer's cap today, plus this.
+    DayLeft(i64),
+    /// The payer's credit headroom, plus this.
+    Headroom(i64),
+    /// What the payee may still receive, plus this.
+    PayeeRoom(i64),
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    AddKey {
+        signer: usize,
+        account: usize,
+        key: usize,
+        role: Role,
+        shared: bool,
+    },
+    RemoveKey {
+        signer: usize,
+        account: usize,
+        key: usize,
+    },
+    Pay {
+        signer: usize,
+        from: usize,
+        amount: Amount,
+    },
+    Issue {
+        signer: usize,
+        payee: usize,
+        invoice: u8,
+        amount: i64,
+    },
+    Accept {
+        signer: usize,
+        invoice: u8,
+    },
+    /// Time moves on by this many hours (a payer's day may change).
+    Wait {
+        hours: u64,
+    },
+    Restart,
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![
+        1 => Just(Role::Owner),
+        4 => (1i64..=400, 0i64..=600).prop_map(|(per, more)| Role::Payer { per, daily: per + more }),
+        // Invalid caps: above the day's, or zero.
+        1 => (2i64..=400).prop_map(|per| Role::Payer { per, daily: per - 1 }),
+        1 => Just(Role::Payer { per: 0, daily: 10 }),
+        2 => Just(Role::Invoicer),
+        2 => Just(Role::Viewer),
+    ]
+}
+
+fn amount() -> impl Strategy<Value = Amount> {
+    prop_oneof![
+        1 => (1i64..=300).prop_map(Amount::Fixed),
+        2 => (-1i64..=1).prop_map(Amount::PerCap),
+        3 => (-1i64..=1).prop_map(Amount::DayLeft),
+        1 => (0i64..=1).prop_map(Amount::Headroom),
+        1 => (0i64..=1).prop_map(Amount::PayeeRoom),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let key = 0..KEYS;
+    let account = 0..NAMES.len();
+    prop_oneof![
+        5 => (prop_oneof![3 => 1usize..=2, 1 => 0..KEYS], account.clone(), key.clone(), role(), prop::bool::weighted(0.3))
+            .prop_map(|(signer, account, key, role, shared)| Step::AddKey { signer, account, key, role, shared }),
+        2 => (prop_oneof![3 => 1usize..=2, 1 => 0..KEYS], account.clone(), key.clone())
+            .prop_map(|(signer, account, key)| Step::RemoveKey { signer, account, key }),
+        8 => (key.clone(), account.clone(), amount()).prop_map(|(signer, from, amount)| Step::Pay { signer, from, amount }),
+        2 => (key.clone(), account.clone(), 0..INVOICES, 1i64..=500)
+            .prop_map(|(signer, payee, invoice, amount)| Step::Issue { signer, payee, invoice, amount }),
+        2 => (key, 0..INVOICES).prop_map(|(signer, invoice)| Step::Accept { signer, invoice }),
+        2 => (1u64..=20).prop_map(|hours| Step::Wait { hours }),
+        1 => Just(Step::Restart),
+    ]
+}
+
+#[derive(Debug, Clone, Default)]
+struct ModelAccount {
+    /// Each key with its role, in the order added (the core keeps that order too).
+    keys: Vec<(usize, Role)>,
+    balance: i64,
+    max_balance: Option<i64>,
+    /// Each payer key's last day of payment and what it paid that day.
+    usage: BTreeMap<usize, (i64, i64)>,
+}
+
+impl ModelAccount {
+    fn role(&self, key: usize) -> Option<Role> {
+        self.keys.iter().find(|(k, _)| *k == key).map(|(_, r)| *r)
+    }
+
+    fn owners(&self) -> usize {
+        self.keys.iter().filter(|(_, r)| *r == Role::Owner).count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InvoiceState {
+    Issued,
+    Accepted,
+}
+
+struct Model {
+    day_offset_minutes: i16,
+    now_ms: u64,
+    accounts: [ModelAccount; 2],
+    /// Each invoice: payee, payer, state.
+    invoices: BTreeMap<u8, (usize, usize, InvoiceState)>,
+}
+
+impl Model {
+    fn new(day_offset_minutes: i16) -> Model {
+        let firm = |owner, max_balance| ModelAccount {
+            keys: vec![(owner, Role::Owner)],
+            max_balance,
+            ..ModelAccount::default()
+        };
+        Model {
+            day_offset_minutes,
+            now_ms: START_MS,
+            accounts: [firm(1, None), firm(2, Some(BBB_MAX))],
+            invoices: BTreeMap::new(),
+        }
+    }
+
+    /// The ledger's day, computed here from the offset: midnight to midnight at UTC+offset.
+    fn today(&self) -> i64 {
+        (self.now_ms as i64 + i64::from(self.day_offset_minutes) * 60_000).div_euclid(DAY_MS)
+    }
+
+    fn spent_today(&self, account: usize, key: usize) -> i64 {
+        match self.accounts[account].usage.get(&key) {
+            Some((day, spent)) if *day == self.today() => *spent,
+            _ => 0,
+        }
+    }
+
+    /// The payment's amount, from the model's state before it.
+    fn amount(&self, signer: usize, from: usize, amount: Amount) -> i64 {
+        let payer = &self.accounts[from];
+        let payee = &self.accounts[1 - from];
+        match amount {
+            Amount::Fixed(a) => a,
+            Amount::PerCap(delta) => match payer.role(signer) {
+                Some(Role::Payer { per, .. }) => per + delta,
+                _ => 100 + delta,
+            },
+            Amount::DayLeft(delta) => match payer.role(signer) {
+                Some(Role::Payer { daily, .. }) => daily - self.spent_today(from, signer) + delta,
+                _ => 50 + delta,
+            },
+            Amount::Headroom(delta) => payer.balance + CREDIT_LIMIT + delta,
+            Amount::PayeeRoom(delta) => payee.max_balance.map_or(200, |m| m - payee.balance) + delta,
+        }
+    }
+
+    fn operation(&self, step: &Step) -> Option<(usize, OpKind)> {
+        Some(match *step {
+            Step::AddKey { signer, account, key, role, shared } => (
+                signer,
+                OpKind::AddKey(AddKey {
+                    account: id(account),
+                    key: keys()[key],
+                    role: role.core(),
+                    allow_shared_key: shared,
+                }),
+            ),
+            Step::RemoveKey { signer, account, key } => {
+                (signer, OpKind::RemoveKey { account: id(account), key: keys()[key] })
+            }
+            Step::Pay { signer, from, amount } => (
+                signer,
+                OpKind::Transfer(Transfer {
+                    payer: id(from),
+                    payee: id(1 - from),
+                    amount_minor: self.amount(signer, from, amount),
+                    memo: String::new(),
+                    invoice_ref: None,
+                    invoice: None,
+                }),
+            ),
+            Step::Issue { signer, payee, invoice, amount } => (
+                signer,
+                OpKind::IssueInvoice(IssueInvoice {
+                    invoice: InvoiceId([invoice; 16]),
+                    payee: id(payee),
+                    payer: id(1 - payee),
+                    amount_minor: amount,
+                    local_share_percent: 100,
+                    due_day: None,
+                    reference: String::new(),
+                    excluded_from_clearing: false,
+                }),
+            ),
+            Step::Accept { signer, invoice } => {
+                let (payee, payer) = self.invoices.get(&invoice).map_or((0, 1), |(p, q, _)| (*p, *q));
+                (
+                    signer,
+                    OpKind::AcceptInvoice(InvoiceParties {
+                        invoice: InvoiceId([invoice; 16]),
+                        payee: id(payee),
+                        payer: id(payer),
+                    }),
+                )
+            }
+            Step::Wait { .. } | Step::Restart => return None,
+        })
+    }
+
+    /// `signer`'s authority over `account`'s keys: the administrator, or an owner key.
+    fn may_change_keys(&self, signer: usize, account: usize) -> Result<(), u16> {
+        if signer == 0 {
+            return Ok(());
+        }
+        match self.accounts[account].role(signer) {
+            None => Err(NOT_ACCOUNT_KEY),
+            Some(Role::Owner) => Ok(()),
+            Some(_) => Err(KEY_ROLE_NOT_ALLOWED),
+        }
+    }
+
+    /// Applies `step` (whose operation is `kind`) to the model: the rules written again.
+    fn apply(&mut self, step: &Step, kind: &OpKind) -> Result<(), u16> {
+        match *step {
+            Step::AddKey { signer, account, key, role, shared } => {
+                if let Role::Payer { per, daily } = role
+                    && !(per >= 1 && per <= daily)
+                {
+                    return Err(INVALID_LIMIT);
+                }
+                self.may_change_keys(signer, account)?;
+                let a = &self.accounts[account];
+                if a.role(key).is_some() {
+                    return Err(KEY_ALREADY_ON_ACCOUNT);
+                }
+                if a.keys.len() >= KEYS_PER_ACCOUNT_MAX {
+                    return Err(INVALID_KEYS);
+                }
+                if !shared && self.accounts[1 - account].role(key).is_some() {
+                    return Err(KEY_ALREADY_REGISTERED);
+                }
+                let a = &mut self.accounts[account];
+                a.keys.push((key, role));
+                a.usage.remove(&key);
+                Ok(())
+            }
+            Step::RemoveKey { signer, account, key } => {
+                self.may_change_keys(signer, account)?;
+                let a = &mut self.accounts[account];
+                match a.role(key) {
+                    None => return Err(KEY_NOT_ON_ACCOUNT),
+                    Some(Role::Owner) if a.owners() == 1 => return Err(LAST_OWNER_KEY),
+                    Some(_) => {}
+                }
+                a.keys.retain(|(k, _)| *k != key);
+                a.usage.remove(&key);
+                Ok(())
+            }
+            Step::Pay { signer, from, .. } => {
+                let OpKind::Transfer(t) = kind else { unreachable!() };
+                let amount = t.amount_minor;
+                if amount <= 0 {
+                    return Err(INVALID_AMOUNT);
+                }
+                let role = match self.accounts[from].role(signer) {
+                    None => return Err(NOT_ACCOUNT_KEY),
+                    Some(r @ (Role::Owner | Role::Payer { .. })) => r,
+                    Some(_) => return Err(KEY_ROLE_NOT_ALLOWED),
+                };
+                let to = 1 - from;
+                if self.accounts[from].balance - amount < -CREDIT_LIMIT {
+                    return Err(CREDIT_LIMIT_EXCEEDED);
+                }
+                if self.accounts[to].max_balance.is_some_and(|m| self.accounts[to].balance + amount > m) {
+                    return Err(MAX_BALANCE_EXCEEDED);
+                }
+                if let Role::Payer { per, daily } = role {
+                    let spent = self.spent_today(from, signer);
+                    if amount > per || spent + amount > daily {
+                        return Err(KEY_CAP_EXCEEDED);
+                    }
+                    let today = self.today();
+                    self.accounts[from].usage.insert(signer, (today, spent + amount));
+                }
+                self.accounts[from].balance -= amount;
+                self.accounts[to].balance += amount;
+                Ok(())
+            }
+            Step::Issue { signer, payee, invoice, .. } => {
+                match self.accounts[payee].role(signer) {
+                    None => return Err(NOT_ACCOUNT_KEY),
+                    Some(Role::Owner | Role::Invoicer) => {}
+                    Some(_) => return Err(KEY_ROLE_NOT_ALLOWED),
+                }
+                if self.invoices.contains_key(&invoice) {
+                    return Err(INVOICE_EXISTS);
+                }
+                self.invoices.insert(invoice, (payee, 1 - payee, InvoiceState::Issued));
+                Ok(())
+            }
+            Step::Accept { signer, invoice } => {
+                let Some(&(payee, payer, state)) = self.invoices.get(&invoice) else {
+                    return Err(UNKNOWN_INVOICE);
+                };
+                // An invoice is visible to any key of either firm, whatever its role.
+                let holds = |a: usize| self.accounts[a].role(signer).is_some();
+                if !holds(payee) && !holds(payer) {
+                    return Err(UNKNOWN_INVOICE);
+                }
+                match self.accounts[payer].role(signer) {
+                    None => return Err(NOT_ACCOUNT_KEY),
+                    Some(Role::Owner) => {}
+                    Some(_) => return Err(KEY_ROLE_NOT_ALLOWED),
+                }
+                if state != InvoiceState::Issued {
+                    return Err(INVOICE_STATE_CONFLICT);
+                }
+                self.invoices.insert(invoice, (payee, payer, InvoiceState::Accepted));
+                Ok(())
+            }
+            Step::Wait { .. } | Step::Restart => unreachable!(),
+        }
+    }
+
+    /// The state agrees with the model: balances, every key's role and every payer's usage;
+    /// and the invariants hold.
+    fn check(&self, state: &State) {
+        let mut sum = 0i128;
+        for (n, m) in self.accounts.iter().enumerate() {
+            let a = state.account(&id(n)).expect("the account exists");
+            assert_eq!(a.balance_minor, m.balance, "{}'s balance", NAMES[n]);
+            assert!(a.balance_minor >= -a.credit_limit_minor, "{} below its credit limit", NAMES[n]);
+            if let Some(max) = a.max_balance_minor {
+                assert!(a.balance_minor <= max, "{} above its maximum", NAMES[n]);
+            }
+            sum += i128::from(a.balance_minor);
+            let expected_keys: Vec<PublicKey> = m.keys.iter().map(|(k, _)| keys()[*k]).collect();
+            assert_eq!(a.keys, expected_keys, "{}'s keys", NAMES[n]);
+            assert!(a.owner_count() >= 1, "{} has no owner key", NAMES[n]);
+            for (k, role) in &m.keys {
+                assert_eq!(a.role_of(&keys()[*k]), Some(role.core()), "key {k} of {}", NAMES[n]);
+                if let Role::Payer { daily, .. } = role {
+                    let grant = a.key_grants[&keys()[*k]];
+                    let (day, spent) = m.usage.get(k).copied().unwrap_or((0, 0));
+                    assert_eq!(
+                        (grant.day, grant.spent_minor),
+                        (day, spent),
+                        "payer {k}'s usage on {}",
+                        NAMES[n]
+                    );
+                    assert!(grant.spent_minor <= *daily, "payer {k} paid more than its daily cap");
+                }
+            }
+            assert_eq!(a.key_grants.len(), m.keys.iter().filter(|(_, r)| *r != Role::Owner).count());
+        }
+        assert_eq!(sum, 0, "balances sum to zero");
+        state.check_invariants().unwrap();
+    }
+}
+
+/// The state rebuilt from the records of its accounts and invoices, as a checkpoint holds
+/// them.
+fn restart(genesis: &Genesis, state: &State) -> State {
+    let accounts = state.accounts().map(|a| Account::decode(&a.encode()).unwrap());
+    let invoices: Vec<Invoice> = state.invoices().map(|i| Invoice::decode(&i.encode()).unwrap()).collect();
+    let roles = Roles::decode(&state.roles().encode()).unwrap();
+    State::from_parts(genesis, accounts, invoices).with_roles(roles)
+}
+
+fn run(day_offset_minutes: i16, steps: &[Step]) {
+    let genesis = genesis(day_offset_minutes);
+    let mut state = State::new(&genesis);
+    let mut model = Model::new(day_offset_minutes);
+    let mut accepted: Vec<(Context, PublicKey, Operation)> = Vec::new();
+    let mut sequence = 0u64;
+    let mut apply = |state: &mut State, accepted: &mut Vec<_>, now_ms: u64, signer: usize, kind: OpKind| {
+        sequence += 1;
+        let op = Operation { id: OperationId([0; 16]), valid_until_ms: now_ms + 1, kind };
+        let ctx = Context { sequence, timestamp_ms: now_ms };
+        let outcome = state.apply(&ctx, &keys()[signer], &op, ClearingInput::Propose);
+        if outcome.is_ok() {
+            accepted.push((ctx, keys()[signer], op));
+        } else {
+            sequence -= 1;
+        }
+        outcome
+    };
+    for (n, owner) in [1, 2].into_iter().enumerate() {
+        let kind = OpKind::RegisterAccount(RegisterAccount {
+            account: id(n),
+            display_name: NAMES[n].into(),
+            keys: vec![keys()[owner]],
+            credit_limit_minor: CREDIT_LIMIT,
+            max_balance_minor: model.accounts[n].max_balance,
+            profile: Default::default(),
+            allow_shared_key: false,
+        });
+        apply(&mut state, &mut accepted, model.now_ms, 0, kind).expect("registration");
+    }
+    model.check(&state);
+    for (n, step) in steps.iter().enumerate() {
+        match step {
+            Step::Wait { hours } => {
+                model.now_ms += hours * 3_600_000;
+                continue;
+            }
+            Step::Restart => {
+                let rebuilt = restart(&genesis, &state);
+                assert_eq!(rebuilt.digest(), state.digest());
+                assert_eq!(rebuilt, state);
+                let mut replayed = State::new(&genesis);
+                for (ctx, signer, op) in &accepted {
+                    replayed
+                        .apply(ctx, signer, op, ClearingInput::Propose)
+                        .expect("an accepted operation replays");
+                }
+                assert_eq!(replayed.digest(), state.digest(), "the replay from the genesis differs");
+                state = rebuilt;
+                model.check(&state);
+                continue;
+            }
+            _ => {}
+        }
+        let (signer, kind) = model.operation(step).expect("an operation");
+        let expected = model.apply(step, &kind);
+        let before = state.clone();
+        let outcome = apply(&mut state, &mut accepted, model.now_ms, signer, kind);
+        let got = outcome.as_ref().map(|_| ()).map_err(|r| r.code() as u16);
+        assert_eq!(got, expected, "step {n}: {step:?} gave {outcome:?}");
+        if outcome.is_err() {
+            assert_eq!(state, before, "step {n} was rejected but changed the state");
+        }
+        model.check(&state);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn key_roles_follow_the_model(
+        offset in prop_oneof![Just(0i16), Just(60), Just(-330), Just(840)],
+        steps in prop::collection::vec(step(), 1..80),
+    ) {
+        run(offset, &steps);
+    }
+}
+
+/// A payer along one fixed path, at +01:00: its caps to the unit, the day's cap spent, a new
+/// ledger day at midnight +01:00 (23:00 UTC), not at midnight UTC.
+#[test]
+fn a_payers_day_starts_at_midnight_in_the_ledgers_offset() {
+    let payer = Role::Payer { per: 300, daily: 500 };
+    let steps = [
+        Step::AddKey { signer: 1, account: 0, key: 3, role: payer, shared: false },
+        // 20:00 UTC: 300 (the cap per transfer), then 201 (one more than the day's rest), 200.
+        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(301) },
+        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(300) },
+        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(201) },
+        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(200) },
+        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(1) },
+        // 22:30 UTC is 23:30 at +01:00: still the same ledger day.
+        Step::Wait { hours: 2 },
+        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(1) },
+        Step::Restart,
+        // 23:30 UTC is 00:30 the next day at +01:00: the cap starts again.
+        Step::Wait { hours: 1 },
+        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(300) },
+        Step::RemoveKey { signer: 3, account: 0, key: 3 },
+        Step::RemoveKey { signer: 1, account: 0, key: 1 },
+        Step::RemoveKey { signer: 1, account: 0, key: 3 },
+        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(1) },
+    ];
+    let mut model = Model::new(60);
+    let expected = [
+        Ok(()),
+        Err(91),
+        Ok(()),
+        Err(91),
+        Ok(()),
+        Err(91),
+        Err(91),
+        Ok(()),
+        Err(90),
+        Err(92),
+        Ok(()),
+        Err(11),
+    ];
+    let mut outcomes = Vec::new();
+    for step in &steps {
+        match step {
+            Step::Wait { hours } => model.now_ms += hours * 3_600_000,
+            Step::Restart => {}
+            _ => {
+                let (_, kind) = model.operation(step).unwrap();
+                outcomes.push(model.apply(step, &kind));
+            }
+        }
+    }
+    assert_eq!(outcomes, expected, "the model itself");
+    run(60, &steps);
+    // At UTC, the same times are one day: the last payments are over the day's cap.
+    let mut utc = Model::new(0);
+    let mut outcomes = Vec::new();
+    for step in &steps[..11] {
+        match step {
+            Step::Wait { hours } => utc.now_ms += hours * 3_600_000,
+            Step::Restart => {}
+            _ => {
+                let (_, kind) = utc.operation(step).unwrap();
+                outcomes.push(utc.apply(step, &kind));
+            }
+        }
+    }
+    assert_eq!(outcomes.last(), Some(&Err(91)), "at UTC, 23:30 is still the first day");
+    run(0, &steps);
+}
