@@ -1,9 +1,10 @@
 //! The README's walkthrough of a firm's employee keys, end to end with the real binaries: a
-//! ledger whose day is offset from UTC; a payer key within its caps, refused above them
-//! (per transfer and for the day); a viewer that reads and signs nothing; an invoicer that
-//! issues and cancels but does not accept; `key list` (text and JSON) with what the payer
-//! paid today; the last owner key kept; a key removed; all of it across a restart, then
-//! the auditor's replay.
+//! ledger whose day is offset from UTC; a payer key within its caps, and above them (per
+//! transfer and for the day) a pending payment that reserves the payer's headroom, approved
+//! or declined by an owner only, and keeping the account from closing; a viewer that reads
+//! and signs nothing; an invoicer that issues and cancels but does not accept; `key list`
+//! (text and JSON) with what the payer paid today; the last owner key kept; a key removed;
+//! all of it across a restart, then the auditor's replay.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,21 @@ fn balance(url: &str, key: &Path, account: &str) -> i64 {
     b["balance_minor"].as_i64().expect("a balance")
 }
 
+/// `cercle pay`, with the key at `key`, from alice-bakery to bob-mill.
+fn pay(url: &str, key: &Path, amount: &str) -> CliOutput {
+    cercle(url, Some(key), &["pay", "--from", "alice-bakery", "bob-mill", amount])
+}
+
+/// A payment held for approval, by its JSON receipt: its pending id.
+#[track_caller]
+fn held(url: &str, key: &Path, amount: &str) -> String {
+    let receipt =
+        cercle(url, Some(key), &["--json", "pay", "--from", "alice-bakery", "bob-mill", amount]).ok().json();
+    assert_eq!(receipt["state"], "pending", "{receipt}");
+    assert_eq!(receipt["balances_after"], serde_json::json!([]), "nothing moved: {receipt}");
+    receipt["pending_id"].as_u64().expect("a pending id").to_string()
+}
+
 #[test]
 fn employee_keys_sign_what_their_roles_allow() {
     let tmp = tempfile::tempdir().unwrap();
@@ -62,65 +78,73 @@ fn employee_keys_sign_what_their_roles_allow() {
     let alice = keygen(&url, tmp.path(), "alice-new");
     let bob = keygen(&url, tmp.path(), "bob");
     for (account, key) in [("alice-bakery", &alice), ("bob-mill", &bob)] {
-        cercle(
-            &url,
-            Some(&admin),
-            &["admin", "register", account, "--pubkey", &key.pubkey, "--credit-limit", "5000"],
-        )
-        .ok();
+        let args = ["admin", "register", account, "--pubkey", &key.pubkey, "--credit-limit", "5000"];
+        cercle(&url, Some(&admin), &args).ok();
     }
 
     // The README: a payer key with its caps.
     let clerk = keygen(&url, tmp.path(), "alice-clerk");
-    cercle(
-        &url,
-        Some(&alice.path),
-        &[
-            "key",
-            "add",
-            "alice-bakery",
-            "--pubkey",
-            &clerk.pubkey,
-            "--role",
-            "payer",
-            "--per-transfer-cap",
-            "500",
-            "--daily-cap",
-            "2000",
-        ],
-    )
-    .ok();
-    cercle(&url, Some(&clerk.path), &["pay", "--from", "alice-bakery", "bob-mill", "450"]).ok();
-    let out = cercle(&url, Some(&clerk.path), &["pay", "--from", "alice-bakery", "bob-mill", "600"]).failed();
-    assert_mentions(&out, "KEY_CAP_EXCEEDED, code 91");
-    assert_mentions(&out, "payment of 600.00 CHW is above the cap of 500.00 CHW per transfer of payer key");
+    let add = [
+        "key",
+        "add",
+        "alice-bakery",
+        "--pubkey",
+        &clerk.pubkey,
+        "--role",
+        "payer",
+        "--per-transfer-cap",
+        "500",
+        "--daily-cap",
+        "2000",
+    ];
+    cercle(&url, Some(&alice.path), &add).ok();
+    pay(&url, &clerk.path, "450").ok();
+    // Above the cap per transfer: held, with its id, and said so.
+    let out = pay(&url, &clerk.path, "600").ok();
+    assert_mentions(&out, "PENDING: held for an owner's approval as pending payment");
+    let first =
+        out.stdout.split("pending payment ").nth(1).and_then(|t| t.split(',').next()).unwrap().to_string();
     for _ in 0..3 {
-        cercle(&url, Some(&clerk.path), &["pay", "--from", "alice-bakery", "bob-mill", "500"]).ok();
+        pay(&url, &clerk.path, "500").ok();
     }
-    // 1,950.00 paid today: 50.01 more is over the day's cap, 50.00 is not.
-    let out =
-        cercle(&url, Some(&clerk.path), &["pay", "--from", "alice-bakery", "bob-mill", "50.01"]).failed();
-    assert_mentions(&out, "KEY_CAP_EXCEEDED, code 91");
-    assert_mentions(&out, "1,950.00 CHW of 2,000.00 CHW paid today, 50.00 CHW left");
-    cercle(&url, Some(&clerk.path), &["pay", "--from", "alice-bakery", "bob-mill", "50"]).ok();
+    // 1,950.00 paid today: 50.01 more is over the day's cap (held), 50.00 is not.
+    let second = held(&url, &clerk.path, "50.01");
+    pay(&url, &clerk.path, "50").ok();
     // An owner key has no cap.
-    cercle(&url, Some(&alice.path), &["pay", "--from", "alice-bakery", "bob-mill", "700"]).ok();
+    pay(&url, &alice.path, "700").ok();
     assert_eq!(balance(&url, &alice.path, "alice-bakery"), -270_000);
+    // The two pending payments reserve 650.01 of alice's 5,000.00 of credit.
+    let pending = cercle(&url, Some(&alice.path), &["--json", "pending", "list", "alice-bakery"]).ok().json();
+    assert_eq!(pending["reserved_minor"], 65_001, "{pending}");
+    let ids: Vec<String> =
+        pending["pending"].as_array().unwrap().iter().map(|p| p["pending_id"].to_string()).collect();
+    assert_eq!(ids, [first.clone(), second.clone()]);
+    let out = pay(&url, &alice.path, "2300").failed();
+    assert_mentions(&out, "CREDIT_LIMIT_EXCEEDED, code 50");
+    // The payer does not approve its own payment; an owner does.
+    let out = cercle(&url, Some(&clerk.path), &["pending", "approve", "alice-bakery", &first]).failed();
+    assert_mentions(&out, "KEY_ROLE_NOT_ALLOWED, code 90");
+    cercle(&url, Some(&alice.path), &["pending", "approve", "alice-bakery", &first]).ok();
+    let decline = ["pending", "decline", "alice-bakery", &second, "--reason", "not ordered"];
+    cercle(&url, Some(&alice.path), &decline).ok();
+    assert_eq!(balance(&url, &alice.path, "alice-bakery"), -330_000);
+    let out = cercle(&url, Some(&alice.path), &decline).failed();
+    assert_mentions(&out, "PENDING_UNKNOWN, code 95");
+    // A pending payment keeps the account from closing.
+    let third = held(&url, &clerk.path, "1");
+    let out = cercle(&url, Some(&admin), &["admin", "close", "alice-bakery", "--reason", "leaves"]).failed();
+    assert_mentions(&out, "PENDING_PAYMENTS_OPEN, code 97");
 
     // A viewer reads and signs nothing.
     let books = keygen(&url, tmp.path(), "alice-books");
-    cercle(
-        &url,
-        Some(&alice.path),
-        &["key", "add", "alice-bakery", "--pubkey", &books.pubkey, "--role", "viewer"],
-    )
-    .ok();
-    assert_eq!(balance(&url, &books.path, "alice-bakery"), -270_000);
-    let out = cercle(&url, Some(&books.path), &["pay", "--from", "alice-bakery", "bob-mill", "1"]).failed();
+    let add = ["key", "add", "alice-bakery", "--pubkey", &books.pubkey, "--role", "viewer"];
+    cercle(&url, Some(&alice.path), &add).ok();
+    assert_eq!(balance(&url, &books.path, "alice-bakery"), -330_000);
+    let out = pay(&url, &books.path, "1").failed();
     assert_mentions(&out, "KEY_ROLE_NOT_ALLOWED, code 90");
     assert_mentions(
         &out,
-        "is a viewer key of account 'alice-bakery': it cannot pay; its owner and payer keys sign that",
+        "the signing key is a viewer key of account 'alice-bakery': it cannot pay; its owner and payer keys sign that",
     );
     // Nor does a payer change the keys.
     let out = cercle(&url, Some(&clerk.path), &["key", "remove", "alice-bakery", "--pubkey", &books.pubkey])
@@ -135,24 +159,19 @@ fn employee_keys_sign_what_their_roles_allow() {
         &["key", "add", "bob-mill", "--pubkey", &sales.pubkey, "--role", "invoicer"],
     )
     .ok();
-    let issued = cercle(
-        &url,
-        Some(&sales.path),
-        &[
-            "--json",
-            "invoice",
-            "issue",
-            "--from",
-            "bob-mill",
-            "--to",
-            "alice-bakery",
-            "300",
-            "--reference",
-            "F-17",
-        ],
-    )
-    .ok()
-    .json();
+    let issue = [
+        "--json",
+        "invoice",
+        "issue",
+        "--from",
+        "bob-mill",
+        "--to",
+        "alice-bakery",
+        "300",
+        "--reference",
+        "F-17",
+    ];
+    let issued = cercle(&url, Some(&sales.path), &issue).ok().json();
     let invoice = issued["invoice_id"].as_str().expect("an invoice id").to_string();
     let out = cercle(&url, Some(&clerk.path), &["invoice", "accept", &invoice]).failed();
     assert_mentions(&out, "KEY_ROLE_NOT_ALLOWED, code 90");
@@ -175,36 +194,35 @@ fn employee_keys_sign_what_their_roles_allow() {
     let out = cercle(&url, Some(&alice.path), &["key", "remove", "alice-bakery", "--pubkey", &alice.pubkey])
         .failed();
     assert_mentions(&out, "LAST_OWNER_KEY, code 92");
-    let out = cercle(
-        &url,
-        Some(&alice.path),
-        &["key", "add", "alice-bakery", "--pubkey", &books.pubkey, "--role", "viewer"],
-    )
-    .failed();
+    let out = cercle(&url, Some(&alice.path), &add).failed();
     assert_mentions(&out, "KEY_ALREADY_ON_ACCOUNT, code 93");
-    let out = cercle(
-        &url,
-        Some(&alice.path),
-        &["key", "add", "alice-bakery", "--pubkey", &bob.pubkey, "--role", "viewer"],
-    )
-    .failed();
+    let shared = ["key", "add", "alice-bakery", "--pubkey", &bob.pubkey, "--role", "viewer"];
+    let out = cercle(&url, Some(&alice.path), &shared).failed();
     assert_mentions(&out, "KEY_ALREADY_REGISTERED, code 36");
-    cercle(&url, Some(&alice.path), &["key", "remove", "alice-bakery", "--pubkey", &books.pubkey]).ok();
-    let out = cercle(&url, Some(&alice.path), &["key", "remove", "alice-bakery", "--pubkey", &books.pubkey])
-        .failed();
+    let remove = ["key", "remove", "alice-bakery", "--pubkey", &books.pubkey];
+    cercle(&url, Some(&alice.path), &remove).ok();
+    let out = cercle(&url, Some(&alice.path), &remove).failed();
     assert_mentions(&out, "KEY_NOT_ON_ACCOUNT, code 94");
     cercle(&url, Some(&books.path), &["balance", "alice-bakery"]).failed();
 
-    // Caps and usage survive a restart: the day's cap is still spent.
+    // Caps, usage and pending payments survive a restart: the day's cap is still spent.
     node.stop();
     let node = Node::start(&data);
     let url = node.url();
-    let out = cercle(&url, Some(&clerk.path), &["pay", "--from", "alice-bakery", "bob-mill", "1"]).failed();
-    assert_mentions(&out, "KEY_CAP_EXCEEDED, code 91");
+    let fourth = held(&url, &clerk.path, "1");
+    let pending = cercle(&url, Some(&alice.path), &["--json", "pending", "list", "alice-bakery"]).ok().json();
+    let ids: Vec<String> =
+        pending["pending"].as_array().unwrap().iter().map(|p| p["pending_id"].to_string()).collect();
+    assert_eq!(ids, [third.clone(), fourth.clone()], "{pending}");
+    for id in [&third, &fourth] {
+        cercle(&url, Some(&alice.path), &["pending", "decline", "alice-bakery", id]).ok();
+    }
     let history = cercle(&url, Some(&alice.path), &["--json", "history", "alice-bakery"]).ok().json();
     let kinds: Vec<&str> =
         history["entries"].as_array().expect("entries").iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"add_key") && kinds.contains(&"remove_key"), "{kinds:?}");
+    for kind in ["add_key", "remove_key", "transfer_held", "approve_pending", "decline_pending"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
     let verdict = cercle(&url, Some(&admin), &["--json", "audit", "verify"]).ok().json();
     assert_eq!(verdict["ok"], true, "{verdict}");
 }

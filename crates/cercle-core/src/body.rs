@@ -260,6 +260,15 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             account: account(&k.account)?,
             key: PublicKey(fixed(&k.public_key, "public_key")?),
         },
+        Kind::ApprovePending(a) => OpKind::ApprovePending {
+            account: account(&a.account)?,
+            pending: a.pending_id,
+            payee: account(&a.payee)?,
+            amount_minor: a.amount_minor,
+        },
+        Kind::DeclinePending(d) => {
+            OpKind::DeclinePending { account: account(&d.account)?, pending: d.pending_id, reason: d.reason }
+        }
         Kind::Transfer(t) => OpKind::Transfer(Transfer {
             payer: account(&t.payer)?,
             payee: account(&t.payee)?,
@@ -369,6 +378,19 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
         OpKind::RemoveKey { account, key } => {
             Kind::RemoveKey(pb::RemoveKey { account: account.to_string(), public_key: key.0.to_vec() })
         }
+        OpKind::ApprovePending { account, pending, payee, amount_minor } => {
+            Kind::ApprovePending(pb::ApprovePending {
+                account: account.to_string(),
+                pending_id: *pending,
+                payee: payee.to_string(),
+                amount_minor: *amount_minor,
+            })
+        }
+        OpKind::DeclinePending { account, pending, reason } => Kind::DeclinePending(pb::DeclinePending {
+            account: account.to_string(),
+            pending_id: *pending,
+            reason: reason.clone(),
+        }),
         OpKind::Transfer(t) => Kind::Transfer(pb::Transfer {
             payer: t.payer.to_string(),
             payee: t.payee.to_string(),
@@ -524,6 +546,17 @@ mod tests {
                 allow_shared_key: true,
             }),
             OpKind::RemoveKey { account: AccountId::parse("aaa").unwrap(), key: PublicKey([9; 32]) },
+            OpKind::ApprovePending {
+                account: AccountId::parse("aaa").unwrap(),
+                pending: 17,
+                payee: AccountId::parse("bbb").unwrap(),
+                amount_minor: 60_000,
+            },
+            OpKind::DeclinePending {
+                account: AccountId::parse("aaa").unwrap(),
+                pending: 18,
+                reason: "not ordered".into(),
+            },
             OpKind::SetProfile(SetProfile {
                 account: AccountId::parse("aaa").unwrap(),
                 display_name: Some("Boulangerie".into()),

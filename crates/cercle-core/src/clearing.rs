@@ -557,11 +557,14 @@ impl PlannedRun {
     }
 }
 
-/// A firm's room to pay into the circuit (down to its credit limit) and to receive (up to
+/// A firm's room to pay into the circuit (down to its credit limit, less what its pending
+/// payments reserve) and to receive (up to
 /// its maximum balance, and never past i64).
 fn headroom_of(a: &Account) -> Headroom {
     let balance = i128::from(a.balance_minor);
-    let floor = -i128::from(a.credit_limit_minor);
+    // Pending payments keep the headroom they reserved: every one the record holds counts
+    // (the run is solved away from any entry's time, so an expired one too, until forgotten).
+    let floor = -i128::from(a.credit_limit_minor) + i128::from(a.recorded_reserved_minor());
     let ceiling = i128::from(a.max_balance_minor.unwrap_or(i64::MAX));
     Headroom { pay_max: (balance - floor).max(0), receive_max: (ceiling - balance).max(0) }
 }

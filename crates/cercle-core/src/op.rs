@@ -77,6 +77,24 @@ pub enum OpKind {
         account: AccountId,
         key: PublicKey,
     },
+    /// An owner key approves a pending payment of its account (`pending` is its id, the
+    /// sequence of the entry that made it): the money moves, if the payee may still receive
+    /// it and it has not expired.
+    ApprovePending {
+        account: AccountId,
+        pending: u64,
+        /// What the owner approves, as the pending payment records it: the entry then says
+        /// what it paid, and a mismatch is refused.
+        payee: AccountId,
+        amount_minor: i64,
+    },
+    /// An owner key declines a pending payment of its account, with a reason: its
+    /// reservation is released and nothing moves.
+    DeclinePending {
+        account: AccountId,
+        pending: u64,
+        reason: String,
+    },
 }
 
 /// What a key of an account may sign. Every read of the account is open to every role.
@@ -85,7 +103,9 @@ pub enum KeyRole {
     /// Everything the account does: the keys given at registration and by a key rotation.
     Owner,
     /// Payments (transfers, invoice payments), each at most `per_transfer_cap_minor`, and
-    /// at most `daily_cap_minor` in all over one ledger day (`Genesis::day`).
+    /// at most `daily_cap_minor` in all over one ledger day (`Genesis::day`). A transfer
+    /// above either becomes a pending payment, which an owner approves; caps of zero make
+    /// every transfer of the key one (a payer that needs approval).
     Payer { per_transfer_cap_minor: i64, daily_cap_minor: i64 },
     /// Issuing and cancelling the account's invoices.
     Invoicer,
@@ -234,6 +254,27 @@ pub struct Transfer {
 }
 
 impl OpKind {
+    /// The payment an entry of this operation made, from its recorded balances: a transfer
+    /// that moved money (one held for approval records no balance, and moved none), or an
+    /// approved pending payment. Statements, histories, exports and indicators count these.
+    pub fn payment(
+        &self,
+        balances_after: &[crate::entry::BalanceAfter],
+    ) -> Option<(&AccountId, &AccountId, i64)> {
+        match self {
+            OpKind::Transfer(t) if !balances_after.is_empty() => Some((&t.payer, &t.payee, t.amount_minor)),
+            OpKind::ApprovePending { account, payee, amount_minor, .. } => {
+                Some((account, payee, *amount_minor))
+            }
+            _ => None,
+        }
+    }
+
+    /// True for a transfer that its entry shows held for approval (no balance moved).
+    pub fn is_held(&self, balances_after: &[crate::entry::BalanceAfter]) -> bool {
+        matches!(self, OpKind::Transfer(_)) && balances_after.is_empty()
+    }
+
     /// A short stable name, for logs and histories.
     pub fn name(&self) -> &'static str {
         match self {
@@ -255,6 +296,8 @@ impl OpKind {
             OpKind::SetQuorum(_) => "set_quorum",
             OpKind::AddKey(_) => "add_key",
             OpKind::RemoveKey { .. } => "remove_key",
+            OpKind::ApprovePending { .. } => "approve_pending",
+            OpKind::DeclinePending { .. } => "decline_pending",
         }
     }
 
@@ -264,12 +307,14 @@ impl OpKind {
         match self {
             OpKind::RegisterAccount(r) => vec![&r.account],
             OpKind::AddKey(k) => vec![&k.account],
+            OpKind::ApprovePending { account, payee, .. } => vec![account, payee],
             OpKind::SetLimits(s) => vec![&s.account],
             OpKind::SetProfile(p) => vec![&p.account],
             OpKind::FreezeAccount { account, .. }
             | OpKind::UnfreezeAccount { account, .. }
             | OpKind::RotateKeys { account, .. }
             | OpKind::RemoveKey { account, .. }
+            | OpKind::DeclinePending { account, .. }
             | OpKind::CloseAccount { account, write_off_to: None, .. } => vec![account],
             OpKind::CloseAccount { account, write_off_to: Some(reserve), .. } => vec![account, reserve],
             OpKind::Transfer(t) => vec![&t.payer, &t.payee],

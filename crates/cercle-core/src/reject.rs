@@ -11,7 +11,7 @@ use crate::amount::format_with_currency;
 use crate::clearing::ClearingDefect;
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{InvoiceId, InvoiceState};
-use crate::op::{KeyRole, Role};
+use crate::op::Role;
 use crate::roles::SensitiveAct;
 use crate::time::rfc3339_ms;
 
@@ -68,6 +68,10 @@ pub enum RejectCode {
     LastOwnerKey = 92,
     KeyAlreadyOnAccount = 93,
     KeyNotOnAccount = 94,
+    PendingUnknown = 95,
+    PendingExpired = 96,
+    PendingPaymentsOpen = 97,
+    TooManyPending = 98,
 }
 
 impl RejectCode {
@@ -123,6 +127,10 @@ impl RejectCode {
             RejectCode::LastOwnerKey => "LAST_OWNER_KEY",
             RejectCode::KeyAlreadyOnAccount => "KEY_ALREADY_ON_ACCOUNT",
             RejectCode::KeyNotOnAccount => "KEY_NOT_ON_ACCOUNT",
+            RejectCode::PendingUnknown => "PENDING_UNKNOWN",
+            RejectCode::PendingExpired => "PENDING_EXPIRED",
+            RejectCode::PendingPaymentsOpen => "PENDING_PAYMENTS_OPEN",
+            RejectCode::TooManyPending => "TOO_MANY_PENDING",
         }
     }
 }
@@ -301,8 +309,8 @@ pub enum Rejection {
     /// was asked ("pay", "accept an invoice"), `allowed` the roles that may.
     KeyRoleNotAllowed {
         account: AccountId,
-        key: PublicKey,
-        role: KeyRole,
+        /// The signing key's role (`KeyRole::name`).
+        role: &'static str,
         action: &'static str,
         allowed: &'static str,
     },
@@ -328,6 +336,29 @@ pub enum Rejection {
     KeyNotOnAccount {
         account: AccountId,
         key: PublicKey,
+    },
+    /// No pending payment of the account has this id (never made, already approved or
+    /// declined, or expired and since forgotten).
+    PendingUnknown {
+        account: AccountId,
+        pending: u64,
+    },
+    /// The pending payment expired at `expires_ms`: its reservation is released, and it
+    /// can no longer be approved.
+    PendingExpired {
+        account: AccountId,
+        pending: u64,
+        expires_ms: u64,
+    },
+    /// An account is closed only with no pending payment waiting.
+    PendingPaymentsOpen {
+        account: AccountId,
+        count: usize,
+    },
+    /// The account, or the ledger, holds as many pending payments as it may.
+    TooManyPending {
+        account: AccountId,
+        max: usize,
     },
 }
 
@@ -383,6 +414,10 @@ impl Rejection {
             Rejection::LastOwnerKey { .. } => RejectCode::LastOwnerKey,
             Rejection::KeyAlreadyOnAccount { .. } => RejectCode::KeyAlreadyOnAccount,
             Rejection::KeyNotOnAccount { .. } => RejectCode::KeyNotOnAccount,
+            Rejection::PendingUnknown { .. } => RejectCode::PendingUnknown,
+            Rejection::PendingExpired { .. } => RejectCode::PendingExpired,
+            Rejection::PendingPaymentsOpen { .. } => RejectCode::PendingPaymentsOpen,
+            Rejection::TooManyPending { .. } => RejectCode::TooManyPending,
         }
     }
 
@@ -524,9 +559,8 @@ impl Rejection {
             Rejection::WriteOffInvalid { account, detail } => {
                 format!("account '{account}' cannot be written off: {detail}")
             }
-            Rejection::KeyRoleNotAllowed { account, key, role, action, allowed } => format!(
-                "key {key} is a {} key of account '{account}': it cannot {action}; {allowed} sign that",
-                role.name()
+            Rejection::KeyRoleNotAllowed { account, role, action, allowed } => format!(
+                "the signing key is a {role} key of account '{account}': it cannot {action}; {allowed} sign that"
             ),
             Rejection::KeyCapExceeded {
                 account,
@@ -559,6 +593,22 @@ impl Rejection {
                 "key {key} is already on account '{account}'; remove it first to give it another role"
             ),
             Rejection::KeyNotOnAccount { account, key } => format!("key {key} is not on account '{account}'"),
+            Rejection::PendingUnknown { account, pending } => {
+                format!("account '{account}' has no pending payment {pending}")
+            }
+            Rejection::PendingExpired { account, pending, expires_ms } => format!(
+                "pending payment {pending} of account '{account}' expired at {}: its reservation is released; pay again",
+                rfc3339_ms(*expires_ms)
+            ),
+            Rejection::PendingPaymentsOpen { account, count } => format!(
+                "account '{account}' cannot be closed: {count} pending payment{} of it {} waiting; approve or decline {} first",
+                if *count == 1 { "" } else { "s" },
+                if *count == 1 { "is" } else { "are" },
+                if *count == 1 { "it" } else { "them" },
+            ),
+            Rejection::TooManyPending { account, max } => format!(
+                "no more pending payments for account '{account}': at most {max}; approve or decline some first"
+            ),
         }
     }
 }

@@ -18,9 +18,20 @@
 //! (reads only), and `RemoveKey` takes a key off, never the last owner. A signer holding no
 //! key of the account is refused as `NotAccountKey`; one whose role does not sign the act,
 //! as `KeyRoleNotAllowed`, at the same place in the order. A payer's caps are checked last,
-//! after the limits (`KeyCapExceeded`). Its day is the genesis's (`Genesis::day`: a fixed
+//! after the limits (above them, a pending payment; `KeyCapExceeded` for an invoice's payment). Its day is the genesis's (`Genesis::day`: a fixed
 //! offset from UTC), and its usage is kept per key as the day it last paid and what it paid
 //! that day, which starts again at zero on a later day.
+//!
+//! Pending payments: a payer key's transfer above its cap per transfer or above what is
+//! left of its day's cap (a transfer that pays an invoice excepted: that is refused) becomes
+//! a pending payment, kept in the payer's record with the sequence of its entry as its id.
+//! It reserves the payer's headroom: every check of the payer's credit limit (a transfer,
+//! an approval, a write-off to it) counts the pending payments that have not expired at the
+//! entry's timestamp, and a clearing run counts every one the record holds. An owner key
+//! approves it (the payee and the payer are checked again, then the money moves) or declines
+//! it; after `PENDING_VALIDITY_MS` it has expired: every check at a later timestamp treats
+//! it as released, an approval is refused (`PendingExpired`), and the record forgets it at
+//! the account's next pending payment, approval, decline or closure. No timer is needed.
 //!
 //! Key rotation is allowed on a frozen account: a dispute is exactly when a lost or stolen
 //! key must be replaced, and the freeze still stops payments.
@@ -63,7 +74,8 @@ use crate::roles::{Roles, SensitiveAct};
 use cercle_limits::{
     ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX, INVOICE_AMOUNT_MAX_MINOR,
     INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX, OPERATION_SIGNATURES_MAX,
-    REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
+    PENDING_PER_ACCOUNT_MAX, PENDING_TOTAL_MAX, PENDING_VALIDITY_MS, REASON_CHARS_MAX, RETIRED_KEYS_MAX,
+    VALIDITY_MS_MAX,
 };
 
 const ACCOUNT_VERSION: u8 = 1;
@@ -115,6 +127,30 @@ pub struct Account {
     /// The keys of `keys` that are not owners, with their role (never `KeyRole::Owner`):
     /// a key absent from this map is an owner.
     pub key_grants: BTreeMap<PublicKey, KeyGrant>,
+    /// The account's pending payments, as payer, in id order (at most
+    /// `PENDING_PER_ACCOUNT_MAX`); expired ones stay until the account's next change of them.
+    pub pending: Vec<PendingPayment>,
+}
+
+/// A payer key's payment waiting for an owner's approval; it reserves the payer's headroom
+/// until it is approved, declined or expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPayment {
+    /// The sequence of the entry that made it.
+    pub id: u64,
+    pub payee: AccountId,
+    pub amount_minor: i64,
+    /// The payer key that signed it.
+    pub key: PublicKey,
+    /// After this timestamp it can no longer be approved and reserves nothing.
+    pub expires_ms: u64,
+    pub memo: String,
+}
+
+impl PendingPayment {
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        now_ms <= self.expires_ms
+    }
 }
 
 /// A key of an account that is not an owner: its role and, for a payer, what it paid on
@@ -133,6 +169,7 @@ const EXTENSION_PROFILE: u8 = 1;
 const EXTENSION_ACTIVITY: u8 = 2;
 const EXTENSION_RETIRED_KEYS: u8 = 3;
 const EXTENSION_KEY_GRANTS: u8 = 5;
+const EXTENSION_PENDING: u8 = 6;
 
 impl Account {
     /// The account's canonical, versioned encoding: persisted by the store's checkpoint and
@@ -217,6 +254,19 @@ impl Account {
             }
             extensions.push((EXTENSION_KEY_GRANTS, g.buf));
         }
+        if digest >= 3 && !self.pending.is_empty() {
+            let mut p = Writer::default();
+            p.u8(self.pending.len() as u8);
+            for pending in &self.pending {
+                p.u64(pending.id)
+                    .str(pending.payee.as_str())
+                    .i64(pending.amount_minor)
+                    .fixed(&pending.key.0)
+                    .u64(pending.expires_ms)
+                    .str(&pending.memo);
+            }
+            extensions.push((EXTENSION_PENDING, p.buf));
+        }
         w.u8(extensions.len() as u8);
         for (tag, bytes) in extensions {
             w.u8(tag).bytes(&bytes);
@@ -252,6 +302,7 @@ impl Account {
         let (mut negative_since_ms, mut last_activity_ms) = (None, None);
         let mut retired_keys = Vec::new();
         let mut key_grants = BTreeMap::new();
+        let mut pending: Vec<PendingPayment> = Vec::new();
         let count = r.u8("extension count")?;
         let mut last_tag = 0;
         for _ in 0..count {
@@ -322,6 +373,27 @@ impl Account {
                         }
                     }
                 }
+                EXTENSION_PENDING => {
+                    let n = usize::from(e.u8("pending payment count")?);
+                    if n == 0 || n > PENDING_PER_ACCOUNT_MAX {
+                        return Err(DecodeError::Invalid("pending payment count"));
+                    }
+                    for _ in 0..n {
+                        let p = PendingPayment {
+                            id: e.u64("pending id")?,
+                            payee: AccountId::parse(&e.string("pending payee")?)
+                                .map_err(|_| DecodeError::Invalid("pending payee"))?,
+                            amount_minor: e.i64("pending amount")?,
+                            key: PublicKey(e.array("pending key")?),
+                            expires_ms: e.u64("pending expiry")?,
+                            memo: e.string("pending memo")?,
+                        };
+                        if pending.last().is_some_and(|last| last.id >= p.id) {
+                            return Err(DecodeError::Invalid("pending payments out of order"));
+                        }
+                        pending.push(p);
+                    }
+                }
                 _ => return Err(DecodeError::Invalid("unknown account extension")),
             }
             e.finish()?;
@@ -342,7 +414,20 @@ impl Account {
             last_activity_ms,
             retired_keys,
             key_grants,
+            pending,
         })
+    }
+
+    /// What the account's pending payments that have not expired at `now_ms` reserve.
+    pub fn reserved_minor(&self, now_ms: u64) -> i64 {
+        // At most PENDING_PER_ACCOUNT_MAX amounts of at most AMOUNT_MAX_MINOR each.
+        self.pending.iter().filter(|p| p.is_live(now_ms)).map(|p| p.amount_minor).sum()
+    }
+
+    /// What every pending payment the record holds reserves, expired or not: what a clearing
+    /// run, which is solved away from any entry's time, counts.
+    pub fn recorded_reserved_minor(&self) -> i64 {
+        self.pending.iter().map(|p| p.amount_minor).sum()
     }
 
     /// The role of `key` on this account; `None` when the account does not hold it.
@@ -377,8 +462,7 @@ impl Account {
         if !ok {
             return Err(Rejection::KeyRoleNotAllowed {
                 account: self.id.clone(),
-                key: *signer,
-                role,
+                role: role.name(),
                 action,
                 allowed: allowed.text(),
             });
@@ -448,6 +532,8 @@ pub struct BalanceChange {
 /// summary.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Effects {
+    /// A transfer that became a pending payment: its id (the entry's sequence).
+    pub pending: Option<u64>,
     pub balance_changes: Vec<BalanceChange>,
     pub touched: Vec<AccountId>,
     pub invoices: Vec<InvoiceId>,
@@ -530,6 +616,10 @@ pub struct State {
     bounds: Bounds,
     /// The genesis's ledger day, offset from UTC in minutes (`Genesis::day`).
     day_offset_minutes: i16,
+    /// How many pending payments the accounts' records hold (derived from them).
+    pending_total: usize,
+    /// The timestamp of the entry being applied, while `apply_signed` runs.
+    now_ms: Option<u64>,
 }
 
 impl State {
@@ -544,7 +634,9 @@ impl State {
         accounts: impl IntoIterator<Item = Account>,
         invoices: impl IntoIterator<Item = Invoice>,
     ) -> Self {
-        let accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
+        let accounts: BTreeMap<AccountId, Account> =
+            accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
+        let pending_total = accounts.values().map(|a| a.pending.len()).sum();
         let invoices: BTreeMap<InvoiceId, Arc<Invoice>> =
             invoices.into_iter().map(|i| (i.id, Arc::new(i))).collect();
         let open_invoices = invoices.values().filter(|i| i.state.is_open()).map(|i| i.id).collect();
@@ -556,6 +648,8 @@ impl State {
             journal: None,
             bounds: Bounds::default(),
             day_offset_minutes: genesis.day_offset_minutes,
+            pending_total,
+            now_ms: None,
         }
     }
 
@@ -602,10 +696,15 @@ impl State {
         for u in undo {
             match u {
                 Undo::Account(id, Some(a)) => {
-                    self.accounts.insert(id, *a);
+                    self.pending_total += a.pending.len();
+                    if let Some(now) = self.accounts.insert(id, *a) {
+                        self.pending_total -= now.pending.len();
+                    }
                 }
                 Undo::Account(id, None) => {
-                    self.accounts.remove(&id);
+                    if let Some(now) = self.accounts.remove(&id) {
+                        self.pending_total -= now.pending.len();
+                    }
                 }
                 Undo::Invoice(id, Some(i)) => {
                     self.set_open(&i);
@@ -942,6 +1041,25 @@ impl State {
         }
         self.check_common(ctx, signers, op)?;
         let signer = &signers[0];
+        self.now_ms = Some(ctx.timestamp_ms);
+        let outcome = self.apply_kind(ctx, signer, op, clearing);
+        self.now_ms = None;
+        let effects = outcome?;
+        assert_conserved(ctx, &effects);
+        #[cfg(debug_assertions)]
+        if let Err(violation) = self.check_invariants() {
+            panic!("invariant violated after entry {}: {violation}", ctx.sequence);
+        }
+        Ok(effects)
+    }
+
+    fn apply_kind(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        op: &Operation,
+        clearing: ClearingInput<'_>,
+    ) -> Result<Effects, Rejection> {
         let effects = match &op.kind {
             OpKind::RegisterAccount(r) => self.register(ctx, signer, r)?,
             OpKind::SetLimits(s) => self.set_limits(ctx, s)?,
@@ -960,6 +1078,12 @@ impl State {
             OpKind::SetQuorum(q) => self.set_quorum(q)?,
             OpKind::AddKey(k) => self.add_key(ctx, signer, k)?,
             OpKind::RemoveKey { account, key } => self.remove_key(ctx, signer, account, key)?,
+            OpKind::ApprovePending { account, pending, payee, amount_minor } => {
+                self.settle_pending(ctx, signer, account, *pending, Some((payee, *amount_minor)))?
+            }
+            OpKind::DeclinePending { account, pending, .. } => {
+                self.settle_pending(ctx, signer, account, *pending, None)?
+            }
             OpKind::Transfer(t) => self.transfer(ctx, signer, t)?,
             OpKind::IssueInvoice(i) => self.issue_invoice(ctx, signer, i)?,
             OpKind::AcceptInvoice(p) => self.invoice_action(ctx, signer, p, InvoiceAction::Accept)?,
@@ -974,11 +1098,6 @@ impl State {
             }
             OpKind::RunClearing(run) => self.run_clearing(ctx, run, clearing)?,
         };
-        assert_conserved(ctx, &effects);
-        #[cfg(debug_assertions)]
-        if let Err(violation) = self.check_invariants() {
-            panic!("invariant violated after entry {}: {violation}", ctx.sequence);
-        }
         Ok(effects)
     }
 
@@ -1070,6 +1189,10 @@ impl State {
         write_off_to: Option<&AccountId>,
     ) -> Result<Effects, Rejection> {
         let a = self.open_account(id, "be closed again")?;
+        let waiting = a.pending.iter().filter(|p| p.is_live(ctx.timestamp_ms)).count();
+        if waiting != 0 {
+            return Err(Rejection::PendingPaymentsOpen { account: id.clone(), count: waiting });
+        }
         let balance = a.balance_minor;
         // Every open invoice, once: closure is rare, and a per-firm count would be one
         // more index to keep in step with every invoice's change.
@@ -1082,6 +1205,7 @@ impl State {
                     open_invoices,
                 });
             }
+            self.forget_expired(id);
             return Ok(self.touch(ctx, id, |a| a.status = AccountStatus::Closed));
         };
         if reserve == id {
@@ -1111,14 +1235,17 @@ impl State {
         }
         let debt = -balance;
         let reserve_after = r.balance_minor - debt;
-        if reserve_after < -r.credit_limit_minor {
+        // The reserve's own pending payments keep their headroom.
+        let reserved = r.reserved_minor(ctx.timestamp_ms);
+        if reserve_after - reserved < -r.credit_limit_minor {
             return Err(Rejection::CreditLimitExceeded {
                 account: reserve.clone(),
-                balance_after_minor: reserve_after,
+                balance_after_minor: reserve_after - reserved,
                 credit_limit_minor: r.credit_limit_minor,
             });
         }
         let reserve_before = r.balance_minor;
+        self.forget_expired(id);
         let mut effects = self.touch(ctx, id, |a| {
             a.set_paid_balance(0, ctx.timestamp_ms);
             a.status = AccountStatus::Closed;
@@ -1474,7 +1601,7 @@ impl State {
             }
         }
         let invoices = record.invoices.iter().map(|c| c.invoice).collect();
-        Ok(Effects { balance_changes, touched, invoices, clearing: Some((record, summary)) })
+        Ok(Effects { balance_changes, touched, invoices, clearing: Some((record, summary)), pending: None })
     }
 
     fn existing(&self, id: &AccountId) -> Result<&Account, Rejection> {
@@ -1521,6 +1648,7 @@ impl State {
             last_activity_ms: None,
             retired_keys: Vec::new(),
             key_grants: BTreeMap::new(),
+            pending: Vec::new(),
         });
         Ok(Effects {
             balance_changes: vec![BalanceChange {
@@ -1570,11 +1698,13 @@ impl State {
             .balance_minor
             .checked_add(t.amount_minor)
             .ok_or_else(|| Rejection::BalanceOverflow { account: t.payee.clone() })?;
-        // `credit_limit_minor >= 0` always holds, so its negation cannot overflow.
-        if payer_after < -payer.credit_limit_minor {
+        // `credit_limit_minor >= 0` always holds, so its negation cannot overflow; the
+        // pending payments that have not expired keep the headroom they reserved.
+        let reserved = payer.reserved_minor(ctx.timestamp_ms);
+        if payer_after - reserved < -payer.credit_limit_minor {
             return Err(Rejection::CreditLimitExceeded {
                 account: t.payer.clone(),
-                balance_after_minor: payer_after,
+                balance_after_minor: payer_after - reserved,
                 credit_limit_minor: payer.credit_limit_minor,
             });
         }
@@ -1593,14 +1723,20 @@ impl State {
                 // Both at most AMOUNT_MAX_MINOR, so the sum cannot overflow.
                 let spent_after = spent_today_minor + t.amount_minor;
                 if t.amount_minor > per_transfer_cap_minor || spent_after > daily_cap_minor {
-                    return Err(Rejection::KeyCapExceeded {
+                    let over = Rejection::KeyCapExceeded {
                         account: t.payer.clone(),
                         key: *signer,
                         amount_minor: t.amount_minor,
                         per_transfer_cap_minor,
                         daily_cap_minor,
                         spent_today_minor,
-                    });
+                    };
+                    // An invoice may be settled by others meanwhile: its payment is not
+                    // held for approval, an owner key pays it.
+                    if t.invoice.is_some() {
+                        return Err(over);
+                    }
+                    return self.make_pending(ctx, signer, t);
                 }
                 Some(spent_after)
             }
@@ -1632,7 +1768,134 @@ impl State {
             touched: vec![t.payer.clone(), t.payee.clone()],
             invoices: t.invoice.into_iter().collect(),
             clearing: None,
+            pending: None,
         })
+    }
+
+    /// Keeps `t` as a pending payment of its payer (checked: the payer's key is a payer's,
+    /// the payer's headroom holds it, the payee may receive it).
+    fn make_pending(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        t: &Transfer,
+    ) -> Result<Effects, Rejection> {
+        let payer = self.existing(&t.payer)?;
+        let live = payer.pending.iter().filter(|p| p.is_live(ctx.timestamp_ms)).count();
+        let expired = payer.pending.len() - live;
+        if live >= PENDING_PER_ACCOUNT_MAX {
+            return Err(Rejection::TooManyPending { account: t.payer.clone(), max: PENDING_PER_ACCOUNT_MAX });
+        }
+        if self.pending_total - expired >= PENDING_TOTAL_MAX {
+            return Err(Rejection::TooManyPending { account: t.payer.clone(), max: PENDING_TOTAL_MAX });
+        }
+        self.forget_expired(&t.payer);
+        let pending = PendingPayment {
+            id: ctx.sequence,
+            payee: t.payee.clone(),
+            amount_minor: t.amount_minor,
+            key: *signer,
+            expires_ms: ctx.timestamp_ms.saturating_add(PENDING_VALIDITY_MS),
+            memo: t.memo.clone(),
+        };
+        self.pending_total += 1;
+        self.account_mut(&t.payer).pending.push(pending);
+        self.mark_touched(&[&t.payer, &t.payee], ctx.sequence);
+        Ok(Effects {
+            pending: Some(ctx.sequence),
+            touched: vec![t.payer.clone(), t.payee.clone()],
+            ..Effects::default()
+        })
+    }
+
+    /// Drops the pending payments of `id` that have expired at the entry being applied:
+    /// called only where that entry changes the account's pending payments anyway (or
+    /// closes it), so the state stays a function of the log.
+    fn forget_expired(&mut self, id: &AccountId) {
+        let Some(now) = self.now_ms else { return };
+        let Some(a) = self.accounts.get(id) else { return };
+        if a.pending.iter().all(|p| p.is_live(now)) {
+            return;
+        }
+        let a = self.account_mut(id);
+        let before = a.pending.len();
+        a.pending.retain(|p| p.is_live(now));
+        let forgotten = before - a.pending.len();
+        self.pending_total -= forgotten;
+    }
+
+    /// Approves (`approve`) or declines a pending payment of `account`: signed by an owner
+    /// key. An approval checks the payer and the payee again, as a transfer would, the
+    /// payment's own reservation set aside, then moves the money.
+    fn settle_pending(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        id: &AccountId,
+        pending_id: u64,
+        approved: Option<(&AccountId, i64)>,
+    ) -> Result<Effects, Rejection> {
+        let approve = approved.is_some();
+        let a = self.existing(id)?;
+        let action = if approve { "approve a pending payment" } else { "decline a pending payment" };
+        a.require_role(signer, action, Allowed::Owner)?;
+        let a = self.open_account(id, "settle a pending payment")?;
+        let found = a.pending.iter().find(|p| p.id == pending_id).cloned();
+        // An approval names the payee and amount it approves: they must be the payment's.
+        let Some(p) =
+            found.filter(|p| approved.is_none_or(|(to, amount)| *to == p.payee && amount == p.amount_minor))
+        else {
+            return Err(Rejection::PendingUnknown { account: id.clone(), pending: pending_id });
+        };
+        let mut effects = Effects { touched: vec![id.clone(), p.payee.clone()], ..Effects::default() };
+        if approve {
+            if !p.is_live(ctx.timestamp_ms) {
+                return Err(Rejection::PendingExpired {
+                    account: id.clone(),
+                    pending: pending_id,
+                    expires_ms: p.expires_ms,
+                });
+            }
+            let payee = self.existing(&p.payee)?;
+            check_status(a, "pay")?;
+            check_status(payee, "be paid")?;
+            let payer_after = a
+                .balance_minor
+                .checked_sub(p.amount_minor)
+                .ok_or_else(|| Rejection::BalanceOverflow { account: id.clone() })?;
+            let payee_after = payee
+                .balance_minor
+                .checked_add(p.amount_minor)
+                .ok_or_else(|| Rejection::BalanceOverflow { account: p.payee.clone() })?;
+            let others = a.reserved_minor(ctx.timestamp_ms) - p.amount_minor;
+            if payer_after - others < -a.credit_limit_minor {
+                return Err(Rejection::CreditLimitExceeded {
+                    account: id.clone(),
+                    balance_after_minor: payer_after - others,
+                    credit_limit_minor: a.credit_limit_minor,
+                });
+            }
+            if let Some(max) = payee.max_balance_minor
+                && payee_after > max
+            {
+                return Err(Rejection::MaxBalanceExceeded { account: p.payee.clone() });
+            }
+            for (account, after) in [(id, payer_after), (&p.payee, payee_after)] {
+                let a = self.account_mut(account);
+                effects.balance_changes.push(BalanceChange {
+                    account: account.clone(),
+                    before_minor: a.balance_minor,
+                    after_minor: after,
+                });
+                a.set_paid_balance(after, ctx.timestamp_ms);
+            }
+        }
+        let a = self.account_mut(id);
+        a.pending.retain(|q| q.id != pending_id);
+        self.pending_total -= 1;
+        self.forget_expired(id);
+        self.mark_touched(&[id, &p.payee], ctx.sequence);
+        Ok(effects)
     }
 
     /// The checks of a transfer that pays an invoice: the invoice is visible to the signer,
@@ -1809,18 +2072,25 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
         OpKind::AddKey(k) => {
             check_keys(&[k.key])?;
             if let KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } = k.role
-                && (!(1..=daily_cap_minor).contains(&per_transfer_cap_minor)
-                    || !(1..=AMOUNT_MAX_MINOR).contains(&daily_cap_minor))
+                && (!(0..=daily_cap_minor).contains(&per_transfer_cap_minor)
+                    || !(0..=AMOUNT_MAX_MINOR).contains(&daily_cap_minor))
             {
                 return Err(Rejection::InvalidLimit {
                     detail: format!(
-                        "a payer key's caps must be 1 <= per-transfer cap <= daily cap <= {AMOUNT_MAX_MINOR} minor units, got {per_transfer_cap_minor} per transfer and {daily_cap_minor} a day"
+                        "a payer key's caps must be 0 <= per-transfer cap <= daily cap <= {AMOUNT_MAX_MINOR} minor units (0: every payment waits for approval), got {per_transfer_cap_minor} per transfer and {daily_cap_minor} a day"
                     ),
                 });
             }
             Ok(())
         }
         OpKind::RemoveKey { .. } => Ok(()),
+        OpKind::ApprovePending { amount_minor, .. } => {
+            if *amount_minor <= 0 || *amount_minor > AMOUNT_MAX_MINOR {
+                return Err(Rejection::InvalidAmount { amount_minor: *amount_minor });
+            }
+            Ok(())
+        }
+        OpKind::DeclinePending { reason, .. } => check_reason(reason, false),
         OpKind::SetRole(r) => {
             check_reason(&r.reason, true)?;
             crate::sign::check_public_key(&r.key)
@@ -2305,7 +2575,8 @@ mod tests {
         let s = staffed();
         let then = |extra: &[(u8, OpKind)]| [s.clone(), extra.to_vec()].concat();
         check(&s, pay(20, "aaa", "bbb", 300, None), Ok(&[("aaa", -300), ("bbb", 300)]));
-        check(&s, pay(20, "aaa", "bbb", 301, None), Err(KeyCapExceeded));
+        // Above a cap: a pending payment, which moves nothing.
+        check(&s, pay(20, "aaa", "bbb", 301, None), Ok(&[]));
         // The day's cap counts what was paid that day: 300 + 200, then not one unit more.
         let paid = then(&[pay(20, "aaa", "bbb", 300, None)]);
         check(&paid, pay(20, "aaa", "bbb", 200, None), Ok(&[("aaa", -500), ("bbb", 500)]));
@@ -2319,10 +2590,12 @@ mod tests {
             pay(20, "aaa", "bbb", 200, None),
             pay(11, "bbb", "aaa", 500, None),
         ]);
-        check(&paid_more, pay(20, "aaa", "bbb", 1, None), Err(KeyCapExceeded));
+        check(&paid_more, pay(20, "aaa", "bbb", 1, None), Ok(&[]));
         // An owner key has no cap; the limits still hold before a cap is looked at.
         check(&paid_more, pay(10, "aaa", "bbb", 1, None), Ok(&[("aaa", -1), ("bbb", 1)]));
-        check(&paid_more, pay(20, "aaa", "bbb", 1, None), Err(KeyCapExceeded));
+        // An invoice's payment above a cap is refused, never held.
+        let billed_aaa = [paid_more.clone(), vec![issue(11, 2, "bbb", "aaa", 100)]].concat();
+        check(&billed_aaa, pay(20, "aaa", "bbb", 1, Some(2)), Err(KeyCapExceeded));
         check(&s, pay(20, "aaa", "bbb", 1_001, None), Err(CreditLimitExceeded));
         check(&s, pay(20, "aaa", "bbb", 0, None), Err(InvalidAmount));
         for who in [21, 22] {
@@ -2377,6 +2650,95 @@ mod tests {
         let full: Vec<_> =
             (0..KEYS_PER_ACCOUNT_MAX as u8 - 4).map(|n| add_key(10, 40 + n, KeyRole::Viewer)).collect();
         check(&then(&full), add_key(10, 60, KeyRole::Viewer), Err(InvalidKeys));
+    }
+
+    #[test]
+    fn a_pending_payment_reserves_headroom_until_approved_declined_or_expired() {
+        use RejectCode::*;
+        let mut state = State::new(&genesis());
+        let mut sequence = 0;
+        let mut at = |state: &mut State, timestamp_ms: u64, (signer, kind): (u8, OpKind)| {
+            sequence += 1;
+            let op = Operation { id: OperationId([0; 16]), valid_until_ms: timestamp_ms + 1, kind };
+            let before = state.clone();
+            let ctx = Context { sequence, timestamp_ms };
+            let outcome = state.apply(&ctx, &key(signer), &op, ClearingInput::Propose);
+            if outcome.is_err() {
+                assert_eq!(*state, before, "a refusal changed the state");
+                sequence -= 1;
+            }
+            outcome.map_err(|r| r.code())
+        };
+        for op in staffed() {
+            at(&mut state, NOW_MS, op).unwrap();
+        }
+        let balance = |state: &State, name: &str| state.account(&id(name)).unwrap().balance_minor;
+        let approve_to = |signer, pending, payee: &str, amount_minor| {
+            (signer, OpKind::ApprovePending { account: id("aaa"), pending, payee: id(payee), amount_minor })
+        };
+        let decline = |signer, pending| {
+            (signer, OpKind::DeclinePending { account: id("aaa"), pending, reason: "no".into() })
+        };
+        // 400 is above the payer's cap of 300: pending, with the entry's sequence as its id.
+        let first = at(&mut state, NOW_MS, pay(20, "aaa", "bbb", 400, None)).unwrap().pending.unwrap();
+        assert_eq!(first, 6);
+        assert_eq!(
+            (balance(&state, "aaa"), state.account(&id("aaa")).unwrap().reserved_minor(NOW_MS)),
+            (0, 400)
+        );
+        // The reservation counts: 1,000 of credit, 400 reserved, 600 left.
+        at(&mut state, NOW_MS, pay(10, "aaa", "bbb", 300, None)).unwrap();
+        assert_eq!(at(&mut state, NOW_MS, pay(10, "aaa", "bbb", 301, None)), Err(CreditLimitExceeded));
+        // The payee is checked again at approval: 300 + 400 is above bbb's maximum of 500.
+        let approve = |signer, pending| approve_to(signer, pending, "bbb", 400);
+        assert_eq!(at(&mut state, NOW_MS, approve(10, first)), Err(MaxBalanceExceeded));
+        for who in [20, 21, 22] {
+            assert_eq!(at(&mut state, NOW_MS, approve(who, first)), Err(KeyRoleNotAllowed));
+        }
+        assert_eq!(at(&mut state, NOW_MS, approve(11, first)), Err(NotAccountKey));
+        assert_eq!(at(&mut state, NOW_MS, approve(10, 99)), Err(PendingUnknown));
+        // What the owner signs is the payment recorded, or nothing.
+        assert_eq!(at(&mut state, NOW_MS, approve_to(10, first, "bbb", 399)), Err(PendingUnknown));
+        assert_eq!(at(&mut state, NOW_MS, approve_to(10, first, "aaa", 400)), Err(PendingUnknown));
+        at(&mut state, NOW_MS, pay(11, "bbb", "aaa", 200, None)).unwrap();
+        let approved = at(&mut state, NOW_MS, approve(10, first)).unwrap();
+        assert_eq!(approved.balance_changes.len(), 2);
+        assert_eq!((balance(&state, "aaa"), balance(&state, "bbb")), (-500, 500));
+        assert_eq!(at(&mut state, NOW_MS, approve(10, first)), Err(PendingUnknown));
+        // A declined one moves nothing and releases its reservation.
+        at(&mut state, NOW_MS, pay(11, "bbb", "aaa", 500, None)).unwrap();
+        let second = at(&mut state, NOW_MS, pay(20, "aaa", "bbb", 350, None)).unwrap().pending.unwrap();
+        assert_eq!(at(&mut state, NOW_MS, close("aaa")), Err(PendingPaymentsOpen));
+        at(&mut state, NOW_MS, decline(10, second)).unwrap();
+        assert_eq!(state.account(&id("aaa")).unwrap().reserved_minor(NOW_MS), 0);
+        // One that expires: released for every check after its expiry, and not approvable.
+        at(&mut state, NOW_MS, register("ccc", 12, 0, None)).unwrap();
+        let third = at(&mut state, NOW_MS, pay(20, "aaa", "ccc", 1_000, None)).unwrap().pending.unwrap();
+        assert_eq!(at(&mut state, NOW_MS, pay(10, "aaa", "ccc", 1, None)), Err(CreditLimitExceeded));
+        let expiry = NOW_MS + cercle_limits::PENDING_VALIDITY_MS;
+        assert_eq!(at(&mut state, expiry, pay(10, "aaa", "ccc", 1, None)), Err(CreditLimitExceeded));
+        at(&mut state, expiry + 1, pay(10, "aaa", "ccc", 1, None)).unwrap();
+        assert_eq!(at(&mut state, expiry + 1, approve_to(10, third, "ccc", 1_000)), Err(PendingExpired));
+        // Its record is forgotten at the account's next change of its pending payments.
+        assert_eq!(state.account(&id("aaa")).unwrap().pending.len(), 1);
+        let fourth = at(&mut state, expiry + 1, pay(20, "aaa", "ccc", 301, None)).unwrap().pending.unwrap();
+        let a = state.account(&id("aaa")).unwrap().clone();
+        assert_eq!(a.pending.iter().map(|p| p.id).collect::<Vec<_>>(), [fourth]);
+        assert_eq!(Account::decode(&a.encode()), Ok(a.clone()));
+        at(&mut state, expiry + 1, decline(10, fourth)).unwrap();
+        // Bounds: at most PENDING_PER_ACCOUNT_MAX waiting on one account.
+        let limit = SetLimits {
+            account: id("aaa"),
+            credit_limit_minor: Some(10_000),
+            max_balance_minor: None,
+            reason: "more credit".into(),
+        };
+        at(&mut state, expiry + 2, (ADMIN, OpKind::SetLimits(limit))).unwrap();
+        for _ in 0..PENDING_PER_ACCOUNT_MAX {
+            at(&mut state, expiry + 2, pay(20, "aaa", "ccc", 301, None)).unwrap();
+        }
+        assert_eq!(at(&mut state, expiry + 2, pay(20, "aaa", "ccc", 301, None)), Err(TooManyPending));
+        state.check_invariants().unwrap();
     }
 
     #[test]

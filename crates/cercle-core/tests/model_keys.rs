@@ -5,6 +5,9 @@
 //! role with amounts at the exact edges of a payer's cap per transfer, of what is left of
 //! its day's cap and of the credit limit (and one minor unit past each), invoices issued
 //! and accepted by each role, time moving across ledger days in a genesis offset from UTC,
+//! pending payments (a payer's transfer above a cap: it reserves the payer's headroom in
+//! every later check of its credit limit; approved, declined, or expired after
+//! `PENDING_VALIDITY_MS`, by any signer, at the edges of the payee's maximum),
 //! and restarts (the state rebuilt from its records, and every accepted operation replayed
 //! from the genesis: the same digest). The model writes the rules again, independently,
 //! with the rejection numbers spelled out. After every step: the outcome is the model's;
@@ -35,10 +38,16 @@ const INVALID_AMOUNT: u16 = 40;
 const CREDIT_LIMIT_EXCEEDED: u16 = 50;
 const MAX_BALANCE_EXCEEDED: u16 = 51;
 const KEY_ROLE_NOT_ALLOWED: u16 = 90;
-const KEY_CAP_EXCEEDED: u16 = 91;
 const LAST_OWNER_KEY: u16 = 92;
 const KEY_ALREADY_ON_ACCOUNT: u16 = 93;
 const KEY_NOT_ON_ACCOUNT: u16 = 94;
+const PENDING_UNKNOWN: u16 = 95;
+const PENDING_EXPIRED: u16 = 96;
+const TOO_MANY_PENDING: u16 = 98;
+
+/// `PENDING_PER_ACCOUNT_MAX` and `PENDING_VALIDITY_MS`, written out.
+const PENDING_PER_ACCOUNT_MAX: usize = 16;
+const PENDING_VALIDITY_MS: u64 = 7 * 24 * 3_600_000;
 
 /// `KEYS_PER_ACCOUNT_MAX`, written out.
 const KEYS_PER_ACCOUNT_MAX: usize = 8;
@@ -140,7 +149,15 @@ enum Step {
         signer: usize,
         invoice: u8,
     },
-    /// Time moves on by this many hours (a payer's day may change).
+    /// An owner (or another key) approves or declines the account's pending payment: the
+    /// `which`-th it holds, or an id that is none.
+    Settle {
+        signer: usize,
+        account: usize,
+        which: usize,
+        approve: bool,
+    },
+    /// Time moves on by this many hours (a payer's day may change, a pending payment expire).
     Wait {
         hours: u64,
     },
@@ -151,9 +168,11 @@ fn role() -> impl Strategy<Value = Role> {
     prop_oneof![
         1 => Just(Role::Owner),
         4 => (1i64..=400, 0i64..=600).prop_map(|(per, more)| Role::Payer { per, daily: per + more }),
-        // Invalid caps: above the day's, or zero.
+        // Invalid caps: above the day's, or negative.
         1 => (2i64..=400).prop_map(|per| Role::Payer { per, daily: per - 1 }),
-        1 => Just(Role::Payer { per: 0, daily: 10 }),
+        1 => Just(Role::Payer { per: -1, daily: 10 }),
+        // Every payment waits for approval.
+        1 => Just(Role::Payer { per: 0, daily: 0 }),
         2 => Just(Role::Invoicer),
         2 => Just(Role::Viewer),
     ]
@@ -181,7 +200,10 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (key.clone(), account.clone(), 0..INVOICES, 1i64..=500)
             .prop_map(|(signer, payee, invoice, amount)| Step::Issue { signer, payee, invoice, amount }),
         2 => (key, 0..INVOICES).prop_map(|(signer, invoice)| Step::Accept { signer, invoice }),
+        4 => (prop_oneof![3 => 1usize..=2, 1 => 0..KEYS], 0..NAMES.len(), 0usize..4, prop::bool::ANY)
+            .prop_map(|(signer, account, which, approve)| Step::Settle { signer, account, which, approve }),
         2 => (1u64..=20).prop_map(|hours| Step::Wait { hours }),
+        1 => (100u64..=200).prop_map(|hours| Step::Wait { hours }),
         1 => Just(Step::Restart),
     ]
 }
@@ -194,6 +216,8 @@ struct ModelAccount {
     max_balance: Option<i64>,
     /// Each payer key's last day of payment and what it paid that day.
     usage: BTreeMap<usize, (i64, i64)>,
+    /// Pending payments as payer: id, amount, expiry (the payee is the other account).
+    pending: Vec<(u64, i64, u64)>,
 }
 
 impl ModelAccount {
@@ -203,6 +227,14 @@ impl ModelAccount {
 
     fn owners(&self) -> usize {
         self.keys.iter().filter(|(_, r)| *r == Role::Owner).count()
+    }
+
+    fn reserved(&self, now_ms: u64) -> i64 {
+        self.pending.iter().filter(|(_, _, expires)| now_ms <= *expires).map(|(_, a, _)| a).sum()
+    }
+
+    fn forget_expired(&mut self, now_ms: u64) {
+        self.pending.retain(|(_, _, expires)| now_ms <= *expires);
     }
 }
 
@@ -218,6 +250,8 @@ struct Model {
     accounts: [ModelAccount; 2],
     /// Each invoice: payee, payer, state.
     invoices: BTreeMap<u8, (usize, usize, InvoiceState)>,
+    /// Entries so far: the next one's sequence is one more (a pending payment's id).
+    entries: u64,
 }
 
 impl Model {
@@ -232,6 +266,7 @@ impl Model {
             now_ms: START_MS,
             accounts: [firm(1, None), firm(2, Some(BBB_MAX))],
             invoices: BTreeMap::new(),
+            entries: 2,
         }
     }
 
@@ -315,6 +350,23 @@ impl Model {
                     }),
                 )
             }
+            Step::Settle { signer, account, which, approve } => {
+                let (pending, amount_minor) = self.accounts[account]
+                    .pending
+                    .get(which)
+                    .map_or((999, 1), |(id, amount, _)| (*id, *amount));
+                let kind = if approve {
+                    OpKind::ApprovePending {
+                        account: id(account),
+                        pending,
+                        payee: id(1 - account),
+                        amount_minor,
+                    }
+                } else {
+                    OpKind::DeclinePending { account: id(account), pending, reason: String::new() }
+                };
+                (signer, kind)
+            }
             Step::Wait { .. } | Step::Restart => return None,
         })
     }
@@ -333,10 +385,19 @@ impl Model {
 
     /// Applies `step` (whose operation is `kind`) to the model: the rules written again.
     fn apply(&mut self, step: &Step, kind: &OpKind) -> Result<(), u16> {
+        let outcome = self.apply_rules(step, kind);
+        if outcome.is_ok() {
+            self.entries += 1;
+        }
+        outcome
+    }
+
+    fn apply_rules(&mut self, step: &Step, kind: &OpKind) -> Result<(), u16> {
+        let now = self.now_ms;
         match *step {
             Step::AddKey { signer, account, key, role, shared } => {
                 if let Role::Payer { per, daily } = role
-                    && !(per >= 1 && per <= daily)
+                    && !(per >= 0 && per <= daily)
                 {
                     return Err(INVALID_LIMIT);
                 }
@@ -380,7 +441,7 @@ impl Model {
                     Some(_) => return Err(KEY_ROLE_NOT_ALLOWED),
                 };
                 let to = 1 - from;
-                if self.accounts[from].balance - amount < -CREDIT_LIMIT {
+                if self.accounts[from].balance - amount - self.accounts[from].reserved(now) < -CREDIT_LIMIT {
                     return Err(CREDIT_LIMIT_EXCEEDED);
                 }
                 if self.accounts[to].max_balance.is_some_and(|m| self.accounts[to].balance + amount > m) {
@@ -389,7 +450,15 @@ impl Model {
                 if let Role::Payer { per, daily } = role {
                     let spent = self.spent_today(from, signer);
                     if amount > per || spent + amount > daily {
-                        return Err(KEY_CAP_EXCEEDED);
+                        // Held for an owner's approval.
+                        let a = &mut self.accounts[from];
+                        let live = a.pending.iter().filter(|(_, _, e)| now <= *e).count();
+                        if live >= PENDING_PER_ACCOUNT_MAX {
+                            return Err(TOO_MANY_PENDING);
+                        }
+                        a.forget_expired(now);
+                        a.pending.push((self.entries + 1, amount, now + PENDING_VALIDITY_MS));
+                        return Ok(());
                     }
                     let today = self.today();
                     self.accounts[from].usage.insert(signer, (today, spent + amount));
@@ -430,6 +499,40 @@ impl Model {
                 self.invoices.insert(invoice, (payee, payer, InvoiceState::Accepted));
                 Ok(())
             }
+            Step::Settle { signer, account, approve, .. } => {
+                let (OpKind::ApprovePending { pending, .. } | OpKind::DeclinePending { pending, .. }) = *kind
+                else {
+                    unreachable!()
+                };
+                match self.accounts[account].role(signer) {
+                    None => return Err(NOT_ACCOUNT_KEY),
+                    Some(Role::Owner) => {}
+                    Some(_) => return Err(KEY_ROLE_NOT_ALLOWED),
+                }
+                let a = &self.accounts[account];
+                let Some(&(_, amount, expires)) = a.pending.iter().find(|(id, _, _)| *id == pending) else {
+                    return Err(PENDING_UNKNOWN);
+                };
+                if approve {
+                    if now > expires {
+                        return Err(PENDING_EXPIRED);
+                    }
+                    let others = a.reserved(now) - amount;
+                    if a.balance - amount - others < -CREDIT_LIMIT {
+                        return Err(CREDIT_LIMIT_EXCEEDED);
+                    }
+                    let payee = &self.accounts[1 - account];
+                    if payee.max_balance.is_some_and(|m| payee.balance + amount > m) {
+                        return Err(MAX_BALANCE_EXCEEDED);
+                    }
+                    self.accounts[account].balance -= amount;
+                    self.accounts[1 - account].balance += amount;
+                }
+                let a = &mut self.accounts[account];
+                a.pending.retain(|(id, _, _)| *id != pending);
+                a.forget_expired(now);
+                Ok(())
+            }
             Step::Wait { .. } | Step::Restart => unreachable!(),
         }
     }
@@ -464,6 +567,16 @@ impl Model {
                 }
             }
             assert_eq!(a.key_grants.len(), m.keys.iter().filter(|(_, r)| *r != Role::Owner).count());
+            let pending: Vec<(u64, i64, u64)> =
+                a.pending.iter().map(|p| (p.id, p.amount_minor, p.expires_ms)).collect();
+            assert_eq!(pending, m.pending, "{}'s pending payments", NAMES[n]);
+            assert!(a.pending.iter().all(|p| p.payee == id(1 - n)));
+            // The reservations fit the credit: what was reserved is there to pay.
+            assert!(
+                a.balance_minor - a.reserved_minor(self.now_ms) >= -a.credit_limit_minor,
+                "{}'s pending payments reserve more than its headroom",
+                NAMES[n]
+            );
         }
         assert_eq!(sum, 0, "balances sum to zero");
         state.check_invariants().unwrap();
@@ -479,7 +592,7 @@ fn restart(genesis: &Genesis, state: &State) -> State {
     State::from_parts(genesis, accounts, invoices).with_roles(roles)
 }
 
-fn run(day_offset_minutes: i16, steps: &[Step]) {
+fn run(day_offset_minutes: i16, steps: &[Step]) -> State {
     let genesis = genesis(day_offset_minutes);
     let mut state = State::new(&genesis);
     let mut model = Model::new(day_offset_minutes);
@@ -544,6 +657,7 @@ fn run(day_offset_minutes: i16, steps: &[Step]) {
         }
         model.check(&state);
     }
+    state
 }
 
 proptest! {
@@ -558,72 +672,64 @@ proptest! {
     }
 }
 
-/// A payer along one fixed path, at +01:00: its caps to the unit, the day's cap spent, a new
-/// ledger day at midnight +01:00 (23:00 UTC), not at midnight UTC.
+/// A payer along one fixed path, at +01:00: its caps to the unit (above them, a pending
+/// payment, declined or approved by the owner only), the day's cap spent, a new ledger day
+/// at midnight +01:00 (23:00 UTC), not at midnight UTC.
 #[test]
 fn a_payers_day_starts_at_midnight_in_the_ledgers_offset() {
     let payer = Role::Payer { per: 300, daily: 500 };
+    let pay = |amount| Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(amount) };
+    let settle = |signer, approve| Step::Settle { signer, account: 0, which: 0, approve };
     let steps = [
         Step::AddKey { signer: 1, account: 0, key: 3, role: payer, shared: false },
-        // 20:00 UTC: 300 (the cap per transfer), then 201 (one more than the day's rest), 200.
-        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(301) },
-        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(300) },
-        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(201) },
-        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(200) },
-        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(1) },
+        // 20:00 UTC: 301 is held, 300 (the cap per transfer) paid; then 201 (one more than
+        // the day's rest) held, 200 paid, and 1 held.
+        pay(301),
+        settle(1, false),
+        pay(300),
+        pay(201),
+        settle(1, false),
+        pay(200),
+        pay(1),
+        settle(1, false),
         // 22:30 UTC is 23:30 at +01:00: still the same ledger day.
         Step::Wait { hours: 2 },
-        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(1) },
+        pay(1),
+        settle(3, true),
+        settle(1, true),
         Step::Restart,
         // 23:30 UTC is 00:30 the next day at +01:00: the cap starts again.
         Step::Wait { hours: 1 },
-        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(300) },
+        pay(300),
         Step::RemoveKey { signer: 3, account: 0, key: 3 },
         Step::RemoveKey { signer: 1, account: 0, key: 1 },
         Step::RemoveKey { signer: 1, account: 0, key: 3 },
-        Step::Pay { signer: 3, from: 0, amount: Amount::Fixed(1) },
+        pay(1),
     ];
-    let mut model = Model::new(60);
-    let expected = [
-        Ok(()),
-        Err(91),
-        Ok(()),
-        Err(91),
-        Ok(()),
-        Err(91),
-        Err(91),
-        Ok(()),
-        Err(90),
-        Err(92),
-        Ok(()),
-        Err(11),
-    ];
-    let mut outcomes = Vec::new();
-    for step in &steps {
-        match step {
-            Step::Wait { hours } => model.now_ms += hours * 3_600_000,
-            Step::Restart => {}
-            _ => {
-                let (_, kind) = model.operation(step).unwrap();
-                outcomes.push(model.apply(step, &kind));
+    let mut expected = vec![Ok(()); 10];
+    expected.extend([Err(90), Ok(()), Ok(()), Err(90), Err(92), Ok(()), Err(11)]);
+    let outcomes = |offset| {
+        let mut model = Model::new(offset);
+        let mut outcomes = Vec::new();
+        for step in &steps {
+            match step {
+                Step::Wait { hours } => model.now_ms += hours * 3_600_000,
+                Step::Restart => {}
+                _ => {
+                    let (_, kind) = model.operation(step).unwrap();
+                    outcomes.push(model.apply(step, &kind));
+                }
             }
         }
-    }
-    assert_eq!(outcomes, expected, "the model itself");
-    run(60, &steps);
-    // At UTC, the same times are one day: the last payments are over the day's cap.
-    let mut utc = Model::new(0);
-    let mut outcomes = Vec::new();
-    for step in &steps[..11] {
-        match step {
-            Step::Wait { hours } => utc.now_ms += hours * 3_600_000,
-            Step::Restart => {}
-            _ => {
-                let (_, kind) = utc.operation(step).unwrap();
-                outcomes.push(utc.apply(step, &kind));
-            }
-        }
-    }
-    assert_eq!(outcomes.last(), Some(&Err(91)), "at UTC, 23:30 is still the first day");
-    run(0, &steps);
+        outcomes
+    };
+    assert_eq!(outcomes(60), expected, "the model itself");
+    let paris = run(60, &steps);
+    // 300 + 200 paid, 1 approved, then 300 on the next day.
+    let a = paris.account(&id(0)).unwrap();
+    assert_eq!((a.balance_minor, a.pending.len()), (-801, 0));
+    // At UTC, the same times are one day: the last 300 is over the day's cap, and held.
+    let utc = run(0, &steps);
+    let a = utc.account(&id(0)).unwrap();
+    assert_eq!((a.balance_minor, a.pending.len()), (-501, 1));
 }

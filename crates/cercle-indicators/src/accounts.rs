@@ -173,6 +173,7 @@ mod tests {
             last_activity_ms: negative_since,
             retired_keys: vec![],
             key_grants: Default::default(),
+            pending: Vec::new(),
         }
     }
 

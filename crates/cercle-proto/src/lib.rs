@@ -220,7 +220,14 @@ impl TryFrom<Entry> for core::Entry {
     }
 }
 
+/// The account as a read at `now_ms` shows it: `reserved_minor` counts the pending payments
+/// that have not expired by then.
+pub fn account_at(a: &core::Account, now_ms: u64) -> Account {
+    Account { reserved_minor: a.reserved_minor(now_ms), ..Account::from(a) }
+}
+
 impl From<&core::Account> for Account {
+    /// `reserved_minor` counts every pending payment the record holds (see `account_at`).
     fn from(a: &core::Account) -> Self {
         Account {
             account: a.id.to_string(),
@@ -263,6 +270,19 @@ impl From<&core::Account> for Account {
                         day: grant.map_or(0, |g| g.day),
                         spent_minor: grant.map_or(0, |g| g.spent_minor),
                     }
+                })
+                .collect(),
+            reserved_minor: a.recorded_reserved_minor(),
+            pending: a
+                .pending
+                .iter()
+                .map(|p| PendingPayment {
+                    pending_id: p.id,
+                    payee: p.payee.to_string(),
+                    amount_minor: p.amount_minor,
+                    public_key: p.key.0.to_vec(),
+                    expires_ms: p.expires_ms,
+                    memo: p.memo.clone(),
                 })
                 .collect(),
         }

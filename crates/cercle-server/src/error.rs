@@ -129,7 +129,11 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::KeyCapExceeded
         | RejectCode::LastOwnerKey
         | RejectCode::KeyAlreadyOnAccount
-        | RejectCode::KeyNotOnAccount => Code::FailedPrecondition,
+        | RejectCode::KeyNotOnAccount
+        | RejectCode::PendingExpired
+        | RejectCode::PendingPaymentsOpen => Code::FailedPrecondition,
+        RejectCode::PendingUnknown => Code::NotFound,
+        RejectCode::TooManyPending => Code::ResourceExhausted,
         RejectCode::BalanceOverflow => Code::OutOfRange,
     }
 }

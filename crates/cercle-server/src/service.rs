@@ -465,6 +465,7 @@ pub fn receipt_to_pb(r: &Receipt) -> pb::Receipt {
         balances_after: r.balances_shown.iter().map(Into::into).collect(),
         duplicate: r.duplicate,
         clearing: r.clearing.as_ref().map(Into::into),
+        pending_id: r.pending,
     }
 }
 
@@ -699,7 +700,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             .account(&id)
             .ok_or_else(|| ServiceError::NotFound(format!("unknown account '{id}'")))?;
         Ok(Response::new(pb::GetAccountResponse {
-            account: Some((&account).into()),
+            account: Some(pb::account_at(&account, now_ms())),
             currency: self.genesis.currency.clone(),
             exponent: u32::from(self.genesis.exponent),
         }))
@@ -817,7 +818,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 let selected =
                     cercle_indicators::accounts::select(all, &filter, order, req.descending, as_of_ms);
                 let page: Vec<pb::Account> =
-                    selected.iter().skip(offset).take(limit).map(|a| (*a).into()).collect();
+                    selected.iter().skip(offset).take(limit).map(|a| pb::account_at(a, as_of_ms)).collect();
                 (page, selected.len())
             })
         })

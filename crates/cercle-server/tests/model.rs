@@ -1578,7 +1578,9 @@ impl Model {
             | OpKind::CloseAccount { .. }
             | OpKind::SetQuorum(_)
             | OpKind::AddKey(_)
-            | OpKind::RemoveKey { .. } => {
+            | OpKind::RemoveKey { .. }
+            | OpKind::ApprovePending { .. }
+            | OpKind::DeclinePending { .. } => {
                 unreachable!("the node model generates no {}", kind.name())
             }
         }
@@ -1730,6 +1732,7 @@ impl Model {
             last_activity_ms: a.last_activity,
             retired_keys: a.retired.clone(),
             key_grants: Default::default(),
+            pending: Vec::new(),
         })
     }
 
@@ -1764,6 +1767,9 @@ impl Model {
                     ..Default::default()
                 })
                 .collect(),
+            // Nor any pending payment.
+            reserved_minor: 0,
+            pending: Vec::new(),
         })
     }
 

@@ -61,6 +61,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             "territory": account.territory,
             "size_class": account.size_class,
             "negative_since": account.negative_since_ms.map(output::rfc3339),
+            "reserved_minor": account.reserved_minor,
+            "pending_payments": account.pending.len(),
             "last_activity": account.last_activity_ms.map(output::rfc3339),
         }));
     }
@@ -81,6 +83,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     ];
     let mut rows: Vec<(&str, String)> = rows.into_iter().collect();
     rows.extend(profile.into_iter().filter_map(|(label, v)| Some((label, one_line(v.as_deref()?)))));
+    if account.reserved_minor != 0 {
+        rows.push((
+            "reserved",
+            format!(
+                "{} by {} pending payment(s) (`cercle pending list`)",
+                money(genesis, account.reserved_minor),
+                account.pending.len()
+            ),
+        ));
+    }
     if let Some(since) = account.negative_since_ms {
         rows.push(("negative since", output::rfc3339(since)));
     }

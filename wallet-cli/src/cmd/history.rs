@@ -121,6 +121,23 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         }
     };
     match &op.kind {
+        // Held for an owner's approval: nothing moved yet; the row says so.
+        OpKind::Transfer(t) if op.kind.is_held(&entry.balances_after) => {
+            row.kind = "transfer_held";
+            row.counterparty = side(&t.payer, &t.payee, true);
+            row.memo = non_empty(&t.memo);
+            row.reason = Some(format!("pending payment {}, waiting for an owner's approval", entry.sequence));
+        }
+        OpKind::ApprovePending { account: payer, payee, amount_minor, pending } => {
+            row.counterparty = side(payer, payee, true);
+            if payer == account {
+                row.amount_minor = Some(amount_minor.saturating_neg());
+            } else if payee == account {
+                row.amount_minor = Some(*amount_minor);
+            }
+            row.reason = Some(format!("pending payment {pending} approved"));
+        }
+        OpKind::DeclinePending { reason, .. } => row.reason = non_empty(reason),
         OpKind::Transfer(t) => {
             row.counterparty = side(&t.payer, &t.payee, true);
             // An accepted amount is positive, so its negation cannot overflow.
@@ -219,6 +236,9 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         }
         OpKind::RotateKeys { keys: new, .. } => value["public_keys"] = json!(keys(new)),
         OpKind::AddKey(k) => value["key"] = key_json(&k.key, k.role),
+        OpKind::ApprovePending { pending, .. } | OpKind::DeclinePending { pending, .. } => {
+            value["pending_id"] = json!(pending)
+        }
         OpKind::RemoveKey { key, .. } => value["key"] = json!({"public_key": key.to_hex(), "removed": true}),
         OpKind::SetProfile(p) => {
             // Only what changed: an absent field kept its value; a null one was removed.
@@ -341,7 +361,9 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::SetQuorum(_)
         | OpKind::SetRole(_)
         | OpKind::AddKey(_)
-        | OpKind::RemoveKey { .. } => {
+        | OpKind::RemoveKey { .. }
+        | OpKind::ApprovePending { .. }
+        | OpKind::DeclinePending { .. } => {
             let d = cercle_audit::describe::describe(genesis, op);
             let mut text = one_line(&d.details);
             if !d.memo.is_empty() {
@@ -646,7 +668,16 @@ mod tests {
             invoice_ref: Some("INV-17".into()),
             invoice: None,
         });
-        check("alice", with_invoice, &[], json!({"invoice_ref": "INV-17", "amount_minor": -5}));
+        // An accepted payment records both balances after it.
+        let moved = [("alice", -5), ("bob", 5)];
+        check("alice", with_invoice.clone(), &moved, json!({"invoice_ref": "INV-17", "amount_minor": -5}));
+        // One held for approval records none, and moved nothing.
+        check(
+            "alice",
+            with_invoice,
+            &[],
+            json!({"kind": "transfer_held", "amount_minor": null, "counterparty": "bob", "reason": "pending payment 7, waiting for an owner's approval"}),
+        );
         // A payment of a registered invoice names it, as the text does.
         let invoice = InvoiceId([0xab; 16]);
         let pays_invoice = OpKind::Transfer(Transfer {
@@ -660,7 +691,7 @@ mod tests {
         check(
             "bob",
             pays_invoice,
-            &[],
+            &moved,
             json!({"invoice_ref": invoice.to_string(), "invoice_id": invoice.to_string(), "memo": "invoice F-1"}),
         );
     }

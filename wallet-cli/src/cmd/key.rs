@@ -45,12 +45,17 @@ pub struct AddArgs {
     /// What the key may sign
     #[arg(long, value_enum)]
     role: RoleArg,
-    /// A payer's largest payment, in major units (e.g. 500)
-    #[arg(long, value_name = "AMOUNT", required_if_eq("role", "payer"))]
+    /// A payer's largest payment, in major units (e.g. 500); above it, a payment waits for
+    /// an owner's approval
+    #[arg(long, value_name = "AMOUNT")]
     per_transfer_cap: Option<String>,
-    /// What a payer may pay in all over one ledger day, in major units (e.g. 2000)
-    #[arg(long, value_name = "AMOUNT", required_if_eq("role", "payer"))]
+    /// What a payer may pay in all over one ledger day, in major units (e.g. 2000); above
+    /// it, a payment waits for an owner's approval
+    #[arg(long, value_name = "AMOUNT")]
     daily_cap: Option<String>,
+    /// A payer every payment of which waits for an owner's approval (caps of zero)
+    #[arg(long, conflicts_with_all = ["per_transfer_cap", "daily_cap"])]
+    require_approval: bool,
     /// Accept a key that is already on another open account (it will sign for both)
     #[arg(long)]
     allow_shared_key: bool,
@@ -105,6 +110,9 @@ async fn add(global: &Global, args: AddArgs) -> anyhow::Result<()> {
     };
     let role = match args.role {
         RoleArg::Owner => KeyRole::Owner,
+        RoleArg::Payer if args.require_approval => {
+            KeyRole::Payer { per_transfer_cap_minor: 0, daily_cap_minor: 0 }
+        }
         RoleArg::Payer => KeyRole::Payer {
             per_transfer_cap_minor: cap(&args.per_transfer_cap)?,
             daily_cap_minor: cap(&args.daily_cap)?,

@@ -12,6 +12,7 @@ mod invoice;
 mod key;
 mod keygen;
 mod pay;
+mod pending;
 mod proof;
 mod pubkey;
 mod statement;
@@ -38,6 +39,9 @@ pub enum Command {
     Key(key::Command),
     /// Pay another account
     Pay(pay::Args),
+    /// List, approve or decline the payments held for an owner's approval
+    #[command(subcommand)]
+    Pending(pending::Command),
     /// Issue, accept, reject, cancel, pay and list invoices
     #[command(subcommand)]
     Invoice(invoice::Command),
@@ -77,6 +81,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Admin(command) => admin::run(global, command).await,
         Command::Key(command) => key::run(global, command).await,
         Command::Pay(args) => pay::run(global, args).await,
+        Command::Pending(command) => pending::run(global, command).await,
         Command::Invoice(command) => invoice::run(global, command).await,
         Command::Submit(args) => submit::run(global, args).await,
         Command::Cosign(args) => cosign::run(global, args).await,

@@ -114,11 +114,15 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::LastOwnerKey => (92, "LAST_OWNER_KEY"),
         RejectCode::KeyAlreadyOnAccount => (93, "KEY_ALREADY_ON_ACCOUNT"),
         RejectCode::KeyNotOnAccount => (94, "KEY_NOT_ON_ACCOUNT"),
+        RejectCode::PendingUnknown => (95, "PENDING_UNKNOWN"),
+        RejectCode::PendingExpired => (96, "PENDING_EXPIRED"),
+        RejectCode::PendingPaymentsOpen => (97, "PENDING_PAYMENTS_OPEN"),
+        RejectCode::TooManyPending => (98, "TOO_MANY_PENDING"),
     }
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 49] = [
+pub const ALL_CODES: [RejectCode; 53] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -168,6 +172,10 @@ pub const ALL_CODES: [RejectCode; 49] = [
     RejectCode::LastOwnerKey,
     RejectCode::KeyAlreadyOnAccount,
     RejectCode::KeyNotOnAccount,
+    RejectCode::PendingUnknown,
+    RejectCode::PendingExpired,
+    RejectCode::PendingPaymentsOpen,
+    RejectCode::TooManyPending,
 ];
 
 /// Runs `open` again while it fails because sled still holds the directory's lock.
