@@ -733,3 +733,79 @@ fn a_payers_day_starts_at_midnight_in_the_ledgers_offset() {
     let a = utc.account(&id(0)).unwrap();
     assert_eq!((a.balance_minor, a.pending.len()), (-501, 1));
 }
+
+/// A clearing run with credit counts a pending payment's reservation: the payer pays into
+/// the circuit only what its credit leaves once the reservation is kept; declined, the
+/// reservation is the payer's again.
+#[test]
+fn a_clearing_run_with_credit_keeps_what_pending_payments_reserve() {
+    let run = |reserve: bool| {
+        let genesis = genesis(0);
+        let mut state = State::new(&genesis);
+        let mut sequence = 0;
+        let mut apply = |state: &mut State, signer: usize, kind: OpKind| {
+            sequence += 1;
+            let op = Operation { id: OperationId([0; 16]), valid_until_ms: START_MS + 1, kind };
+            let ctx = Context { sequence, timestamp_ms: START_MS };
+            state.apply(&ctx, &keys()[signer], &op, ClearingInput::Propose).expect("accepted")
+        };
+        let firms = ["aaa", "bbb", "ccc"];
+        for (n, name) in firms.iter().enumerate() {
+            let kind = OpKind::RegisterAccount(RegisterAccount {
+                account: AccountId::parse(name).unwrap(),
+                display_name: name.to_string(),
+                keys: vec![keys()[n + 1]],
+                credit_limit_minor: 3_000,
+                max_balance_minor: None,
+                profile: Default::default(),
+                allow_shared_key: false,
+            });
+            apply(&mut state, 0, kind);
+        }
+        let account = |n: usize| AccountId::parse(firms[n]).unwrap();
+        // aaa owes bbb 5,000 and bbb owes ccc 5,000: a chain, which only credit settles.
+        for (n, payee, payer) in [(1u8, 1usize, 0usize), (2, 2, 1)] {
+            let issue = OpKind::IssueInvoice(IssueInvoice {
+                invoice: InvoiceId([n; 16]),
+                payee: account(payee),
+                payer: account(payer),
+                amount_minor: 5_000,
+                local_share_percent: 100,
+                due_day: None,
+                reference: String::new(),
+                excluded_from_clearing: false,
+            });
+            apply(&mut state, payee + 1, issue);
+            let parties =
+                InvoiceParties { invoice: InvoiceId([n; 16]), payee: account(payee), payer: account(payer) };
+            apply(&mut state, payer + 1, OpKind::AcceptInvoice(parties));
+        }
+        if reserve {
+            // A payer key of aaa (key 4, every payment held) reserves 1,000 of its credit.
+            let add = AddKey {
+                account: account(0),
+                key: keys()[4],
+                role: KeyRole::Payer { per_transfer_cap_minor: 0, daily_cap_minor: 0 },
+                allow_shared_key: false,
+            };
+            apply(&mut state, 1, OpKind::AddKey(add));
+            let held = OpKind::Transfer(Transfer {
+                payer: account(0),
+                payee: account(2),
+                amount_minor: 1_000,
+                memo: String::new(),
+                invoice_ref: None,
+                invoice: None,
+            });
+            assert!(apply(&mut state, 4, held).pending.is_some());
+        }
+        let clearing =
+            OpKind::RunClearing(cercle_core::RunClearing { with_credit: true, reason: String::new() });
+        apply(&mut state, 0, clearing);
+        let a = state.account(&account(0)).unwrap();
+        assert!(a.balance_minor - a.reserved_minor(START_MS) >= -a.credit_limit_minor);
+        (a.balance_minor, state.invoice(&InvoiceId([1; 16])).unwrap().open_minor())
+    };
+    assert_eq!(run(false), (-3_000, 2_000), "all of aaa's credit settles the chain");
+    assert_eq!(run(true), (-2_000, 3_000), "1,000 of it stays reserved for the pending payment");
+}
