@@ -119,6 +119,11 @@ fn employee_keys_sign_what_their_roles_allow() {
     let ids: Vec<String> =
         pending["pending"].as_array().unwrap().iter().map(|p| p["pending_id"].to_string()).collect();
     assert_eq!(ids, [first.clone(), second.clone()]);
+    // The accounts overview shows the reservation too.
+    let overview = cercle(&url, Some(&admin), &["--json", "admin", "accounts"]).ok().json();
+    let row =
+        overview["accounts"].as_array().unwrap().iter().find(|a| a["handle"] == "alice-bakery").cloned();
+    assert_eq!(row.map(|a| a["reserved_minor"].clone()), Some(serde_json::json!(65_001)), "{overview}");
     let out = pay(&url, &alice.path, "2300").failed();
     assert_mentions(&out, "CREDIT_LIMIT_EXCEEDED, code 50");
     // The payer does not approve its own payment; an owner does.
