@@ -1847,7 +1847,9 @@ impl State {
         else {
             return Err(Rejection::PendingUnknown { account: id.clone(), pending: pending_id });
         };
-        let mut effects = Effects { touched: vec![id.clone(), p.payee.clone()], ..Effects::default() };
+        // An approval concerns both firms (`OpKind::accounts`); a decline, the payer only.
+        let touched = if approve { vec![id.clone(), p.payee.clone()] } else { vec![id.clone()] };
+        let mut effects = Effects { touched, ..Effects::default() };
         if approve {
             if !p.is_live(ctx.timestamp_ms) {
                 return Err(Rejection::PendingExpired {
@@ -1894,7 +1896,9 @@ impl State {
         a.pending.retain(|q| q.id != pending_id);
         self.pending_total -= 1;
         self.forget_expired(id);
-        self.mark_touched(&[id, &p.payee], ctx.sequence);
+        for account in &effects.touched {
+            self.account_mut(account).last_sequence = ctx.sequence;
+        }
         Ok(effects)
     }
 
