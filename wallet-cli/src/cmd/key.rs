@@ -2,7 +2,7 @@
 //! caps, invoicer, viewer). Changes are signed by an owner key of the account, or by an
 //! administrator (a sensitive act, which needs the quorum).
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use cercle_core::{AccountId, AddKey, KeyRole, OpKind, PublicKey};
 use serde_json::json;
 
@@ -139,15 +139,7 @@ async fn remove(global: &Global, args: RemoveArgs) -> anyhow::Result<()> {
 async fn list(global: &Global, args: ListArgs) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
-    let response = node.get_account(&key, &args.account).await?;
-    let account = response.account.ok_or_else(|| anyhow!("the node's answer holds no account"))?;
-    if account.account != args.account.as_str() {
-        bail!(
-            "asked for account '{}', the node answered with '{}'",
-            args.account,
-            one_line(&account.account)
-        );
-    }
+    let account = node.account(&key, &args.account).await?;
     let genesis = &node.genesis;
     // What a payer paid counts on the ledger day it was paid only: today's, by this
     // machine's clock in the ledger's fixed offset.

@@ -1,7 +1,7 @@
 //! `cercle pending list|approve|decline`: the payments a firm's payer keys made above their
 //! caps, held for an owner's approval. Approving and declining are signed by an owner key.
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use cercle_core::{AccountId, OpKind};
 use serde_json::json;
 
@@ -62,23 +62,10 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn pending_of(
-    node: &mut Node,
-    key: &cercle_core::sign::Keypair,
-    account: &AccountId,
-) -> anyhow::Result<cercle_proto::Account> {
-    let response = node.get_account(key, account).await?;
-    let a = response.account.ok_or_else(|| anyhow!("the node's answer holds no account"))?;
-    if a.account != account.as_str() {
-        bail!("asked for account '{account}', the node answered with '{}'", one_line(&a.account));
-    }
-    Ok(a)
-}
-
 async fn list(global: &Global, args: ListArgs) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
-    let a = pending_of(&mut node, &key, &args.account).await?;
+    let a = node.account(&key, &args.account).await?;
     let now = now_ms()?;
     let genesis = &node.genesis;
     if global.json {
@@ -126,7 +113,7 @@ async fn approve(global: &Global, args: ApproveArgs) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
     // The owner signs what it approves: the payee and amount the ledger recorded.
-    let a = pending_of(&mut node, &key, &args.account).await?;
+    let a = node.account(&key, &args.account).await?;
     let p = a.pending.iter().find(|p| p.pending_id == args.id).ok_or_else(|| {
         crate::failure::usage(format!("account '{}' has no pending payment {}", args.account, args.id))
     })?;
