@@ -127,6 +127,10 @@ struct GenesisArgs {
     /// administrators
     #[arg(long, value_name = "M", default_value_t = 1)]
     quorum: u8,
+    /// The ledger's day, as a fixed offset from UTC (e.g. +01:00, -05:30): when a payer
+    /// key's daily cap starts again. Fixed for good, with no daylight saving time
+    #[arg(long = "day-offset", value_name = "±HH:MM", default_value = "+00:00", allow_hyphen_values = true, value_parser = cercle_core::genesis::parse_day_offset)]
+    day_offset_minutes: i16,
 }
 
 fn parse_key(text: &str) -> Result<PublicKey, String> {
@@ -165,6 +169,7 @@ fn init(dir: &DataDir, genesis: GenesisArgs, out: &mut Printer) -> Result<()> {
             admin_keys: genesis.admin_keys,
             auditor_keys: genesis.auditor_keys,
             quorum: genesis.quorum,
+            day_offset_minutes: genesis.day_offset_minutes,
         },
     )
     .with_context(|| format!("cannot initialise {}", dir.root.display()))?;
@@ -192,6 +197,12 @@ fn init(dir: &DataDir, genesis: GenesisArgs, out: &mut Printer) -> Result<()> {
             "quorum: {} of {} administrators sign every sensitive act",
             g.quorum,
             g.admin_keys.len()
+        ));
+    }
+    if g.day_offset_minutes != 0 {
+        out.line(&format!(
+            "the ledger's day starts at midnight UTC{} (a fixed offset, no daylight saving time)",
+            cercle_core::genesis::format_day_offset(g.day_offset_minutes)
         ));
     }
     out.line(&format!("node key {} (publish it: statements and tree heads are signed with it)", g.node_key));
@@ -411,6 +422,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                         admin_keys: Vec::new(),
                         auditor_keys: Vec::new(),
                         quorum: 1,
+                        day_offset_minutes: 0,
                     },
                     &mut out,
                 )?;

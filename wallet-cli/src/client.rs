@@ -140,6 +140,19 @@ impl Node {
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
 
+    /// The account `account` as the node shows it to `key`, checked to be the one asked for.
+    pub async fn account(&mut self, key: &Keypair, account: &AccountId) -> anyhow::Result<pb::Account> {
+        let response = self.get_account(key, account).await?;
+        let got = response.account.ok_or_else(|| anyhow!("the node's answer holds no account"))?;
+        if got.account != account.as_str() {
+            anyhow::bail!(
+                "asked for account '{account}', the node answered with '{}'",
+                crate::output::one_line(&got.account)
+            );
+        }
+        Ok(got)
+    }
+
     /// A page of `account`'s history: oldest first after `after_sequence`, or (with
     /// `newest_first`) newest first before `before_sequence`.
     pub async fn list_entries(

@@ -243,7 +243,7 @@ pub fn receipt_json(receipt: &pb::Receipt) -> serde_json::Value {
         .iter()
         .map(|b| json!({"account": b.account, "balance_minor": b.balance_minor}))
         .collect();
-    json!({
+    let mut value = json!({
         "sequence": receipt.sequence,
         "entry_hash": hex::encode(&receipt.entry_hash),
         "timestamp_ms": receipt.timestamp_ms,
@@ -251,7 +251,12 @@ pub fn receipt_json(receipt: &pb::Receipt) -> serde_json::Value {
         "duplicate": receipt.duplicate,
         "operation_id": hex::encode(&receipt.operation_id),
         "balances_after": balances,
-    })
+        "state": if receipt.pending_id.is_some() { "pending" } else { "done" },
+    });
+    if let Some(id) = receipt.pending_id {
+        value["pending_id"] = json!(id);
+    }
+    value
 }
 
 /// A receipt for people: `accepted: entry 7 at 2026-11-22T10:00:00Z, hash ab12…;
@@ -264,6 +269,12 @@ pub fn receipt_line(genesis: &Genesis, receipt: &pb::Receipt) -> String {
         rfc3339(receipt.timestamp_ms),
         short_hash(&receipt.entry_hash)
     );
+    if let Some(id) = receipt.pending_id {
+        let _ = write!(
+            line,
+            "; PENDING: held for an owner's approval as pending payment {id}, nothing is paid yet (an owner key runs `cercle pending approve ACCOUNT {id}`)"
+        );
+    }
     for (i, b) in receipt.balances_after.iter().enumerate() {
         line.push_str(if i == 0 { "; " } else { ", " });
         let _ = write!(line, "balance of {}: {}", one_line(&b.account), money(genesis, b.balance_minor));

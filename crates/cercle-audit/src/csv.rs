@@ -47,7 +47,7 @@ use std::io::Write;
 
 use cercle_core::{Entry, Genesis, OpKind, Operation, format_minor};
 
-use crate::describe::describe;
+use crate::describe::describe_entry;
 use crate::{LogWriter, SignedTreeHead, rfc3339};
 
 /// The header row. Columns are only ever added at the end, so that a spreadsheet that
@@ -90,7 +90,7 @@ impl<W: Write> Writer<W> {
 impl<W: Write> LogWriter for Writer<W> {
     fn entry(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
         let g = &self.genesis;
-        let d = describe(g, op);
+        let d = describe_entry(g, entry, op);
         let (payer, payee, amount) = match (d.transfer, d.invoice) {
             (Some((payer, payee, amount)), _) => {
                 (payer.to_string(), payee.to_string(), plain_major(amount, g.exponent))
@@ -259,6 +259,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: PublicKey([2; 32]),
             quorum: 1,
+            day_offset_minutes: 0,
         };
         let firm = |account: &str, payment_minor: i64, changed: bool| ClearingFirm {
             account: id(account),

@@ -22,6 +22,21 @@ pub struct Described<'a> {
     pub details: String,
 }
 
+/// `describe`, for an entry: a transfer held for approval moved nothing (`transfer_held`).
+pub fn describe_entry<'a>(genesis: &Genesis, entry: &cercle_core::Entry, op: &'a Operation) -> Described<'a> {
+    let mut d = describe(genesis, op);
+    if op.kind.is_held(&entry.balances_after) {
+        d.kind = "transfer_held";
+        d.details = format!("held for approval as pending payment {}", entry.sequence);
+        if let Some((payer, payee, _)) = d.transfer.take() {
+            d.account = Some(payer);
+            d.invoice = None;
+            let _ = payee;
+        }
+    }
+    d
+}
+
 pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
     let money = |minor: i64| format_with_currency(minor, genesis.exponent, &genesis.currency);
     let mut d = Described {
@@ -126,6 +141,26 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
             if *allow_shared_key {
                 d.details.push_str(", sharing allowed");
             }
+        }
+        OpKind::AddKey(k) => {
+            d.account = Some(&k.account);
+            d.details = format!("key {} added as {}", k.key, k.role.describe(money));
+            if k.allow_shared_key {
+                d.details.push_str(", sharing allowed");
+            }
+        }
+        OpKind::RemoveKey { account, key } => {
+            d.account = Some(account);
+            d.details = format!("key {key} removed");
+        }
+        OpKind::ApprovePending { account, pending, payee, amount_minor } => {
+            d.transfer = Some((account, payee, *amount_minor));
+            d.details = format!("pending payment {pending} approved");
+        }
+        OpKind::DeclinePending { account, pending, reason } => {
+            d.account = Some(account);
+            d.memo = reason;
+            d.details = format!("pending payment {pending} declined");
         }
         OpKind::SetRole(r) => {
             d.memo = &r.reason;

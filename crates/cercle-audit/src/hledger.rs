@@ -26,7 +26,7 @@ use cercle_core::clearing::FirmPart;
 
 use cercle_core::{AccountId, Entry, Genesis, OpKind, Operation, format_minor};
 
-use crate::describe::{describe, one_line};
+use crate::describe::one_line;
 use crate::{LogWriter, SignedTreeHead, rfc3339, utc_date};
 
 /// Writes the journal.
@@ -128,7 +128,7 @@ impl<W: Write> LogWriter for Writer<W> {
 
     fn entry(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
         self.opening()?;
-        let d = describe(&self.genesis, op);
+        let d = crate::describe::describe_entry(&self.genesis, entry, op);
         let parts = cercle_core::clearing::firm_parts(entry);
         if parts.iter().any(|p| p.firm.payment_minor != 0) {
             return self.clearing_payments(entry, &parts, &d.details);
@@ -328,6 +328,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: PublicKey([2; 32]),
             quorum: 1,
+            day_offset_minutes: 0,
         };
         let entry = |sequence: u64, balances: &[(&str, i64)]| Entry {
             sequence,

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! A ledger whose genesis sets a quorum above one has one more field, `"quorum":N`, after
-//! `node_key` (the only optional field: without it the quorum is one).
+//! `node_key` (optional: without it the quorum is one), and one whose genesis offsets the
+//! ledger's day from UTC has `"day_offset_minutes":M` after that (without it, UTC).
 //!
 //! `genesis_hash` is `Genesis::hash` (SHA-256 of `"cercle/genesis/v1"` and the canonical
 //! genesis), to which the first entry chains; compare it with the one the association
@@ -114,6 +115,8 @@ struct GenesisLine<'a> {
     node_key: Cow<'a, str>,
     #[serde(default = "quorum_of_one", skip_serializing_if = "is_quorum_of_one")]
     quorum: u8,
+    #[serde(default, skip_serializing_if = "is_utc")]
+    day_offset_minutes: i16,
     #[serde(borrow)]
     genesis_hash: Cow<'a, str>,
 }
@@ -124,6 +127,10 @@ fn quorum_of_one() -> u8 {
 
 fn is_quorum_of_one(quorum: &u8) -> bool {
     *quorum == 1
+}
+
+fn is_utc(offset_minutes: &i16) -> bool {
+    *offset_minutes == 0
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -254,6 +261,7 @@ pub fn genesis_line(genesis: &Genesis) -> String {
         auditor_keys: keys(&genesis.auditor_keys),
         node_key: hex(&genesis.node_key.0),
         quorum: genesis.quorum,
+        day_offset_minutes: genesis.day_offset_minutes,
         genesis_hash: hex(&genesis.hash()),
     };
     to_line(&line)
@@ -327,6 +335,7 @@ pub fn parse_genesis(line: &[u8]) -> Result<Genesis, String> {
         auditor_keys: keys(&g.auditor_keys, "an auditor key")?,
         node_key: PublicKey(unhex(&g.node_key, "node_key")?),
         quorum: g.quorum,
+        day_offset_minutes: g.day_offset_minutes,
     };
     genesis.validate().map_err(|e| format!("invalid genesis: {e}"))?;
     if unhex::<32>(&g.genesis_hash, "genesis_hash")? != genesis.hash() {

@@ -123,6 +123,7 @@ pub fn synth_log(entries: usize, seed: u64) -> SynthLog {
         auditor_keys: vec![Keypair::from_seed(&rng.seed()).public_key()],
         node_key: node.public_key(),
         quorum: 1,
+        day_offset_minutes: 0,
     };
     let firm_count = FIRMS_MAX.min(entries / 4).max(2.min(entries));
     let firms: Vec<(AccountId, Keypair)> = (0..firm_count)

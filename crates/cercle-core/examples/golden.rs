@@ -51,6 +51,7 @@ fn genesis(admin: &Keypair) -> Genesis {
         auditor_keys: vec![Keypair::from_seed(&[2; 32]).public_key()],
         node_key: Keypair::from_seed(&[3; 32]).public_key(),
         quorum: 1,
+        day_offset_minutes: 0,
     }
 }
 

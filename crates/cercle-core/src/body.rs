@@ -14,8 +14,8 @@ use crate::groups::{GroupName, InvalidGroupName};
 use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
 use crate::op::{
-    GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
-    SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
+    AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
+    RunClearing, SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
@@ -51,6 +51,10 @@ pub enum BodyError {
     TooManyMembershipFees { count: usize },
     #[error("size class '{0}' has two membership fees")]
     DuplicateMembershipFee(String),
+    #[error("role {0} is not a key role: give owner (1), payer (2), invoicer (3) or viewer (4)")]
+    KeyRole(i32),
+    #[error("a payer key needs both caps (per transfer and daily), and another role neither")]
+    KeyCaps,
 }
 
 /// How the ledger refuses an operation whose body does not decode.
@@ -295,6 +299,37 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             },
             reason: f.reason,
         }),
+        Kind::AddKey(k) => OpKind::AddKey(AddKey {
+            account: account(&k.account)?,
+            key: PublicKey(fixed(&k.public_key, "public_key")?),
+            role: match (pb::AccountKeyRole::try_from(k.role), k.per_transfer_cap_minor, k.daily_cap_minor) {
+                (Ok(pb::AccountKeyRole::Payer), Some(per_transfer_cap_minor), Some(daily_cap_minor)) => {
+                    KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor }
+                }
+                (Ok(pb::AccountKeyRole::Payer), _, _) => return Err(BodyError::KeyCaps),
+                (Ok(_), Some(_), _) | (Ok(_), _, Some(_)) => return Err(BodyError::KeyCaps),
+                (Ok(pb::AccountKeyRole::Owner), None, None) => KeyRole::Owner,
+                (Ok(pb::AccountKeyRole::Invoicer), None, None) => KeyRole::Invoicer,
+                (Ok(pb::AccountKeyRole::Viewer), None, None) => KeyRole::Viewer,
+                (Ok(pb::AccountKeyRole::Unspecified) | Err(_), _, _) => {
+                    return Err(BodyError::KeyRole(k.role));
+                }
+            },
+            allow_shared_key: k.allow_shared_key,
+        }),
+        Kind::RemoveKey(k) => OpKind::RemoveKey {
+            account: account(&k.account)?,
+            key: PublicKey(fixed(&k.public_key, "public_key")?),
+        },
+        Kind::ApprovePending(a) => OpKind::ApprovePending {
+            account: account(&a.account)?,
+            pending: a.pending_id,
+            payee: account(&a.payee)?,
+            amount_minor: a.amount_minor,
+        },
+        Kind::DeclinePending(d) => {
+            OpKind::DeclinePending { account: account(&d.account)?, pending: d.pending_id, reason: d.reason }
+        }
         Kind::Transfer(t) => OpKind::Transfer(Transfer {
             payer: account(&t.payer)?,
             payee: account(&t.payee)?,
@@ -425,6 +460,40 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             demurrage_bp: u32::from(f.schedule.demurrage_bp),
             demurrage_above_minor: f.schedule.demurrage_above_minor,
             reason: f.reason.clone(),
+        }),
+        OpKind::AddKey(k) => {
+            let (role, caps) = match k.role {
+                KeyRole::Owner => (pb::AccountKeyRole::Owner, None),
+                KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => {
+                    (pb::AccountKeyRole::Payer, Some((per_transfer_cap_minor, daily_cap_minor)))
+                }
+                KeyRole::Invoicer => (pb::AccountKeyRole::Invoicer, None),
+                KeyRole::Viewer => (pb::AccountKeyRole::Viewer, None),
+            };
+            Kind::AddKey(pb::AddKey {
+                account: k.account.to_string(),
+                public_key: k.key.0.to_vec(),
+                role: role as i32,
+                per_transfer_cap_minor: caps.map(|c| c.0),
+                daily_cap_minor: caps.map(|c| c.1),
+                allow_shared_key: k.allow_shared_key,
+            })
+        }
+        OpKind::RemoveKey { account, key } => {
+            Kind::RemoveKey(pb::RemoveKey { account: account.to_string(), public_key: key.0.to_vec() })
+        }
+        OpKind::ApprovePending { account, pending, payee, amount_minor } => {
+            Kind::ApprovePending(pb::ApprovePending {
+                account: account.to_string(),
+                pending_id: *pending,
+                payee: payee.to_string(),
+                amount_minor: *amount_minor,
+            })
+        }
+        OpKind::DeclinePending { account, pending, reason } => Kind::DeclinePending(pb::DeclinePending {
+            account: account.to_string(),
+            pending_id: *pending,
+            reason: reason.clone(),
         }),
         OpKind::Transfer(t) => Kind::Transfer(pb::Transfer {
             payer: t.payer.to_string(),
@@ -579,6 +648,30 @@ mod tests {
                 },
                 reason: "general assembly".into(),
             }),
+            OpKind::AddKey(AddKey {
+                account: AccountId::parse("aaa").unwrap(),
+                key: PublicKey([9; 32]),
+                role: KeyRole::Payer { per_transfer_cap_minor: 50_000, daily_cap_minor: 200_000 },
+                allow_shared_key: false,
+            }),
+            OpKind::AddKey(AddKey {
+                account: AccountId::parse("aaa").unwrap(),
+                key: PublicKey([9; 32]),
+                role: KeyRole::Viewer,
+                allow_shared_key: true,
+            }),
+            OpKind::RemoveKey { account: AccountId::parse("aaa").unwrap(), key: PublicKey([9; 32]) },
+            OpKind::ApprovePending {
+                account: AccountId::parse("aaa").unwrap(),
+                pending: 17,
+                payee: AccountId::parse("bbb").unwrap(),
+                amount_minor: 60_000,
+            },
+            OpKind::DeclinePending {
+                account: AccountId::parse("aaa").unwrap(),
+                pending: 18,
+                reason: "not ordered".into(),
+            },
             OpKind::SetProfile(SetProfile {
                 account: AccountId::parse("aaa").unwrap(),
                 display_name: Some("Boulangerie".into()),

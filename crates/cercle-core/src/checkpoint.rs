@@ -431,11 +431,11 @@ impl Statement {
 /// What an entry paid to and from `account`: a transfer's amount, or a clearing run's
 /// payment through mutual credit.
 fn flows(view: &EntryView, op: &Operation, account: &AccountId) -> (u128, u128) {
-    if let crate::op::OpKind::Transfer(t) = &op.kind {
-        let amount = t.amount_minor.unsigned_abs() as u128;
-        if &t.payee == account {
+    if let Some((payer, payee, amount)) = op.kind.payment(&view.entry.balances_after) {
+        let amount = amount.unsigned_abs() as u128;
+        if payee == account {
             return (amount, 0);
-        } else if &t.payer == account {
+        } else if payer == account {
             return (0, amount);
         }
     }

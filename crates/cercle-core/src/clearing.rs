@@ -571,12 +571,16 @@ impl PlannedRun {
     }
 }
 
-/// A firm's room to pay into the circuit (down to its credit limit) and to receive (up to
+/// A firm's room to pay into the circuit (down to its credit limit, less what its pending
+/// payments reserve) and to receive (up to
 /// its maximum balance, and never past i64).
 /// `limits` are those that bind it: its own or its group's.
 fn headroom_of(a: &Account, limits: Limits) -> Headroom {
     let balance = i128::from(a.balance_minor);
-    let floor = -i128::from(limits.credit_limit_minor);
+    // The limits that bind (own or the group's). Pending payments keep the headroom they
+    // reserved: every one the record holds counts (the run is solved away from any entry's
+    // time, so an expired one too, until forgotten).
+    let floor = -i128::from(limits.credit_limit_minor) + i128::from(a.recorded_reserved_minor());
     let ceiling = i128::from(limits.max_balance_minor.unwrap_or(i64::MAX));
     Headroom { pay_max: (balance - floor).max(0), receive_max: (ceiling - balance).max(0) }
 }

@@ -573,6 +573,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: Keypair::from_seed(&[3; 32]).public_key(),
             quorum: 1,
+            day_offset_minutes: 0,
         };
         (genesis, admin, firm)
     }

@@ -40,10 +40,12 @@ pub use ledger::{
     Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
 };
 pub use op::{
-    GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
-    SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
+    AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
+    RunClearing, SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};
 pub use roles::{Roles, SensitiveAct};
-pub use state::{Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, State};
+pub use state::{
+    Account, AccountStatus, BalanceChange, Bounds, ClearingInput, Context, Effects, KeyGrant, State,
+};

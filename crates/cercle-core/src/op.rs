@@ -94,6 +94,32 @@ pub enum OpKind {
     /// Set the association's fee schedule (`fees::FeeSchedule`), replacing the one in
     /// force, with a reason.
     SetFees(SetFees),
+    /// Add a key to an account with a role (`KeyRole`): signed by an owner key of the
+    /// account, or by an administrator (then a sensitive act, like a key replacement).
+    AddKey(AddKey),
+    /// Take a key off an account; never its last owner key. Signed like `AddKey`.
+    RemoveKey {
+        account: AccountId,
+        key: PublicKey,
+    },
+    /// An owner key approves a pending payment of its account (`pending` is its id, the
+    /// sequence of the entry that made it): the money moves, if the payee may still receive
+    /// it and it has not expired.
+    ApprovePending {
+        account: AccountId,
+        pending: u64,
+        /// What the owner approves, as the pending payment records it: the entry then says
+        /// what it paid, and a mismatch is refused.
+        payee: AccountId,
+        amount_minor: i64,
+    },
+    /// An owner key declines a pending payment of its account, with a reason: its
+    /// reservation is released and nothing moves.
+    DeclinePending {
+        account: AccountId,
+        pending: u64,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +145,55 @@ pub struct SetGroupLimits {
     /// `None`: keep. `Some(None)`: remove the maximum. `Some(Some(m))`: set it to `m`.
     pub max_balance_minor: Option<Option<i64>>,
     pub reason: String,
+}
+
+/// What a key of an account may sign. Every read of the account is open to every role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// Everything the account does: the keys given at registration and by a key rotation.
+    Owner,
+    /// Payments (transfers, invoice payments), each at most `per_transfer_cap_minor`, and
+    /// at most `daily_cap_minor` in all over one ledger day (`Genesis::day`). A transfer
+    /// above either becomes a pending payment, which an owner approves; caps of zero make
+    /// every transfer of the key one (a payer that needs approval).
+    Payer { per_transfer_cap_minor: i64, daily_cap_minor: i64 },
+    /// Issuing and cancelling the account's invoices.
+    Invoicer,
+    /// Reads only.
+    Viewer,
+}
+
+impl KeyRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyRole::Owner => "owner",
+            KeyRole::Payer { .. } => "payer",
+            KeyRole::Invoicer => "invoicer",
+            KeyRole::Viewer => "viewer",
+        }
+    }
+
+    /// The role in words, caps included: "payer (at most 500.00 CHW a transfer, 2,000.00
+    /// CHW a day)".
+    pub fn describe(self, money: impl Fn(i64) -> String) -> String {
+        match self {
+            KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => format!(
+                "payer (at most {} a transfer, {} a day)",
+                money(per_transfer_cap_minor),
+                money(daily_cap_minor)
+            ),
+            other => other.name().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddKey {
+    pub account: AccountId,
+    pub key: PublicKey,
+    pub role: KeyRole,
+    /// As in a registration: a key already on another open account only with this set.
+    pub allow_shared_key: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +304,27 @@ pub struct Transfer {
 }
 
 impl OpKind {
+    /// The payment an entry of this operation made, from its recorded balances: a transfer
+    /// that moved money (one held for approval records no balance, and moved none), or an
+    /// approved pending payment. Statements, histories, exports and indicators count these.
+    pub fn payment(
+        &self,
+        balances_after: &[crate::entry::BalanceAfter],
+    ) -> Option<(&AccountId, &AccountId, i64)> {
+        match self {
+            OpKind::Transfer(t) if !balances_after.is_empty() => Some((&t.payer, &t.payee, t.amount_minor)),
+            OpKind::ApprovePending { account, payee, amount_minor, .. } => {
+                Some((account, payee, *amount_minor))
+            }
+            _ => None,
+        }
+    }
+
+    /// True for a transfer that its entry shows held for approval (no balance moved).
+    pub fn is_held(&self, balances_after: &[crate::entry::BalanceAfter]) -> bool {
+        matches!(self, OpKind::Transfer(_)) && balances_after.is_empty()
+    }
+
     /// A short stable name, for logs and histories.
     pub fn name(&self) -> &'static str {
         match self {
@@ -253,6 +349,10 @@ impl OpKind {
             OpKind::FollowGroupLimits { .. } => "follow_group_limits",
             OpKind::SetQuorum(_) => "set_quorum",
             OpKind::SetFees(_) => "set_fees",
+            OpKind::AddKey(_) => "add_key",
+            OpKind::RemoveKey { .. } => "remove_key",
+            OpKind::ApprovePending { .. } => "approve_pending",
+            OpKind::DeclinePending { .. } => "decline_pending",
         }
     }
 
@@ -261,6 +361,8 @@ impl OpKind {
     pub fn accounts(&self) -> Vec<&AccountId> {
         match self {
             OpKind::RegisterAccount(r) => vec![&r.account],
+            OpKind::AddKey(k) => vec![&k.account],
+            OpKind::ApprovePending { account, payee, .. } => vec![account, payee],
             OpKind::SetLimits(s) => vec![&s.account],
             OpKind::SetProfile(p) => vec![&p.account],
             OpKind::FreezeAccount { account, .. }
@@ -268,7 +370,9 @@ impl OpKind {
             | OpKind::RotateKeys { account, .. }
             | OpKind::CloseAccount { account, write_off_to: None, .. }
             | OpKind::AssignGroup { account, .. }
-            | OpKind::FollowGroupLimits { account, .. } => vec![account],
+            | OpKind::FollowGroupLimits { account, .. }
+            | OpKind::RemoveKey { account, .. }
+            | OpKind::DeclinePending { account, .. } => vec![account],
             OpKind::CloseAccount { account, write_off_to: Some(reserve), .. } => vec![account, reserve],
             OpKind::Transfer(t) => vec![&t.payer, &t.payee],
             OpKind::IssueInvoice(i) => vec![&i.payer, &i.payee],

@@ -3,7 +3,7 @@
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
 //! by kind (1-9 the envelope and its time, 10-19 authority and governance roles, 20-29
 //! accounts, 30-39 values, 40-49 amounts, 50-59 limits and bounds, 60-69 clearing, 70-79
-//! closure, 80-89 member groups, 100-109 fees; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
+//! closure, 80-89 member groups, 90-99 a firm's keys and their roles, 100-109 fees; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
@@ -69,6 +69,15 @@ pub enum RejectCode {
     TooManyGroups = 82,
     NotInGroup = 83,
     FeesInvalid = 100,
+    KeyRoleNotAllowed = 90,
+    KeyCapExceeded = 91,
+    LastOwnerKey = 92,
+    KeyAlreadyOnAccount = 93,
+    KeyNotOnAccount = 94,
+    PendingUnknown = 95,
+    PendingExpired = 96,
+    PendingPaymentsOpen = 97,
+    TooManyPending = 98,
 }
 
 impl RejectCode {
@@ -124,6 +133,15 @@ impl RejectCode {
             RejectCode::TooManyGroups => "TOO_MANY_GROUPS",
             RejectCode::NotInGroup => "NOT_IN_GROUP",
             RejectCode::FeesInvalid => "FEES_INVALID",
+            RejectCode::KeyRoleNotAllowed => "KEY_ROLE_NOT_ALLOWED",
+            RejectCode::KeyCapExceeded => "KEY_CAP_EXCEEDED",
+            RejectCode::LastOwnerKey => "LAST_OWNER_KEY",
+            RejectCode::KeyAlreadyOnAccount => "KEY_ALREADY_ON_ACCOUNT",
+            RejectCode::KeyNotOnAccount => "KEY_NOT_ON_ACCOUNT",
+            RejectCode::PendingUnknown => "PENDING_UNKNOWN",
+            RejectCode::PendingExpired => "PENDING_EXPIRED",
+            RejectCode::PendingPaymentsOpen => "PENDING_PAYMENTS_OPEN",
+            RejectCode::TooManyPending => "TOO_MANY_PENDING",
         }
     }
 }
@@ -315,6 +333,61 @@ pub enum Rejection {
     FeesInvalid {
         detail: String,
     },
+    /// The signing key is on the account, but its role does not sign this: `action` is what
+    /// was asked ("pay", "accept an invoice"), `allowed` the roles that may.
+    KeyRoleNotAllowed {
+        account: AccountId,
+        /// The signing key's role (`KeyRole::name`).
+        role: &'static str,
+        action: &'static str,
+        allowed: &'static str,
+    },
+    /// A payer key's payment above its cap per transfer, or above what is left of its cap
+    /// for the ledger's day (`spent_today_minor` already paid that day).
+    KeyCapExceeded {
+        account: AccountId,
+        key: PublicKey,
+        amount_minor: i64,
+        per_transfer_cap_minor: i64,
+        daily_cap_minor: i64,
+        spent_today_minor: i64,
+    },
+    /// Removing (or demoting) the account's only owner key would leave nobody to govern it.
+    LastOwnerKey {
+        account: AccountId,
+        key: PublicKey,
+    },
+    KeyAlreadyOnAccount {
+        account: AccountId,
+        key: PublicKey,
+    },
+    KeyNotOnAccount {
+        account: AccountId,
+        key: PublicKey,
+    },
+    /// No pending payment of the account has this id (never made, already approved or
+    /// declined, or expired and since forgotten).
+    PendingUnknown {
+        account: AccountId,
+        pending: u64,
+    },
+    /// The pending payment expired at `expires_ms`: its reservation is released, and it
+    /// can no longer be approved.
+    PendingExpired {
+        account: AccountId,
+        pending: u64,
+        expires_ms: u64,
+    },
+    /// An account is closed only with no pending payment waiting.
+    PendingPaymentsOpen {
+        account: AccountId,
+        count: usize,
+    },
+    /// The account, or the ledger, holds as many pending payments as it may.
+    TooManyPending {
+        account: AccountId,
+        max: usize,
+    },
 }
 
 impl Rejection {
@@ -369,6 +442,15 @@ impl Rejection {
             Rejection::TooManyGroups { .. } => RejectCode::TooManyGroups,
             Rejection::NotInGroup { .. } => RejectCode::NotInGroup,
             Rejection::FeesInvalid { .. } => RejectCode::FeesInvalid,
+            Rejection::KeyRoleNotAllowed { .. } => RejectCode::KeyRoleNotAllowed,
+            Rejection::KeyCapExceeded { .. } => RejectCode::KeyCapExceeded,
+            Rejection::LastOwnerKey { .. } => RejectCode::LastOwnerKey,
+            Rejection::KeyAlreadyOnAccount { .. } => RejectCode::KeyAlreadyOnAccount,
+            Rejection::KeyNotOnAccount { .. } => RejectCode::KeyNotOnAccount,
+            Rejection::PendingUnknown { .. } => RejectCode::PendingUnknown,
+            Rejection::PendingExpired { .. } => RejectCode::PendingExpired,
+            Rejection::PendingPaymentsOpen { .. } => RejectCode::PendingPaymentsOpen,
+            Rejection::TooManyPending { .. } => RejectCode::TooManyPending,
         }
     }
 
@@ -521,6 +603,56 @@ impl Rejection {
                 "account '{account}' is in no group, so it has no group limits to follow; assign it to one first (cercle admin group assign)"
             ),
             Rejection::FeesInvalid { detail } => format!("invalid fee schedule: {detail}"),
+            Rejection::KeyRoleNotAllowed { account, role, action, allowed } => format!(
+                "the signing key is a {role} key of account '{account}': it cannot {action}; {allowed} sign that"
+            ),
+            Rejection::KeyCapExceeded {
+                account,
+                key,
+                amount_minor,
+                per_transfer_cap_minor,
+                daily_cap_minor,
+                spent_today_minor,
+            } => {
+                if amount_minor > per_transfer_cap_minor {
+                    format!(
+                        "payment of {} is above the cap of {} per transfer of payer key {key} of account '{account}'; an owner key pays it",
+                        money(*amount_minor),
+                        money(*per_transfer_cap_minor)
+                    )
+                } else {
+                    format!(
+                        "payment of {} is above what is left today of the daily cap of payer key {key} of account '{account}': {} of {} paid today, {} left; an owner key pays it",
+                        money(*amount_minor),
+                        money(*spent_today_minor),
+                        money(*daily_cap_minor),
+                        money(daily_cap_minor.saturating_sub(*spent_today_minor))
+                    )
+                }
+            }
+            Rejection::LastOwnerKey { account, key } => format!(
+                "key {key} is the last owner key of account '{account}': the account would have none; add another owner key first"
+            ),
+            Rejection::KeyAlreadyOnAccount { account, key } => format!(
+                "key {key} is already on account '{account}'; remove it first to give it another role"
+            ),
+            Rejection::KeyNotOnAccount { account, key } => format!("key {key} is not on account '{account}'"),
+            Rejection::PendingUnknown { account, pending } => {
+                format!("account '{account}' has no pending payment {pending}")
+            }
+            Rejection::PendingExpired { account, pending, expires_ms } => format!(
+                "pending payment {pending} of account '{account}' expired at {}: its reservation is released; pay again",
+                rfc3339_ms(*expires_ms)
+            ),
+            Rejection::PendingPaymentsOpen { account, count } => format!(
+                "account '{account}' cannot be closed: {count} pending payment{} of it {} waiting; approve or decline {} first",
+                if *count == 1 { "" } else { "s" },
+                if *count == 1 { "is" } else { "are" },
+                if *count == 1 { "it" } else { "them" },
+            ),
+            Rejection::TooManyPending { account, max } => format!(
+                "no more pending payments for account '{account}': at most {max}; approve or decline some first"
+            ),
         }
     }
 }

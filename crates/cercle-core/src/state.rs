@@ -12,6 +12,27 @@
 //! the payer exists, the signer holds one of its keys, the payee exists); account status;
 //! arithmetic; limits.
 //!
+//! Keys have roles (`KeyRole`): the keys given at registration and by a rotation are owners,
+//! which sign everything the account does; `AddKey` adds a payer (payments within a cap per
+//! transfer and a cap per ledger day), an invoicer (issues and cancels invoices) or a viewer
+//! (reads only), and `RemoveKey` takes a key off, never the last owner. A signer holding no
+//! key of the account is refused as `NotAccountKey`; one whose role does not sign the act,
+//! as `KeyRoleNotAllowed`, at the same place in the order. A payer's caps are checked last,
+//! after the limits (above them, a pending payment; `KeyCapExceeded` for an invoice's payment). Its day is the genesis's (`Genesis::day`: a fixed
+//! offset from UTC), and its usage is kept per key as the day it last paid and what it paid
+//! that day, which starts again at zero on a later day.
+//!
+//! Pending payments: a payer key's transfer above its cap per transfer or above what is
+//! left of its day's cap (a transfer that pays an invoice excepted: that is refused) becomes
+//! a pending payment, kept in the payer's record with the sequence of its entry as its id.
+//! It reserves the payer's headroom: every check of the payer's credit limit (a transfer,
+//! an approval, a write-off to it) counts the pending payments that have not expired at the
+//! entry's timestamp, and a clearing run counts every one the record holds. An owner key
+//! approves it (the payee and the payer are checked again, then the money moves) or declines
+//! it; after `PENDING_VALIDITY_MS` it has expired: every check at a later timestamp treats
+//! it as released, an approval is refused (`PendingExpired`), and the record forgets it at
+//! the account's next pending payment, approval, decline or closure. No timer is needed.
+//!
 //! Key rotation is allowed on a frozen account: a dispute is exactly when a lost or stolen
 //! key must be replaced, and the freeze still stops payments.
 //!
@@ -54,8 +75,8 @@ use crate::groups::{GroupName, Groups, Limits, MemberGroup, Membership};
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
 use crate::op::{
-    GroupLimits, InvoiceParties, IssueInvoice, OpKind, Operation, RegisterAccount, Role, RunClearing,
-    SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
+    AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
+    RunClearing, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
 use crate::profile::{Field, Profile};
 use crate::reject::Rejection;
@@ -63,7 +84,8 @@ use crate::roles::{Roles, SensitiveAct};
 use cercle_limits::{
     ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX, GROUPS_MAX,
     INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX,
-    OPERATION_SIGNATURES_MAX, REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
+    OPERATION_SIGNATURES_MAX, PENDING_PER_ACCOUNT_MAX, PENDING_TOTAL_MAX, PENDING_VALIDITY_MS,
+    REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
 };
 
 const ACCOUNT_VERSION: u8 = 1;
@@ -116,6 +138,44 @@ pub struct Account {
     /// `credit_limit_minor` or `max_balance_minor` above is its own value, kept but not
     /// binding: `State::limits` says what binds).
     pub membership: Option<Membership>,
+    /// The keys of `keys` that are not owners, with their role (never `KeyRole::Owner`):
+    /// a key absent from this map is an owner.
+    pub key_grants: BTreeMap<PublicKey, KeyGrant>,
+    /// The account's pending payments, as payer, in id order (at most
+    /// `PENDING_PER_ACCOUNT_MAX`); expired ones stay until the account's next change of them.
+    pub pending: Vec<PendingPayment>,
+}
+
+/// A payer key's payment waiting for an owner's approval; it reserves the payer's headroom
+/// until it is approved, declined or expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPayment {
+    /// The sequence of the entry that made it.
+    pub id: u64,
+    pub payee: AccountId,
+    pub amount_minor: i64,
+    /// The payer key that signed it.
+    pub key: PublicKey,
+    /// After this timestamp it can no longer be approved and reserves nothing.
+    pub expires_ms: u64,
+    pub memo: String,
+}
+
+impl PendingPayment {
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        now_ms <= self.expires_ms
+    }
+}
+
+/// A key of an account that is not an owner: its role and, for a payer, what it paid on
+/// the ledger day it last paid (its daily cap's usage: zero again on a later day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub role: KeyRole,
+    /// The ledger day (`Genesis::day`) of the payer's last payment; 0 before any.
+    pub day: i64,
+    /// What the payer paid on `day`.
+    pub spent_minor: i64,
 }
 
 /// Account record extensions, in the order they are written.
@@ -123,6 +183,8 @@ const EXTENSION_PROFILE: u8 = 1;
 const EXTENSION_ACTIVITY: u8 = 2;
 const EXTENSION_RETIRED_KEYS: u8 = 3;
 const EXTENSION_GROUP: u8 = 4;
+const EXTENSION_KEY_GRANTS: u8 = 5;
+const EXTENSION_PENDING: u8 = 6;
 
 impl Account {
     /// The account's canonical, versioned encoding: persisted by the store's checkpoint and
@@ -194,6 +256,39 @@ impl Account {
             g.str(m.group.as_str()).u8(u8::from(m.credit_from_group) | (u8::from(m.max_from_group) << 1));
             extensions.push((EXTENSION_GROUP, g.buf));
         }
+        if digest >= 3 && !self.key_grants.is_empty() {
+            let mut g = Writer::default();
+            g.u8(self.key_grants.len() as u8);
+            for (key, grant) in &self.key_grants {
+                g.fixed(&key.0);
+                match grant.role {
+                    // Never in the map: an owner is a key without a grant.
+                    KeyRole::Owner => g.u8(0),
+                    KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => g
+                        .u8(1)
+                        .i64(per_transfer_cap_minor)
+                        .i64(daily_cap_minor)
+                        .i64(grant.day)
+                        .i64(grant.spent_minor),
+                    KeyRole::Invoicer => g.u8(2),
+                    KeyRole::Viewer => g.u8(3),
+                };
+            }
+            extensions.push((EXTENSION_KEY_GRANTS, g.buf));
+        }
+        if digest >= 3 && !self.pending.is_empty() {
+            let mut p = Writer::default();
+            p.u8(self.pending.len() as u8);
+            for pending in &self.pending {
+                p.u64(pending.id)
+                    .str(pending.payee.as_str())
+                    .i64(pending.amount_minor)
+                    .fixed(&pending.key.0)
+                    .u64(pending.expires_ms)
+                    .str(&pending.memo);
+            }
+            extensions.push((EXTENSION_PENDING, p.buf));
+        }
         w.u8(extensions.len() as u8);
         for (tag, bytes) in extensions {
             w.u8(tag).bytes(&bytes);
@@ -229,6 +324,8 @@ impl Account {
         let (mut negative_since_ms, mut last_activity_ms) = (None, None);
         let mut retired_keys = Vec::new();
         let mut membership = None;
+        let mut key_grants = BTreeMap::new();
+        let mut pending: Vec<PendingPayment> = Vec::new();
         let count = r.u8("extension count")?;
         let mut last_tag = 0;
         for _ in 0..count {
@@ -285,6 +382,54 @@ impl Account {
                         max_from_group: flags & 2 != 0,
                     });
                 }
+                EXTENSION_KEY_GRANTS => {
+                    let n = usize::from(e.u8("key grant count")?);
+                    if n == 0 || n > KEYS_PER_ACCOUNT_MAX {
+                        return Err(DecodeError::Invalid("key grant count"));
+                    }
+                    for _ in 0..n {
+                        let key = PublicKey(e.array("granted key")?);
+                        let grant = match e.u8("key role")? {
+                            1 => KeyGrant {
+                                role: KeyRole::Payer {
+                                    per_transfer_cap_minor: e.i64("per-transfer cap")?,
+                                    daily_cap_minor: e.i64("daily cap")?,
+                                },
+                                day: e.i64("payer's day")?,
+                                spent_minor: e.i64("payer's spending")?,
+                            },
+                            2 => KeyGrant { role: KeyRole::Invoicer, day: 0, spent_minor: 0 },
+                            3 => KeyGrant { role: KeyRole::Viewer, day: 0, spent_minor: 0 },
+                            _ => return Err(DecodeError::Invalid("key role")),
+                        };
+                        if !keys.contains(&key) || key_grants.insert(key, grant).is_some() {
+                            return Err(DecodeError::Invalid(
+                                "a key grant for a key the account does not hold",
+                            ));
+                        }
+                    }
+                }
+                EXTENSION_PENDING => {
+                    let n = usize::from(e.u8("pending payment count")?);
+                    if n == 0 || n > PENDING_PER_ACCOUNT_MAX {
+                        return Err(DecodeError::Invalid("pending payment count"));
+                    }
+                    for _ in 0..n {
+                        let p = PendingPayment {
+                            id: e.u64("pending id")?,
+                            payee: AccountId::parse(&e.string("pending payee")?)
+                                .map_err(|_| DecodeError::Invalid("pending payee"))?,
+                            amount_minor: e.i64("pending amount")?,
+                            key: PublicKey(e.array("pending key")?),
+                            expires_ms: e.u64("pending expiry")?,
+                            memo: e.string("pending memo")?,
+                        };
+                        if pending.last().is_some_and(|last| last.id >= p.id) {
+                            return Err(DecodeError::Invalid("pending payments out of order"));
+                        }
+                        pending.push(p);
+                    }
+                }
                 _ => return Err(DecodeError::Invalid("unknown account extension")),
             }
             e.finish()?;
@@ -305,7 +450,70 @@ impl Account {
             last_activity_ms,
             retired_keys,
             membership,
+            key_grants,
+            pending,
         })
+    }
+
+    /// What the account's pending payments that have not expired at `now_ms` reserve.
+    pub fn reserved_minor(&self, now_ms: u64) -> i64 {
+        // At most PENDING_PER_ACCOUNT_MAX amounts of at most AMOUNT_MAX_MINOR each.
+        self.pending.iter().filter(|p| p.is_live(now_ms)).map(|p| p.amount_minor).sum()
+    }
+
+    /// What every pending payment the record holds reserves, expired or not: what a clearing
+    /// run, which is solved away from any entry's time, counts.
+    pub fn recorded_reserved_minor(&self) -> i64 {
+        self.pending.iter().map(|p| p.amount_minor).sum()
+    }
+
+    /// The role of `key` on this account; `None` when the account does not hold it.
+    pub fn role_of(&self, key: &PublicKey) -> Option<KeyRole> {
+        if !self.keys.contains(key) {
+            return None;
+        }
+        Some(self.key_grants.get(key).map_or(KeyRole::Owner, |g| g.role))
+    }
+
+    /// How many owner keys the account holds.
+    pub fn owner_count(&self) -> usize {
+        self.keys.len() - self.key_grants.len()
+    }
+
+    /// `signer`'s role, if `allowed` lets it `action`; `NotAccountKey` when the account does
+    /// not hold it, `KeyRoleNotAllowed` when its role does not sign this.
+    fn require_role(
+        &self,
+        signer: &PublicKey,
+        action: &'static str,
+        allowed: Allowed,
+    ) -> Result<KeyRole, Rejection> {
+        let Some(role) = self.role_of(signer) else {
+            return Err(Rejection::NotAccountKey { account: self.id.clone() });
+        };
+        let ok = match allowed {
+            Allowed::Owner => role == KeyRole::Owner,
+            Allowed::Payer => matches!(role, KeyRole::Owner | KeyRole::Payer { .. }),
+            Allowed::Invoicer => matches!(role, KeyRole::Owner | KeyRole::Invoicer),
+        };
+        if !ok {
+            return Err(Rejection::KeyRoleNotAllowed {
+                account: self.id.clone(),
+                role: role.name(),
+                action,
+                allowed: allowed.text(),
+            });
+        }
+        Ok(role)
+    }
+
+    /// Takes `removed` off the account's keys into its retired keys (at most
+    /// `RETIRED_KEYS_MAX`, the oldest forgotten), and `added` out of them.
+    fn retire_keys(&mut self, removed: &[PublicKey], added: &[PublicKey]) {
+        self.retired_keys.retain(|k| !added.contains(k) && !removed.contains(k));
+        self.retired_keys.extend(removed.iter().copied());
+        let excess = self.retired_keys.len().saturating_sub(RETIRED_KEYS_MAX);
+        self.retired_keys.drain(..excess);
     }
 
     /// Sets the balance after a payment at `timestamp_ms` (made or received): keeps when it
@@ -318,6 +526,24 @@ impl Account {
         }
         self.balance_minor = balance_minor;
         self.last_activity_ms = Some(timestamp_ms);
+    }
+}
+
+/// The roles that may sign an act on an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    Owner,
+    Payer,
+    Invoicer,
+}
+
+impl Allowed {
+    fn text(self) -> &'static str {
+        match self {
+            Allowed::Owner => "only its owner keys",
+            Allowed::Payer => "its owner and payer keys",
+            Allowed::Invoicer => "its owner and invoicer keys",
+        }
     }
 }
 
@@ -343,6 +569,8 @@ pub struct BalanceChange {
 /// summary.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Effects {
+    /// A transfer that became a pending payment: its id (the entry's sequence).
+    pub pending: Option<u64>,
     pub balance_changes: Vec<BalanceChange>,
     pub touched: Vec<AccountId>,
     pub invoices: Vec<InvoiceId>,
@@ -434,6 +662,12 @@ pub struct State {
     /// When `Some`, every change records what it overwrote (see `Ledger::mark`).
     journal: Option<Vec<Undo>>,
     bounds: Bounds,
+    /// The genesis's ledger day, offset from UTC in minutes (`Genesis::day`).
+    day_offset_minutes: i16,
+    /// How many pending payments the accounts' records hold (derived from them).
+    pending_total: usize,
+    /// The timestamp of the entry being applied, while `apply_signed` runs.
+    now_ms: Option<u64>,
 }
 
 impl State {
@@ -448,7 +682,9 @@ impl State {
         accounts: impl IntoIterator<Item = Account>,
         invoices: impl IntoIterator<Item = Invoice>,
     ) -> Self {
-        let accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
+        let accounts: BTreeMap<AccountId, Account> =
+            accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
+        let pending_total = accounts.values().map(|a| a.pending.len()).sum();
         let invoices: BTreeMap<InvoiceId, Arc<Invoice>> =
             invoices.into_iter().map(|i| (i.id, Arc::new(i))).collect();
         let open_invoices = invoices.values().filter(|i| i.state.is_open()).map(|i| i.id).collect();
@@ -461,6 +697,9 @@ impl State {
             open_invoices,
             journal: None,
             bounds: Bounds::default(),
+            day_offset_minutes: genesis.day_offset_minutes,
+            pending_total,
+            now_ms: None,
         }
     }
 
@@ -535,10 +774,15 @@ impl State {
         for u in undo {
             match u {
                 Undo::Account(id, Some(a)) => {
-                    self.accounts.insert(id, *a);
+                    self.pending_total += a.pending.len();
+                    if let Some(now) = self.accounts.insert(id, *a) {
+                        self.pending_total -= now.pending.len();
+                    }
                 }
                 Undo::Account(id, None) => {
-                    self.accounts.remove(&id);
+                    if let Some(now) = self.accounts.remove(&id) {
+                        self.pending_total -= now.pending.len();
+                    }
                 }
                 Undo::Invoice(id, Some(i)) => {
                     self.set_open(&i);
@@ -843,8 +1087,10 @@ impl State {
                 .and_then(|a| a.membership.as_ref())
                 .and_then(|m| self.groups.get(&m.group))
                 .and_then(|g| large(g.credit_limit_minor)),
-            OpKind::RotateKeys { account, .. } => {
-                let own = self.accounts.get(account).is_some_and(|a| a.keys.contains(signer));
+            OpKind::RotateKeys { account, .. }
+            | OpKind::AddKey(AddKey { account, .. })
+            | OpKind::RemoveKey { account, .. } => {
+                let own = self.accounts.get(account).and_then(|a| a.role_of(signer)) == Some(KeyRole::Owner);
                 (self.is_admin(signer) && !own).then_some(SensitiveAct::KeyRotation)
             }
             OpKind::CloseAccount { write_off_to: Some(_), .. } => Some(SensitiveAct::WriteOff),
@@ -913,6 +1159,25 @@ impl State {
         }
         self.check_common(ctx, signers, op)?;
         let signer = &signers[0];
+        self.now_ms = Some(ctx.timestamp_ms);
+        let outcome = self.apply_kind(ctx, signer, op, clearing);
+        self.now_ms = None;
+        let effects = outcome?;
+        assert_conserved(ctx, &effects);
+        #[cfg(debug_assertions)]
+        if let Err(violation) = self.check_invariants() {
+            panic!("invariant violated after entry {}: {violation}", ctx.sequence);
+        }
+        Ok(effects)
+    }
+
+    fn apply_kind(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        op: &Operation,
+        clearing: ClearingInput<'_>,
+    ) -> Result<Effects, Rejection> {
         let effects = match &op.kind {
             OpKind::RegisterAccount(r) => self.register(ctx, signer, r)?,
             OpKind::SetLimits(s) => self.set_limits(ctx, s)?,
@@ -936,6 +1201,14 @@ impl State {
                 self.follow_group_limits(ctx, account, *credit, *max)?
             }
             OpKind::SetFees(f) => self.set_fees(ctx, &f.schedule)?,
+            OpKind::AddKey(k) => self.add_key(ctx, signer, k)?,
+            OpKind::RemoveKey { account, key } => self.remove_key(ctx, signer, account, key)?,
+            OpKind::ApprovePending { account, pending, payee, amount_minor } => {
+                self.settle_pending(ctx, signer, account, *pending, Some((payee, *amount_minor)))?
+            }
+            OpKind::DeclinePending { account, pending, .. } => {
+                self.settle_pending(ctx, signer, account, *pending, None)?
+            }
             OpKind::Transfer(t) => self.transfer(ctx, signer, t)?,
             OpKind::IssueInvoice(i) => self.issue_invoice(ctx, signer, i)?,
             OpKind::AcceptInvoice(p) => self.invoice_action(ctx, signer, p, InvoiceAction::Accept)?,
@@ -950,11 +1223,6 @@ impl State {
             }
             OpKind::RunClearing(run) => self.run_clearing(ctx, run, clearing)?,
         };
-        assert_conserved(ctx, &effects);
-        #[cfg(debug_assertions)]
-        if let Err(violation) = self.check_invariants() {
-            panic!("invariant violated after entry {}: {violation}", ctx.sequence);
-        }
         Ok(effects)
     }
 
@@ -1061,6 +1329,10 @@ impl State {
         write_off_to: Option<&AccountId>,
     ) -> Result<Effects, Rejection> {
         let a = self.open_account(id, "be closed again")?;
+        let waiting = a.pending.iter().filter(|p| p.is_live(ctx.timestamp_ms)).count();
+        if waiting != 0 {
+            return Err(Rejection::PendingPaymentsOpen { account: id.clone(), count: waiting });
+        }
         let balance = a.balance_minor;
         // Every open invoice, once: closure is rare, and a per-firm count would be one
         // more index to keep in step with every invoice's change.
@@ -1073,6 +1345,7 @@ impl State {
                     open_invoices,
                 });
             }
+            self.forget_expired(id);
             return Ok(self.touch(ctx, id, |a| a.status = AccountStatus::Closed));
         };
         if reserve == id {
@@ -1102,16 +1375,19 @@ impl State {
         }
         let debt = -balance;
         let reserve_after = r.balance_minor - debt;
-        // The reserve's binding limit: its own, or its group's.
+        // The reserve's binding limit (its own or its group's); its own pending payments keep
+        // their headroom.
         let reserve_limit = self.limits(r).credit_limit_minor;
-        if reserve_after < -reserve_limit {
+        let reserved = r.reserved_minor(ctx.timestamp_ms);
+        if reserve_after - reserved < -reserve_limit {
             return Err(Rejection::CreditLimitExceeded {
                 account: reserve.clone(),
-                balance_after_minor: reserve_after,
+                balance_after_minor: reserve_after - reserved,
                 credit_limit_minor: reserve_limit,
             });
         }
         let reserve_before = r.balance_minor;
+        self.forget_expired(id);
         let mut effects = self.touch(ctx, id, |a| {
             a.set_paid_balance(0, ctx.timestamp_ms);
             a.status = AccountStatus::Closed;
@@ -1178,19 +1454,75 @@ impl State {
         allow_shared_key: bool,
     ) -> Result<Effects, Rejection> {
         let a = self.existing(id)?;
-        if !self.is_admin(signer) && !a.keys.contains(signer) {
-            return Err(Rejection::NotAccountKey { account: id.clone() });
+        if !self.is_admin(signer) {
+            a.require_role(signer, "replace the account's keys", Allowed::Owner)?;
         }
         self.open_account(id, "have its keys replaced")?;
         self.check_shared_keys(signer, id, keys, allow_shared_key)?;
         let keys = keys.to_vec();
         Ok(self.touch(ctx, id, |a| {
             let removed: Vec<PublicKey> = a.keys.iter().filter(|k| !keys.contains(k)).copied().collect();
-            a.retired_keys.retain(|k| !keys.contains(k) && !removed.contains(k));
-            a.retired_keys.extend(removed);
-            let excess = a.retired_keys.len().saturating_sub(RETIRED_KEYS_MAX);
-            a.retired_keys.drain(..excess);
+            a.retire_keys(&removed, &keys);
+            // A rotation gives the account a new set of owners.
+            a.key_grants.clear();
             a.keys = keys;
+        }))
+    }
+
+    /// Adds a key with its role to `account`: signed by an owner key of it, or by an
+    /// administrator (a sensitive act, checked with the quorum).
+    fn add_key(&mut self, ctx: &Context, signer: &PublicKey, k: &AddKey) -> Result<Effects, Rejection> {
+        let a = self.existing(&k.account)?;
+        if !self.is_admin(signer) {
+            a.require_role(signer, "change the account's keys", Allowed::Owner)?;
+        }
+        let a = self.open_account(&k.account, "have its keys changed")?;
+        if a.keys.contains(&k.key) {
+            return Err(Rejection::KeyAlreadyOnAccount { account: k.account.clone(), key: k.key });
+        }
+        if a.keys.len() >= KEYS_PER_ACCOUNT_MAX {
+            return Err(Rejection::InvalidKeys {
+                detail: format!(
+                    "account '{}' holds {} keys, the maximum is {KEYS_PER_ACCOUNT_MAX}; remove one first",
+                    k.account,
+                    a.keys.len()
+                ),
+            });
+        }
+        self.check_shared_keys(signer, &k.account, &[k.key], k.allow_shared_key)?;
+        Ok(self.touch(ctx, &k.account, |a| {
+            a.keys.push(k.key);
+            a.retire_keys(&[], &[k.key]);
+            if k.role != KeyRole::Owner {
+                a.key_grants.insert(k.key, KeyGrant { role: k.role, day: 0, spent_minor: 0 });
+            }
+        }))
+    }
+
+    /// Takes `key` off `account`, never its last owner key. Signed like `add_key`.
+    fn remove_key(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        id: &AccountId,
+        key: &PublicKey,
+    ) -> Result<Effects, Rejection> {
+        let a = self.existing(id)?;
+        if !self.is_admin(signer) {
+            a.require_role(signer, "change the account's keys", Allowed::Owner)?;
+        }
+        let a = self.open_account(id, "have its keys changed")?;
+        match a.role_of(key) {
+            None => return Err(Rejection::KeyNotOnAccount { account: id.clone(), key: *key }),
+            Some(KeyRole::Owner) if a.owner_count() == 1 => {
+                return Err(Rejection::LastOwnerKey { account: id.clone(), key: *key });
+            }
+            Some(_) => {}
+        }
+        Ok(self.touch(ctx, id, |a| {
+            a.keys.retain(|k| k != key);
+            a.key_grants.remove(key);
+            a.retire_keys(&[*key], &[]);
         }))
     }
 
@@ -1224,9 +1556,7 @@ impl State {
         i: &IssueInvoice,
     ) -> Result<Effects, Rejection> {
         let payee = self.existing(&i.payee)?;
-        if !payee.keys.contains(signer) {
-            return Err(Rejection::NotAccountKey { account: i.payee.clone() });
-        }
+        payee.require_role(signer, "issue an invoice", Allowed::Invoicer)?;
         let payer = self.existing(&i.payer)?;
         for (a, action) in [(payee, "invoice"), (payer, "be invoiced")] {
             check_status(a, action)?;
@@ -1268,6 +1598,7 @@ impl State {
         signer: &PublicKey,
         parties: &InvoiceParties,
         who: Signer,
+        action: &'static str,
     ) -> Result<&Invoice, Rejection> {
         let invoice = self.visible_invoice(signer, &parties.invoice)?;
         if invoice.payer != parties.payer || invoice.payee != parties.payee {
@@ -1279,16 +1610,22 @@ impl State {
                 ),
             });
         }
-        let holds = |id: &AccountId| self.accounts.get(id).is_some_and(|a| a.keys.contains(signer));
-        let allowed = match who {
-            Signer::Payer => holds(&invoice.payer),
-            Signer::Payee => holds(&invoice.payee),
-            Signer::Either => holds(&invoice.payer) || holds(&invoice.payee),
+        let check = |id: &AccountId, allowed: Allowed| -> Result<KeyRole, Rejection> {
+            self.existing(id)?.require_role(signer, action, allowed)
         };
-        if !allowed {
-            let account = if who == Signer::Payee { invoice.payee.clone() } else { invoice.payer.clone() };
-            return Err(Rejection::NotAccountKey { account });
-        }
+        match who {
+            Signer::Payer => check(&invoice.payer, Allowed::Owner)?,
+            Signer::Payee => check(&invoice.payee, Allowed::Invoicer)?,
+            // An owner of either firm; else the refusal about the firm whose key it is.
+            Signer::Either => match check(&invoice.payer, Allowed::Owner) {
+                Ok(role) => role,
+                Err(payer_refusal) => match check(&invoice.payee, Allowed::Owner) {
+                    Ok(role) => role,
+                    Err(Rejection::NotAccountKey { .. }) => return Err(payer_refusal),
+                    Err(payee_refusal) => return Err(payee_refusal),
+                },
+            },
+        };
         Ok(invoice)
     }
 
@@ -1301,7 +1638,7 @@ impl State {
         parties: &InvoiceParties,
         action: InvoiceAction<'_>,
     ) -> Result<Effects, Rejection> {
-        let invoice = self.authorized_invoice(signer, parties, action.signer())?;
+        let invoice = self.authorized_invoice(signer, parties, action.signer(), action.infinitive())?;
         match action {
             // Accepting binds the payer: not while either firm is frozen.
             InvoiceAction::Accept => {
@@ -1412,6 +1749,7 @@ impl State {
             invoices,
             clearing: Some((record, summary)),
             groups_changed: false,
+            pending: None,
         })
     }
 
@@ -1459,6 +1797,8 @@ impl State {
             last_activity_ms: None,
             retired_keys: Vec::new(),
             membership: None,
+            key_grants: BTreeMap::new(),
+            pending: Vec::new(),
         });
         Ok(Effects {
             balance_changes: vec![BalanceChange {
@@ -1593,9 +1933,7 @@ impl State {
 
     fn transfer(&mut self, ctx: &Context, signer: &PublicKey, t: &Transfer) -> Result<Effects, Rejection> {
         let payer = self.existing(&t.payer)?;
-        if !payer.keys.contains(signer) {
-            return Err(Rejection::NotAccountKey { account: t.payer.clone() });
-        }
+        let role = payer.require_role(signer, "pay", Allowed::Payer)?;
         let payee = self.existing(&t.payee)?;
         for (a, action) in [(payer, "pay"), (payee, "be paid")] {
             check_status(a, action)?;
@@ -1612,12 +1950,15 @@ impl State {
             .checked_add(t.amount_minor - levy.payee_minor)
             .ok_or_else(|| Rejection::BalanceOverflow { account: t.payee.clone() })?;
         // The limits that bind, own or the group's. `credit_limit_minor >= 0` always holds,
-        // so its negation cannot overflow.
+        // so its negation cannot overflow; the pending payments that have not expired keep
+        // the headroom they reserved. A payment that will be held is checked as if it were
+        // paid now, levy included: its approval pays the levy then in force.
         let (payer_limits, payee_limits) = (self.limits(payer), self.limits(payee));
-        if payer_after < -payer_limits.credit_limit_minor {
+        let reserved = payer.reserved_minor(ctx.timestamp_ms);
+        if payer_after - reserved < -payer_limits.credit_limit_minor {
             return Err(Rejection::CreditLimitExceeded {
                 account: t.payer.clone(),
-                balance_after_minor: payer_after,
+                balance_after_minor: payer_after - reserved,
                 credit_limit_minor: payer_limits.credit_limit_minor,
             });
         }
@@ -1629,6 +1970,33 @@ impl State {
         }
         let fee_account = self.levy_account(levy.total_minor())?;
         self.check_invoice_payment(signer, t)?;
+        let today = crate::genesis::ledger_day(self.day_offset_minutes, ctx.timestamp_ms);
+        let usage = match role {
+            KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => {
+                let grant = payer.key_grants.get(signer).copied();
+                let spent_today_minor = grant.filter(|g| g.day == today).map_or(0, |g| g.spent_minor);
+                // Both at most AMOUNT_MAX_MINOR, so the sum cannot overflow.
+                let spent_after = spent_today_minor + t.amount_minor;
+                if t.amount_minor > per_transfer_cap_minor || spent_after > daily_cap_minor {
+                    let over = Rejection::KeyCapExceeded {
+                        account: t.payer.clone(),
+                        key: *signer,
+                        amount_minor: t.amount_minor,
+                        per_transfer_cap_minor,
+                        daily_cap_minor,
+                        spent_today_minor,
+                    };
+                    // An invoice may be settled by others meanwhile: its payment is not
+                    // held for approval, an owner key pays it.
+                    if t.invoice.is_some() {
+                        return Err(over);
+                    }
+                    return self.make_pending(ctx, signer, t);
+                }
+                Some(spent_after)
+            }
+            _ => None,
+        };
         // Every check passed: now, and only now, change the state. Paying an issued
         // invoice accepts it: the payer's signature on the payment says as much.
         if let Some(id) = &t.invoice {
@@ -1650,6 +2018,11 @@ impl State {
             });
             a.set_paid_balance(*after, ctx.timestamp_ms);
             a.last_sequence = ctx.sequence;
+            if let (Some(spent_minor), true) = (usage, id == &t.payer)
+                && let Some(grant) = a.key_grants.get_mut(signer)
+            {
+                (grant.day, grant.spent_minor) = (today, spent_minor);
+            }
         }
         Ok(Effects {
             balance_changes,
@@ -1657,6 +2030,7 @@ impl State {
             invoices: t.invoice.into_iter().collect(),
             clearing: None,
             groups_changed: false,
+            pending: None,
         })
     }
 
@@ -1675,6 +2049,147 @@ impl State {
             return Err(Rejection::MaxBalanceExceeded { account: a.id.clone() });
         }
         Ok(Some((a.id.clone(), after)))
+    }
+
+    /// Keeps `t` as a pending payment of its payer (checked: the payer's key is a payer's,
+    /// the payer's headroom holds it, the payee may receive it).
+    fn make_pending(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        t: &Transfer,
+    ) -> Result<Effects, Rejection> {
+        let payer = self.existing(&t.payer)?;
+        let live = payer.pending.iter().filter(|p| p.is_live(ctx.timestamp_ms)).count();
+        let expired = payer.pending.len() - live;
+        if live >= PENDING_PER_ACCOUNT_MAX {
+            return Err(Rejection::TooManyPending { account: t.payer.clone(), max: PENDING_PER_ACCOUNT_MAX });
+        }
+        if self.pending_total - expired >= PENDING_TOTAL_MAX {
+            return Err(Rejection::TooManyPending { account: t.payer.clone(), max: PENDING_TOTAL_MAX });
+        }
+        self.forget_expired(&t.payer);
+        let pending = PendingPayment {
+            id: ctx.sequence,
+            payee: t.payee.clone(),
+            amount_minor: t.amount_minor,
+            key: *signer,
+            expires_ms: ctx.timestamp_ms.saturating_add(PENDING_VALIDITY_MS),
+            memo: t.memo.clone(),
+        };
+        self.pending_total += 1;
+        self.account_mut(&t.payer).pending.push(pending);
+        self.mark_touched(&[&t.payer, &t.payee], ctx.sequence);
+        Ok(Effects {
+            pending: Some(ctx.sequence),
+            touched: vec![t.payer.clone(), t.payee.clone()],
+            ..Effects::default()
+        })
+    }
+
+    /// Drops the pending payments of `id` that have expired at the entry being applied:
+    /// called only where that entry changes the account's pending payments anyway (or
+    /// closes it), so the state stays a function of the log.
+    fn forget_expired(&mut self, id: &AccountId) {
+        let Some(now) = self.now_ms else { return };
+        let Some(a) = self.accounts.get(id) else { return };
+        if a.pending.iter().all(|p| p.is_live(now)) {
+            return;
+        }
+        let a = self.account_mut(id);
+        let before = a.pending.len();
+        a.pending.retain(|p| p.is_live(now));
+        let forgotten = before - a.pending.len();
+        self.pending_total -= forgotten;
+    }
+
+    /// Approves (`approve`) or declines a pending payment of `account`: signed by an owner
+    /// key. An approval checks the payer and the payee again, as a transfer would, the
+    /// payment's own reservation set aside, then moves the money.
+    fn settle_pending(
+        &mut self,
+        ctx: &Context,
+        signer: &PublicKey,
+        id: &AccountId,
+        pending_id: u64,
+        approved: Option<(&AccountId, i64)>,
+    ) -> Result<Effects, Rejection> {
+        let approve = approved.is_some();
+        let a = self.existing(id)?;
+        let action = if approve { "approve a pending payment" } else { "decline a pending payment" };
+        a.require_role(signer, action, Allowed::Owner)?;
+        let a = self.open_account(id, "settle a pending payment")?;
+        let found = a.pending.iter().find(|p| p.id == pending_id).cloned();
+        // An approval names the payee and amount it approves: they must be the payment's.
+        let Some(p) =
+            found.filter(|p| approved.is_none_or(|(to, amount)| *to == p.payee && amount == p.amount_minor))
+        else {
+            return Err(Rejection::PendingUnknown { account: id.clone(), pending: pending_id });
+        };
+        // An approval concerns both firms (`OpKind::accounts`); a decline, the payer only.
+        let touched = if approve { vec![id.clone(), p.payee.clone()] } else { vec![id.clone()] };
+        let mut effects = Effects { touched, ..Effects::default() };
+        if approve {
+            if !p.is_live(ctx.timestamp_ms) {
+                return Err(Rejection::PendingExpired {
+                    account: id.clone(),
+                    pending: pending_id,
+                    expires_ms: p.expires_ms,
+                });
+            }
+            let payee = self.existing(&p.payee)?;
+            check_status(a, "pay")?;
+            check_status(payee, "be paid")?;
+            // The approval pays the transfer levy in force now, as a transfer would.
+            let levy = self.fees.as_ref().map(|f| f.levy(id, &p.payee, p.amount_minor)).unwrap_or_default();
+            let payer_after = a
+                .balance_minor
+                .checked_sub(p.amount_minor + levy.payer_minor)
+                .ok_or_else(|| Rejection::BalanceOverflow { account: id.clone() })?;
+            let payee_after = payee
+                .balance_minor
+                .checked_add(p.amount_minor - levy.payee_minor)
+                .ok_or_else(|| Rejection::BalanceOverflow { account: p.payee.clone() })?;
+            // The limits that bind (own or the group's); the other pending payments keep
+            // their headroom.
+            let (payer_limits, payee_limits) = (self.limits(a), self.limits(payee));
+            let others = a.reserved_minor(ctx.timestamp_ms) - p.amount_minor;
+            if payer_after - others < -payer_limits.credit_limit_minor {
+                return Err(Rejection::CreditLimitExceeded {
+                    account: id.clone(),
+                    balance_after_minor: payer_after - others,
+                    credit_limit_minor: payer_limits.credit_limit_minor,
+                });
+            }
+            if let Some(max) = payee_limits.max_balance_minor
+                && payee_after > max
+            {
+                return Err(Rejection::MaxBalanceExceeded { account: p.payee.clone() });
+            }
+            let fee_account = self.levy_account(levy.total_minor())?;
+            let mut moves = vec![(id.clone(), payer_after), (p.payee.clone(), payee_after)];
+            if let Some((fee, after)) = fee_account {
+                effects.touched.push(fee.clone());
+                moves.push((fee, after));
+            }
+            for (account, after) in &moves {
+                let a = self.account_mut(account);
+                effects.balance_changes.push(BalanceChange {
+                    account: account.clone(),
+                    before_minor: a.balance_minor,
+                    after_minor: *after,
+                });
+                a.set_paid_balance(*after, ctx.timestamp_ms);
+            }
+        }
+        let a = self.account_mut(id);
+        a.pending.retain(|q| q.id != pending_id);
+        self.pending_total -= 1;
+        self.forget_expired(id);
+        for account in &effects.touched {
+            self.account_mut(account).last_sequence = ctx.sequence;
+        }
+        Ok(effects)
     }
 
     /// The checks of a transfer that pays an invoice: the invoice is visible to the signer,
@@ -1745,6 +2260,16 @@ impl InvoiceAction<'_> {
             InvoiceAction::Accept | InvoiceAction::Reject(_) => Signer::Payer,
             InvoiceAction::Cancel(_) => Signer::Payee,
             InvoiceAction::SetClearing(_) => Signer::Either,
+        }
+    }
+
+    /// How a refusal of the signer's role names it: "it cannot accept an invoice".
+    fn infinitive(self) -> &'static str {
+        match self {
+            InvoiceAction::Accept => "accept an invoice",
+            InvoiceAction::Reject(_) => "reject an invoice",
+            InvoiceAction::Cancel(_) => "cancel an invoice",
+            InvoiceAction::SetClearing(_) => "take an invoice out of clearing or put it back",
         }
     }
 
@@ -1842,6 +2367,28 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
         OpKind::FreezeAccount { reason, .. } => check_reason(reason, true),
         OpKind::UnfreezeAccount { reason, .. } => check_reason(reason, false),
         OpKind::RotateKeys { keys, .. } => check_keys(keys),
+        OpKind::AddKey(k) => {
+            check_keys(&[k.key])?;
+            if let KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } = k.role
+                && (!(0..=daily_cap_minor).contains(&per_transfer_cap_minor)
+                    || !(0..=AMOUNT_MAX_MINOR).contains(&daily_cap_minor))
+            {
+                return Err(Rejection::InvalidLimit {
+                    detail: format!(
+                        "a payer key's caps must be 0 <= per-transfer cap <= daily cap <= {AMOUNT_MAX_MINOR} minor units (0: every payment waits for approval), got {per_transfer_cap_minor} per transfer and {daily_cap_minor} a day"
+                    ),
+                });
+            }
+            Ok(())
+        }
+        OpKind::RemoveKey { .. } => Ok(()),
+        OpKind::ApprovePending { amount_minor, .. } => {
+            if *amount_minor <= 0 || *amount_minor > AMOUNT_MAX_MINOR {
+                return Err(Rejection::InvalidAmount { amount_minor: *amount_minor });
+            }
+            Ok(())
+        }
+        OpKind::DeclinePending { reason, .. } => check_reason(reason, false),
         OpKind::SetRole(r) => {
             check_reason(&r.reason, true)?;
             crate::sign::check_public_key(&r.key)
@@ -2044,6 +2591,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: key(3),
             quorum: 1,
+            day_offset_minutes: 0,
         }
     }
 
@@ -2414,6 +2962,248 @@ mod tests {
         }
         // Its key is free again for a new account, without the flag.
         check(&closed, register("ccc", 10, 0, None), Ok(&[("ccc", 0)]));
+    }
+
+    fn add_key(signer: u8, seed: u8, role: KeyRole) -> (u8, OpKind) {
+        (signer, OpKind::AddKey(AddKey { account: id("aaa"), key: key(seed), role, allow_shared_key: false }))
+    }
+
+    /// `firms`, then `aaa` gets a payer (key 20: 300 a transfer, 500 a day), an invoicer
+    /// (21) and a viewer (22).
+    fn staffed() -> Vec<(u8, OpKind)> {
+        let mut ops = firms();
+        ops.push(add_key(10, 20, KeyRole::Payer { per_transfer_cap_minor: 300, daily_cap_minor: 500 }));
+        ops.push(add_key(10, 21, KeyRole::Invoicer));
+        ops.push(add_key(10, 22, KeyRole::Viewer));
+        ops
+    }
+
+    #[test]
+    fn each_key_signs_what_its_role_allows_and_a_payer_within_its_caps() {
+        use RejectCode::*;
+        let s = staffed();
+        let then = |extra: &[(u8, OpKind)]| [s.clone(), extra.to_vec()].concat();
+        check(&s, pay(20, "aaa", "bbb", 300, None), Ok(&[("aaa", -300), ("bbb", 300)]));
+        // Above a cap: a pending payment, which moves nothing.
+        check(&s, pay(20, "aaa", "bbb", 301, None), Ok(&[]));
+        // The day's cap counts what was paid that day: 300 + 200, then not one unit more.
+        let paid = then(&[pay(20, "aaa", "bbb", 300, None)]);
+        check(&paid, pay(20, "aaa", "bbb", 200, None), Ok(&[("aaa", -500), ("bbb", 500)]));
+        check(
+            &then(&[pay(20, "aaa", "bbb", 300, None), pay(20, "aaa", "bbb", 200, None)]),
+            pay(20, "aaa", "bbb", 1, None),
+            Err(MaxBalanceExceeded),
+        );
+        let paid_more = then(&[
+            pay(20, "aaa", "bbb", 300, None),
+            pay(20, "aaa", "bbb", 200, None),
+            pay(11, "bbb", "aaa", 500, None),
+        ]);
+        check(&paid_more, pay(20, "aaa", "bbb", 1, None), Ok(&[]));
+        // An owner key has no cap; the limits still hold before a cap is looked at.
+        check(&paid_more, pay(10, "aaa", "bbb", 1, None), Ok(&[("aaa", -1), ("bbb", 1)]));
+        // An invoice's payment above a cap is refused, never held.
+        let billed_aaa = [paid_more.clone(), vec![issue(11, 2, "bbb", "aaa", 100)]].concat();
+        check(&billed_aaa, pay(20, "aaa", "bbb", 1, Some(2)), Err(KeyCapExceeded));
+        check(&s, pay(20, "aaa", "bbb", 1_001, None), Err(CreditLimitExceeded));
+        check(&s, pay(20, "aaa", "bbb", 0, None), Err(InvalidAmount));
+        for who in [21, 22] {
+            check(&s, pay(who, "aaa", "bbb", 1, None), Err(KeyRoleNotAllowed));
+        }
+        check(&s, pay(11, "aaa", "bbb", 1, None), Err(NotAccountKey));
+        // Invoices: the invoicer issues and cancels; only an owner accepts.
+        let issue_by = |signer| {
+            let (_, kind) = issue(signer, 1, "aaa", "bbb", 100);
+            (signer, kind)
+        };
+        check(&s, issue_by(21), Ok(&[]));
+        check(&s, issue_by(10), Ok(&[]));
+        for who in [20, 22] {
+            check(&s, issue_by(who), Err(KeyRoleNotAllowed));
+        }
+        let billed = then(&[issue(11, 1, "bbb", "aaa", 100)]);
+        let accept = |signer| (signer, OpKind::AcceptInvoice(parties(1, "bbb", "aaa")));
+        for who in [20, 21, 22] {
+            check(&billed, accept(who), Err(KeyRoleNotAllowed));
+        }
+        check(&billed, accept(10), Ok(&[]));
+        let issued = then(&[issue_by(21)]);
+        let cancel = |signer| {
+            (signer, OpKind::CancelInvoice { invoice: parties(1, "aaa", "bbb"), reason: String::new() })
+        };
+        check(&issued, cancel(22), Err(KeyRoleNotAllowed));
+        check(&issued, cancel(21), Ok(&[]));
+        // Keys: only an owner changes them; the last owner stays.
+        check(&s, add_key(20, 23, KeyRole::Viewer), Err(KeyRoleNotAllowed));
+        check(&s, add_key(11, 23, KeyRole::Viewer), Err(NotAccountKey));
+        check(&s, add_key(ADMIN, 23, KeyRole::Owner), Ok(&[]));
+        check(&s, add_key(10, 22, KeyRole::Viewer), Err(KeyAlreadyOnAccount));
+        check(&s, add_key(10, 11, KeyRole::Viewer), Err(KeyAlreadyRegistered));
+        check(
+            &s,
+            add_key(10, 23, KeyRole::Payer { per_transfer_cap_minor: 501, daily_cap_minor: 500 }),
+            Err(InvalidLimit),
+        );
+        let remove = |signer, seed| (signer, OpKind::RemoveKey { account: id("aaa"), key: key(seed) });
+        check(&s, remove(10, 10), Err(LastOwnerKey));
+        check(&s, remove(10, 23), Err(KeyNotOnAccount));
+        check(&s, remove(22, 22), Err(KeyRoleNotAllowed));
+        check(&s, remove(10, 22), Ok(&[]));
+        check(&then(&[add_key(10, 23, KeyRole::Owner)]), remove(23, 10), Ok(&[]));
+        let rotate = |signer| {
+            (signer, OpKind::RotateKeys { account: id("aaa"), keys: vec![key(30)], allow_shared_key: false })
+        };
+        check(&s, rotate(22), Err(KeyRoleNotAllowed));
+        check(&s, rotate(10), Ok(&[]));
+        // At most KEYS_PER_ACCOUNT_MAX keys.
+        let full: Vec<_> =
+            (0..KEYS_PER_ACCOUNT_MAX as u8 - 4).map(|n| add_key(10, 40 + n, KeyRole::Viewer)).collect();
+        check(&then(&full), add_key(10, 60, KeyRole::Viewer), Err(InvalidKeys));
+    }
+
+    /// A held payment pays no levy while it waits; its approval pays the levy then in force,
+    /// in its own entry; the payer's binding limit (its group's) counts the reservation.
+    #[test]
+    fn an_approved_payment_pays_the_levy_and_a_group_limit_binds_the_reservation() {
+        use crate::fees::LevyOn::Payer;
+        let mut ops = staffed();
+        ops.extend([register("assoc", 12, 0, None), set_fees(100, Payer)]);
+        // 400 is above the payer's cap: held, nothing moves, no levy yet.
+        check(&ops, pay(20, "aaa", "bbb", 400, None), Ok(&[]));
+        ops.push(pay(20, "aaa", "bbb", 400, None));
+        let approve = |amount_minor| {
+            (10, OpKind::ApprovePending { account: id("aaa"), pending: 8, payee: id("bbb"), amount_minor })
+        };
+        check(&ops, approve(400), Ok(&[("aaa", -404), ("bbb", 400), ("assoc", 4)]));
+        // In a group whose limit (500) binds, the reservation of 400 leaves 100, levy included.
+        ops.extend([create_group("tight", 500, None), assign("aaa", "tight")]);
+        check(&ops, pay(10, "aaa", "bbb", 99, None), Ok(&[("aaa", -100), ("bbb", 99), ("assoc", 1)]));
+        check(&ops, pay(10, "aaa", "bbb", 100, None), Err(RejectCode::CreditLimitExceeded));
+    }
+
+    #[test]
+    fn a_pending_payment_reserves_headroom_until_approved_declined_or_expired() {
+        use RejectCode::*;
+        let mut state = State::new(&genesis());
+        let mut sequence = 0;
+        let mut at = |state: &mut State, timestamp_ms: u64, (signer, kind): (u8, OpKind)| {
+            sequence += 1;
+            let op = Operation { id: OperationId([0; 16]), valid_until_ms: timestamp_ms + 1, kind };
+            let before = state.clone();
+            let ctx = Context { sequence, timestamp_ms };
+            let outcome = state.apply(&ctx, &key(signer), &op, ClearingInput::Propose);
+            if outcome.is_err() {
+                assert_eq!(*state, before, "a refusal changed the state");
+                sequence -= 1;
+            }
+            outcome.map_err(|r| r.code())
+        };
+        for op in staffed() {
+            at(&mut state, NOW_MS, op).unwrap();
+        }
+        let balance = |state: &State, name: &str| state.account(&id(name)).unwrap().balance_minor;
+        let approve_to = |signer, pending, payee: &str, amount_minor| {
+            (signer, OpKind::ApprovePending { account: id("aaa"), pending, payee: id(payee), amount_minor })
+        };
+        let decline = |signer, pending| {
+            (signer, OpKind::DeclinePending { account: id("aaa"), pending, reason: "no".into() })
+        };
+        // 400 is above the payer's cap of 300: pending, with the entry's sequence as its id.
+        let first = at(&mut state, NOW_MS, pay(20, "aaa", "bbb", 400, None)).unwrap().pending.unwrap();
+        assert_eq!(first, 6);
+        assert_eq!(
+            (balance(&state, "aaa"), state.account(&id("aaa")).unwrap().reserved_minor(NOW_MS)),
+            (0, 400)
+        );
+        // The reservation counts: 1,000 of credit, 400 reserved, 600 left.
+        at(&mut state, NOW_MS, pay(10, "aaa", "bbb", 300, None)).unwrap();
+        assert_eq!(at(&mut state, NOW_MS, pay(10, "aaa", "bbb", 301, None)), Err(CreditLimitExceeded));
+        // The payee is checked again at approval: 300 + 400 is above bbb's maximum of 500.
+        let approve = |signer, pending| approve_to(signer, pending, "bbb", 400);
+        assert_eq!(at(&mut state, NOW_MS, approve(10, first)), Err(MaxBalanceExceeded));
+        for who in [20, 21, 22] {
+            assert_eq!(at(&mut state, NOW_MS, approve(who, first)), Err(KeyRoleNotAllowed));
+        }
+        assert_eq!(at(&mut state, NOW_MS, approve(11, first)), Err(NotAccountKey));
+        assert_eq!(at(&mut state, NOW_MS, approve(10, 99)), Err(PendingUnknown));
+        // What the owner signs is the payment recorded, or nothing.
+        assert_eq!(at(&mut state, NOW_MS, approve_to(10, first, "bbb", 399)), Err(PendingUnknown));
+        assert_eq!(at(&mut state, NOW_MS, approve_to(10, first, "aaa", 400)), Err(PendingUnknown));
+        at(&mut state, NOW_MS, pay(11, "bbb", "aaa", 200, None)).unwrap();
+        let approved = at(&mut state, NOW_MS, approve(10, first)).unwrap();
+        assert_eq!(approved.balance_changes.len(), 2);
+        assert_eq!((balance(&state, "aaa"), balance(&state, "bbb")), (-500, 500));
+        assert_eq!(at(&mut state, NOW_MS, approve(10, first)), Err(PendingUnknown));
+        // A declined one moves nothing and releases its reservation.
+        at(&mut state, NOW_MS, pay(11, "bbb", "aaa", 500, None)).unwrap();
+        let second = at(&mut state, NOW_MS, pay(20, "aaa", "bbb", 350, None)).unwrap().pending.unwrap();
+        assert_eq!(at(&mut state, NOW_MS, close("aaa")), Err(PendingPaymentsOpen));
+        at(&mut state, NOW_MS, decline(10, second)).unwrap();
+        assert_eq!(state.account(&id("aaa")).unwrap().reserved_minor(NOW_MS), 0);
+        // One that expires: released for every check after its expiry, and not approvable.
+        at(&mut state, NOW_MS, register("ccc", 12, 0, None)).unwrap();
+        let third = at(&mut state, NOW_MS, pay(20, "aaa", "ccc", 1_000, None)).unwrap().pending.unwrap();
+        assert_eq!(at(&mut state, NOW_MS, pay(10, "aaa", "ccc", 1, None)), Err(CreditLimitExceeded));
+        let expiry = NOW_MS + cercle_limits::PENDING_VALIDITY_MS;
+        assert_eq!(at(&mut state, expiry, pay(10, "aaa", "ccc", 1, None)), Err(CreditLimitExceeded));
+        at(&mut state, expiry + 1, pay(10, "aaa", "ccc", 1, None)).unwrap();
+        assert_eq!(at(&mut state, expiry + 1, approve_to(10, third, "ccc", 1_000)), Err(PendingExpired));
+        // Its record is forgotten at the account's next change of its pending payments.
+        assert_eq!(state.account(&id("aaa")).unwrap().pending.len(), 1);
+        let fourth = at(&mut state, expiry + 1, pay(20, "aaa", "ccc", 301, None)).unwrap().pending.unwrap();
+        let a = state.account(&id("aaa")).unwrap().clone();
+        assert_eq!(a.pending.iter().map(|p| p.id).collect::<Vec<_>>(), [fourth]);
+        assert_eq!(Account::decode(&a.encode()), Ok(a.clone()));
+        at(&mut state, expiry + 1, decline(10, fourth)).unwrap();
+        // Bounds: at most PENDING_PER_ACCOUNT_MAX waiting on one account.
+        let limit = SetLimits {
+            account: id("aaa"),
+            credit_limit_minor: Some(10_000),
+            max_balance_minor: None,
+            reason: "more credit".into(),
+        };
+        at(&mut state, expiry + 2, (ADMIN, OpKind::SetLimits(limit))).unwrap();
+        for _ in 0..PENDING_PER_ACCOUNT_MAX {
+            at(&mut state, expiry + 2, pay(20, "aaa", "ccc", 301, None)).unwrap();
+        }
+        assert_eq!(at(&mut state, expiry + 2, pay(20, "aaa", "ccc", 301, None)), Err(TooManyPending));
+        state.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn key_grants_and_a_payers_day_survive_the_record_and_a_rotation_clears_them() {
+        let mut state = State::new(&genesis());
+        for (n, op) in staffed().iter().chain([pay(20, "aaa", "bbb", 120, None)].iter()).enumerate() {
+            apply(&mut state, n as u64 + 1, op).unwrap();
+        }
+        let a = state.account(&id("aaa")).unwrap().clone();
+        assert_eq!(a.owner_count(), 1);
+        assert_eq!(a.role_of(&key(22)), Some(KeyRole::Viewer));
+        assert_eq!(a.role_of(&key(10)), Some(KeyRole::Owner));
+        assert_eq!(a.role_of(&key(11)), None);
+        let grant = a.key_grants[&key(20)];
+        assert_eq!((grant.day, grant.spent_minor), (0, 120));
+        assert_eq!(Account::decode(&a.encode()), Ok(a.clone()));
+        // Without grants the record keeps the bytes it had before roles existed.
+        let mut plain = a.clone();
+        plain.key_grants.clear();
+        assert!(plain.encode().len() < a.encode().len());
+        apply(
+            &mut state,
+            10,
+            &(
+                10,
+                OpKind::RotateKeys {
+                    account: id("aaa"),
+                    keys: vec![key(10), key(22)],
+                    allow_shared_key: false,
+                },
+            ),
+        )
+        .unwrap();
+        let a = state.account(&id("aaa")).unwrap();
+        assert!(a.key_grants.is_empty());
+        assert_eq!(a.role_of(&key(22)), Some(KeyRole::Owner));
     }
 
     #[test]

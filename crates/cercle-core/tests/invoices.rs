@@ -47,6 +47,7 @@ impl World {
             auditor_keys: vec![],
             node_key: Keypair::from_seed(&[3; 32]).public_key(),
             quorum: 1,
+            day_offset_minutes: 0,
         };
         let keys: Vec<Keypair> = (0..FIRMS.len()).map(|i| Keypair::from_seed(&[10 + i as u8; 32])).collect();
         let ledger = Ledger::new(genesis.clone());

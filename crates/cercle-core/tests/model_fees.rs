@@ -53,6 +53,7 @@ fn genesis() -> Genesis {
         auditor_keys: vec![],
         node_key: keys()[0],
         quorum: 1,
+        day_offset_minutes: 0,
     }
 }
 

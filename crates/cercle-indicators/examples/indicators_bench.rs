@@ -62,6 +62,7 @@ fn main() {
         auditor_keys: vec![],
         node_key: node.public_key(),
         quorum: 1,
+        day_offset_minutes: 0,
     };
     let mut ledger = Ledger::new(genesis.clone());
     let mut entries = Vec::with_capacity(entries_wanted);

@@ -181,6 +181,8 @@ mod tests {
             last_activity_ms: negative_since,
             retired_keys: vec![],
             membership: None,
+            key_grants: Default::default(),
+            pending: Vec::new(),
         }
     }
 

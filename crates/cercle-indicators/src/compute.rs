@@ -245,10 +245,30 @@ impl Computer {
                     }
                 }
             }
-            OpKind::RotateKeys { .. } | OpKind::SetRole(_) | OpKind::SetQuorum(_) | OpKind::SetFees(_) => {}
-            OpKind::Transfer(t) => {
-                let (p, q) = (self.firm(&t.payer).map_err(bad)?, self.firm(&t.payee).map_err(bad)?);
-                let amount = t.amount_minor;
+            OpKind::RotateKeys { .. }
+            | OpKind::SetRole(_)
+            | OpKind::SetQuorum(_)
+            | OpKind::SetFees(_)
+            | OpKind::AddKey(_)
+            | OpKind::RemoveKey { .. }
+            | OpKind::DeclinePending { .. } => {}
+            // A transfer held for approval moves nothing (its entry records no balance); its
+            // approval is the payment, from the account to the other balance the entry records.
+            OpKind::Transfer(_) if entry.balances_after.is_empty() => {}
+            OpKind::Transfer(_) | OpKind::ApprovePending { .. } => {
+                let (p, q, amount, invoice) = match &op.kind {
+                    OpKind::Transfer(t) => {
+                        let (p, q) = (self.firm(&t.payer).map_err(bad)?, self.firm(&t.payee).map_err(bad)?);
+                        (p, q, t.amount_minor, t.invoice)
+                    }
+                    // The approval names its payee and amount; a levy's shares are in the
+                    // balances the entry records (below).
+                    OpKind::ApprovePending { account, payee, amount_minor, .. } => {
+                        let (p, q) = (self.firm(account).map_err(bad)?, self.firm(payee).map_err(bad)?);
+                        (p, q, *amount_minor, None)
+                    }
+                    _ => unreachable!("matched above"),
+                };
                 let (payer_after, payee_after) =
                     (self.firms[p].balance.checked_sub(amount), self.firms[q].balance.checked_add(amount));
                 let (Some(payer_after), Some(payee_after)) = (payer_after, payee_after) else {
@@ -276,7 +296,7 @@ impl Computer {
                     self.firms[q].active = true;
                     *self.pairs.entry((p as u32, q as u32)).or_insert(0) += a;
                 }
-                if let Some(id) = &t.invoice {
+                if let Some(id) = &invoice {
                     let invoice =
                         self.invoices.get_mut(id).ok_or_else(|| bad(format!("pays unknown invoice {id}")))?;
                     invoice.accepted = true;

@@ -121,6 +121,7 @@ fn build(plan: &Plan) -> Built {
         auditor_keys: vec![],
         node_key: Keypair::from_seed(&[3; 32]).public_key(),
         quorum: 1,
+        day_offset_minutes: 0,
     };
     let mut ledger = Ledger::new(genesis.clone());
     let mut built = Built {

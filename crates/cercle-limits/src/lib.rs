@@ -175,6 +175,9 @@ limits! {
     AMOUNT_MAX_MINOR: i64 = INVOICE_AMOUNT_MAX_MINOR => minor;
     /// The largest exponent (decimal places of the minor unit) a ledger may use.
     EXPONENT_MAX: u8 = 9 => count;
+    /// The farthest the ledger's day may be offset from UTC (the genesis's fixed offset,
+    /// which decides when a payer key's daily cap starts again): UTC-14:00 to UTC+14:00.
+    DAY_OFFSET_MS_MAX: u64 = 14 * 60 * 60 * 1000 => ms;
 
     // ---- Ledger -------------------------------------------------------------------------
 
@@ -185,6 +188,13 @@ limits! {
     GROUPS_MAX: usize = 256 => count;
     /// Most open invoices (issued, accepted or partly settled) a ledger holds at once.
     OPEN_INVOICES_MAX: usize = 2_000_000 => count;
+    /// Most pending payments one account has waiting for approval (`TOO_MANY_PENDING`).
+    PENDING_PER_ACCOUNT_MAX: usize = 16 => count;
+    /// Most pending payments a ledger holds (`TOO_MANY_PENDING`).
+    PENDING_TOTAL_MAX: usize = 100_000 => count;
+    /// How long a pending payment waits for an owner's approval before it expires and its
+    /// reservation is released: 7 days.
+    PENDING_VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000 => ms;
     /// Most obligations one clearing run takes: bounds its entry and the solver's time.
     CLEARING_OBLIGATIONS_MAX: usize = 500_000 => count;
     /// Most firms one clearing run takes.

@@ -220,35 +220,88 @@ impl TryFrom<Entry> for core::Entry {
     }
 }
 
+/// The account as a read at `now_ms` shows it: `reserved_minor` counts the pending payments
+/// that have not expired by then.
+pub fn account_at(a: &core::Account, groups: &core::Groups, now_ms: u64) -> Account {
+    Account { reserved_minor: a.reserved_minor(now_ms), ..wire_account(a, groups) }
+}
+
 /// An account as the wire shows it, with the limits that bind it (its own, or its group's
 /// from `groups`) and where each comes from.
 pub fn wire_account(a: &core::Account, groups: &core::Groups) -> Account {
     let limits = groups.limits_of(a);
-    let (credit_source, max_source) = core::Groups::sources_of(a);
     Account {
-        account: a.id.to_string(),
-        display_name: a.display_name.clone(),
-        balance_minor: a.balance_minor,
         credit_limit_minor: limits.credit_limit_minor,
         max_balance_minor: limits.max_balance_minor,
-        status: match a.status {
-            core::AccountStatus::Active => AccountStatus::Active,
-            core::AccountStatus::Frozen => AccountStatus::Frozen,
-            core::AccountStatus::Closed => AccountStatus::Closed,
-        } as i32,
-        public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
-        registered_at_sequence: a.registered_at_sequence,
-        last_sequence: a.last_sequence,
-        sector: a.profile.sector.clone(),
-        commune: a.profile.commune.clone(),
-        postcode: a.profile.postcode.clone(),
-        territory: a.profile.territory.clone(),
-        size_class: a.profile.size_class.clone(),
-        negative_since_ms: a.negative_since_ms,
-        last_activity_ms: a.last_activity_ms,
-        group: a.membership.as_ref().map(|m| m.group.to_string()).unwrap_or_default(),
-        credit_limit_source: credit_source.label(),
-        max_balance_source: max_source.label(),
+        ..Account::from(a)
+    }
+}
+
+impl From<&core::Account> for Account {
+    /// `reserved_minor` counts every pending payment the record holds (see `account_at`);
+    /// the limits are the account's own (`wire_account` gives the ones that bind).
+    fn from(a: &core::Account) -> Self {
+        let (credit_source, max_source) = core::Groups::sources_of(a);
+        Account {
+            group: a.membership.as_ref().map(|m| m.group.to_string()).unwrap_or_default(),
+            credit_limit_source: credit_source.label(),
+            max_balance_source: max_source.label(),
+            account: a.id.to_string(),
+            display_name: a.display_name.clone(),
+            balance_minor: a.balance_minor,
+            credit_limit_minor: a.credit_limit_minor,
+            max_balance_minor: a.max_balance_minor,
+            status: match a.status {
+                core::AccountStatus::Active => AccountStatus::Active,
+                core::AccountStatus::Frozen => AccountStatus::Frozen,
+                core::AccountStatus::Closed => AccountStatus::Closed,
+            } as i32,
+            public_keys: a.keys.iter().map(|k| k.0.to_vec()).collect(),
+            registered_at_sequence: a.registered_at_sequence,
+            last_sequence: a.last_sequence,
+            sector: a.profile.sector.clone(),
+            commune: a.profile.commune.clone(),
+            postcode: a.profile.postcode.clone(),
+            territory: a.profile.territory.clone(),
+            size_class: a.profile.size_class.clone(),
+            negative_since_ms: a.negative_since_ms,
+            last_activity_ms: a.last_activity_ms,
+            keys: a
+                .keys
+                .iter()
+                .map(|k| {
+                    let role = a.role_of(k).unwrap_or(core::KeyRole::Owner);
+                    let grant = a.key_grants.get(k);
+                    let caps = match role {
+                        core::KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } => {
+                            Some((per_transfer_cap_minor, daily_cap_minor))
+                        }
+                        _ => None,
+                    };
+                    AccountKey {
+                        public_key: k.0.to_vec(),
+                        role: role.name().to_string(),
+                        per_transfer_cap_minor: caps.map(|c| c.0),
+                        daily_cap_minor: caps.map(|c| c.1),
+                        day: grant.map_or(0, |g| g.day),
+                        spent_minor: grant.map_or(0, |g| g.spent_minor),
+                    }
+                })
+                .collect(),
+            reserved_minor: a.recorded_reserved_minor(),
+            pending: a
+                .pending
+                .iter()
+                .map(|p| PendingPayment {
+                    pending_id: p.id,
+                    payee: p.payee.to_string(),
+                    amount_minor: p.amount_minor,
+                    public_key: p.key.0.to_vec(),
+                    expires_ms: p.expires_ms,
+                    memo: p.memo.clone(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -373,6 +426,7 @@ impl From<&core::Genesis> for LedgerInfo {
             quorum: u32::from(g.quorum),
             quorum_limit_above_minor: None,
             fees: None,
+            day_offset_minutes: i32::from(g.day_offset_minutes),
         }
     }
 }
@@ -428,6 +482,8 @@ impl TryFrom<LedgerInfo> for core::Genesis {
                 0 => 1,
                 q => u8::try_from(q).map_err(|_| malformed("genesis_quorum out of range"))?,
             },
+            day_offset_minutes: i16::try_from(i.day_offset_minutes)
+                .map_err(|_| malformed("day_offset_minutes out of range"))?,
         };
         genesis.validate().map_err(|e| malformed(e.to_string()))?;
         Ok(genesis)

@@ -98,9 +98,10 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::FeesInvalid
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
-        RejectCode::NotAdministrator | RejectCode::NotAccountKey | RejectCode::QuorumNotMet => {
-            Code::PermissionDenied
-        }
+        RejectCode::NotAdministrator
+        | RejectCode::NotAccountKey
+        | RejectCode::QuorumNotMet
+        | RejectCode::KeyRoleNotAllowed => Code::PermissionDenied,
         RejectCode::UnknownAccount | RejectCode::UnknownInvoice | RejectCode::UnknownGroup => Code::NotFound,
         RejectCode::OperationIdConflict
         | RejectCode::AccountExists
@@ -128,7 +129,15 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::KeyAlreadyRegistered
         | RejectCode::AccountNotSettled
         | RejectCode::WriteOffInvalid
-        | RejectCode::NotInGroup => Code::FailedPrecondition,
+        | RejectCode::NotInGroup
+        | RejectCode::KeyCapExceeded
+        | RejectCode::LastOwnerKey
+        | RejectCode::KeyAlreadyOnAccount
+        | RejectCode::KeyNotOnAccount
+        | RejectCode::PendingExpired
+        | RejectCode::PendingPaymentsOpen => Code::FailedPrecondition,
+        RejectCode::PendingUnknown => Code::NotFound,
+        RejectCode::TooManyPending => Code::ResourceExhausted,
         RejectCode::BalanceOverflow => Code::OutOfRange,
     }
 }

@@ -98,6 +98,8 @@ pub struct InitOptions {
     pub auditor_keys: Vec<PublicKey>,
     /// Administrators who sign a sensitive act (1 to the number of administrators).
     pub quorum: u8,
+    /// The ledger's day: a fixed offset from UTC in minutes (`Genesis::day_offset_minutes`).
+    pub day_offset_minutes: i16,
 }
 
 pub struct InitReport {
@@ -154,6 +156,7 @@ pub fn init_data_dir(dir: &DataDir, options: InitOptions) -> Result<InitReport, 
         auditor_keys: options.auditor_keys,
         node_key: node.public_key(),
         quorum: options.quorum,
+        day_offset_minutes: options.day_offset_minutes,
     };
     genesis.validate().map_err(|e| NodeError::Invalid(e.to_string()))?;
     std::fs::create_dir_all(&dir.root).map_err(io_err(&dir.root))?;

@@ -467,6 +467,7 @@ pub fn receipt_to_pb(r: &Receipt) -> pb::Receipt {
         balances_after: r.balances_shown.iter().map(Into::into).collect(),
         duplicate: r.duplicate,
         clearing: r.clearing.as_ref().map(Into::into),
+        pending_id: r.pending,
     }
 }
 
@@ -711,7 +712,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         let id = self.authorize_read(&request, "GetAccount", &request.get_ref().account)?;
         let account = self
             .view
-            .wire_account(&id)
+            .wire_account(&id, now_ms())
             .ok_or_else(|| ServiceError::NotFound(format!("unknown account '{id}'")))?;
         Ok(Response::new(pb::GetAccountResponse {
             account: Some(account),
@@ -837,8 +838,12 @@ impl pb::ledger_server::Ledger for LedgerService {
                     req.descending,
                     as_of_ms,
                 );
-                let page: Vec<pb::Account> =
-                    selected.iter().skip(offset).take(limit).map(|a| pb::wire_account(a, groups)).collect();
+                let page: Vec<pb::Account> = selected
+                    .iter()
+                    .skip(offset)
+                    .take(limit)
+                    .map(|a| pb::account_at(a, groups, as_of_ms))
+                    .collect();
                 (page, selected.len())
             })
         })

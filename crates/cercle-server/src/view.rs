@@ -157,11 +157,11 @@ impl View {
         self.read().groups.clone()
     }
 
-    /// `account` as the wire shows it, its limits resolved through the groups it was
-    /// published with.
-    pub fn wire_account(&self, id: &AccountId) -> Option<cercle_proto::Account> {
+    /// `account` as the wire shows it at `now_ms`, its limits resolved through the groups
+    /// it was published with, its reservations those of the pending payments live then.
+    pub fn wire_account(&self, id: &AccountId, now_ms: u64) -> Option<cercle_proto::Account> {
         let d = self.read();
-        d.accounts.get(id).map(|a| cercle_proto::wire_account(a, &d.groups))
+        d.accounts.get(id).map(|a| cercle_proto::account_at(a, &d.groups, now_ms))
     }
 
     /// Every member group, by name, with its open members and those that follow its credit

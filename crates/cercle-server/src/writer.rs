@@ -60,6 +60,8 @@ pub struct Receipt {
     /// The entry's balances that the submitting key may read: all a receipt shows of
     /// balances (a clearing run's are in its record's parts).
     pub balances_shown: Vec<BalanceAfter>,
+    /// A transfer held for approval: its pending payment's id.
+    pub pending: Option<u64>,
 }
 
 /// Where an operation's answer goes, and the place in the queue it holds until then.
@@ -484,6 +486,7 @@ impl Executor {
                     duplicate: false,
                     clearing,
                     balances_shown,
+                    pending: effects.pending,
                 }))
             }
         }
@@ -755,7 +758,10 @@ impl Syncer {
                     governance || self.view.account(a).is_some_and(|acc| acc.keys.contains(&signer))
                 };
                 let balances_shown = entry.balances().into_iter().filter(|b| readable(&b.account)).collect();
-                Ok(Receipt { entry, operation_id, duplicate: true, clearing: None, balances_shown })
+                let held = cercle_core::body::decode(&entry.envelope.body)
+                    .is_ok_and(|op| op.kind.is_held(&entry.balances_after));
+                let pending = held.then_some(entry.sequence);
+                Ok(Receipt { entry, operation_id, duplicate: true, clearing: None, balances_shown, pending })
             }
         }
     }

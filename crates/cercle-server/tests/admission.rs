@@ -80,6 +80,7 @@ async fn start(
         admin_keys: vec![admin.public_key()],
         auditor_keys: vec![],
         quorum: 1,
+        day_offset_minutes: 0,
     };
     let genesis = init_data_dir(&data, options).unwrap().genesis;
     (genesis, open_node(&data).await.unwrap())

@@ -1569,8 +1569,10 @@ impl Model {
                 }
                 Ok(Applied::Clearing { with_credit: run.with_credit })
             }
-            // Role, quorum changes, closures and groups are the state models'
-            // (`cercle-core/tests/`) and the end-to-end tests'; this model never generates them.
+            // Role, quorum changes, closures, groups and fees are the state models'
+            // (`cercle-core/tests/`) and the end-to-end tests'; key roles are the key model's
+            // (`cercle-core/tests/model_keys.rs`) and `tests/tests/keys.rs`'s; this model never
+            // generates them.
             OpKind::SetRole(_)
             | OpKind::CloseAccount { .. }
             | OpKind::SetQuorum(_)
@@ -1578,7 +1580,11 @@ impl Model {
             | OpKind::SetGroupLimits(_)
             | OpKind::AssignGroup { .. }
             | OpKind::FollowGroupLimits { .. }
-            | OpKind::SetFees(_) => {
+            | OpKind::SetFees(_)
+            | OpKind::AddKey(_)
+            | OpKind::RemoveKey { .. }
+            | OpKind::ApprovePending { .. }
+            | OpKind::DeclinePending { .. } => {
                 unreachable!("the node model generates no {}", kind.name())
             }
         }
@@ -1730,6 +1736,8 @@ impl Model {
             last_activity_ms: a.last_activity,
             retired_keys: a.retired.clone(),
             membership: None,
+            key_grants: Default::default(),
+            pending: Vec::new(),
         })
     }
 
@@ -1758,6 +1766,19 @@ impl Model {
             group: String::new(),
             credit_limit_source: "own".into(),
             max_balance_source: "own".into(),
+            // Every key of this model is an owner (it adds no other role).
+            keys: a
+                .keys
+                .iter()
+                .map(|k| pb::AccountKey {
+                    public_key: k.0.to_vec(),
+                    role: "owner".into(),
+                    ..Default::default()
+                })
+                .collect(),
+            // Nor any pending payment.
+            reserved_minor: 0,
+            pending: Vec::new(),
         })
     }
 

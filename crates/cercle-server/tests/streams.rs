@@ -86,6 +86,7 @@ async fn unread_streams_are_bounded_and_ended_and_other_calls_still_answer() {
         admin_keys: vec![admin.public_key()],
         auditor_keys: vec![auditor.public_key()],
         quorum: 1,
+        day_offset_minutes: 0,
     };
     let g = init_data_dir(&data, options).unwrap().genesis;
     let limits = ServerLimits {

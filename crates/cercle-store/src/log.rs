@@ -780,6 +780,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: PublicKey([3; 32]),
             quorum: 1,
+            day_offset_minutes: 0,
         }
     }
 

@@ -1,6 +1,5 @@
 //! `cercle balance`: an account's balance, limits and status, read with the caller's key.
 
-use anyhow::{anyhow, bail};
 use cercle_core::AccountId;
 use cercle_proto as pb;
 use serde_json::json;
@@ -29,15 +28,7 @@ fn status_name(status: i32) -> String {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
-    let response = node.get_account(&key, &args.account).await?;
-    let account = response.account.ok_or_else(|| anyhow!("the node's answer holds no account"))?;
-    if account.account != args.account.as_str() {
-        bail!(
-            "asked for account '{}', the node answered with '{}'",
-            args.account,
-            one_line(&account.account)
-        );
-    }
+    let account = node.account(&key, &args.account).await?;
     let genesis = &node.genesis;
     let status = status_name(account.status);
     if global.json {
@@ -64,6 +55,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             "territory": account.territory,
             "size_class": account.size_class,
             "negative_since": account.negative_since_ms.map(output::rfc3339),
+            "reserved_minor": account.reserved_minor,
+            "pending_payments": account.pending.len(),
             "last_activity": account.last_activity_ms.map(output::rfc3339),
         }));
     }
@@ -98,6 +91,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         ("size class", &account.size_class),
     ];
     rows.extend(profile.into_iter().filter_map(|(label, v)| Some((label, one_line(v.as_deref()?)))));
+    if account.reserved_minor != 0 {
+        rows.push((
+            "reserved",
+            format!(
+                "{} by {} pending payment(s) (`cercle pending list`)",
+                money(genesis, account.reserved_minor),
+                account.pending.len()
+            ),
+        ));
+    }
     if let Some(since) = account.negative_since_ms {
         rows.push(("negative since", output::rfc3339(since)));
     }

@@ -121,6 +121,23 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         }
     };
     match &op.kind {
+        // Held for an owner's approval: nothing moved yet; the row says so.
+        OpKind::Transfer(t) if op.kind.is_held(&entry.balances_after) => {
+            row.kind = "transfer_held";
+            row.counterparty = side(&t.payer, &t.payee, true);
+            row.memo = non_empty(&t.memo);
+            row.reason = Some(format!("pending payment {}, waiting for an owner's approval", entry.sequence));
+        }
+        OpKind::ApprovePending { account: payer, payee, amount_minor, pending } => {
+            row.counterparty = side(payer, payee, true);
+            if payer == account {
+                row.amount_minor = Some(amount_minor.saturating_neg());
+            } else if payee == account {
+                row.amount_minor = Some(*amount_minor);
+            }
+            row.reason = Some(format!("pending payment {pending} approved"));
+        }
+        OpKind::DeclinePending { reason, .. } => row.reason = non_empty(reason),
         OpKind::Transfer(t) => {
             row.counterparty = side(&t.payer, &t.payee, true);
             // An accepted amount is positive, so its negation cannot overflow.
@@ -156,7 +173,10 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         }
         OpKind::SetQuorum(q) => row.reason = non_empty(&q.reason),
         OpKind::SetFees(f) => row.reason = non_empty(&f.reason),
-        OpKind::RegisterAccount(_) | OpKind::RotateKeys { .. } => {}
+        OpKind::RegisterAccount(_)
+        | OpKind::RotateKeys { .. }
+        | OpKind::AddKey(_)
+        | OpKind::RemoveKey { .. } => {}
         OpKind::IssueInvoice(i) => {
             row.counterparty = side(&i.payer, &i.payee, false);
             row.invoice_id = Some(i.invoice.to_string());
@@ -225,6 +245,11 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
             value["limits"] = serde_json::Value::Object(limits);
         }
         OpKind::RotateKeys { keys: new, .. } => value["public_keys"] = json!(keys(new)),
+        OpKind::AddKey(k) => value["key"] = key_json(&k.key, k.role),
+        OpKind::ApprovePending { pending, .. } | OpKind::DeclinePending { pending, .. } => {
+            value["pending_id"] = json!(pending)
+        }
+        OpKind::RemoveKey { key, .. } => value["key"] = json!({"public_key": key.to_hex(), "removed": true}),
         OpKind::SetProfile(p) => {
             // Only what changed: an absent field kept its value; a null one was removed.
             let mut profile = serde_json::Map::new();
@@ -309,6 +334,16 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
     value
 }
 
+/// A key and its role as JSON, caps in minor units (`cercle key list --json` writes the same).
+pub fn key_json(key: &cercle_core::PublicKey, role: cercle_core::KeyRole) -> serde_json::Value {
+    let mut value = json!({"public_key": key.to_hex(), "role": role.name()});
+    if let cercle_core::KeyRole::Payer { per_transfer_cap_minor, daily_cap_minor } = role {
+        value["per_transfer_cap_minor"] = json!(per_transfer_cap_minor);
+        value["daily_cap_minor"] = json!(daily_cap_minor);
+    }
+    value
+}
+
 /// What an administrative operation did, for people (the JSON form keeps minor units).
 fn describe(genesis: &Genesis, op: &Operation) -> String {
     match &op.kind {
@@ -363,7 +398,11 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::CreateGroup(_)
         | OpKind::SetGroupLimits(_)
         | OpKind::AssignGroup { .. }
-        | OpKind::FollowGroupLimits { .. } => {
+        | OpKind::FollowGroupLimits { .. }
+        | OpKind::AddKey(_)
+        | OpKind::RemoveKey { .. }
+        | OpKind::ApprovePending { .. }
+        | OpKind::DeclinePending { .. } => {
             let d = cercle_audit::describe::describe(genesis, op);
             let mut text = one_line(&d.details);
             if !d.memo.is_empty() {
@@ -613,6 +652,7 @@ mod tests {
             auditor_keys: vec![],
             node_key: cercle_core::PublicKey([0; 32]),
             quorum: 1,
+            day_offset_minutes: 0,
         };
         let op = operation(kind);
         let text = table(&genesis, &[(row(&id(account), &entry(&[]), &op), op)]);
@@ -667,7 +707,16 @@ mod tests {
             invoice_ref: Some("INV-17".into()),
             invoice: None,
         });
-        check("alice", with_invoice, &[], json!({"invoice_ref": "INV-17", "amount_minor": -5}));
+        // An accepted payment records both balances after it.
+        let moved = [("alice", -5), ("bob", 5)];
+        check("alice", with_invoice.clone(), &moved, json!({"invoice_ref": "INV-17", "amount_minor": -5}));
+        // One held for approval records none, and moved nothing.
+        check(
+            "alice",
+            with_invoice,
+            &[],
+            json!({"kind": "transfer_held", "amount_minor": null, "counterparty": "bob", "reason": "pending payment 7, waiting for an owner's approval"}),
+        );
         // A payment of a registered invoice names it, as the text does.
         let invoice = InvoiceId([0xab; 16]);
         let pays_invoice = OpKind::Transfer(Transfer {
@@ -681,7 +730,7 @@ mod tests {
         check(
             "bob",
             pays_invoice,
-            &[],
+            &moved,
             json!({"invoice_ref": invoice.to_string(), "invoice_id": invoice.to_string(), "memo": "invoice F-1"}),
         );
     }

@@ -34,6 +34,7 @@ pub async fn run(global: &Global) -> anyhow::Result<()> {
             "genesis_admin_keys": hex(&g.admin_keys),
             "genesis_auditor_keys": hex(&g.auditor_keys),
             "genesis_quorum": g.quorum,
+            "day_offset": cercle_core::genesis::format_day_offset(g.day_offset_minutes),
             "log_size": node.log_size,
             "fees": node.fees.as_ref().map(crate::cmd::admin::fees::schedule_json),
         }));
@@ -56,6 +57,13 @@ pub async fn run(global: &Global) -> anyhow::Result<()> {
                 now.limit_above_minor
                     .map(|l| format!(", and any credit limit above {}", money(l)))
                     .unwrap_or_default()
+            ),
+        ),
+        (
+            "ledger day",
+            format!(
+                "from midnight UTC{} (a fixed offset: payer keys' daily caps start again then)",
+                cercle_core::genesis::format_day_offset(g.day_offset_minutes)
             ),
         ),
         ("log", entries(node.log_size)),

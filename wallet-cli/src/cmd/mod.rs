@@ -9,8 +9,10 @@ mod history;
 mod indicators;
 mod info;
 mod invoice;
+mod key;
 mod keygen;
 mod pay;
+mod pending;
 mod proof;
 mod pubkey;
 mod statement;
@@ -32,8 +34,14 @@ pub enum Command {
     /// Sign administrative operations: register accounts, set limits, freeze, rotate keys
     #[command(subcommand)]
     Admin(admin::Command),
+    /// Add, remove and list a firm's keys and their roles (owner, payer, invoicer, viewer)
+    #[command(subcommand)]
+    Key(key::Command),
     /// Pay another account
     Pay(pay::Args),
+    /// List, approve or decline the payments held for an owner's approval
+    #[command(subcommand)]
+    Pending(pending::Command),
     /// Issue, accept, reject, cancel, pay and list invoices
     #[command(subcommand)]
     Invoice(invoice::Command),
@@ -71,7 +79,9 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Pubkey => pubkey::run(global),
         Command::Info => info::run(global).await,
         Command::Admin(command) => admin::run(global, command).await,
+        Command::Key(command) => key::run(global, command).await,
         Command::Pay(args) => pay::run(global, args).await,
+        Command::Pending(command) => pending::run(global, command).await,
         Command::Invoice(command) => invoice::run(global, command).await,
         Command::Submit(args) => submit::run(global, args).await,
         Command::Cosign(args) => cosign::run(global, args).await,

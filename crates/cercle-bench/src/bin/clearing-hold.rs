@@ -111,6 +111,7 @@ fn fill(args: &Args) -> anyhow::Result<World> {
         auditor_keys: vec![],
         node_key: Keypair::from_seed(&[2; 32]).public_key(),
         quorum: 1,
+        day_offset_minutes: 0,
     };
     let keys: Vec<Keypair> = (0..args.firms)
         .map(|n| {

@@ -113,12 +113,21 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::GroupExists => (81, "GROUP_EXISTS"),
         RejectCode::TooManyGroups => (82, "TOO_MANY_GROUPS"),
         RejectCode::NotInGroup => (83, "NOT_IN_GROUP"),
+        RejectCode::KeyRoleNotAllowed => (90, "KEY_ROLE_NOT_ALLOWED"),
+        RejectCode::KeyCapExceeded => (91, "KEY_CAP_EXCEEDED"),
+        RejectCode::LastOwnerKey => (92, "LAST_OWNER_KEY"),
+        RejectCode::KeyAlreadyOnAccount => (93, "KEY_ALREADY_ON_ACCOUNT"),
+        RejectCode::KeyNotOnAccount => (94, "KEY_NOT_ON_ACCOUNT"),
+        RejectCode::PendingUnknown => (95, "PENDING_UNKNOWN"),
+        RejectCode::PendingExpired => (96, "PENDING_EXPIRED"),
+        RejectCode::PendingPaymentsOpen => (97, "PENDING_PAYMENTS_OPEN"),
+        RejectCode::TooManyPending => (98, "TOO_MANY_PENDING"),
         RejectCode::FeesInvalid => (100, "FEES_INVALID"),
     }
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 49] = [
+pub const ALL_CODES: [RejectCode; 58] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -167,6 +176,15 @@ pub const ALL_CODES: [RejectCode; 49] = [
     RejectCode::GroupExists,
     RejectCode::TooManyGroups,
     RejectCode::NotInGroup,
+    RejectCode::KeyRoleNotAllowed,
+    RejectCode::KeyCapExceeded,
+    RejectCode::LastOwnerKey,
+    RejectCode::KeyAlreadyOnAccount,
+    RejectCode::KeyNotOnAccount,
+    RejectCode::PendingUnknown,
+    RejectCode::PendingExpired,
+    RejectCode::PendingPaymentsOpen,
+    RejectCode::TooManyPending,
     RejectCode::FeesInvalid,
 ];
 
@@ -229,6 +247,7 @@ impl TestNode {
                 admin_keys: vec![admin.public_key()],
                 auditor_keys: vec![],
                 quorum: 1,
+                day_offset_minutes: 0,
             },
         )
         .expect("init_data_dir");

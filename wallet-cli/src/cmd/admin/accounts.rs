@@ -98,6 +98,7 @@ pub fn account_json(a: &pb::Account) -> Value {
         "size_class": a.size_class,
         "negative_since": a.negative_since_ms.map(rfc3339),
         "last_activity": a.last_activity_ms.map(rfc3339),
+        "reserved_minor": a.reserved_minor,
     })
 }
 
