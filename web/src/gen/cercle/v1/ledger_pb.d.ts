@@ -276,6 +276,14 @@ export declare type Receipt = Message<"cercle.v1.Receipt"> & {
    * @generated from field: optional cercle.v1.ClearingSummary clearing = 7;
    */
   clearing?: ClearingSummary | undefined;
+
+  /**
+   * A transfer held for an owner's approval (a payer key above its caps): nothing moved
+   * yet; this is its pending payment's id, for `ApprovePending` and `DeclinePending`.
+   *
+   * @generated from field: optional uint64 pending_id = 8;
+   */
+  pendingId?: bigint | undefined;
 };
 
 /**
@@ -452,7 +460,7 @@ export declare const GetLedgerInfoRequestSchema: GenMessage<GetLedgerInfoRequest
  */
 export declare type LedgerInfo = Message<"cercle.v1.LedgerInfo"> & {
   /**
-   * Fields 1 to 6 and 8 are the genesis, exactly: a client rebuilds it from them to check
+   * Fields 1 to 6, 8 and 13 are the genesis, exactly: a client rebuilds it from them to check
    * the log's first link. The roles as they stand now are in 9 to 12.
    *
    * @generated from field: bytes ledger_id = 1;
@@ -531,6 +539,13 @@ export declare type LedgerInfo = Message<"cercle.v1.LedgerInfo"> & {
    * @generated from field: optional cercle.v1.FeeSchedule fees = 45;
    */
   fees?: FeeSchedule | undefined;
+
+  /**
+   * The genesis's ledger day: a fixed offset from UTC in minutes (60 is +01:00); 0 is UTC.
+   *
+   * @generated from field: sint32 day_offset_minutes = 13;
+   */
+  dayOffsetMinutes: number;
 };
 
 /**
@@ -848,6 +863,27 @@ export declare type Account = Message<"cercle.v1.Account"> & {
    * @generated from field: string max_balance_source = 32;
    */
   maxBalanceSource: string;
+
+  /**
+   * Every key of `public_keys`, in the same order, with its role.
+   *
+   * @generated from field: repeated cercle.v1.AccountKey keys = 17;
+   */
+  keys: AccountKey[];
+
+  /**
+   * What the account's pending payments reserve of its headroom now (those not expired).
+   *
+   * @generated from field: int64 reserved_minor = 18;
+   */
+  reservedMinor: bigint;
+
+  /**
+   * The account's pending payments, in id order (expired ones until forgotten).
+   *
+   * @generated from field: repeated cercle.v1.PendingPayment pending = 19;
+   */
+  pending: PendingPayment[];
 };
 
 /**
@@ -855,6 +891,105 @@ export declare type Account = Message<"cercle.v1.Account"> & {
  * Use `create(AccountSchema)` to create a new message.
  */
 export declare const AccountSchema: GenMessage<Account>;
+
+/**
+ * A payer key's payment waiting for an owner's approval.
+ *
+ * @generated from message cercle.v1.PendingPayment
+ */
+export declare type PendingPayment = Message<"cercle.v1.PendingPayment"> & {
+  /**
+   * The sequence of the entry that made it.
+   *
+   * @generated from field: uint64 pending_id = 1;
+   */
+  pendingId: bigint;
+
+  /**
+   * @generated from field: string payee = 2;
+   */
+  payee: string;
+
+  /**
+   * @generated from field: int64 amount_minor = 3;
+   */
+  amountMinor: bigint;
+
+  /**
+   * The payer key that signed it.
+   *
+   * @generated from field: bytes public_key = 4;
+   */
+  publicKey: Uint8Array;
+
+  /**
+   * After this it can no longer be approved, and reserves nothing.
+   *
+   * @generated from field: uint64 expires_ms = 5;
+   */
+  expiresMs: bigint;
+
+  /**
+   * @generated from field: string memo = 6;
+   */
+  memo: string;
+};
+
+/**
+ * Describes the message cercle.v1.PendingPayment.
+ * Use `create(PendingPaymentSchema)` to create a new message.
+ */
+export declare const PendingPaymentSchema: GenMessage<PendingPayment>;
+
+/**
+ * A key of an account and what it may sign (`AddKey` in operation.proto).
+ *
+ * @generated from message cercle.v1.AccountKey
+ */
+export declare type AccountKey = Message<"cercle.v1.AccountKey"> & {
+  /**
+   * @generated from field: bytes public_key = 1;
+   */
+  publicKey: Uint8Array;
+
+  /**
+   * "owner", "payer", "invoicer" or "viewer".
+   *
+   * @generated from field: string role = 2;
+   */
+  role: string;
+
+  /**
+   * A payer's caps, in minor units; absent for the other roles.
+   *
+   * @generated from field: optional int64 per_transfer_cap_minor = 3;
+   */
+  perTransferCapMinor?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 daily_cap_minor = 4;
+   */
+  dailyCapMinor?: bigint | undefined;
+
+  /**
+   * A payer's usage: the ledger day of its last payment (days since 1970-01-01 at the
+   * genesis's `day_offset_minutes`) and what it paid that day. Nothing on a later day.
+   *
+   * @generated from field: int64 day = 5;
+   */
+  day: bigint;
+
+  /**
+   * @generated from field: int64 spent_minor = 6;
+   */
+  spentMinor: bigint;
+};
+
+/**
+ * Describes the message cercle.v1.AccountKey.
+ * Use `create(AccountKeySchema)` to create a new message.
+ */
+export declare const AccountKeySchema: GenMessage<AccountKey>;
 
 /**
  * @generated from message cercle.v1.GetAccountResponse

@@ -168,6 +168,30 @@ export declare type OperationBody = Message<"cercle.v1.OperationBody"> & {
      */
     value: SetFees;
     case: "setFees";
+  } | {
+    /**
+     * @generated from field: cercle.v1.AddKey add_key = 35;
+     */
+    value: AddKey;
+    case: "addKey";
+  } | {
+    /**
+     * @generated from field: cercle.v1.RemoveKey remove_key = 36;
+     */
+    value: RemoveKey;
+    case: "removeKey";
+  } | {
+    /**
+     * @generated from field: cercle.v1.ApprovePending approve_pending = 37;
+     */
+    value: ApprovePending;
+    case: "approvePending";
+  } | {
+    /**
+     * @generated from field: cercle.v1.DeclinePending decline_pending = 38;
+     */
+    value: DeclinePending;
+    case: "declinePending";
   } | { case: undefined; value?: undefined };
 };
 
@@ -754,6 +778,142 @@ export declare type MembershipFee = Message<"cercle.v1.MembershipFee"> & {
 export declare const MembershipFeeSchema: GenMessage<MembershipFee>;
 
 /**
+ * Signed by an owner key of the account (or by administrators, a sensitive act): add a key
+ * with a role. A key already on another open account only with `allow_shared_key`.
+ *
+ * @generated from message cercle.v1.AddKey
+ */
+export declare type AddKey = Message<"cercle.v1.AddKey"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * 32 bytes.
+   *
+   * @generated from field: bytes public_key = 2;
+   */
+  publicKey: Uint8Array;
+
+  /**
+   * @generated from field: cercle.v1.AccountKeyRole role = 3;
+   */
+  role: AccountKeyRole;
+
+  /**
+   * A payer's caps, in minor units: both present for a payer (1 <= per transfer <= daily),
+   * both absent for any other role.
+   *
+   * @generated from field: optional int64 per_transfer_cap_minor = 4;
+   */
+  perTransferCapMinor?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 daily_cap_minor = 5;
+   */
+  dailyCapMinor?: bigint | undefined;
+
+  /**
+   * @generated from field: bool allow_shared_key = 6;
+   */
+  allowSharedKey: boolean;
+};
+
+/**
+ * Describes the message cercle.v1.AddKey.
+ * Use `create(AddKeySchema)` to create a new message.
+ */
+export declare const AddKeySchema: GenMessage<AddKey>;
+
+/**
+ * Signed like `AddKey`: take a key off an account; never its last owner key.
+ *
+ * @generated from message cercle.v1.RemoveKey
+ */
+export declare type RemoveKey = Message<"cercle.v1.RemoveKey"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * @generated from field: bytes public_key = 2;
+   */
+  publicKey: Uint8Array;
+};
+
+/**
+ * Describes the message cercle.v1.RemoveKey.
+ * Use `create(RemoveKeySchema)` to create a new message.
+ */
+export declare const RemoveKeySchema: GenMessage<RemoveKey>;
+
+/**
+ * Signed by an owner key of the account: approve its pending payment `pending_id` (the
+ * sequence of the entry that made it). The payee is checked again and the money moves.
+ *
+ * @generated from message cercle.v1.ApprovePending
+ */
+export declare type ApprovePending = Message<"cercle.v1.ApprovePending"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * @generated from field: uint64 pending_id = 2;
+   */
+  pendingId: bigint;
+
+  /**
+   * The payment approved, as the pending payment records it (checked).
+   *
+   * @generated from field: string payee = 3;
+   */
+  payee: string;
+
+  /**
+   * @generated from field: int64 amount_minor = 4;
+   */
+  amountMinor: bigint;
+};
+
+/**
+ * Describes the message cercle.v1.ApprovePending.
+ * Use `create(ApprovePendingSchema)` to create a new message.
+ */
+export declare const ApprovePendingSchema: GenMessage<ApprovePending>;
+
+/**
+ * Signed by an owner key of the account: decline its pending payment, with a reason.
+ *
+ * @generated from message cercle.v1.DeclinePending
+ */
+export declare type DeclinePending = Message<"cercle.v1.DeclinePending"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * @generated from field: uint64 pending_id = 2;
+   */
+  pendingId: bigint;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.DeclinePending.
+ * Use `create(DeclinePendingSchema)` to create a new message.
+ */
+export declare const DeclinePendingSchema: GenMessage<DeclinePending>;
+
+/**
  * @generated from message cercle.v1.Transfer
  */
 export declare type Transfer = Message<"cercle.v1.Transfer"> & {
@@ -1049,4 +1209,49 @@ export enum LevyOn {
  * Describes the enum cercle.v1.LevyOn.
  */
 export declare const LevyOnSchema: GenEnum<LevyOn>;
+
+/**
+ * What a key of an account may sign. Every role reads the account.
+ *
+ * @generated from enum cercle.v1.AccountKeyRole
+ */
+export enum AccountKeyRole {
+  /**
+   * @generated from enum value: ACCOUNT_KEY_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Everything: the keys of a registration and of a key rotation are owners.
+   *
+   * @generated from enum value: ACCOUNT_KEY_ROLE_OWNER = 1;
+   */
+  OWNER = 1,
+
+  /**
+   * Payments, within a cap per transfer and a cap per ledger day.
+   *
+   * @generated from enum value: ACCOUNT_KEY_ROLE_PAYER = 2;
+   */
+  PAYER = 2,
+
+  /**
+   * Issuing and cancelling the account's invoices.
+   *
+   * @generated from enum value: ACCOUNT_KEY_ROLE_INVOICER = 3;
+   */
+  INVOICER = 3,
+
+  /**
+   * Reads only.
+   *
+   * @generated from enum value: ACCOUNT_KEY_ROLE_VIEWER = 4;
+   */
+  VIEWER = 4,
+}
+
+/**
+ * Describes the enum cercle.v1.AccountKeyRole.
+ */
+export declare const AccountKeyRoleSchema: GenEnum<AccountKeyRole>;
 
