@@ -547,6 +547,14 @@ impl Allowed {
     }
 }
 
+/// What a payment leaves (`State::payment_balances`): the payer's and the payee's balances,
+/// and the association's account with its balance after the levy, when one is due.
+struct PaymentBalances {
+    payer_after: i64,
+    payee_after: i64,
+    fee_account: Option<(AccountId, i64)>,
+}
+
 /// Where an operation lands in the log: decided by the node, recorded in the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Context {
@@ -1938,37 +1946,11 @@ impl State {
         for (a, action) in [(payer, "pay"), (payee, "be paid")] {
             check_status(a, action)?;
         }
-        let levy = self.fees.as_ref().map(|f| f.levy(&t.payer, &t.payee, t.amount_minor)).unwrap_or_default();
-        // Amounts are at most AMOUNT_MAX_MINOR and a levy at most a tenth of one: no overflow
-        // before the balance arithmetic, which is checked.
-        let payer_after = payer
-            .balance_minor
-            .checked_sub(t.amount_minor + levy.payer_minor)
-            .ok_or_else(|| Rejection::BalanceOverflow { account: t.payer.clone() })?;
-        let payee_after = payee
-            .balance_minor
-            .checked_add(t.amount_minor - levy.payee_minor)
-            .ok_or_else(|| Rejection::BalanceOverflow { account: t.payee.clone() })?;
-        // The limits that bind, own or the group's. `credit_limit_minor >= 0` always holds,
-        // so its negation cannot overflow; the pending payments that have not expired keep
-        // the headroom they reserved. A payment that will be held is checked as if it were
-        // paid now, levy included: its approval pays the levy then in force.
-        let (payer_limits, payee_limits) = (self.limits(payer), self.limits(payee));
+        // A payment that will be held is checked as if it were paid now, levy included: its
+        // approval pays the levy then in force.
         let reserved = payer.reserved_minor(ctx.timestamp_ms);
-        if payer_after - reserved < -payer_limits.credit_limit_minor {
-            return Err(Rejection::CreditLimitExceeded {
-                account: t.payer.clone(),
-                balance_after_minor: payer_after - reserved,
-                credit_limit_minor: payer_limits.credit_limit_minor,
-            });
-        }
-        if let Some(max) = payee_limits.max_balance_minor
-            && payee_after > max
-        {
-            // The payer learns that the payee cannot receive this much, never its balance.
-            return Err(Rejection::MaxBalanceExceeded { account: t.payee.clone() });
-        }
-        let fee_account = self.levy_account(levy.total_minor())?;
+        let PaymentBalances { payer_after, payee_after, fee_account } =
+            self.payment_balances(payer, payee, t.amount_minor, reserved)?;
         self.check_invoice_payment(signer, t)?;
         let today = crate::genesis::ledger_day(self.day_offset_minutes, ctx.timestamp_ms);
         let usage = match role {
@@ -2032,6 +2014,47 @@ impl State {
             groups_changed: false,
             pending: None,
         })
+    }
+
+    /// The balances a payment of `amount_minor` from `payer` to `payee` leaves, the levy in
+    /// force included, checked against the limits that bind (own or the group's), `reserved`
+    /// being what the payer's pending payments keep of its headroom; and the association's
+    /// account with its balance after the levy, if one is due. Shared by a transfer and the
+    /// approval of a held one.
+    fn payment_balances(
+        &self,
+        payer: &Account,
+        payee: &Account,
+        amount_minor: i64,
+        reserved: i64,
+    ) -> Result<PaymentBalances, Rejection> {
+        let levy = self.fees.as_ref().map(|f| f.levy(&payer.id, &payee.id, amount_minor)).unwrap_or_default();
+        // Amounts are at most AMOUNT_MAX_MINOR and a levy at most a tenth of one: no overflow
+        // before the balance arithmetic, which is checked.
+        let payer_after = payer
+            .balance_minor
+            .checked_sub(amount_minor + levy.payer_minor)
+            .ok_or_else(|| Rejection::BalanceOverflow { account: payer.id.clone() })?;
+        let payee_after = payee
+            .balance_minor
+            .checked_add(amount_minor - levy.payee_minor)
+            .ok_or_else(|| Rejection::BalanceOverflow { account: payee.id.clone() })?;
+        // `credit_limit_minor >= 0` always holds, so its negation cannot overflow.
+        let (payer_limits, payee_limits) = (self.limits(payer), self.limits(payee));
+        if payer_after - reserved < -payer_limits.credit_limit_minor {
+            return Err(Rejection::CreditLimitExceeded {
+                account: payer.id.clone(),
+                balance_after_minor: payer_after - reserved,
+                credit_limit_minor: payer_limits.credit_limit_minor,
+            });
+        }
+        if let Some(max) = payee_limits.max_balance_minor
+            && payee_after > max
+        {
+            // The payer learns that the payee cannot receive this much, never its balance.
+            return Err(Rejection::MaxBalanceExceeded { account: payee.id.clone() });
+        }
+        Ok(PaymentBalances { payer_after, payee_after, fee_account: self.levy_account(levy.total_minor())? })
     }
 
     /// The association's account and its balance after receiving a levy of `levy_minor`,
@@ -2140,33 +2163,11 @@ impl State {
             let payee = self.existing(&p.payee)?;
             check_status(a, "pay")?;
             check_status(payee, "be paid")?;
-            // The approval pays the transfer levy in force now, as a transfer would.
-            let levy = self.fees.as_ref().map(|f| f.levy(id, &p.payee, p.amount_minor)).unwrap_or_default();
-            let payer_after = a
-                .balance_minor
-                .checked_sub(p.amount_minor + levy.payer_minor)
-                .ok_or_else(|| Rejection::BalanceOverflow { account: id.clone() })?;
-            let payee_after = payee
-                .balance_minor
-                .checked_add(p.amount_minor - levy.payee_minor)
-                .ok_or_else(|| Rejection::BalanceOverflow { account: p.payee.clone() })?;
-            // The limits that bind (own or the group's); the other pending payments keep
-            // their headroom.
-            let (payer_limits, payee_limits) = (self.limits(a), self.limits(payee));
+            // The approval pays the transfer levy in force now, as a transfer would; the
+            // other pending payments keep their headroom.
             let others = a.reserved_minor(ctx.timestamp_ms) - p.amount_minor;
-            if payer_after - others < -payer_limits.credit_limit_minor {
-                return Err(Rejection::CreditLimitExceeded {
-                    account: id.clone(),
-                    balance_after_minor: payer_after - others,
-                    credit_limit_minor: payer_limits.credit_limit_minor,
-                });
-            }
-            if let Some(max) = payee_limits.max_balance_minor
-                && payee_after > max
-            {
-                return Err(Rejection::MaxBalanceExceeded { account: p.payee.clone() });
-            }
-            let fee_account = self.levy_account(levy.total_minor())?;
+            let PaymentBalances { payer_after, payee_after, fee_account } =
+                self.payment_balances(a, payee, p.amount_minor, others)?;
             let mut moves = vec![(id.clone(), payer_after), (p.payee.clone(), payee_after)];
             if let Some((fee, after)) = fee_account {
                 effects.touched.push(fee.clone());
