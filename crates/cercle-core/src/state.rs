@@ -1080,6 +1080,7 @@ impl State {
         match op {
             OpKind::SetRole(_) => Some(SensitiveAct::RoleChange),
             OpKind::SetQuorum(_) => Some(SensitiveAct::QuorumChange),
+            OpKind::SetFees(_) => Some(SensitiveAct::FeesChange),
             OpKind::SetLimits(SetLimits { credit_limit_minor: Some(limit), .. }) => large(*limit),
             OpKind::RegisterAccount(r) => large(r.credit_limit_minor),
             // A group's default is a credit limit for each member that follows it: joining a
@@ -3444,6 +3445,21 @@ mod tests {
         check(&large, assign("bbb", "never"), Err(RejectCode::UnknownGroup));
         large.push(set_group("small", Some(5_000), None));
         check(&large, follow("aaa", true, false), Ok(&[]));
+    }
+
+    /// The fee schedule moves every firm's money: under a quorum of two, one administrator
+    /// alone cannot set it.
+    #[test]
+    fn the_fee_schedule_needs_the_quorum() {
+        use crate::fees::LevyOn::Payer;
+        let mut ops = firms();
+        ops.push(register("assoc", 12, 0, None));
+        check(&ops, set_fees(100, Payer), Ok(&[]));
+        ops.extend([
+            role(ADMIN, Role::Admin, 30, true),
+            (ADMIN, OpKind::SetQuorum(SetQuorum { quorum: 2, limit_above_minor: None, reason: "statutes".into() })),
+        ]);
+        check(&ops, set_fees(100, Payer), Err(RejectCode::QuorumNotMet));
     }
 
     #[test]
