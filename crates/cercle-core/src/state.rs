@@ -3457,7 +3457,14 @@ mod tests {
         check(&ops, set_fees(100, Payer), Ok(&[]));
         ops.extend([
             role(ADMIN, Role::Admin, 30, true),
-            (ADMIN, OpKind::SetQuorum(SetQuorum { quorum: 2, limit_above_minor: None, reason: "statutes".into() })),
+            (
+                ADMIN,
+                OpKind::SetQuorum(SetQuorum {
+                    quorum: 2,
+                    limit_above_minor: None,
+                    reason: "statutes".into(),
+                }),
+            ),
         ]);
         check(&ops, set_fees(100, Payer), Err(RejectCode::QuorumNotMet));
     }
