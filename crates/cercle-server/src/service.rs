@@ -598,7 +598,12 @@ impl pb::ledger_server::Ledger for LedgerService {
             ))
             .into());
         }
-        let (tree_size, root_hash) = self.store.tree();
+        // The statement is cut at the durable head, where the view says what limits bind the
+        // account: its own, or a member group's it follows, whose changes name no account
+        // and so are not in its history.
+        let (durable, binding) = self.view.limits_at_head(&id);
+        let tree_size = durable.map_or(0, |h| h.size);
+        let root_hash = self.store.root_of_size(tree_size).map_err(ServiceError::from)?;
         // The node's time now is the tree head's and the statement's cut time: a period
         // that ends after it gives a provisional statement.
         let head =
@@ -606,8 +611,12 @@ impl pb::ledger_server::Ledger for LedgerService {
         let this = self.clone();
         let (statement, entries) = tokio::task::spawn_blocking(move || {
             let history = this.account_history(&id, tree_size)?;
-            let statement = Statement::compute(&id, &history, req.from_ms, to_ms, &head)
+            let mut statement = Statement::compute(&id, &history, req.from_ms, to_ms, &head)
                 .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+            if let Some(limits) = binding {
+                statement.credit_limit_minor = limits.credit_limit_minor;
+                statement.max_balance_minor = limits.max_balance_minor;
+            }
             let mut entries = Vec::with_capacity(statement.sequences.len());
             let listed: std::collections::BTreeSet<u64> = statement.sequences.iter().copied().collect();
             for (view, _) in history.iter().filter(|(v, _)| listed.contains(&v.entry.sequence)) {

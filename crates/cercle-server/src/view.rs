@@ -202,6 +202,14 @@ impl View {
         self.write().fees = fees;
     }
 
+    /// The head of the durable log and the limits that bind `id` there (its own, or its
+    /// group's when it follows them), read together: what a statement cut at that head
+    /// attests.
+    pub fn limits_at_head(&self, id: &AccountId) -> (Option<Head>, Option<cercle_core::Limits>) {
+        let d = self.read();
+        (d.head, d.accounts.get(id).map(|a| d.groups.limits_of(a)))
+    }
+
     /// The head of the durable log, as published.
     pub fn head(&self) -> Option<Head> {
         self.read().head
