@@ -458,7 +458,7 @@ impl Executor {
                     changes.add(&effects);
                 }
                 let state = self.ledger.state();
-                let balances_shown = if effects.clearing.is_some() {
+                let balances_shown = if effects.clearing.is_some() || effects.charges.is_some() {
                     let all: Vec<BalanceAfter> = effects.balance_changes.iter().map(|b| b.after()).collect();
                     state.readable_balances(&signer, &all)
                 } else {
@@ -476,6 +476,9 @@ impl Executor {
                 }
                 if matches!(op.kind, cercle_core::OpKind::SetFees(_)) {
                     group.applied.fees = state.fees().cloned();
+                }
+                if effects.charges.is_some() {
+                    group.applied.last_charge = state.last_charge().copied();
                 }
                 group.entries.push(entry.encode());
                 group.hashes.push(entry.hash());
