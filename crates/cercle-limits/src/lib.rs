@@ -513,7 +513,7 @@ const _: () =
 const _: () = assert!(CHARGE_FIRMS_MAX < PARTS_MAX, "a charges section: a header and a part per firm");
 // A charge's entry at its bound fits: each part (its length, then at most a version, a
 // handle of HANDLE_LEN_MAX with its length, five i64 and an outcome byte) is under 128 bytes.
-const _: () = assert!(4 + 1 + 4 + HANDLE_LEN_MAX + 5 * 8 + 1 <= 128);
+const _: () = assert!(4 + 1 + 1 + 4 + HANDLE_LEN_MAX + 5 * 8 <= 128);
 const _: () = assert!(OPERATION_ENTRY_BYTES_MAX + (CHARGE_FIRMS_MAX + 1) * 128 <= ENTRY_BYTES_MAX);
 const _: () =
     assert!(BODY_BYTES_MAX <= OPERATION_ENTRY_BYTES_MAX && OPERATION_ENTRY_BYTES_MAX <= ENTRY_BYTES_MAX);
