@@ -3648,6 +3648,87 @@ mod tests {
         assert_eq!(state.accounts, before.accounts);
     }
 
+    /// `staffed` with `aaa` holding a pending payment of 400 (its payer key above its cap),
+    /// both firms of size class 1-9, and the association's account `assoc` (at most `max`)
+    /// charging `fee` a month to that class.
+    fn charging(fee: i64, max: Option<i64>) -> Vec<(u8, OpKind)> {
+        let class = |name: &str| {
+            let profile =
+                crate::profile::ProfileChange { size_class: Some(Some("1-9".into())), ..Default::default() };
+            let p = SetProfile { account: id(name), display_name: None, profile, reason: "staff".into() };
+            (ADMIN, OpKind::SetProfile(p))
+        };
+        let mut ops = staffed();
+        ops.extend([
+            pay(20, "aaa", "bbb", 400, None),
+            class("aaa"),
+            class("bbb"),
+            register("assoc", 12, 0, max),
+        ]);
+        let (admin, OpKind::SetFees(mut fees)) = set_fees(0, crate::fees::LevyOn::Payer) else {
+            unreachable!()
+        };
+        fees.schedule.membership_minor.insert("1-9".into(), fee);
+        ops.push((admin, OpKind::SetFees(fees)));
+        ops
+    }
+
+    fn charge(period: &str) -> (u8, OpKind) {
+        (ADMIN, OpKind::ChargeFees { period: Period::parse(period).unwrap() })
+    }
+
+    #[test]
+    fn a_charge_keeps_to_the_reservations_and_the_fee_accounts_maximum_to_the_unit() {
+        use RejectCode::*;
+        // aaa: 1,000 of credit, 400 reserved: 600 is exactly its headroom; bbb has none.
+        check(&charging(600, None), charge("1970-01"), Ok(&[("aaa", -600), ("assoc", 600)]));
+        check(&charging(601, None), charge("1970-01"), Ok(&[]));
+        check(&charging(600, Some(600)), charge("1970-01"), Ok(&[("aaa", -600), ("assoc", 600)]));
+        check(&charging(600, Some(599)), charge("1970-01"), Ok(&[]));
+        // A frozen firm pays its dues; a frozen association's account receives none.
+        let freeze =
+            |name: &str| (ADMIN, OpKind::FreezeAccount { account: id(name), reason: "dispute".into() });
+        let frozen = [charging(600, None), vec![freeze("aaa")]].concat();
+        check(&frozen, charge("1970-01"), Ok(&[("aaa", -600), ("assoc", 600)]));
+        let frozen = [charging(600, None), vec![freeze("assoc")]].concat();
+        check(&frozen, charge("1970-01"), Err(AccountFrozen));
+        check(&charging(600, None), charge("1970-02"), Err(PeriodNotBegun));
+        check(&firms(), charge("1970-01"), Err(NoFeeSchedule));
+        let twice = [charging(600, None), vec![charge("1970-01")]].concat();
+        check(&twice, charge("1970-01"), Err(PeriodAlreadyCharged));
+
+        // What was not charged is in the record, with its reason.
+        let mut state = State::new(&genesis());
+        for (i, op) in charging(601, Some(599)).iter().enumerate() {
+            apply(&mut state, i as u64 + 1, op).unwrap();
+        }
+        state.set_journaling(true);
+        let (before, mark) = (state.clone(), state.journal_len());
+        let effects = apply(&mut state, 100, &charge("1970-01")).unwrap();
+        let record = effects.charges.unwrap();
+        let outcomes: Vec<(&str, Option<NotCharged>)> =
+            record.firms.iter().map(|f| (f.account.as_str(), f.not_charged)).collect();
+        assert_eq!(
+            outcomes,
+            [
+                (
+                    "aaa",
+                    Some(NotCharged::CreditLimit { balance_after_minor: -1_001, credit_limit_minor: 1_000 })
+                ),
+                ("bbb", Some(NotCharged::CreditLimit { balance_after_minor: -601, credit_limit_minor: 0 })),
+            ]
+        );
+        assert!(effects.balance_changes.is_empty());
+        assert_eq!(
+            state.last_charge().map(|l| (l.period.to_string(), l.sequence)),
+            Some(("1970-01".into(), 100))
+        );
+        assert_ne!(state.digest(), before.digest(), "the last charge is in the digest");
+        state.undo_to(mark);
+        assert_eq!(state, before);
+        assert_eq!(state.digest(), before.digest());
+    }
+
     #[test]
     fn the_digest_covers_the_roles_from_version_3() {
         let mut state = State::new(&genesis());
