@@ -245,7 +245,7 @@ limits! {
     /// Most records in one group (a record's `index` is below it).
     GROUP_RECORDS_MAX: usize = 1024 => count;
     /// Longest tail recovery may cut on its own: one group, which is at most one entry of
-    /// `ENTRY_BYTES_MAX` (a clearing run is written alone) or `GROUP_RECORDS_MAX` records of
+    /// `ENTRY_BYTES_MAX` (a clearing run or a periodic charge is written alone) or `GROUP_RECORDS_MAX` records of
     /// operation entries. Damage further from the end is corruption.
     TORN_TAIL_BYTES_MAX: u64 = (ENTRY_BYTES_MAX + RECORD_HEADER_BYTES) as u64 => bytes;
     /// How far ahead of its end the log file is allocated (`fallocate`) once it must grow.

@@ -337,6 +337,14 @@ impl Executor {
                         self.flush(&mut ops);
                         self.clearing_arrived(envelope, op, reply);
                     }
+                    // A periodic charge's entry may be far larger than an operation's (a part
+                    // per firm): like a clearing run's, it is written alone in its group, so
+                    // a torn tail is still one large entry or a group of small ones.
+                    Request::Op { envelope, op, reply } if matches!(op.kind, OpKind::ChargeFees { .. }) => {
+                        self.flush(&mut ops);
+                        ops.push((envelope, op, reply));
+                        self.flush(&mut ops);
+                    }
                     Request::Op { envelope, op, reply } => ops.push((envelope, op, reply)),
                     Request::Stop => {
                         tracing::info!("the writer takes no more operations; finishing those queued");
