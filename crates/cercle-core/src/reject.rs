@@ -362,9 +362,10 @@ pub enum Rejection {
         period: Period,
         detail: &'static str,
     },
-    /// More firms have something due than one entry lists.
+    /// More than `max` firms have something due: more than one entry lists. `accounts` is
+    /// how many accounts the ledger holds.
     TooManyCharges {
-        count: usize,
+        accounts: usize,
         max: usize,
     },
     /// The signing key is on the account, but its role does not sign this: `action` is what
@@ -660,8 +661,8 @@ impl Rejection {
             Rejection::NothingToCharge { period, detail } => {
                 format!("nothing to charge for period {period}: {detail}")
             }
-            Rejection::TooManyCharges { count, max } => format!(
-                "{count} firms have fees due, more than the {max} one charge lists; ask the maintainers"
+            Rejection::TooManyCharges { accounts, max } => format!(
+                "more than {max} of the ledger's {accounts} accounts have fees due: one charge lists at most {max} firms"
             ),
             Rejection::KeyRoleNotAllowed { account, role, action, allowed } => format!(
                 "the signing key is a {role} key of account '{account}': it cannot {action}; {allowed} sign that"

@@ -655,6 +655,8 @@ pub struct Bounds {
     pub open_invoices_max: usize,
     pub clearing_obligations_max: usize,
     pub clearing_firms_max: usize,
+    /// Firms one periodic charge lists (`CHARGE_FIRMS_MAX`).
+    pub charge_firms_max: usize,
 }
 
 impl Default for Bounds {
@@ -663,6 +665,7 @@ impl Default for Bounds {
             open_invoices_max: OPEN_INVOICES_MAX,
             clearing_obligations_max: cercle_limits::CLEARING_OBLIGATIONS_MAX,
             clearing_firms_max: cercle_limits::CLEARING_FIRMS_MAX,
+            charge_firms_max: CHARGE_FIRMS_MAX,
         }
     }
 }
@@ -675,6 +678,7 @@ impl Bounds {
             open_invoices_max: self.open_invoices_max.min(limits.open_invoices_max),
             clearing_obligations_max: self.clearing_obligations_max.min(limits.clearing_obligations_max),
             clearing_firms_max: self.clearing_firms_max.min(limits.clearing_firms_max),
+            charge_firms_max: self.charge_firms_max.min(limits.charge_firms_max),
         }
     }
 }
@@ -1410,9 +1414,9 @@ impl State {
             if membership_minor == 0 && demurrage_minor == 0 {
                 continue;
             }
-            if firms.len() >= CHARGE_FIRMS_MAX {
-                let count = self.accounts.len();
-                return Err(Rejection::TooManyCharges { count, max: CHARGE_FIRMS_MAX });
+            if firms.len() >= self.bounds.charge_firms_max {
+                let (accounts, max) = (self.accounts.len(), self.bounds.charge_firms_max);
+                return Err(Rejection::TooManyCharges { accounts, max });
             }
             // A membership fee is at most AMOUNT_MAX_MINOR and a demurrage at most a
             // twentieth of a balance: the sums are checked all the same.
@@ -3696,6 +3700,18 @@ mod tests {
         check(&firms(), charge("1970-01"), Err(NoFeeSchedule));
         let twice = [charging(600, None), vec![charge("1970-01")]].concat();
         check(&twice, charge("1970-01"), Err(PeriodAlreadyCharged));
+        // At its bound (tightened here), a charge listing one firm more is refused.
+        let mut state = State::new(&genesis());
+        for (i, op) in charging(600, None).iter().enumerate() {
+            apply(&mut state, i as u64 + 1, op).unwrap();
+        }
+        let tight = |max| Bounds { charge_firms_max: max, ..Bounds::default() };
+        let mut at_two = state.clone().with_bounds(tight(2));
+        apply(&mut at_two, 100, &charge("1970-01")).unwrap();
+        let mut at_one = state.clone().with_bounds(tight(1));
+        let refused = apply(&mut at_one, 100, &charge("1970-01")).unwrap_err();
+        assert_eq!(refused, Rejection::TooManyCharges { accounts: 3, max: 1 });
+        assert_eq!(at_one, state.with_bounds(tight(1)), "a refusal changed nothing");
 
         // What was not charged is in the record, with its reason.
         let mut state = State::new(&genesis());
