@@ -183,6 +183,44 @@ impl<W: Write> LogWriter for Writer<W> {
             ..Row::default()
         };
         self.row(entry, op, row)?;
+        if let Some(record) = entry
+            .section(cercle_core::SectionTag::Charges)
+            .and_then(|s| cercle_core::charges::ChargeRecord::from_section(s).ok())
+        {
+            let exponent = self.genesis.exponent;
+            let money = |minor: i64| plain_major(minor, exponent);
+            // A row per firm listed (its balance change, or why none), then the association's.
+            let mut rows = Vec::with_capacity(record.firms.len() + 1);
+            for f in &record.firms {
+                rows.push(Row {
+                    kind: "charge_firm",
+                    account: f.account.to_string(),
+                    amount: money(f.charged_minor().saturating_neg()),
+                    details: match &f.not_charged {
+                        None => format!(
+                            "membership {}, demurrage {}",
+                            money(f.membership_minor),
+                            money(f.demurrage_minor)
+                        ),
+                        Some(why) => {
+                            format!("not charged {}: {}", money(f.due_minor()), why.describe(&money))
+                        }
+                    },
+                    ..Row::default()
+                });
+            }
+            rows.push(Row {
+                kind: "charge_fee_account",
+                account: record.fee_account.to_string(),
+                amount: money(record.charged_minor()),
+                details: format!("periodic fees of {}", record.period),
+                ..Row::default()
+            });
+            for row in rows {
+                self.row(entry, op, row)?;
+            }
+            return Ok(());
+        }
         let Some(section) = entry.section(cercle_core::SectionTag::Clearing) else { return Ok(()) };
         // The replay refuses a record that does not decode; an export writes what it can.
         let Ok(record) = cercle_core::ClearingRecord::from_section(section) else { return Ok(()) };

@@ -370,6 +370,7 @@ pub fn parse_entry(line: &[u8]) -> Result<Entry, String> {
         .map(|s| {
             let tag = match s.tag {
                 1 => SectionTag::Clearing,
+                3 => SectionTag::Charges,
                 other => return Err(format!("unknown section tag {other}")),
             };
             let parts =

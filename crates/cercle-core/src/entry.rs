@@ -104,12 +104,15 @@ pub struct BalanceAfter {
 pub enum SectionTag {
     /// A clearing run's record: a header part, then a part per firm (`clearing`).
     Clearing = 1,
+    /// A periodic charge's record: a header part, then a part per firm (`charges`).
+    Charges = 3,
 }
 
 impl SectionTag {
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
         match v {
             1 => Ok(SectionTag::Clearing),
+            3 => Ok(SectionTag::Charges),
             _ => Err(DecodeError::Invalid("section tag")),
         }
     }
@@ -529,8 +532,10 @@ impl EntryView {
     /// clearing section, the header and the account's own part.
     pub fn for_account(entry: &Entry, account: &AccountId) -> EntryView {
         let own = entry.section(SectionTag::Clearing).and_then(|s| crate::clearing::part_index(s, account));
+        let charged = entry.section(SectionTag::Charges).and_then(|s| crate::charges::part_index(s, account));
         EntryView::of(entry, |tag, index| match tag {
             SectionTag::Clearing => index == 0 || Some(index) == own,
+            SectionTag::Charges => index == 0 || Some(index) == charged,
         })
     }
 
@@ -545,6 +550,12 @@ impl EntryView {
         if let Some(b) = self.entry.balances_after.iter().find(|b| &b.account == account) {
             return Some(b.balance_minor);
         }
+        if let Some(charge) = crate::charges::firm_charge(self, account) {
+            return Some(charge.balance_after_minor);
+        }
+        if let Some(h) = crate::charges::header(self).filter(|h| &h.fee_account == account) {
+            return Some(h.fee_balance_after_minor);
+        }
         crate::clearing::firm_part(self, account).and_then(|p| p.balance_after)
     }
 
@@ -554,6 +565,8 @@ impl EntryView {
         op.kind.accounts().contains(&account)
             || self.entry.balances_after.iter().any(|b| &b.account == account)
             || crate::clearing::firm_part(self, account).is_some_and(|p| p.firm.changed)
+            || crate::charges::firm_charge(self, account).is_some()
+            || crate::charges::header(self).is_some_and(|h| &h.fee_account == account)
     }
 
     /// The part `index` of the section `tag`, if shown.

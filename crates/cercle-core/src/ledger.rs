@@ -342,6 +342,11 @@ impl Ledger {
             _ => self.state.apply_signed(&ctx, &envelope.signers(), op, clearing)?,
         };
         let (balances_after, sections) = match &effects.clearing {
+            // A periodic charge's balances are in its section's parts (`charges`): a firm is
+            // shown its own, never another's.
+            None if effects.charges.is_some() => {
+                (Vec::new(), effects.charges.iter().map(|c| c.to_section()).collect())
+            }
             None => (effects.balance_changes.iter().map(|b| b.after()).collect(), Vec::new()),
             Some((record, _)) => {
                 let state = &self.state;

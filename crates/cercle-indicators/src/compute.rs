@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cercle_clearing::{Pair, components, net_positions, solve_setoff};
+use cercle_core::charges::ChargeRecord;
 use cercle_core::invoice::local_part;
 use cercle_core::time::{DAY_MS, date};
 use cercle_core::{AccountId, ClearingRecord, Entry, GroupName, InvoiceId, OpKind, SectionTag, body};
@@ -370,6 +371,24 @@ impl Computer {
                         .balance
                         .checked_sub(firm.payment_minor)
                         .ok_or_else(|| bad("a balance overflows".into()))?;
+                    self.set_balance(f, after, day, ts);
+                }
+            }
+            // A periodic charge moves each charged firm's balance and the association's to
+            // what its section records: a fee is not an exchange, so no trade figure counts it.
+            OpKind::ChargeFees { .. } => {
+                let section = entry
+                    .section(SectionTag::Charges)
+                    .ok_or_else(|| bad("a periodic charge without its record".into()))?;
+                let record = ChargeRecord::from_section(section)
+                    .map_err(|e| bad(format!("its charge record: {e}")))?;
+                let charged = record.firms.iter().filter(|c| c.not_charged.is_none());
+                let moves: Vec<(AccountId, i64)> = charged
+                    .map(|c| (c.account.clone(), c.balance_after_minor))
+                    .chain([(record.fee_account.clone(), record.fee_balance_after_minor)])
+                    .collect();
+                for (account, after) in moves {
+                    let f = self.firm(&account).map_err(bad)?;
                     self.set_balance(f, after, day, ts);
                 }
             }

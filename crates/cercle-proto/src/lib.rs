@@ -157,6 +157,7 @@ fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], Reject> {
 fn section_view(s: EntrySection) -> Result<core::entry::SectionView, Reject> {
     let tag = match s.tag {
         1 => core::SectionTag::Clearing,
+        3 => core::SectionTag::Charges,
         other => return Err(malformed(format!("unknown entry section {other}"))),
     };
     let parts = s
@@ -440,6 +441,11 @@ impl From<&core::FeeSchedule> for FeeSchedule {
             membership_minor: f.membership_minor.iter().map(|(c, a)| (c.clone(), *a)).collect(),
             demurrage_bp: u32::from(f.demurrage_bp),
             demurrage_above_minor: f.demurrage_above_minor,
+            group_membership_minor: f
+                .group_membership_minor
+                .iter()
+                .map(|(g, a)| (g.to_string(), *a))
+                .collect(),
         }
     }
 }
@@ -458,6 +464,15 @@ impl TryFrom<FeeSchedule> for core::FeeSchedule {
             membership_minor: f.membership_minor.into_iter().collect(),
             demurrage_bp: u16::try_from(f.demurrage_bp).map_err(|_| malformed("demurrage out of range"))?,
             demurrage_above_minor: f.demurrage_above_minor,
+            group_membership_minor: f
+                .group_membership_minor
+                .into_iter()
+                .map(|(g, a)| {
+                    core::GroupName::parse(&g)
+                        .map(|g| (g, a))
+                        .map_err(|e| malformed(format!("group fee: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
         };
         schedule.check().map_err(|e| malformed(format!("fee schedule: {e}")))?;
         Ok(schedule)

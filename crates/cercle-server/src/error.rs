@@ -106,12 +106,14 @@ fn rejection_code(code: RejectCode) -> Code {
         RejectCode::OperationIdConflict
         | RejectCode::AccountExists
         | RejectCode::InvoiceExists
-        | RejectCode::GroupExists => Code::AlreadyExists,
+        | RejectCode::GroupExists
+        | RejectCode::PeriodAlreadyCharged => Code::AlreadyExists,
         RejectCode::TooManyOpenInvoices
         | RejectCode::TooManyGroups
         | RejectCode::TooManyObligations
         | RejectCode::TooManyAccounts
-        | RejectCode::TooManyRoleKeys => Code::ResourceExhausted,
+        | RejectCode::TooManyRoleKeys
+        | RejectCode::TooManyCharges => Code::ResourceExhausted,
         RejectCode::Expired
         | RejectCode::AccountFrozen
         | RejectCode::AlreadyFrozen
@@ -121,6 +123,9 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvoiceStateConflict
         | RejectCode::InvoiceOverpaid
         | RejectCode::NothingToClear
+        | RejectCode::PeriodNotBegun
+        | RejectCode::NoFeeSchedule
+        | RejectCode::NothingToCharge
         | RejectCode::ClearingInvalid
         | RejectCode::LastAdministrator
         | RejectCode::RoleAlreadyHeld

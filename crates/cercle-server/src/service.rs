@@ -188,6 +188,16 @@ impl LedgerService {
                 }
             }
         }
+        if let Some(section) = entry.section(core::SectionTag::Charges) {
+            if let Some(h) = section.parts.first().and_then(|p| core::charges::ChargeHeader::decode(p).ok()) {
+                candidates.push(h.fee_account);
+            }
+            for part in section.parts.iter().skip(1) {
+                if let Ok(f) = core::charges::FirmCharge::decode(part) {
+                    candidates.push(f.account);
+                }
+            }
+        }
         for account in candidates {
             let holds = self.view.account(&account).is_some_and(|a| a.keys.contains(key));
             if holds && whole.concerns(&op, &account) {

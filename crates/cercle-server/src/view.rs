@@ -31,6 +31,8 @@ pub struct Applied {
     pub groups: Option<Groups>,
     /// The fee schedule after the group, when it set one (a schedule is never unset).
     pub fees: Option<FeeSchedule>,
+    /// The last period charged after the group, when it charged one.
+    pub last_charge: Option<cercle_core::charges::LastCharge>,
 }
 
 impl Applied {
@@ -45,6 +47,7 @@ impl Applied {
         self.roles = later.roles.or(self.roles.take());
         self.groups = later.groups.or(self.groups.take());
         self.fees = later.fees.or(self.fees.take());
+        self.last_charge = later.last_charge.or(self.last_charge.take());
     }
 }
 
