@@ -39,18 +39,17 @@
 //! | `setoff`       | what a run cancelled of an invoice by set-off, in major units        |
 //! | `credit`       | what a run settled of an invoice through mutual credit               |
 //! | `levy`         | a levied transfer's levy (or a held payment's, at its approval), all |
-//! |                | that went to the fee account; what the payer and the payee each paid |
-//! |                | of it is in `details`                                                 |
+//! |                | that went to the fee account under the schedule then in force; what  |
+//! |                | the payer and the payee each paid of it is in `details`               |
 //! | `fee_account`  | the account the levy went to                                          |
 //!
 //! Memos and the like are written by firms. A text field that a spreadsheet would take
 //! for a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) is
 //! written with a leading `'`, which spreadsheets show as text.
 
-use std::collections::HashMap;
 use std::io::Write;
 
-use cercle_core::{AccountId, Entry, Genesis, OpKind, Operation, format_minor};
+use cercle_core::{AccountId, Entry, FeeSchedule, Genesis, OpKind, Operation, format_minor};
 
 use crate::describe::describe_entry;
 use crate::{LogWriter, SignedTreeHead, rfc3339};
@@ -84,60 +83,53 @@ pub const COLUMNS: [&str; 20] = [
 pub struct Writer<W: Write> {
     out: W,
     genesis: Genesis,
-    /// Every account's balance after the entries so far (written or skipped): what a levy
-    /// is worked out from. At most one per account.
-    balances: HashMap<AccountId, i64>,
+    /// The fee schedule in force after the entries so far (written or skipped): what a
+    /// levied payment's levy is worked out from, as the ledger worked it out.
+    fees: Option<FeeSchedule>,
 }
 
 impl<W: Write> Writer<W> {
     /// Writes the header row.
     pub fn new(mut out: W, genesis: &Genesis) -> std::io::Result<Self> {
         write_row(&mut out, COLUMNS.iter().map(|c| c.to_string()))?;
-        Ok(Writer { out, genesis: genesis.clone(), balances: HashMap::new() })
+        Ok(Writer { out, genesis: genesis.clone(), fees: None })
     }
 
-    /// Keeps every balance the entry records; returns what they were before it.
-    fn note_balances(&mut self, entry: &Entry) -> HashMap<AccountId, i64> {
-        let mut before = HashMap::with_capacity(entry.balances_after.len());
-        for b in &entry.balances_after {
-            let old = self.balances.insert(b.account.clone(), b.balance_minor).unwrap_or(0);
-            before.insert(b.account.clone(), old);
+    /// Follows the fee schedule.
+    fn note_fees(&mut self, op: &Operation) {
+        if let OpKind::SetFees(f) = &op.kind {
+            self.fees = Some(f.schedule.clone());
         }
-        before
     }
 }
 
-/// A levied payment's levy, from the balances its entry records: a transfer (or the
-/// approval of a held one) whose entry records a third balance, the fee account's.
-/// Returns the fee account, the levy and its payer's and payee's shares.
+/// A levied payment's levy: a transfer (or the approval of a held one) whose entry records
+/// a third balance, the fee account's, under `fees`, the schedule in force. Returns the fee
+/// account, the levy and its payer's and payee's shares.
 fn levy_of(
     entry: &Entry,
-    before: &HashMap<AccountId, i64>,
+    fees: Option<&FeeSchedule>,
     transfer: Option<(&AccountId, &AccountId, i64)>,
 ) -> Option<(AccountId, i64, i64, i64)> {
     let (payer, payee, amount) = transfer?;
-    let fee = entry.balances_after.iter().find(|b| &b.account != payer && &b.account != payee)?;
-    let change = |account: &AccountId| -> Option<i128> {
-        let after = entry.balances_after.iter().find(|b| &b.account == account)?.balance_minor;
-        Some(i128::from(after) - i128::from(*before.get(account)?))
-    };
-    let total = i64::try_from(change(&fee.account)?).ok()?;
-    let payer_share = i64::try_from(-change(payer)? - i128::from(amount)).ok()?;
-    let payee_share = i64::try_from(i128::from(amount) - change(payee)?).ok()?;
-    Some((fee.account.clone(), total, payer_share, payee_share))
+    let fees = fees?;
+    entry.balances_after.iter().find(|b| b.account == fees.account)?;
+    let levy = fees.levy(payer, payee, amount);
+    (levy.total_minor() > 0)
+        .then(|| (fees.account.clone(), levy.total_minor(), levy.payer_minor, levy.payee_minor))
 }
 
 impl<W: Write> LogWriter for Writer<W> {
-    fn skip(&mut self, entry: &Entry, _op: &Operation) -> std::io::Result<()> {
-        self.note_balances(entry);
+    fn skip(&mut self, _entry: &Entry, op: &Operation) -> std::io::Result<()> {
+        self.note_fees(op);
         Ok(())
     }
 
     fn entry(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
-        let before = self.note_balances(entry);
+        self.note_fees(op);
         let g = &self.genesis;
         let d = describe_entry(g, entry, op);
-        let levy = levy_of(entry, &before, d.transfer);
+        let levy = levy_of(entry, self.fees.as_ref(), d.transfer);
         let money = |minor: i64| plain_major(minor, g.exponent);
         let mut details = d.details.clone();
         let (levy_column, fee_account) = match &levy {
@@ -458,7 +450,7 @@ mod tests {
     }
 
     /// A levied transfer's row says what the levy was, to which account, and who paid what
-    /// of it, worked out from the balances recorded since the first entry, skipped or not.
+    /// of it, under the schedule set before, in an entry skipped or not.
     #[test]
     fn a_levied_transfer_shows_its_levy() {
         use cercle_core::{AccountId, BalanceAfter, Envelope, LedgerId, OperationId, PublicKey, Transfer};
@@ -501,13 +493,28 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut writer = Writer::new(&mut out, &genesis).unwrap();
-        // Before the exported period: alpha paid beta 10.00, with no levy yet.
+        // Before the exported period: alpha paid beta 10.00, then the association set a
+        // levy of 1%, split.
         let (e, op) = transfer(1, "alpha", "beta", 1_000, &[("alpha", -1_000), ("beta", 1_000)]);
         writer.skip(&e, &op).unwrap();
+        let schedule = cercle_core::FeeSchedule {
+            account: id("assoc"),
+            transfer_levy_bp: 100,
+            levy_on: cercle_core::LevyOn::Split,
+            membership_minor: Default::default(),
+            demurrage_bp: 0,
+            demurrage_above_minor: 0,
+            group_membership_minor: Default::default(),
+        };
+        let (mut e, mut op) = transfer(2, "alpha", "beta", 1, &[]);
+        e.sequence = 2;
+        op.kind = OpKind::SetFees(cercle_core::SetFees { schedule, reason: "statutes".into() });
+        writer.skip(&e, &op).unwrap();
         // 1% of 3.50 split: 0.04, 0.02 each.
-        let (e, op) = transfer(2, "beta", "alpha", 350, &[("beta", 648), ("alpha", -652), ("assoc", 4)]);
+        let (e, op) = transfer(3, "beta", "alpha", 350, &[("beta", 648), ("alpha", -652), ("assoc", 4)]);
         writer.entry(&e, &op).unwrap();
-        let (e, op) = transfer(3, "alpha", "beta", 100, &[("alpha", -752), ("beta", 748)]);
+        // To the association: no levy, and no third balance.
+        let (e, op) = transfer(4, "alpha", "assoc", 100, &[("alpha", -752), ("assoc", 104)]);
         writer.entry(&e, &op).unwrap();
         let text = String::from_utf8(out).unwrap();
         let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
@@ -517,11 +524,11 @@ mod tests {
         };
         assert_eq!(
             cells(&rows[1]),
-            ["2", "3.50", "0.04", "assoc", "levy 0.02 paid by the payer and 0.02 by the payee"]
+            ["3", "3.50", "0.04", "assoc", "levy 0.02 paid by the payer and 0.02 by the payee"]
                 .map(String::from),
             "{text}"
         );
-        assert_eq!(cells(&rows[2]), ["3", "1.00", "", "", ""].map(String::from), "{text}");
+        assert_eq!(cells(&rows[2]), ["4", "1.00", "", "", ""].map(String::from), "{text}");
     }
 
     #[test]
