@@ -20,6 +20,7 @@ pub mod ids;
 pub mod invoice;
 pub mod ledger;
 pub mod merkle;
+pub mod node_keys;
 pub mod op;
 pub mod profile;
 pub mod reject;
@@ -43,6 +44,7 @@ pub use op::{
     AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
     RunClearing, SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
+pub use node_keys::{NodeKeyEra, NodeKeys};
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};
 pub use roles::{Roles, SensitiveAct};

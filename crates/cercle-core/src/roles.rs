@@ -26,6 +26,8 @@ pub enum SensitiveAct {
     WriteOff,
     /// A clearing run that also uses the firms' credit.
     ClearingWithCredit,
+    /// Rotating the node's signing key.
+    NodeKeyRotation,
     /// Not sensitive, but cosigned: every signer must then be an administrator.
     Cosigned,
 }
@@ -44,6 +46,7 @@ impl SensitiveAct {
             SensitiveAct::KeyRotation => "an administrator replacing a firm's keys".into(),
             SensitiveAct::WriteOff => "a write-off at closure".into(),
             SensitiveAct::ClearingWithCredit => "a clearing run with credit".into(),
+            SensitiveAct::NodeKeyRotation => "a rotation of the node's signing key".into(),
             SensitiveAct::Cosigned => "an act with cosignatures".into(),
         }
     }

@@ -96,6 +96,7 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvoicePartiesMismatch
         | RejectCode::QuorumInvalid
         | RejectCode::FeesInvalid
+        | RejectCode::NodeKeyInvalid
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
         RejectCode::NotAdministrator
@@ -129,6 +130,8 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::KeyAlreadyRegistered
         | RejectCode::AccountNotSettled
         | RejectCode::WriteOffInvalid
+        | RejectCode::NodeKeyInForce
+        | RejectCode::NodeKeyUsedBefore
         | RejectCode::NotInGroup
         | RejectCode::KeyCapExceeded
         | RejectCode::LastOwnerKey

@@ -172,6 +172,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
             row.reason = non_empty(reason);
         }
         OpKind::SetQuorum(q) => row.reason = non_empty(&q.reason),
+        OpKind::RotateNodeKey { reason, .. } => row.reason = non_empty(reason),
         OpKind::SetFees(f) => row.reason = non_empty(&f.reason),
         OpKind::RegisterAccount(_)
         | OpKind::RotateKeys { .. }
@@ -330,6 +331,7 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         | OpKind::SetQuorum(_)
         | OpKind::SetFees(_)
         | OpKind::Transfer(_) => {}
+        OpKind::RotateNodeKey { new_pubkey, .. } => value["node_key"] = json!(new_pubkey.to_hex()),
     }
     value
 }
@@ -393,6 +395,7 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::RunClearing(_)
         | OpKind::SetProfile(_)
         | OpKind::SetQuorum(_)
+        | OpKind::RotateNodeKey { .. }
         | OpKind::SetRole(_)
         | OpKind::SetFees(_)
         | OpKind::CreateGroup(_)

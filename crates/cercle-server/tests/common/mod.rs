@@ -109,6 +109,9 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::TooManyObligations => (62, "TOO_MANY_OBLIGATIONS"),
         RejectCode::AccountNotSettled => (70, "ACCOUNT_NOT_SETTLED"),
         RejectCode::WriteOffInvalid => (71, "WRITE_OFF_INVALID"),
+        RejectCode::NodeKeyInvalid => (72, "NODE_KEY_INVALID"),
+        RejectCode::NodeKeyInForce => (73, "NODE_KEY_IN_FORCE"),
+        RejectCode::NodeKeyUsedBefore => (74, "NODE_KEY_USED_BEFORE"),
         RejectCode::UnknownGroup => (80, "UNKNOWN_GROUP"),
         RejectCode::GroupExists => (81, "GROUP_EXISTS"),
         RejectCode::TooManyGroups => (82, "TOO_MANY_GROUPS"),
@@ -127,7 +130,7 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 58] = [
+pub const ALL_CODES: [RejectCode; 61] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -172,6 +175,9 @@ pub const ALL_CODES: [RejectCode; 58] = [
     RejectCode::TooManyObligations,
     RejectCode::AccountNotSettled,
     RejectCode::WriteOffInvalid,
+    RejectCode::NodeKeyInvalid,
+    RejectCode::NodeKeyInForce,
+    RejectCode::NodeKeyUsedBefore,
     RejectCode::UnknownGroup,
     RejectCode::GroupExists,
     RejectCode::TooManyGroups,
