@@ -2,10 +2,11 @@
 //! `RotateNodeKey` entry, and which key signs a tree head of a given size.
 //!
 //! The rule, which every signer and verifier applies alike: the key in force for a tree
-//! head of size `n` is the key of the last rotation entry whose sequence is below `n`
-//! (the entry is in the tree), else the genesis's. A rotation at sequence `s` is therefore
-//! in force from size `s + 1`: the head that first contains it is signed with the new key,
-//! so no head is ever signed by a key the log does not name for it.
+//! head of size `n` is the key of the last rotation entry the tree contains (entries are
+//! numbered from 1, so its sequence is at most `n`), else the genesis's. A rotation at
+//! sequence `s` is therefore in force from size `s`: the head that first contains it is
+//! signed with the new key, so no head is ever signed by a key the log does not name for
+//! it, and a verifier holding the log finds every key in the log itself.
 
 use cercle_limits::NODE_KEYS_MAX;
 
@@ -26,7 +27,8 @@ pub struct NodeKeyEra {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeKeys {
     genesis: PublicKey,
-    /// Each rotation's entry sequence and key; sequences strictly increase.
+    /// Each rotation's entry sequence (the first tree size it signs) and key; sequences
+    /// strictly increase.
     rotations: Vec<(u64, PublicKey)>,
 }
 
@@ -43,7 +45,7 @@ impl NodeKeys {
 
     /// The key that signs a tree head of `size` entries.
     pub fn key_for_size(&self, size: u64) -> PublicKey {
-        self.rotations.iter().rev().find(|(sequence, _)| *sequence < size).map_or(self.genesis, |(_, k)| *k)
+        self.rotations.iter().rev().find(|(sequence, _)| *sequence <= size).map_or(self.genesis, |(_, k)| *k)
     }
 
     /// The key in force now: the last one.
@@ -54,7 +56,7 @@ impl NodeKeys {
     /// Every key with the first tree size it signs, the genesis's first (from size 0).
     pub fn eras(&self) -> Vec<NodeKeyEra> {
         std::iter::once(NodeKeyEra { from_size: 0, key: self.genesis })
-            .chain(self.rotations.iter().map(|(sequence, key)| NodeKeyEra { from_size: sequence + 1, key: *key }))
+            .chain(self.rotations.iter().map(|(sequence, key)| NodeKeyEra { from_size: *sequence, key: *key }))
             .collect()
     }
 
@@ -72,8 +74,8 @@ impl NodeKeys {
         }
         let mut keys = NodeKeys { genesis: first.key, rotations: Vec::with_capacity(rest.len()) };
         for era in rest {
-            let sequence = era.from_size.checked_sub(1).ok_or("a rotated key from size 0")?;
-            if keys.rotations.last().is_some_and(|(last, _)| *last >= sequence) {
+            let sequence = era.from_size;
+            if keys.rotations.last().map_or(0, |(last, _)| *last) >= sequence {
                 return Err(format!("node key {} from size {}: sizes must increase", era.key, era.from_size));
             }
             keys.rotations.push((sequence, era.key));
@@ -163,9 +165,9 @@ mod tests {
     fn a_rotation_signs_the_heads_that_contain_it() {
         let keys = history();
         let signer: Vec<u8> = (0..13).map(|size| keys.key_for_size(size).0[0]).collect();
-        assert_eq!(signer, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3]);
+        assert_eq!(signer, [1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3]);
         assert_eq!(keys.current(), key(3));
-        assert_eq!(keys.used_from(&key(2)), Some(5));
+        assert_eq!(keys.used_from(&key(2)), Some(4));
         assert_eq!(keys.used_from(&key(7)), None);
     }
 
@@ -176,11 +178,11 @@ mod tests {
         let eras = keys.eras();
         assert_eq!(
             eras.iter().map(|e| (e.from_size, e.key.0[0])).collect::<Vec<_>>(),
-            [(0, 1), (5, 2), (10, 3)]
+            [(0, 1), (4, 2), (9, 3)]
         );
         assert_eq!(NodeKeys::from_eras(&eras), Ok(keys.clone()));
         let mut bad = eras.clone();
-        bad[2].from_size = 5;
+        bad[2].from_size = 4;
         assert!(NodeKeys::from_eras(&bad).unwrap_err().contains("must increase"));
         bad[0].from_size = 1;
         assert!(NodeKeys::from_eras(&bad).unwrap_err().contains("not 0"));

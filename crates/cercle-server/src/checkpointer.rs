@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Instant;
 
-use cercle_core::{Account, AccountId, FeeSchedule, Groups, Invoice, InvoiceId, Roles};
+use cercle_core::{Account, AccountId, FeeSchedule, Groups, Invoice, InvoiceId, NodeKeys, Roles};
 use cercle_limits::{CHECKPOINT_ENTRIES_MAX, CHECKPOINT_INTERVAL, CHECKPOINT_QUEUE_MAX, PENDING_ENTRIES_MAX};
 use cercle_store::{Checkpoint, CheckpointHead, Store};
 
@@ -34,6 +34,8 @@ struct Pending {
     groups: Option<Groups>,
     /// The fee schedule, when a group set one.
     fees: Option<FeeSchedule>,
+    /// The node key history, when a group rotated the key.
+    node_keys: Option<NodeKeys>,
     entries: u64,
     since: Option<Instant>,
 }
@@ -61,6 +63,9 @@ impl Pending {
         if let Some(fees) = applied.fees {
             self.fees = Some(fees);
         }
+        if let Some(node_keys) = applied.node_keys {
+            self.node_keys = Some(node_keys);
+        }
         for i in applied.invoices {
             self.invoices.insert(i.id, i);
         }
@@ -87,6 +92,7 @@ impl Pending {
             roles: self.roles.clone(),
             groups: self.groups.clone(),
             fees: self.fees.clone(),
+            node_keys: self.node_keys.clone(),
         }
     }
 }

@@ -139,6 +139,9 @@ fn resume(
                 state = state.with_groups(groups);
             }
             state = state.with_fees(snapshot.fees);
+            if let Some(node_keys) = snapshot.node_keys {
+                state = state.with_node_keys(node_keys);
+            }
             Ledger::from_parts(genesis.clone(), state, snapshot.head.head, ids)
         }
         // A node stopped before its first checkpoint: the log rolls forward from genesis.
@@ -211,5 +214,7 @@ fn replay(store: &Store, replayer: &mut Replayer, from: u64) -> Result<Applied, 
     // Always, for the same reason: a rebuilt state's groups replace the checkpoint's.
     pending.groups = Some(state.groups().clone());
     pending.fees = state.fees().cloned();
+    // Once rotated, always: the checkpoint's history is replaced by the replayed one.
+    pending.node_keys = state.node_keys().is_rotated().then(|| state.node_keys().clone());
     Ok(pending)
 }

@@ -477,6 +477,9 @@ impl Executor {
                 if matches!(op.kind, cercle_core::OpKind::SetFees(_)) {
                     group.applied.fees = state.fees().cloned();
                 }
+                if matches!(op.kind, cercle_core::OpKind::RotateNodeKey { .. }) {
+                    group.applied.node_keys = Some(state.node_keys().clone());
+                }
                 group.entries.push(entry.encode());
                 group.hashes.push(entry.hash());
                 let clearing = effects.clearing.map(|(_, summary)| summary);

@@ -11,6 +11,7 @@
 //! | `m/roles`                        | `Roles::encode`: administrators, auditors and quorum, once one changed |
 //! | `m/groups`                       | `Groups::encode`: member groups and their limits, once one was created |
 //! | `m/fees`                         | `FeeSchedule::encode`: the fee schedule, once one is set |
+//! | `m/node_keys`                    | `NodeKeys::encode`: the node key rotations, once there is one |
 //! | `a` handle                       | `Account::encode`                                |
 //! | `i` invoice id                   | `Invoice::encode`                                |
 //! | `n` handle `0x00` issued seq     | invoice id (each firm's invoices, by issue)      |
@@ -37,7 +38,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, FeeSchedule, Groups, Head, Invoice, InvoiceId, Roles};
+use cercle_core::{Account, AccountId, FeeSchedule, Genesis, Groups, Head, Invoice, InvoiceId, NodeKeys, Roles};
 use cercle_limits::HISTORY_BLOCK_MAX;
 
 use crate::StoreError;
@@ -50,6 +51,8 @@ const ROLES_KEY: &[u8] = b"m/roles";
 const GROUPS_KEY: &[u8] = b"m/groups";
 /// Absent until a checkpoint after the first fee schedule: a ledger without one has none.
 const FEES_KEY: &[u8] = b"m/fees";
+/// Absent until a checkpoint after the first node key rotation: the genesis's key alone.
+const NODE_KEYS_KEY: &[u8] = b"m/node_keys";
 const ACCOUNT_PREFIX: u8 = b'a';
 const INVOICE_PREFIX: u8 = b'i';
 const ACCOUNT_INVOICES_PREFIX: u8 = b'n';
@@ -80,6 +83,8 @@ pub struct Snapshot {
     pub groups: Option<Groups>,
     /// The fee schedule at `head`; `None`: none was ever set.
     pub fees: Option<FeeSchedule>,
+    /// The node key history at `head`; `None`: the genesis's key was never rotated.
+    pub node_keys: Option<NodeKeys>,
 }
 
 /// What changed since the last checkpoint, to write as the next one.
@@ -98,6 +103,8 @@ pub struct Checkpoint {
     pub groups: Option<Groups>,
     /// The fee schedule at `head`, once one is set.
     pub fees: Option<FeeSchedule>,
+    /// The node key history at `head`, once the key was rotated.
+    pub node_keys: Option<NodeKeys>,
 }
 
 pub(crate) fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
@@ -303,7 +310,7 @@ impl Derived {
     }
 
     /// The state the checkpoint holds, every record checked (checksums, decoding, counts).
-    pub(crate) fn snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
+    pub(crate) fn snapshot(&self, genesis: &Genesis) -> Result<Option<Snapshot>, StoreError> {
         let Some(head) = self.head()? else { return Ok(None) };
         let accounts = self.scan(ACCOUNT_PREFIX, |_, v| Account::decode(v).map_err(|e| e.to_string()))?;
         let invoices = self.scan(INVOICE_PREFIX, |_, v| Invoice::decode(v).map_err(|e| e.to_string()))?;
@@ -340,7 +347,13 @@ impl Derived {
                     .map_err(|e| StoreError::Corrupt { key: "m/fees".into(), reason: e.to_string() })?,
             ),
         };
-        Ok(Some(Snapshot { head, accounts, invoices, roles, groups, fees }))
+        let node_keys = match self.db().as_ref().map(|db| db.get(NODE_KEYS_KEY)).transpose()?.flatten() {
+            None => None,
+            Some(v) => Some(NodeKeys::decode(genesis, unseal(NODE_KEYS_KEY, &v)?).map_err(|e| {
+                StoreError::Corrupt { key: "m/node_keys".into(), reason: e.to_string() }
+            })?),
+        };
+        Ok(Some(Snapshot { head, accounts, invoices, roles, groups, fees, node_keys }))
     }
 
     fn scan<T>(
@@ -401,6 +414,9 @@ impl Derived {
         }
         if let Some(fees) = &c.fees {
             batch.insert(FEES_KEY, seal(FEES_KEY, fees.encode()));
+        }
+        if let Some(node_keys) = &c.node_keys {
+            batch.insert(NODE_KEYS_KEY, seal(NODE_KEYS_KEY, node_keys.encode()));
         }
         if let Some(head) = &c.head {
             batch.insert(HEAD_KEY, encode_head(head));
