@@ -3602,6 +3602,7 @@ mod tests {
             (ADMIN, OpKind::FreezeAccount { account: id("bbb"), reason: "dispute".into() }),
             register("ddd", 13, 0, None),
             close("ddd"),
+            (ADMIN, OpKind::RotateNodeKey { new_pubkey: key(40), reason: "yearly rotation".into() }),
             role(ADMIN, Role::Admin, 30, true),
             role(30, Role::Admin, ADMIN, false),
         ];
@@ -3616,6 +3617,8 @@ mod tests {
         assert_eq!(state.invoices, before.invoices);
         assert_eq!(state.open_invoices, before.open_invoices);
         assert_eq!(state.roles, before.roles);
+        assert_eq!(state.node_keys, before.node_keys);
+        assert!(!state.node_keys.is_rotated());
     }
 
     #[test]
