@@ -455,7 +455,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             init_logging(log_format_from_env()?);
             let dir = DataDir::new(data_dir);
             if !dir.is_initialised() {
-                anyhow::bail!("{} holds no ledger: a node key is made for an existing ledger", dir.root.display());
+                anyhow::bail!(
+                    "{} holds no ledger: a node key is made for an existing ledger",
+                    dir.root.display()
+                );
             }
             let (key, path) = cercle_server::node_keys::new_node_key(&dir)?;
             out.line(&format!("node key {key} made in {}", path.display()));

@@ -45,7 +45,15 @@ fn rotate(url: &str, dir: &Path, first: &Key, second: &Key, pubkey: &str, name: 
         url,
         Some(&first.path),
         &[
-            "admin", "node-key", "rotate", "--pubkey", pubkey, "--reason", "yearly rotation", "--save", file_s,
+            "admin",
+            "node-key",
+            "rotate",
+            "--pubkey",
+            pubkey,
+            "--reason",
+            "yearly rotation",
+            "--save",
+            file_s,
             "--no-submit",
         ],
     )
@@ -62,7 +70,9 @@ fn statement(url: &str, alice: &Key, out: &Path, node_key: &str) -> serde_json::
 
 fn proof(url: &str, alice: &Key, state: &Path) -> serde_json::Value {
     let state_s = state.to_str().unwrap();
-    cercle(url, Some(&alice.path), &["--json", "proof", "check", "alice-bakery", "--state", state_s]).ok().json()
+    cercle(url, Some(&alice.path), &["--json", "proof", "check", "alice-bakery", "--state", state_s])
+        .ok()
+        .json()
 }
 
 #[test]
@@ -140,7 +150,10 @@ fn the_node_key_rotates_under_the_quorum_and_every_verifier_follows() {
     assert!(text.contains(&format!("{new_key} from tree size {rotated_at}")), "{text}");
 
     // Refused, each with its number (cosigned, so the quorum is not what refuses them).
-    assert_mentions(&rotate(&url, dir, &board_a, &board_b, &new_key, "again").failed(), "NODE_KEY_IN_FORCE, code 73");
+    assert_mentions(
+        &rotate(&url, dir, &board_a, &board_b, &new_key, "again").failed(),
+        "NODE_KEY_IN_FORCE, code 73",
+    );
     assert_mentions(
         &rotate(&url, dir, &board_a, &board_b, &genesis_key, "back").failed(),
         "NODE_KEY_USED_BEFORE, code 74",
@@ -157,12 +170,20 @@ fn the_node_key_rotates_under_the_quorum_and_every_verifier_follows() {
     assert_eq!(verified["valid"], true, "{verified}");
     assert_eq!(verified["node_key"], new_key.as_str(), "{verified}");
     // Pinned to the genesis's key, the new statement is refused, saying which key to pin.
-    let out = cercle(&url, None, &["statement", "verify", after_json.to_str().unwrap(), "--node-key", &genesis_key]);
+    let out = cercle(
+        &url,
+        None,
+        &["statement", "verify", after_json.to_str().unwrap(), "--node-key", &genesis_key],
+    );
     let out = out.failed();
     assert_mentions(&out, "STATEMENT INVALID");
     assert_mentions(&out, &format!("{new_key} from tree size {rotated_at}"));
     // The statement made before the rotation still verifies with the genesis's key.
-    let old = cercle(&url, None, &["statement", "verify", dir.join("before.json").to_str().unwrap(), "--node-key", &genesis_key]);
+    let old = cercle(
+        &url,
+        None,
+        &["statement", "verify", dir.join("before.json").to_str().unwrap(), "--node-key", &genesis_key],
+    );
     old.ok();
 
     // A restart: the node loads the key in force and signs with it.

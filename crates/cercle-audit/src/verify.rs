@@ -235,7 +235,9 @@ where
     }
     let ledger = replay.replayer.into_ledger();
     if let Some(signed) = tree_head {
-        signed.verify_with(genesis, ledger.state().node_keys()).map_err(|e| AuditFailure::TreeHead(e.into()))?;
+        signed
+            .verify_with(genesis, ledger.state().node_keys())
+            .map_err(|e| AuditFailure::TreeHead(e.into()))?;
     }
     Ok(Verdict {
         entries_checked: replay.index,

@@ -40,11 +40,11 @@ pub use invoice::{Invoice, InvoiceId, InvoiceState};
 pub use ledger::{
     Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
 };
+pub use node_keys::{NodeKeyEra, NodeKeys};
 pub use op::{
     AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
     RunClearing, SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
 };
-pub use node_keys::{NodeKeyEra, NodeKeys};
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};
 pub use roles::{Roles, SensitiveAct};

@@ -56,7 +56,9 @@ impl NodeKeys {
     /// Every key with the first tree size it signs, the genesis's first (from size 0).
     pub fn eras(&self) -> Vec<NodeKeyEra> {
         std::iter::once(NodeKeyEra { from_size: 0, key: self.genesis })
-            .chain(self.rotations.iter().map(|(sequence, key)| NodeKeyEra { from_size: *sequence, key: *key }))
+            .chain(
+                self.rotations.iter().map(|(sequence, key)| NodeKeyEra { from_size: *sequence, key: *key }),
+            )
             .collect()
     }
 
@@ -70,7 +72,10 @@ impl NodeKeys {
             return Err(format!("the first node key is in force from size {}, not 0", first.from_size));
         }
         if eras.len() > NODE_KEYS_MAX {
-            return Err(format!("{} node keys, more than the {NODE_KEYS_MAX} a ledger has at most", eras.len()));
+            return Err(format!(
+                "{} node keys, more than the {NODE_KEYS_MAX} a ledger has at most",
+                eras.len()
+            ));
         }
         let mut keys = NodeKeys { genesis: first.key, rotations: Vec::with_capacity(rest.len()) };
         for era in rest {

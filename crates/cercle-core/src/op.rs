@@ -94,7 +94,10 @@ pub enum OpKind {
     /// Rotate the node's signing key: every tree head containing this entry (and every
     /// statement, backup and witness of such a size) is signed with `new_pubkey`. Signed by
     /// the quorum of administrators; a key the node used before is refused.
-    RotateNodeKey { new_pubkey: PublicKey, reason: String },
+    RotateNodeKey {
+        new_pubkey: PublicKey,
+        reason: String,
+    },
     /// Set the association's fee schedule (`fees::FeeSchedule`), replacing the one in
     /// force, with a reason.
     SetFees(SetFees),

@@ -619,7 +619,9 @@ impl Rejection {
                 format!("node key {key} cannot sign this ledger: {detail}")
             }
             Rejection::NodeKeyInForce { key } => {
-                format!("node key {key} is the node key in force already; generate a new one (cercle-node key new)")
+                format!(
+                    "node key {key} is the node key in force already; generate a new one (cercle-node key new)"
+                )
             }
             Rejection::NodeKeyUsedBefore { key, from_size } => format!(
                 "node key {key} signed this ledger before (from tree size {from_size}); a rotation takes a key never used, so old signatures cannot be confused with new ones"

@@ -73,8 +73,8 @@ use crate::fees::FeeSchedule;
 use crate::genesis::Genesis;
 use crate::groups::{GroupName, Groups, Limits, MemberGroup, Membership};
 use crate::ids::{AccountId, PublicKey};
-use crate::node_keys::NodeKeys;
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
+use crate::node_keys::NodeKeys;
 use crate::op::{
     AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
     RunClearing, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
@@ -85,9 +85,8 @@ use crate::roles::{Roles, SensitiveAct};
 use cercle_limits::{
     ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX, GROUPS_MAX,
     INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, NODE_KEYS_MAX,
-    OPEN_INVOICES_MAX,
-    OPERATION_SIGNATURES_MAX, PENDING_PER_ACCOUNT_MAX, PENDING_TOTAL_MAX, PENDING_VALIDITY_MS,
-    REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
+    OPEN_INVOICES_MAX, OPERATION_SIGNATURES_MAX, PENDING_PER_ACCOUNT_MAX, PENDING_TOTAL_MAX,
+    PENDING_VALIDITY_MS, REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
 };
 
 const ACCOUNT_VERSION: u8 = 1;

@@ -75,11 +75,23 @@ fn name(i: usize) -> AccountId {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Register { account: usize, limit: i64 },
-    Transfer { payer: usize, payee: usize, amount: i64 },
+    Register {
+        account: usize,
+        limit: i64,
+    },
+    Transfer {
+        payer: usize,
+        payee: usize,
+        amount: i64,
+    },
     /// `signers`: indexes into the signer keys, the first the one who acts.
-    Rotate { key: usize, signers: Vec<usize> },
-    SetQuorum { quorum: u8 },
+    Rotate {
+        key: usize,
+        signers: Vec<usize>,
+    },
+    SetQuorum {
+        quorum: u8,
+    },
     Restart,
 }
 
@@ -147,7 +159,8 @@ impl Model {
                 }
             }
             Step::Transfer { payer, payee, amount } => {
-                if payer == payee || !self.accounts.contains_key(payer) || !self.accounts.contains_key(payee) {
+                if payer == payee || !self.accounts.contains_key(payer) || !self.accounts.contains_key(payee)
+                {
                     return None;
                 }
                 let (balance, limit) = self.accounts[payer];
@@ -205,7 +218,11 @@ impl Model {
         assert_eq!(eras, expected, "node key history");
         assert_eq!(history.is_rotated(), !self.rotations.is_empty());
         for size in 0..=next_sequence {
-            assert_eq!(history.key_for_size(size), node_keys()[self.key_for_size(size)], "key for size {size}");
+            assert_eq!(
+                history.key_for_size(size),
+                node_keys()[self.key_for_size(size)],
+                "key for size {size}"
+            );
         }
         assert_eq!(state.roles().quorum(), self.quorum, "quorum");
         state.check_invariants().unwrap();
@@ -240,7 +257,11 @@ fn operation(step: &Step, n: u64) -> (Vec<PublicKey>, Operation) {
         ),
         Step::SetQuorum { quorum } => (
             vec![keys[0], keys[1]],
-            OpKind::SetQuorum(SetQuorum { quorum: *quorum, limit_above_minor: None, reason: "statutes".into() }),
+            OpKind::SetQuorum(SetQuorum {
+                quorum: *quorum,
+                limit_above_minor: None,
+                reason: "statutes".into(),
+            }),
         ),
         Step::Rotate { key, signers } => (
             signers.iter().map(|s| keys[*s]).collect(),
@@ -255,8 +276,8 @@ fn operation(step: &Step, n: u64) -> (Vec<PublicKey>, Operation) {
 /// the node key history only once they changed, as `m/roles` and `m/node_keys`).
 fn restart(genesis: &Genesis, state: &State) -> State {
     let accounts = state.accounts().map(|a| Account::decode(&a.encode()).unwrap());
-    let mut rebuilt = State::from_parts(genesis, accounts, [])
-        .with_roles(Roles::decode(&state.roles().encode()).unwrap());
+    let mut rebuilt =
+        State::from_parts(genesis, accounts, []).with_roles(Roles::decode(&state.roles().encode()).unwrap());
     if state.node_keys().is_rotated() {
         rebuilt = rebuilt.with_node_keys(NodeKeys::decode(genesis, &state.node_keys().encode()).unwrap());
     }
@@ -348,16 +369,25 @@ fn node_key_rotations_along_a_fixed_path() {
         Step::Restart,
     ];
     let mut model = Model::new();
-    let outcomes: Vec<Option<Result<(), u16>>> =
-        path.iter().scan(0u64, |seq, s| {
+    let outcomes: Vec<Option<Result<(), u16>>> = path
+        .iter()
+        .scan(0u64, |seq, s| {
             let outcome = model.apply(s, *seq + 1);
             if matches!(outcome, Some(Ok(()))) {
                 *seq += 1;
             }
             Some(outcome)
-        }).collect();
+        })
+        .collect();
     // The path reaches every refusal, so a model that accepted everything would fail here.
-    for code in [NOT_ADMINISTRATOR, QUORUM_NOT_MET, NODE_KEY_INVALID, NODE_KEY_IN_FORCE, NODE_KEY_USED_BEFORE, CREDIT_LIMIT_EXCEEDED] {
+    for code in [
+        NOT_ADMINISTRATOR,
+        QUORUM_NOT_MET,
+        NODE_KEY_INVALID,
+        NODE_KEY_IN_FORCE,
+        NODE_KEY_USED_BEFORE,
+        CREDIT_LIMIT_EXCEEDED,
+    ] {
         assert!(outcomes.contains(&Some(Err(code))), "the path reaches code {code}: {outcomes:?}");
     }
     run(&path);

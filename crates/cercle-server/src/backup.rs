@@ -175,7 +175,11 @@ pub fn restore(from: &Path, dir: &DataDir, node_key: &Path) -> Result<RestoreRep
             "{} holds the key {}, but the node key in force at the backup's tree head is {in_force}: give that key's file ({})",
             node_key.display(),
             keypair.public_key(),
-            if in_force == genesis.node_key { "the node key the ledger was created with" } else { "the rotation's key file, under node-keys/" }
+            if in_force == genesis.node_key {
+                "the node key the ledger was created with"
+            } else {
+                "the rotation's key file, under node-keys/"
+            }
         ))
     };
     let options = cercle_audit::Options {

@@ -243,7 +243,8 @@ pub fn current_tree_head(
     // of the view's size then, rather than sign a rotation's head with the key before it.
     let root_hash = if durable_size == size { durable_root } else { store.root_of_size(size)? };
     let (signer, keypair) = keyring.signer(&history, size)?;
-    let head = TreeHead { ledger_id: store.genesis().ledger_id, tree_size: size, root_hash, timestamp_ms: now_ms() };
+    let head =
+        TreeHead { ledger_id: store.genesis().ledger_id, tree_size: size, root_hash, timestamp_ms: now_ms() };
     Ok((head, signer, keypair))
 }
 

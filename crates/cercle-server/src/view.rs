@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, FeeSchedule, Groups, Head, Invoice, InvoiceId, NodeKeys, PublicKey, Roles};
+use cercle_core::{
+    Account, AccountId, FeeSchedule, Groups, Head, Invoice, InvoiceId, NodeKeys, PublicKey, Roles,
+};
 use cercle_store::{Store, StoreError};
 
 /// What a durable group changed: published to the view, then handed to the checkpointer.

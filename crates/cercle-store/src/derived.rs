@@ -38,7 +38,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, FeeSchedule, Genesis, Groups, Head, Invoice, InvoiceId, NodeKeys, Roles};
+use cercle_core::{
+    Account, AccountId, FeeSchedule, Genesis, Groups, Head, Invoice, InvoiceId, NodeKeys, Roles,
+};
 use cercle_limits::HISTORY_BLOCK_MAX;
 
 use crate::StoreError;
@@ -349,9 +351,10 @@ impl Derived {
         };
         let node_keys = match self.db().as_ref().map(|db| db.get(NODE_KEYS_KEY)).transpose()?.flatten() {
             None => None,
-            Some(v) => Some(NodeKeys::decode(genesis, unseal(NODE_KEYS_KEY, &v)?).map_err(|e| {
-                StoreError::Corrupt { key: "m/node_keys".into(), reason: e.to_string() }
-            })?),
+            Some(v) => Some(
+                NodeKeys::decode(genesis, unseal(NODE_KEYS_KEY, &v)?)
+                    .map_err(|e| StoreError::Corrupt { key: "m/node_keys".into(), reason: e.to_string() })?,
+            ),
         };
         Ok(Some(Snapshot { head, accounts, invoices, roles, groups, fees, node_keys }))
     }

@@ -312,7 +312,13 @@ fn rotation_hint(doc: &Value) -> String {
     let Some(eras) = doc["node_keys"].as_array().filter(|e| e.len() > 1) else { return String::new() };
     let list: Vec<String> = eras
         .iter()
-        .map(|e| format!("{} from tree size {}", e["key"].as_str().unwrap_or("?"), e["from_size"].as_u64().unwrap_or(0)))
+        .map(|e| {
+            format!(
+                "{} from tree size {}",
+                e["key"].as_str().unwrap_or("?"),
+                e["from_size"].as_u64().unwrap_or(0)
+            )
+        })
         .collect();
     format!(
         " (the node key was rotated: the node says {}; pin the key the association publishes for a tree of {} entries)",

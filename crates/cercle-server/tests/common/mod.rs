@@ -288,7 +288,8 @@ impl TestNode {
     /// Persists the node's signed tree head now, as the running node does every second.
     pub fn persist_witness(&self) {
         let node = self.node.as_ref().expect("the node must be running");
-        cercle_server::persist_witness(&node.store, &node.view, &node.keyring, 0).expect("the witness is written");
+        cercle_server::persist_witness(&node.store, &node.view, &node.keyring, 0)
+            .expect("the witness is written");
     }
 
     /// Stops the node: drops the service, hence the writer's queue, and waits for the

@@ -218,7 +218,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let rows = [
         (
             "tree head",
-            format!("{}, signed by the node key {}", describe(&current), node_keys.key_for_size(head.tree_size)),
+            format!(
+                "{}, signed by the node key {}",
+                describe(&current),
+                node_keys.key_for_size(head.tree_size)
+            ),
         ),
         ("consistency", consistency),
         ("inclusion", included),
