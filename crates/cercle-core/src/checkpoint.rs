@@ -58,7 +58,7 @@ pub enum TreeHeadError {
     #[error("the tree head is for ledger {tree_head}, not for this genesis's ledger {genesis}")]
     OtherLedger { tree_head: String, genesis: String },
     #[error(
-        "the tree head's signature does not verify with node key {key}, in force for a tree of {tree_size} entries: {error}"
+        "the tree head's signature does not verify with the node key {key}, in force for a tree of {tree_size} entries: {error}"
     )]
     Signature { key: PublicKey, tree_size: u64, error: SignatureError },
 }
