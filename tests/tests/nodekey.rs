@@ -3,8 +3,9 @@
 //! key; the node makes its next key (`cercle-node key new`), two administrators sign the
 //! rotation; a payment, a proof (consistent with the head the genesis's key signed) and a
 //! statement verified with the new key; a restart; the auditor's replay of the whole log
-//! finds the history in the log. A rotation to a key the node lacks, to the key in force
-//! and back to a key used before are refused, each with its number.
+//! finds the history in the log; without the key in force the node does not start; a
+//! backup restores with the key in force only. A rotation to a key the node lacks, to the
+//! key in force and back to a key used before are refused, each with its number.
 
 use std::path::{Path, PathBuf};
 
@@ -211,6 +212,41 @@ fn the_node_key_rotates_under_the_quorum_and_every_verifier_follows() {
     let said = String::from_utf8_lossy(&run.stderr);
     assert!(said.contains(&format!("the node key in force is {new_key}")), "{said}");
     std::fs::rename(&moved, &keys_dir).unwrap();
-    let node = Node::start(&data);
+    let mut node = Node::start(&data);
     cercle(&node.url(), Some(&alice.path), &["balance", "alice-bakery"]).ok();
+    node.stop();
+
+    // A backup of the rotated ledger (its last head signed by the new key) restores with
+    // the key in force, not with the genesis's.
+    let backup = dir.join("backup.jsonl");
+    let made = node_cmd(&["backup", "--data-dir", data_s, "--out", backup.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let new_key_file = std::fs::read_dir(&keys_dir).unwrap().next().unwrap().unwrap().path();
+    let restore = |target: &Path, key: &Path| {
+        node_cmd(&[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            target.to_str().unwrap(),
+            "--node-key",
+            key.to_str().unwrap(),
+        ])
+    };
+    let refused = restore(&dir.join("restored-old"), &data.join("node.key"));
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains(&format!("the node key in force at the backup's tree head is {new_key}")),
+        "{said}"
+    );
+    let restored = dir.join("restored");
+    let done = restore(&restored, &new_key_file);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let node = Node::start(&restored);
+    let url = node.url();
+    let info = cercle(&url, None, &["--json", "info"]).ok().json();
+    assert_eq!(info["node_key_in_force"], new_key.as_str(), "{info}");
+    let after_restore = proof(&url, &alice, &state);
+    assert_eq!(after_restore["node_key"], new_key.as_str(), "{after_restore}");
 }
