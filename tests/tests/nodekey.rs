@@ -201,6 +201,35 @@ fn the_node_key_rotates_under_the_quorum_and_every_verifier_follows() {
     assert_eq!(verdict["ok"], true, "{verdict}");
     assert_eq!(verdict["node_key_in_force"], new_key.as_str(), "{verdict}");
     assert_eq!(verdict["node_keys"][1]["from_size"], rotated_at, "{verdict}");
+    // The export holds the history too: it verifies offline, and the figures read it.
+    let export = dir.join("log.jsonl");
+    let export_s = export.to_str().unwrap();
+    cercle(&url, Some(&board_a.path), &["audit", "export", "--out", export_s, "--format", "jsonl"]).ok();
+    let offline = cercle(&url, None, &["--json", "audit", "verify", "--log", export_s]).ok().json();
+    assert_eq!(offline["node_key_in_force"], new_key.as_str(), "{offline}");
+    cercle(
+        &url,
+        None,
+        &[
+            "--json",
+            "indicators",
+            "--log",
+            export_s,
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2035-12-31",
+            "--by",
+            "year",
+        ],
+    )
+    .ok();
+    cercle(
+        &url,
+        Some(&board_a.path),
+        &["--json", "indicators", "--from", "2020-01-01", "--to", "2035-12-31", "--by", "year"],
+    )
+    .ok();
 
     // Without the key in force, the node refuses to start, saying which key it lacks.
     node.stop();
