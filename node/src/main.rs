@@ -73,7 +73,8 @@ enum Command {
         /// A new or empty directory to restore into
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
-        /// The ledger's node key (node.key from its original data directory)
+        /// The key file of the node key in force at the backup's tree head (node.key from the
+        /// original data directory, or after a rotation the file under node-keys/)
         #[arg(long, value_name = "FILE")]
         node_key: PathBuf,
     },
@@ -84,6 +85,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Make the node's next signing key, for a rotation (cercle admin node-key rotate)
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Rebuild the state (balances, indexes) from the log
     Rebuild {
         #[arg(long, value_name = "DIR")]
@@ -96,6 +100,20 @@ enum Command {
         /// Accept that every entry from the first damaged one on is lost for good
         #[arg(long)]
         accept_loss: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a new node key under DIR/node-keys/ and print its public key
+    ///
+    /// The node loads it by itself (a running node reads the directory again when a
+    /// rotation names a key it does not hold yet). The administrators then sign
+    /// `cercle admin node-key rotate --pubkey KEY`; heads containing that entry are signed
+    /// with the new key. Keep the file with node.key, apart from backups.
+    New {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
     },
 }
 
@@ -432,6 +450,22 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Init { data_dir, genesis }) => {
             init_logging(log_format_from_env()?);
             init(&DataDir::new(data_dir), genesis, &mut out)
+        }
+        Some(Command::Key(KeyCommand::New { data_dir })) => {
+            init_logging(log_format_from_env()?);
+            let dir = DataDir::new(data_dir);
+            if !dir.is_initialised() {
+                anyhow::bail!(
+                    "{} holds no ledger: a node key is made for an existing ledger",
+                    dir.root.display()
+                );
+            }
+            let (key, path) = cercle_server::node_keys::new_node_key(&dir)?;
+            out.line(&format!("node key {key} made in {}", path.display()));
+            out.line(&format!(
+                "next: the administrators sign `cercle admin node-key rotate --pubkey {key} --reason TEXT`; tree heads containing that entry are signed with this key"
+            ));
+            Ok(())
         }
         Some(Command::Rebuild { data_dir }) => {
             init_logging(log_format_from_env()?);

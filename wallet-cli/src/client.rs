@@ -43,6 +43,10 @@ pub struct Node {
     /// The association's fee schedule as the node said it when we connected (`None`: no
     /// fees). The node charges the schedule in force when it applies an operation.
     pub fees: Option<cercle_core::FeeSchedule>,
+    /// The node key history as the node said it (which key signs a tree head of each
+    /// size): the node's word, like its genesis; `cercle audit verify` derives it from the
+    /// log itself.
+    pub node_keys: cercle_core::NodeKeys,
 }
 
 /// The administrators, auditors and quorum now, as `GetLedgerInfo` says them.
@@ -94,9 +98,13 @@ impl Node {
         let fees = info.fees.clone().map(cercle_core::FeeSchedule::try_from).transpose().map_err(|r| {
             anyhow!("the node at {url} describes an invalid fee schedule: {}", r.message("", 0))
         })?;
+        let node_keys_info = info.clone();
         let genesis = Genesis::try_from(info)
             .map_err(|r| anyhow!("the node at {url} describes an invalid ledger: {}", r.message("", 0)))?;
-        Ok(Node { url: url.to_string(), client, genesis, log_size, governance, fees })
+        let node_keys = pb::node_keys_of(&node_keys_info, &genesis).map_err(|r| {
+            anyhow!("the node at {url} describes an invalid node key history: {}", r.message("", 0))
+        })?;
+        Ok(Node { url: url.to_string(), client, genesis, log_size, governance, fees, node_keys })
     }
 
     pub fn url(&self) -> &str {

@@ -146,6 +146,10 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
                 q.limit_above_minor.map_or_else(|| "none".to_string(), money)
             );
         }
+        OpKind::RotateNodeKey { new_pubkey, reason } => {
+            d.memo = reason;
+            d.details = format!("node key {new_pubkey} signs every tree head from this entry on");
+        }
         OpKind::SetFees(f) => {
             d.account = Some(&f.schedule.account);
             d.memo = &f.reason;

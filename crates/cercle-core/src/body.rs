@@ -253,6 +253,10 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
             limit_above_minor: q.limit_above_minor,
             reason: q.reason,
         }),
+        Kind::RotateNodeKey(k) => OpKind::RotateNodeKey {
+            new_pubkey: PublicKey(fixed(&k.new_pubkey, "new_pubkey")?),
+            reason: k.reason,
+        },
         Kind::CreateGroup(g) => OpKind::CreateGroup(GroupLimits {
             group: GroupName::parse(&g.group)?,
             credit_limit_minor: g.credit_limit_minor,
@@ -437,6 +441,10 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             quorum: u32::from(q.quorum),
             limit_above_minor: q.limit_above_minor,
             reason: q.reason.clone(),
+        }),
+        OpKind::RotateNodeKey { new_pubkey, reason } => Kind::RotateNodeKey(pb::RotateNodeKey {
+            new_pubkey: new_pubkey.0.to_vec(),
+            reason: reason.clone(),
         }),
         OpKind::CreateGroup(g) => Kind::CreateGroup(pb::CreateGroup {
             group: g.group.to_string(),
@@ -667,6 +675,7 @@ mod tests {
                 reason: "statutes".into(),
             }),
             OpKind::SetQuorum(SetQuorum { quorum: 1, limit_above_minor: None, reason: "statutes".into() }),
+            OpKind::RotateNodeKey { new_pubkey: PublicKey([9; 32]), reason: "yearly rotation".into() },
             OpKind::SetFees(SetFees {
                 schedule: FeeSchedule {
                     account: AccountId::parse("association").unwrap(),

@@ -1,8 +1,9 @@
 //! Tree heads (checkpoints): the node's signed commitment to the log at a size.
 //!
 //! A tree head names the ledger, the number of entries, the Merkle root of the log
-//! (`merkle`, RFC 9162) and the node's time. The node signs it with its key (named in the
-//! genesis); anyone holding two tree heads can ask for a consistency proof between them.
+//! (`merkle`, RFC 9162) and the node's time. The node signs it with the key in force for
+//! its size (`NodeKeys::key_for_size`: the genesis's, until a rotation the tree contains);
+//! anyone holding two tree heads can ask for a consistency proof between them.
 
 use crate::entry::EntryView;
 use crate::ids::{AccountId, LedgerId, PublicKey};
@@ -56,20 +57,38 @@ pub struct SignedTreeHead {
 pub enum TreeHeadError {
     #[error("the tree head is for ledger {tree_head}, not for this genesis's ledger {genesis}")]
     OtherLedger { tree_head: String, genesis: String },
-    #[error("the tree head's signature does not verify with the node key of the genesis: {0}")]
-    Signature(SignatureError),
+    #[error(
+        "the tree head's signature does not verify with the node key {key}, in force for a tree of {tree_size} entries: {error}"
+    )]
+    Signature { key: PublicKey, tree_size: u64, error: SignatureError },
 }
 
 impl SignedTreeHead {
-    /// Checks that the tree head is for `genesis`'s ledger and signed by its node key.
+    /// Checks that the tree head is for `genesis`'s ledger and signed by its node key: for a
+    /// ledger whose node key was never rotated (else `verify_with`).
     pub fn verify(&self, genesis: &crate::genesis::Genesis) -> Result<(), TreeHeadError> {
+        self.verify_with(genesis, &crate::node_keys::NodeKeys::from_genesis(genesis))
+    }
+
+    /// Checks that the tree head is for `genesis`'s ledger and signed by the node key that
+    /// `keys` (the ledger's node key history) puts in force for its size.
+    pub fn verify_with(
+        &self,
+        genesis: &crate::genesis::Genesis,
+        keys: &crate::node_keys::NodeKeys,
+    ) -> Result<(), TreeHeadError> {
         if self.head.ledger_id != genesis.ledger_id {
             return Err(TreeHeadError::OtherLedger {
                 tree_head: self.head.ledger_id.to_string(),
                 genesis: genesis.ledger_id.to_string(),
             });
         }
-        self.head.verify(&genesis.node_key, &self.signature).map_err(TreeHeadError::Signature)
+        let key = keys.key_for_size(self.head.tree_size);
+        self.head.verify(&key, &self.signature).map_err(|error| TreeHeadError::Signature {
+            key,
+            tree_size: self.head.tree_size,
+            error,
+        })
     }
 }
 

@@ -21,6 +21,7 @@ pub mod ids;
 pub mod invoice;
 pub mod ledger;
 pub mod merkle;
+pub mod node_keys;
 pub mod op;
 pub mod profile;
 pub mod reject;
@@ -40,6 +41,7 @@ pub use invoice::{Invoice, InvoiceId, InvoiceState};
 pub use ledger::{
     Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
 };
+pub use node_keys::{NodeKeyEra, NodeKeys};
 pub use op::{
     AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
     RunClearing, SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,

@@ -91,6 +91,13 @@ pub enum OpKind {
     /// Set how many administrators sign a sensitive act, and the credit limit above which
     /// setting a limit is one (`None`: none is). Itself a sensitive act.
     SetQuorum(SetQuorum),
+    /// Rotate the node's signing key: every tree head containing this entry (and every
+    /// statement, backup and witness of such a size) is signed with `new_pubkey`. Signed by
+    /// the quorum of administrators; a key the node used before is refused.
+    RotateNodeKey {
+        new_pubkey: PublicKey,
+        reason: String,
+    },
     /// Set the association's fee schedule (`fees::FeeSchedule`), replacing the one in
     /// force, with a reason.
     SetFees(SetFees),
@@ -354,6 +361,7 @@ impl OpKind {
             OpKind::AssignGroup { .. } => "assign_group",
             OpKind::FollowGroupLimits { .. } => "follow_group_limits",
             OpKind::SetQuorum(_) => "set_quorum",
+            OpKind::RotateNodeKey { .. } => "rotate_node_key",
             OpKind::SetFees(_) => "set_fees",
             OpKind::ChargeFees { .. } => "charge_fees",
             OpKind::AddKey(_) => "add_key",
@@ -393,6 +401,7 @@ impl OpKind {
             | OpKind::ChargeFees { .. }
             | OpKind::SetRole(_)
             | OpKind::SetQuorum(_)
+            | OpKind::RotateNodeKey { .. }
             | OpKind::CreateGroup(_)
             | OpKind::SetGroupLimits(_) => vec![],
             OpKind::SetFees(f) => vec![&f.schedule.account],
@@ -412,6 +421,7 @@ impl OpKind {
                 | OpKind::SetRole(_)
                 | OpKind::CloseAccount { .. }
                 | OpKind::SetQuorum(_)
+                | OpKind::RotateNodeKey { .. }
                 | OpKind::CreateGroup(_)
                 | OpKind::SetGroupLimits(_)
                 | OpKind::AssignGroup { .. }

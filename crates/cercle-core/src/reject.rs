@@ -65,6 +65,9 @@ pub enum RejectCode {
     TooManyRoleKeys = 54,
     AccountNotSettled = 70,
     WriteOffInvalid = 71,
+    NodeKeyInvalid = 72,
+    NodeKeyInForce = 73,
+    NodeKeyUsedBefore = 74,
     UnknownGroup = 80,
     GroupExists = 81,
     TooManyGroups = 82,
@@ -134,6 +137,9 @@ impl RejectCode {
             RejectCode::TooManyRoleKeys => "TOO_MANY_ROLE_KEYS",
             RejectCode::AccountNotSettled => "ACCOUNT_NOT_SETTLED",
             RejectCode::WriteOffInvalid => "WRITE_OFF_INVALID",
+            RejectCode::NodeKeyInvalid => "NODE_KEY_INVALID",
+            RejectCode::NodeKeyInForce => "NODE_KEY_IN_FORCE",
+            RejectCode::NodeKeyUsedBefore => "NODE_KEY_USED_BEFORE",
             RejectCode::UnknownGroup => "UNKNOWN_GROUP",
             RejectCode::GroupExists => "GROUP_EXISTS",
             RejectCode::TooManyGroups => "TOO_MANY_GROUPS",
@@ -327,6 +333,20 @@ pub enum Rejection {
         account: AccountId,
         detail: String,
     },
+    /// A node key rotation to a key that is not a valid ed25519 public key.
+    NodeKeyInvalid {
+        key: PublicKey,
+        detail: String,
+    },
+    /// A node key rotation to the key in force already.
+    NodeKeyInForce {
+        key: PublicKey,
+    },
+    /// A node key rotation back to a key the node used before (from tree size `from_size`).
+    NodeKeyUsedBefore {
+        key: PublicKey,
+        from_size: u64,
+    },
     UnknownGroup {
         group: GroupName,
     },
@@ -472,6 +492,9 @@ impl Rejection {
             Rejection::TooManyRoleKeys { .. } => RejectCode::TooManyRoleKeys,
             Rejection::AccountNotSettled { .. } => RejectCode::AccountNotSettled,
             Rejection::WriteOffInvalid { .. } => RejectCode::WriteOffInvalid,
+            Rejection::NodeKeyInvalid { .. } => RejectCode::NodeKeyInvalid,
+            Rejection::NodeKeyInForce { .. } => RejectCode::NodeKeyInForce,
+            Rejection::NodeKeyUsedBefore { .. } => RejectCode::NodeKeyUsedBefore,
             Rejection::UnknownGroup { .. } => RejectCode::UnknownGroup,
             Rejection::GroupExists { .. } => RejectCode::GroupExists,
             Rejection::TooManyGroups { .. } => RejectCode::TooManyGroups,
@@ -632,6 +655,17 @@ impl Rejection {
             Rejection::WriteOffInvalid { account, detail } => {
                 format!("account '{account}' cannot be written off: {detail}")
             }
+            Rejection::NodeKeyInvalid { key, detail } => {
+                format!("node key {key} cannot sign this ledger: {detail}")
+            }
+            Rejection::NodeKeyInForce { key } => {
+                format!(
+                    "node key {key} is the node key in force already; generate a new one (cercle-node key new)"
+                )
+            }
+            Rejection::NodeKeyUsedBefore { key, from_size } => format!(
+                "node key {key} signed this ledger before (from tree size {from_size}); a rotation takes a key never used, so old signatures cannot be confused with new ones"
+            ),
             Rejection::UnknownGroup { group } => {
                 format!("unknown group '{group}'; create it first (cercle admin group create)")
             }

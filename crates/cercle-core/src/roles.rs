@@ -29,6 +29,8 @@ pub enum SensitiveAct {
     /// Setting the fee schedule: the levy on every transfer, the membership fees and the
     /// demurrage move every firm's money to the association.
     FeesChange,
+    /// Rotating the node's signing key.
+    NodeKeyRotation,
     /// Not sensitive, but cosigned: every signer must then be an administrator.
     Cosigned,
 }
@@ -48,6 +50,7 @@ impl SensitiveAct {
             SensitiveAct::WriteOff => "a write-off at closure".into(),
             SensitiveAct::ClearingWithCredit => "a clearing run with credit".into(),
             SensitiveAct::FeesChange => "a change of the fee schedule".into(),
+            SensitiveAct::NodeKeyRotation => "a rotation of the node's signing key".into(),
             SensitiveAct::Cosigned => "an act with cosignatures".into(),
         }
     }

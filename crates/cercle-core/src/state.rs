@@ -86,6 +86,7 @@ use crate::genesis::Genesis;
 use crate::groups::{GroupName, Groups, Limits, MemberGroup, Membership};
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
+use crate::node_keys::NodeKeys;
 use crate::op::{
     AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
     RunClearing, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
@@ -96,7 +97,7 @@ use crate::roles::{Roles, SensitiveAct};
 use cercle_limits::{
     ACCOUNTS_MAX, AMOUNT_MAX_MINOR, CHARGE_FIRMS_MAX, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX,
     GROUPS_MAX, INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX,
-    OPEN_INVOICES_MAX, OPERATION_SIGNATURES_MAX, PENDING_PER_ACCOUNT_MAX, PENDING_TOTAL_MAX,
+    NODE_KEYS_MAX, OPEN_INVOICES_MAX, OPERATION_SIGNATURES_MAX, PENDING_PER_ACCOUNT_MAX, PENDING_TOTAL_MAX,
     PENDING_VALIDITY_MS, REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
 };
 
@@ -645,6 +646,7 @@ enum Undo {
     Groups(Groups),
     Fees(Option<FeeSchedule>),
     LastCharge(Option<LastCharge>),
+    NodeKeys(NodeKeys),
 }
 
 /// The bounds a state enforces on what it holds: the ledger's constants (`cercle-limits`).
@@ -692,6 +694,8 @@ pub struct State {
     fees: Option<FeeSchedule>,
     /// The last period charged (`ChargeFees`); `None` until one is.
     last_charge: Option<LastCharge>,
+    /// The node's signing keys: the genesis's, then each rotation's.
+    node_keys: NodeKeys,
     accounts: BTreeMap<AccountId, Account>,
     /// Shared with clearing snapshots (`ClearingSnapshot::take` copies pointers, not
     /// invoices); a change copies an invoice only while a snapshot still holds it.
@@ -733,6 +737,7 @@ impl State {
             groups: Groups::default(),
             fees: None,
             last_charge: None,
+            node_keys: NodeKeys::from_genesis(genesis),
             accounts,
             invoices,
             open_invoices,
@@ -788,6 +793,18 @@ impl State {
     /// The last period charged, and the entry that charged it.
     pub fn last_charge(&self) -> Option<&LastCharge> {
         self.last_charge.as_ref()
+    }
+
+    /// The same state with the node key history read back from storage (a checkpoint
+    /// taken after a rotation); without it, the genesis's key alone.
+    pub fn with_node_keys(mut self, node_keys: NodeKeys) -> Self {
+        self.node_keys = node_keys;
+        self
+    }
+
+    /// The node's signing keys and the tree sizes each signs.
+    pub fn node_keys(&self) -> &NodeKeys {
+        &self.node_keys
     }
 
     /// The administrators and auditors as they stand.
@@ -848,6 +865,7 @@ impl State {
                 Undo::Groups(groups) => self.groups = groups,
                 Undo::Fees(fees) => self.fees = fees,
                 Undo::LastCharge(last) => self.last_charge = last,
+                Undo::NodeKeys(keys) => self.node_keys = keys,
             }
         }
     }
@@ -1062,6 +1080,13 @@ impl State {
             h.update((bytes.len() as u32).to_be_bytes());
             h.update(&bytes);
         }
+        // The node key history, once the key was rotated (the frozen rule above).
+        if self.node_keys.is_rotated() {
+            let bytes = self.node_keys.encode();
+            h.update(b"node_keys");
+            h.update((bytes.len() as u32).to_be_bytes());
+            h.update(&bytes);
+        }
         h.finalize().into()
     }
 
@@ -1133,6 +1158,7 @@ impl State {
             OpKind::SetRole(_) => Some(SensitiveAct::RoleChange),
             OpKind::SetQuorum(_) => Some(SensitiveAct::QuorumChange),
             OpKind::SetFees(_) => Some(SensitiveAct::FeesChange),
+            OpKind::RotateNodeKey { .. } => Some(SensitiveAct::NodeKeyRotation),
             OpKind::SetLimits(SetLimits { credit_limit_minor: Some(limit), .. }) => large(*limit),
             OpKind::RegisterAccount(r) => large(r.credit_limit_minor),
             // A group's default is a credit limit for each member that follows it: joining a
@@ -1255,6 +1281,7 @@ impl State {
                 self.close(ctx, account, write_off_to.as_ref())?
             }
             OpKind::SetQuorum(q) => self.set_quorum(q)?,
+            OpKind::RotateNodeKey { new_pubkey, .. } => self.rotate_node_key(ctx, new_pubkey)?,
             OpKind::CreateGroup(g) => self.create_group(ctx, g)?,
             OpKind::SetGroupLimits(g) => self.set_group_limits(ctx, g)?,
             OpKind::AssignGroup { account, group, .. } => self.assign_group(ctx, account, group)?,
@@ -1362,6 +1389,29 @@ impl State {
             journal.push(Undo::Roles(self.roles.clone()));
         }
         self.roles.set_quorum(q.quorum, q.limit_above_minor);
+        Ok(Effects::default())
+    }
+
+    /// Puts `key` in force for every tree head that contains this entry. Refused for the
+    /// key in force, a key used before (a signature of an old head must never be taken
+    /// for a new one's), and past `NODE_KEYS_MAX` keys.
+    fn rotate_node_key(&mut self, ctx: &Context, key: &PublicKey) -> Result<Effects, Rejection> {
+        if *key == self.node_keys.current() {
+            return Err(Rejection::NodeKeyInForce { key: *key });
+        }
+        if let Some(from_size) = self.node_keys.used_from(key) {
+            return Err(Rejection::NodeKeyUsedBefore { key: *key, from_size });
+        }
+        if self.node_keys.len() >= NODE_KEYS_MAX {
+            return Err(Rejection::NodeKeyInvalid {
+                key: *key,
+                detail: format!("the ledger has had {NODE_KEYS_MAX} node keys, the maximum"),
+            });
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo::NodeKeys(self.node_keys.clone()));
+        }
+        self.node_keys.rotate(ctx.sequence, *key);
         Ok(Effects::default())
     }
 
@@ -2571,6 +2621,11 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
                 .map_err(|e| Rejection::InvalidKeys { detail: format!("key {}: {e}", r.key) })
         }
         OpKind::CloseAccount { reason, .. } => check_reason(reason, true),
+        OpKind::RotateNodeKey { new_pubkey, reason } => {
+            check_reason(reason, true)?;
+            crate::sign::check_public_key(new_pubkey)
+                .map_err(|e| Rejection::NodeKeyInvalid { key: *new_pubkey, detail: e.to_string() })
+        }
         OpKind::SetQuorum(q) => {
             check_reason(&q.reason, true)?;
             if q.quorum == 0 || usize::from(q.quorum) > OPERATION_SIGNATURES_MAX {
@@ -3837,6 +3892,7 @@ mod tests {
             (ADMIN, OpKind::FreezeAccount { account: id("bbb"), reason: "dispute".into() }),
             register("ddd", 13, 0, None),
             close("ddd"),
+            (ADMIN, OpKind::RotateNodeKey { new_pubkey: key(40), reason: "yearly rotation".into() }),
             role(ADMIN, Role::Admin, 30, true),
             role(30, Role::Admin, ADMIN, false),
         ];
@@ -3851,6 +3907,8 @@ mod tests {
         assert_eq!(state.invoices, before.invoices);
         assert_eq!(state.open_invoices, before.open_invoices);
         assert_eq!(state.roles, before.roles);
+        assert_eq!(state.node_keys, before.node_keys);
+        assert!(!state.node_keys.is_rotated());
     }
 
     #[test]

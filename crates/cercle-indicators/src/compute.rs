@@ -261,6 +261,7 @@ impl Computer {
             OpKind::RotateKeys { .. }
             | OpKind::SetRole(_)
             | OpKind::SetQuorum(_)
+            | OpKind::RotateNodeKey { .. }
             | OpKind::SetFees(_)
             | OpKind::AddKey(_)
             | OpKind::RemoveKey { .. } => {}

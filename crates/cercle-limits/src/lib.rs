@@ -186,6 +186,9 @@ limits! {
     /// Most member groups a ledger holds (`TOO_MANY_GROUPS`): classes of members with
     /// default limits, named like handles.
     GROUPS_MAX: usize = 256 => count;
+    /// Most node keys a ledger's history holds: the genesis's and every rotation's
+    /// (`NODE_KEY_INVALID` past it). Verifiers read the whole history with each head.
+    NODE_KEYS_MAX: usize = 64 => count;
     /// Most open invoices (issued, accepted or partly settled) a ledger holds at once.
     OPEN_INVOICES_MAX: usize = 2_000_000 => count;
     /// Most pending payments one account has waiting for approval (`TOO_MANY_PENDING`).

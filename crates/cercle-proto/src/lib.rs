@@ -428,8 +428,34 @@ impl From<&core::Genesis> for LedgerInfo {
             quorum_limit_above_minor: None,
             fees: None,
             day_offset_minutes: i32::from(g.day_offset_minutes),
+            node_keys: node_key_eras(&core::NodeKeys::from_genesis(g)),
         }
     }
+}
+
+/// The node key history as `LedgerInfo` lists it.
+pub fn node_key_eras(keys: &core::NodeKeys) -> Vec<NodeKeyEra> {
+    keys.eras().iter().map(|e| NodeKeyEra { from_size: e.from_size, key: e.key.0.to_vec() }).collect()
+}
+
+/// The node key history a `LedgerInfo` lists, checked against its genesis: the first key
+/// must be the genesis's. An empty list (a node from before rotations) is the genesis's key.
+pub fn node_keys_of(info: &LedgerInfo, genesis: &core::Genesis) -> Result<core::NodeKeys, Reject> {
+    if info.node_keys.is_empty() {
+        return Ok(core::NodeKeys::from_genesis(genesis));
+    }
+    let eras = info
+        .node_keys
+        .iter()
+        .map(|e| Ok(core::NodeKeyEra { from_size: e.from_size, key: public_key(&e.key, "node key")? }))
+        .collect::<Result<Vec<_>, Reject>>()?;
+    if eras[0].key != genesis.node_key {
+        return Err(malformed(format!(
+            "the node key history starts with {}, not the genesis's node key {}",
+            eras[0].key, genesis.node_key
+        )));
+    }
+    core::NodeKeys::from_eras(&eras).map_err(|e| malformed(format!("node key history: {e}")))
 }
 
 impl From<&core::FeeSchedule> for FeeSchedule {

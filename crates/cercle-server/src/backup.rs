@@ -16,10 +16,11 @@
 //! tree head and the node key into a new (or empty) directory, rebuilds the state from the
 //! log, and checks that the rebuilt state has the digest the replay computed.
 //!
-//! The node's signing key is secret and is never in a backup. The genesis names it (wallets
-//! pin it, tree heads and statements are signed with it), so a ledger cannot change it: a
-//! restore takes the key file (`node.key`, kept apart from backups, once, at init) and
-//! checks it is the one the genesis names.
+//! The node's signing key is secret and is never in a backup. The genesis names the first
+//! one and each `RotateNodeKey` entry the next (tree heads and statements are signed with
+//! the key in force for their size): a restore takes the key file of the key in force at
+//! the backup's tree head (`node.key` if the key was never rotated, else the rotation's
+//! file under `node-keys/`, kept apart from backups) and checks it is that key.
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -167,20 +168,30 @@ pub fn restore(from: &Path, dir: &DataDir, node_key: &Path) -> Result<RestoreRep
     };
     let log = cercle_audit::jsonl::read(from).map_err(|e| refused(source_error(&e)))?;
     let genesis = log.genesis.clone();
-    if keypair.public_key() != genesis.node_key {
-        return Err(NodeError::Invalid(format!(
-            "{} holds the key {}, but this ledger's genesis names the node key {}: give the node key the ledger was created with",
+    // The replay says which key is in force at the tree head (the genesis's, unless the
+    // log rotated it).
+    let wrong_key = |in_force: cercle_core::PublicKey| {
+        NodeError::Invalid(format!(
+            "{} holds the key {}, but the node key in force at the backup's tree head is {in_force}: give that key's file ({})",
             node_key.display(),
             keypair.public_key(),
-            genesis.node_key
-        )));
-    }
+            if in_force == genesis.node_key {
+                "the node key the ledger was created with"
+            } else {
+                "the rotation's key file, under node-keys/"
+            }
+        ))
+    };
     let options = cercle_audit::Options {
         line_offset: Some(cercle_audit::jsonl::LINE_OFFSET),
         ..cercle_audit::Options::default()
     };
     let verdict = cercle_audit::verify(&genesis, log.entries, Some(&log.tree_head), &options, |_| {})
         .map_err(|e| refused(e.to_string()))?;
+    let in_force = verdict.ledger.state().node_keys().current();
+    if keypair.public_key() != in_force {
+        return Err(wrong_key(in_force));
+    }
     let verify_ms = started.elapsed().as_millis() as u64;
     let created_root = !dir.root.exists();
     let written = write_restored(from, dir, &keypair, &log.tree_head);
@@ -260,7 +271,7 @@ fn write_restored(
             dir.ledger().display()
         )));
     }
-    store.write_tree_head(&tree_head.head, &tree_head.signature)?;
+    store.write_tree_head(&tree_head.head, &keypair.public_key(), &tree_head.signature)?;
     store.close()?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Instant;
 
-use cercle_core::{Account, AccountId, FeeSchedule, Groups, Invoice, InvoiceId, Roles};
+use cercle_core::{Account, AccountId, FeeSchedule, Groups, Invoice, InvoiceId, NodeKeys, Roles};
 use cercle_limits::{CHECKPOINT_ENTRIES_MAX, CHECKPOINT_INTERVAL, CHECKPOINT_QUEUE_MAX, PENDING_ENTRIES_MAX};
 use cercle_store::{Checkpoint, CheckpointHead, Store};
 
@@ -36,6 +36,8 @@ struct Pending {
     fees: Option<FeeSchedule>,
     /// The last period charged, when a group charged one.
     last_charge: Option<cercle_core::charges::LastCharge>,
+    /// The node key history, when a group rotated the key.
+    node_keys: Option<NodeKeys>,
     entries: u64,
     since: Option<Instant>,
 }
@@ -66,6 +68,9 @@ impl Pending {
         if let Some(last) = applied.last_charge {
             self.last_charge = Some(last);
         }
+        if let Some(node_keys) = applied.node_keys {
+            self.node_keys = Some(node_keys);
+        }
         for i in applied.invoices {
             self.invoices.insert(i.id, i);
         }
@@ -93,6 +98,7 @@ impl Pending {
             groups: self.groups.clone(),
             fees: self.fees.clone(),
             last_charge: self.last_charge,
+            node_keys: self.node_keys.clone(),
         }
     }
 }

@@ -26,6 +26,10 @@ pub enum ServiceError {
     /// The disk is full: writes are refused until there is room; reads go on.
     #[error("{0}")]
     DiskFull(String),
+    /// A node key rotation to a key whose secret this node does not hold: refused before
+    /// the log, so the node is never left unable to sign.
+    #[error("{0}")]
+    NodeKeyMissing(String),
     /// The node could not decide (it is stopping, or a write failed): retry as is.
     #[error("{0}")]
     Unavailable(String),
@@ -52,6 +56,7 @@ impl ServiceError {
             ServiceError::InvalidArgument(_) => "INVALID_ARGUMENT",
             ServiceError::Busy(_) => "BUSY",
             ServiceError::DiskFull(_) => "DISK_FULL",
+            ServiceError::NodeKeyMissing(_) => "NODE_KEY_MISSING",
             ServiceError::Unavailable(_) => "UNAVAILABLE",
             ServiceError::Internal(_) => "INTERNAL",
         }
@@ -67,6 +72,7 @@ impl ServiceError {
             }
             ServiceError::Busy(m) => (0, "BUSY".into(), m),
             ServiceError::DiskFull(m) => (0, "DISK_FULL".into(), m),
+            ServiceError::NodeKeyMissing(m) => (0, "NODE_KEY_MISSING".into(), m),
             ServiceError::Unavailable(m) => (0, "UNAVAILABLE".into(), m),
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -96,6 +102,7 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvoicePartiesMismatch
         | RejectCode::QuorumInvalid
         | RejectCode::FeesInvalid
+        | RejectCode::NodeKeyInvalid
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
         RejectCode::NotAdministrator
@@ -134,6 +141,8 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::KeyAlreadyRegistered
         | RejectCode::AccountNotSettled
         | RejectCode::WriteOffInvalid
+        | RejectCode::NodeKeyInForce
+        | RejectCode::NodeKeyUsedBefore
         | RejectCode::NotInGroup
         | RejectCode::KeyCapExceeded
         | RejectCode::LastOwnerKey
@@ -165,6 +174,7 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
             ServiceError::Busy(m) | ServiceError::DiskFull(m) => Status::resource_exhausted(m),
             ServiceError::Unavailable(m) => Status::unavailable(m),
+            ServiceError::NodeKeyMissing(m) => Status::failed_precondition(m),
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 Status::internal("internal error; the node's log has the details")

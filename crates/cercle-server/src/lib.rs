@@ -13,6 +13,7 @@ pub mod key_accounts;
 pub mod limits;
 pub mod metrics;
 pub mod net;
+pub mod node_keys;
 pub mod recovery;
 pub mod service;
 pub mod streams;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cercle_core::checkpoint::TreeHead;
-use cercle_core::sign::{Keypair, decode_key_file, encode_key_file};
+use cercle_core::sign::{Keypair, encode_key_file};
 use cercle_core::{Genesis, LedgerId, PublicKey};
 use cercle_limits::{
     FILE_DESCRIPTORS_RESERVED, REQUEST_BYTES_MAX, RESPONSE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX,
@@ -83,6 +84,10 @@ impl DataDir {
     pub fn node_key(&self) -> PathBuf {
         self.root.join("node.key")
     }
+    /// The node keys made for rotations (`cercle-node key new`), one `*.key` file each.
+    pub fn node_keys(&self) -> PathBuf {
+        self.root.join("node-keys")
+    }
     pub fn admin_key(&self) -> PathBuf {
         self.root.join("admin.key")
     }
@@ -108,7 +113,7 @@ pub struct InitReport {
     pub created_admin_key: Option<PathBuf>,
 }
 
-fn random_seed() -> [u8; 32] {
+pub(crate) fn random_seed() -> [u8; 32] {
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     seed
@@ -177,8 +182,9 @@ pub struct OpenNode {
     pub service: service::LedgerService,
     pub store: Arc<Store>,
     pub view: Arc<view::View>,
-    /// Signs tree heads, and the witness of the log's size.
-    pub node_key: Arc<Keypair>,
+    /// The node keys' secrets: they sign tree heads, statements and the witness of the
+    /// log's size, each with the key in force for its size.
+    pub keyring: Arc<node_keys::NodeKeyring>,
     /// Fires when the writer stops (every handle dropped, or a storage failure). Taken by
     /// whoever watches it.
     pub writer_stopped: Option<tokio::sync::oneshot::Receiver<()>>,
@@ -206,23 +212,58 @@ impl OpenNode {
     }
 }
 
-/// Signs the tree head of what is durable now and persists it, if the log grew since
-/// `last` (the size last written). Returns the size written.
-pub fn persist_witness(store: &Store, node_key: &Keypair, last: u64) -> Result<u64, NodeError> {
-    let (tree_size, root_hash) = store.tree();
-    if tree_size <= last {
+/// Signs the tree head of what is durable and published now, with the node key in force for
+/// its size, and persists it, if the log grew since `last` (the size last written). Returns
+/// the size written.
+pub fn persist_witness(
+    store: &Store,
+    view: &view::View,
+    keyring: &node_keys::NodeKeyring,
+    last: u64,
+) -> Result<u64, NodeError> {
+    let (head, signer, keypair) = current_tree_head(store, view, keyring)?;
+    if head.tree_size <= last {
         return Ok(last);
     }
+    store.write_tree_head(&head, &signer, &head.sign(&keypair))?;
+    Ok(head.tree_size)
+}
+
+/// The tree head of the log as published to the view (never past it: the view's node key
+/// history is the one for its size), timestamped now, with the key that signs it.
+pub fn current_tree_head(
+    store: &Store,
+    view: &view::View,
+    keyring: &node_keys::NodeKeyring,
+) -> Result<(TreeHead, PublicKey, Arc<Keypair>), NodeError> {
+    let (head, history) = view.head_and_node_keys();
+    tree_head_at(store, head, &history, keyring)
+}
+
+/// The tree head at the published `head` (none: the empty log), signed by the key `history`
+/// puts in force for its size: its public key and its key pair.
+pub fn tree_head_at(
+    store: &Store,
+    head: Option<cercle_core::Head>,
+    history: &cercle_core::NodeKeys,
+    keyring: &node_keys::NodeKeyring,
+) -> Result<(TreeHead, PublicKey, Arc<Keypair>), NodeError> {
+    let size = head.map_or(0, |h| h.size);
+    let (durable_size, durable_root) = store.tree();
+    // The log may be a group ahead of the view (durable, not yet published): take the root
+    // of the view's size then, rather than sign a rotation's head with the key before it.
+    let root_hash = if durable_size == size { durable_root } else { store.root_of_size(size)? };
+    let (signer, keypair) = keyring.signer(history, size)?;
     let head =
-        TreeHead { ledger_id: store.genesis().ledger_id, tree_size, root_hash, timestamp_ms: now_ms() };
-    store.write_tree_head(&head, &head.sign(node_key))?;
-    Ok(tree_size)
+        TreeHead { ledger_id: store.genesis().ledger_id, tree_size: size, root_hash, timestamp_ms: now_ms() };
+    Ok((head, signer, keypair))
 }
 
 /// Persists the witness every `WITNESS_INTERVAL` until `stop` fires, then once more.
 async fn witness_loop(
     store: Arc<Store>,
-    node_key: Arc<Keypair>,
+    view: Arc<view::View>,
+    keyring: Arc<node_keys::NodeKeyring>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut last = store.last_tree_head().map_or(0, |h| h.tree_size);
@@ -231,8 +272,8 @@ async fn witness_loop(
             () = tokio::time::sleep(WITNESS_INTERVAL) => false,
             _ = stop.changed() => true,
         };
-        let (s, k) = (store.clone(), node_key.clone());
-        match tokio::task::spawn_blocking(move || persist_witness(&s, &k, last)).await {
+        let (s, v, k) = (store.clone(), view.clone(), keyring.clone());
+        match tokio::task::spawn_blocking(move || persist_witness(&s, &v, &k, last)).await {
             Ok(Ok(size)) => last = size,
             Ok(Err(e)) => tracing::warn!(error = %e, "could not persist the signed tree head"),
             Err(e) => tracing::warn!(error = %e, "the tree-head task failed"),
@@ -251,10 +292,7 @@ pub async fn open_node(dir: &DataDir) -> Result<OpenNode, NodeError> {
 
 /// `open_node` with the handlers' bounds taken from `limits`.
 pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Result<OpenNode, NodeError> {
-    let node_key_path = dir.node_key();
-    let node_key_text = std::fs::read_to_string(&node_key_path).map_err(io_err(&node_key_path))?;
-    let node_key = decode_key_file(&node_key_text)
-        .map_err(|e| NodeError::Invalid(format!("{}: {e}", node_key_path.display())))?;
+    let keyring = node_keys::NodeKeyring::load(dir)?;
     let ledger_dir = dir.ledger();
     let recovered = tokio::task::spawn_blocking(move || {
         recovery::recover(&ledger_dir, recovery::RecoverOptions::default())
@@ -263,11 +301,18 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
     .map_err(|e| NodeError::Invalid(e.to_string()))??;
     let recovery::Recovered { store, ledger, pending, report } = recovered;
     let genesis = Arc::new(ledger.genesis().clone());
-    if genesis.node_key != node_key.public_key() {
-        return Err(NodeError::Invalid(format!(
-            "{} does not hold the node key named in this ledger's genesis",
-            node_key_path.display()
-        )));
+    let history = ledger.state().node_keys();
+    keyring.check_in_force(history)?;
+    // The witness was checked against the key it names as the store opened; that key must
+    // be the one the log puts in force for its size.
+    if let Some((signed, signer)) = store.last_signed_tree_head() {
+        let expected = history.key_for_size(signed.head.tree_size);
+        if signer != expected {
+            return Err(NodeError::Invalid(format!(
+                "the node's last signed tree head (size {}) is signed by node key {signer}, but the log puts node key {expected} in force for that size: the data directory is not this ledger's as its log says; restore it from a backup",
+                signed.head.tree_size
+            )));
+        }
     }
     log_recovery(&report, &ledger);
     let metrics = Metrics::new();
@@ -294,6 +339,7 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         &pending,
     ));
     view.set_fees(ledger.state().fees().cloned());
+    view.set_node_keys(ledger.state().node_keys().clone());
     // Writes wait for the state database when it could not be opened (a full disk).
     let stuck = Arc::new(std::sync::atomic::AtomicBool::new(!store.derived_is_open()));
     let (checkpoints, checkpointer) =
@@ -314,13 +360,13 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
     )
     .map_err(io_err(&dir.root))?;
     metrics.watch_queue(writer.handle.room(), cercle_limits::WRITE_QUEUE_MAX);
-    let node_key = Arc::new(node_key);
+    let keyring = Arc::new(keyring);
     let service = service::LedgerService::new(
         genesis.clone(),
         store.clone(),
         view.clone(),
         writer.handle,
-        node_key.clone(),
+        keyring.clone(),
         limits,
         metrics.clone(),
     );
@@ -330,7 +376,7 @@ pub async fn open_node_with_limits(dir: &DataDir, limits: &ServerLimits) -> Resu
         service,
         store,
         view,
-        node_key,
+        keyring,
         writer_stopped: Some(writer_stopped),
         metrics,
         threads,
@@ -511,7 +557,12 @@ pub async fn serve_with(
     let (genesis, store) = (node.genesis.clone(), node.store.clone());
     let writer_stopped = node.writer_stopped.take();
     let (stop_witness, witness_stop) = tokio::sync::watch::channel(false);
-    let witness = tokio::spawn(witness_loop(store.clone(), node.node_key.clone(), witness_stop.clone()));
+    let witness = tokio::spawn(witness_loop(
+        store.clone(),
+        node.view.clone(),
+        node.keyring.clone(),
+        witness_stop.clone(),
+    ));
     let metrics_task = options.metrics.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving metrics at /metrics");

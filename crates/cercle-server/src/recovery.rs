@@ -139,6 +139,9 @@ fn resume(
                 state = state.with_groups(groups);
             }
             state = state.with_fees(snapshot.fees).with_last_charge(snapshot.last_charge);
+            if let Some(node_keys) = snapshot.node_keys {
+                state = state.with_node_keys(node_keys);
+            }
             Ledger::from_parts(genesis.clone(), state, snapshot.head.head, ids)
         }
         // A node stopped before its first checkpoint: the log rolls forward from genesis.
@@ -212,5 +215,7 @@ fn replay(store: &Store, replayer: &mut Replayer, from: u64) -> Result<Applied, 
     pending.groups = Some(state.groups().clone());
     pending.fees = state.fees().cloned();
     pending.last_charge = state.last_charge().copied();
+    // Once rotated, always: the checkpoint's history is replaced by the replayed one.
+    pending.node_keys = state.node_keys().is_rotated().then(|| state.node_keys().clone());
     Ok(pending)
 }

@@ -21,6 +21,7 @@ use crate::auth::{Caller, authenticate};
 use crate::error::ServiceError;
 use crate::limits::ServerLimits;
 use crate::metrics::Metrics;
+use crate::node_keys::NodeKeyring;
 use crate::now_ms;
 use crate::streams::{self, StreamGate};
 use crate::view::View;
@@ -36,8 +37,9 @@ pub struct LedgerService {
     /// Accounts, invoices and histories as of the last durable group.
     view: Arc<View>,
     writer: WriterHandle,
-    /// Signs tree heads.
-    node_key: Arc<Keypair>,
+    /// The node keys' secrets: each tree head and statement is signed with the key in
+    /// force for its size.
+    keyring: Arc<NodeKeyring>,
     /// Bounds the batch verification tasks on the blocking pool.
     verifiers: Verifiers,
     /// Bounds the open `StreamEntries` streams.
@@ -54,7 +56,7 @@ impl LedgerService {
         store: Arc<Store>,
         view: Arc<View>,
         writer: WriterHandle,
-        node_key: Arc<Keypair>,
+        keyring: Arc<NodeKeyring>,
         limits: &ServerLimits,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -63,7 +65,7 @@ impl LedgerService {
             store,
             view,
             writer,
-            node_key,
+            keyring,
             verifiers: Verifiers::per_core(),
             streams: Arc::new(StreamGate::new(limits.streams_per_key_max, limits.streams_max)),
             stream_send_timeout: limits.stream_send_timeout,
@@ -259,7 +261,30 @@ impl LedgerService {
         let envelope = core::Envelope::try_from(envelope).map_err(|r| self.reject(r))?;
         verify_envelope(&self.genesis, &envelope).map_err(|r| self.reject(r))?;
         let op = core::body::decode(&envelope.body).map_err(|e| self.reject(e.into()))?;
+        self.check_node_key(&op)?;
         Ok((envelope, op))
+    }
+
+    /// Refuses a node key rotation to a key whose secret this node does not hold, before it
+    /// reaches the log: the node would be unable to sign the next tree head. The key files
+    /// are read again only when the key is not loaded yet (a key just made by
+    /// `cercle-node key new`), which is rare and reads one small directory.
+    fn check_node_key(&self, op: &core::Operation) -> Result<(), ServiceError> {
+        let core::OpKind::RotateNodeKey { new_pubkey, .. } = &op.kind else { return Ok(()) };
+        match self.keyring.holds(new_pubkey) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ServiceError::NodeKeyMissing(format!(
+                "this node does not hold the secret of node key {new_pubkey}, so it could not sign with it: make the key on the node first (cercle-node key new), then sign the rotation to the key it prints"
+            ))),
+            Err(e) => Err(ServiceError::Internal(format!("reading the node key files: {e}"))),
+        }
+    }
+
+    /// The tree head of the published log, signed with the key in force for its size.
+    fn signed_head(&self) -> Result<(TreeHead, pb::SignedTreeHead, Arc<Keypair>), ServiceError> {
+        let (head, _, keypair) = crate::current_tree_head(&self.store, &self.view, &self.keyring)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok((head, signed_tree_head(&head, &keypair), keypair))
     }
 
     async fn submit_envelope(&self, envelope: Option<pb::Envelope>) -> Result<pb::Receipt, ServiceError> {
@@ -534,17 +559,8 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         _request: Request<pb::GetTreeHeadRequest>,
     ) -> Result<Response<pb::SignedTreeHead>, Status> {
-        let (tree_size, root_hash) = self.store.tree();
-        let head =
-            TreeHead { ledger_id: self.genesis.ledger_id, tree_size, root_hash, timestamp_ms: now_ms() };
-        let signature = head.sign(&self.node_key);
-        Ok(Response::new(pb::SignedTreeHead {
-            ledger_id: head.ledger_id.0.to_vec(),
-            tree_size,
-            root_hash: root_hash.to_vec(),
-            timestamp_ms: head.timestamp_ms,
-            signature: signature.to_vec(),
-        }))
+        let (_, signed, _) = self.signed_head()?;
+        Ok(Response::new(signed))
     }
 
     async fn get_inclusion_proof(
@@ -608,16 +624,17 @@ impl pb::ledger_server::Ledger for LedgerService {
             ))
             .into());
         }
-        // The statement is cut at the durable head, where the view says what limits bind the
-        // account: its own, or a member group's it follows, whose changes name no account
-        // and so are not in its history.
-        let (durable, binding) = self.view.limits_at_head(&id);
-        let tree_size = durable.map_or(0, |h| h.size);
-        let root_hash = self.store.root_of_size(tree_size).map_err(ServiceError::from)?;
-        // The node's time now is the tree head's and the statement's cut time: a period
-        // that ends after it gives a provisional statement.
-        let head =
-            TreeHead { ledger_id: self.genesis.ledger_id, tree_size, root_hash, timestamp_ms: now_ms() };
+        // The statement is cut at the published head, read together with the node key
+        // history and the limits that bind the account there: its own, or a member group's
+        // it follows, whose changes name no account and so are not in its history. The head
+        // and the statement are signed with the key in force for the head's size. The
+        // node's time now is the tree head's and the statement's cut time: a period that
+        // ends after it gives a provisional statement.
+        let (published, node_keys, binding) = self.view.statement_cut(&id);
+        let (head, _, keypair) = crate::tree_head_at(&self.store, published, &node_keys, &self.keyring)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let signed_head = signed_tree_head(&head, &keypair);
+        let tree_size = head.tree_size;
         let this = self.clone();
         let (statement, entries) = tokio::task::spawn_blocking(move || {
             let history = this.account_history(&id, tree_size)?;
@@ -645,8 +662,8 @@ impl pb::ledger_server::Ledger for LedgerService {
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
         Ok(Response::new(pb::Statement {
             statement: statement.encode(),
-            signature: statement.sign(&self.node_key).to_vec(),
-            tree_head: Some(signed_tree_head(&head, &self.node_key)),
+            signature: statement.sign(&keypair).to_vec(),
+            tree_head: Some(signed_head),
             entries,
         }))
     }
@@ -675,6 +692,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         info.quorum = u32::from(roles.quorum());
         info.quorum_limit_above_minor = roles.limit_above_minor();
         info.fees = self.view.fees().map(|f| pb::FeeSchedule::from(&f));
+        info.node_keys = pb::node_key_eras(&self.view.node_keys());
         Ok(Response::new(info))
     }
 

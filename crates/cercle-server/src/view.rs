@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use cercle_core::{Account, AccountId, FeeSchedule, Groups, Head, Invoice, InvoiceId, PublicKey, Roles};
+use cercle_core::{
+    Account, AccountId, FeeSchedule, Groups, Head, Invoice, InvoiceId, NodeKeys, PublicKey, Roles,
+};
 use cercle_store::{Store, StoreError};
 
 /// What a durable group changed: published to the view, then handed to the checkpointer.
@@ -33,6 +35,8 @@ pub struct Applied {
     pub fees: Option<FeeSchedule>,
     /// The last period charged after the group, when it charged one.
     pub last_charge: Option<cercle_core::charges::LastCharge>,
+    /// The node key history after the group, when it rotated the key.
+    pub node_keys: Option<NodeKeys>,
 }
 
 impl Applied {
@@ -48,6 +52,7 @@ impl Applied {
         self.groups = later.groups.or(self.groups.take());
         self.fees = later.fees.or(self.fees.take());
         self.last_charge = later.last_charge.or(self.last_charge.take());
+        self.node_keys = later.node_keys.or(self.node_keys.take());
     }
 }
 
@@ -60,6 +65,8 @@ struct Durable {
     groups: Groups,
     /// The fee schedule, if one is set: what `GetLedgerInfo` shows.
     fees: Option<FeeSchedule>,
+    /// The node's signing keys: which key signs a head of the durable log's size.
+    node_keys: NodeKeys,
     accounts: BTreeMap<AccountId, Account>,
     /// Invoices changed since the last checkpoint.
     invoices: HashMap<InvoiceId, Invoice>,
@@ -91,6 +98,7 @@ impl View {
             roles,
             groups,
             fees: None,
+            node_keys: NodeKeys::from_genesis(store.genesis()),
             accounts: accounts.into_iter().map(|a| (a.id.clone(), a)).collect(),
             invoices: HashMap::new(),
             issued: BTreeMap::new(),
@@ -123,6 +131,9 @@ impl View {
         }
         if let Some(fees) = &applied.fees {
             d.fees = Some(fees.clone());
+        }
+        if let Some(node_keys) = &applied.node_keys {
+            d.node_keys = node_keys.clone();
         }
         for a in &applied.accounts {
             d.accounts.insert(a.id.clone(), a.clone());
@@ -205,12 +216,29 @@ impl View {
         self.write().fees = fees;
     }
 
-    /// The head of the durable log and the limits that bind `id` there (its own, or its
-    /// group's when it follows them), read together: what a statement cut at that head
-    /// attests.
-    pub fn limits_at_head(&self, id: &AccountId) -> (Option<Head>, Option<cercle_core::Limits>) {
+    /// The head of the published log, the node key history for it and the limits that bind
+    /// `id` there (its own, or its group's when it follows them), read together: what a
+    /// statement cut at that head attests, and the key it is signed with.
+    pub fn statement_cut(&self, id: &AccountId) -> (Option<Head>, NodeKeys, Option<cercle_core::Limits>) {
         let d = self.read();
-        (d.head, d.accounts.get(id).map(|a| d.groups.limits_of(a)))
+        (d.head, d.node_keys.clone(), d.accounts.get(id).map(|a| d.groups.limits_of(a)))
+    }
+
+    /// The node key history as of the last durable group.
+    pub fn node_keys(&self) -> NodeKeys {
+        self.read().node_keys.clone()
+    }
+
+    /// The head of the published log and the node key history for it, read together (a
+    /// rotation and the head that contains it are published at once).
+    pub fn head_and_node_keys(&self) -> (Option<Head>, NodeKeys) {
+        let d = self.read();
+        (d.head, d.node_keys.clone())
+    }
+
+    /// Sets the node key history the view starts with (the recovered state's).
+    pub fn set_node_keys(&self, node_keys: NodeKeys) {
+        self.write().node_keys = node_keys;
     }
 
     /// The head of the durable log, as published.

@@ -488,6 +488,9 @@ impl Executor {
                 if effects.charges.is_some() {
                     group.applied.last_charge = state.last_charge().copied();
                 }
+                if matches!(op.kind, cercle_core::OpKind::RotateNodeKey { .. }) {
+                    group.applied.node_keys = Some(state.node_keys().clone());
+                }
                 group.entries.push(entry.encode());
                 group.hashes.push(entry.hash());
                 let clearing = effects.clearing.map(|(_, summary)| summary);

@@ -1571,11 +1571,13 @@ impl Model {
             }
             // Role, quorum changes, closures, groups and fees are the state models'
             // (`cercle-core/tests/`) and the end-to-end tests'; key roles are the key model's
-            // (`cercle-core/tests/model_keys.rs`) and `tests/tests/keys.rs`'s; this model never
+            // (`cercle-core/tests/model_keys.rs`) and `tests/tests/keys.rs`'s; node key rotations are `model_nodekey.rs`'s and
+            // `tests/tests/nodekey.rs`'s; this model never
             // generates them.
             OpKind::SetRole(_)
             | OpKind::CloseAccount { .. }
             | OpKind::SetQuorum(_)
+            | OpKind::RotateNodeKey { .. }
             | OpKind::CreateGroup(_)
             | OpKind::SetGroupLimits(_)
             | OpKind::AssignGroup { .. }

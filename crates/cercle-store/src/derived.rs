@@ -12,6 +12,7 @@
 //! | `m/groups`                       | `Groups::encode`: member groups and their limits, once one was created |
 //! | `m/fees`                         | `FeeSchedule::encode`: the fee schedule, once one is set |
 //! | `m/fees_charged`                 | `LastCharge::encode`: the last period charged, once one is |
+//! | `m/node_keys`                    | `NodeKeys::encode`: the node key rotations, once there is one |
 //! | `a` handle                       | `Account::encode`                                |
 //! | `i` invoice id                   | `Invoice::encode`                                |
 //! | `n` handle `0x00` issued seq     | invoice id (each firm's invoices, by issue)      |
@@ -39,7 +40,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use cercle_core::charges::LastCharge;
-use cercle_core::{Account, AccountId, FeeSchedule, Groups, Head, Invoice, InvoiceId, Roles};
+use cercle_core::{
+    Account, AccountId, FeeSchedule, Genesis, Groups, Head, Invoice, InvoiceId, NodeKeys, Roles,
+};
 use cercle_limits::HISTORY_BLOCK_MAX;
 
 use crate::StoreError;
@@ -54,6 +57,8 @@ const GROUPS_KEY: &[u8] = b"m/groups";
 const FEES_KEY: &[u8] = b"m/fees";
 /// Absent until a checkpoint after the first periodic charge.
 const FEES_CHARGED_KEY: &[u8] = b"m/fees_charged";
+/// Absent until a checkpoint after the first node key rotation: the genesis's key alone.
+const NODE_KEYS_KEY: &[u8] = b"m/node_keys";
 const ACCOUNT_PREFIX: u8 = b'a';
 const INVOICE_PREFIX: u8 = b'i';
 const ACCOUNT_INVOICES_PREFIX: u8 = b'n';
@@ -86,6 +91,8 @@ pub struct Snapshot {
     pub fees: Option<FeeSchedule>,
     /// The last period charged at `head`; `None`: none was.
     pub last_charge: Option<LastCharge>,
+    /// The node key history at `head`; `None`: the genesis's key was never rotated.
+    pub node_keys: Option<NodeKeys>,
 }
 
 /// What changed since the last checkpoint, to write as the next one.
@@ -106,6 +113,8 @@ pub struct Checkpoint {
     pub fees: Option<FeeSchedule>,
     /// The last period charged at `head`, once one is.
     pub last_charge: Option<LastCharge>,
+    /// The node key history at `head`, once the key was rotated.
+    pub node_keys: Option<NodeKeys>,
 }
 
 pub(crate) fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
@@ -311,7 +320,7 @@ impl Derived {
     }
 
     /// The state the checkpoint holds, every record checked (checksums, decoding, counts).
-    pub(crate) fn snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
+    pub(crate) fn snapshot(&self, genesis: &Genesis) -> Result<Option<Snapshot>, StoreError> {
         let Some(head) = self.head()? else { return Ok(None) };
         let accounts = self.scan(ACCOUNT_PREFIX, |_, v| Account::decode(v).map_err(|e| e.to_string()))?;
         let invoices = self.scan(INVOICE_PREFIX, |_, v| Invoice::decode(v).map_err(|e| e.to_string()))?;
@@ -355,7 +364,14 @@ impl Derived {
                     StoreError::Corrupt { key: "m/fees_charged".into(), reason: e.to_string() }
                 })?),
             };
-        Ok(Some(Snapshot { head, accounts, invoices, roles, groups, fees, last_charge }))
+        let node_keys = match self.db().as_ref().map(|db| db.get(NODE_KEYS_KEY)).transpose()?.flatten() {
+            None => None,
+            Some(v) => Some(
+                NodeKeys::decode(genesis, unseal(NODE_KEYS_KEY, &v)?)
+                    .map_err(|e| StoreError::Corrupt { key: "m/node_keys".into(), reason: e.to_string() })?,
+            ),
+        };
+        Ok(Some(Snapshot { head, accounts, invoices, roles, groups, fees, last_charge, node_keys }))
     }
 
     fn scan<T>(
@@ -419,6 +435,9 @@ impl Derived {
         }
         if let Some(last) = &c.last_charge {
             batch.insert(FEES_CHARGED_KEY, seal(FEES_CHARGED_KEY, last.encode()));
+        }
+        if let Some(node_keys) = &c.node_keys {
+            batch.insert(NODE_KEYS_KEY, seal(NODE_KEYS_KEY, node_keys.encode()));
         }
         if let Some(head) = &c.head {
             batch.insert(HEAD_KEY, encode_head(head));

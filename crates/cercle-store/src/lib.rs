@@ -33,7 +33,7 @@ use std::sync::{Mutex, RwLock};
 
 use cercle_core::checkpoint::{SignedTreeHead, TreeHead};
 use cercle_core::merkle::{self, Hash, HashSource};
-use cercle_core::{AccountId, Entry, Genesis, Head, Invoice, InvoiceId};
+use cercle_core::{AccountId, Entry, Genesis, Head, Invoice, InvoiceId, PublicKey};
 use cercle_limits::{STATE_CACHE_BYTES, STATE_LOCK_WAIT};
 
 use derived::Derived;
@@ -46,6 +46,9 @@ const GENESIS_FILE: &str = "genesis.bin";
 /// The node's last signed tree head: a witness of how far the log reached.
 const TREE_HEAD_FILE: &str = "tree-head";
 const TREE_HEAD_MAGIC: &[u8; 8] = b"CERCLTH1";
+/// A tree head signed by a rotated node key: the version 1 bytes, then the signer's public
+/// key (the genesis's key is never written, so a ledger that never rotated keeps version 1).
+const TREE_HEAD_MAGIC_SIGNER: &[u8; 8] = b"CERCLTH2";
 /// Every loss an operator accepted, one JSON object a line.
 const LOSSES_FILE: &str = "LOSSES.jsonl";
 const TREE_HEAD_BYTES: usize = 8 + 8 + 32 + 8 + 64;
@@ -155,7 +158,7 @@ fn read_tree_head(dir: &Path, genesis: &Genesis) -> Option<Witness> {
         }
     };
     match decode_tree_head(&bytes, genesis) {
-        Ok((head, _)) => Some(Witness {
+        Ok((head, _, _)) => Some(Witness {
             source: format!("the node's last signed tree head ({})", path.display()),
             size: head.tree_size,
             check: WitnessCheck::Root(head.root_hash),
@@ -167,10 +170,19 @@ fn read_tree_head(dir: &Path, genesis: &Genesis) -> Option<Witness> {
     }
 }
 
-fn decode_tree_head(bytes: &[u8], genesis: &Genesis) -> Result<(TreeHead, [u8; 64]), String> {
-    if bytes.len() != TREE_HEAD_BYTES || &bytes[..8] != TREE_HEAD_MAGIC {
+/// The tree head, its signer and signature. The signature is checked here against the key
+/// the file names (the genesis's for version 1); whether that key is the one in force for
+/// the head's size is the caller's check, once it knows the node key history (the log's).
+fn decode_tree_head(bytes: &[u8], genesis: &Genesis) -> Result<(TreeHead, PublicKey, [u8; 64]), String> {
+    let signer = if bytes.len() == TREE_HEAD_BYTES && &bytes[..8] == TREE_HEAD_MAGIC {
+        genesis.node_key
+    } else if bytes.len() == TREE_HEAD_BYTES + 32 && &bytes[..8] == TREE_HEAD_MAGIC_SIGNER {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&bytes[TREE_HEAD_BYTES..]);
+        PublicKey(key)
+    } else {
         return Err("not a tree-head file of this version".into());
-    }
+    };
     let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
     let mut root_hash = [0u8; 32];
     root_hash.copy_from_slice(&bytes[16..48]);
@@ -178,24 +190,33 @@ fn decode_tree_head(bytes: &[u8], genesis: &Genesis) -> Result<(TreeHead, [u8; 6
     signature.copy_from_slice(&bytes[56..120]);
     let head =
         TreeHead { ledger_id: genesis.ledger_id, tree_size: u64_at(8), root_hash, timestamp_ms: u64_at(48) };
-    head.verify(&genesis.node_key, &signature).map_err(|e| format!("its signature: {e}"))?;
-    Ok((head, signature))
+    head.verify(&signer, &signature).map_err(|e| format!("its signature by node key {signer}: {e}"))?;
+    Ok((head, signer, signature))
 }
 
 impl Store {
     /// Persists the node's signed tree head (`tree-head`, written to a temporary file,
     /// synced, renamed, and the directory synced): the witness that the log held at least
     /// `head.tree_size` entries with this root. Call it only for a size whose entries are
-    /// durable.
-    pub fn write_tree_head(&self, head: &TreeHead, signature: &[u8; 64]) -> Result<(), StoreError> {
-        head.verify(&self.genesis.node_key, signature)
-            .map_err(|e| StoreError::Bound(format!("a tree head not signed by the node key: {e}")))?;
-        let mut bytes = Vec::with_capacity(TREE_HEAD_BYTES);
-        bytes.extend_from_slice(TREE_HEAD_MAGIC);
+    /// durable, with `signer` the node key in force for that size.
+    pub fn write_tree_head(
+        &self,
+        head: &TreeHead,
+        signer: &PublicKey,
+        signature: &[u8; 64],
+    ) -> Result<(), StoreError> {
+        head.verify(signer, signature)
+            .map_err(|e| StoreError::Bound(format!("a tree head not signed by node key {signer}: {e}")))?;
+        let rotated = *signer != self.genesis.node_key;
+        let mut bytes = Vec::with_capacity(TREE_HEAD_BYTES + 32);
+        bytes.extend_from_slice(if rotated { TREE_HEAD_MAGIC_SIGNER } else { TREE_HEAD_MAGIC });
         bytes.extend_from_slice(&head.tree_size.to_be_bytes());
         bytes.extend_from_slice(&head.root_hash);
         bytes.extend_from_slice(&head.timestamp_ms.to_be_bytes());
         bytes.extend_from_slice(signature);
+        if rotated {
+            bytes.extend_from_slice(&signer.0);
+        }
         let tmp = self.dir.join("tree-head.tmp");
         let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         std::io::Write::write_all(&mut file, &bytes).map_err(io(&tmp))?;
@@ -206,8 +227,15 @@ impl Store {
 
     /// The tree head last written by `write_tree_head`, if any.
     pub fn last_tree_head(&self) -> Option<TreeHead> {
+        self.last_signed_tree_head().map(|(h, _)| h.head)
+    }
+
+    /// The tree head last written by `write_tree_head` and the key that signed it, if any.
+    pub fn last_signed_tree_head(&self) -> Option<(SignedTreeHead, PublicKey)> {
         let bytes = std::fs::read(self.dir.join(TREE_HEAD_FILE)).ok()?;
-        decode_tree_head(&bytes, &self.genesis).ok().map(|(h, _)| h)
+        decode_tree_head(&bytes, &self.genesis)
+            .ok()
+            .map(|(head, signer, signature)| (SignedTreeHead { head, signature }, signer))
     }
 
     /// What a backup copies, read without the directory's lock (a node may be running):
@@ -224,7 +252,7 @@ impl Store {
         let path = dir.join(TREE_HEAD_FILE);
         let head = match std::fs::read(&path) {
             Ok(bytes) => {
-                let (head, signature) = decode_tree_head(&bytes, &genesis)
+                let (head, _, signature) = decode_tree_head(&bytes, &genesis)
                     .map_err(|reason| StoreError::Corrupt { key: path.display().to_string(), reason })?;
                 Some(SignedTreeHead { head, signature })
             }
@@ -506,7 +534,7 @@ impl Store {
     /// The state of the last checkpoint, every record checked; `None` without one. An
     /// error means the state database is damaged: clear it and rebuild.
     pub fn snapshot(&self) -> Result<Option<Snapshot>, StoreError> {
-        let read = || self.derived.snapshot();
+        let read = || self.derived.snapshot(&self.genesis);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
             .unwrap_or_else(|_| Err(corrupt(b"state", "the state database panicked while it was read")))
     }

@@ -175,6 +175,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
             row.reason = non_empty(reason);
         }
         OpKind::SetQuorum(q) => row.reason = non_empty(&q.reason),
+        OpKind::RotateNodeKey { reason, .. } => row.reason = non_empty(reason),
         OpKind::SetFees(f) => row.reason = non_empty(&f.reason),
         OpKind::RegisterAccount(_)
         | OpKind::RotateKeys { .. }
@@ -364,6 +365,7 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         | OpKind::SetFees(_)
         | OpKind::ChargeFees { .. }
         | OpKind::Transfer(_) => {}
+        OpKind::RotateNodeKey { new_pubkey, .. } => value["node_key"] = json!(new_pubkey.to_hex()),
     }
     value
 }
@@ -428,6 +430,7 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::ChargeFees { .. }
         | OpKind::SetProfile(_)
         | OpKind::SetQuorum(_)
+        | OpKind::RotateNodeKey { .. }
         | OpKind::SetRole(_)
         | OpKind::SetFees(_)
         | OpKind::CreateGroup(_)

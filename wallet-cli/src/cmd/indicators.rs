@@ -113,7 +113,11 @@ fn feed(chain: &mut Chain, computer: &mut Computer, entry: &Entry) -> anyhow::Re
 /// The report from an exported log, and its genesis.
 fn from_file(path: &Path, query: &Query) -> anyhow::Result<(Report, Genesis)> {
     let log = cercle_audit::jsonl::read(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    log.tree_head.verify(&log.genesis).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    // A head the genesis's key signed is checked now; otherwise the node key was rotated,
+    // and the head is checked at the end with the history the file's rotation entries give
+    // (their validity is `cercle audit verify`'s to check: this reads the figures).
+    let unrotated = log.tree_head.verify(&log.genesis);
+    let mut eras = vec![cercle_core::NodeKeyEra { from_size: 0, key: log.genesis.node_key }];
     let mut chain = Chain::new(&log.genesis);
     let mut computer = Computer::new(query);
     let mut progress = ProgressLine::new();
@@ -121,12 +125,23 @@ fn from_file(path: &Path, query: &Query) -> anyhow::Result<(Report, Genesis)> {
     for entry in log.entries {
         let entry = entry.map_err(|e| anyhow!("{}: {e}", path.display()))?;
         feed(&mut chain, &mut computer, &entry).with_context(|| path.display().to_string())?;
+        if unrotated.is_err()
+            && let Ok(op) = cercle_core::body::decode(&entry.envelope.body)
+            && let cercle_core::OpKind::RotateNodeKey { new_pubkey, .. } = op.kind
+        {
+            eras.push(cercle_core::NodeKeyEra { from_size: entry.sequence, key: new_pubkey });
+        }
         if entry.sequence.is_multiple_of(65_536) {
             progress.show("reading", entry.sequence, size);
         }
     }
     progress.clear();
     chain.finish(&log.tree_head).with_context(|| path.display().to_string())?;
+    if unrotated.is_err() {
+        let history =
+            cercle_core::NodeKeys::from_eras(&eras).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        log.tree_head.verify_with(&log.genesis, &history).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
     Ok((computer.finish()?, log.genesis))
 }
 
@@ -136,7 +151,10 @@ async fn from_node(global: &Global, query: &Query) -> anyhow::Result<(Report, Ge
     let mut node = Node::connect(&global.node).await?;
     let genesis = node.genesis.clone();
     let tree_head = node.tree_head().await?;
-    tree_head.verify(&genesis).map_err(|e| anyhow!("the node's tree head does not check out: {e}"))?;
+    // Signed by the key in force for its size, by the node key history the node states.
+    tree_head
+        .verify_with(&genesis, &node.node_keys)
+        .map_err(|e| anyhow!("the node's tree head does not check out: {e}"))?;
     let size = tree_head.head.tree_size;
     let mut chain = Chain::new(&genesis);
     let mut computer = Computer::new(query);

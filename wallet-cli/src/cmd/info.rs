@@ -4,7 +4,9 @@
 //! sensitive act needs, and the size of the log.
 //!
 //! The node key printed here is the node's own word: pin it once, from a source you trust
-//! (the association publishes it), and compare it with what `info` says afterwards.
+//! (the association publishes it), and compare it with what `info` says afterwards. After a
+//! rotation (`cercle admin node-key rotate`) the node key history lists each key and the
+//! first tree size it signs; `cercle audit verify` finds the same history in the log.
 
 use cercle_core::PublicKey;
 use serde_json::json;
@@ -37,6 +39,8 @@ pub async fn run(global: &Global) -> anyhow::Result<()> {
             "day_offset": cercle_core::genesis::format_day_offset(g.day_offset_minutes),
             "log_size": node.log_size,
             "fees": node.fees.as_ref().map(crate::cmd::admin::fees::schedule_json),
+            "node_key_in_force": node.node_keys.current().to_hex(),
+            "node_keys": node_keys_json(&node.node_keys),
         }));
     }
     let list = |keys: &[PublicKey]| if keys.is_empty() { "none".to_string() } else { hex(keys).join(", ") };
@@ -45,7 +49,8 @@ pub async fn run(global: &Global) -> anyhow::Result<()> {
         ("ledger", g.ledger_id.to_string()),
         ("genesis hash", hex::encode(g.hash())),
         ("currency", format!("{} ({} decimals)", output::one_line(&g.currency), g.exponent)),
-        ("node key", format!("{} (pin it: statement verify --node-key)", g.node_key)),
+        ("node key", format!("{} (the genesis's; pin it: statement verify --node-key)", g.node_key)),
+        ("node keys", describe_node_keys(&node.node_keys)),
         ("admin keys", list(&now.admin_keys)),
         ("auditor keys", list(&now.auditor_keys)),
         (
@@ -71,4 +76,21 @@ pub async fn run(global: &Global) -> anyhow::Result<()> {
     ];
     let text: Vec<String> = rows.iter().map(|(label, value)| format!("{label:<14}{value}")).collect();
     output::emit(&text.join("\n"))
+}
+
+/// The node key history as JSON: each key and the first tree size it signs.
+pub fn node_keys_json(keys: &cercle_core::NodeKeys) -> serde_json::Value {
+    keys.eras().iter().map(|e| json!({"from_size": e.from_size, "key": e.key.to_hex()})).collect()
+}
+
+/// The node key history in one line: "never rotated", or each key from its first size.
+pub fn describe_node_keys(keys: &cercle_core::NodeKeys) -> String {
+    if !keys.is_rotated() {
+        return "never rotated: the genesis's key signs every tree head".into();
+    }
+    keys.eras()
+        .iter()
+        .map(|e| format!("{} from tree size {}", e.key, e.from_size))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -7,6 +7,12 @@
 //! node: the signatures, each entry's own signature and Merkle inclusion, and that the
 //! entries give the turnover and closing balance the statement claims.
 //!
+//! The statement and its tree head are signed by the node key in force for the tree head's
+//! size: the genesis's, or after a rotation (`cercle admin node-key rotate`) the rotated
+//! one. The file names that key and, for information, the node key history the node
+//! stated; `verify` trusts only the key it is given, which must be the one in force for the
+//! statement's tree size (`cercle info` lists each key and the first size it signs).
+//!
 //! A statement is cut at the node's time (its tree head's). If the period ends after that,
 //! it is *provisional*: its closing balance is the balance so far. The flag and the cut
 //! time are part of what the node signs, and `verify` prints the one or the other:
@@ -175,10 +181,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let g = &node.genesis;
+    // The key in force for the tree head's size, by the node key history the node stated
+    // when we connected; if the log grew since, asked again (a rotation may be in it).
+    let history = if head.tree_size <= node.log_size {
+        node.node_keys.clone()
+    } else {
+        Node::connect(node.url()).await?.node_keys
+    };
+    let signer = history.key_for_size(head.tree_size);
     let document = json!({
         "format": FORMAT,
         "ledger_id": g.ledger_id.to_string(),
-        "node_key": g.node_key.to_hex(),
+        "node_key": signer.to_hex(),
+        "node_keys": crate::cmd::info::node_keys_json(&history),
         "currency": g.currency,
         "exponent": g.exponent,
         "statement": hex::encode(&reply.statement),
@@ -192,7 +207,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         "entries": entries,
     });
     // Check what the node sent before handing it to anyone.
-    let checked = check(&document, &g.node_key).context("the node's statement does not verify")?;
+    let checked = check(&document, &signer).context("the node's statement does not verify")?;
     let text = serde_json::to_string_pretty(&document)?;
     crate::files::write(&out, text.as_bytes(), args.force, OUT_EXISTS)?;
     report(global, &checked, Some(&out))
@@ -225,7 +240,11 @@ fn check(doc: &Value, node_key: &PublicKey) -> anyhow::Result<Checked> {
     ensure!(doc["format"] == FORMAT, "not a Cercle statement (format is not {FORMAT})");
     let file_key = PublicKey(hex_field::<32>(doc, "node_key")?);
     let node_key = *node_key;
-    ensure!(node_key == file_key, "the statement names node key {file_key}, not the expected {node_key}");
+    ensure!(
+        node_key == file_key,
+        "the statement is signed by node key {file_key}, not the expected {node_key}{}",
+        rotation_hint(doc)
+    );
     let ledger_id = LedgerId(hex_field::<16>(doc, "ledger_id")?);
     let statement =
         Statement::decode(&hex_bytes(doc, "statement")?).map_err(|e| anyhow!("bad statement: {e}"))?;
@@ -285,6 +304,27 @@ fn check(doc: &Value, node_key: &PublicKey) -> anyhow::Result<Checked> {
     let currency = doc["currency"].as_str().unwrap_or("").to_string();
     let exponent = doc["exponent"].as_u64().and_then(|e| u8::try_from(e).ok()).unwrap_or(2);
     Ok(Checked { statement, currency, exponent, tree_head, node_key })
+}
+
+/// When the file lists a node key history with rotations: which key it says is in force
+/// for the statement's size, so the verifier knows which published key to pin.
+fn rotation_hint(doc: &Value) -> String {
+    let Some(eras) = doc["node_keys"].as_array().filter(|e| e.len() > 1) else { return String::new() };
+    let list: Vec<String> = eras
+        .iter()
+        .map(|e| {
+            format!(
+                "{} from tree size {}",
+                e["key"].as_str().unwrap_or("?"),
+                e["from_size"].as_u64().unwrap_or(0)
+            )
+        })
+        .collect();
+    format!(
+        " (the node key was rotated: the node says {}; pin the key the association publishes for a tree of {} entries)",
+        list.join(", "),
+        doc["tree_head"]["tree_size"].as_u64().unwrap_or(0)
+    )
 }
 
 /// The parts of sections a statement's entry shows (of a clearing run, the account's own).

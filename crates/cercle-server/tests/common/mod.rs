@@ -109,6 +109,9 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::TooManyObligations => (62, "TOO_MANY_OBLIGATIONS"),
         RejectCode::AccountNotSettled => (70, "ACCOUNT_NOT_SETTLED"),
         RejectCode::WriteOffInvalid => (71, "WRITE_OFF_INVALID"),
+        RejectCode::NodeKeyInvalid => (72, "NODE_KEY_INVALID"),
+        RejectCode::NodeKeyInForce => (73, "NODE_KEY_IN_FORCE"),
+        RejectCode::NodeKeyUsedBefore => (74, "NODE_KEY_USED_BEFORE"),
         RejectCode::UnknownGroup => (80, "UNKNOWN_GROUP"),
         RejectCode::GroupExists => (81, "GROUP_EXISTS"),
         RejectCode::TooManyGroups => (82, "TOO_MANY_GROUPS"),
@@ -132,7 +135,7 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 63] = [
+pub const ALL_CODES: [RejectCode; 66] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -177,6 +180,9 @@ pub const ALL_CODES: [RejectCode; 63] = [
     RejectCode::TooManyObligations,
     RejectCode::AccountNotSettled,
     RejectCode::WriteOffInvalid,
+    RejectCode::NodeKeyInvalid,
+    RejectCode::NodeKeyInForce,
+    RejectCode::NodeKeyUsedBefore,
     RejectCode::UnknownGroup,
     RejectCode::GroupExists,
     RejectCode::TooManyGroups,
@@ -292,7 +298,8 @@ impl TestNode {
     /// Persists the node's signed tree head now, as the running node does every second.
     pub fn persist_witness(&self) {
         let node = self.node.as_ref().expect("the node must be running");
-        cercle_server::persist_witness(&node.store, &node.node_key, 0).expect("the witness is written");
+        cercle_server::persist_witness(&node.store, &node.view, &node.keyring, 0)
+            .expect("the witness is written");
     }
 
     /// Stops the node: drops the service, hence the writer's queue, and waits for the

@@ -7,6 +7,7 @@ mod close;
 pub mod fees;
 mod freeze;
 mod group;
+mod node_key;
 mod profile;
 mod quorum;
 mod register;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Set how many administrators sign a sensitive act (the quorum)
     #[command(subcommand)]
     Quorum(quorum::Command),
+    /// Rotate the node's signing key (to a key the node made with cercle-node key new)
+    #[command(subcommand)]
+    NodeKey(node_key::Command),
     /// Set or show the association's fees (transfer levy, membership, demurrage)
     #[command(subcommand)]
     Fees(fees::Command),
@@ -65,6 +69,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Role(command) => role::run(global, command).await,
         Command::Group(command) => group::run(global, command).await,
         Command::Quorum(command) => quorum::run(global, command).await,
+        Command::NodeKey(command) => node_key::run(global, command).await,
         Command::Fees(command) => fees::run(global, command).await,
         Command::Clearing(args) => clearing::run(global, args).await,
     }

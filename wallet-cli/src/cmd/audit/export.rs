@@ -81,7 +81,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let mut node = Node::connect(&global.node).await?;
     let genesis = node.genesis.clone();
     let tree_head = node.tree_head().await?;
-    tree_head.verify(&genesis).map_err(|e| anyhow!("the node's tree head does not check out: {e}"))?;
+    // Signed by the key in force for its size, by the node key history the node states.
+    tree_head
+        .verify_with(&genesis, &node.node_keys)
+        .map_err(|e| anyhow!("the node's tree head does not check out: {e}"))?;
     // Dropped on an error, the temporary file is removed.
     let mut file = files::NewFile::create(&args.out, args.force, OUT_EXISTS)?;
     let mut out = BufWriter::new(file.file());

@@ -199,6 +199,9 @@ fn print_verdict(
     bench: Option<&Bench>,
 ) -> anyhow::Result<()> {
     let head = v.ledger.head();
+    // The node key history as the log itself records it (the genesis's key, then each
+    // rotation entry's): what the tree head was checked with.
+    let node_keys = v.ledger.state().node_keys();
     if json {
         return output::emit_ok(json!({
             "verdict": "ok",
@@ -206,6 +209,8 @@ fn print_verdict(
             "ledger_id": genesis.ledger_id.to_string(),
             "genesis_hash": hex::encode(genesis.hash()),
             "node_key": genesis.node_key.to_hex(),
+            "node_key_in_force": node_keys.current().to_hex(),
+            "node_keys": crate::cmd::info::node_keys_json(node_keys),
             "entries_checked": v.entries_checked,
             "accounts": v.ledger.state().account_count(),
             "state_digest": hex::encode(v.state_digest),
@@ -222,7 +227,7 @@ fn print_verdict(
         Some(t) => format!(
             "{} entries, root matches, signed by the node key {} at {}",
             thousands(t.head.tree_size),
-            genesis.node_key,
+            node_keys.key_for_size(t.head.tree_size),
             rfc3339(t.head.timestamp_ms)
         ),
         None => "none: the root was not checked against a signature".to_string(),
@@ -235,6 +240,7 @@ fn print_verdict(
         ("state digest", hex::encode(v.state_digest)),
         ("Merkle root", hex::encode(v.merkle_root)),
         ("tree head", tree_head),
+        ("node keys", crate::cmd::info::describe_node_keys(node_keys)),
         ("last entry", hex::encode(head.hash)),
         ("ledger", format!("{} (genesis hash {})", genesis.ledger_id, hex::encode(genesis.hash()))),
         (

@@ -1,6 +1,9 @@
 //! `cercle proof check ACCOUNT`: a firm checks, without trusting the node, that
 //!
-//! 1. the node's current tree head is signed by the node key named in the genesis;
+//! 1. the node's current tree head is signed by the node key in force for its size: the
+//!    genesis's, or after a rotation the key of the last rotation the tree contains, from
+//!    the node key history the node states (`cercle info`; trusting it is trusting the
+//!    node's word on its rotations, which `cercle audit verify` checks against the log);
 //! 2. the log it commits to extends the one the node signed when this firm last checked
 //!    (a consistency proof from the tree head kept in a small state file), so no entry
 //!    was ever changed, removed or reordered: otherwise, HISTORY REWRITTEN;
@@ -114,6 +117,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
     let genesis = node.genesis.clone();
+    let node_keys = node.node_keys.clone();
     let state_path = match &args.state {
         Some(path) => path.clone(),
         None => default_state_path(
@@ -127,9 +131,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     };
     let saved = load_state(&state_path)?;
 
-    // 1. The node's tree head, signed by the node key of the genesis.
+    // 1. The node's tree head, signed by the node key in force for its size.
     let current = node.tree_head().await?;
-    current.verify(&genesis).map_err(|e| {
+    current.verify_with(&genesis, &node_keys).map_err(|e| {
         fail(
             Kind::AuditFailed,
             format!("NODE MISBEHAVING: its tree head {} does not check out: {e}", describe(&current)),
@@ -138,7 +142,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 
     // 2. It extends the tree head seen last time.
     if let Some(old) = &saved {
-        match old.verify(&genesis) {
+        match old.verify_with(&genesis, &node_keys) {
             Ok(()) => {}
             Err(TreeHeadError::OtherLedger { tree_head, genesis }) => crate::usage_bail!(
                 "the state file {} holds a tree head of ledger {tree_head}, not of this node's ledger {genesis} (use another --state)",
@@ -148,7 +152,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 return Err(fail(
                     Kind::HistoryRewritten,
                     format!(
-                        "HISTORY REWRITTEN, or the state file was altered: the tree head kept in {} does not verify with the node key this node's genesis names ({e})",
+                        "HISTORY REWRITTEN, or the state file was altered: the tree head kept in {} does not verify with the node key in force for its size ({e})",
                         state_path.display()
                     ),
                 ));
@@ -186,7 +190,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if global.json {
         return output::emit_ok(json!({
             "account": args.account.to_string(),
-            "node_key": genesis.node_key.to_hex(),
+            "node_key": node_keys.key_for_size(head.tree_size).to_hex(),
             "previous_root_hash": saved.as_ref().map(|s| hex::encode(s.head.root_hash)),
             "previous_tree_head_timestamp": saved.as_ref().map(|s| rfc3339(s.head.timestamp_ms)),
             "tree_size": head.tree_size,
@@ -212,7 +216,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         included.push_str(&format!("; stopped at --limit {}", args.limit));
     }
     let rows = [
-        ("tree head", format!("{}, signed by the node key {}", describe(&current), genesis.node_key)),
+        (
+            "tree head",
+            format!(
+                "{}, signed by the node key {}",
+                describe(&current),
+                node_keys.key_for_size(head.tree_size)
+            ),
+        ),
         ("consistency", consistency),
         ("inclusion", included),
         ("state", format!("{} now holds this tree head", state_path.display())),
