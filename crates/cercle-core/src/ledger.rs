@@ -342,6 +342,9 @@ impl Ledger {
             _ => self.state.apply_signed(&ctx, &envelope.signers(), op, clearing)?,
         };
         let (balances_after, sections) = match &effects.clearing {
+            None if effects.limit_rule.is_some() => {
+                (Vec::new(), effects.limit_rule.iter().map(|o| o.to_section()).collect())
+            }
             None => (effects.balance_changes.iter().map(|b| b.after()).collect(), Vec::new()),
             Some((record, _)) => {
                 let state = &self.state;

@@ -251,7 +251,8 @@ impl Computer {
             | OpKind::SetFees(_)
             | OpKind::AddKey(_)
             | OpKind::RemoveKey { .. }
-            | OpKind::DeclinePending { .. } => {}
+            | OpKind::DeclinePending { .. }
+            | OpKind::ApplyLimitRule(_) => {}
             // A transfer held for approval moves nothing (its entry records no balance); its
             // approval is the payment, from the account to the other balance the entry records.
             OpKind::Transfer(_) if entry.balances_after.is_empty() => {}

@@ -96,6 +96,7 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvoicePartiesMismatch
         | RejectCode::QuorumInvalid
         | RejectCode::FeesInvalid
+        | RejectCode::LimitRuleInvalid
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
         RejectCode::NotAdministrator
@@ -111,7 +112,8 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::TooManyGroups
         | RejectCode::TooManyObligations
         | RejectCode::TooManyAccounts
-        | RejectCode::TooManyRoleKeys => Code::ResourceExhausted,
+        | RejectCode::TooManyRoleKeys
+        | RejectCode::LimitRuleTooManyFirms => Code::ResourceExhausted,
         RejectCode::Expired
         | RejectCode::AccountFrozen
         | RejectCode::AlreadyFrozen
@@ -130,6 +132,8 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::AccountNotSettled
         | RejectCode::WriteOffInvalid
         | RejectCode::NotInGroup
+        | RejectCode::LimitRuleChanged
+        | RejectCode::LimitRuleNoFirms
         | RejectCode::KeyCapExceeded
         | RejectCode::LastOwnerKey
         | RejectCode::KeyAlreadyOnAccount

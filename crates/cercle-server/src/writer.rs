@@ -337,6 +337,13 @@ impl Executor {
                         self.flush(&mut ops);
                         self.clearing_arrived(envelope, op, reply);
                     }
+                    // A limit rule's entry may be megabytes (a part per firm): it is a group
+                    // of its own, as a clearing run's is.
+                    Request::Op { envelope, op, reply } if matches!(op.kind, OpKind::ApplyLimitRule(_)) => {
+                        self.flush(&mut ops);
+                        ops.push((envelope, op, reply));
+                        self.flush(&mut ops);
+                    }
                     Request::Op { envelope, op, reply } => ops.push((envelope, op, reply)),
                     Request::Stop => {
                         tracing::info!("the writer takes no more operations; finishing those queued");

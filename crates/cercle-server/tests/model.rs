@@ -1584,7 +1584,8 @@ impl Model {
             | OpKind::AddKey(_)
             | OpKind::RemoveKey { .. }
             | OpKind::ApprovePending { .. }
-            | OpKind::DeclinePending { .. } => {
+            | OpKind::DeclinePending { .. }
+            | OpKind::ApplyLimitRule(_) => {
                 unreachable!("the node model generates no {}", kind.name())
             }
         }

@@ -84,6 +84,8 @@ struct Row {
     invoice_ref: Option<String>,
     /// A clearing run's part for the account: its invoices the run cleared.
     cleared: Vec<cercle_core::clearing::ClearedInvoice>,
+    /// A limit rule's part for the account: its sales, old and new limit.
+    limit: Option<cercle_core::FirmLimit>,
     entry_hash: [u8; 32],
 }
 
@@ -105,6 +107,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         invoice_id: None,
         invoice_ref: None,
         cleared: Vec::new(),
+        limit: None,
         entry_hash: view.hash(),
     };
     // Money and invoices both go from the payee's side to the payer's or back: the payer
@@ -173,6 +176,10 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         }
         OpKind::SetQuorum(q) => row.reason = non_empty(&q.reason),
         OpKind::SetFees(f) => row.reason = non_empty(&f.reason),
+        OpKind::ApplyLimitRule(a) => {
+            row.reason = non_empty(&a.reason);
+            row.limit = view.limit_part(account);
+        }
         OpKind::RegisterAccount(_)
         | OpKind::RotateKeys { .. }
         | OpKind::AddKey(_)
@@ -330,6 +337,17 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         | OpKind::SetQuorum(_)
         | OpKind::SetFees(_)
         | OpKind::Transfer(_) => {}
+        OpKind::ApplyLimitRule(_) => {
+            if let Some(l) = &row.limit {
+                value["limits"] = json!({"credit_limit_minor": l.new_limit_minor});
+                value["limit_rule"] = json!({
+                    "sales_minor": l.sales_minor,
+                    "old_credit_limit_minor": l.old_limit_minor,
+                    "old_from_group": l.old_from_group,
+                    "new_credit_limit_minor": l.new_limit_minor,
+                });
+            }
+        }
     }
     value
 }
@@ -402,7 +420,8 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::AddKey(_)
         | OpKind::RemoveKey { .. }
         | OpKind::ApprovePending { .. }
-        | OpKind::DeclinePending { .. } => {
+        | OpKind::DeclinePending { .. }
+        | OpKind::ApplyLimitRule(_) => {
             let d = cercle_audit::describe::describe(genesis, op);
             let mut text = one_line(&d.details);
             if !d.memo.is_empty() {
