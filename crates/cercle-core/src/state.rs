@@ -60,6 +60,13 @@
 //! be active (a frozen or closed fee account refuses levied transfers, naming it) and
 //! within its own maximum balance. The entry's balances list the payer, the payee, then
 //! the association's account.
+//!
+//! Sales and limit rules (`limitrule`): a transfer that moves money, and an approved pending
+//! payment, add their amount to the payee's sales of the entry's ledger month (unless the
+//! fee account pays). `ApplyLimitRule` gives every firm in its scope the limit its rule
+//! computes from the sales of the 12 ledger months before the entry's; its checks, after
+//! the common ones: the group exists, the scope is neither empty nor above
+//! `LIMIT_RULE_FIRMS_MAX`, then the outcome is the one the operation expects.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
