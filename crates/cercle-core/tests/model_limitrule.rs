@@ -78,7 +78,7 @@ fn month_of(timestamp_ms: u64) -> u32 {
     let mut days = timestamp_ms / DAY_MS;
     let mut year = 1970u32;
     loop {
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
         let lengths = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
         let in_year: u64 = lengths.iter().sum();
         if days >= in_year {

@@ -183,6 +183,7 @@ mod tests {
             membership: None,
             key_grants: Default::default(),
             pending: Vec::new(),
+            sales: Vec::new(),
         }
     }
 

@@ -188,6 +188,13 @@ impl LedgerService {
                 }
             }
         }
+        if let Some(section) = entry.section(core::SectionTag::LimitRule) {
+            for part in section.parts.iter().skip(1) {
+                if let Ok(p) = core::FirmLimit::decode(part) {
+                    candidates.push(p.account);
+                }
+            }
+        }
         for account in candidates {
             let holds = self.view.account(&account).is_some_and(|a| a.keys.contains(key));
             if holds && whole.concerns(&op, &account) {
