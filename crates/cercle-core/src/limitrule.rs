@@ -382,6 +382,73 @@ mod tests {
         assert!(rule(10, LIMIT_RULE_FACTOR_BP_MAX, 10).check().is_ok());
     }
 
+    /// An active account of the longest handle, with `sales` in month 99.
+    fn account(i: usize, sales: i64) -> Account {
+        Account {
+            id: AccountId::parse(&format!("{i:0>32}")).unwrap(),
+            display_name: String::new(),
+            keys: Vec::new(),
+            balance_minor: 0,
+            credit_limit_minor: 0,
+            max_balance_minor: None,
+            status: AccountStatus::Active,
+            registered_at_sequence: 1,
+            last_sequence: 1,
+            profile: Default::default(),
+            negative_since_ms: None,
+            last_activity_ms: None,
+            retired_keys: Vec::new(),
+            membership: None,
+            key_grants: Default::default(),
+            pending: Vec::new(),
+            sales: vec![MonthlySales { month: 99, amount_minor: sales }],
+        }
+    }
+
+    #[test]
+    fn one_entry_takes_at_most_the_firms_bound_and_fits_its_size_bound() {
+        let rule = LimitRule {
+            cap_minor: cercle_limits::AMOUNT_MAX_MINOR,
+            factor_bp: 10_000,
+            floor_minor: 0,
+            group: None,
+        };
+        let mut accounts: Vec<Account> = (0..=LIMIT_RULE_FIRMS_MAX).map(|i| account(i, i64::MAX)).collect();
+        let groups = Groups::default();
+        assert_eq!(
+            outcome(&rule, accounts.iter(), &groups, None, 100),
+            Err(Rejection::LimitRuleTooManyFirms {
+                firms: LIMIT_RULE_FIRMS_MAX + 1,
+                max: LIMIT_RULE_FIRMS_MAX
+            })
+        );
+        // The fee account is out of scope: the same accounts are then exactly at the bound.
+        let fee = accounts[0].id.clone();
+        let at_bound = outcome(&rule, accounts.iter(), &groups, Some(&fee), 100).unwrap();
+        assert_eq!(at_bound.firms.len(), LIMIT_RULE_FIRMS_MAX);
+        let entry = crate::entry::Entry {
+            sequence: u64::MAX,
+            timestamp_ms: u64::MAX,
+            prev_hash: [0; 32],
+            envelope: crate::entry::Envelope::single(
+                vec![0; cercle_limits::BODY_BYTES_MAX],
+                crate::ids::PublicKey([0; 32]),
+                [0; 64],
+            ),
+            balances_after: Vec::new(),
+            sections: vec![at_bound.to_section()],
+        };
+        assert!(entry.encode().len() <= cercle_limits::LIMIT_RULE_ENTRY_BYTES_MAX);
+        // No active firm in scope.
+        for a in &mut accounts {
+            a.status = AccountStatus::Frozen;
+        }
+        assert_eq!(
+            outcome(&rule, accounts.iter(), &groups, None, 100),
+            Err(Rejection::LimitRuleNoFirms { group: None })
+        );
+    }
+
     #[test]
     fn a_section_round_trips_and_finds_each_firms_part() {
         let firm = |name: &str, old: i64, new: i64| FirmLimit {

@@ -992,7 +992,8 @@ impl State {
     /// Every field of an account is in its encoding, the profile and the activity
     /// (`negative_since_ms`, `last_activity_ms`) included.
     /// Version 3: the governance roles too, since they moved from the genesis into the
-    /// state.
+    /// state. An account's sales by month (extension 8) are in its encoding once it has
+    /// some, like every extension: versions 1 and 2 leave them out.
     pub fn digest(&self) -> [u8; 32] {
         self.digest_version(3)
     }
