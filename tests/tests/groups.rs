@@ -124,6 +124,20 @@ fn members_follow_their_groups_limits_as_the_readme_says() {
     let b = balance(&url, &eve.path);
     assert_eq!((b["credit_limit_minor"].as_i64(), b["group"].as_str()), (Some(80_000), Some("small-firms")));
     assert_eq!(b["credit_limit_source"], "group:small-firms");
+    // The firm's signed statement attests the limit that binds it, the group's, though the
+    // group's changes are not in the firm's own history.
+    let file = tmp.path().join("eve-statement.json");
+    cercle(&url, Some(&eve.path), &["statement", "eve-press", "--out", file.to_str().unwrap()]).ok();
+    let node_key =
+        cercle(&url, None, &["--json", "info"]).ok().json()["node_key"].as_str().unwrap().to_string();
+    let checked = cercle(
+        &url,
+        None,
+        &["--json", "statement", "verify", file.to_str().unwrap(), "--node-key", &node_key],
+    )
+    .ok()
+    .json();
+    assert_eq!(checked["credit_limit_minor"], 80_000, "{checked}");
     let overview = cercle(&url, Some(&admin), &["admin", "accounts"]).ok().stdout;
     assert!(overview.contains("limit from"), "{overview}");
     let rows: Vec<&str> = overview.lines().collect();

@@ -178,12 +178,21 @@ fn firms_and_the_administrator_work_from_the_browser() {
             "issue_invoice",
             "accept_invoice",
             "run_clearing",
+            // The clerk's payer key, its payment held above its cap, alice's approval.
+            "add_key",
+            "transfer_held",
+            "approve_pending",
         ],
         "{history}"
     );
     let balance = cercle(&url, Some(&admin_key), &["--json", "balance", "alice-bakery"]).ok().json();
-    assert_eq!(balance["balance_minor"], -17_550, "{balance}");
-    assert_eq!(balance["public_keys"], serde_json::json!([alice_pubkey]), "the key made in the browser");
+    assert_eq!(balance["balance_minor"], -23_550, "{balance}");
+    let clerk_pubkey = keys["clerk_pubkey"].as_str().expect("the clerk's key");
+    assert_eq!(
+        balance["public_keys"],
+        serde_json::json!([alice_pubkey, clerk_pubkey]),
+        "the key made in the browser, and the clerk's"
+    );
 
     // What the administrator signed in the browser, with its reasons.
     let history = cercle(&url, Some(&admin_key), &["--json", "history", "bob-mill"]).ok().json();
@@ -191,7 +200,10 @@ fn firms_and_the_administrator_work_from_the_browser() {
         .as_array()
         .expect("entries")
         .iter()
-        .filter(|e| e["kind"] != "transfer" && !e["kind"].as_str().unwrap_or_default().contains("invoice"))
+        .filter(|e| {
+            let kind = e["kind"].as_str().unwrap_or_default();
+            !["transfer", "transfer_held", "approve_pending"].contains(&kind) && !kind.contains("invoice")
+        })
         .map(|e| (e["kind"].as_str().unwrap_or_default(), e["reason"].as_str().unwrap_or_default()))
         .collect();
     assert_eq!(

@@ -46,6 +46,56 @@ pub fn parse(text: &str, what: &str, sign: Sign, exponent: u8) -> anyhow::Result
     }
 }
 
+/// The `--max-balance` value that removes the maximum.
+pub const NO_MAXIMUM: &str = "none";
+
+/// A change of limits as typed: a new credit limit, and a new maximum balance or `none` to
+/// remove it (`set-limits` on an account, `group set` on a group's defaults). Checked
+/// before connecting ([`LimitsChange::precheck`]), parsed once the exponent is known.
+pub struct LimitsChange<'a> {
+    credit_limit: Option<&'a str>,
+    max_balance: Option<&'a str>,
+}
+
+impl<'a> LimitsChange<'a> {
+    /// Refuses a change of nothing, and amounts wrong whatever the currency.
+    pub fn precheck(credit_limit: Option<&'a str>, max_balance: Option<&'a str>) -> anyhow::Result<Self> {
+        if credit_limit.is_none() && max_balance.is_none() {
+            crate::usage_bail!(
+                "nothing to change: give --credit-limit AMOUNT, --max-balance AMOUNT, or --max-balance none"
+            );
+        }
+        if let Some(limit) = credit_limit {
+            precheck(limit, "credit limit", Sign::NonNegative)?;
+        }
+        let change = LimitsChange { credit_limit, max_balance };
+        if let Some(max) = change.max_amount() {
+            precheck(max, "maximum balance", Sign::NonNegative)?;
+        }
+        Ok(change)
+    }
+
+    fn max_amount(&self) -> Option<&'a str> {
+        self.max_balance.filter(|m| m.trim() != NO_MAXIMUM)
+    }
+
+    /// The credit limit, and the maximum: `None` keeps it, `Some(None)` removes it,
+    /// `Some(Some(m))` replaces it; in minor units of a currency with `exponent` decimals.
+    #[allow(clippy::type_complexity)]
+    pub fn parse(&self, exponent: u8) -> anyhow::Result<(Option<i64>, Option<Option<i64>>)> {
+        let credit_limit_minor = self
+            .credit_limit
+            .map(|limit| parse(limit, "credit limit", Sign::NonNegative, exponent))
+            .transpose()?;
+        let max_balance_minor = match (self.max_balance, self.max_amount()) {
+            (None, _) => None,
+            (Some(_), None) => Some(None),
+            (Some(_), Some(max)) => Some(Some(parse(max, "maximum balance", Sign::NonNegative, exponent)?)),
+        };
+        Ok((credit_limit_minor, max_balance_minor))
+    }
+}
+
 fn check_sign(text: &str, what: &str, sign: Sign, minor: i64) -> anyhow::Result<()> {
     if sign == Sign::Positive && minor == 0 {
         crate::usage_bail!("invalid {what}: '{}' is zero; it must be positive", text.trim());

@@ -70,8 +70,23 @@ function describeEntry(entry) {
   switch (op.kind.case) {
     case "transfer":
       row.counterparty = v.payer === me ? v.payee : v.payer;
-      row.amountMinor = v.payer === me ? -v.amountMinor : v.amountMinor;
       row.memo = v.memo || v.invoiceRef || "";
+      // A payment held for approval moved nothing (its entry records no balance): its
+      // approval is the payment.
+      if (entry.balancesAfter.length === 0) {
+        row.kind = "held";
+        row.memo = [money(v.amountMinor), row.memo].filter(Boolean).join(" · ");
+        break;
+      }
+      row.amountMinor = v.payer === me ? -v.amountMinor : v.amountMinor;
+      break;
+    case "approvePending":
+      row.counterparty = v.account === me ? v.payee : v.account;
+      row.amountMinor = v.account === me ? -v.amountMinor : v.amountMinor;
+      row.memo = t("pending.number", { id: String(v.pendingId) });
+      break;
+    case "declinePending":
+      row.memo = `${t("pending.number", { id: String(v.pendingId) })} · ${v.reason}`;
       break;
     case "issueInvoice":
       // An invoice moves no money: its amount goes with its reference.
@@ -104,6 +119,14 @@ const KIND_KEYS = {
   cancelInvoice: "kind.cancel_invoice",
   setInvoiceClearing: "kind.set_invoice_clearing",
   runClearing: "kind.run_clearing",
+  held: "kind.held",
+  approvePending: "kind.approve_pending",
+  declinePending: "kind.decline_pending",
+  addKey: "kind.add_key",
+  removeKey: "kind.remove_key",
+  closeAccount: "kind.close_account",
+  assignGroup: "kind.assign_group",
+  followGroupLimits: "kind.follow_group_limits",
 };
 
 // ---------------------------------------------------------------------------------
@@ -280,11 +303,114 @@ function historyCheck() {
   return [h("h2", {}, t("proof.title")), result, h("button", { type: "button", class: "secondary", testid: "proof-check", onclick: run }, t("proof.check"))];
 }
 
+/** The role of this browser's key on `account`: "owner", "payer", "invoicer" or "viewer". */
+function myRole(account) {
+  const mine = toHex(app.key.publicKey);
+  return account.keys.find((k) => toHex(k.publicKey) === mine)?.role ?? "owner";
+}
+
+/**
+ * The account's payments waiting for an owner's approval: each with what it pays, to whom,
+ * until when; an owner key approves or declines each, shown before it is signed.
+ */
+function pendingSection(account) {
+  const now = BigInt(Date.now());
+  const live = account.pending.filter((p) => p.expiresMs >= now);
+  if (live.length === 0) return null;
+  const owner = myRole(account) === "owner";
+  const below = h("div", { "aria-live": "polite" });
+  const act = async (p, approve, reason) => {
+    const kind = approve
+      ? { case: "approvePending", value: { account: account.account, pendingId: p.pendingId, payee: p.payee, amountMinor: p.amountMinor } }
+      : { case: "declinePending", value: { account: account.account, pendingId: p.pendingId, reason } };
+    const prepared = await node.prepare(kind);
+    const panel = confirmPanel({
+      title: approve
+        ? { heading: t("pending.approveTitle"), button: t("pending.approveConfirm") }
+        : { heading: t("pending.declineTitle"), button: t("pending.declineConfirm") },
+      lines: [
+        [t("pending.id"), String(p.pendingId)],
+        [t("pay.toShort"), p.payee],
+        [t("pay.amountShort"), money(p.amountMinor)],
+        [t("pay.memoShort"), p.memo || "—"],
+        ...(approve ? [] : [[t("reason"), reason]]),
+        [t("pay.opId"), toHex(prepared.operationId)],
+      ],
+      prepared,
+      testid: "pending-confirm",
+      onDone: (receipt) => {
+        const box = approve ? receiptBox(receipt) : receiptBox(receipt, t("pending.declined", { id: String(p.pendingId) }));
+        const again = h("p", {}, h("a", { href: "#/overview", onclick: () => setTimeout(() => route()) }, t("pending.refresh")));
+        return h("div", {}, box, again);
+      },
+      onCancel: () => below.replaceChildren(),
+    });
+    below.replaceChildren(panel);
+    panel.querySelector("h2").focus();
+  };
+  const rows = live.map((p) => {
+    const reason = h("input", { type: "text", testid: "pending-reason", maxlength: 140, placeholder: t("pending.reasonPlaceholder"), "aria-label": t("pending.reasonLabel", { id: String(p.pendingId) }) });
+    return h(
+      "tr",
+      { testid: "pending-row", "data-pending": String(p.pendingId) },
+      h("td", { class: "num" }, String(p.pendingId)),
+      h("td", {}, p.payee),
+      h("td", { class: "num" }, money(p.amountMinor)),
+      h("td", {}, p.memo),
+      h("td", {}, formatTime(p.expiresMs)),
+      owner
+        ? h(
+            "td",
+            {},
+            h("button", { type: "button", testid: "pending-approve", onclick: () => act(p, true) }, t("pending.approve")),
+            " ",
+            reason,
+            " ",
+            h(
+              "button",
+              {
+                type: "button",
+                class: "secondary",
+                testid: "pending-decline",
+                onclick: () => {
+                  if (!reason.value.trim()) {
+                    below.replaceChildren(messageBox(t("pending.reasonNeeded")));
+                    reason.focus();
+                    return;
+                  }
+                  act(p, false, reason.value.trim());
+                },
+              },
+              t("pending.decline"),
+            ),
+          )
+        : h("td", { class: "hint" }, t("pending.waiting")),
+    );
+  });
+  return [
+    h("h2", { testid: "pending-title" }, t("pending.title")),
+    h("p", { class: "hint" }, t(owner ? "pending.introOwner" : "pending.intro")),
+    h(
+      "table",
+      { testid: "pending" },
+      h(
+        "thead",
+        {},
+        h("tr", {}, [t("pending.id"), t("pay.toShort"), t("pay.amountShort"), t("pay.memoShort"), t("pending.expires"), ""].map((c) => h("th", { scope: "col" }, c))),
+      ),
+      h("tbody", {}, rows),
+    ),
+    below,
+  ];
+}
+
 async function overviewPage() {
   const [account, entries] = await Promise.all([loadAccount(), loadEntries()]);
   const balance = account.balanceMinor;
   const floor = -account.creditLimitMinor;
-  const headroom = balance - floor;
+  // What pending payments reserve is headroom already promised.
+  const reserved = account.reservedMinor;
+  const headroom = balance - floor - reserved;
   // AccountStatus: 2 frozen, 3 closed (proto/cercle/v1/ledger.proto).
   const status = account.status === 3 ? t("status.closed") : account.status === 2 ? t("status.frozen") : t("status.active");
   return [
@@ -295,10 +421,12 @@ async function overviewPage() {
       { class: "figures" },
       h("div", {}, h("dt", {}, t("balance")), h("dd", { testid: "balance", class: balance < 0n ? "negative" : "" }, money(balance))),
       h("div", {}, h("dt", {}, t("creditLimit")), h("dd", {}, h("span", { testid: "credit-limit" }, money(account.creditLimitMinor)), h("span", { class: "hint" }, t("floor", { floor: money(floor) })))),
+      reserved !== 0n ? h("div", {}, h("dt", {}, t("reserved")), h("dd", { testid: "reserved" }, money(reserved))) : null,
       h("div", {}, h("dt", {}, t("headroom")), h("dd", { testid: "headroom" }, money(headroom > 0n ? headroom : 0n))),
       h("div", {}, h("dt", {}, t("maxBalance")), h("dd", { testid: "max-balance" }, account.maxBalanceMinor === undefined ? t("noMax") : money(account.maxBalanceMinor))),
       h("div", {}, h("dt", {}, t("status")), h("dd", { testid: "status" }, status)),
     ),
+    pendingSection(account),
     h("h2", {}, t("chart.title")),
     balanceChart(entries.map(describeEntry)),
     historyCheck(),

@@ -82,6 +82,16 @@ export function confirmPanel({ title, lines, prepared, testid, onDone, onCancel 
 
 export function receiptBox(receipt, text) {
   const mine = receipt.balancesAfter.find((b) => b.account === app.account);
+  // A payer key's payment above its caps is held: nothing moved yet.
+  if (receipt.pendingId !== undefined && text === undefined) {
+    return h(
+      "div",
+      { class: "ok", role: "status", testid: "receipt" },
+      h("h2", {}, t("receipt.heldTitle")),
+      h("p", {}, t("receipt.held", { id: String(receipt.pendingId), sequence: receipt.sequence, time: formatTime(receipt.timestampMs) })),
+      h("p", { class: "hint" }, `${t("receipt.hash")}: `, h("span", { class: "mono" }, toHex(receipt.entryHash))),
+    );
+  }
   return h(
     "div",
     { class: "ok", role: "status", testid: "receipt" },

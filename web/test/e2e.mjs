@@ -505,6 +505,61 @@ try {
   await alice.getByTestId("lang").selectOption("en");
   await alice.getByTestId("balance").filter({ hasText: "-175.50 CHW" }).waitFor();
 
+  // An employee's key: a payer with caps, added by the association with the wallet (an
+  // administrator adding a firm's key). Its payment above the cap is held; alice, an owner,
+  // sees what it reserves and approves it from her overview.
+  const clerkKey = join(scratch, "alice-clerk.key");
+  wallet("keygen", "--out", clerkKey);
+  const clerkPubkey = wallet("pubkey", "--key", clerkKey).trim();
+  wallet("--key", env("CERCLE_ADMIN_KEY"), "key", "add", "alice-bakery", "--pubkey", clerkPubkey, "--role", "payer", "--per-transfer-cap", "50", "--daily-cap", "200");
+  const clerkContext = await newContext("en-GB");
+  const clerk = await clerkContext.newPage();
+  pages.push(["clerk", clerk]);
+  clerk.on("pageerror", (e) => console.error(`page error: ${e}`));
+  await clerk.goto(url);
+  await clerk.getByTestId("key-import").setInputFiles(clerkKey);
+  await clerk.getByRole("heading", { name: "Overview of alice-bakery" }).waitFor();
+  await open(clerk, "pay");
+  await clerk.getByTestId("pay-to").fill("bob-mill");
+  await clerk.getByTestId("pay-amount").fill("60");
+  await clerk.getByTestId("pay-memo").fill("oven repair");
+  await clerk.getByTestId("pay-submit").click();
+  await clerk.getByTestId("pay-confirm").click();
+  const held = clerk.getByTestId("receipt");
+  await held.filter({ hasText: "waits for an owner" }).waitFor();
+  const pendingId = (await held.textContent()).match(/payment (\d+) waits/)[1];
+  await photograph(clerk, "pay-held-en");
+  await open(clerk, "overview");
+  await clerk.getByTestId("pending-row").filter({ hasText: "waiting for an owner" }).waitFor();
+  assert.equal(await clerk.getByTestId("pending-approve").count(), 0, "a payer key cannot approve");
+
+  await open(alice, "overview");
+  await alice.getByTestId("reserved").filter({ hasText: "60.00 CHW" }).waitFor();
+  // Headroom: 1,000.00 - 175.50 owed - 60.00 reserved.
+  await alice.getByTestId("headroom").filter({ hasText: "764.50 CHW" }).waitFor();
+  const row = alice.getByTestId("pending-row");
+  assert.equal(await row.getAttribute("data-pending"), pendingId);
+  for (const text of ["bob-mill", "60.00 CHW", "oven repair"]) {
+    assert.ok((await row.textContent()).includes(text), `the pending payment shows ${text}`);
+  }
+  await photograph(alice, "overview-pending-en");
+  await alice.getByTestId("pending-approve").click();
+  const approval = alice.getByTestId("confirmation");
+  await approval.waitFor();
+  for (const text of ["bob-mill", "60.00 CHW", pendingId]) {
+    assert.ok((await approval.textContent()).includes(text), `the approval shows ${text}`);
+  }
+  await alice.getByTestId("pending-confirm").click();
+  await alice.getByTestId("receipt").filter({ hasText: "-235.50 CHW" }).waitFor();
+  await open(alice, "overview");
+  await alice.getByTestId("balance").filter({ hasText: "-235.50 CHW" }).waitFor();
+  assert.equal(await alice.getByTestId("pending-row").count(), 0);
+  assert.equal(await alice.getByTestId("reserved").count(), 0);
+  await open(alice, "history");
+  await alice.getByText("payment waiting for approval").first().waitFor();
+  await alice.getByText("payment approved").first().waitFor();
+  await open(alice, "overview");
+
   // A history that does not extend what this browser saw is reported as rewritten. The
   // overview's own check must have finished first: it saves the tree head it checked.
   await alice.getByTestId("proof-result").waitFor();
@@ -516,7 +571,7 @@ try {
   await alice.getByTestId("proof-check").click();
   await alice.getByTestId("proof-result").filter({ hasText: "History rewritten" }).waitFor();
 
-  console.log(JSON.stringify({ alice_pubkey: alicePubkey, bob_pubkey: bobPubkey, carol_pubkey: carolPubkey }));
+  console.log(JSON.stringify({ alice_pubkey: alicePubkey, bob_pubkey: bobPubkey, carol_pubkey: carolPubkey, clerk_pubkey: clerkPubkey }));
 } catch (e) {
   // What each page showed when the scenario failed, for the test's output and artefacts.
   for (const [name, page] of pages) {

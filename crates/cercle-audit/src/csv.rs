@@ -38,6 +38,10 @@
 //! | `invoice_id`   | the invoice an operation is about, a payment pays or a run reduced   |
 //! | `setoff`       | what a run cancelled of an invoice by set-off, in major units        |
 //! | `credit`       | what a run settled of an invoice through mutual credit               |
+//! | `levy`         | a levied transfer's levy (or a held payment's, at its approval), all |
+//! |                | that went to the fee account under the schedule then in force; what  |
+//! |                | the payer and the payee each paid of it is in `details`               |
+//! | `fee_account`  | the account the levy went to                                          |
 //!
 //! Memos and the like are written by firms. A text field that a spreadsheet would take
 //! for a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) is
@@ -45,14 +49,14 @@
 
 use std::io::Write;
 
-use cercle_core::{Entry, Genesis, OpKind, Operation, format_minor};
+use cercle_core::{AccountId, Entry, FeeSchedule, Genesis, OpKind, Operation, format_minor};
 
 use crate::describe::describe_entry;
 use crate::{LogWriter, SignedTreeHead, rfc3339};
 
 /// The header row. Columns are only ever added at the end, so that a spreadsheet that
 /// reads them by position keeps working.
-pub const COLUMNS: [&str; 18] = [
+pub const COLUMNS: [&str; 20] = [
     "sequence",
     "timestamp",
     "timestamp_ms",
@@ -71,26 +75,75 @@ pub const COLUMNS: [&str; 18] = [
     "invoice_id",
     "setoff",
     "credit",
+    "levy",
+    "fee_account",
 ];
 
 /// Writes the CSV export.
 pub struct Writer<W: Write> {
     out: W,
     genesis: Genesis,
+    /// The fee schedule in force after the entries so far (written or skipped): what a
+    /// levied payment's levy is worked out from, as the ledger worked it out.
+    fees: Option<FeeSchedule>,
 }
 
 impl<W: Write> Writer<W> {
     /// Writes the header row.
     pub fn new(mut out: W, genesis: &Genesis) -> std::io::Result<Self> {
         write_row(&mut out, COLUMNS.iter().map(|c| c.to_string()))?;
-        Ok(Writer { out, genesis: genesis.clone() })
+        Ok(Writer { out, genesis: genesis.clone(), fees: None })
+    }
+
+    /// Follows the fee schedule.
+    fn note_fees(&mut self, op: &Operation) {
+        if let OpKind::SetFees(f) = &op.kind {
+            self.fees = Some(f.schedule.clone());
+        }
     }
 }
 
+/// A levied payment's levy: a transfer (or the approval of a held one) whose entry records
+/// a third balance, the fee account's, under `fees`, the schedule in force. Returns the fee
+/// account, the levy and its payer's and payee's shares.
+fn levy_of(
+    entry: &Entry,
+    fees: Option<&FeeSchedule>,
+    transfer: Option<(&AccountId, &AccountId, i64)>,
+) -> Option<(AccountId, i64, i64, i64)> {
+    let (payer, payee, amount) = transfer?;
+    let fees = fees?;
+    entry.balances_after.iter().find(|b| b.account == fees.account)?;
+    let levy = fees.levy(payer, payee, amount);
+    (levy.total_minor() > 0)
+        .then(|| (fees.account.clone(), levy.total_minor(), levy.payer_minor, levy.payee_minor))
+}
+
 impl<W: Write> LogWriter for Writer<W> {
+    fn skip(&mut self, _entry: &Entry, op: &Operation) -> std::io::Result<()> {
+        self.note_fees(op);
+        Ok(())
+    }
+
     fn entry(&mut self, entry: &Entry, op: &Operation) -> std::io::Result<()> {
+        self.note_fees(op);
         let g = &self.genesis;
         let d = describe_entry(g, entry, op);
+        let levy = levy_of(entry, self.fees.as_ref(), d.transfer);
+        let money = |minor: i64| plain_major(minor, g.exponent);
+        let mut details = d.details.clone();
+        let (levy_column, fee_account) = match &levy {
+            Some((account, total, payer_share, payee_share)) => {
+                let shares = format!(
+                    "levy {} paid by the payer and {} by the payee",
+                    money(*payer_share),
+                    money(*payee_share)
+                );
+                details = if details.is_empty() { shares } else { format!("{details}; {shares}") };
+                (money(*total), account.to_string())
+            }
+            None => Default::default(),
+        };
         let (payer, payee, amount) = match (d.transfer, d.invoice) {
             (Some((payer, payee, amount)), _) => {
                 (payer.to_string(), payee.to_string(), plain_major(amount, g.exponent))
@@ -115,11 +168,51 @@ impl<W: Write> LogWriter for Writer<W> {
             amount,
             memo: text(d.memo),
             invoice_ref: text(d.invoice_ref.unwrap_or_default()),
-            details: text(&d.details),
+            details: text(&details),
             invoice_id: invoice_id.unwrap_or_default(),
+            levy: levy_column,
+            fee_account,
             ..Row::default()
         };
         self.row(entry, op, row)?;
+        if let Some(record) = entry
+            .section(cercle_core::SectionTag::Charges)
+            .and_then(|s| cercle_core::charges::ChargeRecord::from_section(s).ok())
+        {
+            let exponent = self.genesis.exponent;
+            let money = |minor: i64| plain_major(minor, exponent);
+            // A row per firm listed (its balance change, or why none), then the association's.
+            let mut rows = Vec::with_capacity(record.firms.len() + 1);
+            for f in &record.firms {
+                rows.push(Row {
+                    kind: "charge_firm",
+                    account: f.account.to_string(),
+                    amount: money(f.charged_minor().saturating_neg()),
+                    details: match &f.not_charged {
+                        None => format!(
+                            "membership {}, demurrage {}",
+                            money(f.membership_minor),
+                            money(f.demurrage_minor)
+                        ),
+                        Some(why) => {
+                            format!("not charged {}: {}", money(f.due_minor()), why.describe(&money))
+                        }
+                    },
+                    ..Row::default()
+                });
+            }
+            rows.push(Row {
+                kind: "charge_fee_account",
+                account: record.fee_account.to_string(),
+                amount: money(record.charged_minor()),
+                details: format!("periodic fees of {}", record.period),
+                ..Row::default()
+            });
+            for row in rows {
+                self.row(entry, op, row)?;
+            }
+            return Ok(());
+        }
         let Some(section) = entry.section(cercle_core::SectionTag::Clearing) else { return Ok(()) };
         // The replay refuses a record that does not decode; an export writes what it can.
         let Ok(record) = cercle_core::ClearingRecord::from_section(section) else { return Ok(()) };
@@ -175,6 +268,8 @@ struct Row {
     invoice_id: String,
     setoff: String,
     credit: String,
+    levy: String,
+    fee_account: String,
 }
 
 impl<W: Write> Writer<W> {
@@ -198,6 +293,8 @@ impl<W: Write> Writer<W> {
             row.invoice_id,
             row.setoff,
             row.credit,
+            row.levy,
+            row.fee_account,
         ];
         write_row(&mut self.out, fields.into_iter())
     }
@@ -350,6 +447,88 @@ mod tests {
         .map(|r| r.iter().map(|c| c.to_string()).collect())
         .collect();
         assert_eq!(got, expected, "{text}");
+    }
+
+    /// A levied transfer's row says what the levy was, to which account, and who paid what
+    /// of it, under the schedule set before, in an entry skipped or not.
+    #[test]
+    fn a_levied_transfer_shows_its_levy() {
+        use cercle_core::{AccountId, BalanceAfter, Envelope, LedgerId, OperationId, PublicKey, Transfer};
+        let id = |h: &str| AccountId::parse(h).unwrap();
+        let genesis = Genesis {
+            ledger_id: LedgerId([1; 16]),
+            currency: "CHW".into(),
+            exponent: 2,
+            admin_keys: vec![],
+            auditor_keys: vec![],
+            node_key: PublicKey([2; 32]),
+            quorum: 1,
+            day_offset_minutes: 0,
+        };
+        let transfer = |sequence: u64, payer: &str, payee: &str, amount_minor: i64, after: &[(&str, i64)]| {
+            let entry = Entry {
+                sequence,
+                timestamp_ms: 1_795_341_600_000 + sequence,
+                prev_hash: [0; 32],
+                envelope: Envelope::single(vec![1], PublicKey([5; 32]), [6; 64]),
+                balances_after: after
+                    .iter()
+                    .map(|(a, balance_minor)| BalanceAfter { account: id(a), balance_minor: *balance_minor })
+                    .collect(),
+                sections: vec![],
+            };
+            let op = Operation {
+                id: OperationId([sequence as u8; 16]),
+                valid_until_ms: 0,
+                kind: OpKind::Transfer(Transfer {
+                    payer: id(payer),
+                    payee: id(payee),
+                    amount_minor,
+                    memo: String::new(),
+                    invoice_ref: None,
+                    invoice: None,
+                }),
+            };
+            (entry, op)
+        };
+        let mut out = Vec::new();
+        let mut writer = Writer::new(&mut out, &genesis).unwrap();
+        // Before the exported period: alpha paid beta 10.00, then the association set a
+        // levy of 1%, split.
+        let (e, op) = transfer(1, "alpha", "beta", 1_000, &[("alpha", -1_000), ("beta", 1_000)]);
+        writer.skip(&e, &op).unwrap();
+        let schedule = cercle_core::FeeSchedule {
+            account: id("assoc"),
+            transfer_levy_bp: 100,
+            levy_on: cercle_core::LevyOn::Split,
+            membership_minor: Default::default(),
+            demurrage_bp: 0,
+            demurrage_above_minor: 0,
+            group_membership_minor: Default::default(),
+        };
+        let (mut e, mut op) = transfer(2, "alpha", "beta", 1, &[]);
+        e.sequence = 2;
+        op.kind = OpKind::SetFees(cercle_core::SetFees { schedule, reason: "statutes".into() });
+        writer.skip(&e, &op).unwrap();
+        // 1% of 3.50 split: 0.04, 0.02 each.
+        let (e, op) = transfer(3, "beta", "alpha", 350, &[("beta", 648), ("alpha", -652), ("assoc", 4)]);
+        writer.entry(&e, &op).unwrap();
+        // To the association: no levy, and no third balance.
+        let (e, op) = transfer(4, "alpha", "assoc", 100, &[("alpha", -752), ("assoc", 104)]);
+        writer.entry(&e, &op).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+        let column = |name: &str| COLUMNS.iter().position(|c| *c == name).unwrap();
+        let cells = |row: &Vec<&str>| {
+            ["sequence", "amount", "levy", "fee_account", "details"].map(|n| row[column(n)].to_string())
+        };
+        assert_eq!(
+            cells(&rows[1]),
+            ["3", "3.50", "0.04", "assoc", "levy 0.02 paid by the payer and 0.02 by the payee"]
+                .map(String::from),
+            "{text}"
+        );
+        assert_eq!(cells(&rows[2]), ["4", "1.00", "", "", ""].map(String::from), "{text}");
     }
 
     #[test]

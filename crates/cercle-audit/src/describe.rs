@@ -34,6 +34,22 @@ pub fn describe_entry<'a>(genesis: &Genesis, entry: &cercle_core::Entry, op: &'a
             let _ = payee;
         }
     }
+    if let Some(record) = entry
+        .section(cercle_core::SectionTag::Charges)
+        .and_then(|s| cercle_core::charges::ChargeRecord::from_section(s).ok())
+    {
+        let money = |minor: i64| format_with_currency(minor, genesis.exponent, &genesis.currency);
+        let unpaid = record.firms.iter().filter(|f| f.not_charged.is_some()).count();
+        d.account = None;
+        d.details = format!(
+            "periodic fees of {} to {}: {} charged to {} firm(s), {} not charged to {unpaid} firm(s)",
+            record.period,
+            record.fee_account,
+            money(record.charged_minor()),
+            record.firms.len() - unpaid,
+            money(record.not_charged_minor()),
+        );
+    }
     d
 }
 
@@ -224,6 +240,9 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
                 }
             }
             d.details = changes.join(", ");
+        }
+        OpKind::ChargeFees { period } => {
+            d.details = format!("periodic fees of {period}");
         }
         OpKind::RunClearing(r) => {
             d.memo = &r.reason;

@@ -13,6 +13,10 @@
 //!   operations move no money: they are comment lines with their time, sequence, account
 //!   and reason. A clearing run's set-off moves no money either; its payments through
 //!   mutual credit (if any) are one transaction with a posting per firm, which sums to zero.
+//! - A periodic charge (membership fees and demurrage) is one transaction: a posting per
+//!   firm charged and one for the association's account, each with the balance its
+//!   section records after the charge as assertion; it sums to zero. A firm not charged
+//!   (its limit) moves nothing and is a comment line.
 //! - Memos are firms' text: control characters become spaces and `;` (hledger's comment
 //!   mark) becomes `,`, so a memo cannot add postings, directives or tags.
 //! - An export of a period (`--from`) starts with the balances the earlier entries left, as
@@ -120,6 +124,12 @@ impl<W: Write> LogWriter for Writer<W> {
         for b in &entry.balances_after {
             before.balances.insert(b.account.clone(), b.balance_minor);
         }
+        if let Some(record) = charge_record(entry) {
+            for f in record.firms.iter().filter(|f| f.not_charged.is_none()) {
+                before.balances.insert(f.account.clone(), f.balance_after_minor);
+            }
+            before.balances.insert(record.fee_account.clone(), record.fee_balance_after_minor);
+        }
         if let OpKind::RegisterAccount(r) = &op.kind {
             before.declarations.push(format!("account {}  ; {}", r.account, one_line(&r.display_name)));
         }
@@ -132,6 +142,9 @@ impl<W: Write> LogWriter for Writer<W> {
         let parts = cercle_core::clearing::firm_parts(entry);
         if parts.iter().any(|p| p.firm.payment_minor != 0) {
             return self.clearing_payments(entry, &parts, &d.details);
+        }
+        if let Some(record) = charge_record(entry) {
+            return self.charges(entry, &record);
         }
         if let OpKind::CloseAccount { account, write_off_to: Some(reserve), reason } = &op.kind {
             return self.write_off(entry, account, reserve, reason);
@@ -230,7 +243,61 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// The periodic charge an entry records, if it is one (and its section decodes: a replay
+/// refuses one that does not).
+fn charge_record(entry: &Entry) -> Option<cercle_core::charges::ChargeRecord> {
+    let section = entry.section(cercle_core::SectionTag::Charges)?;
+    cercle_core::charges::ChargeRecord::from_section(section).ok()
+}
+
 impl<W: Write> Writer<W> {
+    /// A periodic charge: a posting per firm charged, and the association's account
+    /// receiving the total, each asserting the balance the section records after it.
+    fn charges(&mut self, entry: &Entry, record: &cercle_core::charges::ChargeRecord) -> std::io::Result<()> {
+        writeln!(
+            self.out,
+            "{} * ({}) periodic fees of {} | membership and demurrage",
+            utc_date(entry.timestamp_ms),
+            entry.sequence,
+            record.period
+        )?;
+        writeln!(
+            self.out,
+            "    ; time: {}, entry: {}",
+            rfc3339(entry.timestamp_ms),
+            hex::encode(entry.hash())
+        )?;
+        let money = |minor: i64| format_minor(minor, self.genesis.exponent);
+        for f in &record.firms {
+            if let Some(why) = &f.not_charged {
+                writeln!(
+                    self.out,
+                    "    ; {} not charged {}: {}",
+                    f.account,
+                    money(f.due_minor()),
+                    why.describe(&money)
+                )?;
+            }
+        }
+        for f in record.firms.iter().filter(|f| f.not_charged.is_none()) {
+            writeln!(
+                self.out,
+                "    {:<32}  {:>20} = {}",
+                f.account.as_str(),
+                self.amount(f.charged_minor().saturating_neg()),
+                self.amount(f.balance_after_minor)
+            )?;
+        }
+        writeln!(
+            self.out,
+            "    {:<32}  {:>20} = {}",
+            record.fee_account.as_str(),
+            self.amount(record.charged_minor()),
+            self.amount(record.fee_balance_after_minor)
+        )?;
+        writeln!(self.out)
+    }
+
     /// A write-off at closure: the leaving firm's debt moves to the reserve. The entry
     /// records the balances after, not the amount, so both postings are balance assignments
     /// (`= AMOUNT` alone): hledger works out the amounts, which must sum to zero.

@@ -9,6 +9,7 @@
 
 use prost::Message;
 
+use crate::charges::Period;
 use crate::fees::{FeeSchedule, LevyOn};
 use crate::groups::{GroupName, InvalidGroupName};
 use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
@@ -53,6 +54,10 @@ pub enum BodyError {
     TooManyMembershipFees { count: usize },
     #[error("size class '{0}' has two membership fees")]
     DuplicateMembershipFee(String),
+    #[error("group '{0}' has two membership fees")]
+    DuplicateGroupFee(String),
+    #[error("{0}")]
+    Period(String),
     #[error("role {0} is not a key role: give owner (1), payer (2), invoicer (3) or viewer (4)")]
     KeyRole(i32),
     #[error("a payer key needs both caps (per transfer and daily), and another role neither")]
@@ -298,9 +303,24 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
                 },
                 demurrage_bp: u16::try_from(f.demurrage_bp).unwrap_or(u16::MAX),
                 demurrage_above_minor: f.demurrage_above_minor,
+                group_membership_minor: {
+                    if f.group_membership.len() > WIRE_KEYS_MAX {
+                        return Err(BodyError::TooManyMembershipFees { count: f.group_membership.len() });
+                    }
+                    let mut map = std::collections::BTreeMap::new();
+                    for m in f.group_membership {
+                        if map.insert(GroupName::parse(&m.group)?, m.amount_minor).is_some() {
+                            return Err(BodyError::DuplicateGroupFee(m.group));
+                        }
+                    }
+                    map
+                },
             },
             reason: f.reason,
         }),
+        Kind::ChargeFees(c) => {
+            OpKind::ChargeFees { period: Period::parse(&c.period).map_err(BodyError::Period)? }
+        }
         Kind::AddKey(k) => OpKind::AddKey(AddKey {
             account: account(&k.account)?,
             key: PublicKey(fixed(&k.public_key, "public_key")?),
@@ -472,7 +492,17 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             demurrage_bp: u32::from(f.schedule.demurrage_bp),
             demurrage_above_minor: f.schedule.demurrage_above_minor,
             reason: f.reason.clone(),
+            group_membership: f
+                .schedule
+                .group_membership_minor
+                .iter()
+                .map(|(group, amount)| pb::GroupMembershipFee {
+                    group: group.to_string(),
+                    amount_minor: *amount,
+                })
+                .collect(),
         }),
+        OpKind::ChargeFees { period } => Kind::ChargeFees(pb::ChargeFees { period: period.to_string() }),
         OpKind::AddKey(k) => {
             let (role, caps) = match k.role {
                 KeyRole::Owner => (pb::AccountKeyRole::Owner, None),
@@ -665,9 +695,11 @@ mod tests {
                     membership_minor: [("1-9".to_string(), 5_000), ("250+".to_string(), 90_000)].into(),
                     demurrage_bp: 50,
                     demurrage_above_minor: 1_000_000,
+                    group_membership_minor: [(GroupName::parse("coops").unwrap(), 3_000)].into(),
                 },
                 reason: "general assembly".into(),
             }),
+            OpKind::ChargeFees { period: Period::parse("2026-11").unwrap() },
             OpKind::AddKey(AddKey {
                 account: AccountId::parse("aaa").unwrap(),
                 key: PublicKey([9; 32]),

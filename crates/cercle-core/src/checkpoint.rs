@@ -445,6 +445,12 @@ fn flows(view: &EntryView, op: &Operation, account: &AccountId) -> (u128, u128) 
             return (0, amount);
         }
     }
+    if let Some(charge) = crate::charges::firm_charge(view, account) {
+        return (0, charge.charged_minor().unsigned_abs() as u128);
+    }
+    if let Some(h) = crate::charges::header(view).filter(|h| &h.fee_account == account) {
+        return (h.charged_minor.unsigned_abs() as u128, 0);
+    }
     let payment = crate::clearing::firm_part(view, account).map(|p| p.firm.payment_minor);
     match payment {
         Some(p) if p > 0 => (0, p.unsigned_abs() as u128),

@@ -113,6 +113,10 @@ impl<'a> Reader<'a> {
             _ => Err(DecodeError::Invalid(what)),
         }
     }
+    /// Nothing left to read.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
     pub fn finish(self) -> Result<(), DecodeError> {
         if self.data.is_empty() { Ok(()) } else { Err(DecodeError::Trailing(self.data.len())) }
     }

@@ -106,6 +106,8 @@ pub enum SectionTag {
     Clearing = 1,
     /// A limit rule's application: a header part, then a part per firm (`limitrule`).
     LimitRule = 2,
+    /// A periodic charge's record: a header part, then a part per firm (`charges`).
+    Charges = 3,
 }
 
 impl SectionTag {
@@ -113,6 +115,7 @@ impl SectionTag {
         match v {
             1 => Ok(SectionTag::Clearing),
             2 => Ok(SectionTag::LimitRule),
+            3 => Ok(SectionTag::Charges),
             _ => Err(DecodeError::Invalid("section tag")),
         }
     }
@@ -534,9 +537,11 @@ impl EntryView {
         let own = entry.section(SectionTag::Clearing).and_then(|s| crate::clearing::part_index(s, account));
         let own_limit =
             entry.section(SectionTag::LimitRule).and_then(|s| crate::limitrule::part_index(s, account));
+        let charged = entry.section(SectionTag::Charges).and_then(|s| crate::charges::part_index(s, account));
         EntryView::of(entry, |tag, index| match tag {
             SectionTag::Clearing => index == 0 || Some(index) == own,
             SectionTag::LimitRule => index == 0 || Some(index) == own_limit,
+            SectionTag::Charges => index == 0 || Some(index) == charged,
         })
     }
 
@@ -551,6 +556,12 @@ impl EntryView {
         if let Some(b) = self.entry.balances_after.iter().find(|b| &b.account == account) {
             return Some(b.balance_minor);
         }
+        if let Some(charge) = crate::charges::firm_charge(self, account) {
+            return Some(charge.balance_after_minor);
+        }
+        if let Some(h) = crate::charges::header(self).filter(|h| &h.fee_account == account) {
+            return Some(h.fee_balance_after_minor);
+        }
         crate::clearing::firm_part(self, account).and_then(|p| p.balance_after)
     }
 
@@ -561,6 +572,8 @@ impl EntryView {
         op.kind.accounts().contains(&account)
             || self.entry.balances_after.iter().any(|b| &b.account == account)
             || crate::clearing::firm_part(self, account).is_some_and(|p| p.firm.changed)
+            || crate::charges::firm_charge(self, account).is_some()
+            || crate::charges::header(self).is_some_and(|h| &h.fee_account == account)
             || self.limit_part(account).is_some_and(|p| p.changed())
     }
 

@@ -14,14 +14,20 @@
 //! association's account, nor on a clearing run (set-off and credit settlement move no
 //! payment between firms that a levy could be a share of).
 //!
-//! The schedule also carries the membership fees by size class and the demurrage rate and
-//! threshold; `SetFees` sets them (their periodic charge is not implemented yet).
+//! The schedule also carries the periodic charges, which `ChargeFees` applies once per
+//! ledger month (`charges`): a **membership fee** by member group or by size class (a firm
+//! in a group that has a fee pays its group's fee; any other firm, its size class's; a firm
+//! with neither pays none), and a **demurrage**, basis points a month of the part of a
+//! positive balance above a threshold, rounded half up like the levy.
 
 use std::collections::BTreeMap;
 
-use cercle_limits::{AMOUNT_MAX_MINOR, DEMURRAGE_BP_MAX, MEMBERSHIP_CLASSES_MAX, TRANSFER_LEVY_BP_MAX};
+use cercle_limits::{
+    AMOUNT_MAX_MINOR, DEMURRAGE_BP_MAX, GROUPS_MAX, MEMBERSHIP_CLASSES_MAX, TRANSFER_LEVY_BP_MAX,
+};
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::groups::GroupName;
 use crate::ids::AccountId;
 use crate::profile::check_size_class;
 
@@ -80,6 +86,9 @@ pub struct FeeSchedule {
     /// `demurrage_above_minor`.
     pub demurrage_bp: u16,
     pub demurrage_above_minor: i64,
+    /// The periodic membership fee of each member group that has one, positive (at most
+    /// `GROUPS_MAX`): it takes precedence over the size class's fee for the group's members.
+    pub group_membership_minor: BTreeMap<GroupName, i64>,
 }
 
 /// What a transfer's levy is and who pays it.
@@ -122,12 +131,12 @@ impl FeeSchedule {
             };
             format!("transfer levy {} bp, {who}", self.transfer_levy_bp)
         };
-        let membership = if self.membership_minor.is_empty() {
+        let membership = if self.membership_minor.is_empty() && self.group_membership_minor.is_empty() {
             "no membership fee".to_string()
         } else {
-            let classes: Vec<String> =
-                self.membership_minor.iter().map(|(c, a)| format!("{c} {}", money(*a))).collect();
-            format!("membership {}", classes.join(", "))
+            let classes = self.membership_minor.iter().map(|(c, a)| format!("{c} {}", money(*a)));
+            let groups = self.group_membership_minor.iter().map(|(g, a)| format!("group {g} {}", money(*a)));
+            format!("membership {}", groups.chain(classes).collect::<Vec<_>>().join(", "))
         };
         let demurrage = if self.demurrage_bp == 0 {
             "no demurrage".to_string()
@@ -171,7 +180,45 @@ impl FeeSchedule {
                 ));
             }
         }
+        if self.group_membership_minor.len() > GROUPS_MAX {
+            return Err(format!(
+                "{} group membership fees, at most {GROUPS_MAX}",
+                self.group_membership_minor.len()
+            ));
+        }
+        for (group, amount) in &self.group_membership_minor {
+            if !(1..=AMOUNT_MAX_MINOR).contains(amount) {
+                return Err(format!(
+                    "the membership fee of group '{group}' must be 1 to {AMOUNT_MAX_MINOR} minor units, not {amount}"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The periodic membership fee of a firm in `group` (if any) of size class
+    /// `size_class` (if known): its group's fee if the group has one, else its size
+    /// class's, else none (0).
+    pub fn membership_of(&self, group: Option<&GroupName>, size_class: Option<&str>) -> i64 {
+        if let Some(fee) = group.and_then(|g| self.group_membership_minor.get(g)) {
+            return *fee;
+        }
+        size_class.and_then(|c| self.membership_minor.get(c)).copied().unwrap_or(0)
+    }
+
+    /// Does the schedule charge anything periodically (a membership fee or a demurrage)?
+    pub fn has_periodic_charges(&self) -> bool {
+        !self.membership_minor.is_empty() || !self.group_membership_minor.is_empty() || self.demurrage_bp > 0
+    }
+
+    /// The demurrage of a month on `balance_minor`: `demurrage_bp` of the part above the
+    /// threshold, rounded half up to the minor unit (`levy_minor`); 0 at or below it.
+    pub fn demurrage_of(&self, balance_minor: i64) -> i64 {
+        if self.demurrage_bp == 0 || balance_minor <= self.demurrage_above_minor {
+            return 0;
+        }
+        // The threshold is not negative, so the difference cannot overflow.
+        levy_minor(balance_minor - self.demurrage_above_minor, self.demurrage_bp)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -183,6 +230,14 @@ impl FeeSchedule {
             w.str(class).i64(*amount);
         }
         w.u16(self.demurrage_bp).i64(self.demurrage_above_minor);
+        // Added later: written only when there are some, so a schedule without group fees
+        // keeps the bytes (and ledgers their digests) it had before.
+        if !self.group_membership_minor.is_empty() {
+            w.u16(self.group_membership_minor.len() as u16);
+            for (group, amount) in &self.group_membership_minor {
+                w.str(group.as_str()).i64(*amount);
+            }
+        }
         w.buf
     }
 
@@ -218,6 +273,22 @@ impl FeeSchedule {
         }
         let demurrage_bp = r.u16("demurrage")?;
         let demurrage_above_minor = r.i64("demurrage threshold")?;
+        let mut group_membership_minor = BTreeMap::new();
+        if !r.is_empty() {
+            let n = usize::from(r.u16("group fee count")?);
+            if n == 0 || n > GROUPS_MAX {
+                return Err(DecodeError::Invalid("group fee count"));
+            }
+            for _ in 0..n {
+                let group =
+                    GroupName::parse(&r.string("group")?).map_err(|_| DecodeError::Invalid("group"))?;
+                if group_membership_minor.last_key_value().is_some_and(|(last, _)| *last >= group) {
+                    return Err(DecodeError::Invalid("group fees out of order"));
+                }
+                let amount = r.i64("group fee")?;
+                group_membership_minor.insert(group, amount);
+            }
+        }
         r.finish()?;
         let schedule = FeeSchedule {
             account,
@@ -226,6 +297,7 @@ impl FeeSchedule {
             membership_minor,
             demurrage_bp,
             demurrage_above_minor,
+            group_membership_minor,
         };
         schedule.check().map_err(|_| DecodeError::Invalid("fee schedule out of its limits"))?;
         Ok(schedule)
@@ -254,6 +326,7 @@ mod tests {
             membership_minor: BTreeMap::from([("1-9".to_string(), 5_000), ("10-49".to_string(), 20_000)]),
             demurrage_bp: 50,
             demurrage_above_minor: 1_000_000,
+            group_membership_minor: BTreeMap::new(),
         }
     }
 
@@ -300,8 +373,39 @@ mod tests {
         let mut bad = s.clone();
         bad.membership_minor.insert("10-50".into(), 1);
         assert!(bad.check().unwrap_err().contains("size class '10-50'"));
-        let mut bad = s;
+        let mut bad = s.clone();
         bad.membership_minor.insert("0".into(), 0);
         assert!(bad.check().unwrap_err().contains("must be 1 to"));
+        let mut bad = s;
+        bad.group_membership_minor.insert(GroupName::parse("coops").unwrap(), -1);
+        assert!(bad.check().unwrap_err().contains("group 'coops'"));
+    }
+
+    #[test]
+    fn group_fees_keep_the_older_bytes_when_absent_and_take_precedence() {
+        let s = schedule(100, LevyOn::Payer);
+        let before = s.encode();
+        let mut with = s.clone();
+        let coops = GroupName::parse("coops").unwrap();
+        with.group_membership_minor.insert(coops.clone(), 1_234);
+        let after = with.encode();
+        assert_eq!(&after[..before.len()], &before[..], "the older bytes are a prefix");
+        assert!(after.len() > before.len());
+        assert_eq!(FeeSchedule::decode(&after).unwrap(), with);
+        assert_eq!(with.membership_of(Some(&coops), Some("1-9")), 1_234);
+        assert_eq!(with.membership_of(Some(&GroupName::parse("other").unwrap()), Some("1-9")), 5_000);
+        assert_eq!(with.membership_of(None, Some("1-9")), 5_000);
+        assert_eq!(with.membership_of(None, Some("250+")), 0);
+        assert_eq!(with.membership_of(None, None), 0);
+    }
+
+    #[test]
+    fn demurrage_is_on_the_part_above_the_threshold_rounded_half_up() {
+        let s = schedule(0, LevyOn::Payer); // 50 bp above 1,000,000
+        assert_eq!(s.demurrage_of(1_000_000), 0);
+        assert_eq!(s.demurrage_of(-5), 0);
+        assert_eq!(s.demurrage_of(1_000_099), 0); // 0.495
+        assert_eq!(s.demurrage_of(1_000_100), 1); // 0.5 rounds up
+        assert_eq!(s.demurrage_of(3_000_000), 10_000);
     }
 }

@@ -345,6 +345,11 @@ impl Ledger {
             None if effects.limit_rule.is_some() => {
                 (Vec::new(), effects.limit_rule.iter().map(|o| o.to_section()).collect())
             }
+            // A periodic charge's balances are in its section's parts (`charges`): a firm is
+            // shown its own, never another's.
+            None if effects.charges.is_some() => {
+                (Vec::new(), effects.charges.iter().map(|c| c.to_section()).collect())
+            }
             None => (effects.balance_changes.iter().map(|b| b.after()).collect(), Vec::new()),
             Some((record, _)) => {
                 let state = &self.state;

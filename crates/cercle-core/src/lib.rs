@@ -9,6 +9,7 @@
 
 pub mod amount;
 pub mod body;
+pub mod charges;
 pub mod checkpoint;
 pub mod clearing;
 pub mod codec;

@@ -94,6 +94,12 @@ pub enum OpKind {
     /// Set the association's fee schedule (`fees::FeeSchedule`), replacing the one in
     /// force, with a reason.
     SetFees(SetFees),
+    /// Charge the periodic fees of a ledger month (`charges`): every member's membership
+    /// fee and demurrage, paid to the association's account in one entry; each period
+    /// once, in order.
+    ChargeFees {
+        period: crate::charges::Period,
+    },
     /// Add a key to an account with a role (`KeyRole`): signed by an owner key of the
     /// account, or by an administrator (then a sensitive act, like a key replacement).
     AddKey(AddKey),
@@ -362,6 +368,7 @@ impl OpKind {
             OpKind::FollowGroupLimits { .. } => "follow_group_limits",
             OpKind::SetQuorum(_) => "set_quorum",
             OpKind::SetFees(_) => "set_fees",
+            OpKind::ChargeFees { .. } => "charge_fees",
             OpKind::AddKey(_) => "add_key",
             OpKind::RemoveKey { .. } => "remove_key",
             OpKind::ApprovePending { .. } => "approve_pending",
@@ -395,9 +402,11 @@ impl OpKind {
             | OpKind::CancelInvoice { invoice: i, .. }
             | OpKind::SetInvoiceClearing { invoice: i, .. } => vec![&i.payer, &i.payee],
             // A group's change names no account: its members follow it without an entry each.
-            // A limit rule's firms are in its entry's section (`Effects::touched`).
+            // A limit rule's firms are in its entry's section (`Effects::touched`); a charge's
+            // firms are the ones its entry records (`charges`), like a clearing run's.
             OpKind::RunClearing(_)
             | OpKind::ApplyLimitRule(_)
+            | OpKind::ChargeFees { .. }
             | OpKind::SetRole(_)
             | OpKind::SetQuorum(_)
             | OpKind::CreateGroup(_)
@@ -425,6 +434,7 @@ impl OpKind {
                 | OpKind::FollowGroupLimits { .. }
                 | OpKind::SetFees(_)
                 | OpKind::ApplyLimitRule(_)
+                | OpKind::ChargeFees { .. }
         )
     }
 }

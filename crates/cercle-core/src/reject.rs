@@ -3,11 +3,12 @@
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
 //! by kind (1-9 the envelope and its time, 10-19 authority and governance roles, 20-29
 //! accounts, 30-39 values, 40-49 amounts, 50-59 limits and bounds, 60-69 clearing, 70-79
-//! closure, 80-83 member groups, 84-89 limit rules, 90-99 a firm's keys and their roles, 100-109 fees; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
+//! closure, 80-83 member groups, 84-89 limit rules, 90-99 a firm's keys and their roles, 100-109 fees and their periodic charges; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
 use crate::amount::format_with_currency;
+use crate::charges::{LastCharge, Period};
 use crate::clearing::ClearingDefect;
 use crate::groups::GroupName;
 use crate::ids::{AccountId, PublicKey};
@@ -73,6 +74,11 @@ pub enum RejectCode {
     LimitRuleTooManyFirms = 86,
     LimitRuleNoFirms = 87,
     FeesInvalid = 100,
+    PeriodAlreadyCharged = 101,
+    PeriodNotBegun = 102,
+    NoFeeSchedule = 103,
+    NothingToCharge = 104,
+    TooManyCharges = 105,
     KeyRoleNotAllowed = 90,
     KeyCapExceeded = 91,
     LastOwnerKey = 92,
@@ -141,6 +147,11 @@ impl RejectCode {
             RejectCode::LimitRuleTooManyFirms => "LIMIT_RULE_TOO_MANY_FIRMS",
             RejectCode::LimitRuleNoFirms => "LIMIT_RULE_NO_FIRMS",
             RejectCode::FeesInvalid => "FEES_INVALID",
+            RejectCode::PeriodAlreadyCharged => "PERIOD_ALREADY_CHARGED",
+            RejectCode::PeriodNotBegun => "PERIOD_NOT_BEGUN",
+            RejectCode::NoFeeSchedule => "NO_FEE_SCHEDULE",
+            RejectCode::NothingToCharge => "NOTHING_TO_CHARGE",
+            RejectCode::TooManyCharges => "TOO_MANY_CHARGES",
             RejectCode::KeyRoleNotAllowed => "KEY_ROLE_NOT_ALLOWED",
             RejectCode::KeyCapExceeded => "KEY_CAP_EXCEEDED",
             RejectCode::LastOwnerKey => "LAST_OWNER_KEY",
@@ -362,6 +373,30 @@ pub enum Rejection {
     FeesInvalid {
         detail: String,
     },
+    /// The period is the last one charged, or comes before it: each period is charged
+    /// once, in order.
+    PeriodAlreadyCharged {
+        period: Period,
+        last: LastCharge,
+    },
+    /// The period begins after the entry's ledger month (`current`).
+    PeriodNotBegun {
+        period: Period,
+        current: Period,
+    },
+    /// No fee schedule is set: there is nothing to charge and no account to pay it to.
+    NoFeeSchedule,
+    /// Nothing is due for the period: `detail` says why.
+    NothingToCharge {
+        period: Period,
+        detail: &'static str,
+    },
+    /// More than `max` firms have something due: more than one entry lists. `accounts` is
+    /// how many accounts the ledger holds.
+    TooManyCharges {
+        accounts: usize,
+        max: usize,
+    },
     /// The signing key is on the account, but its role does not sign this: `action` is what
     /// was asked ("pay", "accept an invoice"), `allowed` the roles that may.
     KeyRoleNotAllowed {
@@ -475,6 +510,11 @@ impl Rejection {
             Rejection::LimitRuleTooManyFirms { .. } => RejectCode::LimitRuleTooManyFirms,
             Rejection::LimitRuleNoFirms { .. } => RejectCode::LimitRuleNoFirms,
             Rejection::FeesInvalid { .. } => RejectCode::FeesInvalid,
+            Rejection::PeriodAlreadyCharged { .. } => RejectCode::PeriodAlreadyCharged,
+            Rejection::PeriodNotBegun { .. } => RejectCode::PeriodNotBegun,
+            Rejection::NoFeeSchedule => RejectCode::NoFeeSchedule,
+            Rejection::NothingToCharge { .. } => RejectCode::NothingToCharge,
+            Rejection::TooManyCharges { .. } => RejectCode::TooManyCharges,
             Rejection::KeyRoleNotAllowed { .. } => RejectCode::KeyRoleNotAllowed,
             Rejection::KeyCapExceeded { .. } => RejectCode::KeyCapExceeded,
             Rejection::LastOwnerKey { .. } => RejectCode::LastOwnerKey,
@@ -652,6 +692,27 @@ impl Rejection {
                 "the limit rule covers no firm: the ledger has no active firm".to_string()
             }
             Rejection::FeesInvalid { detail } => format!("invalid fee schedule: {detail}"),
+            Rejection::PeriodAlreadyCharged { period, last } if *period == last.period => format!(
+                "period {period} was already charged, by {}: a period is charged once",
+                last.describe()
+            ),
+            Rejection::PeriodAlreadyCharged { period, last } => format!(
+                "period {period} comes before {}, the last period charged (by {}): periods are charged once each, in order",
+                last.period,
+                last.describe()
+            ),
+            Rejection::PeriodNotBegun { period, current } => format!(
+                "period {period} has not begun: the ledger's month is {current}; a period is charged during it or after it"
+            ),
+            Rejection::NoFeeSchedule => {
+                "no fee schedule is set: set one first (cercle admin fees set)".into()
+            }
+            Rejection::NothingToCharge { period, detail } => {
+                format!("nothing to charge for period {period}: {detail}")
+            }
+            Rejection::TooManyCharges { accounts, max } => format!(
+                "more than {max} of the ledger's {accounts} accounts have fees due: one charge lists at most {max} firms"
+            ),
             Rejection::KeyRoleNotAllowed { account, role, action, allowed } => format!(
                 "the signing key is a {role} key of account '{account}': it cannot {action}; {allowed} sign that"
             ),

@@ -26,6 +26,9 @@ pub enum SensitiveAct {
     WriteOff,
     /// A clearing run that also uses the firms' credit.
     ClearingWithCredit,
+    /// Setting the fee schedule: the levy on every transfer, the membership fees and the
+    /// demurrage move every firm's money to the association.
+    FeesChange,
     /// Not sensitive, but cosigned: every signer must then be an administrator.
     Cosigned,
 }
@@ -44,6 +47,7 @@ impl SensitiveAct {
             SensitiveAct::KeyRotation => "an administrator replacing a firm's keys".into(),
             SensitiveAct::WriteOff => "a write-off at closure".into(),
             SensitiveAct::ClearingWithCredit => "a clearing run with credit".into(),
+            SensitiveAct::FeesChange => "a change of the fee schedule".into(),
             SensitiveAct::Cosigned => "an act with cosignatures".into(),
         }
     }

@@ -61,6 +61,16 @@
 //! within its own maximum balance. The entry's balances list the payer, the payee, then
 //! the association's account.
 //!
+//! Periodic charges (`ChargeFees`, `charges`): the membership fees and demurrage of a
+//! ledger month, for every firm not closed (frozen ones included) but the association's
+//! account, in one entry whose section lists each firm's charge, or the charge it could
+//! not pay within its binding credit limit (less its live reservations) or the fee
+//! account's maximum balance: all of a firm's charge or none of it. Checks, in order: a
+//! fee schedule is set (`NoFeeSchedule`); the period has begun (`PeriodNotBegun`); it
+//! comes after the last one charged (`PeriodAlreadyCharged`); the schedule charges
+//! something periodically and the association's account is open and active; something is
+//! due (`NothingToCharge`); at most `CHARGE_FIRMS_MAX` firms (`TooManyCharges`). A
+//! charge moves balances but is not activity: `last_activity_ms` stays as it was.
 //! Sales and limit rules (`limitrule`): a transfer that moves money, and an approved pending
 //! payment, add their amount to the payee's sales of the entry's ledger month (unless the
 //! fee account pays). `ApplyLimitRule` gives every firm in its scope the limit its rule
@@ -73,6 +83,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::charges::{ChargeRecord, FirmCharge, LastCharge, NotCharged, Period};
 use crate::clearing::{self, ClearingDefect, ClearingRecord, ClearingSummary};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::entry::BalanceAfter;
@@ -90,10 +101,10 @@ use crate::profile::{Field, Profile};
 use crate::reject::Rejection;
 use crate::roles::{Roles, SensitiveAct};
 use cercle_limits::{
-    ACCOUNTS_MAX, AMOUNT_MAX_MINOR, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX, GROUPS_MAX,
-    INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX, OPEN_INVOICES_MAX,
-    OPERATION_SIGNATURES_MAX, PENDING_PER_ACCOUNT_MAX, PENDING_TOTAL_MAX, PENDING_VALIDITY_MS,
-    REASON_CHARS_MAX, RETIRED_KEYS_MAX, SALES_MONTHS_MAX, VALIDITY_MS_MAX,
+    ACCOUNTS_MAX, AMOUNT_MAX_MINOR, CHARGE_FIRMS_MAX, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX,
+    GROUPS_MAX, INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX,
+    OPEN_INVOICES_MAX, OPERATION_SIGNATURES_MAX, PENDING_PER_ACCOUNT_MAX, PENDING_TOTAL_MAX,
+    PENDING_VALIDITY_MS, REASON_CHARS_MAX, RETIRED_KEYS_MAX, SALES_MONTHS_MAX, VALIDITY_MS_MAX,
 };
 
 const ACCOUNT_VERSION: u8 = 1;
@@ -559,6 +570,17 @@ impl Account {
         self.retired_keys.drain(..excess);
     }
 
+    /// Sets the balance after a periodic charge at `timestamp_ms`: keeps when it last went
+    /// below zero, but a charge is not the firm's activity.
+    fn set_charged_balance(&mut self, balance_minor: i64, timestamp_ms: u64) {
+        if balance_minor >= 0 {
+            self.negative_since_ms = None;
+        } else if self.balance_minor >= 0 {
+            self.negative_since_ms = Some(timestamp_ms);
+        }
+        self.balance_minor = balance_minor;
+    }
+
     /// Sets the balance after a payment at `timestamp_ms` (made or received): keeps when it
     /// last went below zero, and when it last moved.
     fn set_paid_balance(&mut self, balance_minor: i64, timestamp_ms: u64) {
@@ -631,6 +653,8 @@ pub struct Effects {
     pub groups_changed: bool,
     /// A limit rule's outcome, which goes into the entry as its section.
     pub limit_rule: Option<LimitRuleOutcome>,
+    /// A periodic charge's record (which goes into the entry).
+    pub charges: Option<ChargeRecord>,
 }
 
 /// Where a clearing run's outcome comes from.
@@ -664,6 +688,7 @@ enum Undo {
     Roles(Roles),
     Groups(Groups),
     Fees(Option<FeeSchedule>),
+    LastCharge(Option<LastCharge>),
 }
 
 /// The bounds a state enforces on what it holds: the ledger's constants (`cercle-limits`).
@@ -674,6 +699,8 @@ pub struct Bounds {
     pub open_invoices_max: usize,
     pub clearing_obligations_max: usize,
     pub clearing_firms_max: usize,
+    /// Firms one periodic charge lists (`CHARGE_FIRMS_MAX`).
+    pub charge_firms_max: usize,
 }
 
 impl Default for Bounds {
@@ -682,6 +709,7 @@ impl Default for Bounds {
             open_invoices_max: OPEN_INVOICES_MAX,
             clearing_obligations_max: cercle_limits::CLEARING_OBLIGATIONS_MAX,
             clearing_firms_max: cercle_limits::CLEARING_FIRMS_MAX,
+            charge_firms_max: CHARGE_FIRMS_MAX,
         }
     }
 }
@@ -694,6 +722,7 @@ impl Bounds {
             open_invoices_max: self.open_invoices_max.min(limits.open_invoices_max),
             clearing_obligations_max: self.clearing_obligations_max.min(limits.clearing_obligations_max),
             clearing_firms_max: self.clearing_firms_max.min(limits.clearing_firms_max),
+            charge_firms_max: self.charge_firms_max.min(limits.charge_firms_max),
         }
     }
 }
@@ -705,6 +734,8 @@ pub struct State {
     groups: Groups,
     /// The association's fee schedule; `None` until one is set.
     fees: Option<FeeSchedule>,
+    /// The last period charged (`ChargeFees`); `None` until one is.
+    last_charge: Option<LastCharge>,
     accounts: BTreeMap<AccountId, Account>,
     /// Shared with clearing snapshots (`ClearingSnapshot::take` copies pointers, not
     /// invoices); a change copies an invoice only while a snapshot still holds it.
@@ -745,6 +776,7 @@ impl State {
             roles: Roles::from_genesis(genesis),
             groups: Groups::default(),
             fees: None,
+            last_charge: None,
             accounts,
             invoices,
             open_invoices,
@@ -789,6 +821,17 @@ impl State {
     /// The fee schedule in force, if one was set.
     pub fn fees(&self) -> Option<&FeeSchedule> {
         self.fees.as_ref()
+    }
+
+    /// The same state with the last period charged read back from storage.
+    pub fn with_last_charge(mut self, last: Option<LastCharge>) -> Self {
+        self.last_charge = last;
+        self
+    }
+
+    /// The last period charged, and the entry that charged it.
+    pub fn last_charge(&self) -> Option<&LastCharge> {
+        self.last_charge.as_ref()
     }
 
     /// The administrators and auditors as they stand.
@@ -848,6 +891,7 @@ impl State {
                 Undo::Roles(roles) => self.roles = roles,
                 Undo::Groups(groups) => self.groups = groups,
                 Undo::Fees(fees) => self.fees = fees,
+                Undo::LastCharge(last) => self.last_charge = last,
             }
         }
     }
@@ -1056,6 +1100,13 @@ impl State {
             h.update((bytes.len() as u32).to_be_bytes());
             h.update(&bytes);
         }
+        // The last period charged, once one is (the frozen rule above).
+        if let Some(last) = &self.last_charge {
+            let bytes = last.encode();
+            h.update(b"fees_charged");
+            h.update((bytes.len() as u32).to_be_bytes());
+            h.update(&bytes);
+        }
         h.finalize().into()
     }
 
@@ -1126,6 +1177,7 @@ impl State {
         match op {
             OpKind::SetRole(_) => Some(SensitiveAct::RoleChange),
             OpKind::SetQuorum(_) => Some(SensitiveAct::QuorumChange),
+            OpKind::SetFees(_) => Some(SensitiveAct::FeesChange),
             OpKind::SetLimits(SetLimits { credit_limit_minor: Some(limit), .. }) => large(*limit),
             OpKind::RegisterAccount(r) => large(r.credit_limit_minor),
             // A group's default is a credit limit for each member that follows it: joining a
@@ -1258,6 +1310,7 @@ impl State {
                 self.follow_group_limits(ctx, account, *credit, *max)?
             }
             OpKind::SetFees(f) => self.set_fees(ctx, &f.schedule)?,
+            OpKind::ChargeFees { period } => self.charge_fees(ctx, *period)?,
             OpKind::AddKey(k) => self.add_key(ctx, signer, k)?,
             OpKind::RemoveKey { account, key } => self.remove_key(ctx, signer, account, key)?,
             OpKind::ApprovePending { account, pending, payee, amount_minor } => {
@@ -1365,6 +1418,9 @@ impl State {
     /// equal to the one in force is refused (the entry would change nothing).
     fn set_fees(&mut self, ctx: &Context, schedule: &FeeSchedule) -> Result<Effects, Rejection> {
         self.open_account(&schedule.account, "receive the association's fees")?;
+        for group in schedule.group_membership_minor.keys() {
+            self.existing_group(group)?;
+        }
         if self.fees.as_ref() == Some(schedule) {
             return Err(Rejection::NothingToChange { hint: "the fee schedule is already this one" });
         }
@@ -1374,6 +1430,120 @@ impl State {
         self.fees = Some(schedule.clone());
         // The association's account's history shows the schedule it receives fees under.
         Ok(self.touch(ctx, &schedule.account, |_| {}))
+    }
+
+    /// Charges the membership fees and demurrage of `period` (see the module's notes and
+    /// `charges`): one entry, every firm's charge or why it was not made.
+    fn charge_fees(&mut self, ctx: &Context, period: Period) -> Result<Effects, Rejection> {
+        let Some(fees) = self.fees.as_ref() else { return Err(Rejection::NoFeeSchedule) };
+        let current = Period::of(self.day_offset_minutes, ctx.timestamp_ms);
+        if period > current {
+            return Err(Rejection::PeriodNotBegun { period, current });
+        }
+        if let Some(last) = self.last_charge.filter(|last| period <= last.period) {
+            return Err(Rejection::PeriodAlreadyCharged { period, last });
+        }
+        if !fees.has_periodic_charges() {
+            return Err(Rejection::NothingToCharge {
+                period,
+                detail: "the fee schedule has no membership fee and no demurrage",
+            });
+        }
+        let fee = self.open_account(&fees.account, "receive fees")?;
+        check_status(fee, "receive fees")?;
+        let fee_max = self.limits(fee).max_balance_minor;
+        let mut fee_balance = fee.balance_minor;
+        let mut firms: Vec<FirmCharge> = Vec::new();
+        for a in self.accounts.values() {
+            if a.id == fees.account || a.status == AccountStatus::Closed {
+                continue;
+            }
+            let group = a.membership.as_ref().map(|m| &m.group);
+            let membership_minor = fees.membership_of(group, a.profile.get(Field::SizeClass));
+            let demurrage_minor = fees.demurrage_of(a.balance_minor);
+            if membership_minor == 0 && demurrage_minor == 0 {
+                continue;
+            }
+            if firms.len() >= self.bounds.charge_firms_max {
+                let (accounts, max) = (self.accounts.len(), self.bounds.charge_firms_max);
+                return Err(Rejection::TooManyCharges { accounts, max });
+            }
+            // A membership fee is at most AMOUNT_MAX_MINOR and a demurrage at most a
+            // twentieth of a balance: the sums are checked all the same.
+            let due = membership_minor.checked_add(demurrage_minor);
+            let after = due.and_then(|d| a.balance_minor.checked_sub(d));
+            let fee_after = due.and_then(|d| fee_balance.checked_add(d));
+            let limit = self.limits(a).credit_limit_minor;
+            let reserved = a.reserved_minor(ctx.timestamp_ms);
+            let not_charged = match (after, fee_after) {
+                (Some(after), Some(_)) if after.saturating_sub(reserved) < -limit => {
+                    Some(NotCharged::CreditLimit {
+                        balance_after_minor: after.saturating_sub(reserved),
+                        credit_limit_minor: limit,
+                    })
+                }
+                (Some(_), Some(fee_after)) if fee_max.is_some_and(|max| fee_after > max) => {
+                    Some(NotCharged::FeeAccountMax)
+                }
+                (Some(_), Some(fee_after)) => {
+                    fee_balance = fee_after;
+                    None
+                }
+                _ => Some(NotCharged::Overflow),
+            };
+            let balance_after_minor = match (not_charged, after) {
+                (None, Some(after)) => after,
+                _ => a.balance_minor,
+            };
+            firms.push(FirmCharge {
+                account: a.id.clone(),
+                membership_minor,
+                demurrage_minor,
+                not_charged,
+                balance_after_minor,
+            });
+        }
+        if firms.is_empty() {
+            return Err(Rejection::NothingToCharge {
+                period,
+                detail: "no firm's group or size class has a membership fee and no balance is above the demurrage threshold",
+            });
+        }
+        // Every check passed: now, and only now, change the state.
+        let fee_account = fees.account.clone();
+        let mut balance_changes = Vec::new();
+        let mut touched = Vec::with_capacity(firms.len() + 1);
+        for f in &firms {
+            touched.push(f.account.clone());
+            let a = self.account_mut(&f.account);
+            a.last_sequence = ctx.sequence;
+            if f.not_charged.is_none() {
+                balance_changes.push(BalanceChange {
+                    account: f.account.clone(),
+                    before_minor: a.balance_minor,
+                    after_minor: f.balance_after_minor,
+                });
+                a.set_charged_balance(f.balance_after_minor, ctx.timestamp_ms);
+            }
+        }
+        let fee = self.account_mut(&fee_account);
+        fee.last_sequence = ctx.sequence;
+        if fee.balance_minor != fee_balance {
+            balance_changes.push(BalanceChange {
+                account: fee_account.clone(),
+                before_minor: fee.balance_minor,
+                after_minor: fee_balance,
+            });
+            fee.set_charged_balance(fee_balance, ctx.timestamp_ms);
+        }
+        touched.push(fee_account.clone());
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo::LastCharge(self.last_charge));
+        }
+        self.last_charge =
+            Some(LastCharge { period, sequence: ctx.sequence, timestamp_ms: ctx.timestamp_ms });
+        let record = ChargeRecord { period, fee_account, fee_balance_after_minor: fee_balance, firms };
+        Ok(Effects { balance_changes, touched, charges: Some(record), ..Effects::default() })
     }
 
     /// Closes an account for good: only with no open invoice either way and at a zero
@@ -1809,6 +1979,7 @@ impl State {
             groups_changed: false,
             pending: None,
             limit_rule: None,
+            charges: None,
         })
     }
 
@@ -2067,6 +2238,7 @@ impl State {
             groups_changed: false,
             pending: None,
             limit_rule: None,
+            charges: None,
         })
     }
 
@@ -2435,6 +2607,8 @@ fn assert_conserved(ctx: &Context, effects: &Effects) {
 /// run them before signing, to refuse early what the node would refuse.
 pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
     match kind {
+        // A period is checked when the body is decoded; the rest depends on the state.
+        OpKind::ChargeFees { .. } => Ok(()),
         OpKind::SetFees(f) => {
             check_reason(&f.reason, true)?;
             f.schedule.check().map_err(|detail| Rejection::FeesInvalid { detail })
@@ -2804,6 +2978,7 @@ mod tests {
             membership_minor: BTreeMap::new(),
             demurrage_bp: 0,
             demurrage_above_minor: 0,
+            group_membership_minor: BTreeMap::new(),
         };
         (ADMIN, OpKind::SetFees(crate::op::SetFees { schedule, reason: "statutes".into() }))
     }
@@ -3557,6 +3732,28 @@ mod tests {
         check(&large, follow("aaa", true, false), Ok(&[]));
     }
 
+    /// The fee schedule moves every firm's money: under a quorum of two, one administrator
+    /// alone cannot set it.
+    #[test]
+    fn the_fee_schedule_needs_the_quorum() {
+        use crate::fees::LevyOn::Payer;
+        let mut ops = firms();
+        ops.push(register("assoc", 12, 0, None));
+        check(&ops, set_fees(100, Payer), Ok(&[]));
+        ops.extend([
+            role(ADMIN, Role::Admin, 30, true),
+            (
+                ADMIN,
+                OpKind::SetQuorum(SetQuorum {
+                    quorum: 2,
+                    limit_above_minor: None,
+                    reason: "statutes".into(),
+                }),
+            ),
+        ]);
+        check(&ops, set_fees(100, Payer), Err(RejectCode::QuorumNotMet));
+    }
+
     #[test]
     fn groups_are_in_the_digest_once_there_is_one_and_are_undone() {
         let mut state = State::new(&genesis());
@@ -3586,6 +3783,99 @@ mod tests {
         assert_eq!(state.digest(), before.digest());
         assert_eq!(state.groups, before.groups);
         assert_eq!(state.accounts, before.accounts);
+    }
+
+    /// `staffed` with `aaa` holding a pending payment of 400 (its payer key above its cap),
+    /// both firms of size class 1-9, and the association's account `assoc` (at most `max`)
+    /// charging `fee` a month to that class.
+    fn charging(fee: i64, max: Option<i64>) -> Vec<(u8, OpKind)> {
+        let class = |name: &str| {
+            let profile =
+                crate::profile::ProfileChange { size_class: Some(Some("1-9".into())), ..Default::default() };
+            let p = SetProfile { account: id(name), display_name: None, profile, reason: "staff".into() };
+            (ADMIN, OpKind::SetProfile(p))
+        };
+        let mut ops = staffed();
+        ops.extend([
+            pay(20, "aaa", "bbb", 400, None),
+            class("aaa"),
+            class("bbb"),
+            register("assoc", 12, 0, max),
+        ]);
+        let (admin, OpKind::SetFees(mut fees)) = set_fees(0, crate::fees::LevyOn::Payer) else {
+            unreachable!()
+        };
+        fees.schedule.membership_minor.insert("1-9".into(), fee);
+        ops.push((admin, OpKind::SetFees(fees)));
+        ops
+    }
+
+    fn charge(period: &str) -> (u8, OpKind) {
+        (ADMIN, OpKind::ChargeFees { period: Period::parse(period).unwrap() })
+    }
+
+    #[test]
+    fn a_charge_keeps_to_the_reservations_and_the_fee_accounts_maximum_to_the_unit() {
+        use RejectCode::*;
+        // aaa: 1,000 of credit, 400 reserved: 600 is exactly its headroom; bbb has none.
+        check(&charging(600, None), charge("1970-01"), Ok(&[("aaa", -600), ("assoc", 600)]));
+        check(&charging(601, None), charge("1970-01"), Ok(&[]));
+        check(&charging(600, Some(600)), charge("1970-01"), Ok(&[("aaa", -600), ("assoc", 600)]));
+        check(&charging(600, Some(599)), charge("1970-01"), Ok(&[]));
+        // A frozen firm pays its dues; a frozen association's account receives none.
+        let freeze =
+            |name: &str| (ADMIN, OpKind::FreezeAccount { account: id(name), reason: "dispute".into() });
+        let frozen = [charging(600, None), vec![freeze("aaa")]].concat();
+        check(&frozen, charge("1970-01"), Ok(&[("aaa", -600), ("assoc", 600)]));
+        let frozen = [charging(600, None), vec![freeze("assoc")]].concat();
+        check(&frozen, charge("1970-01"), Err(AccountFrozen));
+        check(&charging(600, None), charge("1970-02"), Err(PeriodNotBegun));
+        check(&firms(), charge("1970-01"), Err(NoFeeSchedule));
+        let twice = [charging(600, None), vec![charge("1970-01")]].concat();
+        check(&twice, charge("1970-01"), Err(PeriodAlreadyCharged));
+        // At its bound (tightened here), a charge listing one firm more is refused.
+        let mut state = State::new(&genesis());
+        for (i, op) in charging(600, None).iter().enumerate() {
+            apply(&mut state, i as u64 + 1, op).unwrap();
+        }
+        let tight = |max| Bounds { charge_firms_max: max, ..Bounds::default() };
+        let mut at_two = state.clone().with_bounds(tight(2));
+        apply(&mut at_two, 100, &charge("1970-01")).unwrap();
+        let mut at_one = state.clone().with_bounds(tight(1));
+        let refused = apply(&mut at_one, 100, &charge("1970-01")).unwrap_err();
+        assert_eq!(refused, Rejection::TooManyCharges { accounts: 3, max: 1 });
+        assert_eq!(at_one, state.with_bounds(tight(1)), "a refusal changed nothing");
+
+        // What was not charged is in the record, with its reason.
+        let mut state = State::new(&genesis());
+        for (i, op) in charging(601, Some(599)).iter().enumerate() {
+            apply(&mut state, i as u64 + 1, op).unwrap();
+        }
+        state.set_journaling(true);
+        let (before, mark) = (state.clone(), state.journal_len());
+        let effects = apply(&mut state, 100, &charge("1970-01")).unwrap();
+        let record = effects.charges.unwrap();
+        let outcomes: Vec<(&str, Option<NotCharged>)> =
+            record.firms.iter().map(|f| (f.account.as_str(), f.not_charged)).collect();
+        assert_eq!(
+            outcomes,
+            [
+                (
+                    "aaa",
+                    Some(NotCharged::CreditLimit { balance_after_minor: -1_001, credit_limit_minor: 1_000 })
+                ),
+                ("bbb", Some(NotCharged::CreditLimit { balance_after_minor: -601, credit_limit_minor: 0 })),
+            ]
+        );
+        assert!(effects.balance_changes.is_empty());
+        assert_eq!(
+            state.last_charge().map(|l| (l.period.to_string(), l.sequence)),
+            Some(("1970-01".into(), 100))
+        );
+        assert_ne!(state.digest(), before.digest(), "the last charge is in the digest");
+        state.undo_to(mark);
+        assert_eq!(state, before);
+        assert_eq!(state.digest(), before.digest());
     }
 
     #[test]

@@ -752,6 +752,7 @@ fn the_bounds_on_open_invoices_and_clearing_runs_are_refusals_with_their_numbers
         open_invoices_max: open,
         clearing_obligations_max: obligations,
         clearing_firms_max: firms,
+        ..Bounds::default()
     };
     let mut w = World::new(0);
     w.ledger = w.ledger.clone().with_bounds(tight(2, 10, 10));

@@ -304,6 +304,7 @@ impl Model {
                         membership_minor: BTreeMap::new(),
                         demurrage_bp: 0,
                         demurrage_above_minor: 0,
+                        group_membership_minor: BTreeMap::new(),
                     },
                     reason: "general assembly".into(),
                 }),

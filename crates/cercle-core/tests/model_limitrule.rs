@@ -354,6 +354,7 @@ fn run(steps: &[Step]) {
             transfer_levy_bp: 0,
             levy_on: LevyOn::Payer,
             membership_minor: BTreeMap::new(),
+            group_membership_minor: BTreeMap::new(),
             demurrage_bp: 0,
             demurrage_above_minor: 0,
         },

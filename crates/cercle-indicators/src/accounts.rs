@@ -74,7 +74,7 @@ impl AccountFilter {
                     now_ms.saturating_sub(since) >= u64::from(self.negative_days_min) * DAY_MS
                 }))
             && (self.credit_use_percent_min == 0
-                || credit_use_at_least(account, credit_limit_minor, self.credit_use_percent_min))
+                || credit_use_at_least(account, credit_limit_minor, self.credit_use_percent_min, now_ms))
             && self
                 .sector
                 .as_deref()
@@ -83,16 +83,22 @@ impl AccountFilter {
     }
 }
 
-/// Whether the account's debt is at least `percent` of its credit limit (the one that binds
-/// it). A debt without a credit limit (a limit lowered below the balance) is past any
-/// percentage.
-pub fn credit_use_at_least(account: &Account, credit_limit_minor: i64, percent: u32) -> bool {
-    let debt = -i128::from(account.balance_minor.min(0));
+/// The credit an account uses at `now_ms`: its debt, and the headroom its pending payments
+/// reserve (a reservation first uses up a positive balance). What every limit check counts.
+pub fn credit_used(account: &Account, now_ms: u64) -> i128 {
+    (i128::from(account.reserved_minor(now_ms)) - i128::from(account.balance_minor)).max(0)
+}
+
+/// Whether the credit the account uses at `now_ms` (debt and reservations) is at least
+/// `percent` of its credit limit (the one that binds it). A use without a credit limit (a
+/// limit lowered below the balance) is past any percentage.
+pub fn credit_use_at_least(account: &Account, credit_limit_minor: i64, percent: u32, now_ms: u64) -> bool {
+    let used = credit_used(account, now_ms);
     let limit = i128::from(credit_limit_minor);
     if limit == 0 {
-        return debt > 0 || percent == 0;
+        return used > 0 || percent == 0;
     }
-    debt * 100 >= i128::from(percent) * limit
+    used * 100 >= i128::from(percent) * limit
 }
 
 /// Whether the valid sector code `firm` lies within the valid code `filter`: the same class,
@@ -105,10 +111,11 @@ pub fn sector_within(firm: &str, filter: &str) -> bool {
     }
 }
 
-/// Compares two accounts' credit use (debt over limit) exactly, lowest first. A debt
-/// without a limit is past every ratio; among such debts, the larger is the higher.
-fn credit_use_order(groups: &Groups, a: &Account, b: &Account) -> Ordering {
-    let debt = |x: &Account| -i128::from(x.balance_minor.min(0));
+/// Compares two accounts' credit use (debt and reservations over limit) at `now_ms` exactly,
+/// lowest first. A use without a limit is past every ratio; among such uses, the larger is
+/// the higher.
+fn credit_use_order(groups: &Groups, a: &Account, b: &Account, now_ms: u64) -> Ordering {
+    let debt = |x: &Account| credit_used(x, now_ms);
     let limit = |x: &Account| i128::from(groups.limits_of(x).credit_limit_minor);
     let unlimited = |x: &Account| limit(x) == 0 && debt(x) > 0;
     match (unlimited(a), unlimited(b)) {
@@ -139,7 +146,7 @@ pub fn select<'a>(
         match order {
             AccountOrder::Handle => Ordering::Equal,
             AccountOrder::Balance => a.balance_minor.cmp(&b.balance_minor),
-            AccountOrder::CreditUse => credit_use_order(groups, b, a),
+            AccountOrder::CreditUse => credit_use_order(groups, b, a, now_ms),
             // `None` (not negative) after every date.
             AccountOrder::NegativeSince => match (a.negative_since_ms, b.negative_since_ms) {
                 (Some(x), Some(y)) => x.cmp(&y),
@@ -242,6 +249,39 @@ mod tests {
             .map(|a| a.id.as_str())
             .collect();
         assert_eq!(got, ["bbb", "eee", "ddd", "ccc", "aaa"]);
+    }
+
+    /// A pending payment reserves headroom: it counts in the credit use until it expires,
+    /// after a positive balance is used up.
+    #[test]
+    fn reservations_count_in_the_credit_use_until_they_expire() {
+        use cercle_core::PublicKey;
+        use cercle_core::state::PendingPayment;
+        let held = |amount_minor: i64, expires_ms: u64| PendingPayment {
+            id: 9,
+            payee: AccountId::parse("zzz").unwrap(),
+            amount_minor,
+            key: PublicKey([1; 32]),
+            expires_ms,
+            memo: String::new(),
+        };
+        let mut accounts = vec![
+            account("aaa", -500, 1_000, Some(DAY_MS)),
+            account("bbb", 200, 1_000, None),
+            account("ccc", -600, 1_000, Some(DAY_MS)),
+        ];
+        // aaa: 500 owed and 450 reserved, 95%; bbb: 1,100 reserved beyond its 200, 90%.
+        accounts[0].pending.push(held(450, 100 * DAY_MS));
+        accounts[1].pending.push(held(1_100, 100 * DAY_MS));
+        let used = AccountFilter { credit_use_percent_min: 90, ..AccountFilter::default() };
+        check(&accounts, used.clone(), AccountOrder::Handle, &["aaa", "bbb"]);
+        // Highest use first.
+        check(&accounts, AccountFilter::default(), AccountOrder::CreditUse, &["aaa", "bbb", "ccc"]);
+        // Expired a millisecond before the time asked for: they reserve nothing.
+        accounts[0].pending[0].expires_ms = 100 * DAY_MS - 1;
+        accounts[1].pending[0].expires_ms = 100 * DAY_MS - 1;
+        check(&accounts, used, AccountOrder::Handle, &[]);
+        check(&accounts, AccountFilter::default(), AccountOrder::CreditUse, &["ccc", "aaa", "bbb"]);
     }
 
     #[test]

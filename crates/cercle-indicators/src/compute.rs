@@ -14,12 +14,14 @@
 //! first entry of a later day arrives (so the state is the state at the end of its last
 //! day), or at `finish`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cercle_clearing::{Pair, components, net_positions, solve_setoff};
+use cercle_core::charges::ChargeRecord;
 use cercle_core::invoice::local_part;
 use cercle_core::time::{DAY_MS, date};
 use cercle_core::{AccountId, ClearingRecord, Entry, GroupName, InvoiceId, OpKind, SectionTag, body};
+use cercle_limits::PENDING_VALIDITY_MS;
 
 use crate::calendar::periods;
 use crate::measure::{Cell, Measure, Measures};
@@ -41,8 +43,13 @@ struct Firm {
     group: Option<(GroupName, bool)>,
     frozen: bool,
     profile: cercle_core::Profile,
-    /// Since when it has been at or below `STUCK_DEBT_PERCENT` of its limit, if it is.
+    /// Since when the credit it uses (debt and reservations) has been at least
+    /// `STUCK_DEBT_PERCENT` of its limit, if it has.
     stuck_since_ms: Option<u64>,
+    /// Its payments held for approval: (pending id, amount, expiry). Each reserves its amount
+    /// of the firm's headroom until approved, declined or expired; at most
+    /// `PENDING_PER_ACCOUNT_MAX`, as the ledger holds them.
+    held: Vec<(u64, i64, u64)>,
     /// Its last transfer as payer.
     last_paid_ms: Option<u64>,
     /// The period in progress: the sum of its end-of-day positive balances over the days
@@ -79,6 +86,9 @@ pub struct Computer {
     /// Each member group's credit limit.
     groups: BTreeMap<GroupName, i64>,
     invoices: HashMap<InvoiceId, Invoice>,
+    /// Every held payment by expiry: (expiry, firm, pending id), so that a reservation stops
+    /// counting at the first entry after it expires, whoever that entry is about.
+    expiring: BTreeSet<(u64, u32, u64)>,
     /// The period in progress: what each ordered pair of firms paid.
     pairs: HashMap<(u32, u32), i128>,
     flows_total: usize,
@@ -113,6 +123,7 @@ impl Computer {
             index: HashMap::new(),
             groups: BTreeMap::new(),
             invoices: HashMap::new(),
+            expiring: BTreeSet::new(),
             pairs: HashMap::new(),
             flows_total: 0,
             done: Vec::new(),
@@ -143,6 +154,7 @@ impl Computer {
         let in_period = day >= self.periods[self.next].0;
         let bad = |reason: String| IndicatorError::Entry { sequence, reason };
         let op = body::decode(&entry.envelope.body).map_err(|e| bad(e.to_string()))?;
+        self.expire(ts);
         match &op.kind {
             OpKind::RegisterAccount(r) => {
                 if self.index.contains_key(&r.account) {
@@ -158,6 +170,7 @@ impl Computer {
                     frozen: false,
                     profile: r.profile.clone(),
                     stuck_since_ms: None,
+                    held: Vec::new(),
                     last_paid_ms: None,
                     pos_days: 0,
                     pos_since_day: day,
@@ -267,11 +280,22 @@ impl Computer {
             | OpKind::SetQuorum(_)
             | OpKind::SetFees(_)
             | OpKind::AddKey(_)
-            | OpKind::RemoveKey { .. }
-            | OpKind::DeclinePending { .. } => {}
+            | OpKind::RemoveKey { .. } => {}
+            OpKind::DeclinePending { account, pending, .. } => {
+                let f = self.firm(account).map_err(bad)?;
+                self.release(f, *pending);
+                restuck(&mut self.firms[f], ts);
+            }
             // A transfer held for approval moves nothing (its entry records no balance); its
             // approval is the payment, from the account to the other balance the entry records.
-            OpKind::Transfer(_) if entry.balances_after.is_empty() => {}
+            // It reserves the payer's headroom until approved, declined or expired.
+            OpKind::Transfer(t) if entry.balances_after.is_empty() => {
+                let f = self.firm(&t.payer).map_err(bad)?;
+                let expires = ts.saturating_add(PENDING_VALIDITY_MS);
+                self.firms[f].held.push((sequence, t.amount_minor, expires));
+                self.expiring.insert((expires, f as u32, sequence));
+                restuck(&mut self.firms[f], ts);
+            }
             OpKind::Transfer(_) | OpKind::ApprovePending { .. } => {
                 let (p, q, amount, invoice) = match &op.kind {
                     OpKind::Transfer(t) => {
@@ -280,8 +304,9 @@ impl Computer {
                     }
                     // The approval names its payee and amount; a levy's shares are in the
                     // balances the entry records (below).
-                    OpKind::ApprovePending { account, payee, amount_minor, .. } => {
+                    OpKind::ApprovePending { account, payee, amount_minor, pending } => {
                         let (p, q) = (self.firm(account).map_err(bad)?, self.firm(payee).map_err(bad)?);
+                        self.release(p, *pending);
                         (p, q, *amount_minor, None)
                     }
                     _ => unreachable!("matched above"),
@@ -366,6 +391,24 @@ impl Computer {
                     self.set_balance(f, after, day, ts);
                 }
             }
+            // A periodic charge moves each charged firm's balance and the association's to
+            // what its section records: a fee is not an exchange, so no trade figure counts it.
+            OpKind::ChargeFees { .. } => {
+                let section = entry
+                    .section(SectionTag::Charges)
+                    .ok_or_else(|| bad("a periodic charge without its record".into()))?;
+                let record = ChargeRecord::from_section(section)
+                    .map_err(|e| bad(format!("its charge record: {e}")))?;
+                let charged = record.firms.iter().filter(|c| c.not_charged.is_none());
+                let moves: Vec<(AccountId, i64)> = charged
+                    .map(|c| (c.account.clone(), c.balance_after_minor))
+                    .chain([(record.fee_account.clone(), record.fee_balance_after_minor)])
+                    .collect();
+                for (account, after) in moves {
+                    let f = self.firm(&account).map_err(bad)?;
+                    self.set_balance(f, after, day, ts);
+                }
+            }
         }
         Ok(())
     }
@@ -395,6 +438,29 @@ impl Computer {
             firm.pos_days += i128::from(firm.balance) * i128::from(day - start);
         }
         firm.pos_since_day = firm.pos_since_day.max(day);
+    }
+
+    /// Forgets a held payment of firm `f` (approved or declined); restuck the firm after.
+    fn release(&mut self, f: usize, pending: u64) {
+        let held = &mut self.firms[f].held;
+        if let Some(i) = held.iter().position(|h| h.0 == pending) {
+            let (id, _, expires) = held.remove(i);
+            self.expiring.remove(&(expires, f as u32, id));
+        }
+    }
+
+    /// Forgets every held payment that has expired at `ts` (a pending payment is live up
+    /// to its expiry, included), and restucks its firm at `ts`.
+    fn expire(&mut self, ts: u64) {
+        while let Some(&(expires, f, id)) = self.expiring.first() {
+            if expires >= ts {
+                break;
+            }
+            self.expiring.pop_first();
+            let firm = &mut self.firms[f as usize];
+            firm.held.retain(|h| h.0 != id);
+            restuck(firm, ts);
+        }
     }
 
     fn set_balance(&mut self, f: usize, balance: i64, day: u32, ts: u64) {
@@ -444,11 +510,18 @@ fn reduce(invoices: &mut HashMap<InvoiceId, Invoice>, id: &InvoiceId, amount: i6
     }
 }
 
-/// Keeps `stuck_since_ms`: set when the firm reaches `STUCK_DEBT_PERCENT` of its limit,
+/// The credit the firm uses at `now_ms`: its debt and what its live held payments reserve
+/// (a reservation first uses up a positive balance), as every limit check counts it.
+fn used(firm: &Firm, now_ms: u64) -> i128 {
+    let reserved: i128 = firm.held.iter().filter(|h| now_ms <= h.2).map(|h| i128::from(h.1)).sum();
+    (reserved - i128::from(firm.balance)).max(0)
+}
+
+/// Keeps `stuck_since_ms`: set when the firm's used credit reaches `STUCK_DEBT_PERCENT` of its limit,
 /// kept while it stays there, cleared when it leaves.
 fn restuck(firm: &mut Firm, ts: u64) {
-    let debt = -i128::from(firm.balance);
-    let stuck = debt > 0 && debt * 100 >= STUCK_DEBT_PERCENT * i128::from(firm.limit);
+    let used = used(firm, ts);
+    let stuck = used > 0 && used * 100 >= STUCK_DEBT_PERCENT * i128::from(firm.limit);
     match (stuck, firm.stuck_since_ms) {
         (true, None) => firm.stuck_since_ms = Some(ts),
         (false, Some(_)) => firm.stuck_since_ms = None,
@@ -468,7 +541,7 @@ struct Period {
     active: Vec<bool>,
     cleared: Vec<i128>,
     pos_days: Vec<i128>,
-    debt: Vec<i128>,
+    used: Vec<i128>,
     limit: Vec<i128>,
     stuck_debt: Vec<Option<i128>>,
     stuck_credit: Vec<Option<i128>>,
@@ -587,13 +660,14 @@ impl Period {
             active: firms.iter().map(|f| f.active).collect(),
             cleared: firms.iter().map(|f| f.cleared).collect(),
             pos_days: firms.iter().map(|f| f.pos_days).collect(),
-            debt: firms.iter().map(|f| i128::from(f.balance).min(0).abs()).collect(),
+            // The credit used on the period's last millisecond: debt and live reservations.
+            used: firms.iter().map(|f| used(f, end_ms - 1)).collect(),
             limit: firms.iter().map(|f| i128::from(f.limit)).collect(),
             stuck_debt: firms
                 .iter()
                 .map(|f| {
                     let since = f.stuck_since_ms?;
-                    (end_ms.saturating_sub(since) >= stuck_ms).then(|| -i128::from(f.balance))
+                    (end_ms.saturating_sub(since) >= stuck_ms).then(|| -i128::from(f.balance.min(0)))
                 })
                 .collect(),
             stuck_credit: firms
@@ -641,7 +715,7 @@ impl Period {
         m.set(Measure::GiniTurnover, Cell::ratio(weighted, n * total));
         let top = volumes.len().div_ceil(10).max(1);
         m.set(Measure::TopDecileShare, Cell::ratio(volumes.iter().rev().take(top).sum(), total));
-        m.set(Measure::CreditUse, Cell::ratio(sum(&self.debt), sum(&self.limit)));
+        m.set(Measure::CreditUse, Cell::ratio(sum(&self.used), sum(&self.limit)));
         let stuck = |v: &[Option<i128>]| {
             let list: Vec<i128> = members.iter().filter_map(|&f| v[f]).collect();
             (list.len() as i128, list.iter().sum::<i128>())

@@ -3,6 +3,8 @@
 //! freezes, profile changes, invoices and clearing runs), executed by the core's `Ledger`;
 //! the reference reads the ledger's own state after each entry and recomputes each
 //! measure from its definition (INDICATORS.md), by brute force: balances day by day,
+//! payments held for approval (by a payer key above its cap) reserving headroom until
+//! approved, declined or expired,
 //! strongly connected components by transitive closure, Gini by all pairs.
 //!
 //! Also: `--public` keeps the two rules of statistical confidentiality on the same ledgers.
@@ -14,9 +16,9 @@ use cercle_core::invoice::InvoiceState;
 use cercle_core::sign::Keypair;
 use cercle_core::time::DAY_MS;
 use cercle_core::{
-    AccountId, AccountStatus, Entry, Envelope, Executed, Genesis, InvoiceId, InvoiceParties, IssueInvoice,
-    Ledger, LedgerId, OpKind, Operation, OperationId, Profile, ProfileChange, RegisterAccount, RejectCode,
-    RunClearing, SetLimits, SetProfile, State, Transfer,
+    AccountId, AccountStatus, AddKey, Entry, Envelope, Executed, Genesis, InvoiceId, InvoiceParties,
+    IssueInvoice, KeyRole, Ledger, LedgerId, OpKind, Operation, OperationId, Profile, ProfileChange,
+    RegisterAccount, RejectCode, RunClearing, SetLimits, SetProfile, State, Transfer,
 };
 use cercle_indicators::{Cell, Granularity, GroupBy, Measure, Measures, Query, Ratio, Report, compute};
 use proptest::prelude::*;
@@ -30,14 +32,50 @@ const LIMITS: [i64; 4] = [0, 500, 2_000, 10_000];
 
 #[derive(Debug, Clone)]
 enum Step {
-    Pay { payer: usize, payee: usize, amount: i64 },
-    Limit { firm: usize, limit: usize },
-    Freeze { firm: usize },
-    Unfreeze { firm: usize },
-    Move { firm: usize, commune: usize },
-    Invoice { payee: usize, payer: usize, amount: i64, accept: bool },
-    Clear { with_credit: bool },
+    Pay {
+        payer: usize,
+        payee: usize,
+        amount: i64,
+    },
+    Limit {
+        firm: usize,
+        limit: usize,
+    },
+    Freeze {
+        firm: usize,
+    },
+    Unfreeze {
+        firm: usize,
+    },
+    Move {
+        firm: usize,
+        commune: usize,
+    },
+    Invoice {
+        payee: usize,
+        payer: usize,
+        amount: i64,
+        accept: bool,
+    },
+    Clear {
+        with_credit: bool,
+    },
+    /// A payment by the firm's payer key: above its cap, held for the owner's approval.
+    Hold {
+        payer: usize,
+        payee: usize,
+        amount: i64,
+    },
+    /// The owner approves or declines one of the firm's held payments, if it has one.
+    Settle {
+        firm: usize,
+        nth: usize,
+        approve: bool,
+    },
 }
+
+/// What each firm's payer key may pay without approval.
+const PAYER_CAP_MINOR: i64 = 1_000;
 
 fn step(firms: usize) -> impl Strategy<Value = Step> {
     let f = 0..firms;
@@ -47,9 +85,11 @@ fn step(firms: usize) -> impl Strategy<Value = Step> {
         1 => f.clone().prop_map(|firm| Step::Freeze { firm }),
         1 => f.clone().prop_map(|firm| Step::Unfreeze { firm }),
         1 => (f.clone(), 0..COMMUNES.len()).prop_map(|(firm, commune)| Step::Move { firm, commune }),
-        3 => (f.clone(), f, 1i64..2_000, any::<bool>())
+        3 => (f.clone(), f.clone(), 1i64..2_000, any::<bool>())
             .prop_map(|(payee, payer, amount, accept)| Step::Invoice { payee, payer, amount, accept }),
         1 => any::<bool>().prop_map(|with_credit| Step::Clear { with_credit }),
+        3 => (f.clone(), f.clone(), 1i64..3_000).prop_map(|(payer, payee, amount)| Step::Hold { payer, payee, amount }),
+        2 => (f, 0usize..4, any::<bool>()).prop_map(|(firm, nth, approve)| Step::Settle { firm, nth, approve }),
     ]
 }
 
@@ -113,6 +153,7 @@ fn handle(i: usize) -> AccountId {
 fn build(plan: &Plan) -> Built {
     let admin = Keypair::from_seed(&[1; 32]);
     let firm_key = Keypair::from_seed(&[2; 32]);
+    let payer_key = Keypair::from_seed(&[4; 32]);
     let genesis = Genesis {
         ledger_id: LedgerId([7; 16]),
         currency: "CHW".into(),
@@ -185,6 +226,17 @@ fn build(plan: &Plan) -> Built {
         });
         assert!(run(&mut built, &mut ledger, time_ms, &admin, kind));
         time_ms += 1_000;
+        let payer = OpKind::AddKey(AddKey {
+            account: handle(i),
+            key: payer_key.public_key(),
+            role: KeyRole::Payer {
+                per_transfer_cap_minor: PAYER_CAP_MINOR,
+                daily_cap_minor: 4 * PAYER_CAP_MINOR,
+            },
+            allow_shared_key: true,
+        });
+        assert!(run(&mut built, &mut ledger, time_ms, &firm_key, payer));
+        time_ms += 1_000;
     }
     for (days, step) in &plan.steps {
         time_ms += u64::from(*days) * DAY_MS + 60_000;
@@ -247,9 +299,41 @@ fn build(plan: &Plan) -> Built {
             Step::Clear { with_credit } => {
                 OpKind::RunClearing(RunClearing { with_credit: *with_credit, reason: String::new() })
             }
+            Step::Hold { payer, payee, amount } => {
+                let kind = OpKind::Transfer(Transfer {
+                    payer: handle(*payer),
+                    payee: handle(*payee),
+                    amount_minor: *amount,
+                    memo: String::new(),
+                    invoice_ref: None,
+                    invoice: None,
+                });
+                run(&mut built, &mut ledger, time_ms, &payer_key, kind);
+                continue;
+            }
+            Step::Settle { firm, nth, approve } => {
+                let account = ledger.state().account(&handle(*firm)).unwrap();
+                if account.pending.is_empty() {
+                    continue;
+                }
+                let p = &account.pending[nth % account.pending.len()];
+                if *approve {
+                    OpKind::ApprovePending {
+                        account: handle(*firm),
+                        pending: p.id,
+                        payee: p.payee.clone(),
+                        amount_minor: p.amount_minor,
+                    }
+                } else {
+                    OpKind::DeclinePending { account: handle(*firm), pending: p.id, reason: "no".into() }
+                }
+            }
         };
         let key = match &kind {
-            OpKind::Transfer(_) | OpKind::AcceptInvoice(_) => &firm_key,
+            OpKind::Transfer(_)
+            | OpKind::AcceptInvoice(_)
+            | OpKind::ApprovePending { .. }
+            | OpKind::DeclinePending { .. } => &firm_key,
             _ => &admin,
         };
         run(&mut built, &mut ledger, time_ms, key, kind);
@@ -262,6 +346,23 @@ fn state_at_end<'a>(b: &'a Built, day: u32, empty: &'a State) -> &'a State {
     let end_ms = (u64::from(day) + 1) * DAY_MS;
     let count = b.entries.partition_point(|e| e.timestamp_ms < end_ms);
     if count == 0 { empty } else { &b.states[count - 1] }
+}
+
+/// The payment an entry made, if it made one: a transfer that moved money (one held for
+/// approval moved none), or the approval of a held one, as of its approval.
+fn payment(e: &Entry) -> Option<Transfer> {
+    match cercle_core::body::decode(&e.envelope.body).unwrap().kind {
+        OpKind::Transfer(t) if !e.balances_after.is_empty() => Some(t),
+        OpKind::ApprovePending { account, payee, amount_minor, .. } => Some(Transfer {
+            payer: account,
+            payee,
+            amount_minor,
+            memo: String::new(),
+            invoice_ref: None,
+            invoice: None,
+        }),
+        _ => None,
+    }
 }
 
 fn day_of(e: &Entry) -> u32 {
@@ -278,15 +379,8 @@ fn reference(b: &Built, from: u32, to: u32, members: &BTreeSet<AccountId>) -> Me
     let end = state_at_end(b, to, &empty);
     let end_ms = (u64::from(to) + 1) * DAY_MS;
     let in_period = |e: &&Entry| (from..=to).contains(&day_of(e));
-    let transfers: Vec<(u64, Transfer)> = b
-        .entries
-        .iter()
-        .filter(in_period)
-        .filter_map(|e| match cercle_core::body::decode(&e.envelope.body).unwrap().kind {
-            OpKind::Transfer(t) => Some((e.timestamp_ms, t)),
-            _ => None,
-        })
-        .collect();
+    let transfers: Vec<(u64, Transfer)> =
+        b.entries.iter().filter(in_period).filter_map(|e| payment(e).map(|t| (e.timestamp_ms, t))).collect();
     let all: Vec<AccountId> = end.accounts().map(|a| a.id.clone()).collect();
     let of = |id: &AccountId| members.contains(id);
     let mut m = Measures::default();
@@ -336,16 +430,21 @@ fn reference(b: &Built, from: u32, to: u32, members: &BTreeSet<AccountId>) -> Me
     let k = (members.len().div_ceil(10)).max(1);
     m.set(Measure::TopDecileShare, ratio(sorted.iter().take(k).sum(), total));
     let at_end: Vec<_> = end.accounts().filter(|a| of(&a.id)).collect();
-    let debt: i128 = at_end.iter().map(|a| i128::from(-a.balance_minor.min(0))).sum();
+    // Used credit: the debt plus what live pending payments reserve, on the last millisecond.
+    let used = |a: &cercle_core::Account, now_ms: u64| {
+        (i128::from(a.reserved_minor(now_ms)) - i128::from(a.balance_minor)).max(0)
+    };
+    let used_sum: i128 = at_end.iter().map(|a| used(a, end_ms - 1)).sum();
     let limits: i128 = at_end.iter().map(|a| i128::from(a.credit_limit_minor)).sum();
-    m.set(Measure::CreditUse, ratio(debt, limits));
-    // Stuck debtors: at or below -80% of the limit, continuously for 90 days at the end.
+    m.set(Measure::CreditUse, ratio(used_sum, limits));
+    // Stuck debtors: using 80% of the limit or more, judged after each entry at its time,
+    // continuously for 90 days at the end.
     let (mut debtors, mut debtors_minor, mut creditors, mut creditors_minor) = (0, 0, 0, 0);
     for a in &at_end {
         let mut since: Option<u64> = None;
         for (e, s) in b.entries.iter().zip(&b.states).filter(|(e, _)| e.timestamp_ms < end_ms) {
             let Some(x) = s.account(&a.id) else { continue };
-            let d = -i128::from(x.balance_minor);
+            let d = used(x, e.timestamp_ms);
             let stuck = d > 0 && d * 100 >= 80 * i128::from(x.credit_limit_minor);
             since = match (stuck, since) {
                 (true, None) => Some(e.timestamp_ms),
@@ -355,16 +454,14 @@ fn reference(b: &Built, from: u32, to: u32, members: &BTreeSet<AccountId>) -> Me
         }
         if since.is_some_and(|t| end_ms - t >= 90 * DAY_MS) {
             debtors += 1;
-            debtors_minor += -i128::from(a.balance_minor);
+            debtors_minor += -i128::from(a.balance_minor.min(0));
         }
         let registered = b.entries[a.registered_at_sequence as usize - 1].timestamp_ms;
         let last_paid = b
             .entries
             .iter()
             .filter(|e| e.timestamp_ms < end_ms)
-            .filter(|e| {
-                matches!(cercle_core::body::decode(&e.envelope.body).unwrap().kind, OpKind::Transfer(t) if t.payer == a.id)
-            })
+            .filter(|e| payment(e).is_some_and(|t| t.payer == a.id))
             .map(|e| e.timestamp_ms)
             .max()
             .unwrap_or(registered);
@@ -542,7 +639,7 @@ proptest! {
             // The flows: what the firms of one group paid those of another.
             let mut flows: BTreeMap<(Option<String>, Option<String>), i128> = BTreeMap::new();
             for e in b.entries.iter().filter(|e| (period.from_day..=period.to_day).contains(&day_of(e))) {
-                if let OpKind::Transfer(t) = cercle_core::body::decode(&e.envelope.body).unwrap().kind {
+                if let Some(t) = payment(e) {
                     let key = |id: &AccountId| by.key(&end.account(id).unwrap().profile);
                     *flows.entry((key(&t.payer), key(&t.payee))).or_insert(0) += i128::from(t.amount_minor);
                 }

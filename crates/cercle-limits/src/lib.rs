@@ -207,6 +207,9 @@ limits! {
     DEMURRAGE_BP_MAX: u16 = 500 => count;
     /// Most membership fees of a fee schedule: one per size class.
     MEMBERSHIP_CLASSES_MAX: usize = 5 => count;
+    /// Most firms one periodic charge lists (`TOO_MANY_CHARGES`): its section holds a
+    /// header and a part per firm, within `PARTS_MAX`.
+    CHARGE_FIRMS_MAX: usize = CLEARING_FIRMS_MAX => count;
     /// Most firms one application of a limit rule covers (`LIMIT_RULE_TOO_MANY_FIRMS`): its
     /// entry has a part per firm. A larger circuit applies the rule group by group.
     LIMIT_RULE_FIRMS_MAX: usize = CLEARING_FIRMS_MAX => count;
@@ -253,7 +256,7 @@ limits! {
     /// Most records in one group (a record's `index` is below it).
     GROUP_RECORDS_MAX: usize = 1024 => count;
     /// Longest tail recovery may cut on its own: one group, which is at most one entry of
-    /// `ENTRY_BYTES_MAX` (a clearing run is written alone) or `GROUP_RECORDS_MAX` records of
+    /// `ENTRY_BYTES_MAX` (a clearing run or a periodic charge is written alone) or `GROUP_RECORDS_MAX` records of
     /// operation entries. Damage further from the end is corruption.
     TORN_TAIL_BYTES_MAX: u64 = (ENTRY_BYTES_MAX + RECORD_HEADER_BYTES) as u64 => bytes;
     /// How far ahead of its end the log file is allocated (`fallocate`) once it must grow.
@@ -534,6 +537,11 @@ const _: () =
 const _: () = assert!(SECTIONS_MAX <= u8::MAX as usize, "an entry encodes its section count in a u8");
 const _: () =
     assert!(PARTS_MAX == CLEARING_FIRMS_MAX + 1, "a clearing section: a header and a part per firm");
+const _: () = assert!(CHARGE_FIRMS_MAX < PARTS_MAX, "a charges section: a header and a part per firm");
+// A charge's entry at its bound fits: each part (its length, then at most a version, a
+// handle of HANDLE_LEN_MAX with its length, five i64 and an outcome byte) is under 128 bytes.
+const _: () = assert!(4 + 1 + 1 + 4 + HANDLE_LEN_MAX + 5 * 8 <= 128);
+const _: () = assert!(OPERATION_ENTRY_BYTES_MAX + (CHARGE_FIRMS_MAX + 1) * 128 <= ENTRY_BYTES_MAX);
 const _: () =
     assert!(BODY_BYTES_MAX <= OPERATION_ENTRY_BYTES_MAX && OPERATION_ENTRY_BYTES_MAX <= ENTRY_BYTES_MAX);
 // Every entry the ledger writes can be appended and read back: a clearing run at its bounds

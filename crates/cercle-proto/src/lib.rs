@@ -440,6 +440,11 @@ impl From<&core::FeeSchedule> for FeeSchedule {
             membership_minor: f.membership_minor.iter().map(|(c, a)| (c.clone(), *a)).collect(),
             demurrage_bp: u32::from(f.demurrage_bp),
             demurrage_above_minor: f.demurrage_above_minor,
+            group_membership_minor: f
+                .group_membership_minor
+                .iter()
+                .map(|(g, a)| (g.to_string(), *a))
+                .collect(),
         }
     }
 }
@@ -458,6 +463,15 @@ impl TryFrom<FeeSchedule> for core::FeeSchedule {
             membership_minor: f.membership_minor.into_iter().collect(),
             demurrage_bp: u16::try_from(f.demurrage_bp).map_err(|_| malformed("demurrage out of range"))?,
             demurrage_above_minor: f.demurrage_above_minor,
+            group_membership_minor: f
+                .group_membership_minor
+                .into_iter()
+                .map(|(g, a)| {
+                    core::GroupName::parse(&g)
+                        .map(|g| (g, a))
+                        .map_err(|e| malformed(format!("group fee: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
         };
         schedule.check().map_err(|e| malformed(format!("fee schedule: {e}")))?;
         Ok(schedule)

@@ -34,6 +34,8 @@ struct Pending {
     groups: Option<Groups>,
     /// The fee schedule, when a group set one.
     fees: Option<FeeSchedule>,
+    /// The last period charged, when a group charged one.
+    last_charge: Option<cercle_core::charges::LastCharge>,
     entries: u64,
     since: Option<Instant>,
 }
@@ -61,6 +63,9 @@ impl Pending {
         if let Some(fees) = applied.fees {
             self.fees = Some(fees);
         }
+        if let Some(last) = applied.last_charge {
+            self.last_charge = Some(last);
+        }
         for i in applied.invoices {
             self.invoices.insert(i.id, i);
         }
@@ -87,6 +92,7 @@ impl Pending {
             roles: self.roles.clone(),
             groups: self.groups.clone(),
             fees: self.fees.clone(),
+            last_charge: self.last_charge,
         }
     }
 }

@@ -107,13 +107,15 @@ fn rejection_code(code: RejectCode) -> Code {
         RejectCode::OperationIdConflict
         | RejectCode::AccountExists
         | RejectCode::InvoiceExists
-        | RejectCode::GroupExists => Code::AlreadyExists,
+        | RejectCode::GroupExists
+        | RejectCode::PeriodAlreadyCharged => Code::AlreadyExists,
         RejectCode::TooManyOpenInvoices
         | RejectCode::TooManyGroups
         | RejectCode::TooManyObligations
         | RejectCode::TooManyAccounts
         | RejectCode::TooManyRoleKeys
-        | RejectCode::LimitRuleTooManyFirms => Code::ResourceExhausted,
+        | RejectCode::LimitRuleTooManyFirms
+        | RejectCode::TooManyCharges => Code::ResourceExhausted,
         RejectCode::Expired
         | RejectCode::AccountFrozen
         | RejectCode::AlreadyFrozen
@@ -123,6 +125,9 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::InvoiceStateConflict
         | RejectCode::InvoiceOverpaid
         | RejectCode::NothingToClear
+        | RejectCode::PeriodNotBegun
+        | RejectCode::NoFeeSchedule
+        | RejectCode::NothingToCharge
         | RejectCode::ClearingInvalid
         | RejectCode::LastAdministrator
         | RejectCode::RoleAlreadyHeld

@@ -138,7 +138,7 @@ fn resume(
             if let Some(groups) = snapshot.groups {
                 state = state.with_groups(groups);
             }
-            state = state.with_fees(snapshot.fees);
+            state = state.with_fees(snapshot.fees).with_last_charge(snapshot.last_charge);
             Ledger::from_parts(genesis.clone(), state, snapshot.head.head, ids)
         }
         // A node stopped before its first checkpoint: the log rolls forward from genesis.
@@ -211,5 +211,6 @@ fn replay(store: &Store, replayer: &mut Replayer, from: u64) -> Result<Applied, 
     // Always, for the same reason: a rebuilt state's groups replace the checkpoint's.
     pending.groups = Some(state.groups().clone());
     pending.fees = state.fees().cloned();
+    pending.last_charge = state.last_charge().copied();
     Ok(pending)
 }

@@ -195,6 +195,16 @@ impl LedgerService {
                 }
             }
         }
+        if let Some(section) = entry.section(core::SectionTag::Charges) {
+            if let Some(h) = section.parts.first().and_then(|p| core::charges::ChargeHeader::decode(p).ok()) {
+                candidates.push(h.fee_account);
+            }
+            for part in section.parts.iter().skip(1) {
+                if let Ok(f) = core::charges::FirmCharge::decode(part) {
+                    candidates.push(f.account);
+                }
+            }
+        }
         for account in candidates {
             let holds = self.view.account(&account).is_some_and(|a| a.keys.contains(key));
             if holds && whole.concerns(&op, &account) {
@@ -656,7 +666,12 @@ impl pb::ledger_server::Ledger for LedgerService {
             ))
             .into());
         }
-        let (tree_size, root_hash) = self.store.tree();
+        // The statement is cut at the durable head, where the view says what limits bind the
+        // account: its own, or a member group's it follows, whose changes name no account
+        // and so are not in its history.
+        let (durable, binding) = self.view.limits_at_head(&id);
+        let tree_size = durable.map_or(0, |h| h.size);
+        let root_hash = self.store.root_of_size(tree_size).map_err(ServiceError::from)?;
         // The node's time now is the tree head's and the statement's cut time: a period
         // that ends after it gives a provisional statement.
         let head =
@@ -664,8 +679,12 @@ impl pb::ledger_server::Ledger for LedgerService {
         let this = self.clone();
         let (statement, entries) = tokio::task::spawn_blocking(move || {
             let history = this.account_history(&id, tree_size)?;
-            let statement = Statement::compute(&id, &history, req.from_ms, to_ms, &head)
+            let mut statement = Statement::compute(&id, &history, req.from_ms, to_ms, &head)
                 .map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+            if let Some(limits) = binding {
+                statement.credit_limit_minor = limits.credit_limit_minor;
+                statement.max_balance_minor = limits.max_balance_minor;
+            }
             let mut entries = Vec::with_capacity(statement.sequences.len());
             let listed: std::collections::BTreeSet<u64> = statement.sequences.iter().copied().collect();
             for (view, _) in history.iter().filter(|(v, _)| listed.contains(&v.entry.sequence)) {

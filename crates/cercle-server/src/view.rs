@@ -31,6 +31,8 @@ pub struct Applied {
     pub groups: Option<Groups>,
     /// The fee schedule after the group, when it set one (a schedule is never unset).
     pub fees: Option<FeeSchedule>,
+    /// The last period charged after the group, when it charged one.
+    pub last_charge: Option<cercle_core::charges::LastCharge>,
 }
 
 impl Applied {
@@ -45,6 +47,7 @@ impl Applied {
         self.roles = later.roles.or(self.roles.take());
         self.groups = later.groups.or(self.groups.take());
         self.fees = later.fees.or(self.fees.take());
+        self.last_charge = later.last_charge.or(self.last_charge.take());
     }
 }
 
@@ -200,6 +203,14 @@ impl View {
     /// Sets the fee schedule the view starts with (the recovered state's).
     pub fn set_fees(&self, fees: Option<FeeSchedule>) {
         self.write().fees = fees;
+    }
+
+    /// The head of the durable log and the limits that bind `id` there (its own, or its
+    /// group's when it follows them), read together: what a statement cut at that head
+    /// attests.
+    pub fn limits_at_head(&self, id: &AccountId) -> (Option<Head>, Option<cercle_core::Limits>) {
+        let d = self.read();
+        (d.head, d.accounts.get(id).map(|a| d.groups.limits_of(a)))
     }
 
     /// The head of the durable log, as published.

@@ -337,9 +337,13 @@ impl Executor {
                         self.flush(&mut ops);
                         self.clearing_arrived(envelope, op, reply);
                     }
-                    // A limit rule's entry may be megabytes (a part per firm): it is a group
-                    // of its own, as a clearing run's is.
-                    Request::Op { envelope, op, reply } if matches!(op.kind, OpKind::ApplyLimitRule(_)) => {
+                    // A periodic charge's entry, or a limit rule's, may be far larger than an
+                    // operation's (a part per firm): like a clearing run's, it is written alone
+                    // in its group, so a torn tail is still one large entry or a group of small
+                    // ones.
+                    Request::Op { envelope, op, reply }
+                        if matches!(op.kind, OpKind::ChargeFees { .. } | OpKind::ApplyLimitRule(_)) =>
+                    {
                         self.flush(&mut ops);
                         ops.push((envelope, op, reply));
                         self.flush(&mut ops);
@@ -465,7 +469,7 @@ impl Executor {
                     changes.add(&effects);
                 }
                 let state = self.ledger.state();
-                let balances_shown = if effects.clearing.is_some() {
+                let balances_shown = if effects.clearing.is_some() || effects.charges.is_some() {
                     let all: Vec<BalanceAfter> = effects.balance_changes.iter().map(|b| b.after()).collect();
                     state.readable_balances(&signer, &all)
                 } else {
@@ -483,6 +487,9 @@ impl Executor {
                 }
                 if matches!(op.kind, cercle_core::OpKind::SetFees(_)) {
                     group.applied.fees = state.fees().cloned();
+                }
+                if effects.charges.is_some() {
+                    group.applied.last_charge = state.last_charge().copied();
                 }
                 group.entries.push(entry.encode());
                 group.hashes.push(entry.hash());

@@ -1590,7 +1590,8 @@ impl Model {
             | OpKind::RemoveKey { .. }
             | OpKind::ApprovePending { .. }
             | OpKind::DeclinePending { .. }
-            | OpKind::ApplyLimitRule(_) => {
+            | OpKind::ApplyLimitRule(_)
+            | OpKind::ChargeFees { .. } => {
                 unreachable!("the node model generates no {}", kind.name())
             }
         }

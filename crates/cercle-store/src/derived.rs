@@ -11,6 +11,7 @@
 //! | `m/roles`                        | `Roles::encode`: administrators, auditors and quorum, once one changed |
 //! | `m/groups`                       | `Groups::encode`: member groups and their limits, once one was created |
 //! | `m/fees`                         | `FeeSchedule::encode`: the fee schedule, once one is set |
+//! | `m/fees_charged`                 | `LastCharge::encode`: the last period charged, once one is |
 //! | `a` handle                       | `Account::encode`                                |
 //! | `i` invoice id                   | `Invoice::encode`                                |
 //! | `n` handle `0x00` issued seq     | invoice id (each firm's invoices, by issue)      |
@@ -37,6 +38,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
+use cercle_core::charges::LastCharge;
 use cercle_core::{Account, AccountId, FeeSchedule, Groups, Head, Invoice, InvoiceId, Roles};
 use cercle_limits::HISTORY_BLOCK_MAX;
 
@@ -50,6 +52,8 @@ const ROLES_KEY: &[u8] = b"m/roles";
 const GROUPS_KEY: &[u8] = b"m/groups";
 /// Absent until a checkpoint after the first fee schedule: a ledger without one has none.
 const FEES_KEY: &[u8] = b"m/fees";
+/// Absent until a checkpoint after the first periodic charge.
+const FEES_CHARGED_KEY: &[u8] = b"m/fees_charged";
 const ACCOUNT_PREFIX: u8 = b'a';
 const INVOICE_PREFIX: u8 = b'i';
 const ACCOUNT_INVOICES_PREFIX: u8 = b'n';
@@ -82,6 +86,8 @@ pub struct Snapshot {
     pub groups: Option<Groups>,
     /// The fee schedule at `head`; `None`: none was ever set.
     pub fees: Option<FeeSchedule>,
+    /// The last period charged at `head`; `None`: none was.
+    pub last_charge: Option<LastCharge>,
 }
 
 /// What changed since the last checkpoint, to write as the next one.
@@ -100,6 +106,8 @@ pub struct Checkpoint {
     pub groups: Option<Groups>,
     /// The fee schedule at `head`, once one is set.
     pub fees: Option<FeeSchedule>,
+    /// The last period charged at `head`, once one is.
+    pub last_charge: Option<LastCharge>,
 }
 
 pub(crate) fn seal(key: &[u8], mut value: Vec<u8>) -> Vec<u8> {
@@ -342,7 +350,14 @@ impl Derived {
                     .map_err(|e| StoreError::Corrupt { key: "m/fees".into(), reason: e.to_string() })?,
             ),
         };
-        Ok(Some(Snapshot { head, accounts, invoices, roles, groups, fees }))
+        let last_charge =
+            match self.db().as_ref().map(|db| db.get(FEES_CHARGED_KEY)).transpose()?.flatten() {
+                None => None,
+                Some(v) => Some(LastCharge::decode(unseal(FEES_CHARGED_KEY, &v)?).map_err(|e| {
+                    StoreError::Corrupt { key: "m/fees_charged".into(), reason: e.to_string() }
+                })?),
+            };
+        Ok(Some(Snapshot { head, accounts, invoices, roles, groups, fees, last_charge }))
     }
 
     fn scan<T>(
@@ -403,6 +418,9 @@ impl Derived {
         }
         if let Some(fees) = &c.fees {
             batch.insert(FEES_KEY, seal(FEES_KEY, fees.encode()));
+        }
+        if let Some(last) = &c.last_charge {
+            batch.insert(FEES_CHARGED_KEY, seal(FEES_CHARGED_KEY, last.encode()));
         }
         if let Some(head) = &c.head {
             batch.insert(HEAD_KEY, encode_head(head));

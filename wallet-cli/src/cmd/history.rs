@@ -86,6 +86,8 @@ struct Row {
     cleared: Vec<cercle_core::clearing::ClearedInvoice>,
     /// A limit rule's part for the account: its sales, old and new limit.
     limit: Option<cercle_core::FirmLimit>,
+    /// A periodic charge's part for the account, in minor units (JSON `charge`).
+    charge: Option<serde_json::Value>,
     entry_hash: [u8; 32],
 }
 
@@ -108,6 +110,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         invoice_ref: None,
         cleared: Vec::new(),
         limit: None,
+        charge: None,
         entry_hash: view.hash(),
     };
     // Money and invoices both go from the payee's side to the payer's or back: the payer
@@ -199,6 +202,33 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
                 row.reason = non_empty(reason);
             }
         }
+        OpKind::ChargeFees { period } => {
+            // The account's own part: what it was charged, or why not; for the association's
+            // account, what it received.
+            if let Some(f) = cercle_core::charges::firm_charge(view, account) {
+                let charged = f.charged_minor();
+                row.amount_minor = (charged != 0).then(|| charged.saturating_neg());
+                row.reason = Some(match &f.not_charged {
+                    None => format!("periodic fees of {period}: membership and demurrage"),
+                    Some(why) => format!("periodic fees of {period}: NOT charged ({})", why.name()),
+                });
+                row.charge = Some(json!({
+                    "period": period.to_string(),
+                    "membership_minor": f.membership_minor,
+                    "demurrage_minor": f.demurrage_minor,
+                    "charged_minor": charged,
+                    "not_charged": f.not_charged.map(|n| n.name()),
+                }));
+            } else if let Some(h) = cercle_core::charges::header(view).filter(|h| &h.fee_account == account) {
+                row.amount_minor = (h.charged_minor != 0).then_some(h.charged_minor);
+                row.reason = Some(format!("periodic fees of {period} from the members"));
+                row.charge = Some(json!({
+                    "period": period.to_string(),
+                    "received_minor": h.charged_minor,
+                    "not_charged_minor": h.not_charged_minor,
+                }));
+            }
+        }
         OpKind::RunClearing(r) => {
             // The account's own part of the run: its payment through the circuit and the
             // invoices of its that were cleared, which it can reconcile one by one.
@@ -233,6 +263,9 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         "entry_hash": hex::encode(row.entry_hash),
     });
     let keys = |keys: &[cercle_core::PublicKey]| keys.iter().map(|k| k.to_hex()).collect::<Vec<_>>();
+    if let Some(charge) = &row.charge {
+        value["charge"] = charge.clone();
+    }
     match &op.kind {
         OpKind::RegisterAccount(r) => {
             value["display_name"] = json!(r.display_name);
@@ -336,6 +369,7 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         | OpKind::CloseAccount { .. }
         | OpKind::SetQuorum(_)
         | OpKind::SetFees(_)
+        | OpKind::ChargeFees { .. }
         | OpKind::Transfer(_) => {}
         OpKind::ApplyLimitRule(_) => {
             if let Some(l) = &row.limit {
@@ -409,6 +443,7 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::CancelInvoice { .. }
         | OpKind::SetInvoiceClearing { .. }
         | OpKind::RunClearing(_)
+        | OpKind::ChargeFees { .. }
         | OpKind::SetProfile(_)
         | OpKind::SetQuorum(_)
         | OpKind::SetRole(_)

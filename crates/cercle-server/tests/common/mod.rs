@@ -127,11 +127,16 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::PendingPaymentsOpen => (97, "PENDING_PAYMENTS_OPEN"),
         RejectCode::TooManyPending => (98, "TOO_MANY_PENDING"),
         RejectCode::FeesInvalid => (100, "FEES_INVALID"),
+        RejectCode::PeriodAlreadyCharged => (101, "PERIOD_ALREADY_CHARGED"),
+        RejectCode::PeriodNotBegun => (102, "PERIOD_NOT_BEGUN"),
+        RejectCode::NoFeeSchedule => (103, "NO_FEE_SCHEDULE"),
+        RejectCode::NothingToCharge => (104, "NOTHING_TO_CHARGE"),
+        RejectCode::TooManyCharges => (105, "TOO_MANY_CHARGES"),
     }
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 58] = [
+pub const ALL_CODES: [RejectCode; 63] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -190,6 +195,11 @@ pub const ALL_CODES: [RejectCode; 58] = [
     RejectCode::PendingPaymentsOpen,
     RejectCode::TooManyPending,
     RejectCode::FeesInvalid,
+    RejectCode::PeriodAlreadyCharged,
+    RejectCode::PeriodNotBegun,
+    RejectCode::NoFeeSchedule,
+    RejectCode::NothingToCharge,
+    RejectCode::TooManyCharges,
 ];
 
 /// Runs `open` again while it fails because sled still holds the directory's lock.

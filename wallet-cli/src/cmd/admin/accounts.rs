@@ -47,7 +47,7 @@ pub struct Args {
     /// Only accounts negative for at least this many days
     #[arg(long, value_name = "DAYS")]
     negative_days: Option<u32>,
-    /// Only accounts using at least this percentage of their credit line
+    /// Only accounts using at least this percentage of their credit line (debt and pending payments' reservations)
     #[arg(long, value_name = "PERCENT")]
     credit_use: Option<u32>,
     /// Only firms of this NACE section, division or class (C, 10, 10.71)

@@ -1,7 +1,9 @@
-//! `cercle admin fees set|show`: the association's fee schedule. Every fee is paid to the
-//! association's own account. `set` replaces the whole schedule (what it does not give is
-//! off: no levy, no membership fee, no demurrage), as an administrator's signed operation
-//! with a reason; `show` prints the schedule in force (`cercle info` shows it too).
+//! `cercle admin fees set|show|charge`: the association's fee schedule. Every fee is paid
+//! to the association's own account. `set` replaces the whole schedule (what it does not
+//! give is off: no levy, no membership fee, no demurrage), as an administrator's signed
+//! operation with a reason; `show` prints the schedule in force (`cercle info` shows it
+//! too); `charge --period YYYY-MM` charges a ledger month's membership fees and demurrage,
+//! once per period, and prints every charge and every firm not charged with the reason.
 //!
 //! The transfer levy is charged on every transfer between two accounts other than the
 //! association's, in the transfer's own entry: `bp` basis points of the amount, rounded
@@ -10,7 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use cercle_core::{AccountId, FeeSchedule, Genesis, LevyOn, OpKind, SetFees};
+use cercle_core::charges::{ChargeRecord, Period};
+use cercle_core::{AccountId, FeeSchedule, Genesis, GroupName, LevyOn, OpKind, SectionTag, SetFees};
 use serde_json::json;
 
 use crate::amounts::{self, Sign};
@@ -25,6 +28,17 @@ pub enum Command {
     Set(Args),
     /// Show the fee schedule in force
     Show,
+    /// Charge a month's membership fees and demurrage (each month once, in order)
+    Charge(ChargeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ChargeArgs {
+    /// The ledger month to charge, e.g. 2026-11 (the current month or an earlier one)
+    #[arg(long, value_name = "YYYY-MM", value_parser = Period::parse)]
+    period: Period,
+    #[command(flatten)]
+    sign: SignArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +55,10 @@ pub struct Args {
     /// A periodic membership fee for a size class, e.g. 1-9=50.00 (repeat for each class)
     #[arg(long, value_name = "CLASS=AMOUNT")]
     membership: Vec<String>,
+    /// A periodic membership fee for a member group, which its members pay instead of their
+    /// size class's, e.g. coops=20.00 (repeat for each group)
+    #[arg(long, value_name = "GROUP=AMOUNT")]
+    group_membership: Vec<String>,
     /// Demurrage on positive balances above the threshold, in basis points a month (at most 500)
     #[arg(long, value_name = "N", default_value_t = 0)]
     demurrage_bp: u16,
@@ -65,6 +83,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
             return show(global, &node.genesis, node.fees.as_ref());
         }
         Command::Set(args) => args,
+        Command::Charge(args) => return charge(global, args).await,
     };
     let key = keys::load(global.key.as_deref())?;
     let mut membership = Vec::with_capacity(args.membership.len());
@@ -74,6 +93,15 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         };
         amounts::precheck(amount, "membership fee", Sign::Positive)?;
         membership.push((class.trim().to_string(), amount.to_string()));
+    }
+    let mut groups = Vec::with_capacity(args.group_membership.len());
+    for m in &args.group_membership {
+        let Some((group, amount)) = m.split_once('=') else {
+            crate::usage_bail!("invalid --group-membership '{m}': give GROUP=AMOUNT, e.g. coops=20.00");
+        };
+        let group = GroupName::parse(group.trim()).map_err(|e| crate::failure::usage(e.to_string()))?;
+        amounts::precheck(amount, "group membership fee", Sign::Positive)?;
+        groups.push((group, amount.to_string()));
     }
     amounts::precheck(&args.demurrage_above, "demurrage threshold", Sign::NonNegative)?;
     let mut node = Node::connect(&global.node).await?;
@@ -85,7 +113,15 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
             crate::usage_bail!("size class '{class}' is given two membership fees");
         }
     }
+    let mut group_membership_minor = BTreeMap::new();
+    for (group, amount) in groups {
+        let minor = amounts::parse(&amount, "group membership fee", Sign::Positive, exponent)?;
+        if group_membership_minor.insert(group.clone(), minor).is_some() {
+            crate::usage_bail!("group '{group}' is given two membership fees");
+        }
+    }
     let schedule = FeeSchedule {
+        group_membership_minor,
         account: args.account,
         transfer_levy_bp: args.transfer_levy_bp,
         levy_on: args.levy_on,
@@ -122,5 +158,115 @@ pub fn schedule_json(f: &FeeSchedule) -> serde_json::Value {
         "membership_minor": f.membership_minor,
         "demurrage_bp": f.demurrage_bp,
         "demurrage_above_minor": f.demurrage_above_minor,
+        "group_membership_minor": f
+            .group_membership_minor
+            .iter()
+            .map(|(g, a)| (g.to_string(), *a))
+            .collect::<BTreeMap<String, i64>>(),
     })
+}
+
+/// Charges a period, then reads its entry back to print every firm's charge (the receipt
+/// carries balances, not the record).
+async fn charge(global: &Global, args: ChargeArgs) -> anyhow::Result<()> {
+    let key = keys::load(global.key.as_deref())?;
+    let mut node = Node::connect(&global.node).await?;
+    let kind = OpKind::ChargeFees { period: args.period };
+    let Some(receipt) =
+        signed::sign_and_submit_quietly(global, &args.sign, &key, &mut node, kind).await?.receipt
+    else {
+        return Ok(());
+    };
+    let mut stream = node.stream_entries(&key, receipt.sequence).await?;
+    let entry = stream
+        .message()
+        .await
+        .map_err(|s| crate::client::status_error(&global.node, &s))?
+        .ok_or_else(|| anyhow::anyhow!("the node did not send entry {}", receipt.sequence))?;
+    let entry = cercle_core::Entry::try_from(entry)
+        .map_err(|r| anyhow::anyhow!("entry {}: {}", receipt.sequence, r.message("", 0)))?;
+    let record = entry
+        .section(SectionTag::Charges)
+        .ok_or_else(|| anyhow::anyhow!("entry {} records no charges", entry.sequence))
+        .and_then(|s| {
+            ChargeRecord::from_section(s)
+                .map_err(|e| anyhow::anyhow!("entry {}: its charges: {e}", entry.sequence))
+        })?;
+    report(global, &node.genesis, &entry, &record, receipt.duplicate)
+}
+
+fn report(
+    global: &Global,
+    genesis: &Genesis,
+    entry: &cercle_core::Entry,
+    record: &ChargeRecord,
+    duplicate: bool,
+) -> anyhow::Result<()> {
+    let money = |minor: i64| output::money(genesis, minor);
+    if global.json {
+        let firms: Vec<serde_json::Value> = record
+            .firms
+            .iter()
+            .map(|f| {
+                json!({
+                    "account": f.account.to_string(),
+                    "membership_minor": f.membership_minor,
+                    "demurrage_minor": f.demurrage_minor,
+                    "charged_minor": f.charged_minor(),
+                    "not_charged": f.not_charged.map(|n| json!({
+                        "reason": n.name(),
+                        "amount_minor": f.due_minor(),
+                        "detail": n.describe(&money),
+                    })),
+                    "balance_after_minor": f.balance_after_minor,
+                })
+            })
+            .collect();
+        return output::emit_ok(json!({
+            "sequence": entry.sequence,
+            "timestamp_ms": entry.timestamp_ms,
+            "duplicate": duplicate,
+            "period": record.period.to_string(),
+            "fee_account": record.fee_account.to_string(),
+            "fee_balance_after_minor": record.fee_balance_after_minor,
+            "charged_minor": record.charged_minor(),
+            "not_charged_minor": record.not_charged_minor(),
+            "firms": firms,
+        }));
+    }
+    let mut lines = vec![format!(
+        "charged period {}: entry {} at {}; {} to {} (its balance {})",
+        record.period,
+        entry.sequence,
+        cercle_core::time::rfc3339_ms(entry.timestamp_ms),
+        money(record.charged_minor()),
+        record.fee_account,
+        money(record.fee_balance_after_minor)
+    )];
+    for f in &record.firms {
+        let what =
+            format!("membership {}, demurrage {}", money(f.membership_minor), money(f.demurrage_minor));
+        lines.push(match &f.not_charged {
+            None => format!(
+                "  {}: charged {} ({what}); balance {}",
+                f.account,
+                money(f.due_minor()),
+                money(f.balance_after_minor)
+            ),
+            Some(why) => format!(
+                "  {}: NOT charged {} ({what}): {}",
+                f.account,
+                money(f.due_minor()),
+                why.describe(&money)
+            ),
+        });
+    }
+    let unpaid = record.firms.iter().filter(|f| f.not_charged.is_some()).count();
+    if unpaid > 0 {
+        lines.push(format!(
+            "{unpaid} firm(s) not charged, {} in all: collect it otherwise (an invoice, say); the period counts as charged",
+            money(record.not_charged_minor())
+        ));
+    }
+    output::emit(&lines.join("\n"))
 }

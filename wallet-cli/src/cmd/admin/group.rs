@@ -7,14 +7,11 @@ use cercle_core::{AccountId, GroupLimits, GroupName, OpKind, SetGroupLimits};
 
 use serde_json::json;
 
-use crate::amounts::{self, Sign};
+use crate::amounts::{self, LimitsChange, Sign};
 use crate::client::Node;
 use crate::output::{self, money, one_line};
 use crate::signed::{self, SignArgs, parse_account};
 use crate::{Global, keys};
-
-/// The `--max-balance` value that removes the maximum.
-const NO_MAXIMUM: &str = "none";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -109,32 +106,9 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
             return signed::sign_and_submit(global, &args.sign, &key, &mut node, kind).await;
         }
         Command::Set(args) => {
-            if args.credit_limit.is_none() && args.max_balance.is_none() {
-                crate::usage_bail!(
-                    "nothing to change: give --credit-limit AMOUNT, --max-balance AMOUNT, or --max-balance none"
-                );
-            }
-            if let Some(limit) = &args.credit_limit {
-                amounts::precheck(limit, "credit limit", Sign::NonNegative)?;
-            }
-            let max_balance = args.max_balance.as_deref().filter(|m| m.trim() != NO_MAXIMUM);
-            if let Some(max) = max_balance {
-                amounts::precheck(max, "maximum balance", Sign::NonNegative)?;
-            }
+            let change = LimitsChange::precheck(args.credit_limit.as_deref(), args.max_balance.as_deref())?;
             let mut node = Node::connect(&global.node).await?;
-            let exponent = node.genesis.exponent;
-            let credit_limit_minor = args
-                .credit_limit
-                .as_deref()
-                .map(|limit| amounts::parse(limit, "credit limit", Sign::NonNegative, exponent))
-                .transpose()?;
-            let max_balance_minor = match (&args.max_balance, max_balance) {
-                (None, _) => None,
-                (Some(_), None) => Some(None),
-                (Some(_), Some(max)) => {
-                    Some(Some(amounts::parse(max, "maximum balance", Sign::NonNegative, exponent)?))
-                }
-            };
+            let (credit_limit_minor, max_balance_minor) = change.parse(node.genesis.exponent)?;
             let kind = OpKind::SetGroupLimits(SetGroupLimits {
                 group: args.name,
                 credit_limit_minor,

@@ -5,13 +5,11 @@
 
 use cercle_core::{AccountId, OpKind, SetLimits};
 
-use crate::amounts::{self, Sign};
+use crate::amounts::LimitsChange;
 use crate::client::Node;
 use crate::signed::{self, SignArgs, parse_account};
 use crate::{Global, keys};
 
-/// The `--max-balance` value that removes the maximum.
-const NO_MAXIMUM: &str = "none";
 /// The value that makes a limit follow the account's group.
 const GROUP: &str = "group";
 
@@ -36,9 +34,8 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     if args.credit_limit.is_none() && args.max_balance.is_none() {
-        crate::usage_bail!(
-            "nothing to change: give --credit-limit AMOUNT, --max-balance AMOUNT, or --max-balance none"
-        );
+        // The same refusal as the amounts', before any key or group is looked at.
+        LimitsChange::precheck(None, None)?;
     }
     let is_group = |v: &Option<String>| v.as_deref().is_some_and(|v| v.trim() == GROUP);
     let (credit_group, max_group) = (is_group(&args.credit_limit), is_group(&args.max_balance));
@@ -59,28 +56,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         };
         return signed::sign_and_submit(global, &args.sign, &key, &mut node, kind).await;
     }
-    if let Some(limit) = &args.credit_limit {
-        amounts::precheck(limit, "credit limit", Sign::NonNegative)?;
-    }
-    let max_balance = args.max_balance.as_deref().filter(|m| m.trim() != NO_MAXIMUM);
-    if let Some(max) = max_balance {
-        amounts::precheck(max, "maximum balance", Sign::NonNegative)?;
-    }
+    let change = LimitsChange::precheck(args.credit_limit.as_deref(), args.max_balance.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
-    let exponent = node.genesis.exponent;
-    let credit_limit_minor = args
-        .credit_limit
-        .as_deref()
-        .map(|limit| amounts::parse(limit, "credit limit", Sign::NonNegative, exponent))
-        .transpose()?;
-    // Absent: keep the maximum. `none`: remove it. An amount: replace it.
-    let max_balance_minor = match (&args.max_balance, max_balance) {
-        (None, _) => None,
-        (Some(_), None) => Some(None),
-        (Some(_), Some(max)) => {
-            Some(Some(amounts::parse(max, "maximum balance", Sign::NonNegative, exponent)?))
-        }
-    };
+    let (credit_limit_minor, max_balance_minor) = change.parse(node.genesis.exponent)?;
     let kind = OpKind::SetLimits(SetLimits {
         account: args.account,
         credit_limit_minor,
