@@ -220,6 +220,16 @@ impl Node {
         Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
     }
 
+    pub async fn preview_limit_rule(
+        &mut self,
+        key: &Keypair,
+        request: pb::PreviewLimitRuleRequest,
+    ) -> anyhow::Result<pb::PreviewLimitRuleResponse> {
+        let request = self.authenticated(key, "PreviewLimitRule", request)?;
+        let response = self.client.preview_limit_rule(request).await;
+        Ok(response.map_err(|s| status_error(&self.url, &s))?.into_inner())
+    }
+
     pub async fn list_groups(&mut self, key: &Keypair) -> anyhow::Result<pb::ListGroupsResponse> {
         let request = self.authenticated(key, "ListGroups", pb::ListGroupsRequest {})?;
         let response = self.client.list_groups(request).await;

@@ -127,6 +127,8 @@ const KIND_KEYS = {
   closeAccount: "kind.close_account",
   assignGroup: "kind.assign_group",
   followGroupLimits: "kind.follow_group_limits",
+  chargeFees: "kind.charge_fees",
+  applyLimitRule: "kind.apply_limit_rule",
 };
 
 // ---------------------------------------------------------------------------------

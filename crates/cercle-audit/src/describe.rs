@@ -182,6 +182,10 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
             d.memo = reason;
             d.details = format!("pending payment {pending} declined");
         }
+        OpKind::ApplyLimitRule(a) => {
+            d.memo = &a.reason;
+            d.details = a.rule.describe(&money);
+        }
         OpKind::SetRole(r) => {
             d.memo = &r.reason;
             let change = if r.present { "added to" } else { "removed from" };

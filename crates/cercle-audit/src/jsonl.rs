@@ -368,11 +368,7 @@ pub fn parse_entry(line: &[u8]) -> Result<Entry, String> {
         .sections
         .iter()
         .map(|s| {
-            let tag = match s.tag {
-                1 => SectionTag::Clearing,
-                3 => SectionTag::Charges,
-                other => return Err(format!("unknown section tag {other}")),
-            };
+            let tag = SectionTag::from_u8(s.tag).map_err(|_| format!("unknown section tag {}", s.tag))?;
             let parts =
                 s.parts.iter().map(|p| unhex_vec(p, "a section's part")).collect::<Result<Vec<_>, _>>()?;
             Ok(Section { tag, parts })

@@ -14,9 +14,11 @@ use crate::fees::{FeeSchedule, LevyOn};
 use crate::groups::{GroupName, InvalidGroupName};
 use crate::ids::{AccountId, InvalidHandle, OperationId, PublicKey};
 use crate::invoice::InvoiceId;
+use crate::limitrule::LimitRule;
 use crate::op::{
-    AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
-    RunClearing, SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
+    AddKey, ApplyLimitRule, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation,
+    RegisterAccount, Role, RunClearing, SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole,
+    Transfer,
 };
 use crate::profile::{Field, Profile, ProfileChange};
 use crate::reject::Rejection;
@@ -354,6 +356,16 @@ fn from_wire(b: pb::OperationBody) -> Result<Operation, BodyError> {
         Kind::DeclinePending(d) => {
             OpKind::DeclinePending { account: account(&d.account)?, pending: d.pending_id, reason: d.reason }
         }
+        Kind::ApplyLimitRule(a) => OpKind::ApplyLimitRule(ApplyLimitRule {
+            rule: LimitRule {
+                cap_minor: a.cap_minor,
+                factor_bp: a.factor_bp,
+                floor_minor: a.floor_minor,
+                group: a.group.as_deref().map(GroupName::parse).transpose()?,
+            },
+            expected_root: a.expected_root.as_deref().map(|r| fixed(r, "expected_root")).transpose()?,
+            reason: a.reason,
+        }),
         Kind::Transfer(t) => OpKind::Transfer(Transfer {
             payer: account(&t.payer)?,
             payee: account(&t.payee)?,
@@ -532,6 +544,14 @@ fn to_wire(op: &Operation) -> pb::OperationBody {
             account: account.to_string(),
             pending_id: *pending,
             reason: reason.clone(),
+        }),
+        OpKind::ApplyLimitRule(a) => Kind::ApplyLimitRule(pb::ApplyLimitRule {
+            cap_minor: a.rule.cap_minor,
+            factor_bp: a.rule.factor_bp,
+            floor_minor: a.rule.floor_minor,
+            group: a.rule.group.as_ref().map(|g| g.to_string()),
+            expected_root: a.expected_root.map(|r| r.to_vec()),
+            reason: a.reason.clone(),
         }),
         OpKind::Transfer(t) => Kind::Transfer(pb::Transfer {
             payer: t.payer.to_string(),
@@ -713,6 +733,21 @@ mod tests {
                 pending: 18,
                 reason: "not ordered".into(),
             },
+            OpKind::ApplyLimitRule(ApplyLimitRule {
+                rule: LimitRule {
+                    cap_minor: 5_000_000,
+                    factor_bp: 2_500,
+                    floor_minor: 0,
+                    group: Some(GroupName::parse("small-firms").unwrap()),
+                },
+                expected_root: Some([7; 32]),
+                reason: "general assembly".into(),
+            }),
+            OpKind::ApplyLimitRule(ApplyLimitRule {
+                rule: LimitRule { cap_minor: 0, factor_bp: 0, floor_minor: 0, group: None },
+                expected_root: None,
+                reason: String::new(),
+            }),
             OpKind::SetProfile(SetProfile {
                 account: AccountId::parse("aaa").unwrap(),
                 display_name: Some("Boulangerie".into()),

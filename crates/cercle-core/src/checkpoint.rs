@@ -184,7 +184,7 @@ struct Standing {
 
 impl Standing {
     /// Follows `op`, if it changes `account`'s standing.
-    fn follow(&mut self, account: &AccountId, op: &crate::op::Operation) {
+    fn follow(&mut self, account: &AccountId, op: &crate::op::Operation, view: &EntryView) {
         use crate::op::OpKind;
         match &op.kind {
             OpKind::RegisterAccount(r) if &r.account == account => {
@@ -198,6 +198,12 @@ impl Standing {
                 }
                 if let Some(m) = s.max_balance_minor {
                     self.max_balance_minor = m;
+                }
+            }
+            // A limit rule's entry says, in the account's own part, the limit it gave it.
+            OpKind::ApplyLimitRule(_) => {
+                if let Some(part) = view.limit_part(account).filter(|p| p.changed()) {
+                    self.credit_limit_minor = part.new_limit_minor;
                 }
             }
             OpKind::FreezeAccount { account: a, .. } if a == account => self.frozen = true,
@@ -232,7 +238,7 @@ impl Statement {
         let mut sequences = Vec::new();
         for (view, op) in history.iter().filter(|(v, _)| v.entry.sequence <= tree_size) {
             let entry = &view.entry;
-            standing.follow(account, op);
+            standing.follow(account, op, view);
             let in_period = (from_ms..=to_ms).contains(&entry.timestamp_ms);
             if in_period {
                 if opening.is_none() {

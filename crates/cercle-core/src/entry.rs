@@ -104,6 +104,8 @@ pub struct BalanceAfter {
 pub enum SectionTag {
     /// A clearing run's record: a header part, then a part per firm (`clearing`).
     Clearing = 1,
+    /// A limit rule's application: a header part, then a part per firm (`limitrule`).
+    LimitRule = 2,
     /// A periodic charge's record: a header part, then a part per firm (`charges`).
     Charges = 3,
 }
@@ -112,6 +114,7 @@ impl SectionTag {
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
         match v {
             1 => Ok(SectionTag::Clearing),
+            2 => Ok(SectionTag::LimitRule),
             3 => Ok(SectionTag::Charges),
             _ => Err(DecodeError::Invalid("section tag")),
         }
@@ -529,12 +532,15 @@ impl EntryView {
     }
 
     /// The view an account's holder is shown: everything but other firms' parts. Of a
-    /// clearing section, the header and the account's own part.
+    /// clearing section or a limit rule's, the header and the account's own part.
     pub fn for_account(entry: &Entry, account: &AccountId) -> EntryView {
         let own = entry.section(SectionTag::Clearing).and_then(|s| crate::clearing::part_index(s, account));
+        let own_limit =
+            entry.section(SectionTag::LimitRule).and_then(|s| crate::limitrule::part_index(s, account));
         let charged = entry.section(SectionTag::Charges).and_then(|s| crate::charges::part_index(s, account));
         EntryView::of(entry, |tag, index| match tag {
             SectionTag::Clearing => index == 0 || Some(index) == own,
+            SectionTag::LimitRule => index == 0 || Some(index) == own_limit,
             SectionTag::Charges => index == 0 || Some(index) == charged,
         })
     }
@@ -560,13 +566,25 @@ impl EntryView {
     }
 
     /// Does the entry concern `account`: named by its operation, its balance changed (the
-    /// association's account by a levy), or changed by its clearing run?
+    /// association's account by a levy), changed by its clearing run, or its limit changed
+    /// by a limit rule?
     pub fn concerns(&self, op: &crate::op::Operation, account: &AccountId) -> bool {
         op.kind.accounts().contains(&account)
             || self.entry.balances_after.iter().any(|b| &b.account == account)
             || crate::clearing::firm_part(self, account).is_some_and(|p| p.firm.changed)
             || crate::charges::firm_charge(self, account).is_some()
             || crate::charges::header(self).is_some_and(|h| &h.fee_account == account)
+            || self.limit_part(account).is_some_and(|p| p.changed())
+    }
+
+    /// `account`'s part of the entry's limit rule section, if the view shows it.
+    pub fn limit_part(&self, account: &AccountId) -> Option<crate::limitrule::FirmLimit> {
+        let s = self.sections.iter().find(|s| s.tag == SectionTag::LimitRule)?;
+        s.parts
+            .iter()
+            .filter(|p| p.index > 0)
+            .filter_map(|p| crate::limitrule::FirmLimit::decode(&p.data).ok())
+            .find(|f| &f.account == account)
     }
 
     /// The part `index` of the section `tag`, if shown.

@@ -342,6 +342,9 @@ impl Ledger {
             _ => self.state.apply_signed(&ctx, &envelope.signers(), op, clearing)?,
         };
         let (balances_after, sections) = match &effects.clearing {
+            None if effects.limit_rule.is_some() => {
+                (Vec::new(), effects.limit_rule.iter().map(|o| o.to_section()).collect())
+            }
             // A periodic charge's balances are in its section's parts (`charges`): a firm is
             // shown its own, never another's.
             None if effects.charges.is_some() => {

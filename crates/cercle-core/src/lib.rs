@@ -20,6 +20,7 @@ pub mod groups;
 pub mod ids;
 pub mod invoice;
 pub mod ledger;
+pub mod limitrule;
 pub mod merkle;
 pub mod node_keys;
 pub mod op;
@@ -41,10 +42,12 @@ pub use invoice::{Invoice, InvoiceId, InvoiceState};
 pub use ledger::{
     Executed, Head, IdRecord, Ledger, Mark, OperationIds, ReplayError, Replayer, verify_envelope,
 };
+pub use limitrule::{FirmLimit, LimitRule, LimitRuleOutcome, MonthlySales};
 pub use node_keys::{NodeKeyEra, NodeKeys};
 pub use op::{
-    AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
-    RunClearing, SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole, Transfer,
+    AddKey, ApplyLimitRule, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation,
+    RegisterAccount, Role, RunClearing, SetFees, SetGroupLimits, SetLimits, SetProfile, SetQuorum, SetRole,
+    Transfer,
 };
 pub use profile::{Profile, ProfileChange};
 pub use reject::{RejectCode, Rejection};

@@ -133,6 +133,19 @@ pub enum OpKind {
         pending: u64,
         reason: String,
     },
+    /// Apply a limit rule (`limitrule`): every firm in its scope gets
+    /// `max(floor, min(cap, k × its sales of the 12 ledger months before this one))`, all
+    /// recorded in the entry's section.
+    ApplyLimitRule(ApplyLimitRule),
+}
+
+/// A limit rule applied now, with a reason; `expected_root` (the preview's digest) makes
+/// the application refused if its outcome is not the one previewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyLimitRule {
+    pub rule: crate::limitrule::LimitRule,
+    pub expected_root: Option<[u8; 32]>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,6 +381,7 @@ impl OpKind {
             OpKind::RemoveKey { .. } => "remove_key",
             OpKind::ApprovePending { .. } => "approve_pending",
             OpKind::DeclinePending { .. } => "decline_pending",
+            OpKind::ApplyLimitRule(_) => "apply_limit_rule",
         }
     }
 
@@ -396,8 +410,10 @@ impl OpKind {
             | OpKind::CancelInvoice { invoice: i, .. }
             | OpKind::SetInvoiceClearing { invoice: i, .. } => vec![&i.payer, &i.payee],
             // A group's change names no account: its members follow it without an entry each.
-            // A charge's firms are the ones its entry records (`charges`), like a clearing run's.
+            // A limit rule's firms are in its entry's section (`Effects::touched`); a charge's
+            // firms are the ones its entry records (`charges`), like a clearing run's.
             OpKind::RunClearing(_)
+            | OpKind::ApplyLimitRule(_)
             | OpKind::ChargeFees { .. }
             | OpKind::SetRole(_)
             | OpKind::SetQuorum(_)
@@ -427,6 +443,7 @@ impl OpKind {
                 | OpKind::AssignGroup { .. }
                 | OpKind::FollowGroupLimits { .. }
                 | OpKind::SetFees(_)
+                | OpKind::ApplyLimitRule(_)
                 | OpKind::ChargeFees { .. }
         )
     }

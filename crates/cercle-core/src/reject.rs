@@ -3,7 +3,7 @@
 //! Codes are stable and never renumbered; new reasons take new numbers. Codes are grouped
 //! by kind (1-9 the envelope and its time, 10-19 authority and governance roles, 20-29
 //! accounts, 30-39 values, 40-49 amounts, 50-59 limits and bounds, 60-69 clearing, 70-79
-//! closure, 80-89 member groups, 90-99 a firm's keys and their roles, 100-109 fees and their periodic charges; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
+//! closure, 80-83 member groups, 84-89 limit rules, 90-99 a firm's keys and their roles, 100-109 fees and their periodic charges; invoices take 25-28 among the accounts), which is not the order of the checks: when several reasons
 //! apply, the one checked first is reported, in the order `state.rs` documents (after the
 //! node's own checks of size, signature, decoding and operation id).
 
@@ -72,6 +72,10 @@ pub enum RejectCode {
     GroupExists = 81,
     TooManyGroups = 82,
     NotInGroup = 83,
+    LimitRuleInvalid = 84,
+    LimitRuleChanged = 85,
+    LimitRuleTooManyFirms = 86,
+    LimitRuleNoFirms = 87,
     FeesInvalid = 100,
     PeriodAlreadyCharged = 101,
     PeriodNotBegun = 102,
@@ -144,6 +148,10 @@ impl RejectCode {
             RejectCode::GroupExists => "GROUP_EXISTS",
             RejectCode::TooManyGroups => "TOO_MANY_GROUPS",
             RejectCode::NotInGroup => "NOT_IN_GROUP",
+            RejectCode::LimitRuleInvalid => "LIMIT_RULE_INVALID",
+            RejectCode::LimitRuleChanged => "LIMIT_RULE_CHANGED",
+            RejectCode::LimitRuleTooManyFirms => "LIMIT_RULE_TOO_MANY_FIRMS",
+            RejectCode::LimitRuleNoFirms => "LIMIT_RULE_NO_FIRMS",
             RejectCode::FeesInvalid => "FEES_INVALID",
             RejectCode::PeriodAlreadyCharged => "PERIOD_ALREADY_CHARGED",
             RejectCode::PeriodNotBegun => "PERIOD_NOT_BEGUN",
@@ -360,6 +368,27 @@ pub enum Rejection {
     NotInGroup {
         account: AccountId,
     },
+    /// A limit rule's values out of their bounds: `detail` names the value and the bound.
+    LimitRuleInvalid {
+        detail: String,
+    },
+    /// The application names the preview it expects (`expected`, the root of its section),
+    /// and its outcome now is another one (`actual`): a firm's sales, limit or status
+    /// changed, or the ledger month did, since the preview.
+    LimitRuleChanged {
+        expected: [u8; 32],
+        actual: [u8; 32],
+        firms: usize,
+    },
+    /// More firms in the rule's scope than one entry records.
+    LimitRuleTooManyFirms {
+        firms: usize,
+        max: usize,
+    },
+    /// No active firm in the rule's scope.
+    LimitRuleNoFirms {
+        group: Option<GroupName>,
+    },
     /// A fee schedule out of its limits: `detail` names the value and the limit.
     FeesInvalid {
         detail: String,
@@ -499,6 +528,10 @@ impl Rejection {
             Rejection::GroupExists { .. } => RejectCode::GroupExists,
             Rejection::TooManyGroups { .. } => RejectCode::TooManyGroups,
             Rejection::NotInGroup { .. } => RejectCode::NotInGroup,
+            Rejection::LimitRuleInvalid { .. } => RejectCode::LimitRuleInvalid,
+            Rejection::LimitRuleChanged { .. } => RejectCode::LimitRuleChanged,
+            Rejection::LimitRuleTooManyFirms { .. } => RejectCode::LimitRuleTooManyFirms,
+            Rejection::LimitRuleNoFirms { .. } => RejectCode::LimitRuleNoFirms,
             Rejection::FeesInvalid { .. } => RejectCode::FeesInvalid,
             Rejection::PeriodAlreadyCharged { .. } => RejectCode::PeriodAlreadyCharged,
             Rejection::PeriodNotBegun { .. } => RejectCode::PeriodNotBegun,
@@ -676,6 +709,22 @@ impl Rejection {
             Rejection::NotInGroup { account } => format!(
                 "account '{account}' is in no group, so it has no group limits to follow; assign it to one first (cercle admin group assign)"
             ),
+            Rejection::LimitRuleInvalid { detail } => format!("invalid limit rule: {detail}"),
+            Rejection::LimitRuleChanged { expected, actual, firms } => format!(
+                "the limit rule's outcome is no longer the one previewed (digest {}): it is now {} over {firms} firm{}; preview it again (cercle admin limits preview)",
+                hex_prefix(expected),
+                hex_prefix(actual),
+                if *firms == 1 { "" } else { "s" }
+            ),
+            Rejection::LimitRuleTooManyFirms { firms, max } => format!(
+                "the limit rule would cover {firms} firms, at most {max} in one entry; apply it group by group (--group)"
+            ),
+            Rejection::LimitRuleNoFirms { group: Some(group) } => {
+                format!("the limit rule covers no firm: group '{group}' has no active member")
+            }
+            Rejection::LimitRuleNoFirms { group: None } => {
+                "the limit rule covers no firm: the ledger has no active firm".to_string()
+            }
             Rejection::FeesInvalid { detail } => format!("invalid fee schedule: {detail}"),
             Rejection::PeriodAlreadyCharged { period, last } if *period == last.period => format!(
                 "period {period} was already charged, by {}: a period is charged once",
@@ -750,4 +799,9 @@ impl Rejection {
             ),
         }
     }
+}
+
+/// The first 16 hex digits of a digest: enough to tell two apart in a message.
+fn hex_prefix(digest: &[u8; 32]) -> String {
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

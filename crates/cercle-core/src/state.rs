@@ -71,6 +71,12 @@
 //! something periodically and the association's account is open and active; something is
 //! due (`NothingToCharge`); at most `CHARGE_FIRMS_MAX` firms (`TooManyCharges`). A
 //! charge moves balances but is not activity: `last_activity_ms` stays as it was.
+//! Sales and limit rules (`limitrule`): a transfer that moves money, and an approved pending
+//! payment, add their amount to the payee's sales of the entry's ledger month (unless the
+//! fee account pays). `ApplyLimitRule` gives every firm in its scope the limit its rule
+//! computes from the sales of the 12 ledger months before the entry's; its checks, after
+//! the common ones: the group exists, the scope is neither empty nor above
+//! `LIMIT_RULE_FIRMS_MAX`, then the outcome is the one the operation expects.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -86,6 +92,7 @@ use crate::genesis::Genesis;
 use crate::groups::{GroupName, Groups, Limits, MemberGroup, Membership};
 use crate::ids::{AccountId, PublicKey};
 use crate::invoice::{Invoice, InvoiceId, InvoiceState};
+use crate::limitrule::{self, LimitRule, LimitRuleOutcome, MonthlySales};
 use crate::node_keys::NodeKeys;
 use crate::op::{
     AddKey, GroupLimits, InvoiceParties, IssueInvoice, KeyRole, OpKind, Operation, RegisterAccount, Role,
@@ -98,7 +105,7 @@ use cercle_limits::{
     ACCOUNTS_MAX, AMOUNT_MAX_MINOR, CHARGE_FIRMS_MAX, DISPLAY_NAME_CHARS_MAX, GOVERNANCE_KEYS_MAX,
     GROUPS_MAX, INVOICE_AMOUNT_MAX_MINOR, INVOICE_REF_CHARS_MAX, KEYS_PER_ACCOUNT_MAX, MEMO_CHARS_MAX,
     NODE_KEYS_MAX, OPEN_INVOICES_MAX, OPERATION_SIGNATURES_MAX, PENDING_PER_ACCOUNT_MAX, PENDING_TOTAL_MAX,
-    PENDING_VALIDITY_MS, REASON_CHARS_MAX, RETIRED_KEYS_MAX, VALIDITY_MS_MAX,
+    PENDING_VALIDITY_MS, REASON_CHARS_MAX, RETIRED_KEYS_MAX, SALES_MONTHS_MAX, VALIDITY_MS_MAX,
 };
 
 const ACCOUNT_VERSION: u8 = 1;
@@ -157,6 +164,9 @@ pub struct Account {
     /// The account's pending payments, as payer, in id order (at most
     /// `PENDING_PER_ACCOUNT_MAX`); expired ones stay until the account's next change of them.
     pub pending: Vec<PendingPayment>,
+    /// What the firm was paid by other firms, by ledger month, in month order: the month
+    /// in progress and at most the 12 before it (`limitrule`: what counts as a sale).
+    pub sales: Vec<MonthlySales>,
 }
 
 /// A payer key's payment waiting for an owner's approval; it reserves the payer's headroom
@@ -198,6 +208,8 @@ const EXTENSION_RETIRED_KEYS: u8 = 3;
 const EXTENSION_GROUP: u8 = 4;
 const EXTENSION_KEY_GRANTS: u8 = 5;
 const EXTENSION_PENDING: u8 = 6;
+/// Tag 7 is the periodic charges'.
+const EXTENSION_SALES: u8 = 8;
 
 impl Account {
     /// The account's canonical, versioned encoding: persisted by the store's checkpoint and
@@ -302,6 +314,14 @@ impl Account {
             }
             extensions.push((EXTENSION_PENDING, p.buf));
         }
+        if digest >= 3 && !self.sales.is_empty() {
+            let mut m = Writer::default();
+            m.u8(self.sales.len() as u8);
+            for month in &self.sales {
+                m.u32(month.month).i64(month.amount_minor);
+            }
+            extensions.push((EXTENSION_SALES, m.buf));
+        }
         w.u8(extensions.len() as u8);
         for (tag, bytes) in extensions {
             w.u8(tag).bytes(&bytes);
@@ -339,6 +359,7 @@ impl Account {
         let mut membership = None;
         let mut key_grants = BTreeMap::new();
         let mut pending: Vec<PendingPayment> = Vec::new();
+        let mut sales: Vec<MonthlySales> = Vec::new();
         let count = r.u8("extension count")?;
         let mut last_tag = 0;
         for _ in 0..count {
@@ -443,6 +464,26 @@ impl Account {
                         pending.push(p);
                     }
                 }
+                EXTENSION_SALES => {
+                    let n = usize::from(e.u8("sales month count")?);
+                    if n == 0 || n > SALES_MONTHS_MAX {
+                        return Err(DecodeError::Invalid("sales month count"));
+                    }
+                    for _ in 0..n {
+                        let month =
+                            MonthlySales { month: e.u32("sales month")?, amount_minor: e.i64("sales")? };
+                        if sales.last().is_some_and(|last| last.month >= month.month)
+                            || sales
+                                .first()
+                                .is_some_and(|first| month.month - first.month >= SALES_MONTHS_MAX as u32)
+                        {
+                            return Err(DecodeError::Invalid(
+                                "sales months out of order or out of their window",
+                            ));
+                        }
+                        sales.push(month);
+                    }
+                }
                 _ => return Err(DecodeError::Invalid("unknown account extension")),
             }
             e.finish()?;
@@ -465,6 +506,7 @@ impl Account {
             membership,
             key_grants,
             pending,
+            sales,
         })
     }
 
@@ -610,6 +652,8 @@ pub struct Effects {
     /// The entry created a member group or changed its limits: the limits of every member
     /// that follows them may have changed, though no account record did.
     pub groups_changed: bool,
+    /// A limit rule's outcome, which goes into the entry as its section.
+    pub limit_rule: Option<LimitRuleOutcome>,
     /// A periodic charge's record (which goes into the entry).
     pub charges: Option<ChargeRecord>,
 }
@@ -1010,7 +1054,8 @@ impl State {
     /// Every field of an account is in its encoding, the profile and the activity
     /// (`negative_since_ms`, `last_activity_ms`) included.
     /// Version 3: the governance roles too, since they moved from the genesis into the
-    /// state.
+    /// state. An account's sales by month (extension 8) are in its encoding once it has
+    /// some, like every extension: versions 1 and 2 leave them out.
     pub fn digest(&self) -> [u8; 32] {
         self.digest_version(3)
     }
@@ -1184,6 +1229,9 @@ impl State {
             OpKind::RunClearing(RunClearing { with_credit: true, .. }) => {
                 Some(SensitiveAct::ClearingWithCredit)
             }
+            // A rule grants up to its cap (or its floor, if higher) to any firm whose sales
+            // reach it: judged on the rule the signers approve, not on the sales of the day.
+            OpKind::ApplyLimitRule(a) => large(a.rule.cap_minor.max(a.rule.floor_minor)),
             _ => None,
         }
     }
@@ -1311,6 +1359,7 @@ impl State {
                 self.invoice_action(ctx, signer, invoice, InvoiceAction::SetClearing(*excluded))?
             }
             OpKind::RunClearing(run) => self.run_clearing(ctx, run, clearing)?,
+            OpKind::ApplyLimitRule(a) => self.apply_limit_rule(ctx, a)?,
         };
         Ok(effects)
     }
@@ -1979,6 +2028,7 @@ impl State {
             clearing: Some((record, summary)),
             groups_changed: false,
             pending: None,
+            limit_rule: None,
             charges: None,
         })
     }
@@ -2029,6 +2079,7 @@ impl State {
             membership: None,
             key_grants: BTreeMap::new(),
             pending: Vec::new(),
+            sales: Vec::new(),
         });
         Ok(Effects {
             balance_changes: vec![BalanceChange {
@@ -2213,6 +2264,7 @@ impl State {
             touched.push(id.clone());
             moves.push((id, after));
         }
+        self.record_sale(ctx, &t.payer, &t.payee, t.amount_minor);
         for (id, after) in &moves {
             let a = self.account_mut(id);
             balance_changes.push(BalanceChange {
@@ -2235,6 +2287,7 @@ impl State {
             clearing: None,
             groups_changed: false,
             pending: None,
+            limit_rule: None,
             charges: None,
         })
     }
@@ -2396,6 +2449,7 @@ impl State {
                 effects.touched.push(fee.clone());
                 moves.push((fee, after));
             }
+            self.record_sale(ctx, id, &p.payee, p.amount_minor);
             for (account, after) in &moves {
                 let a = self.account_mut(account);
                 effects.balance_changes.push(BalanceChange {
@@ -2414,6 +2468,58 @@ impl State {
             self.account_mut(account).last_sequence = ctx.sequence;
         }
         Ok(effects)
+    }
+
+    /// Counts a payment of `amount_minor` from `payer` as a sale of `payee` in the entry's
+    /// ledger month, unless the association's fee account pays it (`limitrule`).
+    fn record_sale(&mut self, ctx: &Context, payer: &AccountId, payee: &AccountId, amount_minor: i64) {
+        if self.fees.as_ref().is_some_and(|f| &f.account == payer) {
+            return;
+        }
+        let month = limitrule::ledger_month(self.day_offset_minutes, ctx.timestamp_ms);
+        limitrule::record_sale(&mut self.account_mut(payee).sales, month, amount_minor);
+    }
+
+    /// What `rule` gives every firm in its scope at `timestamp_ms` (the window is the 12
+    /// ledger months before that month): the one computation behind a preview and an
+    /// application. Refused when the rule's values are out of bounds, its group unknown,
+    /// its scope empty or larger than one entry records.
+    pub fn limit_rule_outcome(
+        &self,
+        rule: &LimitRule,
+        timestamp_ms: u64,
+    ) -> Result<LimitRuleOutcome, Rejection> {
+        let month = limitrule::ledger_month(self.day_offset_minutes, timestamp_ms);
+        let fee_account = self.fees.as_ref().map(|f| &f.account);
+        limitrule::outcome(rule, self.accounts.values(), &self.groups, fee_account, month)
+    }
+
+    /// Applies a limit rule: every firm whose binding limit is not already the new one gets
+    /// it as its own (its maximum balance untouched). Refused, when the operation names
+    /// the preview it expects, if the outcome differs from it.
+    fn apply_limit_rule(
+        &mut self,
+        ctx: &Context,
+        a: &crate::op::ApplyLimitRule,
+    ) -> Result<Effects, Rejection> {
+        let outcome = self.limit_rule_outcome(&a.rule, ctx.timestamp_ms)?;
+        if let Some(expected) = a.expected_root {
+            let actual = outcome.root();
+            if actual != expected {
+                return Err(Rejection::LimitRuleChanged { expected, actual, firms: outcome.firms.len() });
+            }
+        }
+        let mut touched = Vec::new();
+        for firm in outcome.firms.iter().filter(|f| f.changed()) {
+            let account = self.account_mut(&firm.account);
+            account.credit_limit_minor = firm.new_limit_minor;
+            if let Some(m) = &mut account.membership {
+                m.credit_from_group = false;
+            }
+            account.last_sequence = ctx.sequence;
+            touched.push(firm.account.clone());
+        }
+        Ok(Effects { touched, limit_rule: Some(outcome), ..Effects::default() })
     }
 
     /// The checks of a transfer that pays an invoice: the invoice is visible to the signer,
@@ -2716,6 +2822,10 @@ pub fn check_values(kind: &OpKind) -> Result<(), Rejection> {
         OpKind::RejectInvoice { reason, .. } => check_reason(reason, true),
         OpKind::CancelInvoice { reason, .. } => check_reason(reason, false),
         OpKind::RunClearing(run) => check_reason(&run.reason, false),
+        OpKind::ApplyLimitRule(a) => {
+            check_reason(&a.reason, true)?;
+            a.rule.check().map_err(|detail| Rejection::LimitRuleInvalid { detail })
+        }
     }
 }
 

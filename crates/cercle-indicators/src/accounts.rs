@@ -190,6 +190,7 @@ mod tests {
             membership: None,
             key_grants: Default::default(),
             pending: Vec::new(),
+            sales: Vec::new(),
         }
     }
 

@@ -195,6 +195,23 @@ impl Computer {
             OpKind::CreateGroup(g) => {
                 self.groups.insert(g.group.clone(), g.credit_limit_minor);
             }
+            // Each firm whose limit the rule changed has it as its own, as `SetLimits` would
+            // give it: the entry's section says which, and what.
+            OpKind::ApplyLimitRule(_) => {
+                let section = entry
+                    .section(cercle_core::SectionTag::LimitRule)
+                    .ok_or_else(|| bad("a limit rule's entry without its section".into()))?;
+                let outcome = cercle_core::LimitRuleOutcome::from_section(section)
+                    .map_err(|e| bad(format!("its limit rule section: {e}")))?;
+                for part in outcome.firms.iter().filter(|p| p.changed()) {
+                    let f = self.firm(&part.account).map_err(bad)?;
+                    self.firms[f].limit = part.new_limit_minor;
+                    if let Some((_, follows)) = &mut self.firms[f].group {
+                        *follows = false;
+                    }
+                    restuck(&mut self.firms[f], ts);
+                }
+            }
             // Every member that follows the group's credit limit is bound by the new one: a
             // pass over the firms, in this offline computation, where the ledger's state
             // resolves it at check time.

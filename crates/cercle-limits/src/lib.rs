@@ -213,6 +213,14 @@ limits! {
     /// Most firms one periodic charge lists (`TOO_MANY_CHARGES`): its section holds a
     /// header and a part per firm, within `PARTS_MAX`.
     CHARGE_FIRMS_MAX: usize = CLEARING_FIRMS_MAX => count;
+    /// Most firms one application of a limit rule covers (`LIMIT_RULE_TOO_MANY_FIRMS`): its
+    /// entry has a part per firm. A larger circuit applies the rule group by group.
+    LIMIT_RULE_FIRMS_MAX: usize = CLEARING_FIRMS_MAX => count;
+    /// Largest factor of a limit rule, in basis points of a firm's sales (10 times them).
+    LIMIT_RULE_FACTOR_BP_MAX: u32 = 100_000 => count;
+    /// Ledger months of sales an account keeps: the month in progress and the 12 whole
+    /// months before it, the window of a limit rule.
+    SALES_MONTHS_MAX: usize = 13 => count;
 
     // ---- Entries ------------------------------------------------------------------------
 
@@ -235,6 +243,9 @@ limits! {
     /// and `CLEARING_OBLIGATIONS_MAX` cleared invoices.
     CLEARING_ENTRY_BYTES_MAX: usize =
         clearing_entry_bytes(CLEARING_FIRMS_MAX, CLEARING_OBLIGATIONS_MAX) => bytes;
+    /// Largest entry of a limit rule's application: `limit_rule_entry_bytes` at
+    /// `LIMIT_RULE_FIRMS_MAX` firms.
+    LIMIT_RULE_ENTRY_BYTES_MAX: usize = limit_rule_entry_bytes(LIMIT_RULE_FIRMS_MAX) => bytes;
 
     // ---- Log ----------------------------------------------------------------------------
 
@@ -484,6 +495,22 @@ pub const fn clearing_entry_bytes(firms: usize, invoices: usize) -> usize {
         + 2 * invoices * CLEARED_INVOICE
 }
 
+/// The largest entry of a limit rule applied to `firms` firms, with a full body and the
+/// longest handles (`Entry::encode`): the fixed fields, one section (tag and part count),
+/// its header part (version, window, counts) and a part per firm (handle, sales, old
+/// limit and where it came from, new limit). Each part carries a 4-byte length.
+pub const fn limit_rule_entry_bytes(firms: usize) -> usize {
+    const SECTION_HEAD: usize = 1 + 4;
+    const HEADER_PART: usize = 4 + (1 + 4 + 4 + 4 + 4);
+    const FIRM_PART: usize = 4 + (4 + HANDLE_LEN_MAX) + 8 + 8 + 1 + 8;
+    ENTRY_FIXED_BYTES
+        + BODY_BYTES_MAX
+        + OPERATION_SIGNATURES_MAX * SIGNATURE_BYTES
+        + SECTION_HEAD
+        + HEADER_PART
+        + firms * FIRM_PART
+}
+
 // ---- How the limits relate ---------------------------------------------------------------
 
 const _: () = assert!(
@@ -524,6 +551,11 @@ const _: () =
 // too (each cleared invoice is in the parts of both its firms).
 const _: () =
     assert!(CLEARING_ENTRY_BYTES_MAX <= ENTRY_BYTES_MAX, "a clearing run's entry fits a log record");
+const _: () =
+    assert!(LIMIT_RULE_ENTRY_BYTES_MAX <= ENTRY_BYTES_MAX, "a limit rule's entry fits a log record");
+const _: () =
+    assert!(LIMIT_RULE_FIRMS_MAX < PARTS_MAX, "a limit rule's section: a header and a part per firm");
+const _: () = assert!(SALES_MONTHS_MAX <= u8::MAX as usize, "an account encodes its sales months in a u8");
 const _: () = assert!(ENTRY_BYTES_MAX <= u32::MAX as usize, "a record encodes its length in a u32");
 const _: () = assert!(GROUP_RECORDS_MAX <= u16::MAX as usize + 1, "a record encodes its index in a u16");
 // A torn tail is one group: the largest entry alone, or a full group of operation entries.

@@ -155,11 +155,10 @@ fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], Reject> {
 }
 
 fn section_view(s: EntrySection) -> Result<core::entry::SectionView, Reject> {
-    let tag = match s.tag {
-        1 => core::SectionTag::Clearing,
-        3 => core::SectionTag::Charges,
-        other => return Err(malformed(format!("unknown entry section {other}"))),
-    };
+    let tag = u8::try_from(s.tag)
+        .ok()
+        .and_then(|t| core::SectionTag::from_u8(t).ok())
+        .ok_or_else(|| malformed(format!("unknown entry section {}", s.tag)))?;
     let parts = s
         .parts
         .into_iter()

@@ -103,6 +103,7 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::QuorumInvalid
         | RejectCode::FeesInvalid
         | RejectCode::NodeKeyInvalid
+        | RejectCode::LimitRuleInvalid
         | RejectCode::SelfTransfer => Code::InvalidArgument,
         RejectCode::BadSignature => Code::Unauthenticated,
         RejectCode::NotAdministrator
@@ -120,6 +121,7 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::TooManyObligations
         | RejectCode::TooManyAccounts
         | RejectCode::TooManyRoleKeys
+        | RejectCode::LimitRuleTooManyFirms
         | RejectCode::TooManyCharges => Code::ResourceExhausted,
         RejectCode::Expired
         | RejectCode::AccountFrozen
@@ -144,6 +146,8 @@ fn rejection_code(code: RejectCode) -> Code {
         | RejectCode::NodeKeyInForce
         | RejectCode::NodeKeyUsedBefore
         | RejectCode::NotInGroup
+        | RejectCode::LimitRuleChanged
+        | RejectCode::LimitRuleNoFirms
         | RejectCode::KeyCapExceeded
         | RejectCode::LastOwnerKey
         | RejectCode::KeyAlreadyOnAccount

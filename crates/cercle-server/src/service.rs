@@ -190,6 +190,13 @@ impl LedgerService {
                 }
             }
         }
+        if let Some(section) = entry.section(core::SectionTag::LimitRule) {
+            for part in section.parts.iter().skip(1) {
+                if let Ok(p) = core::FirmLimit::decode(part) {
+                    candidates.push(p.account);
+                }
+            }
+        }
         if let Some(section) = entry.section(core::SectionTag::Charges) {
             if let Some(h) = section.parts.first().and_then(|p| core::charges::ChargeHeader::decode(p).ok()) {
                 candidates.push(h.fee_account);
@@ -548,6 +555,57 @@ impl pb::ledger_server::Ledger for LedgerService {
         self.authorize_governance(&request, "ListGroups")?;
         Ok(Response::new(pb::ListGroupsResponse {
             groups: self.view.groups_overview(),
+            currency: self.genesis.currency.clone(),
+            exponent: u32::from(self.genesis.exponent),
+        }))
+    }
+
+    async fn preview_limit_rule(
+        &self,
+        request: Request<pb::PreviewLimitRuleRequest>,
+    ) -> Result<Response<pb::PreviewLimitRuleResponse>, Status> {
+        self.authorize_governance(&request, "PreviewLimitRule")?;
+        let req = request.into_inner();
+        let group = match req.group.as_deref().map(core::GroupName::parse).transpose() {
+            Ok(group) => group,
+            Err(e) => return Err(ServiceError::InvalidArgument(e.to_string()).into()),
+        };
+        let rule = core::LimitRule {
+            cap_minor: req.cap_minor,
+            factor_bp: req.factor_bp,
+            floor_minor: req.floor_minor,
+            group,
+        };
+        let as_of_ms = now_ms();
+        let month = core::limitrule::ledger_month(self.genesis.day_offset_minutes, as_of_ms);
+        let fees = self.view.fees();
+        let fee_account = fees.as_ref().map(|f| &f.account);
+        let preview = self.view.with_accounts(|accounts, groups| {
+            let outcome = core::limitrule::outcome(&rule, accounts.clone(), groups, fee_account, month)?;
+            let firms = outcome
+                .firms
+                .iter()
+                .zip(accounts.filter(|a| outcome.firms.binary_search_by(|f| f.account.cmp(&a.id)).is_ok()))
+                .map(|(f, a)| pb::LimitRuleFirm {
+                    account: f.account.to_string(),
+                    sales_minor: f.sales_minor,
+                    old_credit_limit_minor: f.old_limit_minor,
+                    old_source: core::Groups::sources_of(a).0.label(),
+                    new_credit_limit_minor: f.new_limit_minor,
+                    balance_minor: a.balance_minor,
+                })
+                .collect::<Vec<_>>();
+            Ok::<_, core::Rejection>((outcome, firms))
+        });
+        let (outcome, firms) =
+            preview.map_err(|r| ServiceError::rejected(r, &self.genesis.currency, self.genesis.exponent))?;
+        let (from, to) = core::limitrule::window(outcome.month);
+        Ok(Response::new(pb::PreviewLimitRuleResponse {
+            firms,
+            window_from: core::limitrule::month_label(from),
+            window_to: core::limitrule::month_label(to),
+            root: outcome.root().to_vec(),
+            as_of_ms,
             currency: self.genesis.currency.clone(),
             exponent: u32::from(self.genesis.exponent),
         }))

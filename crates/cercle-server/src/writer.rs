@@ -337,10 +337,13 @@ impl Executor {
                         self.flush(&mut ops);
                         self.clearing_arrived(envelope, op, reply);
                     }
-                    // A periodic charge's entry may be far larger than an operation's (a part
-                    // per firm): like a clearing run's, it is written alone in its group, so
-                    // a torn tail is still one large entry or a group of small ones.
-                    Request::Op { envelope, op, reply } if matches!(op.kind, OpKind::ChargeFees { .. }) => {
+                    // A periodic charge's entry, or a limit rule's, may be far larger than an
+                    // operation's (a part per firm): like a clearing run's, it is written alone
+                    // in its group, so a torn tail is still one large entry or a group of small
+                    // ones.
+                    Request::Op { envelope, op, reply }
+                        if matches!(op.kind, OpKind::ChargeFees { .. } | OpKind::ApplyLimitRule(_)) =>
+                    {
                         self.flush(&mut ops);
                         ops.push((envelope, op, reply));
                         self.flush(&mut ops);

@@ -947,6 +947,10 @@ struct ModelAccount {
     /// Keys rotations took off, oldest first: each moved to the end when taken off again,
     /// dropped when put back, the last `RETIRED_KEYS_MAX` kept.
     retired: Vec<PublicKey>,
+    /// What it was paid, by ledger month (`cercle_core::limitrule`): every payment received
+    /// here is a transfer from another firm (the model sets no fee account). The rule of
+    /// the window is held by `cercle-core`'s own model test; here, that the node keeps it.
+    sales: Vec<cercle_core::MonthlySales>,
 }
 
 impl ModelAccount {
@@ -1300,6 +1304,7 @@ impl Model {
                         profile: r.profile.clone(),
                         negative_since: None,
                         last_activity: None,
+                        sales: Vec::new(),
                         retired: Vec::new(),
                     },
                 );
@@ -1587,6 +1592,7 @@ impl Model {
             | OpKind::RemoveKey { .. }
             | OpKind::ApprovePending { .. }
             | OpKind::DeclinePending { .. }
+            | OpKind::ApplyLimitRule(_)
             | OpKind::ChargeFees { .. } => {
                 unreachable!("the node model generates no {}", kind.name())
             }
@@ -1741,6 +1747,7 @@ impl Model {
             membership: None,
             key_grants: Default::default(),
             pending: Vec::new(),
+            sales: a.sales.clone(),
         })
     }
 
@@ -2681,9 +2688,15 @@ impl Run {
             .try_into()
             .map_err(|_| TestCaseError::fail("the entry hash is not 32 bytes"))?;
         self.model.head = Head { size: sequence, hash, timestamp_ms: receipt.timestamp_ms };
+        let month =
+            cercle_core::limitrule::ledger_month(self.node.genesis.day_offset_minutes, receipt.timestamp_ms);
         for (handle, before, after) in self.model.moves.remove(&sequence).unwrap_or_default() {
             if let Some(a) = self.model.accounts.get_mut(&handle) {
                 a.moved(before, after, receipt.timestamp_ms);
+                if after > before {
+                    let received = i64::try_from(after - before).expect("a payment within i64");
+                    cercle_core::limitrule::record_sale(&mut a.sales, month, received);
+                }
             }
         }
         if let Some(op) = self.model.ops.get_mut(&id) {

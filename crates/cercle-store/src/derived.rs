@@ -65,8 +65,10 @@ const ACCOUNT_INVOICES_PREFIX: u8 = b'n';
 const ALL_INVOICES_PREFIX: u8 = b'g';
 const HISTORY_PREFIX: u8 = b'h';
 /// 4: account records may carry extensions (profile, activity); a checkpoint of version 3
-/// is not read, so the state is rebuilt from the log, which computes them.
-const HEAD_VERSION: u8 = 4;
+/// is not read, so the state is rebuilt from the log, which computes them. 5: accounts
+/// keep their sales by ledger month (extension 8), derived from every payment: a
+/// checkpoint of version 4 has none, so it is not read either, and the log rebuilds them.
+const HEAD_VERSION: u8 = 5;
 const BLOCK_VERSION: u8 = 1;
 
 /// The head a checkpoint was taken at, and how many records it holds.

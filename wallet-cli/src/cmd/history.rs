@@ -84,6 +84,8 @@ struct Row {
     invoice_ref: Option<String>,
     /// A clearing run's part for the account: its invoices the run cleared.
     cleared: Vec<cercle_core::clearing::ClearedInvoice>,
+    /// A limit rule's part for the account: its sales, old and new limit.
+    limit: Option<cercle_core::FirmLimit>,
     /// A periodic charge's part for the account, in minor units (JSON `charge`).
     charge: Option<serde_json::Value>,
     entry_hash: [u8; 32],
@@ -107,6 +109,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         invoice_id: None,
         invoice_ref: None,
         cleared: Vec::new(),
+        limit: None,
         charge: None,
         entry_hash: view.hash(),
     };
@@ -177,6 +180,10 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         OpKind::SetQuorum(q) => row.reason = non_empty(&q.reason),
         OpKind::RotateNodeKey { reason, .. } => row.reason = non_empty(reason),
         OpKind::SetFees(f) => row.reason = non_empty(&f.reason),
+        OpKind::ApplyLimitRule(a) => {
+            row.reason = non_empty(&a.reason);
+            row.limit = view.limit_part(account);
+        }
         OpKind::RegisterAccount(_)
         | OpKind::RotateKeys { .. }
         | OpKind::AddKey(_)
@@ -366,6 +373,17 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         | OpKind::ChargeFees { .. }
         | OpKind::Transfer(_) => {}
         OpKind::RotateNodeKey { new_pubkey, .. } => value["node_key"] = json!(new_pubkey.to_hex()),
+        OpKind::ApplyLimitRule(_) => {
+            if let Some(l) = &row.limit {
+                value["limits"] = json!({"credit_limit_minor": l.new_limit_minor});
+                value["limit_rule"] = json!({
+                    "sales_minor": l.sales_minor,
+                    "old_credit_limit_minor": l.old_limit_minor,
+                    "old_from_group": l.old_from_group,
+                    "new_credit_limit_minor": l.new_limit_minor,
+                });
+            }
+        }
     }
     value
 }
@@ -440,7 +458,8 @@ fn describe(genesis: &Genesis, op: &Operation) -> String {
         | OpKind::AddKey(_)
         | OpKind::RemoveKey { .. }
         | OpKind::ApprovePending { .. }
-        | OpKind::DeclinePending { .. } => {
+        | OpKind::DeclinePending { .. }
+        | OpKind::ApplyLimitRule(_) => {
             let d = cercle_audit::describe::describe(genesis, op);
             let mut text = one_line(&d.details);
             if !d.memo.is_empty() {

@@ -116,6 +116,10 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
         RejectCode::GroupExists => (81, "GROUP_EXISTS"),
         RejectCode::TooManyGroups => (82, "TOO_MANY_GROUPS"),
         RejectCode::NotInGroup => (83, "NOT_IN_GROUP"),
+        RejectCode::LimitRuleInvalid => (84, "LIMIT_RULE_INVALID"),
+        RejectCode::LimitRuleChanged => (85, "LIMIT_RULE_CHANGED"),
+        RejectCode::LimitRuleTooManyFirms => (86, "LIMIT_RULE_TOO_MANY_FIRMS"),
+        RejectCode::LimitRuleNoFirms => (87, "LIMIT_RULE_NO_FIRMS"),
         RejectCode::KeyRoleNotAllowed => (90, "KEY_ROLE_NOT_ALLOWED"),
         RejectCode::KeyCapExceeded => (91, "KEY_CAP_EXCEEDED"),
         RejectCode::LastOwnerKey => (92, "LAST_OWNER_KEY"),
@@ -135,7 +139,7 @@ pub fn documented(code: RejectCode) -> (u16, &'static str) {
 }
 
 /// Every rejection code, in number order, to check [`documented`] against the code.
-pub const ALL_CODES: [RejectCode; 66] = [
+pub const ALL_CODES: [RejectCode; 70] = [
     RejectCode::Malformed,
     RejectCode::BadSignature,
     RejectCode::Expired,
@@ -187,6 +191,10 @@ pub const ALL_CODES: [RejectCode; 66] = [
     RejectCode::GroupExists,
     RejectCode::TooManyGroups,
     RejectCode::NotInGroup,
+    RejectCode::LimitRuleInvalid,
+    RejectCode::LimitRuleChanged,
+    RejectCode::LimitRuleTooManyFirms,
+    RejectCode::LimitRuleNoFirms,
     RejectCode::KeyRoleNotAllowed,
     RejectCode::KeyCapExceeded,
     RejectCode::LastOwnerKey,

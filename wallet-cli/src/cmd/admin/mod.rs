@@ -7,6 +7,7 @@ mod close;
 pub mod fees;
 mod freeze;
 mod group;
+mod limits;
 mod node_key;
 mod profile;
 mod quorum;
@@ -54,6 +55,9 @@ pub enum Command {
     Fees(fees::Command),
     /// Clear all eligible obligations optimally (set-off, optionally with credit), or --dry-run
     Clearing(clearing::Args),
+    /// Preview or apply a rule-based credit limit: min(cap, k x sales of the last 12 months)
+    #[command(subcommand)]
+    Limits(limits::Command),
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
@@ -72,5 +76,6 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::NodeKey(command) => node_key::run(global, command).await,
         Command::Fees(command) => fees::run(global, command).await,
         Command::Clearing(args) => clearing::run(global, args).await,
+        Command::Limits(command) => limits::run(global, command).await,
     }
 }

@@ -546,6 +546,16 @@ export declare type LedgerInfo = Message<"cercle.v1.LedgerInfo"> & {
    * @generated from field: sint32 day_offset_minutes = 13;
    */
   dayOffsetMinutes: number;
+
+  /**
+   * The node key history: each key and the first tree size it signs, the genesis's first
+   * (from size 0), then each rotation's (from the size of the tree that first contains its
+   * entry). Empty (a node from before rotations): the genesis's key alone. (26: the number
+   * range of node key rotations.)
+   *
+   * @generated from field: repeated cercle.v1.NodeKeyEra node_keys = 26;
+   */
+  nodeKeys: NodeKeyEra[];
 };
 
 /**
@@ -553,6 +563,29 @@ export declare type LedgerInfo = Message<"cercle.v1.LedgerInfo"> & {
  * Use `create(LedgerInfoSchema)` to create a new message.
  */
 export declare const LedgerInfoSchema: GenMessage<LedgerInfo>;
+
+/**
+ * A node key and the first tree size it signs; it signs every size up to the next one's.
+ *
+ * @generated from message cercle.v1.NodeKeyEra
+ */
+export declare type NodeKeyEra = Message<"cercle.v1.NodeKeyEra"> & {
+  /**
+   * @generated from field: uint64 from_size = 1;
+   */
+  fromSize: bigint;
+
+  /**
+   * @generated from field: bytes key = 2;
+   */
+  key: Uint8Array;
+};
+
+/**
+ * Describes the message cercle.v1.NodeKeyEra.
+ * Use `create(NodeKeyEraSchema)` to create a new message.
+ */
+export declare const NodeKeyEraSchema: GenMessage<NodeKeyEra>;
 
 /**
  * The fee schedule in force: what `SetFees` set, without its reason.
@@ -593,6 +626,13 @@ export declare type FeeSchedule = Message<"cercle.v1.FeeSchedule"> & {
    * @generated from field: int64 demurrage_above_minor = 6;
    */
   demurrageAboveMinor: bigint;
+
+  /**
+   * Member group to its periodic fee, which its members pay instead of their size class's.
+   *
+   * @generated from field: map<string, int64> group_membership_minor = 7;
+   */
+  groupMembershipMinor: { [key: string]: bigint };
 };
 
 /**
@@ -1744,6 +1784,143 @@ export declare type ListGroupsResponse = Message<"cercle.v1.ListGroupsResponse">
 export declare const ListGroupsResponseSchema: GenMessage<ListGroupsResponse>;
 
 /**
+ * The rule of an `ApplyLimitRule`, without its reason and expected digest.
+ *
+ * @generated from message cercle.v1.PreviewLimitRuleRequest
+ */
+export declare type PreviewLimitRuleRequest = Message<"cercle.v1.PreviewLimitRuleRequest"> & {
+  /**
+   * @generated from field: int64 cap_minor = 1;
+   */
+  capMinor: bigint;
+
+  /**
+   * @generated from field: uint32 factor_bp = 2;
+   */
+  factorBp: number;
+
+  /**
+   * @generated from field: int64 floor_minor = 3;
+   */
+  floorMinor: bigint;
+
+  /**
+   * @generated from field: optional string group = 4;
+   */
+  group?: string | undefined;
+};
+
+/**
+ * Describes the message cercle.v1.PreviewLimitRuleRequest.
+ * Use `create(PreviewLimitRuleRequestSchema)` to create a new message.
+ */
+export declare const PreviewLimitRuleRequestSchema: GenMessage<PreviewLimitRuleRequest>;
+
+/**
+ * One firm's line of a limit rule's preview.
+ *
+ * @generated from message cercle.v1.LimitRuleFirm
+ */
+export declare type LimitRuleFirm = Message<"cercle.v1.LimitRuleFirm"> & {
+  /**
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * What it was paid by other firms over the window.
+   *
+   * @generated from field: int64 sales_minor = 2;
+   */
+  salesMinor: bigint;
+
+  /**
+   * Its credit limit now, and where it comes from ("own" or "group:NAME").
+   *
+   * @generated from field: int64 old_credit_limit_minor = 3;
+   */
+  oldCreditLimitMinor: bigint;
+
+  /**
+   * @generated from field: string old_source = 4;
+   */
+  oldSource: string;
+
+  /**
+   * @generated from field: int64 new_credit_limit_minor = 5;
+   */
+  newCreditLimitMinor: bigint;
+
+  /**
+   * Its balance now: below -new_credit_limit_minor, it already owes more than its new limit.
+   *
+   * @generated from field: int64 balance_minor = 6;
+   */
+  balanceMinor: bigint;
+};
+
+/**
+ * Describes the message cercle.v1.LimitRuleFirm.
+ * Use `create(LimitRuleFirmSchema)` to create a new message.
+ */
+export declare const LimitRuleFirmSchema: GenMessage<LimitRuleFirm>;
+
+/**
+ * @generated from message cercle.v1.PreviewLimitRuleResponse
+ */
+export declare type PreviewLimitRuleResponse = Message<"cercle.v1.PreviewLimitRuleResponse"> & {
+  /**
+   * Every firm in scope, by handle; at most LIMIT_RULE_FIRMS_MAX.
+   *
+   * @generated from field: repeated cercle.v1.LimitRuleFirm firms = 1;
+   */
+  firms: LimitRuleFirm[];
+
+  /**
+   * The window, ledger months "YYYY-MM", both included: the 12 before the month in progress.
+   *
+   * @generated from field: string window_from = 2;
+   */
+  windowFrom: string;
+
+  /**
+   * @generated from field: string window_to = 3;
+   */
+  windowTo: string;
+
+  /**
+   * The root of the section an application in the same state would record: pass it as
+   * `ApplyLimitRule.expected_root` to refuse an application whose outcome differs.
+   *
+   * @generated from field: bytes root = 4;
+   */
+  root: Uint8Array;
+
+  /**
+   * The node's time the preview was computed at (ms since the Unix epoch).
+   *
+   * @generated from field: uint64 as_of_ms = 5;
+   */
+  asOfMs: bigint;
+
+  /**
+   * @generated from field: string currency = 6;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: uint32 exponent = 7;
+   */
+  exponent: number;
+};
+
+/**
+ * Describes the message cercle.v1.PreviewLimitRuleResponse.
+ * Use `create(PreviewLimitRuleResponseSchema)` to create a new message.
+ */
+export declare const PreviewLimitRuleResponseSchema: GenMessage<PreviewLimitRuleResponse>;
+
+/**
  * @generated from message cercle.v1.GetIndicatorsRequest
  */
 export declare type GetIndicatorsRequest = Message<"cercle.v1.GetIndicatorsRequest"> & {
@@ -2152,6 +2329,18 @@ export declare const Ledger: GenService<{
     methodKind: "unary";
     input: typeof ListGroupsRequestSchema;
     output: typeof ListGroupsResponseSchema;
+  },
+  /**
+   * What a limit rule would give every firm in its scope now (at the node's clock, on the
+   * durable state), without applying it: the same computation as `ApplyLimitRule`
+   * (`cercle_core::limitrule::outcome`). Administrators and auditors.
+   *
+   * @generated from rpc cercle.v1.Ledger.PreviewLimitRule
+   */
+  previewLimitRule: {
+    methodKind: "unary";
+    input: typeof PreviewLimitRuleRequestSchema;
+    output: typeof PreviewLimitRuleResponseSchema;
   },
 }>;
 

@@ -140,6 +140,12 @@ export declare type OperationBody = Message<"cercle.v1.OperationBody"> & {
     case: "setQuorum";
   } | {
     /**
+     * @generated from field: cercle.v1.RotateNodeKey rotate_node_key = 26;
+     */
+    value: RotateNodeKey;
+    case: "rotateNodeKey";
+  } | {
+    /**
      * @generated from field: cercle.v1.CreateGroup create_group = 30;
      */
     value: CreateGroup;
@@ -170,6 +176,12 @@ export declare type OperationBody = Message<"cercle.v1.OperationBody"> & {
     case: "setFees";
   } | {
     /**
+     * @generated from field: cercle.v1.ChargeFees charge_fees = 46;
+     */
+    value: ChargeFees;
+    case: "chargeFees";
+  } | {
+    /**
      * @generated from field: cercle.v1.AddKey add_key = 35;
      */
     value: AddKey;
@@ -192,6 +204,12 @@ export declare type OperationBody = Message<"cercle.v1.OperationBody"> & {
      */
     value: DeclinePending;
     case: "declinePending";
+  } | {
+    /**
+     * @generated from field: cercle.v1.ApplyLimitRule apply_limit_rule = 34;
+     */
+    value: ApplyLimitRule;
+    case: "applyLimitRule";
   } | { case: undefined; value?: undefined };
 };
 
@@ -560,6 +578,33 @@ export declare type SetQuorum = Message<"cercle.v1.SetQuorum"> & {
 export declare const SetQuorumSchema: GenMessage<SetQuorum>;
 
 /**
+ * Signed by the quorum of administrators: the node signs every tree head that contains this
+ * entry (and statements, backups, its witness) with `new_pubkey` from now on. The node
+ * refuses it unless it holds the new key's secret.
+ *
+ * @generated from message cercle.v1.RotateNodeKey
+ */
+export declare type RotateNodeKey = Message<"cercle.v1.RotateNodeKey"> & {
+  /**
+   * 32 bytes: an ed25519 public key never used by this ledger's node before.
+   *
+   * @generated from field: bytes new_pubkey = 1;
+   */
+  newPubkey: Uint8Array;
+
+  /**
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.RotateNodeKey.
+ * Use `create(RotateNodeKeySchema)` to create a new message.
+ */
+export declare const RotateNodeKeySchema: GenMessage<RotateNodeKey>;
+
+/**
  * Signed by an administrator: create a member group (a class of members, by size or sector)
  * with its default limits. The name has the syntax of an account handle.
  *
@@ -746,6 +791,14 @@ export declare type SetFees = Message<"cercle.v1.SetFees"> & {
    * @generated from field: string reason = 7;
    */
   reason: string;
+
+  /**
+   * At most one per member group; each amount positive. A member of a group listed here
+   * pays its group's fee instead of its size class's.
+   *
+   * @generated from field: repeated cercle.v1.GroupMembershipFee group_membership = 8;
+   */
+  groupMembership: GroupMembershipFee[];
 };
 
 /**
@@ -753,6 +806,51 @@ export declare type SetFees = Message<"cercle.v1.SetFees"> & {
  * Use `create(SetFeesSchema)` to create a new message.
  */
 export declare const SetFeesSchema: GenMessage<SetFees>;
+
+/**
+ * The periodic membership fee of the members of one group.
+ *
+ * @generated from message cercle.v1.GroupMembershipFee
+ */
+export declare type GroupMembershipFee = Message<"cercle.v1.GroupMembershipFee"> & {
+  /**
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * @generated from field: int64 amount_minor = 2;
+   */
+  amountMinor: bigint;
+};
+
+/**
+ * Describes the message cercle.v1.GroupMembershipFee.
+ * Use `create(GroupMembershipFeeSchema)` to create a new message.
+ */
+export declare const GroupMembershipFeeSchema: GenMessage<GroupMembershipFee>;
+
+/**
+ * Signed by an administrator: charge the membership fees and the demurrage of a ledger
+ * month to every member, paid to the association's account in one entry. Each period
+ * once, in order, never before it begins.
+ *
+ * @generated from message cercle.v1.ChargeFees
+ */
+export declare type ChargeFees = Message<"cercle.v1.ChargeFees"> & {
+  /**
+   * The ledger month, "YYYY-MM".
+   *
+   * @generated from field: string period = 1;
+   */
+  period: string;
+};
+
+/**
+ * Describes the message cercle.v1.ChargeFees.
+ * Use `create(ChargeFeesSchema)` to create a new message.
+ */
+export declare const ChargeFeesSchema: GenMessage<ChargeFees>;
 
 /**
  * The periodic membership fee of one size class ("0", "1-9", "10-49", "50-249", "250+").
@@ -912,6 +1010,62 @@ export declare type DeclinePending = Message<"cercle.v1.DeclinePending"> & {
  * Use `create(DeclinePendingSchema)` to create a new message.
  */
 export declare const DeclinePendingSchema: GenMessage<DeclinePending>;
+
+/**
+ * Signed by an administrator (by the quorum when the cap, or the floor, is above the
+ * quorum's limit threshold): give every active firm in scope the credit limit
+ * max(floor, min(cap_minor, factor_bp / 10,000 x its sales over the 12 whole ledger months
+ * before the entry's month)), as its own limit. The entry records every firm's sales, old
+ * and new limit (`cercle_core::limitrule`).
+ *
+ * @generated from message cercle.v1.ApplyLimitRule
+ */
+export declare type ApplyLimitRule = Message<"cercle.v1.ApplyLimitRule"> & {
+  /**
+   * @generated from field: int64 cap_minor = 1;
+   */
+  capMinor: bigint;
+
+  /**
+   * The factor k in basis points of the sales (10,000: once), at most LIMIT_RULE_FACTOR_BP_MAX.
+   *
+   * @generated from field: uint32 factor_bp = 2;
+   */
+  factorBp: number;
+
+  /**
+   * No firm gets less; a group's member gets at least its group's default as well.
+   *
+   * @generated from field: int64 floor_minor = 3;
+   */
+  floorMinor: bigint;
+
+  /**
+   * Only this group's members; absent: every active firm (the fee account excepted).
+   *
+   * @generated from field: optional string group = 4;
+   */
+  group?: string | undefined;
+
+  /**
+   * The preview's digest (32 bytes: the root of the section the entry would record);
+   * present, the operation is refused unless the outcome is exactly the one previewed.
+   *
+   * @generated from field: optional bytes expected_root = 5;
+   */
+  expectedRoot?: Uint8Array | undefined;
+
+  /**
+   * @generated from field: string reason = 6;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cercle.v1.ApplyLimitRule.
+ * Use `create(ApplyLimitRuleSchema)` to create a new message.
+ */
+export declare const ApplyLimitRuleSchema: GenMessage<ApplyLimitRule>;
 
 /**
  * @generated from message cercle.v1.Transfer
