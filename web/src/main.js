@@ -12,7 +12,7 @@ import { decodeBody } from "./client.js";
 import { field, h } from "./dom.js";
 import { formatTime, initialLang, lang, setLang, t } from "./i18n.js";
 import { forgetKey, fromHex, generateKey, importKeyFile, KeyFileError, loadKey, toHex } from "./keys.js";
-import { ProofError, verifyConsistency, verifyTreeHead } from "./proof.js";
+import { nodeKeyFor, ProofError, verifyConsistency, verifyTreeHead } from "./proof.js";
 import { accountsPage, clearingPage, indicatorsPage, managePage, registerPage } from "./admin.js";
 import { checkedStatement } from "./statement.js";
 import { amountMessage, app, confirmPanel, errorBox, heading, messageBox, money, node, receiptBox } from "./ui.js";
@@ -271,11 +271,11 @@ function balanceChart(rows) {
  * consistency proof), then remembers the new one. Returns what to say.
  */
 async function checkHistory() {
-  const { ledgerId, nodeKey } = node.info;
+  const { ledgerId } = node.info;
   const slot = `cercle.treeHead.${toHex(ledgerId)}`;
   const head = await node.api.getTreeHead({});
   if (toHex(head.ledgerId) !== toHex(ledgerId)) throw new ProofError("signature", "the tree head is another ledger's");
-  await verifyTreeHead(nodeKey, head);
+  await verifyTreeHead(nodeKeyFor(node.info, head.treeSize), head);
   const saved = JSON.parse(localStorage.getItem(slot) ?? "null");
   if (saved) {
     const oldSize = BigInt(saved.treeSize);
@@ -749,7 +749,7 @@ async function statementPage() {
       [t("statement.closing"), money(s.closingMinor)],
       [t("creditLimit"), money(s.creditLimitMinor)],
       [t("statement.entries"), t("statement.proven", { count: s.entryCount, size: s.treeSize })],
-      [t("statement.nodeKey"), toHex(node.info.nodeKey)],
+      [t("statement.nodeKey"), toHex(nodeKeyFor(node.info, s.treeSize))],
     ];
     out.replaceChildren(
       h("section", { class: "ok", testid: "statement-summary", "aria-labelledby": "statement-checked" },
@@ -758,7 +758,7 @@ async function statementPage() {
       ),
       h("a", { class: "button", testid: "statement-download", download: name, href: URL.createObjectURL(new Blob([checked.text], { type: "application/json" })) }, t("statement.download")),
       h("p", { class: "hint" }, t("statement.howToCheck")),
-      h("pre", { class: "mono" }, `cercle statement verify ${name} --node-key ${toHex(node.info.nodeKey)}`),
+      h("pre", { class: "mono" }, `cercle statement verify ${name} --node-key ${toHex(nodeKeyFor(node.info, s.treeSize))}`),
     );
   };
   const form = h(

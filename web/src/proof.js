@@ -23,6 +23,19 @@ export class ProofError extends Error {
 }
 
 /** Checks the node's signature over a tree head: "cercle/tree-head/v1" || ledger || size || root || time. */
+/**
+ * The node key in force for a tree head of `size` (`info`: the ledger's `LedgerInfo`): the
+ * last key of the history whose first size is at or below it; the genesis's key when the
+ * ledger's key was never rotated (an empty history).
+ */
+export function nodeKeyFor(info, size) {
+  let key = info.nodeKey;
+  for (const era of info.nodeKeys ?? []) {
+    if (era.fromSize <= size) key = era.key;
+  }
+  return key;
+}
+
 export async function verifyTreeHead(nodeKey, head) {
   const numbers = new DataView(new ArrayBuffer(16));
   numbers.setBigUint64(0, BigInt(head.treeSize));

@@ -8,7 +8,7 @@
 // node does not send: it is rebuilt here from the entry and must hash to the entry's hash.
 
 import { concat, toHex } from "./keys.js";
-import { leafHash, ProofError, verifyInclusion, verifyTreeHead } from "./proof.js";
+import { leafHash, nodeKeyFor, ProofError, verifyInclusion, verifyTreeHead } from "./proof.js";
 
 const FORMAT = "cercle-statement-v2";
 const ENTRY_VERSION = 1;
@@ -112,8 +112,10 @@ const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 export async function checkedStatement(info, reply) {
   const head = reply.treeHead;
   if (!head || !same(head.ledgerId, info.ledgerId)) throw new ProofError("signature", "the tree head is another ledger's");
-  await verifyTreeHead(info.nodeKey, head);
-  const key = await crypto.subtle.importKey("raw", info.nodeKey, { name: "Ed25519" }, false, ["verify"]);
+  // The key in force for the head's size: the genesis's, or the last rotation's before it.
+  const nodeKey = nodeKeyFor(info, head.treeSize);
+  await verifyTreeHead(nodeKey, head);
+  const key = await crypto.subtle.importKey("raw", nodeKey, { name: "Ed25519" }, false, ["verify"]);
   if (!(await crypto.subtle.verify("Ed25519", key, reply.signature, concat(STATEMENT_TAG, reply.statement)))) {
     throw new ProofError("signature", "the statement is not signed by the ledger's node key");
   }
@@ -138,7 +140,8 @@ export async function checkedStatement(info, reply) {
   const document = {
     format: FORMAT,
     ledger_id: toHex(info.ledgerId),
-    node_key: toHex(info.nodeKey),
+    node_key: toHex(nodeKey),
+    node_keys: (info.nodeKeys ?? []).map((e) => ({ from_size: Number(e.fromSize), key: toHex(e.key) })),
     currency: info.currency,
     exponent: info.exponent,
     statement: toHex(reply.statement),

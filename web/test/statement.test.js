@@ -24,3 +24,22 @@ test("an entry's commitment and hash are the core's", async () => {
   assert.equal(toHex(commitment), entry.encoding, "an entry without sections commits to its encoding");
   assert.equal(toHex(await leafHash(commitment)), entry.hash);
 });
+
+test("the node key in force for a size is the last rotation's at or before it", async () => {
+  const { nodeKeyFor } = await import("../src/proof.js");
+  const [genesis, second, third] = [new Uint8Array([1]), new Uint8Array([2]), new Uint8Array([3])];
+  // Never rotated: the genesis's key signs every size (an empty history, or a node from
+  // before rotations that sends none).
+  assert.equal(nodeKeyFor({ nodeKey: genesis, nodeKeys: [] }, 99n), genesis);
+  assert.equal(nodeKeyFor({ nodeKey: genesis }, 99n), genesis);
+  const info = {
+    nodeKey: genesis,
+    nodeKeys: [
+      { fromSize: 0n, key: genesis },
+      { fromSize: 5n, key: second },
+      { fromSize: 9n, key: third },
+    ],
+  };
+  const keys = [0n, 4n, 5n, 8n, 9n, 1000n].map((size) => nodeKeyFor(info, size)[0]);
+  assert.deepEqual(keys, [1, 1, 2, 2, 3, 3]);
+});
