@@ -88,6 +88,9 @@ struct Row {
     limit: Option<cercle_core::FirmLimit>,
     /// A periodic charge's part for the account, in minor units (JSON `charge`).
     charge: Option<serde_json::Value>,
+    /// The transfer levy this account paid on a payment it made or received: what its
+    /// balance moved beyond the payment's amount (see [`settle`]).
+    levy_minor: Option<i64>,
     entry_hash: [u8; 32],
 }
 
@@ -111,6 +114,7 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
         cleared: Vec::new(),
         limit: None,
         charge: None,
+        levy_minor: None,
         entry_hash: view.hash(),
     };
     // Money and invoices both go from the payee's side to the payer's or back: the payer
@@ -244,6 +248,23 @@ fn row(account: &AccountId, view: &EntryView, op: &Operation) -> Row {
     row
 }
 
+/// Completes `row` with what its entry moved the account's balance by (`movement`: its
+/// balance after, less its balance after the entry before). A transfer's or an approval's
+/// entry may also pay the transfer levy: the payer's balance moves by the amount and its
+/// share, the payee's by the amount less its share, so the levy is the difference. The fee
+/// account, neither side of the payment, received the levy: that is its amount. Any other
+/// entry that moved the balance without an amount of its own (a write-off) shows the
+/// movement.
+fn settle(row: &mut Row, op: &Operation, movement: i64) {
+    match (&op.kind, row.amount_minor) {
+        (OpKind::Transfer(_) | OpKind::ApprovePending { .. }, Some(amount)) => {
+            row.levy_minor = amount.checked_sub(movement).filter(|levy| *levy > 0);
+        }
+        (_, None) if movement != 0 => row.amount_minor = Some(movement),
+        _ => {}
+    }
+}
+
 /// A row as JSON: the fields every entry has, and what the operation set (the limits of a
 /// registration or a limit change, the keys of a rotation, the invoice's terms, how a
 /// clearing run cleared), in minor units.
@@ -256,6 +277,7 @@ fn row_json(row: &Row, op: &Operation) -> serde_json::Value {
         "counterparty": row.counterparty.as_ref().map(|(_, other)| other),
         "direction": row.counterparty.as_ref().map(|(direction, _)| direction.name()),
         "amount_minor": row.amount_minor,
+        "levy_minor": row.levy_minor,
         "balance_after_minor": row.balance_after_minor,
         "memo": row.memo,
         "reason": row.reason,
@@ -489,6 +511,7 @@ fn table(genesis: &Genesis, rows: &[(Row, Operation)]) -> String {
             .collect();
         format!(" [cleared: {}]", list.join(", "))
     };
+    let levy = |row: &Row| row.levy_minor.map_or_else(String::new, |l| format!(" (levy {})", money(genesis, l)));
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|(row, op)| {
@@ -508,7 +531,7 @@ fn table(genesis: &Genesis, rows: &[(Row, Operation)]) -> String {
                 amount,
                 counterparty,
                 balance,
-                format!("{}{}", describe(genesis, op), cleared(row)),
+                format!("{}{}{}", describe(genesis, op), levy(row), cleared(row)),
             ]
         })
         .collect();
@@ -568,11 +591,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let period = Period::new(args.from, args.to)?;
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
-    let (latest, earlier) = latest_entries(&mut node, &key, &args.account, period, args.limit).await?;
-    let mut rows: Vec<(Row, Operation)> = Vec::with_capacity(latest.len());
-    for entry in latest {
+    let latest = latest_entries(&mut node, &key, &args.account, period, args.limit).await?;
+    let (earlier, mut before) = (latest.earlier, latest.opening_minor);
+    let mut rows: Vec<(Row, Operation)> = Vec::with_capacity(latest.entries.len());
+    for entry in latest.entries {
         let (entry, op) = verified(&node.genesis, &args.account, entry)?;
-        rows.push((row(&args.account, &entry, &op), op));
+        let mut row = row(&args.account, &entry, &op);
+        if let Some(after) = row.balance_after_minor {
+            if let Some(movement) = before.and_then(|b| after.checked_sub(b)) {
+                settle(&mut row, &op, movement);
+            }
+            before = Some(after);
+        }
+        rows.push((row, op));
     }
     if earlier {
         eprintln!(
@@ -597,18 +628,37 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// The latest `limit` entries of `account` in `period`, oldest first, as the node sent
-/// them, and whether earlier entries of the period were left out. The node is asked for
-/// the history newest first, so only what is shown (and what is after the period) is read.
+/// What [`latest_entries`] read.
+struct Latest {
+    /// The entries to show, oldest first, as the node sent them.
+    entries: VecDeque<pb::Entry>,
+    /// Whether earlier entries of the period were left out.
+    earlier: bool,
+    /// The account's balance before the first entry shown: the balance after the latest
+    /// earlier entry that moved it, or zero when none did (an account opens at zero); unknown
+    /// when none is found among `HISTORY_ENTRIES_MAX` earlier entries.
+    opening_minor: Option<i64>,
+}
+
+/// The latest `limit` entries of `account` in `period`, and the balance before them. The
+/// node is asked for the history newest first, so only what is shown, what is after the
+/// period and the earlier entries back to the last one that moved the balance are read.
 async fn latest_entries(
     node: &mut Node,
     key: &cercle_core::sign::Keypair,
     account: &AccountId,
     period: Period,
     limit: u32,
-) -> anyhow::Result<(VecDeque<pb::Entry>, bool)> {
+) -> anyhow::Result<Latest> {
     let limit = limit as usize;
-    let mut latest: VecDeque<pb::Entry> = VecDeque::with_capacity(limit.min(PAGE_SIZE_MAX as usize));
+    let mut latest = Latest {
+        entries: VecDeque::with_capacity(limit.min(PAGE_SIZE_MAX as usize)),
+        earlier: false,
+        opening_minor: None,
+    };
+    // Once the entries to show are read, the earlier ones are read only for the opening
+    // balance, and at most this many of them.
+    let mut opening_budget: Option<usize> = None;
     let mut before_sequence = 0u64;
     loop {
         let request = pb::ListEntriesRequest {
@@ -629,20 +679,46 @@ async fn latest_entries(
                 bail!("the node sent entry {} after entry {before_sequence}, newest first", entry.sequence);
             }
             before_sequence = entry.sequence;
-            match period.place(entry.timestamp_ms) {
-                // After the period: not shown.
-                Ordering::Greater => {}
-                Ordering::Equal if latest.len() == limit => return Ok((latest, true)),
-                Ordering::Equal => latest.push_front(entry),
-                // Entries come in time order: the period has been read.
-                Ordering::Less => return Ok((latest, false)),
+            if opening_budget.is_none() {
+                match period.place(entry.timestamp_ms) {
+                    // After the period: not shown.
+                    Ordering::Greater => continue,
+                    Ordering::Equal if latest.entries.len() < limit => {
+                        latest.entries.push_front(entry);
+                        continue;
+                    }
+                    Ordering::Equal => latest.earlier = true,
+                    // Entries come in time order: the period has been read.
+                    Ordering::Less => {}
+                }
+                opening_budget = Some(HISTORY_ENTRIES_MAX as usize);
+            }
+            // An earlier entry: the opening balance, if it moved the balance. It is checked
+            // like every entry shown, since the amounts shown depend on it.
+            let Some(budget) = opening_budget.as_mut().filter(|b| **b > 0) else {
+                return Ok(latest);
+            };
+            *budget -= 1;
+            if entry.balances_after.iter().any(|b| b.account == account.as_str())
+                || !entry.sections.is_empty()
+            {
+                let genesis = node.genesis.clone();
+                let (view, _) = verified(&genesis, account, entry)?;
+                if let Some(balance) = view.balance_of(account) {
+                    latest.opening_minor = Some(balance);
+                    return Ok(latest);
+                }
             }
         }
         match page.next_before_sequence {
             // Every page moves back, so the loop ends.
             Some(next) if next <= before_sequence => before_sequence = next,
             Some(_) => bail!("the node's next page starts after entry {before_sequence}"),
-            None => return Ok((latest, false)),
+            None => {
+                // The account's whole history was read: it opened at zero.
+                latest.opening_minor = Some(0);
+                return Ok(latest);
+            }
         }
     }
 }
@@ -718,6 +794,42 @@ mod tests {
         let start = header.find("with").unwrap();
         let end = header.find("balance after").unwrap();
         line.chars().skip(start).take(end - start).collect::<String>().trim().to_string()
+    }
+
+    /// The row of `kind` for `account` after `balances`, settled against the account's
+    /// balance before the entry.
+    fn settled(account: &str, kind: OpKind, balances: &[(&str, i64)], before: i64) -> serde_json::Value {
+        let op = operation(kind);
+        let mut row = row(&id(account), &entry(balances), &op);
+        let after = row.balance_after_minor.expect("a balance after");
+        settle(&mut row, &op, after - before);
+        row_json(&row, &op)
+    }
+
+    #[test]
+    fn a_levy_is_what_the_balance_moved_beyond_the_amount() {
+        // 200.00 paid, a 1% levy split: the payer's balance moves by 201.00, the payee's by
+        // 199.00, the fee account's by 2.00.
+        let paid = transfer("alice", "bob", 20_000, "");
+        let balances = [("alice", -30_100), ("bob", 19_900), ("association", 1_200)];
+        let alice = settled("alice", paid.clone(), &balances, -10_000);
+        assert_eq!((alice["amount_minor"].as_i64(), alice["levy_minor"].as_i64()), (Some(-20_000), Some(100)));
+        let bob = settled("bob", paid.clone(), &balances, 0);
+        assert_eq!((bob["amount_minor"].as_i64(), bob["levy_minor"].as_i64()), (Some(20_000), Some(100)));
+        let fees = settled("association", paid.clone(), &balances, 1_000);
+        assert_eq!((fees["amount_minor"].as_i64(), fees["levy_minor"].as_i64()), (Some(200), None));
+        // No levy: none shown.
+        let free = settled("alice", paid, &[("alice", -20_000), ("bob", 20_000)], 0);
+        assert_eq!(free["levy_minor"], serde_json::Value::Null, "{free}");
+        // A write-off moves the leaving firm's balance to zero and the reserve's down.
+        let close = OpKind::CloseAccount {
+            account: id("dan"),
+            reason: "bankruptcy".into(),
+            write_off_to: Some(id("reserve")),
+        };
+        let balances = [("dan", 0), ("reserve", -10_050)];
+        assert_eq!(settled("dan", close.clone(), &balances, -10_050)["amount_minor"], 10_050);
+        assert_eq!(settled("reserve", close, &balances, 0)["amount_minor"], -10_050);
     }
 
     #[test]
