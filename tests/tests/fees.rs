@@ -130,13 +130,18 @@ fn a_levy_is_shown_charged_in_the_same_entry_and_replayed() {
     let row = last("association", &association.path);
     assert_eq!((row["amount_minor"].as_i64(), row["levy_minor"].as_i64()), (Some(51), None), "{row}");
     let row = last("alice-bakery", &alice.path);
-    assert_eq!((row["amount_minor"].as_i64(), row["levy_minor"].as_i64()), (Some(-10_100), Some(26)), "{row}");
+    assert_eq!(
+        (row["amount_minor"].as_i64(), row["levy_minor"].as_i64()),
+        (Some(-10_100), Some(26)),
+        "{row}"
+    );
     let row = last("bob-mill", &bob.path);
     assert_eq!((row["amount_minor"].as_i64(), row["levy_minor"].as_i64()), (Some(10_100), Some(25)), "{row}");
     let text = cercle(&url, Some(&alice.path), &["history", "alice-bakery"]).ok().stdout;
     assert!(text.contains("(levy 0.26 CHW)"), "{text}");
     // With --limit 1 the balance before the row shown is read from the entries before it.
-    let h = cercle(&url, Some(&alice.path), &["--json", "history", "alice-bakery", "--limit", "1"]).ok().json();
+    let h =
+        cercle(&url, Some(&alice.path), &["--json", "history", "alice-bakery", "--limit", "1"]).ok().json();
     assert_eq!(h["entries"][0]["levy_minor"], 26, "{h}");
     let to_association =
         cercle(&url, Some(&bob.path), &["--json", "pay", "--from", "bob-mill", "association", "1"]).ok();

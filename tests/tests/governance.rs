@@ -367,11 +367,15 @@ fn sensitive_acts_need_the_quorum_and_cosigning_gathers_it() {
     let mut args = vec!["admin", "quorum", "set", "--quorum", "2", "--limit-above", "1000"];
     args.extend(["--reason", "statutes art. 12", "--save", file_arg, "--no-submit"]);
     cercle(&url, Some(a), &args).ok();
-    cercle(&url, Some(&alice.path), &["cosign", "--file", file_arg]).ok();
+    let out = cercle(&url, Some(&alice.path), &["cosign", "--file", file_arg]).ok();
+    assert_mentions(&out, &format!("warning: key {} is not an administrator of this ledger", alice.pubkey));
     let out = cercle(&url, None, &["submit", "--file", file_arg]).failed();
     assert_mentions(&out, "QUORUM_NOT_MET, code 15");
     assert_mentions(&out, &format!("{} (not an administrator)", alice.pubkey));
     assert_mentions(&out, "only administrators count towards the quorum");
+    // Saving again into the same file appends, and says so.
+    let out = cercle(&url, Some(a), &args).ok();
+    assert_mentions(&out, "already held 1 envelope(s): this one is appended after them");
     std::fs::remove_file(&file).unwrap();
     cercle(&url, Some(a), &args).ok();
     cercle(&url, Some(b), &["cosign", "--file", file_arg]).ok();

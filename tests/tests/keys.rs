@@ -130,6 +130,14 @@ fn employee_keys_sign_what_their_roles_allow() {
     let out = cercle(&url, Some(&clerk.path), &["pending", "approve", "alice-bakery", &first]).failed();
     assert_mentions(&out, "KEY_ROLE_NOT_ALLOWED, code 90");
     cercle(&url, Some(&alice.path), &["pending", "approve", "alice-bakery", &first]).ok();
+    // Approved once: approving it again is refused as the ledger refuses a decline of it.
+    let again = cercle(&url, Some(&alice.path), &["pending", "approve", "alice-bakery", &first]).failed();
+    assert_eq!(again.code, 3, "a rejection: {}", again.stderr);
+    assert_mentions(&again, "PENDING_UNKNOWN, code 95");
+    assert_mentions(
+        &again,
+        &format!("has no pending payment {first} waiting: it was never made, or it was approved"),
+    );
     let decline = ["pending", "decline", "alice-bakery", &second, "--reason", "not ordered"];
     cercle(&url, Some(&alice.path), &decline).ok();
     assert_eq!(balance(&url, &alice.path, "alice-bakery"), -330_000);

@@ -305,7 +305,10 @@ fn a_limit_rule_is_previewed_then_applied_as_the_readme_says() {
     assert_mentions(&out, "UNKNOWN_GROUP, code 80");
     let out =
         cercle(&url, Some(admin), &["admin", "limits", "preview", "--cap", "100", "--factor", "11"]).failed();
-    assert_mentions(&out, "invalid limit rule: the factor is 110000 basis points, at most 100000");
+    assert_mentions(&out, "invalid limit rule: the factor 11 is above 10 (at most 10 times the sales)");
+    let floor = ["admin", "limits", "preview", "--cap", "100", "--factor", "1", "--floor", "200.50"];
+    let out = cercle(&url, Some(admin), &floor).failed();
+    assert_mentions(&out, "invalid limit rule: the floor 200.50 CHW is above the cap 100.00 CHW");
     let out = cercle(&url, Some(&bob_path), &["admin", "limits", "preview", "--cap", "100", "--factor", "1"])
         .failed();
     assert_mentions(&out, "administrators and auditors only");

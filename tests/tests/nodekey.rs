@@ -122,6 +122,10 @@ fn the_node_key_rotates_under_the_quorum_and_every_verifier_follows() {
     )
     .failed();
     assert_mentions(&out, "does not hold the secret of node key");
+    // Refused for certain, before the log: not a failure that may have been accepted.
+    assert_mentions(&out, "rejected (NODE_KEY_MISSING)");
+    assert!(!out.stderr.contains("may or may not"), "{}", out.stderr);
+    assert_eq!(out.code, 3, "a rejection's exit code: {}", out.stderr);
     assert_mentions(&out, "cercle-node key new");
 
     // The node makes its next key; one administrator's signature is not enough.

@@ -153,6 +153,16 @@ pub async fn sign_and_submit_quietly(
         }
     };
     if let Some(path) = &args.save {
+        // `--save` appends (a payment run gathers many envelopes in one file); said when
+        // the file holds some already, since `cosign` and `submit` take them all.
+        let held =
+            std::fs::read(path).map(|bytes| bytes.iter().filter(|b| **b == b'\n').count()).unwrap_or(0);
+        if held > 0 {
+            eprintln!(
+                "note: {} already held {held} envelope(s): this one is appended after them; `cosign` signs and `submit` sends every envelope of the file, in order (use a new file for each act to cosign)",
+                path.display()
+            );
+        }
         envelopes::append(path, &envelope)?;
     }
     if args.no_submit {

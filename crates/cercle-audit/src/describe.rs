@@ -140,11 +140,14 @@ pub fn describe<'a>(genesis: &Genesis, op: &'a Operation) -> Described<'a> {
         }
         OpKind::SetQuorum(q) => {
             d.memo = &q.reason;
-            d.details = format!(
-                "quorum {} administrator(s), credit limits above {} need it",
-                q.quorum,
-                q.limit_above_minor.map_or_else(|| "none".to_string(), money)
-            );
+            d.details = match q.limit_above_minor {
+                Some(above) => format!(
+                    "quorum {} administrator(s), credit limits above {} need it",
+                    q.quorum,
+                    money(above)
+                ),
+                None => format!("quorum {} administrator(s), no credit limit needs it", q.quorum),
+            };
         }
         OpKind::RotateNodeKey { new_pubkey, reason } => {
             d.memo = reason;

@@ -97,6 +97,48 @@ pub fn sales_in_window(sales: &[MonthlySales], month: u32) -> i64 {
     i64::try_from(sum).unwrap_or(i64::MAX)
 }
 
+/// Which of a limit rule's values is out of its bounds (`LIMIT_RULE_INVALID`), said in the
+/// units the administrator typed: amounts in the currency, the factor as a multiple.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitRuleDefect {
+    Cap { cap_minor: i64 },
+    Floor { floor_minor: i64 },
+    FloorAboveCap { floor_minor: i64, cap_minor: i64 },
+    Factor { factor_bp: u32 },
+}
+
+impl LimitRuleDefect {
+    pub fn message(&self, money: impl Fn(i64) -> String) -> String {
+        let max = cercle_limits::AMOUNT_MAX_MINOR;
+        match self {
+            LimitRuleDefect::Cap { cap_minor } => {
+                format!("the cap must be 0 to {}, not {}", money(max), money(*cap_minor))
+            }
+            LimitRuleDefect::Floor { floor_minor } => {
+                format!("the floor must be 0 to {}, not {}", money(max), money(*floor_minor))
+            }
+            LimitRuleDefect::FloorAboveCap { floor_minor, cap_minor } => format!(
+                "the floor {} is above the cap {}: the floor wins over the cap, so lower it or raise the cap",
+                money(*floor_minor),
+                money(*cap_minor)
+            ),
+            LimitRuleDefect::Factor { factor_bp } => format!(
+                "the factor {} is above {} (at most {} times the sales)",
+                factor_text(*factor_bp),
+                factor_text(LIMIT_RULE_FACTOR_BP_MAX),
+                factor_text(LIMIT_RULE_FACTOR_BP_MAX)
+            ),
+        }
+    }
+}
+
+/// A factor in basis points as the administrator writes it: 2500 is `0.25`, 110000 is `11`.
+pub fn factor_text(factor_bp: u32) -> String {
+    let text = crate::format_minor(i64::from(factor_bp), 4);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.replace(',', "")
+}
+
 /// A limit rule: its values are checked by `check` (the state machine's `check_values`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitRule {
@@ -112,25 +154,22 @@ pub struct LimitRule {
 
 impl LimitRule {
     /// Why the rule's values are out of their bounds, if they are.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), LimitRuleDefect> {
         let max = cercle_limits::AMOUNT_MAX_MINOR;
         if !(0..=max).contains(&self.cap_minor) {
-            return Err(format!("the cap must be 0 to {max} minor units, not {}", self.cap_minor));
+            return Err(LimitRuleDefect::Cap { cap_minor: self.cap_minor });
         }
         if !(0..=max).contains(&self.floor_minor) {
-            return Err(format!("the floor must be 0 to {max} minor units, not {}", self.floor_minor));
+            return Err(LimitRuleDefect::Floor { floor_minor: self.floor_minor });
         }
         if self.floor_minor > self.cap_minor {
-            return Err(format!(
-                "the floor ({}) is above the cap ({}) minor units",
-                self.floor_minor, self.cap_minor
-            ));
+            return Err(LimitRuleDefect::FloorAboveCap {
+                floor_minor: self.floor_minor,
+                cap_minor: self.cap_minor,
+            });
         }
         if self.factor_bp > LIMIT_RULE_FACTOR_BP_MAX {
-            return Err(format!(
-                "the factor is {} basis points, at most {LIMIT_RULE_FACTOR_BP_MAX} (10 times the sales)",
-                self.factor_bp
-            ));
+            return Err(LimitRuleDefect::Factor { factor_bp: self.factor_bp });
         }
         Ok(())
     }
@@ -380,6 +419,22 @@ mod tests {
         assert!(rule(-1, 1, 0).check().is_err());
         assert!(rule(10, LIMIT_RULE_FACTOR_BP_MAX + 1, 0).check().is_err());
         assert!(rule(10, LIMIT_RULE_FACTOR_BP_MAX, 10).check().is_ok());
+    }
+
+    #[test]
+    fn a_defect_is_said_in_the_units_typed() {
+        let money = |minor: i64| crate::format_with_currency(minor, 2, "CHW");
+        let said = |r: LimitRule| r.check().unwrap_err().message(money);
+        assert_eq!(
+            said(rule(10_000, 2_500, 20_050)),
+            "the floor 200.50 CHW is above the cap 100.00 CHW: the floor wins over the cap, so lower it or raise the cap"
+        );
+        assert_eq!(said(rule(10, 110_000, 0)), "the factor 11 is above 10 (at most 10 times the sales)");
+        assert_eq!(said(rule(10, 100_001, 0)), "the factor 10.0001 is above 10 (at most 10 times the sales)");
+        let cap = said(rule(-1, 1, 0));
+        assert!(cap.starts_with("the cap must be 0 to ") && cap.ends_with(" CHW, not -0.01 CHW"), "{cap}");
+        assert_eq!(factor_text(2_500), "0.25");
+        assert_eq!(factor_text(0), "0");
     }
 
     /// An active account of the longest handle, with `sales` in month 99.

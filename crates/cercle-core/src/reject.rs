@@ -370,7 +370,7 @@ pub enum Rejection {
     },
     /// A limit rule's values out of their bounds: `detail` names the value and the bound.
     LimitRuleInvalid {
-        detail: String,
+        detail: crate::limitrule::LimitRuleDefect,
     },
     /// The application names the preview it expects (`expected`, the root of its section),
     /// and its outcome now is another one (`actual`): a firm's sales, limit or status
@@ -709,7 +709,9 @@ impl Rejection {
             Rejection::NotInGroup { account } => format!(
                 "account '{account}' is in no group, so it has no group limits to follow; assign it to one first (cercle admin group assign)"
             ),
-            Rejection::LimitRuleInvalid { detail } => format!("invalid limit rule: {detail}"),
+            Rejection::LimitRuleInvalid { detail } => {
+                format!("invalid limit rule: {}", detail.message(money))
+            }
             Rejection::LimitRuleChanged { expected, actual, firms } => format!(
                 "the limit rule's outcome is no longer the one previewed (digest {}): it is now {} over {firms} firm{}; preview it again (cercle admin limits preview)",
                 hex_prefix(expected),
@@ -747,9 +749,13 @@ impl Rejection {
             Rejection::TooManyCharges { accounts, max } => format!(
                 "more than {max} of the ledger's {accounts} accounts have fees due: one charge lists at most {max} firms"
             ),
-            Rejection::KeyRoleNotAllowed { account, role, action, allowed } => format!(
-                "the signing key is a {role} key of account '{account}': it cannot {action}; {allowed} sign that"
-            ),
+            Rejection::KeyRoleNotAllowed { account, role, action, allowed } => {
+                let role = role.to_string();
+                let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+                format!(
+                    "the signing key is {article} {role} key of account '{account}': it cannot {action}; {allowed} sign that"
+                )
+            }
             Rejection::KeyCapExceeded {
                 account,
                 key,
@@ -782,7 +788,9 @@ impl Rejection {
             ),
             Rejection::KeyNotOnAccount { account, key } => format!("key {key} is not on account '{account}'"),
             Rejection::PendingUnknown { account, pending } => {
-                format!("account '{account}' has no pending payment {pending}")
+                format!(
+                    "account '{account}' has no pending payment {pending} waiting: it was never made, or it was approved, declined or forgotten after it expired (cercle pending list {account} shows those that wait)"
+                )
             }
             Rejection::PendingExpired { account, pending, expires_ms } => format!(
                 "pending payment {pending} of account '{account}' expired at {}: its reservation is released; pay again",

@@ -178,7 +178,17 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
             ServiceError::Busy(m) | ServiceError::DiskFull(m) => Status::resource_exhausted(m),
             ServiceError::Unavailable(m) => Status::unavailable(m),
-            ServiceError::NodeKeyMissing(m) => Status::failed_precondition(m),
+            // Refused before the log, for certain: said like a rejection (its reason, no
+            // ledger code, since it is this node's refusal and no replay's), so a client
+            // knows nothing was accepted.
+            ServiceError::NodeKeyMissing(m) => {
+                let details = ErrorDetails::with_error_info(
+                    "NODE_KEY_MISSING",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::<String, String>::new(),
+                );
+                Status::with_error_details(Code::FailedPrecondition, m, details)
+            }
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 Status::internal("internal error; the node's log has the details")

@@ -40,6 +40,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     let node = Node::connect(&global.node).await?;
     let genesis = &node.genesis;
+    if !node.governance.admin_keys.contains(&me) {
+        // Signed anyway (the file is the signer's to send), but said: the submit would be
+        // refused for the quorum, naming this key as not an administrator.
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: key {me} is not an administrator of this ledger (as the node says now): its signature does not count towards a quorum"
+        );
+    }
     let now = now_ms()?;
     let mut signed = Vec::with_capacity(list.len());
     let mut added = 0usize;

@@ -511,7 +511,8 @@ fn table(genesis: &Genesis, rows: &[(Row, Operation)]) -> String {
             .collect();
         format!(" [cleared: {}]", list.join(", "))
     };
-    let levy = |row: &Row| row.levy_minor.map_or_else(String::new, |l| format!(" (levy {})", money(genesis, l)));
+    let levy =
+        |row: &Row| row.levy_minor.map_or_else(String::new, |l| format!(" (levy {})", money(genesis, l)));
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|(row, op)| {
@@ -813,7 +814,10 @@ mod tests {
         let paid = transfer("alice", "bob", 20_000, "");
         let balances = [("alice", -30_100), ("bob", 19_900), ("association", 1_200)];
         let alice = settled("alice", paid.clone(), &balances, -10_000);
-        assert_eq!((alice["amount_minor"].as_i64(), alice["levy_minor"].as_i64()), (Some(-20_000), Some(100)));
+        assert_eq!(
+            (alice["amount_minor"].as_i64(), alice["levy_minor"].as_i64()),
+            (Some(-20_000), Some(100))
+        );
         let bob = settled("bob", paid.clone(), &balances, 0);
         assert_eq!((bob["amount_minor"].as_i64(), bob["levy_minor"].as_i64()), (Some(20_000), Some(100)));
         let fees = settled("association", paid.clone(), &balances, 1_000);

@@ -114,8 +114,17 @@ async fn approve(global: &Global, args: ApproveArgs) -> anyhow::Result<()> {
     let mut node = Node::connect(&global.node).await?;
     // The owner signs what it approves: the payee and amount the ledger recorded.
     let a = node.account(&key, &args.account).await?;
+    // None waiting with this id: the very refusal the ledger gives a decline of it (the
+    // approval cannot even be signed: it names the payee and amount the ledger recorded).
     let p = a.pending.iter().find(|p| p.pending_id == args.id).ok_or_else(|| {
-        crate::failure::usage(format!("account '{}' has no pending payment {}", args.account, args.id))
+        let rejection =
+            cercle_core::Rejection::PendingUnknown { account: args.account.clone(), pending: args.id };
+        let code = rejection.code();
+        crate::client::Rejected {
+            reason: code.name().to_string(),
+            code: Some(code as u16),
+            message: rejection.message(&node.genesis.currency, node.genesis.exponent),
+        }
     })?;
     let payee = parse_account(&p.payee).map_err(|e| anyhow!("the node names a bad payee: {e}"))?;
     let kind = OpKind::ApprovePending {

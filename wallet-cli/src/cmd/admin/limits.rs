@@ -59,16 +59,20 @@ fn parse_group(text: &str) -> Result<GroupName, String> {
 }
 
 fn parse_digest(text: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("a digest is 32 bytes (64 hex digits), got {} bytes", b.len()))
+    let text = text.trim();
+    let whole = "the digest is the 64 hex digits the preview printed after `digest`, in full";
+    if text.len() != 64 {
+        return Err(format!("'{text}' is {} characters long: {whole}", text.chars().count()));
+    }
+    let bytes = hex::decode(text).map_err(|e| format!("'{text}' is not hex ({e}): {whole}"))?;
+    Ok(bytes.try_into().expect("64 hex digits are 32 bytes"))
 }
 
 /// Basis points in a factor: at most 4 decimals, so `0.25` is 2,500.
 const FACTOR_DECIMALS: u8 = 4;
 
-fn rule(args: &RuleArgs, exponent: u8) -> anyhow::Result<LimitRule> {
+fn rule(args: &RuleArgs, genesis: &cercle_core::Genesis) -> anyhow::Result<LimitRule> {
+    let exponent = genesis.exponent;
     amounts::precheck(&args.cap, "cap", Sign::NonNegative)?;
     amounts::precheck(&args.floor, "floor", Sign::NonNegative)?;
     let factor = amounts::parse(&args.factor, "factor", Sign::NonNegative, FACTOR_DECIMALS)?;
@@ -82,7 +86,7 @@ fn rule(args: &RuleArgs, exponent: u8) -> anyhow::Result<LimitRule> {
         group: args.group.clone(),
     };
     if let Err(detail) = rule.check() {
-        crate::usage_bail!("invalid limit rule: {detail}");
+        crate::usage_bail!("invalid limit rule: {}", detail.message(|minor| money(genesis, minor)));
     }
     Ok(rule)
 }
@@ -99,10 +103,9 @@ fn request(rule: &LimitRule) -> pb::PreviewLimitRuleRequest {
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
     let key = keys::load(global.key.as_deref())?;
     let mut node = Node::connect(&global.node).await?;
-    let exponent = node.genesis.exponent;
     match command {
         Command::Preview(args) => {
-            let rule = rule(&args, exponent)?;
+            let rule = rule(&args, &node.genesis)?;
             let preview = node.preview_limit_rule(&key, request(&rule)).await?;
             if global.json {
                 return output::emit_ok(preview_json(&preview));
@@ -110,7 +113,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
             output::emit(&preview_text(&node.genesis, &rule, &preview))
         }
         Command::Apply(args) => {
-            let rule = rule(&args.rule, exponent)?;
+            let rule = rule(&args.rule, &node.genesis)?;
             let expected_root = match args.expect {
                 Some(root) => root,
                 None => {
