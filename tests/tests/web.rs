@@ -12,7 +12,10 @@
 //!   French, `1 250,50`), freezes it (a payment to it is refused) and unfreezes it, filters
 //!   the accounts overview, runs the clearing dry run and then the run on a loop of
 //!   invoices, and computes the indicators; the first firm downloads its signed statement,
-//!   which `cercle statement verify` accepts. axe-core finds no serious violation on any
+//!   which `cercle statement verify` accepts. Then fees (set with the wallet): the first
+//!   firm sees before signing the levy of a payment and its balance after it, its history
+//!   and the payee's show each payment's whole movement with the levy named, and the
+//!   association's fee account, from its own key, sees each levy and a month's demurrage. axe-core finds no serious violation on any
 //!   page, in French and in English, and every page is photographed into
 //!   `target/web-screenshots/`. Then `cercle audit verify` checks every signature the
 //!   browser made.
@@ -119,6 +122,34 @@ async fn a_key_learns_which_accounts_it_may_act_for() {
     assert_eq!(unsigned.code(), tonic::Code::Unauthenticated);
 }
 
+/// The levy the browser shows before signing (`web/src/fees.js`) is held to the same
+/// vectors as the core's (`web/test/fees.test.js` runs the JS on them): here, the core.
+#[test]
+fn the_browsers_levy_vectors_are_the_cores() {
+    use cercle_core::{AccountId, FeeSchedule, LevyOn};
+    let text = std::fs::read_to_string(workspace().join("web/test/levy_vectors.json")).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let vectors = file["vectors"].as_array().expect("vectors");
+    assert!(vectors.len() >= 15);
+    let account = |v: &serde_json::Value| AccountId::parse(v.as_str().expect("a handle")).unwrap();
+    for v in vectors {
+        let fees = FeeSchedule {
+            account: account(&v["fee_account"]),
+            transfer_levy_bp: u16::try_from(v["transfer_levy_bp"].as_u64().unwrap()).unwrap(),
+            levy_on: LevyOn::from_name(v["levy_on"].as_str().unwrap()).expect("payer, payee or split"),
+            membership_minor: Default::default(),
+            demurrage_bp: 0,
+            demurrage_above_minor: 0,
+            group_membership_minor: Default::default(),
+        };
+        fees.check().unwrap();
+        let levy =
+            fees.levy(&account(&v["payer"]), &account(&v["payee"]), v["amount_minor"].as_i64().unwrap());
+        let expected = (v["payer_minor"].as_i64().unwrap(), v["payee_minor"].as_i64().unwrap());
+        assert_eq!((levy.payer_minor, levy.payee_minor), expected, "{}", v["note"]);
+    }
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
 }
@@ -182,11 +213,23 @@ fn firms_and_the_administrator_work_from_the_browser() {
             "add_key",
             "transfer_held",
             "approve_pending",
+            // Under the 1% levy, split: the clerk's second payment held, alice's payment,
+            // her approval of the held one.
+            "transfer_held",
+            "transfer",
+            "approve_pending",
         ],
         "{history}"
     );
+    // The log's balances are the ones the browser showed: each payment with alice's share
+    // of its levy (80.50 + 0.41, 70.00 + 0.35).
+    let after: Vec<_> = entries.iter().map(|e| e["balance_after_minor"].as_i64()).collect();
+    assert_eq!(after[after.len() - 3..], [None, Some(-31_641), Some(-38_676)], "{history}");
     let balance = cercle(&url, Some(&admin_key), &["--json", "balance", "alice-bakery"]).ok().json();
-    assert_eq!(balance["balance_minor"], -23_550, "{balance}");
+    // -235.50, then 80.50 and 70.00 with her shares of the levies (0.41 and 0.35).
+    assert_eq!(balance["balance_minor"], -38_676, "{balance}");
+    let fees = cercle(&url, Some(&admin_key), &["--json", "balance", "association"]).ok().json();
+    assert_eq!(fees["balance_minor"], 431, "the levies 0.81 and 0.70, bob's demurrage 2.80: {fees}");
     let clerk_pubkey = keys["clerk_pubkey"].as_str().expect("the clerk's key");
     assert_eq!(
         balance["public_keys"],
@@ -194,7 +237,12 @@ fn firms_and_the_administrator_work_from_the_browser() {
         "the key made in the browser, and the clerk's"
     );
 
-    // What the administrator signed in the browser, with its reasons.
+    // What the administrator signed in the browser, with its reasons; and the month's
+    // demurrage the wallet charged.
+    let charge_reason = format!(
+        "periodic fees of {}: membership and demurrage",
+        keys["fee_period"].as_str().expect("the period charged")
+    );
     let history = cercle(&url, Some(&admin_key), &["--json", "history", "bob-mill"]).ok().json();
     let acts: Vec<_> = history["entries"]
         .as_array()
@@ -214,6 +262,7 @@ fn firms_and_the_administrator_work_from_the_browser() {
             ("freeze_account", "litige sur la facture 17"),
             ("unfreeze_account", "litige réglé"),
             ("run_clearing", "November"),
+            ("charge_fees", charge_reason.as_str()),
         ],
         "{history}"
     );

@@ -40,6 +40,15 @@ export class Node {
   }
 
   /**
+   * The ledger info as it stands now: what may change while the page is open (the fee
+   * schedule, the roles, the node keys) read again, e.g. before a payment is shown.
+   */
+  async freshInfo() {
+    this.info = await this.api.getLedgerInfo({});
+    return this.info;
+  }
+
+  /**
    * Builds an operation's body: `kind` is the body's oneof (`{ case: "transfer", value:
    * {...} }`), with a new operation id. Nothing is signed yet: the page shows it first.
    */

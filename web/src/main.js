@@ -8,7 +8,8 @@
 
 import qrcode from "qrcode-generator";
 import { decimalString, formatAmount, parseAmount } from "./amount.js";
-import { decodeBody } from "./client.js";
+import { levy } from "./fees.js";
+import { describeEntries, KIND_KEYS } from "./history.js";
 import { field, h } from "./dom.js";
 import { formatTime, initialLang, lang, setLang, t } from "./i18n.js";
 import { forgetKey, fromHex, generateKey, importKeyFile, KeyFileError, loadKey, toHex } from "./keys.js";
@@ -52,84 +53,10 @@ async function loadEntries() {
   return entries;
 }
 
-/** An entry as this account sees it. */
-function describeEntry(entry) {
-  const op = decodeBody(entry.envelope.body);
-  const me = app.account;
-  const balance = entry.balancesAfter.find((b) => b.account === me)?.balanceMinor;
-  const row = {
-    sequence: entry.sequence,
-    timestampMs: entry.timestampMs,
-    kind: op.kind.case,
-    counterparty: "",
-    amountMinor: null,
-    balanceAfterMinor: balance,
-    memo: "",
-  };
-  const v = op.kind.value;
-  switch (op.kind.case) {
-    case "transfer":
-      row.counterparty = v.payer === me ? v.payee : v.payer;
-      row.memo = v.memo || v.invoiceRef || "";
-      // A payment held for approval moved nothing (its entry records no balance): its
-      // approval is the payment.
-      if (entry.balancesAfter.length === 0) {
-        row.kind = "held";
-        row.memo = [money(v.amountMinor), row.memo].filter(Boolean).join(" · ");
-        break;
-      }
-      row.amountMinor = v.payer === me ? -v.amountMinor : v.amountMinor;
-      break;
-    case "approvePending":
-      row.counterparty = v.account === me ? v.payee : v.account;
-      row.amountMinor = v.account === me ? -v.amountMinor : v.amountMinor;
-      row.memo = t("pending.number", { id: String(v.pendingId) });
-      break;
-    case "declinePending":
-      row.memo = `${t("pending.number", { id: String(v.pendingId) })} · ${v.reason}`;
-      break;
-    case "issueInvoice":
-      // An invoice moves no money: its amount goes with its reference.
-      row.counterparty = v.payee === me ? v.payer : v.payee;
-      row.memo = `${v.reference} (${money(v.amountMinor)})`;
-      break;
-    case "acceptInvoice":
-    case "rejectInvoice":
-    case "cancelInvoice":
-    case "setInvoiceClearing":
-      row.counterparty = v.invoice.payee === me ? v.invoice.payer : v.invoice.payee;
-      row.memo = v.reason ?? "";
-      break;
-    default:
-      row.memo = v?.reason ?? "";
-  }
-  return row;
+/** The account's history rows, oldest first, each with what it moved the balance by. */
+function historyRows(entries) {
+  return describeEntries(entries, app.account, { t, money });
 }
-
-const KIND_KEYS = {
-  transfer: "kind.transfer",
-  registerAccount: "kind.register_account",
-  setLimits: "kind.set_limits",
-  freezeAccount: "kind.freeze_account",
-  unfreezeAccount: "kind.unfreeze_account",
-  rotateKeys: "kind.rotate_keys",
-  issueInvoice: "kind.issue_invoice",
-  acceptInvoice: "kind.accept_invoice",
-  rejectInvoice: "kind.reject_invoice",
-  cancelInvoice: "kind.cancel_invoice",
-  setInvoiceClearing: "kind.set_invoice_clearing",
-  runClearing: "kind.run_clearing",
-  held: "kind.held",
-  approvePending: "kind.approve_pending",
-  declinePending: "kind.decline_pending",
-  addKey: "kind.add_key",
-  removeKey: "kind.remove_key",
-  closeAccount: "kind.close_account",
-  assignGroup: "kind.assign_group",
-  followGroupLimits: "kind.follow_group_limits",
-  chargeFees: "kind.charge_fees",
-  applyLimitRule: "kind.apply_limit_rule",
-};
 
 // ---------------------------------------------------------------------------------
 // Pages
@@ -326,6 +253,8 @@ function pendingSection(account) {
       ? { case: "approvePending", value: { account: account.account, pendingId: p.pendingId, payee: p.payee, amountMinor: p.amountMinor } }
       : { case: "declinePending", value: { account: account.account, pendingId: p.pendingId, reason } };
     const prepared = await node.prepare(kind);
+    // Its approval pays the levy in force now (a held payment paid none while it waited).
+    const note = approve ? levyNote((await node.freshInfo()).fees, account.account, p.payee, p.amountMinor) : null;
     const panel = confirmPanel({
       title: approve
         ? { heading: t("pending.approveTitle"), button: t("pending.approveConfirm") }
@@ -347,6 +276,7 @@ function pendingSection(account) {
       },
       onCancel: () => below.replaceChildren(),
     });
+    if (note) panel.insertBefore(levyParagraph(note, p.amountMinor, false), panel.querySelector(".actions"));
     below.replaceChildren(panel);
     panel.querySelector("h2").focus();
   };
@@ -430,66 +360,126 @@ async function overviewPage() {
     ),
     pendingSection(account),
     h("h2", {}, t("chart.title")),
-    balanceChart(entries.map(describeEntry)),
+    balanceChart(historyRows(entries)),
     historyCheck(),
   ];
 }
 
+/**
+ * The transfer levy in force on a payment of `amountMinor` from `payer` to `payee`, as the
+ * ledger computes it (fees.js), and the sentence that says it before signing; null when
+ * there is none. The levy is not in the signed body: the ledger charges the schedule in
+ * force when it applies the payment, which the node's ledger info just gave.
+ */
+function levyNote(fees, payer, payee, amountMinor) {
+  const l = levy(fees, payer, payee, amountMinor);
+  if (l.totalMinor === 0n) return null;
+  const who =
+    fees.levyOn === "split"
+      ? t("levy.split", { payer: money(l.payerMinor), payee: money(l.payeeMinor), payeeName: payee })
+      : t(`levy.${fees.levyOn}`, { payee });
+  const text = t("levy.line", { levy: money(l.totalMinor), account: fees.account, bp: fees.transferLevyBp, amount: money(amountMinor), who });
+  return { levy: l, text };
+}
+
+/** The levy paragraph of a confirmation: the levy, and what leaves the account in all. */
+function levyParagraph(note, amountMinor, held) {
+  return h(
+    "p",
+    { testid: "pay-levy" },
+    note.text,
+    " ",
+    t("levy.total", { total: money(amountMinor + note.levy.payerMinor) }),
+    held ? [" ", t("levy.held")] : null,
+  );
+}
+
 async function payPage() {
-  const account = await loadAccount();
   const { exponent, currency } = node.info;
   const to = h("input", { type: "text", testid: "pay-to", autocomplete: "off", required: true, pattern: "[a-z0-9-]{3,32}" });
   const amount = h("input", { type: "text", testid: "pay-amount", inputmode: "decimal", autocomplete: "off", required: true });
   const memo = h("input", { type: "text", testid: "pay-memo", maxlength: 140 });
   const below = h("div", { "aria-live": "polite" });
+  const review = async () => {
+    let minor;
+    try {
+      minor = parseAmount(amount.value, exponent, lang());
+    } catch (e) {
+      below.replaceChildren(messageBox(amountMessage(e)));
+      amount.focus();
+      return;
+    }
+    const payee = to.value.trim();
+    // The account and the fee schedule as they are now, not as the page found them: the
+    // balance after, the limit check and the levy are what the ledger will apply.
+    const [account, info] = await Promise.all([loadAccount(), node.freshInfo()]);
+    const note = levyNote(info.fees, account.account, payee, minor);
+    const prepared = await node.prepare({
+      case: "transfer",
+      value: { payer: account.account, payee, amountMinor: minor, memo: memo.value },
+    });
+    const before = account.balanceMinor;
+    const after = before - minor - (note?.levy.payerMinor ?? 0n);
+    // The core's check (`State::payment_balances`): the balance after, less what pending
+    // payments reserve, may not go below the binding credit limit's floor.
+    const floor = -account.creditLimitMinor;
+    const reserved = account.reservedMinor;
+    const over = after - reserved < floor;
+    const limitText =
+      reserved === 0n
+        ? t("pay.after", { after: money(after), floor: money(floor) })
+        : t("pay.afterReserved", { after: money(after), floor: money(floor), reserved: money(reserved), lowest: money(floor + reserved) });
+    const panel = confirmPanel({
+      title: { heading: t("pay.confirmTitle"), button: t("pay.confirm") },
+      lines: [
+        [t("pay.from"), account.account],
+        [t("pay.toShort"), payee],
+        [t("pay.amountShort"), money(minor)],
+        [t("pay.memoShort"), memo.value || "—"],
+        [t("pay.opId"), toHex(prepared.operationId)],
+      ],
+      prepared,
+      testid: "pay-confirm",
+      onDone: (receipt) => {
+        // A new payment starts from an empty form: nothing is paid twice by mistake.
+        form.reset();
+        const box = receiptBox(receipt);
+        const mine = receipt.balancesAfter.find((b) => b.account === account.account);
+        // What the payment moved the balance by, the levy included, when the ledger's
+        // balance confirms it (a duplicate's balance is the original's).
+        if (note && note.levy.payerMinor > 0n && mine && !receipt.duplicate && mine.balanceMinor - before === after - before) {
+          box.insertBefore(
+            h("p", { testid: "receipt-levy" }, t("receipt.levy", { levy: money(note.levy.payerMinor), account: info.fees.account, moved: money(after - before) })),
+            box.querySelector(".hint"),
+          );
+        }
+        return box;
+      },
+      onCancel: () => {
+        below.replaceChildren();
+        amount.focus();
+      },
+    });
+    const actions = panel.querySelector(".actions");
+    if (note) panel.insertBefore(levyParagraph(note, minor, myRole(account) === "payer"), actions);
+    panel.insertBefore(
+      h("p", { testid: "limit-check", class: over ? "negative" : "" }, limitText, over ? [" ", h("strong", {}, t("pay.overLimit"))] : null),
+      actions,
+    );
+    below.replaceChildren(panel);
+    panel.querySelector("h2").focus();
+  };
   const form = h(
     "form",
     {
       novalidate: true,
       onsubmit: async (ev) => {
         ev.preventDefault();
-        let minor;
         try {
-          minor = parseAmount(amount.value, exponent, lang());
+          await review();
         } catch (e) {
-          below.replaceChildren(messageBox(amountMessage(e)));
-          amount.focus();
-          return;
+          below.replaceChildren(errorBox(e, review));
         }
-        const payee = to.value.trim();
-        const prepared = await node.prepare({
-          case: "transfer",
-          value: { payer: account.account, payee, amountMinor: minor, memo: memo.value },
-        });
-        const after = account.balanceMinor - minor;
-        const floor = -account.creditLimitMinor;
-        const panel = confirmPanel({
-          title: { heading: t("pay.confirmTitle"), button: t("pay.confirm") },
-          lines: [
-            [t("pay.from"), account.account],
-            [t("pay.toShort"), payee],
-            [t("pay.amountShort"), money(minor)],
-            [t("pay.memoShort"), memo.value || "—"],
-            [t("pay.opId"), toHex(prepared.operationId)],
-          ],
-          prepared,
-          testid: "pay-confirm",
-          onDone: (receipt) => {
-            // A new payment starts from an empty form: nothing is paid twice by mistake.
-            form.reset();
-            return receiptBox(receipt);
-          },
-          onCancel: () => {
-            below.replaceChildren();
-            amount.focus();
-          },
-        });
-        panel.insertBefore(
-          h("p", { testid: "limit-check", class: after < floor ? "negative" : "" }, t("pay.after", { after: money(after), floor: money(floor) }), after < floor ? [" ", h("strong", {}, t("pay.overLimit"))] : null),
-          panel.querySelector(".actions"),
-        );
-        below.replaceChildren(panel);
-        panel.querySelector("h2").focus();
       },
     },
     field("pay-to", t("pay.to"), to),
@@ -521,7 +511,7 @@ function csv(rows) {
 }
 
 async function historyPage() {
-  const rows = (await loadEntries()).map(describeEntry);
+  const rows = historyRows(await loadEntries());
   const from = h("input", { type: "date", testid: "history-from" });
   const to = h("input", { type: "date", testid: "history-to" });
   const who = h("input", { type: "text", testid: "history-with", autocomplete: "off" });

@@ -572,6 +572,137 @@ try {
   await alice.getByText("payment approved").first().waitFor();
   await open(alice, "overview");
 
+  // Fees, set with the wallet while the pages are open: the association's own account, a
+  // 1% transfer levy split between payer and payee (the odd unit on the payer), and a
+  // demurrage of 1% a month above 100.00.
+  const feeKey = join(scratch, "association.key");
+  wallet("keygen", "--out", feeKey);
+  const feePubkey = wallet("pubkey", "--key", feeKey).trim();
+  const asAdmin = (...args) => wallet("--key", env("CERCLE_ADMIN_KEY"), ...args);
+  asAdmin("admin", "register", "association", "--pubkey", feePubkey, "--name", "The association");
+  asAdmin("admin", "fees", "set", "--account", "association", "--transfer-levy-bp", "100", "--levy-on", "split", "--demurrage-bp", "100", "--demurrage-above", "100", "--reason", "budget 2027");
+
+  // The clerk's 70.00 is held: the confirmation says the levy is paid at its approval, and
+  // nothing moves yet.
+  await open(clerk, "pay");
+  await clerk.getByTestId("pay-to").fill("bob-mill");
+  await clerk.getByTestId("pay-amount").fill("70");
+  await clerk.getByTestId("pay-submit").click();
+  await clerk.getByTestId("pay-levy").filter({ hasText: "when it is approved" }).waitFor();
+  await clerk.getByTestId("pay-confirm").click();
+  const heldAgain = clerk.getByTestId("receipt").filter({ hasText: "waits for an owner" });
+  await heldAgain.waitFor();
+  const secondPendingId = (await heldAgain.textContent()).match(/payment (\d+) waits/)[1];
+  await open(alice, "overview");
+  await alice.getByTestId("reserved").filter({ hasText: "70.00 CHW" }).waitFor();
+  await alice.getByTestId("balance").filter({ hasText: "-235.50 CHW" }).waitFor();
+
+  // Alice pays bob 80.50: before signing she sees the levy (0.81 CHW, she pays 0.41), her
+  // balance after it, and her headroom less what the held payment reserves.
+  await open(alice, "pay");
+  await alice.getByTestId("pay-to").fill("bob-mill");
+  await alice.getByTestId("pay-amount").fill("80.50");
+  await alice.getByTestId("pay-memo").fill("bread rolls");
+  await alice.getByTestId("pay-submit").click();
+  const levyLine = alice.getByTestId("pay-levy");
+  await levyLine.waitFor();
+  assert.equal(
+    (await levyLine.textContent()).trim(),
+    "Levy: 0.81 CHW to association (100 bp of 80.50 CHW, split: you pay 0.41 CHW, bob-mill pays 0.40 CHW). In all, 80.91 CHW leaves your account.",
+  );
+  assert.equal(
+    (await alice.getByTestId("limit-check").textContent()).trim(),
+    "Your balance after it: -316.41 CHW. Your credit limit lets it go down to -1,000.00 CHW, less 70.00 CHW reserved by payments waiting for approval: no lower than -930.00 CHW.",
+  );
+  await photograph(alice, "pay-confirm-levy-en");
+  await alice.getByTestId("pay-confirm").click();
+  await alice.getByTestId("receipt").filter({ hasText: "-316.41 CHW" }).waitFor();
+  assert.equal(
+    (await alice.getByTestId("receipt-levy").textContent()).trim(),
+    "With your share of the levy, 0.41 CHW to association, your balance moved by -80.91 CHW.",
+  );
+  await photograph(alice, "pay-receipt-levy-en");
+
+  // Its approval pays the levy in force now: 0.70 CHW, 0.35 each.
+  await open(alice, "overview");
+  await alice.locator(`[data-testid="pending-row"][data-pending="${secondPendingId}"]`).getByTestId("pending-approve").click();
+  await alice.getByTestId("confirmation").getByTestId("pay-levy").filter({ hasText: "0.70 CHW to association" }).waitFor();
+  assert.ok((await alice.getByTestId("pay-levy").textContent()).includes("you pay 0.35 CHW, bob-mill pays 0.35 CHW"));
+  await alice.getByTestId("pending-confirm").click();
+  await alice.getByTestId("receipt").filter({ hasText: "-386.76 CHW" }).waitFor();
+
+  // A month's demurrage: bob is above 100.00 (380.25: 2.80 CHW), carol is not.
+  const lastMonth = new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
+  asAdmin("admin", "fees", "charge", "--period", lastMonth);
+
+  // Alice's history shows each payment's whole movement, the levy named; so does the CSV.
+  await open(alice, "history");
+  const levied = alice.getByTestId("history-row").filter({ hasText: "levy 0.41 CHW" });
+  await levied.waitFor();
+  for (const text of ["payment", "bob-mill", "-80.91 CHW", "-316.41 CHW", "bread rolls"]) {
+    assert.ok((await levied.textContent()).includes(text), `the levied payment's row shows ${text}: ${await levied.textContent()}`);
+  }
+  const approved = alice.getByTestId("history-row").filter({ hasText: "levy 0.35 CHW" });
+  for (const text of ["payment approved", "-70.35 CHW", "-386.76 CHW"]) {
+    assert.ok((await approved.textContent()).includes(text), `the approval's row shows ${text}: ${await approved.textContent()}`);
+  }
+  await photograph(alice, "history-levy-en");
+  const [leviedCsv] = await Promise.all([alice.waitForEvent("download"), alice.getByTestId("history-csv").click()]);
+  const leviedText = readFileSync(await leviedCsv.path(), "utf8");
+  assert.ok(leviedText.includes(",transfer,bob-mill,-80.91,-316.41,bread rolls · levy 0.41 CHW\r\n"), leviedText);
+  assert.ok(leviedText.includes(`,approvePending,bob-mill,-70.35,-386.76,payment waiting ${secondPendingId} · levy 0.35 CHW\r\n`), leviedText);
+
+  // Bob, in French: he received the amounts less his shares, and paid the demurrage.
+  await open(bob, "history");
+  const received = bob.getByTestId("history-row").filter({ hasText: "prélèvement 0,40 CHW" });
+  await received.waitFor();
+  assert.ok((await received.textContent()).includes("80,10 CHW"), await received.textContent());
+  const receivedApproval = bob.getByTestId("history-row").filter({ hasText: "prélèvement 0,35 CHW" });
+  assert.ok((await receivedApproval.textContent()).includes("69,65 CHW"), await receivedApproval.textContent());
+  const charged = bob.getByTestId("history-row").filter({ hasText: `cotisations de ${lastMonth}` });
+  for (const text of ["cotisations prélevées", "-2,80 CHW", "377,45 CHW"]) {
+    assert.ok((await charged.textContent()).includes(text), `bob's charge shows ${text}: ${await charged.textContent()}`);
+  }
+  await photograph(bob, "history-levy-fr");
+  // What bob would pay carol, in French, reviewed and not signed.
+  await open(bob, "pay");
+  await bob.getByTestId("pay-to").fill("carol-market");
+  await bob.getByTestId("pay-amount").fill("10");
+  await bob.getByTestId("pay-submit").click();
+  const levyFr = bob.getByTestId("pay-levy");
+  await levyFr.waitFor();
+  assert.equal(
+    (await levyFr.textContent()).trim(),
+    "Prélèvement : 0,10 CHW pour association (100 points de base de 10,00 CHW, partagé : vous payez 0,05 CHW, carol-market paie 0,05 CHW). Au total, 10,05 CHW sortent de votre compte.",
+  );
+  assert.ok((await bob.getByTestId("limit-check").textContent()).includes("Votre solde après : 367,40 CHW"));
+  await photograph(bob, "pay-confirm-levy-fr");
+  await bob.getByRole("button", { name: "Modifier" }).click();
+  assert.equal(await bob.getByTestId("confirmation").count(), 0);
+
+  // The association's account, from its own key: each levy received, named by the payment
+  // it was levied on, and the month's fees.
+  const feeContext = await newContext("en-GB");
+  const association = await feeContext.newPage();
+  pages.push(["association", association]);
+  association.on("pageerror", (e) => console.error(`page error: ${e}`));
+  await association.goto(url);
+  await association.getByTestId("key-import").setInputFiles(feeKey);
+  await association.getByRole("heading", { name: "Overview of association" }).waitFor();
+  await open(association, "history");
+  const levies = association.getByTestId("history-row").filter({ hasText: "levy on a transfer from alice-bakery to bob-mill" });
+  await levies.nth(1).waitFor();
+  assert.equal(await levies.count(), 2);
+  for (const [i, amount, after] of [[0, "0.81 CHW", "0.81 CHW"], [1, "0.70 CHW", "1.51 CHW"]]) {
+    const cells = await levies.nth(i).locator("td").allTextContents();
+    assert.deepEqual([cells[2], cells[3], cells[4], cells[5]], ["transfer levy", "", amount, after], `levy ${i}: ${cells}`);
+  }
+  const fees = association.getByTestId("history-row").filter({ hasText: `periodic fees of ${lastMonth} from the members` });
+  const feeCells = await fees.locator("td").allTextContents();
+  assert.deepEqual([feeCells[2], feeCells[4], feeCells[5]], ["fees charged", "2.80 CHW", "4.31 CHW"], `${feeCells}`);
+  await photograph(association, "history-fees-en");
+  await open(alice, "overview");
+
   // A history that does not extend what this browser saw is reported as rewritten. The
   // overview's own check must have finished first: it saves the tree head it checked.
   await alice.getByTestId("proof-result").waitFor();
@@ -583,7 +714,7 @@ try {
   await alice.getByTestId("proof-check").click();
   await alice.getByTestId("proof-result").filter({ hasText: "History rewritten" }).waitFor();
 
-  console.log(JSON.stringify({ alice_pubkey: alicePubkey, bob_pubkey: bobPubkey, carol_pubkey: carolPubkey, clerk_pubkey: clerkPubkey }));
+  console.log(JSON.stringify({ alice_pubkey: alicePubkey, bob_pubkey: bobPubkey, carol_pubkey: carolPubkey, clerk_pubkey: clerkPubkey, fee_period: lastMonth }));
 } catch (e) {
   // What each page showed when the scenario failed, for the test's output and artefacts.
   for (const [name, page] of pages) {
