@@ -15,8 +15,12 @@
 //!   which `cercle statement verify` accepts. Then fees (set with the wallet): the first
 //!   firm sees before signing the levy of a payment and its balance after it, its history
 //!   and the payee's show each payment's whole movement with the levy named, and the
-//!   association's fee account, from its own key, sees each levy and a month's demurrage. axe-core finds no serious violation on any
-//!   page, in French and in English, and every page is photographed into
+//!   association's fee account, from its own key, sees each levy and a month's demurrage.
+//!   The first firm's owner key adds, from its keys page, a payer key with caps (an
+//!   ambiguous cap and a bad public key refused first) and a key already on another account
+//!   as a viewer (offered once the ledger refuses it unshared), then removes it; the
+//!   employee's payer key sees the keys without the controls. axe-core finds no serious
+//!   violation on any page, in French and in English, and every page is photographed into
 //!   `target/web-screenshots/`. Then `cercle audit verify` checks every signature the
 //!   browser made.
 //!
@@ -213,6 +217,11 @@ fn firms_and_the_administrator_work_from_the_browser() {
             "add_key",
             "transfer_held",
             "approve_pending",
+            // From alice's keys page: a payer key with caps; carol's key as a viewer (shared,
+            // once the ledger refused it unshared), then removed.
+            "add_key",
+            "add_key",
+            "remove_key",
             // Under the 1% levy, split: the clerk's second payment held, alice's payment,
             // her approval of the held one.
             "transfer_held",
@@ -231,10 +240,18 @@ fn firms_and_the_administrator_work_from_the_browser() {
     let fees = cercle(&url, Some(&admin_key), &["--json", "balance", "association"]).ok().json();
     assert_eq!(fees["balance_minor"], 431, "the levies 0.81 and 0.70, bob's demurrage 2.80: {fees}");
     let clerk_pubkey = keys["clerk_pubkey"].as_str().expect("the clerk's key");
+    let driver_pubkey = keys["driver_pubkey"].as_str().expect("the key alice added in the browser");
     assert_eq!(
         balance["public_keys"],
-        serde_json::json!([alice_pubkey, clerk_pubkey]),
-        "the key made in the browser, and the clerk's"
+        serde_json::json!([alice_pubkey, clerk_pubkey, driver_pubkey]),
+        "the key made in the browser, the clerk's, and the payer key alice added in hers (carol's gone again)"
+    );
+    let listed = cercle(&url, Some(&admin_key), &["--json", "key", "list", "alice-bakery"]).ok().json();
+    assert_eq!(
+        listed["keys"][2],
+        serde_json::json!({"public_key": driver_pubkey, "role": "payer", "per_transfer_cap_minor": 10_000,
+            "daily_cap_minor": 100_000, "spent_today_minor": 0}),
+        "the caps alice typed in her browser: {listed}"
     );
 
     // What the administrator signed in the browser, with its reasons; and the month's

@@ -110,8 +110,9 @@ function errorInfo(err) {
 
 /**
  * What went wrong, for the page: `network` (the node could not be reached: the same
- * envelope may be sent again), `rejected` (the ledger's decision, with its reason and
- * message) or `other`.
+ * envelope may be sent again), `rejected` (the ledger's decision: `name`, the reason's
+ * stable name such as KEY_ALREADY_REGISTERED; `reason`, that name and its code, to show;
+ * and its message) or `other`.
  */
 export function describeError(err) {
   const e = ConnectError.from(err);
@@ -123,7 +124,7 @@ export function describeError(err) {
   const info = errorInfo(e);
   if (info) {
     const code = info.metadata.code ? `, code ${info.metadata.code}` : "";
-    return { kind: "rejected", reason: `${info.reason}${code}`, message: e.rawMessage };
+    return { kind: "rejected", name: info.reason, reason: `${info.reason}${code}`, message: e.rawMessage };
   }
   return { kind: "other", message: e.rawMessage || String(err) };
 }

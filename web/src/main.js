@@ -1,13 +1,14 @@
-// Cercle in the browser: a firm's key, overview, payments, history, invoices and signed
-// statement; and, for a key that is an administrator's or an auditor's, the association's
-// pages (admin.js).
+// Cercle in the browser: a firm's key, overview, payments, history, invoices, signed
+// statement and the account's keys; and, for a key that is an administrator's or an
+// auditor's, the association's pages (admin.js).
 //
 // Every operation is built here (protobuf-es, generated from proto/), shown to the user,
 // signed here with the key kept in this browser, and sent to the node as an envelope;
 // every read is signed too. The node serves this page but cannot sign for the firm.
 
 import qrcode from "qrcode-generator";
-import { decimalString, formatAmount, parseAmount } from "./amount.js";
+import { addKeyOperation, isLastOwner, KeyFormError, ledgerDay, paidOn, parsePublicKey, payerCaps, removeKeyOperation, ROLES, shortKey } from "./accountkeys.js";
+import { AmountError, decimalString, formatAmount, parseAmount } from "./amount.js";
 import { levy } from "./fees.js";
 import { describeEntries, KIND_KEYS } from "./history.js";
 import { field, h } from "./dom.js";
@@ -706,6 +707,229 @@ async function invoicesPage() {
   ];
 }
 
+/**
+ * The account's keys: each with its role, a payer's caps and what it paid today, this
+ * browser's marked; every role reads them. An owner key adds a key (its public key pasted,
+ * its role, a payer's caps) and removes one, each shown before it is signed, as `cercle key
+ * add` and `key remove` sign them. A key already on another account is refused by the
+ * ledger (KEY_ALREADY_REGISTERED) unless sharing is allowed: the refusal offers it then.
+ */
+async function keysPage() {
+  const { exponent, currency } = node.info;
+  const account = await loadAccount();
+  const mine = app.key.publicHex;
+  const myRoleNow = myRole(account);
+  const owner = myRoleNow === "owner";
+  const today = ledgerDay(node.info.dayOffsetMinutes, Date.now());
+  const below = h("div", { "aria-live": "polite" });
+  const roleName = (role) => t(`keys.role.${role}`);
+  const again = () => route();
+
+  /** What was signed, and the way back to the list. */
+  const done = (receipt, text) => {
+    const box = receiptBox(receipt, text, t("keys.doneTitle"));
+    box.append(h("button", { type: "button", testid: "keys-reload", onclick: again }, t("keys.reload")));
+    return box;
+  };
+
+  /** Shows what will be signed for `kind` (`lines` and its operation id), then signs it. */
+  const offer = async ({ heading2, button, lines, kind, warning, onDone, onRefused }) => {
+    const prepared = await node.prepare(kind);
+    const panel = confirmPanel({
+      title: { heading: heading2, button },
+      lines: [[t("key.account"), account.account], ...lines, [t("pay.opId"), toHex(prepared.operationId)]],
+      prepared,
+      testid: "keys-confirm",
+      onDone,
+      onCancel: () => below.replaceChildren(),
+      onRefused,
+    });
+    if (warning) panel.insertBefore(h("p", { testid: "keys-warning" }, h("strong", {}, warning)), panel.querySelector(".actions"));
+    below.replaceChildren(panel);
+    panel.querySelector("h2").focus();
+  };
+
+  const remove = (k, hex) =>
+    offer({
+      heading2: t("keys.removeTitle"),
+      button: t("keys.removeConfirm"),
+      lines: [[t("keys.operation"), t("keys.removeOp")], [t("keys.pubkeyShort"), hex], [t("keys.roleCol"), roleName(k.role)]],
+      kind: removeKeyOperation(account.account, k.publicKey),
+      warning: hex === mine ? t("keys.removeMine", { account: account.account }) : null,
+      onDone: (receipt) => done(receipt, t("keys.removed", { key: shortKey(hex), sequence: receipt.sequence })),
+    });
+
+  const capsOf = (k) => k.perTransferCapMinor !== undefined && k.dailyCapMinor !== undefined;
+  const rows = account.keys.map((k) => {
+    const hex = toHex(k.publicKey);
+    const payer = capsOf(k);
+    const always = payer && k.perTransferCapMinor === 0n && k.dailyCapMinor === 0n;
+    const shown = h("code", { class: "mono", title: hex }, shortKey(hex));
+    const copy = navigator.clipboard
+      ? h("button", {
+          type: "button",
+          class: "secondary small",
+          "aria-label": t("keys.copyLabel", { key: shortKey(hex) }),
+          onclick: async (ev) => {
+            try {
+              await navigator.clipboard.writeText(hex);
+              ev.target.textContent = t("keys.copied");
+            } catch {
+              // No clipboard here: the whole key, to select by hand.
+              shown.textContent = hex;
+            }
+          },
+        }, t("keys.copy"))
+      : null;
+    let action = null;
+    if (owner) {
+      action = isLastOwner(account.keys, hex)
+        ? h("span", { class: "hint" }, t("keys.lastOwner"))
+        : h("button", { type: "button", class: "secondary small", testid: "keys-remove", onclick: () => remove(k, hex).catch((e) => below.replaceChildren(errorBox(e))) }, t("keys.remove"));
+    }
+    return h(
+      "tr",
+      { testid: "keys-row", "data-pubkey": hex, "data-role": k.role },
+      h("th", { scope: "row" }, h("span", { class: "nowrap" }, shown, " ", copy), hex === mine ? h("div", {}, h("span", { class: "badge", testid: "keys-mine" }, t("keys.mine"))) : null),
+      h("td", { testid: "keys-role" }, roleName(k.role), always ? h("span", { class: "hint block" }, t("keys.always")) : null),
+      h("td", { class: "num" }, payer ? money(k.perTransferCapMinor) : "—"),
+      h("td", { class: "num" }, payer ? money(k.dailyCapMinor) : "—"),
+      h("td", { class: "num" }, payer ? money(paidOn(k, today)) : "—"),
+      owner ? h("td", {}, action) : null,
+    );
+  });
+  const columns = ["keys.pubkeyShort", "keys.roleCol", "keys.perTransferCol", "keys.dailyCol", "keys.paidTodayCol", ...(owner ? ["keys.actions"] : [])];
+  const table = h(
+    "div",
+    { class: "scroll", tabindex: 0, role: "region", "aria-label": t("keys.tableLabel") },
+    h(
+      "table",
+      { testid: "keys" },
+      h("thead", {}, h("tr", {}, columns.map((c, i) => h("th", { scope: "col", class: i >= 2 && i <= 4 ? "num" : "" }, t(c))))),
+      h("tbody", {}, rows),
+    ),
+  );
+  const roles = h("ul", { class: "hint" }, ROLES.map((r) => h("li", {}, t("keys.roleDoes", { role: roleName(r), does: t(`keys.does.${r}`) }))));
+  const day = t("keys.day", { offset: dayOffset(node.info.dayOffsetMinutes) });
+  const anyPayer = account.keys.some(capsOf);
+  const page = [heading(t("keys.title", { account: account.account })), h("p", {}, t("keys.intro")), table, h("div", { class: "notes" }, anyPayer || owner ? h("p", { class: "hint" }, day) : null, roles)];
+  if (!owner) {
+    page.push(h("p", { class: "panel", testid: "keys-owner-only" }, t("keys.ownerOnly", { role: roleName(myRoleNow) })));
+    return page;
+  }
+
+  // The form of a new key.
+  const pubkey = h("input", { type: "text", testid: "keys-pubkey", autocomplete: "off", spellcheck: "false", class: "mono wide" });
+  const role = h("select", { testid: "keys-role-select" }, ROLES.map((r) => h("option", { value: r, selected: r === "viewer" }, t("keys.roleDoes", { role: roleName(r), does: t(`keys.does.${r}`) }))));
+  const perTransfer = h("input", { type: "text", testid: "keys-per-transfer", inputmode: "decimal", autocomplete: "off" });
+  const daily = h("input", { type: "text", testid: "keys-daily", inputmode: "decimal", autocomplete: "off" });
+  const requireApproval = h("input", { type: "checkbox", id: "keys-require-approval", testid: "keys-require-approval" });
+  const caps = h(
+    "fieldset",
+    { class: "caps" },
+    h("legend", {}, t("keys.capsLegend")),
+    field("keys-per-transfer", t("keys.perTransfer", { currency }), perTransfer, t("keys.perTransferHint")),
+    field("keys-daily", t("keys.daily", { currency }), daily, t("keys.dailyHint")),
+    h("div", { class: "check" }, requireApproval, h("label", { for: "keys-require-approval" }, t("keys.requireApproval"))),
+  );
+  const showCaps = () => {
+    caps.hidden = role.value !== "payer";
+    perTransfer.disabled = daily.disabled = requireApproval.checked;
+  };
+  role.addEventListener("change", showCaps);
+  requireApproval.addEventListener("change", showCaps);
+  showCaps();
+
+  /** Reads the form and shows what will be signed; `allowSharedKey` after the ledger asked. */
+  const review = async (allowSharedKey = false) => {
+    let publicKey;
+    try {
+      publicKey = parsePublicKey(pubkey.value);
+    } catch (e) {
+      if (!(e instanceof KeyFormError)) throw e;
+      below.replaceChildren(messageBox(t(`keys.${e.kind}`, e.params)));
+      pubkey.focus();
+      return;
+    }
+    const hex = toHex(publicKey);
+    const already = account.keys.find((k) => toHex(k.publicKey) === hex);
+    if (already) {
+      below.replaceChildren(messageBox(t("keys.alreadyHere", { role: roleName(already.role) })));
+      pubkey.focus();
+      return;
+    }
+    const chosen = role.value;
+    let limits;
+    if (chosen === "payer") {
+      try {
+        limits = payerCaps({ perTransfer: perTransfer.value, daily: daily.value, requireApproval: requireApproval.checked }, exponent, lang());
+      } catch (e) {
+        if (!(e instanceof KeyFormError || e instanceof AmountError)) throw e;
+        const input = (e.field ?? e.params?.field) === "daily" ? daily : perTransfer;
+        const what = t(input === daily ? "keys.dailyShort" : "keys.perTransferShort");
+        const text =
+          e instanceof KeyFormError
+            ? t(`keys.${e.kind}`, { what, per: e.params.perTransferMinor === undefined ? "" : money(e.params.perTransferMinor), daily: e.params.dailyMinor === undefined ? "" : money(e.params.dailyMinor) })
+            : `${what}: ${amountMessage(e)}`;
+        below.replaceChildren(messageBox(text));
+        input.focus();
+        return;
+      }
+    }
+    const lines = [[t("keys.operation"), t("keys.addOp")], [t("keys.pubkeyShort"), hex], [t("keys.roleCol"), t("keys.roleDoes", { role: roleName(chosen), does: t(`keys.does.${chosen}`) })]];
+    if (limits) {
+      if (limits.dailyMinor === 0n) lines.push([t("keys.capsLegend"), t("keys.always")]);
+      else lines.push([t("keys.perTransferShort"), money(limits.perTransferMinor)], [t("keys.dailyShort"), money(limits.dailyMinor)]);
+    }
+    if (allowSharedKey) lines.push([t("keys.shared"), t("keys.sharedYes")]);
+    await offer({
+      heading2: t("keys.addTitle"),
+      button: t("keys.addConfirm"),
+      lines,
+      kind: addKeyOperation({ account: account.account, publicKey, role: chosen, caps: limits, allowSharedKey }),
+      warning: chosen === "owner" ? t("keys.ownerWarning") : null,
+      onDone: (receipt) => done(receipt, t("keys.added", { key: shortKey(hex), role: roleName(chosen), sequence: receipt.sequence })),
+      // The key signs for another account already: the owner may mean it (an accountant's key).
+      onRefused: (d) =>
+        d.name === "KEY_ALREADY_REGISTERED" && !allowSharedKey
+          ? h(
+              "div",
+              { class: "panel" },
+              h("p", {}, t("keys.sharedOffer")),
+              h("button", { type: "button", testid: "keys-share", onclick: () => review(true).catch((e) => below.replaceChildren(errorBox(e))) }, t("keys.sharedButton")),
+            )
+          : null,
+    });
+  };
+  const form = h(
+    "form",
+    {
+      novalidate: true,
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          await review();
+        } catch (e) {
+          below.replaceChildren(errorBox(e, () => review()));
+        }
+      },
+    },
+    h("h2", {}, t("keys.addHeading")),
+    field("keys-pubkey", t("keys.pubkey"), pubkey, t("keys.pubkeyHint")),
+    field("keys-role-select", t("keys.roleCol"), role),
+    caps,
+    h("button", { type: "submit", testid: "keys-submit" }, t("keys.review")),
+  );
+  page.push(below, form);
+  return page;
+}
+
+/** The ledger day's offset from UTC as `cercle info` writes it: `+01:00`. */
+function dayOffset(minutes) {
+  const m = Math.abs(minutes);
+  return `${minutes < 0 ? "-" : "+"}${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
+}
+
 /** The firm's signed statement over a period, checked here, then downloaded as a file. */
 async function statementPage() {
   const from = h("input", { type: "date", testid: "statement-from" });
@@ -777,6 +1001,7 @@ const PAGES = {
   history: historyPage,
   invoices: invoicesPage,
   statement: statementPage,
+  keys: keysPage,
   accounts: accountsPage,
   register: registerPage,
   manage: managePage,
@@ -784,7 +1009,7 @@ const PAGES = {
   indicators: indicatorsPage,
   key: keyPage,
 };
-const FIRM_PAGES = ["overview", "pay", "history", "invoices", "statement"];
+const FIRM_PAGES = ["overview", "pay", "history", "invoices", "statement", "keys"];
 // Auditors read what administrators read; only administrators sign for the association.
 const ADMIN_PAGES = ["accounts", "register", "clearing", "indicators"];
 const AUDITOR_PAGES = ["accounts", "clearing", "indicators"];

@@ -54,8 +54,12 @@ export function heading(text) {
   return h("h1", { tabindex: "-1" }, text);
 }
 
-/** A confirmation panel for a signed operation, then its outcome in `outcome`. */
-export function confirmPanel({ title, lines, prepared, testid, onDone, onCancel }) {
+/**
+ * A confirmation panel for a signed operation, then its outcome in `outcome`. `onRefused`,
+ * if given, turns the ledger's refusal (`describeError`'s) into what to offer under it
+ * (or null).
+ */
+export function confirmPanel({ title, lines, prepared, testid, onDone, onCancel, onRefused }) {
   const outcome = h("div", { "aria-live": "polite" });
   const send = async () => {
     confirmButton.disabled = true;
@@ -64,7 +68,9 @@ export function confirmPanel({ title, lines, prepared, testid, onDone, onCancel 
       panel.replaceWith(await onDone(receipt));
     } catch (e) {
       // On a lost connection the same envelope (same operation id) is offered again.
-      outcome.replaceChildren(errorBox(e, () => send()));
+      const d = describeError(e);
+      const offer = d.kind === "rejected" && onRefused ? onRefused(d) : null;
+      outcome.replaceChildren(...[errorBox(e, () => send()), offer].filter(Boolean));
       confirmButton.disabled = false;
     }
   };
@@ -80,7 +86,8 @@ export function confirmPanel({ title, lines, prepared, testid, onDone, onCancel 
   return panel;
 }
 
-export function receiptBox(receipt, text) {
+/** A receipt: `text` says what was done (a payment's by default), under `title`. */
+export function receiptBox(receipt, text, title = t("receipt.title")) {
   const mine = receipt.balancesAfter.find((b) => b.account === app.account);
   // A payer key's payment above its caps is held: nothing moved yet.
   if (receipt.pendingId !== undefined && text === undefined) {
@@ -95,7 +102,7 @@ export function receiptBox(receipt, text) {
   return h(
     "div",
     { class: "ok", role: "status", testid: "receipt" },
-    h("h2", {}, t("receipt.title")),
+    h("h2", {}, title),
     h("p", {}, text ?? t("receipt.text", { sequence: receipt.sequence, time: formatTime(receipt.timestampMs), balance: mine ? money(mine.balanceMinor) : "" })),
     receipt.duplicate ? h("p", {}, t("receipt.duplicate")) : null,
     h("p", { class: "hint" }, `${t("receipt.hash")}: `, h("span", { class: "mono" }, toHex(receipt.entryHash))),

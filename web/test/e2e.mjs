@@ -483,7 +483,7 @@ try {
     await page.getByTestId("statement-summary").waitFor();
   };
   for (const [page, lang] of [[alice, "en"], [bob, "fr"]]) {
-    for (const name of ["overview", "pay", "history", "invoices", "key"]) await visit(page, name, lang);
+    for (const name of ["overview", "pay", "history", "invoices", "keys", "key"]) await visit(page, name, lang);
     await visit(page, "statement", lang, { then: showStatement(page) });
   }
   for (const lang of ["en", "fr"]) {
@@ -570,6 +570,99 @@ try {
   await open(alice, "history");
   await alice.getByText("payment waiting for approval").first().waitFor();
   await alice.getByText("payment approved").first().waitFor();
+  await open(alice, "overview");
+
+  // The firm's keys, from alice's owner browser: her key and the clerk's payer key with its
+  // caps; a bad public key refused before anything is signed; a payer key added with caps;
+  // carol's key, already on her own account, refused by the ledger, then added as a viewer
+  // once alice allows the sharing, and removed.
+  await open(alice, "keys");
+  const keyRow = (page, pubkey) => page.locator(`[data-testid="keys-row"][data-pubkey="${pubkey}"]`);
+  await keyRow(alice, alicePubkey).getByTestId("keys-mine").waitFor();
+  assert.equal(await keyRow(alice, alicePubkey).getAttribute("data-role"), "owner");
+  assert.equal(await keyRow(alice, alicePubkey).getByTestId("keys-remove").count(), 0, "her last owner key has no remove button");
+  assert.ok((await keyRow(alice, alicePubkey).textContent()).includes("last owner key"));
+  const clerkCells = await keyRow(alice, clerkPubkey).locator("th, td").allTextContents();
+  // What it paid today: its payments were held, and an approved one is the owner's.
+  assert.deepEqual(clerkCells.slice(1, 5), ["payer", "50.00 CHW", "200.00 CHW", "0.00 CHW"], `${clerkCells}`);
+  assert.equal(await keyRow(alice, clerkPubkey).locator("code").getAttribute("title"), clerkPubkey, "the whole key, on the shortened one");
+
+  const driverKey = join(scratch, "alice-driver.key");
+  wallet("keygen", "--out", driverKey);
+  const driverPubkey = wallet("pubkey", "--key", driverKey).trim();
+  await alice.getByTestId("keys-pubkey").fill(driverPubkey.slice(0, 60));
+  await alice.getByTestId("keys-submit").click();
+  await alice.getByTestId("error").filter({ hasText: "This public key has 60 hexadecimal digits; a public key has exactly 64." }).waitFor();
+  await alice.getByTestId("keys-pubkey").fill(`${driverPubkey.slice(0, 20)}O${driverPubkey.slice(21)}`);
+  await alice.getByTestId("keys-submit").click();
+  await alice.getByTestId("error").filter({ hasText: "'O' (character 21) is neither" }).waitFor();
+  assert.equal(await alice.getByTestId("keys-confirm").count(), 0, "nothing to sign");
+  await photograph(alice, "keys-bad-key-en");
+
+  await alice.getByTestId("keys-pubkey").fill(driverPubkey);
+  await alice.getByTestId("keys-role-select").selectOption("payer");
+  await alice.getByTestId("keys-per-transfer").fill("25,00");
+  await alice.getByTestId("keys-daily").fill("1,000.00");
+  await alice.getByTestId("keys-submit").click();
+  await alice.getByTestId("error").filter({ hasText: "Cap per payment: '25,00' is ambiguous" }).waitFor();
+  assert.equal(await alice.getByTestId("keys-confirm").count(), 0, "nothing to sign");
+  await alice.getByTestId("keys-per-transfer").fill("100");
+  await alice.getByTestId("keys-submit").click();
+  const addition = alice.getByTestId("confirmation");
+  await addition.filter({ hasText: driverPubkey }).waitFor();
+  for (const text of ["alice-bakery", "Add a key", "payer", "100.00 CHW", "1,000.00 CHW"]) {
+    assert.ok((await addition.textContent()).includes(text), `the new key's confirmation shows ${text}`);
+  }
+  assert.equal(await alice.evaluate(() => document.activeElement?.id), "confirm-title", "the focus is on what will be signed");
+  await photograph(alice, "keys-confirm-en");
+  await alice.getByTestId("keys-confirm").click();
+  await alice.getByTestId("receipt").filter({ hasText: `Key ${driverPubkey.slice(0, 8)}…${driverPubkey.slice(-4)} is added as payer` }).waitFor();
+  await photograph(alice, "keys-added-en");
+  await alice.getByTestId("keys-reload").click();
+  await keyRow(alice, driverPubkey).waitFor();
+  const driverCells = await keyRow(alice, driverPubkey).locator("th, td").allTextContents();
+  assert.deepEqual(driverCells.slice(1, 5), ["payer", "100.00 CHW", "1,000.00 CHW", "0.00 CHW"], `${driverCells}`);
+  await photograph(alice, "keys-owner-en");
+
+  await alice.getByTestId("keys-pubkey").fill(carolPubkey);
+  await alice.getByTestId("keys-role-select").selectOption("viewer");
+  await alice.getByTestId("keys-submit").click();
+  await alice.getByTestId("confirmation").filter({ hasText: carolPubkey }).waitFor();
+  await alice.getByTestId("keys-confirm").click();
+  await alice.getByTestId("error").filter({ hasText: "KEY_ALREADY_REGISTERED" }).waitFor();
+  await photograph(alice, "keys-shared-offer-en");
+  await alice.getByTestId("keys-share").click();
+  const shared = alice.getByTestId("confirmation").filter({ hasText: "allowed: it will sign for both accounts" });
+  await shared.waitFor();
+  assert.ok((await shared.textContent()).includes(carolPubkey));
+  await alice.getByTestId("keys-confirm").click();
+  await alice.getByTestId("receipt").filter({ hasText: "is added as viewer" }).waitFor();
+  await alice.getByTestId("keys-reload").click();
+  await alice.locator(`[data-testid="keys-row"][data-pubkey="${carolPubkey}"][data-role="viewer"]`).waitFor();
+  await keyRow(alice, carolPubkey).getByTestId("keys-remove").click();
+  const removal = alice.getByTestId("confirmation").filter({ hasText: "Remove a key" });
+  await removal.waitFor();
+  assert.ok((await removal.textContent()).includes(carolPubkey));
+  await photograph(alice, "keys-remove-en");
+  await alice.getByTestId("keys-confirm").click();
+  await alice.getByTestId("receipt").filter({ hasText: "is removed: it no longer signs for the account" }).waitFor();
+  await alice.getByTestId("keys-reload").click();
+  await keyRow(alice, carolPubkey).waitFor({ state: "detached" });
+  await keyRow(alice, driverPubkey).waitFor();
+  const keysNow = JSON.parse(wallet("--key", env("CERCLE_ADMIN_KEY"), "--json", "key", "list", "alice-bakery")).keys;
+  assert.deepEqual(
+    keysNow.map((k) => [k.public_key, k.role, k.per_transfer_cap_minor, k.daily_cap_minor]),
+    [[alicePubkey, "owner", undefined, undefined], [clerkPubkey, "payer", 5000, 20000], [driverPubkey, "payer", 10000, 100000]],
+  );
+
+  // The clerk's payer key sees the keys, without the controls, and is told why.
+  await open(clerk, "keys");
+  await keyRow(clerk, driverPubkey).waitFor();
+  await keyRow(clerk, clerkPubkey).getByTestId("keys-mine").waitFor();
+  await clerk.getByTestId("keys-owner-only").filter({ hasText: "Only an owner key adds or removes keys. This browser's key is a payer key" }).waitFor();
+  assert.equal(await clerk.getByTestId("keys-submit").count(), 0);
+  assert.equal(await clerk.getByTestId("keys-remove").count(), 0);
+  await photograph(clerk, "keys-payer-en");
   await open(alice, "overview");
 
   // Fees, set with the wallet while the pages are open: the association's own account, a
@@ -714,7 +807,7 @@ try {
   await alice.getByTestId("proof-check").click();
   await alice.getByTestId("proof-result").filter({ hasText: "History rewritten" }).waitFor();
 
-  console.log(JSON.stringify({ alice_pubkey: alicePubkey, bob_pubkey: bobPubkey, carol_pubkey: carolPubkey, clerk_pubkey: clerkPubkey, fee_period: lastMonth }));
+  console.log(JSON.stringify({ alice_pubkey: alicePubkey, bob_pubkey: bobPubkey, carol_pubkey: carolPubkey, clerk_pubkey: clerkPubkey, driver_pubkey: driverPubkey, fee_period: lastMonth }));
 } catch (e) {
   // What each page showed when the scenario failed, for the test's output and artefacts.
   for (const [name, page] of pages) {
