@@ -56,7 +56,7 @@ export const MESSAGES = {
     "pay.title": "Pay another firm",
     "pay.to": "Payee (the firm's handle)",
     "pay.amount": "Amount ({currency})",
-    "pay.amountHint": "For example 125.50 or 1 250,50. An amount that reads two ways (10,00) is refused.",
+    "pay.amountHint": "For example 125.50 or 1,250.50. An amount that reads two ways (10,00 or 1,500) is refused.",
     "pay.memo": "Memo (optional)",
     "pay.review": "Review the payment",
     "pay.confirmTitle": "You are about to sign this payment",
