@@ -377,3 +377,29 @@ pub fn http_get(url: &str) -> (u16, String) {
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
     (status, body.to_string())
 }
+
+/// A key file made by `cercle keygen`, and its public key in hex.
+pub struct Key {
+    pub path: PathBuf,
+    pub pubkey: String,
+}
+
+/// Makes `DIR/NAME.key` with the real wallet (`cercle keygen`: no node is needed).
+pub fn keygen(dir: &Path, name: &str) -> Key {
+    let path = dir.join(format!("{name}.key"));
+    let out = cercle("http://127.0.0.1:1", None, &["keygen", "--out", path.to_str().unwrap()]).ok();
+    let pubkey = out.stdout.split_whitespace().last().expect("public key").to_string();
+    assert_eq!(pubkey.len(), 64, "keygen prints the public key in hex: {}", out.stdout);
+    Key { path, pubkey }
+}
+
+/// Asserts that a command's stdout or stderr says `needle`, showing both otherwise.
+#[track_caller]
+pub fn assert_mentions(out: &CliOutput, needle: &str) {
+    assert!(
+        out.stderr.contains(needle) || out.stdout.contains(needle),
+        "expected {needle:?}\nstdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+}

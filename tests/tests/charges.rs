@@ -7,33 +7,10 @@
 //! with every balance the ledger's and a total of zero.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use cercle_e2e::{CliOutput, Node, cercle};
-
-struct Key {
-    path: PathBuf,
-    pubkey: String,
-}
-
-fn keygen(url: &str, dir: &Path, name: &str) -> Key {
-    let path = dir.join(format!("{name}.key"));
-    let out = cercle(url, None, &["keygen", "--out", path.to_str().unwrap()]).ok();
-    let pubkey = out.stdout.split_whitespace().last().expect("public key").to_string();
-    assert_eq!(pubkey.len(), 64, "keygen prints the public key in hex: {}", out.stdout);
-    Key { path, pubkey }
-}
-
-#[track_caller]
-fn assert_mentions(out: &CliOutput, needle: &str) {
-    assert!(
-        out.stderr.contains(needle) || out.stdout.contains(needle),
-        "expected {needle:?}\nstdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-}
+use cercle_e2e::{Node, assert_mentions, cercle, keygen};
 
 fn balance_minor(url: &str, key: &Path, account: &str) -> i64 {
     let out = cercle(url, Some(key), &["--json", "balance", account]).ok().json();
@@ -53,10 +30,10 @@ fn a_month_is_charged_once_with_every_firm_listed_and_replayed() {
     let mut node = Node::init_and_start(&data, &[]);
     let url = node.url();
     let admin = data.join("admin.key");
-    let alice = keygen(&url, tmp.path(), "alice");
-    let bob = keygen(&url, tmp.path(), "bob");
-    let carol = keygen(&url, tmp.path(), "carol");
-    let association = keygen(&url, tmp.path(), "association");
+    let alice = keygen(tmp.path(), "alice");
+    let bob = keygen(tmp.path(), "bob");
+    let carol = keygen(tmp.path(), "carol");
+    let association = keygen(tmp.path(), "association");
     // The README's firms ("Admitting firms") and the association's account ("Fees").
     register(
         &url,
@@ -89,7 +66,7 @@ fn a_month_is_charged_once_with_every_firm_listed_and_replayed() {
         &["admin", "profile", "bob-mill", "--size-class", "10-49", "--reason", "12 employees"],
     )
     .ok();
-    let dan = keygen(&url, tmp.path(), "dan");
+    let dan = keygen(tmp.path(), "dan");
     cercle(
         &url,
         admin,

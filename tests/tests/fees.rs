@@ -4,32 +4,9 @@
 //! credit limit binding the amount and the levy together, a schedule out of bounds refused,
 //! the schedule surviving a restart, and the auditor's replay recomputing every levy.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cercle_e2e::{CliOutput, Node, cercle};
-
-struct Key {
-    path: PathBuf,
-    pubkey: String,
-}
-
-fn keygen(url: &str, dir: &Path, name: &str) -> Key {
-    let path = dir.join(format!("{name}.key"));
-    let out = cercle(url, None, &["keygen", "--out", path.to_str().unwrap()]).ok();
-    let pubkey = out.stdout.split_whitespace().last().expect("public key").to_string();
-    assert_eq!(pubkey.len(), 64, "keygen prints the public key in hex: {}", out.stdout);
-    Key { path, pubkey }
-}
-
-#[track_caller]
-fn assert_mentions(out: &CliOutput, needle: &str) {
-    assert!(
-        out.stderr.contains(needle) || out.stdout.contains(needle),
-        "expected {needle:?}\nstdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-}
+use cercle_e2e::{Node, assert_mentions, cercle, keygen};
 
 fn balance_minor(url: &str, key: &Path, account: &str) -> i64 {
     let out = cercle(url, Some(key), &["--json", "balance", account]).ok().json();
@@ -43,8 +20,8 @@ fn a_levy_is_shown_charged_in_the_same_entry_and_replayed() {
     let mut node = Node::init_and_start(&data, &[]);
     let url = node.url();
     let admin = data.join("admin.key");
-    let alice = keygen(&url, tmp.path(), "alice");
-    let bob = keygen(&url, tmp.path(), "bob");
+    let alice = keygen(tmp.path(), "alice");
+    let bob = keygen(tmp.path(), "bob");
     // The README's firms, as "Admitting firms" registers them.
     cercle(
         &url,
@@ -70,7 +47,7 @@ fn a_levy_is_shown_charged_in_the_same_entry_and_replayed() {
     .ok();
 
     // The walkthrough.
-    let association = keygen(&url, tmp.path(), "association");
+    let association = keygen(tmp.path(), "association");
     cercle(
         &url,
         Some(&admin),

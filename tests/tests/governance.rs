@@ -4,32 +4,9 @@
 //! already on another account refused without `--allow-shared-key`. Each ends with the
 //! auditor's replay.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cercle_e2e::{CliOutput, Node, cercle};
-
-struct Key {
-    path: PathBuf,
-    pubkey: String,
-}
-
-fn keygen(url: &str, dir: &Path, name: &str) -> Key {
-    let path = dir.join(format!("{name}.key"));
-    let out = cercle(url, None, &["keygen", "--out", path.to_str().unwrap()]).ok();
-    let pubkey = out.stdout.split_whitespace().last().expect("public key").to_string();
-    assert_eq!(pubkey.len(), 64, "keygen prints the public key in hex: {}", out.stdout);
-    Key { path, pubkey }
-}
-
-#[track_caller]
-fn assert_mentions(out: &CliOutput, needle: &str) {
-    assert!(
-        out.stderr.contains(needle) || out.stdout.contains(needle),
-        "expected {needle:?}\nstdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-}
+use cercle_e2e::{CliOutput, Key, Node, assert_mentions, cercle, keygen};
 
 fn register(url: &str, admin: &Path, account: &str, key: &Key, extra: &[&str]) -> CliOutput {
     let mut args = vec!["admin", "register", account, "--pubkey", &key.pubkey, "--credit-limit", "100"];
@@ -70,9 +47,9 @@ fn roles_change_after_init_and_reads_follow_them() {
     let mut node = Node::start(&data);
     let url = node.url();
     let admin = data.join("admin.key");
-    let auditor = keygen(&url, tmp.path(), "auditor");
-    let second = keygen(&url, tmp.path(), "second-admin");
-    let firm = keygen(&url, tmp.path(), "firm");
+    let auditor = keygen(tmp.path(), "auditor");
+    let second = keygen(tmp.path(), "second-admin");
+    let firm = keygen(tmp.path(), "firm");
     register(&url, &admin, "alice-bakery", &firm, &[]).ok();
 
     // Before it is an auditor, the key reads nothing but its own.
@@ -148,8 +125,8 @@ fn a_closed_account_is_closed_for_good() {
     let mut node = Node::init_and_start(&data, &[]);
     let url = node.url();
     let admin = data.join("admin.key");
-    let alice = keygen(&url, tmp.path(), "alice");
-    let bob = keygen(&url, tmp.path(), "bob");
+    let alice = keygen(tmp.path(), "alice");
+    let bob = keygen(tmp.path(), "bob");
     register(&url, &admin, "alice-bakery", &alice, &[]).ok();
     register(&url, &admin, "bob-mill", &bob, &[]).ok();
     cercle(&url, Some(&alice.path), &["pay", "--from", "alice-bakery", "bob-mill", "12.50"]).ok();
@@ -243,8 +220,8 @@ fn a_shared_key_needs_the_flag() {
     let node = Node::init_and_start(&data, &[]);
     let url = node.url();
     let admin = data.join("admin.key");
-    let accountant = keygen(&url, tmp.path(), "accountant");
-    let own = keygen(&url, tmp.path(), "own");
+    let accountant = keygen(tmp.path(), "accountant");
+    let own = keygen(tmp.path(), "own");
     register(&url, &admin, "alice-bakery", &accountant, &[]).ok();
 
     // The same key on a second account: refused, naming the account to the administrator.
@@ -301,13 +278,12 @@ fn a_shared_key_needs_the_flag() {
 fn sensitive_acts_need_the_quorum_and_cosigning_gathers_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let url0 = "http://127.0.0.1:1";
-    let board_a = keygen(url0, tmp.path(), "board-a");
-    let board_b = keygen(url0, tmp.path(), "board-b");
-    let auditor = keygen(url0, tmp.path(), "auditor");
-    let alice = keygen(url0, tmp.path(), "alice");
-    let bob = keygen(url0, tmp.path(), "bob");
-    let reserve = keygen(url0, tmp.path(), "reserve");
+    let board_a = keygen(tmp.path(), "board-a");
+    let board_b = keygen(tmp.path(), "board-b");
+    let auditor = keygen(tmp.path(), "auditor");
+    let alice = keygen(tmp.path(), "alice");
+    let bob = keygen(tmp.path(), "bob");
+    let reserve = keygen(tmp.path(), "reserve");
     let init = std::process::Command::new(cercle_e2e::binary("cercle-node"))
         .args(["init", "--data-dir"])
         .arg(&data)

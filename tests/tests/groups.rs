@@ -4,31 +4,9 @@
 //! overview saying where each limit comes from, across a restart (the checkpoint and a
 //! rebuild from the log), ending with the auditor's replay.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cercle_e2e::{CliOutput, Node, cercle};
-
-struct Key {
-    path: PathBuf,
-    pubkey: String,
-}
-
-fn keygen(url: &str, dir: &Path, name: &str) -> Key {
-    let path = dir.join(format!("{name}.key"));
-    let out = cercle(url, None, &["keygen", "--out", path.to_str().unwrap()]).ok();
-    let pubkey = out.stdout.split_whitespace().last().expect("public key").to_string();
-    Key { path, pubkey }
-}
-
-#[track_caller]
-fn assert_mentions(out: &CliOutput, needle: &str) {
-    assert!(
-        out.stderr.contains(needle) || out.stdout.contains(needle),
-        "expected {needle:?}\nstdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-}
+use cercle_e2e::{Node, assert_mentions, cercle, keygen};
 
 /// `eve-press`'s balance as JSON, read with `key`.
 fn balance(url: &str, key: &Path) -> serde_json::Value {
@@ -42,8 +20,8 @@ fn members_follow_their_groups_limits_as_the_readme_says() {
     let mut node = Node::init_and_start(&data, &[]);
     let url = node.url();
     let admin = data.join("admin.key");
-    let bob = keygen(&url, tmp.path(), "bob");
-    let eve = keygen(&url, tmp.path(), "eve");
+    let bob = keygen(tmp.path(), "bob");
+    let eve = keygen(tmp.path(), "eve");
     cercle(
         &url,
         Some(&admin),

@@ -5,21 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use cercle_e2e::{CliOutput, Node, cercle};
+use cercle_e2e::{Node, assert_mentions, cercle};
 
 struct Firm {
     name: &'static str,
     key: PathBuf,
-}
-
-#[track_caller]
-fn assert_mentions(out: &CliOutput, needle: &str) {
-    assert!(
-        out.stderr.contains(needle) || out.stdout.contains(needle),
-        "expected {needle:?}\nstdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
 }
 
 fn firm(url: &str, dir: &Path, admin: &Path, name: &'static str) -> Firm {

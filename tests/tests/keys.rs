@@ -6,32 +6,9 @@
 //! (text and JSON) with what the payer paid today; the last owner key kept; a key removed;
 //! all of it across a restart, then the auditor's replay.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cercle_e2e::{CliOutput, Node, cercle};
-
-struct Key {
-    path: PathBuf,
-    pubkey: String,
-}
-
-fn keygen(url: &str, dir: &Path, name: &str) -> Key {
-    let path = dir.join(format!("{name}.key"));
-    let out = cercle(url, None, &["keygen", "--out", path.to_str().unwrap()]).ok();
-    let pubkey = out.stdout.split_whitespace().last().expect("public key").to_string();
-    assert_eq!(pubkey.len(), 64, "keygen prints the public key in hex: {}", out.stdout);
-    Key { path, pubkey }
-}
-
-#[track_caller]
-fn assert_mentions(out: &CliOutput, needle: &str) {
-    assert!(
-        out.stderr.contains(needle) || out.stdout.contains(needle),
-        "expected {needle:?}\nstdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-}
+use cercle_e2e::{CliOutput, Node, assert_mentions, cercle, keygen};
 
 fn balance(url: &str, key: &Path, account: &str) -> i64 {
     let b = cercle(url, Some(key), &["--json", "balance", account]).ok().json();
@@ -75,15 +52,15 @@ fn employee_keys_sign_what_their_roles_allow() {
     let admin = data.join("admin.key");
     let info = cercle(&url, Some(&admin), &["--json", "info"]).ok().json();
     assert_eq!(info["day_offset"], "+01:00", "{info}");
-    let alice = keygen(&url, tmp.path(), "alice-new");
-    let bob = keygen(&url, tmp.path(), "bob");
+    let alice = keygen(tmp.path(), "alice-new");
+    let bob = keygen(tmp.path(), "bob");
     for (account, key) in [("alice-bakery", &alice), ("bob-mill", &bob)] {
         let args = ["admin", "register", account, "--pubkey", &key.pubkey, "--credit-limit", "5000"];
         cercle(&url, Some(&admin), &args).ok();
     }
 
     // The README: a payer key with its caps.
-    let clerk = keygen(&url, tmp.path(), "alice-clerk");
+    let clerk = keygen(tmp.path(), "alice-clerk");
     let add = [
         "key",
         "add",
@@ -149,7 +126,7 @@ fn employee_keys_sign_what_their_roles_allow() {
     assert_mentions(&out, "PENDING_PAYMENTS_OPEN, code 97");
 
     // A viewer reads and signs nothing.
-    let books = keygen(&url, tmp.path(), "alice-books");
+    let books = keygen(tmp.path(), "alice-books");
     let add = ["key", "add", "alice-bakery", "--pubkey", &books.pubkey, "--role", "viewer"];
     cercle(&url, Some(&alice.path), &add).ok();
     assert_eq!(balance(&url, &books.path, "alice-bakery"), -330_000);
@@ -165,7 +142,7 @@ fn employee_keys_sign_what_their_roles_allow() {
     assert_mentions(&out, "KEY_ROLE_NOT_ALLOWED, code 90");
 
     // An invoicer issues and cancels; only an owner accepts an invoice.
-    let sales = keygen(&url, tmp.path(), "bob-sales");
+    let sales = keygen(tmp.path(), "bob-sales");
     cercle(
         &url,
         Some(&bob.path),

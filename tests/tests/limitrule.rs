@@ -16,19 +16,9 @@ use cercle_core::sign::Keypair;
 use cercle_core::{
     AccountId, GroupLimits, GroupName, Ledger, OpKind, Operation, OperationId, RegisterAccount, Transfer,
 };
-use cercle_e2e::{CliOutput, Node, cercle, read_key};
+use cercle_e2e::{Node, assert_mentions, cercle, read_key};
 
 const DAY_MS: u64 = 86_400_000;
-
-#[track_caller]
-fn assert_mentions(out: &CliOutput, needle: &str) {
-    assert!(
-        out.stderr.contains(needle) || out.stdout.contains(needle),
-        "expected {needle:?}\nstdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-}
 
 fn keygen(url: &str, dir: &Path, name: &str) -> (PathBuf, Keypair) {
     let path = dir.join(format!("{name}.key"));

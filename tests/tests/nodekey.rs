@@ -7,32 +7,9 @@
 //! backup restores with the key in force only. A rotation to a key the node lacks, to the
 //! key in force and back to a key used before are refused, each with its number.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cercle_e2e::{CliOutput, Node, cercle};
-
-struct Key {
-    path: PathBuf,
-    pubkey: String,
-}
-
-fn keygen(url: &str, dir: &Path, name: &str) -> Key {
-    let path = dir.join(format!("{name}.key"));
-    let out = cercle(url, None, &["keygen", "--out", path.to_str().unwrap()]).ok();
-    let pubkey = out.stdout.split_whitespace().last().expect("public key").to_string();
-    assert_eq!(pubkey.len(), 64, "keygen prints the public key in hex: {}", out.stdout);
-    Key { path, pubkey }
-}
-
-#[track_caller]
-fn assert_mentions(out: &CliOutput, needle: &str) {
-    assert!(
-        out.stderr.contains(needle) || out.stdout.contains(needle),
-        "expected {needle:?}\nstdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-}
+use cercle_e2e::{CliOutput, Key, Node, assert_mentions, cercle, keygen};
 
 fn node_cmd(args: &[&str]) -> std::process::Output {
     std::process::Command::new(cercle_e2e::binary("cercle-node")).args(args).output().unwrap()
@@ -82,11 +59,10 @@ fn the_node_key_rotates_under_the_quorum_and_every_verifier_follows() {
     let dir = tmp.path();
     let data = dir.join("cercle-data");
     let data_s = data.to_str().unwrap();
-    let url0 = "http://127.0.0.1:1";
-    let board_a = keygen(url0, dir, "board-a");
-    let board_b = keygen(url0, dir, "board-b");
-    let alice = keygen(url0, dir, "alice");
-    let bob = keygen(url0, dir, "bob");
+    let board_a = keygen(dir, "board-a");
+    let board_b = keygen(dir, "board-b");
+    let alice = keygen(dir, "alice");
+    let bob = keygen(dir, "bob");
     let mut node = Node::init_and_start(
         &data,
         &["--admin-pubkey", &board_a.pubkey, "--admin-pubkey", &board_b.pubkey, "--quorum", "2"],
@@ -114,7 +90,7 @@ fn the_node_key_rotates_under_the_quorum_and_every_verifier_follows() {
     assert_eq!(verified["valid"], true, "{verified}");
 
     // A key the node does not hold is refused before the log.
-    let stranger = keygen(&url, dir, "stranger");
+    let stranger = keygen(dir, "stranger");
     let out = cercle(
         &url,
         Some(&board_a.path),

@@ -15,33 +15,10 @@
 //! export shows the same accounts and keeps serving.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cercle_e2e::{CliOutput, Node, cercle};
+use cercle_e2e::{CliOutput, Key, Node, assert_mentions, cercle, keygen};
 use prost::Message;
-
-struct Key {
-    path: PathBuf,
-    pubkey: String,
-}
-
-fn keygen(dir: &Path, name: &str) -> Key {
-    let path = dir.join(format!("{name}.key"));
-    let out = cercle("http://127.0.0.1:1", None, &["keygen", "--out", path.to_str().unwrap()]).ok();
-    let pubkey = out.stdout.split_whitespace().last().expect("public key").to_string();
-    assert_eq!(pubkey.len(), 64, "keygen prints the public key in hex: {}", out.stdout);
-    Key { path, pubkey }
-}
-
-#[track_caller]
-fn assert_mentions(out: &CliOutput, needle: &str) {
-    assert!(
-        out.stderr.contains(needle) || out.stdout.contains(needle),
-        "expected {needle:?}\nstdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-}
 
 fn node_cmd(args: &[&str]) -> std::process::Output {
     std::process::Command::new(cercle_e2e::binary("cercle-node")).args(args).output().unwrap()
